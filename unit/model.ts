@@ -1,0 +1,142 @@
+/**
+ * The unit-file language's data model: what `parseUnit` produces and every other part of
+ * Flotilla (planner, agent, API) consumes. Plain data, no behaviour, so it can cross module
+ * boundaries and be built by test factories.
+ */
+
+/** Desired and derived unit states, fleet's three. */
+export type UnitStateName = 'inactive' | 'loaded' | 'launched';
+
+/** One `Key=Value` line (after continuation lines are joined). */
+export interface UnitEntry {
+  readonly key: string;
+  readonly value: string;
+  /** 1-based line of the key in the file. */
+  readonly line: number;
+}
+
+/** One `[Section]` with its entries in file order; repeated keys appear repeatedly. */
+export interface UnitSection {
+  readonly name: string;
+  readonly line: number;
+  readonly entries: readonly UnitEntry[];
+}
+
+/** The systemd syntax of a file, before any meaning is given to keys. */
+export interface UnitFileSyntax {
+  readonly sections: readonly UnitSection[];
+}
+
+/** A parsed unit name: `web@3.service` is prefix `web`, instance `3`, type `service`. */
+export interface UnitName {
+  /** The full name, e.g. `web@3.service`. */
+  readonly name: string;
+  /** The part before `@` (or before the type suffix when there is no `@`). */
+  readonly prefix: string;
+  /** The instance after `@`; empty for a template (`web@.service`) and for plain units. */
+  readonly instance: string;
+  /** The unit type without the dot, e.g. `service`. */
+  readonly type: string;
+  /** `web@.service`: can only be started through instances. */
+  readonly isTemplate: boolean;
+  /** `web@3.service`. */
+  readonly isInstance: boolean;
+  /** For instances and templates, the template's name (`web@.service`); otherwise empty. */
+  readonly template: string;
+}
+
+/**
+ * MachineMetadata requirements: every key must match (AND), and for one key any of its
+ * values may (OR). `region=eu region=us disk=ssd` is `{region: [eu, us], disk: [ssd]}`.
+ */
+export type MetadataRequirement = ReadonlyMap<string, readonly string[]>;
+
+/** The `[X-Fleet]` section, with fleet's old names folded into the new ones. */
+export interface FleetOptions {
+  /** Full machine id or a unique prefix of one; empty when unset. */
+  readonly machineId: string;
+  readonly machineMetadata: MetadataRequirement;
+  /** Unit names this unit must share a machine with (all of them). */
+  readonly machineOf: readonly string[];
+  /** Globs of unit names this unit may never share a machine with. */
+  readonly conflicts: readonly string[];
+  readonly global: boolean;
+  /** Globs of unit names this unit displaces from its machine. */
+  readonly replaces: readonly string[];
+  /** At most this many instances of the same template per machine; 0 means no cap. */
+  readonly maxPerMachine: number;
+  /** Spread instances of the same template evenly over this metadata key; empty when unset. */
+  readonly spreadBy: string;
+  /** At-most-once: stop this long (ms) after the agent's last renewed lease; 0 means never. */
+  readonly stopOnDisconnectMs: number;
+}
+
+/** What a unit reserves on its machine, and the limits of its container. 0 means unlimited. */
+export interface ResourceRequest {
+  readonly cpuMillicores: number;
+  readonly memoryBytes: number;
+  readonly tasks: number;
+}
+
+/**
+ * One exec line (`ExecStart=` and friends). Arguments keep `$VAR`/`${VAR}` references: they
+ * are expanded by the agent against the unit's environment when the command runs.
+ */
+export interface ExecCommand {
+  /** The program as written (after the prefixes are stripped). */
+  readonly path: string;
+  /** argv, argv[0] included (replaced by the `@` prefix's second word when given). */
+  readonly argv: readonly string[];
+  /** `-` prefix: a failing exit status is not a failure. */
+  readonly ignoreFailure: boolean;
+  /** `+` prefix: runs with full privileges (outside the User= switch). */
+  readonly privileged: boolean;
+  /** 1-based line of the key in the file. */
+  readonly line: number;
+}
+
+export type ServiceType = 'simple' | 'exec' | 'oneshot';
+export type RestartPolicy = 'no' | 'on-failure' | 'always';
+
+/** A file named by `EnvironmentFile=`; `-path` means a missing file is not an error. */
+export interface EnvironmentFileRef {
+  readonly path: string;
+  readonly optional: boolean;
+}
+
+/** The `[Service]` section. Durations are milliseconds. */
+export interface ServiceOptions {
+  readonly type: ServiceType;
+  readonly execStartPre: readonly ExecCommand[];
+  readonly execStart: readonly ExecCommand[];
+  readonly execStartPost: readonly ExecCommand[];
+  readonly execStop: readonly ExecCommand[];
+  readonly execStopPost: readonly ExecCommand[];
+  readonly restart: RestartPolicy;
+  readonly restartSecMs: number;
+  readonly timeoutStopSecMs: number;
+  /** Signal name such as `SIGTERM`. */
+  readonly killSignal: string;
+  /** `Environment=` assignments in order; later ones win. */
+  readonly environment: readonly (readonly [string, string])[];
+  readonly environmentFiles: readonly EnvironmentFileRef[];
+  /** Empty when unset. */
+  readonly workingDirectory: string;
+  /** Empty when unset (the agent's own user). */
+  readonly user: string;
+  /** Empty when unset (the default rootfs of the runtime). */
+  readonly rootDirectory: string;
+  readonly privateNetwork: boolean;
+  readonly resources: ResourceRequest;
+}
+
+/** A unit file with all meaning resolved, for one concrete name (specifiers expanded). */
+export interface UnitDefinition {
+  readonly name: UnitName;
+  readonly description: string;
+  readonly fleet: FleetOptions;
+  readonly service: ServiceOptions;
+  /** Stable content hash of the file text (see hash.ts). */
+  readonly hash: string;
+  readonly syntax: UnitFileSyntax;
+}

@@ -10,12 +10,15 @@ export default tseslint.config(
     files: ['**/*.ts'],
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
     },
   },
   {
     files: ['**/*.js', '**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
   {
     // The planner is a pure function of a snapshot: it must stay replayable and benchmarkable
@@ -29,8 +32,14 @@ export default tseslint.config(
             { group: ['etcd3', 'etcd3/*'], message: 'The planner is pure: no etcd.' },
             { group: ['@grpc/*'], message: 'The planner is pure: no gRPC.' },
             { group: ['pino', 'pino/*'], message: 'The planner is pure: no logging.' },
-            { group: ['node:timers', 'node:timers/*', 'timers', 'timers/*'], message: 'The planner is pure: no timers.' },
-            { group: ['**/store/**', '**/proto/**'], message: 'The planner is pure: no store or wire types.' },
+            {
+              group: ['node:timers', 'node:timers/*', 'timers', 'timers/*'],
+              message: 'The planner is pure: no timers.',
+            },
+            {
+              group: ['**/store/**', '**/proto/**'],
+              message: 'The planner is pure: no store or wire types.',
+            },
           ],
         },
       ],
@@ -43,7 +52,11 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'The planner is pure: time is an input.' },
-        { object: 'Math', property: 'random', message: 'The planner is pure: the seed is an input.' },
+        {
+          object: 'Math',
+          property: 'random',
+          message: 'The planner is pure: the seed is an input.',
+        },
       ],
     },
   },

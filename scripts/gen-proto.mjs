@@ -41,7 +41,9 @@ try {
     { stdio: 'inherit' },
   );
   const genDir = join(out, 'flotilla', 'v1');
-  const generated = readdirSync(genDir).filter((f) => f.endsWith('.ts')).sort();
+  const generated = readdirSync(genDir)
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
   if (check) {
     const stale = generated.filter((f) => {
       let committed = '';

@@ -1,0 +1,19 @@
+/** The test kit: a real etcd per test file, per-test prefixes, polling asserts, factories. */
+export {
+  assertEventually,
+  EventuallyTimeoutError,
+  sleep,
+  type EventuallyOptions,
+} from './eventually.js';
+export { startEtcd, type EtcdServer } from './etcd.js';
+export {
+  GIB,
+  makeMachine,
+  makeUnit,
+  unitText,
+  type MachineOverrides,
+  type SectionValues,
+  type UnitTextOptions,
+} from './factories.js';
+export { freePort, freePorts } from './ports.js';
+export { uniquePrefix } from './prefix.js';

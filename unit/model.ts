@@ -83,7 +83,10 @@ export interface ResourceRequest {
  * are expanded by the agent against the unit's environment when the command runs.
  */
 export interface ExecCommand {
-  /** The program as written (after the prefixes are stripped). */
+  /**
+   * The program as written (after the prefixes are stripped): an absolute path, or a bare
+   * name (no `/`) that the agent resolves against `PATH`, like systemd >= 239.
+   */
   readonly path: string;
   /** argv, argv[0] included (replaced by the `@` prefix's second word when given). */
   readonly argv: readonly string[];
@@ -114,13 +117,14 @@ export interface ServiceOptions {
   readonly execStopPost: readonly ExecCommand[];
   readonly restart: RestartPolicy;
   readonly restartSecMs: number;
+  /** 0 means no timeout (systemd's `TimeoutStopSec=0` and `infinity`). */
   readonly timeoutStopSecMs: number;
   /** Signal name such as `SIGTERM`. */
   readonly killSignal: string;
   /** `Environment=` assignments in order; later ones win. */
   readonly environment: readonly (readonly [string, string])[];
   readonly environmentFiles: readonly EnvironmentFileRef[];
-  /** Empty when unset. */
+  /** Empty when unset. As written: an absolute path or `~`, optionally `-`-prefixed (missing is OK). */
   readonly workingDirectory: string;
   /** Empty when unset (the agent's own user). */
   readonly user: string;

@@ -1,0 +1,103 @@
+/**
+ * A unit file, for one concrete name, to a `UnitDefinition`: the entry point the API, the
+ * planner's tests and the agent call. `parseUnit` throws the first problem;
+ * `validateUnitFile` returns them all (for `flotctl verify` and for API error details).
+ */
+import { UnitError } from './errors.js';
+import { parseFleetSection } from './fleet.js';
+import { hashSyntax } from './hash.js';
+import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
+import { parseUnitName } from './names.js';
+import { parseServiceSection } from './service.js';
+import { expandSpecifiers } from './specifiers.js';
+import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
+
+interface Analysis {
+  readonly unit: UnitDefinition | null;
+  readonly errors: readonly UnitError[];
+}
+
+/**
+ * Parse `text` as the unit `name`. `name` may be an instance (`web@3.service`) while `text`
+ * is its template's file: specifiers expand for the instance, and the hash is the file's.
+ * Throws the first `UnitError` (an invalid name first, then by line), with `file` set to
+ * `name`.
+ */
+export function parseUnit(name: string, text: string): UnitDefinition {
+  const { unit, errors } = analyse(name, text);
+  const first = errors[0];
+  if (first !== undefined) throw first;
+  if (unit === null) throw new UnitError('syntax', 'the unit could not be parsed', { file: name });
+  return unit;
+}
+
+/**
+ * Every problem found in `text` as the unit `name`: empty when `parseUnit` would succeed.
+ * Name problems come first, then the rest by line (problems without a line last). When the
+ * syntax is broken only syntax problems are reported, since meaning-level ones would follow
+ * from them and only confuse.
+ */
+export function validateUnitFile(name: string, text: string): UnitError[] {
+  return [...analyse(name, text).errors];
+}
+
+/** A stand-in for an invalid name, so the file's other problems can still be found. */
+function looseName(name: string): UnitName {
+  return {
+    name,
+    prefix: name,
+    instance: '',
+    type: '',
+    isTemplate: false,
+    isInstance: false,
+    template: '',
+  };
+}
+
+function analyse(name: string, text: string): Analysis {
+  const nameErrors: UnitError[] = [];
+  let unitName: UnitName;
+  try {
+    unitName = parseUnitName(name);
+  } catch (err) {
+    if (!(err instanceof UnitError)) throw err;
+    nameErrors.push(err);
+    unitName = looseName(name);
+  }
+  const { syntax, errors: syntaxErrors } = parseSyntaxCollecting(text);
+  if (syntaxErrors.length > 0) return done(null, nameErrors, [...syntaxErrors], name);
+  const errors: UnitError[] = [];
+  const description = describe(syntax, unitName);
+  const service = parseServiceSection(sectionEntries(syntax, 'Service'), unitName, errors);
+  const fleet = parseFleetSection(sectionEntries(syntax, 'X-Fleet'), unitName, errors);
+  const unit: UnitDefinition = {
+    name: unitName,
+    description,
+    fleet,
+    service,
+    hash: hashSyntax(syntax),
+    syntax,
+  };
+  return done(unit, nameErrors, errors, name);
+}
+
+function done(
+  unit: UnitDefinition | null,
+  nameErrors: readonly UnitError[],
+  errors: UnitError[],
+  file: string,
+): Analysis {
+  const order = (e: UnitError): number => (e.line === 0 ? Number.MAX_SAFE_INTEGER : e.line);
+  errors.sort((a, b) => order(a) - order(b));
+  const all = [...nameErrors, ...errors].map((e) => e.withFile(file));
+  return { unit: all.length === 0 ? unit : null, errors: all };
+}
+
+/** `[Unit] Description=`, the last one winning, specifiers expanded. */
+function describe(syntax: UnitFileSyntax, name: UnitName): string {
+  let description = '';
+  for (const e of sectionEntries(syntax, 'Unit')) {
+    if (e.key === 'Description') description = expandSpecifiers(e.value, name);
+  }
+  return description;
+}

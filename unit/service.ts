@@ -1,0 +1,240 @@
+/**
+ * The `[Service]` section: how the agent runs a unit. Defaults follow systemd (RestartSec
+ * 100ms, TimeoutStopSec 90s, KillSignal SIGTERM). Unknown keys are ignored, as systemd does,
+ * so unit files written for systemd keep working; values of known keys are checked.
+ */
+import { UnitError } from './errors.js';
+import { parseEnvironmentAssignments } from './environment.js';
+import { parseExecLine } from './exec.js';
+import type {
+  EnvironmentFileRef,
+  ExecCommand,
+  RestartPolicy,
+  ServiceOptions,
+  ServiceType,
+  UnitEntry,
+  UnitName,
+} from './model.js';
+import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
+import { signalName } from './signals.js';
+import { expandSpecifiers } from './specifiers.js';
+import { parseTimeSpanMs, timeSpanHint } from './time-span.js';
+import { clipValue, requireBoolean } from './values.js';
+
+/** systemd's defaults for the options Flotilla fills in. */
+export const SERVICE_DEFAULTS = {
+  type: 'simple',
+  restart: 'no',
+  restartSecMs: 100,
+  timeoutStopSecMs: 90_000,
+  killSignal: 'SIGTERM',
+} as const;
+
+const TYPES: readonly ServiceType[] = ['simple', 'exec', 'oneshot'];
+const RESTARTS: readonly RestartPolicy[] = ['no', 'on-failure', 'always'];
+/** systemd values Flotilla does not implement: refused with a pointer to the ones it does. */
+const SYSTEMD_RESTARTS = ['on-success', 'on-abnormal', 'on-watchdog', 'on-abort'];
+
+type ExecKey = 'execStartPre' | 'execStart' | 'execStartPost' | 'execStop' | 'execStopPost';
+const EXEC_KEYS: ReadonlyMap<string, ExecKey> = new Map([
+  ['ExecStartPre', 'execStartPre'],
+  ['ExecStart', 'execStart'],
+  ['ExecStartPost', 'execStartPost'],
+  ['ExecStop', 'execStop'],
+  ['ExecStopPost', 'execStopPost'],
+]);
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type Lists = 'environment' | 'environmentFiles';
+interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | 'resources'> {
+  exec: Record<ExecKey, ExecCommand[]>;
+  environment: (readonly [string, string])[];
+  environmentFiles: EnvironmentFileRef[];
+  cpuMillicores: number;
+  memoryBytes: number;
+  tasks: number;
+}
+
+function invalid(key: string, value: string, expected: string, line: number): UnitError {
+  return new UnitError('invalid-value', `${key}=${clipValue(value)}: ${expected}`, { line });
+}
+
+function span(key: string, value: string, line: number): number {
+  const ms = parseTimeSpanMs(value);
+  if (ms === undefined) throw new UnitError('invalid-value', timeSpanHint(key, value), { line });
+  return ms;
+}
+
+function absolutePath(key: string, value: string, line: number): string {
+  if (!value.startsWith('/')) throw invalid(key, value, 'expected an absolute path', line);
+  return value;
+}
+
+type Handler = (s: State, value: string, line: number, key: string) => void;
+
+/** Interpretations of non-empty values; an empty value resets (see `reset`). */
+const HANDLERS: Readonly<Record<string, Handler>> = {
+  Type(s, v, line, key) {
+    const t = TYPES.find((x) => x === v);
+    if (t === undefined) throw invalid(key, v, `unsupported; use ${TYPES.join(', ')}`, line);
+    s.type = t;
+  },
+  Restart(s, v, line, key) {
+    const r = RESTARTS.find((x) => x === v);
+    if (r === undefined) {
+      const why = SYSTEMD_RESTARTS.includes(v) ? 'not supported by Flotilla' : 'unknown';
+      throw invalid(key, v, `${why}; use ${RESTARTS.join(', ')}`, line);
+    }
+    s.restart = r;
+  },
+  RestartSec(s, v, line, key) {
+    const ms = span(key, v, line);
+    if (ms === Infinity) throw invalid(key, v, 'expected a finite time span', line);
+    s.restartSecMs = ms;
+  },
+  TimeoutStopSec(s, v, line, key) {
+    const ms = span(key, v, line);
+    s.timeoutStopSecMs = ms === Infinity ? 0 : ms;
+  },
+  TimeoutSec(s, v, line, key) {
+    const ms = span(key, v, line);
+    s.timeoutStopSecMs = ms === Infinity ? 0 : ms;
+  },
+  KillSignal(s, v, line, key) {
+    const name = signalName(v);
+    if (name === undefined)
+      throw invalid(key, v, 'expected a signal name (SIGTERM, INT...) or number', line);
+    s.killSignal = name;
+  },
+  Environment(s, v, line, key) {
+    for (const pair of parseEnvironmentAssignments(v, line, key)) s.environment.push(pair);
+  },
+  EnvironmentFile(s, v, line, key) {
+    const optional = v.startsWith('-');
+    const path = absolutePath(key, optional ? v.slice(1) : v, line);
+    s.environmentFiles.push({ path, optional });
+  },
+  WorkingDirectory(s, v, line, key) {
+    const path = v.startsWith('-') ? v.slice(1) : v;
+    if (path !== '~') absolutePath(key, path, line);
+    s.workingDirectory = v;
+  },
+  User(s, v, line, key) {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$/.test(v)) {
+      throw invalid(key, v, 'expected a user name or numeric id', line);
+    }
+    s.user = v;
+  },
+  RootDirectory(s, v, line, key) {
+    s.rootDirectory = absolutePath(key, v, line);
+  },
+  PrivateNetwork(s, v, line, key) {
+    s.privateNetwork = requireBoolean(key, v, line);
+  },
+  MemoryMax(s, v, line, key) {
+    s.memoryBytes = parseMemoryBytes(key, v, line);
+  },
+  MemoryLimit(s, v, line, key) {
+    s.memoryBytes = parseMemoryBytes(key, v, line);
+  },
+  CPUQuota(s, v, line, key) {
+    s.cpuMillicores = parseCpuQuotaMillicores(key, v, line);
+  },
+  TasksMax(s, v, line, key) {
+    s.tasks = parseTasksMax(key, v, line);
+  },
+};
+
+/** Keys whose values get `%n %N %p %i` expanded (systemd expands them in these too). */
+const EXPANDED = new Set([
+  ...EXEC_KEYS.keys(),
+  'Environment',
+  'EnvironmentFile',
+  'WorkingDirectory',
+  'RootDirectory',
+]);
+
+function reset(s: State, key: string): void {
+  const d = SERVICE_DEFAULTS;
+  const exec = EXEC_KEYS.get(key);
+  if (exec !== undefined) s.exec[exec] = [];
+  else if (key === 'Type') s.type = d.type;
+  else if (key === 'Restart') s.restart = d.restart;
+  else if (key === 'RestartSec') s.restartSecMs = d.restartSecMs;
+  else if (key === 'TimeoutStopSec' || key === 'TimeoutSec')
+    s.timeoutStopSecMs = d.timeoutStopSecMs;
+  else if (key === 'KillSignal') s.killSignal = d.killSignal;
+  else if (key === 'Environment') s.environment = [];
+  else if (key === 'EnvironmentFile') s.environmentFiles = [];
+  else if (key === 'WorkingDirectory') s.workingDirectory = '';
+  else if (key === 'User') s.user = '';
+  else if (key === 'RootDirectory') s.rootDirectory = '';
+  else if (key === 'PrivateNetwork') s.privateNetwork = false;
+  else if (key === 'MemoryMax' || key === 'MemoryLimit') s.memoryBytes = 0;
+  else if (key === 'CPUQuota') s.cpuMillicores = 0;
+  else if (key === 'TasksMax') s.tasks = 0;
+}
+
+/**
+ * Interpret `[Service]` entries for the unit `name`. Problems go to `errors` (a missing
+ * ExecStart= has line 0: it is no one line's fault); the result is best-effort.
+ */
+export function parseServiceSection(
+  entries: readonly UnitEntry[],
+  name: UnitName,
+  errors: UnitError[],
+): ServiceOptions {
+  const s: State = {
+    type: SERVICE_DEFAULTS.type,
+    exec: { execStartPre: [], execStart: [], execStartPost: [], execStop: [], execStopPost: [] },
+    restart: SERVICE_DEFAULTS.restart,
+    restartSecMs: SERVICE_DEFAULTS.restartSecMs,
+    timeoutStopSecMs: SERVICE_DEFAULTS.timeoutStopSecMs,
+    killSignal: SERVICE_DEFAULTS.killSignal,
+    environment: [],
+    environmentFiles: [],
+    workingDirectory: '',
+    user: '',
+    rootDirectory: '',
+    privateNetwork: false,
+    cpuMillicores: 0,
+    memoryBytes: 0,
+    tasks: 0,
+  };
+  for (const e of entries) {
+    const exec = EXEC_KEYS.get(e.key);
+    const handler = Object.hasOwn(HANDLERS, e.key) ? HANDLERS[e.key] : undefined;
+    if (exec === undefined && handler === undefined) continue;
+    const value = EXPANDED.has(e.key) ? expandSpecifiers(e.value, name) : e.value;
+    try {
+      if (value === '') reset(s, e.key);
+      else if (exec !== undefined) {
+        for (const cmd of parseExecLine(e.key, value, e.line)) s.exec[exec].push(cmd);
+      } else handler?.(s, value, e.line, e.key);
+    } catch (err) {
+      if (!(err instanceof UnitError)) throw err;
+      errors.push(err);
+    }
+  }
+  checkExecStart(s, errors);
+  const { exec, cpuMillicores, memoryBytes, tasks, ...rest } = s;
+  return { ...rest, ...exec, resources: { cpuMillicores, memoryBytes, tasks } };
+}
+
+function checkExecStart(s: State, errors: UnitError[]): void {
+  const starts = s.exec.execStart;
+  if (starts.length === 0) {
+    errors.push(
+      new UnitError('missing-value', '[Service] has no ExecStart=: a unit needs a command to run'),
+    );
+  } else if (starts.length > 1 && s.type !== 'oneshot') {
+    const second = starts[1] as ExecCommand;
+    errors.push(
+      new UnitError(
+        'invalid-combination',
+        `ExecStart= is given ${starts.length} times, but only Type=oneshot may have more than one (others run exactly one main process)`,
+        { line: second.line },
+      ),
+    );
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * systemd specifiers in unit files: `%n` the full unit name, `%N` the name without its type
+ * suffix, `%p` the prefix (before `@`), `%i` the instance, `%%` a literal `%`. Any other
+ * `%x` is left as written (systemd knows many more, e.g. `%H`, that only mean something on a
+ * machine; the agent may expand them). Expanded once: the result is not scanned again.
+ */
+import type { UnitName } from './model.js';
+
+/** Expand `%n %N %p %i %%` in `value` for the unit `name`. Linear in `value`. */
+export function expandSpecifiers(value: string, name: UnitName): string {
+  if (!value.includes('%')) return value;
+  const out: string[] = [];
+  let last = 0;
+  for (let i = value.indexOf('%'); i >= 0 && i < value.length; i = value.indexOf('%', i)) {
+    const next = value[i + 1];
+    const repl = replacement(next, name);
+    if (repl === undefined) {
+      i += next === undefined ? 1 : 2;
+      continue;
+    }
+    out.push(value.slice(last, i), repl);
+    i += 2;
+    last = i;
+  }
+  out.push(value.slice(last));
+  return out.join('');
+}
+
+function replacement(spec: string | undefined, name: UnitName): string | undefined {
+  switch (spec) {
+    case 'n':
+      return name.name;
+    case 'N':
+      return name.name.slice(0, name.name.length - name.type.length - 1);
+    case 'p':
+      return name.prefix;
+    case 'i':
+      return name.instance;
+    case '%':
+      return '%';
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * `flotctl verify FILE...`: offline validation of unit files, the same checks the API runs
+ * before it writes anything. Prints `FILE:LINE: message` per problem (`FILE: message` when
+ * no one line is at fault); the unit name is the file's basename.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { validateUnitFile } from '../unit/index.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIo, type Verb } from './verb.js';
+
+const HELP = `Usage: flotctl verify FILE...
+
+Check unit files without contacting the cluster. Each file's name (its basename, e.g.
+web@.service) is the unit name it is checked as. Prints FILE:LINE: message for each problem.
+
+Exit status: 0 when every file is valid, 1 when any is not, 2 for a usage error.
+`;
+
+/** The lines `verify` prints for one file; empty when the file is valid. */
+export async function verifyFile(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error';
+    return [`${path}: cannot read the file (${code})`];
+  }
+  return validateUnitFile(basename(path), text).map((e) =>
+    e.line > 0 ? `${path}:${e.line}: ${e.message}` : `${path}: ${e.message}`,
+  );
+}
+
+export const verifyVerb: Verb = {
+  name: 'verify',
+  summary: 'check unit files offline and report every problem with its line',
+  help: HELP,
+  async run(args: readonly string[], io: CliIo): Promise<number> {
+    const { positionals } = parseArgs({
+      args: [...args],
+      options: {},
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length === 0) {
+      io.stderr(`flotctl verify: give at least one unit file\n\n${HELP}`);
+      return EXIT_USAGE;
+    }
+    let failed = false;
+    for (const path of positionals) {
+      const lines = await verifyFile(path);
+      if (lines.length > 0) failed = true;
+      for (const line of lines) io.stdout(`${line}\n`);
+    }
+    return failed ? EXIT_FAILURE : EXIT_OK;
+  },
+};

@@ -17,3 +17,4 @@ export {
 } from './factories.js';
 export { freePort, freePorts } from './ports.js';
 export { uniquePrefix } from './prefix.js';
+export { startProxy, type BlockMode, type TcpProxy } from './proxy.js';

@@ -1,0 +1,350 @@
+/**
+ * WatchCache: a local mirror of one key prefix that consumers can read at any time and
+ * follow change by change. It lists once at revision R, then watches from R+1; after a
+ * dropped watch it resumes from the last applied revision + 1, so every change is applied
+ * exactly once and in order. When that revision is compacted away it lists again and emits
+ * one 'resync' event holding the difference, so consumers still converge on etcd's content.
+ *
+ * Built on the raw etcd watch stream rather than etcd3's Watcher, which moves its resume
+ * revision to the server's current revision when a watch is (re)created and can therefore
+ * skip events that were pending when a second disconnect hits, and which reports compaction
+ * only as an error message.
+ */
+import type { IEvent, IWatchResponse } from 'etcd3';
+import { big, toKeyValue, type KeyValue, type Store } from './client.js';
+import { StoreError, toStoreError } from './errors.js';
+import { prefixRangeEnd } from './keys.js';
+import { Listeners, Waker, type Unsubscribe } from './listeners.js';
+import type { RecordCodec } from './records.js';
+
+/** A cached record with the revisions needed for compare-and-swap. */
+export interface CacheEntry<T> {
+  readonly key: string;
+  readonly value: T;
+  readonly createRevision: bigint;
+  readonly modRevision: bigint;
+  /** 0n when the key has no lease. */
+  readonly lease: bigint;
+}
+
+/**
+ * One change. `revision` is the etcd revision it happened at (the listing's revision for
+ * synthetic ones). `synthetic` marks changes inferred from a re-list, not seen one by one.
+ */
+export type CacheChange<T> =
+  | {
+      readonly type: 'put';
+      readonly key: string;
+      readonly value: T;
+      readonly entry: CacheEntry<T>;
+      /** The value it replaced, if the key existed. */
+      readonly prev?: T;
+      readonly revision: bigint;
+      readonly synthetic: boolean;
+    }
+  | {
+      readonly type: 'delete';
+      readonly key: string;
+      /** The value it had. */
+      readonly prev: T;
+      readonly revision: bigint;
+      readonly synthetic: boolean;
+    };
+
+/**
+ * What listeners receive. A 'resync' follows every listing: the first (`initial`) holds the
+ * whole content as puts; later ones (after compaction) hold what changed while the watch
+ * could not replay it. The cache already reflects a change when its event is emitted.
+ */
+export type CacheEvent<T> =
+  | CacheChange<T>
+  | {
+      readonly type: 'resync';
+      readonly revision: bigint;
+      readonly initial: boolean;
+      readonly changes: readonly CacheChange<T>[];
+    };
+
+/** Options of a {@link WatchCache}. */
+export interface WatchCacheOptions<T> {
+  /** The key prefix to mirror, e.g. `keys.placementsOn(machine)`. */
+  prefix: string;
+  /** Decodes values; a throw (StoreError `corrupt`) drops the key and is reported via onError. */
+  codec: RecordCodec<T>;
+  /** Keys per page of a listing. Default 500. */
+  pageSize?: number;
+  /** First pause before reconnecting a dropped watch or retrying a listing. Default 100 ms. */
+  retryMinMs?: number;
+  /** Longest such pause (the backoff doubles up to it). Default 2000 ms. */
+  retryMaxMs?: number;
+}
+
+type Outcome = 'compacted' | 'dropped' | 'closed';
+
+/**
+ * A list-then-watch mirror of one prefix. Create it, subscribe, then `await ready()`.
+ *
+ * @example
+ *   const cache = new WatchCache(store, { prefix: keys.dir('machine'), codec: codecs.machine });
+ *   cache.on((e) => (e.type === 'delete' ? lost(e.prev) : undefined));
+ *   await cache.ready();
+ */
+export class WatchCache<T> {
+  readonly prefix: string;
+  private readonly codec: RecordCodec<T>;
+  private readonly pageSize: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+  private readonly map = new Map<string, CacheEntry<T>>();
+  private readonly events = new Listeners<CacheEvent<T>>();
+  private readonly errors = new Listeners<StoreError>();
+  private readonly waiters = new Set<{ revision: bigint; resolve: () => void }>();
+  private readonly waker = new Waker();
+  private rev = 0n;
+  private listed = false;
+  private closed = false;
+  private cancelStream: (() => void) | undefined;
+  private readonly loop: Promise<void>;
+  private readonly first: Promise<void>;
+  private settleFirst: ((err?: StoreError) => void) | undefined;
+
+  /** Starts listing and watching at once. */
+  constructor(
+    private readonly store: Store,
+    opts: WatchCacheOptions<T>,
+  ) {
+    this.prefix = opts.prefix;
+    this.codec = opts.codec;
+    this.pageSize = opts.pageSize ?? 500;
+    this.retryMinMs = opts.retryMinMs ?? 100;
+    this.retryMaxMs = opts.retryMaxMs ?? 2_000;
+    this.first = new Promise<void>((resolve, reject) => {
+      this.settleFirst = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    this.first.catch(() => undefined); // a close() before ready is not an unhandled rejection
+    this.loop = this.run();
+  }
+
+  /** Resolves after the first listing is applied; rejects (`closed`) if closed before. */
+  ready(): Promise<void> {
+    return this.first;
+  }
+
+  /** Every change up to this revision is applied (0n before the first listing). */
+  get revision(): bigint {
+    return this.rev;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): CacheEntry<T> | undefined {
+    return this.map.get(key);
+  }
+
+  /** A snapshot of the entries, in key order. */
+  entries(): CacheEntry<T>[] {
+    return [...this.map.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Subscribes to changes, in order, each exactly once. */
+  on(fn: (event: CacheEvent<T>) => void): Unsubscribe {
+    return this.events.on(fn);
+  }
+
+  /** Subscribes to problems the cache recovers from by itself (etcd down, corrupt values). */
+  onError(fn: (error: StoreError) => void): Unsubscribe {
+    return this.errors.on(fn);
+  }
+
+  /**
+   * Resolves once the cache has applied `revision` (e.g. the revision a write under this
+   * prefix returned): read-your-writes. Rejects with `deadline` after `timeoutMs`.
+   */
+  waitFor(revision: bigint, timeoutMs = 20_000): Promise<void> {
+    if (this.rev >= revision) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        revision,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new StoreError('deadline', `cache ${this.prefix} did not reach ${revision}`));
+      }, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Stops watching and releases the watch stream. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.cancelStream?.();
+    this.waker.wake();
+    await this.loop;
+    this.settleFirst?.(new StoreError('closed', `cache ${this.prefix} closed before ready`));
+    this.events.clear();
+    this.errors.clear();
+  }
+
+  private async run(): Promise<void> {
+    let backoff = this.retryMinMs;
+    const pause = async (): Promise<void> => {
+      await this.waker.sleep(backoff);
+      backoff = Math.min(backoff * 2, this.retryMaxMs);
+    };
+    while (!this.closed) {
+      if (!this.listed) {
+        try {
+          await this.relist();
+          backoff = this.retryMinMs;
+        } catch (err) {
+          if (!this.closed) this.errors.emit(toStoreError(err, this.prefix));
+          await pause();
+        }
+        continue;
+      }
+      const outcome = await this.watch(() => (backoff = this.retryMinMs));
+      if (outcome === 'compacted') this.listed = false;
+      else if (outcome === 'dropped') await pause();
+    }
+  }
+
+  /** Lists at one revision and applies the difference to the cache as one 'resync'. */
+  private async relist(): Promise<void> {
+    const initial = this.rev === 0n;
+    const listing = await this.store.list(this.prefix, { pageSize: this.pageSize });
+    if (this.closed) return;
+    const changes: CacheChange<T>[] = [];
+    const seen = new Set<string>();
+    for (const kv of listing.items) {
+      seen.add(kv.key);
+      const old = this.map.get(kv.key);
+      if (old !== undefined && old.modRevision === kv.modRevision) continue;
+      const change = this.applyPut(kv, listing.revision, true);
+      if (change !== undefined) changes.push(change);
+    }
+    for (const key of [...this.map.keys()]) {
+      if (!seen.has(key)) {
+        const change = this.applyDelete(key, listing.revision, true);
+        if (change !== undefined) changes.push(change);
+      }
+    }
+    this.listed = true;
+    this.advance(listing.revision);
+    this.events.emit({ type: 'resync', revision: listing.revision, initial, changes });
+    this.settleFirst?.();
+    this.settleFirst = undefined;
+  }
+
+  /** One watch stream from rev+1 until it drops, is compacted, or the cache closes. */
+  private async watch(onCreated: () => void): Promise<Outcome> {
+    let stream: Awaited<ReturnType<Store['client']['watchClient']['watch']>>;
+    try {
+      stream = await this.store.call(this.prefix, (c) => c.watchClient.watch());
+    } catch (err) {
+      if (!this.closed) this.errors.emit(toStoreError(err, this.prefix));
+      return this.closed ? 'closed' : 'dropped';
+    }
+    return new Promise<Outcome>((resolve) => {
+      let done = false;
+      const finish = (outcome: Outcome, err?: unknown): void => {
+        if (done) return;
+        done = true;
+        this.cancelStream = undefined;
+        stream.cancel(); // ends the RPC, and with it the server-side watcher
+        if (err !== undefined && !this.closed) this.errors.emit(toStoreError(err, this.prefix));
+        resolve(outcome);
+      };
+      this.cancelStream = () => finish('closed');
+      if (this.closed) return finish('closed');
+      stream.on('data', (res: IWatchResponse) => {
+        if (done) return;
+        if (big(res.compact_revision) > 0n) return finish('compacted');
+        if (res.canceled) {
+          return finish(
+            'dropped',
+            new StoreError('unavailable', `watch canceled: ${res.cancel_reason}`),
+          );
+        }
+        if (res.created) onCreated();
+        this.applyEvents(res.events);
+      });
+      stream.on('error', (err) => finish('dropped', err));
+      stream.on('end', () =>
+        finish('dropped', new StoreError('unavailable', 'watch stream ended')),
+      );
+      const start = Buffer.from(this.prefix);
+      stream.write({
+        create_request: {
+          key: start,
+          range_end: prefixRangeEnd(start),
+          start_revision: (this.rev + 1n).toString(),
+          progress_notify: true,
+        },
+      });
+    });
+  }
+
+  private applyEvents(events: readonly IEvent[]): void {
+    let last = this.rev;
+    for (const ev of events) {
+      const kv = toKeyValue(ev.kv);
+      if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
+      const change =
+        String(ev.type).toUpperCase() === 'DELETE'
+          ? this.applyDelete(kv.key, kv.modRevision, false)
+          : this.applyPut(kv, kv.modRevision, false);
+      if (kv.modRevision > last) last = kv.modRevision;
+      if (change !== undefined) this.events.emit(change);
+    }
+    this.advance(last);
+  }
+
+  private applyPut(kv: KeyValue, revision: bigint, synthetic: boolean): CacheChange<T> | undefined {
+    let value: T;
+    try {
+      value = this.codec.decode(kv.key, kv.value);
+    } catch (err) {
+      this.errors.emit(toStoreError(err, kv.key));
+      return this.applyDelete(kv.key, revision, synthetic);
+    }
+    const prev = this.map.get(kv.key);
+    const entry: CacheEntry<T> = {
+      key: kv.key,
+      value,
+      createRevision: kv.createRevision,
+      modRevision: kv.modRevision,
+      lease: kv.lease,
+    };
+    this.map.set(kv.key, entry);
+    const base = { type: 'put' as const, key: kv.key, value, entry, revision, synthetic };
+    return prev === undefined ? base : { ...base, prev: prev.value };
+  }
+
+  private applyDelete(
+    key: string,
+    revision: bigint,
+    synthetic: boolean,
+  ): CacheChange<T> | undefined {
+    const prev = this.map.get(key);
+    if (prev === undefined) return undefined;
+    this.map.delete(key);
+    return { type: 'delete', key, prev: prev.value, revision, synthetic };
+  }
+
+  private advance(revision: bigint): void {
+    if (revision > this.rev) this.rev = revision;
+    for (const waiter of [...this.waiters]) {
+      if (this.rev >= waiter.revision) {
+        this.waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+}

@@ -1,0 +1,296 @@
+/**
+ * The store handle: one etcd3 client, the key layout, and the deadline and fault policy every
+ * call goes through. Other parts of Flotilla open one Store per process and pass it around.
+ */
+import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
+import { StoreError, toStoreError } from './errors.js';
+import { Keys, prefixRangeEnd } from './keys.js';
+import type { RecordCodec } from './records.js';
+
+/** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
+export interface StoreOptions {
+  /** etcd client URLs. Default `['http://127.0.0.1:2379']`. */
+  endpoints?: string | readonly string[];
+  /** Cluster key prefix. Default `/flotilla/`; a trailing slash is added when missing. */
+  prefix?: string;
+  /**
+   * Upper bound on gRPC's reconnect backoff, so a restarted etcd is found again within about
+   * this long. Default 2000 ms.
+   */
+  dialTimeoutMs?: number;
+  /**
+   * Deadline of every unary call (get, put, txn, lease grant, keepalive round trip). An
+   * unreachable etcd surfaces as StoreError `unavailable` or `deadline` within it (times the
+   * number of endpoints, which are tried in turn). Default 5000 ms.
+   */
+  callTimeoutMs?: number;
+}
+
+/** {@link StoreOptions} with every default filled in. */
+export interface ResolvedStoreOptions {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly dialTimeoutMs: number;
+  readonly callTimeoutMs: number;
+}
+
+/** The one place defaults live. */
+export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptions {
+  const endpoints =
+    opts.endpoints === undefined
+      ? ['http://127.0.0.1:2379']
+      : typeof opts.endpoints === 'string'
+        ? opts.endpoints
+            .split(',')
+            .map((e) => e.trim())
+            .filter((e) => e !== '')
+        : [...opts.endpoints];
+  if (endpoints.length === 0) throw new RangeError('StoreOptions.endpoints is empty');
+  return {
+    endpoints,
+    prefix: new Keys(opts.prefix).prefix,
+    dialTimeoutMs: opts.dialTimeoutMs ?? 2_000,
+    callTimeoutMs: opts.callTimeoutMs ?? 5_000,
+  };
+}
+
+/** A key-value pair as store/ hands it out: revisions and lease ids as bigint. */
+export interface KeyValue {
+  readonly key: string;
+  readonly value: Buffer;
+  readonly createRevision: bigint;
+  readonly modRevision: bigint;
+  readonly version: bigint;
+  /** 0n when the key has no lease. */
+  readonly lease: bigint;
+}
+
+/** A decoded record with the revisions needed for compare-and-swap. */
+export interface Versioned<T> {
+  readonly key: string;
+  readonly value: T;
+  readonly createRevision: bigint;
+  readonly modRevision: bigint;
+  readonly lease: bigint;
+}
+
+/** A consistent listing: every entry as of `revision`. */
+export interface Listing<T> {
+  readonly revision: bigint;
+  readonly items: T[];
+}
+
+type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+type PolicyContext = Parameters<Parameters<FaultPolicy['execute']>[0]>[0];
+
+/**
+ * Tries a call once per endpoint at most, moving on only for connection-level failures. No
+ * backoff and no circuit breaker: a down etcd is reported within the call deadline instead of
+ * being hidden behind retries (the callers' loops decide when to try again).
+ */
+class EndpointFailoverPolicy implements FaultPolicy {
+  declare readonly _altReturn: never;
+  readonly onSuccess: FaultPolicy['onSuccess'] = () => ({ dispose: () => undefined });
+  readonly onFailure: FaultPolicy['onFailure'] = () => ({ dispose: () => undefined });
+
+  constructor(private readonly attempts: number) {}
+
+  async execute<T>(fn: (context: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal) {
+    const context = { signal: signal ?? new AbortController().signal };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn(context);
+      } catch (err) {
+        const code = toStoreError(err).code;
+        if (attempt >= this.attempts || code !== 'unavailable') throw err;
+      }
+    }
+  }
+}
+
+/** Converts etcd3's decimal-string int64 to bigint; the one place this happens. */
+export function big(value: string | number | undefined | null): bigint {
+  return value === undefined || value === null || value === '' ? 0n : BigInt(value);
+}
+
+/** Converts an etcd3 key-value into a {@link KeyValue}. */
+export function toKeyValue(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value,
+    createRevision: big(kv.create_revision),
+    modRevision: big(kv.mod_revision),
+    version: big(kv.version),
+    lease: big(kv.lease),
+  };
+}
+
+/** Default page size of {@link Store.list}. */
+export const LIST_PAGE_SIZE = 500;
+
+/**
+ * An open connection to etcd for one cluster prefix. Safe to share; close once at shutdown.
+ * Every method throws only StoreError.
+ */
+export class Store {
+  /** The underlying client, for what store/ does not wrap. Its unary calls carry the deadline. */
+  readonly client: Etcd3;
+  readonly keys: Keys;
+  readonly options: ResolvedStoreOptions;
+  private closed = false;
+
+  constructor(options: ResolvedStoreOptions) {
+    this.options = options;
+    this.keys = new Keys(options.prefix);
+    const noRetry = new EndpointFailoverPolicy(1);
+    this.client = new Etcd3({
+      hosts: [...options.endpoints],
+      defaultCallOptions: (ctx) =>
+        ctx.isStream ? {} : { deadline: Date.now() + options.callTimeoutMs },
+      faultHandling: {
+        host: () => noRetry,
+        global: new EndpointFailoverPolicy(options.endpoints.length),
+      },
+      grpcOptions: {
+        'grpc.initial_reconnect_backoff_ms': Math.min(500, options.dialTimeoutMs),
+        'grpc.max_reconnect_backoff_ms': options.dialTimeoutMs,
+        // Detects a silently dead connection under a long-lived watch. etcd refuses pings more
+        // often than every 5 s, and pings without an active stream.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 0,
+      },
+    });
+  }
+
+  /** Call options with a fresh deadline, for stream calls that need one explicitly. */
+  deadline(ms = this.options.callTimeoutMs): { deadline: number } {
+    return { deadline: Date.now() + ms };
+  }
+
+  /** Runs `fn` against etcd, translating any failure into a StoreError naming `key`. */
+  async call<T>(key: string | undefined, fn: (client: Etcd3) => Promise<T>): Promise<T> {
+    if (this.closed) {
+      throw new StoreError('closed', 'store is closed', key === undefined ? {} : { key });
+    }
+    try {
+      return await fn(this.client);
+    } catch (err) {
+      throw toStoreError(err, key);
+    }
+  }
+
+  /** The key's current value, or undefined. */
+  async get(key: string): Promise<KeyValue | undefined> {
+    const res = await this.call(key, (c) => c.kv.range({ key: Buffer.from(key) }));
+    const kv = res.kvs[0];
+    return kv === undefined ? undefined : toKeyValue(kv);
+  }
+
+  /** The decoded record at `key`, or undefined; a bad value is StoreError `corrupt`. */
+  async getRecord<T>(codec: RecordCodec<T>, key: string): Promise<Versioned<T> | undefined> {
+    const kv = await this.get(key);
+    if (kv === undefined) return undefined;
+    return { ...kv, value: codec.decode(key, kv.value) };
+  }
+
+  /**
+   * Every key under `prefix` as of one revision (the current one unless given), read in pages
+   * of `pageSize` so large directories do not make one huge response.
+   */
+  async list(
+    prefix: string,
+    opts: { revision?: bigint; pageSize?: number } = {},
+  ): Promise<Listing<KeyValue>> {
+    const start = Buffer.from(prefix);
+    const end = prefixRangeEnd(start);
+    const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
+    const items: KeyValue[] = [];
+    let revision = opts.revision;
+    let from = start;
+    for (;;) {
+      const req = {
+        key: from,
+        range_end: end,
+        limit: pageSize,
+        ...(revision === undefined ? {} : { revision: revision.toString() }),
+      };
+      const res = await this.call(prefix, (c) => c.kv.range(req));
+      revision ??= big(res.header.revision);
+      for (const kv of res.kvs) items.push(toKeyValue(kv));
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || last === undefined) return { revision, items };
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+  }
+
+  /** Decoded records under `prefix` as of one revision; a bad value is StoreError `corrupt`. */
+  async listRecords<T>(codec: RecordCodec<T>, prefix: string): Promise<Listing<Versioned<T>>> {
+    const { revision, items } = await this.list(prefix);
+    return {
+      revision,
+      items: items.map((kv) => ({ ...kv, value: codec.decode(kv.key, kv.value) })),
+    };
+  }
+
+  /** Writes `value` (under `lease` when given, else with no lease). Returns the new revision. */
+  async put(key: string, value: string | Buffer, opts: { lease?: bigint } = {}): Promise<bigint> {
+    const req = {
+      key: Buffer.from(key),
+      value: typeof value === 'string' ? Buffer.from(value) : value,
+      ...(opts.lease === undefined ? {} : { lease: opts.lease.toString() }),
+    };
+    const res = await this.call(key, (c) => c.kv.put(req));
+    return big(res.header.revision);
+  }
+
+  /** Encodes and writes a record. Returns the new revision. */
+  putRecord<T>(codec: RecordCodec<T>, key: string, value: T, opts: { lease?: bigint } = {}) {
+    return this.put(key, codec.encode(value), opts);
+  }
+
+  /** Deletes one key; resolves to whether it existed. */
+  async delete(key: string): Promise<boolean> {
+    const res = await this.call(key, (c) => c.kv.deleteRange({ key: Buffer.from(key) }));
+    return big(res.deleted) > 0n;
+  }
+
+  /** Deletes every key under `prefix`; resolves to how many there were. */
+  async deletePrefix(prefix: string): Promise<bigint> {
+    const start = Buffer.from(prefix);
+    const req = { key: start, range_end: prefixRangeEnd(start) };
+    const res = await this.call(prefix, (c) => c.kv.deleteRange(req));
+    return big(res.deleted);
+  }
+
+  /** The cluster's current revision. */
+  async revision(): Promise<bigint> {
+    const res = await this.call(undefined, (c) =>
+      c.kv.range({ key: Buffer.from(this.keys.prefix), count_only: true }),
+    );
+    return big(res.header.revision);
+  }
+
+  /** Compacts history up to `revision` (tests and maintenance; etcd can also auto-compact). */
+  async compact(revision: bigint): Promise<void> {
+    await this.call(undefined, (c) =>
+      c.kv.compact({ revision: revision.toString(), physical: true }),
+    );
+  }
+
+  /** Closes the client. Later calls fail with `closed`; watches and presences should be closed first. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+/** Opens a store. Does not connect yet: the first call does, and fails within its deadline. */
+export function openStore(opts: StoreOptions = {}): Store {
+  return new Store(resolveStoreOptions(opts));
+}

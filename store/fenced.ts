@@ -1,0 +1,106 @@
+/**
+ * Fenced transactions: the leader's only way to write. Every transaction also compares the
+ * create revision of the leader's election key with the revision the leader saw when it won,
+ * so a deposed leader (its key deleted, or a new term's key in its place) writes nothing.
+ */
+import type { ICompare, ITxnResponse } from 'etcd3';
+import { appliedFrom, Batch, chunkOps, guardedRequestFor, type BatchOp } from './batch.js';
+import { big, type Store } from './client.js';
+import { StoreError } from './errors.js';
+
+/** Identifies one leader term: the election key and its create revision. */
+export interface Fence {
+  readonly key: string;
+  /** The election key's create revision (also used as the leader epoch in placements). */
+  readonly revision: bigint;
+}
+
+/** What a batch did. `applied[i]` is whether `ops[i]` took effect (its condition held). */
+export interface BatchResult {
+  readonly ops: readonly BatchOp[];
+  readonly applied: readonly boolean[];
+  /** The revision of the last transaction (0n when the batch was empty). */
+  readonly revision: bigint;
+  /** How many transactions were committed. */
+  readonly transactions: number;
+}
+
+/**
+ * A fenced write was refused: the fence no longer holds. `committedOps` ops of the batch were
+ * written by earlier transactions of the same call (0 unless the batch was split and the
+ * leader was deposed between parts).
+ */
+export class FencedError extends StoreError {
+  constructor(
+    readonly fence: Fence,
+    /** The election key's create revision now (0n when it is gone). */
+    readonly currentRevision: bigint,
+    readonly committedOps: number,
+  ) {
+    super(
+      'fenced',
+      `fence ${fence.key}@${fence.revision} no longer holds (now ${currentRevision === 0n ? 'absent' : `@${currentRevision}`}); ${committedOps} ops committed before`,
+      { key: fence.key },
+    );
+    this.name = 'FencedError';
+  }
+}
+
+/** The compare that holds only while `fence` is the current term. */
+export function fenceCompare(fence: Fence): ICompare {
+  return {
+    key: Buffer.from(fence.key),
+    target: 'Create',
+    result: 'Equal',
+    create_revision: fence.revision.toString(),
+  };
+}
+
+/** Reads the fence for an election key this process holds, or undefined when it is absent. */
+export async function readFence(store: Store, key: string): Promise<Fence | undefined> {
+  const kv = await store.get(key);
+  return kv === undefined ? undefined : { key, revision: kv.createRevision };
+}
+
+/**
+ * Applies the batch `build` fills, each op under its own condition, in transactions of at
+ * most 128 ops that each compare `fence` first. Resolves with which ops applied; throws
+ * {@link FencedError} (code `fenced`) as soon as a transaction finds the fence stale, and
+ * that transaction writes nothing.
+ *
+ * @example
+ *   const result = await fencedTxn(store, fence, (b) => {
+ *     for (const p of decisions) b.putIfAbsent(keys.placement(p.machine, p.unit), encode(p));
+ *   });
+ */
+export async function fencedTxn(
+  store: Store,
+  fence: Fence,
+  build: (batch: Batch) => unknown,
+): Promise<BatchResult> {
+  if (fence.revision <= 0n) {
+    throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
+  }
+  const batch = new Batch();
+  build(batch);
+  const applied: boolean[] = [];
+  let revision = 0n;
+  let transactions = 0;
+  for (const chunk of chunkOps(batch.ops)) {
+    const res: ITxnResponse = await store.call(fence.key, (c) =>
+      c.kv.txn({
+        compare: [fenceCompare(fence)],
+        success: chunk.map(guardedRequestFor),
+        failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+      }),
+    );
+    if (!res.succeeded) {
+      const now = res.responses[0]?.response_range?.kvs[0]?.create_revision;
+      throw new FencedError(fence, big(now), applied.filter(Boolean).length);
+    }
+    chunk.forEach((op, i) => applied.push(appliedFrom(op, res.responses[i])));
+    revision = big(res.header.revision);
+    transactions += 1;
+  }
+  return { ops: batch.ops, applied, revision, transactions };
+}

@@ -1,0 +1,75 @@
+/**
+ * store/: Flotilla's etcd layer. Open one {@link Store} per process with {@link openStore};
+ * build keys with `store.keys`; read and write typed records with {@link codecs}; mirror a
+ * prefix with {@link WatchCache}; keep a machine alive with {@link Presence}; write as leader
+ * with {@link fencedTxn}, and all-or-nothing with {@link atomicTxn}. Every failure is a
+ * {@link StoreError} with a stable `code`.
+ */
+export { atomicTxn, ConflictError, type AtomicOptions } from './atomic.js';
+export {
+  Batch,
+  MAX_TXN_OPS,
+  chunkOps,
+  type BatchOp,
+  type BatchPutOptions,
+  type OpCondition,
+} from './batch.js';
+export {
+  WatchCache,
+  type CacheChange,
+  type CacheEntry,
+  type CacheEvent,
+  type WatchCacheOptions,
+} from './cache.js';
+export {
+  big,
+  LIST_PAGE_SIZE,
+  openStore,
+  resolveStoreOptions,
+  Store,
+  type KeyValue,
+  type Listing,
+  type ResolvedStoreOptions,
+  type StoreOptions,
+  type Versioned,
+} from './client.js';
+export {
+  isRetryable,
+  isStoreError,
+  StoreError,
+  toStoreError,
+  type StoreErrorCode,
+  type StoreErrorDetails,
+} from './errors.js';
+export {
+  fenceCompare,
+  FencedError,
+  fencedTxn,
+  readFence,
+  type BatchResult,
+  type Fence,
+} from './fenced.js';
+export {
+  DEFAULT_PREFIX,
+  KIND_DIRS,
+  Keys,
+  normalizePrefix,
+  prefixRangeEnd,
+  type KeyKind,
+  type ParsedKey,
+} from './keys.js';
+export { Listeners, Waker, type Unsubscribe } from './listeners.js';
+export {
+  Presence,
+  type PresenceCloseOptions,
+  type PresenceEvent,
+  type PresenceOptions,
+} from './presence.js';
+export {
+  codecForKind,
+  codecs,
+  stringCodec,
+  type RecordCodec,
+  type RecordKind,
+  type RecordTypes,
+} from './records.js';

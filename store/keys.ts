@@ -1,0 +1,141 @@
+/**
+ * The etcd key layout, under a configurable cluster prefix. Every key store/ reads or writes
+ * is built here, and every key a watch reports is parsed back here, so the layout lives in
+ * exactly one place.
+ *
+ * ```
+ * <prefix>units/<name>                 Unit
+ * <prefix>placements/<machine>/<name>  Placement
+ * <prefix>machines/<id>                Machine (agent's lease)
+ * <prefix>machine-metadata/<id>        MachineConfig
+ * <prefix>states/<name>                UnitState (agent's lease)
+ * <prefix>unscheduled/<name>           Unscheduled
+ * <prefix>election/...                 leader election
+ * ```
+ */
+import { StoreError } from './errors.js';
+
+/** The default cluster prefix. */
+export const DEFAULT_PREFIX = '/flotilla/';
+
+/** The kinds of record, one per top-level directory. */
+export type KeyKind =
+  'unit' | 'placement' | 'machine' | 'machine-metadata' | 'state' | 'unscheduled' | 'election';
+
+/** Directory name of each kind, relative to the prefix (with trailing slash). */
+export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
+  unit: 'units/',
+  placement: 'placements/',
+  machine: 'machines/',
+  'machine-metadata': 'machine-metadata/',
+  state: 'states/',
+  unscheduled: 'unscheduled/',
+  election: 'election/',
+};
+
+/** What a key means. `machine` is set for placements only; `name` is the last segment. */
+export interface ParsedKey {
+  readonly kind: KeyKind;
+  /** Unit name, or machine id for `machine` and `machine-metadata`, or the election key's rest. */
+  readonly name: string;
+  readonly machine?: string;
+}
+
+/** `''` becomes the default; a missing trailing slash is added, so `/a` and `/a/` are one. */
+export function normalizePrefix(prefix: string | undefined): string {
+  if (prefix === undefined || prefix === '') return DEFAULT_PREFIX;
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+/** Builders and the parser for one cluster prefix. Immutable. */
+export class Keys {
+  /** The normalised prefix, always ending in `/`. */
+  readonly prefix: string;
+
+  constructor(prefix?: string) {
+    this.prefix = normalizePrefix(prefix);
+  }
+
+  /** The directory (a key prefix, ending in `/`) holding every record of `kind`. */
+  dir(kind: KeyKind): string {
+    return this.prefix + KIND_DIRS[kind];
+  }
+
+  unit(name: string): string {
+    return this.dir('unit') + segment(name, 'unit name');
+  }
+
+  placement(machine: string, name: string): string {
+    return this.placementsOn(machine) + segment(name, 'unit name');
+  }
+
+  /** The directory of one machine's placements: what that machine's agent watches. */
+  placementsOn(machine: string): string {
+    return `${this.dir('placement')}${segment(machine, 'machine id')}/`;
+  }
+
+  machine(id: string): string {
+    return this.dir('machine') + segment(id, 'machine id');
+  }
+
+  machineMetadata(id: string): string {
+    return this.dir('machine-metadata') + segment(id, 'machine id');
+  }
+
+  state(name: string): string {
+    return this.dir('state') + segment(name, 'unit name');
+  }
+
+  unscheduled(name: string): string {
+    return this.dir('unscheduled') + segment(name, 'unit name');
+  }
+
+  /** The election prefix; candidates' keys live below it. */
+  election(): string {
+    return this.dir('election');
+  }
+
+  /**
+   * Maps a full key back to its kind and names, or `undefined` for keys outside this layout
+   * (another prefix, an unknown directory, a malformed placement key).
+   */
+  parse(key: string): ParsedKey | undefined {
+    if (!key.startsWith(this.prefix)) return undefined;
+    const rest = key.slice(this.prefix.length);
+    for (const kind of Object.keys(KIND_DIRS) as KeyKind[]) {
+      const dir = KIND_DIRS[kind];
+      if (!rest.startsWith(dir)) continue;
+      const tail = rest.slice(dir.length);
+      if (tail === '') return undefined;
+      if (kind === 'election') return { kind, name: tail };
+      if (kind === 'placement') {
+        const parts = tail.split('/');
+        const [machine, name] = parts;
+        if (parts.length !== 2 || !machine || !name) return undefined;
+        return { kind, machine, name };
+      }
+      return tail.includes('/') ? undefined : { kind, name: tail };
+    }
+    return undefined;
+  }
+}
+
+/** The end of the key range covering every key that starts with `prefix` (etcd's range_end). */
+export function prefixRangeEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    const byte = end[i] ?? 0;
+    if (byte < 0xff) {
+      end[i] = byte + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]); // every key from `prefix` on
+}
+
+function segment(value: string, what: string): string {
+  if (value === '' || value.includes('/')) {
+    throw new StoreError('invalid', `invalid ${what} ${JSON.stringify(value)}: empty or has '/'`);
+  }
+  return value;
+}

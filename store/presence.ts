@@ -1,0 +1,268 @@
+/**
+ * Presence: a key that exists exactly while its holder is alive and in touch with etcd. The
+ * key lives under a lease that the holder renews every TTL/3; when the holder dies the lease
+ * expires and etcd deletes the key, which is how the leader learns that a machine is lost.
+ * When the lease is lost while the holder lives (it expired during a partition, or someone
+ * revoked it), the presence grants a new one and writes its keys again.
+ */
+import { big, type Store } from './client.js';
+import { StoreError, toStoreError } from './errors.js';
+import { Listeners, Waker, type Unsubscribe } from './listeners.js';
+
+/** Options of a {@link Presence}; defaults are filled by the constructor. */
+export interface PresenceOptions {
+  /** The presence key, e.g. `keys.machine(id)`. */
+  key: string;
+  /** Its value, e.g. an encoded Machine record. */
+  value: string | Buffer;
+  /** Lease TTL in whole seconds. Default 10. */
+  ttlSeconds?: number;
+  /** Pause between renewals. Default TTL/3. */
+  renewIntervalMs?: number;
+  /** Pause before retrying a failed renewal or registration. Default min(1000, renewInterval). */
+  retryIntervalMs?: number;
+}
+
+/** What a presence reports. `at` is Unix ms. */
+export type PresenceEvent =
+  /** Keys written under a new lease (the first time, and after every loss). */
+  | { readonly type: 'registered'; readonly leaseId: bigint; readonly at: number }
+  /** etcd confirmed the lease; it lives at least until `at` + TTL. */
+  | { readonly type: 'renewed'; readonly leaseId: bigint; readonly at: number }
+  /** The lease is gone (expired or revoked) and etcd deleted its keys; re-registering next. */
+  | { readonly type: 'lost'; readonly leaseId: bigint; readonly at: number }
+  /** A renewal or registration failed (etcd unreachable, ...); retrying. */
+  | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
+
+/** Options of {@link Presence.close}. */
+export interface PresenceCloseOptions {
+  /** Revoke the lease so the keys vanish now, instead of at TTL. Default true. */
+  revoke?: boolean;
+}
+
+/**
+ * A key kept alive under a lease, plus any other keys that share its fate
+ * ({@link putUnderLease}: the agent's `states/<name>`).
+ *
+ * @example
+ *   const presence = new Presence(store, { key: keys.machine(id), value: encode(machine) });
+ *   presence.on((e) => e.type === 'lost' && log.warn('lease lost, re-registering'));
+ *   await presence.start();
+ */
+export class Presence {
+  readonly key: string;
+  readonly ttlSeconds: number;
+  private readonly renewIntervalMs: number;
+  private readonly retryIntervalMs: number;
+  private value: Buffer;
+  private readonly extra = new Map<string, Buffer>();
+  private readonly events = new Listeners<PresenceEvent>();
+  private readonly waker = new Waker();
+  private lease: bigint | undefined;
+  private renewedAt: number | undefined;
+  private closed = false;
+  private loop: Promise<void> | undefined;
+  private firstRegistration: Promise<void> | undefined;
+  private resolveFirst: (() => void) | undefined;
+  private rejectFirst: ((err: StoreError) => void) | undefined;
+
+  constructor(
+    private readonly store: Store,
+    opts: PresenceOptions,
+  ) {
+    this.key = opts.key;
+    this.value = toBuffer(opts.value);
+    this.ttlSeconds = opts.ttlSeconds ?? 10;
+    if (!Number.isInteger(this.ttlSeconds) || this.ttlSeconds < 1) {
+      throw new StoreError('invalid', `lease TTL must be a whole number >= 1 s`);
+    }
+    this.renewIntervalMs = opts.renewIntervalMs ?? (this.ttlSeconds * 1000) / 3;
+    this.retryIntervalMs = opts.retryIntervalMs ?? Math.min(1000, this.renewIntervalMs);
+  }
+
+  /** The current lease id, or undefined while not registered. */
+  get leaseId(): bigint | undefined {
+    return this.lease;
+  }
+
+  /**
+   * Unix ms when the last successful grant or renewal was SENT (not answered), so that
+   * `lastRenewedAt + TTL` never overestimates how long etcd keeps the keys: what
+   * StopOnDisconnect measures from. Undefined before the first registration.
+   */
+  get lastRenewedAt(): number | undefined {
+    return this.renewedAt;
+  }
+
+  /** Subscribes to events; returns the unsubscribe function. */
+  on(fn: (event: PresenceEvent) => void): Unsubscribe {
+    return this.events.on(fn);
+  }
+
+  /**
+   * Starts the keepalive loop; resolves after the first registration. Until then it retries
+   * (emitting 'error' events), so an agent started before etcd simply waits. Rejects only if
+   * closed first. Calling it again returns the same promise.
+   */
+  start(): Promise<void> {
+    if (this.firstRegistration !== undefined) return this.firstRegistration;
+    this.firstRegistration = new Promise<void>((resolve, reject) => {
+      this.resolveFirst = resolve;
+      this.rejectFirst = reject;
+    });
+    this.loop = this.run();
+    return this.firstRegistration;
+  }
+
+  /** Rewrites the presence key's value under the current lease (kept for re-registration). */
+  async update(value: string | Buffer): Promise<void> {
+    this.value = toBuffer(value);
+    await this.writeUnderLease(this.key, this.value);
+  }
+
+  /**
+   * Writes `key` under the same lease, so it vanishes with the presence, and remembers it so
+   * it is written again after a re-registration. While unregistered it is only remembered.
+   */
+  async putUnderLease(key: string, value: string | Buffer): Promise<void> {
+    const buf = toBuffer(value);
+    this.extra.set(key, buf);
+    await this.writeUnderLease(key, buf);
+  }
+
+  /** Forgets a key written with {@link putUnderLease} and deletes it. */
+  async deleteUnderLease(key: string): Promise<void> {
+    this.extra.delete(key);
+    await this.store.delete(key);
+  }
+
+  /** Stops renewing; with `revoke` (default) revokes the lease so every key vanishes now. */
+  async close(opts: PresenceCloseOptions = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.waker.wake();
+    await this.loop;
+    this.rejectFirst?.(new StoreError('closed', `presence ${this.key} closed before registering`));
+    const lease = this.lease;
+    this.lease = undefined;
+    if ((opts.revoke ?? true) && lease !== undefined && !this.store.isClosed) {
+      await this.store
+        .call(this.key, (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }))
+        .catch(() => undefined); // an unreachable etcd lets the lease expire instead
+    }
+    this.events.clear();
+  }
+
+  private async writeUnderLease(key: string, value: Buffer): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined || this.closed) return;
+    try {
+      await this.store.put(key, value, { lease });
+    } catch (err) {
+      const error = toStoreError(err, key);
+      if (error.code === 'lease-lost') this.markLost(lease);
+      throw error;
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      if (this.lease === undefined) {
+        const ok = await this.attempt(() => this.register());
+        if (!ok) await this.waker.sleep(this.retryIntervalMs);
+        continue;
+      }
+      await this.waker.sleep(this.renewIntervalMs);
+      if (this.closed || this.lease === undefined) continue;
+      let ok = await this.attempt(() => this.renew());
+      while (!ok && !this.closed && this.lease !== undefined) {
+        await this.waker.sleep(this.retryIntervalMs);
+        ok = await this.attempt(() => this.renew());
+      }
+    }
+  }
+
+  /** Runs one step, reporting its failure as an 'error' event; resolves to whether it worked. */
+  private async attempt(step: () => Promise<void>): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      if (this.closed) return false;
+      this.events.emit({ type: 'error', error: toStoreError(err, this.key), at: Date.now() });
+      return false;
+    }
+  }
+
+  /** Grants a lease and writes every key under it in one transaction. */
+  private async register(): Promise<void> {
+    const sentAt = Date.now();
+    const grant = await this.store.call(this.key, (c) =>
+      c.leaseClient.leaseGrant({ TTL: this.ttlSeconds }),
+    );
+    const lease = big(grant.ID);
+    const leaseStr = lease.toString();
+    const writes = [[this.key, this.value] as const, ...this.extra.entries()];
+    try {
+      await this.store.call(this.key, (c) =>
+        c.kv.txn({
+          success: writes.map(([key, value]) => ({
+            request_put: { key: Buffer.from(key), value, lease: leaseStr },
+          })),
+        }),
+      );
+    } catch (err) {
+      void this.store
+        .call(this.key, (c) => c.leaseClient.leaseRevoke({ ID: leaseStr }))
+        .catch(() => undefined);
+      throw err;
+    }
+    if (this.closed) {
+      this.lease = lease; // close() revokes it
+      return;
+    }
+    this.lease = lease;
+    this.renewedAt = sentAt;
+    this.events.emit({ type: 'registered', leaseId: lease, at: sentAt });
+    this.resolveFirst?.();
+    this.resolveFirst = undefined;
+    this.rejectFirst = undefined;
+  }
+
+  /** One keepalive round trip, within the call deadline. */
+  private async renew(): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    const sentAt = Date.now();
+    const ttl = await this.store.call(this.key, async (c) => {
+      const stream = await c.leaseClient.leaseKeepAlive(this.store.deadline());
+      return new Promise<bigint>((resolve, reject) => {
+        stream.on('data', (res) => {
+          resolve(big(res.TTL));
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
+        stream.write({ ID: lease.toString() });
+      });
+    });
+    if (this.lease !== lease) return;
+    if (ttl <= 0n) {
+      this.markLost(lease);
+      return;
+    }
+    this.renewedAt = sentAt;
+    this.events.emit({ type: 'renewed', leaseId: lease, at: sentAt });
+  }
+
+  private markLost(lease: bigint): void {
+    if (this.lease !== lease) return;
+    this.lease = undefined;
+    this.events.emit({ type: 'lost', leaseId: lease, at: Date.now() });
+    this.waker.wake();
+  }
+}
+
+function toBuffer(value: string | Buffer): Buffer {
+  return typeof value === 'string' ? Buffer.from(value) : value;
+}

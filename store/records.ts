@@ -1,0 +1,95 @@
+/**
+ * Typed records: the canonical JSON form of the proto messages in
+ * proto/flotilla/v1/records.proto, so `etcdctl get` stays readable and every reader decodes
+ * the same way. int64 fields are JSON strings on the wire and `bigint` here.
+ */
+import {
+  Machine,
+  MachineConfig,
+  Placement,
+  Unit,
+  UnitState,
+  Unscheduled,
+} from '../proto/flotilla/v1/records.js';
+import { StoreError } from './errors.js';
+import type { KeyKind } from './keys.js';
+
+/** The record type stored under each key kind (election keys hold plain strings). */
+export interface RecordTypes {
+  unit: Unit;
+  placement: Placement;
+  machine: Machine;
+  'machine-metadata': MachineConfig;
+  state: UnitState;
+  unscheduled: Unscheduled;
+}
+
+/** A key kind that holds a proto record. */
+export type RecordKind = keyof RecordTypes;
+
+/** Encodes and decodes one record type. `decode` never returns a half-read record. */
+export interface RecordCodec<T> {
+  /** The proto message name, for error messages. */
+  readonly type: string;
+  /** The JSON text stored in etcd. */
+  encode(value: T): string;
+  /** Parses a stored value; throws StoreError `corrupt` naming `key` when it is not a `T`. */
+  decode(key: string, raw: Buffer | string): T;
+}
+
+/** The generated message helpers this module needs (ts-proto's `MessageFns` subset). */
+interface JsonMessageFns<T> {
+  fromJSON(object: unknown): T;
+  toJSON(message: T): unknown;
+}
+
+function jsonCodec<T>(type: string, fns: JsonMessageFns<T>): RecordCodec<T> {
+  return {
+    type,
+    encode: (value) => JSON.stringify(fns.toJSON(value)),
+    decode: (key, raw) => {
+      const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        throw corrupt(type, key, err);
+      }
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        throw corrupt(type, key, new Error(`not a JSON object: ${text.slice(0, 80)}`));
+      }
+      try {
+        return fns.fromJSON(parsed);
+      } catch (err) {
+        throw corrupt(type, key, err);
+      }
+    },
+  };
+}
+
+function corrupt(type: string, key: string, cause: unknown): StoreError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  return new StoreError('corrupt', `value at ${key} is not a ${type}: ${why}`, { key, cause });
+}
+
+/** One codec per record kind. */
+export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> } = {
+  unit: jsonCodec('Unit', Unit),
+  placement: jsonCodec('Placement', Placement),
+  machine: jsonCodec('Machine', Machine),
+  'machine-metadata': jsonCodec('MachineConfig', MachineConfig),
+  state: jsonCodec('UnitState', UnitState),
+  unscheduled: jsonCodec('Unscheduled', Unscheduled),
+};
+
+/** The codec for a key kind, or undefined for kinds that hold no record (election). */
+export function codecForKind(kind: KeyKind): RecordCodec<RecordTypes[RecordKind]> | undefined {
+  return kind === 'election' ? undefined : codecs[kind];
+}
+
+/** A codec for raw UTF-8 strings (election values, test keys). */
+export const stringCodec: RecordCodec<string> = {
+  type: 'string',
+  encode: (value) => value,
+  decode: (_key, raw) => (typeof raw === 'string' ? raw : raw.toString('utf8')),
+};

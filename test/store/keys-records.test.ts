@@ -1,0 +1,107 @@
+import test from 'ava';
+import { GRPCDeadlineExceededError, GRPCUnavailableError, EtcdError } from 'etcd3';
+import {
+  Batch,
+  chunkOps,
+  codecs,
+  isRetryable,
+  Keys,
+  MAX_TXN_OPS,
+  StoreError,
+  toStoreError,
+} from '../../store/index.js';
+import { makeMachine } from '../helpers/index.js';
+
+test('keys live under the normalised prefix and parse back to their kind', (t) => {
+  const keys = new Keys('/c1');
+  t.is(keys.prefix, '/c1/');
+  t.is(new Keys().prefix, '/flotilla/');
+  t.is(keys.placement('m1', 'web@1.service'), '/c1/placements/m1/web@1.service');
+  t.deepEqual(keys.parse(keys.placement('m1', 'web@1.service')), {
+    kind: 'placement',
+    machine: 'm1',
+    name: 'web@1.service',
+  });
+  t.deepEqual(keys.parse(keys.unit('a.service')), { kind: 'unit', name: 'a.service' });
+  t.deepEqual(keys.parse(keys.machine('m1')), { kind: 'machine', name: 'm1' });
+  t.deepEqual(keys.parse(keys.machineMetadata('m1')), { kind: 'machine-metadata', name: 'm1' });
+  t.deepEqual(keys.parse(keys.state('a.service')), { kind: 'state', name: 'a.service' });
+  t.deepEqual(keys.parse(keys.unscheduled('a.service')), {
+    kind: 'unscheduled',
+    name: 'a.service',
+  });
+  t.deepEqual(keys.parse(`${keys.election()}694d7`), { kind: 'election', name: '694d7' });
+  t.is(keys.parse('/other/units/a.service'), undefined);
+  t.is(keys.parse('/c1/placements/m1'), undefined);
+  t.is(keys.parse('/c1/units/a/b'), undefined);
+});
+
+test('a key segment with a slash is rejected instead of escaping its directory', (t) => {
+  const keys = new Keys();
+  const err = t.throws(() => keys.unit('../machines/x'), { instanceOf: StoreError });
+  t.is(err?.code, 'invalid');
+  t.throws(() => keys.placement('', 'a.service'), { instanceOf: StoreError });
+});
+
+test('records round-trip through their JSON form, 64-bit fields as strings', (t) => {
+  const machine = makeMachine({ id: 'm1', startedAt: 2n ** 62n, metadata: { region: 'eu' } });
+  const text = codecs.machine.encode(machine);
+  t.regex(text, /"startedAt":"4611686018427387904"/);
+  t.deepEqual(codecs.machine.decode('/k', text), machine);
+  const placement = {
+    unit: 'a.service',
+    machine: 'm1',
+    hash: 'h',
+    epoch: 42n,
+    desiredState: 'launched',
+  };
+  t.deepEqual(
+    codecs.placement.decode('/k', Buffer.from(codecs.placement.encode(placement))),
+    placement,
+  );
+});
+
+test('a value that is not the record its key implies is a corrupt StoreError naming the key', (t) => {
+  for (const bad of ['not json', '[1]', '"s"', '{"epoch":"x1"}']) {
+    const err = t.throws(() => codecs.placement.decode('/f/placements/m/a.service', bad), {
+      instanceOf: StoreError,
+    });
+    t.is(err?.code, 'corrupt');
+    t.is(err?.key, '/f/placements/m/a.service');
+  }
+});
+
+test('etcd3 and gRPC errors translate to stable codes, and only transient ones are retryable', (t) => {
+  const unavailable = toStoreError(new GRPCUnavailableError('14 UNAVAILABLE: no connection'), '/k');
+  t.is(unavailable.code, 'unavailable');
+  t.is(unavailable.key, '/k');
+  t.true(isRetryable(unavailable));
+  t.is(toStoreError(new GRPCDeadlineExceededError('4 DEADLINE_EXCEEDED')).code, 'deadline');
+  const compacted = toStoreError(
+    new EtcdError('etcdserver: mvcc: required revision has been compacted'),
+  );
+  t.is(compacted.code, 'compacted');
+  t.false(isRetryable(compacted));
+  t.is(toStoreError(new EtcdError('etcdserver: requested lease not found')).code, 'lease-lost');
+  t.is(toStoreError(new Error('boom')).code, 'internal');
+  t.is(toStoreError(unavailable), unavailable);
+});
+
+test('batches split into transactions etcd accepts, one fewer op when nested conditions count', (t) => {
+  const plain = new Batch();
+  const guarded = new Batch();
+  for (let i = 0; i < 300; i++) {
+    plain.put(`/k/${i}`, 'v');
+    guarded.putIfAbsent(`/k/${i}`, 'v');
+  }
+  t.deepEqual(
+    chunkOps(plain.ops).map((c) => c.length),
+    [MAX_TXN_OPS, MAX_TXN_OPS, 300 - 2 * MAX_TXN_OPS],
+  );
+  t.deepEqual(
+    chunkOps(guarded.ops).map((c) => c.length),
+    [127, 127, 46],
+  );
+  const err = t.throws(() => plain.delete('/k/1'), { instanceOf: StoreError });
+  t.is(err?.code, 'invalid');
+});

@@ -5,10 +5,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino, type Logger } from 'pino';
+import { UsageError } from './verb.js';
 
-export class UsageError extends Error {
-  readonly code = 'usage';
-}
+export { UsageError };
 
 /** Flags every daemon takes. */
 export const commonFlags = {

@@ -14,6 +14,12 @@ export type UnitErrorCode =
   | 'missing-value'
   | 'invalid-glob';
 
+/**
+ * At most this many problems are reported per file: past that the output helps nobody, and
+ * building thousands of errors for a hostile 1 MB input would cost seconds.
+ */
+export const MAX_PROBLEMS = 100;
+
 /** Where an error points, when it points anywhere. */
 export interface UnitErrorOptions {
   /** 1-based line in the file; 0 (the default) when the problem has no one line. */

@@ -4,13 +4,12 @@
  * and the combinations that can never be placed. Unknown keys are errors: a misspelt
  * constraint silently ignored would place a unit where it must not run.
  */
-import { UnitError } from './errors.js';
+import { MAX_PROBLEMS, UnitError } from './errors.js';
 import { compileGlob } from './glob.js';
 import type { FleetOptions, UnitEntry, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
 import { expandSpecifiers } from './specifiers.js';
-import { parseTimeSpanMs, timeSpanHint } from './time-span.js';
-import { clipValue, didYouMean, requireBoolean } from './values.js';
+import { clipValue, didYouMean, parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 import { splitWords } from './words.js';
 
 /** fleet's old names -> the current ones. */
@@ -207,6 +206,7 @@ export function parseFleetSection(
     stopOnDisconnectMs: 0,
   };
   for (const e of entries) {
+    if (errors.length >= MAX_PROBLEMS) break;
     const canonical = FLEET_ALIASES.get(e.key) ?? e.key;
     const handler = HANDLERS[canonical];
     if (handler === undefined || !Object.hasOwn(HANDLERS, canonical)) {

@@ -3,7 +3,13 @@
  * Import from here (`../unit/index.js`); the files behind it may move.
  */
 export type * from './model.js';
-export { UnitError, isUnitError, type UnitErrorCode, type UnitErrorOptions } from './errors.js';
+export {
+  UnitError,
+  isUnitError,
+  MAX_PROBLEMS,
+  type UnitErrorCode,
+  type UnitErrorOptions,
+} from './errors.js';
 export { parseUnit, validateUnitFile } from './parse.js';
 export { parseSyntax, parseSyntaxCollecting, sectionEntries, type SyntaxResult } from './syntax.js';
 export {
@@ -16,11 +22,9 @@ export {
 export { expandSpecifiers } from './specifiers.js';
 export { compileGlob, isGlob, type Glob } from './glob.js';
 export { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS, parseFleetSection } from './fleet.js';
-export { SERVICE_DEFAULTS, parseServiceSection } from './service.js';
+export { SERVICE_DEFAULTS, parseServiceSection, signalName } from './service.js';
 export { parseMemoryBytes, parseCpuQuotaMillicores, parseTasksMax } from './resources.js';
-export { parseTimeSpanMs } from './time-span.js';
 export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
 export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment.js';
-export { signalName } from './signals.js';
 export { hashSyntax, hashUnitText } from './hash.js';
-export { parseBoolean } from './values.js';
+export { parseBoolean, parseTimeSpanMs } from './values.js';

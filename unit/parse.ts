@@ -3,7 +3,7 @@
  * planner's tests and the agent call. `parseUnit` throws the first problem;
  * `validateUnitFile` returns them all (for `flotctl verify` and for API error details).
  */
-import { UnitError } from './errors.js';
+import { MAX_PROBLEMS, UnitError } from './errors.js';
 import { parseFleetSection } from './fleet.js';
 import { hashSyntax } from './hash.js';
 import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
@@ -33,7 +33,8 @@ export function parseUnit(name: string, text: string): UnitDefinition {
 
 /**
  * Every problem found in `text` as the unit `name`: empty when `parseUnit` would succeed.
- * Name problems come first, then the rest by line (problems without a line last). When the
+ * Name problems come first, then the rest by line (problems without a line last), at most
+ * `MAX_PROBLEMS` of them. When the
  * syntax is broken only syntax problems are reported, since meaning-level ones would follow
  * from them and only confuse.
  */
@@ -89,7 +90,7 @@ function done(
 ): Analysis {
   const order = (e: UnitError): number => (e.line === 0 ? Number.MAX_SAFE_INTEGER : e.line);
   errors.sort((a, b) => order(a) - order(b));
-  const all = [...nameErrors, ...errors].map((e) => e.withFile(file));
+  const all = [...nameErrors, ...errors].slice(0, MAX_PROBLEMS).map((e) => e.withFile(file));
   return { unit: all.length === 0 ? unit : null, errors: all };
 }
 

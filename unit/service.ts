@@ -3,7 +3,7 @@
  * 100ms, TimeoutStopSec 90s, KillSignal SIGTERM). Unknown keys are ignored, as systemd does,
  * so unit files written for systemd keep working; values of known keys are checked.
  */
-import { UnitError } from './errors.js';
+import { MAX_PROBLEMS, UnitError } from './errors.js';
 import { parseEnvironmentAssignments } from './environment.js';
 import { parseExecLine } from './exec.js';
 import type {
@@ -16,10 +16,8 @@ import type {
   UnitName,
 } from './model.js';
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
-import { signalName } from './signals.js';
 import { expandSpecifiers } from './specifiers.js';
-import { parseTimeSpanMs, timeSpanHint } from './time-span.js';
-import { clipValue, requireBoolean } from './values.js';
+import { clipValue, parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 
 /** systemd's defaults for the options Flotilla fills in. */
 export const SERVICE_DEFAULTS = {
@@ -202,6 +200,7 @@ export function parseServiceSection(
     tasks: 0,
   };
   for (const e of entries) {
+    if (errors.length >= MAX_PROBLEMS) break;
     const exec = EXEC_KEYS.get(e.key);
     const handler = Object.hasOwn(HANDLERS, e.key) ? HANDLERS[e.key] : undefined;
     if (exec === undefined && handler === undefined) continue;
@@ -237,4 +236,57 @@ function checkExecStart(s: State, errors: UnitError[]): void {
       ),
     );
   }
+}
+
+/** Linux signal numbers 1..31 -> names. */
+const SIGNALS: ReadonlyMap<number, string> = new Map([
+  [1, 'SIGHUP'],
+  [2, 'SIGINT'],
+  [3, 'SIGQUIT'],
+  [4, 'SIGILL'],
+  [5, 'SIGTRAP'],
+  [6, 'SIGABRT'],
+  [7, 'SIGBUS'],
+  [8, 'SIGFPE'],
+  [9, 'SIGKILL'],
+  [10, 'SIGUSR1'],
+  [11, 'SIGSEGV'],
+  [12, 'SIGUSR2'],
+  [13, 'SIGPIPE'],
+  [14, 'SIGALRM'],
+  [15, 'SIGTERM'],
+  [16, 'SIGSTKFLT'],
+  [17, 'SIGCHLD'],
+  [18, 'SIGCONT'],
+  [19, 'SIGSTOP'],
+  [20, 'SIGTSTP'],
+  [21, 'SIGTTIN'],
+  [22, 'SIGTTOU'],
+  [23, 'SIGURG'],
+  [24, 'SIGXCPU'],
+  [25, 'SIGXFSZ'],
+  [26, 'SIGVTALRM'],
+  [27, 'SIGPROF'],
+  [28, 'SIGWINCH'],
+  [29, 'SIGIO'],
+  [30, 'SIGPWR'],
+  [31, 'SIGSYS'],
+]);
+
+const BY_NAME: ReadonlyMap<string, string> = new Map([
+  ...[...SIGNALS.values()].map((n): [string, string] => [n, n]),
+  ['SIGIOT', 'SIGABRT'],
+  ['SIGPOLL', 'SIGIO'],
+  ['SIGCLD', 'SIGCHLD'],
+]);
+
+/**
+ * `KillSignal=`: `SIGTERM`, `TERM`, `sigterm` or `15` -> `SIGTERM` (Linux numbering, the agent
+ * runs on Linux; real-time signals are not accepted); undefined for anything else.
+ */
+export function signalName(value: string): string | undefined {
+  const v = value.trim();
+  if (/^[0-9]{1,2}$/.test(v)) return SIGNALS.get(Number(v));
+  const upper = v.toUpperCase();
+  return BY_NAME.get(upper.startsWith('SIG') ? upper : `SIG${upper}`);
 }

@@ -3,7 +3,7 @@
  * entries, `#` and `;` comment lines, a trailing backslash continuing a line. Linear in the
  * input (no backtracking regexes): a 1 MB file parses in milliseconds.
  */
-import { UnitError } from './errors.js';
+import { MAX_PROBLEMS, UnitError } from './errors.js';
 import type { UnitEntry, UnitFileSyntax, UnitSection } from './model.js';
 
 /** What `parseSyntaxCollecting` returns: the best-effort syntax and every problem found. */
@@ -101,7 +101,7 @@ export function parseSyntaxCollecting(text: string): SyntaxResult {
     current.entries.push({ key, value: strip(line.slice(eq + 1)), line: at });
   };
 
-  while (start <= text.length) {
+  while (start <= text.length && errors.length < MAX_PROBLEMS) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     lineNo++;

@@ -154,7 +154,8 @@ function classMatches(tok: Token & { kind: 'class' }, cp: number): boolean {
  * mismatch, resume after the last `*` one character further on. O(pattern x name) worst case.
  */
 function match(tokens: readonly Token[], name: string): boolean {
-  const chars = Array.from(name);
+  // Index code points; a name without surrogates (every valid unit name) needs no copy.
+  const chars: ArrayLike<string> = SURROGATE.test(name) ? Array.from(name) : name;
   let ti = 0;
   let ni = 0;
   let starTi = -1;
@@ -185,7 +186,9 @@ function match(tokens: readonly Token[], name: string): boolean {
 }
 
 /** Characters consumed by a non-star token at `ni`, or -1 when it does not match there. */
-function stepToken(tok: Token, chars: readonly string[], ni: number): number {
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+function stepToken(tok: Token, chars: ArrayLike<string>, ni: number): number {
   if (tok.kind === 'lit') {
     const t = tok.chars;
     if (ni + t.length > chars.length) return -1;

@@ -112,16 +112,15 @@ function readClass(p: string, start: number): [Token, number] {
   const ranges: [number, number][] = [];
   const readChar = (): number => {
     if (i >= p.length) throw bad(p, 'a "[" class is not closed with "]"');
-    let ch = p[i] as string;
+    const ch = p[i];
     if (ch === '\\') {
       i++;
       if (i >= p.length) throw bad(p, 'a "[" class ends in a lone "\\"');
-      ch = p[i] as string;
     } else if (ch === '-' || ch === ']') {
       throw bad(p, `unexpected "${ch}" in a "[" class`);
     }
-    const cp = ch.codePointAt(0) ?? 0;
-    i += ch.length;
+    const cp = p.codePointAt(i) ?? 0;
+    i += cp > 0xffff ? 2 : 1;
     return cp;
   };
   for (;;) {

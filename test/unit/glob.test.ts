@@ -31,6 +31,9 @@ const matches: readonly (readonly [string, string, boolean])[] = [
   ['*/x', 'a/x', true],
   ['*x', 'a/x', false],
   ['[z-a]', 'm', false],
+  ['[😀]x', '😀x', true],
+  ['?x', '😀x', true],
+  ['[^a]', '😀', true],
 ];
 
 for (const [pattern, name, expected] of matches) {

@@ -177,10 +177,10 @@ test('mutated examples: a unit or a UnitError', (t) => {
   t.pass();
 });
 
-/** Best of three, to keep a loaded machine's hiccups out of the ratio. */
+/** Best of five, to keep a loaded machine's hiccups out of the ratio. */
 function bestTimeMs(fn: () => void): number {
   let best = Infinity;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     const started = process.hrtime.bigint();
     fn();
     best = Math.min(best, elapsedMs(started));
@@ -234,8 +234,9 @@ for (const [shape, make] of Object.entries(shapes)) {
     const largeMs = bestTimeMs(check(large));
     t.log(`${shape}: 100 KB ${smallMs.toFixed(1)} ms, 1 MB ${largeMs.toFixed(1)} ms`);
     t.true(largeMs < 5000, `1 MB took ${largeMs} ms`);
-    // The 50 ms allowance keeps timer noise on tiny runs from failing the ratio.
-    t.true(largeMs <= 30 * smallMs + 50, `1 MB ${largeMs} ms vs 100 KB ${smallMs} ms`);
+    // The 200 ms allowance keeps GC and a busy machine from failing the ratio on small
+    // timings; a quadratic parser (100x) still fails it.
+    t.true(largeMs <= 30 * smallMs + 200, `1 MB ${largeMs} ms vs 100 KB ${smallMs} ms`);
   });
 }
 

@@ -1,0 +1,23 @@
+/**
+ * The placement planner's public surface. The scheduler daemon needs only `plan`, the types,
+ * and `applyPlan` when it wants the placement set a plan leads to (e.g. for `flotctl plan`).
+ */
+export { applyPlan, plan } from './planner.js';
+export { FEASIBILITY_CHAIN, summarize } from './chain.js';
+export { formatBytes, type FeasibilityChecker } from './checker.js';
+export {
+  fillPlanOptions,
+  type DeferredMove,
+  type Displacement,
+  type PlaceDecision,
+  type Plan,
+  type PlanOptions,
+  type PlacementReason,
+  type PlannerMachine,
+  type PlannerUnit,
+  type ResolvedPlanOptions,
+  type Snapshot,
+  type UnplaceDecision,
+  type UnplaceWhy,
+  type Unscheduled,
+} from './types.js';

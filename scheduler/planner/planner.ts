@@ -1,0 +1,112 @@
+/**
+ * The planner: a pure function from a cluster snapshot to placement decisions. No I/O, no
+ * clock, no unseeded randomness, so any pass can be replayed, property-tested and benchmarked.
+ *
+ * @example
+ *   const p = plan({ machines, units, placements }, { maxMoves: 50 });
+ *   // one fenced transaction: delete p.unplace, create p.place; publish p.unscheduled
+ *   const next = applyPlan(placements, p); // what the cluster looks like afterwards
+ */
+import { explainUnscheduled } from './chain.js';
+import { compareNames, compileUnits } from './compile.js';
+import { PlanContext } from './context.js';
+import { placeAll } from './place.js';
+import { loadPlacements, moveLost, recheckPlacements } from './reconcile.js';
+import { ClusterState } from './state.js';
+import {
+  fillPlanOptions,
+  type Displacement,
+  type PlaceDecision,
+  type Plan,
+  type PlanOptions,
+  type Snapshot,
+  type Unscheduled,
+} from './types.js';
+
+/**
+ * Decide one pass. Deterministic: the same snapshot and options give the same plan, entry for
+ * entry. Guarantees, whatever the input:
+ * - no placement it leaves or makes violates a checker of the chain (except `deferred` ones,
+ *   kept because the move budget ran out, and placements of invalid units, never touched);
+ * - a non-global unit ends with at most one placement;
+ * - at most `maxMoves` already-placed units are stopped or moved (followers ride free);
+ * - a feasible placement is never moved to rebalance;
+ * - applying the plan and planning again yields no place/unplace work, when nothing was
+ *   deferred.
+ */
+export function plan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
+  const opts = fillPlanOptions(options);
+  const units = compileUnits(snapshot.units);
+  const state = new ClusterState(snapshot.machines, units.sorted.length);
+  for (const u of units.sorted) {
+    if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
+  }
+  const ctx = new PlanContext(state, units, snapshot.placements, opts.maxMoves);
+  const lost = loadPlacements(ctx, snapshot.placements);
+  moveLost(ctx, lost);
+  recheckPlacements(ctx);
+  placeAll(ctx);
+  return finish(ctx);
+}
+
+/** Turn the pass's log into net decisions against the snapshot, and explain the misses. */
+function finish(ctx: PlanContext): Plan {
+  const place: PlaceDecision[] = [];
+  // A unit evicted in this pass may have been placed on the same machine twice; only units
+  // evicted while placing can repeat, so only they pay for the duplicate check.
+  const seen = new Set<string>();
+  for (const r of ctx.placed) {
+    if (!r.slot.has(r.unit.name) || ctx.isInitial(r.unit.name, r.slot.id)) continue;
+    if (ctx.evictedWhilePlacing.has(r.unit.name)) {
+      const key = `${r.unit.name}\u0000${r.slot.id}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+    }
+    const displaces =
+      r.displaces.length === 0
+        ? r.displaces
+        : r.displaces.filter((e) => ctx.isInitial(e, r.slot.id) && !ctx.endsOn(e, r.slot.id));
+    place.push({ unit: r.unit.name, machine: r.slot.id, displaces });
+  }
+  const unplace = [...ctx.removed.values()].filter((d) => !ctx.endsOn(d.unit, d.machine));
+  const displaced: Displacement[] = ctx.displaced.filter(
+    (d) => ctx.isInitial(d.unit, d.machine) && !ctx.endsOn(d.unit, d.machine),
+  );
+  const unscheduled = new Map<string, Unscheduled>();
+  for (const u of ctx.units.sorted) {
+    if (ctx.state.placementCount(u) > 0 || (ctx.pinned.has(u.name) && !u.global)) continue;
+    unscheduled.set(u.name, explainUnscheduled(ctx, u));
+  }
+  return {
+    place,
+    unplace,
+    unscheduled,
+    displaced,
+    deferred: ctx.deferred,
+    moves: ctx.moves,
+    machines: ctx.state.size,
+  };
+}
+
+/**
+ * `placements` with `plan.unplace` removed and `plan.place` added. Machine lists come out
+ * sorted; units left with no placement are absent. Pure: the input map is not modified.
+ */
+export function applyPlan(
+  placements: ReadonlyMap<string, readonly string[]>,
+  plan: Plan,
+): Map<string, string[]> {
+  const out = new Map<string, Set<string>>();
+  for (const [unit, machines] of placements) out.set(unit, new Set(machines));
+  for (const d of plan.unplace) out.get(d.unit)?.delete(d.machine);
+  for (const d of plan.place) {
+    let set = out.get(d.unit);
+    if (set === undefined) out.set(d.unit, (set = new Set()));
+    set.add(d.machine);
+  }
+  const result = new Map<string, string[]>();
+  for (const [unit, set] of out) {
+    if (set.size > 0) result.set(unit, [...set].sort(compareNames));
+  }
+  return result;
+}

@@ -1,0 +1,115 @@
+/**
+ * The level-triggered half of a pass: compare existing placements with what the snapshot
+ * wants and decide what must stop or move, before anything new is placed.
+ *
+ * 1. load: placements of inactive or destroyed units are unplaced (with their MachineOf
+ *    followers); a non-global unit placed twice keeps one placement; the rest enter the state.
+ * 2. lost: placements on machines missing from the snapshot move, within the budget.
+ * 3. recheck: every remaining placement is checked against the chain with itself taken out;
+ *    an infeasible one moves, within the budget. A feasible one never moves (no rebalancing).
+ */
+import { aboutOneMachine, firstRejection, isFeasible, whyOf } from './chain.js';
+import { compareNames, type CompiledUnit } from './compile.js';
+import type { PlanContext } from './context.js';
+import type { MachineSlot } from './state.js';
+import type { UnplaceWhy } from './types.js';
+
+/** A snapshot placement on a machine that is no longer in the snapshot. */
+export interface LostPlacement {
+  readonly unit: CompiledUnit;
+  readonly machine: string;
+}
+
+/** Step 1. Returns the placements on lost machines, for {@link moveLost}. */
+export function loadPlacements(
+  ctx: PlanContext,
+  placements: ReadonlyMap<string, readonly string[]>,
+): LostPlacement[] {
+  const { state, units } = ctx;
+  const lost: LostPlacement[] = [];
+  const gone: [string, MachineSlot][] = [];
+  // The default sort orders by UTF-16 code units, exactly like compareNames, but faster.
+  for (const name of [...placements.keys()].sort()) {
+    const listed = placements.get(name) ?? [];
+    const ids = listed.length === 1 ? listed : [...new Set(listed)].sort();
+    const u = units.byName.get(name);
+    if (u === undefined) {
+      for (const id of ids) {
+        ctx.recordRemoval(name, id, 'inactive', 'the unit is inactive or destroyed');
+        const s = state.byId.get(id);
+        if (s !== undefined) gone.push([name, s]);
+      }
+      continue;
+    }
+    let keep = ids;
+    if (!u.global && ids.length > 1) {
+      const first = ids.find((id) => state.byId.has(id)) ?? (ids[0] as string);
+      keep = [first];
+      for (const id of ids) {
+        if (id !== first) ctx.recordRemoval(name, id, 'duplicate', `also placed on ${first}`);
+      }
+    }
+    for (const id of keep) {
+      const s = state.byId.get(id);
+      if (s !== undefined) state.add(u, s);
+      else lost.push({ unit: u, machine: id });
+    }
+  }
+  // After everything is loaded, so followers listed after their peer are found too.
+  for (const [name, s] of gone) ctx.cascade(name, s);
+  return lost;
+}
+
+/**
+ * Step 2. Peers before followers: a follower on the same lost machine travels with its peer
+ * (free), or waits with it when the budget has run out.
+ */
+export function moveLost(ctx: PlanContext, lost: readonly LostPlacement[]): void {
+  const key = (unit: string, machine: string): string => `${unit}\u0000${machine}`;
+  const onLost = new Set(lost.map((p) => key(p.unit.name, p.machine)));
+  const done = new Set<string>();
+  const sorted = [...lost].sort(
+    (a, b) =>
+      compareNames(a.machine, b.machine) ||
+      a.unit.depth - b.unit.depth ||
+      compareNames(a.unit.name, b.unit.name),
+  );
+  const settle = (unit: string, machine: string, move: boolean, why: UnplaceWhy): void => {
+    done.add(key(unit, machine));
+    const detail = `machine ${machine} is lost`;
+    if (move) ctx.recordRemoval(unit, machine, why, detail);
+    else {
+      ctx.deferred.push({ unit, machine, why, detail });
+      ctx.pinned.add(unit);
+    }
+    for (const f of ctx.units.followers.get(unit) ?? []) {
+      const k = key(f.name, machine);
+      if (onLost.has(k) && !done.has(k)) settle(f.name, machine, move, 'peer-moved');
+    }
+  };
+  for (const p of sorted) {
+    if (done.has(key(p.unit.name, p.machine))) continue;
+    settle(p.unit.name, p.machine, ctx.spendMove(), 'machine-lost');
+  }
+}
+
+/** Step 3. Machines in id order; on each, peers before followers, then by name. */
+export function recheckPlacements(ctx: PlanContext): void {
+  const { state } = ctx;
+  ctx.mode = 'recheck';
+  for (const s of state.slots) {
+    if (s.units.length === 0) continue;
+    const here = [...s.units].sort((a, b) => a.depth - b.depth);
+    for (const u of here) {
+      if (u.invalid !== '' || !s.has(u.name)) continue;
+      state.remove(u, s);
+      const rejection = isFeasible(ctx, u, s, ctx.probe) ? undefined : firstRejection(ctx, u, s);
+      state.add(u, s);
+      if (rejection === undefined) continue;
+      const why = whyOf(rejection.checker);
+      const detail = aboutOneMachine(rejection.reason);
+      if (ctx.spendMove()) ctx.evict(u, s, why, detail);
+      else ctx.deferred.push({ unit: u.name, machine: s.id, why, detail });
+    }
+  }
+}

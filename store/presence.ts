@@ -110,6 +110,7 @@ export class Presence {
       this.resolveFirst = resolve;
       this.rejectFirst = reject;
     });
+    this.firstRegistration.catch(() => undefined); // close() before registering: not unhandled
     this.loop = this.run();
     return this.firstRegistration;
   }

@@ -25,7 +25,8 @@ export class EventuallyTimeoutError extends Error {
 
 /**
  * Calls `fn` until it returns without throwing (and, when it returns a boolean, returns
- * `true`), then resolves with its value. On timeout rejects with the last error, so the test
+ * `true`), then resolves with its value. So `() => lookup() ?? false` waits for a value and
+ * returns it, typed without `false`. On timeout rejects with the last error, so the test
  * output shows why the condition never held.
  *
  * @example
@@ -36,7 +37,7 @@ export class EventuallyTimeoutError extends Error {
 export async function assertEventually<T>(
   fn: () => Promise<T> | T,
   opts: EventuallyOptions = {},
-): Promise<T> {
+): Promise<Exclude<T, false>> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const intervalMs = opts.intervalMs ?? 50;
   const deadline = Date.now() + timeoutMs;
@@ -46,7 +47,7 @@ export async function assertEventually<T>(
     attempts += 1;
     try {
       const value = await fn();
-      if (value !== false) return value;
+      if (value !== false) return value as Exclude<T, false>;
       lastError = new Error('condition returned false');
     } catch (err) {
       lastError = err;

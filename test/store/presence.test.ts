@@ -1,0 +1,180 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { openStore, Presence, type PresenceEvent, type Store } from '../../store/index.js';
+import {
+  assertEventually,
+  sleep,
+  startEtcd,
+  startProxy,
+  uniquePrefix,
+  type EtcdServer,
+} from '../helpers/index.js';
+
+const HOLDER = fileURLToPath(new URL('./fixtures/presence-holder.js', import.meta.url));
+
+let etcd: EtcdServer | undefined;
+
+test.before(async () => {
+  etcd = await startEtcd();
+});
+
+test.after.always(async () => {
+  await etcd?.stop();
+});
+
+function server(): EtcdServer {
+  if (etcd === undefined) throw new Error('etcd not started');
+  return etcd;
+}
+
+function open(label: string): Store {
+  return openStore({ endpoints: server().endpoint, prefix: uniquePrefix(label) });
+}
+
+test('a presence key vanishes within its TTL after its holder is killed with SIGKILL', async (t) => {
+  const store = open('sigkill');
+  t.teardown(() => store.close());
+  const key = store.keys.machine('m1');
+  const ttlSeconds = 3;
+  const holder = spawn(process.execPath, [HOLDER, server().endpoint, key, String(ttlSeconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    holder.kill('SIGKILL');
+  });
+  let output = '';
+  holder.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const lease = await assertEventually(() => /registered (\d+)/.exec(output)?.[1] ?? false, {
+    message: 'the holder registers',
+  });
+  t.is((await store.get(key))?.lease, BigInt(lease));
+
+  await sleep(ttlSeconds * 1000 + 1_500); // longer than the TTL: renewals keep it
+  t.is((await store.get(key))?.lease, BigInt(lease), 'renewals keep the key past its TTL');
+  t.regex(output, /renewed/);
+
+  const killedAt = Date.now();
+  holder.kill('SIGKILL');
+  await once(holder, 'exit');
+  await assertEventually(async () => (await store.get(key)) === undefined, {
+    message: 'the presence key expires',
+    timeoutMs: 15_000,
+  });
+  const elapsed = Date.now() - killedAt;
+  // The last renewal was at most TTL/3 before the kill; etcd checks expiry every 500 ms.
+  t.true(elapsed <= ttlSeconds * 1000 + 1_500, `vanished after ${elapsed} ms`);
+});
+
+test('a presence re-registers, with the keys under its lease, after the lease is revoked behind its back', async (t) => {
+  const store = open('revoked');
+  const presence = new Presence(store, {
+    key: store.keys.machine('m1'),
+    value: 'v1',
+    ttlSeconds: 3,
+  });
+  t.teardown(async () => {
+    await presence.close();
+    store.close();
+  });
+  const events: PresenceEvent[] = [];
+  presence.on((e) => events.push(e));
+  await presence.start();
+  const first = presence.leaseId;
+  if (first === undefined) throw new Error('no lease after start');
+  const stateKey = store.keys.state('a.service');
+  await presence.putUnderLease(stateKey, 'running');
+  t.is((await store.get(stateKey))?.lease, first);
+
+  await server().client().leaseClient.leaseRevoke({ ID: first.toString() });
+  const again = await assertEventually(
+    async () => {
+      const kv = await store.get(store.keys.machine('m1'));
+      return kv !== undefined && kv.lease !== first && kv;
+    },
+    { message: 'the presence key is back under a new lease' },
+  );
+  t.is(again.value.toString(), 'v1');
+  t.is(presence.leaseId, again.lease);
+  t.is((await store.get(stateKey))?.lease, again.lease, 'keys under the lease come back too');
+  const types = events.map((e) => e.type).filter((type) => type !== 'renewed');
+  t.deepEqual(types.slice(0, 3), ['registered', 'lost', 'registered']);
+});
+
+test('a presence cut off from etcd past its TTL is deleted, then re-registers when the link returns', async (t) => {
+  const proxy = await startProxy(server().clientPort);
+  const prefix = uniquePrefix('partition');
+  const store = openStore({
+    endpoints: proxy.endpoint,
+    prefix,
+    callTimeoutMs: 1_000,
+    dialTimeoutMs: 300,
+  });
+  const direct = open('partition-observer');
+  const key = store.keys.machine('m1');
+  const presence = new Presence(store, { key, value: 'v', ttlSeconds: 2 });
+  t.teardown(async () => {
+    await presence.close({ revoke: false });
+    store.close();
+    direct.close();
+    await proxy.close();
+  });
+  const events: PresenceEvent[] = [];
+  presence.on((e) => events.push(e));
+  await presence.start();
+  const first = presence.leaseId;
+  const renewedBefore = presence.lastRenewedAt ?? 0;
+
+  proxy.block('reset');
+  await assertEventually(async () => (await direct.get(key)) === undefined, {
+    message: 'etcd expires the partitioned presence',
+  });
+  t.true(
+    events.some((e) => e.type === 'error'),
+    'renewal failures are reported',
+  );
+  t.true((presence.lastRenewedAt ?? 0) - renewedBefore < 2_000, 'no renewal while cut off');
+
+  proxy.unblock();
+  const back = await assertEventually(async () => (await direct.get(key)) ?? false, {
+    message: 'the presence re-registers after the partition',
+  });
+  t.not(back.lease, first);
+  t.true(events.some((e) => e.type === 'lost' && e.leaseId === first));
+});
+
+test('update rewrites the value under the same lease, and close revokes it at once', async (t) => {
+  const store = open('update');
+  t.teardown(() => store.close());
+  const key = store.keys.machine('m1');
+  const presence = new Presence(store, { key, value: 'v1', ttlSeconds: 30 });
+  await presence.start();
+  const lease = presence.leaseId;
+  await presence.update('v2');
+  const kv = await store.get(key);
+  t.is(kv?.value.toString(), 'v2');
+  t.is(kv?.lease, lease);
+  await presence.close();
+  t.is(await store.get(key), undefined, 'revoked, not left to expire in 30 s');
+});
+
+test('renewals advance lastRenewedAt', async (t) => {
+  const store = open('renew');
+  const presence = new Presence(store, {
+    key: store.keys.machine('m1'),
+    value: 'v',
+    ttlSeconds: 3,
+    renewIntervalMs: 200,
+  });
+  t.teardown(async () => {
+    await presence.close();
+    store.close();
+  });
+  const before = Date.now();
+  await presence.start();
+  const first = presence.lastRenewedAt ?? 0;
+  t.true(first >= before);
+  await assertEventually(() => (presence.lastRenewedAt ?? 0) > first, { message: 'renewed' });
+  t.pass();
+});

@@ -23,6 +23,7 @@ export {
 } from './cache.js';
 export {
   big,
+  toKeyValue,
   LIST_PAGE_SIZE,
   openStore,
   resolveStoreOptions,

@@ -1,0 +1,51 @@
+/**
+ * The runtime drivers behind one interface, and the choice between them: runc where it is
+ * installed and the agent is root, plain processes otherwise.
+ */
+import { ProcessDriver } from './process.js';
+import { RuncDriver, type RuncDriverOptions } from './runc.js';
+import type { DriverName, RuntimeDriver } from './driver.js';
+import { RuntimeError } from './errors.js';
+import { runCapture } from './spawn.js';
+
+export type * from './driver.js';
+export {
+  RuntimeError,
+  isRuntimeError,
+  isPermanentFailure,
+  type RuntimeErrorCode,
+} from './errors.js';
+export { MachineLayout, escapeUnit, escapeMachine, isSafeUnitName } from './layout.js';
+export { ProcessDriver } from './process.js';
+export { RuncDriver, type RuncDriverOptions } from './runc.js';
+export { resolveUser, ROOT_USER, type UnitUser } from './users.js';
+export { normalizeSignal, signalName } from './proc.js';
+
+/** True when runc can be run here and the agent is root: the conditions of the runc driver. */
+export async function isRuncUsable(runc = 'runc'): Promise<boolean> {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    return (await runCapture(runc, ['--version'], 10_000)).code === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Options of {@link createDriver}. */
+export interface DriverOptions extends RuncDriverOptions {
+  readonly stateDir: string;
+  readonly machineId: string;
+  /** `auto` (default): runc when {@link isRuncUsable}, otherwise process. */
+  readonly driver?: DriverName | 'auto';
+}
+
+/** The driver for one machine id. Asking for runc where it cannot work is an error. */
+export async function createDriver(opts: DriverOptions): Promise<RuntimeDriver> {
+  const want = opts.driver ?? 'auto';
+  const runcOk = want === 'process' ? false : await isRuncUsable(opts.runc);
+  if (want === 'runc' && !runcOk) {
+    throw new RuntimeError('unsupported', 'the runc driver needs runc on PATH and root');
+  }
+  if (runcOk) return new RuncDriver(opts.stateDir, opts.machineId, opts);
+  return new ProcessDriver(opts.stateDir, opts.machineId);
+}

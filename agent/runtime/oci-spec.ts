@@ -1,0 +1,212 @@
+/**
+ * The OCI runtime config (config.json) of a unit's container, built from its [Service]
+ * options: pid, mount, ipc and uts namespaces (network only with PrivateNetwork=yes), cgroup
+ * v1 limits from MemoryMax/CPUQuota/TasksMax, and a rootfs that is either RootDirectory= or an
+ * empty directory with the host's system directories bound read-only. Pure: no I/O.
+ */
+import type { ServiceOptions } from '../../unit/model.js';
+import type { CommandSpec } from './driver.js';
+
+/** The host directories a default rootfs shows, read-only; missing ones are skipped. */
+export const HOST_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'] as const;
+
+/** CPU quota period: 100 ms, systemd's and the kernel's default. */
+export const CPU_PERIOD_US = 100_000;
+
+/** A subset of the OCI runtime spec's `process`. */
+export interface OciProcess {
+  terminal: boolean;
+  user: { uid: number; gid: number; additionalGids?: number[] };
+  args: string[];
+  env: string[];
+  cwd: string;
+  capabilities: {
+    bounding: string[];
+    effective: string[];
+    permitted: string[];
+    ambient: string[];
+  };
+  noNewPrivileges: boolean;
+}
+
+/** One OCI mount. */
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+/** A subset of the OCI runtime spec's config.json. */
+export interface OciConfig {
+  ociVersion: string;
+  process: OciProcess;
+  root: { path: string; readonly: boolean };
+  mounts: OciMount[];
+  linux: {
+    cgroupsPath: string;
+    resources: {
+      devices: { allow: boolean; access: string }[];
+      memory?: { limit: number };
+      cpu?: { quota: number; period: number };
+      pids?: { limit: number };
+    };
+    namespaces: { type: string }[];
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+}
+
+/** Docker's default capability set: what a root process in a container usually expects. */
+const DEFAULT_CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+/** The container process for `cmd`: root keeps the default capabilities, other users none. */
+export function ociProcess(cmd: CommandSpec): OciProcess {
+  const caps = cmd.user.uid === 0 ? DEFAULT_CAPS : [];
+  return {
+    terminal: false,
+    user: {
+      uid: cmd.user.uid,
+      gid: cmd.user.gid,
+      ...(cmd.user.groups.length > 0 ? { additionalGids: [...cmd.user.groups] } : {}),
+    },
+    args: [cmd.path, ...cmd.args],
+    env: Object.entries(cmd.env).map(([k, v]) => `${k}=${v}`),
+    cwd: cmd.cwd,
+    capabilities: {
+      bounding: [...DEFAULT_CAPS],
+      effective: [...caps],
+      permitted: [...caps],
+      ambient: [],
+    },
+    noNewPrivileges: false,
+  };
+}
+
+/** What the rootfs of a bundle is made of. */
+export interface RootfsPlan {
+  /** Absolute path of the rootfs directory. */
+  readonly path: string;
+  /** False for RootDirectory= (the unit owns it, as with systemd); true for the empty default. */
+  readonly readonly: boolean;
+  /** Host directories to bind read-only at the same path (real directories only). */
+  readonly binds: readonly string[];
+  /** Host directory bound as the unit's private /tmp, shared by all its commands. */
+  readonly tmp: string;
+}
+
+/** The cgroup limits of a unit: only what it asked for. */
+export function ociResources(service: ServiceOptions): OciConfig['linux']['resources'] {
+  const { cpuMillicores, memoryBytes, tasks } = service.resources;
+  return {
+    devices: [{ allow: false, access: 'rwm' }],
+    ...(memoryBytes > 0 ? { memory: { limit: memoryBytes } } : {}),
+    ...(cpuMillicores > 0
+      ? {
+          cpu: { quota: Math.round((cpuMillicores * CPU_PERIOD_US) / 1000), period: CPU_PERIOD_US },
+        }
+      : {}),
+    ...(tasks > 0 ? { pids: { limit: tasks } } : {}),
+  };
+}
+
+function baseMounts(tmp: string): OciMount[] {
+  return [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
+    {
+      destination: '/dev/mqueue',
+      type: 'mqueue',
+      source: 'mqueue',
+      options: ['nosuid', 'noexec', 'nodev'],
+    },
+    // A fresh sysfs, read-only as a whole: a bind of the host's /sys would leave its
+    // submounts (the host's cgroup hierarchies) writable.
+    {
+      destination: '/sys',
+      type: 'sysfs',
+      source: 'sysfs',
+      options: ['nosuid', 'noexec', 'nodev', 'ro'],
+    },
+    {
+      destination: '/sys/fs/cgroup',
+      type: 'cgroup',
+      source: 'cgroup',
+      options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+    },
+    { destination: '/tmp', type: 'bind', source: tmp, options: ['bind', 'rw', 'nosuid', 'nodev'] },
+  ];
+}
+
+/** The whole config.json of a container running `cmd` for a unit with `service`. */
+export function ociConfig(
+  service: ServiceOptions,
+  cmd: CommandSpec,
+  rootfs: RootfsPlan,
+  cgroupsPath: string,
+): OciConfig {
+  const namespaces = ['pid', 'mount', 'ipc', 'uts', ...(service.privateNetwork ? ['network'] : [])];
+  const binds: OciMount[] = rootfs.binds.map((dir) => ({
+    destination: dir,
+    type: 'bind',
+    source: dir,
+    // Not rbind: a recursive bind would keep the host's submounts writable under `ro`.
+    options: ['bind', 'ro'],
+  }));
+  return {
+    ociVersion: '1.0.2',
+    process: ociProcess(cmd),
+    root: { path: rootfs.path, readonly: rootfs.readonly },
+    mounts: [...baseMounts(rootfs.tmp), ...binds],
+    linux: {
+      cgroupsPath,
+      resources: ociResources(service),
+      namespaces: namespaces.map((type) => ({ type })),
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/asound',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/sys/firmware',
+        '/proc/scsi',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}

@@ -1,0 +1,287 @@
+/**
+ * The runc driver: every unit is an OCI bundle under its state directory and its main
+ * process a `runc run` (foreground) under the shim, so runc itself deletes the container and
+ * its cgroup when the process ends. Hooks run inside the main container (`runc exec`) while it
+ * runs, otherwise in a short-lived container `<id>+hook` with the same rootfs and limits.
+ * Mounts are made by runc inside the container's mount namespace: nothing is mounted on the
+ * host, so removing a unit is deleting its directory.
+ */
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readFile,
+  readlink,
+  rm,
+  rmdir,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { constants } from 'node:os';
+import { join, relative } from 'node:path';
+import type {
+  CommandSpec,
+  DriverName,
+  ExecOptions,
+  ExitResult,
+  MainProcess,
+  SignalScope,
+  UnitContext,
+} from './driver.js';
+import { RuntimeError } from './errors.js';
+import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js';
+import { ID_PREFIX } from './layout.js';
+import { isDroppedByInit } from './pid-one.js';
+import { isAlive, isSignalName, signalPid } from './proc.js';
+import { ShimDriver, type ShimInvocation } from './shim.js';
+import { runCapture, runToCompletion, toolMessage } from './spawn.js';
+
+/** Options of {@link RuncDriver}. */
+export interface RuncDriverOptions {
+  /** The runc binary; default `runc` from PATH. */
+  readonly runc?: string;
+  /** runc's state root (`runc --root`); default runc's own (/run/runc). */
+  readonly root?: string;
+}
+
+/** Cgroup v1 controllers whose directories the driver tidies when a machine's last unit goes. */
+const CONTROLLERS = [
+  'memory',
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'devices',
+  'freezer',
+  'blkio',
+  'pids',
+  'systemd',
+];
+
+const HOOK_SUFFIX = '+hook';
+
+/** Records which signal a SIGKILL stood in for (see pid-one.ts). */
+const KILLED_BY = 'killed-by';
+
+/** Runs units as runc containers. Construct one per machine id; needs root. */
+export class RuncDriver extends ShimDriver {
+  readonly name: DriverName = 'runc';
+  private readonly runc: string;
+  private readonly globalArgs: string[];
+
+  constructor(stateDir: string, machineId: string, opts: RuncDriverOptions = {}) {
+    super(stateDir, machineId);
+    this.runc = opts.runc ?? 'runc';
+    this.globalArgs = opts.root !== undefined ? ['--root', opts.root] : [];
+  }
+
+  hostPath(ctx: UnitContext, path: string): string | undefined {
+    if (ctx.service.rootDirectory !== '') return join(ctx.service.rootDirectory, path);
+    const inside = (dir: string): boolean => path === dir || path.startsWith(`${dir}/`);
+    if (inside('/tmp')) return join(ctx.dir, 'tmp', relative('/tmp', path));
+    if ([...HOST_DIRS, '/proc', '/dev', '/sys'].some(inside)) return path;
+    return path === '/' ? join(ctx.dir, 'rootfs') : undefined;
+  }
+
+  userRoot(ctx: UnitContext): string {
+    return ctx.service.rootDirectory !== '' ? ctx.service.rootDirectory : '/';
+  }
+
+  async prepare(ctx: UnitContext): Promise<void> {
+    await mkdir(this.layout.logsDir, { recursive: true });
+    await mkdir(join(ctx.dir, 'hook'), { recursive: true });
+    await mkdir(join(ctx.dir, 'tmp'), { recursive: true });
+    await chmod(join(ctx.dir, 'tmp'), 0o1777);
+    if (ctx.service.rootDirectory !== '') return;
+    const rootfs = join(ctx.dir, 'rootfs');
+    await mkdir(rootfs, { recursive: true });
+    // Merged-/usr hosts have /bin -> usr/bin: the rootfs gets the same symlink, not a bind.
+    for (const dir of HOST_DIRS) {
+      const link = await readlink(dir).catch(() => undefined);
+      const target = join(rootfs, dir);
+      if (link === undefined || (await lstat(target).catch(() => undefined)) !== undefined)
+        continue;
+      await symlink(link, target);
+    }
+  }
+
+  async exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult> {
+    const common = { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: '/' };
+    if (opts.main !== undefined && (await this.state(ctx.containerId)) === 'running') {
+      const processFile = join(ctx.dir, 'exec-process.json');
+      const pidFile = join(ctx.dir, 'exec.pid');
+      await writeFile(processFile, JSON.stringify(ociProcess(cmd)));
+      await rm(pidFile, { force: true });
+      const argv = [this.runc, ...this.globalArgs, 'exec', '--process', processFile];
+      return runToCompletion([...argv, '--pid-file', pidFile, ctx.containerId], {
+        ...common,
+        logPath: ctx.logPath,
+        timeoutMs: opts.timeoutMs,
+        ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+        onTimeout: async () => {
+          const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+          if (pid > 0) signalPid(pid, 'SIGKILL');
+        },
+      });
+    }
+    const hookId = `${ctx.containerId}${HOOK_SUFFIX}`;
+    const hookDir = join(ctx.dir, 'hook');
+    await this.writeBundle(ctx, cmd, hookDir, `${ctx.cgroupPath}${HOOK_SUFFIX}`);
+    await this.delete(hookId);
+    try {
+      return await runToCompletion(
+        [this.runc, ...this.globalArgs, 'run', '--bundle', hookDir, hookId],
+        {
+          ...common,
+          logPath: ctx.logPath,
+          timeoutMs: opts.timeoutMs,
+          onTimeout: () => this.tool(['kill', hookId, 'SIGKILL']).then(() => undefined),
+        },
+      );
+    } finally {
+      await this.delete(hookId);
+    }
+  }
+
+  async kill(
+    ctx: UnitContext,
+    main: MainProcess,
+    signal: NodeJS.Signals,
+    scope: SignalScope,
+  ): Promise<void> {
+    const args = scope === 'all' ? ['kill', '--all'] : ['kill'];
+    const res = await this.tool([...args, ctx.containerId, signal]);
+    const alive = await isAlive(main.pid, main.pidStart);
+    // No container (already gone, or runc state lost): fall back to the pid we know.
+    if (res.code !== 0 && alive) signalPid(main.pid, signal);
+    if (alive && (await isDroppedByInit(main.pid, signal))) {
+      await writeFile(join(ctx.dir, KILLED_BY), signal);
+      await this.tool(['kill', ctx.containerId, 'SIGKILL']);
+      if (await isAlive(main.pid, main.pidStart)) signalPid(main.pid, 'SIGKILL');
+    }
+  }
+
+  /** As the base, but a SIGKILL standing in for a dropped signal reports that signal. */
+  override async wait(
+    ctx: UnitContext,
+    main: MainProcess,
+    signal: AbortSignal,
+  ): Promise<ExitResult> {
+    const exit = await super.wait(ctx, main, signal);
+    if (exit.signal !== 'SIGKILL') return exit;
+    const meant = (await readFile(join(ctx.dir, KILLED_BY), 'utf8').catch(() => '')).trim();
+    return isSignalName(meant) ? { status: 128 + constants.signals[meant], signal: meant } : exit;
+  }
+
+  async remove(ctx: UnitContext): Promise<void> {
+    await this.delete(ctx.containerId);
+    await this.delete(`${ctx.containerId}${HOOK_SUFFIX}`);
+    await rm(ctx.dir, { recursive: true, force: true });
+    await this.tidyCgroups(ctx);
+  }
+
+  /**
+   * Deletes containers of this machine that have no unit directory (left behind when a
+   * state directory was wiped, or hooks interrupted by an agent crash). Returns their ids.
+   */
+  async removeOrphans(known: ReadonlySet<string>): Promise<string[]> {
+    const res = await this.tool(['list', '--format', 'json']);
+    if (res.code !== 0) return [];
+    const listed = (JSON.parse(res.stdout || 'null') ?? []) as { id: string }[];
+    const prefix = this.layout.containerPrefix();
+    const orphans = listed
+      .map((c) => c.id)
+      .filter((id) => id.startsWith(prefix) && (id.endsWith(HOOK_SUFFIX) || !known.has(id)));
+    for (const id of orphans) await this.delete(id);
+    return orphans;
+  }
+
+  protected async invocation(ctx: UnitContext, cmd: CommandSpec): Promise<ShimInvocation> {
+    await this.writeBundle(ctx, cmd, ctx.dir, ctx.cgroupPath);
+    await this.delete(ctx.containerId);
+    await rm(join(ctx.dir, KILLED_BY), { force: true });
+    const pidFile = join(ctx.dir, 'main.pid');
+    return {
+      argv: [
+        this.runc,
+        ...this.globalArgs,
+        'run',
+        '--bundle',
+        ctx.dir,
+        '--pid-file',
+        pidFile,
+        ctx.containerId,
+      ],
+      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      cwd: ctx.dir,
+    };
+  }
+
+  protected isPreExec(argv: readonly string[]): boolean {
+    return argv[1] === 'init' && (argv[0] ?? '').endsWith('runc');
+  }
+
+  protected async abortStart(ctx: UnitContext): Promise<void> {
+    await this.delete(ctx.containerId);
+  }
+
+  private async writeBundle(
+    ctx: UnitContext,
+    cmd: CommandSpec,
+    bundle: string,
+    cgroupsPath: string,
+  ): Promise<void> {
+    const config = ociConfig(ctx.service, cmd, await this.rootfs(ctx), cgroupsPath);
+    await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`);
+  }
+
+  private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
+    const tmp = join(ctx.dir, 'tmp');
+    if (ctx.service.rootDirectory !== '') {
+      return { path: ctx.service.rootDirectory, readonly: false, binds: [], tmp };
+    }
+    const binds: string[] = [];
+    for (const dir of HOST_DIRS) {
+      const st = await lstat(dir).catch(() => undefined);
+      if (st?.isDirectory() === true) binds.push(dir);
+    }
+    return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp };
+  }
+
+  /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */
+  private async state(id: string): Promise<string | undefined> {
+    const res = await this.tool(['state', id]);
+    if (res.code !== 0) return undefined;
+    return (JSON.parse(res.stdout) as { status?: string }).status;
+  }
+
+  private async delete(id: string): Promise<void> {
+    await this.tool(['delete', '--force', id]);
+  }
+
+  private async tool(
+    args: readonly string[],
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      return await runCapture(this.runc, [...this.globalArgs, ...args]);
+    } catch (err) {
+      throw new RuntimeError('unsupported', `runc cannot be run: ${toolMessage(String(err))}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Removes the unit's and (once empty) the machine's cgroup directories, best effort. */
+  private async tidyCgroups(ctx: UnitContext): Promise<void> {
+    for (const controller of CONTROLLERS) {
+      const base = join('/sys/fs/cgroup', controller);
+      for (const path of [
+        `${ctx.cgroupPath}${HOOK_SUFFIX}`,
+        ctx.cgroupPath,
+        this.layout.machineCgroup(),
+        `/${ID_PREFIX}`,
+      ]) {
+        await rmdir(join(base, path)).catch(() => undefined);
+      }
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * meta.json: what an agent must know to take a unit over after a restart, kept in the unit's
+ * state directory beside the shim's files. Written atomically (temp file, rename) before every
+ * start, so it always describes the processes that run.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ServiceOptions } from '../unit/model.js';
+import { UNIT_FILES } from './runtime/layout.js';
+
+/** The persisted record of one supervised unit. */
+export interface UnitMeta {
+  readonly version: 1;
+  readonly unit: string;
+  readonly hash: string;
+  readonly service: ServiceOptions;
+  /** Restarts so far (UnitState.restarts survives agent restarts). */
+  readonly restarts: number;
+  /** Index of the ExecStart= line that runs (oneshot units run several in order). */
+  readonly step: number;
+  /** Unix ms when the current main process started; 0 before the first start. */
+  readonly startedAt: number;
+  /**
+   * Set once the unit reached a state it stays in (failed, dead, oneshot exited): a new agent
+   * reports it as is instead of running the unit's stop hooks a second time.
+   */
+  readonly final?: FinalState;
+}
+
+/** The fields of a settled unit's state that a new agent reports unchanged. */
+export interface FinalState {
+  readonly activeState: string;
+  readonly subState: string;
+  readonly exitStatus: number;
+  readonly exitSignal: string;
+  readonly message: string;
+}
+
+/** Writes `meta` into the unit directory `dir` atomically. */
+export async function writeMeta(dir: string, meta: UnitMeta): Promise<void> {
+  const path = join(dir, UNIT_FILES.meta);
+  await writeFile(`${path}.tmp`, `${JSON.stringify(meta)}\n`);
+  await rename(`${path}.tmp`, path);
+}
+
+function isMeta(value: unknown): value is UnitMeta {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  const service = v['service'] as Record<string, unknown> | null | undefined;
+  return (
+    v['version'] === 1 &&
+    typeof v['unit'] === 'string' &&
+    typeof v['hash'] === 'string' &&
+    typeof v['restarts'] === 'number' &&
+    typeof v['step'] === 'number' &&
+    typeof v['startedAt'] === 'number' &&
+    typeof service === 'object' &&
+    service !== null &&
+    Array.isArray(service['execStart'])
+  );
+}
+
+/** The meta of the unit directory `dir`, or undefined when it is missing or unreadable. */
+export async function readMeta(dir: string): Promise<UnitMeta | undefined> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(join(dir, UNIT_FILES.meta), 'utf8'));
+    return isMeta(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * One unit's lifecycle on this machine with systemd [Service] semantics: runs (see
+ * supervisor-run.ts), restarts per Restart= with RestartSec= and an exponential back-off,
+ * and reports every state change as the fields of UnitState. A supervisor never throws: a
+ * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
+ */
+import type { ServiceOptions } from '../unit/model.js';
+import type { UnitState } from '../proto/flotilla/v1/records.js';
+import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
+import { describeError } from './runtime/errors.js';
+import type { LogStore } from './logs.js';
+import { readMeta, writeMeta, type FinalState, type UnitMeta } from './supervisor-meta.js';
+import {
+  applyChange,
+  backoffDelay,
+  initialState,
+  shouldRestart,
+  type StateChange,
+} from './supervisor-policy.js';
+import {
+  isDetached,
+  runOnce,
+  stopCompleted,
+  type Outcome,
+  type Resume,
+  type RunHost,
+} from './supervisor-run.js';
+
+/** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
+export interface SupervisorTimings {
+  /** The longest pause between restarts. */
+  readonly restartCapMs: number;
+  /** The shortest (RestartSec=0 must not spin a crashing unit). */
+  readonly restartFloorMs: number;
+  /** A main process that ran this long resets the back-off to RestartSec=. */
+  readonly restartResetMs: number;
+  /** ExecStartPre=/ExecStartPost= lines and the main process's appearance are bounded by this. */
+  readonly startTimeoutMs: number;
+}
+
+/** Back-off doubling to 30 s, reset after 10 s of running; 90 s to start (systemd's default). */
+export const SUPERVISOR_DEFAULTS: SupervisorTimings = {
+  restartCapMs: 30_000,
+  restartFloorMs: 100,
+  restartResetMs: 10_000,
+  startTimeoutMs: 90_000,
+};
+
+/** What a supervisor is given by its manager. */
+export interface SupervisorDeps {
+  readonly driver: RuntimeDriver;
+  readonly logs: LogStore;
+  readonly machineId: string;
+  readonly timings: SupervisorTimings;
+  /** Every state change, in order. Must not throw. */
+  readonly onState: (state: UnitState) => void;
+  readonly now?: () => number;
+}
+
+/** The unit a supervisor runs: its name, content hash and [Service] options. */
+export interface SupervisedUnit {
+  readonly name: string;
+  readonly hash: string;
+  readonly service: ServiceOptions;
+}
+
+function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
+  return new Promise((resolve) => {
+    const any = AbortSignal.any([...signals]);
+    const done = (): void => {
+      clearTimeout(timer);
+      any.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    any.addEventListener('abort', done);
+    if (any.aborted) done();
+  });
+}
+
+/** Supervises one unit. Create, then call exactly one of {@link start} or {@link adopt}. */
+export class Supervisor {
+  readonly unit: SupervisedUnit;
+  readonly ctx: UnitContext;
+  private current: UnitState;
+  private readonly deps: SupervisorDeps;
+  private readonly now: () => number;
+  private readonly stopCtl = new AbortController();
+  private readonly detachCtl = new AbortController();
+  private done: Promise<void> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
+  private restarts = 0;
+  private streak = 0;
+  private completed = false;
+
+  constructor(unit: SupervisedUnit, deps: SupervisorDeps) {
+    this.unit = unit;
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+    this.ctx = deps.driver.context(unit.name, unit.service);
+    this.current = initialState(
+      unit.name,
+      deps.machineId,
+      unit.hash,
+      this.ctx.containerId,
+      this.now(),
+    );
+  }
+
+  /** The latest state (a copy is handed to listeners; this one is not to be mutated). */
+  get state(): UnitState {
+    return this.current;
+  }
+
+  /** Starts the unit from scratch. */
+  start(): void {
+    this.done = this.lifecycle(undefined);
+  }
+
+  /**
+   * Takes over a unit a previous agent left: a running main process is watched (not
+   * restarted), one that ended meanwhile is handled as if it had just ended, a unit that had
+   * settled (failed, exited) is reported as it was.
+   */
+  adopt(found: FoundUnit, meta: UnitMeta): void {
+    this.restarts = meta.restarts;
+    this.set({ restarts: meta.restarts });
+    if (meta.final !== undefined) {
+      this.completed = meta.final.subState === 'exited';
+      this.set({ ...meta.final, pid: 0 });
+      return;
+    }
+    const resume: Resume | undefined =
+      found.main !== undefined && (found.running || found.exit !== undefined)
+        ? {
+            main: found.main,
+            step: meta.step,
+            startedAt: meta.startedAt,
+            ...(found.exit !== undefined ? { exit: found.exit } : {}),
+          }
+        : undefined;
+    this.done = this.lifecycle(resume);
+  }
+
+  /**
+   * Stops the unit (ExecStop, KillSignal, SIGKILL after TimeoutStopSec, ExecStopPost),
+   * removes its container and state directory, and resolves once it is inactive. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  /**
+   * Lets go of the unit without touching its processes (the agent shuts down or hands over);
+   * after this no state change is reported.
+   */
+  async detach(): Promise<void> {
+    this.detachCtl.abort();
+    await this.done;
+  }
+
+  private async stopNow(): Promise<void> {
+    this.stopCtl.abort();
+    await this.done;
+    if (this.detachCtl.signal.aborted) return;
+    if (this.completed) await stopCompleted(this.host());
+    try {
+      await this.deps.driver.remove(this.ctx);
+    } catch (err) {
+      this.note(`could not remove the container: ${describeError(err)}`);
+    }
+    this.set({ activeState: 'inactive', subState: 'dead', pid: 0 });
+    this.note('stopped');
+  }
+
+  private async lifecycle(resume: Resume | undefined): Promise<void> {
+    try {
+      await this.deps.driver.prepare(this.ctx);
+      if (resume === undefined) await this.persist(0, 0);
+      for (;;) {
+        const outcome = await runOnce(this.host(), resume);
+        resume = undefined;
+        if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
+        const { restart: policy, restartSecMs } = this.unit.service;
+        if (outcome.permanent || !shouldRestart(policy, outcome.result)) {
+          await this.settle(outcome);
+          return;
+        }
+        this.streak = outcome.ranMs >= this.deps.timings.restartResetMs ? 1 : this.streak + 1;
+        const delay = backoffDelay(restartSecMs, this.streak, {
+          capMs: this.deps.timings.restartCapMs,
+          floorMs: this.deps.timings.restartFloorMs,
+        });
+        const why = outcome.message !== '' ? outcome.message : 'main process exited';
+        // Counted when scheduled, so the auto-restart state already carries the new count.
+        this.restarts += 1;
+        this.set({
+          activeState: 'activating',
+          subState: 'auto-restart',
+          pid: 0,
+          restarts: this.restarts,
+          message: `${why}; restarting in ${delay} ms`,
+        });
+        this.note(`${why}; restarting in ${delay} ms`);
+        await sleep(delay, [this.stopCtl.signal, this.detachCtl.signal]);
+        if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
+      }
+    } catch (err) {
+      if (isDetached(err) || this.detachCtl.signal.aborted) return;
+      // A bug, not the unit's fault: still never leave the unit without a state.
+      const message = `supervisor error: ${describeError(err)}`;
+      this.set({ activeState: 'failed', subState: 'failed', pid: 0, message });
+      this.note(message);
+    }
+  }
+
+  /** The end of a unit that will not restart: failed, dead, or (oneshot) exited. */
+  private async settle(outcome: Outcome): Promise<void> {
+    let final: FinalState;
+    const exitStatus = outcome.exit?.status ?? this.current.exitStatus;
+    const exitSignal = outcome.exit?.signal ?? this.current.exitSignal;
+    if (outcome.completed) {
+      this.completed = true;
+      final = { activeState: 'active', subState: 'exited', exitStatus, exitSignal, message: '' };
+    } else if (outcome.result === 'success') {
+      final = { activeState: 'inactive', subState: 'dead', exitStatus, exitSignal, message: '' };
+    } else {
+      final = {
+        activeState: 'failed',
+        subState: 'failed',
+        exitStatus,
+        exitSignal,
+        message: outcome.message,
+      };
+      this.note(`failed: ${outcome.message}`);
+    }
+    this.set({ ...final, pid: 0 });
+    const meta = await readMeta(this.ctx.dir);
+    if (meta !== undefined)
+      await writeMeta(this.ctx.dir, { ...meta, final }).catch(() => undefined);
+  }
+
+  private host(): RunHost {
+    return {
+      ctx: this.ctx,
+      driver: this.deps.driver,
+      startTimeoutMs: this.deps.timings.startTimeoutMs,
+      stopSignal: this.stopCtl.signal,
+      detachSignal: this.detachCtl.signal,
+      now: this.now,
+      set: (change) => this.set(change),
+      note: (text) => this.note(text),
+      persist: (step, startedAt) => this.persist(step, startedAt),
+    };
+  }
+
+  private persist(step: number, startedAt: number): Promise<void> {
+    const { name, hash, service } = this.unit;
+    const meta: UnitMeta = {
+      version: 1,
+      unit: name,
+      hash,
+      service,
+      restarts: this.restarts,
+      step,
+      startedAt,
+    };
+    return writeMeta(this.ctx.dir, meta);
+  }
+
+  private set(change: StateChange): void {
+    if (this.detachCtl.signal.aborted) return;
+    const next = applyChange(this.current, change, this.now());
+    if (next === this.current) return;
+    this.current = next;
+    try {
+      this.deps.onState({ ...next });
+    } catch {
+      // A listener's bug must not stop supervision.
+    }
+  }
+
+  private note(text: string): void {
+    if (this.detachCtl.signal.aborted) return;
+    this.deps.logs.note(this.unit.name, text).catch(() => undefined);
+  }
+}

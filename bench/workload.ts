@@ -55,6 +55,7 @@ export function makeWorkload(opts: WorkloadOptions): { snapshot: Snapshot; shape
   const rand = mulberry32(opts.seed ?? 1);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)] as T;
   const zones = Array.from({ length: opts.zones ?? 6 }, (_, i) => `z${i}`);
+  const racks = Array.from({ length: Math.ceil(opts.machines / 20) }, (_, i) => `r${i}`);
   const machines: PlannerMachine[] = [];
   for (let i = 0; i < opts.machines; i++) {
     const role = rand() < 0.7 ? 'worker' : 'edge';
@@ -111,18 +112,23 @@ export function makeWorkload(opts: WorkloadOptions): { snapshot: Snapshot; shape
         }
       }
     } else if (kind < 0.75) {
-      // Spread over zones, at most two per machine.
+      // Spread over zones (or, for one in four templates, racks), at most two per machine.
       const size = 6 + Math.floor(rand() * 18);
+      const key = rand() < 0.25 ? 'rack' : 'zone';
       for (let i = 1; i <= size; i++) {
-        add(`api${g}@${i}.service`, `api${g}@.service`, { spreadBy: 'zone', maxPerMachine: 2 });
+        add(`api${g}@${i}.service`, `api${g}@.service`, { spreadBy: key, maxPerMachine: 2 });
       }
-    } else if (kind < 0.9) {
+    } else if (kind < 0.85) {
       // Metadata: OR over zones, AND with disk.
       const meta = new Map<string, readonly string[]>([
         ['zone', [pick(zones), pick(zones)]],
         ['disk', ['ssd']],
       ]);
       for (let i = 0; i < 8; i++) add(`db-${g}-${i}.service`, '', { machineMetadata: meta });
+    } else if (kind < 0.9) {
+      // Metadata: one of two racks (40 machines).
+      const meta = new Map<string, readonly string[]>([['rack', [pick(racks), pick(racks)]]]);
+      for (let i = 0; i < 6; i++) add(`rackpin-${g}-${i}.service`, '', { machineMetadata: meta });
     } else {
       // Conflicts by a plain glob between singleton units of one family.
       for (let i = 0; i < 6; i++) {

@@ -39,6 +39,23 @@ export const FEASIBILITY_CHAIN: readonly FeasibilityChecker[] = [
   MaxPerMachineChecker,
 ];
 
+/**
+ * Index in {@link FEASIBILITY_CHAIN} of the first checker rejecting `u` on `s`, or -1 when all
+ * accept (`probe` then holds what `u` would displace). The hot path: allocates nothing.
+ */
+export function rejectingChecker(
+  ctx: CheckContext,
+  u: CompiledUnit,
+  s: MachineSlot,
+  probe: Probe,
+): number {
+  probe.reset();
+  for (let i = 0; i < FEASIBILITY_CHAIN.length; i++) {
+    if (!(FEASIBILITY_CHAIN[i] as FeasibilityChecker).accepts(ctx, u, s, probe)) return i;
+  }
+  return -1;
+}
+
 /** True when every checker accepts `u` on `s`; `probe` then holds what it would displace. */
 export function isFeasible(
   ctx: CheckContext,
@@ -46,9 +63,12 @@ export function isFeasible(
   s: MachineSlot,
   probe: Probe,
 ): boolean {
-  probe.reset();
-  for (const checker of FEASIBILITY_CHAIN) if (!checker.accepts(ctx, u, s, probe)) return false;
-  return true;
+  return rejectingChecker(ctx, u, s, probe) < 0;
+}
+
+/** True when checker `index` of the chain may judge units by name (see `byName`). */
+export function judgesByName(index: number): boolean {
+  return FEASIBILITY_CHAIN[index]?.byName ?? true;
 }
 
 /** The first checker rejecting `u` on `s` and its reason, or undefined when feasible. */
@@ -71,8 +91,13 @@ export function firstRejection(
 /**
  * Why `u` fits nowhere: every machine through the chain, counted per first rejection.
  * `placedOn` is how many machines took it (non-zero only for a Global unit reported anyway).
+ * `byName` tells whether a name-dependent checker was involved (see `FeasibilityChecker`).
  */
-export function explainUnscheduled(ctx: CheckContext, u: CompiledUnit, placedOn = 0): Unscheduled {
+export function explainUnscheduled(
+  ctx: CheckContext,
+  u: CompiledUnit,
+  placedOn = 0,
+): { readonly unscheduled: Unscheduled; readonly byName: boolean } {
   const slots = ctx.state.slots;
   const tally = new Map<string, { checker: number; machines: number }>();
   const count = (checker: number, reason: string): void => {
@@ -81,11 +106,13 @@ export function explainUnscheduled(ctx: CheckContext, u: CompiledUnit, placedOn 
     else t.machines++;
   };
   const probe = new Probe();
+  let byName = false;
   for (const s of slots) {
     if (u.invalid !== '') count(-1, `cannot run an invalid unit (${u.invalid})`);
     else {
       const r = firstRejection(ctx, u, s, probe);
       if (r !== undefined) count(r.checker, r.reason);
+      if (r !== undefined && judgesByName(r.checker)) byName = true;
     }
   }
   const reasons = [...tally.entries()]
@@ -94,12 +121,13 @@ export function explainUnscheduled(ctx: CheckContext, u: CompiledUnit, placedOn 
         b.machines - a.machines || a.checker - b.checker || (ra < rb ? -1 : ra > rb ? 1 : 0),
     )
     .map(([reason, t]): PlacementReason => ({ reason, machines: t.machines }));
-  return {
+  const unscheduled: Unscheduled = {
     unit: u.name,
     machines: slots.length,
     reasons,
     summary: summarize(placedOn, slots.length, reasons),
   };
+  return { unscheduled, byName };
 }
 
 /** `0/5 machines: 3 conflict with web@1.service, 2 lack region=us`. */

@@ -50,6 +50,12 @@ export class Probe {
  */
 export interface FeasibilityChecker {
   readonly name: string;
+  /**
+   * True when the verdict can depend on the unit's name, not only on its constraints and
+   * reservation (peers and globs name units). The planner reuses a failure for units with
+   * the same placement signature only while no such checker was involved.
+   */
+  readonly byName: boolean;
   accepts(ctx: CheckContext, u: CompiledUnit, s: MachineSlot, probe: Probe): boolean;
   explain(ctx: CheckContext, u: CompiledUnit, s: MachineSlot, probe: Probe): string;
 }

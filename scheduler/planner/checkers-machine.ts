@@ -7,6 +7,7 @@ import { formatBytes, type FeasibilityChecker } from './checker.js';
 /** A drained machine takes nothing. Reason: `are drained`. */
 export const DrainedChecker: FeasibilityChecker = {
   name: 'DrainedChecker',
+  byName: false,
   accepts: (_ctx, _u, s) => !s.machine.drained,
   explain: () => 'are drained',
 };
@@ -18,6 +19,7 @@ export const DrainedChecker: FeasibilityChecker = {
  */
 export const MachineIDChecker: FeasibilityChecker = {
   name: 'MachineIDChecker',
+  byName: false,
   accepts(ctx, u, s) {
     if (u.machineId === '') return true;
     const targets = ctx.machineIdTargets(u);
@@ -38,6 +40,7 @@ export const MachineIDChecker: FeasibilityChecker = {
  */
 export const MachineMetadataChecker: FeasibilityChecker = {
   name: 'MachineMetadataChecker',
+  byName: false,
   accepts(_ctx, u, s) {
     for (const [key, values] of u.metadata) {
       const have = s.machine.metadata.get(key);
@@ -64,6 +67,7 @@ export const MachineMetadataChecker: FeasibilityChecker = {
  */
 export const ResourcesChecker: FeasibilityChecker = {
   name: 'ResourcesChecker',
+  byName: false,
   accepts(_ctx, u, s, probe) {
     const cap = s.machine.capacity;
     if (u.cpu > 0 && s.cpu - probe.freedCpu + u.cpu > cap.cpuMillicores) return false;
@@ -85,6 +89,7 @@ export const ResourcesChecker: FeasibilityChecker = {
  */
 export const MaxPerMachineChecker: FeasibilityChecker = {
   name: 'MaxPerMachineChecker',
+  byName: false,
   accepts(_ctx, u, s, probe) {
     if (u.maxPerMachine === 0 || u.template === '') return true;
     const here = (s.templates.get(u.template) ?? 0) - probe.freedSameTemplate;

@@ -16,6 +16,7 @@ import type { MachineSlot } from './state.js';
  */
 export const MachineOfChecker: FeasibilityChecker = {
   name: 'MachineOfChecker',
+  byName: true,
   accepts(_ctx, u, s) {
     if (u.cyclePeer !== '') return false;
     for (const peer of u.machineOf) if (!s.has(peer)) return false;
@@ -35,6 +36,7 @@ export const MachineOfChecker: FeasibilityChecker = {
  */
 export const ConflictsChecker: FeasibilityChecker = {
   name: 'ConflictsChecker',
+  byName: true,
   accepts: (_ctx, u, s) => conflictOn(u, s) === '',
   explain: (_ctx, u, s) => `conflict with ${conflictOn(u, s)}`,
 };
@@ -61,6 +63,7 @@ function conflictOn(u: CompiledUnit, s: MachineSlot): string {
  */
 export const ReplacesChecker: FeasibilityChecker = {
   name: 'ReplacesChecker',
+  byName: true,
   accepts(ctx, u, s, probe) {
     if (replacerOn(u, s) !== '') return false;
     if (u.replaces.length === 0) return true;

@@ -33,6 +33,8 @@ export interface CompiledUnit {
   cyclePeer: string;
   /** Longest MachineOf chain below this unit (0 without peers): peers are handled first. */
   depth: number;
+  /** Cache of {@link placementSignature}. */
+  signature?: string;
 }
 
 /** All units of a pass, with the reverse MachineOf edges. */
@@ -117,6 +119,27 @@ function compileUnit(spec: PlannerUnit): CompiledUnit {
     cyclePeer: '',
     depth: 0,
   };
+}
+
+/**
+ * Everything but the name that the feasibility chain looks at. Two units with equal
+ * signatures get the same verdict from every checker that does not judge by name, so a
+ * failure of one, on an unchanged cluster, is a failure of the other.
+ */
+export function placementSignature(u: CompiledUnit): string {
+  u.signature ??= [
+    u.template,
+    u.cpu,
+    u.memory,
+    u.maxPerMachine,
+    u.machineId,
+    u.metadataKey,
+    u.machineOf.join(','),
+    u.conflicts.map((g) => g.source).join(','),
+    u.replaces.map((g) => g.source).join(','),
+    u.invalid,
+  ].join('\u0000');
+  return u.signature;
 }
 
 /** `disk=ssd;region=eu|us`: keys and values sorted, so equal requirements share a key. */

@@ -19,6 +19,8 @@ const NONE: readonly string[] = [];
 
 export class PlanContext implements CheckContext {
   mode: 'place' | 'recheck' = 'recheck';
+  /** Set by selectMachine: a name-dependent checker rejected some machine for the unit. */
+  sawByName = false;
   /** Budget spent: initial placements stopped or moved. */
   moves = 0;
   /** Shared scratch for the hot path. */

@@ -12,8 +12,8 @@
  * the drained flag and MachineMetadata skip machines those checkers would reject anyway.
  */
 import { findInBits } from './bitset.js';
-import { isFeasible } from './chain.js';
-import { compareNames, type CompiledUnit } from './compile.js';
+import { isFeasible, judgesByName, rejectingChecker } from './chain.js';
+import { compareNames, placementSignature, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
 
@@ -40,15 +40,25 @@ export function placeAll(ctx: PlanContext): void {
     const before = state.removals;
     for (const g of globals) placeGlobal(ctx, g);
     const failed: CompiledUnit[] = [];
+    // signature -> state.removals when a unit with it failed without any name-dependent
+    // rejection: while nothing has been removed since, its look-alikes fail too.
+    const hopeless = new Map<string, number>();
     for (let i = 0; ;) {
       for (const u of ctx.requeued) queue.push(u);
       ctx.requeued.length = 0;
       const u = queue[i++];
       if (u === undefined) break;
       if (state.placementCount(u) > 0 || ctx.pinned.has(u.name)) continue;
+      if (hopeless.size > 0 && hopeless.get(placementSignature(u)) === state.removals) {
+        failed.push(u);
+        continue;
+      }
       const s = selectMachine(ctx, u);
-      if (s === undefined) failed.push(u);
-      else ctx.place(u, s, ctx.probe.displaced);
+      if (s !== undefined) ctx.place(u, s, ctx.probe.displaced);
+      else {
+        failed.push(u);
+        if (!ctx.sawByName) hopeless.set(placementSignature(u), state.removals);
+      }
     }
     if (state.removals === before || failed.length === 0 || round >= MAX_ROUNDS) return;
     queue = peersFirst(failed.sort((a, b) => compareNames(a.name, b.name)));
@@ -68,11 +78,20 @@ function placeGlobal(ctx: PlanContext, g: CompiledUnit): void {
   else findInBits(state.staticMask(g), null, tryOn);
 }
 
-/** The best-ranked feasible machine for `u` (ctx.probe then holds what it displaces). */
+/**
+ * The best-ranked feasible machine for `u` (ctx.probe then holds what it displaces).
+ * Sets ctx.sawByName when a name-dependent checker rejected a machine on the way.
+ */
 export function selectMachine(ctx: PlanContext, u: CompiledUnit): MachineSlot | undefined {
   const { state } = ctx;
-  const visit = (idx: number): boolean =>
-    isFeasible(ctx, u, state.slots[idx] as MachineSlot, ctx.probe);
+  // A MachineOf follower's candidates are its peers' machines, which grow as peers get
+  // placed: its failures are never reused.
+  ctx.sawByName = u.machineOf.length > 0;
+  const visit = (idx: number): boolean => {
+    const r = rejectingChecker(ctx, u, state.slots[idx] as MachineSlot, ctx.probe);
+    if (r >= 0 && judgesByName(r)) ctx.sawByName = true;
+    return r < 0;
+  };
   const spread =
     u.spreadBy !== '' && u.template !== '' ? state.spreadIndex(u.template, u.spreadBy) : undefined;
   const explicit = explicitCandidates(ctx, u);

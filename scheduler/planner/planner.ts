@@ -8,7 +8,7 @@
  *   const next = applyPlan(placements, p); // what the cluster looks like afterwards
  */
 import { explainUnscheduled } from './chain.js';
-import { compareNames, compileUnits } from './compile.js';
+import { compareNames, compileUnits, placementSignature } from './compile.js';
 import { PlanContext } from './context.js';
 import { placeAll } from './place.js';
 import { loadPlacements, moveLost, recheckPlacements } from './reconcile.js';
@@ -73,9 +73,20 @@ function finish(ctx: PlanContext): Plan {
     (d) => ctx.isInitial(d.unit, d.machine) && !ctx.endsOn(d.unit, d.machine),
   );
   const unscheduled = new Map<string, Unscheduled>();
+  // A full cluster can leave thousands of look-alike units unplaced: explain each signature
+  // once, unless a name-dependent checker took part in the explanation.
+  const explained = new Map<string, Unscheduled>();
   for (const u of ctx.units.sorted) {
     if (ctx.state.placementCount(u) > 0 || (ctx.pinned.has(u.name) && !u.global)) continue;
-    unscheduled.set(u.name, explainUnscheduled(ctx, u));
+    const sig = `${u.global ? 'g' : 'u'}\u0000${placementSignature(u)}`;
+    const hit = explained.get(sig);
+    if (hit !== undefined) {
+      unscheduled.set(u.name, { ...hit, unit: u.name });
+      continue;
+    }
+    const e = explainUnscheduled(ctx, u);
+    if (!e.byName) explained.set(sig, e.unscheduled);
+    unscheduled.set(u.name, e.unscheduled);
   }
   return {
     place,

@@ -28,25 +28,27 @@ export function loadPlacements(
   const { state, units } = ctx;
   const lost: LostPlacement[] = [];
   const gone: [string, MachineSlot][] = [];
-  // The default sort orders by UTF-16 code units, exactly like compareNames, but faster.
-  for (const name of [...placements.keys()].sort()) {
-    const listed = placements.get(name) ?? [];
-    const ids = listed.length === 1 ? listed : [...new Set(listed)].sort();
-    const u = units.byName.get(name);
-    if (u === undefined) {
-      for (const id of ids) {
-        ctx.recordRemoval(name, id, 'inactive', 'the unit is inactive or destroyed');
-        const s = state.byId.get(id);
-        if (s !== undefined) gone.push([name, s]);
-      }
-      continue;
+  // Placements of inactive units first; only they need sorting (the default sort orders by
+  // UTF-16 code units, exactly like compareNames, without a JS callback).
+  const inactive: string[] = [];
+  for (const name of placements.keys()) if (!units.byName.has(name)) inactive.push(name);
+  for (const name of inactive.sort()) {
+    for (const id of distinctSorted(placements.get(name) ?? [])) {
+      ctx.recordRemoval(name, id, 'inactive', 'the unit is inactive or destroyed');
+      const s = state.byId.get(id);
+      if (s !== undefined) gone.push([name, s]);
     }
-    let keep = ids;
-    if (!u.global && ids.length > 1) {
+  }
+  for (const u of units.sorted) {
+    const listed = placements.get(u.name);
+    if (listed === undefined || listed.length === 0) continue;
+    let keep = distinctSorted(listed);
+    if (!u.global && keep.length > 1) {
+      const ids = keep;
       const first = ids.find((id) => state.byId.has(id)) ?? (ids[0] as string);
       keep = [first];
       for (const id of ids) {
-        if (id !== first) ctx.recordRemoval(name, id, 'duplicate', `also placed on ${first}`);
+        if (id !== first) ctx.recordRemoval(u.name, id, 'duplicate', `also placed on ${first}`);
       }
     }
     for (const id of keep) {
@@ -58,6 +60,10 @@ export function loadPlacements(
   // After everything is loaded, so followers listed after their peer are found too.
   for (const [name, s] of gone) ctx.cascade(name, s);
   return lost;
+}
+
+function distinctSorted(ids: readonly string[]): readonly string[] {
+  return ids.length === 1 ? ids : [...new Set(ids)].sort();
 }
 
 /**

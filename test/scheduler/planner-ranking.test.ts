@@ -163,3 +163,35 @@ test('the same snapshot and seed give the same plan', (t) => {
   t.deepEqual(a.plan.place, b.plan.place);
   t.deepEqual([...a.plan.unscheduled], [...b.plan.unscheduled]);
 });
+
+test('a full cluster: look-alike units all fail with the same reasons', (t) => {
+  const units = Array.from({ length: 10 }, (_, i) => unit(`job${i}.service`, { cpu: 500 }));
+  const o = run(
+    snapshot(
+      machines(3, () => ({ cpu: 1000 })),
+      units,
+    ),
+  );
+  t.is(o.plan.place.length, 6);
+  t.is(o.plan.unscheduled.size, 4);
+  for (const [name, u] of o.plan.unscheduled) {
+    t.is(u.unit, name);
+    t.is(u.summary, '0/3 machines: 3 lack 500m free CPU');
+  }
+});
+
+test('a failed look-alike does not doom a unit whose name makes the difference', (t) => {
+  // web@1 conflicts with guard.service (declared by guard); web@2, identical otherwise, fits.
+  const units = [
+    unit('guard.service', { conflicts: ['web@1.service'] }),
+    unit('web@1.service'),
+    unit('web@2.service'),
+  ];
+  const o = run(snapshot([machine('m1')], units, { 'guard.service': 'm1' }));
+  t.is(o.where('web@1.service'), undefined);
+  t.is(o.where('web@2.service'), 'm1');
+  t.is(
+    o.plan.unscheduled.get('web@1.service')?.summary,
+    '0/1 machines: 1 conflict with guard.service',
+  );
+});

@@ -1,0 +1,125 @@
+/**
+ * SetDesiredState and DestroyUnits: what the user wants of existing units. Every name is
+ * checked before anything is written, and all writes of a request are one transaction.
+ */
+import type { Unit } from '../../proto/flotilla/v1/records.js';
+import type {
+  DestroyUnitsRequest,
+  DestroyUnitsResponse,
+  SetDesiredStateRequest,
+  SetDesiredStateResponse,
+} from '../../proto/flotilla/v1/units.js';
+import type { Store, Versioned } from '../../store/index.js';
+import type { UnitName } from '../../unit/index.js';
+import { ApiError } from './errors.js';
+import {
+  applyWrites,
+  checkTxnSize,
+  instanceRecord,
+  parseDesiredState,
+  parseNames,
+  queueUnitPut,
+  readUnits,
+  retryOnConflict,
+} from './unit-writes.js';
+
+/**
+ * SetDesiredState; see units.proto. An instance of a submitted template that does not exist
+ * yet is created with the template's file. INVALID_ARGUMENT for bad names or states,
+ * NOT_FOUND for names that are neither units nor instances of submitted templates,
+ * FAILED_PRECONDITION for loading or starting a template; in each case nothing is written.
+ */
+export async function setDesiredState(
+  store: Store,
+  req: SetDesiredStateRequest,
+): Promise<SetDesiredStateResponse> {
+  const desired = parseDesiredState(req.desiredState);
+  const names = parseNames(req.names);
+  checkTxnSize(names.length, 'units');
+  if (desired !== 'inactive') {
+    const templates = names.filter((n) => n.isTemplate).map((n) => n.name);
+    if (templates.length > 0) {
+      throw new ApiError(
+        'failed-precondition',
+        `${templates.join(', ')}: a template cannot be ${desired}; name its instances instead (e.g. ${names.find((n) => n.isTemplate)?.name.replace('@.', '@1.') ?? ''})`,
+      );
+    }
+  }
+  const wanted = [...new Set([...names.map((n) => n.name), ...templatesOf(names)])];
+
+  return retryOnConflict(async () => {
+    const { units, revision } = await readUnits(store, wanted);
+    const missing = names.filter((n) => !units.has(n.name) && !hasTemplate(n, units));
+    if (missing.length > 0)
+      throw notFound(
+        missing.map((n) => n.name),
+        true,
+      );
+    const writes: { record: Unit; current: Versioned<Unit> | undefined }[] = [];
+    const response: SetDesiredStateResponse = { changed: [], unchanged: [], revision };
+    for (const n of names) {
+      const current = units.get(n.name);
+      if (current !== undefined) {
+        if (current.value.desiredState === desired) {
+          response.unchanged.push(n.name);
+          continue;
+        }
+        writes.push({ record: { ...current.value, desiredState: desired }, current });
+      } else {
+        const template = units.get(n.template);
+        if (template === undefined) continue; // unreachable: checked above
+        writes.push({ record: instanceRecord(n.name, template.value, desired), current });
+      }
+      response.changed.push(n.name);
+    }
+    const written = await applyWrites(
+      store,
+      (batch) => writes.forEach((w) => queueUnitPut(store, batch, w.record, w.current)),
+      revision,
+    );
+    return { ...response, revision: written };
+  });
+}
+
+/**
+ * DestroyUnits; see units.proto. Deletes units/<name> of every named unit (the leader then
+ * removes their placements). NOT_FOUND, with nothing deleted, if any name is not a unit.
+ */
+export async function destroyUnits(
+  store: Store,
+  req: DestroyUnitsRequest,
+): Promise<DestroyUnitsResponse> {
+  const names = parseNames(req.names).map((n) => n.name);
+  checkTxnSize(names.length, 'units');
+  return retryOnConflict(async () => {
+    const { units } = await readUnits(store, names);
+    const missing = names.filter((n) => !units.has(n));
+    if (missing.length > 0) throw notFound(missing, false);
+    const revision = await applyWrites(
+      store,
+      (batch) => {
+        for (const name of names) {
+          const current = units.get(name);
+          if (current !== undefined) batch.deleteIfModRevision(current.key, current.modRevision);
+        }
+      },
+      0n,
+    );
+    return { destroyed: names, revision };
+  });
+}
+
+/** NOT_FOUND naming every unknown unit. */
+export function notFound(names: readonly string[], instancesToo: boolean): ApiError {
+  const hint = instancesToo ? ' (nor instances of a submitted template)' : '';
+  const what = names.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
+  return new ApiError('not-found', `${names.join(', ')} ${what}${hint}`);
+}
+
+function templatesOf(names: readonly UnitName[]): string[] {
+  return names.filter((n) => n.isInstance).map((n) => n.template);
+}
+
+function hasTemplate(name: UnitName, units: ReadonlyMap<string, Versioned<Unit>>): boolean {
+  return name.isInstance && units.has(name.template);
+}

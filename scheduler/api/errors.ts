@@ -1,0 +1,160 @@
+/**
+ * The API's one error type and the one place where errors become gRPC statuses. Handlers
+ * throw {@link ApiError} for what they decide themselves, and let UnitError and StoreError
+ * through; {@link toGrpcStatus} translates all three (and anything else, as INTERNAL) once, at
+ * the boundary, so every handler answers with the same codes and wording.
+ */
+import { status, type ServerErrorResponse, type sendUnaryData } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { ConflictError, StoreError } from '../../store/index.js';
+import { UnitError } from '../../unit/index.js';
+
+/** Stable codes of {@link ApiError}; each maps to exactly one gRPC status. */
+export type ApiErrorCode =
+  | 'invalid-argument'
+  | 'not-found'
+  | 'already-exists'
+  | 'failed-precondition'
+  | 'aborted'
+  | 'out-of-range'
+  | 'unavailable'
+  | 'internal';
+
+const GRPC_STATUS: Readonly<Record<ApiErrorCode, status>> = {
+  'invalid-argument': status.INVALID_ARGUMENT,
+  'not-found': status.NOT_FOUND,
+  'already-exists': status.ALREADY_EXISTS,
+  'failed-precondition': status.FAILED_PRECONDITION,
+  aborted: status.ABORTED,
+  'out-of-range': status.OUT_OF_RANGE,
+  unavailable: status.UNAVAILABLE,
+  internal: status.INTERNAL,
+};
+
+/** A request the API refuses, with a message a person can act on. Match on `code`. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  /** The gRPC status this error is sent as. */
+  get grpcStatus(): status {
+    return GRPC_STATUS[this.code];
+  }
+}
+
+/** `web@.service:12: message`, or `web@.service: message` when the problem has no line. */
+export function formatUnitError(err: UnitError, file?: string): string {
+  const name = err.file ?? file ?? '';
+  const where = err.line > 0 ? `${name}:${err.line}` : name;
+  return where === '' ? err.message : `${where}: ${err.message}`;
+}
+
+/** INVALID_ARGUMENT listing every problem, one per line, each naming its file and line. */
+export function invalidUnits(errors: readonly UnitError[]): ApiError {
+  return new ApiError('invalid-argument', errors.map((e) => formatUnitError(e)).join('\n'));
+}
+
+/** What the boundary needs to word errors: where etcd is, so UNAVAILABLE can say so. */
+export interface ErrorContext {
+  readonly endpoints: readonly string[];
+}
+
+/** A status to send: the gRPC code and the message. */
+export interface GrpcStatus {
+  readonly code: status;
+  readonly details: string;
+}
+
+/**
+ * The one translation of any thrown value into a gRPC status:
+ * ApiError by its code; UnitError -> INVALID_ARGUMENT (`file:line: msg`); StoreError
+ * unavailable/deadline/closed -> UNAVAILABLE naming etcd's endpoints, conflict -> ABORTED,
+ * compacted -> OUT_OF_RANGE, not-found -> NOT_FOUND, invalid -> INVALID_ARGUMENT; the rest
+ * INTERNAL.
+ */
+export function toGrpcStatus(err: unknown, ctx: ErrorContext): GrpcStatus {
+  if (err instanceof ApiError) return { code: err.grpcStatus, details: err.message };
+  if (err instanceof UnitError) {
+    return { code: status.INVALID_ARGUMENT, details: formatUnitError(err) };
+  }
+  if (err instanceof StoreError) return storeStatus(err, ctx);
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: status.INTERNAL, details: `internal error: ${message}` };
+}
+
+function storeStatus(err: StoreError, ctx: ErrorContext): GrpcStatus {
+  switch (err.code) {
+    case 'unavailable':
+    case 'deadline':
+    case 'lease-lost':
+      return {
+        code: status.UNAVAILABLE,
+        details: `etcd at ${ctx.endpoints.join(',')} is unreachable: check that etcd runs (${err.message})`,
+      };
+    case 'closed':
+      return { code: status.UNAVAILABLE, details: 'the API server is shutting down' };
+    case 'conflict': {
+      const keys = err instanceof ConflictError ? err.conflicts.map((c) => c.key) : [];
+      const what = keys.length > 0 ? keys.join(', ') : 'records';
+      return {
+        code: status.ABORTED,
+        details: `${what} changed while this request was applied; try again`,
+      };
+    }
+    case 'compacted':
+      return { code: status.OUT_OF_RANGE, details: err.message };
+    case 'not-found':
+      return { code: status.NOT_FOUND, details: err.message };
+    case 'invalid':
+      return { code: status.INVALID_ARGUMENT, details: err.message };
+    case 'fenced':
+      return { code: status.FAILED_PRECONDITION, details: err.message };
+    default:
+      return { code: status.INTERNAL, details: `internal error: ${err.message}` };
+  }
+}
+
+/** A grpc-js error response carrying `s`. */
+export function toServiceError(s: GrpcStatus): ServerErrorResponse {
+  return Object.assign(new Error(s.details), { code: s.code, details: s.details });
+}
+
+/** Logs a failed call: INTERNAL as an error, UNAVAILABLE as a warning, the rest at debug. */
+export function logFailure(logger: Logger, method: string, s: GrpcStatus, err: unknown): void {
+  const fields = { method, code: status[s.code], err };
+  if (s.code === status.INTERNAL) logger.error(fields, 'API call failed');
+  else if (s.code === status.UNAVAILABLE) logger.warn(fields, 'API call failed');
+  else logger.debug(fields, 'API call refused');
+}
+
+/** Shared by every handler adapter: how to word and log failures. */
+export interface HandlerContext extends ErrorContext {
+  readonly logger: Logger;
+}
+
+/**
+ * Adapts an async handler to grpc-js's unary callback style, translating whatever it throws
+ * exactly once.
+ */
+export function unary<Req, Res>(
+  ctx: HandlerContext,
+  method: string,
+  handler: (request: Req) => Promise<Res>,
+): (call: { request: Req }, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    handler(call.request).then(
+      (response) => callback(null, response),
+      (err: unknown) => {
+        const s = toGrpcStatus(err, ctx);
+        logFailure(ctx.logger, method, s, err);
+        callback(toServiceError(s));
+      },
+    );
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * SubmitUnits: validate every file, then write all of them in one transaction, or nothing.
+ *
+ * "Identical" follows fleet: two files are the same unit when their content hashes match
+ * (comments and whitespace do not count). Resubmitting the same unit is a no-op; a different
+ * unit under an existing name is ALREADY_EXISTS unless `replace` is set.
+ */
+import type { Unit } from '../../proto/flotilla/v1/records.js';
+import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
+import type { Store, Versioned } from '../../store/index.js';
+import { parseUnit, validateUnitFile, type UnitError } from '../../unit/index.js';
+import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
+import { ApiError, invalidUnits } from './errors.js';
+import {
+  applyWrites,
+  checkTxnSize,
+  parseDesiredState,
+  queueUnitPut,
+  readUnits,
+  retryOnConflict,
+} from './unit-writes.js';
+
+/** A submitted file that passed validation. */
+export interface ValidFile {
+  readonly name: string;
+  readonly contents: string;
+  readonly unit: UnitDefinition;
+}
+
+/** What submitting one file does to its record. */
+type Decision =
+  | { readonly kind: 'created' | 'updated'; readonly record: Unit }
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'exists' };
+
+/** SubmitUnits; see units.proto. Validates everything before reading or writing anything. */
+export async function submitUnits(
+  store: Store,
+  req: SubmitUnitsRequest,
+): Promise<SubmitUnitsResponse> {
+  if (req.files.length === 0) throw new ApiError('invalid-argument', 'no unit files given');
+  const files = validateFiles(req.files);
+  const desired = req.desiredState === '' ? undefined : parseDesiredState(req.desiredState);
+  if (desired !== undefined && desired !== 'inactive') refuseTemplates(files, desired);
+  checkTxnSize(files.length, 'unit files');
+  const names = files.map((f) => f.name);
+
+  return retryOnConflict(async () => {
+    const { units, revision } = await readUnits(store, names);
+    const decisions = files.map((f) => decide(f, units.get(f.name), req.replace, desired));
+    const clashes = files.filter((_f, i) => decisions[i]?.kind === 'exists').map((f) => f.name);
+    if (clashes.length > 0) {
+      throw new ApiError(
+        'already-exists',
+        `${clashes.join(', ')}: a different unit of that name exists (set replace to overwrite)`,
+      );
+    }
+    const response: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision };
+    const written = await applyWrites(
+      store,
+      (batch) => {
+        decisions.forEach((d, i) => {
+          const name = names[i] ?? '';
+          if (d.kind === 'created' || d.kind === 'updated') {
+            queueUnitPut(store, batch, d.record, units.get(name));
+            response[d.kind].push(name);
+          } else if (d.kind === 'unchanged') {
+            response.unchanged.push(name);
+          }
+        });
+      },
+      revision,
+    );
+    return { ...response, revision: written };
+  });
+}
+
+/** Every file's problems, all of them, in one INVALID_ARGUMENT; nothing is read before. */
+export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const f of files) {
+    if (seen.has(f.name)) twice.add(f.name);
+    seen.add(f.name);
+  }
+  if (twice.size > 0) {
+    throw new ApiError('invalid-argument', `${[...twice].join(', ')}: given more than once`);
+  }
+  const errors: UnitError[] = [];
+  for (const f of files) errors.push(...validateUnitFile(f.name, f.contents));
+  if (errors.length > 0) throw invalidUnits(errors);
+  return files.map((f) => ({
+    name: f.name,
+    contents: f.contents,
+    unit: parseUnit(f.name, f.contents),
+  }));
+}
+
+/** A template only describes instances: it can be submitted, never loaded or started. */
+function refuseTemplates(files: readonly ValidFile[], desired: UnitStateName): void {
+  const templates = files.filter((f) => f.unit.name.isTemplate).map((f) => f.name);
+  const [first] = templates;
+  if (first === undefined) return;
+  const example = first.replace('@.', '@1.');
+  throw new ApiError(
+    'failed-precondition',
+    `${templates.join(', ')}: a template cannot be ${desired}; start its instances instead (e.g. ${example})`,
+  );
+}
+
+function decide(
+  file: ValidFile,
+  current: Versioned<Unit> | undefined,
+  replace: boolean,
+  desired: UnitStateName | undefined,
+): Decision {
+  const hash = file.unit.hash;
+  if (current === undefined) {
+    const record = {
+      name: file.name,
+      file: file.contents,
+      hash,
+      desiredState: desired ?? 'inactive',
+    };
+    return { kind: 'created', record };
+  }
+  const old = current.value;
+  const same = old.hash === hash;
+  if (!same && !replace) return { kind: 'exists' };
+  const record: Unit = {
+    name: file.name,
+    file: replace ? file.contents : old.file,
+    hash,
+    desiredState: desired ?? old.desiredState,
+  };
+  const unchanged =
+    record.file === old.file &&
+    record.hash === old.hash &&
+    record.desiredState === old.desiredState;
+  return unchanged ? { kind: 'unchanged' } : { kind: 'updated', record };
+}

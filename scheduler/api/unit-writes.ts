@@ -1,0 +1,135 @@
+/**
+ * What every unit-writing handler shares: reading the current records of the units a request
+ * names, checking desired states and names, building instance records from their template,
+ * and applying the writes as one compare-and-swap transaction that is re-decided from fresh
+ * reads when someone else wrote in between (so a concurrent request is never lost).
+ */
+import type { Unit } from '../../proto/flotilla/v1/records.js';
+import {
+  atomicTxn,
+  codecs,
+  isStoreError,
+  MAX_TXN_OPS,
+  type Batch,
+  type Store,
+  type Versioned,
+} from '../../store/index.js';
+import { parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
+import type { UnitName, UnitStateName } from '../../unit/index.js';
+import { ApiError, invalidUnits } from './errors.js';
+import { decodeKv, getAt } from './reads.js';
+
+/** The desired states a unit may have. */
+export const UNIT_STATES: readonly UnitStateName[] = ['inactive', 'loaded', 'launched'];
+
+/** How often a write is re-decided after a concurrent change before giving up (ABORTED). */
+export const WRITE_ATTEMPTS = 5;
+
+/** `value` as a desired state; INVALID_ARGUMENT naming the accepted ones otherwise. */
+export function parseDesiredState(value: string): UnitStateName {
+  const found = UNIT_STATES.find((s) => s === value);
+  if (found === undefined) {
+    throw new ApiError(
+      'invalid-argument',
+      `desired state ${JSON.stringify(value)} is not one of ${UNIT_STATES.join(', ')}`,
+    );
+  }
+  return found;
+}
+
+/**
+ * Parses every name, collecting every problem into one INVALID_ARGUMENT; duplicates are
+ * dropped (first occurrence kept), so `start a a` is `start a`.
+ */
+export function parseNames(names: readonly string[]): UnitName[] {
+  if (names.length === 0) throw new ApiError('invalid-argument', 'no unit names given');
+  const errors: UnitError[] = [];
+  const parsed: UnitName[] = [];
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    try {
+      parsed.push(parseUnitName(name));
+    } catch (err) {
+      if (!(err instanceof UnitError)) throw err;
+      errors.push(err);
+    }
+  }
+  if (errors.length > 0) throw invalidUnits(errors);
+  return parsed;
+}
+
+/** Refuses requests that cannot fit in one etcd transaction. */
+export function checkTxnSize(ops: number, what: string): void {
+  if (ops > MAX_TXN_OPS) {
+    throw new ApiError(
+      'invalid-argument',
+      `${ops} ${what} in one request: at most ${MAX_TXN_OPS} fit in one etcd transaction; split the request`,
+    );
+  }
+}
+
+/** The current unit records of `names` at one revision (absent names are absent). */
+export async function readUnits(
+  store: Store,
+  names: readonly string[],
+): Promise<{ units: Map<string, Versioned<Unit>>; revision: bigint }> {
+  const keys = names.map((n) => store.keys.unit(n));
+  const { values, revision } = await getAt(store, keys);
+  const units = new Map<string, Versioned<Unit>>();
+  names.forEach((name, i) => {
+    const kv = values.get(keys[i] ?? '');
+    if (kv !== undefined) units.set(name, decodeKv(codecs.unit, kv));
+  });
+  return { units, revision };
+}
+
+/**
+ * The record of instance `name` of `template`: the template's file, verbatim, and the hash of
+ * that file. INVALID_ARGUMENT when the file does not hold for this instance (a specifier that
+ * expands to something invalid).
+ */
+export function instanceRecord(name: string, template: Unit, desiredState: UnitStateName): Unit {
+  const errors = validateUnitFile(name, template.file);
+  if (errors.length > 0) throw invalidUnits(errors);
+  return { name, file: template.file, hash: template.hash, desiredState };
+}
+
+/** Encodes a unit and queues it: created only if absent, or replaced only if unchanged since read. */
+export function queueUnitPut(
+  store: Store,
+  batch: Batch,
+  unit: Unit,
+  current: Versioned<Unit> | undefined,
+): void {
+  const key = store.keys.unit(unit.name);
+  const json = codecs.unit.encode(unit);
+  if (current === undefined) batch.putIfAbsent(key, json);
+  else batch.putIfModRevision(key, json, current.modRevision);
+}
+
+/**
+ * Runs `attempt` (read, decide, then write with {@link atomicTxn}) until its transaction
+ * applies; a guard that failed because of a concurrent write starts the attempt over from
+ * fresh reads. After {@link WRITE_ATTEMPTS} the conflict is reported (ABORTED).
+ */
+export async function retryOnConflict<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isStoreError(err, 'conflict') || i >= WRITE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** Applies `build`'s writes in one transaction; the revision it wrote at, or `fallback`. */
+export async function applyWrites(
+  store: Store,
+  build: (batch: Batch) => void,
+  fallback: bigint,
+): Promise<bigint> {
+  const result = await atomicTxn(store, build);
+  return result.transactions === 0 ? fallback : result.revision;
+}

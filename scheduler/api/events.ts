@@ -1,0 +1,254 @@
+/**
+ * Events.Watch: etcd's own watch over the whole cluster prefix, translated record by record.
+ *
+ * The stream starts at the requested revision (inclusive) and every event carries the etcd
+ * revision of its change, so a client that resumes from its last seen revision + 1 misses
+ * nothing and sees nothing twice (changes of one transaction share a revision: resume after
+ * the last revision seen in full). Initial metadata is sent once etcd has confirmed the watch,
+ * so a client that has seen the headers knows any later write will reach it. A compacted start
+ * revision is OUT_OF_RANGE; an etcd that goes away ends the stream with UNAVAILABLE (the
+ * client resumes, like every consumer, from its last revision + 1). When the client reads
+ * slowly, the etcd stream is paused rather than buffered without bound.
+ */
+import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
+import type { IEvent, IWatchResponse } from 'etcd3';
+import type { Event, WatchRequest } from '../../proto/flotilla/v1/events.js';
+import {
+  big,
+  codecForKind,
+  StoreError,
+  toStoreError,
+  type KeyKind,
+  type RecordKind,
+  type RecordTypes,
+  type Store,
+} from '../../store/index.js';
+import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
+import {
+  ApiError,
+  logFailure,
+  toGrpcStatus,
+  toServiceError,
+  type HandlerContext,
+} from './errors.js';
+import { prefixEnd } from './reads.js';
+
+/** The event kind each key kind is reported as (election keys are not reported). */
+const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {
+  unit: 'unit',
+  placement: 'placement',
+  state: 'state',
+  machine: 'machine',
+  'machine-metadata': 'machine-config',
+  unscheduled: 'unscheduled',
+};
+
+/** What a watch handler needs beyond wording errors: the store, and where to register streams. */
+export interface StreamContext extends HandlerContext {
+  readonly store: Store;
+  /** Open streams register an ender here, so the server can end them when it closes. */
+  readonly open: Set<() => void>;
+}
+
+/** Which events a client asked for. */
+interface Filter {
+  readonly glob: Glob | undefined;
+  readonly machine: string;
+}
+
+type WatchStream = Awaited<ReturnType<Store['client']['watchClient']['watch']>>;
+
+/** The Events.Watch handler. */
+export function watchEvents(
+  ctx: StreamContext,
+): (call: ServerWritableStream<WatchRequest, Event>) => void {
+  return (call) => {
+    const fail = (err: unknown): void => {
+      const s = toGrpcStatus(err, ctx);
+      logFailure(ctx.logger, 'Events.Watch', s, err);
+      call.emit('error', toServiceError(s));
+    };
+    let filter: Filter;
+    try {
+      filter = parseRequest(call.request);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    void run(ctx, call, filter, fail);
+  };
+}
+
+async function run(
+  ctx: StreamContext,
+  call: ServerWritableStream<WatchRequest, Event>,
+  filter: Filter,
+  fail: (err: unknown) => void,
+): Promise<void> {
+  const { store } = ctx;
+  let stream: WatchStream;
+  try {
+    stream = await store.call(store.keys.prefix, (c) => c.watchClient.watch());
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  if (call.cancelled) {
+    stream.cancel(); // the client left while the watch was being opened
+    return;
+  }
+  let done = false;
+  const finish = (err?: unknown): void => {
+    if (done) return;
+    done = true;
+    ctx.open.delete(finish);
+    stream.cancel();
+    if (err === undefined) call.end();
+    else fail(err);
+  };
+  ctx.open.add(finish);
+  call.on('cancelled', () => finish());
+  call.on('close', () => finish());
+  let headersSent = false;
+  stream.on('data', (res: IWatchResponse) => {
+    if (done) return;
+    const compacted = big(res.compact_revision);
+    if (compacted > 0n) {
+      const from = call.request.fromRevision;
+      return finish(
+        new ApiError(
+          'out-of-range',
+          `revision ${from} has been compacted: the oldest revision still available is ${compacted}`,
+        ),
+      );
+    }
+    if (res.canceled) {
+      return finish(new StoreError('unavailable', `etcd canceled the watch: ${res.cancel_reason}`));
+    }
+    if (res.created && !headersSent) {
+      headersSent = true;
+      call.sendMetadata(new Metadata());
+    }
+    let flowing = true;
+    for (const ev of res.events) {
+      const event = translate(ctx, ev);
+      if (event !== undefined && matches(event, filter)) flowing = call.write(event) && flowing;
+    }
+    if (!flowing) pauseUntilDrained(stream, call);
+  });
+  stream.on('error', (err) => finish(toStoreError(err, store.keys.prefix)));
+  stream.on('end', () => finish(new StoreError('unavailable', 'the etcd watch stream ended')));
+  const start = Buffer.from(store.keys.prefix);
+  const from = call.request.fromRevision;
+  stream.write({
+    create_request: {
+      key: start,
+      range_end: prefixEnd(store.keys.prefix),
+      ...(from > 0n ? { start_revision: from.toString() } : {}),
+      prev_kv: true,
+    },
+  });
+}
+
+function parseRequest(req: WatchRequest): Filter {
+  if (req.fromRevision < 0n) {
+    throw new ApiError('invalid-argument', `from_revision ${req.fromRevision} is negative`);
+  }
+  let glob: Glob | undefined;
+  if (req.unitGlob !== '') {
+    try {
+      glob = compileGlob(req.unitGlob);
+    } catch (err) {
+      if (err instanceof UnitError) {
+        throw new ApiError('invalid-argument', `unit glob ${req.unitGlob}: ${err.message}`);
+      }
+      throw err;
+    }
+  }
+  return { glob, machine: req.machine };
+}
+
+/** One etcd event as an API event; undefined for keys outside the record layout. */
+function translate(ctx: StreamContext, ev: IEvent): Event | undefined {
+  const key = ev.kv.key.toString('utf8');
+  const parsed = ctx.store.keys.parse(key);
+  const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
+  if (parsed === undefined || kind === undefined || parsed.kind === 'election') return undefined;
+  const isDelete = String(ev.type).toUpperCase() === 'DELETE';
+  const raw = isDelete ? ev.prev_kv?.value : ev.kv.value;
+  const event: Event = {
+    revision: big(ev.kv.mod_revision),
+    kind,
+    type: isDelete ? 'delete' : 'put',
+    name: parsed.name,
+    machine: parsed.machine ?? '',
+  };
+  if (raw === undefined || raw.length === 0) return event;
+  const recordKind: RecordKind = parsed.kind;
+  try {
+    attach(event, recordKind, codecForKind(recordKind)?.decode(key, raw));
+  } catch (err) {
+    ctx.logger.warn({ key, err }, 'watch: value does not decode; sending the event without it');
+  }
+  return event;
+}
+
+/** Puts the decoded record in the event field of its kind; fills `machine` where it lives. */
+function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] | undefined): void {
+  if (record === undefined) return;
+  switch (kind) {
+    case 'unit':
+      event.unit = record as RecordTypes['unit'];
+      return;
+    case 'placement':
+      event.placement = record as RecordTypes['placement'];
+      return;
+    case 'state':
+      event.state = record as RecordTypes['state'];
+      event.machine = event.state.machine;
+      return;
+    case 'machine':
+      event.machineRecord = record as RecordTypes['machine'];
+      event.machine = event.name;
+      return;
+    case 'machine-metadata':
+      event.machineConfig = record as RecordTypes['machine-metadata'];
+      event.machine = event.name;
+      return;
+    case 'unscheduled':
+      event.unscheduled = record as RecordTypes['unscheduled'];
+      return;
+  }
+}
+
+/**
+ * The unit glob applies to events about units; machine and machine-config events pass it.
+ * The machine filter keeps placement and state events of that machine and its own machine
+ * events; unit and unscheduled events belong to no machine and are left out.
+ */
+function matches(event: Event, filter: Filter): boolean {
+  const aboutMachine = event.kind === 'machine' || event.kind === 'machine-config';
+  if (filter.glob !== undefined && !aboutMachine && !filter.glob.test(event.name)) return false;
+  if (filter.machine === '') return true;
+  if (aboutMachine) return event.name === filter.machine;
+  return event.machine === filter.machine;
+}
+
+interface Pausable {
+  pause(): void;
+  resume(): void;
+}
+
+function isPausable(value: unknown): value is Pausable {
+  const v = value as Partial<Pausable> | null;
+  return typeof v?.pause === 'function' && typeof v.resume === 'function';
+}
+
+function pauseUntilDrained(
+  stream: WatchStream,
+  call: ServerWritableStream<WatchRequest, Event>,
+): void {
+  if (!isPausable(stream)) return;
+  stream.pause();
+  call.once('drain', () => stream.resume());
+}

@@ -1,0 +1,112 @@
+/**
+ * Logs.Tail through the API: find the machine the unit is placed on (or, when it is not placed
+ * any more, the machine its last state came from), and relay that agent's own Logs.Tail. The
+ * API keeps no logs itself; when the agent cannot be reached the caller is told so, in words,
+ * with UNAVAILABLE.
+ */
+import { credentials, status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
+import type { LogLine, TailRequest } from '../../proto/flotilla/v1/logs.js';
+import { LogsClient } from '../../proto/flotilla/v1/logs.js';
+import { codecs } from '../../store/index.js';
+import { parseUnitName } from '../../unit/index.js';
+import { ApiError, logFailure, toGrpcStatus, toServiceError, type GrpcStatus } from './errors.js';
+import type { StreamContext } from './events.js';
+import type { PlacementMachines } from './placement-machines.js';
+import { rangeAt, spanEnd } from './reads.js';
+import { extrasBySpan } from './unit-status.js';
+
+/** Where a unit's logs are: the machine and its agent's Logs endpoint. */
+interface LogSource {
+  readonly machine: string;
+  readonly endpoint: string;
+}
+
+/** The Logs.Tail handler of the API: a relay to the unit's agent. */
+export function tailLogs(
+  ctx: StreamContext,
+  index: PlacementMachines,
+): (call: ServerWritableStream<TailRequest, LogLine>) => void {
+  return (call) => {
+    const fail = (s: GrpcStatus, err: unknown): void => {
+      logFailure(ctx.logger, 'Logs.Tail', s, err);
+      call.emit('error', toServiceError(s));
+    };
+    findSource(ctx, index, call.request.unit).then(
+      (source) => relay(ctx, call, source, fail),
+      (err: unknown) => fail(toGrpcStatus(err, ctx), err),
+    );
+  };
+}
+
+async function findSource(
+  ctx: StreamContext,
+  index: PlacementMachines,
+  unit: string,
+): Promise<LogSource> {
+  const { store } = ctx;
+  parseUnitName(unit);
+  const key = store.keys.unit(unit);
+  const { kvs, revision } = await rangeAt(store, { start: key, end: spanEnd(key) });
+  if (kvs.length === 0) throw new ApiError('not-found', `${unit} is not a submitted unit`);
+  const extras = await extrasBySpan(store, [unit], revision, index.ids());
+  const state = extras.states.get(unit);
+  const placements = extras.placements.get(unit) ?? [];
+  const machine =
+    placements.find((p) => p.machine === state?.machine)?.machine ??
+    placements[0]?.machine ??
+    state?.machine;
+  if (machine === undefined || machine === '') {
+    throw new ApiError('not-found', `${unit} is not placed on any machine, so it has no logs`);
+  }
+  const record = await store.getRecord(codecs.machine, store.keys.machine(machine));
+  if (record === undefined) {
+    throw new ApiError(
+      'unavailable',
+      `the agent of machine ${machine} (where ${unit} runs) is not connected: its logs cannot be read now`,
+    );
+  }
+  if (record.value.agentEndpoint === '') {
+    throw new ApiError('unavailable', `machine ${machine} does not advertise a Logs endpoint`);
+  }
+  return { machine, endpoint: record.value.agentEndpoint };
+}
+
+function relay(
+  ctx: StreamContext,
+  call: ServerWritableStream<TailRequest, LogLine>,
+  source: LogSource,
+  fail: (s: GrpcStatus, err: unknown) => void,
+): void {
+  if (call.cancelled) return; // the client left while the unit was being looked up
+  const client = new LogsClient(source.endpoint, credentials.createInsecure());
+  const upstream = client.tail(call.request);
+  let done = false;
+  const finish = (s?: GrpcStatus, err?: unknown): void => {
+    if (done) return;
+    done = true;
+    ctx.open.delete(finish);
+    upstream.cancel();
+    client.close();
+    if (s === undefined) call.end();
+    else fail(s, err);
+  };
+  ctx.open.add(finish);
+  call.on('cancelled', () => finish());
+  call.on('close', () => finish());
+  upstream.on('data', (line: LogLine) => {
+    if (done) return;
+    if (!call.write(line)) {
+      upstream.pause();
+      call.once('drain', () => upstream.resume());
+    }
+  });
+  upstream.on('end', () => finish());
+  upstream.on('error', (err: ServiceError) => {
+    if (done) return;
+    if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) {
+      const details = `the agent of machine ${source.machine} at ${source.endpoint} cannot be reached: ${err.details}`;
+      return finish({ code: status.UNAVAILABLE, details }, err);
+    }
+    finish({ code: err.code, details: err.details }, err);
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * The gRPC API server every scheduler replica runs: Units, Machines, Events and Logs (relayed
+ * to agents), plus server reflection. It reads and writes etcd directly through the store it
+ * is given, so any replica answers alike, leader or not.
+ *
+ * @example
+ *   const api = await startApiServer({ store, listen: '127.0.0.1:4700', logger });
+ *   logger.info({ address: api.address }, 'API listening');
+ *   // at shutdown, before store.close():
+ *   await api.close();
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events.js';
+import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
+import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
+import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
+import type { Store } from '../../store/index.js';
+import { destroyUnits, setDesiredState } from './desired.js';
+import { unary } from './errors.js';
+import { watchEvents, type StreamContext } from './events.js';
+import { tailLogs } from './logs.js';
+import { getUnit, listUnits } from './list-units.js';
+import { listMachines, setDrained, setMachineMetadata } from './machines.js';
+import { PlacementMachines } from './placement-machines.js';
+import { planUnits } from './plan.js';
+import { addReflection } from './reflection.js';
+import { scale } from './scale.js';
+import { DefinitionCache } from './snapshot.js';
+import { submitUnits } from './submit.js';
+
+/** Options of {@link startApiServer}. */
+export interface ApiServerOptions {
+  /** The etcd store to serve; the server never closes it (its owner does, after close()). */
+  readonly store: Store;
+  /** host:port to listen on, e.g. `127.0.0.1:4700`; port 0 picks a free port. */
+  readonly listen: string;
+  readonly logger: Logger;
+  /** How long close() lets in-flight calls finish before cutting them off. Default 5000 ms. */
+  readonly shutdownGraceMs?: number;
+}
+
+/** A running API server. */
+export interface ApiServer {
+  /** The address actually bound, host:port (the real port when `listen` asked for 0). */
+  readonly address: string;
+  /** Ends open streams, lets unary calls finish (within the grace), and stops listening. */
+  close(): Promise<void>;
+}
+
+/** Starts serving; resolves once the port is bound, rejects when it cannot be. */
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const { store } = opts;
+  const logger = opts.logger.child({ component: 'api' });
+  const ctx: StreamContext = {
+    store,
+    logger,
+    endpoints: store.options.endpoints,
+    open: new Set(),
+  };
+  const definitions = new DefinitionCache(logger);
+  const index = new PlacementMachines(store, logger);
+  const server = new Server();
+
+  const units: UnitsServer = {
+    submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(store, req)),
+    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(store, req)),
+    destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(store, req)),
+    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(store, index, req)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(store, index, req)),
+    scale: unary(ctx, 'Units.Scale', (req) => scale(store, req)),
+    plan: unary(ctx, 'Units.Plan', (req) => planUnits(store, definitions, req)),
+  };
+  const machines: MachinesServer = {
+    listMachines: unary(ctx, 'Machines.ListMachines', () => listMachines(store, definitions)),
+    setMachineMetadata: unary(ctx, 'Machines.SetMachineMetadata', (req) =>
+      setMachineMetadata(store, definitions, req),
+    ),
+    drainMachine: unary(ctx, 'Machines.DrainMachine', (req) =>
+      setDrained(store, definitions, req, true),
+    ),
+    undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) =>
+      setDrained(store, definitions, req, false),
+    ),
+  };
+  const events: EventsServer = { watch: watchEvents(ctx) };
+  const logs: LogsServer = { tail: tailLogs(ctx, index) };
+  server.addService(UnitsService, units);
+  server.addService(MachinesService, machines);
+  server.addService(EventsService, events);
+  server.addService(LogsService, logs);
+  addReflection(server);
+
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, bound) =>
+        err === null ? resolve(bound) : reject(err),
+      );
+    });
+  } catch (err) {
+    await index.close();
+    throw err;
+  }
+  const address = `${hostOf(opts.listen)}:${port}`;
+  logger.info({ address, etcd: store.options.endpoints }, 'API server listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= shutdown(server, ctx, opts.shutdownGraceMs ?? 5_000)
+      .then(() => index.close())
+      .then(() => logger.info({ address }, 'API server closed'));
+    return closing;
+  };
+  return { address, close };
+}
+
+async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Promise<void> {
+  for (const end of [...ctx.open]) end();
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** The host part of host:port (IPv6 in brackets stays in brackets). */
+function hostOf(listen: string): string {
+  const colon = listen.lastIndexOf(':');
+  return colon < 0 ? listen : listen.slice(0, colon);
+}

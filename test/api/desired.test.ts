@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import { status } from '@grpc/grpc-js';
+import test from 'ava';
+import { codecs } from '../../store/index.js';
+import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { failure, fingerprint, startApi, unitNames, type Api } from './api-kit.js';
+
+const WEB = readFileSync('/work/shared/examples/web@.service', 'utf8');
+
+let etcd: EtcdServer | undefined;
+test.before(async () => {
+  etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+function server(): EtcdServer {
+  if (etcd === undefined) throw new Error('etcd not started');
+  return etcd;
+}
+
+async function desiredOf(api: Api, name: string): Promise<string | undefined> {
+  const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit(name));
+  return rec?.value.desiredState;
+}
+
+test('starting an instance of a submitted template creates it with the template file', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
+  const template = await api.store.getRecord(codecs.unit, api.store.keys.unit('web@.service'));
+  const res = await api.setDesired(['web@3.service'], 'launched');
+  t.deepEqual(res.changed, ['web@3.service']);
+  const instance = await api.store.getRecord(codecs.unit, api.store.keys.unit('web@3.service'));
+  t.is(instance?.value.file, WEB);
+  t.is(instance?.value.hash, template?.value.hash);
+  t.is(instance?.value.desiredState, 'launched');
+  t.is(instance?.modRevision, res.revision);
+
+  const again = await api.setDesired(['web@3.service'], 'launched');
+  t.deepEqual(again.unchanged, ['web@3.service']);
+  const stopped = await api.setDesired(['web@3.service'], 'loaded');
+  t.deepEqual(stopped.changed, ['web@3.service']);
+  t.is(await desiredOf(api, 'web@3.service'), 'loaded');
+});
+
+test('one unknown name fails the whole request with NOT_FOUND and writes nothing', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({
+    files: [
+      { name: 'a.service', contents: unitText() },
+      { name: 'web@.service', contents: WEB },
+    ],
+  });
+  const before = await fingerprint(api.store);
+  const err = await failure(
+    api.setDesired(['a.service', 'web@1.service', 'ghost.service', 'api@2.service'], 'launched'),
+  );
+  t.is(err.code, status.NOT_FOUND);
+  t.regex(err.details, /ghost\.service/);
+  t.regex(err.details, /api@2\.service/);
+  t.notRegex(err.details, /a\.service|web@1/);
+  t.deepEqual(await fingerprint(api.store), before);
+  t.is(await desiredOf(api, 'a.service'), 'inactive');
+});
+
+test('a template cannot be started, and bad names or states are INVALID_ARGUMENT', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
+  const before = await fingerprint(api.store);
+  const template = await failure(api.setDesired(['web@.service'], 'launched'));
+  t.is(template.code, status.FAILED_PRECONDITION);
+  t.regex(template.details, /web@\.service/);
+  const badName = await failure(api.setDesired(['no type'], 'launched'));
+  t.is(badName.code, status.INVALID_ARGUMENT);
+  const badState = await failure(api.setDesired(['web@1.service'], 'started'));
+  t.is(badState.code, status.INVALID_ARGUMENT);
+  t.deepEqual(await fingerprint(api.store), before);
+});
+
+test('destroy removes the named units; an unknown name removes nothing', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({
+    files: ['a', 'b', 'c'].map((n) => ({ name: `${n}.service`, contents: unitText() })),
+  });
+  const before = await fingerprint(api.store);
+  const err = await failure(api.destroy(['a.service', 'zz.service']));
+  t.is(err.code, status.NOT_FOUND);
+  t.regex(err.details, /zz\.service/);
+  t.deepEqual(await fingerprint(api.store), before);
+
+  const res = await api.destroy(['a.service', 'c.service']);
+  t.deepEqual(res.destroyed, ['a.service', 'c.service']);
+  t.deepEqual(await unitNames(api.store), ['b.service']);
+});
+
+test('scale creates the lowest free numbers and destroys the highest', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
+  const up = await api.scale('web', 3);
+  t.deepEqual(up.started, ['web@1.service', 'web@2.service', 'web@3.service']);
+  t.deepEqual(up.instances, ['web@1.service', 'web@2.service', 'web@3.service']);
+  t.is(await desiredOf(api, 'web@2.service'), 'launched');
+
+  await api.destroy(['web@2.service']);
+  await api.setDesired(['web@canary.service'], 'launched'); // not a numbered instance
+  const grow = await api.scale('web@.service', 4);
+  t.deepEqual(grow.started, ['web@2.service', 'web@4.service']);
+  t.deepEqual(grow.instances, ['web@1.service', 'web@2.service', 'web@3.service', 'web@4.service']);
+
+  await api.setDesired(['web@1.service'], 'inactive');
+  const shrink = await api.scale('web@', 2);
+  t.deepEqual(shrink.destroyed, ['web@4.service', 'web@3.service']);
+  t.deepEqual(shrink.started, ['web@1.service'], 'a kept instance that was stopped is started');
+  t.deepEqual(shrink.instances, ['web@1.service', 'web@2.service']);
+  t.deepEqual(await unitNames(api.store), [
+    'web@.service',
+    'web@1.service',
+    'web@2.service',
+    'web@canary.service',
+  ]);
+
+  const same = await api.scale('web', 2);
+  t.deepEqual([same.started, same.destroyed], [[], []]);
+  const none = await api.scale('web', 0);
+  t.deepEqual(none.destroyed, ['web@2.service', 'web@1.service']);
+  t.deepEqual(none.instances, []);
+});
+
+test('scale refuses negative counts, unknown templates and non-templates', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'a.service', contents: unitText() }] });
+  const before = await fingerprint(api.store);
+  t.is((await failure(api.scale('web', -1))).code, status.INVALID_ARGUMENT);
+  const unknown = await failure(api.scale('web', 2));
+  t.is(unknown.code, status.NOT_FOUND);
+  t.regex(unknown.details, /web@\.service/);
+  t.is((await failure(api.scale('a.service', 2))).code, status.INVALID_ARGUMENT);
+  t.deepEqual(await fingerprint(api.store), before);
+});

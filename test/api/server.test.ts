@@ -1,0 +1,227 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import {
+  Client,
+  credentials,
+  Metadata,
+  Server,
+  ServerCredentials,
+  status,
+  type ClientReadableStream,
+  type ServerWritableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import test, { type ExecutionContext } from 'ava';
+import {
+  LogsClient,
+  LogsService,
+  type LogLine,
+  type TailRequest,
+} from '../../proto/flotilla/v1/logs.js';
+import { Placement } from '../../proto/flotilla/v1/records.js';
+import { API_SERVICES } from '../../scheduler/api/index.js';
+import { codecs, openStore, type Store } from '../../store/index.js';
+import {
+  assertEventually,
+  freePort,
+  makeMachine,
+  makeUnit,
+  startEtcd,
+  unitText,
+  type EtcdServer,
+} from '../helpers/index.js';
+import { CALL_TIMEOUT_MS, failure, isServiceError, startApi } from './api-kit.js';
+
+let etcd: EtcdServer | undefined;
+test.before(async () => {
+  etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+function server(): EtcdServer {
+  if (etcd === undefined) throw new Error('etcd not started');
+  return etcd;
+}
+
+/** Service names from a reflection ListServices response (keepCase field names). */
+function serviceNames(response: unknown): string[] {
+  const list = (response as { list_services_response?: { service?: unknown } })
+    .list_services_response?.service;
+  if (!Array.isArray(list)) return [];
+  return list.map((s: unknown) => String((s as { name?: unknown }).name));
+}
+
+test('server reflection lists the Flotilla services', async (t) => {
+  const api = await startApi(t, server());
+  const require = createRequire(import.meta.url);
+  const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
+  const definition = loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [root],
+    keepCase: true,
+  });
+  const service = definition['grpc.reflection.v1.ServerReflection'];
+  const method =
+    service !== undefined && 'ServerReflectionInfo' in service
+      ? service.ServerReflectionInfo
+      : undefined;
+  if (method === undefined || !('path' in method)) throw new Error('reflection.proto not loaded');
+  const client = new Client(api.server.address, credentials.createInsecure());
+  t.teardown(() => client.close());
+  const call = client.makeBidiStreamRequest(
+    method.path as string,
+    method.requestSerialize,
+    method.responseDeserialize,
+    new Metadata(),
+    { deadline: Date.now() + CALL_TIMEOUT_MS },
+  );
+  const response = new Promise<unknown>((resolve, reject) => {
+    call.once('data', resolve);
+    call.once('error', reject);
+  });
+  call.write({ list_services: '*' });
+  const names = serviceNames(await response);
+  call.end();
+  for (const name of API_SERVICES) t.true(names.includes(name), `${name} in ${names.join(',')}`);
+  t.true(names.includes('flotilla.v1.Units'));
+});
+
+test('every call is UNAVAILABLE, naming etcd, when etcd cannot be reached', async (t) => {
+  const port = await freePort(); // nothing listens here
+  const store = openStore({ endpoints: `http://127.0.0.1:${port}`, callTimeoutMs: 1_000 });
+  const api = await startApi(t, server(), { store });
+  const calls: Promise<unknown>[] = [
+    api.list({}),
+    api.get('a.service'),
+    api.submit({ files: [{ name: 'a.service', contents: unitText() }] }),
+    api.setDesired(['a.service'], 'launched'),
+    api.scale('web', 2),
+    api.listMachines(),
+    api.drain('m1', true),
+    api.plan({ names: ['a.service'] }),
+  ];
+  for (const call of calls) {
+    const err = await failure(call);
+    t.is(err.code, status.UNAVAILABLE, err.details);
+    t.true(err.details.includes(`etcd at http://127.0.0.1:${port} is unreachable`), err.details);
+  }
+  const watchErr = await new Promise<ServiceError>((resolve, reject) => {
+    const s = api.watch({});
+    s.once('error', (err) => (isServiceError(err) ? resolve(err) : reject(err)));
+  });
+  t.is(watchErr.code, status.UNAVAILABLE);
+});
+
+/** A stand-in agent serving Logs.Tail: `lines` lines, then more every 50 ms when following. */
+async function startAgent(t: ExecutionContext) {
+  const requests: TailRequest[] = [];
+  let cancelled = 0;
+  const agent = new Server();
+  agent.addService(LogsService, {
+    tail: (call: ServerWritableStream<TailRequest, LogLine>) => {
+      requests.push(call.request);
+      const n = call.request.lines ?? 10;
+      for (let i = 0; i < n; i++) {
+        call.write({ time: BigInt(i), stream: 'stdout', text: `${call.request.unit} line ${i}` });
+      }
+      if (!call.request.follow) return void call.end();
+      const timer = setInterval(() => call.write({ time: 0n, stream: 'stdout', text: 'more' }), 50);
+      call.on('cancelled', () => {
+        cancelled += 1;
+        clearInterval(timer);
+      });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    agent.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
+      err === null ? resolve(p) : reject(err),
+    ),
+  );
+  t.teardown(() => agent.forceShutdown());
+  return { endpoint: `127.0.0.1:${port}`, requests, cancelledCount: () => cancelled };
+}
+
+async function placeOnMachine(store: Store, unit: string, machine: string, endpoint?: string) {
+  await store.putRecord(codecs.unit, store.keys.unit(unit), makeUnit({ name: unit }));
+  if (endpoint !== undefined) {
+    const m = makeMachine({ id: machine, agentEndpoint: endpoint });
+    await store.putRecord(codecs.machine, store.keys.machine(machine), m);
+  }
+  await store.putRecord(
+    codecs.placement,
+    store.keys.placement(machine, unit),
+    Placement.fromPartial({ unit, machine }),
+  );
+}
+
+function readAll(stream: ClientReadableStream<LogLine>): Promise<LogLine[]> {
+  return new Promise((resolve, reject) => {
+    const lines: LogLine[] = [];
+    stream.on('data', (l: LogLine) => lines.push(l));
+    stream.once('end', () => resolve(lines));
+    stream.once('error', reject);
+  });
+}
+
+test('Logs.Tail is relayed to the agent of the unit machine', async (t) => {
+  const api = await startApi(t, server());
+  const agent = await startAgent(t);
+  await placeOnMachine(api.store, 'web.service', 'm1', agent.endpoint);
+  const logs = new LogsClient(api.server.address, credentials.createInsecure());
+  t.teardown(() => logs.close());
+  const lines = await readAll(logs.tail({ unit: 'web.service', lines: 3, follow: false }));
+  t.deepEqual(
+    lines.map((l) => l.text),
+    ['web.service line 0', 'web.service line 1', 'web.service line 2'],
+  );
+  t.deepEqual(agent.requests, [{ unit: 'web.service', lines: 3, follow: false }]);
+
+  // Following: cancelling at the API cancels the agent's stream too.
+  const follow = logs.tail({ unit: 'web.service', lines: 0, follow: true });
+  follow.on('error', () => undefined);
+  await new Promise<void>((resolve) => follow.once('data', () => resolve()));
+  follow.cancel();
+  await assertEventually(() => agent.cancelledCount() === 1, { message: 'agent stream cancelled' });
+  t.pass();
+});
+
+test('Logs.Tail: NOT_FOUND for unplaced units, UNAVAILABLE for unreachable agents', async (t) => {
+  const api = await startApi(t, server());
+  const logs = new LogsClient(api.server.address, credentials.createInsecure());
+  t.teardown(() => logs.close());
+  const tail = (unit: string) => readAll(logs.tail({ unit, follow: false }));
+  await api.submit({ files: [{ name: 'idle.service', contents: unitText() }] });
+  t.is((await failure(tail('ghost.service'))).code, status.NOT_FOUND);
+  const idle = await failure(tail('idle.service'));
+  t.is(idle.code, status.NOT_FOUND);
+  t.regex(idle.details, /not placed/);
+
+  const deadPort = await freePort();
+  await placeOnMachine(api.store, 'dead.service', 'm-dead', `127.0.0.1:${deadPort}`);
+  const dead = await failure(tail('dead.service'));
+  t.is(dead.code, status.UNAVAILABLE);
+  t.regex(dead.details, /agent of machine m-dead .* cannot be reached/);
+
+  // Placed on a machine whose agent is gone (no machine record): the placement is still found.
+  await placeOnMachine(api.store, 'lost.service', 'm-lost');
+  const lost = await assertEventually(async () => {
+    const err = await failure(tail('lost.service'));
+    if (err.code !== status.UNAVAILABLE) throw new Error(`${err.code} ${err.details}`);
+    return err;
+  });
+  t.regex(lost.details, /machine m-lost .* not connected/);
+});
+
+test('close() ends open watch streams and stops listening', async (t) => {
+  const api = await startApi(t, server());
+  const stream = api.watch({});
+  await new Promise<void>((resolve) => stream.once('metadata', () => resolve()));
+  const ended = new Promise<void>((resolve) => stream.once('status', () => resolve()));
+  const started = Date.now();
+  await api.server.close();
+  await ended;
+  t.true(Date.now() - started < 5_000, `close took ${Date.now() - started} ms`);
+  const err = await failure(api.list({}));
+  t.is(err.code, status.UNAVAILABLE);
+});

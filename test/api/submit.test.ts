@@ -1,0 +1,187 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import test from 'ava';
+import { codecs } from '../../store/index.js';
+import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { failure, fingerprint, startApi, unitNames } from './api-kit.js';
+
+const EXAMPLES = '/work/shared/examples';
+const example = (name: string): string => readFileSync(join(EXAMPLES, name), 'utf8');
+
+let etcd: EtcdServer | undefined;
+test.before(async () => {
+  etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+function server(): EtcdServer {
+  if (etcd === undefined) throw new Error('etcd not started');
+  return etcd;
+}
+
+/** What a bad example's error must mention, besides its file name. */
+const BAD: Readonly<Record<string, { line: number; mentions: string }>> = {
+  'bad name!.service': { line: 0, mentions: 'not allowed' },
+  'bad-memory.service': { line: 3, mentions: 'MemoryMax' },
+  'global-with-machineof.service': { line: 5, mentions: 'Global' },
+  'machineid-with-conflicts.service': { line: 3, mentions: 'MachineID' },
+  'metadata-without-value.service': { line: 4, mentions: 'MachineMetadata' },
+  'no-section.service': { line: 1, mentions: 'Section' },
+  'self-peer.service': { line: 5, mentions: 'MachineOf' },
+  'unknown-xfleet-key.service': { line: 4, mentions: 'Conflict' },
+  'unterminated-section.service': { line: 1, mentions: '[Service' },
+};
+
+test('many units are submitted in one transaction and read back byte for byte', async (t) => {
+  const api = await startApi(t, server());
+  const files = ['hello.service', 'web@.service', 'db.service', 'api@.service'].map((name) => ({
+    name,
+    contents: example(name),
+  }));
+  const res = await api.submit({ files });
+  t.deepEqual([...res.created].sort(), files.map((f) => f.name).sort());
+  t.deepEqual(res.updated, []);
+  t.deepEqual(res.unchanged, []);
+  const { items } = await api.store.list(api.store.keys.dir('unit'));
+  t.is(items.length, files.length);
+  t.true(
+    items.every((kv) => kv.modRevision === res.revision),
+    'all written at one revision',
+  );
+  for (const f of files) {
+    const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit(f.name));
+    t.is(rec?.value.file, f.contents);
+    t.is(rec?.value.desiredState, 'inactive');
+    t.regex(rec?.value.hash ?? '', /^[0-9a-f]{64}$/);
+  }
+});
+
+test('resubmitting the identical file is a no-op that writes nothing', async (t) => {
+  const api = await startApi(t, server());
+  const files = [{ name: 'hello.service', contents: example('hello.service') }];
+  await api.submit({ files });
+  const before = await fingerprint(api.store);
+  const again = await api.submit({ files });
+  t.deepEqual(again.unchanged, ['hello.service']);
+  t.deepEqual(again.created, []);
+  t.deepEqual(await fingerprint(api.store), before);
+  // Comments do not make a different unit (fleet compares content hashes).
+  const commented = await api.submit({
+    files: [{ name: 'hello.service', contents: `# a comment\n${example('hello.service')}` }],
+  });
+  t.deepEqual(commented.unchanged, ['hello.service']);
+  t.deepEqual(await fingerprint(api.store), before);
+});
+
+test('a different unit under an existing name is ALREADY_EXISTS unless replace is set', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'a.service', contents: unitText({ exec: '/bin/true' }) }] });
+  const before = await fingerprint(api.store);
+  const changed = unitText({ exec: '/bin/false' });
+  const err = await failure(
+    api.submit({
+      files: [
+        { name: 'new.service', contents: unitText() },
+        { name: 'a.service', contents: changed },
+      ],
+    }),
+  );
+  t.is(err.code, status.ALREADY_EXISTS);
+  t.regex(err.details, /a\.service/);
+  t.deepEqual(await fingerprint(api.store), before, 'new.service was not written either');
+
+  const replaced = await api.submit({
+    files: [{ name: 'a.service', contents: changed }],
+    replace: true,
+    desiredState: 'launched',
+  });
+  t.deepEqual(replaced.updated, ['a.service']);
+  const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit('a.service'));
+  t.is(rec?.value.file, changed);
+  t.is(rec?.value.desiredState, 'launched');
+});
+
+for (const file of readdirSync(join(EXAMPLES, 'bad'))) {
+  test(`bad example ${file} is INVALID_ARGUMENT naming the problem, and nothing is written`, async (t) => {
+    const api = await startApi(t, server(), { label: 'bad' });
+    await api.submit({ files: [{ name: 'keep.service', contents: unitText() }] });
+    const before = await fingerprint(api.store);
+    const contents = readFileSync(join(EXAMPLES, 'bad', file), 'utf8');
+    const err = await failure(api.submit({ files: [{ name: file, contents }] }));
+    t.is(err.code, status.INVALID_ARGUMENT);
+    const expected = BAD[file];
+    t.truthy(expected, `no expectation for ${file}`);
+    if (expected === undefined) return;
+    const where = expected.line > 0 ? `${file}:${expected.line}: ` : `${file}: `;
+    t.true(err.details.startsWith(where), `${JSON.stringify(err.details)} starts with ${where}`);
+    t.true(err.details.includes(expected.mentions), err.details);
+    t.deepEqual(await fingerprint(api.store), before);
+  });
+}
+
+test('a batch with one bad file writes none of them and lists every problem', async (t) => {
+  const api = await startApi(t, server());
+  const err = await failure(
+    api.submit({
+      files: [
+        { name: 'hello.service', contents: example('hello.service') },
+        { name: 'bad-memory.service', contents: example('bad/bad-memory.service') },
+        { name: 'web@.service', contents: example('web@.service') },
+        { name: 'unknown.service', contents: example('bad/unknown-xfleet-key.service') },
+      ],
+    }),
+  );
+  t.is(err.code, status.INVALID_ARGUMENT);
+  t.regex(err.details, /^bad-memory\.service:3: /m);
+  t.regex(err.details, /^unknown\.service:4: /m);
+  t.deepEqual(await unitNames(api.store), []);
+});
+
+test('templates and instances may be submitted; a template cannot be started', async (t) => {
+  const api = await startApi(t, server());
+  const res = await api.submit({
+    files: [
+      { name: 'web@.service', contents: example('web@.service') },
+      { name: 'web@7.service', contents: example('web@.service') },
+    ],
+  });
+  t.deepEqual([...res.created].sort(), ['web@.service', 'web@7.service']);
+  const before = await fingerprint(api.store);
+  const err = await failure(
+    api.submit({
+      files: [{ name: 'api@.service', contents: example('api@.service') }],
+      desiredState: 'launched',
+    }),
+  );
+  t.is(err.code, status.FAILED_PRECONDITION);
+  t.deepEqual(await fingerprint(api.store), before);
+});
+
+test('concurrent submits of one name with different files: exactly one wins', async (t) => {
+  const api = await startApi(t, server());
+  const attempts = Array.from({ length: 6 }, (_, i) =>
+    api
+      .submit({ files: [{ name: 'race.service', contents: unitText({ exec: `/bin/echo ${i}` }) }] })
+      .then(
+        () => 'created' as const,
+        (err: unknown) => err,
+      ),
+  );
+  const outcomes = await Promise.all(attempts);
+  t.is(outcomes.filter((o) => o === 'created').length, 1);
+  for (const o of outcomes) {
+    if (o !== 'created') t.is((o as { code?: number }).code, status.ALREADY_EXISTS);
+  }
+});
+
+test('requests that could never be applied are refused before anything is read', async (t) => {
+  const api = await startApi(t, server());
+  t.is((await failure(api.submit({ files: [] }))).code, status.INVALID_ARGUMENT);
+  const twice = { name: 'x.service', contents: unitText() };
+  t.is((await failure(api.submit({ files: [twice, twice] }))).code, status.INVALID_ARGUMENT);
+  const badState = api.submit({ files: [twice], desiredState: 'running' });
+  t.is((await failure(badState)).code, status.INVALID_ARGUMENT);
+  t.deepEqual(await unitNames(api.store), []);
+});

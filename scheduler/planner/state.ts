@@ -85,7 +85,10 @@ export class ClusterState {
   /** @param unitCount number of compiled units (their keys are 0 .. unitCount-1) */
   constructor(machines: readonly PlannerMachine[], unitCount: number) {
     this.single = new Int32Array(unitCount).fill(-1);
-    const sorted = [...machines].sort((a, b) => compareNames(a.id, b.id));
+    // Stable sort; a repeated id keeps its first record.
+    const sorted = [...machines]
+      .sort((a, b) => compareNames(a.id, b.id))
+      .filter((m, i, all) => i === 0 || all[i - 1]?.id !== m.id);
     this.slots = sorted.map((m, i) => new MachineSlot(i, m));
     this.byId = new Map(this.slots.map((s) => [s.id, s]));
     this.size = this.slots.length;

@@ -33,7 +33,10 @@ export interface PlannerUnit {
   readonly desired: Exclude<UnitStateName, 'inactive'>;
 }
 
-/** Everything one pass decides from. The planner never mutates it. */
+/**
+ * Everything one pass decides from. The planner never mutates it. Machine ids and unit names
+ * are expected to be unique; a repeated one keeps its first record.
+ */
 export interface Snapshot {
   readonly machines: readonly PlannerMachine[];
   readonly units: readonly PlannerUnit[];

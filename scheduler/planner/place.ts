@@ -60,7 +60,8 @@ export function placeAll(ctx: PlanContext): void {
         if (!ctx.sawByName) hopeless.set(placementSignature(u), state.removals);
       }
     }
-    if (state.removals === before || failed.length === 0 || round >= MAX_ROUNDS) return;
+    // Nothing displaced this round: nothing can have made room, for units or Globals.
+    if (state.removals === before || round >= MAX_ROUNDS) return;
     queue = peersFirst(failed.sort((a, b) => compareNames(a.name, b.name)));
   }
 }

@@ -299,3 +299,22 @@ test('Replaces: a Global unit is displaced machine by machine', (t) => {
     ],
   );
 });
+
+test('Replaces: a Global kept off a machine by the displaced unit takes its place', (t) => {
+  const units = [
+    unit('mon.service', { global: true, conflicts: ['old.service'], metadata: { role: ['w'] } }),
+    unit('old.service'),
+    unit('new.service', { machineId: 'm1', replaces: ['old.service'] }),
+  ];
+  const ms = [
+    machine('m1', { meta: { role: 'w' } }),
+    machine('m2', { meta: { role: 'w' } }),
+    machine('m3'),
+  ];
+  const o = run(snapshot(ms, units, { 'old.service': 'm1', 'mon.service': 'm2' }));
+  t.is(o.where('new.service'), 'm1');
+  t.is(o.where('old.service'), 'm3');
+  t.deepEqual(o.after.get('mon.service'), ['m1', 'm2']);
+  const again = run(o.next());
+  t.deepEqual([again.plan.place, again.plan.unplace], [[], []]);
+});

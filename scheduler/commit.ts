@@ -1,0 +1,255 @@
+/**
+ * From a plan to etcd: the leader's writes, each transaction fenced on its term and holding at
+ * most 128 ops (store's chunkOps), every op conditioned on what the leader saw:
+ *
+ * - a new placement is created only where none exists (create revision 0);
+ * - a placement is deleted, or updated in place (desired state or hash changed), only if its
+ *   mod revision is still the one the leader saw;
+ * - unscheduled/<name> is written only when its reasons changed, and deleted once the unit is
+ *   placed or no longer wanted.
+ *
+ * Two phases keep "never on two machines" true at every revision, also when a plan needs
+ * several transactions: first every delete and update, then, only if all of those applied,
+ * the new placements. A moved unit is therefore briefly on no machine, never on two.
+ */
+import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
+import {
+  chunkOps,
+  codecs,
+  fencedTxn,
+  type BatchOp,
+  type Keys,
+  type Store,
+} from '../store/index.js';
+import type { ClusterView } from './cluster-cache.js';
+import { SchedulerError } from './errors.js';
+import type { Term } from './leadership.js';
+import type { Plan } from './planner/index.js';
+
+/** The writes one pass makes, in the order they must be applied. */
+export interface CommitWork {
+  /** Placement deletes and in-place updates. */
+  readonly first: readonly BatchOp[];
+  /** New placements and unscheduled records; applied only when all of `first` applied. */
+  readonly second: readonly BatchOp[];
+  readonly counts: {
+    readonly placed: number;
+    readonly removed: number;
+    readonly updated: number;
+    readonly unscheduledWritten: number;
+    readonly unscheduledCleared: number;
+  };
+}
+
+/** What {@link commitWork} did. */
+export interface CommitResult {
+  /** Ops whose condition held and that took effect. */
+  readonly applied: number;
+  /** Ops whose condition failed (the leader's view was stale); the next pass re-decides. */
+  readonly failed: number;
+  readonly transactions: number;
+  /** True when `second` was skipped because an op of `first` failed. */
+  readonly skippedSecond: boolean;
+  /** Highest revision that wrote under placements/ (0n when none), for read-your-writes. */
+  readonly placementsRevision: bigint;
+  /** Highest revision that wrote under unscheduled/ (0n when none). */
+  readonly unscheduledRevision: bigint;
+}
+
+/** Decides the writes that turn `plan` into etcd state. Pure. `epoch` is the term's fence revision. */
+export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: bigint): CommitWork {
+  const first: BatchOp[] = [];
+  const second: BatchOp[] = [];
+  const removing = new Set<string>();
+  for (const d of plan.unplace) {
+    const entry = view.placements.get(d.unit)?.get(d.machine);
+    if (entry === undefined) continue;
+    removing.add(pair(d.unit, d.machine));
+    first.push({ type: 'delete', key: entry.key, condition: { modRevision: entry.modRevision } });
+  }
+  let updated = 0;
+  for (const [unit, byMachine] of view.placements) {
+    const active = view.active.get(unit);
+    if (active === undefined) continue;
+    for (const [machine, entry] of byMachine) {
+      if (removing.has(pair(unit, machine))) continue;
+      const value = entry.value;
+      if (value.hash === active.hash && value.desiredState === active.desired) continue;
+      const next: Placement = {
+        ...value,
+        unit,
+        machine,
+        hash: active.hash,
+        desiredState: active.desired,
+        epoch,
+      };
+      first.push(
+        putOp(entry.key, codecs.placement.encode(next), { modRevision: entry.modRevision }),
+      );
+      updated += 1;
+    }
+  }
+  for (const d of plan.place) {
+    const active = view.active.get(d.unit);
+    if (active === undefined) continue;
+    const value: Placement = {
+      unit: d.unit,
+      machine: d.machine,
+      hash: active.hash,
+      epoch,
+      desiredState: active.desired,
+    };
+    second.push(
+      putOp(keys.placement(d.machine, d.unit), codecs.placement.encode(value), { absent: true }),
+    );
+  }
+  const wanted = wantedUnscheduled(view, plan, epoch);
+  let unscheduledWritten = 0;
+  for (const [name, record] of wanted) {
+    const existing = view.unscheduled.get(name);
+    if (existing !== undefined && sameReasons(existing.value, record)) continue;
+    const json = codecs.unscheduled.encode(record);
+    const condition =
+      existing === undefined ? { absent: true as const } : { modRevision: existing.modRevision };
+    second.push(putOp(keys.unscheduled(name), json, condition));
+    unscheduledWritten += 1;
+  }
+  let unscheduledCleared = 0;
+  for (const [name, entry] of view.unscheduled) {
+    if (wanted.has(name)) continue;
+    second.push({ type: 'delete', key: entry.key, condition: { modRevision: entry.modRevision } });
+    unscheduledCleared += 1;
+  }
+  return {
+    first,
+    second,
+    counts: {
+      placed: plan.place.length,
+      removed: removing.size,
+      updated,
+      unscheduledWritten,
+      unscheduledCleared,
+    },
+  };
+}
+
+/**
+ * The unscheduled records the cluster should hold after this pass: the planner's, plus one
+ * per active unit whose file does not parse and that runs nowhere.
+ */
+export function wantedUnscheduled(
+  view: ClusterView,
+  plan: Plan,
+  epoch: bigint,
+): Map<string, Unscheduled> {
+  const out = new Map<string, Unscheduled>();
+  for (const [name, u] of plan.unscheduled) {
+    out.set(name, {
+      unit: name,
+      machines: u.machines,
+      reasons: u.reasons.map((r) => ({ reason: r.reason, machines: r.machines })),
+      summary: u.summary,
+      epoch,
+    });
+  }
+  const machines = view.snapshot.machines.length;
+  for (const u of view.invalid) {
+    if ((view.placements.get(u.name)?.size ?? 0) > 0) continue;
+    out.set(u.name, {
+      unit: u.name,
+      machines,
+      reasons: [{ reason: `unit file does not parse: ${u.problem}`, machines }],
+      summary: `0/${machines} machines: unit file does not parse: ${u.problem}`,
+      epoch,
+    });
+  }
+  return out;
+}
+
+/** Equal for publishing purposes: same machines considered, same reasons, same summary. */
+export function sameReasons(a: Unscheduled, b: Unscheduled): boolean {
+  return (
+    a.machines === b.machines &&
+    a.summary === b.summary &&
+    a.reasons.length === b.reasons.length &&
+    a.reasons.every(
+      (r, i) => r.reason === b.reasons[i]?.reason && r.machines === b.reasons[i]?.machines,
+    )
+  );
+}
+
+/**
+ * Applies `work` under `term`: `first` in fenced transactions, then `second` if every op of
+ * `first` applied. Checks the term's signal before every transaction and throws
+ * SchedulerError `deposed` once it fired; a refused fence is store's FencedError. Either way
+ * what was committed before stays (every op was valid for the term that wrote it).
+ */
+export async function commitWork(
+  store: Store,
+  term: Term,
+  work: CommitWork,
+): Promise<CommitResult> {
+  const totals = {
+    applied: 0,
+    failed: 0,
+    transactions: 0,
+    placementsRevision: 0n,
+    unscheduledRevision: 0n,
+  };
+  await applyPhase(store, term, work.first, totals);
+  const skippedSecond = totals.failed > 0 && work.second.length > 0;
+  if (!skippedSecond) await applyPhase(store, term, work.second, totals);
+  return { ...totals, skippedSecond };
+}
+
+interface Totals {
+  applied: number;
+  failed: number;
+  transactions: number;
+  placementsRevision: bigint;
+  unscheduledRevision: bigint;
+}
+
+async function applyPhase(
+  store: Store,
+  term: Term,
+  ops: readonly BatchOp[],
+  totals: Totals,
+): Promise<void> {
+  const placements = store.keys.dir('placement');
+  const unscheduled = store.keys.dir('unscheduled');
+  for (const chunk of chunkOps(ops)) {
+    if (term.signal.aborted) {
+      throw new SchedulerError('deposed', `term ${term.fence.revision} ended; commit abandoned`, {
+        cause: term.signal.reason,
+      });
+    }
+    const res = await fencedTxn(store, term.fence, (b) => chunk.forEach((op) => b.add(op)));
+    totals.transactions += res.transactions;
+    res.applied.forEach((ok, i) => {
+      const op = chunk[i];
+      if (op === undefined) return;
+      if (!ok) {
+        totals.failed += 1;
+        return;
+      }
+      totals.applied += 1;
+      if (op.key.startsWith(placements) && res.revision > totals.placementsRevision) {
+        totals.placementsRevision = res.revision;
+      }
+      if (op.key.startsWith(unscheduled) && res.revision > totals.unscheduledRevision) {
+        totals.unscheduledRevision = res.revision;
+      }
+    });
+  }
+}
+
+function putOp(key: string, value: string, condition: BatchOp['condition']): BatchOp {
+  return condition === undefined
+    ? { type: 'put', key, value: Buffer.from(value) }
+    : { type: 'put', key, value: Buffer.from(value), condition };
+}
+
+function pair(unit: string, machine: string): string {
+  return `${unit}\u0000${machine}`;
+}

@@ -1,0 +1,272 @@
+/**
+ * The leader's level-triggered loop. While this replica leads, every change of units,
+ * machines, machine metadata or placements (coalesced over a few ms) and a periodic tick
+ * start a pass: snapshot from the cluster cache, the pure planner, fenced commit. A pass that
+ * wrote waits until the cache shows its writes, so the next pass never plans from a view
+ * older than its own decisions.
+ *
+ * Disturbing running units is paced: moves (lost or drained machine, infeasible placement,
+ * Replaces=) spend a {@link MoveBudget}, and when more than half of the machines vanish at
+ * once the {@link LossGuard} pauses them altogether (new placements and removals of inactive
+ * units go on). The term's AbortSignal is checked before every transaction; a refused fence
+ * ends the term at once.
+ */
+import type { Logger } from 'pino';
+import { isStoreError, Waker, type Store } from '../store/index.js';
+import type { ClusterCache } from './cluster-cache.js';
+import { commitWork, decideWork } from './commit.js';
+import { isSchedulerError } from './errors.js';
+import type { Leadership, Term } from './leadership.js';
+import { plan, type Plan } from './planner/index.js';
+import {
+  LossGuard,
+  MoveBudget,
+  type Clock,
+  type GuardTransition,
+  type PauseState,
+} from './reschedule.js';
+
+/** Options of an {@link Engine}; the defaults are the daemon's. */
+export interface EngineOptions {
+  /** How long to gather more changes before planning. Default 20 ms. */
+  debounceMs?: number;
+  /** Plan at least this often, changes or not. Default 1000 ms. */
+  tickMs?: number;
+  /** Moves of already-placed units per second; 0 means unlimited. Default 20. */
+  rescheduleRate?: number;
+  /** Machine losses within this window count as "at once". Default 30 000 ms. */
+  lossWindowMs?: number;
+  /** A rescheduling pause ends by itself after this long; 0 means never. Default 300 000 ms. */
+  pauseTimeoutMs?: number;
+  /** After a machine loss, moves wait this long for further losses. Default 1000 ms. */
+  lossSettleMs?: number;
+  /** Remind the log of a pause this often. Default 60 000 ms. */
+  pauseReminderMs?: number;
+  now?: Clock;
+}
+
+/** What the engine is doing, for the API and for tests. */
+export interface EngineStatus {
+  readonly leader: boolean;
+  /** The term's fence revision (the placements' epoch) while leading. */
+  readonly epoch: bigint | undefined;
+  readonly passes: number;
+  /** Set while rescheduling of lost machines' units is paused (leader only). */
+  readonly paused: PauseState | undefined;
+  /** Moves the last pass had to leave for later (budget spent or paused). */
+  readonly deferred: number;
+  /** Units the last pass could not place. */
+  readonly unscheduled: number;
+}
+
+/** Runs passes while its {@link Leadership} says this replica leads. */
+export class Engine {
+  private readonly debounceMs: number;
+  private readonly tickMs: number;
+  private readonly reminderMs: number;
+  private readonly now: Clock;
+  private readonly budget: MoveBudget;
+  private readonly guard: LossGuard;
+  private readonly waker = new Waker();
+  private readonly unsubscribe: (() => void)[] = [];
+  private term: Term | undefined;
+  private loop: Promise<void> = Promise.resolve();
+  private dirty = true;
+  private closed = false;
+  private passes = 0;
+  private last: Plan | undefined;
+  private lastReminder = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly cache: ClusterCache,
+    private readonly leadership: Leadership,
+    opts: EngineOptions,
+    private readonly logger: Logger,
+  ) {
+    this.debounceMs = opts.debounceMs ?? 20;
+    this.tickMs = opts.tickMs ?? 1_000;
+    this.reminderMs = opts.pauseReminderMs ?? 60_000;
+    this.now = opts.now ?? Date.now;
+    this.budget = new MoveBudget(opts.rescheduleRate ?? 20, undefined, this.now);
+    this.guard = new LossGuard({
+      ...(opts.lossWindowMs === undefined ? {} : { windowMs: opts.lossWindowMs }),
+      ...(opts.pauseTimeoutMs === undefined ? {} : { pauseTimeoutMs: opts.pauseTimeoutMs }),
+      ...(opts.lossSettleMs === undefined ? {} : { settleMs: opts.lossSettleMs }),
+      now: this.now,
+    });
+  }
+
+  /** Follows the cache and the election. Call once, before `leadership.start()`. */
+  start(): void {
+    this.unsubscribe.push(
+      this.cache.onChange(() => this.poke()),
+      this.cache.onMachine((e) =>
+        e.type === 'lost' ? this.guard.machineLost(e.id) : this.guard.machineSeen(e.id),
+      ),
+      this.leadership.on((e) => {
+        if (e.type === 'elected') this.lead(e.term);
+        else this.waker.wake();
+      }),
+    );
+    const term = this.leadership.term;
+    if (term !== undefined) this.lead(term);
+  }
+
+  status(): EngineStatus {
+    const leading = this.term !== undefined && !this.term.signal.aborted;
+    return {
+      leader: leading,
+      epoch: leading ? this.term?.fence.revision : undefined,
+      passes: this.passes,
+      paused: leading ? this.guard.paused : undefined,
+      deferred: this.last?.deferred.length ?? 0,
+      unscheduled: this.last?.unscheduled.size ?? 0,
+    };
+  }
+
+  /** Operator action: ends a rescheduling pause now. Returns whether one was ended. */
+  resumeRescheduling(): boolean {
+    const t = this.guard.resume();
+    if (t === undefined) return false;
+    this.report(t);
+    this.poke();
+    return true;
+  }
+
+  /** Stops after the current transaction (if any). Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.waker.wake();
+    await this.loop;
+  }
+
+  private poke(): void {
+    this.dirty = true;
+    this.waker.wake();
+  }
+
+  private lead(term: Term): void {
+    term.signal.addEventListener('abort', () => this.waker.wake(), { once: true });
+    this.loop = this.loop.then(() => this.runTerm(term));
+  }
+
+  private async runTerm(term: Term): Promise<void> {
+    if (this.closed || term.signal.aborted) return;
+    this.term = term;
+    const log = this.logger.child({ epoch: term.fence.revision.toString() });
+    if (!(await this.prepare(term, log))) return;
+    this.dirty = true;
+    let dueAt = 0;
+    while (!this.closed && !term.signal.aborted) {
+      if (!this.dirty && this.now() < dueAt) {
+        await this.waker.sleep(dueAt - this.now());
+        continue;
+      }
+      if (this.dirty) await delay(this.debounceMs);
+      if (this.closed || term.signal.aborted) break;
+      this.dirty = false;
+      dueAt = this.now() + this.tickMs;
+      try {
+        const { deferred, wait, retry } = await this.pass(term, log);
+        if (retry) dueAt = Math.min(dueAt, this.now() + 100);
+        else if (deferred > 0) dueAt = Math.min(dueAt, this.now() + Math.max(20, wait));
+      } catch (err) {
+        if (isStoreError(err, 'fenced')) {
+          this.leadership.deposed(term, 'a fenced write was refused: another replica leads');
+          break;
+        }
+        if (isSchedulerError(err, 'deposed') || term.signal.aborted) break;
+        log.warn({ err }, 'pass failed; retrying');
+      }
+    }
+    log.info('planning stopped');
+  }
+
+  /** Before the first pass of a term: caches listed and holding the predecessor's writes. */
+  private async prepare(term: Term, log: Logger): Promise<boolean> {
+    while (!this.closed && !term.signal.aborted) {
+      try {
+        await this.cache.ready();
+        await this.cache.catchUp();
+        const live = new Set(this.cache.liveMachines());
+        for (const [, byMachine] of this.cache.view().placements) {
+          for (const id of byMachine.keys()) if (!live.has(id)) this.guard.machineLost(id);
+        }
+        log.info('leading: planning');
+        return true;
+      } catch (err) {
+        log.warn({ err }, 'cannot catch up with etcd; retrying');
+        await this.waker.sleep(1_000);
+      }
+    }
+    return false;
+  }
+
+  /** One pass: plan from the cache, commit, wait until the cache shows the writes. */
+  private async pass(
+    term: Term,
+    log: Logger,
+  ): Promise<{ deferred: number; wait: number; retry: boolean }> {
+    this.passes += 1;
+    const view = this.cache.view();
+    this.report(this.guard.evaluate(view.snapshot.machines.length), term);
+    const pause = this.guard.paused;
+    if (pause !== undefined && this.now() - this.lastReminder >= this.reminderMs) {
+      this.lastReminder = this.now();
+      log.warn({ pause }, 'RESCHEDULING PAUSED: units of lost machines are not being moved');
+    }
+    const settling = this.guard.settleRemaining();
+    const maxMoves = pause === undefined && settling === 0 ? this.budget.available() : 0;
+    const result = plan(view.snapshot, { maxMoves });
+    this.last = result;
+    const work = decideWork(this.store.keys, view, result, term.fence.revision);
+    // When deferred work may go ahead again: never by itself while paused (the tick re-checks).
+    const wait =
+      pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
+    if (work.first.length + work.second.length === 0)
+      return { deferred: result.deferred.length, wait, retry: false };
+    this.budget.spend(result.moves);
+    for (const d of result.unplace)
+      log.info({ unit: d.unit, machine: d.machine, why: d.why, detail: d.detail }, 'unplacing');
+    for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
+    const res = await commitWork(this.store, term, work);
+    log.info(
+      {
+        ...work.counts,
+        deferred: result.deferred.length,
+        applied: res.applied,
+        failed: res.failed,
+        transactions: res.transactions,
+      },
+      'pass committed',
+    );
+    if (res.placementsRevision > 0n) await this.cache.placements.waitFor(res.placementsRevision);
+    if (res.unscheduledRevision > 0n) await this.cache.unscheduled.waitFor(res.unscheduledRevision);
+    return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
+  }
+
+  /** Logs a pause or resume loudly and publishes it in the leader's election key. */
+  private report(t: GuardTransition, term: Term | undefined = this.term): void {
+    if (t === undefined) return;
+    if (t.type === 'paused') {
+      this.lastReminder = this.now();
+      this.logger.warn(
+        { lost: t.pause.lost, total: t.pause.total, resumesAt: t.pause.resumesAt },
+        `RESCHEDULING PAUSED: ${t.pause.reason}`,
+      );
+    } else {
+      this.logger.warn({ why: t.why }, 'rescheduling resumed');
+    }
+    if (term === undefined || term.signal.aborted) return;
+    const status = { rescheduling: this.guard.paused ?? null };
+    this.leadership.announce(term, status).catch((err: unknown) => {
+      this.logger.debug({ err }, 'could not publish the rescheduling state');
+    });
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,161 @@
+/**
+ * `flotilla scheduler`: one scheduler replica. Every replica serves the gRPC API and mirrors
+ * the cluster; the elected leader alone places units. SIGTERM or SIGINT resigns leadership
+ * (so a successor takes over at once, not after the lease TTL), closes the watches and the
+ * API, and resolves, so the process exits 0.
+ *
+ * @example
+ *   // bin/flotilla: `flotilla scheduler --etcd-endpoints http://127.0.0.1:2379`
+ *   await runScheduler(process.argv.slice(3));
+ */
+import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import { daemonLogger, UsageError } from '../cli/daemon-options.js';
+import { openStore, type Store } from '../store/index.js';
+import type { ApiServer } from './api/server.js';
+import { ClusterCache } from './cluster-cache.js';
+import { Engine, type EngineOptions, type EngineStatus } from './engine.js';
+import { Leadership } from './leadership.js';
+import { parseSchedulerArgs, SCHEDULER_USAGE, type SchedulerOptions } from './options.js';
+
+/** A running scheduler replica, for the daemon and for in-process tests. */
+export interface Scheduler {
+  readonly name: string;
+  readonly store: Store;
+  readonly cache: ClusterCache;
+  readonly leadership: Leadership;
+  readonly engine: Engine;
+  /** The API's bound host:port, or undefined when it runs without one. */
+  readonly apiAddress: string | undefined;
+  status(): EngineStatus;
+  /**
+   * Stops planning and serving. With `resign` (default) the election key is deleted at once;
+   * without, it expires with its lease, as after a crash.
+   */
+  close(opts?: { resign?: boolean }): Promise<void>;
+}
+
+/** Extra knobs for tests and benchmarks, beyond the flags. */
+export type SchedulerTuning = Pick<EngineOptions, 'debounceMs' | 'pauseReminderMs'>;
+
+/**
+ * Starts a replica: store, cluster cache, engine, API (when `listen` is set), then the
+ * campaign. Resolves once the API listens; rejects (having cleaned up) when it cannot.
+ */
+export async function startScheduler(
+  opts: SchedulerOptions,
+  logger: Logger,
+  tuning: SchedulerTuning = {},
+): Promise<Scheduler> {
+  const log = logger.child({ replica: opts.name });
+  const store = openStore({ endpoints: opts.endpoints, prefix: opts.prefix });
+  const cache = new ClusterCache(store, log.child({ component: 'cache' }));
+  let api: ApiServer | undefined;
+  try {
+    // The one call site of the API server. Loaded only when it is wanted, so a replica run
+    // with --listen=none (tests, benchmarks) does not load gRPC service code at all.
+    if (opts.listen !== undefined) {
+      const { startApiServer } = await import('./api/server.js');
+      api = await startApiServer({ store, listen: opts.listen, logger: log });
+    }
+  } catch (err) {
+    await cache.close();
+    store.close();
+    throw err;
+  }
+  const leadership = new Leadership(
+    store,
+    {
+      name: opts.name,
+      ttlSeconds: opts.electionTtlSeconds,
+      info: api === undefined ? {} : { api: api.address },
+    },
+    log.child({ component: 'election' }),
+  );
+  const engine = new Engine(
+    store,
+    cache,
+    leadership,
+    {
+      tickMs: opts.tickMs,
+      rescheduleRate: opts.rescheduleRate,
+      lossWindowMs: opts.lossWindowMs,
+      pauseTimeoutMs: opts.pauseTimeoutMs,
+      lossSettleMs: opts.lossSettleMs,
+      ...tuning,
+    },
+    log.child({ component: 'engine' }),
+  );
+  engine.start();
+  leadership.start();
+  log.info(
+    {
+      etcd: opts.endpoints,
+      prefix: store.keys.prefix,
+      api: api?.address,
+      ttl: opts.electionTtlSeconds,
+    },
+    'scheduler started',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = async (closeOpts: { resign?: boolean } = {}): Promise<void> => {
+    await leadership.close(closeOpts);
+    await engine.close();
+    await api?.close();
+    await cache.close();
+    store.close();
+    log.info('scheduler stopped');
+  };
+  return {
+    name: opts.name,
+    store,
+    cache,
+    leadership,
+    engine,
+    apiAddress: api?.address,
+    status: () => engine.status(),
+    close: (closeOpts) => (closing ??= close(closeOpts)),
+  };
+}
+
+/**
+ * The daemon: parses flags (and FLOTILLA_* env), runs until SIGTERM or SIGINT, then shuts
+ * down cleanly and resolves. `--help` prints the usage and resolves. Bad flags reject with
+ * UsageError (exit 2); failing to start (e.g. the API port is taken) rejects too (exit 1).
+ */
+export async function runScheduler(argv: string[]): Promise<void> {
+  const parsed = parseSchedulerArgs(argv);
+  if (parsed.help) {
+    process.stdout.write(SCHEDULER_USAGE);
+    return;
+  }
+  const opts = parsed.options;
+  const logger = daemonLogger('flotilla-scheduler', opts.logLevel);
+  const scheduler = await startScheduler(opts, logger);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(sig);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  logger.info({ signal }, 'shutting down: resigning leadership');
+  await scheduler.close({ resign: true });
+}
+
+/** Run directly (`node dist/scheduler/main.js ...`): tests and benchmarks start replicas so. */
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runScheduler(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(
+        `flotilla scheduler: ${err instanceof Error ? err.message : String(err)}\n`,
+      );
+      if (err instanceof UsageError) process.stderr.write(SCHEDULER_USAGE);
+      process.exit(err instanceof UsageError ? 2 : 1);
+    },
+  );
+}

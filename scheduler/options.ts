@@ -1,0 +1,117 @@
+/**
+ * `flotilla scheduler` flags. Every flag also reads `FLOTILLA_<FLAG>` from the environment
+ * (cli/daemon-options.ts): the flag wins over the environment, the environment over the
+ * default.
+ */
+import { hostname } from 'node:os';
+import {
+  defaultEtcdEndpoints,
+  defaultPrefix,
+  parseDaemonArgs,
+  UsageError,
+} from '../cli/daemon-options.js';
+
+/** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
+export interface SchedulerOptions {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  /** API address (host:port; port 0 picks one), or undefined to run without the API. */
+  readonly listen: string | undefined;
+  /** Election lease TTL, whole seconds. */
+  readonly electionTtlSeconds: number;
+  readonly logLevel: string;
+  /** This replica's name in the election. */
+  readonly name: string;
+  /** Moves of already-placed units per second; 0 means unlimited. */
+  readonly rescheduleRate: number;
+  /** Machine losses within this window count as "at once". */
+  readonly lossWindowMs: number;
+  /** A rescheduling pause ends by itself after this long; 0 means never. */
+  readonly pauseTimeoutMs: number;
+  /** After a machine loss, moves wait this long for further losses. */
+  readonly lossSettleMs: number;
+  /** Periodic pass interval. */
+  readonly tickMs: number;
+}
+
+/** Defaults, in one place. */
+export const SCHEDULER_DEFAULTS = {
+  listen: '127.0.0.1:4700',
+  electionTtlSeconds: 5,
+  logLevel: 'info',
+  rescheduleRate: 20,
+  lossWindowMs: 30_000,
+  pauseTimeoutMs: 300_000,
+  lossSettleMs: 1_000,
+  tickMs: 1_000,
+} as const;
+
+/** The help text of `flotilla scheduler`. */
+export const SCHEDULER_USAGE = `Usage: flotilla scheduler [flags]
+
+Runs one scheduler replica: serves the gRPC API, campaigns for leadership in etcd and, while
+leader, places units on machines. Every flag also reads FLOTILLA_<FLAG> (e.g.
+FLOTILLA_ETCD_ENDPOINTS); flags win over the environment.
+
+Flags:
+  --etcd-endpoints URLS        comma-separated etcd client URLs (default ${defaultEtcdEndpoints.join(',')})
+  --prefix PREFIX              cluster key prefix in etcd (default ${defaultPrefix})
+  --listen HOST:PORT           API address, or "none" for no API (default ${SCHEDULER_DEFAULTS.listen})
+  --election-ttl DURATION      leader lease TTL, whole seconds (default 5s)
+  --name NAME                  replica name in the election (default hostname:pid)
+  --reschedule-rate N          moves of running units per second, 0 = unlimited (default ${SCHEDULER_DEFAULTS.rescheduleRate})
+  --loss-window DURATION       machine losses this close together count as at once (default 30s)
+  --loss-settle DURATION       after a machine loss, wait this long for more before moving units (default 1s)
+  --reschedule-pause-timeout DURATION
+                               a pause after a mass loss ends by itself after this, 0 = never (default 5m)
+  --tick DURATION              plan at least this often (default 1s)
+  --log-level LEVEL            fatal, error, warn, info, debug, trace or silent (default info)
+  -h, --help                   show this help
+`;
+
+const schedulerFlags = {
+  listen: { type: 'string' },
+  'election-ttl': { type: 'string' },
+  name: { type: 'string' },
+  'reschedule-rate': { type: 'string' },
+  'loss-window': { type: 'string' },
+  'loss-settle': { type: 'string' },
+  'reschedule-pause-timeout': { type: 'string' },
+  tick: { type: 'string' },
+} as const;
+
+/** Parses argv (and FLOTILLA_* env); `help` is true when usage was asked for. Throws UsageError. */
+export function parseSchedulerArgs(
+  argv: readonly string[],
+): { help: true } | { help: false; options: SchedulerOptions } {
+  const args = parseDaemonArgs(argv, schedulerFlags);
+  if (args.boolean('help')) return { help: true };
+  const ttlMs = args.durationMs('election-ttl', SCHEDULER_DEFAULTS.electionTtlSeconds * 1000);
+  if (ttlMs < 1000 || ttlMs % 1000 !== 0) {
+    throw new UsageError(`--election-ttl: expected whole seconds, at least 1s`);
+  }
+  const listen = args.stringOr('listen', SCHEDULER_DEFAULTS.listen);
+  const tickMs = args.durationMs('tick', SCHEDULER_DEFAULTS.tickMs);
+  if (tickMs < 10) throw new UsageError(`--tick: expected at least 10ms`);
+  const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
+  if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
+  return {
+    help: false,
+    options: {
+      endpoints,
+      prefix: args.stringOr('prefix', defaultPrefix),
+      listen: listen === 'none' ? undefined : listen,
+      electionTtlSeconds: ttlMs / 1000,
+      logLevel: args.stringOr('log-level', SCHEDULER_DEFAULTS.logLevel),
+      name: args.stringOr('name', `${hostname()}:${process.pid}`),
+      rescheduleRate: args.integer('reschedule-rate', SCHEDULER_DEFAULTS.rescheduleRate),
+      lossWindowMs: args.durationMs('loss-window', SCHEDULER_DEFAULTS.lossWindowMs),
+      pauseTimeoutMs: args.durationMs(
+        'reschedule-pause-timeout',
+        SCHEDULER_DEFAULTS.pauseTimeoutMs,
+      ),
+      lossSettleMs: args.durationMs('loss-settle', SCHEDULER_DEFAULTS.lossSettleMs),
+      tickMs,
+    },
+  };
+}

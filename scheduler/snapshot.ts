@@ -1,0 +1,180 @@
+/**
+ * The planner's snapshot, built from the records the cluster cache mirrors: live machines with
+ * the API's metadata merged over the agent's own and their drained flag, the active units
+ * parsed from their files, and the placements. Pure: no etcd, no clock, so it is tested with
+ * plain records.
+ *
+ * A unit whose stored file no longer parses (a file written by a newer Flotilla, a bug) is
+ * reported and left alone: it is not given to the planner and neither are its placements, so
+ * the planner neither places it nor stops it where it already runs.
+ */
+import type { Machine, MachineConfig, Placement, Unit } from '../proto/flotilla/v1/records.js';
+import type { PlannerMachine, PlannerUnit, Snapshot } from './planner/index.js';
+import { parseUnit, type UnitDefinition, type UnitStateName } from '../unit/index.js';
+
+/** Entries kept before the definition cache starts over: a few MB at most. */
+const DEFINITION_CACHE_LIMIT = 20_000;
+
+/** A stored unit whose file does not parse for its name. */
+export interface InvalidUnit {
+  readonly name: string;
+  /** The parser's first problem, `file:line: message`. */
+  readonly problem: string;
+}
+
+/**
+ * Parsed definitions by unit name and content hash: a unit file is parsed once per version,
+ * not once per pass. A file that does not parse is remembered with its problem.
+ */
+export class DefinitionCache {
+  private readonly map = new Map<string, UnitDefinition | InvalidUnit>();
+
+  /** The definition of `unit`, or the problem that keeps it from having one. */
+  get(unit: Unit): UnitDefinition | InvalidUnit {
+    const key = `${unit.name}\u0000${unit.hash}\u0000${unit.file.length}`;
+    const hit = this.map.get(key);
+    if (hit !== undefined) return hit;
+    let result: UnitDefinition | InvalidUnit;
+    try {
+      result = parseUnit(unit.name, unit.file);
+    } catch (err) {
+      const where = describeProblem(err);
+      result = { name: unit.name, problem: where };
+    }
+    if (this.map.size >= DEFINITION_CACHE_LIMIT) this.map.clear();
+    this.map.set(key, result);
+    return result;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/** True for the cache's "does not parse" entries. */
+export function isInvalidUnit(value: UnitDefinition | InvalidUnit): value is InvalidUnit {
+  return 'problem' in value;
+}
+
+function describeProblem(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const { file, line } = err as Error & { file?: unknown; line?: unknown };
+  const at =
+    typeof file === 'string' && typeof line === 'number' && line > 0
+      ? `${file}:${line}: `
+      : typeof file === 'string'
+        ? `${file}: `
+        : '';
+  return `${at}${err.message}`;
+}
+
+/** The records a snapshot is built from; keys are machine ids and unit names. */
+export interface ClusterRecords {
+  readonly machines: ReadonlyMap<string, Machine>;
+  readonly configs: ReadonlyMap<string, MachineConfig>;
+  readonly units: ReadonlyMap<string, Unit>;
+  /** Unit name -> machine id -> placement. */
+  readonly placements: ReadonlyMap<string, ReadonlyMap<string, Placement>>;
+}
+
+/** A snapshot plus what the commit step needs beside it. */
+export interface BuiltSnapshot {
+  readonly snapshot: Snapshot;
+  /** Active units (loaded or launched) given to the planner, by name. */
+  readonly active: ReadonlyMap<string, ActiveUnit>;
+  /** Active units whose files do not parse: not planned, placements untouched. */
+  readonly invalid: readonly InvalidUnit[];
+}
+
+/** An active unit: its record's hash and desired state, for the placement value. */
+export interface ActiveUnit {
+  readonly name: string;
+  readonly hash: string;
+  readonly desired: Exclude<UnitStateName, 'inactive'>;
+}
+
+/** The agent's metadata with the API's merged over it (the API's values win). */
+export function mergeMetadata(
+  machine: Machine,
+  config: MachineConfig | undefined,
+): Map<string, string> {
+  return new Map(Object.entries({ ...machine.metadata, ...(config?.metadata ?? {}) }));
+}
+
+/** A live machine as the planner sees it. */
+export function toPlannerMachine(
+  id: string,
+  machine: Machine,
+  config: MachineConfig | undefined,
+): PlannerMachine {
+  return {
+    id,
+    metadata: mergeMetadata(machine, config),
+    capacity: {
+      cpuMillicores: Number(machine.capacity?.cpuMillicores ?? 0n),
+      memoryBytes: Number(machine.capacity?.memoryBytes ?? 0n),
+      tasks: Number(machine.capacity?.tasks ?? 0n),
+    },
+    drained: config?.drained ?? false,
+  };
+}
+
+/** A parsed active unit as the planner sees it. */
+export function toPlannerUnit(
+  def: UnitDefinition,
+  desired: Exclude<UnitStateName, 'inactive'>,
+): PlannerUnit {
+  return {
+    name: def.name.name,
+    template: def.name.isInstance ? def.name.template : '',
+    fleet: def.fleet,
+    resources: def.service.resources,
+    desired,
+  };
+}
+
+/** The desired state of a stored unit, when it is active; templates are never active. */
+export function activeDesired(unit: Unit): Exclude<UnitStateName, 'inactive'> | undefined {
+  const d = unit.desiredState;
+  return d === 'loaded' || d === 'launched' ? d : undefined;
+}
+
+/**
+ * Builds one pass's snapshot. Machines and units come out sorted by id and name so equal
+ * records always give an equal snapshot (the planner is deterministic in its input order).
+ */
+export function buildSnapshot(
+  records: ClusterRecords,
+  definitions: DefinitionCache,
+): BuiltSnapshot {
+  const machines: PlannerMachine[] = [];
+  for (const id of [...records.machines.keys()].sort()) {
+    const machine = records.machines.get(id);
+    if (machine !== undefined)
+      machines.push(toPlannerMachine(id, machine, records.configs.get(id)));
+  }
+  const units: PlannerUnit[] = [];
+  const active = new Map<string, ActiveUnit>();
+  const invalid: InvalidUnit[] = [];
+  const hidden = new Set<string>();
+  for (const name of [...records.units.keys()].sort()) {
+    const unit = records.units.get(name);
+    const desired = unit === undefined ? undefined : activeDesired(unit);
+    if (unit === undefined || desired === undefined) continue;
+    const def = definitions.get({ ...unit, name });
+    if (isInvalidUnit(def)) {
+      invalid.push(def);
+      hidden.add(name);
+      continue;
+    }
+    if (def.name.isTemplate) continue;
+    units.push(toPlannerUnit(def, desired));
+    active.set(name, { name, hash: unit.hash, desired });
+  }
+  const placements = new Map<string, string[]>();
+  for (const [name, byMachine] of records.placements) {
+    if (hidden.has(name) || byMachine.size === 0) continue;
+    placements.set(name, [...byMachine.keys()].sort());
+  }
+  return { snapshot: { machines, units, placements }, active, invalid };
+}

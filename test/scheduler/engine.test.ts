@@ -1,0 +1,316 @@
+/**
+ * The leader's loop against a real etcd with simulated machines: units get placed, follow
+ * their desired state, move off lost and drained machines, and get unscheduled reasons when
+ * they fit nowhere. Every test watches placements/ from the start and checks that no unit is
+ * ever on two machines.
+ */
+import test from 'ava';
+import { codecs } from '../../store/index.js';
+import { readLeader } from '../../scheduler/leadership.js';
+import { assertEventually, sleep, startEtcd, type EtcdServer } from '../helpers/index.js';
+import {
+  eventuallyLeads,
+  eventuallyPlaced,
+  PlacementMonitor,
+  placements,
+  prefixFor,
+  replicaOptions,
+  setDesired,
+  startMachine,
+  startReplica,
+  submit,
+  testStore,
+  unscheduledOf,
+} from './harness.js';
+
+let etcd: EtcdServer | undefined;
+
+test.before(async () => {
+  etcd = await startEtcd();
+});
+
+test.after.always(async () => {
+  await etcd?.stop();
+});
+
+function server(): EtcdServer {
+  if (etcd === undefined) throw new Error('etcd not started');
+  return etcd;
+}
+
+test.serial(
+  'submitted units are placed once each, least-loaded first, under the leader epoch',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const monitor = await PlacementMonitor.start(t, store);
+    const machines = await Promise.all([1, 2, 3].map(() => startMachine(t, store)));
+    const names = [1, 2, 3, 4, 5, 6].map((i) => `app${i}.service`);
+    for (const name of names) await submit(store, name);
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    const epoch = await eventuallyLeads(scheduler);
+    const all = await eventuallyPlaced(
+      store,
+      names,
+      (p) => p.epoch === epoch && p.desiredState === 'launched',
+    );
+    const perMachine = new Map<string, number>();
+    for (const name of names) {
+      const p = all.get(name)?.[0];
+      t.truthy(p);
+      t.is(p?.hash, (await store.getRecord(codecs.unit, store.keys.unit(name)))?.value.hash);
+      perMachine.set(p?.machine ?? '', (perMachine.get(p?.machine ?? '') ?? 0) + 1);
+    }
+    t.deepEqual(
+      [...perMachine.keys()].sort(),
+      machines.map((m) => m.id).sort(),
+      'every machine got units',
+    );
+    t.deepEqual([...perMachine.values()], [2, 2, 2]);
+    t.deepEqual(monitor.check(), []);
+  },
+);
+
+test.serial(
+  'desired state changes update the placement in place; inactive and destroy remove it',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    await startMachine(t, store);
+    await startMachine(t, store);
+    await submit(store, 'web.service');
+    await submit(store, 'db.service', {}, 'loaded');
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    const before = await eventuallyPlaced(store, ['web.service', 'db.service']);
+    t.is(before.get('db.service')?.[0]?.desiredState, 'loaded');
+    const machine = before.get('web.service')?.[0]?.machine;
+
+    await setDesired(store, 'web.service', 'loaded');
+    await eventuallyPlaced(
+      store,
+      ['web.service'],
+      (p) => p.desiredState === 'loaded' && p.machine === machine,
+      'web.service stays put, loaded',
+    );
+    await setDesired(store, 'web.service', 'inactive');
+    await assertEventually(async () => !(await placements(store)).has('web.service'), {
+      timeoutMs: 30_000,
+      message: 'inactive removes the placement',
+    });
+    await store.delete(store.keys.unit('db.service'));
+    await assertEventually(async () => (await placements(store)).size === 0, {
+      timeoutMs: 30_000,
+      message: 'destroy removes the placement',
+    });
+  },
+);
+
+test.serial('a machine whose lease expires has its units placed elsewhere', async (t) => {
+  const prefix = prefixFor(t);
+  const store = testStore(t, server(), prefix);
+  const monitor = await PlacementMonitor.start(t, store);
+  const machines = await Promise.all([1, 2, 3].map(() => startMachine(t, store, {}, 1)));
+  const names = [1, 2, 3, 4, 5, 6].map((i) => `svc${i}.service`);
+  for (const name of names) await submit(store, name);
+  const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+  await eventuallyLeads(scheduler);
+  const before = await eventuallyPlaced(store, names);
+  const victim = machines[0];
+  if (victim === undefined) throw new Error('no machine');
+  const onVictim = names.filter((n) => before.get(n)?.[0]?.machine === victim.id);
+  t.true(onVictim.length > 0);
+  await victim.kill();
+  const after = await eventuallyPlaced(
+    store,
+    names,
+    (p) => p.machine !== victim.id,
+    'units leave the lost machine',
+  );
+  for (const n of names.filter((x) => !onVictim.includes(x))) {
+    t.is(after.get(n)?.[0]?.machine, before.get(n)?.[0]?.machine, `${n} did not move`);
+  }
+  t.is(scheduler.status().paused, undefined);
+  t.deepEqual(monitor.check(), []);
+});
+
+test.serial(
+  'an unplaceable unit gets unscheduled reasons, cleared once it is placed',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const m1 = await startMachine(t, store, { metadata: { region: 'eu' } });
+    await startMachine(t, store, { metadata: { region: 'us' } });
+    await submit(store, 'mars.service', { xfleet: { MachineMetadata: 'region=mars' } });
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    const record = await assertEventually(
+      async () => {
+        const u = await unscheduledOf(store, 'mars.service');
+        if (u === undefined) throw new Error('no unscheduled record');
+        return u;
+      },
+      { timeoutMs: 30_000, message: 'unscheduled record written' },
+    );
+    t.is(record.machines, 2);
+    t.regex(record.summary, /^0\/2 machines: /);
+    t.regex(record.summary, /region/);
+    t.true(record.reasons.length > 0);
+    t.is(record.epoch, scheduler.status().epoch ?? -1n);
+    const written = await store.get(store.keys.unscheduled('mars.service'));
+    await sleep(1_500); // a few passes (tick 500 ms) with nothing new to say
+    const again = await store.get(store.keys.unscheduled('mars.service'));
+    t.is(again?.modRevision, written?.modRevision, 'unchanged reasons are not rewritten');
+
+    await store.putRecord(codecs['machine-metadata'], store.keys.machineMetadata(m1.id), {
+      machine: m1.id,
+      metadata: { region: 'mars' },
+      drained: false,
+    });
+    await eventuallyPlaced(store, ['mars.service'], (p) => p.machine === m1.id, 'placed on mars');
+    await assertEventually(async () => (await unscheduledOf(store, 'mars.service')) === undefined, {
+      timeoutMs: 30_000,
+      message: 'unscheduled record cleared',
+    });
+  },
+);
+
+test.serial(
+  'a unit whose file does not parse is reported, and the others are still placed',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    await startMachine(t, store);
+    await store.putRecord(codecs.unit, store.keys.unit('broken.service'), {
+      name: 'broken.service',
+      file: '[X-Fleet]\nNoSuchKey=1\n',
+      hash: 'x',
+      desiredState: 'launched',
+    });
+    await submit(store, 'fine.service');
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    await eventuallyPlaced(store, ['fine.service']);
+    const record = await assertEventually(
+      async () => {
+        const u = await unscheduledOf(store, 'broken.service');
+        if (u === undefined) throw new Error('no unscheduled record');
+        return u;
+      },
+      { timeoutMs: 30_000, message: 'broken unit reported' },
+    );
+    t.regex(record.summary, /does not parse/);
+    t.false((await placements(store)).has('broken.service'));
+  },
+);
+
+test.serial('a drained machine has its units moved elsewhere', async (t) => {
+  const prefix = prefixFor(t);
+  const store = testStore(t, server(), prefix);
+  const monitor = await PlacementMonitor.start(t, store);
+  const a = await startMachine(t, store);
+  const names = ['d1.service', 'd2.service'];
+  for (const name of names) await submit(store, name);
+  const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+  await eventuallyLeads(scheduler);
+  await eventuallyPlaced(store, names, (p) => p.machine === a.id);
+  const b = await startMachine(t, store);
+  await store.putRecord(codecs['machine-metadata'], store.keys.machineMetadata(a.id), {
+    machine: a.id,
+    metadata: {},
+    drained: true,
+  });
+  await eventuallyPlaced(
+    store,
+    names,
+    (p) => p.machine === b.id,
+    'units move off the drained machine',
+  );
+  t.deepEqual(monitor.check(), []);
+});
+
+test.serial('moves are rate limited: a lost machine empties at --reschedule-rate', async (t) => {
+  const prefix = prefixFor(t);
+  const store = testStore(t, server(), prefix);
+  const monitor = await PlacementMonitor.start(t, store);
+  const victim = await startMachine(t, store, {}, 1);
+  const names = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `r${i}.service`);
+  for (const name of names) await submit(store, name);
+  const scheduler = await startReplica(t, replicaOptions(server(), prefix, { rescheduleRate: 2 }));
+  await eventuallyLeads(scheduler);
+  await eventuallyPlaced(store, names, (p) => p.machine === victim.id);
+  await startMachine(t, store);
+  await startMachine(t, store);
+  await sleep(1_000); // the budget refills to its burst of 2
+  await victim.kill();
+  await eventuallyPlaced(store, names, (p) => p.machine !== victim.id, 'all moved', 60_000);
+  const moves = monitor.writes.filter((w) => w.machine !== victim.id);
+  t.is(moves.length, names.length, 'each unit moved once');
+  // 8 moves at 2/s with a burst of 2: the last ones come at least 3 s after the first ones.
+  const spread = (moves[moves.length - 1]?.at ?? 0) - (moves[0]?.at ?? 0);
+  t.true(spread >= 2_500, `moves spread over ${spread} ms`);
+  const commits = new Set(moves.map((w) => w.revision)).size;
+  t.true(commits >= 4, `moves were spread over ${commits} commits`);
+  t.deepEqual(monitor.check(), []);
+});
+
+test.serial(
+  'more than half of the machines vanishing pauses rescheduling until they return',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const monitor = await PlacementMonitor.start(t, store);
+    const machines = await Promise.all([1, 2, 3, 4].map(() => startMachine(t, store, {}, 1)));
+    const names = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `p${i}.service`);
+    for (const name of names) await submit(store, name);
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    const before = await eventuallyPlaced(store, names);
+    const [keep, ...lost] = machines;
+    if (keep === undefined) throw new Error('no machine');
+    await Promise.all(lost.map((m) => m.kill()));
+    const pause = await assertEventually(
+      () => {
+        const p = scheduler.status().paused;
+        if (p === undefined) throw new Error('not paused');
+        return p;
+      },
+      { timeoutMs: 30_000, message: 'rescheduling pauses' },
+    );
+    t.deepEqual([...pause.lost].sort(), lost.map((m) => m.id).sort());
+    t.is(pause.total, 4);
+    const leader = await assertEventually(
+      async () => {
+        const info = await readLeader(store);
+        const status = info?.status as { rescheduling?: { lost?: unknown } | null } | undefined;
+        if (!status?.rescheduling) throw new Error('pause not published');
+        return info;
+      },
+      { timeoutMs: 10_000, message: 'the pause is published in the election key' },
+    );
+    t.is(leader?.name, scheduler.name);
+    await sleep(2_000);
+    const during = await placements(store);
+    for (const name of names) {
+      t.deepEqual(during.get(name), before.get(name), `${name} stays put while paused`);
+    }
+
+    // Two machines return: 1 of 4 lost is no longer "more than half", so the rest moves.
+    const [back1, back2, gone] = lost;
+    if (back1 === undefined || back2 === undefined || gone === undefined)
+      throw new Error('machines');
+    await startMachine(t, store, { id: back1.id }, 1);
+    await startMachine(t, store, { id: back2.id }, 1);
+    await assertEventually(() => scheduler.status().paused === undefined, {
+      timeoutMs: 30_000,
+      message: 'rescheduling resumes',
+    });
+    await eventuallyPlaced(
+      store,
+      names,
+      (p) => p.machine !== gone.id,
+      'units leave the lost machine',
+    );
+    t.deepEqual(monitor.check(), []);
+  },
+);

@@ -5,7 +5,7 @@
  * TimeoutStopSec, ExecStopPost. The restart decision is the caller's (supervisor.ts).
  */
 import type { ExecCommand } from '../unit/model.js';
-import type { ExitResult, MainProcess, RuntimeDriver, UnitContext } from './runtime/driver.js';
+import type { ExitResult, MainProcess } from './runtime/driver.js';
 import { describeError, isPermanentFailure, isRuntimeError } from './runtime/errors.js';
 import { normalizeSignal } from './runtime/proc.js';
 import { prepareLaunch, resolveCommand, type Launch } from './supervisor-launch.js';
@@ -15,47 +15,8 @@ import {
   judgeExit,
   stepFailure,
   type ServiceResult,
-  type StateChange,
 } from './supervisor-policy.js';
-
-/** What a run needs from its supervisor. */
-export interface RunHost {
-  readonly ctx: UnitContext;
-  readonly driver: RuntimeDriver;
-  readonly startTimeoutMs: number;
-  /** Aborted when a stop is requested. */
-  readonly stopSignal: AbortSignal;
-  /** Aborted when the agent lets go of the unit without stopping it. */
-  readonly detachSignal: AbortSignal;
-  now(): number;
-  set(change: StateChange): void;
-  note(text: string): void;
-  /** Records the step about to start, before its process exists (for adoption). */
-  persist(step: number, startedAt: number): Promise<void>;
-}
-
-/** A main process (or oneshot step) found running or ended by a new agent. */
-export interface Resume {
-  readonly main: MainProcess;
-  readonly step: number;
-  readonly startedAt: number;
-  /** Set when it ended while no agent watched. */
-  readonly exit?: ExitResult;
-}
-
-/** How a run ended. */
-export interface Outcome {
-  readonly result: ServiceResult;
-  /** Empty on success; why it failed otherwise. */
-  readonly message: string;
-  readonly exit?: ExitResult;
-  /** How long the main process ran (resets the restart back-off when long). */
-  readonly ranMs: number;
-  /** A failure that a restart cannot fix (bad User=, missing binary...). */
-  readonly permanent: boolean;
-  /** A oneshot that completed: it stays active (exited) until stopped. */
-  readonly completed: boolean;
-}
+import { Detached, within, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
 
 /** How the main part of a run ended, before the stop hooks. */
 interface End {
@@ -64,17 +25,6 @@ interface End {
   readonly exit?: ExitResult;
   readonly permanent?: boolean;
   readonly completed?: boolean;
-}
-
-/** Thrown inside a run when the agent detaches: ends it silently. */
-class Detached extends Error {}
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -103,11 +53,6 @@ export async function runOnce(host: RunHost, resume?: Resume): Promise<Outcome> 
 export async function stopCompleted(host: RunHost): Promise<void> {
   const run = new UnitRun(host);
   await run.stopCompleted().catch((err: unknown) => host.note(describeError(err)));
-}
-
-/** Whether `err` means the agent detached (the run must end without a word). */
-export function isDetached(err: unknown): boolean {
-  return err instanceof Detached;
 }
 
 class UnitRun {
@@ -259,16 +204,14 @@ class UnitRun {
     return this.main;
   }
 
-  /** runc could not even create the container: its reason is the last line of the log. */
+  /** runc could not even create the container: its reason is in the unit's log. */
   private async notStarted(cmd: ExecCommand, main: MainProcess): Promise<End> {
     const exit = await this.host.driver.wait(this.host.ctx, main, this.host.detachSignal);
     this.main = undefined;
     this.startedAt = 0;
-    return {
-      result: 'exit-code',
-      message: `ExecStart=${cmd.path} (line ${cmd.line}) could not be started (${describeExit(exit)})`,
-      exit,
-    };
+    const why = await this.host.logReason();
+    const message = `ExecStart=${cmd.path} (line ${cmd.line}) could not be started (${describeExit(exit)})`;
+    return { result: 'exit-code', message: why !== '' ? `${message}: ${why}` : message, exit };
   }
 
   private watch(main: MainProcess): Promise<ExitResult> {
@@ -322,12 +265,15 @@ class UnitRun {
     for (const cmd of cmds) {
       if (!stopping && this.host.stopSignal.aborted) return undefined;
       const env = new Map(extra);
-      if (main !== undefined && main.pid > 0) env.set('MAINPID', String(main.pid));
+      if (main !== undefined && main.pid > 0) env.set('MAINPID', String(driver.unitPid(main)));
       const spec = await resolveCommand(driver, ctx, this.need(), key, cmd, env);
       const exit = await driver.exec(ctx, spec, {
         timeoutMs,
         ...(main !== undefined ? { main } : {}),
-        ...(stopping ? {} : { signal: this.host.stopSignal }),
+        // The agent letting go ends hooks too; a stop request ends only the start hooks.
+        signal: stopping
+          ? this.host.detachSignal
+          : AbortSignal.any([this.host.stopSignal, this.host.detachSignal]),
       });
       if (judgeExit(exit, cmd.ignoreFailure) !== 'success') {
         const message = stepFailure(key, cmd, exit);

@@ -8,6 +8,7 @@ import type { ServiceOptions } from '../unit/model.js';
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
+import { toolMessage } from './runtime/spawn.js';
 import type { LogStore } from './logs.js';
 import { readMeta, writeMeta, type FinalState, type UnitMeta } from './supervisor-meta.js';
 import {
@@ -17,14 +18,8 @@ import {
   shouldRestart,
   type StateChange,
 } from './supervisor-policy.js';
-import {
-  isDetached,
-  runOnce,
-  stopCompleted,
-  type Outcome,
-  type Resume,
-  type RunHost,
-} from './supervisor-run.js';
+import { isDetached, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
+import { runOnce, stopCompleted } from './supervisor-run.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -170,7 +165,7 @@ export class Supervisor {
     } catch (err) {
       this.note(`could not remove the container: ${describeError(err)}`);
     }
-    this.set({ activeState: 'inactive', subState: 'dead', pid: 0 });
+    this.set({ activeState: 'inactive', subState: 'dead', pid: 0, message: '' });
     this.note('stopped');
   }
 
@@ -252,6 +247,11 @@ export class Supervisor {
       set: (change) => this.set(change),
       note: (text) => this.note(text),
       persist: (step, startedAt) => this.persist(step, startedAt),
+      logReason: async () => {
+        const lines = await this.deps.logs.tail(this.unit.name, 5).catch(() => []);
+        const error = lines.filter((l) => /level=(error|fatal)/.test(l)).at(-1);
+        return error !== undefined ? toolMessage(error) : '';
+      },
     };
   }
 

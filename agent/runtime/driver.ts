@@ -83,7 +83,10 @@ export interface FoundUnit {
   readonly dir: string;
   /** Set when a shim was started for the unit and its pid is still known. */
   readonly main?: MainProcess;
-  /** True while its shim runs (the main process may be running or about to be reaped). */
+  /**
+   * True while its shim runs, or its program does although the shim was killed (then
+   * {@link RuntimeDriver.wait} follows the program, but cannot learn its exit status).
+   */
   readonly running: boolean;
   /** How its last main process ended, when the shim recorded that. */
   readonly exit?: ExitResult;
@@ -119,11 +122,20 @@ export interface RuntimeDriver {
    */
   start(ctx: UnitContext, cmd: CommandSpec, timeoutMs: number): Promise<MainProcess>;
 
-  /** True once `main` runs the unit's program (no longer the shim's or runc's own code). */
+  /**
+   * True once `main` runs the unit's program (no longer the shim's or runc's own code);
+   * false while it has not, and once it is gone (then {@link wait} says how it ended).
+   */
   isExecuted(main: MainProcess): Promise<boolean>;
 
   /** Resolves with how `main` ended; rejects with an AbortError when `signal` aborts. */
   wait(ctx: UnitContext, main: MainProcess, signal: AbortSignal): Promise<ExitResult>;
+
+  /**
+   * `main`'s pid as the unit's own commands see it ($MAINPID of ExecStartPost=/ExecStop=):
+   * 1 inside a container's pid namespace, the host pid for plain processes.
+   */
+  unitPid(main: MainProcess): number;
 
   /** True while the shim of `main` runs. */
   isRunning(main: MainProcess): Promise<boolean>;

@@ -54,6 +54,12 @@ export async function procCmdline(pid: number): Promise<string[] | undefined> {
   }
 }
 
+/** True when `pid` is in the cgroup `path` (relative to the controllers' mount points). */
+export async function isInCgroup(pid: number, path: string): Promise<boolean> {
+  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+  return text.split('\n').some((line) => line.endsWith(`:${path}`));
+}
+
 /** Live members of process group `pgid`. Racy by nature: members may come and go. */
 export async function groupMembers(pgid: number): Promise<number[]> {
   const out: number[] = [];

@@ -48,6 +48,10 @@ export class ProcessDriver extends ShimDriver {
     return path;
   }
 
+  unitPid(main: MainProcess): number {
+    return main.pid;
+  }
+
   userRoot(): string {
     return '/';
   }

@@ -82,6 +82,11 @@ export class RuncDriver extends ShimDriver {
     return path === '/' ? join(ctx.dir, 'rootfs') : undefined;
   }
 
+  /** The main process is the init of the container's pid namespace. */
+  unitPid(): number {
+    return 1;
+  }
+
   userRoot(ctx: UnitContext): string {
     return ctx.service.rootDirectory !== '' ? ctx.service.rootDirectory : '/';
   }

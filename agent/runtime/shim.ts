@@ -27,7 +27,7 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { MachineLayout, UNIT_FILES } from './layout.js';
-import { isAlive, procCmdline, procStat } from './proc.js';
+import { isAlive, isInCgroup, procCmdline, procStat } from './proc.js';
 import { decodeShellStatus } from './spawn.js';
 
 /** First word of the shim script: how a shim is recognised in /proc after an agent restart. */
@@ -116,6 +116,7 @@ export abstract class ShimDriver implements RuntimeDriver {
 
   abstract hostPath(ctx: UnitContext, path: string): string | undefined;
   abstract userRoot(ctx: UnitContext): string;
+  abstract unitPid(main: MainProcess): number;
   abstract prepare(ctx: UnitContext): Promise<void>;
   abstract exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult>;
   abstract kill(
@@ -191,9 +192,10 @@ export abstract class ShimDriver implements RuntimeDriver {
   }
 
   async isExecuted(main: MainProcess): Promise<boolean> {
-    if (main.pid === 0) return true;
+    // A zombie's argv is empty: only a live process can tell whether it exec'd.
+    if (!(await isAlive(main.pid, main.pidStart))) return false;
     const argv = await procCmdline(main.pid);
-    return argv === undefined || !this.isPreExec(argv);
+    return argv !== undefined && argv.length > 0 && !this.isPreExec(argv);
   }
 
   isRunning(main: MainProcess): Promise<boolean> {
@@ -245,9 +247,21 @@ export abstract class ShimDriver implements RuntimeDriver {
       const stat = await procStat(shimPid);
       const isShim = stat !== undefined && (await isShimOf(shimPid, dir));
       const pid = (await readNumber(join(dir, UNIT_FILES.pid))) ?? 0;
-      const pidStart = pid > 0 ? ((await procStat(pid))?.startTime ?? -1) : -1;
-      const main: MainProcess = { shimPid, shimStart: isShim ? stat.startTime : -1, pid, pidStart };
-      found.push({ ...base, main, running: isShim && (await isAlive(shimPid, stat.startTime)) });
+      const mainStat = pid > 0 ? await procStat(pid) : undefined;
+      const main: MainProcess = {
+        shimPid,
+        shimStart: isShim ? stat.startTime : -1,
+        pid,
+        pidStart: mainStat?.startTime ?? -1,
+      };
+      // A shim killed on its own leaves its program running: that still counts as running,
+      // if the pid is provably the unit's (its group, or its cgroup), not a recycled one.
+      const mainRuns =
+        mainStat !== undefined &&
+        mainStat.state !== 'Z' &&
+        (mainStat.pgid === shimPid || (await isInCgroup(pid, this.layout.cgroupPath(unit))));
+      const shimRuns = isShim && (await isAlive(shimPid, stat.startTime));
+      found.push({ ...base, main, running: shimRuns || mainRuns });
     }
     return found;
   }

@@ -58,7 +58,8 @@ for (const driver of DRIVERS) {
     t.is(last?.subState, 'dead');
     t.is(m.manager.get('stubborn.service'), undefined);
     const log = await m.manager.logs.tail('stubborn.service', 20);
-    const stop = log.indexOf(`exec-stop main=${pid}`);
+    // $MAINPID as the unit sees it: pid 1 of its pid namespace in a container.
+    const stop = log.indexOf(`exec-stop main=${driver === 'runc' ? 1 : pid}`);
     const post = log.indexOf('exec-stop-post result=timeout');
     t.true(stop >= 0 && post > stop, log.join('\n'));
   });
@@ -74,6 +75,21 @@ for (const driver of DRIVERS) {
     const exits = m.states.filter((s) => s.name === 'graceful.service' && s.exitStatus >= 0);
     t.is(exits.at(-1)?.exitStatus, 0);
     t.true((await m.manager.logs.tail('graceful.service', 10)).includes('got-term'));
+  });
+
+  test(`${driver}: ExecStop gets $MAINPID and a synchronous ExecStop stops the unit gracefully`, async (t) => {
+    const m = await managed(t, { driver });
+    // As in systemd, what remains after ExecStop returns gets KillSignal at once; SIGKILL here,
+    // so only the ExecStop (which waits for the process to go) can give it a graceful end.
+    const stop = `/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.05; done'`;
+    await m.manager.start(
+      unit('killer.service', GRACEFUL, { ExecStop: stop, KillSignal: 'SIGKILL' }),
+    );
+    await running(m, 'killer.service');
+    await m.manager.stop('killer.service');
+    const exits = m.states.filter((s) => s.name === 'killer.service' && s.exitStatus >= 0);
+    t.is(exits.at(-1)?.exitStatus, 0);
+    t.true((await m.manager.logs.tail('killer.service', 10)).includes('got-term'));
   });
 
   test(`${driver}: Restart=on-failure restarts a crashing unit with a doubling back-off and counts restarts`, async (t) => {

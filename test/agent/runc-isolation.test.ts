@@ -8,7 +8,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertEventually } from '../helpers/index.js';
-import { DRIVERS, managed, running, runcContainers, unit } from './harness.js';
+import { DRIVERS, managed, running, runcContainers, stateOf, unit } from './harness.js';
 
 const test: TestFn = DRIVERS.includes('runc') ? anyTest : (anyTest.skip as TestFn);
 const SLEEPER = `/bin/sh -c 'while true; do sleep 0.2; done'`;
@@ -113,4 +113,14 @@ test('RootDirectory= is the rootfs of the container', async (t) => {
   });
   t.true(log.includes('bin'));
   t.false(log.includes('usr'), 'no host directories are bound into a RootDirectory=');
+});
+
+test("a container runc cannot create fails with runc's own reason", async (t) => {
+  const m = await managed(t, { driver: 'runc' });
+  await m.manager.start(
+    unit('tiny.service', '/bin/sleep 1000', { MemoryMax: '4K', Restart: 'no' }),
+  );
+  const state = await stateOf(m, 'tiny.service', (s) => s.activeState === 'failed', 'failed');
+  t.regex(state.message, /ExecStart=\/bin\/sleep \(line \d+\) could not be started .*memory limit/);
+  t.false(m.states.some((s) => s.activeState === 'active'));
 });

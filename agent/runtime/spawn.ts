@@ -75,6 +75,7 @@ export async function runToCompletion(
       if (opts.signal?.aborted === true) expire();
       child.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', expire);
         reject(
           new RuntimeError('missing-program', `${file}: ${err.code ?? err.message}`, {
             cause: err,

@@ -14,13 +14,18 @@ const GRACEFUL = `/bin/sh -c 'trap "echo got-term; exit 0" TERM; echo up; while 
 const STUBBORN = `/bin/sh -c 'trap "" TERM; echo up; while true; do sleep 0.1; done'`;
 
 for (const driver of DRIVERS) {
-  test(`${driver}: a unit runs with its environment, ExecStartPre first and ExecStartPost after`, async (t) => {
+  test(`${driver}: a unit runs with its environment and working directory, ExecStartPre first and ExecStartPost after`, async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-env-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'env'), '# read by the agent\nFROM="the file"\nEXTRA=1\n');
     const m = await managed(t, { driver });
     const def = unit(
       'env.service',
-      `/bin/sh -c 'echo "greeting=$GREETING from=\${FROM}"; exec sleep 1000'`,
+      `/bin/sh -c 'echo "greeting=$GREETING from=\${FROM} extra=$EXTRA dir=$(pwd)"; exec sleep 1000'`,
       {
         Environment: ['GREETING=hello', '"FROM=the unit"'],
+        EnvironmentFile: join(dir, 'env'),
+        WorkingDirectory: '/etc',
         ExecStartPre: '/bin/echo pre $GREETING',
         ExecStartPost: '/bin/echo post',
       },
@@ -32,7 +37,8 @@ for (const driver of DRIVERS) {
     t.is(state.machine, m.machineId);
     const log = await m.manager.logs.tail('env.service', 10);
     const program = log.filter((l) => !l.startsWith('flotilla:'));
-    t.deepEqual(program, ['pre hello', 'greeting=hello from=the unit', 'post']);
+    // EnvironmentFile= wins over Environment=, as in systemd.
+    t.deepEqual(program, ['pre hello', 'greeting=hello from=the file extra=1 dir=/etc', 'post']);
     const subs = m.states.filter((s) => s.name === 'env.service').map((s) => s.subState);
     t.deepEqual([...new Set(subs)], ['start-pre', 'start-post', 'running']);
   });

@@ -7,7 +7,13 @@
 import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { readLeader } from '../../scheduler/leadership.js';
-import { assertEventually, sleep, startEtcd, type EtcdServer } from '../helpers/index.js';
+import {
+  assertEventually,
+  sleep,
+  startEtcd,
+  startProxy,
+  type EtcdServer,
+} from '../helpers/index.js';
 import {
   eventuallyLeads,
   eventuallyPlaced,
@@ -312,5 +318,62 @@ test.serial(
       'units leave the lost machine',
     );
     t.deepEqual(monitor.check(), []);
+  },
+);
+
+test.serial(
+  'hundreds of decisions are committed in transactions of at most 128 operations',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const monitor = await PlacementMonitor.start(t, store);
+    await startMachine(t, store, { capacity: { cpuMillicores: 0n, memoryBytes: 0n } });
+    const names = Array.from({ length: 300 }, (_, i) => `bulk${i}.service`);
+    await Promise.all(names.map((name) => submit(store, name)));
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    await eventuallyPlaced(store, names);
+    const perRevision = new Map<bigint, number>();
+    for (const w of monitor.writes)
+      perRevision.set(w.revision, (perRevision.get(w.revision) ?? 0) + 1);
+    t.true(perRevision.size >= 3, `${perRevision.size} transactions`);
+    t.true(Math.max(...perRevision.values()) <= 128);
+    t.deepEqual(monitor.check(), []);
+  },
+);
+
+test.serial(
+  'after its watches were cut off and compacted away, the scheduler re-lists and catches up',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const proxy = await startProxy(server().clientPort);
+    t.teardown(() => proxy.close());
+    const a = await startMachine(t, store, {}, 5);
+    const b = await startMachine(t, store, {}, 5);
+    await submit(store, 'early.service');
+    const scheduler = await startReplica(
+      t,
+      replicaOptions(server(), prefix, { endpoints: [proxy.endpoint], electionTtlSeconds: 5 }),
+    );
+    await eventuallyLeads(scheduler);
+    await eventuallyPlaced(store, ['early.service']);
+
+    proxy.block('reset');
+    await submit(store, 'meanwhile.service');
+    await store.putRecord(codecs['machine-metadata'], store.keys.machineMetadata(a.id), {
+      machine: a.id,
+      metadata: {},
+      drained: true,
+    });
+    await store.compact(await store.revision());
+    proxy.unblock();
+    await eventuallyPlaced(
+      store,
+      ['early.service', 'meanwhile.service'],
+      (p) => p.machine === b.id,
+      'what changed while cut off is acted on',
+    );
+    t.is((await placements(store)).size, 2, 'nothing placed twice');
   },
 );

@@ -1,41 +1,122 @@
 /**
  * `flotctl`: the CLI's entry point and verb table. A verb is one entry in `VERBS`, so adding
- * `submit`, `start`, ... means writing a `Verb` in its own file and listing it here; the
- * dispatch, `--help` and exit codes stay in one place.
+ * one means writing a `Verb` in its own file and listing it here; global options, dispatch,
+ * `--help`, Ctrl-C and exit codes stay in one place.
+ *
+ * Exit codes: 0 success, 1 failure (one line saying what to do, or the server's
+ * `file:line: message` lines for a rejected unit file), 2 usage (the message and the usage).
  */
-import { EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Verb } from './verb.js';
+import { CliError } from './errors.js';
+import { catVerb, destroyVerb, submitVerb } from './file-verbs.js';
+import { GLOBAL_HELP, splitGlobalOptions } from './global-options.js';
+import { listUnitFilesVerb, listUnitsVerb } from './list-verbs.js';
+import { drainMachineVerb, listMachinesVerb, undrainMachineVerb } from './machine-verbs.js';
+import { planVerb } from './plan.js';
+import { scaleVerb } from './scale.js';
+import { loadVerb, startVerb, stopVerb, unloadVerb } from './state-verbs.js';
+import { journalVerb, statusVerb } from './status.js';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+} from './verb.js';
 import { verifyVerb } from './verify.js';
+import { watchVerb } from './watch.js';
 
-export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Verb } from './verb.js';
+export {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+} from './verb.js';
 
-/** Every verb, in the order `flotctl --help` lists them. */
-export const VERBS: readonly Verb[] = [verifyVerb];
-
-const processIo: CliIo = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
+/** Every verb, in the order `flotctl --help` lists them (fleetctl's first, then Flotilla's). */
+export const VERBS: readonly Verb[] = [
+  submitVerb,
+  loadVerb,
+  startVerb,
+  stopVerb,
+  unloadVerb,
+  destroyVerb,
+  catVerb,
+  listUnitsVerb,
+  listUnitFilesVerb,
+  listMachinesVerb,
+  statusVerb,
+  journalVerb,
+  verifyVerb,
+  scaleVerb,
+  watchVerb,
+  planVerb,
+  drainMachineVerb,
+  undrainMachineVerb,
+];
 
 function overview(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));
   const lines = VERBS.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`);
   return [
-    'Usage: flotctl <command> [options] [arguments]',
+    'Usage: flotctl [global options] <command> [options] [arguments]',
     '',
     'Commands:',
     ...lines,
     '',
+    GLOBAL_HELP,
     'Run "flotctl <command> --help" for the options of one command.',
     '',
   ].join('\n');
 }
 
-/** Run `flotctl` with `argv` (without node and the script); resolves to the exit code. */
-export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
-  const [first, ...rest] = argv;
+function verbHelp(verb: Verb): string {
+  return `${verb.help}\n${GLOBAL_HELP}`;
+}
+
+/**
+ * Runs `flotctl` with `argv` (without node and the script); resolves to the exit code. With
+ * no `io`, writes to the process streams and turns Ctrl-C into an abort that streaming verbs
+ * end cleanly on (a second Ctrl-C, or a verb that does not stop within a second, exits 130).
+ */
+export async function main(
+  argv: readonly string[],
+  io?: CliIo,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  if (io !== undefined) return dispatch(argv, io, env);
+  const proc = processIo();
+  try {
+    return await dispatch(argv, proc.io, env);
+  } finally {
+    proc.dispose();
+  }
+}
+
+async function dispatch(
+  argv: readonly string[],
+  io: CliIo,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
+  let globals: GlobalOptions;
+  let args: string[];
+  try {
+    const split = splitGlobalOptions(argv, env);
+    globals = split.globals;
+    args = split.rest;
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr(`flotctl: ${err.message}\n\n${overview()}`);
+    return EXIT_USAGE;
+  }
+  const [first, ...rest] = args;
   if (first === '--help' || first === '-h' || first === 'help') {
     const verb = VERBS.find((v) => v.name === rest[0]);
-    io.stdout(verb === undefined ? overview() : verb.help);
+    io.stdout(verb === undefined ? overview() : verbHelp(verb));
     return EXIT_OK;
   }
   if (first === undefined) {
@@ -47,18 +128,25 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     io.stderr(`flotctl: unknown command "${first}"\n\n${overview()}`);
     return EXIT_USAGE;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    io.stdout(verb.help);
+  const beforeDashes = rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'));
+  if (beforeDashes.includes('--help') || beforeDashes.includes('-h')) {
+    io.stdout(verbHelp(verb));
     return EXIT_OK;
   }
   try {
-    return await verb.run(rest, io);
+    return await verb.run(rest, io, globals);
   } catch (err) {
     if (err instanceof UsageError || isParseArgsError(err)) {
       io.stderr(`flotctl ${verb.name}: ${(err as Error).message}\n\n${verb.help}`);
       return EXIT_USAGE;
     }
-    throw err;
+    if (err instanceof CliError) {
+      io.stderr(`${err.message}\n`);
+      return EXIT_FAILURE;
+    }
+    const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    io.stderr(`flotctl ${verb.name}: internal error: ${message}\n`);
+    return EXIT_FAILURE;
   }
 }
 
@@ -67,4 +155,37 @@ function isParseArgsError(err: unknown): boolean {
   if (!(err instanceof Error) || !('code' in err)) return false;
   const code = (err as { code: unknown }).code;
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+/** The process streams, with Ctrl-C (SIGINT) and SIGTERM as an abort signal. */
+function processIo(): { io: CliIo; dispose(): void } {
+  const controller = new AbortController();
+  let forced: NodeJS.Timeout | undefined;
+  const onSignal = (): void => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+    forced = setTimeout(() => process.exit(130), 1000);
+    forced.unref();
+  };
+  // `flotctl list-units | head -1`: a closed pipe ends the output, not with a stack trace.
+  const onPipeError = (err: NodeJS.ErrnoException): void => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.stdout.on('error', onPipeError);
+  return {
+    io: {
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+      isTty: process.stdout.isTTY === true,
+      signal: controller.signal,
+    },
+    dispose: () => {
+      clearTimeout(forced);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }

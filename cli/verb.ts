@@ -1,6 +1,7 @@
 /**
- * What every `flotctl` verb is made of: the `Verb` shape, the IO it writes to and the exit
- * codes. Kept apart from main.ts so verb files import it without an import cycle.
+ * What every `flotctl` verb is made of: the `Verb` shape, the IO it writes to, the global
+ * options it runs with and the exit codes. Kept apart from main.ts so verb files import it
+ * without an import cycle.
  */
 
 /** Exit codes: success, a problem with what was asked about, a problem with how it was asked. */
@@ -12,6 +13,22 @@ export const EXIT_USAGE = 2;
 export interface CliIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** stdout is a terminal: progress lines and in-place redraws are drawn only then. */
+  readonly isTty?: boolean;
+  /** Aborted on Ctrl-C (SIGINT, SIGTERM): verbs that follow a stream stop and exit 0. */
+  readonly signal?: AbortSignal;
+}
+
+/** `-o table` (default) or `-o json`. */
+export type OutputFormat = 'table' | 'json';
+
+/** The options every verb accepts, before or after its name; see global-options.ts. */
+export interface GlobalOptions {
+  /** host:port of a scheduler's API. Flag `--endpoint`, env FLOTCTL_ENDPOINT, default 127.0.0.1:4700. */
+  readonly endpoint: string;
+  /** The deadline of every API call, in ms (`--request-timeout`, default 10s). */
+  readonly requestTimeoutMs: number;
+  readonly output: OutputFormat;
 }
 
 /** One `flotctl <verb>`: `run` gets the arguments after the verb and returns the exit code. */
@@ -21,7 +38,7 @@ export interface Verb {
   readonly summary: string;
   /** Full text for `flotctl <verb> --help`, starting with the usage line. */
   readonly help: string;
-  run(args: readonly string[], io: CliIo): Promise<number>;
+  run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number>;
 }
 
 /** A mistake in the command line itself: reported with the usage, exit code 2. */

@@ -1,0 +1,246 @@
+/**
+ * flotctl's connection to a scheduler's API: one gRPC channel shared by the generated Units,
+ * Machines, Events and Logs clients, promise-returning calls that each carry the request
+ * deadline, listings that fetch every page, and streams as async iterables. Every failure
+ * leaves here as a CliError (see errors.ts), translated once.
+ */
+import {
+  Channel,
+  connectivityState,
+  credentials,
+  Metadata,
+  status,
+  type CallOptions,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { EventsClient, type Event, type WatchRequest } from '../proto/flotilla/v1/events.js';
+import { LogsClient, type LogLine, type TailRequest } from '../proto/flotilla/v1/logs.js';
+import {
+  MachinesClient,
+  type ListMachinesResponse,
+  type MachineStatus,
+} from '../proto/flotilla/v1/machines.js';
+import {
+  UnitsClient,
+  type DestroyUnitsResponse,
+  type ListUnitsRequest,
+  type PlanRequest,
+  type PlanResponse,
+  type ScaleResponse,
+  type SetDesiredStateResponse,
+  type SubmitUnitsRequest,
+  type SubmitUnitsResponse,
+  type UnitStatus,
+} from '../proto/flotilla/v1/units.js';
+import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
+import { machineAddresses, type MachineAddresses } from './table.js';
+import type { GlobalOptions } from './verb.js';
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** Units as ListUnits returns them, all pages, read at one revision. */
+export interface UnitListing {
+  readonly units: UnitStatus[];
+  readonly revision: bigint;
+}
+
+/** How a stream is opened. */
+export interface StreamOptions {
+  /**
+   * A stream that follows (watch, journal -f) has no deadline: it runs until `signal` aborts.
+   * It still fails within the request timeout when the API cannot be reached.
+   */
+  readonly follow: boolean;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A connection to one API endpoint. Close it when done, or the process stays alive. */
+export class ApiClient {
+  readonly endpoint: string;
+  readonly requestTimeoutMs: number;
+  private readonly channel: Channel;
+  private readonly units: UnitsClient;
+  private readonly machines: MachinesClient;
+  private readonly events: EventsClient;
+  private readonly logs: LogsClient;
+  private connected = false;
+
+  constructor(globals: GlobalOptions) {
+    this.endpoint = globals.endpoint;
+    this.requestTimeoutMs = globals.requestTimeoutMs;
+    const creds = credentials.createInsecure();
+    this.channel = new Channel(this.endpoint, creds, {});
+    const options = { channelOverride: this.channel };
+    this.units = new UnitsClient(this.endpoint, creds, options);
+    this.machines = new MachinesClient(this.endpoint, creds, options);
+    this.events = new EventsClient(this.endpoint, creds, options);
+    this.logs = new LogsClient(this.endpoint, creds, options);
+  }
+
+  submitUnits(req: SubmitUnitsRequest): Promise<SubmitUnitsResponse> {
+    return this.unary(this.units.submitUnits.bind(this.units), req);
+  }
+
+  setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
+    return this.unary(this.units.setDesiredState.bind(this.units), { names, desiredState });
+  }
+
+  destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
+    return this.unary(this.units.destroyUnits.bind(this.units), { names });
+  }
+
+  getUnit(name: string): Promise<UnitStatus> {
+    return this.unary(this.units.getUnit.bind(this.units), { name });
+  }
+
+  scale(template: string, count: number): Promise<ScaleResponse> {
+    return this.unary(this.units.scale.bind(this.units), { template, count });
+  }
+
+  plan(req: PlanRequest): Promise<PlanResponse> {
+    return this.unary(this.units.plan.bind(this.units), req);
+  }
+
+  listMachines(): Promise<ListMachinesResponse> {
+    return this.unary(this.machines.listMachines.bind(this.machines), {});
+  }
+
+  /** Machine ids to public addresses, for `1a2b3c4d.../10.0.0.1` legends; empty on failure. */
+  async addresses(): Promise<MachineAddresses> {
+    try {
+      return machineAddresses((await this.listMachines()).machines);
+    } catch {
+      return new Map();
+    }
+  }
+
+  /** DrainMachine (drained true) or UndrainMachine. */
+  drain(machine: string, drained: boolean): Promise<MachineStatus> {
+    const m = this.machines;
+    return this.unary((drained ? m.drainMachine : m.undrainMachine).bind(m), { machine });
+  }
+
+  /** Every unit matching the filter, all pages, read at the first page's revision. */
+  async listAllUnits(filter: Partial<ListUnitsRequest> = {}): Promise<UnitListing> {
+    const units: UnitStatus[] = [];
+    let pageToken = '';
+    let revision = 0n;
+    do {
+      const req: ListUnitsRequest = {
+        pageSize: 0,
+        nameGlob: '',
+        machine: '',
+        ...filter,
+        pageToken,
+      };
+      const page = await this.unary(this.units.listUnits.bind(this.units), req);
+      if (revision === 0n) revision = page.revision;
+      units.push(...page.units);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    return { units, revision };
+  }
+
+  /** Events.Watch as an async iterable; ends when `signal` aborts. */
+  watch(req: WatchRequest, opts: StreamOptions): AsyncGenerator<Event> {
+    return this.stream((o) => this.events.watch(req, new Metadata(), o), opts);
+  }
+
+  /** Logs.Tail as an async iterable; without follow it ends after the last lines. */
+  tail(req: TailRequest, opts: StreamOptions): AsyncGenerator<LogLine> {
+    return this.stream((o) => this.logs.tail(req, new Metadata(), o), opts);
+  }
+
+  /** Translates any failure of this connection into a CliError. */
+  error(err: unknown): CliError {
+    const ready = this.channel.getConnectivityState(false) === connectivityState.READY;
+    return toCliError(err, {
+      endpoint: this.endpoint,
+      requestTimeoutMs: this.requestTimeoutMs,
+      connected: this.connected || ready,
+    });
+  }
+
+  close(): void {
+    this.units.close();
+    this.machines.close();
+    this.events.close();
+    this.logs.close();
+    this.channel.close();
+  }
+
+  private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const options = { deadline: Date.now() + this.requestTimeoutMs };
+      method(request, new Metadata(), options, (err, res) => {
+        if (err === null) {
+          this.connected = true;
+          resolve(res);
+        } else {
+          reject(this.error(err));
+        }
+      });
+    });
+  }
+
+  private async *stream<T>(
+    open: (options: Partial<CallOptions>) => ClientReadableStream<T>,
+    opts: StreamOptions,
+  ): AsyncGenerator<T> {
+    if (opts.signal?.aborted === true) return;
+    const call = open(opts.follow ? {} : { deadline: Date.now() + this.requestTimeoutMs });
+    let aborted = false;
+    let unreachable = false;
+    const onAbort = (): void => {
+      aborted = true;
+      call.cancel();
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    call.on('metadata', () => (this.connected = true));
+    // A following stream has no deadline; this guard still fails it when no connection to
+    // the API comes up within the request timeout.
+    const guard = opts.follow
+      ? setTimeout(() => {
+          const state = this.channel.getConnectivityState(false);
+          if (!this.connected && state !== connectivityState.READY) {
+            unreachable = true;
+            call.cancel();
+          }
+        }, this.requestTimeoutMs)
+      : undefined;
+    try {
+      for await (const item of call as AsyncIterable<T>) {
+        this.connected = true;
+        yield item;
+      }
+    } catch (err) {
+      if (unreachable) throw new CliError('unreachable', unreachableMessage(this.endpoint));
+      if (aborted && isServiceError(err) && err.code === status.CANCELLED) return;
+      throw this.error(err);
+    } finally {
+      clearTimeout(guard);
+      opts.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+}
+
+/** Runs `fn` with a client for `globals`, and closes the client afterwards, whatever happens. */
+export async function withClient<T>(
+  globals: GlobalOptions,
+  fn: (api: ApiClient) => Promise<T>,
+): Promise<T> {
+  const api = new ApiClient(globals);
+  try {
+    return await fn(api);
+  } finally {
+    api.close();
+  }
+}

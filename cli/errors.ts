@@ -1,0 +1,129 @@
+/**
+ * flotctl's one error type and the one place gRPC failures become words. Every failure a verb
+ * reports is a {@link CliError}: main prints its message (one line a person can act on, or
+ * the server's `file:line: message` lines for a rejected unit file) and exits 1.
+ */
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { ENDPOINT_ENV } from './global-options.js';
+
+/** Stable codes of {@link CliError}. */
+export type CliErrorCode =
+  /** The API cannot be reached at all. */
+  | 'unreachable'
+  /** The API did not answer within the request timeout. */
+  | 'deadline'
+  /** The API answered UNAVAILABLE (usually: etcd is down). */
+  | 'unavailable'
+  /** The API refused the request (bad file, unknown unit, template, ...). */
+  | 'refused'
+  /** A unit cannot be placed, failed, or did not reach its state in time. */
+  | 'unit-failed'
+  | 'timeout'
+  /** A local file cannot be read. */
+  | 'file'
+  | 'internal';
+
+/** A failure of one flotctl command; the message is what the user sees. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+
+  constructor(
+    readonly code: CliErrorCode,
+    message: string,
+    /** The gRPC status, when the failure came from the API. */
+    readonly grpcCode?: status,
+  ) {
+    super(message);
+  }
+}
+
+/** True for a grpc-js ServiceError. */
+export function isServiceError(err: unknown): err is ServiceError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<ServiceError>).code === 'number' &&
+    'details' in err
+  );
+}
+
+/** What the translation needs to word an error. */
+export interface ErrorContext {
+  readonly endpoint: string;
+  readonly requestTimeoutMs: number;
+  /** Whether the server has answered on this connection (a call succeeded, or it is READY). */
+  readonly connected: boolean;
+}
+
+/** The sentence for an API that cannot be reached. */
+export function unreachableMessage(endpoint: string): string {
+  return `cannot reach the Flotilla API at ${endpoint}: is a scheduler running? (set --endpoint or ${ENDPOINT_ENV})`;
+}
+
+/** Translates a failed call (a ServiceError or anything else) into a CliError, once. */
+export function toCliError(err: unknown, ctx: ErrorContext): CliError {
+  if (err instanceof CliError) return err;
+  if (!isServiceError(err)) {
+    return new CliError('internal', err instanceof Error ? err.message : String(err));
+  }
+  const details = err.details === '' ? err.message : err.details;
+  switch (err.code) {
+    case status.UNAVAILABLE:
+      // Not connected: the failure is the connection's. Connected: the server said it (for
+      // example that etcd is down), and its words are the useful ones.
+      if (!ctx.connected) {
+        return new CliError('unreachable', unreachableMessage(ctx.endpoint), err.code);
+      }
+      if (/Connection dropped/.test(details)) {
+        return new CliError(
+          'unavailable',
+          `lost the connection to the Flotilla API at ${ctx.endpoint}; try again`,
+          err.code,
+        );
+      }
+      return new CliError('unavailable', details, err.code);
+    case status.DEADLINE_EXCEEDED: {
+      const secs = formatSeconds(ctx.requestTimeoutMs);
+      if (!ctx.connected) {
+        return new CliError(
+          'unreachable',
+          `${unreachableMessage(ctx.endpoint)} (no answer within ${secs})`,
+          err.code,
+        );
+      }
+      return new CliError(
+        'deadline',
+        `the Flotilla API at ${ctx.endpoint} did not answer within ${secs} (raise --request-timeout)`,
+        err.code,
+      );
+    }
+    case status.UNIMPLEMENTED:
+      return new CliError(
+        'refused',
+        `the server at ${ctx.endpoint} does not implement this call: is it a Flotilla scheduler of a matching version?`,
+        err.code,
+      );
+    case status.ALREADY_EXISTS:
+      return new CliError(
+        'refused',
+        details.replace(/\(set replace to overwrite\)/, '(use --replace to overwrite it)'),
+        err.code,
+      );
+    case status.INVALID_ARGUMENT:
+    case status.NOT_FOUND:
+    case status.FAILED_PRECONDITION:
+    case status.OUT_OF_RANGE:
+    case status.ABORTED:
+      return new CliError('refused', details, err.code);
+    case status.CANCELLED:
+      return new CliError('internal', 'the call was cancelled', err.code);
+    default:
+      return new CliError('internal', `${details} (${status[err.code] ?? err.code})`, err.code);
+  }
+}
+
+/** `10s`, `1.5s`, `500ms`: how durations appear in messages. */
+export function formatSeconds(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const s = ms / 1000;
+  return Number.isInteger(s) ? `${s}s` : `${s.toFixed(1)}s`;
+}

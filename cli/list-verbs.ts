@@ -1,0 +1,206 @@
+/**
+ * `flotctl list-units` and `list-unit-files`, with fleetctl's columns, `--fields`,
+ * `--no-legend` and `--full`. list-units shows the units that are wanted or placed somewhere
+ * (fleetctl shows the units loaded on machines; units waiting for a machine are shown too,
+ * with `-` where a machine would be); list-unit-files shows every submitted file, templates
+ * included. `list-units --watch` redraws the table whenever the cluster changes.
+ */
+import { parseArgs } from 'node:util';
+import { UnitStatus } from '../proto/flotilla/v1/units.js';
+import { withClient, type ApiClient } from './client.js';
+import {
+  machineLegend,
+  parseFields,
+  printJson,
+  printJsonLine,
+  renderTable,
+  shortHash,
+  TABLE_FLAGS,
+  tableHelp,
+  type Column,
+  type MachineAddresses,
+} from './table.js';
+import { describeUnit, isGlobalUnit, isTemplateName } from './unit-args.js';
+import { activeText } from './unit-view.js';
+import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+
+/** A unit with what its columns need to know about machines. */
+interface Row {
+  readonly status: UnitStatus;
+  readonly addresses: MachineAddresses;
+}
+
+const placementMachine = (r: Row): string => r.status.placement?.machine ?? '';
+/** The agent's state, only when it reports from the unit's placement (or nothing is placed). */
+const stateOf = (r: Row) => {
+  const s = r.status.state;
+  const p = placementMachine(r);
+  return s !== undefined && (p === '' || s.machine === p) ? s : undefined;
+};
+
+const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
+  unit: (r) => r.status.unit?.name ?? '-',
+  machine: (r, full) => machineLegend(placementMachine(r), r.addresses, full),
+  active: (r) => stateOf(r)?.activeState ?? '-',
+  sub: (r) => stateOf(r)?.subState ?? '-',
+  load: (r) => stateOf(r)?.loadState ?? '-',
+  hash: (r, full) => shortHash(r.status.unit?.hash ?? '', full),
+  dstate: (r) => r.status.unit?.desiredState ?? '-',
+  state: (r) => r.status.currentState,
+  container: (r) => stateOf(r)?.containerId ?? '-',
+  pid: (r) => String(stateOf(r)?.pid ?? '-'),
+  restarts: (r) => String(stateOf(r)?.restarts ?? '-'),
+  status: (r) => activeText(stateOf(r)),
+  reason: (r) => r.status.unscheduled?.summary ?? '-',
+};
+const UNIT_DEFAULTS = 'unit,machine,active,sub';
+
+/** list-units shows units that are wanted on a machine, placed on one, or still reported. */
+function isListedUnit(s: UnitStatus): boolean {
+  const unit = s.unit;
+  if (unit === undefined || isTemplateName(unit.name)) return false;
+  return unit.desiredState !== 'inactive' || s.placement !== undefined || s.state !== undefined;
+}
+
+const FILE_COLUMNS: Readonly<Record<string, Column<Row>>> = {
+  unit: (r) => r.status.unit?.name ?? '-',
+  hash: (r, full) => shortHash(r.status.unit?.hash ?? '', full),
+  dstate: (r) => r.status.unit?.desiredState ?? '-',
+  state: (r) => (isGlobalUnit(r.status.unit) ? '-' : r.status.currentState),
+  target: (r, full) =>
+    isGlobalUnit(r.status.unit) ? 'global' : machineLegend(placementMachine(r), r.addresses, full),
+  global: (r) => String(isGlobalUnit(r.status.unit)),
+  desc: (r) => describeUnit(r.status.unit) || '-',
+};
+const FILE_DEFAULTS = 'unit,hash,dstate,state,target';
+
+const LIST_UNITS_HELP = `Usage: flotctl list-units [--fields LIST] [--no-legend] [-l|--full] [--machine M] [--watch] [GLOB]
+
+Lists the units that run, are placed, or wait for a machine, with their state as the agents
+report it. GLOB (shell syntax, e.g. 'web@*') narrows the list by unit name; --machine to the
+units placed on one machine (id or unique prefix).
+
+Options:
+${tableHelp(UNIT_COLUMNS, UNIT_DEFAULTS)}  --machine M     only units placed on machine M
+  --watch         keep listing: redraw the table whenever the cluster changes (Ctrl-C ends)
+`;
+
+const LIST_FILES_HELP = `Usage: flotctl list-unit-files [--fields LIST] [--no-legend] [-l|--full] [GLOB]
+
+Lists every unit file in the cluster, loaded or not, templates included: its hash, the state
+the user wants (DSTATE), the state it is in (STATE) and the machine it is placed on (TARGET).
+
+Options:
+${tableHelp(FILE_COLUMNS, FILE_DEFAULTS)}`;
+
+export const listUnitsVerb: Verb = {
+  name: 'list-units',
+  summary: 'list the units that run or wait for a machine, with their state',
+  help: LIST_UNITS_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: { ...TABLE_FLAGS, machine: { type: 'string' }, watch: { type: 'boolean' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length > 1) throw new UsageError('give at most one name glob');
+    const fields = parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
+    const filter = { nameGlob: positionals[0] ?? '', machine: values.machine ?? '' };
+    const draw = async (api: ApiClient): Promise<bigint> => {
+      const [listing, addresses] = await Promise.all([api.listAllUnits(filter), api.addresses()]);
+      const units = listing.units.filter(isListedUnit);
+      if (globals.output === 'json') {
+        const out = units.map((u) => UnitStatus.toJSON(u));
+        if (values.watch === true) printJsonLine(io, out);
+        else printJson(io, out);
+      } else {
+        const rows = units.map((status) => ({ status, addresses }));
+        const opts = { full: values.full === true, legend: values['no-legend'] !== true };
+        io.stdout(renderTable(rows, fields, UNIT_COLUMNS, opts));
+      }
+      return listing.revision;
+    };
+    return withClient(globals, async (api) => {
+      if (values.watch !== true) {
+        await draw(api);
+        return EXIT_OK;
+      }
+      await redrawOnChange(api, io, draw);
+      return EXIT_OK;
+    });
+  },
+};
+
+export const listUnitFilesVerb: Verb = {
+  name: 'list-unit-files',
+  summary: 'list every submitted unit file, loaded or not',
+  help: LIST_FILES_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: TABLE_FLAGS,
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length > 1) throw new UsageError('give at most one name glob');
+    const fields = parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
+    return withClient(globals, async (api) => {
+      const needMachines = fields.includes('target');
+      const [listing, addresses] = await Promise.all([
+        api.listAllUnits({ nameGlob: positionals[0] ?? '' }),
+        needMachines ? api.addresses() : Promise.resolve(new Map<string, string>()),
+      ]);
+      if (globals.output === 'json') {
+        printJson(
+          io,
+          listing.units.map((u) => UnitStatus.toJSON(u)),
+        );
+        return EXIT_OK;
+      }
+      const rows = listing.units.map((status) => ({ status, addresses }));
+      const opts = { full: values.full === true, legend: values['no-legend'] !== true };
+      io.stdout(renderTable(rows, fields, FILE_COLUMNS, opts));
+      return EXIT_OK;
+    });
+  },
+};
+
+/**
+ * Draws, then follows Events.Watch from the drawn revision + 1 and draws again (at most
+ * every 250 ms) after changes, until Ctrl-C. On a terminal each drawing replaces the last.
+ */
+async function redrawOnChange(
+  api: ApiClient,
+  io: CliIo,
+  draw: (api: ApiClient) => Promise<bigint>,
+): Promise<void> {
+  const clear = (): void => {
+    if (io.isTty === true) io.stdout('\x1b[H\x1b[2J');
+  };
+  clear();
+  const from = (await draw(api)) + 1n;
+  let dirty = false;
+  let drawing: Promise<void> = Promise.resolve();
+  const redraw = async (): Promise<void> => {
+    try {
+      clear();
+      if (io.isTty !== true) io.stdout('\n');
+      await draw(api);
+    } catch (err) {
+      io.stderr(`${api.error(err).message}\n`);
+    }
+  };
+  const timer = setInterval(() => {
+    if (!dirty) return;
+    dirty = false;
+    drawing = drawing.then(redraw);
+  }, 250);
+  try {
+    const req = { fromRevision: from, unitGlob: '', machine: '' };
+    for await (const _ev of api.watch(req, { follow: true, signal: io.signal })) dirty = true;
+  } finally {
+    clearInterval(timer);
+    await drawing;
+  }
+}

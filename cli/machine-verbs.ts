@@ -1,0 +1,124 @@
+/**
+ * The machine verbs: `list-machines` (fleetctl's MACHINE IP METADATA, plus what placed units
+ * reserve of each machine's CPU and memory, and its runtime driver), and `drain` / `undrain`,
+ * which stop a machine from taking units (the leader moves its units off, rate limited) and
+ * let it take them again.
+ */
+import { parseArgs } from 'node:util';
+import { MachineStatus } from '../proto/flotilla/v1/machines.js';
+import { withClient } from './client.js';
+import {
+  formatBytes,
+  formatCpu,
+  formatMetadata,
+  machineId,
+  parseFields,
+  printJson,
+  renderTable,
+  TABLE_FLAGS,
+  tableHelp,
+  type Column,
+} from './table.js';
+import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+
+const COLUMNS: Readonly<Record<string, Column<MachineStatus>>> = {
+  machine: (m, full) => machineId(m.machine?.id ?? '', full),
+  ip: (m) => m.machine?.addresses[0] ?? '-',
+  metadata: (m) => formatMetadata(m.metadata),
+  units: (m) => String(m.units),
+  cpu: (m) =>
+    `${formatCpu(m.reserved?.cpuMillicores ?? 0n)}/${formatCpu(m.machine?.capacity?.cpuMillicores ?? 0n)}`,
+  memory: (m) =>
+    `${formatBytes(m.reserved?.memoryBytes ?? 0n)}/${formatBytes(m.machine?.capacity?.memoryBytes ?? 0n)}`,
+  tasks: (m) => `${m.reserved?.tasks ?? 0n}/${m.machine?.capacity?.tasks ?? 0n}`,
+  driver: (m) => m.machine?.driver ?? '-',
+  drained: (m) => String(m.drained),
+  version: (m) => m.machine?.version ?? '-',
+  endpoint: (m) => m.machine?.agentEndpoint ?? '-',
+};
+const DEFAULTS = 'machine,ip,metadata,units,cpu,memory,driver';
+
+const LIST_HELP = `Usage: flotctl list-machines [--fields LIST] [--no-legend] [-l|--full]
+
+Lists the machines whose agents are connected. CPU (cores) and MEMORY show what placed units
+reserve out of the machine's capacity; a drained machine takes no new units (--fields
+...,drained shows which).
+
+Options:
+${tableHelp(COLUMNS, DEFAULTS)}`;
+
+export const listMachinesVerb: Verb = {
+  name: 'list-machines',
+  summary: 'list the machines of the cluster with their reserved and total capacity',
+  help: LIST_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: TABLE_FLAGS,
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const fields = parseFields(values.fields, COLUMNS, DEFAULTS);
+    const res = await withClient(globals, (api) => api.listMachines());
+    if (globals.output === 'json') {
+      printJson(
+        io,
+        res.machines.map((m) => MachineStatus.toJSON(m)),
+      );
+      return EXIT_OK;
+    }
+    const opts = { full: values.full === true, legend: values['no-legend'] !== true };
+    io.stdout(renderTable(res.machines, fields, COLUMNS, opts));
+    return EXIT_OK;
+  },
+};
+
+function drainVerb(drained: boolean): Verb {
+  const name = drained ? 'drain' : 'undrain';
+  const help = drained
+    ? `Usage: flotctl drain MACHINE
+
+Drains a machine (its id or a unique prefix of it): it takes no new units, and the scheduler
+moves the units it runs to other machines, a few at a time. The setting persists across agent
+restarts until "flotctl undrain". Follow the moves with "flotctl list-units --machine MACHINE".
+`
+    : `Usage: flotctl undrain MACHINE
+
+Lets a drained machine (its id or a unique prefix of it) take units again.
+`;
+  return {
+    name,
+    summary: drained
+      ? 'move units off a machine and keep new ones away'
+      : 'let a drained machine take units again',
+    help,
+    async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+      const { positionals } = parseArgs({
+        args: [...args],
+        options: {},
+        allowPositionals: true,
+        strict: true,
+      });
+      const [machine, ...extra] = positionals;
+      if (machine === undefined || extra.length > 0)
+        throw new UsageError('give exactly one machine');
+      const res = await withClient(globals, (api) => api.drain(machine, drained));
+      if (globals.output === 'json') {
+        printJson(io, MachineStatus.toJSON(res));
+        return EXIT_OK;
+      }
+      const id = res.machine?.id ?? machine;
+      const units = `${res.units} unit${res.units === 1 ? '' : 's'}`;
+      io.stdout(
+        drained
+          ? `Machine ${id} drained: it takes no new units; its ${units} move elsewhere\n`
+          : `Machine ${id} undrained: it takes units again (${units} placed there now)\n`,
+      );
+      return EXIT_OK;
+    },
+  };
+}
+
+export const drainMachineVerb = drainVerb(true);
+export const undrainMachineVerb = drainVerb(false);

@@ -1,0 +1,143 @@
+/**
+ * `flotctl scale web@.service=5` (or `scale web 5`, or several `TEMPLATE=N` at once): make
+ * exactly N numbered instances of a template exist and run, then wait until they do and the
+ * instances scaled away are gone. The instances are read before scaling, so the wait knows
+ * where the ones that go were running.
+ */
+import { parseArgs } from 'node:util';
+import { ScaleResponse } from '../proto/flotilla/v1/units.js';
+import { parseUnitName } from '../unit/index.js';
+import { withClient } from './client.js';
+import { outcomeJson } from './state-verbs.js';
+import { printJson } from './table.js';
+import { UnitView, type Target } from './unit-view.js';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+} from './verb.js';
+import { parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
+
+const HELP = `Usage: flotctl scale [--no-block] [--timeout DUR] TEMPLATE=N...
+       flotctl scale [--no-block] [--timeout DUR] TEMPLATE N
+
+Makes exactly N numbered instances of a submitted template (web@1.service, web@2.service, ...)
+exist and run: growing starts the lowest free numbers, shrinking destroys the highest. A
+template may be given as web@.service, web@ or web. Waits until the instances run and the
+ones scaled away have stopped; when an instance cannot be placed, prints the scheduler's
+reasons and exits 1.
+
+Options:
+${WAIT_HELP}`;
+
+/** One template and the count it should have. */
+interface ScaleRequestArg {
+  readonly template: string;
+  readonly count: number;
+}
+
+/** `web@.service=5 api=2` or `web 5`. */
+export function parseScaleArgs(positionals: readonly string[]): ScaleRequestArg[] {
+  const [first, second] = positionals;
+  if (first === undefined) throw new UsageError('give a template and a count, e.g. web@.service=3');
+  if (
+    positionals.length === 2 &&
+    second !== undefined &&
+    !first.includes('=') &&
+    !second.includes('=')
+  ) {
+    return [{ template: templateOf(first), count: countOf(second, first) }];
+  }
+  return positionals.map((arg) => {
+    const eq = arg.lastIndexOf('=');
+    if (eq <= 0) throw new UsageError(`"${arg}": expected TEMPLATE=COUNT, e.g. web@.service=3`);
+    return { template: templateOf(arg.slice(0, eq)), count: countOf(arg.slice(eq + 1), arg) };
+  });
+}
+
+function countOf(raw: string, arg: string): number {
+  if (!/^\d+$/.test(raw)) throw new UsageError(`"${arg}": the count must be a whole number`);
+  return Number(raw);
+}
+
+/** `web` and `web@` mean `web@.service`, as the API reads them; anything else must be a template. */
+function templateOf(raw: string): string {
+  let name = raw;
+  if (!name.includes('@') && !name.includes('.')) name = `${name}@.service`;
+  else if (name.endsWith('@')) name = `${name}.service`;
+  let template = false;
+  try {
+    template = parseUnitName(name).isTemplate;
+  } catch (err) {
+    throw new UsageError(`"${raw}": ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (!template)
+    throw new UsageError(`"${raw}" is not a template: scale a template such as web@.service`);
+  return name;
+}
+
+export const scaleVerb: Verb = {
+  name: 'scale',
+  summary: 'run exactly N instances of a template',
+  help: HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: WAIT_FLAGS,
+      allowPositionals: true,
+      strict: true,
+    });
+    const requests = parseScaleArgs(positionals);
+    const wait = parseWaitOptions(values);
+    const json = globals.output === 'json';
+    return withClient(globals, async (api) => {
+      const views = new Map<string, UnitView>();
+      const targets = new Map<string, Target>();
+      const responses: ScaleResponse[] = [];
+      let revision = 0n;
+      for (const req of requests) {
+        const parsed = parseUnitName(req.template);
+        const glob = `${parsed.prefix}@*.${parsed.type}`;
+        const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
+        const res = await api.scale(req.template, req.count);
+        responses.push(res);
+        if (res.revision > revision) revision = res.revision;
+        if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);
+        if (before === undefined) continue;
+        const listed = (name: string) => before.units.find((u) => u.unit?.name === name);
+        for (const name of res.instances) targets.set(name, 'launched');
+        for (const name of res.destroyed) targets.set(name, 'gone');
+        for (const name of [...res.instances, ...res.destroyed]) {
+          views.set(name, UnitView.fromStatus(name, listed(name), before.revision));
+        }
+      }
+      if (!wait.block) {
+        if (json)
+          printJson(
+            io,
+            responses.map((r) => ScaleResponse.toJSON(r)),
+          );
+        return EXIT_OK;
+      }
+      const outcomes = await waitForTargets(api, io, views, targets, revision, {
+        limitMs: wait.limitMs,
+        quiet: json,
+      });
+      if (json) {
+        printJson(io, {
+          scaled: responses.map((r) => ScaleResponse.toJSON(r)),
+          units: outcomes.map(outcomeJson),
+        });
+      }
+      return outcomes.every((o) => o.reached) ? EXIT_OK : EXIT_FAILURE;
+    });
+  },
+};
+
+function scaleLine(template: string, res: ScaleResponse): string {
+  const list = (names: readonly string[]) => (names.length === 0 ? 'none' : names.join(', '));
+  return `Scaled ${template} to ${res.instances.length}: started ${list(res.started)}; destroyed ${list(res.destroyed)}`;
+}

@@ -1,0 +1,189 @@
+/**
+ * `flotctl load|start|stop|unload UNIT...`: set what the user wants of units, then (unless
+ * `--no-block`) wait until the cluster has it. load and start submit local unit files first
+ * when the cluster lacks them (see unit-args.ts). Global units are never waited on, as with
+ * fleetctl: they have no one machine to be on.
+ */
+import { parseArgs } from 'node:util';
+import { withClient, type ApiClient } from './client.js';
+import { CliError } from './errors.js';
+import { printJson } from './table.js';
+import { isGlobalUnit, isTemplateName, submitMissing, unitNamesOf } from './unit-args.js';
+import type { Target, UnitView } from './unit-view.js';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+} from './verb.js';
+import {
+  parseWaitOptions,
+  readViews,
+  WAIT_FLAGS,
+  WAIT_HELP,
+  waitForTargets,
+  type WaitOptions,
+  type WaitOutcome,
+} from './wait.js';
+
+/** What one of the four verbs does. */
+interface StateVerbSpec {
+  readonly name: 'load' | 'start' | 'stop' | 'unload';
+  readonly summary: string;
+  readonly description: string;
+  readonly desired: 'inactive' | 'loaded' | 'launched';
+  readonly target: Target;
+  /** load and start accept local files and submit them first. */
+  readonly acceptsFiles: boolean;
+}
+
+function help(spec: StateVerbSpec): string {
+  const what = spec.acceptsFiles ? 'UNIT|FILE...' : 'UNIT...';
+  return `Usage: flotctl ${spec.name} [--no-block] [--timeout DUR] [--block-attempts N] ${what}
+
+${spec.description}
+
+Options:
+${WAIT_HELP}
+Exit status: 0 when every unit got there, 1 when any did not (the reason is printed), 2 for a
+usage error.
+`;
+}
+
+function stateVerb(spec: StateVerbSpec): Verb {
+  const text = help(spec);
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    help: text,
+    async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+      const { values, positionals } = parseArgs({
+        args: [...args],
+        options: WAIT_FLAGS,
+        allowPositionals: true,
+        strict: true,
+      });
+      if (positionals.length === 0) throw new UsageError('give at least one unit');
+      const wait = parseWaitOptions(values);
+      const names = unitNamesOf(positionals);
+      if (spec.desired !== 'inactive') {
+        const templates = names.filter(isTemplateName);
+        const [first] = templates;
+        if (first !== undefined) {
+          throw new CliError(
+            'refused',
+            `${templates.join(', ')}: a template cannot be ${spec.desired}; ${spec.name} its instances instead, e.g. flotctl ${spec.name} ${first.replace('@.', '@1.')}`,
+          );
+        }
+      }
+      return withClient(globals, (api) =>
+        setAndWait(api, io, globals, spec, { args: positionals, names, wait }),
+      );
+    },
+  };
+}
+
+async function setAndWait(
+  api: ApiClient,
+  io: CliIo,
+  globals: GlobalOptions,
+  spec: StateVerbSpec,
+  req: { args: readonly string[]; names: string[]; wait: WaitOptions },
+): Promise<number> {
+  if (spec.acceptsFiles) await submitMissing(api, io, req.args);
+  // stop refuses units that are not loaded, as fleetctl does: stopping them would load them.
+  let before: Map<string, UnitView> | undefined;
+  if (spec.name === 'stop') {
+    before = await readViews(api, req.names);
+    for (const view of before.values()) {
+      if (view.unit === undefined)
+        throw new CliError('refused', `${view.name} is not a submitted unit`);
+      if (view.unit.desiredState === 'inactive') {
+        throw new CliError(
+          'refused',
+          `cannot stop ${view.name}: it is not loaded (flotctl start ${view.name} starts it)`,
+        );
+      }
+    }
+  }
+  const res = await api.setDesiredState(req.names, spec.desired);
+  const json = globals.output === 'json';
+  if (!req.wait.block) {
+    if (json) printJson(io, { ...res, units: [] });
+    else for (const n of res.changed) io.stdout(`Triggered unit ${n} ${spec.name}\n`);
+    return EXIT_OK;
+  }
+  const views = before ?? (await readViews(api, req.names));
+  const targets = new Map<string, Target>();
+  for (const name of req.names) {
+    const view = views.get(name);
+    if (view !== undefined && isGlobalUnit(view.unit)) {
+      if (!json) io.stdout(`Triggered global unit ${name} ${spec.name}\n`);
+    } else {
+      targets.set(name, spec.target);
+    }
+  }
+  const outcomes = await waitForTargets(api, io, views, targets, res.revision, {
+    limitMs: req.wait.limitMs,
+    quiet: json,
+  });
+  if (json) printJson(io, { ...res, units: outcomes.map(outcomeJson) });
+  return outcomes.every((o) => o.reached) ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** How a waited-on unit ended, for `-o json`. */
+export function outcomeJson(o: WaitOutcome): Record<string, unknown> {
+  return {
+    name: o.name,
+    target: o.target,
+    reached: o.reached,
+    currentState: o.view.unit === undefined ? 'destroyed' : o.view.currentState,
+    machine: o.view.placement?.machine ?? '',
+    ...(o.problem === undefined ? {} : { problem: o.problem }),
+  };
+}
+
+export const loadVerb = stateVerb({
+  name: 'load',
+  summary: 'place units on machines without starting them',
+  description: `Places units on machines (desired state loaded) without starting them, submitting
+local unit files first when the cluster does not have them, and waits until each is placed.
+Loading a running unit stops it.`,
+  desired: 'loaded',
+  target: 'loaded',
+  acceptsFiles: true,
+});
+
+export const startVerb = stateVerb({
+  name: 'start',
+  summary: 'start units, submitting and placing them first if needed',
+  description: `Starts units (desired state launched), submitting local unit files first when the
+cluster does not have them; an instance such as web@3.service is created from its submitted
+template (or from web@.service next to it on disk). Waits until each runs; when a unit cannot
+be placed, prints the scheduler's reasons and exits 1 at once.`,
+  desired: 'launched',
+  target: 'launched',
+  acceptsFiles: true,
+});
+
+export const stopVerb = stateVerb({
+  name: 'stop',
+  summary: 'stop units, keeping them placed',
+  description: `Stops running units but keeps them placed (desired state loaded), and waits until
+their containers have stopped. Units that are not loaded cannot be stopped.`,
+  desired: 'loaded',
+  target: 'loaded',
+  acceptsFiles: false,
+});
+
+export const unloadVerb = stateVerb({
+  name: 'unload',
+  summary: 'stop units and take them off their machines',
+  description: `Stops units and removes them from their machines (desired state inactive); their
+files stay submitted. Waits until no machine runs them.`,
+  desired: 'inactive',
+  target: 'inactive',
+  acceptsFiles: false,
+});

@@ -1,0 +1,208 @@
+/**
+ * `flotctl status UNIT...` and `flotctl journal [-n N] [-f] UNIT`: what a unit is doing and
+ * what it printed. Both read logs through the API's Logs.Tail, which relays the agent of the
+ * unit's machine; when the logs cannot be had, status says so in one line and still succeeds.
+ */
+import { parseArgs } from 'node:util';
+import { LogLine } from '../proto/flotilla/v1/logs.js';
+import { UnitStatus } from '../proto/flotilla/v1/units.js';
+import { withClient, type ApiClient } from './client.js';
+import { CliError } from './errors.js';
+import {
+  alignColumns,
+  formatAge,
+  formatTime,
+  machineLegend,
+  printJson,
+  printJsonLine,
+  shortHash,
+  type MachineAddresses,
+} from './table.js';
+import { describeUnit, unitNameOf, unitNamesOf } from './unit-args.js';
+import { failureText } from './unit-view.js';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+} from './verb.js';
+
+/** `-n N` / `--lines N`: a whole number of lines. */
+function parseLines(raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`--lines=${raw}: expected a whole number`);
+  return n;
+}
+
+const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
+
+Shows each unit's desired and current state, its machine, container, pid, how long it has been
+in its state, restarts and last exit; why it waits when it cannot be placed; and its last log
+lines (read from its machine's agent; when they cannot be read, one line says why).
+
+Options:
+  -n, --lines N   how many log lines to show (default 10; 0 for none)
+
+Exit status: 0 when every unit was found, 1 when any is not submitted, 2 for a usage error.
+`;
+
+export const statusVerb: Verb = {
+  name: 'status',
+  summary: "show units' state, placement, pending reasons and last log lines",
+  help: STATUS_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: { lines: { type: 'string', short: 'n' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length === 0) throw new UsageError('give at least one unit');
+    const lines = parseLines(values.lines, 10);
+    return withClient(globals, async (api) => {
+      const addresses = await api.addresses();
+      const json: unknown[] = [];
+      let failed = false;
+      for (const [i, name] of unitNamesOf(positionals).entries()) {
+        let status: UnitStatus;
+        try {
+          status = await api.getUnit(name);
+        } catch (err) {
+          if (!(err instanceof CliError) || err.code !== 'refused') throw err;
+          io.stderr(`${err.message}\n`);
+          failed = true;
+          continue;
+        }
+        const logs = lines === 0 ? { lines: [] } : await lastLines(api, name, lines);
+        if (globals.output === 'json') {
+          json.push({
+            ...(UnitStatus.toJSON(status) as object),
+            logs: logs.lines.map((l) => LogLine.toJSON(l)),
+            ...(logs.error === undefined ? {} : { logsError: logs.error }),
+          });
+          continue;
+        }
+        if (i > 0) io.stdout('\n');
+        io.stdout(statusText(status, addresses, Date.now()));
+        if (logs.error !== undefined) io.stdout(`\nLogs: unavailable: ${logs.error}\n`);
+        else if (lines > 0) {
+          io.stdout(`\nLast ${lines} log lines:\n`);
+          for (const l of logs.lines) io.stdout(`  ${logText(l)}\n`);
+        }
+      }
+      if (globals.output === 'json') printJson(io, json);
+      return failed ? EXIT_FAILURE : EXIT_OK;
+    });
+  },
+};
+
+/** The unit's last `n` log lines, or why they cannot be read. */
+async function lastLines(
+  api: ApiClient,
+  unit: string,
+  n: number,
+): Promise<{ lines: LogLine[]; error?: string }> {
+  const lines: LogLine[] = [];
+  try {
+    for await (const line of api.tail({ unit, lines: n, follow: false }, { follow: false })) {
+      lines.push(line);
+    }
+    return { lines };
+  } catch (err) {
+    return { lines, error: api.error(err).message };
+  }
+}
+
+/** systemctl-like status of one unit. */
+export function statusText(s: UnitStatus, addresses: MachineAddresses, now: number): string {
+  const unit = s.unit;
+  const name = unit?.name ?? '?';
+  const description = describeUnit(unit);
+  const state = s.state;
+  const placed = s.placement?.machine ?? '';
+  const rows: [string, string][] = [
+    ['Desired:', unit?.desiredState ?? '-'],
+    ['Current:', s.currentState],
+    ['Machine:', placed === '' ? '- (not placed)' : machineLegend(placed, addresses, true)],
+  ];
+  if (s.unscheduled !== undefined) {
+    rows.push(['Pending:', s.unscheduled.summary]);
+    for (const r of s.unscheduled.reasons) rows.push(['', `${r.machines} ${r.reason}`]);
+  }
+  if (state !== undefined) {
+    const since =
+      state.since === 0n
+        ? ''
+        : ` since ${formatTime(state.since)}; ${formatAge(Number(state.since), now)} ago`;
+    const sub = state.subState === '' ? '' : ` (${state.subState})`;
+    rows.push(['Active:', `${state.activeState || '-'}${sub}${since}`]);
+    if (state.machine !== placed)
+      rows.push(['Reported by:', machineLegend(state.machine, addresses, true)]);
+    rows.push(['Container:', state.containerId || '-']);
+    rows.push(['PID:', state.pid > 0 ? String(state.pid) : '-']);
+    rows.push(['Restarts:', String(state.restarts)]);
+    rows.push(['Last exit:', lastExit(state.exitStatus, state.exitSignal)]);
+    if (state.activeState === 'failed' || state.message !== '') {
+      rows.push(['Message:', failureText(state)]);
+    }
+  } else if (placed !== '') {
+    rows.push(['Active:', '- (its agent has not reported yet)']);
+  }
+  rows.push(['Hash:', shortHash(unit?.hash ?? '', true)]);
+  const head = `● ${name}${description === '' ? '' : ` - ${description}`}\n`;
+  return head + alignColumns(rows.map(([k, v]) => [k.padStart(12), v]));
+}
+
+function lastExit(status: number, signal: string): string {
+  if (signal !== '') return `killed by ${signal}`;
+  if (status < 0) return '- (has not exited)';
+  return `status ${status}`;
+}
+
+/** One log line as printed: the agent's own notes stand out with `-- `. */
+function logText(line: LogLine): string {
+  return line.stream === 'agent' ? `-- ${line.text}` : line.text;
+}
+
+const JOURNAL_HELP = `Usage: flotctl journal [-n N] [-f] UNIT
+
+Prints the unit's output (stdout and stderr), read from the agent of its machine.
+
+Options:
+  -n, --lines N    print the last N lines (default 10)
+  -f, --follow     keep printing new lines until Ctrl-C
+  -o json          one JSON object per line: time (unix ms), stream, text
+`;
+
+export const journalVerb: Verb = {
+  name: 'journal',
+  summary: "print a unit's output, optionally following it",
+  help: JOURNAL_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: {
+        lines: { type: 'string', short: 'n' },
+        follow: { type: 'boolean', short: 'f' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    const [arg, ...extra] = positionals;
+    if (arg === undefined || extra.length > 0) throw new UsageError('give exactly one unit');
+    const lines = parseLines(values.lines, 10);
+    const follow = values.follow === true;
+    return withClient(globals, async (api) => {
+      const req = { unit: unitNameOf(arg), lines, follow };
+      for await (const line of api.tail(req, { follow, signal: io.signal })) {
+        if (globals.output === 'json') printJsonLine(io, LogLine.toJSON(line));
+        else io.stdout(`${logText(line)}\n`);
+      }
+      return EXIT_OK;
+    });
+  },
+};

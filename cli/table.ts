@@ -1,0 +1,192 @@
+/**
+ * How flotctl prints: aligned tables with fleetctl's conventions (`--fields`, `--no-legend`,
+ * `--full`: machine ids and hashes are shortened unless it is given), `-o json`, and the small
+ * formatters every verb shares (machines, hashes, bytes, CPU, metadata, times).
+ */
+import type { MachineStatus } from '../proto/flotilla/v1/machines.js';
+import { UsageError, type CliIo } from './verb.js';
+
+/** One column a list verb can print: `--fields` names it, the header is its name upper-cased. */
+export type Column<T> = (row: T, full: boolean) => string;
+
+/** The `--fields`, `--no-legend` and `--full` flags of every list verb, for parseArgs. */
+export const TABLE_FLAGS = {
+  fields: { type: 'string' },
+  'no-legend': { type: 'boolean' },
+  full: { type: 'boolean', short: 'l' },
+} as const;
+
+/** Help lines for {@link TABLE_FLAGS}. */
+export function tableHelp(columns: Readonly<Record<string, unknown>>, defaults: string): string {
+  return `  --fields LIST   columns to print, comma-separated (default ${defaults})
+                  valid: ${Object.keys(columns).sort().join(',')}
+  --no-legend     do not print the column headers
+  -l, --full      do not shorten machine ids and hashes
+`;
+}
+
+/** The columns `--fields` asks for (or the defaults); an unknown name is a usage error. */
+export function parseFields(
+  spec: string | undefined,
+  columns: Readonly<Record<string, unknown>>,
+  defaults: string,
+): string[] {
+  const raw = spec ?? defaults;
+  const names = raw
+    .split(',')
+    .map((f) => f.trim().toLowerCase())
+    .filter((f) => f !== '');
+  if (names.length === 0) throw new UsageError('--fields is empty: name at least one column');
+  for (const name of names) {
+    if (!(name in columns)) {
+      const valid = Object.keys(columns).sort().join(',');
+      throw new UsageError(`--fields: unknown column "${name}" (valid: ${valid})`);
+    }
+  }
+  return names;
+}
+
+/** Options of {@link renderTable}. */
+export interface TableOptions {
+  readonly full: boolean;
+  readonly legend: boolean;
+}
+
+/** Rows rendered as aligned columns, two spaces apart, with a header line unless `legend` is false. */
+export function renderTable<T>(
+  rows: readonly T[],
+  fields: readonly string[],
+  columns: Readonly<Record<string, Column<T>>>,
+  opts: TableOptions,
+): string {
+  const cells = rows.map((row) =>
+    fields.map((f) => {
+      const column = columns[f];
+      const value = column === undefined ? '-' : column(row, opts.full);
+      return value === '' ? '-' : value;
+    }),
+  );
+  if (opts.legend) cells.unshift(fields.map((f) => f.toUpperCase()));
+  return alignColumns(cells);
+}
+
+/** Pads every cell but the last of each line to its column's width. */
+export function alignColumns(lines: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const line of lines) {
+    line.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  }
+  return lines
+    .map((line) =>
+      line
+        .map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+/** Writes `value` as indented JSON; bigints become decimal strings (as proto JSON has them). */
+export function printJson(io: CliIo, value: unknown): void {
+  io.stdout(
+    `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
+  );
+}
+
+/** One JSON document per line (`watch -o json`, `journal -o json`). */
+export function printJsonLine(io: CliIo, value: unknown): void {
+  io.stdout(
+    `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`,
+  );
+}
+
+/** fleetctl's ellipsis: the first `n` characters and `...`, when that is actually shorter. */
+export function ellipsize(text: string, n: number): string {
+  return text.length > n + 3 ? `${text.slice(0, n)}...` : text;
+}
+
+/** A machine id as fleetctl shows it: 8 characters and `...` unless `full`. */
+export function machineId(id: string, full: boolean): string {
+  if (id === '') return '-';
+  return full ? id : ellipsize(id, 8);
+}
+
+/** A content hash: 7 characters unless `full` (fleetctl's short hash). */
+export function shortHash(hash: string, full: boolean): string {
+  if (hash === '') return '-';
+  return full ? hash : hash.slice(0, 7);
+}
+
+/** Machine ids to their public address (the first one the agent advertises). */
+export type MachineAddresses = ReadonlyMap<string, string>;
+
+/** `MachineAddresses` of a ListMachines answer. */
+export function machineAddresses(machines: readonly MachineStatus[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of machines) {
+    const id = m.machine?.id;
+    if (id !== undefined) out.set(id, m.machine?.addresses[0] ?? '');
+  }
+  return out;
+}
+
+/** fleetctl's machine legend: `1a2b3c4d.../10.0.0.1` (the full id with `full`). */
+export function machineLegend(id: string, addresses: MachineAddresses, full: boolean): string {
+  if (id === '') return '-';
+  const ip = addresses.get(id) ?? '';
+  const shown = machineId(id, full);
+  return ip === '' ? shown : `${shown}/${ip}`;
+}
+
+/** Metadata as `k=v,k2=v2`, keys sorted; `-` when empty. */
+export function formatMetadata(metadata: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(metadata).sort();
+  if (keys.length === 0) return '-';
+  return keys.map((k) => `${k}=${metadata[k] ?? ''}`).join(',');
+}
+
+const BINARY_UNITS = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
+
+/** Bytes in binary units, e.g. `512Mi`, `1.5Gi`, `0`. */
+export function formatBytes(bytes: bigint): string {
+  let value = Number(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < BINARY_UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const shown = Number.isInteger(value) ? String(value) : value.toFixed(1).replace(/\.0$/, '');
+  return `${shown}${BINARY_UNITS[unit] ?? ''}`;
+}
+
+/** Millicores as cores, e.g. `0.5`, `4`, `1.25`. */
+export function formatCpu(millicores: bigint): string {
+  const cores = Number(millicores) / 1000;
+  return Number.isInteger(cores) ? String(cores) : String(Math.round(cores * 100) / 100);
+}
+
+/** Unix milliseconds as local `YYYY-MM-DD HH:MM:SS`; `-` for 0. */
+export function formatTime(ms: bigint | number): string {
+  const n = Number(ms);
+  if (n === 0) return '-';
+  const d = new Date(n);
+  const pad = (v: number, w = 2): string => String(v).padStart(w, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Local `HH:MM:SS.mmm`, for lines printed as things happen. */
+export function formatClock(ms: number): string {
+  const d = new Date(ms);
+  const pad = (v: number, w = 2): string => String(v).padStart(w, '0');
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/** How long ago, roughly: `5s`, `3min`, `2h`, `4d`. */
+export function formatAge(sinceMs: number, nowMs: number): string {
+  const s = Math.max(0, Math.round((nowMs - sinceMs) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}min`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}

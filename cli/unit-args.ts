@@ -1,0 +1,157 @@
+/**
+ * What the unit arguments of a verb mean, the fleetctl way: `web`, `web.service`,
+ * `./units/web.service` all name the unit `web.service` (the basename; `.service` when no unit
+ * type is given). For load and start, an argument that is a local file is submitted first
+ * when the cluster does not have that unit yet, and an instance such as `units/web@3.service`
+ * brings its template file `units/web@.service` along the same way.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import type { Unit } from '../proto/flotilla/v1/records.js';
+import type { SubmitUnitsResponse, UnitFile } from '../proto/flotilla/v1/units.js';
+import { parseUnit, parseUnitName, UNIT_TYPES } from '../unit/index.js';
+import type { ApiClient } from './client.js';
+import { CliError } from './errors.js';
+import type { CliIo } from './verb.js';
+
+/** fleetctl's unitNameMangle: the basename, with `.service` added when it has no unit type. */
+export function unitNameOf(arg: string): string {
+  const name = basename(arg);
+  const dot = name.lastIndexOf('.');
+  const type = dot < 0 ? '' : name.slice(dot + 1);
+  return UNIT_TYPES.includes(type) ? name : `${name}.service`;
+}
+
+/** The distinct unit names of `args`, in order. */
+export function unitNamesOf(args: readonly string[]): string[] {
+  return [...new Set(args.map(unitNameOf))];
+}
+
+/** Whether `path` is a regular file (symlinks followed). */
+export async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a unit file for the API: its name is the file's basename. */
+export async function readUnitFile(path: string): Promise<UnitFile> {
+  try {
+    return { name: basename(path), contents: await readFile(path, 'utf8') };
+  } catch (err) {
+    const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error';
+    throw new CliError('file', `cannot read ${path} (${code})`);
+  }
+}
+
+/** Whether a unit's file says `Global=true`; false when it does not parse. */
+export function isGlobalUnit(unit: Unit | undefined): boolean {
+  if (unit === undefined) return false;
+  try {
+    return parseUnit(unit.name, unit.file).fleet.global;
+  } catch {
+    return false;
+  }
+}
+
+/** `Description=` of a unit's file; empty when it has none or does not parse. */
+export function describeUnit(unit: Unit | undefined): string {
+  if (unit === undefined) return '';
+  try {
+    return parseUnit(unit.name, unit.file).description;
+  } catch {
+    return '';
+  }
+}
+
+/** Whether `name` is a template such as `web@.service`. */
+export function isTemplateName(name: string): boolean {
+  try {
+    return parseUnitName(name).isTemplate;
+  } catch {
+    return false;
+  }
+}
+
+/** A local file that may have to be submitted before its unit can be loaded or started. */
+interface LocalFile {
+  readonly name: string;
+  readonly path: string;
+}
+
+/**
+ * The local files behind `args` (fleetctl's lazyCreateUnits): the argument itself when it is
+ * a file, else, for an instance, its template file in the same directory.
+ */
+async function localFiles(args: readonly string[]): Promise<LocalFile[]> {
+  const found = new Map<string, LocalFile>();
+  for (const arg of args) {
+    const name = unitNameOf(arg);
+    if (await isFile(arg)) {
+      if (!found.has(name)) found.set(name, { name, path: arg });
+      continue;
+    }
+    let template = '';
+    try {
+      const parsed = parseUnitName(name);
+      if (parsed.isInstance) template = parsed.template;
+    } catch {
+      continue; // the API says what is wrong with the name
+    }
+    const path = join(dirname(arg), template);
+    if (template !== '' && !found.has(template) && (await isFile(path))) {
+      found.set(template, { name: template, path });
+    }
+  }
+  return [...found.values()];
+}
+
+/**
+ * Submits the local files of `args` whose units the cluster does not have yet (one
+ * transaction); warns about local files that differ from the cluster's unit of that name,
+ * which is kept (as fleetctl does). Returns the submit's answer, or undefined when nothing
+ * had to be submitted.
+ */
+export async function submitMissing(
+  api: ApiClient,
+  io: CliIo,
+  args: readonly string[],
+): Promise<SubmitUnitsResponse | undefined> {
+  const files = await localFiles(args);
+  const missing: UnitFile[] = [];
+  for (const local of files) {
+    const file = await readUnitFile(local.path);
+    const existing = await getUnitOrUndefined(api, local.name);
+    if (existing === undefined) {
+      missing.push(file);
+    } else if (!sameUnit(existing, file)) {
+      io.stderr(
+        `WARNING: unit ${local.name} in the cluster differs from ${local.path}; using the cluster's (flotctl submit --replace ${local.path} updates it)\n`,
+      );
+    }
+  }
+  if (missing.length === 0) return undefined;
+  return api.submitUnits({ files: missing, replace: false, desiredState: '' });
+}
+
+/** The cluster's unit of that name, or undefined when it has none. */
+export async function getUnitOrUndefined(api: ApiClient, name: string): Promise<Unit | undefined> {
+  try {
+    return (await api.getUnit(name)).unit;
+  } catch (err) {
+    if (err instanceof CliError && err.grpcCode === status.NOT_FOUND) return undefined;
+    throw err;
+  }
+}
+
+function sameUnit(unit: Unit, file: UnitFile): boolean {
+  if (unit.file === file.contents) return true;
+  try {
+    return parseUnit(file.name, file.contents).hash === unit.hash;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * A unit as flotctl follows it while it waits: its record, placements, agent state and pending
+ * reasons, seeded from a ListUnits answer read at some revision and then kept current by the
+ * Events.Watch stream from that revision + 1. The derived state is the API's own rule
+ * (scheduler/api/unit-status.ts), so what flotctl waits for is what `list-units` shows.
+ */
+import type { Event } from '../proto/flotilla/v1/events.js';
+import type { Placement, Unit, UnitState, Unscheduled } from '../proto/flotilla/v1/records.js';
+import type { UnitStatus } from '../proto/flotilla/v1/units.js';
+import { machineLegend, type MachineAddresses } from './table.js';
+
+/** What a waiting verb waits for: a derived state, or the unit gone with its container. */
+export type Target = 'launched' | 'loaded' | 'inactive' | 'gone';
+
+/** Agent states the API counts as running (its `launched`). */
+const RUNNING: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
+/** Agent states in which the container is surely stopped. */
+const STOPPED: ReadonlySet<string> = new Set(['inactive', 'failed', '']);
+
+/** One unit's records, current as of the last event applied. */
+export class UnitView {
+  unit: Unit | undefined;
+  /** Set when the unit's record was deleted while it was followed. */
+  destroyed = false;
+  readonly placements = new Map<string, Placement>();
+  state: UnitState | undefined;
+  /** Revision of the last state event; 0 when the state came from the listing. */
+  stateRevision = 0n;
+  unscheduled: Unscheduled | undefined;
+  /** Revision of the last unscheduled event; 0 when it came from the listing. */
+  unscheduledRevision = 0n;
+
+  /** `since`: the listing's revision; events at or below it are already in the view. */
+  constructor(
+    readonly name: string,
+    readonly since: bigint,
+  ) {}
+
+  /** A view of `name` from its ListUnits entry (undefined when it is not submitted). */
+  static fromStatus(name: string, status: UnitStatus | undefined, revision: bigint): UnitView {
+    const view = new UnitView(name, revision);
+    if (status === undefined) return view;
+    view.unit = status.unit;
+    if (status.placement !== undefined) {
+      view.placements.set(status.placement.machine, status.placement);
+    }
+    view.state = status.state;
+    view.unscheduled = status.unscheduled;
+    return view;
+  }
+
+  /** Applies one event of this unit; returns whether it changed anything. */
+  apply(ev: Event): boolean {
+    if (ev.revision <= this.since || ev.name !== this.name) return false;
+    const put = ev.type === 'put';
+    switch (ev.kind) {
+      case 'unit':
+        this.unit = put ? ev.unit : undefined;
+        this.destroyed = !put;
+        return true;
+      case 'placement':
+        if (put && ev.placement !== undefined) this.placements.set(ev.machine, ev.placement);
+        else this.placements.delete(ev.machine);
+        return true;
+      case 'state':
+        this.state = put ? ev.state : undefined;
+        this.stateRevision = ev.revision;
+        return true;
+      case 'unscheduled':
+        this.unscheduled = put ? ev.unscheduled : undefined;
+        this.unscheduledRevision = ev.revision;
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** The placement shown: the one on the reporting agent's machine, else the first. */
+  get placement(): Placement | undefined {
+    const onState = this.state === undefined ? undefined : this.placements.get(this.state.machine);
+    return onState ?? this.placements.values().next().value;
+  }
+
+  /** The API's derived state: inactive (no placement), launched (running there), or loaded. */
+  get currentState(): 'inactive' | 'loaded' | 'launched' {
+    const p = this.placement;
+    if (p === undefined) return 'inactive';
+    const s = this.state;
+    return s !== undefined && s.machine === p.machine && RUNNING.has(s.activeState)
+      ? 'launched'
+      : 'loaded';
+  }
+
+  /** Whether the container may still run somewhere (its agent reports it not stopped). */
+  get mayRun(): boolean {
+    return this.state !== undefined && !STOPPED.has(this.state.activeState);
+  }
+
+  /** Whether the agent runs the current file (when both sides say which one). */
+  get runsCurrentHash(): boolean {
+    const want = this.unit?.hash ?? '';
+    const have = this.state?.hash ?? '';
+    return want === '' || have === '' || want === have;
+  }
+
+  /** Whether the unit is where `target` wants it. */
+  reached(target: Target): boolean {
+    switch (target) {
+      case 'launched':
+        return this.currentState === 'launched' && this.runsCurrentHash;
+      case 'loaded':
+        return this.currentState === 'loaded' && !this.runsOnPlacement();
+      case 'inactive':
+        return this.placements.size === 0 && !this.mayRun;
+      case 'gone':
+        return this.unit === undefined && this.placements.size === 0 && !this.mayRun;
+    }
+  }
+
+  /** The agent reports the unit failed (not restarting) on its placement's machine. */
+  get failedOnPlacement(): boolean {
+    const p = this.placement;
+    return (
+      p !== undefined && this.state?.machine === p.machine && this.state.activeState === 'failed'
+    );
+  }
+
+  /** Where the unit is and how it is, in a few words, for progress and timeout messages. */
+  describe(addresses: MachineAddresses): string {
+    if (this.unit === undefined) return 'not submitted';
+    const p = this.placement;
+    if (p === undefined) {
+      if (this.unscheduled !== undefined) return `pending: ${this.unscheduled.summary}`;
+      return this.mayRun ? `stopping (${activeText(this.state)})` : 'not placed yet';
+    }
+    const where = `on ${machineLegend(p.machine, addresses, false)}`;
+    const s = this.state;
+    if (s === undefined || s.machine !== p.machine) return `placed ${where}, not reported yet`;
+    return `${activeText(s)} ${where}`;
+  }
+
+  private runsOnPlacement(): boolean {
+    const p = this.placement;
+    return p !== undefined && this.state?.machine === p.machine && this.mayRun;
+  }
+}
+
+/** `active/running`, or `-` when there is no state. */
+export function activeText(state: UnitState | undefined): string {
+  if (state === undefined || state.activeState === '') return '-';
+  return state.subState === '' ? state.activeState : `${state.activeState}/${state.subState}`;
+}
+
+/** Why a failed unit failed: the agent's message, else its exit status or signal. */
+export function failureText(state: UnitState | undefined): string {
+  if (state === undefined) return 'failed';
+  if (state.message !== '') return state.message;
+  if (state.exitSignal !== '') return `killed by ${state.exitSignal}`;
+  if (state.exitStatus > 0) return `exit status ${state.exitStatus}`;
+  return 'failed';
+}

@@ -1,0 +1,146 @@
+/**
+ * `flotctl watch`: the cluster's changes, live, one line each (time, revision, kind, name,
+ * machine, what happened), from Events.Watch. The stream is resumable: every line carries its
+ * etcd revision, and `--from-revision` starts from any revision still in etcd's history, so
+ * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
+ * connection breaks, flotctl resumes by itself from the last revision seen + 1.
+ */
+import { parseArgs } from 'node:util';
+import { Event } from '../proto/flotilla/v1/events.js';
+import type { ApiClient } from './client.js';
+import { withClient } from './client.js';
+import { CliError } from './errors.js';
+import { formatClock, formatMetadata, machineId, printJsonLine } from './table.js';
+import { activeText, failureText } from './unit-view.js';
+import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+
+const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine ID] [-l|--full]
+
+Prints every change of the cluster as it happens, one line each:
+  TIME  REVISION  KIND  NAME  MACHINE  WHAT
+KIND is unit, placement, state, machine, machine-config or unscheduled. Runs until Ctrl-C.
+
+Options:
+  --from-revision N   start at etcd revision N (still in etcd's history) instead of now
+  --unit GLOB         only changes of units whose name matches (shell syntax, e.g. 'web@*');
+                      machine changes are still shown
+  --machine ID        only changes on that machine (its full id)
+  -l, --full          do not shorten machine ids
+  -o json             one JSON event per line, with the time it was received
+`;
+
+export const watchVerb: Verb = {
+  name: 'watch',
+  summary: "print the cluster's changes live, one line each",
+  help: HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: {
+        'from-revision': { type: 'string' },
+        unit: { type: 'string' },
+        machine: { type: 'string' },
+        full: { type: 'boolean', short: 'l' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const rawFrom = values['from-revision'] ?? '0';
+    if (!/^\d+$/.test(rawFrom))
+      throw new UsageError(`--from-revision=${rawFrom}: expected a revision number`);
+    const filter = { unitGlob: values.unit ?? '', machine: values.machine ?? '' };
+    const full = values.full === true;
+    return withClient(globals, async (api) => {
+      await follow(api, io, BigInt(rawFrom), filter, (ev) => {
+        const now = Date.now();
+        if (globals.output === 'json') {
+          printJsonLine(io, { time: new Date(now).toISOString(), ...(Event.toJSON(ev) as object) });
+        } else {
+          io.stdout(`${eventLine(ev, now, full)}\n`);
+        }
+      });
+      return EXIT_OK;
+    });
+  },
+};
+
+/**
+ * Streams events until the user stops; a broken stream is resumed from the last revision
+ * seen + 1 (and at the current revision when none was seen). Refusals (a compacted revision,
+ * a bad glob) end the command.
+ */
+async function follow(
+  api: ApiClient,
+  io: CliIo,
+  from: bigint,
+  filter: { unitGlob: string; machine: string },
+  print: (ev: Event) => void,
+): Promise<void> {
+  let next = from;
+  for (;;) {
+    try {
+      const stream = api.watch(
+        { fromRevision: next, ...filter },
+        { follow: true, signal: io.signal },
+      );
+      for await (const ev of stream) {
+        next = ev.revision + 1n;
+        print(ev);
+      }
+      return; // ended by the user (or the server closed the stream cleanly)
+    } catch (err) {
+      if (!(err instanceof CliError) || err.code === 'refused' || err.code === 'unreachable') {
+        throw err;
+      }
+      io.stderr(`${err.message}; resuming from revision ${next === 0n ? 'now' : next}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (io.signal?.aborted === true) return;
+    }
+  }
+}
+
+/** One event as a line: `12:00:01.123  42  placement  web@1.service  1a2b3c4d...  placed (launched)`. */
+export function eventLine(ev: Event, nowMs: number, full: boolean): string {
+  const aboutMachine = ev.kind === 'machine' || ev.kind === 'machine-config';
+  const name = aboutMachine ? machineId(ev.name, full) : ev.name;
+  const machine = aboutMachine || ev.machine === '' ? '-' : machineId(ev.machine, full);
+  return [
+    formatClock(nowMs),
+    String(ev.revision).padStart(6),
+    ev.kind.padEnd(14),
+    name.padEnd(full ? 32 : 24),
+    machine.padEnd(full ? 32 : 11),
+    what(ev),
+  ].join('  ');
+}
+
+/** What happened, in a few words. */
+function what(ev: Event): string {
+  const put = ev.type === 'put';
+  switch (ev.kind) {
+    case 'unit':
+      return put ? `desired ${ev.unit?.desiredState ?? '?'}` : 'destroyed';
+    case 'placement':
+      return put ? `placed (${ev.placement?.desiredState || 'launched'})` : 'unplaced';
+    case 'state': {
+      if (!put) return 'no longer reported';
+      const s = ev.state;
+      const failed = s?.activeState === 'failed' ? `: ${failureText(s)}` : '';
+      return `${activeText(s)}${failed}`;
+    }
+    case 'machine':
+      return put
+        ? `up (${ev.machineRecord?.driver ?? '?'}, ${ev.machineRecord?.addresses[0] ?? '-'})`
+        : 'down';
+    case 'machine-config': {
+      if (!put) return 'settings removed';
+      const c = ev.machineConfig;
+      return `${c?.drained === true ? 'drained' : 'not drained'}, metadata ${formatMetadata(c?.metadata ?? {})}`;
+    }
+    case 'unscheduled':
+      return put ? `pending: ${ev.unscheduled?.summary ?? '?'}` : 'no longer pending';
+    default:
+      return ev.type;
+  }
+}

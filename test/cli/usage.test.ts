@@ -1,0 +1,141 @@
+/**
+ * flotctl's command line itself: help on every verb, usage errors (exit 2, with the usage),
+ * and what happens when no API answers (exit 1, one line saying what to do). No cluster.
+ */
+import test from 'ava';
+import { freePort } from '../helpers/index.js';
+import { EXAMPLES, flotctl } from './cli-kit.js';
+
+const VERBS = [
+  'submit',
+  'load',
+  'start',
+  'stop',
+  'unload',
+  'destroy',
+  'cat',
+  'list-units',
+  'list-unit-files',
+  'list-machines',
+  'status',
+  'journal',
+  'verify',
+  'scale',
+  'watch',
+  'plan',
+  'drain',
+  'undrain',
+];
+
+test('flotctl --help lists every verb and the global options, exit 0', async (t) => {
+  const r = await flotctl(['--help']);
+  t.is(r.code, 0, r.stderr);
+  for (const verb of VERBS) t.regex(r.stdout, new RegExp(`^  ${verb}\\s+\\S`, 'm'), verb);
+  t.regex(r.stdout, /--endpoint HOST:PORT/);
+  t.regex(r.stdout, /--request-timeout/);
+  t.regex(r.stdout, /-o, --output table\|json/);
+});
+
+test('every verb has --help starting with its usage line, exit 0, without a cluster', async (t) => {
+  const runs = await Promise.all(VERBS.map((verb) => flotctl([verb, '--help'])));
+  runs.forEach((r, i) => {
+    const verb = VERBS[i] ?? '';
+    t.is(r.code, 0, `${verb}: ${r.stderr}`);
+    t.true(r.stdout.startsWith(`Usage: flotctl ${verb}`), `${verb}: ${r.stdout}`);
+    t.regex(r.stdout, /--endpoint/, `${verb} help shows the global options`);
+  });
+  const viaHelp = await flotctl(['help', 'start']);
+  t.is(viaHelp.code, 0);
+  t.true(viaHelp.stdout.startsWith('Usage: flotctl start'));
+});
+
+/** Command lines that are wrong in themselves; none of them may reach for the network. */
+const USAGE_ERRORS: readonly (readonly string[])[] = [
+  [],
+  ['frobnicate'],
+  ['submit'],
+  ['start'],
+  ['start', '--bogus', 'a.service'],
+  ['start', '--timeout', 'soon', 'a.service'],
+  ['start', '--timeout', '0', 'a.service'],
+  ['stop', '--block-attempts', '-3', 'a.service'],
+  ['cat'],
+  ['cat', 'a.service', 'b.service'],
+  ['journal'],
+  ['journal', '-n', 'ten', 'a.service'],
+  ['status'],
+  ['scale'],
+  ['scale', 'web'],
+  ['scale', 'web', 'five'],
+  ['scale', 'web.service=3'],
+  ['scale', 'web@.service=-1'],
+  ['list-units', '--fields', 'unit,colour'],
+  ['list-units', 'a*', 'b*'],
+  ['list-machines', '--fields', ''],
+  ['list-machines', 'extra'],
+  ['watch', '--from-revision', 'yesterday'],
+  ['plan'],
+  ['drain'],
+  ['undrain', 'a', 'b'],
+  ['-o', 'yaml', 'list-units'],
+  ['list-units', '--endpoint'],
+  ['--request-timeout', '-5s', 'list-units'],
+];
+
+test('usage errors exit 2 with the usage on stderr and nothing on stdout', async (t) => {
+  // A port nothing listens on: a usage error must be found before any call is made.
+  const endpoint = `127.0.0.1:${await freePort()}`;
+  for (const args of USAGE_ERRORS) {
+    const r = await flotctl(['--endpoint', endpoint, ...args]);
+    const what = args.join(' ') || '(no arguments)';
+    t.is(r.code, 2, `${what}: ${r.stderr}`);
+    t.regex(r.stderr, /Usage: flotctl/, what);
+    t.is(r.stdout, '', what);
+    t.notRegex(r.stderr, /cannot reach/, what);
+  }
+});
+
+test('an unreachable endpoint exits 1 with one line naming it and how to change it', async (t) => {
+  const endpoint = `127.0.0.1:${await freePort()}`;
+  const expected = `cannot reach the Flotilla API at ${endpoint}: is a scheduler running? (set --endpoint or FLOTCTL_ENDPOINT)\n`;
+  for (const args of [
+    ['list-units'],
+    ['list-machines'],
+    ['start', '--timeout', '5s', 'hello.service'],
+    ['submit', `${EXAMPLES}hello.service`],
+    ['watch'],
+    ['journal', '-f', 'hello.service'],
+  ]) {
+    const r = await flotctl(['--endpoint', endpoint, '--request-timeout', '5s', ...args]);
+    t.is(r.code, 1, args.join(' '));
+    t.is(r.stderr, expected, args.join(' '));
+    t.is(r.stdout, '', args.join(' '));
+  }
+});
+
+test('FLOTCTL_ENDPOINT is used when --endpoint is absent, and --endpoint wins over it', async (t) => {
+  const [a, b] = [await freePort(), await freePort()];
+  const fromEnv = await flotctl(['list-units'], { env: { FLOTCTL_ENDPOINT: `127.0.0.1:${a}` } });
+  t.is(fromEnv.code, 1);
+  t.regex(fromEnv.stderr, new RegExp(`at 127\\.0\\.0\\.1:${a}:`));
+  const both = await flotctl(['--endpoint', `http://127.0.0.1:${b}/`, 'list-units'], {
+    env: { FLOTCTL_ENDPOINT: `127.0.0.1:${a}` },
+  });
+  t.is(both.code, 1);
+  t.regex(both.stderr, new RegExp(`at 127\\.0\\.0\\.1:${b}:`), 'http:// and / are dropped');
+});
+
+test('the default endpoint is 127.0.0.1:4700', async (t) => {
+  const r = await flotctl(['list-units', '--request-timeout', '3s']);
+  // Another test or a developer's scheduler may serve 4700: then list-units succeeds.
+  if (r.code === 0) return t.pass();
+  t.regex(r.stderr, /Flotilla API at 127\.0\.0\.1:4700/);
+});
+
+test('verify still works offline next to the new verbs', async (t) => {
+  const ok = await flotctl(['verify', `${EXAMPLES}hello.service`]);
+  t.is(ok.code, 0, ok.stdout + ok.stderr);
+  const bad = await flotctl(['verify', `${EXAMPLES}bad/bad-memory.service`]);
+  t.is(bad.code, 1);
+  t.regex(bad.stdout, /bad-memory\.service:3: MemoryMax/);
+});

@@ -38,7 +38,7 @@ export interface EngineOptions {
   lossWindowMs?: number;
   /** A rescheduling pause ends by itself after this long; 0 means never. Default 300 000 ms. */
   pauseTimeoutMs?: number;
-  /** After a machine loss, moves wait this long for further losses. Default 1000 ms. */
+  /** After a machine loss, moves wait this long for further losses. Default 500 ms. */
   lossSettleMs?: number;
   /** Remind the log of a pause this often. Default 60 000 ms. */
   pauseReminderMs?: number;
@@ -149,7 +149,13 @@ export class Engine {
 
   private lead(term: Term): void {
     term.signal.addEventListener('abort', () => this.waker.wake(), { once: true });
-    this.loop = this.loop.then(() => this.runTerm(term));
+    this.loop = this.loop
+      .then(() => this.runTerm(term))
+      .catch((err: unknown) => {
+        // A bug, not an etcd fault (those are retried inside): give the term up, keep serving.
+        this.logger.error({ err }, 'planning loop failed; resigning this term');
+        this.leadership.deposed(term, 'the planning loop failed');
+      });
   }
 
   private async runTerm(term: Term): Promise<void> {

@@ -42,7 +42,7 @@ export const SCHEDULER_DEFAULTS = {
   rescheduleRate: 20,
   lossWindowMs: 30_000,
   pauseTimeoutMs: 300_000,
-  lossSettleMs: 1_000,
+  lossSettleMs: 500,
   tickMs: 1_000,
 } as const;
 
@@ -61,7 +61,7 @@ Flags:
   --name NAME                  replica name in the election (default hostname:pid)
   --reschedule-rate N          moves of running units per second, 0 = unlimited (default ${SCHEDULER_DEFAULTS.rescheduleRate})
   --loss-window DURATION       machine losses this close together count as at once (default 30s)
-  --loss-settle DURATION       after a machine loss, wait this long for more before moving units (default 1s)
+  --loss-settle DURATION       after a machine loss, wait this long for more before moving units (default 500ms)
   --reschedule-pause-timeout DURATION
                                a pause after a mass loss ends by itself after this, 0 = never (default 5m)
   --tick DURATION              plan at least this often (default 1s)

@@ -8,9 +8,12 @@
  * - {@link LossGuard}: when more than half of the machines vanish within a short window, the
  *   fault is more likely the leader's own (a partition, an etcd hiccup) than the machines', so
  *   rescheduling pauses. It resumes when enough machines return, when the pause times out, or
- *   when an operator says so ({@link LossGuard.resume}). Machines cut off together lose their
- *   leases over a second or so, not at one instant, so after every loss moves wait a short
- *   settle time: losses that arrive together are judged together.
+ *   when an operator says so ({@link LossGuard.resume}). Machines cut off together do not
+ *   lose their leases at one instant (etcd sweeps expired leases every 500 ms, and their last
+ *   renewals differ), so after every loss moves wait a short settle time (500 ms: one more
+ *   sweep) and losses that arrive together are judged together. Losses spread wider than
+ *   that may move the first machine's units before the pause starts; the pause then stops
+ *   the rest. A longer settle catches more, at the price of slower failover.
  *
  * Both take the clock as an input, so their decisions can be replayed in tests.
  */
@@ -76,7 +79,7 @@ export interface LossGuardOptions {
   windowMs?: number;
   /** A pause ends by itself after this long; 0 means only returns or an operator end it. Default 300 000 ms. */
   pauseTimeoutMs?: number;
-  /** After a loss, moves wait this long for further losses. Default 1000 ms. */
+  /** After a loss, moves wait this long for further losses. Default 500 ms. */
   settleMs?: number;
   now?: Clock;
 }
@@ -125,7 +128,7 @@ export class LossGuard {
   constructor(opts: LossGuardOptions = {}) {
     this.windowMs = opts.windowMs ?? 30_000;
     this.pauseTimeoutMs = opts.pauseTimeoutMs ?? 300_000;
-    this.settleMs = opts.settleMs ?? 1_000;
+    this.settleMs = opts.settleMs ?? 500;
     this.now = opts.now ?? Date.now;
   }
 

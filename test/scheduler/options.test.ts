@@ -1,0 +1,98 @@
+/**
+ * `flotilla scheduler` flags: defaults, the FLOTILLA_* environment as a fallback, flags over
+ * the environment, and usage errors for values that make no sense.
+ */
+import test from 'ava';
+import { UsageError } from '../../cli/daemon-options.js';
+import {
+  parseSchedulerArgs,
+  SCHEDULER_DEFAULTS,
+  SCHEDULER_USAGE,
+} from '../../scheduler/options.js';
+import type { SchedulerOptions } from '../../scheduler/options.js';
+
+const ENV_KEYS = [
+  'FLOTILLA_ETCD_ENDPOINTS',
+  'FLOTILLA_PREFIX',
+  'FLOTILLA_LISTEN',
+  'FLOTILLA_ELECTION_TTL',
+  'FLOTILLA_LOG_LEVEL',
+  'FLOTILLA_NAME',
+  'FLOTILLA_RESCHEDULE_RATE',
+];
+
+/** Runs `fn` with exactly `env` among the scheduler's variables, restoring them after. */
+function withEnv<T>(env: Record<string, string>, fn: () => T): T {
+  const saved = new Map(ENV_KEYS.map((k) => [k, process.env[k]]));
+  for (const k of ENV_KEYS) delete process.env[k];
+  Object.assign(process.env, env);
+  try {
+    return fn();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+function options(argv: string[], env: Record<string, string> = {}): SchedulerOptions {
+  const parsed = withEnv(env, () => parseSchedulerArgs(argv));
+  if (parsed.help) throw new Error('unexpected help');
+  return parsed.options;
+}
+
+test.serial('defaults: local etcd, /flotilla/, API on 127.0.0.1:4700, 5 s election TTL', (t) => {
+  const o = options([]);
+  t.deepEqual(o.endpoints, ['http://127.0.0.1:2379']);
+  t.is(o.prefix, '/flotilla/');
+  t.is(o.listen, '127.0.0.1:4700');
+  t.is(o.electionTtlSeconds, 5);
+  t.is(o.logLevel, 'info');
+  t.regex(o.name, new RegExp(`:${process.pid}$`));
+  t.is(o.rescheduleRate, SCHEDULER_DEFAULTS.rescheduleRate);
+  t.is(o.lossSettleMs, 500);
+});
+
+test.serial('the environment fills in flags, and flags win over it', (t) => {
+  const env = {
+    FLOTILLA_ETCD_ENDPOINTS: 'http://10.0.0.1:2379, http://10.0.0.2:2379',
+    FLOTILLA_PREFIX: '/env/',
+    FLOTILLA_ELECTION_TTL: '7s',
+    FLOTILLA_NAME: 'from-env',
+    FLOTILLA_RESCHEDULE_RATE: '3',
+  };
+  const fromEnv = options([], env);
+  t.deepEqual(fromEnv.endpoints, ['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
+  t.is(fromEnv.prefix, '/env/');
+  t.is(fromEnv.electionTtlSeconds, 7);
+  t.is(fromEnv.name, 'from-env');
+  t.is(fromEnv.rescheduleRate, 3);
+  const flags = options(
+    ['--prefix=/flag/', '--election-ttl', '3', '--name=flag', '--listen=none'],
+    env,
+  );
+  t.is(flags.prefix, '/flag/');
+  t.is(flags.electionTtlSeconds, 3);
+  t.is(flags.name, 'flag');
+  t.is(flags.listen, undefined, '--listen=none runs without the API');
+});
+
+test.serial('nonsense is a usage error; --help asks for the usage', (t) => {
+  for (const argv of [
+    ['--election-ttl=500ms'],
+    ['--election-ttl=1.5s'],
+    ['--election-ttl=soon'],
+    ['--reschedule-rate=-1'],
+    ['--tick=1ms'],
+    ['--no-such-flag'],
+    ['positional'],
+  ]) {
+    t.throws(() => options(argv), { instanceOf: UsageError }, argv.join(' '));
+  }
+  t.deepEqual(
+    withEnv({}, () => parseSchedulerArgs(['--help'])),
+    { help: true },
+  );
+  t.regex(SCHEDULER_USAGE, /--election-ttl/);
+});

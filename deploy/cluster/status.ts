@@ -1,0 +1,97 @@
+/**
+ * `flotilla cluster status`: every process of the cluster, whether it runs, and for agents
+ * whether their machine is registered in etcd (when etcd answers).
+ */
+import { registeredMachines } from './launch.js';
+import { isRunning } from './proc.js';
+import { ClusterError, readRecord, type ClusterRecord } from './state.js';
+
+/** One line of `status`. */
+export interface ProcessStatus {
+  readonly name: string;
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  /** What it serves: etcd's URL, a scheduler's API, an agent's machine id and address. */
+  readonly detail: string;
+  readonly logPath: string;
+}
+
+/** The cluster's state as `status` shows it. */
+export interface ClusterStatus {
+  readonly record: ClusterRecord;
+  readonly processes: readonly ProcessStatus[];
+  /** True when every recorded process runs. */
+  readonly allRunning: boolean;
+}
+
+/** Reads the record in `dir` and checks each process; `no-cluster` when there is none. */
+export async function clusterStatus(dir: string): Promise<ClusterStatus> {
+  const record = await readRecord(dir);
+  if (record === undefined) throw new ClusterError('no-cluster', `no cluster in ${dir}`);
+  const etcd = record.processes.find((p) => p.role === 'etcd');
+  const registered =
+    etcd !== undefined && (await isRunning(etcd))
+      ? await registeredMachines(record).catch(() => undefined)
+      : undefined;
+  const processes: ProcessStatus[] = [];
+  for (const proc of record.processes) {
+    let detail = '';
+    if (proc.role === 'etcd') detail = record.etcd.endpoint;
+    if (proc.role === 'scheduler') {
+      detail = `API ${record.apiAddresses[Number(proc.name.split('-')[1]) - 1] ?? '?'}`;
+    }
+    if (proc.role === 'agent') {
+      const agent = record.agents.find((a) => `agent-${a.index}` === proc.name);
+      if (agent !== undefined) {
+        const reg =
+          registered === undefined
+            ? ''
+            : registered.has(agent.machineId)
+              ? ' registered'
+              : ' not registered';
+        detail = `machine ${agent.machineId.slice(0, 12)} ${agent.ip}${agent.netns ? ` netns ${agent.netns}` : ''}${reg}`;
+      }
+    }
+    const running = await isRunning(proc);
+    processes.push({
+      name: proc.name,
+      pid: running ? proc.pid : undefined,
+      running,
+      detail,
+      logPath: proc.logPath,
+    });
+  }
+  return {
+    record,
+    processes,
+    allRunning: processes.length > 0 && processes.every((p) => p.running),
+  };
+}
+
+/** The status as a table, with a header naming the cluster and its directory. */
+export function formatStatus(status: ClusterStatus): string {
+  const { record } = status;
+  const net =
+    record.network === undefined
+      ? 'loopback'
+      : `netns, bridge ${record.network.bridge} ${record.network.subnet}`;
+  const rows = status.processes.map((p) => [
+    p.name,
+    p.running ? 'running' : 'stopped',
+    p.pid === undefined ? '-' : String(p.pid),
+    p.detail,
+  ]);
+  const header = ['PROCESS', 'STATE', 'PID', 'DETAIL'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [
+    `cluster ${record.name} in ${record.dir} (${net}, driver ${record.driver}, logs in ${record.dir}/logs)`,
+    line(header),
+    ...rows.map(line),
+    '',
+  ].join('\n');
+}

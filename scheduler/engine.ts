@@ -197,9 +197,12 @@ export class Engine {
         await this.cache.ready();
         await this.cache.catchUp();
         const live = new Set(this.cache.liveMachines());
+        const absent = new Set<string>();
         for (const [, byMachine] of this.cache.view().placements) {
-          for (const id of byMachine.keys()) if (!live.has(id)) this.guard.machineLost(id);
+          for (const id of byMachine.keys()) if (!live.has(id)) absent.add(id);
         }
+        this.guard.machinesAbsent(absent);
+        if (this.guard.paused !== undefined) this.publish(term); // a pause outlives a term
         log.info('leading: planning');
         return true;
       } catch (err) {
@@ -265,6 +268,11 @@ export class Engine {
     } else {
       this.logger.warn({ why: t.why }, 'rescheduling resumed');
     }
+    this.publish(term);
+  }
+
+  /** Publishes the pause (or its absence) in the term's election key, for every replica's API. */
+  private publish(term: Term | undefined): void {
     if (term === undefined || term.signal.aborted) return;
     const status = { rescheduling: this.guard.paused ?? null };
     this.leadership.announce(term, status).catch((err: unknown) => {

@@ -329,6 +329,7 @@ export class Leadership {
     const leading = this.leading;
     if (leading !== undefined && leading.candidacy === c) {
       this.leading = undefined;
+      this.status = undefined; // what a leader published is not a candidate's to repeat
       leading.abort.abort(new SchedulerError('deposed', reason));
       this.logger.warn({ key: c.key, reason }, 'no longer leader');
       this.events.emit({ type: 'deposed', term: leading.term, reason });

@@ -138,6 +138,16 @@ export class LossGuard {
     this.lastLoss = Math.max(this.lastLoss, at);
   }
 
+  /**
+   * A new leader found these machines absent while units are still placed on them: they
+   * count as lost now, whatever the previous leader decided, so a mass loss that a leader
+   * died during pauses its successor too (with a fresh timeout).
+   */
+  machinesAbsent(ids: Iterable<string>): void {
+    const now = this.now();
+    for (const id of ids) this.recent.set(id, now);
+  }
+
   /** Milliseconds until the last loss has settled (0 when moves may go ahead). */
   settleRemaining(): number {
     return Math.max(0, this.lastLoss + this.settleMs - this.now());

@@ -377,3 +377,33 @@ test.serial(
     t.is((await placements(store)).size, 2, 'nothing placed twice');
   },
 );
+
+test.serial('a successor elected during a mass loss keeps rescheduling paused', async (t) => {
+  const prefix = prefixFor(t);
+  const store = testStore(t, server(), prefix);
+  const machines = await Promise.all([1, 2, 3, 4].map(() => startMachine(t, store, {}, 1)));
+  const names = [1, 2, 3, 4].map((i) => `s${i}.service`);
+  for (const name of names) await submit(store, name);
+  const a = await startReplica(t, replicaOptions(server(), prefix, { lossSettleMs: 4_000 }));
+  await eventuallyLeads(a);
+  const b = await startReplica(t, replicaOptions(server(), prefix, { lossSettleMs: 4_000 }));
+  const before = await eventuallyPlaced(store, names);
+  await Promise.all(machines.slice(1).map((m) => m.kill()));
+  await assertEventually(() => a.status().paused !== undefined, {
+    timeoutMs: 30_000,
+    message: 'the first leader pauses',
+  });
+  await a.close();
+  await eventuallyLeads(b);
+  const pause = await assertEventually(
+    () => {
+      const p = b.status().paused;
+      if (p === undefined) throw new Error('not paused');
+      return p;
+    },
+    { timeoutMs: 30_000, message: 'the successor pauses too' },
+  );
+  t.is(pause.lost.length, 3);
+  await sleep(1_000);
+  t.deepEqual(await placements(store), before, 'nothing moved');
+});

@@ -117,3 +117,14 @@ test('moves wait for the settle time after every loss', (t) => {
   c.advance(1_000);
   t.is(guard.settleRemaining(), 0);
 });
+
+test('a new leader counts machines still holding placements as lost now, and pauses afresh', (t) => {
+  const c = clock();
+  const guard = new LossGuard({ windowMs: 30_000, now: c.now });
+  for (const id of ['a', 'b', 'c']) guard.machineLost(id);
+  c.advance(240_000); // the previous leader paused long ago, then died
+  guard.machinesAbsent(['a', 'b', 'c']);
+  const tr = guard.evaluate(1);
+  t.is(tr?.type, 'paused');
+  t.is(guard.paused?.since, c.now());
+});

@@ -1,0 +1,268 @@
+/**
+ * `flotilla agent` settings. Three sources, in order of precedence: flags, `FLOTILLA_<FLAG>`
+ * environment variables, then an optional config file (`--config FILE`: a JSON object, or
+ * `key=value` lines, keys named like the flags). What none of them gives is detected from the
+ * host (machine id, capacity, address, driver) or takes the documented default.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, networkInterfaces, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import {
+  commonFlags,
+  DaemonArgs,
+  defaultEtcdEndpoints,
+  defaultPrefix,
+  envName,
+  UsageError,
+} from '../cli/daemon-options.js';
+import { parseMemoryBytes } from '../unit/index.js';
+import { readConfigFile } from './config-file.js';
+
+/** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
+export type DriverChoice = 'runc' | 'process' | 'auto';
+
+/** The agent's settings with every default applied ({@link parseAgentArgs} fills them). */
+export interface AgentOptions {
+  readonly machineId: string;
+  /** The agent's own machine metadata (API-set metadata is merged over it elsewhere). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** The advertised address: first of the machine record's addresses. */
+  readonly publicIp: string;
+  readonly cpuMillicores: number;
+  readonly memoryBytes: number;
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly driver: DriverChoice;
+  /**
+   * Root of the agents' state on this host; one machine's units and logs live under
+   * `<stateDir>/<machineId>/`, so several agents can share it.
+   */
+  readonly stateDir: string;
+  /** Lease TTL of the machine record and the state records, whole seconds. */
+  readonly leaseTtlSeconds: number;
+  /** host:port of the Logs gRPC service (port 0 picks a free one). */
+  readonly logsListen: string;
+  /** On SIGTERM leave the units running and the lease to expire (agent upgrades). */
+  readonly keepUnitsOnExit: boolean;
+  readonly logLevel: string;
+  /** The periodic reconcile pass, besides the one every watch event triggers. */
+  readonly tickMs: number;
+}
+
+/** Defaults, in one place. */
+export const AGENT_DEFAULTS = {
+  machineIdFile: '/etc/machine-id',
+  stateRoot: '/var/lib/flotilla',
+  leaseTtlSeconds: 10,
+  logsListen: '127.0.0.1:4701',
+  logLevel: 'info',
+  tickMs: 5_000,
+} as const;
+
+/** The help text of `flotilla agent`. */
+export const AGENT_USAGE = `Usage: flotilla agent [flags]
+
+Runs the agent of one machine: registers it in etcd, runs the units placed on it as
+containers, reports their state and serves their logs. Every flag also reads FLOTILLA_<FLAG>
+(e.g. FLOTILLA_MACHINE_ID); flags win over the environment, the environment over --config.
+
+Flags:
+  --config FILE              JSON object or key=value lines, keys named like these flags
+  --machine-id ID            this machine's id (default: the content of /etc/machine-id)
+  --metadata K=V,...         machine metadata for [X-Fleet] MachineMetadata= and SpreadBy=
+  --public-ip ADDRESS        advertised address (default: the first non-loopback IPv4)
+  --cpu N                    CPU capacity: cores (2, 1.5) or millicores (1500m) (default: all)
+  --memory SIZE              memory capacity: bytes or K/M/G/T suffix (default: total RAM)
+  --etcd-endpoints URLS      comma-separated etcd client URLs (default ${defaultEtcdEndpoints.join(',')})
+  --prefix PREFIX            cluster key prefix in etcd (default ${defaultPrefix})
+  --driver NAME              runc, process or auto (default auto: runc when installed and root)
+  --state-dir DIR            unit state and logs go in DIR/<machine-id> (default ${AGENT_DEFAULTS.stateRoot})
+  --lease-ttl DURATION       machine lease TTL, whole seconds (default 10s)
+  --logs-listen HOST:PORT    Logs service address (default ${AGENT_DEFAULTS.logsListen})
+  --keep-units-on-exit       on SIGTERM leave units running and the machine registered until
+                             its lease expires (for an upgrade); default: stop them, unregister
+  --tick DURATION            periodic reconcile pass (default 5s)
+  --log-level LEVEL          fatal, error, warn, info, debug, trace or silent (default info)
+  -h, --help                 show this help
+`;
+
+const agentFlags = {
+  config: { type: 'string' },
+  'machine-id': { type: 'string' },
+  metadata: { type: 'string' },
+  'public-ip': { type: 'string' },
+  cpu: { type: 'string' },
+  memory: { type: 'string' },
+  driver: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'lease-ttl': { type: 'string' },
+  'logs-listen': { type: 'string' },
+  'keep-units-on-exit': { type: 'boolean' },
+  tick: { type: 'string' },
+} as const;
+
+/** Every flag the agent accepts, for the config file's key check. */
+const KNOWN_KEYS: ReadonlySet<string> = new Set(
+  [...Object.keys(commonFlags), ...Object.keys(agentFlags)].filter(
+    (k) => k !== 'help' && k !== 'config',
+  ),
+);
+
+/** What the host tells us, injectable so tests do not depend on the machine they run on. */
+export interface HostFacts {
+  readonly env: NodeJS.ProcessEnv;
+  readFile(path: string): string;
+  cpuMillicores(): number;
+  memoryBytes(): number;
+  publicIp(): string;
+}
+
+/** The real host. */
+export const HOST: HostFacts = {
+  env: process.env,
+  readFile: (path) => readFileSync(path, 'utf8'),
+  cpuMillicores: () => availableParallelism() * 1000,
+  memoryBytes: () => totalmem(),
+  publicIp: firstPublicIpv4,
+};
+
+/** The first non-internal IPv4 address, else 127.0.0.1. */
+export function firstPublicIpv4(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const addr of list ?? []) {
+      if (addr.family === 'IPv4' && !addr.internal) return addr.address;
+    }
+  }
+  return '127.0.0.1';
+}
+
+/** Parses argv, env and config file; `help` is true when usage was asked for. Throws UsageError. */
+export function parseAgentArgs(
+  argv: readonly string[],
+  host: HostFacts = HOST,
+): { help: true } | { help: false; options: AgentOptions } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: { ...commonFlags, ...agentFlags },
+      allowPositionals: false,
+      strict: true,
+    }).values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const bare = new DaemonArgs(values, host.env);
+  if (bare.boolean('help')) return { help: true };
+  const configPath = bare.string('config');
+  const fileEnv: Record<string, string> = {};
+  if (configPath !== undefined) {
+    for (const [key, value] of Object.entries(readConfigFile(configPath, host.readFile))) {
+      if (!KNOWN_KEYS.has(key)) throw new UsageError(`${configPath}: unknown key ${key}`);
+      fileEnv[envName(key)] = value;
+    }
+  }
+  const definedEnv = Object.fromEntries(
+    Object.entries(host.env).filter(([, v]) => v !== undefined && v !== ''),
+  );
+  return {
+    help: false,
+    options: resolve(new DaemonArgs(values, { ...fileEnv, ...definedEnv }), host),
+  };
+}
+
+function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
+  const machineId = args.string('machine-id') ?? readMachineId(host);
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(machineId)) {
+    throw new UsageError(
+      `--machine-id=${machineId}: expected 1-128 letters, digits, '_', '.', ':' or '-'`,
+    );
+  }
+  const ttlMs = args.durationMs('lease-ttl', AGENT_DEFAULTS.leaseTtlSeconds * 1000);
+  if (ttlMs < 1000 || ttlMs % 1000 !== 0) {
+    throw new UsageError('--lease-ttl: expected whole seconds, at least 1s');
+  }
+  const driver = args.stringOr('driver', 'auto');
+  if (driver !== 'runc' && driver !== 'process' && driver !== 'auto') {
+    throw new UsageError(`--driver=${driver}: expected runc, process or auto`);
+  }
+  const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
+  if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
+  const tickMs = args.durationMs('tick', AGENT_DEFAULTS.tickMs);
+  if (tickMs < 10) throw new UsageError('--tick: expected at least 10ms');
+  const logsListen = args.stringOr('logs-listen', AGENT_DEFAULTS.logsListen);
+  if (!/^.+:\d+$/.test(logsListen)) {
+    throw new UsageError(`--logs-listen=${logsListen}: expected HOST:PORT`);
+  }
+  const cpu = args.string('cpu');
+  const memory = args.string('memory');
+  return {
+    machineId,
+    metadata: parseMetadata(args.string('metadata') ?? ''),
+    publicIp: args.string('public-ip') ?? host.publicIp(),
+    cpuMillicores: cpu === undefined ? host.cpuMillicores() : parseCpu(cpu),
+    memoryBytes: memory === undefined ? host.memoryBytes() : parseMemory(memory),
+    endpoints,
+    prefix: args.stringOr('prefix', defaultPrefix),
+    driver,
+    stateDir: args.string('state-dir') ?? AGENT_DEFAULTS.stateRoot,
+    leaseTtlSeconds: ttlMs / 1000,
+    logsListen,
+    keepUnitsOnExit: args.boolean('keep-units-on-exit'),
+    logLevel: args.stringOr('log-level', AGENT_DEFAULTS.logLevel),
+    tickMs,
+  };
+}
+
+function readMachineId(host: HostFacts): string {
+  let text: string;
+  try {
+    text = host.readFile(AGENT_DEFAULTS.machineIdFile);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new UsageError(
+      `no --machine-id given and ${AGENT_DEFAULTS.machineIdFile} cannot be read (${why})`,
+    );
+  }
+  const id = text.trim();
+  if (id === '') {
+    throw new UsageError(`no --machine-id given and ${AGENT_DEFAULTS.machineIdFile} is empty`);
+  }
+  return id;
+}
+
+/** `k=v,k2=v2` (spaces around items ignored; a repeated key keeps the last value). */
+export function parseMetadata(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of text.split(',')) {
+    const pair = item.trim();
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? '' : pair.slice(0, eq).trim();
+    if (key === '') throw new UsageError(`--metadata: "${pair}" is not key=value`);
+    out[key] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** Cores (`2`, `1.5`) or millicores (`1500m`), as Kubernetes writes CPU amounts. */
+export function parseCpu(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(text.trim());
+  const millicores = m === null ? NaN : Number(m[1]) * (m[2] === 'm' ? 1 : 1000);
+  if (!Number.isSafeInteger(Math.round(millicores)) || millicores <= 0) {
+    throw new UsageError(`--cpu=${text}: expected cores (2, 1.5) or millicores (1500m)`);
+  }
+  return Math.round(millicores);
+}
+
+/** Bytes with an optional K, M, G or T suffix (powers of 1024, as MemoryMax=). */
+export function parseMemory(text: string): number {
+  let bytes: number;
+  try {
+    bytes = parseMemoryBytes('--memory', text, 0);
+  } catch {
+    bytes = 0;
+  }
+  if (bytes <= 0) throw new UsageError(`--memory=${text}: expected bytes or a K/M/G/T size`);
+  return bytes;
+}

@@ -1,0 +1,247 @@
+/**
+ * The agent's reconcile loop, effectful half: mirrors `placements/<own id>/` (list + watch,
+ * so only this machine's agent wakes for its placements), asks {@link UnitFiles} for the files
+ * they name, computes tasks with {@link computeTasks} and executes them through the
+ * UnitManager. It runs on every placement change, every fetched file, every finished task
+ * and a periodic tick: level-triggered, so a missed event costs a tick, never correctness.
+ *
+ * Cut off from etcd the mirror keeps its content, so nothing is stopped (availability
+ * first); once the watch resumes (or re-lists after compaction) the deletions that happened
+ * meanwhile arrive and those units stop.
+ */
+import type { Logger } from 'pino';
+import type { Placement, UnitState } from '../proto/flotilla/v1/records.js';
+import { codecs, WatchCache, type Store } from '../store/index.js';
+import type { UnitManager } from './unit-manager.js';
+import {
+  computeTasks,
+  type ActualUnit,
+  type Connection,
+  type DesiredUnit,
+  type Task,
+} from './reconcile-tasks.js';
+import type { StateReporter } from './state-reporter.js';
+import { UnitFiles } from './unit-files.js';
+
+/** Options of {@link Reconciler}. */
+export interface ReconcilerOptions {
+  readonly machineId: string;
+  /** The periodic pass. */
+  readonly tickMs: number;
+  /** Where the agent stands with etcd now (for StopOnDisconnect=). */
+  readonly connection: () => Connection;
+}
+
+/** A state the agent reports for a unit it does not run (loaded, or a file it cannot use). */
+interface Mark {
+  readonly unit: ActualUnit;
+  readonly state: UnitState;
+}
+
+/** Runs the reconcile loop of one machine. */
+export class Reconciler {
+  readonly placements: WatchCache<Placement>;
+  private readonly files: UnitFiles;
+  private readonly marks = new Map<string, Mark>();
+  private readonly held = new Set<string>();
+  private readonly busy = new Map<string, Promise<void>>();
+  private readonly unsubscribe: () => void;
+  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private started = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly units: UnitManager,
+    private readonly reporter: StateReporter,
+    private readonly log: Logger,
+    private readonly opts: ReconcilerOptions,
+  ) {
+    this.placements = new WatchCache(store, {
+      prefix: store.keys.placementsOn(opts.machineId),
+      codec: codecs.placement,
+    });
+    this.files = new UnitFiles(store, log, { onChange: () => this.schedule() });
+    this.placements.onError((err) => log.debug({ err }, 'placement watch: retrying'));
+    this.unsubscribe = this.placements.on((event) => {
+      if (event.type === 'resync') reporter.rewriteAll();
+      else if (event.type === 'put') reporter.touch(event.value.unit);
+      this.schedule();
+    });
+  }
+
+  /** Starts the loop: the first pass runs once the placements are listed. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.timer = setInterval(() => this.schedule(), this.opts.tickMs);
+    this.placements.ready().then(
+      () => this.schedule(),
+      () => undefined, // closed before the first listing
+    );
+  }
+
+  /** True when `name` is placed on this machine (as far as the mirror knows). */
+  isPlaced(name: string): boolean {
+    return this.placements.get(this.store.keys.placement(this.opts.machineId, name)) !== undefined;
+  }
+
+  /** The names placed here, plus those the agent runs or reports. */
+  known(): Set<string> {
+    const names = new Set<string>(this.marks.keys());
+    for (const entry of this.placements.entries()) names.add(entry.value.unit);
+    for (const state of this.units.list()) names.add(state.name);
+    return names;
+  }
+
+  /**
+   * Lets StopOnDisconnect units start again: call once back online. Waits until the mirror
+   * holds everything etcd held when it is called, so a unit moved elsewhere meanwhile is seen
+   * as unplaced first and never started here again.
+   */
+  async resume(): Promise<void> {
+    if (this.held.size === 0) return;
+    const revision = await this.store.revision();
+    await this.placements.waitFor(revision);
+    this.held.clear();
+    this.schedule();
+  }
+
+  /** Runs a pass soon (coalesced: many triggers, one pass). */
+  schedule(): void {
+    if (this.scheduled || this.closed || !this.started) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (!this.closed) this.pass();
+    });
+  }
+
+  /** Stops the loop and waits for the tasks under way. Units are left as they are. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.unsubscribe();
+    this.files.close();
+    await this.placements.close();
+    await Promise.all(this.busy.values());
+  }
+
+  /** One pass: desired and actual now, the tasks, each started unless its unit is busy. */
+  private pass(): void {
+    if (this.placements.revision === 0n) return; // not listed yet: adopted units keep running
+    const now = Date.now();
+    const desired: DesiredUnit[] = [];
+    const placed = new Set<string>();
+    for (const { value: p } of this.placements.entries()) {
+      placed.add(p.unit);
+      const state = p.desiredState === 'loaded' ? 'loaded' : 'launched';
+      desired.push({
+        name: p.unit,
+        hash: p.hash,
+        state,
+        file: this.files.status(p.unit, p.hash, now),
+      });
+    }
+    this.files.retain(placed);
+    const actual: ActualUnit[] = [...this.marks.values()].map((m) => m.unit);
+    for (const s of this.units.list()) {
+      if (!this.marks.has(s.name)) actual.push({ name: s.name, hash: s.hash, kind: 'running' });
+    }
+    const tasks = computeTasks({
+      desired,
+      actual,
+      held: this.held,
+      connection: this.opts.connection(),
+    });
+    for (const task of tasks) {
+      if (this.busy.has(task.name)) continue;
+      const run = this.execute(task)
+        .catch((err: unknown) => this.log.error({ err, task: describe(task) }, 'task failed'))
+        .finally(() => {
+          this.busy.delete(task.name);
+          this.schedule();
+        });
+      this.busy.set(task.name, run);
+    }
+  }
+
+  private async execute(task: Task): Promise<void> {
+    this.log.debug({ task: describe(task) }, 'reconcile');
+    switch (task.type) {
+      case 'start':
+        this.marks.delete(task.name);
+        if (task.restart)
+          this.log.info({ unit: task.name, hash: task.hash }, 'unit changed: restarting');
+        else this.log.info({ unit: task.name, hash: task.hash }, 'starting unit');
+        await this.units.start(task.def, task.hash);
+        return;
+      case 'stop':
+        if (task.reason === 'disconnected') {
+          this.held.add(task.name);
+          this.log.warn({ unit: task.name }, 'cut off from etcd past StopOnDisconnect=: stopping');
+          await this.units.logs
+            .note(task.name, 'cut off from etcd for longer than StopOnDisconnect=: stopping')
+            .catch(() => undefined);
+          await this.units.stop(task.name);
+          return;
+        }
+        this.log.info({ unit: task.name }, 'unit no longer placed here: stopping');
+        await this.units.stop(task.name);
+        if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
+        return;
+      case 'load':
+        await this.units.stop(task.name);
+        this.mark(task.name, task.hash, 'loaded', {
+          loadState: 'loaded',
+          activeState: 'inactive',
+          subState: 'dead',
+          message: '',
+        });
+        return;
+      case 'fail':
+        await this.units.stop(task.name);
+        this.log.warn({ unit: task.name, reason: task.message }, 'unit cannot run');
+        await this.units.logs.note(task.name, task.message).catch(() => undefined);
+        this.mark(task.name, task.hash, task.loadState === 'error' ? 'invalid' : 'not-found', {
+          loadState: task.loadState,
+          activeState: 'failed',
+          subState: 'failed',
+          message: task.message,
+        });
+        return;
+      case 'forget':
+        this.marks.delete(task.name);
+        if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
+        return;
+    }
+  }
+
+  private mark(
+    name: string,
+    hash: string,
+    kind: Exclude<ActualUnit['kind'], 'running'>,
+    fields: Pick<UnitState, 'loadState' | 'activeState' | 'subState' | 'message'>,
+  ): void {
+    const state: UnitState = {
+      name,
+      machine: this.opts.machineId,
+      hash,
+      containerId: '',
+      pid: 0,
+      exitStatus: -1,
+      exitSignal: '',
+      restarts: 0,
+      since: BigInt(Date.now()),
+      ...fields,
+    };
+    this.marks.set(name, { unit: { name, hash, kind }, state });
+    this.reporter.report(state);
+  }
+}
+
+function describe(task: Task): string {
+  return task.type === 'stop' ? `stop ${task.name} (${task.reason})` : `${task.type} ${task.name}`;
+}

@@ -1,0 +1,156 @@
+/**
+ * The agent's presence in the cluster: `machines/<id>` under a lease the agent renews every
+ * TTL/3 (store/presence.ts), re-registered whenever the lease is lost. The same lease carries
+ * the agent's `states/<name>` records, so a lost machine's states vanish with it. It also
+ * tells the reconciler how long the agent has been cut off, for `StopOnDisconnect=`.
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Machine } from '../proto/flotilla/v1/records.js';
+import { codecs, Presence, type PresenceEvent, type Store } from '../store/index.js';
+import type { AgentOptions } from './options.js';
+import type { Connection } from './reconcile-tasks.js';
+
+/** The version the machine record advertises: package.json's, read once. */
+export const AGENT_VERSION: string = readVersion();
+
+function readVersion(): string {
+  for (const rel of ['../../package.json', '../package.json']) {
+    try {
+      const pkg: unknown = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
+      const version = (pkg as { name?: unknown; version?: unknown } | null) ?? {};
+      if (version.name === 'flotilla' && typeof version.version === 'string') {
+        return version.version;
+      }
+    } catch {
+      // try the next location (dist/agent/ or agent/)
+    }
+  }
+  return 'unknown';
+}
+
+/** The host's pid limit: the task capacity advertised (0 when unknown). */
+function pidMax(): bigint {
+  try {
+    return BigInt(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+  } catch {
+    return 0n;
+  }
+}
+
+/**
+ * The Logs endpoint others dial: the listen address, with a wildcard host replaced by the
+ * advertised address.
+ */
+export function advertisedEndpoint(listenAddress: string, publicIp: string): string {
+  const colon = listenAddress.lastIndexOf(':');
+  const host = listenAddress.slice(0, colon);
+  const port = listenAddress.slice(colon + 1);
+  const wildcard = host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
+  if (!wildcard) return listenAddress;
+  return publicIp.includes(':') ? `[${publicIp}]:${port}` : `${publicIp}:${port}`;
+}
+
+/** The machine record of this agent. */
+export function machineRecord(
+  opts: AgentOptions,
+  driver: string,
+  agentEndpoint: string,
+  startedAt: number,
+): Machine {
+  return {
+    id: opts.machineId,
+    addresses: [opts.publicIp],
+    metadata: { ...opts.metadata },
+    capacity: {
+      cpuMillicores: BigInt(opts.cpuMillicores),
+      memoryBytes: BigInt(opts.memoryBytes),
+      tasks: pidMax(),
+    },
+    driver,
+    version: AGENT_VERSION,
+    agentEndpoint,
+    startedAt: BigInt(startedAt),
+  };
+}
+
+/** Options of {@link Registration}. */
+export interface RegistrationOptions {
+  readonly machine: Machine;
+  readonly ttlSeconds: number;
+  /** Default TTL/3 (the presence's default); tests shorten it. */
+  readonly renewIntervalMs?: number;
+}
+
+/** Registers the machine and keeps it registered; knows when the agent is cut off. */
+export class Registration {
+  readonly presence: Presence;
+  private readonly renewIntervalMs: number;
+  private readonly startedAt = Date.now();
+  private lost = false;
+
+  constructor(
+    store: Store,
+    private readonly log: Logger,
+    opts: RegistrationOptions,
+  ) {
+    this.renewIntervalMs = opts.renewIntervalMs ?? (opts.ttlSeconds * 1000) / 3;
+    this.presence = new Presence(store, {
+      key: store.keys.machine(opts.machine.id),
+      value: codecs.machine.encode(opts.machine),
+      ttlSeconds: opts.ttlSeconds,
+      renewIntervalMs: this.renewIntervalMs,
+    });
+    this.presence.on((event) => this.onEvent(event));
+  }
+
+  /** Starts registering; resolves after the first registration (retrying until etcd answers). */
+  start(): Promise<void> {
+    return this.presence.start();
+  }
+
+  /** The current lease, or undefined while unregistered. */
+  get leaseId(): bigint | undefined {
+    return this.presence.leaseId;
+  }
+
+  /**
+   * Cut off means: the lease is known lost, or no renewal succeeded for a renewal interval
+   * plus half of one (so a renewal merely in flight does not count). `lastContactAt` is the
+   * last renewal sent that etcd confirmed (or the agent's start, before the first).
+   */
+  connection(now: number = Date.now()): Connection {
+    const lastContactAt = this.presence.lastRenewedAt ?? this.startedAt;
+    const overdue = now - lastContactAt > this.renewIntervalMs * 1.5;
+    return { disconnected: this.lost || overdue, lastContactAt, now };
+  }
+
+  /** Re-registers now if the lease is gone (a write said so before the keepalive did). */
+  checkLease(machine: Machine): void {
+    this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);
+  }
+
+  /** Stops renewing; with `revoke` the machine and its states vanish now, else at TTL. */
+  close(revoke: boolean): Promise<void> {
+    return this.presence.close({ revoke });
+  }
+
+  private onEvent(event: PresenceEvent): void {
+    switch (event.type) {
+      case 'registered':
+        if (this.lost) this.log.info({ lease: event.leaseId.toString() }, 'registered again');
+        else this.log.info({ lease: event.leaseId.toString() }, 'machine registered');
+        this.lost = false;
+        return;
+      case 'lost':
+        this.lost = true;
+        this.log.warn({ lease: event.leaseId.toString() }, 'lease lost: re-registering');
+        return;
+      case 'error':
+        this.log.debug({ err: event.error }, 'lease renewal failed; retrying');
+        return;
+      case 'renewed':
+        return;
+    }
+  }
+}

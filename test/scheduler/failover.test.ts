@@ -5,8 +5,9 @@
  * and exits 0. Placements are watched from the start: no unit is ever on two machines.
  */
 import test from 'ava';
+import { connect } from 'node:net';
 import { readLeader } from '../../scheduler/leadership.js';
-import { assertEventually, sleep, startEtcd, type EtcdServer } from '../helpers/index.js';
+import { assertEventually, freePort, sleep, startEtcd, type EtcdServer } from '../helpers/index.js';
 import {
   eventuallyPlaced,
   PlacementMonitor,
@@ -131,3 +132,24 @@ test.serial('SIGTERM resigns leadership at once and exits 0', async (t) => {
   await submit(store, 'x.service');
   await eventuallyPlaced(store, ['x.service'], (p) => p.epoch === epochB);
 });
+
+test.serial(
+  'each replica serves the API on --listen and announces it in its election key',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const port = await freePort();
+    const a = spawnReplica(t, server(), prefix, 'a', [`--listen=127.0.0.1:${port}`]);
+    await leader(store, a);
+    t.is((await readLeader(store))?.info['api'], `127.0.0.1:${port}`);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port }, () => {
+        socket.end();
+        resolve();
+      });
+      socket.on('error', reject);
+    });
+    a.child.kill('SIGTERM');
+    t.is(await a.exited, 0);
+  },
+);

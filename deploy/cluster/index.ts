@@ -15,13 +15,13 @@ export {
   FLOTILLA_BIN,
   REPO_ROOT,
   formatMetadata,
-  parseMetadata,
   patternMetadata,
   registeredMachines,
 } from './launch.js';
 export { agentNetwork, networkFor, pickNetworkIndex, SUBNET_PREFIX } from './network.js';
 export {
   CLUSTER_USAGE,
+  metadataFlag,
   resolveUpOptions,
   UP_DEFAULTS,
   type ResolvedUpOptions,

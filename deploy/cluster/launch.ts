@@ -43,17 +43,6 @@ export function formatMetadata(metadata: Readonly<Record<string, string>>): stri
     .join(',');
 }
 
-/** Parses `k=v,k=v` (add-agent --metadata); a pair without `=` is a ClusterError. */
-export function parseMetadata(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of text.split(',').filter((p) => p.trim() !== '')) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new ClusterError('bad-record', `metadata "${pair}": expected key=value`);
-    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
-  }
-  return out;
-}
-
 /** The environment of every daemon: ours without FLOTILLA_*, so only the flags decide. */
 export function daemonEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

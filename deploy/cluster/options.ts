@@ -14,6 +14,8 @@ export interface UpOptions {
   readonly name?: string;
   /** Number of agents (machines). Default 3. */
   readonly agents?: number;
+  /** Metadata of agents 1, 2, ... in order; agents beyond the list follow the pattern. */
+  readonly agentMetadata?: readonly Readonly<Record<string, string>>[];
   /** `auto` (default): netns when root with iproute2, else loopback. */
   readonly network?: 'auto' | 'netns' | 'loopback';
   /** Cluster number N: bridge `flotbr<N>`, subnet 10.213.N.0/24. Default: the first free. */
@@ -45,6 +47,7 @@ export interface ResolvedUpOptions {
   readonly dir: string;
   readonly name: string;
   readonly agents: number;
+  readonly agentMetadata: readonly Readonly<Record<string, string>>[];
   readonly network: 'auto' | 'netns' | 'loopback';
   readonly netIndex: number | undefined;
   readonly etcdPort: number;
@@ -104,6 +107,7 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     dir: resolve(opts.dir ?? UP_DEFAULTS.dir),
     name,
     agents,
+    agentMetadata: opts.agentMetadata ?? [],
     network: opts.network ?? 'auto',
     netIndex: opts.netIndex,
     etcdPort: opts.etcdPort ?? UP_DEFAULTS.etcdPort,
@@ -139,6 +143,9 @@ Flags:
   --dir DIR               cluster directory (default ./.flotilla/cluster)
   up:
   --agents N              number of agents (default 3)
+  --agent-metadata K=V,...
+                          metadata of the next agent (repeat: agent 1, 2, ...; the rest
+                          follow the pattern eu/us, zones, worker/edge, ssd/hdd)
   --name NAME             cluster name in namespace names (default local)
   --network MODE          auto, netns or loopback (default auto)
   --net N                 bridge flotbr<N>, subnet 10.213.N.0/24 (default: first free)
@@ -171,6 +178,7 @@ export interface ClusterArgs {
 const flags = {
   dir: { type: 'string' },
   agents: { type: 'string' },
+  'agent-metadata': { type: 'string', multiple: true },
   name: { type: 'string' },
   network: { type: 'string' },
   net: { type: 'string' },
@@ -202,6 +210,18 @@ function oneOf<T extends string>(flag: string, v: string | undefined, allowed: r
   return v as T;
 }
 
+/** `k=v,k=v` from a flag; a pair without a key is a UsageError. */
+export function metadataFlag(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of text.split(',').map((p) => p.trim())) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`metadata "${pair}": expected key=value`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
 /** Parses `flotilla cluster ...` (after `cluster`); throws UsageError. */
 export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
   let parsed;
@@ -215,6 +235,9 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
   const up: UpOptions = {
     ...(v.dir !== undefined && { dir: v.dir }),
     ...(v.name !== undefined && { name: v.name }),
+    ...(v['agent-metadata'] !== undefined && {
+      agentMetadata: v['agent-metadata'].map((text) => metadataFlag(text)),
+    }),
     ...(v.agents !== undefined && { agents: int('agents', v.agents) ?? 0 }),
     ...(v.network !== undefined && {
       network: oneOf('network', v.network, ['auto', 'netns', 'loopback'] as const) ?? 'auto',

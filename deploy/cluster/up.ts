@@ -14,7 +14,6 @@ import {
   checkPortFree,
   etcdProcess,
   launch,
-  parseMetadata,
   patternMetadata,
   schedulerProcess,
   waitEtcd,
@@ -31,6 +30,7 @@ import {
   pickNetworkIndex,
 } from './network.js';
 import {
+  metadataFlag,
   resolveUpOptions,
   UP_DEFAULTS,
   type ResolvedUpOptions,
@@ -159,7 +159,8 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
   };
   for (let n = 1; n <= opts.agents; n++) {
     const old = previous?.agents.find((a) => a.index === n);
-    record.agents.push(agentRecord(record, n, old?.metadata ?? patternMetadata(n), old));
+    const metadata = opts.agentMetadata[n - 1] ?? old?.metadata ?? patternMetadata(n);
+    record.agents.push(agentRecord(record, n, { ...metadata }, old));
   }
   return record;
 }
@@ -263,7 +264,7 @@ export async function addAgent(
     metadata === undefined
       ? patternMetadata(n)
       : typeof metadata === 'string'
-        ? parseMetadata(metadata)
+        ? metadataFlag(metadata)
         : metadata;
   const agent = agentRecord(record, n, md, undefined);
   if (record.network !== undefined) await createAgentNetns(record.network, agent);

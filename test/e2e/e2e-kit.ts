@@ -1,0 +1,240 @@
+/**
+ * The end-to-end kit: a real local cluster (deploy/cluster: etcd, two schedulers, agents in
+ * their own network namespaces running runc containers) per test file, driven through
+ * bin/flotctl as a child process. Each file passes its own cluster name and network number
+ * and gets free ports, so files running at once never share anything. The cluster is torn
+ * down by `stop()` (call it in `test.after.always`), and by a watchdog if the test process
+ * dies without calling it.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Socket } from 'node:net';
+import { UnitStatus } from '../../proto/flotilla/v1/units.js';
+import {
+  clusterDown,
+  clusterUp,
+  findLeftovers,
+  FLOTILLA_BIN,
+  REPO_ROOT,
+  type ClusterRecord,
+  type ProcessRecord,
+} from '../../deploy/cluster/index.js';
+import { readRecord } from '../../deploy/cluster/state.js';
+import { assertEventually, freePorts } from '../helpers/index.js';
+
+/** bin/flotctl (needs the build). */
+export const FLOTCTL = join(REPO_ROOT, 'bin', 'flotctl');
+/** The project's copy of the example units. */
+export const EXAMPLES = join(REPO_ROOT, 'deploy', 'examples');
+/** The agents' lease TTL in these tests: short, so a killed machine is noticed quickly. */
+export const LEASE_TTL_SECONDS = 4;
+/** Generous bound for anything the cluster does on a loaded 2-core machine. */
+export const SETTLE_MS = 60_000;
+
+/** True when the e2e tests can run here: root (namespaces, runc). */
+export const CAN_RUN = process.getuid?.() === 0;
+
+/** A finished flotctl or flotilla run. */
+export interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `program args` to completion (at most 2 minutes); never rejects on a non-zero exit. */
+export function runNode(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  return new Promise<Run>((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [script, ...args],
+      { env: { ...process.env, ...env }, cwd: REPO_ROOT, timeout: 120_000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err !== null && typeof err.code !== 'number') {
+          reject(new Error(`${script} ${args.join(' ')}: ${err.message}\n${stderr}`));
+          return;
+        }
+        resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr });
+      },
+    );
+  });
+}
+
+/** A unit as `flotctl -o json list-units` shows it, boiled down to what tests compare. */
+export interface UnitView {
+  readonly name: string;
+  readonly machine: string;
+  readonly active: string;
+  readonly sub: string;
+  readonly pid: number;
+  readonly current: string;
+  readonly unscheduled: string;
+}
+
+/** Options of {@link startCluster}. */
+export interface E2EClusterOptions {
+  /** Cluster name (namespaces flot-<name>-<n>): unique per test file. */
+  readonly name: string;
+  /** Network number (bridge flotbr<N>): unique per test file. */
+  readonly net: number;
+  readonly agents?: number;
+  readonly agentMetadata?: readonly Readonly<Record<string, string>>[];
+}
+
+/** A running cluster and the ways tests talk to it. */
+export class E2ECluster {
+  private constructor(
+    readonly dir: string,
+    public record: ClusterRecord,
+    private readonly watchdog: ChildProcess,
+  ) {}
+
+  /** Starts the cluster; resolves once every agent has registered. */
+  static async start(opts: E2EClusterOptions): Promise<E2ECluster> {
+    const dir = await mkdtemp(join(tmpdir(), `flotilla-e2e-${opts.name}-`));
+    const watchdog = startWatchdog(dir);
+    const [etcdPort, etcdPeerPort, api1, api2] = await freePorts(4);
+    try {
+      const record = await clusterUp({
+        dir,
+        name: opts.name,
+        netIndex: opts.net,
+        agents: opts.agents ?? 3,
+        ...(opts.agentMetadata !== undefined && { agentMetadata: opts.agentMetadata }),
+        ...(etcdPort !== undefined && { etcdPort }),
+        ...(etcdPeerPort !== undefined && { etcdPeerPort }),
+        ...(api1 !== undefined && api2 !== undefined && { apiPorts: [api1, api2] }),
+        network: 'netns',
+        driver: 'runc',
+        agentLeaseTtl: `${LEASE_TTL_SECONDS}s`,
+        electionTtl: '3s',
+        readyTimeoutMs: 90_000,
+      });
+      return new E2ECluster(dir, record, watchdog);
+    } catch (err) {
+      watchdog.kill('SIGKILL');
+      await clusterDown(dir, { purge: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** host:port of scheduler-1's API. */
+  get endpoint(): string {
+    return this.record.apiAddresses[0] ?? '';
+  }
+
+  /** Re-reads cluster.json (after add-agent or a restart changed pids). */
+  async refresh(): Promise<ClusterRecord> {
+    this.record = (await readRecord(this.dir)) ?? this.record;
+    return this.record;
+  }
+
+  /** The recorded process called `name` (etcd, scheduler-1, agent-2). */
+  process(name: string): ProcessRecord {
+    const proc = this.record.processes.find((p) => p.name === name);
+    if (proc === undefined) throw new Error(`no process ${name}`);
+    return proc;
+  }
+
+  /** Runs bin/flotctl against scheduler `api` (default the first). */
+  flotctl(args: readonly string[], api = this.endpoint): Promise<Run> {
+    return runNode(FLOTCTL, args, { FLOTCTL_ENDPOINT: api });
+  }
+
+  /** Like {@link flotctl} but fails the test with the output unless it exits 0. */
+  async ok(args: readonly string[]): Promise<Run> {
+    const run = await this.flotctl(args);
+    if (run.code !== 0) {
+      throw new Error(`flotctl ${args.join(' ')} exited ${run.code}:\n${run.stdout}${run.stderr}`);
+    }
+    return run;
+  }
+
+  /** Every listed unit (`flotctl -o json list-units`), by name. */
+  async units(glob?: string): Promise<Map<string, UnitView>> {
+    const run = await this.ok(['-o', 'json', 'list-units', ...(glob === undefined ? [] : [glob])]);
+    const out = new Map<string, UnitView>();
+    for (const json of JSON.parse(run.stdout) as unknown[]) {
+      const s = UnitStatus.fromJSON(json);
+      const name = s.unit?.name ?? '';
+      out.set(name, {
+        name,
+        machine: s.placement?.machine ?? '',
+        active: s.state?.activeState ?? '',
+        sub: s.state?.subState ?? '',
+        pid: s.state?.pid ?? 0,
+        current: s.currentState,
+        unscheduled: s.unscheduled?.summary ?? '',
+      });
+    }
+    return out;
+  }
+
+  /** Polls {@link units} until `check` holds; returns the listing it held for. */
+  async waitUnits(
+    message: string,
+    check: (units: Map<string, UnitView>) => boolean,
+    timeoutMs = SETTLE_MS,
+  ): Promise<Map<string, UnitView>> {
+    let last = new Map<string, UnitView>();
+    try {
+      return await assertEventually(
+        async () => {
+          last = await this.units();
+          return check(last) ? last : false;
+        },
+        { timeoutMs, intervalMs: 500, message },
+      );
+    } catch (err) {
+      const dump = [...last.values()].map((u) => JSON.stringify(u)).join('\n');
+      throw new Error(`${(err as Error).message}\nlast listing:\n${dump}`);
+    }
+  }
+
+  /** Machine id of agent n. */
+  machineOf(n: number): string {
+    const agent = this.record.agents.find((a) => a.index === n);
+    if (agent === undefined) throw new Error(`no agent ${n}`);
+    return agent.machineId;
+  }
+
+  /** Agent index (1-based) of a machine id. */
+  agentIndexOf(machineId: string): number {
+    return this.record.agents.find((a) => a.machineId === machineId)?.index ?? 0;
+  }
+
+  /** Metadata of the machine `machineId`. */
+  metadataOf(machineId: string): Readonly<Record<string, string>> {
+    return this.record.agents.find((a) => a.machineId === machineId)?.metadata ?? {};
+  }
+
+  /** Stops the cluster and removes its directory; resolves with what was left behind. */
+  async stop(): Promise<string[]> {
+    const record = (await readRecord(this.dir)) ?? this.record;
+    try {
+      await clusterDown(this.dir, { purge: true });
+    } catch {
+      // findLeftovers below says what went wrong
+    }
+    const left = await findLeftovers(record);
+    this.watchdog.kill('SIGKILL');
+    return left;
+  }
+}
+
+/**
+ * A shell that runs `flotilla cluster down --purge` on the cluster directory once its stdin
+ * closes, i.e. when this test process dies in any way (even SIGKILL, where no hook runs).
+ */
+function startWatchdog(dir: string): ChildProcess {
+  const script = `read _ignored; exec "$0" "$1" cluster down --purge --dir "$2"`;
+  const dog = spawn('sh', ['-c', script, process.execPath, FLOTILLA_BIN, dir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  dog.unref();
+  if (dog.stdin instanceof Socket) dog.stdin.unref();
+  dog.on('error', () => undefined);
+  return dog;
+}

@@ -1,0 +1,128 @@
+/**
+ * End to end: where the example units land on a three-machine cluster (agent 1 eu/eu-1
+ * worker ssd, agent 2 us/us-1 worker hdd, agent 3 us/us-2 edge ssd), and that MachineOf
+ * peers follow their unit when it moves. Real etcd, schedulers, agents and runc containers;
+ * every command goes through bin/flotctl.
+ */
+import anyTest, { type TestFn } from 'ava';
+import { join } from 'node:path';
+import { CAN_RUN, E2ECluster, EXAMPLES, type UnitView } from './e2e-kit.js';
+
+const test = anyTest as TestFn<unknown>;
+const serial = CAN_RUN ? test.serial : test.serial.skip;
+
+let cluster: E2ECluster | undefined;
+
+test.before(async () => {
+  if (CAN_RUN) cluster = await E2ECluster.start({ name: 'e2epl', net: 201 });
+});
+
+test.after.always(async (t) => {
+  const left = await cluster?.stop();
+  if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
+});
+
+function c(): E2ECluster {
+  if (cluster === undefined) throw new Error('the cluster did not start');
+  return cluster;
+}
+
+const running = (u: UnitView | undefined): boolean =>
+  u !== undefined && u.active === 'active' && u.sub === 'running' && u.machine !== '';
+
+const names = (template: string, n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `${template}@${i + 1}.service`);
+
+serial(
+  'web@1..3 land on three machines; each web-presence@N and legacy-sidekick@N sits with its web',
+  async (t) => {
+    const files = ['web@.service', 'web-presence@.service', 'legacy-sidekick@.service'];
+    await c().ok(['submit', ...files.map((f) => join(EXAMPLES, f))]);
+    const all = [...names('web', 3), ...names('web-presence', 3), ...names('legacy-sidekick', 3)];
+    await c().ok(['start', '--timeout', '90s', ...all]);
+    const units = await c().waitUnits('nine units running', (u) =>
+      all.every((n) => running(u.get(n))),
+    );
+    const webMachines = names('web', 3).map((n) => units.get(n)?.machine);
+    t.is(
+      new Set(webMachines).size,
+      3,
+      'the three web instances conflict, so they use three machines',
+    );
+    for (let i = 1; i <= 3; i++) {
+      const web = units.get(`web@${i}.service`)?.machine;
+      t.is(units.get(`web-presence@${i}.service`)?.machine, web, `web-presence@${i} (MachineOf)`);
+      t.is(
+        units.get(`legacy-sidekick@${i}.service`)?.machine,
+        web,
+        `legacy-sidekick@${i} (X-ConditionMachineOf)`,
+      );
+    }
+  },
+);
+
+serial('web-presence@1 and legacy-sidekick@1 follow web@1 when a drain moves it', async (t) => {
+  await c().ok(['destroy', 'web@3.service', 'web-presence@3.service', 'legacy-sidekick@3.service']);
+  const before = await c().waitUnits('web@3 gone', (u) => !u.has('web@3.service'));
+  const from = before.get('web@1.service')?.machine ?? '';
+  const other = before.get('web@2.service')?.machine ?? '';
+  await c().ok(['drain', from]);
+  t.teardown(() => c().flotctl(['undrain', from]));
+  const after = await c().waitUnits('web@1 and its peers moved and running', (u) => {
+    const web = u.get('web@1.service');
+    return (
+      running(web) &&
+      web?.machine !== from &&
+      running(u.get('web-presence@1.service')) &&
+      running(u.get('legacy-sidekick@1.service')) &&
+      u.get('web-presence@1.service')?.machine === web?.machine &&
+      u.get('legacy-sidekick@1.service')?.machine === web?.machine
+    );
+  });
+  const to = after.get('web@1.service')?.machine;
+  t.not(to, from);
+  t.not(to, other, 'web@1 never shares a machine with web@2');
+  t.is(after.get('web@2.service')?.machine, other, 'web@2 stayed where it was');
+  t.is(after.get('web-presence@2.service')?.machine, other);
+});
+
+serial('db.service lands only on an ssd machine in eu or us', async (t) => {
+  await c()
+    .ok(['undrain', c().machineOf(1)])
+    .catch(() => undefined);
+  await c().ok(['start', '--timeout', '90s', join(EXAMPLES, 'db.service')]);
+  const units = await c().waitUnits('db running', (u) => running(u.get('db.service')));
+  const md = c().metadataOf(units.get('db.service')?.machine ?? '');
+  t.is(md['disk'], 'ssd');
+  t.true(md['region'] === 'eu' || md['region'] === 'us', `region ${md['region']}`);
+  t.not(units.get('db.service')?.machine, c().machineOf(2), 'agent 2 has an hdd');
+});
+
+serial(
+  'api@.service scaled to 6 spreads evenly over zones with at most 2 per machine',
+  async (t) => {
+    await c().ok(['submit', join(EXAMPLES, 'api@.service')]);
+    await c().ok(['scale', '--timeout', '90s', 'api@.service=6']);
+    const units = await c().waitUnits('six api instances running', (u) =>
+      names('api', 6).every((n) => running(u.get(n))),
+    );
+    const perZone = new Map<string, number>();
+    const perMachine = new Map<string, number>();
+    for (const n of names('api', 6)) {
+      const machine = units.get(n)?.machine ?? '';
+      const zone = c().metadataOf(machine)['zone'] ?? '?';
+      perZone.set(zone, (perZone.get(zone) ?? 0) + 1);
+      perMachine.set(machine, (perMachine.get(machine) ?? 0) + 1);
+    }
+    t.deepEqual([...perZone.entries()].sort(), [
+      ['eu-1', 2],
+      ['us-1', 2],
+      ['us-2', 2],
+    ]);
+    t.true(
+      [...perMachine.values()].every((n) => n <= 2),
+      JSON.stringify([...perMachine]),
+    );
+    t.is([...units.keys()].filter((n) => n.startsWith('api@')).length, 6);
+  },
+);

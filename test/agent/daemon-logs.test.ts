@@ -1,0 +1,115 @@
+/**
+ * The agent's Logs gRPC service: the last N lines of a unit's output, then (follow) new lines
+ * as they are written until the caller cancels; NOT_FOUND for units the agent does not have.
+ */
+import test from 'ava';
+import { credentials, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { LogsClient, type LogLine, type TailRequest } from '../../proto/flotilla/v1/logs.js';
+import { openStore } from '../../store/index.js';
+import { assertEventually, startEtcd, uniquePrefix, type EtcdServer } from '../helpers/index.js';
+import { DRIVERS } from './harness.js';
+import { inProcessAgent, place, service, waitRunning } from './daemon-harness.js';
+
+let etcd: EtcdServer;
+test.before(async () => {
+  etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+
+function readAll(stream: ClientReadableStream<LogLine>): Promise<LogLine[]> {
+  return new Promise((resolve, reject) => {
+    const lines: LogLine[] = [];
+    stream.on('data', (l: LogLine) => lines.push(l));
+    stream.once('end', () => resolve(lines));
+    stream.once('error', reject);
+  });
+}
+
+function failure(stream: ClientReadableStream<LogLine>): Promise<ServiceError> {
+  return new Promise((resolve, reject) => {
+    stream.on('data', () => reject(new Error('unexpected line')));
+    stream.once('error', (err: ServiceError) => resolve(err));
+    stream.once('end', () => reject(new Error('ended without an error')));
+  });
+}
+
+for (const driver of DRIVERS) {
+  test.serial(`${driver}: Tail streams the last lines, then follows until cancelled`, async (t) => {
+    const prefix = uniquePrefix('logs');
+    const store = openStore({ endpoints: etcd.endpoint, prefix });
+    t.teardown(() => store.close());
+    const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+    const client = new LogsClient(agent.logsAddress, credentials.createInsecure());
+    t.teardown(() => client.close());
+    const text = service(
+      `ExecStart=/bin/sh -c 'echo line1; echo line2 >&2; echo line3; i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.2; done'`,
+    );
+    await place(store, agent.machineId, 'chatty.service', text);
+    await waitRunning(store, 'chatty.service');
+
+    const tail = (req: Partial<TailRequest>) =>
+      readAll(client.tail({ unit: 'chatty.service', follow: false, ...req }));
+    const all = await assertEventually(
+      async () => {
+        const lines = await tail({ lines: 1000 });
+        return lines.filter((l) => l.text.startsWith('tick')).length >= 10 ? lines : false;
+      },
+      { message: 'the unit has written some ticks' },
+    );
+    const out = all.filter((l) => l.stream === 'stdout').map((l) => l.text);
+    t.deepEqual(out.slice(0, 3).sort(), ['line1', 'line2', 'line3'], 'stdout and stderr first');
+    t.true(
+      all.some((l) => l.stream === 'agent' && /^started, main pid \d+$/.test(l.text)),
+      'the agent notes its own events',
+    );
+    t.true(all.every((l) => l.time > 0n));
+
+    const last2 = await tail({ lines: 2 });
+    t.is(last2.length, 2);
+    t.is((await tail({ lines: 0 })).length, 0);
+    t.is((await tail({})).length, 10, 'ten lines by default');
+
+    // Follow: no backlog, then lines as they come, until we cancel.
+    const ticksBefore = (await tail({ lines: 1000 })).filter((l) =>
+      l.text.startsWith('tick'),
+    ).length;
+    const stream = client.tail({ unit: 'chatty.service', lines: 0, follow: true });
+    const followed: string[] = [];
+    stream.on('data', (l: LogLine) => followed.push(l.text));
+    const ended = new Promise<string>((resolve) => {
+      stream.once('error', (err: ServiceError) => resolve(status[err.code]));
+      stream.once('end', () => resolve('end'));
+    });
+    const seen = await assertEventually(
+      () => (followed.filter((x) => x.startsWith('tick')).length >= 3 ? followed : false),
+      {
+        message: 'new lines arrive while following',
+      },
+    );
+    const numbers = seen.filter((x) => x.startsWith('tick')).map((x) => Number(x.slice(4)));
+    t.true(
+      numbers.every((n, i) => i === 0 || n === (numbers[i - 1] ?? 0) + 1),
+      `consecutive: ${numbers.join()}`,
+    );
+    t.true((numbers[0] ?? 0) > ticksBefore, 'following starts at the end, not the beginning');
+    stream.cancel();
+    t.is(await ended, 'CANCELLED');
+  });
+}
+
+test.serial(
+  'Tail says NOT_FOUND for a unit the agent does not have, INVALID_ARGUMENT for a bad name',
+  async (t) => {
+    const prefix = uniquePrefix('logs-nf');
+    const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver: 'process' });
+    const client = new LogsClient(agent.logsAddress, credentials.createInsecure());
+    t.teardown(() => client.close());
+    const notFound = await failure(client.tail({ unit: 'nope.service', follow: true }));
+    t.is(notFound.code, status.NOT_FOUND);
+    t.regex(notFound.details, /nope\.service/);
+    const invalid = await failure(client.tail({ unit: '../etc/passwd', follow: false }));
+    t.is(invalid.code, status.INVALID_ARGUMENT);
+  },
+);

@@ -65,7 +65,11 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
   if (!isServiceError(err)) {
     return new CliError('internal', err instanceof Error ? err.message : String(err));
   }
-  const details = err.details === '' ? err.message : err.details;
+  // grpc-js appends an empty "Resolution note: " to connection errors; it says nothing.
+  const details = (err.details === '' ? err.message : err.details).replace(
+    /\.? Resolution note: ?$/,
+    '',
+  );
   switch (err.code) {
     case status.UNAVAILABLE:
       // Not connected: the failure is the connection's. Connected: the server said it (for

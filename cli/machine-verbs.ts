@@ -109,10 +109,11 @@ Lets a drained machine (its id or a unique prefix of it) take units again.
         return EXIT_OK;
       }
       const id = res.machine?.id ?? machine;
-      const units = `${res.units} unit${res.units === 1 ? '' : 's'}`;
+      const one = res.units === 1;
+      const units = `${res.units} unit${one ? '' : 's'}`;
       io.stdout(
         drained
-          ? `Machine ${id} drained: it takes no new units; its ${units} move elsewhere\n`
+          ? `Machine ${id} drained: it takes no new units; its ${units} ${one ? 'moves' : 'move'} elsewhere\n`
           : `Machine ${id} undrained: it takes units again (${units} placed there now)\n`,
       );
       return EXIT_OK;

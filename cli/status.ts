@@ -89,8 +89,10 @@ export const statusVerb: Verb = {
         if (i > 0) io.stdout('\n');
         io.stdout(statusText(status, addresses, Date.now()));
         if (logs.error !== undefined) io.stdout(`\nLogs: unavailable: ${logs.error}\n`);
+        else if (lines > 0 && logs.lines.length === 0) io.stdout('\nLogs: no output yet\n');
         else if (lines > 0) {
-          io.stdout(`\nLast ${lines} log lines:\n`);
+          const n = logs.lines.length;
+          io.stdout(`\nLast ${n} log line${n === 1 ? '' : 's'}:\n`);
           for (const l of logs.lines) io.stdout(`  ${logText(l)}\n`);
         }
       }

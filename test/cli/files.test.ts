@@ -27,16 +27,16 @@ const BAD = readdirSync(`${EXAMPLES}bad/`);
 test('submit writes every file, cat returns each byte for byte, list-unit-files lists them', async (t) => {
   const api = await startTestApi(t, server());
   const r = await api.run(['submit', ...GOOD.map((f) => EXAMPLES + f)]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   for (const f of GOOD)
     t.regex(r.stdout, new RegExp(`^Unit ${f.replace('.', '\\.')} submitted$`, 'm'));
   for (const f of GOOD) {
     const cat = await api.run(['cat', f]);
-    t.is(cat.code, 0, cat.stderr);
+    t.is(cat.code, 0, cat.stdout + cat.stderr);
     t.is(cat.stdout, readFileSync(EXAMPLES + f, 'utf8'), `cat ${f}`);
   }
   const list = await api.run(['list-unit-files']);
-  t.is(list.code, 0, list.stderr);
+  t.is(list.code, 0, list.stdout + list.stderr);
   const lines = list.stdout.trimEnd().split('\n');
   t.deepEqual(lines[0]?.split(/\s+/), ['UNIT', 'HASH', 'DSTATE', 'STATE', 'TARGET']);
   t.deepEqual(
@@ -78,7 +78,7 @@ test('resubmitting is a no-op; a different file needs --replace, and then replac
   );
   t.deepEqual(await fingerprint(api.store), before, 'a refused submit writes nothing');
   const replaced = await api.run(['submit', '--replace', `${v2}/app.service`]);
-  t.is(replaced.code, 0, replaced.stderr);
+  t.is(replaced.code, 0, replaced.stdout + replaced.stderr);
   t.regex(replaced.stdout, /Unit app\.service replaced/);
   t.regex((await api.run(['cat', 'app'])).stdout, /Description=two/, 'cat app means app.service');
 });
@@ -122,7 +122,7 @@ test('destroy of submitted units that never ran removes them at once', async (t)
   const api = await startTestApi(t, server());
   await api.run(['submit', `${EXAMPLES}hello.service`, `${EXAMPLES}db.service`]);
   const r = await api.run(['destroy', `${EXAMPLES}hello.service`, 'db']);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   t.regex(r.stdout, /Unit hello\.service destroyed/, 'a path names the unit of its basename');
   t.regex(r.stdout, /Unit db\.service destroyed/);
   t.deepEqual((await api.store.list(api.store.keys.dir('unit'))).items, []);
@@ -167,7 +167,7 @@ test('list-machines shows fleetctl columns plus units, CPU, memory and driver; j
   });
   await addMachine(api.store, { addresses: ['10.0.0.2'], driver: 'runc' });
   const r = await api.run(['list-machines']);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   t.deepEqual(lines[0]?.split(/\s+/), [
     'MACHINE',
@@ -211,7 +211,7 @@ test('drain and undrain set the flag by id prefix; an unknown machine exits 1', 
   const api = await startTestApi(t, server());
   const m = await addMachine(api.store);
   const drain = await api.run(['drain', m.id.slice(0, 10)]);
-  t.is(drain.code, 0, drain.stderr);
+  t.is(drain.code, 0, drain.stdout + drain.stderr);
   t.regex(drain.stdout, new RegExp(`Machine ${m.id} drained`));
   const config = await api.store.getRecord(
     codecs['machine-metadata'],
@@ -220,7 +220,7 @@ test('drain and undrain set the flag by id prefix; an unknown machine exits 1', 
   t.true(config?.value.drained);
   t.regex((await api.run(['list-machines', '--fields', 'machine,drained'])).stdout, /true/);
   const undrain = await api.run(['undrain', m.id, '-o', 'json']);
-  t.is(undrain.code, 0, undrain.stderr);
+  t.is(undrain.code, 0, undrain.stdout + undrain.stderr);
   t.false((parseJson(t, undrain.stdout) as { drained?: boolean }).drained ?? false);
   const unknown = await api.run(['drain', 'ffffffffffff']);
   t.is(unknown.code, 1);
@@ -246,7 +246,7 @@ test('plan shows where units would go and why one cannot, writes nothing, exits 
   t.regex(r.stdout, /1 of 3 units can be placed on 1 machine/);
   t.deepEqual(await fingerprint(api.store), before, 'plan writes nothing');
   const ok = await api.run(['plan', '-o', 'json', 'web@1']);
-  t.is(ok.code, 0, ok.stderr);
+  t.is(ok.code, 0, ok.stdout + ok.stderr);
   const json = parseJson(t, ok.stdout) as {
     units: { name: string; machine: string }[];
     machines: number;

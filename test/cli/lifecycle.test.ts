@@ -40,7 +40,7 @@ async function cluster(
 test.serial('start FILE submits it, waits until it runs, and says where', async (t) => {
   const { api, machines } = await cluster(t);
   const r = await api.run(['start', `${EXAMPLES}hello.service`]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   const ids = machines.map((m) => `${m.id.slice(0, 8)}\\.\\.\\./10\\.0\\.0\\.\\d`).join('|');
   t.regex(r.stdout, new RegExp(`^Unit hello\\.service launched on (${ids})\\n$`));
   const state = await api.store.getRecord(codecs.state, api.store.keys.state('hello.service'));
@@ -75,7 +75,7 @@ test.serial('an unplaceable unit returns the reasons promptly and exits 1', asyn
   t.regex(again.stderr, /us\.service cannot be placed: 0\/2 machines: 2 lack region=us/);
   t.true(again.ms < 20_000, `returned after ${again.ms} ms`);
   const status = await api.run(['status', 'us']);
-  t.is(status.code, 0, status.stderr);
+  t.is(status.code, 0, status.stdout + status.stderr);
   t.regex(status.stdout, /Pending:\s+0\/2 machines: 2 lack region=us/);
   t.regex(status.stdout, /^\s+2 lack region=us$/m);
   t.regex(status.stdout, /Logs: unavailable: .*not placed/);
@@ -99,13 +99,13 @@ test.serial('stop, unload, load and destroy each wait for their state', async (t
   const { api } = await cluster(t);
   t.is((await api.run(['start', `${EXAMPLES}db.service`])).code, 0);
   const stop = await api.run(['stop', 'db.service']);
-  t.is(stop.code, 0, stop.stderr);
+  t.is(stop.code, 0, stop.stdout + stop.stderr);
   t.regex(stop.stdout, /^Unit db\.service loaded on [0-9a-f]{8}\.\.\.\/10\.0\.0\.\d\n$/);
   const state = await api.store.getRecord(codecs.state, api.store.keys.state('db.service'));
   t.is(state?.value.activeState, 'inactive', 'stop returned once the container stopped');
 
   const unload = await api.run(['unload', 'db']);
-  t.is(unload.code, 0, unload.stderr);
+  t.is(unload.code, 0, unload.stdout + unload.stderr);
   t.is(unload.stdout, 'Unit db.service inactive\n');
   const placed = await api.store.list(api.store.keys.dir('placement'));
   t.deepEqual(placed.items, [], 'no machine holds it any more');
@@ -115,12 +115,12 @@ test.serial('stop, unload, load and destroy each wait for their state', async (t
   t.regex(stopInactive.stderr, /cannot stop db\.service: it is not loaded/);
 
   const load = await api.run(['load', 'db']);
-  t.is(load.code, 0, load.stderr);
+  t.is(load.code, 0, load.stdout + load.stderr);
   t.regex(load.stdout, /^Unit db\.service loaded on /);
 
   t.is((await api.run(['start', 'db'])).code, 0);
   const destroy = await api.run(['destroy', 'db']);
-  t.is(destroy.code, 0, destroy.stderr);
+  t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
   t.is(destroy.stdout, 'Unit db.service destroyed\n');
   const left = await fingerprint(api.store);
   t.false(
@@ -135,7 +135,7 @@ test.serial(
     const api = await startTestApi(t, server()); // no leader: nothing will ever be placed
     await api.run(['submit', `${EXAMPLES}hello.service`, `${EXAMPLES}db.service`]);
     const noBlock = await api.run(['start', '--no-block', 'hello']);
-    t.is(noBlock.code, 0, noBlock.stderr);
+    t.is(noBlock.code, 0, noBlock.stdout + noBlock.stderr);
     t.is(noBlock.stdout, 'Triggered unit hello.service start\n');
     const timeout = await api.run(['start', '--timeout', '2s', 'db']);
     t.is(timeout.code, 1);
@@ -166,14 +166,14 @@ test.serial(
     );
     const dir = await unitDir(t, { 'api@.service': unitText({ description: 'api %i' }) });
     const local = await api.run(['start', `${dir}/api@7.service`]);
-    t.is(local.code, 0, local.stderr);
+    t.is(local.code, 0, local.stdout + local.stderr);
     t.regex(local.stdout, /Unit api@7\.service launched on /);
     t.regex(
       (await api.run(['list-unit-files', '--no-legend', '--fields', 'unit'])).stdout,
       /^api@\.service$/m,
     );
     const fromCluster = await api.run(['start', 'api@8']);
-    t.is(fromCluster.code, 0, fromCluster.stderr);
+    t.is(fromCluster.code, 0, fromCluster.stdout + fromCluster.stderr);
     t.regex(fromCluster.stdout, /Unit api@8\.service launched on /);
   },
 );
@@ -181,7 +181,7 @@ test.serial(
 test.serial('start of a Global unit is triggered without waiting, as with fleetctl', async (t) => {
   const { api } = await cluster(t);
   const r = await api.run(['start', `${EXAMPLES}node-monitor.service`]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   t.is(r.stdout, 'Triggered global unit node-monitor.service start\n');
 });
 
@@ -190,7 +190,7 @@ test.serial('scale grows and shrinks a template and waits for both directions', 
   const dir = await unitDir(t, { 'web@.service': unitText() });
   await api.run(['submit', `${dir}/web@.service`]);
   const up = await api.run(['scale', 'web@.service=3']);
-  t.is(up.code, 0, up.stderr);
+  t.is(up.code, 0, up.stdout + up.stderr);
   t.regex(
     up.stdout,
     /^Scaled web@\.service to 3: started web@1\.service, web@2\.service, web@3\.service; destroyed none$/m,
@@ -198,7 +198,7 @@ test.serial('scale grows and shrinks a template and waits for both directions', 
   for (const n of [1, 2, 3])
     t.regex(up.stdout, new RegExp(`^Unit web@${n}\\.service launched on `, 'm'));
   const down = await api.run(['-o', 'json', 'scale', 'web', '1']);
-  t.is(down.code, 0, down.stderr);
+  t.is(down.code, 0, down.stdout + down.stderr);
   const json = parseJson(t, down.stdout) as {
     scaled: { instances: string[]; destroyed: string[] }[];
     units: { name: string; target: string; reached: boolean }[];
@@ -224,7 +224,7 @@ test.serial('list-units and status show what runs; -o json of both parses', asyn
     'unit,dstate,state,active,sub,hash,pid',
     '--no-legend',
   ]);
-  t.is(list.code, 0, list.stderr);
+  t.is(list.code, 0, list.stdout + list.stderr);
   t.regex(
     list.stdout,
     /^db\.service\s+launched\s+launched\s+active\s+running\s+[0-9a-f]{7}\s+4242$/m,

@@ -29,6 +29,11 @@ export interface SimOptions {
   readonly failing?: (name: string) => string | undefined;
   /** Tick interval. Default 100 ms. */
   readonly intervalMs?: number;
+  /**
+   * Whether to play the leader too (default). With false only the agents are played, for
+   * tests that run the real scheduler: they report on the placements the leader wrote.
+   */
+  readonly leader?: boolean;
 }
 
 /**
@@ -42,7 +47,8 @@ export function simulateCluster(t: ExecutionContext, store: Store, opts: SimOpti
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    running = running.then(() => (stopped ? undefined : tick(store, opts).catch(() => undefined)));
+    const step = opts.leader === false ? agentTick : tick;
+    running = running.then(() => (stopped ? undefined : step(store, opts).catch(() => undefined)));
   }, opts.intervalMs ?? 100);
   t.teardown(async () => {
     stopped = true;
@@ -136,6 +142,37 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
   for (const name of stateByName.keys()) {
     if (!unitByName.has(name) && !placements.has(name)) await store.delete(k.state(name));
   }
+}
+
+/** The agents alone: report each placement's unit in the state it asks for; forget the rest. */
+async function agentTick(store: Store, opts: SimOptions): Promise<void> {
+  const k = store.keys;
+  const [placementKvs, states] = await Promise.all([
+    store.list(k.dir('placement')),
+    store.listRecords(codecs.state, k.dir('state')),
+  ]);
+  const placed = new Map<string, Placement>();
+  for (const kv of placementKvs.items) {
+    const parsed = k.parse(kv.key);
+    if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
+    placed.set(parsed.name, {
+      ...codecs.placement.decode(kv.key, kv.value),
+      machine: parsed.machine,
+    });
+  }
+  const have = new Map(states.items.map((s) => [s.value.name, s.value]));
+  for (const [name, p] of placed) {
+    const want = agentState(name, p, p.desiredState || 'launched', opts.failing?.(name));
+    const now = have.get(name);
+    if (
+      now?.activeState !== want.activeState ||
+      now.machine !== want.machine ||
+      now.hash !== want.hash
+    ) {
+      await store.putRecord(codecs.state, k.state(name), want);
+    }
+  }
+  for (const name of have.keys()) if (!placed.has(name)) await store.delete(k.state(name));
 }
 
 function leastLoaded(load: ReadonlyMap<string, number>): string | undefined {

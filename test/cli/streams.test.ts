@@ -34,7 +34,7 @@ test('watch prints each change live as one line, and Ctrl-C ends it with exit 0'
   );
   simulateCluster(t, api.store, { machines: [m] });
   const start = await api.run(['start', `${EXAMPLES}hello.service`]);
-  t.is(start.code, 0, start.stderr);
+  t.is(start.code, 0, start.stdout + start.stderr);
   const short = `${m.id.slice(0, 8)}...`;
   const line = (kind: string, rest: string) =>
     new RegExp(
@@ -79,7 +79,7 @@ test('list-units --watch redraws the table when the cluster changes', async (t) 
   const live = api.spawn(['list-units', '--watch', '--fields', 'unit,active,sub']);
   await live.waitFor(/^UNIT\s+ACTIVE\s+SUB\n/m, 'the first (empty) table');
   const start = await api.run(['start', `${EXAMPLES}hello.service`]);
-  t.is(start.code, 0, start.stderr);
+  t.is(start.code, 0, start.stdout + start.stderr);
   const out = await live.waitFor(/^hello\.service\s+active\s+running$/m);
   t.true(out.split('UNIT').length - 1 >= 2, 'the table was drawn again');
   t.is(await live.stop('SIGTERM'), 0);
@@ -93,7 +93,7 @@ test('journal prints the last lines through the API, -n limits them, -f follows'
   t.is((await api.run(['start', `${EXAMPLES}hello.service`])).code, 0);
   for (let i = 1; i <= 15; i++) logs.push('hello.service', `line ${i}`);
   const tail = await api.run(['journal', 'hello']);
-  t.is(tail.code, 0, tail.stderr);
+  t.is(tail.code, 0, tail.stdout + tail.stderr);
   t.is(
     tail.stdout,
     Array.from({ length: 10 }, (_, i) => `line ${i + 6}\n`).join(''),
@@ -117,7 +117,7 @@ test('journal prints the last lines through the API, -n limits them, -f follows'
   t.is(await follow.stop(), 0);
 
   const status = await api.run(['status', '-n', '2', 'hello']);
-  t.is(status.code, 0, status.stderr);
+  t.is(status.code, 0, status.stdout + status.stderr);
   t.regex(status.stdout, /Last 2 log lines:\n {2}line 15\n {2}line 16\n$/);
 });
 
@@ -139,7 +139,7 @@ test('status says in one line when the agent holding the logs is gone, and exits
   t.is((await api.run(['start', `${EXAMPLES}hello.service`])).code, 0);
   await api.store.delete(api.store.keys.machine(m.id)); // the agent's lease expired
   const status = await api.run(['status', 'hello']);
-  t.is(status.code, 0, status.stderr);
+  t.is(status.code, 0, status.stdout + status.stderr);
   const logLines = status.stdout.split('\n').filter((l) => l.startsWith('Logs:'));
   t.is(logLines.length, 1);
   t.regex(logLines[0] ?? '', /^Logs: unavailable: .*not connected/);

@@ -29,7 +29,7 @@ const VERBS = [
 
 test('flotctl --help lists every verb and the global options, exit 0', async (t) => {
   const r = await flotctl(['--help']);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, r.stdout + r.stderr);
   for (const verb of VERBS) t.regex(r.stdout, new RegExp(`^  ${verb}\\s+\\S`, 'm'), verb);
   t.regex(r.stdout, /--endpoint HOST:PORT/);
   t.regex(r.stdout, /--request-timeout/);

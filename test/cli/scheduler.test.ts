@@ -1,0 +1,121 @@
+/**
+ * flotctl against a real scheduler replica (scheduler/main.ts: its API and its elected leader
+ * placing units, both real) over a real etcd. Only the agents are played (sim-cluster.ts with
+ * `leader: false`): they report the placements the real leader writes. So the reasons
+ * flotctl prints for an unplaceable unit are the real planner's.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { pino } from 'pino';
+import type { Machine } from '../../proto/flotilla/v1/records.js';
+import { startScheduler } from '../../scheduler/main.js';
+import { parseSchedulerArgs } from '../../scheduler/options.js';
+import { startEtcd, uniquePrefix, unitText, type EtcdServer } from '../helpers/index.js';
+import { addMachine, EXAMPLES, flotctl, parseJson, unitDir, type Run } from './cli-kit.js';
+import { simulateCluster } from './sim-cluster.js';
+
+let etcd: EtcdServer | undefined;
+test.before(async () => {
+  etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+
+/** A scheduler replica (API + leader) under a fresh prefix, two machines, simulated agents. */
+async function realCluster(t: ExecutionContext) {
+  if (etcd === undefined) throw new Error('etcd not started');
+  const parsed = parseSchedulerArgs([
+    `--etcd-endpoints=${etcd.endpoint}`,
+    `--prefix=${uniquePrefix('cli-scheduler')}`,
+    '--listen=127.0.0.1:0',
+    '--log-level=silent',
+    '--name=cli-test',
+    '--election-ttl=2s',
+    '--tick=200ms',
+  ]);
+  if (parsed.help) throw new Error('unexpected --help');
+  const scheduler = await startScheduler(parsed.options, pino({ level: 'silent' }));
+  t.teardown(() => scheduler.close({ resign: true }));
+  const endpoint = scheduler.apiAddress ?? '';
+  const machines: Machine[] = [
+    await addMachine(scheduler.store, { addresses: ['10.0.0.1'], metadata: { region: 'eu' } }),
+    await addMachine(scheduler.store, { addresses: ['10.0.0.2'], metadata: { region: 'eu' } }),
+  ];
+  simulateCluster(t, scheduler.store, { machines, leader: false });
+  const run = (args: readonly string[]): Promise<Run> => flotctl(['--endpoint', endpoint, ...args]);
+  return { scheduler, machines, run };
+}
+
+test.serial(
+  'start waits for the real leader to place the unit and the agent to run it',
+  async (t) => {
+    const { machines, run } = await realCluster(t);
+    const r = await run(['start', `${EXAMPLES}hello.service`]);
+    t.is(r.code, 0, r.stdout + r.stderr);
+    const where = machines
+      .map((m) => `${m.id.slice(0, 8)}\\.\\.\\./${m.addresses[0] ?? ''}`)
+      .join('|');
+    t.regex(r.stdout, new RegExp(`^Unit hello\\.service launched on (${where})\\n$`));
+    const list = await run(['list-units', '--no-legend']);
+    t.regex(list.stdout, /^hello\.service\s+\S+\s+active\s+running$/m);
+  },
+);
+
+test.serial(
+  "an unplaceable unit: flotctl prints the real planner's reasons and exits 1 promptly",
+  async (t) => {
+    const { run } = await realCluster(t);
+    const dir = await unitDir(t, {
+      'us.service': unitText({ xfleet: { MachineMetadata: 'region=us' } }),
+    });
+    const r = await run(['start', '--timeout', '60s', `${dir}/us.service`]);
+    t.is(r.code, 1, r.stdout);
+    t.regex(r.stderr, /^us\.service cannot be placed: 0\/2 machines: .*region/);
+    t.is(r.stderr.split('\n').length, 2, 'one line');
+    t.true(r.ms < 30_000, `returned after ${r.ms} ms, not at the 60 s timeout`);
+    const status = await run(['status', 'us']);
+    t.is(status.code, 0, status.stdout + status.stderr);
+    t.regex(status.stdout, /Pending:\s+0\/2 machines: /);
+  },
+);
+
+test.serial(
+  'scale with Conflicts: the instance that does not fit is reported, the rest run',
+  async (t) => {
+    const { run } = await realCluster(t);
+    const dir = await unitDir(t, {
+      'web@.service': unitText({ xfleet: { Conflicts: 'web@*.service' } }),
+    });
+    t.is((await run(['submit', `${dir}/web@.service`])).code, 0);
+    const plan = await run(['plan', 'web@1', 'web@2', 'web@3']);
+    t.is(plan.code, 1, 'two machines fit two conflicting instances, not three');
+    t.regex(plan.stdout, /2 of 3 units can be placed on 2 machines/);
+    const scale = await run(['-o', 'json', 'scale', 'web=3']);
+    t.is(scale.code, 1);
+    const json = parseJson(t, scale.stdout) as {
+      units: { name: string; reached: boolean; problem?: string }[];
+    };
+    t.is(json.units.filter((u) => u.reached).length, 2);
+    const stuck = json.units.find((u) => !u.reached);
+    t.regex(stuck?.problem ?? '', /cannot be placed: 0\/2 machines: .*conflict/);
+    const down = await run(['scale', 'web=2']);
+    t.is(down.code, 0, down.stdout + down.stderr);
+    t.regex(down.stdout, /destroyed web@3\.service/);
+  },
+);
+
+test.serial(
+  'destroy waits until the leader removed the placement and the agent the state',
+  async (t) => {
+    const { scheduler, run } = await realCluster(t);
+    t.is((await run(['start', `${EXAMPLES}hello.service`])).code, 0);
+    const r = await run(['destroy', 'hello']);
+    t.is(r.code, 0, r.stdout + r.stderr);
+    t.is(r.stdout, 'Unit hello.service destroyed\n');
+    const { items } = await scheduler.store.list(scheduler.store.keys.prefix);
+    t.false(
+      items.some((kv) => kv.key.includes('hello.service')),
+      items.map((kv) => kv.key).join(', '),
+    );
+  },
+);

@@ -15,7 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -257,7 +257,7 @@ async function main(): Promise<void> {
   const logDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-failover-'));
   const etcd = await startEtcd();
   try {
-    process.stderr.write(`scheduler logs in ${logDir}\n`);
+    process.stderr.write(`scheduler logs in ${logDir} (removed after a successful run)\n`);
     const lease = await leaseExpiry(etcd, runs, ttlS, logDir);
     const kill = await leaderKill(etcd, runs, logDir);
     const rows = [
@@ -285,6 +285,7 @@ async function main(): Promise<void> {
         leaderKillToPlacementMs: { ...stats(kill), goal: (ELECTION_TTL_S + 2) * 1000 },
       }),
     );
+    await rm(logDir, { recursive: true, force: true });
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await etcd.stop();

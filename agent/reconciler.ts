@@ -96,16 +96,24 @@ export class Reconciler {
   }
 
   /**
-   * Lets StopOnDisconnect units start again: call once back online. Waits until the mirror
-   * holds everything etcd held when it is called, so a unit moved elsewhere meanwhile is seen
-   * as unplaced first and never started here again.
+   * Lets StopOnDisconnect units start again: call once back online. A held unit is released
+   * only when a fresh read of etcd (not the mirror, which may still be catching up) shows it
+   * placed here, so a unit moved elsewhere meanwhile is never started here again.
    */
   async resume(): Promise<void> {
     if (this.held.size === 0) return;
-    const revision = await this.store.revision();
-    await this.placements.waitFor(revision);
-    this.held.clear();
-    this.schedule();
+    const listing = await this.store.listRecords(
+      codecs.placement,
+      this.store.keys.placementsOn(this.opts.machineId),
+    );
+    const placedNow = new Set(listing.items.map((item) => item.value.unit));
+    let released = false;
+    for (const name of [...this.held]) {
+      if (!placedNow.has(name)) continue;
+      this.held.delete(name);
+      released = true;
+    }
+    if (released) this.schedule();
   }
 
   /** Runs a pass soon (coalesced: many triggers, one pass). */
@@ -146,6 +154,8 @@ export class Reconciler {
       });
     }
     this.files.retain(placed);
+    // A held unit the mirror no longer places here moved away: nothing left to hold.
+    for (const name of this.held) if (!placed.has(name)) this.held.delete(name);
     const actual: ActualUnit[] = [...this.marks.values()].map((m) => m.unit);
     for (const s of this.units.list()) {
       if (!this.marks.has(s.name)) actual.push({ name: s.name, hash: s.hash, kind: 'running' });

@@ -238,3 +238,39 @@ for (const driver of DRIVERS) {
     },
   );
 }
+
+test.serial(
+  'an instance without its own record runs its template file, specifiers expanded',
+  async (t) => {
+    const prefix = uniquePrefix('instance');
+    const store = storeFor(t, prefix);
+    const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver: 'process' });
+    const template = service(`ExecStart=/bin/sh -c 'echo instance=%i name=%n; exec sleep 3600'`);
+    const hash = parseUnit('web@.service', template).hash;
+    await store.putRecord(codecs.unit, store.keys.unit('web@.service'), {
+      name: 'web@.service',
+      file: template,
+      hash,
+      desiredState: 'inactive',
+    });
+    await store.putRecord(
+      codecs.placement,
+      store.keys.placement(agent.machineId, 'web@7.service'),
+      {
+        unit: 'web@7.service',
+        machine: agent.machineId,
+        hash,
+        epoch: 1n,
+        desiredState: 'launched',
+      },
+    );
+    t.like(await waitRunning(store, 'web@7.service'), { hash });
+    await assertEventually(
+      async () => {
+        const got = await agent.units.logs.tail('web@7.service', 20);
+        return got.includes('instance=7 name=web@7.service') ? got : false;
+      },
+      { message: 'the instance ran with %i and %n expanded' },
+    );
+  },
+);

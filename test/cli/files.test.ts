@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { makeUnit, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
 import { addMachine, EXAMPLES, fingerprint, parseJson, startTestApi, unitDir } from './cli-kit.js';
 
 let etcd: EtcdServer | undefined;
@@ -252,4 +252,23 @@ test('plan shows where units would go and why one cannot, writes nothing, exits 
     machines: number;
   };
   t.deepEqual(json, { units: [{ name: 'web@1.service', machine: m.id }], machines: 1 });
+});
+
+test('list-unit-files and list-units fetch every page of a listing larger than one page', async (t) => {
+  const api = await startTestApi(t, server());
+  const names = Array.from({ length: 1005 }, (_, i) => `svc-${String(i).padStart(4, '0')}.service`);
+  for (let i = 0; i < names.length; i += 100) {
+    await Promise.all(
+      names
+        .slice(i, i + 100)
+        .map((name) =>
+          api.store.putRecord(codecs.unit, api.store.keys.unit(name), makeUnit({ name })),
+        ),
+    );
+  }
+  const files = await api.run(['list-unit-files', '--no-legend', '--fields', 'unit']);
+  t.is(files.code, 0, files.stdout + files.stderr);
+  t.deepEqual(files.stdout.trimEnd().split('\n'), names, 'all 1005, in order, none twice');
+  const units = await api.run(['-o', 'json', 'list-units']);
+  t.is((parseJson(t, units.stdout) as unknown[]).length, 1005);
 });

@@ -4,10 +4,20 @@
  * writes placements, pending reasons and unit states as those processes do (see there):
  * flotctl only ever talks to the API.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
-import { addMachine, EXAMPLES, fingerprint, parseJson, startTestApi, unitDir } from './cli-kit.js';
+import {
+  addMachine,
+  EXAMPLES,
+  FLOTCTL,
+  fingerprint,
+  parseJson,
+  startTestApi,
+  unitDir,
+} from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 
 let etcd: EtcdServer | undefined;
@@ -264,3 +274,33 @@ test.serial('list-units and status show what runs; -o json of both parses', asyn
   t.is(sj[0]?.unit.name, 'db.service');
   t.is(typeof sj[0]?.logsError, 'string');
 });
+
+/** `script` runs a command on a pseudo-terminal: the one way to give flotctl a TTY here. */
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => existsSync(p));
+
+(SCRIPT === undefined ? test.serial.skip : test.serial)(
+  'waiting draws a progress line on a terminal only',
+  async (t) => {
+    const api = await startTestApi(t, server()); // no leader: the unit stays pending
+    await api.run(['submit', `${EXAMPLES}hello.service`]);
+    const args = ['--endpoint', api.endpoint, 'start', '--timeout', '2s', 'hello'];
+    const command = [process.execPath, FLOTCTL, ...args].map((a) => `'${a}'`).join(' ');
+    const tty = await new Promise<string>((resolve, reject) => {
+      execFile(
+        SCRIPT ?? 'script',
+        ['-qec', command, '/dev/null'],
+        { timeout: 60_000 },
+        (err, out) => (err !== null && typeof err.code !== 'number' ? reject(err) : resolve(out)),
+      );
+    });
+    const clearLine = '\r\u001b[2K';
+    const drawn = tty.split(clearLine).slice(1);
+    t.true(
+      drawn.some((d) => /^waiting \ds: hello\.service not placed yet/.test(d)),
+      `progress line drawn in place: ${JSON.stringify(tty)}`,
+    );
+    t.regex(tty, /timed out after 2s waiting for hello\.service/);
+    const piped = await api.run(['start', '--timeout', '2s', 'hello']);
+    t.false((piped.stdout + piped.stderr).includes('\u001b'), 'no terminal codes when piped');
+  },
+);

@@ -24,7 +24,7 @@ Options:
   --from-revision N   start at etcd revision N (still in etcd's history) instead of now
   --unit GLOB         only changes of units whose name matches (shell syntax, e.g. 'web@*');
                       machine changes are still shown
-  --machine ID        only changes on that machine (its full id)
+  --machine ID        only changes on that machine (its id or a unique prefix)
   -l, --full          do not shorten machine ids
   -o json             one JSON event per line, with the time it was received
 `;
@@ -52,6 +52,7 @@ export const watchVerb: Verb = {
     const filter = { unitGlob: values.unit ?? '', machine: values.machine ?? '' };
     const full = values.full === true;
     return withClient(globals, async (api) => {
+      if (filter.machine !== '') filter.machine = await resolveMachine(api, filter.machine);
       await follow(api, io, BigInt(rawFrom), filter, (ev) => {
         const now = Date.now();
         if (globals.output === 'json') {
@@ -64,6 +65,20 @@ export const watchVerb: Verb = {
     });
   },
 };
+
+/**
+ * A machine id from a unique prefix of a connected machine's id; anything else is kept as
+ * given (a machine that is down has no record, and its events may still be wanted).
+ */
+async function resolveMachine(api: ApiClient, query: string): Promise<string> {
+  const ids = (await api.listMachines()).machines.flatMap((m) => m.machine?.id ?? []);
+  if (ids.includes(query)) return query;
+  const matches = ids.filter((id) => id.startsWith(query));
+  if (matches.length > 1) {
+    throw new CliError('refused', `machine ${query} is ambiguous: it starts ${matches.join(', ')}`);
+  }
+  return matches[0] ?? query;
+}
 
 /**
  * Streams events until the user stops; a broken stream is resumed from the last revision

@@ -72,6 +72,37 @@ test('watch --unit filters by glob, --from-revision replays history, -o json lin
   t.is(await replay.stop(), 0);
 });
 
+test('watch --machine PREFIX keeps the changes of that machine only', async (t) => {
+  const api = await startTestApi(t, server());
+  const a = await addMachine(api.store, { addresses: ['10.0.0.1'] });
+  const b = await addMachine(api.store, { addresses: ['10.0.0.2'] });
+  const live = api.spawn(['watch', '--machine', a.id.slice(0, 6)]);
+  await retryUntilSeen(
+    live,
+    () => addMachine(api.store, { id: a.id, addresses: ['10.0.0.1'] }),
+    /machine/,
+  );
+  simulateCluster(t, api.store, { machines: [a, b] });
+  const dir = await unitDir(t, { 'one.service': unitText(), 'two.service': unitText() });
+  t.is(
+    (await api.run(['start', `${dir}/one.service`])).code,
+    0,
+    'placed on a (least loaded, first)',
+  );
+  t.is((await api.run(['start', `${dir}/two.service`])).code, 0, 'placed on b');
+  await live.waitFor(/one\.service\s+\S+\s+active\/running/);
+  await new Promise((resolve) => setTimeout(resolve, 500)); // let any event of b arrive, wrongly
+  const lines = live.stdout().trimEnd().split('\n');
+  const short = (id: string) => `${id.slice(0, 8)}...`;
+  t.true(
+    lines.every((l) => l.includes(short(a.id))),
+    lines.join('\n'),
+  );
+  t.false(live.stdout().includes(short(b.id)));
+  t.false(live.stdout().includes('two.service'));
+  t.is(await live.stop(), 0);
+});
+
 test('list-units --watch redraws the table when the cluster changes', async (t) => {
   const api = await startTestApi(t, server());
   const m = await addMachine(api.store);

@@ -7,11 +7,13 @@
  * dies without calling it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { UnitStatus } from '../../proto/flotilla/v1/units.js';
+import { readLeader, type LeaderInfo } from '../../scheduler/leadership.js';
+import { openStore } from '../../store/index.js';
 import {
   clusterDown,
   clusterUp,
@@ -119,9 +121,26 @@ export class E2ECluster {
     }
   }
 
-  /** host:port of scheduler-1's API. */
+  private api: string | undefined;
+
+  /** host:port of the API flotctl talks to: scheduler-1's unless {@link useApi} changed it. */
   get endpoint(): string {
-    return this.record.apiAddresses[0] ?? '';
+    return this.api ?? this.record.apiAddresses[0] ?? '';
+  }
+
+  /** Points flotctl at another scheduler (e.g. when scheduler-1 was killed). */
+  useApi(address: string): void {
+    this.api = address;
+  }
+
+  /** The elected scheduler, read from etcd; undefined while there is none. */
+  async leader(): Promise<LeaderInfo | undefined> {
+    const store = openStore({ endpoints: [this.record.etcd.endpoint], prefix: this.record.prefix });
+    try {
+      return await readLeader(store);
+    } finally {
+      store.close();
+    }
   }
 
   /** Re-reads cluster.json (after add-agent or a restart changed pids). */
@@ -190,6 +209,15 @@ export class E2ECluster {
       const dump = [...last.values()].map((u) => JSON.stringify(u)).join('\n');
       throw new Error(`${(err as Error).message}\nlast listing:\n${dump}`);
     }
+  }
+
+  /** Writes a unit file into a temporary directory and returns its path (for submit). */
+  async unitFile(name: string, text: string): Promise<string> {
+    const dir = join(this.dir, 'unit-files');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, name);
+    await writeFile(path, text);
+    return path;
   }
 
   /** Machine id of agent n. */

@@ -3,7 +3,8 @@
  * `./units/web.service` all name the unit `web.service` (the basename; `.service` when no unit
  * type is given). For load and start, an argument that is a local file is submitted first
  * when the cluster does not have that unit yet, and an instance such as `units/web@3.service`
- * brings its template file `units/web@.service` along the same way.
+ * brings its template file `units/web@.service` along the same way. `units/web` finds the
+ * file `units/web.service`.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -90,8 +91,11 @@ async function localFiles(args: readonly string[]): Promise<LocalFile[]> {
   const found = new Map<string, LocalFile>();
   for (const arg of args) {
     const name = unitNameOf(arg);
-    if (await isFile(arg)) {
-      if (!found.has(name)) found.set(name, { name, path: arg });
+    // `start units/web` finds units/web.service, as `start units/web.service` would.
+    const asFile = join(dirname(arg), name);
+    const path = (await isFile(arg)) ? arg : (await isFile(asFile)) ? asFile : undefined;
+    if (path !== undefined && basename(path) === name) {
+      if (!found.has(name)) found.set(name, { name, path });
       continue;
     }
     let template = '';
@@ -101,9 +105,9 @@ async function localFiles(args: readonly string[]): Promise<LocalFile[]> {
     } catch {
       continue; // the API says what is wrong with the name
     }
-    const path = join(dirname(arg), template);
-    if (template !== '' && !found.has(template) && (await isFile(path))) {
-      found.set(template, { name: template, path });
+    const templatePath = join(dirname(arg), template);
+    if (template !== '' && !found.has(template) && (await isFile(templatePath))) {
+      found.set(template, { name: template, path: templatePath });
     }
   }
   return [...found.values()];

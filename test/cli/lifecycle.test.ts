@@ -174,7 +174,10 @@ test.serial(
       await fingerprint(api.store).then((k) => k.filter((x) => x.includes('/units/'))),
       [],
     );
-    const dir = await unitDir(t, { 'api@.service': unitText({ description: 'api %i' }) });
+    const dir = await unitDir(t, {
+      'api@.service': unitText({ description: 'api %i' }),
+      'solo.service': unitText(),
+    });
     const local = await api.run(['start', `${dir}/api@7.service`]);
     t.is(local.code, 0, local.stdout + local.stderr);
     t.regex(local.stdout, /Unit api@7\.service launched on /);
@@ -185,6 +188,9 @@ test.serial(
     const fromCluster = await api.run(['start', 'api@8']);
     t.is(fromCluster.code, 0, fromCluster.stdout + fromCluster.stderr);
     t.regex(fromCluster.stdout, /Unit api@8\.service launched on /);
+    const bare = await api.run(['start', `${dir}/solo`]);
+    t.is(bare.code, 0, bare.stdout + bare.stderr);
+    t.regex(bare.stdout, /Unit solo\.service launched on /, 'DIR/solo finds DIR/solo.service');
   },
 );
 

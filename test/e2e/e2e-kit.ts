@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
+import { MachineLayout } from '../../agent/runtime/layout.js';
 import { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { readLeader, type LeaderInfo } from '../../scheduler/leadership.js';
 import { openStore } from '../../store/index.js';
@@ -121,6 +122,13 @@ export class E2ECluster {
     }
   }
 
+  /** A cluster someone else started in `dir` (e.g. `flotilla cluster up` run as a child). */
+  static async attach(dir: string): Promise<E2ECluster> {
+    const record = await readRecord(dir);
+    if (record === undefined) throw new Error(`no cluster in ${dir}`);
+    return new E2ECluster(dir, record, startWatchdog(dir));
+  }
+
   private api: string | undefined;
 
   /** host:port of the API flotctl talks to: scheduler-1's unless {@link useApi} changed it. */
@@ -218,6 +226,34 @@ export class E2ECluster {
     const path = join(dir, name);
     await writeFile(path, text);
     return path;
+  }
+
+  /** Machines holding a placement of `unit`, read from etcd (several for a Global unit). */
+  async placementsOf(unit: string): Promise<string[]> {
+    const store = openStore({ endpoints: [this.record.etcd.endpoint], prefix: this.record.prefix });
+    try {
+      const { items } = await store.list(store.keys.dir('placement'));
+      return items
+        .map((kv) => store.keys.parse(kv.key))
+        .filter((k) => k?.kind === 'placement' && k.name === unit)
+        .map((k) => k?.machine ?? '')
+        .sort();
+    } finally {
+      store.close();
+    }
+  }
+
+  /** runc containers on this host that run `unit` for machine `machineId`. */
+  async runsContainer(machineId: string, unit: string): Promise<boolean> {
+    const agent = this.record.agents.find((a) => a.machineId === machineId);
+    if (agent === undefined) return false;
+    const id = new MachineLayout(agent.stateDir, machineId).containerId(unit);
+    const res = await new Promise<string>((resolve) =>
+      execFile('runc', ['list', '--format', 'json'], (_err, stdout) => resolve(stdout)),
+    );
+    const list = JSON.parse(res.trim() === '' ? 'null' : res) as
+      { id: string; status: string }[] | null;
+    return (list ?? []).some((ct) => ct.id === id && ct.status === 'running');
   }
 
   /** Machine id of agent n. */

@@ -123,7 +123,10 @@ export const destroyVerb: Verb = {
         return EXIT_OK;
       }
       const targets = new Map<string, Target>(names.map((n) => [n, 'gone']));
-      const outcomes = await waitForTargets(api, io, views, targets, res.revision, {
+      const outcomes = await waitForTargets(api, io, {
+        views,
+        targets,
+        writeRevision: res.revision,
         limitMs: wait.limitMs,
         quiet: json,
       });

@@ -122,7 +122,13 @@ export const scaleVerb: Verb = {
           );
         return EXIT_OK;
       }
-      const outcomes = await waitForTargets(api, io, views, targets, revision, {
+      const started = new Set(responses.flatMap((r) => r.started));
+      const unchanged = new Set([...targets.keys()].filter((n) => !started.has(n)));
+      const outcomes = await waitForTargets(api, io, {
+        views,
+        targets,
+        writeRevision: revision,
+        unchanged,
         limitMs: wait.limitMs,
         quiet: json,
       });

@@ -125,7 +125,11 @@ async function setAndWait(
       targets.set(name, spec.target);
     }
   }
-  const outcomes = await waitForTargets(api, io, views, targets, res.revision, {
+  const outcomes = await waitForTargets(api, io, {
+    views,
+    targets,
+    writeRevision: res.revision,
+    unchanged: new Set(res.unchanged),
     limitMs: req.wait.limitMs,
     quiet: json,
   });

@@ -107,7 +107,12 @@ export class UnitView {
   reached(target: Target): boolean {
     switch (target) {
       case 'launched':
-        return this.currentState === 'launched' && this.runsCurrentHash;
+        // Active, not just activating: a unit that fails at once is never "launched".
+        return (
+          this.currentState === 'launched' &&
+          this.state?.activeState === 'active' &&
+          this.runsCurrentHash
+        );
       case 'loaded':
         return this.currentState === 'loaded' && !this.runsOnPlacement();
       case 'inactive':

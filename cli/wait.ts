@@ -3,11 +3,13 @@
  * scale). The units are read once (ListUnits, which says at which revision), then followed
  * on Events.Watch from that revision + 1, so no change between the read, the write and the
  * watch is missed. Waiting ends, each unit on its own:
- * - reached: `Unit web@1.service launched on 1a2b3c4d.../10.0.0.1`;
+ * - reached: `Unit web@1.service launched on 1a2b3c4d.../10.0.0.1` (launched: its agent
+ *   reports it active, so a unit that fails at once is not reported launched);
  * - cannot be placed: the leader's summary (`0/3 machines: ...`), at once when the leader
  *   wrote it after our write, else after a short grace (the leader rewrites reasons only when
  *   they change, so an older record may still be the answer);
- * - failed on its machine (a state reported after our write), with the agent's message;
+ * - failed on its machine (a state reported after our write, or before it when the write did
+ *   not change the unit), with the agent's message;
  * - out of time: `--timeout` (default 60s) or fleetctl's `--block-attempts N` (N x 500 ms).
  * On a terminal a progress line shows what is still pending.
  */
@@ -93,31 +95,46 @@ export interface WaitOutcome {
   readonly view: UnitView;
 }
 
+/** What to wait for. */
+export interface WaitSpec {
+  /** The units, read at or before the write (see {@link readViews}). */
+  readonly views: ReadonlyMap<string, UnitView>;
+  readonly targets: ReadonlyMap<string, Target>;
+  /** Revision of the write waited on: reasons and states newer than it are fresh. */
+  readonly writeRevision: bigint;
+  /**
+   * Units the write did not change: nothing new is coming for them, so a failure or pending
+   * reason they show already is the answer.
+   */
+  readonly unchanged?: ReadonlySet<string>;
+  readonly limitMs: number;
+  /** No lines and no progress (`-o json` prints its own document). */
+  readonly quiet: boolean;
+}
+
 /**
- * Follows `views` until each unit reached its target, failed, or time ran out; prints one
- * line per unit as it settles (stdout when reached, stderr when not). `writeRevision` is the
- * revision of the write being waited on: reasons and states newer than it are fresh.
+ * Follows the units until each reached its target, failed, or time ran out; prints one line
+ * per unit as it settles (stdout when reached, stderr when not).
  */
 export async function waitForTargets(
   api: ApiClient,
   io: CliIo,
-  views: ReadonlyMap<string, UnitView>,
-  targets: ReadonlyMap<string, Target>,
-  writeRevision: bigint,
-  opts: { readonly limitMs: number; readonly quiet: boolean },
+  spec: WaitSpec,
 ): Promise<WaitOutcome[]> {
+  const { views, targets, writeRevision } = spec;
+  const unchanged = spec.unchanged ?? new Set<string>();
   const started = Date.now();
   const outcomes = new Map<string, WaitOutcome>();
   const pending = new Set(targets.keys());
   const addresses = await api.addresses();
-  const progress = new Progress(io, opts.quiet);
+  const progress = new Progress(io, spec.quiet);
   const settle = (name: string, outcome: Omit<WaitOutcome, 'name' | 'target' | 'view'>): void => {
     const view = views.get(name);
     const target = targets.get(name);
     if (view === undefined || target === undefined || !pending.has(name)) return;
     pending.delete(name);
     outcomes.set(name, { name, target, view, ...outcome });
-    if (opts.quiet) return;
+    if (spec.quiet) return;
     if (outcome.reached) progress.line(reachedLine(view, target, addresses));
     else progress.error(outcome.problem ?? `${name} did not get ${target}`);
   };
@@ -125,7 +142,8 @@ export async function waitForTargets(
     const view = views.get(name);
     const target = targets.get(name);
     if (view === undefined || target === undefined) return;
-    const verdict = judge(view, target, writeRevision, Date.now() - started);
+    const known = unchanged.has(name);
+    const verdict = judge(view, target, { writeRevision, known, elapsedMs: Date.now() - started });
     if (verdict !== undefined) settle(name, verdict);
   };
   for (const name of targets.keys()) check(name);
@@ -136,7 +154,7 @@ export async function waitForTargets(
   let timedOut = false;
   const ticker = setInterval(() => {
     for (const name of [...pending]) check(name);
-    if (Date.now() - started >= opts.limitMs) {
+    if (Date.now() - started >= spec.limitMs) {
       timedOut = true;
       stop.abort();
     }
@@ -159,7 +177,7 @@ export async function waitForTargets(
           if (pending.size === 0) break;
         }
       } catch (err) {
-        if (!(err instanceof CliError) || Date.now() - started >= opts.limitMs) throw err;
+        if (!(err instanceof CliError) || Date.now() - started >= spec.limitMs) throw err;
         if (err.code === 'refused') throw err;
         await delay(500, stop.signal); // the stream broke: resume from the last revision seen
       }
@@ -174,19 +192,21 @@ export async function waitForTargets(
     const target = targets.get(name) ?? 'launched';
     const now = view?.describe(addresses) ?? 'unknown';
     const why = timedOut
-      ? `timed out after ${formatSeconds(opts.limitMs)} waiting for ${name} to be ${targetWord(target)} (it is ${now})`
+      ? `timed out after ${formatSeconds(spec.limitMs)} waiting for ${name} to be ${targetWord(target)} (it is ${now})`
       : `stopped waiting for ${name} to be ${targetWord(target)} (it is ${now})`;
     settle(name, { reached: false, problem: why });
   }
   return [...targets.keys()].flatMap((n) => outcomes.get(n) ?? []);
 }
 
-/** Reached, failed, or still open (undefined). */
+/**
+ * Reached, failed, or still open (undefined). `known`: the write did not change the unit, so
+ * what it shows is final; else only reasons and states written after the write count at once.
+ */
 function judge(
   view: UnitView,
   target: Target,
-  writeRevision: bigint,
-  elapsedMs: number,
+  at: { writeRevision: bigint; known: boolean; elapsedMs: number },
 ): Omit<WaitOutcome, 'name' | 'target' | 'view'> | undefined {
   if (view.reached(target)) return { reached: true };
   if (target === 'gone') return undefined;
@@ -196,19 +216,21 @@ function judge(
   if (view.unit === undefined) return undefined; // created by the write, not seen yet
   const wantsPlacement = target === 'launched' || target === 'loaded';
   if (wantsPlacement && view.placements.size === 0 && view.unscheduled !== undefined) {
-    const fresh = view.unscheduledRevision > writeRevision;
-    if (fresh || elapsedMs >= STALE_REASON_GRACE_MS) {
+    const fresh = view.unscheduledRevision > at.writeRevision;
+    if (fresh || at.known || at.elapsedMs >= STALE_REASON_GRACE_MS) {
       return {
         reached: false,
         problem: `${view.name} cannot be placed: ${view.unscheduled.summary}`,
       };
     }
   }
-  if (target === 'launched' && view.failedOnPlacement && view.stateRevision > writeRevision) {
+  const freshState = view.stateRevision > at.writeRevision;
+  if (target === 'launched' && view.failedOnPlacement && (freshState || at.known)) {
     const where = view.placement?.machine ?? '';
+    const again = at.known ? ` (flotctl stop ${view.name}, then start it, runs it again)` : '';
     return {
       reached: false,
-      problem: `${view.name} failed on machine ${where}: ${failureText(view.state)}`,
+      problem: `${view.name} failed on machine ${where}: ${failureText(view.state)}${again}`,
     };
   }
   return undefined;

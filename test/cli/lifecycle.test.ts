@@ -103,6 +103,11 @@ test.serial('a unit its agent reports failed ends the wait with the agent messag
     r.stderr,
     /^hello\.service failed on machine [0-9a-f]{32}: exec \/bin\/nope: not found\n$/,
   );
+  // Started again, nothing changes: the standing failure is the answer, at once.
+  const again = await api.run(['start', '--timeout', '60s', 'hello']);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /exec \/bin\/nope: not found \(flotctl stop hello\.service, then start it/);
+  t.true(again.ms < 20_000, `${again.ms} ms`);
 });
 
 test.serial('stop, unload, load and destroy each wait for their state', async (t) => {

@@ -1,20 +1,204 @@
 /**
- * `flotilla agent`: the daemon of one machine. Parses flags, `FLOTILLA_*` environment and the
- * optional config file (agent/options.ts), starts the agent (agent/daemon.ts) and runs until
- * SIGTERM or SIGINT. Then, by default, it stops its units and revokes its lease so the leader
- * moves them at once; with `--keep-units-on-exit` it leaves them running and registered until
- * the lease expires, so an upgraded agent started within the TTL adopts them unmoved.
+ * `flotilla agent`: the daemon of one machine. {@link runAgent} parses flags, `FLOTILLA_*`
+ * environment and the optional config file (agent/options.ts) and runs until SIGTERM or
+ * SIGINT; {@link startAgent} assembles one agent (what tests and benchmarks start
+ * in-process): the UnitManager (with the units a previous agent left, adopted without a
+ * restart), the Logs service, the registration under a lease, the state reporter and the
+ * reconcile loop.
+ *
+ * Shutdown: by default every unit is stopped (stop semantics) and the lease revoked, so the
+ * machine and its states vanish at once and the leader moves the units without waiting for the
+ * TTL. With `keepUnits` (`--keep-units-on-exit`, for an agent upgrade) the units keep running
+ * and the lease is NOT revoked: the machine stays registered until the TTL runs out, so a new
+ * agent that starts within it re-registers and adopts them without a single move.
  *
  * @example
  *   // bin/flotilla: `flotilla agent --machine-id m1 --etcd-endpoints http://127.0.0.1:2379`
  *   await runAgent(process.argv.slice(3));
  */
 import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
 import { daemonLogger, UsageError } from '../cli/daemon-options.js';
-import { startAgent } from './daemon.js';
-import { AGENT_USAGE, parseAgentArgs } from './options.js';
+import type { Machine } from '../proto/flotilla/v1/records.js';
+import { openStore, type Store } from '../store/index.js';
+import type { SupervisorTimings } from './supervisor.js';
+import { UnitManager, type AdoptedUnit } from './unit-manager.js';
+import { AGENT_USAGE, parseAgentArgs, type AgentOptions } from './options.js';
+import { Reconciler } from './reconciler.js';
+import { advertisedEndpoint, machineRecord, Registration } from './registration.js';
+import { StateReporter } from './state-reporter.js';
+import { startTailServer, type TailServer } from './tail-server.js';
 
 export { AGENT_USAGE } from './options.js';
+
+/** Knobs beyond the flags, for tests and benchmarks. */
+export interface AgentTuning {
+  /** Restart back-off and start timeout of supervisors. */
+  readonly timings?: Partial<SupervisorTimings>;
+  /** How often logs are checked against their cap. */
+  readonly logCheckMs?: number;
+  /** Lease renewal interval (default TTL/3). */
+  readonly renewIntervalMs?: number;
+}
+
+/** Options of {@link Agent.close}. */
+export interface AgentCloseOptions {
+  /** Leave the units running and the lease to expire (an upgrade). Default: the flag's value. */
+  readonly keepUnits?: boolean;
+}
+
+/** A running agent. */
+export interface Agent {
+  readonly machineId: string;
+  readonly store: Store;
+  readonly units: UnitManager;
+  /** The Logs service's bound host:port. */
+  readonly logsAddress: string;
+  /** The machine record as registered. */
+  readonly machine: Machine;
+  /** The units found running (or settled) from a previous agent, taken over as they were. */
+  readonly adopted: readonly AdoptedUnit[];
+  /** Resolves after the first registration (an agent started before etcd waits for it). */
+  registered(): Promise<void>;
+  /** Stops the agent; see the module comment for what happens to the units. Idempotent. */
+  close(opts?: AgentCloseOptions): Promise<void>;
+}
+
+/**
+ * Starts an agent. Resolves once the Logs service listens and adoption is done; registration
+ * and the first reconcile pass follow as soon as etcd answers. Rejects (having cleaned up)
+ * when the driver or the Logs address cannot be had.
+ */
+export async function startAgent(
+  opts: AgentOptions,
+  logger: Logger,
+  tuning: AgentTuning = {},
+): Promise<Agent> {
+  const log = logger.child({ machine: opts.machineId });
+  const store = openStore({ endpoints: opts.endpoints, prefix: opts.prefix });
+  let units: UnitManager;
+  let tail: TailServer;
+  try {
+    units = await UnitManager.create({
+      machineId: opts.machineId,
+      stateDir: opts.stateDir,
+      driver: opts.driver,
+      ...(tuning.timings !== undefined ? { timings: tuning.timings } : {}),
+      ...(tuning.logCheckMs !== undefined ? { logCheckMs: tuning.logCheckMs } : {}),
+    });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  // Built below; the reporter's callbacks reach them once they exist.
+  const late: { reconciler?: Reconciler; registration?: Registration; machine?: Machine } = {};
+  const reporter = new StateReporter(store, log.child({ component: 'states' }), {
+    lease: () => late.registration?.leaseId,
+    isPlaced: (name) => late.reconciler?.isPlaced(name) ?? false,
+    onLeaseLost: () => {
+      if (late.machine !== undefined) late.registration?.checkLease(late.machine);
+    },
+  });
+  units.onState((state) => reporter.report(state));
+  let adopted: AdoptedUnit[];
+  try {
+    adopted = await units.adopt();
+    tail = await startTailServer({
+      listen: opts.logsListen,
+      logs: units.logs,
+      logger: log.child({ component: 'logs' }),
+      hasUnit: async (name) =>
+        (late.reconciler?.known().has(name) ?? false) ||
+        (await units.logs.tail(name, 1)).length > 0,
+    });
+  } catch (err) {
+    await reporter.close();
+    await units.close();
+    store.close();
+    throw err;
+  }
+  for (const unit of adopted) {
+    log.info({ unit: unit.name, pid: unit.pid, running: unit.running }, 'adopted unit');
+  }
+
+  const startedAt = Date.now();
+  const machine = machineRecord(
+    opts,
+    units.driver.name,
+    advertisedEndpoint(tail.address, opts.publicIp),
+    startedAt,
+  );
+  late.machine = machine;
+  const reg = new Registration(store, log.child({ component: 'presence' }), {
+    machine,
+    ttlSeconds: opts.leaseTtlSeconds,
+    ...(tuning.renewIntervalMs !== undefined ? { renewIntervalMs: tuning.renewIntervalMs } : {}),
+  });
+  late.registration = reg;
+  const rec = new Reconciler(store, units, reporter, log.child({ component: 'reconcile' }), {
+    machineId: opts.machineId,
+    tickMs: opts.tickMs,
+    connection: () => reg.connection(),
+    stopOnDisconnectLimitMs: reg.stopOnDisconnectLimitMs(opts.leaseTtlSeconds),
+  });
+  late.reconciler = rec;
+  reg.presence.on((event) => {
+    if (event.type === 'registered') reporter.rewriteAll();
+    if (event.type === 'registered' || event.type === 'renewed') {
+      rec.resume().catch((err: unknown) => log.debug({ err }, 'resume after reconnect failed'));
+    }
+    rec.schedule();
+  });
+  // StopOnDisconnect= deadlines are checked more often than the tick while cut off.
+  const cutOffCheck = setInterval(() => {
+    if (reg.connection().disconnected) rec.schedule();
+  }, 250);
+  const registeredOnce = reg.start();
+  registeredOnce.catch(() => undefined);
+  rec.start();
+  log.info(
+    {
+      etcd: opts.endpoints,
+      prefix: store.keys.prefix,
+      driver: units.driver.name,
+      stateDir: opts.stateDir,
+      logs: tail.address,
+      adopted: adopted.length,
+    },
+    'agent started',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = async (closeOpts: AgentCloseOptions): Promise<void> => {
+    const keepUnits = closeOpts.keepUnits ?? opts.keepUnitsOnExit;
+    clearInterval(cutOffCheck);
+    await rec.close();
+    if (keepUnits) {
+      log.info('shutting down, leaving units running and the lease to expire');
+      await units.close();
+    } else {
+      const names = units.list().map((s) => s.name);
+      log.info({ units: names.length }, 'shutting down: stopping units');
+      await Promise.all(names.map((name) => units.stop(name)));
+      await units.close();
+    }
+    await reporter.close();
+    await reg.close(!keepUnits);
+    await tail.close();
+    store.close();
+    log.info('agent stopped');
+  };
+  return {
+    machineId: opts.machineId,
+    store,
+    units,
+    logsAddress: tail.address,
+    machine,
+    adopted,
+    registered: () => registeredOnce,
+    close: (closeOpts = {}) => (closing ??= close(closeOpts)),
+  };
+}
 
 /**
  * The daemon: resolves after a clean shutdown (SIGTERM/SIGINT), or at once for `--help`.

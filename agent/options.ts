@@ -1,8 +1,19 @@
 /**
  * `flotilla agent` settings. Three sources, in order of precedence: flags, `FLOTILLA_<FLAG>`
- * environment variables, then an optional config file (`--config FILE`: a JSON object, or
- * `key=value` lines, keys named like the flags). What none of them gives is detected from the
- * host (machine id, capacity, address, driver) or takes the documented default.
+ * environment variables, then an optional config file (`--config FILE`). What none of them
+ * gives is detected from the host (machine id, capacity, address, driver) or takes the
+ * documented default. The config file is a JSON object or `key=value` lines, keys named like
+ * the flags; values are read exactly as the flag would be (a JSON map becomes `k=v,...`, a
+ * list a comma-separated string):
+ *
+ * ```
+ * { "machine-id": "m1", "metadata": { "region": "us" }, "cpu": 4, "keep-units-on-exit": true }
+ * ```
+ * ```
+ * # comments and blank lines are ignored
+ * machine-id = m1
+ * metadata = region=us,disk=ssd
+ * ```
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, networkInterfaces, totalmem } from 'node:os';
@@ -16,7 +27,6 @@ import {
   UsageError,
 } from '../cli/daemon-options.js';
 import { parseMemoryBytes } from '../unit/index.js';
-import { readConfigFile } from './config-file.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
 export type DriverChoice = 'runc' | 'process' | 'auto';
@@ -265,4 +275,80 @@ export function parseMemory(text: string): number {
   }
   if (bytes <= 0) throw new UsageError(`--memory=${text}: expected bytes or a K/M/G/T size`);
   return bytes;
+}
+
+// ---- the config file ----
+
+/** Reads and parses `path`; every problem is a UsageError naming the file (and line). */
+export function readConfigFile(
+  path: string,
+  readFile: (path: string) => string,
+): Record<string, string> {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new UsageError(`--config=${path}: cannot read it (${why})`);
+  }
+  return parseConfigText(path, text);
+}
+
+/** Parses the text of a config file (JSON when it starts with `{`, else key=value lines). */
+export function parseConfigText(path: string, text: string): Record<string, string> {
+  return text.trimStart().startsWith('{') ? parseJson(path, text) : parseLines(path, text);
+}
+
+function parseJson(path: string, text: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new UsageError(`${path}: not valid JSON (${why})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new UsageError(`${path}: expected a JSON object`);
+  }
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
+    out[key] = jsonValue(path, key, value);
+  }
+  return out;
+}
+
+function jsonValue(path: string, key: string, value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.every(([, v]) => typeof v === 'string')) {
+      return entries.map(([k, v]) => `${k}=${String(v)}`).join(',');
+    }
+  }
+  throw new UsageError(`${path}: "${key}" must be a string, number, boolean, list or map`);
+}
+
+function parseLines(path: string, text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] ?? '').trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const eq = line.indexOf('=');
+    const key = eq < 0 ? '' : line.slice(0, eq).trim();
+    if (key === '') throw new UsageError(`${path}:${i + 1}: expected key=value`);
+    out[key] = unquote(line.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+/** `"a b"` and `'a b'` lose their quotes; anything else is kept as written. */
+function unquote(value: string): string {
+  if (value.length >= 2) {
+    const q = value[0];
+    if ((q === '"' || q === "'") && value.endsWith(q)) return value.slice(1, -1);
+  }
+  return value;
 }

@@ -37,6 +37,11 @@ export interface ReconcilerOptions {
    * crawling together through one contended CPU. Default: four per CPU, at least 8.
    */
   readonly startConcurrency?: number;
+  /**
+   * StopOnDisconnect= values above this cannot stop a unit before its lease (and with it the
+   * machine) expires, so the leader may place it elsewhere first: such units get a warning.
+   */
+  readonly stopOnDisconnectLimitMs?: number;
 }
 
 /** How long a start holds its slot at most (a long ExecStartPre= must not block the rest). */
@@ -200,6 +205,7 @@ export class Reconciler {
         if (task.restart)
           this.log.info({ unit: task.name, hash: task.hash }, 'unit changed: restarting');
         else this.log.info({ unit: task.name, hash: task.hash }, 'starting unit');
+        this.checkStopOnDisconnect(task.name, task.def.fleet.stopOnDisconnectMs);
         await this.withStartSlot(async () => {
           const settled = this.settled(task.name);
           await this.units.start(task.def, task.hash);
@@ -245,6 +251,15 @@ export class Reconciler {
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
     }
+  }
+
+  private checkStopOnDisconnect(name: string, ms: number): void {
+    const limit = this.opts.stopOnDisconnectLimitMs;
+    if (limit === undefined || ms <= limit) return;
+    this.log.warn(
+      { unit: name, stopOnDisconnectMs: ms, limitMs: limit },
+      'StopOnDisconnect= is longer than the lease leaves: the unit may run twice during a partition',
+    );
   }
 
   /** Runs `fn` once fewer than `startConcurrency` starts are under way. */

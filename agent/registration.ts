@@ -125,6 +125,14 @@ export class Registration {
     return { disconnected: this.lost || overdue, lastContactAt, now };
   }
 
+  /**
+   * The longest StopOnDisconnect= that still stops a unit before the lease can expire: the
+   * TTL less the time it takes to notice the cut ({@link connection}'s threshold).
+   */
+  stopOnDisconnectLimitMs(ttlSeconds: number): number {
+    return Math.max(0, ttlSeconds * 1000 - this.renewIntervalMs * 1.5);
+  }
+
   /** Re-registers now if the lease is gone (a write said so before the keepalive did). */
   checkLease(machine: Machine): void {
     this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);

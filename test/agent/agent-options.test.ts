@@ -4,8 +4,12 @@
  */
 import test from 'ava';
 import { UsageError } from '../../cli/daemon-options.js';
-import { parseConfigText } from '../../agent/config-file.js';
-import { parseAgentArgs, type AgentOptions, type HostFacts } from '../../agent/options.js';
+import {
+  parseAgentArgs,
+  parseConfigText,
+  type AgentOptions,
+  type HostFacts,
+} from '../../agent/options.js';
 
 function host(files: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): HostFacts {
   return {

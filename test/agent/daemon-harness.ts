@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { startAgent, type Agent, type AgentTuning } from '../../agent/daemon.js';
+import { startAgent, type Agent, type AgentTuning } from '../../agent/main.js';
 import { parseAgentArgs, type AgentOptions } from '../../agent/options.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';

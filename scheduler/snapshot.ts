@@ -1,8 +1,10 @@
 /**
- * The planner's snapshot, built from the records the cluster cache mirrors: live machines with
- * the API's metadata merged over the agent's own and their drained flag, the active units
- * parsed from their files, and the placements. Pure: no etcd, no clock, so it is tested with
- * plain records.
+ * The planner's snapshot, built from cluster records: live machines with the API's metadata
+ * merged over the agent's own and their drained flag, the active units parsed from their
+ * files, and the placements. The one place records become a snapshot: the leader's engine
+ * builds it from its cluster cache, the API's Plan from a one-shot etcd read (readCluster in
+ * api/reads.ts), so a dry run sees what the leader would. Pure: no etcd, no clock, so it is
+ * tested with plain records.
  *
  * A unit whose stored file no longer parses (a file written by a newer Flotilla, a bug) is
  * reported and left alone: it is not given to the planner and neither are its placements, so
@@ -24,10 +26,16 @@ export interface InvalidUnit {
 
 /**
  * Parsed definitions by unit name and content hash: a unit file is parsed once per version,
- * not once per pass. A file that does not parse is remembered with its problem.
+ * not once per pass or call. A file that does not parse is remembered with its problem.
  */
 export class DefinitionCache {
   private readonly map = new Map<string, UnitDefinition | InvalidUnit>();
+
+  /**
+   * @param onInvalid called when a file is found not to parse: once per version while it
+   *   stays cached (the API logs it; the engine reports its snapshot's `invalid` instead).
+   */
+  constructor(private readonly onInvalid?: (unit: InvalidUnit) => void) {}
 
   /** The definition of `unit`, or the problem that keeps it from having one. */
   get(unit: Unit): UnitDefinition | InvalidUnit {
@@ -38,11 +46,11 @@ export class DefinitionCache {
     try {
       result = parseUnit(unit.name, unit.file);
     } catch (err) {
-      const where = describeProblem(err);
-      result = { name: unit.name, problem: where };
+      result = { name: unit.name, problem: describeProblem(err) };
     }
     if (this.map.size >= DEFINITION_CACHE_LIMIT) this.map.clear();
     this.map.set(key, result);
+    if (isInvalidUnit(result)) this.onInvalid?.(result);
     return result;
   }
 
@@ -94,11 +102,11 @@ export interface ActiveUnit {
 }
 
 /** The agent's metadata with the API's merged over it (the API's values win). */
-export function mergeMetadata(
-  machine: Machine,
+export function mergedMetadata(
+  machine: Machine | undefined,
   config: MachineConfig | undefined,
-): Map<string, string> {
-  return new Map(Object.entries({ ...machine.metadata, ...(config?.metadata ?? {}) }));
+): Record<string, string> {
+  return { ...(machine?.metadata ?? {}), ...(config?.metadata ?? {}) };
 }
 
 /** A live machine as the planner sees it. */
@@ -109,7 +117,7 @@ export function toPlannerMachine(
 ): PlannerMachine {
   return {
     id,
-    metadata: mergeMetadata(machine, config),
+    metadata: new Map(Object.entries(mergedMetadata(machine, config))),
     capacity: {
       cpuMillicores: Number(machine.capacity?.cpuMillicores ?? 0n),
       memoryBytes: Number(machine.capacity?.memoryBytes ?? 0n),

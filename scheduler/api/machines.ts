@@ -12,6 +12,7 @@ import type {
   SetMachineMetadataRequest,
 } from '../../proto/flotilla/v1/machines.js';
 import { atomicTxn, codecs, type Store } from '../../store/index.js';
+import { isInvalidUnit, mergedMetadata, type DefinitionCache } from '../snapshot.js';
 import { ApiError } from './errors.js';
 import {
   decodeKv,
@@ -20,9 +21,9 @@ import {
   lastSegment,
   prefixEnd,
   rangeAt,
+  readCluster,
   resolveMachine,
 } from './reads.js';
-import { mergedMetadata, readCluster, type DefinitionCache } from './snapshot.js';
 import { retryOnConflict } from './unit-writes.js';
 
 const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$/;
@@ -35,14 +36,14 @@ export async function listMachines(
 ): Promise<ListMachinesResponse> {
   const cluster = await readCluster(store);
   const counts = new Map<string, { units: number; reserved: Resources }>();
-  for (const [name, placements] of cluster.placements) {
+  for (const [name, byMachine] of cluster.placements) {
     const unit = cluster.units.get(name);
     const def = unit === undefined ? undefined : definitions.get(unit);
-    for (const p of placements) {
-      const entry = counts.get(p.machine) ?? { units: 0, reserved: zero() };
+    for (const machine of byMachine.keys()) {
+      const entry = counts.get(machine) ?? { units: 0, reserved: zero() };
       entry.units += 1;
-      if (def !== undefined) add(entry.reserved, def.service.resources);
-      counts.set(p.machine, entry);
+      if (def !== undefined && !isInvalidUnit(def)) add(entry.reserved, def.service.resources);
+      counts.set(machine, entry);
     }
   }
   const ids = [...cluster.machines.keys()].sort();
@@ -156,7 +157,7 @@ export async function machineStatus(
   const reserved = zero();
   for (const kv of units.values.values()) {
     const def = definitions.get(codecs.unit.decode(kv.key, kv.value));
-    if (def !== undefined) add(reserved, def.service.resources);
+    if (!isInvalidUnit(def)) add(reserved, def.service.resources);
   }
   return {
     ...(machine === undefined ? {} : { machine: { ...machine, id } }),

@@ -2,19 +2,21 @@
  * Plan: a dry run of the pure planner on the cluster as it is in etcd now, with the request's
  * files submitted and its units started. Writes nothing.
  *
- * The snapshot is what the leader would see: every loaded or launched unit, every placement,
- * every live machine with the API's metadata merged over its own and its drained flag. The
- * planner runs with no move budget (a dry run shows where things end up, not the pacing), and
- * a planned unit's machine is where it is after the plan is applied: its new placement, or
- * the one it keeps. A Global unit lists all its machines, separated by commas.
+ * The snapshot is what the leader would see, built by the leader's own `buildSnapshot`: every
+ * loaded or launched unit, every placement, every live machine with the API's metadata merged
+ * over its own and its drained flag (a stored unit whose file no longer parses is left out
+ * with its placements, as the leader leaves it alone). The planner runs with no move budget
+ * (a dry run shows where things end up, not the pacing), and a planned unit's machine is
+ * where it is after the plan is applied: its new placement, or the one it keeps. A Global
+ * unit lists all its machines, separated by commas.
  */
-import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotilla/v1/units.js';
 import type { Store } from '../../store/index.js';
-import { applyPlan, plan, type PlannerUnit, type Snapshot } from '../planner/index.js';
+import { applyPlan, plan } from '../planner/index.js';
+import { buildSnapshot, type DefinitionCache } from '../snapshot.js';
 import { ApiError } from './errors.js';
 import { notFound } from './desired.js';
-import { DefinitionCache, plannerMachine, plannerUnit, readCluster } from './snapshot.js';
+import { readCluster } from './reads.js';
 import { validateFiles } from './submit.js';
 import { instanceRecord, parseNames } from './unit-writes.js';
 
@@ -61,15 +63,7 @@ export async function planUnits(
   }
   if (missing.length > 0) throw notFound(missing, true);
 
-  const snapshot: Snapshot = {
-    machines: [...cluster.machines.values()].map((m) =>
-      plannerMachine(m, cluster.configs.get(m.id)),
-    ),
-    units: activeUnits(units, definitions),
-    placements: new Map(
-      [...cluster.placements].map(([name, ps]) => [name, ps.map((p) => p.machine)]),
-    ),
-  };
+  const { snapshot } = buildSnapshot(cluster, definitions);
   const result = plan(snapshot);
   const after = applyPlan(snapshot.placements, result);
   const out: PlannedUnit[] = [...new Set(planned)].map((name) => {
@@ -85,20 +79,4 @@ export async function planUnits(
     };
   });
   return { units: out, machines: result.machines };
-}
-
-/** The units the planner places: loaded or launched, not templates, files that parse. */
-function activeUnits(
-  units: ReadonlyMap<string, Unit>,
-  definitions: DefinitionCache,
-): PlannerUnit[] {
-  const out: PlannerUnit[] = [];
-  for (const unit of units.values()) {
-    const desired = unit.desiredState;
-    if (desired !== 'loaded' && desired !== 'launched') continue;
-    const def = definitions.get(unit);
-    if (def === undefined || def.name.isTemplate) continue;
-    out.push(plannerUnit(def, desired));
-  }
-  return out;
 }

@@ -4,8 +4,10 @@
  * few transactions as etcd allows (at most 128 operations each) instead of one call per key.
  */
 import type { IRequestOp } from 'etcd3';
+import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import {
   big,
+  codecs,
   MAX_TXN_OPS,
   prefixRangeEnd,
   type KeyValue,
@@ -14,6 +16,7 @@ import {
   type Versioned,
 } from '../../store/index.js';
 import { toKeyValue } from '../../store/client.js';
+import type { ClusterRecords } from '../snapshot.js';
 import { ApiError } from './errors.js';
 
 /** A key range [start, end); `end` undefined means the single key `start`. */
@@ -139,6 +142,54 @@ export async function knownMachines(store: Store, revision?: bigint): Promise<Se
     for (const kv of res.kvs) ids.add(lastSegment(kv.key));
   }
   return ids;
+}
+
+/** {@link ClusterRecords} as read from etcd at `revision`; its maps may be edited (Plan does). */
+export interface StoredCluster extends ClusterRecords {
+  readonly revision: bigint;
+  readonly machines: Map<string, Machine>;
+  readonly configs: Map<string, MachineConfig>;
+  readonly units: Map<string, Unit>;
+  readonly placements: Map<string, Map<string, Placement>>;
+}
+
+/**
+ * Reads units/, placements/, machines/ and machine-metadata/ at one revision: what
+ * `buildSnapshot` (scheduler/snapshot.ts) turns into the planner's snapshot, as the leader
+ * does from its cache.
+ */
+export async function readCluster(store: Store): Promise<StoredCluster> {
+  const k = store.keys;
+  const machinesList = await store.list(k.dir('machine'));
+  const revision = machinesList.revision;
+  const [configsList, placementsList, unitsList] = await Promise.all([
+    store.list(k.dir('machine-metadata'), { revision }),
+    store.list(k.dir('placement'), { revision }),
+    store.list(k.dir('unit'), { revision }),
+  ]);
+  const machines = new Map<string, Machine>();
+  for (const kv of machinesList.items) {
+    const id = lastSegment(kv.key);
+    machines.set(id, { ...codecs.machine.decode(kv.key, kv.value), id });
+  }
+  const configs = new Map<string, MachineConfig>();
+  for (const kv of configsList.items) {
+    configs.set(lastSegment(kv.key), codecs['machine-metadata'].decode(kv.key, kv.value));
+  }
+  const units = new Map<string, Unit>();
+  for (const kv of unitsList.items) {
+    units.set(lastSegment(kv.key), codecs.unit.decode(kv.key, kv.value));
+  }
+  const placements = new Map<string, Map<string, Placement>>();
+  for (const kv of placementsList.items) {
+    const parsed = k.parse(kv.key);
+    if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
+    const p = { ...codecs.placement.decode(kv.key, kv.value), machine: parsed.machine };
+    let byMachine = placements.get(parsed.name);
+    if (byMachine === undefined) placements.set(parsed.name, (byMachine = new Map()));
+    byMachine.set(parsed.machine, p);
+  }
+  return { revision, units, machines, configs, placements };
 }
 
 /**

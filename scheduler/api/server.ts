@@ -16,6 +16,7 @@ import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
 import type { Store } from '../../store/index.js';
+import { DefinitionCache } from '../snapshot.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { unary } from './errors.js';
 import { watchEvents, type StreamContext } from './events.js';
@@ -26,7 +27,6 @@ import { PlacementMachines } from './placement-machines.js';
 import { planUnits } from './plan.js';
 import { addReflection } from './reflection.js';
 import { scale } from './scale.js';
-import { DefinitionCache } from './snapshot.js';
 import { submitUnits } from './submit.js';
 
 /** Options of {@link startApiServer}. */
@@ -58,7 +58,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     endpoints: store.options.endpoints,
     open: new Set(),
   };
-  const definitions = new DefinitionCache(logger);
+  const definitions = new DefinitionCache((u) =>
+    logger.warn(
+      { unit: u.name, problem: u.problem },
+      'stored unit file does not parse; ignoring it',
+    ),
+  );
   const index = new PlacementMachines(store, logger);
   const server = new Server();
 

@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { makeMachine, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { makeMachine, makeUnit, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const WEB = readFileSync('/work/shared/examples/web@.service', 'utf8');
@@ -78,6 +78,29 @@ test('Plan shows which placed units a Replaces= unit would displace', async (t) 
   t.deepEqual(
     res.units.map((u) => [u.name, u.machine, u.displaces]),
     [['new.service', 'm2', ['old.service']]],
+  );
+  t.deepEqual(await fingerprint(api.store), before);
+});
+
+test('Plan and ListMachines leave a stored unit whose file no longer parses alone', async (t) => {
+  const api = await startApi(t, server());
+  await twoMachines(api.store);
+  const bad = makeUnit({ name: 'bad.service', file: '[Service]\nMemoryMax=lots\n' });
+  await api.store.putRecord(codecs.unit, api.store.keys.unit(bad.name), bad);
+  await api.store.putRecord(
+    codecs.placement,
+    api.store.keys.placement('m1', bad.name),
+    Placement.fromPartial({ unit: bad.name, machine: 'm1' }),
+  );
+  const before = await fingerprint(api.store);
+  const m1 = (await api.listMachines()).machines.find((m) => m.machine?.id === 'm1');
+  t.is(m1?.units, 1);
+  t.is(m1?.reserved?.memoryBytes, 0n);
+  const contents = unitText({ xfleet: { MachineMetadata: 'role=db' } });
+  const res = await api.plan({ files: [{ name: 'db.service', contents }] });
+  t.deepEqual(
+    res.units.map((u) => [u.name, u.machine]),
+    [['db.service', 'm1']],
   );
   t.deepEqual(await fingerprint(api.store), before);
 });

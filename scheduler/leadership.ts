@@ -16,6 +16,7 @@ import {
   big,
   fencedTxn,
   Listeners,
+  renewLease,
   stringCodec,
   toStoreError,
   WatchCache,
@@ -247,7 +248,7 @@ export class Leadership {
       if (this.closed || c.ended !== undefined) break;
       const sentAt = Date.now();
       try {
-        const ttl = await this.renew(c.lease);
+        const ttl = await renewLease(this.store, c.lease, this.store.keys.election());
         if (c.ended !== undefined) break;
         if (ttl <= 0n) {
           this.endCandidacy(c, 'etcd reports the election lease expired');
@@ -261,22 +262,6 @@ export class Leadership {
         delay = Math.min(500, interval);
       }
     }
-  }
-
-  /** One keepalive round trip; resolves to the TTL etcd reports (<= 0: the lease is gone). */
-  private renew(lease: bigint): Promise<bigint> {
-    return this.store.call(this.store.keys.election(), async (cl) => {
-      const stream = await cl.leaseClient.leaseKeepAlive(this.store.deadline());
-      return new Promise<bigint>((resolve, reject) => {
-        stream.on('data', (res) => {
-          resolve(big(res.TTL));
-          stream.end();
-        });
-        stream.on('error', reject);
-        stream.on('end', () => reject(new Error('keepalive stream ended')));
-        stream.write({ ID: lease.toString() });
-      });
-    });
   }
 
   /** Ends the candidacy when the lease was last confirmed more than a TTL ago. */

@@ -62,6 +62,7 @@ export {
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
 export {
   Presence,
+  renewLease,
   type PresenceCloseOptions,
   type PresenceEvent,
   type PresenceOptions,

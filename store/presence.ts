@@ -34,6 +34,27 @@ export type PresenceEvent =
   /** A renewal or registration failed (etcd unreachable, ...); retrying. */
   | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
 
+/**
+ * One keepalive round trip for `lease`, within the store's call deadline: resolves to the
+ * TTL etcd reports, <= 0 when the lease is gone (expired or revoked). Failures are
+ * StoreErrors naming `key` (the key the lease keeps alive). Shared by {@link Presence} and
+ * the scheduler's election.
+ */
+export function renewLease(store: Store, lease: bigint, key: string): Promise<bigint> {
+  return store.call(key, async (c) => {
+    const stream = await c.leaseClient.leaseKeepAlive(store.deadline());
+    return new Promise<bigint>((resolve, reject) => {
+      stream.on('data', (res) => {
+        resolve(big(res.TTL));
+        stream.end();
+      });
+      stream.on('error', reject);
+      stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
+      stream.write({ ID: lease.toString() });
+    });
+  });
+}
+
 /** Options of {@link Presence.close}. */
 export interface PresenceCloseOptions {
   /** Revoke the lease so the keys vanish now, instead of at TTL. Default true. */
@@ -235,18 +256,7 @@ export class Presence {
     const lease = this.lease;
     if (lease === undefined) return;
     const sentAt = Date.now();
-    const ttl = await this.store.call(this.key, async (c) => {
-      const stream = await c.leaseClient.leaseKeepAlive(this.store.deadline());
-      return new Promise<bigint>((resolve, reject) => {
-        stream.on('data', (res) => {
-          resolve(big(res.TTL));
-          stream.end();
-        });
-        stream.on('error', reject);
-        stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
-        stream.write({ ID: lease.toString() });
-      });
-    });
+    const ttl = await renewLease(this.store, lease, this.key);
     if (this.lease !== lease) return;
     if (ttl <= 0n) {
       this.markLost(lease);

@@ -2,22 +2,12 @@ import { readFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../helpers/index.js';
 import { failure, fingerprint, startApi, unitNames, type Api } from './api-kit.js';
 
 const WEB = readFileSync('/work/shared/examples/web@.service', 'utf8');
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 async function desiredOf(api: Api, name: string): Promise<string | undefined> {
   const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit(name));

@@ -8,20 +8,10 @@ import {
   Unscheduled,
 } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { makeMachine, makeUnit, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
 import { CALL_TIMEOUT_MS, isServiceError, startApi } from './api-kit.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** Events of `stream` until `done` holds for what arrived; rejects on a stream error or timeout. */
 function collectUntil(

@@ -8,26 +8,10 @@ import {
 } from '../../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
-import {
-  assertEventually,
-  makeMachine,
-  makeUnit,
-  startEtcd,
-  type EtcdServer,
-} from '../helpers/index.js';
+import { assertEventually, etcdForFile, makeMachine, makeUnit } from '../helpers/index.js';
 import { failure, startApi, type Api } from './api-kit.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** Writes units/<name> records straight to etcd, 128 to a transaction, a few at a time. */
 async function putUnits(store: Store, names: readonly string[]): Promise<void> {

@@ -2,20 +2,10 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { makeMachine, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, makeMachine, unitText } from '../helpers/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 const MIB = 1024n * 1024n;
 

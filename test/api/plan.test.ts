@@ -3,22 +3,12 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { makeMachine, makeUnit, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const WEB = readFileSync('/work/shared/examples/web@.service', 'utf8');
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 async function twoMachines(store: Store): Promise<void> {
   for (const [id, role] of [

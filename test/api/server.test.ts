@@ -24,26 +24,15 @@ import { API_SERVICES } from '../../scheduler/api/index.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
 import {
   assertEventually,
+  etcdForFile,
   freePort,
   makeMachine,
   makeUnit,
-  startEtcd,
   unitText,
-  type EtcdServer,
 } from '../helpers/index.js';
 import { CALL_TIMEOUT_MS, failure, isServiceError, startApi } from './api-kit.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** Service names from a reflection ListServices response (keepCase field names). */
 function serviceNames(response: unknown): string[] {

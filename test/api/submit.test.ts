@@ -3,23 +3,13 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../helpers/index.js';
 import { failure, fingerprint, startApi, unitNames } from './api-kit.js';
 
 const EXAMPLES = '/work/shared/examples';
 const example = (name: string): string => readFileSync(join(EXAMPLES, name), 'utf8');
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** What a bad example's error must mention, besides its file name. */
 const BAD: Readonly<Record<string, { line: number; mentions: string }>> = {

@@ -1,12 +1,14 @@
 /**
  * A real etcd for integration tests: the `etcd` binary on PATH, on free loopback ports, with a
- * temporary data dir. Start one per test file in `test.before`, stop it in
- * `test.after.always`, and give each test its own key prefix (`uniquePrefix`).
+ * temporary data dir. One per test file ({@link etcdForFile} starts it in `test.before` and
+ * stops it in `test.after.always`); each test gets its own key prefix (`uniquePrefix`).
  *
  * @example
- *   let etcd: EtcdServer;
- *   test.before(async () => { etcd = await startEtcd(); });
- *   test.after.always(async () => { await etcd?.stop(); });
+ *   const server = etcdForFile(test);
+ *   test('...', async (t) => {
+ *     const store = openStore({ endpoints: server().endpoint, prefix: uniquePrefix('x') });
+ *     t.teardown(() => store.close());
+ *   });
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { get as httpGet } from 'node:http';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestFn } from 'ava';
 import { Etcd3, type IOptions } from 'etcd3';
 import { sleep } from './eventually.js';
 import { freePorts } from './ports.js';
@@ -64,6 +67,25 @@ export async function startEtcd(): Promise<EtcdServer> {
     throw err;
   }
   return server;
+}
+
+/**
+ * One etcd for the calling test file: started before its first test, stopped after its last
+ * (also when tests fail). Returns the accessor the tests call; it throws when called before
+ * the `before` hook has run, e.g. at module level.
+ */
+export function etcdForFile(test: TestFn): () => EtcdServer {
+  let etcd: EtcdServer | undefined;
+  test.before(async () => {
+    etcd = await startEtcd();
+  });
+  test.after.always(async () => {
+    await etcd?.stop();
+  });
+  return () => {
+    if (etcd === undefined) throw new Error('etcd not started');
+    return etcd;
+  };
 }
 
 type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;

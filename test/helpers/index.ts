@@ -5,7 +5,7 @@ export {
   sleep,
   type EventuallyOptions,
 } from './eventually.js';
-export { startEtcd, type EtcdServer } from './etcd.js';
+export { etcdForFile, startEtcd, type EtcdServer } from './etcd.js';
 export {
   GIB,
   makeMachine,

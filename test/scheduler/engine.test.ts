@@ -7,13 +7,7 @@
 import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { readLeader } from '../../scheduler/leadership.js';
-import {
-  assertEventually,
-  sleep,
-  startEtcd,
-  startProxy,
-  type EtcdServer,
-} from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep, startProxy } from '../helpers/index.js';
 import {
   eventuallyLeads,
   eventuallyPlaced,
@@ -29,20 +23,7 @@ import {
   unscheduledOf,
 } from './harness.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 test.serial(
   'submitted units are placed once each, least-loaded first, under the leader epoch',

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { connect } from 'node:net';
 import { readLeader } from '../../scheduler/leadership.js';
-import { assertEventually, freePort, sleep, startEtcd, type EtcdServer } from '../helpers/index.js';
+import { assertEventually, etcdForFile, freePort, sleep } from '../helpers/index.js';
 import {
   eventuallyPlaced,
   PlacementMonitor,
@@ -20,20 +20,7 @@ import {
 } from './harness.js';
 import type { Store } from '../../store/index.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** Waits until `replica` leads (as etcd says) and returns its epoch. */
 async function leader(store: Store, replica: ReplicaProcess, timeoutMs = 30_000): Promise<bigint> {

@@ -8,29 +8,10 @@ import { pino } from 'pino';
 import { codecs, isStoreError, openStore, type Store } from '../../store/index.js';
 import { commitWork } from '../../scheduler/commit.js';
 import { Leadership, readLeader, type Term } from '../../scheduler/leadership.js';
-import {
-  assertEventually,
-  sleep,
-  startEtcd,
-  startProxy,
-  type EtcdServer,
-} from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep, startProxy } from '../helpers/index.js';
 import { placements, prefixFor, testStore } from './harness.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 const silent = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }, pino.destination(2));
 

@@ -14,29 +14,15 @@ import {
 } from '../../store/index.js';
 import {
   assertEventually,
+  etcdForFile,
   sleep,
-  startEtcd,
   startProxy,
   uniquePrefix,
-  type EtcdServer,
 } from '../helpers/index.js';
 
 // Every test here restarts etcd, compacts its history or counts its watchers: serial.
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** A change as etcd's own history reports it, for comparing with what the cache emitted. */
 interface Seen {

@@ -1,27 +1,8 @@
 import test from 'ava';
 import { codecs, isRetryable, openStore, StoreError } from '../../store/index.js';
-import {
-  freePort,
-  makeMachine,
-  startEtcd,
-  uniquePrefix,
-  type EtcdServer,
-} from '../helpers/index.js';
+import { etcdForFile, freePort, makeMachine, uniquePrefix } from '../helpers/index.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 test('an unreachable etcd gives StoreError unavailable within the deadline, not a hang', async (t) => {
   const port = await freePort(); // nothing listens here

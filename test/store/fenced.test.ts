@@ -11,22 +11,9 @@ import {
   resolveStoreOptions,
   type Fence,
 } from '../../store/index.js';
-import { startEtcd, uniquePrefix, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, uniquePrefix } from '../helpers/index.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 function open(label: string): Store {
   return new Store(

@@ -5,29 +5,15 @@ import { fileURLToPath } from 'node:url';
 import { openStore, Presence, type PresenceEvent, type Store } from '../../store/index.js';
 import {
   assertEventually,
+  etcdForFile,
   sleep,
-  startEtcd,
   startProxy,
   uniquePrefix,
-  type EtcdServer,
 } from '../helpers/index.js';
 
 const HOLDER = fileURLToPath(new URL('./fixtures/presence-holder.js', import.meta.url));
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 function open(label: string): Store {
   return openStore({ endpoints: server().endpoint, prefix: uniquePrefix(label) });

@@ -1,28 +1,14 @@
 import test from 'ava';
 import {
   assertEventually,
+  etcdForFile,
   freePort,
   makeMachine,
-  startEtcd,
   uniquePrefix,
   unitText,
-  type EtcdServer,
 } from '../helpers/index.js';
 
-let etcd: EtcdServer | undefined;
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 test.serial('startEtcd serves reads and writes, and keeps data across a restart', async (t) => {
   const prefix = uniquePrefix('kit');

@@ -22,6 +22,7 @@ import {
   type CacheEvent,
   type Keys,
   type RecordKind,
+  type RecordTypes,
   type Store,
   type Unsubscribe,
 } from '../store/index.js';
@@ -74,34 +75,12 @@ export class ClusterCache {
     private readonly logger: Logger,
   ) {
     this.keys = store.keys;
-    const k = this.keys;
-    this.units = this.mirror(
-      'unit',
-      new WatchCache(store, { prefix: k.dir('unit'), codec: codecs.unit }),
-    );
-    this.machines = this.mirror(
-      'machine',
-      new WatchCache(store, { prefix: k.dir('machine'), codec: codecs.machine }),
-    );
-    this.configs = this.mirror(
-      'machine-metadata',
-      new WatchCache(store, {
-        prefix: k.dir('machine-metadata'),
-        codec: codecs['machine-metadata'],
-      }),
-    );
-    this.placements = this.mirror(
-      'placement',
-      new WatchCache(store, { prefix: k.dir('placement'), codec: codecs.placement }),
-    );
-    this.states = this.mirror(
-      'state',
-      new WatchCache(store, { prefix: k.dir('state'), codec: codecs.state }),
-    );
-    this.unscheduled = this.mirror(
-      'unscheduled',
-      new WatchCache(store, { prefix: k.dir('unscheduled'), codec: codecs.unscheduled }),
-    );
+    this.units = this.mirror('unit');
+    this.machines = this.mirror('machine');
+    this.configs = this.mirror('machine-metadata');
+    this.placements = this.mirror('placement');
+    this.states = this.mirror('state');
+    this.unscheduled = this.mirror('unscheduled');
     this.machines.on((e) => this.onMachineEvent(e));
   }
 
@@ -199,7 +178,9 @@ export class ClusterCache {
     ];
   }
 
-  private mirror<T>(kind: RecordKind, cache: WatchCache<T>): WatchCache<T> {
+  /** The list+watch cache of `kind`'s directory; changes of planning kinds feed onChange. */
+  private mirror<K extends RecordKind>(kind: K): WatchCache<RecordTypes[K]> {
+    const cache = new WatchCache(this.store, { prefix: this.keys.dir(kind), codec: codecs[kind] });
     cache.onError((err) =>
       this.logger.warn({ err, prefix: cache.prefix, code: err.code }, 'cluster cache: retrying'),
     );

@@ -34,9 +34,13 @@ import {
   type SubmitUnitsResponse,
   type UnitStatus,
 } from '../proto/flotilla/v1/units.js';
+import { validateUnitFile } from '../unit/index.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
 import type { GlobalOptions } from './verb.js';
+
+/** The most units one write request may carry: etcd's default transaction size. */
+export const REQUEST_UNITS = 128;
 
 type UnaryMethod<Req, Res> = (
   request: Req,
@@ -84,16 +88,50 @@ export class ApiClient {
     this.logs = new LogsClient(this.endpoint, creds, options);
   }
 
-  submitUnits(req: SubmitUnitsRequest): Promise<SubmitUnitsResponse> {
-    return this.unary(this.units.submitUnits.bind(this.units), req);
+  // The API takes at most REQUEST_UNITS units per write (one etcd transaction); more are sent
+  // as several requests, each all-or-nothing, in order, and their answers merged.
+
+  async submitUnits(req: SubmitUnitsRequest): Promise<SubmitUnitsResponse> {
+    // Several requests cannot be all or nothing on their own: check every file before the first.
+    if (req.files.length > REQUEST_UNITS) {
+      const problems = req.files.flatMap((f) =>
+        validateUnitFile(f.name, f.contents).map((e) =>
+          e.line > 0 ? `${f.name}:${e.line}: ${e.message}` : `${f.name}: ${e.message}`,
+        ),
+      );
+      if (problems.length > 0) throw new CliError('refused', problems.join('\n'));
+    }
+    const merged: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision: 0n };
+    for (const files of chunks(req.files)) {
+      const res = await this.unary(this.units.submitUnits.bind(this.units), { ...req, files });
+      merged.created.push(...res.created);
+      merged.updated.push(...res.updated);
+      merged.unchanged.push(...res.unchanged);
+      merged.revision = maxBigint(merged.revision, res.revision);
+    }
+    return merged;
   }
 
-  setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
-    return this.unary(this.units.setDesiredState.bind(this.units), { names, desiredState });
+  async setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
+    const merged: SetDesiredStateResponse = { changed: [], unchanged: [], revision: 0n };
+    for (const part of chunks(names)) {
+      const call = this.units.setDesiredState.bind(this.units);
+      const res = await this.unary(call, { names: part, desiredState });
+      merged.changed.push(...res.changed);
+      merged.unchanged.push(...res.unchanged);
+      merged.revision = maxBigint(merged.revision, res.revision);
+    }
+    return merged;
   }
 
-  destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
-    return this.unary(this.units.destroyUnits.bind(this.units), { names });
+  async destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
+    const merged: DestroyUnitsResponse = { destroyed: [], revision: 0n };
+    for (const part of chunks(names)) {
+      const res = await this.unary(this.units.destroyUnits.bind(this.units), { names: part });
+      merged.destroyed.push(...res.destroyed);
+      merged.revision = maxBigint(merged.revision, res.revision);
+    }
+    return merged;
   }
 
   getUnit(name: string): Promise<UnitStatus> {
@@ -230,6 +268,19 @@ export class ApiClient {
       call.cancel();
     }
   }
+}
+
+/** `items` in runs of at most REQUEST_UNITS; one empty run for an empty list. */
+function chunks<T>(items: readonly T[]): T[][] {
+  if (items.length === 0) return [[]];
+  const runs: T[][] = [];
+  for (let i = 0; i < items.length; i += REQUEST_UNITS)
+    runs.push(items.slice(i, i + REQUEST_UNITS));
+  return runs;
+}
+
+function maxBigint(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }
 
 /** Runs `fn` with a client for `globals`, and closes the client afterwards, whatever happens. */

@@ -24,9 +24,9 @@ import { parseWaitOptions, readViews, WAIT_FLAGS, WAIT_HELP, waitForTargets } fr
 const SUBMIT_HELP = `Usage: flotctl submit [--replace] FILE...
 
 Submits unit files to the cluster without loading or starting them. Each unit is named after
-its file (web@.service). All files are checked first and written in one transaction: when
-any is invalid, every problem is printed as FILE:LINE: message and nothing is written.
-Submitting a file identical to the cluster's unit changes nothing.
+its file (web@.service). All files are checked first and written in one transaction (more
+than 128 in transactions of 128): when any is invalid, every problem is printed as
+FILE:LINE: message and nothing is written. Submitting a file identical to the cluster's unit changes nothing.
 
 Options:
   --replace   overwrite units whose file differs; their running instances restart

@@ -127,3 +127,28 @@ test('scale refuses negative counts, unknown templates and non-templates', async
   t.is((await failure(api.scale('a.service', 2))).code, status.INVALID_ARGUMENT);
   t.deepEqual(await fingerprint(api.store), before);
 });
+
+test('scale past one transaction goes in steps of at most 128 changes and reaches the count', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
+  const up = await api.scale('web', 300);
+  t.is(up.started.length, 300);
+  t.is(up.instances.length, 300);
+  t.is(up.instances.at(-1), 'web@300.service');
+  const names = await unitNames(api.store);
+  t.is(names.filter((n) => n !== 'web@.service').length, 300);
+  const revisions = new Map<bigint, number>();
+  for (const n of names.filter((n) => n !== 'web@.service')) {
+    const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit(n));
+    const rev = rec?.modRevision ?? 0n;
+    revisions.set(rev, (revisions.get(rev) ?? 0) + 1);
+  }
+  t.is(revisions.size, 3, 'three transactions: 128 + 128 + 44');
+  t.true(Math.max(...revisions.values()) <= 128);
+
+  const down = await api.scale('web', 10);
+  t.is(down.destroyed.length, 290);
+  t.is(down.destroyed[0], 'web@300.service');
+  t.is(down.instances.length, 10);
+  t.is((await unitNames(api.store)).length, 11);
+});

@@ -272,3 +272,35 @@ test('list-unit-files and list-units fetch every page of a listing larger than o
   const units = await api.run(['-o', 'json', 'list-units']);
   t.is((parseJson(t, units.stdout) as unknown[]).length, 1005);
 });
+
+test('submit and destroy of more units than one transaction holds: checked first, sent in runs of 128', async (t) => {
+  const api = await startTestApi(t, server());
+  const names = Array.from({ length: 300 }, (_, i) => `bulk-${String(i).padStart(3, '0')}.service`);
+  const dir = await unitDir(t, {
+    ...Object.fromEntries(names.map((n) => [n, unitText()])),
+    'zz-bad.service': '[X-Fleet]\nColour=blue\n',
+  });
+  const refused = await api.run([
+    'submit',
+    ...names.map((n) => `${dir}/${n}`),
+    `${dir}/zz-bad.service`,
+  ]);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /zz-bad\.service:2: .*Colour/);
+  t.deepEqual(await fingerprint(api.store), [], 'one bad file among 301: nothing written');
+
+  const submit = await api.run(['-o', 'json', 'submit', ...names.map((n) => `${dir}/${n}`)]);
+  t.is(submit.code, 0, submit.stdout + submit.stderr);
+  t.is((parseJson(t, submit.stdout) as { created: string[] }).created.length, 300);
+  const { items } = await api.store.list(api.store.keys.dir('unit'));
+  t.is(items.length, 300);
+  const perRevision = new Map<bigint, number>();
+  for (const kv of items)
+    perRevision.set(kv.modRevision, (perRevision.get(kv.modRevision) ?? 0) + 1);
+  t.deepEqual([...perRevision.values()], [128, 128, 44]);
+
+  const destroy = await api.run(['destroy', ...names]);
+  t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
+  t.is(destroy.stdout.split('\n').filter((l) => / destroyed$/.test(l)).length, 300);
+  t.deepEqual((await api.store.list(api.store.keys.dir('unit'))).items, []);
+});

@@ -3,10 +3,10 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText, EXAMPLES } from '../helpers/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
-const WEB = readFileSync('/work/shared/examples/web@.service', 'utf8');
+const WEB = readFileSync(`${EXAMPLES}web@.service`, 'utf8');
 
 const server = etcdForFile(test);
 

@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { etcdForFile, unitText } from '../helpers/index.js';
+import { etcdForFile, EXAMPLES, unitText } from '../helpers/index.js';
 import { failure, fingerprint, startApi, unitNames } from './api-kit.js';
 
-const EXAMPLES = '/work/shared/examples';
 const example = (name: string): string => readFileSync(join(EXAMPLES, name), 'utf8');
 
 const server = etcdForFile(test);

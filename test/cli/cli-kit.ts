@@ -27,8 +27,7 @@ import {
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** bin/flotctl: needs the build (`npx tsc -p tsconfig.build.json`) first. */
 export const FLOTCTL = `${ROOT}bin/flotctl`;
-/** The shared example unit files. */
-export const EXAMPLES = fileURLToPath(new URL('../../../../shared/examples/', import.meta.url));
+export { EXAMPLES } from '../helpers/index.js';
 
 /** How long one flotctl run may take before the test fails: generous for a loaded box. */
 export const RUN_TIMEOUT_MS = 90_000;

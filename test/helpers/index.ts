@@ -5,6 +5,7 @@ export {
   sleep,
   type EventuallyOptions,
 } from './eventually.js';
+export { EXAMPLES } from './examples.js';
 export { etcdForFile, startEtcd, type EtcdServer } from './etcd.js';
 export {
   GIB,

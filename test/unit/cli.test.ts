@@ -6,7 +6,7 @@ import test from 'ava';
 
 /** The repository root from dist/test/unit/, and the shared examples beside it. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const EXAMPLES = fileURLToPath(new URL('../../../../shared/examples/', import.meta.url));
+import { EXAMPLES } from '../helpers/examples.js';
 const FLOTCTL = `${ROOT}bin/flotctl`;
 
 interface Run {

@@ -1,13 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
 import test from 'ava';
 
 import type { UnitErrorCode } from '../../unit/errors.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 
-/** The shared example corpus, next to the repository: dist/test/unit/ -> ../shared/examples/. */
-export const EXAMPLES = fileURLToPath(new URL('../../../../shared/examples/', import.meta.url));
+import { EXAMPLES } from '../helpers/examples.js';
+
 export const BAD = `${EXAMPLES}bad/`;
 
 const good = readdirSync(EXAMPLES).filter((f) => f.endsWith('.service'));

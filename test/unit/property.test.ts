@@ -1,5 +1,4 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
 import test from 'ava';
 import fc from 'fast-check';
@@ -8,7 +7,7 @@ import { UnitError } from '../../unit/errors.js';
 import { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS } from '../../unit/fleet.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 
-const EXAMPLES = fileURLToPath(new URL('../../../../shared/examples/', import.meta.url));
+import { EXAMPLES } from '../helpers/examples.js';
 const texts = [
   ...readdirSync(EXAMPLES)
     .filter((f) => f.endsWith('.service'))

@@ -87,7 +87,10 @@ export interface UnitState {
   loadState: string;
   /** active | activating | deactivating | inactive | failed */
   activeState: string;
-  /** running | start-pre | start-post | stop | stop-post | exited | dead | failed | auto-restart */
+  /**
+   * running | start-pre | start | start-post | stop | stop-post | exited | dead | failed |
+   * auto-restart
+   */
   subState: string;
   containerId: string;
   pid: number;

@@ -18,7 +18,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { daemonLogger, UsageError } from '../cli/daemon-options.js';
+import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
 import { openStore, type Store } from '../store/index.js';
 import type { SupervisorTimings } from './supervisor.js';
@@ -214,15 +214,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const opts = parsed.options;
   const logger = daemonLogger('flotilla-agent', opts.logLevel);
   const agent = await startAgent(opts, logger);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await stopSignal();
   logger.info({ signal, keepUnits: opts.keepUnitsOnExit }, 'shutting down');
   await agent.close();
 }

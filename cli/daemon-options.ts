@@ -128,3 +128,16 @@ export function daemonLogger(name: string, level: string): Logger {
   }
   return pino({ name, level }, pino.destination(2));
 }
+
+/** Resolves with the first SIGTERM or SIGINT the process receives: a daemon's cue to stop. */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(sig);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}

@@ -10,7 +10,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { daemonLogger, UsageError } from '../cli/daemon-options.js';
+import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
 import { openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './cluster-cache.js';
@@ -133,15 +133,7 @@ export async function runScheduler(argv: string[]): Promise<void> {
   const opts = parsed.options;
   const logger = daemonLogger('flotilla-scheduler', opts.logLevel);
   const scheduler = await startScheduler(opts, logger);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await stopSignal();
   logger.info({ signal }, 'shutting down: resigning leadership');
   await scheduler.close({ resign: true });
 }

@@ -15,9 +15,9 @@ import { pino } from 'pino';
 import { startAgent, type Agent, type AgentTuning } from '../../agent/main.js';
 import { parseAgentArgs, type AgentOptions } from '../../agent/options.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
-import { codecs, type Store } from '../../store/index.js';
+import { codecs, openStore, type Store } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
-import { assertEventually, freePort } from '../helpers/index.js';
+import { assertEventually, freePort, type EtcdServer } from '../helpers/index.js';
 import { cleanup, machineId } from './harness.js';
 
 export { machineId } from './harness.js';
@@ -39,6 +39,13 @@ export interface AgentSetup {
 }
 
 /** A fresh temp state dir whose units, containers and cgroups of `id` go at teardown. */
+/** A store on `etcd` under `prefix`, closed at teardown. */
+export function storeFor(t: ExecutionContext, etcd: EtcdServer, prefix: string): Store {
+  const store = openStore({ endpoints: etcd.endpoint, prefix });
+  t.teardown(() => store.close());
+  return store;
+}
+
 export async function stateDirFor(t: ExecutionContext, id: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-daemon-'));
   t.teardown(() => cleanup(dir, id));

@@ -9,14 +9,13 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openStore, type Store } from '../../store/index.js';
+import type { Store } from '../../store/index.js';
 import {
   assertEventually,
   sleep,
-  startEtcd,
+  etcdForFile,
   startProxy,
   uniquePrefix,
-  type EtcdServer,
 } from '../helpers/index.js';
 import { cleanup, DRIVERS, isPidAlive, machineId, runcContainers } from './harness.js';
 import {
@@ -30,21 +29,10 @@ import {
   waitRegistered,
   waitRunning,
   waitState,
+  storeFor,
 } from './daemon-harness.js';
 
-let etcd: EtcdServer;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function storeFor(t: { teardown(fn: () => void): void }, prefix: string): Store {
-  const store = openStore({ endpoints: etcd.endpoint, prefix });
-  t.teardown(() => store.close());
-  return store;
-}
+const server = etcdForFile(test);
 
 const SLEEPER = service('ExecStart=/bin/sleep 3600');
 
@@ -61,8 +49,8 @@ for (const driver of DRIVERS) {
     `${driver}: a new agent after SIGKILL adopts its units unrestarted and stops the unplaced`,
     async (t) => {
       const prefix = uniquePrefix('adopt');
-      const store = storeFor(t, prefix);
-      const first = await spawnAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const store = storeFor(t, server(), prefix);
+      const first = await spawnAgent(t, { endpoint: server().endpoint, prefix, driver });
       const id = first.machineId;
       await place(store, id, 'stay.service', SLEEPER);
       await place(store, id, 'go.service', SLEEPER);
@@ -75,7 +63,7 @@ for (const driver of DRIVERS) {
       await unplace(store, id, 'go.service'); // while no agent runs
 
       const second = await spawnAgent(t, {
-        endpoint: etcd.endpoint,
+        endpoint: server().endpoint,
         prefix,
         driver,
         machineId: id,
@@ -115,13 +103,13 @@ for (const driver of DRIVERS) {
     `${driver}: an etcd restart stops nothing, and the agent follows placements after it`,
     async (t) => {
       const prefix = uniquePrefix('etcd-restart');
-      const store = storeFor(t, prefix);
-      const agent = await spawnAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const store = storeFor(t, server(), prefix);
+      const agent = await spawnAgent(t, { endpoint: server().endpoint, prefix, driver });
       await place(store, agent.machineId, 'a.service', SLEEPER);
       await place(store, agent.machineId, 'b.service', SLEEPER);
       const a = await waitRunning(store, 'a.service');
       const b = await waitRunning(store, 'b.service');
-      await etcd.restart();
+      await server().restart();
       t.true(await isPidAlive(a.pid));
       t.true(await isPidAlive(b.pid));
       await unplace(store, agent.machineId, 'b.service');
@@ -138,8 +126,8 @@ for (const driver of DRIVERS) {
     `${driver}: cut off from etcd units keep running; back online the ones placed elsewhere stop`,
     async (t) => {
       const prefix = uniquePrefix('partition');
-      const store = storeFor(t, prefix);
-      const proxy = await startProxy(etcd.clientPort);
+      const store = storeFor(t, server(), prefix);
+      const proxy = await startProxy(server().clientPort);
       t.teardown(() => proxy.close());
       const agent = await spawnAgent(t, {
         endpoint: proxy.endpoint,
@@ -202,10 +190,10 @@ for (const driver of DRIVERS) {
     `${driver}: SIGTERM stops the units and removes the machine and its states at once`,
     async (t) => {
       const prefix = uniquePrefix('sigterm');
-      const store = storeFor(t, prefix);
+      const store = storeFor(t, server(), prefix);
       // A long TTL: if the records vanish, it is because the agent revoked its lease.
       const agent = await spawnAgent(t, {
-        endpoint: etcd.endpoint,
+        endpoint: server().endpoint,
         prefix,
         driver,
         args: ['--lease-ttl=60s'],
@@ -227,10 +215,10 @@ for (const driver of DRIVERS) {
     `${driver}: --keep-units-on-exit leaves units running and registered for the next agent`,
     async (t) => {
       const prefix = uniquePrefix('keep');
-      const store = storeFor(t, prefix);
+      const store = storeFor(t, server(), prefix);
       const args = ['--lease-ttl=60s'];
       const old = await spawnAgent(t, {
-        endpoint: etcd.endpoint,
+        endpoint: server().endpoint,
         prefix,
         driver,
         args: [...args, '--keep-units-on-exit'],
@@ -248,7 +236,7 @@ for (const driver of DRIVERS) {
       );
 
       await spawnAgent(t, {
-        endpoint: etcd.endpoint,
+        endpoint: server().endpoint,
         prefix,
         driver,
         machineId: id,
@@ -268,13 +256,25 @@ for (const driver of DRIVERS) {
     `${driver}: two agents with different machine ids share one host and state dir`,
     async (t) => {
       const prefix = uniquePrefix('two');
-      const store = storeFor(t, prefix);
+      const store = storeFor(t, server(), prefix);
       const x = machineId();
       const y = machineId();
       const dir = await stateDirFor(t, x);
       t.teardown(() => cleanup(dir, y));
-      await spawnAgent(t, { endpoint: etcd.endpoint, prefix, driver, machineId: x, stateDir: dir });
-      await spawnAgent(t, { endpoint: etcd.endpoint, prefix, driver, machineId: y, stateDir: dir });
+      await spawnAgent(t, {
+        endpoint: server().endpoint,
+        prefix,
+        driver,
+        machineId: x,
+        stateDir: dir,
+      });
+      await spawnAgent(t, {
+        endpoint: server().endpoint,
+        prefix,
+        driver,
+        machineId: y,
+        stateDir: dir,
+      });
       await waitRegistered(store, x);
       await waitRegistered(store, y);
       // The same unit name on both machines (as a global unit would be).

@@ -9,9 +9,9 @@ import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Machine } from '../../proto/flotilla/v1/records.js';
-import { codecs, openStore, type Store } from '../../store/index.js';
+import { codecs } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
-import { assertEventually, startEtcd, uniquePrefix, type EtcdServer } from '../helpers/index.js';
+import { assertEventually, etcdForFile, uniquePrefix } from '../helpers/index.js';
 import { DRIVERS, isPidAlive } from './harness.js';
 import {
   inProcessAgent,
@@ -23,21 +23,10 @@ import {
   waitRegistered,
   waitRunning,
   waitState,
+  storeFor,
 } from './daemon-harness.js';
 
-let etcd: EtcdServer;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
-function storeFor(t: { teardown(fn: () => void): void }, prefix: string): Store {
-  const store = openStore({ endpoints: etcd.endpoint, prefix });
-  t.teardown(() => store.close());
-  return store;
-}
+const server = etcdForFile(test);
 
 const SLEEPER = service('ExecStart=/bin/sleep 3600');
 
@@ -46,9 +35,9 @@ for (const driver of DRIVERS) {
     `${driver}: a placement becomes a running unit reported under the agent's lease`,
     async (t) => {
       const prefix = uniquePrefix('units');
-      const store = storeFor(t, prefix);
+      const store = storeFor(t, server(), prefix);
       const text = service('ExecStart=/bin/sleep 3600', 'MemoryMax=48M', 'CPUQuota=30%');
-      const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const agent = await inProcessAgent(t, { endpoint: server().endpoint, prefix, driver });
       await waitRegistered(store, agent.machineId);
       const hash = await place(store, agent.machineId, 'web.service', text);
       const state = await waitRunning(store, 'web.service');
@@ -81,8 +70,8 @@ for (const driver of DRIVERS) {
     `${driver}: deleting the placement stops the unit within TimeoutStopSec and deletes its state`,
     async (t) => {
       const prefix = uniquePrefix('stop');
-      const store = storeFor(t, prefix);
-      const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const store = storeFor(t, server(), prefix);
+      const agent = await inProcessAgent(t, { endpoint: server().endpoint, prefix, driver });
       // Ignores SIGTERM, so only the SIGKILL after TimeoutStopSec= ends it.
       const stubborn = service(
         `ExecStart=/bin/sh -c 'trap "" TERM; while :; do sleep 0.2; done'`,
@@ -114,8 +103,8 @@ for (const driver of DRIVERS) {
     `${driver}: loaded runs nothing, launched starts it, a new hash restarts it`,
     async (t) => {
       const prefix = uniquePrefix('states');
-      const store = storeFor(t, prefix);
-      const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const store = storeFor(t, server(), prefix);
+      const agent = await inProcessAgent(t, { endpoint: server().endpoint, prefix, driver });
       const hash = await place(store, agent.machineId, 'app.service', SLEEPER, 'loaded');
       const loaded = await waitState(
         store,
@@ -157,8 +146,8 @@ for (const driver of DRIVERS) {
     `${driver}: units that cannot run fail with the reason while the agent serves the others`,
     async (t) => {
       const prefix = uniquePrefix('fail');
-      const store = storeFor(t, prefix);
-      const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver });
+      const store = storeFor(t, server(), prefix);
+      const agent = await inProcessAgent(t, { endpoint: server().endpoint, prefix, driver });
       await place(store, agent.machineId, 'before.service', SLEEPER);
       const before = await waitRunning(store, 'before.service');
 
@@ -196,9 +185,9 @@ for (const driver of DRIVERS) {
     `${driver}: registers its machine record and registers again after losing its lease`,
     async (t) => {
       const prefix = uniquePrefix('reg');
-      const store = storeFor(t, prefix);
+      const store = storeFor(t, server(), prefix);
       const agent = await inProcessAgent(t, {
-        endpoint: etcd.endpoint,
+        endpoint: server().endpoint,
         prefix,
         driver,
         args: ['--metadata=region=eu,disk=ssd', '--cpu=1500m', '--memory=1G'],
@@ -243,8 +232,12 @@ test.serial(
   'an instance without its own record runs its template file, specifiers expanded',
   async (t) => {
     const prefix = uniquePrefix('instance');
-    const store = storeFor(t, prefix);
-    const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver: 'process' });
+    const store = storeFor(t, server(), prefix);
+    const agent = await inProcessAgent(t, {
+      endpoint: server().endpoint,
+      prefix,
+      driver: 'process',
+    });
     const template = service(`ExecStart=/bin/sh -c 'echo instance=%i name=%n; exec sleep 3600'`);
     const hash = parseUnit('web@.service', template).hash;
     await store.putRecord(codecs.unit, store.keys.unit('web@.service'), {

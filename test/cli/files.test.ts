@@ -6,20 +6,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { makeUnit, startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { makeUnit, etcdForFile, unitText } from '../helpers/index.js';
 import { addMachine, EXAMPLES, fingerprint, parseJson, startTestApi, unitDir } from './cli-kit.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 const GOOD = ['hello.service', 'web@.service', 'db.service', 'api@.service'];
 const BAD = readdirSync(`${EXAMPLES}bad/`);

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../helpers/index.js';
 import {
   addMachine,
   EXAMPLES,
@@ -20,17 +20,7 @@ import {
 } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 /** An API with two machines and the simulated leader and agents. */
 async function cluster(

@@ -9,21 +9,15 @@ import { pino } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import { startEtcd, uniquePrefix, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, uniquePrefix, unitText } from '../helpers/index.js';
 import { addMachine, EXAMPLES, flotctl, parseJson, unitDir, type Run } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
+const server = etcdForFile(test);
 
 /** A scheduler replica (API + leader) under a fresh prefix, two machines, simulated agents. */
 async function realCluster(t: ExecutionContext) {
-  if (etcd === undefined) throw new Error('etcd not started');
+  const etcd = server();
   const parsed = parseSchedulerArgs([
     `--etcd-endpoints=${etcd.endpoint}`,
     `--prefix=${uniquePrefix('cli-scheduler')}`,

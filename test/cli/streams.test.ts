@@ -6,21 +6,11 @@
  */
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../helpers/index.js';
 import { addMachine, EXAMPLES, parseJson, startTestApi, unitDir } from './cli-kit.js';
 import { simulateCluster, startAgentLogs } from './sim-cluster.js';
 
-let etcd: EtcdServer | undefined;
-test.before(async () => {
-  etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-function server(): EtcdServer {
-  if (etcd === undefined) throw new Error('etcd not started');
-  return etcd;
-}
+const server = etcdForFile(test);
 
 test('watch prints each change live as one line, and Ctrl-C ends it with exit 0', async (t) => {
   const api = await startTestApi(t, server());

@@ -6,6 +6,7 @@
  * down by `stop()` (call it in `test.after.always`), and by a watchdog if the test process
  * dies without calling it.
  */
+import type { TestFn } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -75,7 +76,35 @@ export interface UnitView {
   readonly unscheduled: string;
 }
 
-/** Options of {@link startCluster}. */
+/** Whether a unit runs on a machine: active/running and placed. */
+export function isRunningView(u: UnitView | undefined): boolean {
+  return u !== undefined && u.active === 'active' && u.sub === 'running' && u.machine !== '';
+}
+
+/**
+ * One cluster for the calling test file: started in `test.before` (as root only; without root
+ * `serial` skips the file's tests), stopped in `test.after.always`, logging anything it left
+ * behind. `cluster()` throws when the cluster did not start.
+ */
+export function clusterForFile(test: TestFn, opts: E2EClusterOptions) {
+  let cluster: E2ECluster | undefined;
+  test.before(async () => {
+    if (CAN_RUN) cluster = await E2ECluster.start(opts);
+  });
+  test.after.always(async (t) => {
+    const left = await cluster?.stop();
+    if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
+  });
+  return {
+    serial: CAN_RUN ? test.serial : test.serial.skip,
+    cluster(): E2ECluster {
+      if (cluster === undefined) throw new Error('the cluster did not start');
+      return cluster;
+    },
+  };
+}
+
+/** Options of {@link E2ECluster.start}. */
 export interface E2EClusterOptions {
   /** Cluster name (namespaces flot-<name>-<n>): unique per test file. */
   readonly name: string;

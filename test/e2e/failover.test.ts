@@ -8,26 +8,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { restartProcess, signalRecorded } from '../../deploy/cluster/index.js';
 import { assertEventually, sleep } from '../helpers/index.js';
-import { CAN_RUN, E2ECluster, EXAMPLES, LEASE_TTL_SECONDS, type UnitView } from './e2e-kit.js';
+import { clusterForFile, EXAMPLES, LEASE_TTL_SECONDS, type UnitView } from './e2e-kit.js';
 
-const test = anyTest as TestFn<unknown>;
-const serial = CAN_RUN ? test.serial : test.serial.skip;
-
-let cluster: E2ECluster | undefined;
-
-test.before(async () => {
-  if (CAN_RUN) cluster = await E2ECluster.start({ name: 'e2efo', net: 202 });
-});
-
-test.after.always(async (t) => {
-  const left = await cluster?.stop();
-  if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
-});
-
-function c(): E2ECluster {
-  if (cluster === undefined) throw new Error('the cluster did not start');
-  return cluster;
-}
+const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2efo', net: 202 });
 
 const IDLE = `[Unit]
 Description=Does nothing, for failover tests

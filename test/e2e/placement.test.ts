@@ -6,29 +6,9 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
-import { CAN_RUN, E2ECluster, EXAMPLES, type UnitView } from './e2e-kit.js';
+import { clusterForFile, isRunningView, EXAMPLES } from './e2e-kit.js';
 
-const test = anyTest as TestFn<unknown>;
-const serial = CAN_RUN ? test.serial : test.serial.skip;
-
-let cluster: E2ECluster | undefined;
-
-test.before(async () => {
-  if (CAN_RUN) cluster = await E2ECluster.start({ name: 'e2epl', net: 201 });
-});
-
-test.after.always(async (t) => {
-  const left = await cluster?.stop();
-  if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
-});
-
-function c(): E2ECluster {
-  if (cluster === undefined) throw new Error('the cluster did not start');
-  return cluster;
-}
-
-const running = (u: UnitView | undefined): boolean =>
-  u !== undefined && u.active === 'active' && u.sub === 'running' && u.machine !== '';
+const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2epl', net: 201 });
 
 const names = (template: string, n: number): string[] =>
   Array.from({ length: n }, (_, i) => `${template}@${i + 1}.service`);
@@ -41,7 +21,7 @@ serial(
     const all = [...names('web', 3), ...names('web-presence', 3), ...names('legacy-sidekick', 3)];
     await c().ok(['start', '--timeout', '90s', ...all]);
     const units = await c().waitUnits('nine units running', (u) =>
-      all.every((n) => running(u.get(n))),
+      all.every((n) => isRunningView(u.get(n))),
     );
     const webMachines = names('web', 3).map((n) => units.get(n)?.machine);
     t.is(
@@ -71,10 +51,10 @@ serial('web-presence@1 and legacy-sidekick@1 follow web@1 when a drain moves it'
   const after = await c().waitUnits('web@1 and its peers moved and running', (u) => {
     const web = u.get('web@1.service');
     return (
-      running(web) &&
+      isRunningView(web) &&
       web?.machine !== from &&
-      running(u.get('web-presence@1.service')) &&
-      running(u.get('legacy-sidekick@1.service')) &&
+      isRunningView(u.get('web-presence@1.service')) &&
+      isRunningView(u.get('legacy-sidekick@1.service')) &&
       u.get('web-presence@1.service')?.machine === web?.machine &&
       u.get('legacy-sidekick@1.service')?.machine === web?.machine
     );
@@ -91,7 +71,7 @@ serial('db.service lands only on an ssd machine in eu or us', async (t) => {
     .ok(['undrain', c().machineOf(1)])
     .catch(() => undefined);
   await c().ok(['start', '--timeout', '90s', join(EXAMPLES, 'db.service')]);
-  const units = await c().waitUnits('db running', (u) => running(u.get('db.service')));
+  const units = await c().waitUnits('db running', (u) => isRunningView(u.get('db.service')));
   const md = c().metadataOf(units.get('db.service')?.machine ?? '');
   t.is(md['disk'], 'ssd');
   t.true(md['region'] === 'eu' || md['region'] === 'us', `region ${md['region']}`);
@@ -104,7 +84,7 @@ serial(
     await c().ok(['submit', join(EXAMPLES, 'api@.service')]);
     await c().ok(['scale', '--timeout', '90s', 'api@.service=6']);
     const units = await c().waitUnits('six api instances running', (u) =>
-      names('api', 6).every((n) => running(u.get(n))),
+      names('api', 6).every((n) => isRunningView(u.get(n))),
     );
     const perZone = new Map<string, number>();
     const perMachine = new Map<string, number>();

@@ -9,29 +9,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openStore } from '../../store/index.js';
 import { assertEventually } from '../helpers/index.js';
-import { CAN_RUN, E2ECluster, EXAMPLES, FLOTCTL, type UnitView } from './e2e-kit.js';
+import { clusterForFile, isRunningView, EXAMPLES, FLOTCTL, type UnitView } from './e2e-kit.js';
 
-const test = anyTest as TestFn<unknown>;
-const serial = CAN_RUN ? test.serial : test.serial.skip;
-
-let cluster: E2ECluster | undefined;
-
-test.before(async () => {
-  if (CAN_RUN) cluster = await E2ECluster.start({ name: 'e2ewl', net: 203 });
-});
-
-test.after.always(async (t) => {
-  const left = await cluster?.stop();
-  if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
-});
-
-function c(): E2ECluster {
-  if (cluster === undefined) throw new Error('the cluster did not start');
-  return cluster;
-}
-
-const running = (u: UnitView | undefined): boolean =>
-  u !== undefined && u.active === 'active' && u.sub === 'running' && u.machine !== '';
+const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2ewl', net: 203 });
 
 const webs = (u: Map<string, UnitView>): string[] =>
   [...u.keys()].filter((n) => /^web@\d+\.service$/.test(n)).sort();
@@ -44,11 +24,11 @@ serial(
     t.is(up.code, 1, 'two instances cannot be placed, and scale says so');
     const five = await c().waitUnits('3 of 5 running', (u) => {
       const names = webs(u);
-      return names.length === 5 && names.filter((n) => running(u.get(n))).length === 3;
+      return names.length === 5 && names.filter((n) => isRunningView(u.get(n))).length === 3;
     });
-    const placed = webs(five).filter((n) => running(five.get(n)));
+    const placed = webs(five).filter((n) => isRunningView(five.get(n)));
     t.is(new Set(placed.map((n) => five.get(n)?.machine)).size, 3, 'one per machine (Conflicts)');
-    const waiting = webs(five).filter((n) => !running(five.get(n)));
+    const waiting = webs(five).filter((n) => !isRunningView(five.get(n)));
     for (const n of waiting) t.regex(five.get(n)?.unscheduled ?? '', /conflict/i, `${n} says why`);
 
     await c().ok(['scale', '--timeout', '60s', 'web@.service=2']);
@@ -56,7 +36,7 @@ serial(
     t.deepEqual(webs(two), ['web@1.service', 'web@2.service']);
     await c().waitUnits(
       'both run',
-      (u) => running(u.get('web@1.service')) && running(u.get('web@2.service')),
+      (u) => isRunningView(u.get('web@1.service')) && isRunningView(u.get('web@2.service')),
     );
   },
 );
@@ -102,17 +82,17 @@ serial('journal -f shows hello.service output as it is written', async (t) => {
 });
 
 serial('drain empties a machine and its units run elsewhere', async (t) => {
-  const before = await c().waitUnits('hello runs', (u) => running(u.get('hello.service')));
+  const before = await c().waitUnits('hello runs', (u) => isRunningView(u.get('hello.service')));
   const machine = before.get('hello.service')?.machine ?? '';
   const onIt = [...before.values()]
-    .filter((u) => u.machine === machine && running(u))
+    .filter((u) => u.machine === machine && isRunningView(u))
     .map((u) => u.name);
   await c().ok(['drain', machine]);
   t.teardown(() => c().flotctl(['undrain', machine]));
   const after = await c().waitUnits('nothing left on the drained machine', (u) =>
     [...u.values()].every((x) => x.machine !== machine),
   );
-  t.true(running(after.get('hello.service')), 'hello runs elsewhere');
+  t.true(isRunningView(after.get('hello.service')), 'hello runs elsewhere');
   const listed = await c().ok(['list-units', '--machine', machine, '--no-legend']);
   t.is(listed.stdout.trim(), '', `list-units --machine shows nothing (was: ${onIt.join(', ')})`);
   await c().ok(['undrain', machine]);

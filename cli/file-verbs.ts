@@ -3,7 +3,6 @@
  * nothing), `cat UNIT` prints one back byte for byte, `destroy UNIT...` removes units and
  * (unless `--no-block`) waits until no machine runs them any more.
  */
-import { parseArgs } from 'node:util';
 import { SubmitUnitsResponse, type UnitFile } from '../proto/flotilla/v1/units.js';
 import { Unit } from '../proto/flotilla/v1/records.js';
 import { withClient } from './client.js';
@@ -18,6 +17,7 @@ import {
   type CliIo,
   type GlobalOptions,
   type Verb,
+  parseVerbArgs,
 } from './verb.js';
 import { parseWaitOptions, readViews, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
 
@@ -37,12 +37,7 @@ export const submitVerb: Verb = {
   summary: 'submit unit files to the cluster (all or nothing)',
   help: SUBMIT_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: { replace: { type: 'boolean' } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, { replace: { type: 'boolean' } });
     if (positionals.length === 0) throw new UsageError('give at least one unit file');
     const files: UnitFile[] = [];
     for (const path of positionals) files.push(await readUnitFile(path));
@@ -70,12 +65,7 @@ export const catVerb: Verb = {
   summary: 'print the unit file of a submitted unit',
   help: CAT_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { positionals } = parseArgs({
-      args: [...args],
-      options: {},
-      allowPositionals: true,
-      strict: true,
-    });
+    const { positionals } = parseVerbArgs(args, {});
     const [arg, ...extra] = positionals;
     if (arg === undefined || extra.length > 0) throw new UsageError('give exactly one unit');
     const status = await withClient(globals, (api) => api.getUnit(unitNameOf(arg)));
@@ -102,12 +92,7 @@ export const destroyVerb: Verb = {
   summary: 'remove units from the cluster and stop them',
   help: DESTROY_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: WAIT_FLAGS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
     if (positionals.length === 0) throw new UsageError('give at least one unit');
     const wait = parseWaitOptions(values);
     const names = unitNamesOf(positionals);

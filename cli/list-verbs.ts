@@ -5,7 +5,6 @@
  * with `-` where a machine would be); list-unit-files shows every submitted file, templates
  * included. `list-units --watch` redraws the table whenever the cluster changes.
  */
-import { parseArgs } from 'node:util';
 import { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from './client.js';
 import {
@@ -22,7 +21,14 @@ import {
 } from './table.js';
 import { describeUnit, isGlobalUnit, isTemplateName } from './unit-args.js';
 import { activeText } from './unit-view.js';
-import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+import {
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+  parseVerbArgs,
+} from './verb.js';
 
 /** A unit with what its columns need to know about machines. */
 interface Row {
@@ -98,11 +104,10 @@ export const listUnitsVerb: Verb = {
   summary: 'list the units that run or wait for a machine, with their state',
   help: LIST_UNITS_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: { ...TABLE_FLAGS, machine: { type: 'string' }, watch: { type: 'boolean' } },
-      allowPositionals: true,
-      strict: true,
+    const { values, positionals } = parseVerbArgs(args, {
+      ...TABLE_FLAGS,
+      machine: { type: 'string' },
+      watch: { type: 'boolean' },
     });
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
@@ -137,12 +142,7 @@ export const listUnitFilesVerb: Verb = {
   summary: 'list every submitted unit file, loaded or not',
   help: LIST_FILES_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: TABLE_FLAGS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, TABLE_FLAGS);
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
     return withClient(globals, async (api) => {

@@ -4,7 +4,6 @@
  * which stop a machine from taking units (the leader moves its units off, rate limited) and
  * let it take them again.
  */
-import { parseArgs } from 'node:util';
 import { MachineStatus } from '../proto/flotilla/v1/machines.js';
 import { withClient } from './client.js';
 import {
@@ -19,7 +18,14 @@ import {
   tableHelp,
   type Column,
 } from './table.js';
-import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+import {
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+  parseVerbArgs,
+} from './verb.js';
 
 const COLUMNS: Readonly<Record<string, Column<MachineStatus>>> = {
   machine: (m, full) => machineId(m.machine?.id ?? '', full),
@@ -52,12 +58,7 @@ export const listMachinesVerb: Verb = {
   summary: 'list the machines of the cluster with their reserved and total capacity',
   help: LIST_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: TABLE_FLAGS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, TABLE_FLAGS);
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const fields = parseFields(values.fields, COLUMNS, DEFAULTS);
     const res = await withClient(globals, (api) => api.listMachines());
@@ -94,12 +95,7 @@ Lets a drained machine (its id or a unique prefix of it) take units again.
       : 'let a drained machine take units again',
     help,
     async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-      const { positionals } = parseArgs({
-        args: [...args],
-        options: {},
-        allowPositionals: true,
-        strict: true,
-      });
+      const { positionals } = parseVerbArgs(args, {});
       const [machine, ...extra] = positionals;
       if (machine === undefined || extra.length > 0)
         throw new UsageError('give exactly one machine');

@@ -3,7 +3,6 @@
  * as if the files were submitted and the units started. Nothing is written. Shows where each
  * unit would go, what it would displace, and why the ones that cannot be placed cannot.
  */
-import { parseArgs } from 'node:util';
 import { PlanResponse, type PlannedUnit, type UnitFile } from '../proto/flotilla/v1/units.js';
 import { withClient } from './client.js';
 import { alignColumns, machineLegend, printJson, type MachineAddresses } from './table.js';
@@ -15,6 +14,7 @@ import {
   type CliIo,
   type GlobalOptions,
   type Verb,
+  parseVerbArgs,
 } from './verb.js';
 
 const HELP = `Usage: flotctl plan [--no-legend] [-l|--full] FILE|UNIT...
@@ -37,11 +37,9 @@ export const planVerb: Verb = {
   summary: 'show where units would be placed, without changing anything',
   help: HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: { 'no-legend': { type: 'boolean' }, full: { type: 'boolean', short: 'l' } },
-      allowPositionals: true,
-      strict: true,
+    const { values, positionals } = parseVerbArgs(args, {
+      'no-legend': { type: 'boolean' },
+      full: { type: 'boolean', short: 'l' },
     });
     if (positionals.length === 0) throw new UsageError('give at least one unit file or unit');
     const files: UnitFile[] = [];

@@ -4,7 +4,6 @@
  * instances scaled away are gone. The instances are read before scaling, so the wait knows
  * where the ones that go were running.
  */
-import { parseArgs } from 'node:util';
 import { ScaleResponse } from '../proto/flotilla/v1/units.js';
 import { parseUnitName } from '../unit/index.js';
 import { withClient } from './client.js';
@@ -18,6 +17,7 @@ import {
   type CliIo,
   type GlobalOptions,
   type Verb,
+  parseVerbArgs,
 } from './verb.js';
 import { parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
 
@@ -84,12 +84,7 @@ export const scaleVerb: Verb = {
   summary: 'run exactly N instances of a template',
   help: HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: WAIT_FLAGS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
     const requests = parseScaleArgs(positionals);
     const wait = parseWaitOptions(values);
     const json = globals.output === 'json';

@@ -4,7 +4,6 @@
  * when the cluster lacks them (see unit-args.ts). Global units are never waited on, as with
  * fleetctl: they have no one machine to be on.
  */
-import { parseArgs } from 'node:util';
 import { withClient, type ApiClient } from './client.js';
 import { CliError } from './errors.js';
 import { printJson } from './table.js';
@@ -17,6 +16,7 @@ import {
   type CliIo,
   type GlobalOptions,
   type Verb,
+  parseVerbArgs,
 } from './verb.js';
 import {
   parseWaitOptions,
@@ -59,12 +59,7 @@ function stateVerb(spec: StateVerbSpec): Verb {
     summary: spec.summary,
     help: text,
     async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-      const { values, positionals } = parseArgs({
-        args: [...args],
-        options: WAIT_FLAGS,
-        allowPositionals: true,
-        strict: true,
-      });
+      const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
       if (positionals.length === 0) throw new UsageError('give at least one unit');
       const wait = parseWaitOptions(values);
       const names = unitNamesOf(positionals);

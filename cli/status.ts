@@ -3,7 +3,6 @@
  * what it printed. Both read logs through the API's Logs.Tail, which relays the agent of the
  * unit's machine; when the logs cannot be had, status says so in one line and still succeeds.
  */
-import { parseArgs } from 'node:util';
 import { LogLine } from '../proto/flotilla/v1/logs.js';
 import { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from './client.js';
@@ -27,6 +26,7 @@ import {
   type CliIo,
   type GlobalOptions,
   type Verb,
+  parseVerbArgs,
 } from './verb.js';
 
 /** `-n N` / `--lines N`: a whole number of lines. */
@@ -55,12 +55,7 @@ export const statusVerb: Verb = {
   summary: "show units' state, placement, pending reasons and last log lines",
   help: STATUS_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: { lines: { type: 'string', short: 'n' } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseVerbArgs(args, { lines: { type: 'string', short: 'n' } });
     if (positionals.length === 0) throw new UsageError('give at least one unit');
     const lines = parseLines(values.lines, 10);
     return withClient(globals, async (api) => {
@@ -185,14 +180,9 @@ export const journalVerb: Verb = {
   summary: "print a unit's output, optionally following it",
   help: JOURNAL_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: {
-        lines: { type: 'string', short: 'n' },
-        follow: { type: 'boolean', short: 'f' },
-      },
-      allowPositionals: true,
-      strict: true,
+    const { values, positionals } = parseVerbArgs(args, {
+      lines: { type: 'string', short: 'n' },
+      follow: { type: 'boolean', short: 'f' },
     });
     const [arg, ...extra] = positionals;
     if (arg === undefined || extra.length > 0) throw new UsageError('give exactly one unit');

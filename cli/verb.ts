@@ -4,6 +4,10 @@
  * without an import cycle.
  */
 
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+type FlagSpec = NonNullable<ParseArgsConfig['options']>;
+
 /** Exit codes: success, a problem with what was asked about, a problem with how it was asked. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -45,3 +49,21 @@ export interface Verb {
 export class UsageError extends Error {
   readonly code = 'usage';
 }
+
+/** A verb's own flags and its positional arguments, strictly: an unknown flag is a usage error. */
+export function parseVerbArgs<T extends FlagSpec>(
+  args: readonly string[],
+  options: T,
+): { values: ParsedResults<T>['values']; positionals: string[] } {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options,
+    allowPositionals: true,
+    strict: true,
+  });
+  return { values, positionals };
+}
+
+type ParsedResults<T extends FlagSpec> = ReturnType<
+  typeof parseArgs<{ options: T; allowPositionals: true; strict: true }>
+>;

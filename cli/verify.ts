@@ -5,10 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { validateUnitFile } from '../unit/index.js';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIo, type Verb } from './verb.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIo, type Verb, parseVerbArgs } from './verb.js';
 
 const HELP = `Usage: flotctl verify FILE...
 
@@ -37,12 +36,7 @@ export const verifyVerb: Verb = {
   summary: 'check unit files offline and report every problem with its line',
   help: HELP,
   async run(args: readonly string[], io: CliIo): Promise<number> {
-    const { positionals } = parseArgs({
-      args: [...args],
-      options: {},
-      allowPositionals: true,
-      strict: true,
-    });
+    const { positionals } = parseVerbArgs(args, {});
     if (positionals.length === 0) {
       io.stderr(`flotctl verify: give at least one unit file\n\n${HELP}`);
       return EXIT_USAGE;

@@ -5,14 +5,20 @@
  * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
  * connection breaks, flotctl resumes by itself from the last revision seen + 1.
  */
-import { parseArgs } from 'node:util';
 import { Event } from '../proto/flotilla/v1/events.js';
 import type { ApiClient } from './client.js';
 import { withClient } from './client.js';
 import { CliError } from './errors.js';
 import { formatClock, formatMetadata, machineId, printJsonLine } from './table.js';
 import { activeText, failureText } from './unit-view.js';
-import { EXIT_OK, UsageError, type CliIo, type GlobalOptions, type Verb } from './verb.js';
+import {
+  EXIT_OK,
+  UsageError,
+  type CliIo,
+  type GlobalOptions,
+  type Verb,
+  parseVerbArgs,
+} from './verb.js';
 
 const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine ID] [-l|--full]
 
@@ -34,16 +40,11 @@ export const watchVerb: Verb = {
   summary: "print the cluster's changes live, one line each",
   help: HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: {
-        'from-revision': { type: 'string' },
-        unit: { type: 'string' },
-        machine: { type: 'string' },
-        full: { type: 'boolean', short: 'l' },
-      },
-      allowPositionals: true,
-      strict: true,
+    const { values, positionals } = parseVerbArgs(args, {
+      'from-revision': { type: 'string' },
+      unit: { type: 'string' },
+      machine: { type: 'string' },
+      full: { type: 'boolean', short: 'l' },
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const rawFrom = values['from-revision'] ?? '0';

@@ -17,7 +17,7 @@ export {
 } from './errors.js';
 export { MachineLayout, escapeUnit, escapeMachine, isSafeUnitName } from './layout.js';
 export { ProcessDriver } from './process.js';
-export { RuncDriver, type RuncDriverOptions } from './runc.js';
+export { CGROUP_CONTROLLERS, RuncDriver, type RuncDriverOptions } from './runc.js';
 export { resolveUser, ROOT_USER, type UnitUser } from './users.js';
 export { normalizeSignal, signalName } from './proc.js';
 

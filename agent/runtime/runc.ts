@@ -45,7 +45,7 @@ export interface RuncDriverOptions {
 }
 
 /** Cgroup v1 controllers whose directories the driver tidies when a machine's last unit goes. */
-const CONTROLLERS = [
+export const CGROUP_CONTROLLERS = [
   'memory',
   'cpu',
   'cpuacct',
@@ -277,7 +277,7 @@ export class RuncDriver extends ShimDriver {
 
   /** Removes the unit's and (once empty) the machine's cgroup directories, best effort. */
   private async tidyCgroups(ctx: UnitContext): Promise<void> {
-    for (const controller of CONTROLLERS) {
+    for (const controller of CGROUP_CONTROLLERS) {
       const base = join('/sys/fs/cgroup', controller);
       for (const path of [
         `${ctx.cgroupPath}${HOOK_SUFFIX}`,

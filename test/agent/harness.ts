@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { UnitManager, isRuncUsable, type UnitManagerOptions } from '../../agent/index.js';
+import {
+  CGROUP_CONTROLLERS,
+  UnitManager,
+  isRuncUsable,
+  type UnitManagerOptions,
+} from '../../agent/index.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { parseUnit } from '../../unit/index.js';
 import type { UnitDefinition } from '../../unit/model.js';
@@ -22,19 +27,6 @@ const run = promisify(execFile);
 export const DRIVERS: readonly ('process' | 'runc')[] = (await isRuncUsable())
   ? ['process', 'runc']
   : ['process'];
-
-/** Cgroup v1 controllers the runc driver's containers appear in. */
-const CONTROLLERS = [
-  'memory',
-  'cpu',
-  'cpuacct',
-  'cpuset',
-  'devices',
-  'freezer',
-  'blkio',
-  'pids',
-  'systemd',
-];
 
 /** A machine id no other test uses (letters and digits, like a real one). */
 export function machineId(): string {
@@ -120,7 +112,7 @@ export async function cleanup(stateDir: string, id: string): Promise<void> {
       if (cid.startsWith(`flotilla-${id}-`))
         await run('runc', ['delete', '-f', cid]).catch(() => undefined);
     }
-    for (const controller of CONTROLLERS)
+    for (const controller of CGROUP_CONTROLLERS)
       await removeTree(join('/sys/fs/cgroup', controller, 'flotilla', id));
   }
   await rm(stateDir, { recursive: true, force: true });

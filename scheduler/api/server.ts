@@ -18,7 +18,7 @@ import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js
 import type { Store } from '../../store/index.js';
 import { DefinitionCache } from '../snapshot.js';
 import { destroyUnits, setDesiredState } from './desired.js';
-import { unary } from './errors.js';
+import { ApiError, unary } from './errors.js';
 import { watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
 import { getUnit, listUnits } from './list-units.js';
@@ -86,6 +86,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     ),
     undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) =>
       setDrained(store, definitions, req, false),
+    ),
+    resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () =>
+      Promise.reject(new ApiError('unavailable', 'ResumeRescheduling is not served yet')),
     ),
   };
   const events: EventsServer = { watch: watchEvents(ctx) };

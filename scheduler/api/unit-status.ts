@@ -60,6 +60,7 @@ export function composeStatus(unit: Unit, extras: UnitExtras): UnitStatus {
     ...(state === undefined ? {} : { state }),
     ...(placement === undefined && unscheduled !== undefined ? { unscheduled } : {}),
     currentState,
+    instances: [],
   };
 }
 

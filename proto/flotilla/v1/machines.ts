@@ -43,6 +43,41 @@ export interface ListMachinesRequest {
 
 export interface ListMachinesResponse {
   machines: MachineStatus[];
+  /** Who places units, and whether moving them is paused. */
+  scheduler?: SchedulerStatus | undefined;
+}
+
+export interface SchedulerStatus {
+  /** The leading replica's name; empty while no replica leads. */
+  leader: string;
+  /** The leader's API address, when it serves one. */
+  leaderApi: string;
+  /**
+   * Set while the leader does not move the units of lost machines: more than half of the
+   * machines vanished at once (a partition or an etcd problem is likelier than real failures).
+   */
+  pause?: ReschedulingPause | undefined;
+}
+
+export interface ReschedulingPause {
+  /** The machines whose loss caused the pause and that are still gone, sorted. */
+  lost: string[];
+  /** The machines known when it paused: the live ones plus the lost ones. */
+  total: number;
+  /** When the pause began, Unix milliseconds. */
+  sinceUnixMs: bigint;
+  /** When it ends by itself, Unix milliseconds; 0 when it never does. */
+  resumesAtUnixMs: bigint;
+  /** One line for people. */
+  reason: string;
+}
+
+export interface ResumeReschedulingRequest {
+}
+
+export interface ResumeReschedulingResponse {
+  /** The pause that the request ends. */
+  pause?: ReschedulingPause | undefined;
 }
 
 export interface SetMachineMetadataRequest {
@@ -366,13 +401,16 @@ export const ListMachinesRequest: MessageFns<ListMachinesRequest> = {
 };
 
 function createBaseListMachinesResponse(): ListMachinesResponse {
-  return { machines: [] };
+  return { machines: [], scheduler: undefined };
 }
 
 export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
   encode(message: ListMachinesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.machines) {
       MachineStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.scheduler !== undefined) {
+      SchedulerStatus.encode(message.scheduler, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -398,6 +436,14 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
             message.machines.push(MachineStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scheduler = SchedulerStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -415,6 +461,7 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
       machines: globalThis.Array.isArray(object?.machines)
         ? object.machines.map((e: any) => MachineStatus.fromJSON(e))
         : [],
+      scheduler: isSet(object.scheduler) ? SchedulerStatus.fromJSON(object.scheduler) : undefined,
     };
   },
 
@@ -422,6 +469,9 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     const obj: any = {};
     if (message.machines?.length) {
       obj.machines = message.machines.map((e) => MachineStatus.toJSON(e));
+    }
+    if (message.scheduler !== undefined) {
+      obj.scheduler = SchedulerStatus.toJSON(message.scheduler);
     }
     return obj;
   },
@@ -432,6 +482,388 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListMachinesResponse>, I>>(object: I): ListMachinesResponse {
     const message = createBaseListMachinesResponse();
     message.machines = object.machines?.map((e) => MachineStatus.fromPartial(e)) || [];
+    message.scheduler = (object.scheduler !== undefined && object.scheduler !== null)
+      ? SchedulerStatus.fromPartial(object.scheduler)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSchedulerStatus(): SchedulerStatus {
+  return { leader: "", leaderApi: "", pause: undefined };
+}
+
+export const SchedulerStatus: MessageFns<SchedulerStatus> = {
+  encode(message: SchedulerStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leader !== "") {
+      writer.uint32(10).string(message.leader);
+    }
+    if (message.leaderApi !== "") {
+      writer.uint32(18).string(message.leaderApi);
+    }
+    if (message.pause !== undefined) {
+      ReschedulingPause.encode(message.pause, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SchedulerStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSchedulerStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leader = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaderApi = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pause = ReschedulingPause.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SchedulerStatus {
+    return {
+      leader: isSet(object.leader) ? globalThis.String(object.leader) : "",
+      leaderApi: isSet(object.leaderApi)
+        ? globalThis.String(object.leaderApi)
+        : isSet(object.leader_api)
+        ? globalThis.String(object.leader_api)
+        : "",
+      pause: isSet(object.pause) ? ReschedulingPause.fromJSON(object.pause) : undefined,
+    };
+  },
+
+  toJSON(message: SchedulerStatus): unknown {
+    const obj: any = {};
+    if (message.leader !== "") {
+      obj.leader = message.leader;
+    }
+    if (message.leaderApi !== "") {
+      obj.leaderApi = message.leaderApi;
+    }
+    if (message.pause !== undefined) {
+      obj.pause = ReschedulingPause.toJSON(message.pause);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SchedulerStatus>, I>>(base?: I): SchedulerStatus {
+    return SchedulerStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SchedulerStatus>, I>>(object: I): SchedulerStatus {
+    const message = createBaseSchedulerStatus();
+    message.leader = object.leader ?? "";
+    message.leaderApi = object.leaderApi ?? "";
+    message.pause = (object.pause !== undefined && object.pause !== null)
+      ? ReschedulingPause.fromPartial(object.pause)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReschedulingPause(): ReschedulingPause {
+  return { lost: [], total: 0, sinceUnixMs: 0n, resumesAtUnixMs: 0n, reason: "" };
+}
+
+export const ReschedulingPause: MessageFns<ReschedulingPause> = {
+  encode(message: ReschedulingPause, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lost) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.total !== 0) {
+      writer.uint32(16).int32(message.total);
+    }
+    if (message.sinceUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.sinceUnixMs) !== message.sinceUnixMs) {
+        throw new globalThis.Error("value provided for field message.sinceUnixMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.sinceUnixMs);
+    }
+    if (message.resumesAtUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.resumesAtUnixMs) !== message.resumesAtUnixMs) {
+        throw new globalThis.Error("value provided for field message.resumesAtUnixMs of type int64 too large");
+      }
+      writer.uint32(32).int64(message.resumesAtUnixMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReschedulingPause {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReschedulingPause();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lost.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.total = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sinceUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.resumesAtUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReschedulingPause {
+    return {
+      lost: globalThis.Array.isArray(object?.lost) ? object.lost.map((e: any) => globalThis.String(e)) : [],
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      sinceUnixMs: isSet(object.sinceUnixMs)
+        ? BigInt(object.sinceUnixMs)
+        : isSet(object.since_unix_ms)
+        ? BigInt(object.since_unix_ms)
+        : 0n,
+      resumesAtUnixMs: isSet(object.resumesAtUnixMs)
+        ? BigInt(object.resumesAtUnixMs)
+        : isSet(object.resumes_at_unix_ms)
+        ? BigInt(object.resumes_at_unix_ms)
+        : 0n,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ReschedulingPause): unknown {
+    const obj: any = {};
+    if (message.lost?.length) {
+      obj.lost = message.lost;
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.sinceUnixMs !== 0n) {
+      obj.sinceUnixMs = message.sinceUnixMs.toString();
+    }
+    if (message.resumesAtUnixMs !== 0n) {
+      obj.resumesAtUnixMs = message.resumesAtUnixMs.toString();
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReschedulingPause>, I>>(base?: I): ReschedulingPause {
+    return ReschedulingPause.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReschedulingPause>, I>>(object: I): ReschedulingPause {
+    const message = createBaseReschedulingPause();
+    message.lost = object.lost?.map((e) => e) || [];
+    message.total = object.total ?? 0;
+    message.sinceUnixMs = (object.sinceUnixMs !== undefined && object.sinceUnixMs !== null)
+      ? BigInt(object.sinceUnixMs)
+      : 0n;
+    message.resumesAtUnixMs = (object.resumesAtUnixMs !== undefined && object.resumesAtUnixMs !== null)
+      ? BigInt(object.resumesAtUnixMs)
+      : 0n;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeReschedulingRequest(): ResumeReschedulingRequest {
+  return {};
+}
+
+export const ResumeReschedulingRequest: MessageFns<ResumeReschedulingRequest> = {
+  encode(_: ResumeReschedulingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeReschedulingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeReschedulingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ResumeReschedulingRequest {
+    return {};
+  },
+
+  toJSON(_: ResumeReschedulingRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeReschedulingRequest>, I>>(base?: I): ResumeReschedulingRequest {
+    return ResumeReschedulingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeReschedulingRequest>, I>>(_: I): ResumeReschedulingRequest {
+    const message = createBaseResumeReschedulingRequest();
+    return message;
+  },
+};
+
+function createBaseResumeReschedulingResponse(): ResumeReschedulingResponse {
+  return { pause: undefined };
+}
+
+export const ResumeReschedulingResponse: MessageFns<ResumeReschedulingResponse> = {
+  encode(message: ResumeReschedulingResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pause !== undefined) {
+      ReschedulingPause.encode(message.pause, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeReschedulingResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeReschedulingResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pause = ReschedulingPause.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeReschedulingResponse {
+    return { pause: isSet(object.pause) ? ReschedulingPause.fromJSON(object.pause) : undefined };
+  },
+
+  toJSON(message: ResumeReschedulingResponse): unknown {
+    const obj: any = {};
+    if (message.pause !== undefined) {
+      obj.pause = ReschedulingPause.toJSON(message.pause);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeReschedulingResponse>, I>>(base?: I): ResumeReschedulingResponse {
+    return ResumeReschedulingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeReschedulingResponse>, I>>(object: I): ResumeReschedulingResponse {
+    const message = createBaseResumeReschedulingResponse();
+    message.pause = (object.pause !== undefined && object.pause !== null)
+      ? ReschedulingPause.fromPartial(object.pause)
+      : undefined;
     return message;
   },
 };
@@ -766,6 +1198,22 @@ export const MachinesService = {
     responseSerialize: (value: MachineStatus): Buffer => Buffer.from(MachineStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): MachineStatus => MachineStatus.decode(value),
   },
+  /**
+   * Ends a rescheduling pause now: the units of the machines still gone are placed elsewhere,
+   * rate limited. FAILED_PRECONDITION when rescheduling is not paused; UNAVAILABLE when no
+   * scheduler leads.
+   */
+  resumeRescheduling: {
+    path: "/flotilla.v1.Machines/ResumeRescheduling" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeReschedulingRequest): Buffer =>
+      Buffer.from(ResumeReschedulingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeReschedulingRequest => ResumeReschedulingRequest.decode(value),
+    responseSerialize: (value: ResumeReschedulingResponse): Buffer =>
+      Buffer.from(ResumeReschedulingResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumeReschedulingResponse => ResumeReschedulingResponse.decode(value),
+  },
 } as const;
 
 export interface MachinesServer extends UntypedServiceImplementation {
@@ -775,6 +1223,12 @@ export interface MachinesServer extends UntypedServiceImplementation {
   /** A drained machine takes no new units and its units move, rate limited. */
   drainMachine: handleUnaryCall<DrainMachineRequest, MachineStatus>;
   undrainMachine: handleUnaryCall<DrainMachineRequest, MachineStatus>;
+  /**
+   * Ends a rescheduling pause now: the units of the machines still gone are placed elsewhere,
+   * rate limited. FAILED_PRECONDITION when rescheduling is not paused; UNAVAILABLE when no
+   * scheduler leads.
+   */
+  resumeRescheduling: handleUnaryCall<ResumeReschedulingRequest, ResumeReschedulingResponse>;
 }
 
 export interface MachinesClient extends Client {
@@ -839,6 +1293,26 @@ export interface MachinesClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MachineStatus) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends a rescheduling pause now: the units of the machines still gone are placed elsewhere,
+   * rate limited. FAILED_PRECONDITION when rescheduling is not paused; UNAVAILABLE when no
+   * scheduler leads.
+   */
+  resumeRescheduling(
+    request: ResumeReschedulingRequest,
+    callback: (error: ServiceError | null, response: ResumeReschedulingResponse) => void,
+  ): ClientUnaryCall;
+  resumeRescheduling(
+    request: ResumeReschedulingRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumeReschedulingResponse) => void,
+  ): ClientUnaryCall;
+  resumeRescheduling(
+    request: ResumeReschedulingRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumeReschedulingResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -87,6 +87,25 @@ export interface UnitStatus {
     | undefined;
   /** Derived: inactive (no placement), loaded (placed, not running), launched (running). */
   currentState: string;
+  /**
+   * A Global unit: one entry per machine it is placed on, in machine id order. `placement`
+   * and `state` above are then empty, and current_state is launched when every copy runs,
+   * loaded when any is placed, inactive when none is.
+   */
+  instances: GlobalInstance[];
+}
+
+/** One machine's copy of a Global unit. */
+export interface GlobalInstance {
+  placement?:
+    | Placement
+    | undefined;
+  /** Absent until that machine's agent reports. */
+  state?:
+    | UnitState
+    | undefined;
+  /** inactive | loaded | launched, as UnitStatus.current_state for this copy. */
+  currentState: string;
 }
 
 export interface ListUnitsRequest {
@@ -875,7 +894,14 @@ export const GetUnitRequest: MessageFns<GetUnitRequest> = {
 };
 
 function createBaseUnitStatus(): UnitStatus {
-  return { unit: undefined, placement: undefined, state: undefined, unscheduled: undefined, currentState: "" };
+  return {
+    unit: undefined,
+    placement: undefined,
+    state: undefined,
+    unscheduled: undefined,
+    currentState: "",
+    instances: [],
+  };
 }
 
 export const UnitStatus: MessageFns<UnitStatus> = {
@@ -894,6 +920,9 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     }
     if (message.currentState !== "") {
       writer.uint32(42).string(message.currentState);
+    }
+    for (const v of message.instances) {
+      GlobalInstance.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -951,6 +980,14 @@ export const UnitStatus: MessageFns<UnitStatus> = {
             message.currentState = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.instances.push(GlobalInstance.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -974,6 +1011,9 @@ export const UnitStatus: MessageFns<UnitStatus> = {
         : isSet(object.current_state)
         ? globalThis.String(object.current_state)
         : "",
+      instances: globalThis.Array.isArray(object?.instances)
+        ? object.instances.map((e: any) => GlobalInstance.fromJSON(e))
+        : [],
     };
   },
 
@@ -994,6 +1034,9 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     if (message.currentState !== "") {
       obj.currentState = message.currentState;
     }
+    if (message.instances?.length) {
+      obj.instances = message.instances.map((e) => GlobalInstance.toJSON(e));
+    }
     return obj;
   },
 
@@ -1011,6 +1054,116 @@ export const UnitStatus: MessageFns<UnitStatus> = {
       : undefined;
     message.unscheduled = (object.unscheduled !== undefined && object.unscheduled !== null)
       ? Unscheduled.fromPartial(object.unscheduled)
+      : undefined;
+    message.currentState = object.currentState ?? "";
+    message.instances = object.instances?.map((e) => GlobalInstance.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGlobalInstance(): GlobalInstance {
+  return { placement: undefined, state: undefined, currentState: "" };
+}
+
+export const GlobalInstance: MessageFns<GlobalInstance> = {
+  encode(message: GlobalInstance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.placement !== undefined) {
+      Placement.encode(message.placement, writer.uint32(10).fork()).join();
+    }
+    if (message.state !== undefined) {
+      UnitState.encode(message.state, writer.uint32(18).fork()).join();
+    }
+    if (message.currentState !== "") {
+      writer.uint32(26).string(message.currentState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GlobalInstance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGlobalInstance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.placement = Placement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = UnitState.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currentState = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GlobalInstance {
+    return {
+      placement: isSet(object.placement) ? Placement.fromJSON(object.placement) : undefined,
+      state: isSet(object.state) ? UnitState.fromJSON(object.state) : undefined,
+      currentState: isSet(object.currentState)
+        ? globalThis.String(object.currentState)
+        : isSet(object.current_state)
+        ? globalThis.String(object.current_state)
+        : "",
+    };
+  },
+
+  toJSON(message: GlobalInstance): unknown {
+    const obj: any = {};
+    if (message.placement !== undefined) {
+      obj.placement = Placement.toJSON(message.placement);
+    }
+    if (message.state !== undefined) {
+      obj.state = UnitState.toJSON(message.state);
+    }
+    if (message.currentState !== "") {
+      obj.currentState = message.currentState;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GlobalInstance>, I>>(base?: I): GlobalInstance {
+    return GlobalInstance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GlobalInstance>, I>>(object: I): GlobalInstance {
+    const message = createBaseGlobalInstance();
+    message.placement = (object.placement !== undefined && object.placement !== null)
+      ? Placement.fromPartial(object.placement)
+      : undefined;
+    message.state = (object.state !== undefined && object.state !== null)
+      ? UnitState.fromPartial(object.state)
       : undefined;
     message.currentState = object.currentState ?? "";
     return message;

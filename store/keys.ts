@@ -10,6 +10,7 @@
  * <prefix>machine-metadata/<id>        MachineConfig
  * <prefix>states/<name>                UnitState (agent's lease)
  * <prefix>unscheduled/<name>           Unscheduled
+ * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -20,7 +21,14 @@ export const DEFAULT_PREFIX = '/flotilla/';
 
 /** The kinds of record, one per top-level directory. */
 export type KeyKind =
-  'unit' | 'placement' | 'machine' | 'machine-metadata' | 'state' | 'unscheduled' | 'election';
+  | 'unit'
+  | 'placement'
+  | 'machine'
+  | 'machine-metadata'
+  | 'state'
+  | 'unscheduled'
+  | 'control'
+  | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
 export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
@@ -30,6 +38,7 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   'machine-metadata': 'machine-metadata/',
   state: 'states/',
   unscheduled: 'unscheduled/',
+  control: 'control/',
   election: 'election/',
 };
 
@@ -88,6 +97,11 @@ export class Keys {
 
   unscheduled(name: string): string {
     return this.dir('unscheduled') + segment(name, 'unit name');
+  }
+
+  /** An operator's request to the leader to end the rescheduling pause the record names. */
+  resumeRescheduling(): string {
+    return `${this.dir('control')}resume-rescheduling`;
   }
 
   /** The election prefix; candidates' keys live below it. */

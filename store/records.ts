@@ -11,6 +11,7 @@ import {
   UnitState,
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
+import { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import { StoreError } from './errors.js';
 import type { KeyKind } from './keys.js';
 
@@ -22,6 +23,7 @@ export interface RecordTypes {
   'machine-metadata': MachineConfig;
   state: UnitState;
   unscheduled: Unscheduled;
+  control: ReschedulingPause;
 }
 
 /** A key kind that holds a proto record. */
@@ -80,6 +82,7 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   'machine-metadata': jsonCodec('MachineConfig', MachineConfig),
   state: jsonCodec('UnitState', UnitState),
   unscheduled: jsonCodec('Unscheduled', Unscheduled),
+  control: jsonCodec('ReschedulingPause', ReschedulingPause),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

@@ -21,6 +21,7 @@ import {
   MachinesClient,
   type ListMachinesResponse,
   type MachineStatus,
+  type ResumeReschedulingResponse,
 } from '../proto/flotilla/v1/machines.js';
 import {
   UnitsClient,
@@ -148,6 +149,11 @@ export class ApiClient {
 
   listMachines(): Promise<ListMachinesResponse> {
     return this.unary(this.machines.listMachines.bind(this.machines), {});
+  }
+
+  resumeRescheduling(): Promise<ResumeReschedulingResponse> {
+    const m = this.machines;
+    return this.unary(m.resumeRescheduling.bind(m), {});
   }
 
   /** Machine ids to public addresses, for `1a2b3c4d.../10.0.0.1` legends; empty on failure. */

@@ -1,10 +1,15 @@
 /**
  * The machine verbs: `list-machines` (fleetctl's MACHINE IP METADATA, plus what placed units
- * reserve of each machine's CPU and memory, and its runtime driver), and `drain` / `undrain`,
- * which stop a machine from taking units (the leader moves its units off, rate limited) and
- * let it take them again.
+ * reserve of each machine's CPU and memory, and its runtime driver; with a warning when no
+ * scheduler leads or rescheduling is paused), `drain` / `undrain`, which stop a machine from
+ * taking units (the leader moves its units off, rate limited) and let it take them again, and
+ * `resume-rescheduling`, which ends a mass-loss pause.
  */
-import { MachineStatus } from '../proto/flotilla/v1/machines.js';
+import {
+  MachineStatus,
+  ReschedulingPause,
+  type SchedulerStatus,
+} from '../proto/flotilla/v1/machines.js';
 import { withClient } from './client.js';
 import {
   formatBytes,
@@ -48,7 +53,8 @@ const LIST_HELP = `Usage: flotctl list-machines [--fields LIST] [--no-legend] [-
 
 Lists the machines whose agents are connected. CPU (cores) and MEMORY show what placed units
 reserve out of the machine's capacity; a drained machine takes no new units (--fields
-...,drained shows which).
+...,drained shows which). A warning on stderr says when no scheduler leads, or when the
+leader has paused rescheduling because more than half of the machines vanished at once.
 
 Options:
 ${tableHelp(COLUMNS, DEFAULTS)}`;
@@ -62,6 +68,8 @@ export const listMachinesVerb: Verb = {
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const fields = parseFields(values.fields, COLUMNS, DEFAULTS);
     const res = await withClient(globals, (api) => api.listMachines());
+    const warning = schedulerWarning(res.scheduler);
+    if (warning !== undefined) io.stderr(`WARNING: ${warning}\n`);
     if (globals.output === 'json') {
       printJson(
         io,
@@ -119,3 +127,54 @@ Lets a drained machine (its id or a unique prefix of it) take units again.
 
 export const drainMachineVerb = drainVerb(true);
 export const undrainMachineVerb = drainVerb(false);
+
+/** What a user must know about scheduling before trusting the machine list, if anything. */
+export function schedulerWarning(s: SchedulerStatus | undefined): string | undefined {
+  if (s === undefined || s.leader === '') {
+    return 'no scheduler leads: units are neither placed nor moved until one runs (flotilla scheduler)';
+  }
+  const p = s.pause;
+  if (p === undefined) return undefined;
+  const ends =
+    p.resumesAtUnixMs > 0n
+      ? `until they return or until ${clock(p.resumesAtUnixMs)}`
+      : 'until they return';
+  return `rescheduling is PAUSED since ${clock(p.sinceUnixMs)}: ${p.reason}. The units of ${p.lost.join(', ')} stay where they were ${ends}; "flotctl resume-rescheduling" moves them now.`;
+}
+
+function clock(unixMs: bigint): string {
+  return new Date(Number(unixMs)).toISOString().slice(11, 19) + 'Z';
+}
+
+const RESUME_HELP = `Usage: flotctl resume-rescheduling
+
+When more than half of the machines vanish at once, the leading scheduler stops moving their
+units: a network partition or an etcd problem is likelier than that many real failures, and
+moving everything at once could overload what is left. The pause ends by itself when the
+machines return, or after the scheduler's --reschedule-pause-timeout (5 minutes by default).
+This command ends it now: the units of the machines still gone are placed elsewhere, a few at
+a time. "flotctl list-machines" shows whether rescheduling is paused.
+
+Exit status: 0 when the leader ended the pause, 1 when nothing is paused or no scheduler
+leads.
+`;
+
+export const resumeReschedulingVerb: Verb = {
+  name: 'resume-rescheduling',
+  summary: 'move the units of lost machines now, ending a mass-loss pause',
+  help: RESUME_HELP,
+  async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
+    const { positionals } = parseVerbArgs(args, {});
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const res = await withClient(globals, (api) => api.resumeRescheduling());
+    const pause = res.pause ?? ReschedulingPause.create();
+    if (globals.output === 'json') {
+      printJson(io, ReschedulingPause.toJSON(pause));
+      return EXIT_OK;
+    }
+    io.stdout(
+      `Rescheduling resumed: the units of ${pause.lost.join(', ')} are placed elsewhere now\n`,
+    );
+    return EXIT_OK;
+  },
+};

@@ -10,7 +10,12 @@ import { CliError } from './errors.js';
 import { catVerb, destroyVerb, submitVerb } from './file-verbs.js';
 import { GLOBAL_HELP, splitGlobalOptions } from './global-options.js';
 import { listUnitFilesVerb, listUnitsVerb } from './list-verbs.js';
-import { drainMachineVerb, listMachinesVerb, undrainMachineVerb } from './machine-verbs.js';
+import {
+  drainMachineVerb,
+  listMachinesVerb,
+  resumeReschedulingVerb,
+  undrainMachineVerb,
+} from './machine-verbs.js';
 import { planVerb } from './plan.js';
 import { scaleVerb } from './scale.js';
 import { loadVerb, startVerb, stopVerb, unloadVerb } from './state-verbs.js';
@@ -57,6 +62,7 @@ export const VERBS: readonly Verb[] = [
   planVerb,
   drainMachineVerb,
   undrainMachineVerb,
+  resumeReschedulingVerb,
 ];
 
 function overview(): string {

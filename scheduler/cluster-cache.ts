@@ -14,6 +14,7 @@ import type {
   UnitState,
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
+import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import {
   codecs,
   Listeners,
@@ -55,7 +56,10 @@ const PLANNING_KINDS: ReadonlySet<RecordKind> = new Set([
   'placement',
 ]);
 
-/** The scheduler's list+watch mirror of units/, machines/, machine-metadata/, placements/, states/, unscheduled/. */
+/**
+ * The scheduler's list+watch mirror of units/, machines/, machine-metadata/, placements/,
+ * states/, unscheduled/, and control/ (operators' requests to the leader).
+ */
 export class ClusterCache {
   readonly units: WatchCache<Unit>;
   readonly machines: WatchCache<Machine>;
@@ -63,6 +67,7 @@ export class ClusterCache {
   readonly placements: WatchCache<Placement>;
   readonly states: WatchCache<UnitState>;
   readonly unscheduled: WatchCache<Unscheduled>;
+  readonly control: WatchCache<ReschedulingPause>;
   private readonly keys: Keys;
   private readonly definitions = new DefinitionCache();
   private readonly changes = new Listeners<ClusterChange>();
@@ -81,6 +86,7 @@ export class ClusterCache {
     this.placements = this.mirror('placement');
     this.states = this.mirror('state');
     this.unscheduled = this.mirror('unscheduled');
+    this.control = this.mirror('control');
     this.machines.on((e) => this.onMachineEvent(e));
   }
 
@@ -175,6 +181,7 @@ export class ClusterCache {
       this.placements,
       this.states,
       this.unscheduled,
+      this.control,
     ];
   }
 

@@ -12,7 +12,7 @@
  * ends the term at once.
  */
 import type { Logger } from 'pino';
-import { isStoreError, Waker, type Store } from '../store/index.js';
+import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
 import type { ClusterCache } from './cluster-cache.js';
 import { commitWork, decideWork } from './commit.js';
 import { isSchedulerError } from './errors.js';
@@ -101,6 +101,7 @@ export class Engine {
   start(): void {
     this.unsubscribe.push(
       this.cache.onChange(() => this.poke()),
+      this.cache.control.on(() => this.poke()),
       this.cache.onMachine((e) =>
         e.type === 'lost' ? this.guard.machineLost(e.id) : this.guard.machineSeen(e.id),
       ),
@@ -219,6 +220,7 @@ export class Engine {
     log: Logger,
   ): Promise<{ deferred: number; wait: number; retry: boolean }> {
     this.passes += 1;
+    await this.answerResumeRequest(term, log);
     const view = this.cache.view();
     this.report(this.guard.evaluate(view.snapshot.machines.length), term);
     const pause = this.guard.paused;
@@ -254,6 +256,25 @@ export class Engine {
     if (res.placementsRevision > 0n) await this.cache.placements.waitFor(res.placementsRevision);
     if (res.unscheduledRevision > 0n) await this.cache.unscheduled.waitFor(res.unscheduledRevision);
     return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
+  }
+
+  /**
+   * An operator (the API's ResumeRescheduling) asked to end the pause that began at the
+   * request's `since`: end it if it is still the current one, then delete the request, fenced.
+   * A request for an older pause, or one made while none is on, ends nothing.
+   */
+  private async answerResumeRequest(term: Term, log: Logger): Promise<void> {
+    const key = this.store.keys.resumeRescheduling();
+    const request = this.cache.control.get(key);
+    if (request === undefined) return;
+    const pause = this.guard.paused;
+    if (pause !== undefined && BigInt(pause.since) === request.value.sinceUnixMs) {
+      log.warn({ lost: pause.lost }, 'an operator ended the rescheduling pause');
+      this.resumeRescheduling();
+    } else {
+      log.info({ since: request.value.sinceUnixMs }, 'resume request for a pause that is over');
+    }
+    await fencedTxn(this.store, term.fence, (b) => b.deleteIfModRevision(key, request.modRevision));
   }
 
   /** Logs a pause or resume loudly and publishes it in the leader's election key. */

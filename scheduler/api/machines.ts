@@ -24,6 +24,7 @@ import {
   readCluster,
   resolveMachine,
 } from './reads.js';
+import { schedulerStatus } from './rescheduling.js';
 import { retryOnConflict } from './unit-writes.js';
 
 const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$/;
@@ -34,7 +35,7 @@ export async function listMachines(
   store: Store,
   definitions: DefinitionCache,
 ): Promise<ListMachinesResponse> {
-  const cluster = await readCluster(store);
+  const [cluster, scheduler] = await Promise.all([readCluster(store), schedulerStatus(store)]);
   const counts = new Map<string, { units: number; reserved: Resources }>();
   for (const [name, byMachine] of cluster.placements) {
     const unit = cluster.units.get(name);
@@ -59,6 +60,7 @@ export async function listMachines(
         reserved: entry?.reserved ?? zero(),
       };
     }),
+    scheduler,
   };
 }
 

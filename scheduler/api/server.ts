@@ -18,13 +18,14 @@ import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js
 import type { Store } from '../../store/index.js';
 import { DefinitionCache } from '../snapshot.js';
 import { destroyUnits, setDesiredState } from './desired.js';
-import { ApiError, unary } from './errors.js';
+import { unary } from './errors.js';
 import { watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
 import { PlacementMachines } from './placement-machines.js';
 import { planUnits } from './plan.js';
+import { resumeRescheduling } from './rescheduling.js';
 import { addReflection } from './reflection.js';
 import { scale } from './scale.js';
 import { submitUnits } from './submit.js';
@@ -87,9 +88,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) =>
       setDrained(store, definitions, req, false),
     ),
-    resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () =>
-      Promise.reject(new ApiError('unavailable', 'ResumeRescheduling is not served yet')),
-    ),
+    resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () => resumeRescheduling(store)),
   };
   const events: EventsServer = { watch: watchEvents(ctx) };
   const logs: LogsServer = { tail: tailLogs(ctx, index) };

@@ -158,6 +158,10 @@ test('list-machines shows fleetctl columns plus units, CPU, memory and driver; j
   await addMachine(api.store, { addresses: ['10.0.0.2'], driver: 'runc' });
   const r = await api.run(['list-machines']);
   t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(
+    r.stderr,
+    'WARNING: no scheduler leads: units are neither placed nor moved until one runs (flotilla scheduler)\n',
+  );
   const lines = r.stdout.trimEnd().split('\n');
   t.deepEqual(lines[0]?.split(/\s+/), [
     'MACHINE',

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import { etcdForFile, uniquePrefix, unitText } from '../helpers/index.js';
+import { assertEventually, etcdForFile, uniquePrefix, unitText } from '../helpers/index.js';
 import { addMachine, EXAMPLES, flotctl, parseJson, unitDir, type Run } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 
@@ -111,5 +111,40 @@ test.serial(
       items.some((kv) => kv.key.includes('hello.service')),
       items.map((kv) => kv.key).join(', '),
     );
+  },
+);
+
+test.serial(
+  'list-machines warns of a rescheduling pause, and resume-rescheduling ends it',
+  async (t) => {
+    const { scheduler, machines, run } = await realCluster(t);
+    t.is((await run(['start', `${EXAMPLES}hello.service`])).code, 0);
+    const quiet = await run(['list-machines']);
+    t.is(quiet.stderr, '', 'no warning while a leader schedules normally');
+    const early = await run(['resume-rescheduling']);
+    t.is(early.code, 1);
+    t.is(early.stderr, 'rescheduling is not paused: nothing to resume\n');
+
+    for (const m of machines) await scheduler.store.delete(scheduler.store.keys.machine(m.id));
+    const warned = await assertEventually(
+      async () => {
+        const r = await run(['list-machines']);
+        if (!r.stderr.includes('PAUSED')) throw new Error(r.stderr || 'no warning yet');
+        return r;
+      },
+      { timeoutMs: 30_000, message: 'list-machines shows the pause' },
+    );
+    const ids = machines.map((m) => m.id).sort();
+    t.regex(warned.stderr, /^WARNING: rescheduling is PAUSED since \d\d:\d\d:\d\dZ: /);
+    t.true(warned.stderr.includes(ids.join(', ')), warned.stderr);
+    t.regex(warned.stderr, /"flotctl resume-rescheduling" moves them now\.\n$/);
+
+    const resumed = await run(['resume-rescheduling']);
+    t.is(resumed.code, 0, resumed.stderr);
+    t.is(
+      resumed.stdout,
+      `Rescheduling resumed: the units of ${ids.join(', ')} are placed elsewhere now\n`,
+    );
+    t.is((await run(['list-machines'])).stderr, '');
   },
 );

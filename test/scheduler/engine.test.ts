@@ -7,6 +7,7 @@
 import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { readLeader } from '../../scheduler/leadership.js';
+import { resumeRescheduling, schedulerStatus } from '../../scheduler/api/rescheduling.js';
 import { assertEventually, etcdForFile, sleep, startProxy } from '../helpers/index.js';
 import {
   eventuallyLeads,
@@ -302,6 +303,55 @@ test.serial(
       names,
       (p) => p.machine !== gone.id,
       'units leave the lost machine',
+    );
+    t.deepEqual(monitor.check(), []);
+  },
+);
+
+test.serial(
+  'an operator ends a pause: ResumeRescheduling is confirmed and the lost units move',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const monitor = await PlacementMonitor.start(t, store);
+    const noLeader = await t.throwsAsync(resumeRescheduling(store));
+    t.regex(noLeader?.message ?? '', /no scheduler leads/);
+    const machines = await Promise.all([1, 2, 3].map(() => startMachine(t, store, {}, 1)));
+    const names = [1, 2, 3, 4, 5, 6].map((i) => `o${i}.service`);
+    for (const name of names) await submit(store, name);
+    const scheduler = await startReplica(
+      t,
+      replicaOptions(server(), prefix, { pauseTimeoutMs: 0 }),
+    );
+    await eventuallyLeads(scheduler);
+    await eventuallyPlaced(store, names);
+    const notPaused = await t.throwsAsync(resumeRescheduling(store));
+    t.regex(notPaused?.message ?? '', /not paused/);
+    t.is((await store.list(store.keys.dir('control'))).items.length, 0, 'a refusal writes nothing');
+
+    const [keep, ...lost] = machines;
+    if (keep === undefined) throw new Error('no machine');
+    await Promise.all(lost.map((m) => m.kill()));
+    const status = await assertEventually(
+      async () => {
+        const s = await schedulerStatus(store);
+        if (s.pause === undefined) throw new Error('not paused');
+        return s;
+      },
+      { timeoutMs: 30_000, message: 'the pause shows in the scheduler status' },
+    );
+    t.is(status.leader, scheduler.name);
+    t.deepEqual(status.pause?.lost, lost.map((m) => m.id).sort());
+    t.is(status.pause?.total, 3);
+    t.is(status.pause?.resumesAtUnixMs, 0n, 'with no pause timeout it never ends by itself');
+
+    const res = await resumeRescheduling(store);
+    t.deepEqual(res.pause?.lost, status.pause?.lost);
+    t.is((await schedulerStatus(store)).pause, undefined);
+    await eventuallyPlaced(store, names, (p) => p.machine === keep.id, 'all on the machine left');
+    await assertEventually(
+      async () => (await store.list(store.keys.dir('control'))).items.length === 0,
+      { message: 'the leader deletes the request once answered' },
     );
     t.deepEqual(monitor.check(), []);
   },

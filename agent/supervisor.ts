@@ -85,6 +85,8 @@ export class Supervisor {
   private done: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private restarts = 0;
+  /** While taking over a running unit: the Unix ms its process started, the state's `since`. */
+  private adoptedSince: number | undefined;
   private streak = 0;
   private completed = false;
 
@@ -118,6 +120,8 @@ export class Supervisor {
    * settled (failed, exited) is reported as it was.
    */
   adopt(found: FoundUnit, meta: UnitMeta): void {
+    // A process that kept running has been up since it started, not since this agent came.
+    if (found.running && meta.startedAt > 0) this.adoptedSince = meta.startedAt;
     this.restarts = meta.restarts;
     this.set({ restarts: meta.restarts });
     if (meta.final !== undefined) {
@@ -271,8 +275,9 @@ export class Supervisor {
 
   private set(change: StateChange): void {
     if (this.detachCtl.signal.aborted) return;
-    const next = applyChange(this.current, change, this.now());
+    const next = applyChange(this.current, change, this.adoptedSince ?? this.now());
     if (next === this.current) return;
+    if (next.activeState === 'active') this.adoptedSince = undefined;
     this.current = next;
     try {
       this.deps.onState({ ...next });

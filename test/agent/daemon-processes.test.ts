@@ -90,6 +90,12 @@ for (const driver of DRIVERS) {
         newLease,
         'its state moved to the new lease',
       );
+      const adopted = await stateRecord(store, 'stay.service');
+      const since = adopted?.since ?? 0n;
+      t.true(
+        since <= stay.since && since > stay.since - 5_000n,
+        `active since its start (${stay.since}), not since the adoption (${since})`,
+      );
       await assertEventually(async () => (await stateRecord(store, 'go.service')) === undefined, {
         message: "the stopped unit's state goes (at the latest with the old lease)",
       });

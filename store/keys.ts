@@ -9,6 +9,7 @@
  * <prefix>machines/<id>                Machine (agent's lease)
  * <prefix>machine-metadata/<id>        MachineConfig
  * <prefix>states/<name>                UnitState (agent's lease)
+ * <prefix>states/<name>/<machine>      UnitState of one copy of a Global unit (agent's lease)
  * <prefix>unscheduled/<name>           Unscheduled
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
  * <prefix>election/...                 leader election
@@ -42,7 +43,10 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   election: 'election/',
 };
 
-/** What a key means. `machine` is set for placements only; `name` is the last segment. */
+/**
+ * What a key means. `machine` is set for placements and for the state of a Global unit's
+ * copy (`states/<name>/<machine>`); `name` is the unit name there, else the last segment.
+ */
 export interface ParsedKey {
   readonly kind: KeyKind;
   /** Unit name, or machine id for `machine` and `machine-metadata`, or the election key's rest. */
@@ -95,6 +99,15 @@ export class Keys {
     return this.dir('state') + segment(name, 'unit name');
   }
 
+  /**
+   * The state of a Global unit's copy on `machine`. Every machine a Global unit runs on
+   * reports its own copy here, so copies never overwrite each other and a lost machine's
+   * lease takes only its own copy's record. Sorts right after {@link state}`(name)`.
+   */
+  globalState(name: string, machine: string): string {
+    return `${this.state(name)}/${segment(machine, 'machine id')}`;
+  }
+
   unscheduled(name: string): string {
     return this.dir('unscheduled') + segment(name, 'unit name');
   }
@@ -111,7 +124,7 @@ export class Keys {
 
   /**
    * Maps a full key back to its kind and names, or `undefined` for keys outside this layout
-   * (another prefix, an unknown directory, a malformed placement key).
+   * (another prefix, an unknown directory, a malformed placement or state key).
    */
   parse(key: string): ParsedKey | undefined {
     if (!key.startsWith(this.prefix)) return undefined;
@@ -127,6 +140,12 @@ export class Keys {
         const [machine, name] = parts;
         if (parts.length !== 2 || !machine || !name) return undefined;
         return { kind, machine, name };
+      }
+      if (kind === 'state' && tail.includes('/')) {
+        const parts = tail.split('/');
+        const [name, machine] = parts;
+        if (parts.length !== 2 || !name || !machine) return undefined;
+        return { kind, name, machine };
       }
       return tail.includes('/') ? undefined : { kind, name: tail };
     }

@@ -36,6 +36,35 @@ test('keys live under the normalised prefix and parse back to their kind', (t) =
   t.is(keys.parse('/c1/units/a/b'), undefined);
 });
 
+test("a Global unit's copy has its own state key per machine, parsed back with the machine", (t) => {
+  const keys = new Keys('/c1');
+  t.is(keys.globalState('mon.service', 'm1'), '/c1/states/mon.service/m1');
+  t.deepEqual(keys.parse(keys.globalState('mon.service', 'm1')), {
+    kind: 'state',
+    name: 'mon.service',
+    machine: 'm1',
+  });
+  t.deepEqual(keys.parse(keys.state('mon.service')), { kind: 'state', name: 'mon.service' });
+  t.not(keys.globalState('mon.service', 'm1'), keys.globalState('mon.service', 'm2'));
+  t.is(keys.parse('/c1/states/mon.service/m1/x'), undefined);
+  t.is(keys.parse('/c1/states/mon.service/'), undefined);
+  t.is(keys.parse('/c1/states//m1'), undefined);
+  t.throws(() => keys.globalState('mon.service', 'a/b'), { instanceOf: StoreError });
+  // Copies sort right after the unit's own key and before the next unit's.
+  const sorted = [
+    keys.state('mon.service'),
+    keys.globalState('mon.service', 'm2'),
+    keys.globalState('mon.service', 'm1'),
+    keys.state('mon2.service'),
+  ].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  t.deepEqual(sorted, [
+    '/c1/states/mon.service',
+    '/c1/states/mon.service/m1',
+    '/c1/states/mon.service/m2',
+    '/c1/states/mon2.service',
+  ]);
+});
+
 test('a key segment with a slash is rejected instead of escaping its directory', (t) => {
   const keys = new Keys();
   const err = t.throws(() => keys.unit('../machines/x'), { instanceOf: StoreError });

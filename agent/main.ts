@@ -93,8 +93,10 @@ export async function startAgent(
   // Built below; the reporter's callbacks reach them once they exist.
   const late: { reconciler?: Reconciler; registration?: Registration; machine?: Machine } = {};
   const reporter = new StateReporter(store, log.child({ component: 'states' }), {
+    machineId: opts.machineId,
     lease: () => late.registration?.leaseId,
     isPlaced: (name) => late.reconciler?.isPlaced(name) ?? false,
+    isGlobal: (name) => late.reconciler?.isGlobal(name),
     onLeaseLost: () => {
       if (late.machine !== undefined) late.registration?.checkLease(late.machine);
     },

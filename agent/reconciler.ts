@@ -19,6 +19,7 @@ import {
   type ActualUnit,
   type Connection,
   type DesiredUnit,
+  type FileStatus,
   type Task,
 } from './reconcile-tasks.js';
 import type { StateReporter } from './state-reporter.js';
@@ -58,6 +59,8 @@ export class Reconciler {
   readonly placements: WatchCache<Placement>;
   private readonly files: UnitFiles;
   private readonly marks = new Map<string, Mark>();
+  /** Whether each unit the agent knows is Global, as its file said when last read. */
+  private readonly globals = new Map<string, boolean>();
   private readonly held = new Set<string>();
   private readonly busy = new Map<string, Promise<void>>();
   private readonly unsubscribe: () => void;
@@ -104,6 +107,14 @@ export class Reconciler {
   /** True when `name` is placed on this machine (as far as the mirror knows). */
   isPlaced(name: string): boolean {
     return this.placements.get(this.store.keys.placement(this.opts.machineId, name)) !== undefined;
+  }
+
+  /**
+   * Whether `name` is a Global unit (its state then has a key per machine); undefined until
+   * its file has been read. A file that cannot be read or parsed keeps what was known.
+   */
+  isGlobal(name: string): boolean | undefined {
+    return this.globals.get(name);
   }
 
   /** The names placed here, plus those the agent runs or reports. */
@@ -165,12 +176,9 @@ export class Reconciler {
     for (const { value: p } of this.placements.entries()) {
       placed.add(p.unit);
       const state = p.desiredState === 'loaded' ? 'loaded' : 'launched';
-      desired.push({
-        name: p.unit,
-        hash: p.hash,
-        state,
-        file: this.files.status(p.unit, p.hash, now),
-      });
+      const file = this.files.status(p.unit, p.hash, now);
+      this.learnScope(p.unit, file);
+      desired.push({ name: p.unit, hash: p.hash, state, file });
     }
     this.files.retain(placed);
     // A held unit the mirror no longer places here moved away: nothing left to hold.
@@ -179,6 +187,8 @@ export class Reconciler {
     for (const s of this.units.list()) {
       if (!this.marks.has(s.name)) actual.push({ name: s.name, hash: s.hash, kind: 'running' });
     }
+    const known = new Set([...placed, ...actual.map((a) => a.name)]);
+    for (const name of this.globals.keys()) if (!known.has(name)) this.globals.delete(name);
     const tasks = computeTasks({
       desired,
       actual,
@@ -251,6 +261,20 @@ export class Reconciler {
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
     }
+  }
+
+  /**
+   * Remembers whether `name` is Global once its file is read; when that is new or changed,
+   * the reporter writes its state (again) to the key it now belongs at.
+   */
+  private learnScope(name: string, file: FileStatus): void {
+    const known = this.globals.get(name);
+    let global = known;
+    if (file.kind === 'ok') global = file.def.fleet.global;
+    else if (file.kind !== 'pending') global = known ?? false; // a file it cannot use
+    if (global === undefined || global === known) return;
+    this.globals.set(name, global);
+    this.reporter.touch(name);
   }
 
   private checkStopOnDisconnect(name: string, ms: number): void {

@@ -196,6 +196,15 @@ export async function stateRecord(store: Store, name: string): Promise<UnitState
   return (await store.getRecord(codecs.state, store.keys.state(name)))?.value;
 }
 
+/** The state record of `machine`'s copy of the Global unit `name` in etcd, or undefined. */
+export async function copyRecord(
+  store: Store,
+  name: string,
+  machine: string,
+): Promise<UnitState | undefined> {
+  return (await store.getRecord(codecs.state, store.keys.globalState(name, machine)))?.value;
+}
+
 /** Waits until etcd's state record of `name` satisfies `pred`; returns it. */
 export function waitState(
   store: Store,
@@ -204,16 +213,38 @@ export function waitState(
   what: string,
   timeoutMs = 30_000,
 ): Promise<UnitState> {
+  return waitRecord(() => stateRecord(store, name), pred, `${name}: ${what}`, timeoutMs);
+}
+
+/** Waits until the state record of `machine`'s copy of `name` satisfies `pred`; returns it. */
+export function waitCopy(
+  store: Store,
+  name: string,
+  machine: string,
+  pred: (s: UnitState) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<UnitState> {
+  const read = () => copyRecord(store, name, machine);
+  return waitRecord(read, pred, `${name} on ${machine}: ${what}`, timeoutMs);
+}
+
+function waitRecord(
+  read: () => Promise<UnitState | undefined>,
+  pred: (s: UnitState) => boolean,
+  message: string,
+  timeoutMs: number,
+): Promise<UnitState> {
   return assertEventually(
     async () => {
-      const s = await stateRecord(store, name);
+      const s = await read();
       if (s === undefined || !pred(s)) {
         const now = s === undefined ? 'no record' : `${s.activeState}/${s.subState} ${s.message}`;
         throw new Error(`state is ${now}`);
       }
       return s;
     },
-    { timeoutMs, intervalMs: 50, message: `${name}: ${what}` },
+    { timeoutMs, intervalMs: 50, message },
   );
 }
 

@@ -9,6 +9,10 @@
  * revision is OUT_OF_RANGE; an etcd that goes away ends the stream with UNAVAILABLE (the
  * client resumes, like every consumer, from its last revision + 1). When the client reads
  * slowly, the etcd stream is paused rather than buffered without bound.
+ *
+ * A state event of a Global unit's copy (states/<name>/<machine>) carries the unit's name and
+ * that machine, taken from the key, so even a deletion without its old value says whose copy
+ * went.
  */
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import type { IEvent, IWatchResponse } from 'etcd3';
@@ -205,7 +209,8 @@ function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] 
       return;
     case 'state':
       event.state = record as RecordTypes['state'];
-      event.machine = event.state.machine;
+      // A Global unit's copy is named by its key (states/<name>/<machine>) already.
+      if (event.machine === '') event.machine = event.state.machine;
       return;
     case 'machine':
       event.machineRecord = record as RecordTypes['machine'];

@@ -3,7 +3,8 @@
  * (more only when a name glob filters some out), every page of a listing is read at the
  * revision of its first page, and the page token carries that revision and the last name
  * returned. Without a machine filter the pages walk units/; with one they walk that machine's
- * placements/<machine>/ directory, so listing one machine costs what it holds.
+ * placements/<machine>/ directory, so listing one machine costs what it holds (and a Global
+ * unit is shown with that machine's copy as its one instance).
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type {
@@ -121,7 +122,7 @@ async function machinePage(
   const machine = resolveMachine(await knownMachines(store, page.revision), query);
   const { kvs, next } = await scan(store, store.keys.placementsOn(machine), page);
   const names = kvs.map((kv) => lastSegment(kv.key));
-  const { units, extras } = await recordsByKeys(store, names, page.revision);
+  const { units, extras } = await recordsByKeys(store, names, page.revision, machine);
   addPlacements(extras, kvs, machine, new Set(names));
   const statuses: UnitStatus[] = [];
   for (const name of names) {

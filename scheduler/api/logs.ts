@@ -1,8 +1,8 @@
 /**
- * Logs.Tail through the API: find the machine the unit is placed on (or, when it is not placed
- * any more, the machine its last state came from), and relay that agent's own Logs.Tail. The
- * API keeps no logs itself; when the agent cannot be reached the caller is told so, in words,
- * with UNAVAILABLE.
+ * Logs.Tail through the API: find the machine the unit is placed on (a Global unit's first
+ * machine by id; or, when it is not placed any more, the machine its last state came from),
+ * and relay that agent's own Logs.Tail. The API keeps no logs itself; when the agent cannot
+ * be reached the caller is told so, in words, with UNAVAILABLE.
  */
 import { credentials, status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
 import type { LogLine, TailRequest } from '../../proto/flotilla/v1/logs.js';

@@ -2,10 +2,12 @@
  * `flotctl list-units` and `list-unit-files`, with fleetctl's columns, `--fields`,
  * `--no-legend` and `--full`. list-units shows the units that are wanted or placed somewhere
  * (fleetctl shows the units loaded on machines; units waiting for a machine are shown too,
- * with `-` where a machine would be); list-unit-files shows every submitted file, templates
- * included. `list-units --watch` redraws the table whenever the cluster changes.
+ * with `-` where a machine would be), a Global unit as one row per machine it is placed on,
+ * each with that machine's copy (as fleetctl does); list-unit-files shows every submitted
+ * file, templates included. `list-units --watch` redraws the table whenever the cluster
+ * changes.
  */
-import { UnitStatus } from '../proto/flotilla/v1/units.js';
+import { UnitStatus, type GlobalInstance } from '../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from './client.js';
 import {
   machineLegend,
@@ -30,19 +32,28 @@ import {
   parseVerbArgs,
 } from './verb.js';
 
-/** A unit with what its columns need to know about machines. */
+/** A unit (or one machine's copy of a Global unit) with what its columns need. */
 interface Row {
   readonly status: UnitStatus;
+  /** The copy this row shows, for a Global unit placed somewhere. */
+  readonly copy?: GlobalInstance;
   readonly addresses: MachineAddresses;
 }
 
-const placementMachine = (r: Row): string => r.status.placement?.machine ?? '';
+const placementMachine = (r: Row): string =>
+  (r.copy === undefined ? r.status.placement : r.copy.placement)?.machine ?? '';
 /** The agent's state, only when it reports from the unit's placement (or nothing is placed). */
 const stateOf = (r: Row) => {
-  const s = r.status.state;
+  const s = r.copy === undefined ? r.status.state : r.copy.state;
   const p = placementMachine(r);
   return s !== undefined && (p === '' || s.machine === p) ? s : undefined;
 };
+
+/** list-units' rows of a unit: one per copy of a placed Global unit, else one. */
+function unitRows(status: UnitStatus, addresses: MachineAddresses): Row[] {
+  if (status.instances.length === 0) return [{ status, addresses }];
+  return status.instances.map((copy) => ({ status, copy, addresses }));
+}
 
 const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   unit: (r) => r.status.unit?.name ?? '-',
@@ -52,7 +63,7 @@ const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   load: (r) => stateOf(r)?.loadState ?? '-',
   hash: (r, full) => shortHash(r.status.unit?.hash ?? '', full),
   dstate: (r) => r.status.unit?.desiredState ?? '-',
-  state: (r) => r.status.currentState,
+  state: (r) => r.copy?.currentState ?? r.status.currentState,
   container: (r) => stateOf(r)?.containerId ?? '-',
   pid: (r) => String(stateOf(r)?.pid ?? '-'),
   restarts: (r) => String(stateOf(r)?.restarts ?? '-'),
@@ -65,7 +76,8 @@ const UNIT_DEFAULTS = 'unit,machine,active,sub';
 function isListedUnit(s: UnitStatus): boolean {
   const unit = s.unit;
   if (unit === undefined || isTemplateName(unit.name)) return false;
-  return unit.desiredState !== 'inactive' || s.placement !== undefined || s.state !== undefined;
+  const placed = s.placement !== undefined || s.instances.length > 0;
+  return unit.desiredState !== 'inactive' || placed || s.state !== undefined;
 }
 
 const FILE_COLUMNS: Readonly<Record<string, Column<Row>>> = {
@@ -83,8 +95,9 @@ const FILE_DEFAULTS = 'unit,hash,dstate,state,target';
 const LIST_UNITS_HELP = `Usage: flotctl list-units [--fields LIST] [--no-legend] [-l|--full] [--machine M] [--watch] [GLOB]
 
 Lists the units that run, are placed, or wait for a machine, with their state as the agents
-report it. GLOB (shell syntax, e.g. 'web@*') narrows the list by unit name; --machine to the
-units placed on one machine (id or unique prefix).
+report it; a Global unit has one row per machine it is placed on, with that machine's copy.
+GLOB (shell syntax, e.g. 'web@*') narrows the list by unit name; --machine to the units
+placed on one machine (id or unique prefix).
 
 Options:
 ${tableHelp(UNIT_COLUMNS, UNIT_DEFAULTS)}  --machine M     only units placed on machine M
@@ -120,7 +133,7 @@ export const listUnitsVerb: Verb = {
         if (values.watch === true) printJsonLine(io, out);
         else printJson(io, out);
       } else {
-        const rows = units.map((status) => ({ status, addresses }));
+        const rows = units.flatMap((status) => unitRows(status, addresses));
         const opts = { full: values.full === true, legend: values['no-legend'] !== true };
         io.stdout(renderTable(rows, fields, UNIT_COLUMNS, opts));
       }

@@ -4,7 +4,8 @@
  * unit's machine; when the logs cannot be had, status says so in one line and still succeeds.
  */
 import { LogLine } from '../proto/flotilla/v1/logs.js';
-import { UnitStatus } from '../proto/flotilla/v1/units.js';
+import type { UnitState } from '../proto/flotilla/v1/records.js';
+import { UnitStatus, type GlobalInstance } from '../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from './client.js';
 import { CliError } from './errors.js';
 import {
@@ -41,8 +42,9 @@ function parseLines(raw: string | undefined, fallback: number): number {
 const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
 
 Shows each unit's desired and current state, its machine, container, pid, how long it has been
-in its state, restarts and last exit; why it waits when it cannot be placed; and its last log
-lines (read from its machine's agent; when they cannot be read, one line says why).
+in its state, restarts and last exit (of a Global unit: every machine's copy); why it waits
+when it cannot be placed; and its last log lines (read from its machine's agent, for a Global
+unit the first machine's; when they cannot be read, one line says why).
 
 Options:
   -n, --lines N   how many log lines to show (default 10; 0 for none)
@@ -114,16 +116,31 @@ async function lastLines(
   }
 }
 
-/** systemctl-like status of one unit. */
+/** systemctl-like status of one unit; a placed Global unit shows every machine's copy. */
 export function statusText(s: UnitStatus, addresses: MachineAddresses, now: number): string {
   const unit = s.unit;
   const name = unit?.name ?? '?';
   const description = describeUnit(unit);
-  const state = s.state;
-  const placed = s.placement?.machine ?? '';
   const rows: [string, string][] = [
     ['Desired:', unit?.desiredState ?? '-'],
     ['Current:', s.currentState],
+  ];
+  if (s.instances.length > 0) rows.push(...copyRows(s.instances, addresses, now));
+  else rows.push(...placementRows(s, addresses, now));
+  rows.push(['Hash:', shortHash(unit?.hash ?? '', true)]);
+  const head = `● ${name}${description === '' ? '' : ` - ${description}`}\n`;
+  return head + alignColumns(rows.map(([k, v]) => [k.padStart(12), v]));
+}
+
+/** Where a unit that is not Global (or not placed) is, why it waits, and its agent's state. */
+function placementRows(
+  s: UnitStatus,
+  addresses: MachineAddresses,
+  now: number,
+): [string, string][] {
+  const state = s.state;
+  const placed = s.placement?.machine ?? '';
+  const rows: [string, string][] = [
     ['Machine:', placed === '' ? '- (not placed)' : machineLegend(placed, addresses, true)],
   ];
   if (s.unscheduled !== undefined) {
@@ -131,27 +148,56 @@ export function statusText(s: UnitStatus, addresses: MachineAddresses, now: numb
     for (const r of s.unscheduled.reasons) rows.push(['', `${r.machines} ${r.reason}`]);
   }
   if (state !== undefined) {
-    const since =
-      state.since === 0n
-        ? ''
-        : ` since ${formatTime(state.since)}; ${formatAge(Number(state.since), now)} ago`;
-    const sub = state.subState === '' ? '' : ` (${state.subState})`;
-    rows.push(['Active:', `${state.activeState || '-'}${sub}${since}`]);
-    if (state.machine !== placed)
-      rows.push(['Reported by:', machineLegend(state.machine, addresses, true)]);
-    rows.push(['Container:', state.containerId || '-']);
-    rows.push(['PID:', state.pid > 0 ? String(state.pid) : '-']);
-    rows.push(['Restarts:', String(state.restarts)]);
-    rows.push(['Last exit:', lastExit(state.exitStatus, state.exitSignal)]);
-    if (state.activeState === 'failed' || state.message !== '') {
-      rows.push(['Message:', failureText(state)]);
-    }
+    const reporter = state.machine === placed ? undefined : state.machine;
+    rows.push(...stateRows(state, now, reporter, addresses));
   } else if (placed !== '') {
     rows.push(['Active:', '- (its agent has not reported yet)']);
   }
-  rows.push(['Hash:', shortHash(unit?.hash ?? '', true)]);
-  const head = `● ${name}${description === '' ? '' : ` - ${description}`}\n`;
-  return head + alignColumns(rows.map(([k, v]) => [k.padStart(12), v]));
+  return rows;
+}
+
+/** A Global unit's copies: how many run, then each machine with its own agent's state. */
+function copyRows(
+  copies: readonly GlobalInstance[],
+  addresses: MachineAddresses,
+  now: number,
+): [string, string][] {
+  const running = copies.filter((c) => c.currentState === 'launched').length;
+  const n = copies.length;
+  const rows: [string, string][] = [
+    ['Global:', `placed on ${n} machine${n === 1 ? '' : 's'}, running on ${running}`],
+  ];
+  for (const copy of copies) {
+    const machine = copy.placement?.machine ?? '';
+    rows.push(['Machine:', `${machineLegend(machine, addresses, true)} (${copy.currentState})`]);
+    if (copy.state === undefined) rows.push(['Active:', '- (its agent has not reported yet)']);
+    else rows.push(...stateRows(copy.state, now, undefined, addresses));
+  }
+  return rows;
+}
+
+/** An agent's state: active since when, container, pid, restarts, last exit, why it failed. */
+function stateRows(
+  state: UnitState,
+  now: number,
+  reporter: string | undefined,
+  addresses: MachineAddresses,
+): [string, string][] {
+  const since =
+    state.since === 0n
+      ? ''
+      : ` since ${formatTime(state.since)}; ${formatAge(Number(state.since), now)} ago`;
+  const sub = state.subState === '' ? '' : ` (${state.subState})`;
+  const rows: [string, string][] = [['Active:', `${state.activeState || '-'}${sub}${since}`]];
+  if (reporter !== undefined) rows.push(['Reported by:', machineLegend(reporter, addresses, true)]);
+  rows.push(['Container:', state.containerId || '-']);
+  rows.push(['PID:', state.pid > 0 ? String(state.pid) : '-']);
+  rows.push(['Restarts:', String(state.restarts)]);
+  rows.push(['Last exit:', lastExit(state.exitStatus, state.exitSignal)]);
+  if (state.activeState === 'failed' || state.message !== '') {
+    rows.push(['Message:', failureText(state)]);
+  }
+  return rows;
 }
 
 function lastExit(status: number, signal: string): string {

@@ -2,12 +2,15 @@
  * A unit as flotctl follows it while it waits: its record, placements, agent state and pending
  * reasons, seeded from a ListUnits answer read at some revision and then kept current by the
  * Events.Watch stream from that revision + 1. The derived state is the API's own rule
- * (scheduler/api/unit-status.ts), so what flotctl waits for is what `list-units` shows.
+ * (scheduler/api/unit-status.ts), so what flotctl waits for is what `list-units` shows. A
+ * Global unit's copies report each on their own machine: the view keeps one state per machine
+ * for them (the state events of a copy name its machine).
  */
 import type { Event } from '../proto/flotilla/v1/events.js';
 import type { Placement, Unit, UnitState, Unscheduled } from '../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { machineLegend, type MachineAddresses } from './table.js';
+import { isGlobalUnit } from './unit-args.js';
 
 /** What a waiting verb waits for: a derived state, or the unit gone with its container. */
 export type Target = 'launched' | 'loaded' | 'inactive' | 'gone';
@@ -24,6 +27,10 @@ export class UnitView {
   destroyed = false;
   readonly placements = new Map<string, Placement>();
   state: UnitState | undefined;
+  /** Whether the unit is Global, as its file said when last seen (kept once it is destroyed). */
+  global = false;
+  /** A Global unit's copies: machine id -> that machine's state. */
+  readonly copies = new Map<string, UnitState>();
   /** Revision of the last state event; 0 when the state came from the listing. */
   stateRevision = 0n;
   unscheduled: Unscheduled | undefined;
@@ -41,10 +48,16 @@ export class UnitView {
     const view = new UnitView(name, revision);
     if (status === undefined) return view;
     view.unit = status.unit;
+    view.global = isGlobalUnit(status.unit);
     if (status.placement !== undefined) {
       view.placements.set(status.placement.machine, status.placement);
     }
     view.state = status.state;
+    for (const copy of status.instances) {
+      if (copy.placement === undefined) continue;
+      view.placements.set(copy.placement.machine, copy.placement);
+      if (copy.state !== undefined) view.copies.set(copy.placement.machine, copy.state);
+    }
     view.unscheduled = status.unscheduled;
     return view;
   }
@@ -56,6 +69,7 @@ export class UnitView {
     switch (ev.kind) {
       case 'unit':
         this.unit = put ? ev.unit : undefined;
+        if (put) this.global = isGlobalUnit(ev.unit);
         this.destroyed = !put;
         return true;
       case 'placement':
@@ -63,7 +77,12 @@ export class UnitView {
         else this.placements.delete(ev.machine);
         return true;
       case 'state':
-        this.state = put ? ev.state : undefined;
+        if (this.global && ev.machine !== '') {
+          if (put && ev.state !== undefined) this.copies.set(ev.machine, ev.state);
+          else this.copies.delete(ev.machine);
+        } else {
+          this.state = put ? ev.state : undefined;
+        }
         this.stateRevision = ev.revision;
         return true;
       case 'unscheduled':
@@ -81,10 +100,17 @@ export class UnitView {
     return onState ?? this.placements.values().next().value;
   }
 
-  /** The API's derived state: inactive (no placement), launched (running there), or loaded. */
+  /**
+   * The API's derived state: inactive (no placement), launched (running there), or loaded. A
+   * Global unit is launched when every placed copy runs.
+   */
   get currentState(): 'inactive' | 'loaded' | 'launched' {
     const p = this.placement;
     if (p === undefined) return 'inactive';
+    if (this.global) {
+      const runs = (m: string): boolean => RUNNING.has(this.copies.get(m)?.activeState ?? '');
+      return [...this.placements.keys()].every(runs) ? 'launched' : 'loaded';
+    }
     const s = this.state;
     return s !== undefined && s.machine === p.machine && RUNNING.has(s.activeState)
       ? 'launched'
@@ -93,7 +119,9 @@ export class UnitView {
 
   /** Whether the container may still run somewhere (its agent reports it not stopped). */
   get mayRun(): boolean {
-    return this.state !== undefined && !STOPPED.has(this.state.activeState);
+    const states = [...this.copies.values()];
+    if (this.state !== undefined) states.push(this.state);
+    return states.some((s) => !STOPPED.has(s.activeState));
   }
 
   /** Whether the agent runs the current file (when both sides say which one). */
@@ -137,6 +165,11 @@ export class UnitView {
     if (p === undefined) {
       if (this.unscheduled !== undefined) return `pending: ${this.unscheduled.summary}`;
       return this.mayRun ? `stopping (${activeText(this.state)})` : 'not placed yet';
+    }
+    if (this.global) {
+      const n = this.placements.size;
+      const running = [...this.copies.values()].filter((s) => RUNNING.has(s.activeState));
+      return `placed on ${n} machine${n === 1 ? '' : 's'}, running on ${running.length}`;
     }
     const where = `on ${machineLegend(p.machine, addresses, false)}`;
     const s = this.state;

@@ -148,3 +148,38 @@ test.serial(
     t.is((await run(['list-machines'])).stderr, '');
   },
 );
+
+test.serial(
+  'start of a Global unit is triggered, not waited on; list-units shows a row per machine; destroy waits for every copy',
+  async (t) => {
+    const { scheduler, machines, run } = await realCluster(t);
+    const dir = await unitDir(t, { 'mon.service': unitText({ xfleet: { Global: 'true' } }) });
+    const r = await run(['start', `${dir}/mon.service`]);
+    t.is(r.code, 0, r.stdout + r.stderr);
+    t.is(r.stdout, 'Triggered global unit mon.service start\n');
+    const rows = await assertEventually(
+      async () => {
+        const list = await run(['list-units', '--no-legend', '--fields', 'unit,machine,sub']);
+        const lines = list.stdout.trimEnd().split('\n');
+        if (lines.length !== 2 || !lines.every((l) => l.endsWith('running'))) {
+          throw new Error(list.stdout || 'nothing listed');
+        }
+        return lines;
+      },
+      { timeoutMs: 30_000, message: 'the leader places a copy on each machine and both run' },
+    );
+    const shown = rows.map((l) => l.split(/\s+/)[1] ?? '').sort();
+    const expected = machines.map((m) => `${m.id.slice(0, 8)}.../${m.addresses[0] ?? ''}`).sort();
+    t.deepEqual(shown, expected);
+    t.true(rows.every((l) => l.startsWith('mon.service ')));
+
+    const destroyed = await run(['destroy', 'mon']);
+    t.is(destroyed.code, 0, destroyed.stdout + destroyed.stderr);
+    t.is(destroyed.stdout, 'Unit mon.service destroyed\n');
+    const { items } = await scheduler.store.list(scheduler.store.keys.prefix);
+    t.false(
+      items.some((kv) => kv.key.includes('mon.service')),
+      items.map((kv) => kv.key).join(', '),
+    );
+  },
+);

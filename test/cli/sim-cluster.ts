@@ -15,9 +15,9 @@ import {
   type LogsServer,
   type TailRequest,
 } from '../../proto/flotilla/v1/logs.js';
-import type { Machine, Placement, UnitState } from '../../proto/flotilla/v1/records.js';
+import type { Machine, Placement, Unit, UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { parseUnitName } from '../../unit/index.js';
+import { parseUnit, parseUnitName } from '../../unit/index.js';
 
 /** How the simulated cluster treats units. */
 export interface SimOptions {
@@ -30,8 +30,9 @@ export interface SimOptions {
   /** Tick interval. Default 100 ms. */
   readonly intervalMs?: number;
   /**
-   * Whether to play the leader too (default). With false only the agents are played, for
-   * tests that run the real scheduler: they report on the placements the leader wrote.
+   * Whether to play the leader too (default; it places every unit on one machine, Global ones
+   * too). With false only the agents are played, for tests that run the real scheduler: they
+   * report on the placements the leader wrote, a Global unit's copies each on its machine.
    */
   readonly leader?: boolean;
 }
@@ -144,35 +145,46 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
   }
 }
 
-/** The agents alone: report each placement's unit in the state it asks for; forget the rest. */
+/**
+ * The agents alone: report each placement's unit in the state it asks for, a Global unit's
+ * copy under its machine's own key (states/<name>/<machine>); forget the rest.
+ */
 async function agentTick(store: Store, opts: SimOptions): Promise<void> {
   const k = store.keys;
-  const [placementKvs, states] = await Promise.all([
+  const [units, placementKvs, states] = await Promise.all([
+    store.listRecords(codecs.unit, k.dir('unit')),
     store.list(k.dir('placement')),
     store.listRecords(codecs.state, k.dir('state')),
   ]);
-  const placed = new Map<string, Placement>();
+  const globals = new Set(units.items.filter((u) => isGlobal(u.value)).map((u) => u.value.name));
+  const want = new Map<string, UnitState>(); // state key -> what its agent reports
   for (const kv of placementKvs.items) {
     const parsed = k.parse(kv.key);
     if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
-    placed.set(parsed.name, {
-      ...codecs.placement.decode(kv.key, kv.value),
-      machine: parsed.machine,
-    });
+    const p = { ...codecs.placement.decode(kv.key, kv.value), machine: parsed.machine };
+    const key = globals.has(parsed.name)
+      ? k.globalState(parsed.name, parsed.machine)
+      : k.state(parsed.name);
+    const failure = opts.failing?.(parsed.name);
+    want.set(key, agentState(parsed.name, p, p.desiredState || 'launched', failure));
   }
-  const have = new Map(states.items.map((s) => [s.value.name, s.value]));
-  for (const [name, p] of placed) {
-    const want = agentState(name, p, p.desiredState || 'launched', opts.failing?.(name));
-    const now = have.get(name);
-    if (
-      now?.activeState !== want.activeState ||
-      now.machine !== want.machine ||
-      now.hash !== want.hash
-    ) {
-      await store.putRecord(codecs.state, k.state(name), want);
+  const have = new Map(states.items.map((s) => [s.key, s.value]));
+  for (const [key, s] of want) {
+    const now = have.get(key);
+    if (now?.activeState !== s.activeState || now.machine !== s.machine || now.hash !== s.hash) {
+      await store.putRecord(codecs.state, key, s);
     }
   }
-  for (const name of have.keys()) if (!placed.has(name)) await store.delete(k.state(name));
+  for (const key of have.keys()) if (!want.has(key)) await store.delete(key);
+}
+
+/** Whether a unit's file says Global=true (false when it does not parse). */
+function isGlobal(unit: Unit): boolean {
+  try {
+    return parseUnit(unit.name, unit.file).fleet.global;
+  } catch {
+    return false;
+  }
 }
 
 function leastLoaded(load: ReadonlyMap<string, number>): string | undefined {

@@ -65,6 +65,7 @@ export class ClusterCache {
   readonly machines: WatchCache<Machine>;
   readonly configs: WatchCache<MachineConfig>;
   readonly placements: WatchCache<Placement>;
+  /** By full key: `states/<name>`, and `states/<name>/<machine>` for a Global unit's copies. */
   readonly states: WatchCache<UnitState>;
   readonly unscheduled: WatchCache<Unscheduled>;
   readonly control: WatchCache<ReschedulingPause>;

@@ -12,7 +12,14 @@ import { join } from 'node:path';
 import { findLeftovers, FLOTILLA_BIN, isRunning } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
 import { assertEventually, freePorts } from '../helpers/index.js';
-import { CAN_RUN, E2ECluster, EXAMPLES, LEASE_TTL_SECONDS, runNode } from './e2e-kit.js';
+import {
+  CAN_RUN,
+  E2ECluster,
+  EXAMPLES,
+  isRunningView,
+  LEASE_TTL_SECONDS,
+  runNode,
+} from './e2e-kit.js';
 
 const test = anyTest as TestFn<unknown>;
 const serial = CAN_RUN ? test.serial : test.serial.skip;
@@ -162,6 +169,22 @@ serial('a worker that joins later gets node-monitor, and db lands on it (us, ssd
     { timeoutMs: 60_000, message: 'node-monitor runs on the new worker too' },
   );
   t.deepEqual(await c().placementsOf('node-monitor.service'), [c().machineOf(1), joined].sort());
+  const copies = await assertEventually(
+    async () => {
+      const listed = await c().copies('node-monitor.service');
+      if (listed.length !== 2 || !listed.every(isRunningView)) {
+        throw new Error(JSON.stringify(listed));
+      }
+      return listed;
+    },
+    { timeoutMs: 60_000, message: 'list-units shows each copy running on its own machine' },
+  );
+  t.deepEqual(
+    copies.map((u) => u.machine),
+    [c().machineOf(1), joined].sort(),
+  );
+  const rows = await c().ok(['list-units', '--no-legend', '--fields', 'unit,sub', 'node-monitor*']);
+  t.is(rows.stdout, 'node-monitor.service  running\nnode-monitor.service  running\n');
 });
 
 serial(

@@ -209,10 +209,8 @@ export class E2ECluster {
 
   /** Every listed unit (`flotctl -o json list-units`), by name. */
   async units(glob?: string): Promise<Map<string, UnitView>> {
-    const run = await this.ok(['-o', 'json', 'list-units', ...(glob === undefined ? [] : [glob])]);
     const out = new Map<string, UnitView>();
-    for (const json of JSON.parse(run.stdout) as unknown[]) {
-      const s = UnitStatus.fromJSON(json);
+    for (const s of await this.listUnits(glob)) {
       const name = s.unit?.name ?? '';
       out.set(name, {
         name,
@@ -225,6 +223,25 @@ export class E2ECluster {
       });
     }
     return out;
+  }
+
+  /** Each machine's copy of the Global unit `name` (`flotctl -o json list-units`), by machine. */
+  async copies(name: string): Promise<UnitView[]> {
+    const status = (await this.listUnits(name)).find((s) => s.unit?.name === name);
+    return (status?.instances ?? []).map((i) => ({
+      name,
+      machine: i.placement?.machine ?? '',
+      active: i.state?.activeState ?? '',
+      sub: i.state?.subState ?? '',
+      pid: i.state?.pid ?? 0,
+      current: i.currentState,
+      unscheduled: '',
+    }));
+  }
+
+  private async listUnits(glob: string | undefined): Promise<UnitStatus[]> {
+    const run = await this.ok(['-o', 'json', 'list-units', ...(glob === undefined ? [] : [glob])]);
+    return (JSON.parse(run.stdout) as unknown[]).map((json) => UnitStatus.fromJSON(json));
   }
 
   /** Polls {@link units} until `check` holds; returns the listing it held for. */

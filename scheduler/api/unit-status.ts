@@ -52,7 +52,7 @@ function emptyExtras(): UnitExtras {
 }
 
 /** Whether `unit`'s file says `Global=true` (false when it does not parse). */
-export function isGlobalUnit(unit: Unit): boolean {
+function isGlobalUnit(unit: Unit): boolean {
   const def = definitions.get(unit);
   return !isInvalidUnit(def) && def.fleet.global;
 }

@@ -44,7 +44,8 @@ const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
 Shows each unit's desired and current state, its machine, container, pid, how long it has been
 in its state, restarts and last exit (of a Global unit: every machine's copy); why it waits
 when it cannot be placed; and its last log lines (read from its machine's agent, for a Global
-unit the first machine's; when they cannot be read, one line says why).
+unit the first machine's: journal --machine reads the others; when they cannot be read, one
+line says why).
 
 Options:
   -n, --lines N   how many log lines to show (default 10; 0 for none)
@@ -107,7 +108,8 @@ async function lastLines(
 ): Promise<{ lines: LogLine[]; error?: string }> {
   const lines: LogLine[] = [];
   try {
-    for await (const line of api.tail({ unit, lines: n, follow: false }, { follow: false })) {
+    const req = { unit, lines: n, follow: false, machine: '' };
+    for await (const line of api.tail(req, { follow: false })) {
       lines.push(line);
     }
     return { lines };
@@ -211,13 +213,15 @@ function logText(line: LogLine): string {
   return line.stream === 'agent' ? `-- ${line.text}` : line.text;
 }
 
-const JOURNAL_HELP = `Usage: flotctl journal [-n N] [-f] UNIT
+const JOURNAL_HELP = `Usage: flotctl journal [-n N] [-f] [--machine ID] UNIT
 
-Prints the unit's output (stdout and stderr), read from the agent of its machine.
+Prints the unit's output (stdout and stderr), read from the agent of its machine. A Global
+unit runs on several machines: --machine picks whose copy (default: the first by id).
 
 Options:
   -n, --lines N    print the last N lines (default 10)
   -f, --follow     keep printing new lines until Ctrl-C
+  --machine ID     a Global unit's copy on this machine (id or unique prefix)
   -o json          one JSON object per line: time (unix ms), stream, text
 `;
 
@@ -229,13 +233,14 @@ export const journalVerb: Verb = {
     const { values, positionals } = parseVerbArgs(args, {
       lines: { type: 'string', short: 'n' },
       follow: { type: 'boolean', short: 'f' },
+      machine: { type: 'string' },
     });
     const [arg, ...extra] = positionals;
     if (arg === undefined || extra.length > 0) throw new UsageError('give exactly one unit');
     const lines = parseLines(values.lines, 10);
     const follow = values.follow === true;
     return withClient(globals, async (api) => {
-      const req = { unit: unitNameOf(arg), lines, follow };
+      const req = { unit: unitNameOf(arg), lines, follow, machine: values.machine ?? '' };
       for await (const line of api.tail(req, { follow, signal: io.signal })) {
         if (globals.output === 'json') printJsonLine(io, LogLine.toJSON(line));
         else io.stdout(`${logText(line)}\n`);

@@ -1,18 +1,20 @@
 /**
- * Logs.Tail through the API: find the machine the unit is placed on (a Global unit's first
- * machine by id; or, when it is not placed any more, the machine its last state came from),
+ * Logs.Tail through the API: find the machine the unit is placed on (a Global unit's copy on
+ * the requested machine, or its first machine by id; or, when it is not placed any more, the
+ * machine its last state came from),
  * and relay that agent's own Logs.Tail. The API keeps no logs itself; when the agent cannot
  * be reached the caller is told so, in words, with UNAVAILABLE.
  */
 import { credentials, status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
 import type { LogLine, TailRequest } from '../../proto/flotilla/v1/logs.js';
+import type { Placement } from '../../proto/flotilla/v1/records.js';
 import { LogsClient } from '../../proto/flotilla/v1/logs.js';
 import { codecs } from '../../store/index.js';
 import { parseUnitName } from '../../unit/index.js';
 import { ApiError, logFailure, toGrpcStatus, toServiceError, type GrpcStatus } from './errors.js';
 import type { StreamContext } from './events.js';
 import type { PlacementMachines } from './placement-machines.js';
-import { rangeAt, spanEnd } from './reads.js';
+import { rangeAt, resolveMachine, spanEnd } from './reads.js';
 import { extrasBySpan } from './unit-status.js';
 
 /** Where a unit's logs are: the machine and its agent's Logs endpoint. */
@@ -31,7 +33,7 @@ export function tailLogs(
       logFailure(ctx.logger, 'Logs.Tail', s, err);
       call.emit('error', toServiceError(s));
     };
-    findSource(ctx, index, call.request.unit).then(
+    findSource(ctx, index, call.request).then(
       (source) => relay(ctx, call, source, fail),
       (err: unknown) => fail(toGrpcStatus(err, ctx), err),
     );
@@ -41,9 +43,10 @@ export function tailLogs(
 async function findSource(
   ctx: StreamContext,
   index: PlacementMachines,
-  unit: string,
+  req: TailRequest,
 ): Promise<LogSource> {
   const { store } = ctx;
+  const unit = req.unit;
   parseUnitName(unit);
   const key = store.keys.unit(unit);
   const { kvs, revision } = await rangeAt(store, { start: key, end: spanEnd(key) });
@@ -52,9 +55,11 @@ async function findSource(
   const state = extras.states.get(unit);
   const placements = extras.placements.get(unit) ?? [];
   const machine =
-    placements.find((p) => p.machine === state?.machine)?.machine ??
-    placements[0]?.machine ??
-    state?.machine;
+    req.machine !== ''
+      ? copyOn(unit, placements, req.machine)
+      : (placements.find((p) => p.machine === state?.machine)?.machine ??
+        placements[0]?.machine ??
+        state?.machine);
   if (machine === undefined || machine === '') {
     throw new ApiError('not-found', `${unit} is not placed on any machine, so it has no logs`);
   }
@@ -71,6 +76,19 @@ async function findSource(
   return { machine, endpoint: record.value.agentEndpoint };
 }
 
+/** The machine of `unit`'s copy on the machine `query` names (id or unique prefix). */
+function copyOn(unit: string, placements: readonly Placement[], query: string): string {
+  const ids = new Set(placements.map((p) => p.machine));
+  try {
+    return resolveMachine(ids, query);
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'not-found') {
+      throw new ApiError('not-found', `${unit} is not placed on a machine ${query}`);
+    }
+    throw err;
+  }
+}
+
 function relay(
   ctx: StreamContext,
   call: ServerWritableStream<TailRequest, LogLine>,
@@ -79,7 +97,7 @@ function relay(
 ): void {
   if (call.cancelled) return; // the client left while the unit was being looked up
   const client = new LogsClient(source.endpoint, credentials.createInsecure());
-  const upstream = client.tail(call.request);
+  const upstream = client.tail({ ...call.request, machine: source.machine });
   let done = false;
   const finish = (s?: GrpcStatus, err?: unknown): void => {
     if (done) return;

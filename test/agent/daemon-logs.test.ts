@@ -50,7 +50,7 @@ for (const driver of DRIVERS) {
     await waitRunning(store, 'chatty.service');
 
     const tail = (req: Partial<TailRequest>) =>
-      readAll(client.tail({ unit: 'chatty.service', follow: false, ...req }));
+      readAll(client.tail({ unit: 'chatty.service', follow: false, machine: '', ...req }));
     const all = await assertEventually(
       async () => {
         const lines = await tail({ lines: 1000 });
@@ -76,7 +76,7 @@ for (const driver of DRIVERS) {
     const ticksBefore = (await tail({ lines: 1000 })).filter((l) =>
       l.text.startsWith('tick'),
     ).length;
-    const stream = client.tail({ unit: 'chatty.service', lines: 0, follow: true });
+    const stream = client.tail({ unit: 'chatty.service', lines: 0, follow: true, machine: '' });
     const followed: string[] = [];
     stream.on('data', (l: LogLine) => followed.push(l.text));
     const ended = new Promise<string>((resolve) => {
@@ -107,10 +107,14 @@ test.serial(
     const agent = await inProcessAgent(t, { endpoint: etcd.endpoint, prefix, driver: 'process' });
     const client = new LogsClient(agent.logsAddress, credentials.createInsecure());
     t.teardown(() => client.close());
-    const notFound = await failure(client.tail({ unit: 'nope.service', follow: true }));
+    const notFound = await failure(
+      client.tail({ unit: 'nope.service', follow: true, machine: '' }),
+    );
     t.is(notFound.code, status.NOT_FOUND);
     t.regex(notFound.details, /nope\.service/);
-    const invalid = await failure(client.tail({ unit: '../etc/passwd', follow: false }));
+    const invalid = await failure(
+      client.tail({ unit: '../etc/passwd', follow: false, machine: '' }),
+    );
     t.is(invalid.code, status.INVALID_ARGUMENT);
   },
 );

@@ -159,15 +159,17 @@ test('Logs.Tail is relayed to the agent of the unit machine', async (t) => {
   await placeOnMachine(api.store, 'web.service', 'm1', agent.endpoint);
   const logs = new LogsClient(api.server.address, credentials.createInsecure());
   t.teardown(() => logs.close());
-  const lines = await readAll(logs.tail({ unit: 'web.service', lines: 3, follow: false }));
+  const lines = await readAll(
+    logs.tail({ unit: 'web.service', lines: 3, follow: false, machine: '' }),
+  );
   t.deepEqual(
     lines.map((l) => l.text),
     ['web.service line 0', 'web.service line 1', 'web.service line 2'],
   );
-  t.deepEqual(agent.requests, [{ unit: 'web.service', lines: 3, follow: false }]);
+  t.deepEqual(agent.requests, [{ unit: 'web.service', lines: 3, follow: false, machine: 'm1' }]);
 
   // Following: cancelling at the API cancels the agent's stream too.
-  const follow = logs.tail({ unit: 'web.service', lines: 0, follow: true });
+  const follow = logs.tail({ unit: 'web.service', lines: 0, follow: true, machine: '' });
   follow.on('error', () => undefined);
   await new Promise<void>((resolve) => follow.once('data', () => resolve()));
   follow.cancel();
@@ -179,7 +181,7 @@ test('Logs.Tail: NOT_FOUND for unplaced units, UNAVAILABLE for unreachable agent
   const api = await startApi(t, server());
   const logs = new LogsClient(api.server.address, credentials.createInsecure());
   t.teardown(() => logs.close());
-  const tail = (unit: string) => readAll(logs.tail({ unit, follow: false }));
+  const tail = (unit: string) => readAll(logs.tail({ unit, follow: false, machine: '' }));
   await api.submit({ files: [{ name: 'idle.service', contents: unitText() }] });
   t.is((await failure(tail('ghost.service'))).code, status.NOT_FOUND);
   const idle = await failure(tail('idle.service'));
@@ -213,4 +215,26 @@ test('close() ends open watch streams and stops listening', async (t) => {
   t.true(Date.now() - started < 5_000, `close took ${Date.now() - started} ms`);
   const err = await failure(api.list({}));
   t.is(err.code, status.UNAVAILABLE);
+});
+
+test('Logs.Tail with a machine reads that copy of a Global unit; an unknown copy is NOT_FOUND', async (t) => {
+  const api = await startApi(t, server());
+  const first = await startAgent(t);
+  const second = await startAgent(t);
+  await placeOnMachine(api.store, 'mon.service', 'm-a1', first.endpoint);
+  await placeOnMachine(api.store, 'mon.service', 'm-b2', second.endpoint);
+  const logs = new LogsClient(api.server.address, credentials.createInsecure());
+  t.teardown(() => logs.close());
+  const tail = (machine: string) =>
+    readAll(logs.tail({ unit: 'mon.service', lines: 1, follow: false, machine }));
+  t.is((await tail('m-b')).length, 1);
+  t.is(second.requests.length, 1, 'the prefix m-b names the second machine');
+  t.is(first.requests.length, 0);
+  await tail('');
+  t.is(first.requests.length, 1, 'no machine: the first machine by id');
+  const missing = await failure(tail('m-zz'));
+  t.is(missing.code, status.NOT_FOUND);
+  t.is(missing.details, 'mon.service is not placed on a machine m-zz');
+  const ambiguous = await failure(tail('m-'));
+  t.is(ambiguous.code, status.INVALID_ARGUMENT);
 });

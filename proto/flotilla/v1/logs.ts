@@ -26,6 +26,11 @@ export interface TailRequest {
     | undefined;
   /** Then keep streaming new lines until the caller cancels. */
   follow: boolean;
+  /**
+   * Through the API, for a Global unit: the machine (id or unique prefix) whose copy to read;
+   * empty means the first machine by id. An agent serves its own copy and ignores it.
+   */
+  machine: string;
 }
 
 export interface LogLine {
@@ -37,7 +42,7 @@ export interface LogLine {
 }
 
 function createBaseTailRequest(): TailRequest {
-  return { unit: "", lines: undefined, follow: false };
+  return { unit: "", lines: undefined, follow: false, machine: "" };
 }
 
 export const TailRequest: MessageFns<TailRequest> = {
@@ -50,6 +55,9 @@ export const TailRequest: MessageFns<TailRequest> = {
     }
     if (message.follow !== false) {
       writer.uint32(24).bool(message.follow);
+    }
+    if (message.machine !== "") {
+      writer.uint32(34).string(message.machine);
     }
     return writer;
   },
@@ -91,6 +99,14 @@ export const TailRequest: MessageFns<TailRequest> = {
             message.follow = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.machine = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -108,6 +124,7 @@ export const TailRequest: MessageFns<TailRequest> = {
       unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
       lines: isSet(object.lines) ? globalThis.Number(object.lines) : undefined,
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      machine: isSet(object.machine) ? globalThis.String(object.machine) : "",
     };
   },
 
@@ -122,6 +139,9 @@ export const TailRequest: MessageFns<TailRequest> = {
     if (message.follow !== false) {
       obj.follow = message.follow;
     }
+    if (message.machine !== "") {
+      obj.machine = message.machine;
+    }
     return obj;
   },
 
@@ -133,6 +153,7 @@ export const TailRequest: MessageFns<TailRequest> = {
     message.unit = object.unit ?? "";
     message.lines = object.lines ?? undefined;
     message.follow = object.follow ?? false;
+    message.machine = object.machine ?? "";
     return message;
   },
 };

@@ -189,7 +189,13 @@ export class RuncDriver extends ShimDriver {
    * state directory was wiped, or hooks interrupted by an agent crash). Returns their ids.
    */
   async removeOrphans(known: ReadonlySet<string>): Promise<string[]> {
-    const res = await this.tool(['list', '--format', 'json']);
+    // runc 1.1's list fails as a whole when a container is deleted while it lists (another
+    // agent on this host, or this one's own stops): try again before giving up.
+    let res = await this.tool(['list', '--format', 'json']);
+    for (let i = 0; res.code !== 0 && i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      res = await this.tool(['list', '--format', 'json']);
+    }
     if (res.code !== 0) return [];
     const listed = (JSON.parse(res.stdout || 'null') ?? []) as { id: string }[];
     const prefix = this.layout.containerPrefix();

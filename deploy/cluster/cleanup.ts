@@ -14,6 +14,8 @@ import { isRunning, runTool, sleep, which } from './proc.js';
 import type { AgentRecord, ClusterRecord } from './state.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
+/** runc's default state directory (root's), where each container has a directory. */
+const RUNC_ROOT = '/run/runc';
 
 function layoutOf(agent: AgentRecord): MachineLayout {
   return new MachineLayout(agent.stateDir, agent.machineId);
@@ -22,11 +24,21 @@ function layoutOf(agent: AgentRecord): MachineLayout {
 /** Ids of runc containers that belong to `agent`'s machine ([] without runc). */
 export async function runcContainers(agent: AgentRecord): Promise<string[]> {
   if ((await which('runc')) === undefined) return [];
-  const res = await runTool('runc', ['list', '--format', 'json']);
-  if (res.code !== 0) return [];
+  // runc 1.1's list fails as a whole when a container is deleted while it lists (the agents
+  // stopping their units): try again, or `down` would leave containers behind.
+  let res = await runTool('runc', ['list', '--format', 'json']);
+  for (let i = 0; res.code !== 0 && i < 9; i++) {
+    await sleep(100);
+    res = await runTool('runc', ['list', '--format', 'json']);
+  }
+  const prefix = layoutOf(agent).containerPrefix();
+  if (res.code !== 0) {
+    // Still failing: runc's state directory (the agents use the default root) names them too.
+    const ids = await readdir(RUNC_ROOT).catch(() => [] as string[]);
+    return ids.filter((id) => id.startsWith(prefix));
+  }
   const parsed = JSON.parse(res.stdout.trim() === '' ? 'null' : res.stdout) as
     { id: string }[] | null;
-  const prefix = layoutOf(agent).containerPrefix();
   return (parsed ?? []).map((c) => c.id).filter((id) => id.startsWith(prefix));
 }
 

@@ -38,7 +38,6 @@ export interface AgentSetup {
   readonly args?: readonly string[];
 }
 
-/** A fresh temp state dir whose units, containers and cgroups of `id` go at teardown. */
 /** A store on `etcd` under `prefix`, closed at teardown. */
 export function storeFor(t: ExecutionContext, etcd: EtcdServer, prefix: string): Store {
   const store = openStore({ endpoints: etcd.endpoint, prefix });
@@ -46,6 +45,7 @@ export function storeFor(t: ExecutionContext, etcd: EtcdServer, prefix: string):
   return store;
 }
 
+/** A fresh temp state dir whose units, containers and cgroups of `id` go at teardown. */
 export async function stateDirFor(t: ExecutionContext, id: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-daemon-'));
   t.teardown(() => cleanup(dir, id));

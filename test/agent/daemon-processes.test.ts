@@ -17,7 +17,7 @@ import {
   startProxy,
   uniquePrefix,
 } from '../helpers/index.js';
-import { cleanup, DRIVERS, isPidAlive, machineId, runcContainers } from './harness.js';
+import { DRIVERS, killUnits, isPidAlive, machineId, runcContainers } from './harness.js';
 import {
   place,
   service,
@@ -266,7 +266,8 @@ for (const driver of DRIVERS) {
       const x = machineId();
       const y = machineId();
       const dir = await stateDirFor(t, x);
-      t.teardown(() => cleanup(dir, y));
+      // Before the state dir's own cleanup (of x's units and the directory), which runs last.
+      t.teardown(() => killUnits(dir, y));
       await spawnAgent(t, {
         endpoint: server().endpoint,
         prefix,

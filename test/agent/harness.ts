@@ -22,6 +22,8 @@ import type { UnitDefinition } from '../../unit/model.js';
 import { assertEventually, unitText, type SectionValues } from '../helpers/index.js';
 
 const run = promisify(execFile);
+/** Where runc (run as root, without --root) keeps its containers' state. */
+const RUNC_ROOT = '/run/runc';
 
 /** The drivers the suite runs against: process always, runc where it can run (root). */
 export const DRIVERS: readonly ('process' | 'runc')[] = (await isRuncUsable())
@@ -92,8 +94,17 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void>
   clearTimeout(timer);
 }
 
-/** Kills every shim left in the state directory, deletes the machine's containers and cgroups. */
+/** Kills what machine `id` left running (see {@link killUnits}), then removes `stateDir`. */
 export async function cleanup(stateDir: string, id: string): Promise<void> {
+  await killUnits(stateDir, id);
+  await rm(stateDir, { recursive: true, force: true });
+}
+
+/**
+ * Kills what machine `id`'s units left running under `stateDir` (shims and their process
+ * groups, runc containers, cgroups), leaving the directory: for a second machine sharing it.
+ */
+export async function killUnits(stateDir: string, id: string): Promise<void> {
   const unitsDir = join(stateDir, id, 'units');
   for (const name of await readdir(unitsDir).catch(() => [] as string[])) {
     const text = await readFile(join(unitsDir, name, 'shim.pid'), 'utf8').catch(() => '');
@@ -107,15 +118,16 @@ export async function cleanup(stateDir: string, id: string): Promise<void> {
     }
   }
   if (DRIVERS.includes('runc')) {
-    const listed = await run('runc', ['list', '-q']).catch(() => ({ stdout: '' }));
-    for (const cid of listed.stdout.split('\n')) {
+    // runc's state directory, read directly: `runc list` fails as a whole when another
+    // container is deleted while it lists (other test files run at the same time).
+    const ids = await readdir(RUNC_ROOT).catch(() => [] as string[]);
+    for (const cid of ids) {
       if (cid.startsWith(`flotilla-${id}-`))
         await run('runc', ['delete', '-f', cid]).catch(() => undefined);
     }
     for (const controller of CGROUP_CONTROLLERS)
       await removeTree(join('/sys/fs/cgroup', controller, 'flotilla', id));
   }
-  await rm(stateDir, { recursive: true, force: true });
 }
 
 /** rmdir, depth first (cgroup directories cannot be removed with rm -r). */
@@ -168,6 +180,5 @@ export async function isPidAlive(pid: number): Promise<boolean> {
 
 /** runc's container ids on this host. */
 export async function runcContainers(): Promise<string[]> {
-  const { stdout } = await run('runc', ['list', '-q']);
-  return stdout.split('\n').filter((l) => l !== '');
+  return (await readdir(RUNC_ROOT).catch(() => [] as string[])).sort();
 }

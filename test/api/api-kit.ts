@@ -28,6 +28,7 @@ import {
   SetDesiredStateRequest,
   SubmitUnitsRequest,
   UnitsClient,
+  type UnitStatus,
 } from '../../proto/flotilla/v1/units.js';
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
 import { openStore, type Store } from '../../store/index.js';
@@ -167,4 +168,16 @@ export async function fingerprint(store: Store): Promise<string[]> {
 export async function unitNames(store: Store): Promise<string[]> {
   const { items } = await store.list(store.keys.dir('unit'));
   return items.map((kv) => kv.key.slice(store.keys.dir('unit').length));
+}
+
+/** Every page of a listing, in order: one array of units per page. */
+export async function listAll(api: Api, req: Parameters<Api['list']>[0]): Promise<UnitStatus[][]> {
+  const pages: UnitStatus[][] = [];
+  let pageToken = '';
+  do {
+    const res = await api.list({ ...req, pageToken });
+    pages.push(res.units);
+    pageToken = res.nextPageToken;
+  } while (pageToken !== '');
+  return pages;
 }

@@ -12,7 +12,7 @@ import { Placement, UnitState, Unscheduled } from '../../proto/flotilla/v1/recor
 import type { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
 import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
-import { CALL_TIMEOUT_MS, startApi, type Api } from './api-kit.js';
+import { CALL_TIMEOUT_MS, listAll, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);
 
@@ -66,17 +66,6 @@ function copies(s: UnitStatus | undefined): [string, string, number, string][] {
     i.state?.pid ?? 0,
     i.currentState,
   ]);
-}
-
-async function listAll(api: Api, req: Parameters<Api['list']>[0]): Promise<UnitStatus[][]> {
-  const pages: UnitStatus[][] = [];
-  let pageToken = '';
-  do {
-    const res = await api.list({ ...req, pageToken });
-    pages.push(res.units);
-    pageToken = res.nextPageToken;
-  } while (pageToken !== '');
-  return pages;
 }
 
 test('GetUnit shows one instance per machine of a Global unit, each with its own state', async (t) => {

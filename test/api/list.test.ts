@@ -6,10 +6,9 @@ import {
   Unscheduled,
   type Machine,
 } from '../../proto/flotilla/v1/records.js';
-import type { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
 import { assertEventually, etcdForFile, makeMachine, makeUnit } from '../helpers/index.js';
-import { failure, startApi, type Api } from './api-kit.js';
+import { failure, listAll, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);
 
@@ -54,17 +53,6 @@ async function addMachine(store: Store, id: string): Promise<Machine> {
   const m = makeMachine({ id });
   await store.putRecord(codecs.machine, store.keys.machine(id), m);
   return m;
-}
-
-async function listAll(api: Api, req: Parameters<Api['list']>[0]): Promise<UnitStatus[][]> {
-  const pages: UnitStatus[][] = [];
-  let pageToken = '';
-  do {
-    const res = await api.list({ ...req, pageToken });
-    pages.push(res.units);
-    pageToken = res.nextPageToken;
-  } while (pageToken !== '');
-  return pages;
 }
 
 test('paging through 10,000 units sees each exactly once, in order, at one revision', async (t) => {

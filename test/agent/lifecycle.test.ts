@@ -131,10 +131,9 @@ for (const driver of DRIVERS) {
     t.deepEqual(atRunning, ['/bin/sleep\u00001000\u0000']);
   });
 
-  const processOnly = driver === 'process' ? test : test.skip;
-  processOnly(
-    `${driver}: Type=exec never reports active for a program that cannot be executed`,
-    async (t) => {
+  // Plain processes only: a runc container has a private /tmp, where the broken program lives.
+  if (driver === 'process') {
+    test(`${driver}: Type=exec never reports active for a program that cannot be executed`, async (t) => {
       const dir = await mkdtemp(join(tmpdir(), 'flotilla-exec-'));
       t.teardown(() => rm(dir, { recursive: true, force: true }));
       const script = join(dir, 'broken');
@@ -145,8 +144,8 @@ for (const driver of DRIVERS) {
       const state = await stateOf(m, 'noexec.service', (s) => s.activeState === 'failed', 'failed');
       t.is(state.exitStatus, 127);
       t.false(m.states.some((s) => s.activeState === 'active'));
-    },
-  );
+    });
+  }
 
   test(`${driver}: Restart=no leaves a crashed unit failed with its exit status`, async (t) => {
     const m = await managed(t, { driver });

@@ -6,11 +6,17 @@ import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { StoreError, toStoreError } from './errors.js';
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
+import { etcdCredentials, type StoreTls } from './tls.js';
 
 /** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
 export interface StoreOptions {
-  /** etcd client URLs. Default `['http://127.0.0.1:2379']`. */
+  /**
+   * etcd client URLs. Default `['http://127.0.0.1:2379']`. `https://` ones are reached over
+   * TLS (verified with `tls.ca`, else the public roots); all must use the same scheme.
+   */
   endpoints?: string | readonly string[];
+  /** TLS material; given, every endpoint must be `https://`. Default: none. */
+  tls?: StoreTls;
   /** Cluster key prefix. Default `/flotilla/`; a trailing slash is added when missing. */
   prefix?: string;
   /**
@@ -32,9 +38,10 @@ export interface ResolvedStoreOptions {
   readonly prefix: string;
   readonly dialTimeoutMs: number;
   readonly callTimeoutMs: number;
+  readonly tls: StoreTls | undefined;
 }
 
-/** The one place defaults live. */
+/** The one place defaults live. Throws RangeError for endpoints that cannot work together. */
 export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptions {
   const endpoints =
     opts.endpoints === undefined
@@ -46,11 +53,18 @@ export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptio
             .filter((e) => e !== '')
         : [...opts.endpoints];
   if (endpoints.length === 0) throw new RangeError('StoreOptions.endpoints is empty');
+  // etcd3 uses one kind of channel for every endpoint: TLS as soon as one is https:// or
+  // TLS material is given, so a plain http:// endpoint beside them would never answer.
+  const plain = endpoints.filter((e) => !/^https:\/\//i.test(e));
+  if (plain.length > 0 && (plain.length < endpoints.length || opts.tls !== undefined)) {
+    throw new RangeError(`etcd endpoint ${plain[0]} is not https://, but etcd is reached over TLS`);
+  }
   return {
     endpoints,
     prefix: new Keys(opts.prefix).prefix,
     dialTimeoutMs: opts.dialTimeoutMs ?? 2_000,
     callTimeoutMs: opts.callTimeoutMs ?? 5_000,
+    tls: opts.tls,
   };
 }
 
@@ -143,8 +157,10 @@ export class Store {
     this.options = options;
     this.keys = new Keys(options.prefix);
     const noRetry = new EndpointFailoverPolicy(1);
+    const credentials = etcdCredentials(options.tls);
     this.client = new Etcd3({
       hosts: [...options.endpoints],
+      ...(credentials === undefined ? {} : { credentials }),
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + options.callTimeoutMs },
       faultHandling: {

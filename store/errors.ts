@@ -10,6 +10,7 @@ import {
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
 } from 'etcd3';
+import { etcdTlsProblem } from './tls.js';
 
 /**
  * Why a store call failed:
@@ -103,8 +104,11 @@ export function toStoreError(err: unknown, key?: string): StoreError {
   const details: StoreErrorDetails = key === undefined ? { cause: err } : { cause: err, key };
   const message = err instanceof Error ? err.message : String(err);
   const where = key === undefined ? '' : ` (key ${key})`;
-  const make = (code: StoreErrorCode): StoreError =>
-    new StoreError(code, `etcd ${code}${where}: ${message}`, details);
+  const make = (code: StoreErrorCode): StoreError => {
+    // A failed TLS handshake says why in OpenSSL's words, deep in gRPC's: say it plainly.
+    const text = (code === 'unavailable' && etcdTlsProblem(message)) || message;
+    return new StoreError(code, `etcd ${code}${where}: ${text}`, details);
+  };
 
   if (err instanceof ClientClosedError) return make('closed');
   if (err instanceof EtcdLeaseInvalidError) return make('lease-lost');

@@ -35,6 +35,13 @@ export {
   type Versioned,
 } from './client.js';
 export {
+  etcdCredentials,
+  tlsFailure,
+  type StoreTls,
+  type TlsFailure,
+  type TlsFailureKind,
+} from './tls.js';
+export {
   isRetryable,
   isStoreError,
   StoreError,

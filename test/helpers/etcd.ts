@@ -1,7 +1,9 @@
 /**
  * A real etcd for integration tests: the `etcd` binary on PATH, on free loopback ports, with a
  * temporary data dir. One per test file ({@link etcdForFile} starts it in `test.before` and
- * stops it in `test.after.always`); each test gets its own key prefix (`uniquePrefix`).
+ * stops it in `test.after.always`); each test gets its own key prefix (`uniquePrefix`). With
+ * `tls`, etcd serves https:// with a throwaway PKI's server certificate and requires client
+ * certificates signed by its CA (`--client-cert-auth`), as a production etcd does.
  *
  * @example
  *   const server = etcdForFile(test);
@@ -13,7 +15,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { get as httpGet } from 'node:http';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,11 +24,14 @@ import type { TestFn } from 'ava';
 import { Etcd3, type IOptions } from 'etcd3';
 import { sleep } from './eventually.js';
 import { freePorts } from './ports.js';
+import { clientTls, makePki, type TestPki } from './tls.js';
 
 /** A running (or stopped, restartable) etcd owned by one test file. */
 export interface EtcdServer {
-  /** Client URL, e.g. `http://127.0.0.1:40123`; pass it as the store's endpoint. */
+  /** Client URL, e.g. `http://127.0.0.1:40123` (https:// with TLS); the store's endpoint. */
   readonly endpoint: string;
+  /** With TLS: the PKI whose CA signed etcd's certificate and the client certificate it wants. */
+  readonly pki: TestPki | undefined;
   readonly clientPort: number;
   readonly peerPort: number;
   /** Temporary data dir (removed at stop); `etcd.log` inside it holds etcd's output. */
@@ -54,12 +60,21 @@ export interface EtcdServer {
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 
+/** Options of {@link startEtcd}. */
+export interface EtcdOptions {
+  /**
+   * Serve clients over TLS with this PKI's server certificate (https:// endpoint) and require
+   * client certificates signed by its CA (etcd's --client-cert-auth). The caller owns the PKI.
+   */
+  readonly tls?: TestPki;
+}
+
 /** Starts etcd and resolves once it answers `/health`; on failure the error has the log tail. */
-export async function startEtcd(): Promise<EtcdServer> {
+export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const [clientPort, peerPort] = await freePorts(2);
   if (clientPort === undefined || peerPort === undefined) throw new Error('no free ports');
   const dataDir = await mkdtemp(join(tmpdir(), 'flotilla-etcd-'));
-  const server = new LocalEtcd(clientPort, peerPort, dataDir);
+  const server = new LocalEtcd(clientPort, peerPort, dataDir, opts.tls);
   try {
     await server.start();
   } catch (err) {
@@ -72,15 +87,19 @@ export async function startEtcd(): Promise<EtcdServer> {
 /**
  * One etcd for the calling test file: started before its first test, stopped after its last
  * (also when tests fail). Returns the accessor the tests call; it throws when called before
- * the `before` hook has run, e.g. at module level.
+ * the `before` hook has run, e.g. at module level. With `tls`, a PKI is made for it (and
+ * removed after the last test): see {@link EtcdOptions.tls} and {@link EtcdServer.pki}.
  */
-export function etcdForFile(test: TestFn): () => EtcdServer {
+export function etcdForFile(test: TestFn, opts: { tls?: boolean } = {}): () => EtcdServer {
   let etcd: EtcdServer | undefined;
+  let pki: TestPki | undefined;
   test.before(async () => {
-    etcd = await startEtcd();
+    if (opts.tls === true) pki = await makePki('flotilla-etcd-test-ca');
+    etcd = await startEtcd(pki === undefined ? {} : { tls: pki });
   });
   test.after.always(async () => {
     await etcd?.stop();
+    await pki?.remove();
   });
   return () => {
     if (etcd === undefined) throw new Error('etcd not started');
@@ -104,6 +123,12 @@ class PassThroughPolicy implements FaultPolicy {
 }
 const passThrough = new PassThroughPolicy();
 
+/** etcd3's form of the PKI's client certificate. */
+function credentialsOf(pki: TestPki): NonNullable<IOptions['credentials']> {
+  const tls = clientTls(pki);
+  return { rootCertificate: tls.ca, certChain: tls.cert, privateKey: tls.key };
+}
+
 class LocalEtcd implements EtcdServer {
   readonly endpoint: string;
   private child: ChildProcess | undefined;
@@ -116,8 +141,9 @@ class LocalEtcd implements EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly dataDir: string,
+    readonly pki: TestPki | undefined,
   ) {
-    this.endpoint = `http://127.0.0.1:${clientPort}`;
+    this.endpoint = `${pki === undefined ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
   }
 
   get pid(): number | undefined {
@@ -128,6 +154,7 @@ class LocalEtcd implements EtcdServer {
     this.etcdClient ??= new Etcd3({
       hosts: this.endpoint,
       dialTimeout: 5_000,
+      ...(this.pki === undefined ? {} : { credentials: credentialsOf(this.pki) }),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
       faultHandling: { host: () => passThrough, global: passThrough },
     });
@@ -151,6 +178,7 @@ class LocalEtcd implements EtcdServer {
         '--heartbeat-interval=50',
         '--election-timeout=500',
         '--logger=zap',
+        ...this.tlsFlags(),
       ],
       { stdio: ['ignore', logFd, logFd] },
     );
@@ -242,15 +270,33 @@ class LocalEtcd implements EtcdServer {
     this.watchdog?.kill('SIGKILL');
   }
 
+  /** etcd's flags for TLS towards clients (peers stay plain: there is one member). */
+  private tlsFlags(): string[] {
+    const pki = this.pki;
+    if (pki === undefined) return [];
+    return [
+      `--cert-file=${pki.server.certFile}`,
+      `--key-file=${pki.server.keyFile}`,
+      `--trusted-ca-file=${pki.caFile}`,
+      '--client-cert-auth',
+    ];
+  }
+
   private healthy(): Promise<boolean> {
     return new Promise((resolve) => {
-      const req = httpGet(`${this.endpoint}/health`, { timeout: 1_000 }, (res) => {
+      const url = `${this.endpoint}/health`;
+      const onResponse = (res: IncomingMessage): void => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (body += chunk));
         res.on('end', () => resolve(res.statusCode === 200 && body.includes('"true"')));
         res.on('error', () => resolve(false));
-      });
+      };
+      const tls = this.pki === undefined ? undefined : clientTls(this.pki);
+      const req =
+        tls === undefined
+          ? httpGet(url, { timeout: 1_000 }, onResponse)
+          : httpsGet(url, { timeout: 1_000, ...tls }, onResponse);
       req.on('timeout', () => req.destroy());
       req.on('error', () => resolve(false));
     });

@@ -6,7 +6,7 @@ export {
   type EventuallyOptions,
 } from './eventually.js';
 export { EXAMPLES } from './examples.js';
-export { etcdForFile, startEtcd, type EtcdServer } from './etcd.js';
+export { etcdForFile, startEtcd, type EtcdOptions, type EtcdServer } from './etcd.js';
 export {
   GIB,
   makeMachine,
@@ -19,3 +19,12 @@ export {
 export { freePort, freePorts } from './ports.js';
 export { uniquePrefix } from './prefix.js';
 export { startProxy, type BlockMode, type TcpProxy } from './proxy.js';
+export {
+  clientTls,
+  makePki,
+  pkiForFile,
+  testPki,
+  type CertFiles,
+  type ClientTlsPem,
+  type TestPki,
+} from './tls.js';

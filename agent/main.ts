@@ -19,6 +19,7 @@
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
+import { quietIpServernameWarning, tlsMode } from '../cli/tls.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
 import { openStore, type Store } from '../store/index.js';
 import type { SupervisorTimings } from './supervisor.js';
@@ -75,7 +76,11 @@ export async function startAgent(
   tuning: AgentTuning = {},
 ): Promise<Agent> {
   const log = logger.child({ machine: opts.machineId });
-  const store = openStore({ endpoints: opts.endpoints, prefix: opts.prefix });
+  const store = openStore({
+    endpoints: opts.endpoints,
+    prefix: opts.prefix,
+    ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+  });
   let units: UnitManager;
   let tail: TailServer;
   try {
@@ -109,6 +114,7 @@ export async function startAgent(
       listen: opts.logsListen,
       logs: units.logs,
       logger: log.child({ component: 'logs' }),
+      ...(opts.logsTls === undefined ? {} : { tls: opts.logsTls }),
       hasUnit: async (name) =>
         (late.reconciler?.known().has(name) ?? false) ||
         (await units.logs.tail(name, 1)).length > 0,
@@ -165,6 +171,7 @@ export async function startAgent(
       driver: units.driver.name,
       stateDir: opts.stateDir,
       logs: tail.address,
+      logsTls: tlsMode(opts.logsTls),
       adopted: adopted.length,
     },
     'agent started',
@@ -215,6 +222,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   }
   const opts = parsed.options;
   const logger = daemonLogger('flotilla-agent', opts.logLevel);
+  quietIpServernameWarning();
   const agent = await startAgent(opts, logger);
   const signal = await stopSignal();
   logger.info({ signal, keepUnits: opts.keepUnitsOnExit }, 'shutting down');

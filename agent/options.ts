@@ -26,6 +26,9 @@ import {
   envName,
   UsageError,
 } from '../cli/daemon-options.js';
+import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../cli/daemon-tls.js';
+import type { ServerTls } from '../cli/tls.js';
+import type { StoreTls } from '../store/index.js';
 import { parseMemoryBytes } from '../unit/index.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
@@ -57,6 +60,10 @@ export interface AgentOptions {
   readonly logLevel: string;
   /** The periodic reconcile pass, besides the one every watch event triggers. */
   readonly tickMs: number;
+  /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
+  readonly etcdTls?: StoreTls;
+  /** The Logs service's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
+  readonly logsTls?: ServerTls;
 }
 
 /** Defaults, in one place. */
@@ -94,6 +101,14 @@ Flags:
   --tick DURATION            periodic reconcile pass (default 5s)
   --log-level LEVEL          fatal, error, warn, info, debug, trace or silent (default info)
   -h, --help                 show this help
+
+TLS (PEM files; see docs/operations.md):
+  --etcd-cafile FILE         CA of etcd's certificate (with https:// endpoints)
+  --etcd-certfile FILE       client certificate for etcd --client-cert-auth, with:
+  --etcd-keyfile FILE        its key
+  --tls-cert-file FILE       serve Logs over TLS with this certificate (naming --public-ip), with:
+  --tls-key-file FILE        its key
+  --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
 `;
 
 const agentFlags = {
@@ -109,6 +124,7 @@ const agentFlags = {
   'logs-listen': { type: 'string' },
   'keep-units-on-exit': { type: 'boolean' },
   tick: { type: 'string' },
+  ...serverTlsFlags,
 } as const;
 
 /** Every flag the agent accepts, for the config file's key check. */
@@ -206,6 +222,8 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   }
   const cpu = args.string('cpu');
   const memory = args.string('memory');
+  const etcdTls = parseEtcdTls(args, endpoints, host.readFile);
+  const logsTls = parseServerTls(args, host.readFile);
   return {
     machineId,
     metadata: parseMetadata(args.string('metadata') ?? ''),
@@ -221,6 +239,8 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     keepUnitsOnExit: args.boolean('keep-units-on-exit'),
     logLevel: args.stringOr('log-level', AGENT_DEFAULTS.logLevel),
     tickMs,
+    ...(etcdTls === undefined ? {} : { etcdTls }),
+    ...(logsTls === undefined ? {} : { logsTls }),
   };
 }
 

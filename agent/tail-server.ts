@@ -7,12 +7,12 @@
 import {
   Metadata,
   Server,
-  ServerCredentials,
   status,
   type ServerWritableStream,
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { serverCredentials, type ServerTls } from '../cli/tls.js';
 import {
   LogsService,
   type LogLine,
@@ -37,6 +37,8 @@ export interface TailServerOptions {
   /** Whether this agent has `unit` (placed here, running here, or with a log here). */
   readonly hasUnit: (unit: string) => Promise<boolean>;
   readonly logger: Logger;
+  /** Serve TLS (mutual TLS when it has a client CA). Default: plaintext. */
+  readonly tls?: ServerTls;
 }
 
 /** A listening Logs service. */
@@ -74,7 +76,7 @@ export async function startTailServer(opts: TailServerOptions): Promise<TailServ
   };
   server.addService(LogsService, impl);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(opts.listen, serverCredentials(opts.tls), (err, p) =>
       err === null ? resolve(p) : reject(err),
     ),
   );

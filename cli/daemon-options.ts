@@ -9,9 +9,12 @@ import { UsageError } from './verb.js';
 
 export { UsageError };
 
-/** Flags every daemon takes. */
+/** Flags every daemon takes (the etcd TLS files are read by cli/daemon-tls.ts). */
 export const commonFlags = {
   'etcd-endpoints': { type: 'string' },
+  'etcd-cafile': { type: 'string' },
+  'etcd-certfile': { type: 'string' },
+  'etcd-keyfile': { type: 'string' },
   prefix: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },

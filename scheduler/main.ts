@@ -11,6 +11,7 @@
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
+import { quietIpServernameWarning } from '../cli/tls.js';
 import { openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './cluster-cache.js';
@@ -48,7 +49,11 @@ export async function startScheduler(
   tuning: SchedulerTuning = {},
 ): Promise<Scheduler> {
   const log = logger.child({ replica: opts.name });
-  const store = openStore({ endpoints: opts.endpoints, prefix: opts.prefix });
+  const store = openStore({
+    endpoints: opts.endpoints,
+    prefix: opts.prefix,
+    ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+  });
   const cache = new ClusterCache(store, log.child({ component: 'cache' }));
   let api: ApiServer | undefined;
   try {
@@ -56,7 +61,13 @@ export async function startScheduler(
     // with --listen=none (tests, benchmarks) does not load gRPC service code at all.
     if (opts.listen !== undefined) {
       const { startApiServer } = await import('./api/server.js');
-      api = await startApiServer({ store, listen: opts.listen, logger: log });
+      api = await startApiServer({
+        store,
+        listen: opts.listen,
+        logger: log,
+        ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
+        ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+      });
     }
   } catch (err) {
     await cache.close();
@@ -132,6 +143,7 @@ export async function runScheduler(argv: string[]): Promise<void> {
   }
   const opts = parsed.options;
   const logger = daemonLogger('flotilla-scheduler', opts.logLevel);
+  quietIpServernameWarning();
   const scheduler = await startScheduler(opts, logger);
   const signal = await stopSignal();
   logger.info({ signal }, 'shutting down: resigning leadership');

@@ -3,6 +3,7 @@
  * (cli/daemon-options.ts): the flag wins over the environment, the environment over the
  * default.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -10,6 +11,15 @@ import {
   parseDaemonArgs,
   UsageError,
 } from '../cli/daemon-options.js';
+import {
+  parseEtcdTls,
+  parseServerTls,
+  pemFlag,
+  serverTlsFlags,
+  type ReadFile,
+} from '../cli/daemon-tls.js';
+import type { ClientTls, ServerTls } from '../cli/tls.js';
+import type { StoreTls } from '../store/index.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
 export interface SchedulerOptions {
@@ -32,6 +42,15 @@ export interface SchedulerOptions {
   readonly lossSettleMs: number;
   /** Periodic pass interval. */
   readonly tickMs: number;
+  /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
+  readonly etcdTls?: StoreTls;
+  /** The API's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
+  readonly apiTls?: ServerTls;
+  /**
+   * TLS towards the agents' Logs services (`--agent-ca-file`), presenting the API's own
+   * certificate as client certificate; absent: plaintext.
+   */
+  readonly agentTls?: ClientTls;
 }
 
 /** Defaults, in one place. */
@@ -67,6 +86,16 @@ Flags:
   --tick DURATION              plan at least this often (default 1s)
   --log-level LEVEL            fatal, error, warn, info, debug, trace or silent (default info)
   -h, --help                   show this help
+
+TLS (PEM files; see docs/operations.md):
+  --etcd-cafile FILE           CA of etcd's certificate (with https:// endpoints)
+  --etcd-certfile FILE         client certificate for etcd --client-cert-auth, with:
+  --etcd-keyfile FILE          its key
+  --tls-cert-file FILE         serve the API over TLS with this certificate, with:
+  --tls-key-file FILE          its key
+  --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
+  --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
+                               --tls-cert-file is presented to them as client certificate
 `;
 
 const schedulerFlags = {
@@ -78,11 +107,17 @@ const schedulerFlags = {
   'loss-settle': { type: 'string' },
   'reschedule-pause-timeout': { type: 'string' },
   tick: { type: 'string' },
+  'agent-ca-file': { type: 'string' },
+  ...serverTlsFlags,
 } as const;
 
-/** Parses argv (and FLOTILLA_* env); `help` is true when usage was asked for. Throws UsageError. */
+/**
+ * Parses argv (and FLOTILLA_* env), reading the TLS files with `readFile`; `help` is true
+ * when usage was asked for. Throws UsageError.
+ */
 export function parseSchedulerArgs(
   argv: readonly string[],
+  readFile: ReadFile = readFileSync,
 ): { help: true } | { help: false; options: SchedulerOptions } {
   const args = parseDaemonArgs(argv, schedulerFlags);
   if (args.boolean('help')) return { help: true };
@@ -95,6 +130,15 @@ export function parseSchedulerArgs(
   if (tickMs < 10) throw new UsageError(`--tick: expected at least 10ms`);
   const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
   if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
+  const etcdTls = parseEtcdTls(args, endpoints, readFile);
+  const apiTls = parseServerTls(args, readFile);
+  const agentCa = pemFlag(args, 'agent-ca-file', 'certificate', readFile);
+  // The API's certificate doubles as the client certificate agents may require; it needs the
+  // clientAuth extended key usage then (docs/operations.md).
+  const agentTls: ClientTls | undefined =
+    agentCa === undefined
+      ? undefined
+      : { ca: agentCa, ...(apiTls === undefined ? {} : { cert: apiTls.cert, key: apiTls.key }) };
   return {
     help: false,
     options: {
@@ -112,6 +156,9 @@ export function parseSchedulerArgs(
       ),
       lossSettleMs: args.durationMs('loss-settle', SCHEDULER_DEFAULTS.lossSettleMs),
       tickMs,
+      ...(etcdTls === undefined ? {} : { etcdTls }),
+      ...(apiTls === undefined ? {} : { apiTls }),
+      ...(agentTls === undefined ? {} : { agentTls }),
     },
   };
 }

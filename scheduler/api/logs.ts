@@ -2,15 +2,17 @@
  * Logs.Tail through the API: find the machine the unit is placed on (a Global unit's copy on
  * the requested machine, or its first machine by id; or, when it is not placed any more, the
  * machine its last state came from),
- * and relay that agent's own Logs.Tail. The API keeps no logs itself; when the agent cannot
- * be reached the caller is told so, in words, with UNAVAILABLE.
+ * and relay that agent's own Logs.Tail (over TLS with --agent-ca-file: agent-link.ts). The
+ * API keeps no logs itself; when the agent cannot be reached the caller is told so, in words,
+ * with UNAVAILABLE.
  */
-import { credentials, status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
 import type { LogLine, TailRequest } from '../../proto/flotilla/v1/logs.js';
 import type { Placement } from '../../proto/flotilla/v1/records.js';
 import { LogsClient } from '../../proto/flotilla/v1/logs.js';
 import { codecs } from '../../store/index.js';
 import { parseUnitName } from '../../unit/index.js';
+import type { AgentLink } from './agent-link.js';
 import { ApiError, logFailure, toGrpcStatus, toServiceError, type GrpcStatus } from './errors.js';
 import type { StreamContext } from './events.js';
 import type { PlacementMachines } from './placement-machines.js';
@@ -27,6 +29,7 @@ interface LogSource {
 export function tailLogs(
   ctx: StreamContext,
   index: PlacementMachines,
+  agents: AgentLink,
 ): (call: ServerWritableStream<TailRequest, LogLine>) => void {
   return (call) => {
     const fail = (s: GrpcStatus, err: unknown): void => {
@@ -34,7 +37,7 @@ export function tailLogs(
       call.emit('error', toServiceError(s));
     };
     findSource(ctx, index, call.request).then(
-      (source) => relay(ctx, call, source, fail),
+      (source) => relay(ctx, agents, call, source, fail),
       (err: unknown) => fail(toGrpcStatus(err, ctx), err),
     );
   };
@@ -91,12 +94,13 @@ function copyOn(unit: string, placements: readonly Placement[], query: string): 
 
 function relay(
   ctx: StreamContext,
+  agents: AgentLink,
   call: ServerWritableStream<TailRequest, LogLine>,
   source: LogSource,
   fail: (s: GrpcStatus, err: unknown) => void,
 ): void {
   if (call.cancelled) return; // the client left while the unit was being looked up
-  const client = new LogsClient(source.endpoint, credentials.createInsecure());
+  const client = new LogsClient(source.endpoint, agents.credentials);
   const upstream = client.tail({ ...call.request, machine: source.machine });
   let done = false;
   const finish = (s?: GrpcStatus, err?: unknown): void => {
@@ -122,7 +126,7 @@ function relay(
   upstream.on('error', (err: ServiceError) => {
     if (done) return;
     if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) {
-      const details = `the agent of machine ${source.machine} at ${source.endpoint} cannot be reached: ${err.details}`;
+      const details = agents.unreachable(source.machine, source.endpoint, err.details);
       return finish({ code: status.UNAVAILABLE, details }, err);
     }
     finish({ code: err.code, details: err.details }, err);

@@ -9,14 +9,16 @@
  *   // at shutdown, before store.close():
  *   await api.close();
  */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../cli/tls.js';
 import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events.js';
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
 import type { Store } from '../../store/index.js';
 import { DefinitionCache } from '../snapshot.js';
+import { AgentLink } from './agent-link.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { unary } from './errors.js';
 import { watchEvents, type StreamContext } from './events.js';
@@ -39,6 +41,10 @@ export interface ApiServerOptions {
   readonly logger: Logger;
   /** How long close() lets in-flight calls finish before cutting them off. Default 5000 ms. */
   readonly shutdownGraceMs?: number;
+  /** Serve TLS (mutual TLS when it has a client CA). Default: plaintext. */
+  readonly tls?: ServerTls;
+  /** How Logs.Tail reaches the agents' Logs services. Default: plaintext. */
+  readonly agentTls?: ClientTls;
 }
 
 /** A running API server. */
@@ -91,7 +97,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () => resumeRescheduling(store)),
   };
   const events: EventsServer = { watch: watchEvents(ctx) };
-  const logs: LogsServer = { tail: tailLogs(ctx, index) };
+  const logs: LogsServer = { tail: tailLogs(ctx, index, new AgentLink(opts.agentTls)) };
   server.addService(UnitsService, units);
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
@@ -101,7 +107,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, bound) =>
+      server.bindAsync(opts.listen, serverCredentials(opts.tls), (err, bound) =>
         err === null ? resolve(bound) : reject(err),
       );
     });
@@ -110,7 +116,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     throw err;
   }
   const address = `${hostOf(opts.listen)}:${port}`;
-  logger.info({ address, etcd: store.options.endpoints }, 'API server listening');
+  const tls = tlsMode(opts.tls);
+  logger.info({ address, tls, etcd: store.options.endpoints }, 'API server listening');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -36,6 +36,7 @@ import {
   type UnitStatus,
 } from '../proto/flotilla/v1/units.js';
 import { validateUnitFile } from '../unit/index.js';
+import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
 import type { GlobalOptions } from './verb.js';
@@ -70,6 +71,7 @@ export interface StreamOptions {
 export class ApiClient {
   readonly endpoint: string;
   readonly requestTimeoutMs: number;
+  private readonly tls: GlobalOptions['tls'];
   private readonly channel: Channel;
   private readonly units: UnitsClient;
   private readonly machines: MachinesClient;
@@ -77,10 +79,13 @@ export class ApiClient {
   private readonly logs: LogsClient;
   private connected = false;
 
+  /** Throws CliError `file` when a TLS file cannot be used. */
   constructor(globals: GlobalOptions) {
     this.endpoint = globals.endpoint;
     this.requestTimeoutMs = globals.requestTimeoutMs;
-    const creds = credentials.createInsecure();
+    this.tls = globals.tls;
+    const creds =
+      globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
     this.channel = new Channel(this.endpoint, creds, {});
     const options = { channelOverride: this.channel };
     this.units = new UnitsClient(this.endpoint, creds, options);
@@ -209,6 +214,7 @@ export class ApiClient {
       endpoint: this.endpoint,
       requestTimeoutMs: this.requestTimeoutMs,
       connected: this.connected || ready,
+      tls: this.tls,
     });
   }
 

@@ -4,12 +4,16 @@
  * the server's `file:line: message` lines for a rejected unit file) and exits 1.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { ENDPOINT_ENV } from './global-options.js';
+import { tlsFailure, type TlsFailure } from '../store/tls.js';
+import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
+import type { ClientTlsFiles } from './verb.js';
 
 /** Stable codes of {@link CliError}. */
 export type CliErrorCode =
   /** The API cannot be reached at all. */
   | 'unreachable'
+  /** The TLS handshake failed: an untrusted certificate, no client certificate, TLS on one side only. */
+  | 'tls'
   /** The API did not answer within the request timeout. */
   | 'deadline'
   /** The API answered UNAVAILABLE (usually: etcd is down). */
@@ -52,6 +56,8 @@ export interface ErrorContext {
   readonly requestTimeoutMs: number;
   /** Whether the server has answered on this connection (a call succeeded, or it is READY). */
   readonly connected: boolean;
+  /** TLS towards the API; undefined: plaintext. */
+  readonly tls?: ClientTlsFiles | undefined;
 }
 
 /** The sentence for an API that cannot be reached. */
@@ -72,9 +78,11 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
   );
   switch (err.code) {
     case status.UNAVAILABLE:
-      // Not connected: the failure is the connection's. Connected: the server said it (for
-      // example that etcd is down), and its words are the useful ones.
+      // Not connected: the failure is the connection's (maybe its TLS handshake). Connected:
+      // the server said it (for example that etcd is down), and its words are the useful ones.
       if (!ctx.connected) {
+        const tls = tlsMessage(details, ctx);
+        if (tls !== undefined) return new CliError('tls', tls, err.code);
         return new CliError('unreachable', unreachableMessage(ctx.endpoint), err.code);
       }
       if (/Connection dropped/.test(details)) {
@@ -122,6 +130,47 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
       return new CliError('internal', 'the call was cancelled', err.code);
     default:
       return new CliError('internal', `${details} (${status[err.code] ?? err.code})`, err.code);
+  }
+}
+
+function tlsMessage(details: string, ctx: ErrorContext): string | undefined {
+  const failure = tlsFailure(details);
+  return failure === undefined ? undefined : tlsFailureMessage(ctx.endpoint, failure, ctx.tls);
+}
+
+/**
+ * The line for a connection to the API at `endpoint` that failed as `failure` says, with
+ * `tls` (undefined: plaintext); undefined when the failure is no TLS matter after all.
+ */
+function tlsFailureMessage(
+  endpoint: string,
+  failure: TlsFailure,
+  tls: ClientTlsFiles | undefined,
+): string | undefined {
+  const api = `the Flotilla API at ${endpoint}`;
+  const why = `(${failure.reason})`;
+  const passCa = `pass --ca-file with the CA that signed it (or set ${CA_FILE_ENV})`;
+  switch (failure.kind) {
+    case 'untrusted':
+      return tls?.caFile === undefined
+        ? `${api} presented a certificate that is not trusted ${why}: ${passCa}`
+        : `${api} presented a certificate not signed by the CA in --ca-file=${tls.caFile} ${why}: ${passCa}`;
+    case 'wrong-name':
+      return `the certificate of ${api} does not name that address ${why}: use an --endpoint it names`;
+    case 'refused':
+      return tls?.certFile === undefined
+        ? `${api} requires a client certificate ${why}: pass --cert-file and --key-file (or set ${CERT_FILE_ENV} and ${KEY_FILE_ENV})`
+        : `${api} refused the client certificate --cert-file=${tls.certFile} ${why}: it must be signed by the CA the API trusts (its --tls-client-ca-file)`;
+    case 'not-tls':
+      return `${api} does not speak TLS ${why}: leave out --ca-file, --cert-file and --key-file (and https://)`;
+    case 'dropped':
+      if (tls === undefined) {
+        return `${api} closed a plaintext connection at once: it probably requires TLS: pass --ca-file with the CA that signed its certificate (or set ${CA_FILE_ENV})`;
+      }
+      if (tls.certFile !== undefined) {
+        return `${api} closed the connection after the TLS handshake: it probably refuses the client certificate --cert-file=${tls.certFile} (it must be signed by the CA the API trusts, its --tls-client-ca-file)`;
+      }
+      return undefined;
   }
 }
 

@@ -1,11 +1,12 @@
 /**
- * flotctl's global options: `--endpoint`, `--request-timeout` and `-o`. They may stand before
+ * flotctl's global options: `--endpoint`, `--request-timeout`, `-o`, and TLS: `--ca-file`,
+ * `--cert-file`, `--key-file` (files read when connecting, in client-tls.ts). They may stand before
  * or after the verb (`flotctl -o json list-units` and `flotctl list-units -o json` are one
  * command), so they are taken out of the argument list first and each verb parses only its
  * own flags. `--` ends option scanning, as usual.
  */
 import { parseDurationMs } from './daemon-options.js';
-import { UsageError, type GlobalOptions, type OutputFormat } from './verb.js';
+import { UsageError, type ClientTlsFiles, type GlobalOptions, type OutputFormat } from './verb.js';
 
 /** The API address when neither `--endpoint` nor FLOTCTL_ENDPOINT says otherwise. */
 export const DEFAULT_ENDPOINT = '127.0.0.1:4700';
@@ -13,20 +14,33 @@ export const DEFAULT_ENDPOINT = '127.0.0.1:4700';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** The environment variable `--endpoint` falls back to. */
 export const ENDPOINT_ENV = 'FLOTCTL_ENDPOINT';
+/** The environment variables the TLS files fall back to. */
+export const CA_FILE_ENV = 'FLOTCTL_CA_FILE';
+export const CERT_FILE_ENV = 'FLOTCTL_CERT_FILE';
+export const KEY_FILE_ENV = 'FLOTCTL_KEY_FILE';
 
 /** Help text for the global options, shown by `flotctl --help` and every verb's help. */
 export const GLOBAL_HELP = `Global options (before or after the command):
-  --endpoint HOST:PORT     the scheduler API (env ${ENDPOINT_ENV}; default ${DEFAULT_ENDPOINT})
+  --endpoint HOST:PORT     the scheduler API (env ${ENDPOINT_ENV}; default ${DEFAULT_ENDPOINT});
+                           https://HOST:PORT speaks TLS, trusting the public roots
+  --ca-file FILE           TLS, trusting the API certificate's CA in FILE (env ${CA_FILE_ENV})
+  --cert-file FILE         client certificate, for an API with mutual TLS (env ${CERT_FILE_ENV})
+  --key-file FILE          its key (env ${KEY_FILE_ENV})
   --request-timeout DUR    deadline of each API call, e.g. 10s, 500ms (default 10s)
   -o, --output table|json  output format (default table)
   -h, --help               show help
 `;
 
-const LONG = new Map<string, 'endpoint' | 'request-timeout' | 'output'>([
+type GlobalFlag = 'endpoint' | 'request-timeout' | 'output' | 'ca-file' | 'cert-file' | 'key-file';
+
+const LONG = new Map<string, GlobalFlag>([
   ['--endpoint', 'endpoint'],
   ['--request-timeout', 'request-timeout'],
   ['--output', 'output'],
   ['-o', 'output'],
+  ['--ca-file', 'ca-file'],
+  ['--cert-file', 'cert-file'],
+  ['--key-file', 'key-file'],
 ]);
 
 /** The argument list split into the global options and everything else, in order. */
@@ -43,7 +57,7 @@ export function splitGlobalOptions(
   argv: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
 ): SplitArgs {
-  const raw: Partial<Record<'endpoint' | 'request-timeout' | 'output', string>> = {};
+  const raw: Partial<Record<GlobalFlag, string>> = {};
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -74,13 +88,11 @@ export function splitGlobalOptions(
 }
 
 function resolveGlobals(
-  raw: Partial<Record<'endpoint' | 'request-timeout' | 'output', string>>,
+  raw: Partial<Record<GlobalFlag, string>>,
   env: NodeJS.ProcessEnv,
 ): GlobalOptions {
-  const fromEnv = env[ENDPOINT_ENV];
-  const endpoint = normalizeEndpoint(
-    raw.endpoint ?? (fromEnv === undefined || fromEnv === '' ? DEFAULT_ENDPOINT : fromEnv),
-  );
+  const given = raw.endpoint ?? nonEmpty(env[ENDPOINT_ENV]) ?? DEFAULT_ENDPOINT;
+  const endpoint = normalizeEndpoint(given);
   let requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS;
   if (raw['request-timeout'] !== undefined) {
     const ms = parseDurationMs(raw['request-timeout']);
@@ -95,7 +107,34 @@ function resolveGlobals(
   if (!isOutputFormat(output)) {
     throw new UsageError(`-o ${output}: expected table or json`);
   }
-  return { endpoint, requestTimeoutMs, output };
+  const tls = resolveTls(raw, env, /^\s*https:\/\//i.test(given));
+  return { endpoint, requestTimeoutMs, output, ...(tls === undefined ? {} : { tls }) };
+}
+
+/** TLS when the endpoint is https:// or any TLS file is given; the files are read later. */
+function resolveTls(
+  raw: Partial<Record<GlobalFlag, string>>,
+  env: NodeJS.ProcessEnv,
+  https: boolean,
+): ClientTlsFiles | undefined {
+  const caFile = raw['ca-file'] ?? nonEmpty(env[CA_FILE_ENV]);
+  const certFile = raw['cert-file'] ?? nonEmpty(env[CERT_FILE_ENV]);
+  const keyFile = raw['key-file'] ?? nonEmpty(env[KEY_FILE_ENV]);
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError(
+      `--cert-file and --key-file go together (or ${CERT_FILE_ENV} and ${KEY_FILE_ENV}): give both or neither`,
+    );
+  }
+  if (!https && caFile === undefined && certFile === undefined) return undefined;
+  return {
+    ...(caFile === undefined ? {} : { caFile }),
+    ...(certFile === undefined ? {} : { certFile }),
+    ...(keyFile === undefined ? {} : { keyFile }),
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
 }
 
 function isOutputFormat(value: string): value is OutputFormat {

@@ -29,6 +29,7 @@ import {
   type GlobalOptions,
   type Verb,
 } from './verb.js';
+import { quietIpServernameWarning } from './tls.js';
 import { verifyVerb } from './verify.js';
 import { watchVerb } from './watch.js';
 
@@ -165,6 +166,7 @@ function isParseArgsError(err: unknown): boolean {
 
 /** The process streams, with Ctrl-C (SIGINT) and SIGTERM as an abort signal. */
 function processIo(): { io: CliIo; dispose(): void } {
+  quietIpServernameWarning(); // would break the one-line errors, see tls.ts
   const controller = new AbortController();
   let forced: NodeJS.Timeout | undefined;
   const onSignal = (): void => {

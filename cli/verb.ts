@@ -26,6 +26,15 @@ export interface CliIo {
 /** `-o table` (default) or `-o json`. */
 export type OutputFormat = 'table' | 'json';
 
+/** flotctl's TLS files, read when it connects; see global-options.ts. */
+export interface ClientTlsFiles {
+  /** `--ca-file`: the CA of the API's certificate. Absent: the public roots. */
+  readonly caFile?: string;
+  /** `--cert-file` and `--key-file`, both or neither: for an API with mutual TLS. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
+
 /** The options every verb accepts, before or after its name; see global-options.ts. */
 export interface GlobalOptions {
   /** host:port of a scheduler's API. Flag `--endpoint`, env FLOTCTL_ENDPOINT, default 127.0.0.1:4700. */
@@ -33,6 +42,8 @@ export interface GlobalOptions {
   /** The deadline of every API call, in ms (`--request-timeout`, default 10s). */
   readonly requestTimeoutMs: number;
   readonly output: OutputFormat;
+  /** TLS towards the API (an https:// endpoint, or any TLS file given); absent: plaintext. */
+  readonly tls?: ClientTlsFiles;
 }
 
 /** One `flotctl <verb>`: `run` gets the arguments after the verb and returns the exit code. */

@@ -106,9 +106,8 @@ async function follow(
       }
       return; // ended by the user (or the server closed the stream cleanly)
     } catch (err) {
-      if (!(err instanceof CliError) || err.code === 'refused' || err.code === 'unreachable') {
-        throw err;
-      }
+      const fatal = ['refused', 'unreachable', 'tls'];
+      if (!(err instanceof CliError) || fatal.includes(err.code)) throw err;
       io.stderr(`${err.message}; resuming from revision ${next === 0n ? 'now' : next}\n`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       if (io.signal?.aborted === true) return;

@@ -7,6 +7,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +81,7 @@ export async function inProcessAgent(
   const { argv } = await argvFor(t, setup);
   const parsed = parseAgentArgs(argv, {
     env: {},
-    readFile: () => '',
+    readFile: (path) => readFileSync(path, 'utf8'), // TLS files in `args`; nothing else is read
     cpuMillicores: () => 4000,
     memoryBytes: () => 8 * 1024 ** 3,
     publicIp: () => '127.0.0.1',

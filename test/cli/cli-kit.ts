@@ -47,9 +47,17 @@ export interface RunOptions {
   readonly cwd?: string;
 }
 
-/** Runs bin/flotctl with `args` to completion; FLOTCTL_ENDPOINT is unset unless given. */
+/** flotctl's own variables, unset so a developer's environment does not leak into tests. */
+const NO_FLOTCTL_ENV = {
+  FLOTCTL_ENDPOINT: '',
+  FLOTCTL_CA_FILE: '',
+  FLOTCTL_CERT_FILE: '',
+  FLOTCTL_KEY_FILE: '',
+};
+
+/** Runs bin/flotctl with `args` to completion; FLOTCTL_* variables are unset unless given. */
 export function flotctl(args: readonly string[], opts: RunOptions = {}): Promise<Run> {
-  const env = { ...process.env, FLOTCTL_ENDPOINT: '', ...opts.env };
+  const env = { ...process.env, ...NO_FLOTCTL_ENV, ...opts.env };
   const started = Date.now();
   return new Promise((resolve, reject) => {
     execFile(
@@ -83,7 +91,7 @@ export interface LiveRun {
 export function spawnFlotctl(t: ExecutionContext, args: readonly string[]): LiveRun {
   const child = spawn(process.execPath, [FLOTCTL, ...args], {
     cwd: ROOT,
-    env: { ...process.env, FLOTCTL_ENDPOINT: '' },
+    env: { ...process.env, ...NO_FLOTCTL_ENV },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

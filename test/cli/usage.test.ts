@@ -34,6 +34,9 @@ test('flotctl --help lists every verb and the global options, exit 0', async (t)
   t.regex(r.stdout, /--endpoint HOST:PORT/);
   t.regex(r.stdout, /--request-timeout/);
   t.regex(r.stdout, /-o, --output table\|json/);
+  t.regex(r.stdout, /--ca-file FILE .*FLOTCTL_CA_FILE/);
+  t.regex(r.stdout, /--cert-file FILE .*FLOTCTL_CERT_FILE/);
+  t.regex(r.stdout, /--key-file FILE .*FLOTCTL_KEY_FILE/);
 });
 
 test('every verb has --help starting with its usage line, exit 0, without a cluster', async (t) => {
@@ -80,6 +83,9 @@ const USAGE_ERRORS: readonly (readonly string[])[] = [
   ['-o', 'yaml', 'list-units'],
   ['list-units', '--endpoint'],
   ['--request-timeout', '-5s', 'list-units'],
+  ['--cert-file', 'client.pem', 'list-units'],
+  ['list-units', '--key-file', 'client.key'],
+  ['list-units', '--ca-file'],
 ];
 
 test('usage errors exit 2 with the usage on stderr and nothing on stdout', async (t) => {

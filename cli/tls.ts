@@ -102,9 +102,11 @@ export function quietIpServernameWarning(): void {
   quiet = true;
   const original = process.emitWarning;
   const filtered = function (this: NodeJS.Process, warning: string | Error, ...rest: unknown[]) {
+    // emitWarning(warning, type, code) or emitWarning(warning, { type, code }).
     const [typeOrOptions, code] = rest;
-    const options = typeof typeOrOptions === 'object' ? (typeOrOptions as { code?: unknown }) : {};
-    if (code === 'DEP0123' || options?.code === 'DEP0123') return;
+    const options =
+      typeOrOptions !== null && typeof typeOrOptions === 'object' ? typeOrOptions : {};
+    if (code === 'DEP0123' || ('code' in options && options.code === 'DEP0123')) return;
     Reflect.apply(original, this, [warning, ...rest]);
   };
   process.emitWarning = filtered as typeof process.emitWarning;

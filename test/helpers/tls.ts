@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext, TestFn } from 'ava';
+import { quietIpServernameWarning } from '../../cli/tls.js';
 
 const run = promisify(execFile);
 
@@ -61,6 +62,7 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'
 
 /** Makes a CA (named `name`) and a server and a client certificate in a fresh temp dir. */
 export async function makePki(name = 'flotilla-test-ca'): Promise<TestPki> {
+  quietIpServernameWarning(); // TLS tests dial 127.0.0.1, as the daemons and flotctl do
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-pki-'));
   const at = (file: string): string => join(dir, file);
   try {

@@ -35,8 +35,9 @@ export function etcdCredentials(tls: StoreTls | undefined): IOptions['credential
  * - `wrong-name`: the certificate does not name the host or address that was dialled.
  * - `refused`: the server refused the client's certificate, or wanted one and got none.
  * - `not-tls`: the client spoke TLS to a server that does not.
- * - `dropped`: the server closed the connection before gRPC began. Over plaintext this is
- *   what a TLS server does; it is also what a proxy cutting connections looks like.
+ * - `dropped`: the server closed or reset the connection before gRPC began. Over plaintext
+ *   this is what a TLS server does, and a mutual-TLS server refusing a client certificate
+ *   may do it after the handshake; it is also what a proxy cutting connections looks like.
  */
 export type TlsFailureKind = 'untrusted' | 'wrong-name' | 'refused' | 'not-tls' | 'dropped';
 
@@ -49,7 +50,10 @@ export interface TlsFailure {
 
 /** First match wins; each pattern also extracts the reason worth quoting. */
 const PATTERNS: ReadonlyArray<readonly [TlsFailureKind, RegExp]> = [
-  ['wrong-name', /(Hostname\/IP does not match certificate's altnames: [^.]*)/],
+  [
+    'wrong-name',
+    /(Hostname\/IP does not match certificate's altnames: .*?)\.?(?: Resolution note|$)/m,
+  ],
   [
     'untrusted',
     /(unable to verify the first certificate|self[- ]signed certificate(?: in certificate chain)?|unable to get (?:local )?issuer certificate|certificate has expired|certificate is not yet valid)/i,
@@ -60,6 +64,8 @@ const PATTERNS: ReadonlyArray<readonly [TlsFailureKind, RegExp]> = [
   ],
   ['not-tls', /(wrong version number|packet length too long|http request)/i],
   ['dropped', /(Failed to connect)/],
+  // A reset only while connecting: one of an established connection is no TLS matter.
+  ['dropped', /No connection established\. Last error: (?:Error: )?(read ECONNRESET)/],
 ];
 
 /**

@@ -11,7 +11,9 @@ import {
   Presence,
   resolveStoreOptions,
   StoreError,
+  tlsFailure,
   type StoreOptions,
+  type TlsFailureKind,
 } from '../../store/index.js';
 import {
   assertEventually,
@@ -129,4 +131,61 @@ test.serial('a store with TLS sees a restarted etcd again', async (t) => {
     message: 'writes work again after the restart',
   });
   t.is((await store.list(store.keys.prefix)).items.length, 2);
+});
+
+test('tlsFailure reads the handshake failures grpc-js reports, and nothing else', (t) => {
+  const last = (error: string) =>
+    `No connection established. Last error: ${error}. Resolution note: `;
+  const cases: [string, TlsFailureKind | undefined, string | undefined][] = [
+    [
+      last('Error: unable to verify the first certificate'),
+      'untrusted',
+      'unable to verify the first certificate',
+    ],
+    [
+      last('Error: self-signed certificate in certificate chain'),
+      'untrusted',
+      'self-signed certificate in certificate chain',
+    ],
+    [last('Error: certificate has expired'), 'untrusted', 'certificate has expired'],
+    [
+      last(
+        "Error [ERR_TLS_CERT_ALTNAME_INVALID]: Hostname/IP does not match certificate's altnames: IP: 127.0.0.2 is not in the cert's list: 127.0.0.1",
+      ),
+      'wrong-name',
+      "Hostname/IP does not match certificate's altnames: IP: 127.0.0.2 is not in the cert's list: 127.0.0.1",
+    ],
+    [
+      last(
+        '80ACE7BCCC7F0000:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 116\n (2026-11-24T18:46:27.528Z)',
+      ),
+      'refused',
+      'tlsv13 alert certificate required',
+    ],
+    [
+      last(
+        '801C08B5FE7E0000:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:...',
+      ),
+      'refused',
+      'sslv3 alert bad certificate',
+    ],
+    [
+      last(
+        'Error: 80ACE7BCCC7F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:...',
+      ),
+      'not-tls',
+      'wrong version number',
+    ],
+    [last('Failed to connect (2026-11-24T18:46:27.487Z)'), 'dropped', 'Failed to connect'],
+    [last('read ECONNRESET'), 'dropped', 'read ECONNRESET'],
+    ['14 UNAVAILABLE: read ECONNRESET', undefined, undefined],
+    [last('Error: connect ECONNREFUSED 127.0.0.1:1'), undefined, undefined],
+    [last('Protocol error (2026-11-24T18:47:02.821Z)'), undefined, undefined],
+    ['etcdserver: request timed out', undefined, undefined],
+  ];
+  for (const [message, kind, reason] of cases) {
+    const failure = tlsFailure(message);
+    t.is(failure?.kind, kind, message);
+    t.is(failure?.reason, reason, message);
+  }
 });

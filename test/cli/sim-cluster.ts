@@ -156,11 +156,15 @@ async function agentTick(store: Store, opts: SimOptions): Promise<void> {
     store.list(k.dir('placement')),
     store.listRecords(codecs.state, k.dir('state')),
   ]);
+  const known = new Set(units.items.map((u) => u.value.name));
   const globals = new Set(units.items.filter((u) => isGlobal(u.value)).map((u) => u.value.name));
   const want = new Map<string, UnitState>(); // state key -> what its agent reports
   for (const kv of placementKvs.items) {
     const parsed = k.parse(kv.key);
     if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
+    // A unit destroyed since the placements were read: whether it was Global is unknown, so
+    // report nothing (its state would land under the wrong key); the placement goes next.
+    if (!known.has(parsed.name)) continue;
     const p = { ...codecs.placement.decode(kv.key, kv.value), machine: parsed.machine };
     const key = globals.has(parsed.name)
       ? k.globalState(parsed.name, parsed.machine)

@@ -1,9 +1,5 @@
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import {
-  Client,
   credentials,
-  Metadata,
   Server,
   ServerCredentials,
   status,
@@ -11,7 +7,6 @@ import {
   type ServerWritableStream,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import test, { type ExecutionContext } from 'ava';
 import {
   LogsClient,
@@ -28,50 +23,16 @@ import {
   freePort,
   makeMachine,
   makeUnit,
+  reflectedServices,
   unitText,
 } from '../helpers/index.js';
-import { CALL_TIMEOUT_MS, failure, isServiceError, startApi } from './api-kit.js';
+import { failure, isServiceError, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);
 
-/** Service names from a reflection ListServices response (keepCase field names). */
-function serviceNames(response: unknown): string[] {
-  const list = (response as { list_services_response?: { service?: unknown } })
-    .list_services_response?.service;
-  if (!Array.isArray(list)) return [];
-  return list.map((s: unknown) => String((s as { name?: unknown }).name));
-}
-
 test('server reflection lists the Flotilla services', async (t) => {
   const api = await startApi(t, server());
-  const require = createRequire(import.meta.url);
-  const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
-  const definition = loadSync('grpc/reflection/v1/reflection.proto', {
-    includeDirs: [root],
-    keepCase: true,
-  });
-  const service = definition['grpc.reflection.v1.ServerReflection'];
-  const method =
-    service !== undefined && 'ServerReflectionInfo' in service
-      ? service.ServerReflectionInfo
-      : undefined;
-  if (method === undefined || !('path' in method)) throw new Error('reflection.proto not loaded');
-  const client = new Client(api.server.address, credentials.createInsecure());
-  t.teardown(() => client.close());
-  const call = client.makeBidiStreamRequest(
-    method.path as string,
-    method.requestSerialize,
-    method.responseDeserialize,
-    new Metadata(),
-    { deadline: Date.now() + CALL_TIMEOUT_MS },
-  );
-  const response = new Promise<unknown>((resolve, reject) => {
-    call.once('data', resolve);
-    call.once('error', reject);
-  });
-  call.write({ list_services: '*' });
-  const names = serviceNames(await response);
-  call.end();
+  const names = await reflectedServices(api.server.address, credentials.createInsecure());
   for (const name of API_SERVICES) t.true(names.includes(name), `${name} in ${names.join(',')}`);
   t.true(names.includes('flotilla.v1.Units'));
 });

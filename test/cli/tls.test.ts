@@ -5,10 +5,6 @@
  * process; for `journal`, a real agent (process driver) serving its Logs service over mutual
  * TLS. Every misconfiguration ends flotctl with exit 1 and one line saying what to pass.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { Client, Metadata } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { channelCredentials } from '../../cli/tls.js';
@@ -22,6 +18,7 @@ import {
   clientTls,
   etcdForFile,
   pkiForFile,
+  reflectedServices,
   uniquePrefix,
   type TestPki,
 } from '../helpers/index.js';
@@ -189,37 +186,7 @@ test('flotctl with --ca-file against a plaintext API says it does not speak TLS'
 test('gRPC reflection lists the services over mutual TLS', async (t) => {
   const pki = etcdPki();
   const api = await tlsScheduler(t, [...apiCert(pki), `--tls-client-ca-file=${pki.caFile}`]);
-  const require = createRequire(import.meta.url);
-  const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
-  const definition = loadSync('grpc/reflection/v1/reflection.proto', {
-    includeDirs: [root],
-    keepCase: true,
-  });
-  const service = definition['grpc.reflection.v1.ServerReflection'];
-  const method =
-    service !== undefined && 'ServerReflectionInfo' in service
-      ? service.ServerReflectionInfo
-      : undefined;
-  if (method === undefined || !('path' in method)) throw new Error('reflection.proto not loaded');
-  const client = new Client(api.endpoint, channelCredentials(clientTls(pki)));
-  t.teardown(() => client.close());
-  const call = client.makeBidiStreamRequest(
-    method.path as string,
-    method.requestSerialize,
-    method.responseDeserialize,
-    new Metadata(),
-    { deadline: Date.now() + 20_000 },
-  );
-  const response = new Promise<unknown>((resolve, reject) => {
-    call.once('data', resolve);
-    call.once('error', reject);
-  });
-  call.write({ list_services: '*' });
-  const list =
-    ((await response) as { list_services_response?: { service?: { name?: string }[] } })
-      .list_services_response?.service ?? [];
-  call.end();
-  const names = list.map((s) => s.name ?? '');
+  const names = await reflectedServices(api.endpoint, channelCredentials(clientTls(pki)));
   for (const name of API_SERVICES) t.true(names.includes(name), `${name} in ${names.join(',')}`);
 });
 

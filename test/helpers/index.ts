@@ -28,3 +28,4 @@ export {
   type ClientTlsPem,
   type TestPki,
 } from './tls.js';
+export { reflectedServices } from './reflection.js';

@@ -35,7 +35,7 @@ import {
   type SubmitUnitsResponse,
   type UnitStatus,
 } from '../proto/flotilla/v1/units.js';
-import { validateUnitFile } from '../unit/index.js';
+import { parseUnitName, validateUnitFile } from '../unit/index.js';
 import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
@@ -119,6 +119,7 @@ export class ApiClient {
   }
 
   async setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
+    if (names.length > REQUEST_UNITS) await this.checkKnown(names, true);
     const merged: SetDesiredStateResponse = { changed: [], unchanged: [], revision: 0n };
     for (const part of chunks(names)) {
       const call = this.units.setDesiredState.bind(this.units);
@@ -131,6 +132,7 @@ export class ApiClient {
   }
 
   async destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
+    if (names.length > REQUEST_UNITS) await this.checkKnown(names, false);
     const merged: DestroyUnitsResponse = { destroyed: [], revision: 0n };
     for (const part of chunks(names)) {
       const res = await this.unary(this.units.destroyUnits.bind(this.units), { names: part });
@@ -138,6 +140,26 @@ export class ApiClient {
       merged.revision = maxBigint(merged.revision, res.revision);
     }
     return merged;
+  }
+
+  /**
+   * Before a write split into several requests: every name must be a submitted unit (or, with
+   * `instances`, an instance of a submitted template), as the API checks for one request, so
+   * an unknown name among many still writes nothing (bar a unit destroyed meanwhile).
+   */
+  private async checkKnown(names: readonly string[], instances: boolean): Promise<void> {
+    const { units } = await this.listAllUnits();
+    const known = new Set(units.flatMap((u) => (u.unit === undefined ? [] : [u.unit.name])));
+    const missing = names.filter((name) => {
+      if (known.has(name)) return false;
+      if (!instances) return true;
+      const parsed = parseUnitName(name);
+      return !(parsed.isInstance && known.has(parsed.template));
+    });
+    if (missing.length === 0) return;
+    const what = missing.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
+    const hint = instances ? ' (nor instances of a submitted template)' : '';
+    throw new CliError('refused', `${missing.join(', ')} ${what}${hint}`);
   }
 
   getUnit(name: string): Promise<UnitStatus> {

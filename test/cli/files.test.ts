@@ -293,6 +293,15 @@ test('submit and destroy of more units than one transaction holds: checked first
     perRevision.set(kv.modRevision, (perRevision.get(kv.modRevision) ?? 0) + 1);
   t.deepEqual([...perRevision.values()], [128, 128, 44]);
 
+  // An unknown name at the end, in the third run of 128: refused before the first is sent.
+  const before = await fingerprint(api.store);
+  const start = await api.run(['start', '--no-block', ...names, 'ghost.service']);
+  t.is(start.code, 1);
+  t.regex(start.stderr, /^ghost\.service is not a submitted unit/);
+  const gone = await api.run(['destroy', ...names, 'ghost.service']);
+  t.is(gone.code, 1);
+  t.deepEqual(await fingerprint(api.store), before, 'nothing started, nothing destroyed');
+
   const destroy = await api.run(['destroy', ...names]);
   t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
   t.is(destroy.stdout.split('\n').filter((l) => / destroyed$/.test(l)).length, 300);

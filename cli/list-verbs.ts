@@ -38,6 +38,8 @@ interface Row {
   /** The copy this row shows, for a Global unit placed somewhere. */
   readonly copy?: GlobalInstance;
   readonly addresses: MachineAddresses;
+  /** list-unit-files: whether the file says Global=true, parsed once per row. */
+  readonly global?: boolean;
 }
 
 const placementMachine = (r: Row): string =>
@@ -84,10 +86,10 @@ const FILE_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   unit: (r) => r.status.unit?.name ?? '-',
   hash: (r, full) => shortHash(r.status.unit?.hash ?? '', full),
   dstate: (r) => r.status.unit?.desiredState ?? '-',
-  state: (r) => (isGlobalUnit(r.status.unit) ? '-' : r.status.currentState),
+  state: (r) => (r.global === true ? '-' : r.status.currentState),
   target: (r, full) =>
-    isGlobalUnit(r.status.unit) ? 'global' : machineLegend(placementMachine(r), r.addresses, full),
-  global: (r) => String(isGlobalUnit(r.status.unit)),
+    r.global === true ? 'global' : machineLegend(placementMachine(r), r.addresses, full),
+  global: (r) => String(r.global === true),
   desc: (r) => describeUnit(r.status.unit) || '-',
 };
 const FILE_DEFAULTS = 'unit,hash,dstate,state,target';
@@ -171,7 +173,11 @@ export const listUnitFilesVerb: Verb = {
         );
         return EXIT_OK;
       }
-      const rows = listing.units.map((status) => ({ status, addresses }));
+      const rows = listing.units.map((status) => ({
+        status,
+        addresses,
+        global: isGlobalUnit(status.unit),
+      }));
       const opts = { full: values.full === true, legend: values['no-legend'] !== true };
       io.stdout(renderTable(rows, fields, FILE_COLUMNS, opts));
       return EXIT_OK;

@@ -24,6 +24,7 @@ import {
   resolveMachine,
   spanEnd,
 } from './reads.js';
+import type { DefinitionCache } from '../snapshot.js';
 import type { PlacementMachines } from './placement-machines.js';
 import { addPlacements, composeStatus, extrasBySpan, recordsByKeys } from './unit-status.js';
 
@@ -42,6 +43,7 @@ interface PageToken {
 export async function getUnit(
   store: Store,
   index: PlacementMachines,
+  definitions: DefinitionCache,
   req: GetUnitRequest,
 ): Promise<UnitStatus> {
   try {
@@ -56,13 +58,14 @@ export async function getUnit(
   if (kv === undefined) throw new ApiError('not-found', `${req.name} is not a submitted unit`);
   const unit = codecs.unit.decode(kv.key, kv.value);
   const extras = await extrasBySpan(store, [req.name], revision, index.ids());
-  return composeStatus(unit, extras);
+  return composeStatus(unit, extras, definitions);
 }
 
 /** ListUnits; see units.proto and this module's comment. */
 export async function listUnits(
   store: Store,
   index: PlacementMachines,
+  definitions: DefinitionCache,
   req: ListUnitsRequest,
 ): Promise<ListUnitsResponse> {
   if (req.pageSize < 0) {
@@ -74,8 +77,8 @@ export async function listUnits(
   try {
     const revision = token?.revision ?? (await store.revision());
     return req.machine === ''
-      ? await unitsPage(store, index, { pageSize, glob, token, revision })
-      : await machinePage(store, req.machine, { pageSize, glob, token, revision });
+      ? await unitsPage(store, index, definitions, { pageSize, glob, token, revision })
+      : await machinePage(store, req.machine, definitions, { pageSize, glob, token, revision });
   } catch (err) {
     if (token !== undefined && isStoreError(err, 'compacted')) {
       throw new ApiError(
@@ -97,6 +100,7 @@ interface PageRequest {
 async function unitsPage(
   store: Store,
   index: PlacementMachines,
+  definitions: DefinitionCache,
   page: PageRequest,
 ): Promise<ListUnitsResponse> {
   const { kvs, next } = await scan(store, store.keys.dir('unit'), page);
@@ -108,7 +112,7 @@ async function unitsPage(
     index.ids(),
   );
   return {
-    units: units.map((u) => composeStatus(u, extras)),
+    units: units.map((u) => composeStatus(u, extras, definitions)),
     nextPageToken: next === '' ? '' : encodeToken({ revision: page.revision, after: next }),
     revision: page.revision,
   };
@@ -117,6 +121,7 @@ async function unitsPage(
 async function machinePage(
   store: Store,
   query: string,
+  definitions: DefinitionCache,
   page: PageRequest,
 ): Promise<ListUnitsResponse> {
   const machine = resolveMachine(await knownMachines(store, page.revision), query);
@@ -127,7 +132,7 @@ async function machinePage(
   const statuses: UnitStatus[] = [];
   for (const name of names) {
     const unit = units.get(name);
-    if (unit !== undefined) statuses.push(composeStatus(unit, extras)); // else: destroyed
+    if (unit !== undefined) statuses.push(composeStatus(unit, extras, definitions)); // else: destroyed
   }
   return {
     units: statuses,

@@ -78,8 +78,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(store, req)),
     setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(store, req)),
     destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(store, req)),
-    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(store, index, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(store, index, req)),
+    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(store, index, definitions, req)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(store, index, definitions, req)),
     scale: unary(ctx, 'Units.Scale', (req) => scale(store, req)),
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(store, definitions, req)),
   };

@@ -18,7 +18,7 @@
 import type { Placement, Unit, UnitState, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { GlobalInstance, UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type KeyValue, type Keys, type Store } from '../../store/index.js';
-import { DefinitionCache, isInvalidUnit } from '../snapshot.js';
+import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
 import {
   getAt,
   knownMachines,
@@ -32,9 +32,6 @@ import {
 
 /** Agent active states that count as running for the derived `launched`. */
 const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
-
-/** Parsed unit files, shared by every request: whether a unit is Global is parsed once. */
-const definitions = new DefinitionCache();
 
 /** Placements, states and pending reasons of a set of units, by unit name. */
 export interface UnitExtras {
@@ -52,7 +49,7 @@ function emptyExtras(): UnitExtras {
 }
 
 /** Whether `unit`'s file says `Global=true` (false when it does not parse). */
-function isGlobalUnit(unit: Unit): boolean {
+function isGlobalUnit(unit: Unit, definitions: DefinitionCache): boolean {
   const def = definitions.get(unit);
   return !isInvalidUnit(def) && def.fleet.global;
 }
@@ -62,8 +59,12 @@ function isGlobalUnit(unit: Unit): boolean {
  * running on the placement's machine), loaded (placed, otherwise). A Global unit has one
  * {@link GlobalInstance} per machine it is placed on instead, see {@link composeGlobal}.
  */
-export function composeStatus(unit: Unit, extras: UnitExtras): UnitStatus {
-  if (isGlobalUnit(unit)) return composeGlobal(unit, extras);
+export function composeStatus(
+  unit: Unit,
+  extras: UnitExtras,
+  definitions: DefinitionCache,
+): UnitStatus {
+  if (isGlobalUnit(unit, definitions)) return composeGlobal(unit, extras);
   const placements = extras.placements.get(unit.name) ?? [];
   const state = extras.states.get(unit.name);
   const placement = placements.find((p) => p.machine === state?.machine) ?? placements[0];

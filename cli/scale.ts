@@ -4,7 +4,7 @@
  * instances scaled away are gone. The instances are read before scaling, so the wait knows
  * where the ones that go were running.
  */
-import { ScaleResponse } from '../proto/flotilla/v1/units.js';
+import { ScaleResponse, type InstanceRange } from '../proto/flotilla/v1/units.js';
 import { parseUnitName } from '../unit/index.js';
 import { withClient } from './client.js';
 import { outcomeJson } from './state-verbs.js';
@@ -102,11 +102,13 @@ export const scaleVerb: Verb = {
         if (res.revision > revision) revision = res.revision;
         if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);
         if (before === undefined) continue;
-        const listed = (name: string) => before.units.find((u) => u.unit?.name === name);
-        for (const name of res.instances) targets.set(name, 'launched');
-        for (const name of res.destroyed) targets.set(name, 'gone');
-        for (const name of [...res.instances, ...res.destroyed]) {
-          views.set(name, UnitView.fromStatus(name, listed(name), before.revision));
+        const listed = new Map(before.units.map((u) => [u.unit?.name ?? '', u]));
+        const instances = instanceNames(res.template, res.instances);
+        const destroyed = instanceNames(res.template, res.destroyed);
+        for (const name of instances) targets.set(name, 'launched');
+        for (const name of destroyed) targets.set(name, 'gone');
+        for (const name of [...instances, ...destroyed]) {
+          views.set(name, UnitView.fromStatus(name, listed.get(name), before.revision));
         }
       }
       if (!wait.block) {
@@ -117,7 +119,7 @@ export const scaleVerb: Verb = {
           );
         return EXIT_OK;
       }
-      const started = new Set(responses.flatMap((r) => r.started));
+      const started = new Set(responses.flatMap((r) => instanceNames(r.template, r.started)));
       const unchanged = new Set([...targets.keys()].filter((n) => !started.has(n)));
       const outcomes = await waitForTargets(api, io, {
         views,
@@ -139,6 +141,34 @@ export const scaleVerb: Verb = {
 };
 
 function scaleLine(template: string, res: ScaleResponse): string {
-  const list = (names: readonly string[]) => (names.length === 0 ? 'none' : names.join(', '));
-  return `Scaled ${template} to ${res.instances.length}: started ${list(res.started)}; destroyed ${list(res.destroyed)}`;
+  const total = res.instances.reduce((sum, r) => sum + r.last - r.first + 1, 0);
+  const started = rangesText(res.template, res.started);
+  return `Scaled ${template} to ${total}: started ${started}; destroyed ${rangesText(res.template, res.destroyed)}`;
+}
+
+/** The instance names of `ranges` of `template` (web@.service, 1..3 -> web@1.service ...). */
+export function instanceNames(template: string, ranges: readonly InstanceRange[]): string[] {
+  const [head, tail] = splitTemplate(template);
+  const names: string[] = [];
+  for (const r of ranges) for (let n = r.first; n <= r.last; n++) names.push(`${head}${n}${tail}`);
+  return names;
+}
+
+/** `web@{1..3}.service, web@7.service`, as a shell would expand it; `none` when empty. */
+function rangesText(template: string, ranges: readonly InstanceRange[]): string {
+  if (ranges.length === 0) return 'none';
+  const [head, tail] = splitTemplate(template);
+  const shown = ranges
+    .slice(0, 20)
+    .map((r) =>
+      r.first === r.last ? `${head}${r.first}${tail}` : `${head}{${r.first}..${r.last}}${tail}`,
+    );
+  if (ranges.length > shown.length) shown.push(`and ${ranges.length - shown.length} more ranges`);
+  return shown.join(', ');
+}
+
+/** `web@.service` -> [`web@`, `.service`]. */
+function splitTemplate(template: string): [string, string] {
+  const at = template.indexOf('@');
+  return [template.slice(0, at + 1), template.slice(at + 1)];
 }

@@ -1,38 +1,38 @@
 /**
- * The scheduler's mirror of the cluster: one {@link WatchCache} per record directory (units,
- * machines, machine metadata, placements, states, unscheduled). Every replica keeps it warm,
- * leader or not, so a newly elected leader plans at once. The caches list, then watch; after a
- * compaction or a reconnect they re-list by themselves and emit a 'resync', which this cache
- * passes on like any other change, so the level-triggered engine simply plans again.
+ * The leader's view of the cluster, kept on the replica's one {@link ClusterMirror} (which the
+ * API serves from too). Every replica keeps it warm, leader or not, so a newly elected leader
+ * plans at once. What a pass needs is kept current change by change: each machine as the
+ * planner sees it (metadata merged, drained), each active unit parsed once per version. A
+ * view therefore costs one walk over the records in name order, never a parse or a sort of
+ * the whole cluster; and changes that cannot change a plan (agents' states) wake nobody.
  */
 import type { Logger } from 'pino';
-import type {
-  Machine,
-  MachineConfig,
-  Placement,
-  Unit,
-  UnitState,
-  Unscheduled,
-} from '../proto/flotilla/v1/records.js';
+import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
 import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import {
-  codecs,
   Listeners,
-  WatchCache,
   type CacheEntry,
-  type CacheEvent,
-  type Keys,
-  type RecordKind,
-  type RecordTypes,
+  type ClusterMirror,
+  type KeyKind,
   type Store,
   type Unsubscribe,
 } from '../store/index.js';
-import { buildSnapshot, DefinitionCache, type BuiltSnapshot } from './snapshot.js';
+import type { PlannerMachine, PlannerUnit } from './planner/index.js';
+import {
+  activeDesired,
+  DefinitionCache,
+  isInvalidUnit,
+  toPlannerMachine,
+  toPlannerUnit,
+  type ActiveUnit,
+  type BuiltSnapshot,
+  type InvalidUnit,
+} from './snapshot.js';
 
 /** What changed, as far as planning is concerned. */
 export interface ClusterChange {
-  readonly kind: RecordKind;
-  /** True for a re-list after a compaction or reconnect (or the first listing). */
+  readonly kinds: ReadonlySet<KeyKind | 'other'>;
+  /** True for a listing (the first, or a re-list after a compaction). */
   readonly resync: boolean;
 }
 
@@ -46,54 +46,64 @@ export interface ClusterView extends BuiltSnapshot {
   readonly placements: ReadonlyMap<string, ReadonlyMap<string, CacheEntry<Placement>>>;
   /** Unit name -> its unscheduled/ entry. */
   readonly unscheduled: ReadonlyMap<string, CacheEntry<Unscheduled>>;
+  /** The mirror's revision the view was taken at. */
+  readonly revision: bigint;
 }
 
 /** Kinds whose changes can change a plan (states and unscheduled records cannot). */
-const PLANNING_KINDS: ReadonlySet<RecordKind> = new Set([
+const PLANNING_KINDS: ReadonlySet<KeyKind | 'other'> = new Set([
   'unit',
   'machine',
   'machine-metadata',
   'placement',
+  'control',
 ]);
 
-/**
- * The scheduler's list+watch mirror of units/, machines/, machine-metadata/, placements/,
- * states/, unscheduled/, and control/ (operators' requests to the leader).
- */
+/** A unit as the planner sees it, memoised per record version. */
+type Planned =
+  | { readonly modRevision: bigint; readonly unit: PlannerUnit; readonly active: ActiveUnit }
+  | { readonly modRevision: bigint; readonly invalid: InvalidUnit }
+  | { readonly modRevision: bigint; readonly skip: true };
+
+/** The leader's view of the replica's mirror. */
 export class ClusterCache {
-  readonly units: WatchCache<Unit>;
-  readonly machines: WatchCache<Machine>;
-  readonly configs: WatchCache<MachineConfig>;
-  readonly placements: WatchCache<Placement>;
-  /** By full key: `states/<name>`, and `states/<name>/<machine>` for a Global unit's copies. */
-  readonly states: WatchCache<UnitState>;
-  readonly unscheduled: WatchCache<Unscheduled>;
-  readonly control: WatchCache<ReschedulingPause>;
-  private readonly keys: Keys;
   private readonly definitions = new DefinitionCache();
   private readonly changes = new Listeners<ClusterChange>();
   private readonly machineEvents = new Listeners<MachineEvent>();
   private readonly reported = new Set<string>();
+  /** Planner machines, rebuilt for a machine when its record or its config changes. */
+  private readonly plannerMachines = new Map<string, PlannerMachine>();
+  private sortedMachines: PlannerMachine[] | undefined;
+  private readonly planned = new Map<string, Planned>();
+  private readonly unsubscribe: Unsubscribe;
 
-  /** Starts listing and watching every directory at once. */
   constructor(
     private readonly store: Store,
+    readonly mirror: ClusterMirror,
     private readonly logger: Logger,
   ) {
-    this.keys = store.keys;
-    this.units = this.mirror('unit');
-    this.machines = this.mirror('machine');
-    this.configs = this.mirror('machine-metadata');
-    this.placements = this.mirror('placement');
-    this.states = this.mirror('state');
-    this.unscheduled = this.mirror('unscheduled');
-    this.control = this.mirror('control');
-    this.machines.on((e) => this.onMachineEvent(e));
+    this.unsubscribe = mirror.on((e) => {
+      const kinds = new Set<KeyKind | 'other'>();
+      for (const c of e.changes) {
+        kinds.add(c.kind);
+        if (c.kind === 'machine' || c.kind === 'machine-metadata')
+          this.machineChanged(c.parsed?.name);
+        if (c.kind === 'machine' && c.parsed !== undefined) {
+          const { change } = c;
+          if (change.type === 'delete')
+            this.machineEvents.emit({ type: 'lost', id: c.parsed.name });
+          else if (change.prev === undefined)
+            this.machineEvents.emit({ type: 'seen', id: c.parsed.name });
+        }
+      }
+      if ([...kinds].some((k) => PLANNING_KINDS.has(k)))
+        this.changes.emit({ kinds, resync: e.resync });
+    });
   }
 
-  /** Resolves once every directory has been listed. */
-  async ready(): Promise<void> {
-    await Promise.all(this.all().map((c) => c.ready()));
+  /** Resolves once the mirror has listed the cluster. */
+  ready(): Promise<void> {
+    return this.mirror.ready();
   }
 
   /** Calls `fn` on every change that may change a plan (units, machines, metadata, placements). */
@@ -108,109 +118,120 @@ export class ClusterCache {
 
   /** Ids of the machines present now. */
   liveMachines(): string[] {
-    return this.machines.entries().flatMap((e) => this.idOf(e.key) ?? []);
+    return [...this.mirror.machines.keys()];
+  }
+
+  /** How many machines are present now. */
+  machineCount(): number {
+    return this.mirror.machines.size;
+  }
+
+  /** The operator's request to end a rescheduling pause, if one is waiting. */
+  resumeRequest(): CacheEntry<ReschedulingPause> | undefined {
+    return this.mirror.control.get(this.store.keys.resumeRescheduling());
   }
 
   /**
-   * Waits until the placement and unscheduled mirrors hold everything etcd holds now, at
-   * least as far as creations and updates go: a new leader calls this before its first pass,
-   * so it sees every placement its predecessor wrote (all of them precede the predecessor's
-   * key deletion, which this replica has already seen). Deletions it may still lag behind
-   * are harmless: a write conditioned on them fails and the next pass corrects it.
+   * Waits until the mirror holds everything etcd holds now: a new leader calls this before its
+   * first pass, so it sees every placement its predecessor wrote.
    */
   async catchUp(timeoutMs = 20_000): Promise<void> {
-    await Promise.all(
-      [this.placements, this.unscheduled].map(async (cache) => {
-        const listing = await this.store.list(cache.prefix);
-        let max = 0n;
-        for (const kv of listing.items) if (kv.modRevision > max) max = kv.modRevision;
-        if (max > 0n) await cache.waitFor(max, timeoutMs);
-      }),
-    );
+    await this.mirror.waitFor(await this.store.revision(), timeoutMs);
   }
 
-  /** The view one pass plans from. Parses each unit file once per version. */
+  /** Resolves once the mirror shows `revision` (a pass's own writes). */
+  waitFor(revision: bigint, timeoutMs?: number): Promise<void> {
+    return this.mirror.waitFor(revision, timeoutMs);
+  }
+
+  /** The view one pass plans from: one walk over units and placements in the mirror. */
   view(): ClusterView {
-    const machines = new Map<string, Machine>();
-    for (const e of this.machines.entries()) {
-      const id = this.idOf(e.key);
-      if (id !== undefined) machines.set(id, e.value);
+    const { mirror } = this;
+    const machines = this.machinesSorted();
+    const units: PlannerUnit[] = [];
+    const active = new Map<string, ActiveUnit>();
+    const invalid: InvalidUnit[] = [];
+    const hidden = new Set<string>();
+    const seen = this.planned.size > mirror.units.size * 2 ? new Set<string>() : undefined;
+    for (const [name, entry] of mirror.units.entries()) {
+      seen?.add(name);
+      let p = this.planned.get(name);
+      if (p === undefined || p.modRevision !== entry.modRevision) {
+        p = this.plan(name, entry.value, entry.modRevision);
+        this.planned.set(name, p);
+      }
+      if ('unit' in p) {
+        units.push(p.unit);
+        active.set(name, p.active);
+      } else if ('invalid' in p) {
+        invalid.push(p.invalid);
+        hidden.add(name);
+      }
     }
-    const configs = new Map<string, MachineConfig>();
-    for (const e of this.configs.entries()) {
-      const parsed = this.keys.parse(e.key);
-      if (parsed?.kind === 'machine-metadata') configs.set(parsed.name, e.value);
+    if (seen !== undefined)
+      for (const name of this.planned.keys()) if (!seen.has(name)) this.planned.delete(name);
+    const placements = new Map<string, string[]>();
+    for (const [name, byMachine] of mirror.placements) {
+      if (!hidden.has(name)) placements.set(name, [...byMachine.keys()].sort());
     }
-    const units = new Map<string, Unit>();
-    for (const e of this.units.entries()) {
-      const parsed = this.keys.parse(e.key);
-      if (parsed?.kind === 'unit') units.set(parsed.name, e.value);
-    }
-    const placements = new Map<string, Map<string, CacheEntry<Placement>>>();
-    for (const e of this.placements.entries()) {
-      const parsed = this.keys.parse(e.key);
-      if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
-      let byMachine = placements.get(parsed.name);
-      if (byMachine === undefined) placements.set(parsed.name, (byMachine = new Map()));
-      byMachine.set(parsed.machine, e);
-    }
-    const unscheduled = new Map<string, CacheEntry<Unscheduled>>();
-    for (const e of this.unscheduled.entries()) {
-      const parsed = this.keys.parse(e.key);
-      if (parsed?.kind === 'unscheduled') unscheduled.set(parsed.name, e);
-    }
-    const plain = new Map(
-      [...placements].map(([name, m]) => [name, new Map([...m].map(([id, e]) => [id, e.value]))]),
-    );
-    const built = buildSnapshot({ machines, configs, units, placements: plain }, this.definitions);
+    const built = { snapshot: { machines, units, placements }, active, invalid };
     this.reportInvalid(built);
-    return { ...built, placements, unscheduled };
+    return {
+      ...built,
+      placements: mirror.placements,
+      unscheduled: mirror.unscheduled,
+      revision: mirror.revision,
+    };
   }
 
-  /** Stops every watch. Idempotent. */
-  async close(): Promise<void> {
+  /** Stops following the mirror (the mirror's owner closes it). */
+  close(): void {
+    this.unsubscribe();
     this.changes.clear();
     this.machineEvents.clear();
-    await Promise.all(this.all().map((c) => c.close()));
   }
 
-  private all(): Pick<WatchCache<unknown>, 'ready' | 'close'>[] {
-    return [
-      this.units,
-      this.machines,
-      this.configs,
-      this.placements,
-      this.states,
-      this.unscheduled,
-      this.control,
-    ];
+  private plan(
+    name: string,
+    unit: Parameters<typeof activeDesired>[0],
+    modRevision: bigint,
+  ): Planned {
+    const desired = activeDesired(unit);
+    if (desired === undefined) return { modRevision, skip: true };
+    const def = this.definitions.get({ ...unit, name });
+    if (isInvalidUnit(def)) return { modRevision, invalid: def };
+    if (def.name.isTemplate) return { modRevision, skip: true };
+    return {
+      modRevision,
+      unit: toPlannerUnit(def, desired),
+      active: { name, hash: unit.hash, desired },
+    };
   }
 
-  /** The list+watch cache of `kind`'s directory; changes of planning kinds feed onChange. */
-  private mirror<K extends RecordKind>(kind: K): WatchCache<RecordTypes[K]> {
-    const cache = new WatchCache(this.store, { prefix: this.keys.dir(kind), codec: codecs[kind] });
-    cache.onError((err) =>
-      this.logger.warn({ err, prefix: cache.prefix, code: err.code }, 'cluster cache: retrying'),
-    );
-    if (PLANNING_KINDS.has(kind)) {
-      cache.on((e) => this.changes.emit({ kind, resync: e.type === 'resync' }));
-    }
-    return cache;
+  private machineChanged(id: string | undefined): void {
+    if (id === undefined) return;
+    this.sortedMachines = undefined;
+    const machine = this.mirror.machines.get(id);
+    if (machine === undefined) this.plannerMachines.delete(id);
+    else
+      this.plannerMachines.set(
+        id,
+        toPlannerMachine(id, machine.value, this.mirror.configs.get(id)?.value),
+      );
   }
 
-  private onMachineEvent(e: CacheEvent<Machine>): void {
-    const changes = e.type === 'resync' ? e.changes : [e];
-    for (const c of changes) {
-      const id = this.idOf(c.key);
-      if (id === undefined) continue;
-      if (c.type === 'delete') this.machineEvents.emit({ type: 'lost', id });
-      else if (c.prev === undefined) this.machineEvents.emit({ type: 'seen', id });
-    }
-  }
-
-  private idOf(key: string): string | undefined {
-    const parsed = this.keys.parse(key);
-    return parsed?.kind === 'machine' ? parsed.name : undefined;
+  private machinesSorted(): PlannerMachine[] {
+    this.sortedMachines ??= [...this.mirror.machines.keys()].flatMap((id) => {
+      let m = this.plannerMachines.get(id);
+      if (m === undefined) {
+        const entry = this.mirror.machines.get(id);
+        if (entry === undefined) return [];
+        m = toPlannerMachine(id, entry.value, this.mirror.configs.get(id)?.value);
+        this.plannerMachines.set(id, m);
+      }
+      return [m];
+    });
+    return this.sortedMachines;
   }
 
   /** Logs each unparseable unit version once, not on every pass. */

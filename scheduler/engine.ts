@@ -72,6 +72,8 @@ export class Engine {
   private term: Term | undefined;
   private loop: Promise<void> = Promise.resolve();
   private dirty = true;
+  /** The last pass left work (deferred moves, failed conditions): the tick plans again. */
+  private replan = true;
   private closed = false;
   private passes = 0;
   private last: Plan | undefined;
@@ -101,7 +103,6 @@ export class Engine {
   start(): void {
     this.unsubscribe.push(
       this.cache.onChange(() => this.poke()),
-      this.cache.control.on(() => this.poke()),
       this.cache.onMachine((e) =>
         e.type === 'lost' ? this.guard.machineLost(e.id) : this.guard.machineSeen(e.id),
       ),
@@ -165,6 +166,7 @@ export class Engine {
     const log = this.logger.child({ epoch: term.fence.revision.toString() });
     if (!(await this.prepare(term, log))) return;
     this.dirty = true;
+    this.replan = true;
     let dueAt = 0;
     while (!this.closed && !term.signal.aborted) {
       if (!this.dirty && this.now() < dueAt) {
@@ -173,10 +175,12 @@ export class Engine {
       }
       if (this.dirty) await delay(this.debounceMs);
       if (this.closed || term.signal.aborted) break;
+      const changed = this.dirty || this.replan;
       this.dirty = false;
       dueAt = this.now() + this.tickMs;
       try {
-        const { deferred, wait, retry } = await this.pass(term, log);
+        const { deferred, wait, retry } = await this.pass(term, log, changed);
+        this.replan = retry || deferred > 0;
         if (retry) dueAt = Math.min(dueAt, this.now() + 100);
         else if (deferred > 0) dueAt = Math.min(dueAt, this.now() + Math.max(20, wait));
       } catch (err) {
@@ -185,6 +189,7 @@ export class Engine {
           break;
         }
         if (isSchedulerError(err, 'deposed') || term.signal.aborted) break;
+        this.replan = true;
         log.warn({ err }, 'pass failed; retrying');
       }
     }
@@ -214,28 +219,35 @@ export class Engine {
     return false;
   }
 
-  /** One pass: plan from the cache, commit, wait until the cache shows the writes. */
+  /**
+   * One pass: plan from the cache, commit, wait until the cache shows the writes. A tick with
+   * nothing changed since the last pass, nothing left over and no pause ending plans nothing:
+   * the planner is deterministic, so it would decide what it decided before.
+   */
   private async pass(
     term: Term,
     log: Logger,
+    changed: boolean,
   ): Promise<{ deferred: number; wait: number; retry: boolean }> {
-    this.passes += 1;
     await this.answerResumeRequest(term, log);
-    const view = this.cache.view();
-    this.report(this.guard.evaluate(view.snapshot.machines.length), term);
+    const transition = this.guard.evaluate(this.cache.machineCount());
+    this.report(transition, term);
     const pause = this.guard.paused;
     if (pause !== undefined && this.now() - this.lastReminder >= this.reminderMs) {
       this.lastReminder = this.now();
       log.warn({ pause }, 'RESCHEDULING PAUSED: units of lost machines are not being moved');
     }
     const settling = this.guard.settleRemaining();
+    // When deferred work may go ahead again: never by itself while paused (the tick re-checks).
+    const wait =
+      pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
+    if (!changed && transition === undefined) return { deferred: 0, wait, retry: false };
+    this.passes += 1;
+    const view = this.cache.view();
     const maxMoves = pause === undefined && settling === 0 ? this.budget.available() : 0;
     const result = plan(view.snapshot, { maxMoves });
     this.last = result;
     const work = decideWork(this.store.keys, view, result, term.fence.revision);
-    // When deferred work may go ahead again: never by itself while paused (the tick re-checks).
-    const wait =
-      pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
     if (work.first.length + work.second.length === 0)
       return { deferred: result.deferred.length, wait, retry: false };
     this.budget.spend(result.moves);
@@ -253,8 +265,11 @@ export class Engine {
       },
       'pass committed',
     );
-    if (res.placementsRevision > 0n) await this.cache.placements.waitFor(res.placementsRevision);
-    if (res.unscheduledRevision > 0n) await this.cache.unscheduled.waitFor(res.unscheduledRevision);
+    const written =
+      res.placementsRevision > res.unscheduledRevision
+        ? res.placementsRevision
+        : res.unscheduledRevision;
+    if (written > 0n) await this.cache.waitFor(written);
     return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
   }
 
@@ -265,7 +280,7 @@ export class Engine {
    */
   private async answerResumeRequest(term: Term, log: Logger): Promise<void> {
     const key = this.store.keys.resumeRescheduling();
-    const request = this.cache.control.get(key);
+    const request = this.cache.resumeRequest();
     if (request === undefined) return;
     const pause = this.guard.paused;
     if (pause !== undefined && BigInt(pause.since) === request.value.sinceUnixMs) {

@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
 import { quietIpServernameWarning } from '../cli/tls.js';
-import { openStore, type Store } from '../store/index.js';
+import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './engine.js';
@@ -54,7 +54,11 @@ export async function startScheduler(
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
   });
-  const cache = new ClusterCache(store, log.child({ component: 'cache' }));
+  // The replica's one mirror of the cluster: the leader plans from it, the API reads from it.
+  const mirror = new ClusterMirror(store);
+  const mirrorLog = log.child({ component: 'mirror' });
+  mirror.onError((err) => mirrorLog.warn({ err, code: err.code }, 'cluster mirror: recovering'));
+  const cache = new ClusterCache(store, mirror, log.child({ component: 'cache' }));
   let api: ApiServer | undefined;
   try {
     // The one call site of the API server. Loaded only when it is wanted, so a replica run
@@ -63,6 +67,7 @@ export async function startScheduler(
       const { startApiServer } = await import('./api/server.js');
       api = await startApiServer({
         store,
+        mirror,
         listen: opts.listen,
         logger: log,
         ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
@@ -70,7 +75,8 @@ export async function startScheduler(
       });
     }
   } catch (err) {
-    await cache.close();
+    cache.close();
+    await mirror.close();
     store.close();
     throw err;
   }
@@ -114,7 +120,8 @@ export async function startScheduler(
     await leadership.close(closeOpts);
     await engine.close();
     await api?.close();
-    await cache.close();
+    cache.close();
+    await mirror.close();
     store.close();
     log.info('scheduler stopped');
   };

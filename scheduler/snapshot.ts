@@ -2,8 +2,8 @@
  * The planner's snapshot, built from cluster records: live machines with the API's metadata
  * merged over the agent's own and their drained flag, the active units parsed from their
  * files, and the placements. The one place records become a snapshot: the leader's engine
- * builds it from its cluster cache, the API's Plan from a one-shot etcd read (readCluster in
- * api/reads.ts), so a dry run sees what the leader would. Pure: no etcd, no clock, so it is
+ * builds it from its cluster cache, the API's Plan from a copy of the same mirror (readCluster
+ * in api/reads.ts), so a dry run sees what the leader would. Pure: no etcd, no clock, so it is
  * tested with plain records.
  *
  * A unit whose stored file no longer parses (a file written by a newer Flotilla, a bug) is
@@ -12,7 +12,13 @@
  */
 import type { Machine, MachineConfig, Placement, Unit } from '../proto/flotilla/v1/records.js';
 import type { PlannerMachine, PlannerUnit, Snapshot } from './planner/index.js';
-import { parseUnit, type UnitDefinition, type UnitStateName } from '../unit/index.js';
+import { templateOf } from '../store/index.js';
+import {
+  parseUnit,
+  parseUnitName,
+  type UnitDefinition,
+  type UnitStateName,
+} from '../unit/index.js';
 
 /** Entries kept before the definition cache starts over: a few MB at most. */
 const DEFINITION_CACHE_LIMIT = 20_000;
@@ -25,8 +31,10 @@ export interface InvalidUnit {
 }
 
 /**
- * Parsed definitions by unit name and content hash: a unit file is parsed once per version,
- * not once per pass or call. A file that does not parse is remembered with its problem.
+ * Parsed definitions, shared by content: a unit file is parsed once per version, not once per
+ * pass or call, and a file without specifiers (`%i`, `%n`, ...) reads the same for every
+ * instance of its template, so 100,000 instances of one template share one parse. A file that
+ * does not parse is remembered with its problem.
  */
 export class DefinitionCache {
   private readonly map = new Map<string, UnitDefinition | InvalidUnit>();
@@ -39,7 +47,20 @@ export class DefinitionCache {
 
   /** The definition of `unit`, or the problem that keeps it from having one. */
   get(unit: Unit): UnitDefinition | InvalidUnit {
-    const key = `${unit.name}\u0000${unit.hash}\u0000${unit.file.length}`;
+    const shared = this.shared(unit);
+    if (isInvalidUnit(shared))
+      return shared.name === unit.name ? shared : { ...shared, name: unit.name };
+    return shared.name.name === unit.name ? shared : { ...shared, name: parseUnitName(unit.name) };
+  }
+
+  /**
+   * The parse `unit` shares with every unit of the same file: right in everything but
+   * `name`, which may be another instance's. For what does not depend on the name
+   * (resources, `[X-Fleet]` flags), without the cost of a per-unit copy.
+   */
+  shared(unit: Unit): UnitDefinition | InvalidUnit {
+    const owner = unit.file.includes('%') ? unit.name : (templateOf(unit.name) ?? unit.name);
+    const key = `${owner}\u0000${unit.hash}\u0000${unit.file.length}`;
     const hit = this.map.get(key);
     if (hit !== undefined) return hit;
     let result: UnitDefinition | InvalidUnit;

@@ -81,6 +81,9 @@ export interface WatchCacheOptions<T> {
 
 type Outcome = 'compacted' | 'dropped' | 'closed';
 
+/** How often a waiter behind the watch asks etcd how far the watch has come. */
+const PROGRESS_REQUEST_MS = 50;
+
 /**
  * A list-then-watch mirror of one prefix. Create it, subscribe, then `await ready()`.
  *
@@ -98,12 +101,19 @@ export class WatchCache<T> {
   private readonly map = new Map<string, CacheEntry<T>>();
   private readonly events = new Listeners<CacheEvent<T>>();
   private readonly errors = new Listeners<StoreError>();
+  private readonly revisions = new Listeners<bigint>();
   private readonly waiters = new Set<{ revision: bigint; resolve: () => void }>();
   private readonly waker = new Waker();
   private rev = 0n;
+  /** The highest revision etcd said (and confirmed) the watch has delivered everything up to. */
+  private progress = 0n;
+  private verifying = false;
+  /** Keys whose values did not decode: in etcd, but not in the map. */
+  private readonly skipped = new Set<string>();
   private listed = false;
   private closed = false;
   private cancelStream: (() => void) | undefined;
+  private requestProgress: (() => void) | undefined;
   private readonly loop: Promise<void>;
   private readonly first: Promise<void>;
   private settleFirst: ((err?: StoreError) => void) | undefined;
@@ -132,7 +142,7 @@ export class WatchCache<T> {
 
   /** Every change up to this revision is applied (0n before the first listing). */
   get revision(): bigint {
-    return this.rev;
+    return this.progress > this.rev ? this.progress : this.rev;
   }
 
   get size(): number {
@@ -153,6 +163,14 @@ export class WatchCache<T> {
     return this.events.on(fn);
   }
 
+  /**
+   * Called after each watch response is applied, with the revision reached: the changes it
+   * emitted one by one before form one transaction or more, complete.
+   */
+  onRevision(fn: (revision: bigint) => void): Unsubscribe {
+    return this.revisions.on(fn);
+  }
+
   /** Subscribes to problems the cache recovers from by itself (etcd down, corrupt values). */
   onError(fn: (error: StoreError) => void): Unsubscribe {
     return this.errors.on(fn);
@@ -163,20 +181,27 @@ export class WatchCache<T> {
    * prefix returned): read-your-writes. Rejects with `deadline` after `timeoutMs`.
    */
   waitFor(revision: bigint, timeoutMs = 20_000): Promise<void> {
-    if (this.rev >= revision) return Promise.resolve();
+    if (this.revision >= revision) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const waiter = {
         revision,
         resolve: () => {
           clearTimeout(timer);
+          clearInterval(ask);
           resolve();
         },
       };
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
+        clearInterval(ask);
         reject(new StoreError('deadline', `cache ${this.prefix} did not reach ${revision}`));
       }, timeoutMs);
+      // The revision may have been reached by writes outside this prefix, which the watch does
+      // not report: etcd's answer to a progress request says how far the watch has come. etcd
+      // ignores the request while the watch is still catching up, so it is asked again.
+      const ask = setInterval(() => this.requestProgress?.(), PROGRESS_REQUEST_MS);
       this.waiters.add(waiter);
+      this.requestProgress?.();
     });
   }
 
@@ -190,6 +215,7 @@ export class WatchCache<T> {
     this.settleFirst?.(new StoreError('closed', `cache ${this.prefix} closed before ready`));
     this.events.clear();
     this.errors.clear();
+    this.revisions.clear();
   }
 
   private async run(): Promise<void> {
@@ -222,6 +248,7 @@ export class WatchCache<T> {
     if (this.closed) return;
     const changes: CacheChange<T>[] = [];
     const seen = new Set<string>();
+    this.skipped.clear();
     for (const kv of listing.items) {
       seen.add(kv.key);
       const old = this.map.get(kv.key);
@@ -257,11 +284,13 @@ export class WatchCache<T> {
         if (done) return;
         done = true;
         this.cancelStream = undefined;
+        this.requestProgress = undefined;
         stream.cancel(); // ends the RPC, and with it the server-side watcher
         if (err !== undefined && !this.closed) this.errors.emit(toStoreError(err, this.prefix));
         resolve(outcome);
       };
       this.cancelStream = () => finish('closed');
+      this.requestProgress = () => stream.write({ progress_request: {} });
       if (this.closed) return finish('closed');
       stream.on('data', (res: IWatchResponse) => {
         if (done) return;
@@ -273,6 +302,11 @@ export class WatchCache<T> {
           );
         }
         if (res.created) onCreated();
+        if (!res.created && res.events.length === 0) {
+          // A progress notification: every change up to its revision has been delivered.
+          this.progressed(big(res.header.revision));
+          return;
+        }
         this.applyEvents(res.events);
       });
       stream.on('error', (err) => finish('dropped', err));
@@ -304,6 +338,7 @@ export class WatchCache<T> {
       if (change !== undefined) this.events.emit(change);
     }
     this.advance(last);
+    if (events.length > 0) this.revisions.emit(this.rev);
   }
 
   private applyPut(kv: KeyValue, revision: bigint, synthetic: boolean): CacheChange<T> | undefined {
@@ -312,8 +347,11 @@ export class WatchCache<T> {
       value = this.codec.decode(kv.key, kv.value);
     } catch (err) {
       this.errors.emit(toStoreError(err, kv.key));
-      return this.applyDelete(kv.key, revision, synthetic);
+      const change = this.applyDelete(kv.key, revision, synthetic);
+      this.skipped.add(kv.key);
+      return change;
     }
+    this.skipped.delete(kv.key);
     const prev = this.map.get(kv.key);
     const entry: CacheEntry<T> = {
       key: kv.key,
@@ -332,6 +370,7 @@ export class WatchCache<T> {
     revision: bigint,
     synthetic: boolean,
   ): CacheChange<T> | undefined {
+    this.skipped.delete(key);
     const prev = this.map.get(key);
     if (prev === undefined) return undefined;
     this.map.delete(key);
@@ -340,8 +379,38 @@ export class WatchCache<T> {
 
   private advance(revision: bigint): void {
     if (revision > this.rev) this.rev = revision;
+    this.wake();
+  }
+
+  /**
+   * etcd answered a progress request with `revision`. etcd 3.4 answers from a side channel,
+   * without waiting for the watch to deliver what came before (etcd-io/etcd#15220), so the
+   * answer is only a hint: it is believed once etcd confirms, at that revision, that nothing
+   * under the prefix changed since the last change applied (no key modified after it, and as
+   * many keys as the cache knows, so none deleted). Kept apart from `rev`, which only applied
+   * changes move, so a reconnect always resumes after the last change really applied.
+   */
+  private progressed(revision: bigint): void {
+    if (revision <= this.revision || this.verifying || this.waiters.size === 0) return;
+    const applied = this.rev;
+    const known = this.map.size + this.skipped.size;
+    this.verifying = true;
+    this.store
+      .unchangedSince(this.prefix, applied, revision, known)
+      .then((unchanged) => {
+        if (unchanged && this.rev === applied && revision > this.progress) {
+          this.progress = revision;
+          this.wake();
+        }
+      })
+      .catch(() => undefined) // only a hint: the watch itself will get there
+      .finally(() => (this.verifying = false));
+  }
+
+  private wake(): void {
+    const reached = this.revision;
     for (const waiter of [...this.waiters]) {
-      if (this.rev >= waiter.revision) {
+      if (reached >= waiter.revision) {
         this.waiters.delete(waiter);
         waiter.resolve();
       }

@@ -3,7 +3,7 @@
  * call goes through. Other parts of Flotilla open one Store per process and pass it around.
  */
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
-import { StoreError, toStoreError } from './errors.js';
+import { isStoreError, StoreError, toStoreError } from './errors.js';
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
@@ -139,6 +139,9 @@ export function toKeyValue(kv: IKeyValue): KeyValue {
   };
 }
 
+/** The largest etcd response the client accepts. */
+export const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+
 /** Default page size of {@link Store.list}. */
 export const LIST_PAGE_SIZE = 500;
 
@@ -175,6 +178,9 @@ export class Store {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.keepalive_permit_without_calls': 0,
+        // Pages of a listing stay well under this; it only keeps one page of unusually large
+        // records from failing the whole listing (which then halves its page size).
+        'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
       },
     });
   }
@@ -212,7 +218,8 @@ export class Store {
 
   /**
    * Every key under `prefix` as of one revision (the current one unless given), read in pages
-   * of `pageSize` so large directories do not make one huge response.
+   * of `pageSize` so large directories do not make one huge response; a page too large for
+   * one response is asked for again in halves.
    */
   async list(
     prefix: string,
@@ -220,18 +227,26 @@ export class Store {
   ): Promise<Listing<KeyValue>> {
     const start = Buffer.from(prefix);
     const end = prefixRangeEnd(start);
-    const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
     const items: KeyValue[] = [];
     let revision = opts.revision;
     let from = start;
+    let limit = opts.pageSize ?? LIST_PAGE_SIZE;
     for (;;) {
       const req = {
         key: from,
         range_end: end,
-        limit: pageSize,
+        limit,
         ...(revision === undefined ? {} : { revision: revision.toString() }),
       };
-      const res = await this.call(prefix, (c) => c.kv.range(req));
+      let res;
+      try {
+        res = await this.call(prefix, (c) => c.kv.range(req));
+      } catch (err) {
+        // Large values make a page of `limit` keys too big for one response: ask for fewer.
+        if (!isStoreError(err, 'too-large') || limit === 1) throw err;
+        limit = Math.max(1, Math.floor(limit / 2));
+        continue;
+      }
       revision ??= big(res.header.revision);
       for (const kv of res.kvs) items.push(toKeyValue(kv));
       const last = res.kvs[res.kvs.length - 1];
@@ -285,6 +300,41 @@ export class Store {
       c.kv.range({ key: Buffer.from(this.keys.prefix), count_only: true }),
     );
     return big(res.header.revision);
+  }
+
+  /**
+   * Whether, at `revision`, no key under `prefix` was modified after `after` and exactly
+   * `count` keys exist: then nothing under the prefix changed between the two revisions.
+   * Filtered ranges make etcd read the whole prefix, so this is for rare checks.
+   */
+  async unchangedSince(
+    prefix: string,
+    after: bigint,
+    revision: bigint,
+    count: number,
+  ): Promise<boolean> {
+    const key = Buffer.from(prefix);
+    const range = { key, range_end: prefixRangeEnd(key), revision: revision.toString() };
+    const res = await this.call(prefix, (c) =>
+      c.kv.txn({
+        compare: [],
+        success: [
+          {
+            request_range: {
+              ...range,
+              min_mod_revision: (after + 1n).toString(),
+              keys_only: true,
+              limit: 1,
+            },
+          },
+          { request_range: { ...range, count_only: true } },
+        ],
+        failure: [],
+      }),
+    );
+    const newer = res.responses[0]?.response_range?.kvs.length ?? 1;
+    const total = big(res.responses[1]?.response_range?.count);
+    return newer === 0 && total === BigInt(count);
   }
 
   /** Compacts history up to `revision` (tests and maintenance; etcd can also auto-compact). */

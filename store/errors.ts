@@ -24,6 +24,8 @@ import { etcdTlsProblem } from './tls.js';
  * - `lease-lost`: the lease named in a write is expired or revoked.
  * - `corrupt`: a stored value does not decode as the record its key implies.
  * - `invalid`: the request is malformed (bad key segment, too many ops, duplicate key).
+ * - `too-large`: a request or response exceeds etcd's or gRPC's size limit; send or ask for
+ *   less at once (smaller pages, fewer records per transaction).
  * - `closed`: the store was closed.
  * - `internal`: anything else; a bug or an etcd error store/ does not know.
  */
@@ -37,6 +39,7 @@ export type StoreErrorCode =
   | 'lease-lost'
   | 'corrupt'
   | 'invalid'
+  | 'too-large'
   | 'closed'
   | 'internal';
 
@@ -78,6 +81,8 @@ const MESSAGE_CODES: ReadonlyArray<readonly [string, StoreErrorCode]> = [
   ['too many operations in txn request', 'invalid'],
   ['duplicate key given in txn request', 'invalid'],
   ['key is not provided', 'invalid'],
+  ['request is too large', 'too-large'],
+  ['larger than max', 'too-large'],
   ['request timed out', 'deadline'],
   ['deadline exceeded', 'deadline'],
   ['no leader', 'unavailable'],
@@ -91,6 +96,7 @@ const GRPC_CODES: ReadonlyMap<number, StoreErrorCode> = new Map([
   [1, 'unavailable'], // CANCELLED: the channel was torn down under the call
   [4, 'deadline'],
   [5, 'not-found'],
+  [8, 'too-large'], // RESOURCE_EXHAUSTED: a message over the size limit
   [11, 'compacted'], // OUT_OF_RANGE: etcd's code for compacted revisions
   [14, 'unavailable'],
 ]);

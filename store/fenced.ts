@@ -77,16 +77,21 @@ export async function fencedTxn(
   store: Store,
   fence: Fence,
   build: (batch: Batch) => unknown,
+  opts: { inFlight?: number } = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
   }
   const batch = new Batch();
   build(batch);
-  const applied: boolean[] = [];
+  const chunks = chunkOps(batch.ops);
+  const results: (readonly boolean[] | undefined)[] = chunks.map(() => undefined);
   let revision = 0n;
   let transactions = 0;
-  for (const chunk of chunkOps(batch.ops)) {
+  let refused: FencedError | undefined;
+  await pipeline(chunks.length, opts.inFlight ?? 1, async (i) => {
+    const chunk = chunks[i] ?? [];
+    if (refused !== undefined) return;
     const res: ITxnResponse = await store.call(fence.key, (c) =>
       c.kv.txn({
         compare: [fenceCompare(fence)],
@@ -96,11 +101,41 @@ export async function fencedTxn(
     );
     if (!res.succeeded) {
       const now = res.responses[0]?.response_range?.kvs[0]?.create_revision;
-      throw new FencedError(fence, big(now), applied.filter(Boolean).length);
+      const appliedSoFar = results.flatMap((r) => r ?? []).filter(Boolean).length;
+      refused ??= new FencedError(fence, big(now), appliedSoFar);
+      return;
     }
-    chunk.forEach((op, i) => applied.push(appliedFrom(op, res.responses[i])));
-    revision = big(res.header.revision);
+    results[i] = chunk.map((op, j) => appliedFrom(op, res.responses[j]));
+    const rev = big(res.header.revision);
+    if (rev > revision) revision = rev;
     transactions += 1;
-  }
+  });
+  if (refused !== undefined) throw refused;
+  const applied = results.flatMap((r) => r ?? []);
   return { ops: batch.ops, applied, revision, transactions };
+}
+
+/**
+ * Runs `task(0..count-1)` with at most `inFlight` running at once, in index order of start;
+ * rejects with the first failure after the running ones settle (none start after it).
+ */
+export async function pipeline(
+  count: number,
+  inFlight: number,
+  task: (index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < count) {
+      const i = next++;
+      try {
+        await task(i);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(inFlight, count)) }, worker));
+  if (failure !== undefined) throw failure.err;
 }

@@ -25,6 +25,7 @@ export {
   big,
   toKeyValue,
   LIST_PAGE_SIZE,
+  MAX_RESPONSE_BYTES,
   openStore,
   resolveStoreOptions,
   Store,
@@ -53,6 +54,7 @@ export {
   fenceCompare,
   FencedError,
   fencedTxn,
+  pipeline,
   readFence,
   type BatchResult,
   type Fence,
@@ -67,6 +69,15 @@ export {
   type ParsedKey,
 } from './keys.js';
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
+export {
+  ClusterMirror,
+  templateOf,
+  type ClusterMirrorOptions,
+  type MirrorChange,
+  type MirrorEvent,
+  type MirrorRecord,
+  type SortedMap,
+} from './mirror.js';
 export {
   Presence,
   renewLease,

@@ -9,7 +9,8 @@ import type {
   SetDesiredStateRequest,
   SetDesiredStateResponse,
 } from '../../proto/flotilla/v1/units.js';
-import type { Store, Versioned } from '../../store/index.js';
+import type { Versioned } from '../../store/index.js';
+import type { ApiCluster } from './reads.js';
 import type { UnitName } from '../../unit/index.js';
 import { ApiError } from './errors.js';
 import {
@@ -30,7 +31,7 @@ import {
  * FAILED_PRECONDITION for loading or starting a template; in each case nothing is written.
  */
 export async function setDesiredState(
-  store: Store,
+  cluster: ApiCluster,
   req: SetDesiredStateRequest,
 ): Promise<SetDesiredStateResponse> {
   const desired = parseDesiredState(req.desiredState);
@@ -47,8 +48,8 @@ export async function setDesiredState(
   }
   const wanted = [...new Set([...names.map((n) => n.name), ...templatesOf(names)])];
 
-  return retryOnConflict(async () => {
-    const { units, revision } = await readUnits(store, wanted);
+  return retryOnConflict(cluster, async () => {
+    const { units, revision } = await readUnits(cluster, wanted);
     const missing = names.filter((n) => !units.has(n.name) && !hasTemplate(n, units));
     if (missing.length > 0)
       throw notFound(
@@ -73,8 +74,8 @@ export async function setDesiredState(
       response.changed.push(n.name);
     }
     const written = await applyWrites(
-      store,
-      (batch) => writes.forEach((w) => queueUnitPut(store, batch, w.record, w.current)),
+      cluster,
+      (batch) => writes.forEach((w) => queueUnitPut(cluster.store, batch, w.record, w.current)),
       revision,
     );
     return { ...response, revision: written };
@@ -86,17 +87,17 @@ export async function setDesiredState(
  * removes their placements). NOT_FOUND, with nothing deleted, if any name is not a unit.
  */
 export async function destroyUnits(
-  store: Store,
+  cluster: ApiCluster,
   req: DestroyUnitsRequest,
 ): Promise<DestroyUnitsResponse> {
   const names = parseNames(req.names).map((n) => n.name);
   checkTxnSize(names.length, 'units');
-  return retryOnConflict(async () => {
-    const { units } = await readUnits(store, names);
+  return retryOnConflict(cluster, async () => {
+    const { units } = await readUnits(cluster, names);
     const missing = names.filter((n) => !units.has(n));
     if (missing.length > 0) throw notFound(missing, false);
     const revision = await applyWrites(
-      store,
+      cluster,
       (batch) => {
         for (const name of names) {
           const current = units.get(name);

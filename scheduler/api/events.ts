@@ -20,6 +20,7 @@ import type { Event, WatchRequest } from '../../proto/flotilla/v1/events.js';
 import {
   big,
   codecForKind,
+  prefixRangeEnd,
   StoreError,
   toStoreError,
   type KeyKind,
@@ -35,7 +36,6 @@ import {
   toServiceError,
   type HandlerContext,
 } from './errors.js';
-import { prefixEnd } from './reads.js';
 
 /** The event kind each key kind is reported as (election keys are not reported). */
 const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {
@@ -147,7 +147,7 @@ async function run(
   stream.write({
     create_request: {
       key: start,
-      range_end: prefixEnd(store.keys.prefix),
+      range_end: prefixRangeEnd(Buffer.from(store.keys.prefix)),
       ...(from > 0n ? { start_revision: from.toString() } : {}),
       prev_kv: true,
     },

@@ -1,32 +1,22 @@
 /**
- * GetUnit and ListUnits. ListUnits is paged inside etcd: a page is one limited range read
- * (more only when a name glob filters some out), every page of a listing is read at the
- * revision of its first page, and the page token carries that revision and the last name
- * returned. Without a machine filter the pages walk units/; with one they walk that machine's
- * placements/<machine>/ directory, so listing one machine costs what it holds (and a Global
- * unit is shown with that machine's copy as its one instance).
+ * GetUnit and ListUnits, from the replica's mirror. A page walks the mirror's units in name
+ * order from the token's name (or, with a machine filter, that machine's placements in name
+ * order, so listing one machine costs what it holds, and a Global unit is shown with that
+ * machine's copy as its one instance). Each page is read at one revision, which it reports;
+ * the token carries the last name returned, so a listing never repeats or skips a unit that
+ * exists throughout it.
  */
-import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type {
   GetUnitRequest,
   ListUnitsRequest,
   ListUnitsResponse,
   UnitStatus,
 } from '../../proto/flotilla/v1/units.js';
-import { codecs, isStoreError, type KeyValue, type Store } from '../../store/index.js';
+import type { SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
 import { ApiError, formatUnitError } from './errors.js';
-import {
-  knownMachines,
-  lastSegment,
-  prefixEnd,
-  rangeAt,
-  resolveMachine,
-  spanEnd,
-} from './reads.js';
-import type { DefinitionCache } from '../snapshot.js';
-import type { PlacementMachines } from './placement-machines.js';
-import { addPlacements, composeStatus, extrasBySpan, recordsByKeys } from './unit-status.js';
+import { knownMachines, fresh, resolveMachine, type ApiCluster } from './reads.js';
+import { composeStatus, extrasOf } from './unit-status.js';
 
 /** Page size when the request gives none. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -39,33 +29,23 @@ interface PageToken {
   readonly after: string;
 }
 
-/** GetUnit: NOT_FOUND when no unit of that name is submitted. */
-export async function getUnit(
-  store: Store,
-  index: PlacementMachines,
-  definitions: DefinitionCache,
-  req: GetUnitRequest,
-): Promise<UnitStatus> {
+/** GetUnit: NOT_FOUND when no unit of that name is submitted. O(the unit's placements). */
+export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise<UnitStatus> {
   try {
     parseUnitName(req.name);
   } catch (err) {
     if (err instanceof UnitError) throw new ApiError('invalid-argument', formatUnitError(err));
     throw err;
   }
-  const key = store.keys.unit(req.name);
-  const { kvs, revision } = await rangeAt(store, { start: key, end: spanEnd(key) });
-  const kv = kvs[0];
-  if (kv === undefined) throw new ApiError('not-found', `${req.name} is not a submitted unit`);
-  const unit = codecs.unit.decode(kv.key, kv.value);
-  const extras = await extrasBySpan(store, [req.name], revision, index.ids());
-  return composeStatus(unit, extras, definitions);
+  await fresh(cluster);
+  const entry = cluster.mirror.units.get(req.name);
+  if (entry === undefined) throw new ApiError('not-found', `${req.name} is not a submitted unit`);
+  return composeStatus(entry.value, extrasOf(cluster.mirror, [req.name]), cluster.definitions);
 }
 
 /** ListUnits; see units.proto and this module's comment. */
 export async function listUnits(
-  store: Store,
-  index: PlacementMachines,
-  definitions: DefinitionCache,
+  cluster: ApiCluster,
   req: ListUnitsRequest,
 ): Promise<ListUnitsResponse> {
   if (req.pageSize < 0) {
@@ -74,111 +54,49 @@ export async function listUnits(
   const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
   const glob = req.nameGlob === '' ? undefined : compileNameGlob(req.nameGlob);
   const token = req.pageToken === '' ? undefined : decodeToken(req.pageToken);
-  try {
-    const revision = token?.revision ?? (await store.revision());
-    return req.machine === ''
-      ? await unitsPage(store, index, definitions, { pageSize, glob, token, revision })
-      : await machinePage(store, req.machine, definitions, { pageSize, glob, token, revision });
-  } catch (err) {
-    if (token !== undefined && isStoreError(err, 'compacted')) {
-      throw new ApiError(
-        'out-of-range',
-        `this listing's revision ${token.revision} has been compacted: start the listing again`,
-      );
-    }
-    throw err;
-  }
-}
-
-interface PageRequest {
-  readonly pageSize: number;
-  readonly glob: Glob | undefined;
-  readonly token: PageToken | undefined;
-  readonly revision: bigint;
-}
-
-async function unitsPage(
-  store: Store,
-  index: PlacementMachines,
-  definitions: DefinitionCache,
-  page: PageRequest,
-): Promise<ListUnitsResponse> {
-  const { kvs, next } = await scan(store, store.keys.dir('unit'), page);
-  const units: Unit[] = kvs.map((kv) => codecs.unit.decode(kv.key, kv.value));
-  const extras = await extrasBySpan(
-    store,
-    units.map((u) => u.name),
-    page.revision,
-    index.ids(),
-  );
-  return {
-    units: units.map((u) => composeStatus(u, extras, definitions)),
-    nextPageToken: next === '' ? '' : encodeToken({ revision: page.revision, after: next }),
-    revision: page.revision,
-  };
-}
-
-async function machinePage(
-  store: Store,
-  query: string,
-  definitions: DefinitionCache,
-  page: PageRequest,
-): Promise<ListUnitsResponse> {
-  const machine = resolveMachine(await knownMachines(store, page.revision), query);
-  const { kvs, next } = await scan(store, store.keys.placementsOn(machine), page);
-  const names = kvs.map((kv) => lastSegment(kv.key));
-  const { units, extras } = await recordsByKeys(store, names, page.revision, machine);
-  addPlacements(extras, kvs, machine, new Set(names));
-  const statuses: UnitStatus[] = [];
+  const { mirror, definitions } = cluster;
+  await fresh(cluster);
+  const revision = mirror.revision;
+  const machine =
+    req.machine === '' ? undefined : resolveMachine(knownMachines(mirror), req.machine);
+  const source = machine === undefined ? mirror.units : mirror.placementsOn.get(machine);
+  const { names, next } =
+    source === undefined
+      ? { names: [], next: undefined }
+      : scan(source, { pageSize, glob, after: token?.after });
+  const units: UnitStatus[] = [];
   for (const name of names) {
-    const unit = units.get(name);
-    if (unit !== undefined) statuses.push(composeStatus(unit, extras, definitions)); // else: destroyed
+    const unit = mirror.units.get(name)?.value;
+    if (unit === undefined) continue; // placed, but destroyed meanwhile
+    units.push(composeStatus(unit, extrasOf(mirror, [name], machine), definitions));
   }
   return {
-    units: statuses,
-    nextPageToken: next === '' ? '' : encodeToken({ revision: page.revision, after: next }),
-    revision: page.revision,
+    units,
+    nextPageToken: next === undefined ? '' : encodeToken({ revision, after: next }),
+    revision,
   };
 }
 
 /**
- * Up to `pageSize` keys of `dir` whose last segment matches the glob, after the token's name,
- * at the page's revision; `next` is the name to continue after, '' at the end. The glob's
- * literal prefix narrows the range, so `web@*` reads only web@ keys.
+ * Up to `pageSize` names of `source` (a sorted map keyed by unit name) that match the glob,
+ * after `after`; `next` is the name to continue after when more may follow. The glob's
+ * literal prefix is where the walk starts and ends, so `web@*` walks only web@ names.
  */
-async function scan(
-  store: Store,
-  dir: string,
-  page: PageRequest,
-): Promise<{ kvs: KeyValue[]; next: string }> {
-  const lower = Buffer.from(dir + (page.glob?.literalPrefix ?? ''));
-  const upper = prefixEnd(lower.toString('utf8'));
-  let start: Buffer = lower;
-  if (page.token !== undefined) {
-    const after = spanEnd(dir + page.token.after);
-    if (Buffer.compare(after, start) > 0) start = after;
+function scan(
+  source: SortedMap<string, unknown>,
+  page: { pageSize: number; glob: Glob | undefined; after: string | undefined },
+): { names: string[]; next: string | undefined } {
+  const prefix = page.glob?.literalPrefix ?? '';
+  const from = page.after !== undefined && page.after > prefix ? page.after : prefix;
+  const names: string[] = [];
+  for (const [name] of source.entries(from)) {
+    if (name === page.after) continue;
+    if (!name.startsWith(prefix)) break;
+    if (page.glob !== undefined && !page.glob.test(name)) continue;
+    if (names.length === page.pageSize) return { names, next: names[names.length - 1] };
+    names.push(name);
   }
-  const matched: KeyValue[] = [];
-  for (;;) {
-    if (Buffer.compare(start, upper) >= 0) return { kvs: matched, next: '' };
-    const res = await rangeAt(
-      store,
-      { start, end: upper },
-      { revision: page.revision, limit: page.pageSize },
-    );
-    for (const kv of res.kvs) {
-      if (page.glob === undefined || page.glob.test(lastSegment(kv.key))) matched.push(kv);
-    }
-    const lastKey = res.kvs[res.kvs.length - 1]?.key;
-    if (matched.length >= page.pageSize) {
-      const kvs = matched.slice(0, page.pageSize);
-      const after = lastSegment(kvs[kvs.length - 1]?.key ?? '');
-      const rest = matched.length > page.pageSize || res.more;
-      return { kvs, next: rest ? after : '' };
-    }
-    if (!res.more || lastKey === undefined) return { kvs: matched, next: '' };
-    start = spanEnd(lastKey);
-  }
+  return { names, next: undefined };
 }
 
 function compileNameGlob(pattern: string): Glob {

@@ -10,14 +10,12 @@ import { status, type ServerWritableStream, type ServiceError } from '@grpc/grpc
 import type { LogLine, TailRequest } from '../../proto/flotilla/v1/logs.js';
 import type { Placement } from '../../proto/flotilla/v1/records.js';
 import { LogsClient } from '../../proto/flotilla/v1/logs.js';
-import { codecs } from '../../store/index.js';
 import { parseUnitName } from '../../unit/index.js';
 import type { AgentLink } from './agent-link.js';
 import { ApiError, logFailure, toGrpcStatus, toServiceError, type GrpcStatus } from './errors.js';
 import type { StreamContext } from './events.js';
-import type { PlacementMachines } from './placement-machines.js';
-import { rangeAt, resolveMachine, spanEnd } from './reads.js';
-import { extrasBySpan } from './unit-status.js';
+import { fresh, resolveMachine, type ApiCluster } from './reads.js';
+import { extrasOf } from './unit-status.js';
 
 /** Where a unit's logs are: the machine and its agent's Logs endpoint. */
 interface LogSource {
@@ -28,7 +26,7 @@ interface LogSource {
 /** The Logs.Tail handler of the API: a relay to the unit's agent. */
 export function tailLogs(
   ctx: StreamContext,
-  index: PlacementMachines,
+  cluster: ApiCluster,
   agents: AgentLink,
 ): (call: ServerWritableStream<TailRequest, LogLine>) => void {
   return (call) => {
@@ -36,25 +34,22 @@ export function tailLogs(
       logFailure(ctx.logger, 'Logs.Tail', s, err);
       call.emit('error', toServiceError(s));
     };
-    findSource(ctx, index, call.request).then(
+    findSource(cluster, call.request).then(
       (source) => relay(ctx, agents, call, source, fail),
       (err: unknown) => fail(toGrpcStatus(err, ctx), err),
     );
   };
 }
 
-async function findSource(
-  ctx: StreamContext,
-  index: PlacementMachines,
-  req: TailRequest,
-): Promise<LogSource> {
-  const { store } = ctx;
+async function findSource(cluster: ApiCluster, req: TailRequest): Promise<LogSource> {
+  const { mirror } = cluster;
   const unit = req.unit;
   parseUnitName(unit);
-  const key = store.keys.unit(unit);
-  const { kvs, revision } = await rangeAt(store, { start: key, end: spanEnd(key) });
-  if (kvs.length === 0) throw new ApiError('not-found', `${unit} is not a submitted unit`);
-  const extras = await extrasBySpan(store, [unit], revision, index.ids());
+  await fresh(cluster);
+  if (mirror.units.get(unit) === undefined) {
+    throw new ApiError('not-found', `${unit} is not a submitted unit`);
+  }
+  const extras = extrasOf(mirror, [unit]);
   const state = extras.states.get(unit);
   const placements = extras.placements.get(unit) ?? [];
   const machine =
@@ -66,7 +61,7 @@ async function findSource(
   if (machine === undefined || machine === '') {
     throw new ApiError('not-found', `${unit} is not placed on any machine, so it has no logs`);
   }
-  const record = await store.getRecord(codecs.machine, store.keys.machine(machine));
+  const record = mirror.machines.get(machine);
   if (record === undefined) {
     throw new ApiError(
       'unavailable',

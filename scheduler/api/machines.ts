@@ -11,19 +11,10 @@ import type {
   MachineStatus,
   SetMachineMetadataRequest,
 } from '../../proto/flotilla/v1/machines.js';
-import { atomicTxn, codecs, type Store } from '../../store/index.js';
-import { isInvalidUnit, mergedMetadata, type DefinitionCache } from '../snapshot.js';
+import { atomicTxn, codecs } from '../../store/index.js';
+import { isInvalidUnit, mergedMetadata } from '../snapshot.js';
 import { ApiError } from './errors.js';
-import {
-  decodeKv,
-  getAt,
-  knownMachines,
-  lastSegment,
-  prefixEnd,
-  rangeAt,
-  readCluster,
-  resolveMachine,
-} from './reads.js';
+import { knownMachines, fresh, resolveMachine, settle, type ApiCluster } from './reads.js';
 import { schedulerStatus } from './rescheduling.js';
 import { retryOnConflict } from './unit-writes.js';
 
@@ -31,37 +22,13 @@ const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$/;
 const METADATA_VALUE = /^[^\s"'=,]{1,256}$/;
 
 /** ListMachines: every live machine, by id, with its merged metadata and reservations. */
-export async function listMachines(
-  store: Store,
-  definitions: DefinitionCache,
-): Promise<ListMachinesResponse> {
-  const [cluster, scheduler] = await Promise.all([readCluster(store), schedulerStatus(store)]);
-  const counts = new Map<string, { units: number; reserved: Resources }>();
-  for (const [name, byMachine] of cluster.placements) {
-    const unit = cluster.units.get(name);
-    const def = unit === undefined ? undefined : definitions.get(unit);
-    for (const machine of byMachine.keys()) {
-      const entry = counts.get(machine) ?? { units: 0, reserved: zero() };
-      entry.units += 1;
-      if (def !== undefined && !isInvalidUnit(def)) add(entry.reserved, def.service.resources);
-      counts.set(machine, entry);
-    }
-  }
-  const ids = [...cluster.machines.keys()].sort();
-  return {
-    machines: ids.map((id) => {
-      const config = cluster.configs.get(id);
-      const entry = counts.get(id);
-      return {
-        machine: cluster.machines.get(id),
-        metadata: mergedMetadata(cluster.machines.get(id), config),
-        drained: config?.drained ?? false,
-        units: entry?.units ?? 0,
-        reserved: entry?.reserved ?? zero(),
-      };
-    }),
-    scheduler,
-  };
+export async function listMachines(cluster: ApiCluster): Promise<ListMachinesResponse> {
+  const { mirror } = cluster;
+  await fresh(cluster);
+  const scheduler = await schedulerStatus(cluster.store);
+  const machines: MachineStatus[] = [];
+  for (const id of mirror.machines.keys()) machines.push(machineStatus(cluster, id));
+  return { machines, scheduler };
 }
 
 /**
@@ -70,8 +37,7 @@ export async function listMachines(
  * quotes, `=` or `,` (so a unit's MachineMetadata= can name them).
  */
 export async function setMachineMetadata(
-  store: Store,
-  definitions: DefinitionCache,
+  cluster: ApiCluster,
   req: SetMachineMetadataRequest,
 ): Promise<MachineStatus> {
   const problems: string[] = [];
@@ -83,7 +49,7 @@ export async function setMachineMetadata(
     if (req.remove.includes(key)) problems.push(`metadata key ${key} is both set and removed`);
   }
   if (problems.length > 0) throw new ApiError('invalid-argument', problems.join('\n'));
-  return updateConfig(store, definitions, req.machine, (config) => {
+  return updateConfig(cluster, req.machine, (config) => {
     const metadata = { ...config.metadata, ...req.set };
     for (const key of req.remove) delete metadata[key];
     return { ...config, metadata };
@@ -92,80 +58,56 @@ export async function setMachineMetadata(
 
 /** DrainMachine / UndrainMachine: sets the drained flag; the leader moves units off. */
 export function setDrained(
-  store: Store,
-  definitions: DefinitionCache,
+  cluster: ApiCluster,
   req: DrainMachineRequest,
   drained: boolean,
 ): Promise<MachineStatus> {
-  return updateConfig(store, definitions, req.machine, (config) => ({ ...config, drained }));
+  return updateConfig(cluster, req.machine, (config) => ({ ...config, drained }));
 }
 
 /** Read-modify-write of machine-metadata/<id>, compare-and-swap, then the machine's status. */
 async function updateConfig(
-  store: Store,
-  definitions: DefinitionCache,
+  cluster: ApiCluster,
   query: string,
   change: (config: MachineConfig) => MachineConfig,
 ): Promise<MachineStatus> {
-  const id = resolveMachine(await knownMachines(store), query);
+  const { store, mirror } = cluster;
+  await fresh(cluster);
+  const id = resolveMachine(knownMachines(mirror), query);
   const key = store.keys.machineMetadata(id);
-  await retryOnConflict(async () => {
-    const { values } = await getAt(store, [key]);
-    const kv = values.get(key);
-    const current = kv === undefined ? undefined : decodeKv(codecs['machine-metadata'], kv);
+  await retryOnConflict(cluster, async () => {
+    const current = mirror.configs.get(id);
     const before: MachineConfig = current?.value ?? { machine: id, metadata: {}, drained: false };
     const after = change({ ...before, machine: id });
     const json = codecs['machine-metadata'].encode(after);
     if (json === codecs['machine-metadata'].encode(before)) return; // nothing changes
-    await atomicTxn(store, (b) =>
+    const res = await atomicTxn(store, (b) =>
       current === undefined
         ? b.putIfAbsent(key, json)
         : b.putIfModRevision(key, json, current.modRevision),
     );
+    await settle(mirror, res.revision);
   });
-  return machineStatus(store, definitions, id);
+  return machineStatus(cluster, id);
 }
 
-/** One machine's status, read at one revision: O(units placed on it). */
-export async function machineStatus(
-  store: Store,
-  definitions: DefinitionCache,
-  id: string,
-): Promise<MachineStatus> {
-  const { values, revision } = await getAt(store, [
-    store.keys.machine(id),
-    store.keys.machineMetadata(id),
-  ]);
-  const machineKv = values.get(store.keys.machine(id));
-  const configKv = values.get(store.keys.machineMetadata(id));
-  const machine =
-    machineKv === undefined ? undefined : codecs.machine.decode(machineKv.key, machineKv.value);
-  const config =
-    configKv === undefined
-      ? undefined
-      : codecs['machine-metadata'].decode(configKv.key, configKv.value);
-  const dir = store.keys.placementsOn(id);
-  const placed = await rangeAt(
-    store,
-    { start: dir, end: prefixEnd(dir) },
-    { revision, keysOnly: true },
-  );
-  const names = placed.kvs.map((kv) => lastSegment(kv.key));
-  const units = await getAt(
-    store,
-    names.map((n) => store.keys.unit(n)),
-    revision,
-  );
+/** One machine's status from the mirror: O(units placed on it). */
+export function machineStatus(cluster: ApiCluster, id: string): MachineStatus {
+  const { mirror, definitions } = cluster;
+  const machine = mirror.machines.get(id)?.value;
+  const config = mirror.configs.get(id)?.value;
+  const placed = mirror.placementsOn.get(id);
   const reserved = zero();
-  for (const kv of units.values.values()) {
-    const def = definitions.get(codecs.unit.decode(kv.key, kv.value));
-    if (!isInvalidUnit(def)) add(reserved, def.service.resources);
+  for (const name of placed?.keys() ?? []) {
+    const unit = mirror.units.get(name);
+    const def = unit === undefined ? undefined : definitions.shared(unit.value);
+    if (def !== undefined && !isInvalidUnit(def)) add(reserved, def.service.resources);
   }
   return {
     ...(machine === undefined ? {} : { machine: { ...machine, id } }),
     metadata: mergedMetadata(machine, config),
     drained: config?.drained ?? false,
-    units: names.length,
+    units: placed?.size ?? 0,
     reserved,
   };
 }

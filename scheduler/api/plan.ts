@@ -1,5 +1,5 @@
 /**
- * Plan: a dry run of the pure planner on the cluster as it is in etcd now, with the request's
+ * Plan: a dry run of the pure planner on the cluster as the replica's mirror holds it, with the request's
  * files submitted and its units started. Writes nothing.
  *
  * The snapshot is what the leader would see, built by the leader's own `buildSnapshot`: every
@@ -11,21 +11,16 @@
  * unit lists all its machines, separated by commas.
  */
 import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotilla/v1/units.js';
-import type { Store } from '../../store/index.js';
 import { applyPlan, plan } from '../planner/index.js';
-import { buildSnapshot, type DefinitionCache } from '../snapshot.js';
+import { buildSnapshot } from '../snapshot.js';
 import { ApiError } from './errors.js';
 import { notFound } from './desired.js';
-import { readCluster } from './reads.js';
+import { readCluster, fresh, type ApiCluster } from './reads.js';
 import { validateFiles } from './submit.js';
 import { instanceRecord, parseNames } from './unit-writes.js';
 
 /** Plan; see units.proto and this module's comment. */
-export async function planUnits(
-  store: Store,
-  definitions: DefinitionCache,
-  req: PlanRequest,
-): Promise<PlanResponse> {
+export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
   if (req.files.length === 0 && req.names.length === 0) {
     throw new ApiError('invalid-argument', 'nothing to plan: give unit files or unit names');
   }
@@ -39,8 +34,9 @@ export async function planUnits(
     );
   }
 
-  const cluster = await readCluster(store);
-  const units = cluster.units;
+  await fresh(cluster);
+  const records = readCluster(cluster.mirror);
+  const units = records.units;
   const planned: string[] = [];
   for (const f of files) {
     units.set(f.name, {
@@ -63,7 +59,7 @@ export async function planUnits(
   }
   if (missing.length > 0) throw notFound(missing, true);
 
-  const { snapshot } = buildSnapshot(cluster, definitions);
+  const { snapshot } = buildSnapshot(records, cluster.definitions);
   const result = plan(snapshot);
   const after = applyPlan(snapshot.placements, result);
   const out: PlannedUnit[] = [...new Set(planned)].map((name) => {

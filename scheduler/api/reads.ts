@@ -1,122 +1,71 @@
 /**
- * Reads the API makes straight from etcd, each pinned to one revision so that a response (or
- * every page of a listing) describes one moment of the cluster. Many small reads go into as
- * few transactions as etcd allows (at most 128 operations each) instead of one call per key.
+ * What every API handler reads: the replica's {@link ClusterMirror}, never etcd directly.
+ * A handler reads the mirror synchronously, so its answer describes the cluster at one
+ * revision (the mirror's, which it reports). A handler that wrote waits until the mirror
+ * shows the write ({@link settle}) before it answers, so the client that wrote reads its own
+ * write from this replica at once. Reads begin with {@link fresh}, so they also see writes made
+ * elsewhere that finished before them.
  */
-import type { IRequestOp } from 'etcd3';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
-import {
-  big,
-  codecs,
-  MAX_TXN_OPS,
-  prefixRangeEnd,
-  type KeyValue,
-  type RecordCodec,
-  type Store,
-  type Versioned,
-} from '../../store/index.js';
-import { toKeyValue } from '../../store/client.js';
-import type { ClusterRecords } from '../snapshot.js';
+import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
+import type { ClusterRecords, DefinitionCache } from '../snapshot.js';
 import { ApiError } from './errors.js';
 
-/** A key range [start, end); `end` undefined means the single key `start`. */
-export interface KeyRange {
-  readonly start: string;
-  readonly end?: Buffer;
+/** What handlers share: the store to write through, the mirror to read from, parsed files. */
+export interface ApiCluster {
+  readonly store: Store;
+  readonly mirror: ClusterMirror;
+  readonly definitions: DefinitionCache;
 }
 
-/** What a range read returns: the keys, whether more follow, and the revision read at. */
-export interface RangeResult {
-  readonly kvs: KeyValue[];
-  readonly more: boolean;
-  readonly revision: bigint;
-}
+/** How long a handler waits for the mirror's first listing, or for its own write to show. */
+export const MIRROR_WAIT_MS = 10_000;
 
-/** The range end that includes `key` itself but nothing after it: [first, spanEnd(last)). */
-export function spanEnd(key: string): Buffer {
-  return Buffer.concat([Buffer.from(key), Buffer.from([0])]);
-}
-
-/** The range end of every key starting with `prefix`. */
-export function prefixEnd(prefix: string): Buffer {
-  return prefixRangeEnd(Buffer.from(prefix));
-}
-
-/** One range read: keys in [start, end) in key order, at most `limit` (0: all). */
-export async function rangeAt(
-  store: Store,
-  range: { start: string | Buffer; end: Buffer },
-  opts: { revision?: bigint; limit?: number; keysOnly?: boolean } = {},
-): Promise<RangeResult> {
-  const key = typeof range.start === 'string' ? Buffer.from(range.start) : range.start;
-  const req = {
-    key,
-    range_end: range.end,
-    ...(opts.limit === undefined || opts.limit === 0 ? {} : { limit: opts.limit }),
-    ...(opts.revision === undefined ? {} : { revision: opts.revision.toString() }),
-    ...(opts.keysOnly === true ? { keys_only: true } : {}),
-  };
-  const res = await store.call(key.toString('utf8'), (c) => c.kv.range(req));
-  return { kvs: res.kvs.map(toKeyValue), more: res.more, revision: big(res.header.revision) };
+/**
+ * Waits until the mirror holds everything etcd held when the call began: a consistent read
+ * (kube-apiserver's "consistent reads from cache"). It costs one O(1) round trip to etcd for
+ * its current revision, and makes every read see every write that finished before it, made
+ * through any replica or written by hand. UNAVAILABLE when etcd cannot be reached, or when
+ * the mirror cannot catch up within {@link MIRROR_WAIT_MS}.
+ */
+export async function fresh(cluster: ApiCluster): Promise<void> {
+  const revision = await cluster.store.revision();
+  try {
+    await cluster.mirror.waitFor(revision, MIRROR_WAIT_MS);
+  } catch (err) {
+    if (!isStoreError(err, 'deadline')) throw err;
+    throw new ApiError(
+      'unavailable',
+      `this scheduler's copy of the cluster is more than ${MIRROR_WAIT_MS / 1000}s behind etcd (at revision ${cluster.mirror.revision} of ${revision}); try again, or another replica`,
+    );
+  }
 }
 
 /**
- * Several range reads at one revision (the current one unless given, then pinned for every
- * chunk), in transactions of at most 128 reads. Result i holds range i's keys in key order.
+ * After a write at `revision`: waits until the mirror shows it, so the writer's next read on
+ * this replica sees it. A mirror that lags longer (etcd slow) does not fail the write, which
+ * has happened; the answer only comes before the mirror shows it.
  */
-export async function rangesAt(
-  store: Store,
-  ranges: readonly KeyRange[],
-  revision?: bigint,
-): Promise<{ results: KeyValue[][]; revision: bigint }> {
-  const results: KeyValue[][] = [];
-  let rev = revision;
-  for (let i = 0; i < ranges.length; i += MAX_TXN_OPS) {
-    const chunk = ranges.slice(i, i + MAX_TXN_OPS);
-    const pinned = rev;
-    const success: IRequestOp[] = chunk.map((r) => ({
-      request_range: {
-        key: Buffer.from(r.start),
-        ...(r.end === undefined ? {} : { range_end: r.end }),
-        ...(pinned === undefined ? {} : { revision: pinned.toString() }),
-      },
-    }));
-    const res = await store.call(chunk[0]?.start, (c) =>
-      c.kv.txn({ compare: [], success, failure: [] }),
-    );
-    rev ??= big(res.header.revision);
-    chunk.forEach((_r, j) => {
-      results.push((res.responses[j]?.response_range?.kvs ?? []).map(toKeyValue));
-    });
+export async function settle(mirror: ClusterMirror, revision: bigint): Promise<void> {
+  if (revision <= 0n) return;
+  try {
+    await mirror.waitFor(revision, MIRROR_WAIT_MS);
+  } catch (err) {
+    if (!isStoreError(err, 'deadline')) throw err;
   }
-  return { results, revision: rev ?? (await store.revision()) };
 }
 
-/** The values of `keys` at one revision; absent keys are absent from the map. */
-export async function getAt(
-  store: Store,
-  keys: readonly string[],
-  revision?: bigint,
-): Promise<{ values: Map<string, KeyValue>; revision: bigint }> {
-  const { results, revision: rev } = await rangesAt(
-    store,
-    keys.map((start) => ({ start })),
-    revision,
-  );
-  const values = new Map<string, KeyValue>();
-  for (const kvs of results) for (const kv of kvs) values.set(kv.key, kv);
-  return { values, revision: rev };
-}
-
-/** Decodes a key-value as a record, keeping the revisions for compare-and-swap. */
-export function decodeKv<T>(codec: RecordCodec<T>, kv: KeyValue): Versioned<T> {
-  return {
-    key: kv.key,
-    value: codec.decode(kv.key, kv.value),
-    createRevision: kv.createRevision,
-    modRevision: kv.modRevision,
-    lease: kv.lease,
-  };
+/** The unit records of `names` as the mirror holds them (absent names are absent). */
+export function unitRecords(
+  mirror: ClusterMirror,
+  names: readonly string[],
+): Map<string, Versioned<Unit>> {
+  const units = new Map<string, Versioned<Unit>>();
+  for (const name of names) {
+    const entry = mirror.units.get(name);
+    if (entry !== undefined) units.set(name, entry);
+  }
+  return units;
 }
 
 /** The last segment of a key: the unit name or machine id it is about. */
@@ -125,26 +74,18 @@ export function lastSegment(key: string): string {
 }
 
 /**
- * Machine ids the cluster knows at `revision`: live agents (machines/) and machines an
- * operator configured (machine-metadata/). Keys only, so it costs O(machines).
+ * Machine ids the cluster knows: live agents (machines/), machines an operator configured
+ * (machine-metadata/) and machines that still hold placements (a lost machine, whose units
+ * the leader has not moved yet). O(machines).
  */
-export async function knownMachines(store: Store, revision?: bigint): Promise<Set<string>> {
-  const dirs = [store.keys.dir('machine'), store.keys.dir('machine-metadata')];
-  const ids = new Set<string>();
-  let rev = revision;
-  for (const dir of dirs) {
-    const res = await rangeAt(
-      store,
-      { start: dir, end: prefixEnd(dir) },
-      { ...(rev === undefined ? {} : { revision: rev }), keysOnly: true },
-    );
-    rev ??= res.revision;
-    for (const kv of res.kvs) ids.add(lastSegment(kv.key));
-  }
+export function knownMachines(mirror: ClusterMirror): Set<string> {
+  const ids = new Set<string>(mirror.machines.keys());
+  for (const id of mirror.configs.keys()) ids.add(id);
+  for (const id of mirror.placementsOn.keys()) ids.add(id);
   return ids;
 }
 
-/** {@link ClusterRecords} as read from etcd at `revision`; its maps may be edited (Plan does). */
+/** {@link ClusterRecords} copied out of the mirror; its maps may be edited (Plan does). */
 export interface StoredCluster extends ClusterRecords {
   readonly revision: bigint;
   readonly machines: Map<string, Machine>;
@@ -154,42 +95,23 @@ export interface StoredCluster extends ClusterRecords {
 }
 
 /**
- * Reads units/, placements/, machines/ and machine-metadata/ at one revision: what
- * `buildSnapshot` (scheduler/snapshot.ts) turns into the planner's snapshot, as the leader
- * does from its cache.
+ * The records `buildSnapshot` (scheduler/snapshot.ts) turns into the planner's snapshot, as
+ * the leader sees them: a dry run (Plan) plans from what the leader would.
  */
-export async function readCluster(store: Store): Promise<StoredCluster> {
-  const k = store.keys;
-  const machinesList = await store.list(k.dir('machine'));
-  const revision = machinesList.revision;
-  const [configsList, placementsList, unitsList] = await Promise.all([
-    store.list(k.dir('machine-metadata'), { revision }),
-    store.list(k.dir('placement'), { revision }),
-    store.list(k.dir('unit'), { revision }),
-  ]);
+export function readCluster(mirror: ClusterMirror): StoredCluster {
   const machines = new Map<string, Machine>();
-  for (const kv of machinesList.items) {
-    const id = lastSegment(kv.key);
-    machines.set(id, { ...codecs.machine.decode(kv.key, kv.value), id });
-  }
+  for (const [id, e] of mirror.machines.entries()) machines.set(id, { ...e.value, id });
   const configs = new Map<string, MachineConfig>();
-  for (const kv of configsList.items) {
-    configs.set(lastSegment(kv.key), codecs['machine-metadata'].decode(kv.key, kv.value));
-  }
+  for (const [id, e] of mirror.configs) configs.set(id, e.value);
   const units = new Map<string, Unit>();
-  for (const kv of unitsList.items) {
-    units.set(lastSegment(kv.key), codecs.unit.decode(kv.key, kv.value));
-  }
+  for (const [name, e] of mirror.units.entries()) units.set(name, e.value);
   const placements = new Map<string, Map<string, Placement>>();
-  for (const kv of placementsList.items) {
-    const parsed = k.parse(kv.key);
-    if (parsed?.kind !== 'placement' || parsed.machine === undefined) continue;
-    const p = { ...codecs.placement.decode(kv.key, kv.value), machine: parsed.machine };
-    let byMachine = placements.get(parsed.name);
-    if (byMachine === undefined) placements.set(parsed.name, (byMachine = new Map()));
-    byMachine.set(parsed.machine, p);
+  for (const [name, byMachine] of mirror.placements) {
+    const copy = new Map<string, Placement>();
+    for (const [machine, e] of byMachine) copy.set(machine, { ...e.value, machine });
+    placements.set(name, copy);
   }
-  return { revision, units, machines, configs, placements };
+  return { revision: mirror.revision, units, machines, configs, placements };
 }
 
 /**

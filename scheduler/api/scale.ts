@@ -7,20 +7,36 @@
  * highest numbers; instances that are kept but not launched are launched, so afterwards
  * `count` instances are wanted running.
  *
- * Each step is one transaction of at most {@link MAX_TXN_OPS} changes, read and written like
- * every API write; a scale that needs more (`scale web 500` from nothing) takes several steps,
- * each a valid state on the way to the count. A step that fails leaves the earlier steps in
- * place, and scaling again finishes the job.
+ * The work is decided once from the mirror's index of the template's instances and written in
+ * transactions of at most 128 records, several in flight: scaling by N costs
+ * O(N), never a re-read of every instance per step. Every write is conditioned on what the
+ * mirror showed (created only if absent, changed or deleted only if unchanged); a transaction
+ * that loses to a concurrent writer leaves the others in place, and the scale decides the
+ * rest again once the mirror has caught up. Each transaction is a valid state on the way.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
-import type { ScaleRequest, ScaleResponse } from '../../proto/flotilla/v1/units.js';
-import { codecs, MAX_TXN_OPS, type Store, type Versioned } from '../../store/index.js';
+import type { InstanceRange, ScaleRequest, ScaleResponse } from '../../proto/flotilla/v1/units.js';
+import {
+  atomicTxn,
+  Batch,
+  chunkOps,
+  isStoreError,
+  pipeline,
+  type BatchOp,
+  type Versioned,
+} from '../../store/index.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from './errors.js';
-import { decodeKv, lastSegment, prefixEnd, rangeAt } from './reads.js';
-import { applyWrites, instanceRecord, queueUnitPut, retryOnConflict } from './unit-writes.js';
+import { fresh, settle, type ApiCluster } from './reads.js';
+import { instanceRecord, queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
+
+/** The largest count a scale accepts. */
+export const MAX_SCALE_COUNT = 1_000_000;
+
+/** Transactions of one scale in flight at once. */
+const SCALE_IN_FLIGHT = 8;
 
 /** A numbered instance that exists now. */
 interface Instance {
@@ -28,83 +44,111 @@ interface Instance {
   readonly record: Versioned<Unit>;
 }
 
+/** What one round decided and wrote. */
+interface Round {
+  readonly started: number[];
+  readonly destroyed: number[];
+  readonly instances: number[];
+  readonly revision: bigint;
+  /** Transactions that lost to a concurrent writer: the round must be decided again. */
+  readonly conflicts: number;
+}
+
 /** Scale; see units.proto and this module's comment. */
-export async function scale(store: Store, req: ScaleRequest): Promise<ScaleResponse> {
+export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<ScaleResponse> {
   if (!Number.isInteger(req.count) || req.count < 0) {
     throw new ApiError('invalid-argument', `count ${req.count} is negative: give 0 or more`);
   }
-  const template = templateName(req.template);
-  const total: ScaleResponse = { started: [], destroyed: [], instances: [], revision: 0n };
-  // Enough steps for the work the first step saw; more means another client keeps changing
-  // the instances (a concurrent scale to another count), and the last word is theirs.
-  let steps = Infinity;
-  for (let i = 1; ; i++) {
-    const step = await retryOnConflict(() => scaleStep(store, template, req.count));
-    total.started.push(...step.response.started);
-    total.destroyed.push(...step.response.destroyed);
-    total.instances = step.response.instances;
-    total.revision = step.response.revision;
-    if (step.done) return total;
-    if (i === 1) steps = 2 + Math.ceil((step.response.instances.length + req.count) / MAX_TXN_OPS);
-    if (i >= steps) {
-      throw new ApiError(
-        'aborted',
-        `the instances of ${template.name} keep changing under this scale (another scale running?); try again`,
-      );
-    }
+  if (req.count > MAX_SCALE_COUNT) {
+    throw new ApiError(
+      'invalid-argument',
+      `count ${req.count} is over the limit of ${MAX_SCALE_COUNT} instances per template`,
+    );
   }
+  const template = templateName(req.template);
+  await fresh(cluster);
+  const started = new Set<number>();
+  const destroyed = new Set<number>();
+  for (let i = 1; i <= WRITE_ATTEMPTS; i++) {
+    const round = await scaleRound(cluster, template, req.count);
+    for (const n of round.started) started.add(n);
+    for (const n of round.destroyed) destroyed.add(n);
+    if (round.conflicts === 0) {
+      return {
+        template: template.name,
+        started: ranges([...started].filter((n) => !destroyed.has(n))),
+        destroyed: ranges([...destroyed]),
+        instances: ranges(round.instances),
+        revision: round.revision,
+      };
+    }
+    await fresh(cluster);
+  }
+  throw new ApiError(
+    'aborted',
+    `the instances of ${template.name} keep changing under this scale (another scale running?); try again`,
+  );
 }
 
-/** One transaction towards `count`: at most MAX_TXN_OPS changes; `done` when none remain. */
-async function scaleStep(
-  store: Store,
-  template: UnitName,
-  count: number,
-): Promise<{ response: ScaleResponse; done: boolean }> {
-  const { record, instances, revision } = await readTemplate(store, template);
-  let budget = MAX_TXN_OPS;
+/** Decides from the mirror and writes every change; reports what took effect. */
+async function scaleRound(cluster: ApiCluster, template: UnitName, count: number): Promise<Round> {
+  const { store, mirror } = cluster;
+  const { record, instances } = readTemplate(cluster, template);
   const keep = instances.slice(0, count);
-  const drop = instances.slice(count).reverse().slice(0, budget);
-  budget -= drop.length;
-  const writes: { unit: Unit; current: Versioned<Unit> | undefined }[] = [];
+  const drop = instances.slice(count);
   const idle = keep.filter((i) => i.record.value.desiredState !== 'launched');
-  for (const i of idle.slice(0, budget)) {
-    writes.push({ unit: { ...i.record.value, desiredState: 'launched' }, current: i.record });
-  }
-  budget -= writes.length;
   const taken = new Set(keep.map((i) => i.number));
   const created: number[] = [];
-  for (let n = 1; keep.length + created.length < count && created.length < budget; n++) {
-    if (!taken.has(n)) created.push(n);
+  for (let n = 1; keep.length + created.length < count; n++) if (!taken.has(n)) created.push(n);
+
+  // One op per instance, numbered so a transaction's outcome maps back to instances.
+  const batch = new Batch();
+  const numbers: number[] = [];
+  for (const i of idle) {
+    queueUnitPut(store, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
+    numbers.push(i.number);
   }
   for (const n of created) {
     const name = `${template.prefix}@${n}.${template.type}`;
-    writes.push({ unit: instanceRecord(name, record.value, 'launched'), current: undefined });
+    queueUnitPut(store, batch, instanceRecord(name, record.value, 'launched'), undefined);
+    numbers.push(n);
   }
-  const written = await applyWrites(
-    store,
-    (batch) => {
-      for (const w of writes) queueUnitPut(store, batch, w.unit, w.current);
-      for (const i of drop) batch.deleteIfModRevision(i.record.key, i.record.modRevision);
-    },
-    revision,
-  );
-  const dropped = new Set(drop.map((i) => i.number));
-  const numbers = [...instances.map((i) => i.number).filter((n) => !dropped.has(n)), ...created];
-  numbers.sort((a, b) => a - b);
-  const launched = writes.length - created.length;
-  const done =
-    instances.length - drop.length <= count &&
-    launched === idle.length &&
-    keep.length + created.length === count;
+  for (const i of drop) {
+    batch.deleteIfModRevision(i.record.key, i.record.modRevision);
+    numbers.push(-i.number);
+  }
+  const chunks = chunkOps(batch.ops);
+  const applied: boolean[] = chunks.map(() => false);
+  let revision = mirror.revision;
+  let conflicts = 0;
+  await pipeline(chunks.length, SCALE_IN_FLIGHT, async (c) => {
+    const chunk: readonly BatchOp[] = chunks[c] ?? [];
+    try {
+      const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)));
+      applied[c] = true;
+      if (res.revision > revision) revision = res.revision;
+    } catch (err) {
+      if (!isStoreError(err, 'conflict')) throw err;
+      conflicts += 1;
+    }
+  });
+  await settle(mirror, revision);
+  const done: number[] = [];
+  let offset = 0;
+  chunks.forEach((chunk, c) => {
+    if (applied[c] === true) done.push(...numbers.slice(offset, offset + chunk.length));
+    offset += chunk.length;
+  });
+  const startedNow = new Set(done.filter((n) => n > 0));
+  const destroyedNow = new Set(done.filter((n) => n < 0).map((n) => -n));
+  const after = instances.map((i) => i.number).filter((n) => !destroyedNow.has(n));
+  after.push(...created.filter((n) => startedNow.has(n)));
   return {
-    response: {
-      started: writes.map((w) => w.unit.name),
-      destroyed: drop.map((i) => i.record.value.name),
-      instances: numbers.map((n) => `${template.prefix}@${n}.${template.type}`),
-      revision: written,
-    },
-    done,
+    started: [...startedNow],
+    destroyed: [...destroyedNow],
+    instances: after.sort((a, b) => a - b),
+    revision,
+    conflicts,
   };
 }
 
@@ -130,41 +174,45 @@ export function templateName(raw: string): UnitName {
   return parsed;
 }
 
-/** The template's record and its numbered instances (in number order), at one revision. */
-async function readTemplate(
-  store: Store,
+/** The template's record and its numbered instances (in number order), from the mirror. */
+function readTemplate(
+  cluster: ApiCluster,
   template: UnitName,
-): Promise<{ record: Versioned<Unit>; instances: Instance[]; revision: bigint }> {
-  const dir = store.keys.unit(`${template.prefix}@`);
-  const res = await rangeAt(store, { start: dir, end: prefixEnd(dir) });
-  let record: Versioned<Unit> | undefined;
-  const instances: Instance[] = [];
-  for (const kv of res.kvs) {
-    const unit = decodeKv(codecs.unit, kv);
-    const name = lastSegment(kv.key);
-    if (name === template.name) {
-      record = unit;
-      continue;
-    }
-    const n = numberOf(name, template);
-    if (n !== undefined) instances.push({ number: n, record: unit });
-  }
+): { record: Versioned<Unit>; instances: Instance[] } {
+  const { mirror } = cluster;
+  const record = mirror.units.get(template.name);
   if (record === undefined) {
     throw new ApiError('not-found', `template ${template.name} is not submitted`);
   }
+  const instances: Instance[] = [];
+  for (const name of mirror.instances.get(template.name) ?? []) {
+    const n = numberOf(name, template);
+    const entry = n === undefined ? undefined : mirror.units.get(name);
+    if (n !== undefined && entry !== undefined) instances.push({ number: n, record: entry });
+  }
   instances.sort((a, b) => a.number - b.number);
-  return { record, instances, revision: res.revision };
+  return { record, instances };
 }
 
+/** The number of a numbered instance of `template` (`web@12.service` -> 12). */
 function numberOf(name: string, template: UnitName): number | undefined {
-  let parsed: UnitName;
-  try {
-    parsed = parseUnitName(name);
-  } catch {
-    return undefined;
-  }
-  if (!parsed.isInstance || parsed.template !== template.name) return undefined;
-  if (!NUMBERED.test(parsed.instance)) return undefined;
-  const n = Number(parsed.instance);
+  const head = `${template.prefix}@`;
+  const tail = `.${template.type}`;
+  if (!name.startsWith(head) || !name.endsWith(tail)) return undefined;
+  const instance = name.slice(head.length, name.length - tail.length);
+  if (!NUMBERED.test(instance)) return undefined;
+  const n = Number(instance);
   return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Sorted, merged ranges of `numbers`. */
+export function ranges(numbers: readonly number[]): InstanceRange[] {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const out: InstanceRange[] = [];
+  for (const n of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && n <= last.last + 1) last.last = Math.max(last.last, n);
+    else out.push({ first: n, last: n });
+  }
+  return out;
 }

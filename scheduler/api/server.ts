@@ -1,7 +1,8 @@
 /**
  * The gRPC API server every scheduler replica runs: Units, Machines, Events and Logs (relayed
- * to agents), plus server reflection. It reads and writes etcd directly through the store it
- * is given, so any replica answers alike, leader or not.
+ * to agents), plus server reflection. Every read is served from the replica's one mirror of the
+ * cluster; writes go to etcd and answer once the mirror shows them, so any replica answers
+ * alike, leader or not, and a client reads its own writes.
  *
  * @example
  *   const api = await startApiServer({ store, listen: '127.0.0.1:4700', logger });
@@ -16,7 +17,7 @@ import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
-import type { Store } from '../../store/index.js';
+import { ClusterMirror, type Store } from '../../store/index.js';
 import { DefinitionCache } from '../snapshot.js';
 import { AgentLink } from './agent-link.js';
 import { destroyUnits, setDesiredState } from './desired.js';
@@ -25,8 +26,8 @@ import { watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
-import { PlacementMachines } from './placement-machines.js';
 import { planUnits } from './plan.js';
+import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
 import { addReflection } from './reflection.js';
 import { scale } from './scale.js';
@@ -34,8 +35,13 @@ import { submitUnits } from './submit.js';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
-  /** The etcd store to serve; the server never closes it (its owner does, after close()). */
+  /** The etcd store to write through; the server never closes it (its owner does, after close()). */
   readonly store: Store;
+  /**
+   * The replica's mirror of the cluster, which every read is served from (the scheduler's
+   * own, shared with its engine). Without one the server opens its own and closes it.
+   */
+  readonly mirror?: ClusterMirror;
   /** host:port to listen on, e.g. `127.0.0.1:4700`; port 0 picks a free port. */
   readonly listen: string;
   readonly logger: Logger;
@@ -71,33 +77,32 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       'stored unit file does not parse; ignoring it',
     ),
   );
-  const index = new PlacementMachines(store, logger);
+  const ownMirror = opts.mirror === undefined ? new ClusterMirror(store) : undefined;
+  ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
+  const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
+  const cluster: ApiCluster = { store, mirror, definitions };
   const server = new Server();
 
   const units: UnitsServer = {
-    submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(store, req)),
-    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(store, req)),
-    destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(store, req)),
-    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(store, index, definitions, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(store, index, definitions, req)),
-    scale: unary(ctx, 'Units.Scale', (req) => scale(store, req)),
-    plan: unary(ctx, 'Units.Plan', (req) => planUnits(store, definitions, req)),
+    submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(cluster, req)),
+    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(cluster, req)),
+    destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(cluster, req)),
+    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(cluster, req)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(cluster, req)),
+    scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
+    plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
   };
   const machines: MachinesServer = {
-    listMachines: unary(ctx, 'Machines.ListMachines', () => listMachines(store, definitions)),
+    listMachines: unary(ctx, 'Machines.ListMachines', () => listMachines(cluster)),
     setMachineMetadata: unary(ctx, 'Machines.SetMachineMetadata', (req) =>
-      setMachineMetadata(store, definitions, req),
+      setMachineMetadata(cluster, req),
     ),
-    drainMachine: unary(ctx, 'Machines.DrainMachine', (req) =>
-      setDrained(store, definitions, req, true),
-    ),
-    undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) =>
-      setDrained(store, definitions, req, false),
-    ),
+    drainMachine: unary(ctx, 'Machines.DrainMachine', (req) => setDrained(cluster, req, true)),
+    undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) => setDrained(cluster, req, false)),
     resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () => resumeRescheduling(store)),
   };
   const events: EventsServer = { watch: watchEvents(ctx) };
-  const logs: LogsServer = { tail: tailLogs(ctx, index, new AgentLink(opts.agentTls)) };
+  const logs: LogsServer = { tail: tailLogs(ctx, cluster, new AgentLink(opts.agentTls)) };
   server.addService(UnitsService, units);
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
@@ -112,7 +117,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       );
     });
   } catch (err) {
-    await index.close();
+    await ownMirror?.close();
     throw err;
   }
   const address = `${hostOf(opts.listen)}:${port}`;
@@ -122,7 +127,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= shutdown(server, ctx, opts.shutdownGraceMs ?? 5_000)
-      .then(() => index.close())
+      .then(() => ownMirror?.close())
       .then(() => logger.info({ address }, 'API server closed'));
     return closing;
   };

@@ -7,7 +7,8 @@
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
-import type { Store, Versioned } from '../../store/index.js';
+import type { Versioned } from '../../store/index.js';
+import type { ApiCluster } from './reads.js';
 import { parseUnit, validateUnitFile, type UnitError } from '../../unit/index.js';
 import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
 import { ApiError, invalidUnits } from './errors.js';
@@ -35,7 +36,7 @@ type Decision =
 
 /** SubmitUnits; see units.proto. Validates everything before reading or writing anything. */
 export async function submitUnits(
-  store: Store,
+  cluster: ApiCluster,
   req: SubmitUnitsRequest,
 ): Promise<SubmitUnitsResponse> {
   if (req.files.length === 0) throw new ApiError('invalid-argument', 'no unit files given');
@@ -45,8 +46,8 @@ export async function submitUnits(
   checkTxnSize(files.length, 'unit files');
   const names = files.map((f) => f.name);
 
-  return retryOnConflict(async () => {
-    const { units, revision } = await readUnits(store, names);
+  return retryOnConflict(cluster, async () => {
+    const { units, revision } = await readUnits(cluster, names);
     const decisions = files.map((f) => decide(f, units.get(f.name), req.replace, desired));
     const clashes = files.filter((_f, i) => decisions[i]?.kind === 'exists').map((f) => f.name);
     if (clashes.length > 0) {
@@ -57,12 +58,12 @@ export async function submitUnits(
     }
     const response: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision };
     const written = await applyWrites(
-      store,
+      cluster,
       (batch) => {
         decisions.forEach((d, i) => {
           const name = names[i] ?? '';
           if (d.kind === 'created' || d.kind === 'updated') {
-            queueUnitPut(store, batch, d.record, units.get(name));
+            queueUnitPut(cluster.store, batch, d.record, units.get(name));
             response[d.kind].push(name);
           } else if (d.kind === 'unchanged') {
             response.unchanged.push(name);

@@ -3,6 +3,7 @@
  * from test/helpers), its generated clients with promise wrappers, and a fingerprint of a
  * prefix's keys to prove that a refused request wrote nothing.
  */
+import { instanceNames } from '../../cli/scale.js';
 import {
   credentials,
   Metadata,
@@ -80,7 +81,16 @@ const setDesired = (c: UnitsClient, r: SetDesiredStateRequest) => rpc(c.setDesir
 const destroy = (c: UnitsClient, r: DestroyUnitsRequest) => rpc(c.destroyUnits.bind(c), r);
 const get = (c: UnitsClient, r: GetUnitRequest) => rpc(c.getUnit.bind(c), r);
 const list = (c: UnitsClient, r: ListUnitsRequest) => rpc(c.listUnits.bind(c), r);
-const scale = (c: UnitsClient, r: ScaleRequest) => rpc(c.scale.bind(c), r);
+/** Scale, with the answer's ranges of instance numbers spelled out as names. */
+const scale = async (c: UnitsClient, r: ScaleRequest) => {
+  const res = await rpc(c.scale.bind(c), r);
+  return {
+    revision: res.revision,
+    started: instanceNames(res.template, res.started),
+    destroyed: instanceNames(res.template, res.destroyed),
+    instances: instanceNames(res.template, res.instances),
+  };
+};
 const plan = (c: UnitsClient, r: PlanRequest) => rpc(c.plan.bind(c), r);
 const listMachines = (c: MachinesClient) => rpc(c.listMachines.bind(c), {});
 const setMetadata = (c: MachinesClient, r: SetMachineMetadataRequest) =>

@@ -64,7 +64,7 @@ function view(opts: {
   const unscheduled = new Map(
     (opts.unscheduled ?? []).map((u) => [u.unit, entry(keys.unscheduled(u.unit), u, 9n)]),
   );
-  return { ...built, placements, unscheduled };
+  return { ...built, placements, unscheduled, revision: 0n };
 }
 
 function decide(v: ClusterView) {

@@ -133,12 +133,26 @@ export interface ScaleRequest {
   count: number;
 }
 
+/** Numbered instances first..last of a template (both included). */
+export interface InstanceRange {
+  first: number;
+  last: number;
+}
+
+/**
+ * Instances are given as ranges of numbers, so the answer stays small at any count: instance
+ * n of web@.service is web@n.service.
+ */
 export interface ScaleResponse {
-  started: string[];
-  destroyed: string[];
-  /** The instances that exist after scaling, in order. */
-  instances: string[];
   revision: bigint;
+  /** The template scaled, e.g. web@.service. */
+  template: string;
+  /** Instances created or started. */
+  started: InstanceRange[];
+  /** Instances destroyed. */
+  destroyed: InstanceRange[];
+  /** The numbered instances that exist after scaling, in order. */
+  instances: InstanceRange[];
 }
 
 export interface PlanRequest {
@@ -1492,26 +1506,114 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
   },
 };
 
+function createBaseInstanceRange(): InstanceRange {
+  return { first: 0, last: 0 };
+}
+
+export const InstanceRange: MessageFns<InstanceRange> = {
+  encode(message: InstanceRange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.first !== 0) {
+      writer.uint32(8).int32(message.first);
+    }
+    if (message.last !== 0) {
+      writer.uint32(16).int32(message.last);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstanceRange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstanceRange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.first = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.last = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstanceRange {
+    return {
+      first: isSet(object.first) ? globalThis.Number(object.first) : 0,
+      last: isSet(object.last) ? globalThis.Number(object.last) : 0,
+    };
+  },
+
+  toJSON(message: InstanceRange): unknown {
+    const obj: any = {};
+    if (message.first !== 0) {
+      obj.first = Math.round(message.first);
+    }
+    if (message.last !== 0) {
+      obj.last = Math.round(message.last);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstanceRange>, I>>(base?: I): InstanceRange {
+    return InstanceRange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstanceRange>, I>>(object: I): InstanceRange {
+    const message = createBaseInstanceRange();
+    message.first = object.first ?? 0;
+    message.last = object.last ?? 0;
+    return message;
+  },
+};
+
 function createBaseScaleResponse(): ScaleResponse {
-  return { started: [], destroyed: [], instances: [], revision: 0n };
+  return { revision: 0n, template: "", started: [], destroyed: [], instances: [] };
 }
 
 export const ScaleResponse: MessageFns<ScaleResponse> = {
   encode(message: ScaleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.started) {
-      writer.uint32(10).string(v!);
-    }
-    for (const v of message.destroyed) {
-      writer.uint32(18).string(v!);
-    }
-    for (const v of message.instances) {
-      writer.uint32(26).string(v!);
-    }
     if (message.revision !== 0n) {
       if (BigInt.asIntN(64, message.revision) !== message.revision) {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(32).int64(message.revision);
+    }
+    if (message.template !== "") {
+      writer.uint32(42).string(message.template);
+    }
+    for (const v of message.started) {
+      InstanceRange.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.destroyed) {
+      InstanceRange.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.instances) {
+      InstanceRange.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1529,36 +1631,44 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.started.push(reader.string());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.destroyed.push(reader.string());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.instances.push(reader.string());
-            continue;
-          }
           case 4: {
             if (tag !== 32) {
               break;
             }
 
             message.revision = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.template = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.started.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.destroyed.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.instances.push(InstanceRange.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1575,30 +1685,36 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
 
   fromJSON(object: any): ScaleResponse {
     return {
-      started: globalThis.Array.isArray(object?.started) ? object.started.map((e: any) => globalThis.String(e)) : [],
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      template: isSet(object.template) ? globalThis.String(object.template) : "",
+      started: globalThis.Array.isArray(object?.started)
+        ? object.started.map((e: any) => InstanceRange.fromJSON(e))
+        : [],
       destroyed: globalThis.Array.isArray(object?.destroyed)
-        ? object.destroyed.map((e: any) => globalThis.String(e))
+        ? object.destroyed.map((e: any) => InstanceRange.fromJSON(e))
         : [],
       instances: globalThis.Array.isArray(object?.instances)
-        ? object.instances.map((e: any) => globalThis.String(e))
+        ? object.instances.map((e: any) => InstanceRange.fromJSON(e))
         : [],
-      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
     };
   },
 
   toJSON(message: ScaleResponse): unknown {
     const obj: any = {};
-    if (message.started?.length) {
-      obj.started = message.started;
-    }
-    if (message.destroyed?.length) {
-      obj.destroyed = message.destroyed;
-    }
-    if (message.instances?.length) {
-      obj.instances = message.instances;
-    }
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
+    }
+    if (message.template !== "") {
+      obj.template = message.template;
+    }
+    if (message.started?.length) {
+      obj.started = message.started.map((e) => InstanceRange.toJSON(e));
+    }
+    if (message.destroyed?.length) {
+      obj.destroyed = message.destroyed.map((e) => InstanceRange.toJSON(e));
+    }
+    if (message.instances?.length) {
+      obj.instances = message.instances.map((e) => InstanceRange.toJSON(e));
     }
     return obj;
   },
@@ -1608,10 +1724,11 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<ScaleResponse>, I>>(object: I): ScaleResponse {
     const message = createBaseScaleResponse();
-    message.started = object.started?.map((e) => e) || [];
-    message.destroyed = object.destroyed?.map((e) => e) || [];
-    message.instances = object.instances?.map((e) => e) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.template = object.template ?? "";
+    message.started = object.started?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.destroyed = object.destroyed?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.instances = object.instances?.map((e) => InstanceRange.fromPartial(e)) || [];
     return message;
   },
 };

@@ -1,0 +1,290 @@
+/**
+ * ClusterMirror: ONE list+watch cache of the whole cluster prefix per process (DESIGN.md
+ * "Scale"; kube-apiserver's watch cache is the model). Every record is decoded once, as it
+ * arrives, and filed in indexes that answer the scheduler's questions in proportion to the
+ * answer: a unit by name, units in name order from any point (paging), the instances of one
+ * template, a unit's placements, one machine's placements in name order, a unit's state and
+ * its Global copies, machines in id order.
+ *
+ * One watch over the prefix means one revision for everything: a reader that reads the
+ * indexes synchronously sees the cluster as of {@link ClusterMirror.revision}, never half of
+ * a transaction. A writer waits for its write's revision ({@link ClusterMirror.waitFor}) and
+ * then reads its own write.
+ *
+ * A value that does not decode is reported through `onError` and left out of every index
+ * (the key is treated as absent), so a corrupt record never stops a daemon.
+ */
+import BTreeModule from 'sorted-btree';
+import type {
+  Machine,
+  MachineConfig,
+  Placement,
+  Unit,
+  UnitState,
+  Unscheduled,
+} from '../proto/flotilla/v1/records.js';
+import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
+import type { StoreError } from './errors.js';
+import type { KeyKind, ParsedKey } from './keys.js';
+import { Listeners, type Unsubscribe } from './listeners.js';
+import { codecs, type RecordCodec, type RecordKind, type RecordTypes } from './records.js';
+import type { Store } from './client.js';
+
+const BTree = BTreeModule.default;
+/** A sorted map (B+ tree): ordered iteration from any key in O(log n + k). */
+export type SortedMap<K, V> = InstanceType<typeof BTreeModule.default<K, V>>;
+
+/** A record of the mirror: its kind (from its key), names, and decoded value. */
+export type MirrorRecord =
+  | {
+      [K in RecordKind]: {
+        readonly kind: K;
+        readonly key: ParsedKey;
+        readonly value: RecordTypes[K];
+      };
+    }[RecordKind]
+  | { readonly kind: 'election'; readonly key: ParsedKey; readonly value: string }
+  | { readonly kind: 'other'; readonly key: undefined; readonly value: null };
+
+/** One change as consumers see it: the key's kind and names with the cache change. */
+export interface MirrorChange {
+  readonly kind: KeyKind | 'other';
+  readonly parsed: ParsedKey | undefined;
+  readonly change: CacheChange<MirrorRecord>;
+}
+
+/** A batch of changes at one revision (one watch response, or a re-list's difference). */
+export interface MirrorEvent {
+  readonly revision: bigint;
+  /** True for a listing (the first, or a re-list after compaction). */
+  readonly resync: boolean;
+  readonly changes: readonly MirrorChange[];
+}
+
+/** Options of a {@link ClusterMirror}. */
+export interface ClusterMirrorOptions {
+  /** Keys per page of the listing. Default 2000 (halved by the store when a page is too large). */
+  readonly pageSize?: number;
+}
+
+/**
+ * The one list+watch mirror of a cluster prefix, with indexes. Create it, subscribe, then
+ * `await ready()`. Index getters return live structures: read them, never change them.
+ */
+export class ClusterMirror {
+  readonly units: SortedMap<string, CacheEntry<Unit>> = new BTree();
+  /** Template name (`web@.service`) -> names of its instances that have records. */
+  readonly instances = new Map<string, Set<string>>();
+  /** Unit name -> machine id -> placement. */
+  readonly placements = new Map<string, Map<string, CacheEntry<Placement>>>();
+  /** Machine id -> unit name -> placement, in name order. */
+  readonly placementsOn = new Map<string, SortedMap<string, CacheEntry<Placement>>>();
+  /** `states/<name>`: the state of a unit that is not Global. */
+  readonly states = new Map<string, CacheEntry<UnitState>>();
+  /** `states/<name>/<machine>`: unit name -> machine id -> that copy's state. */
+  readonly copies = new Map<string, Map<string, CacheEntry<UnitState>>>();
+  readonly unscheduled = new Map<string, CacheEntry<Unscheduled>>();
+  readonly machines: SortedMap<string, CacheEntry<Machine>> = new BTree();
+  readonly configs = new Map<string, CacheEntry<MachineConfig>>();
+  /** By full key. */
+  readonly control = new Map<string, CacheEntry<ReschedulingPause>>();
+  /** Election keys, by full key, values as stored. */
+  readonly election = new Map<string, CacheEntry<string>>();
+  private readonly cache: WatchCache<MirrorRecord>;
+  private readonly events = new Listeners<MirrorEvent>();
+
+  constructor(
+    private readonly store: Store,
+    opts: ClusterMirrorOptions = {},
+  ) {
+    this.cache = new WatchCache(store, {
+      prefix: store.keys.prefix,
+      codec: mirrorCodec(store),
+      pageSize: opts.pageSize ?? 2_000,
+    });
+    // One watch response is one batch: its changes are indexed before anyone hears of them.
+    let pending: MirrorChange[] = [];
+    this.cache.on((e) => this.onCacheEvent(e, pending));
+    this.cache.onRevision((revision) => {
+      if (pending.length === 0) return;
+      const changes = pending;
+      pending = [];
+      this.events.emit({ revision, resync: false, changes });
+    });
+  }
+
+  /** Resolves after the first listing is indexed. */
+  ready(): Promise<void> {
+    return this.cache.ready();
+  }
+
+  /** Every change up to this revision is indexed. */
+  get revision(): bigint {
+    return this.cache.revision;
+  }
+
+  /** Resolves once the mirror has indexed `revision` (read-your-writes). */
+  waitFor(revision: bigint, timeoutMs?: number): Promise<void> {
+    return this.cache.waitFor(revision, timeoutMs);
+  }
+
+  /** Batches of changes, in revision order, each after the indexes hold it. */
+  on(fn: (event: MirrorEvent) => void): Unsubscribe {
+    return this.events.on(fn);
+  }
+
+  /** Problems the mirror recovers from by itself (etcd away, a corrupt record). */
+  onError(fn: (error: StoreError) => void): Unsubscribe {
+    return this.cache.onError(fn);
+  }
+
+  async close(): Promise<void> {
+    this.events.clear();
+    await this.cache.close();
+  }
+
+  private onCacheEvent(e: CacheEvent<MirrorRecord>, pending: MirrorChange[]): void {
+    if (e.type !== 'resync') {
+      pending.push(this.index(e));
+      return;
+    }
+    const changes = e.changes.map((c) => this.index(c));
+    this.events.emit({ revision: e.revision, resync: true, changes });
+  }
+
+  /** Files one change in the indexes. */
+  private index(change: CacheChange<MirrorRecord>): MirrorChange {
+    const record = change.type === 'put' ? change.value : change.prev;
+    const entry = change.type === 'put' ? change.entry : undefined;
+    const parsed = record.key;
+    if (parsed !== undefined) this.file(record, entry);
+    return { kind: record.kind, parsed, change };
+  }
+
+  private file(record: MirrorRecord, entry: CacheEntry<MirrorRecord> | undefined): void {
+    const typed = <T>(value: T): CacheEntry<T> | undefined =>
+      entry === undefined ? undefined : { ...entry, value };
+    switch (record.kind) {
+      case 'unit': {
+        const name = record.key.name;
+        const e = typed(record.value);
+        const template = templateOf(name);
+        if (e === undefined) this.units.delete(name);
+        else this.units.set(name, e);
+        if (template !== undefined) setMember(this.instances, template, name, e !== undefined);
+        return;
+      }
+      case 'placement': {
+        const { name, machine = '' } = record.key;
+        const e = typed(record.value);
+        setNested(this.placements, name, machine, e);
+        let onMachine = this.placementsOn.get(machine);
+        if (e !== undefined) {
+          if (onMachine === undefined) this.placementsOn.set(machine, (onMachine = new BTree()));
+          onMachine.set(name, e);
+        } else if (onMachine !== undefined) {
+          onMachine.delete(name);
+          if (onMachine.size === 0) this.placementsOn.delete(machine);
+        }
+        return;
+      }
+      case 'state': {
+        const { name, machine } = record.key;
+        const e = typed(record.value);
+        if (machine !== undefined) setNested(this.copies, name, machine, e);
+        else setOrDelete(this.states, name, e);
+        return;
+      }
+      case 'unscheduled':
+        return setOrDelete(this.unscheduled, record.key.name, typed(record.value));
+      case 'machine': {
+        const e = typed(record.value);
+        if (e === undefined) this.machines.delete(record.key.name);
+        else this.machines.set(record.key.name, e);
+        return;
+      }
+      case 'machine-metadata':
+        return setOrDelete(this.configs, record.key.name, typed(record.value));
+      case 'control':
+        return setOrDelete(
+          this.control,
+          this.store.keys.dir('control') + record.key.name,
+          typed(record.value),
+        );
+      case 'election':
+        return setOrDelete(
+          this.election,
+          this.store.keys.election() + record.key.name,
+          typed(record.value),
+        );
+      case 'other':
+        return;
+    }
+  }
+}
+
+/** The template an instance name belongs to (`web@3.service` -> `web@.service`), if any. */
+export function templateOf(name: string): string | undefined {
+  const at = name.indexOf('@');
+  const dot = name.lastIndexOf('.');
+  if (at <= 0 || dot <= at + 1) return undefined;
+  return name.slice(0, at + 1) + name.slice(dot);
+}
+
+/** Decodes any key under the prefix by its kind; keys outside the layout decode as 'other'. */
+function mirrorCodec(store: Store): RecordCodec<MirrorRecord> {
+  return {
+    type: 'cluster record',
+    encode: () => {
+      throw new Error('the cluster mirror only reads');
+    },
+    decode: (key, raw) => {
+      const parsed = store.keys.parse(key);
+      if (parsed === undefined) return { kind: 'other', key: undefined, value: null };
+      if (parsed.kind === 'election') {
+        return { kind: 'election', key: parsed, value: raw.toString() };
+      }
+      const kind = parsed.kind;
+      const codec = codecs[kind] as RecordCodec<RecordTypes[typeof kind]>;
+      return { kind, key: parsed, value: codec.decode(key, raw) } as MirrorRecord;
+    },
+  };
+}
+
+function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
+}
+
+function setNested<V>(
+  map: Map<string, Map<string, V>>,
+  outer: string,
+  inner: string,
+  value: V | undefined,
+): void {
+  let byInner = map.get(outer);
+  if (value !== undefined) {
+    if (byInner === undefined) map.set(outer, (byInner = new Map()));
+    byInner.set(inner, value);
+  } else if (byInner !== undefined) {
+    byInner.delete(inner);
+    if (byInner.size === 0) map.delete(outer);
+  }
+}
+
+function setMember(
+  map: Map<string, Set<string>>,
+  outer: string,
+  member: string,
+  on: boolean,
+): void {
+  let set = map.get(outer);
+  if (on) {
+    if (set === undefined) map.set(outer, (set = new Set()));
+    set.add(member);
+  } else if (set !== undefined) {
+    set.delete(member);
+    if (set.size === 0) map.delete(outer);
+  }
+}

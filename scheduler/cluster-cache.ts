@@ -126,6 +126,11 @@ export class ClusterCache {
     return this.mirror.machines.size;
   }
 
+  /** How many units hold at least one placement. */
+  placedUnits(): number {
+    return this.mirror.placements.size;
+  }
+
   /** The operator's request to end a rescheduling pause, if one is waiting. */
   resumeRequest(): CacheEntry<ReschedulingPause> | undefined {
     return this.mirror.control.get(this.store.keys.resumeRescheduling());

@@ -19,6 +19,7 @@ import { isSchedulerError } from './errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { plan, type Plan } from './planner/index.js';
 import {
+  autoRescheduleRate,
   LossGuard,
   MoveBudget,
   type Clock,
@@ -32,8 +33,11 @@ export interface EngineOptions {
   debounceMs?: number;
   /** Plan at least this often, changes or not. Default 1000 ms. */
   tickMs?: number;
-  /** Moves of already-placed units per second; 0 means unlimited. Default 20. */
-  rescheduleRate?: number;
+  /**
+   * Moves of already-placed units per second; 0 means unlimited; `auto` (the default) sizes
+   * it to the cluster on every pass ({@link autoRescheduleRate}).
+   */
+  rescheduleRate?: number | 'auto';
   /** Machine losses within this window count as "at once". Default 30 000 ms. */
   lossWindowMs?: number;
   /** A rescheduling pause ends by itself after this long; 0 means never. Default 300 000 ms. */
@@ -66,6 +70,7 @@ export class Engine {
   private readonly reminderMs: number;
   private readonly now: Clock;
   private readonly budget: MoveBudget;
+  private readonly autoRate: boolean;
   private readonly guard: LossGuard;
   private readonly waker = new Waker();
   private readonly unsubscribe: (() => void)[] = [];
@@ -90,7 +95,13 @@ export class Engine {
     this.tickMs = opts.tickMs ?? 1_000;
     this.reminderMs = opts.pauseReminderMs ?? 60_000;
     this.now = opts.now ?? Date.now;
-    this.budget = new MoveBudget(opts.rescheduleRate ?? 20, undefined, this.now);
+    const rate = opts.rescheduleRate ?? 'auto';
+    this.autoRate = rate === 'auto';
+    this.budget = new MoveBudget(
+      rate === 'auto' ? autoRescheduleRate(0) : rate,
+      undefined,
+      this.now,
+    );
     this.guard = new LossGuard({
       ...(opts.lossWindowMs === undefined ? {} : { windowMs: opts.lossWindowMs }),
       ...(opts.pauseTimeoutMs === undefined ? {} : { pauseTimeoutMs: opts.pauseTimeoutMs }),
@@ -237,6 +248,7 @@ export class Engine {
       this.lastReminder = this.now();
       log.warn({ pause }, 'RESCHEDULING PAUSED: units of lost machines are not being moved');
     }
+    if (this.autoRate) this.budget.setRate(autoRescheduleRate(this.cache.placedUnits()));
     const settling = this.guard.settleRemaining();
     // When deferred work may go ahead again: never by itself while paused (the tick re-checks).
     const wait =

@@ -32,8 +32,11 @@ export interface SchedulerOptions {
   readonly logLevel: string;
   /** This replica's name in the election. */
   readonly name: string;
-  /** Moves of already-placed units per second; 0 means unlimited. */
-  readonly rescheduleRate: number;
+  /**
+   * Moves of already-placed units per second; 0 means unlimited; `auto` sizes it to the
+   * cluster (see {@link autoRescheduleRate}).
+   */
+  readonly rescheduleRate: number | 'auto';
   /** Machine losses within this window count as "at once". */
   readonly lossWindowMs: number;
   /** A rescheduling pause ends by itself after this long; 0 means never. */
@@ -58,7 +61,7 @@ export const SCHEDULER_DEFAULTS = {
   listen: '127.0.0.1:4700',
   electionTtlSeconds: 5,
   logLevel: 'info',
-  rescheduleRate: 20,
+  rescheduleRate: 'auto',
   lossWindowMs: 30_000,
   pauseTimeoutMs: 300_000,
   lossSettleMs: 500,
@@ -78,7 +81,8 @@ Flags:
   --listen HOST:PORT           API address, or "none" for no API (default ${SCHEDULER_DEFAULTS.listen})
   --election-ttl DURATION      leader lease TTL, whole seconds (default 5s)
   --name NAME                  replica name in the election (default hostname:pid)
-  --reschedule-rate N          moves of running units per second, 0 = unlimited (default ${SCHEDULER_DEFAULTS.rescheduleRate})
+  --reschedule-rate N|auto     moves of running units per second, 0 = unlimited; auto = 2% of
+                               the placed units per second, at least 20 (default auto)
   --loss-window DURATION       machine losses this close together count as at once (default 30s)
   --loss-settle DURATION       after a machine loss, wait this long for more before moving units (default 500ms)
   --reschedule-pause-timeout DURATION
@@ -148,7 +152,10 @@ export function parseSchedulerArgs(
       electionTtlSeconds: ttlMs / 1000,
       logLevel: args.stringOr('log-level', SCHEDULER_DEFAULTS.logLevel),
       name: args.stringOr('name', `${hostname()}:${process.pid}`),
-      rescheduleRate: args.integer('reschedule-rate', SCHEDULER_DEFAULTS.rescheduleRate),
+      rescheduleRate:
+        args.stringOr('reschedule-rate', 'auto') === 'auto'
+          ? 'auto'
+          : args.integer('reschedule-rate', 0),
       lossWindowMs: args.durationMs('loss-window', SCHEDULER_DEFAULTS.lossWindowMs),
       pauseTimeoutMs: args.durationMs(
         'reschedule-pause-timeout',

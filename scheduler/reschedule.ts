@@ -30,12 +30,21 @@ export class MoveBudget {
   private last: number;
 
   constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number = Math.max(1, ratePerSecond),
+    public ratePerSecond: number,
+    public burst: number = Math.max(1, ratePerSecond),
     private readonly now: Clock = Date.now,
   ) {
     this.tokens = burst;
     this.last = now();
+  }
+
+  /** Changes the rate (and the burst with it), keeping the balance earned so far. */
+  setRate(ratePerSecond: number): void {
+    if (ratePerSecond === this.ratePerSecond) return;
+    this.refill();
+    this.ratePerSecond = ratePerSecond;
+    this.burst = Math.max(1, ratePerSecond);
+    this.tokens = Math.min(this.tokens, this.burst);
   }
 
   /** True when the budget never runs out. */
@@ -71,6 +80,16 @@ export class MoveBudget {
     this.last = now;
     this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSecond) / 1000);
   }
+}
+
+/**
+ * The move rate `--reschedule-rate auto` uses: 2% of the placed units per second, at least
+ * 20. A loss of 1% of the machines then moves in about half a second at any size (a fixed
+ * 20/s made it take a minute at 100,000 units), while a wider storm is still paced, and a
+ * loss of half the machines pauses altogether (the {@link LossGuard}).
+ */
+export function autoRescheduleRate(placedUnits: number): number {
+  return Math.max(20, Math.ceil(placedUnits * 0.02));
 }
 
 /** Options of a {@link LossGuard}; {@link LossGuard} documents the defaults. */

@@ -100,8 +100,8 @@ export async function startAgent(
   const reporter = new StateReporter(store, log.child({ component: 'states' }), {
     machineId: opts.machineId,
     lease: () => late.registration?.leaseId,
-    isPlaced: (name) => late.reconciler?.isPlaced(name) ?? false,
     isGlobal: (name) => late.reconciler?.isGlobal(name),
+    verifyMs: opts.tickMs,
     onLeaseLost: () => {
       if (late.machine !== undefined) late.registration?.checkLease(late.machine);
     },

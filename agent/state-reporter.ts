@@ -7,20 +7,33 @@
  * in one transaction. A burst of supervisor changes costs one write per unit at most, and a
  * slow or unreachable etcd never blocks a supervisor.
  *
- * Who may write a record: the agent a unit is placed on writes it unconditionally (the
- * placement is the authority); an agent still stopping a unit that moved away writes and
- * deletes the record only while it is under its own lease, so it never overwrites or deletes
- * the state the unit's new machine reports.
+ * Who may write a record (store/owned.ts): an agent puts a unit's record only while etcd holds
+ * the unit's placement on its machine, or the record is still under the agent's own lease; it
+ * deletes one only in the latter case. etcd checks both inside the write, not the agent's
+ * mirror of its placements, which lags after a partition: an agent back under a new lease
+ * never overwrites or deletes the state the unit's new machine reports.
+ *
+ * Level-triggered: every `verifyMs` one read-only transaction compares the mod revision of
+ * each record the agent wrote with what etcd holds; a record deleted or overwritten by anyone
+ * else is written again (if it is still this agent's to write; if not, the agent stops
+ * checking it until the unit's state or placement changes).
  *
  * Which key: the unit file says whether a unit is Global, so a state waits (unwritten) until
  * the reconciler has read the file of its unit, except that a unit already written keeps its
  * key until told. When a unit's key changes (its file's Global= changed) the old record, if it
  * is this agent's, is deleted in the same transaction as the new one is written.
  */
-import type { ICompare, IRequestOp } from 'etcd3';
 import type { Logger } from 'pino';
 import type { UnitState } from '../proto/flotilla/v1/records.js';
-import { codecs, isStoreError, Waker, type Store } from '../store/index.js';
+import {
+  changedRecords,
+  codecs,
+  isStoreError,
+  Waker,
+  writeOwned,
+  type OwnedOp,
+  type Store,
+} from '../store/index.js';
 
 /** Options of {@link StateReporter}. */
 export interface StateReporterOptions {
@@ -28,8 +41,6 @@ export interface StateReporterOptions {
   readonly machineId: string;
   /** The current lease, or undefined while unregistered (nothing is written then). */
   readonly lease: () => bigint | undefined;
-  /** Whether `name` is placed on this machine now. */
-  readonly isPlaced: (name: string) => boolean;
   /**
    * Whether `name` is a Global unit; undefined while its file is not known yet (its record
    * then waits: call {@link StateReporter.touch} once it is known or when it changes).
@@ -39,6 +50,8 @@ export interface StateReporterOptions {
   readonly batchSize?: number;
   /** Pause after a failed write before retrying. Default 500 ms. */
   readonly retryMs?: number;
+  /** How often the records written are compared with etcd's. Default 5000 ms. */
+  readonly verifyMs?: number;
   /** etcd says the lease is gone (before the presence noticed): re-register now. */
   readonly onLeaseLost?: () => void;
 }
@@ -55,10 +68,17 @@ export class StateReporter {
    * while a change of key has an unknown outcome): deleted, when not wanted, if still ours.
    */
   private readonly written = new Map<string, ReadonlySet<string>>();
+  /**
+   * Where each unit's record is, and the mod revision of its last write there, for every
+   * record this agent wrote and nobody is known to have changed since: what
+   * {@link verify} checks.
+   */
+  private readonly owned = new Map<string, { readonly key: string; readonly revision: bigint }>();
   private readonly waker = new Waker();
   private readonly idle = new Set<() => void>();
   private readonly batchSize: number;
   private readonly retryMs: number;
+  private readonly verifyMs: number;
   private closed = false;
   private readonly loop: Promise<void>;
 
@@ -69,6 +89,7 @@ export class StateReporter {
   ) {
     this.batchSize = opts.batchSize ?? 100;
     this.retryMs = opts.retryMs ?? 500;
+    this.verifyMs = opts.verifyMs ?? 5_000;
     this.loop = this.run();
   }
 
@@ -129,37 +150,77 @@ export class StateReporter {
   }
 
   private async run(): Promise<void> {
+    let verifyAt = Date.now() + this.verifyMs;
     while (!this.closed) {
       const lease = this.opts.lease();
-      if (this.dirty.size === 0 || lease === undefined) {
-        if (this.dirty.size === 0) this.settleIdle();
-        await this.waker.sleep(this.dirty.size === 0 ? 60_000 : this.retryMs);
+      if (this.dirty.size > 0 && lease !== undefined) {
+        await this.write(lease);
         continue;
       }
-      const round = this.nextRound(lease);
-      try {
-        if (round.ops.length > 0) {
-          await this.store.call(this.store.keys.dir('state'), (c) =>
-            c.kv.txn({ success: round.ops }),
-          );
-        }
-        for (const [name, key] of round.written) {
-          if (key === undefined) this.written.delete(name);
-          else this.written.set(name, new Set([key]));
-        }
-      } catch (err) {
-        // The transaction may have been applied all the same: the new key may hold a record.
-        for (const [name, key] of round.written) {
-          this.dirty.add(name);
-          if (key !== undefined) this.written.set(name, new Set([...this.keysOf(name), key]));
-        }
-        if (isStoreError(err, 'lease-lost')) this.opts.onLeaseLost?.();
-        if (!this.closed) {
-          const level = isStoreError(err, 'unavailable') || isStoreError(err, 'deadline');
-          this.log[level ? 'debug' : 'warn']({ err }, 'cannot write unit states; retrying');
-          await this.waker.sleep(this.retryMs);
+      if (this.dirty.size === 0) this.settleIdle();
+      const now = Date.now();
+      if (lease !== undefined && now >= verifyAt) {
+        verifyAt = now + this.verifyMs;
+        await this.verify();
+        continue;
+      }
+      // Unregistered, nothing can be written or checked: look again soon (a lease wakes it).
+      await this.waker.sleep(lease === undefined ? this.retryMs : verifyAt - now);
+    }
+  }
+
+  /** One transaction of the next dirty units; on failure, they stay dirty and it pauses. */
+  private async write(lease: bigint): Promise<void> {
+    const round = this.nextRound(lease);
+    try {
+      const result = await writeOwned(this.store, round.ops);
+      for (const [name, { key, put }] of round.units) {
+        if (key === undefined) this.written.delete(name);
+        else this.written.set(name, new Set([key]));
+        if (key !== undefined && put !== undefined && result.applied[put] === true) {
+          this.owned.set(name, { key, revision: result.revision });
+        } else {
+          this.owned.delete(name); // not ours (any more): nothing to keep up
         }
       }
+    } catch (err) {
+      // The transaction may have been applied all the same: the new key may hold a record.
+      for (const [name, { key }] of round.units) {
+        this.dirty.add(name);
+        this.owned.delete(name);
+        if (key !== undefined) this.written.set(name, new Set([...this.keysOf(name), key]));
+      }
+      if (isStoreError(err, 'lease-lost')) this.opts.onLeaseLost?.();
+      if (!this.closed) {
+        const level = isStoreError(err, 'unavailable') || isStoreError(err, 'deadline');
+        this.log[level ? 'debug' : 'warn']({ err }, 'cannot write unit states; retrying');
+        await this.waker.sleep(this.retryMs);
+      }
+    }
+  }
+
+  /**
+   * Compares every record this agent wrote with etcd's; the ones someone else deleted or
+   * overwrote since are written again (each only if it is still this agent's to write).
+   */
+  private async verify(): Promise<void> {
+    const names = new Map<string, string>();
+    const expected = new Map<string, bigint>();
+    for (const [name, { key, revision }] of this.owned) {
+      names.set(key, name);
+      expected.set(key, revision);
+    }
+    if (expected.size === 0) return;
+    try {
+      for (const key of await changedRecords(this.store, expected)) {
+        const name = names.get(key);
+        if (name === undefined || this.owned.get(name)?.revision !== expected.get(key)) continue;
+        this.owned.delete(name);
+        this.log.info({ unit: name, key }, 'state record changed by another writer: rewriting');
+        this.markDirty(name);
+      }
+    } catch (err) {
+      this.log.debug({ err }, 'cannot check unit states; checking again later');
     }
   }
 
@@ -170,15 +231,16 @@ export class StateReporter {
 
   /**
    * The next transaction: dirty units taken in order until `batchSize` operations, each
-   * leaving `dirty` (for `waiting` when its key is not known yet). `written` holds, for every
-   * unit taken, the key its record is at once the transaction succeeds (undefined: none).
+   * leaving `dirty` (for `waiting` when its key is not known yet). `units` holds, for every
+   * unit taken, the key its record is at once the transaction succeeds (undefined: none) and
+   * the index of the op putting it there.
    */
   private nextRound(lease: bigint): {
-    ops: IRequestOp[];
-    written: Map<string, string | undefined>;
+    ops: OwnedOp[];
+    units: Map<string, { key: string | undefined; put: number | undefined }>;
   } {
-    const ops: IRequestOp[] = [];
-    const written = new Map<string, string | undefined>();
+    const ops: OwnedOp[] = [];
+    const units = new Map<string, { key: string | undefined; put: number | undefined }>();
     for (const name of this.dirty) {
       const planned = this.plan(name, lease);
       if (planned === 'wait') {
@@ -188,31 +250,23 @@ export class StateReporter {
       }
       if (ops.length > 0 && ops.length + planned.ops.length > this.batchSize) break;
       this.dirty.delete(name);
+      const put = planned.key === undefined ? undefined : ops.length;
       ops.push(...planned.ops);
-      written.set(name, planned.key);
+      units.set(name, { key: planned.key, put });
     }
-    return { ops, written };
+    return { ops, units };
   }
 
   /**
-   * The operations that bring `name`'s record to its latest state: a put (guarded where the
-   * unit is not ours), a guarded delete of the record at its old key, or 'wait' when the key
-   * of a state is not known yet.
+   * The operations that bring `name`'s record to its latest state: a put (first, when there
+   * is one; claimed by the unit's placement here), a delete of the record at its old key, or
+   * 'wait' when the key of a state is not known yet. etcd applies each only where the record
+   * is this agent's (store/owned.ts).
    */
-  private plan(name: string, lease: bigint): { ops: IRequestOp[]; key?: string } | 'wait' {
+  private plan(name: string, lease: bigint): { ops: OwnedOp[]; key?: string } | 'wait' {
     const state = this.wanted.get(name);
     const old = [...this.keysOf(name)];
-    const ours = (key: string, op: IRequestOp): IRequestOp => {
-      const compare: ICompare = {
-        key: Buffer.from(key),
-        target: 'Lease',
-        result: 'Equal',
-        lease: lease.toString(),
-      };
-      return { request_txn: { compare: [compare], success: [op], failure: [] } };
-    };
-    const drop = (key: string): IRequestOp =>
-      ours(key, { request_delete_range: { key: Buffer.from(key) } });
+    const drop = (key: string): OwnedOp => ({ type: 'delete', key, lease });
     if (state === undefined) return { ops: old.map(drop) };
     const global = this.opts.isGlobal(name);
     const key =
@@ -222,14 +276,15 @@ export class StateReporter {
           ? this.store.keys.globalState(name, this.opts.machineId)
           : this.store.keys.state(name);
     if (key === undefined) return 'wait';
-    const put: IRequestOp = {
-      request_put: {
-        key: Buffer.from(key),
-        value: Buffer.from(codecs.state.encode(state)),
-        lease: lease.toString(),
+    const ops: OwnedOp[] = [
+      {
+        type: 'put',
+        key,
+        value: codecs.state.encode(state),
+        lease,
+        claim: this.store.keys.placement(this.opts.machineId, name),
       },
-    };
-    const ops = [this.opts.isPlaced(name) ? put : ours(key, put)];
+    ];
     for (const other of old) if (other !== key) ops.push(drop(other));
     return { ops, key };
   }

@@ -6,9 +6,10 @@
  * file and removes the work directory as soon as this process's end closes its stdin.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const SCHEDULER_MAIN = fileURLToPath(new URL('../scheduler/main.js', import.meta.url));
@@ -148,6 +149,33 @@ export function logTail(path: string, n: number): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * The warn and error lines of a replica's pino log, counted by what they say (the error's
+ * message, else the log message, cut to 160 characters), most frequent first. Read line by
+ * line: at 100,000 units the info lines alone run to many megabytes.
+ */
+export async function logProblems(path: string): Promise<{ what: string; count: number }[]> {
+  const counts = new Map<string, number>();
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  try {
+    for await (const line of lines) {
+      if (!/"level":[4-6]\d/.test(line)) continue;
+      let what = line.slice(0, 160);
+      try {
+        const entry = JSON.parse(line) as { msg?: unknown; err?: { message?: unknown } };
+        const text = entry.err?.message ?? entry.msg;
+        if (typeof text === 'string') what = text.slice(0, 160);
+      } catch {
+        // not JSON: counted by its first characters
+      }
+      counts.set(what, (counts.get(what) ?? 0) + 1);
+    }
+  } catch {
+    return []; // no log (the replica never started)
+  }
+  return [...counts].map(([what, count]) => ({ what, count })).sort((a, b) => b.count - a.count);
 }
 
 /** One finished (or killed) flotctl run. */

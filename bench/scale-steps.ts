@@ -248,7 +248,31 @@ export async function scaleDown(b: Bench, low: number): Promise<void> {
   record(b, 'scaleDownPlacedMs', t0, placed, `${b.agents.placed} placements left`);
   const r = await running;
   if (r.code === 0) b.report.set('scaleDownFlotctlMs', r.ms);
-  else b.report.miss('scaleDownFlotctlMs', failureOf(r));
+  else {
+    b.report.miss('scaleDownFlotctlMs', failureOf(r));
+    await explain(b, r);
+  }
+}
+
+/**
+ * When flotctl gave up on a unit, prints to stderr what etcd holds for it now (its record,
+ * placements, state), so a report can say whether the cluster or flotctl's view was behind.
+ */
+async function explain(b: Bench, r: FlotctlRun): Promise<void> {
+  const name = /waiting for (\S+) to be/.exec(r.stderr)?.[1];
+  if (name === undefined) return;
+  const k = b.store.keys;
+  const [unit, state, placements] = await Promise.all([
+    b.store.get(k.unit(name)),
+    b.store.get(k.state(name)),
+    b.store.list(k.dir('placement')),
+  ]);
+  const placed = placements.items.filter((kv) => k.parse(kv.key)?.name === name);
+  process.stderr.write(
+    `  etcd now, for ${name}: unit ${unit === undefined ? 'absent' : 'present'}, ` +
+      `placements [${placed.map((kv) => k.parse(kv.key)?.machine ?? '?').join(', ')}], ` +
+      `state ${state === undefined ? 'absent' : state.value.toString('utf8')}\n`,
+  );
 }
 
 /**

@@ -33,7 +33,7 @@ import {
   type SimMachine,
 } from './sim-machines.js';
 import { readLeader } from '../scheduler/leadership.js';
-import { logTail, Processes, sleep, startReplica, type Replica } from './scale-procs.js';
+import { logProblems, Processes, sleep, startReplica, type Replica } from './scale-procs.js';
 import { measures, Report } from './scale-report.js';
 import * as steps from './scale-steps.js';
 
@@ -216,10 +216,14 @@ async function main(): Promise<void> {
       report.missAll(`set-up failed: ${why.split('\n')[0] ?? ''}`);
     }
     if (b !== undefined) await runSteps(b, opts, report);
-    if (report.anyMiss) {
-      for (const r of started.replicas) {
-        progress(`--- last lines of ${r.name}:\n${logTail(r.logPath, 5)}`);
-      }
+    // What went wrong inside the replicas, for whoever reads a miss: counted, not dumped.
+    const problems: Record<string, Record<string, number>> = {};
+    for (const r of started.replicas) {
+      const found = await logProblems(r.logPath);
+      problems[r.name] = Object.fromEntries(found.slice(0, 5).map((p) => [p.what, p.count]));
+      const total = found.reduce((sum, p) => sum + p.count, 0);
+      progress(`${r.name}: ${total} warn/error log lines${total > 0 ? ', most frequent:' : ''}`);
+      for (const p of found.slice(0, 5)) progress(`  ${String(p.count).padStart(6)}  ${p.what}`);
     }
     console.log(
       `\n${opts.machines} machines, ${opts.count} units, election TTL ${ELECTION_TTL_S} s, ` +
@@ -236,6 +240,7 @@ async function main(): Promise<void> {
         rescheduleRate: opts.rescheduleRate ?? null,
         stepTimeoutS: opts.stepTimeoutMs / 1000,
         stateTxnFailures: b?.agents.failures ?? null,
+        schedulerLogProblems: problems,
       }),
     );
   } finally {

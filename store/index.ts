@@ -1,10 +1,11 @@
 /**
  * store/: Flotilla's etcd layer. Open one {@link Store} per process with {@link openStore};
  * build keys with `store.keys`; read and write typed records with {@link codecs}; mirror a
- * prefix with {@link WatchCache}; keep a machine alive with {@link Presence}; write as leader
- * with {@link fencedTxn}, and all-or-nothing with {@link atomicTxn}; write records that pass
- * from writer to writer with {@link writeOwned}. Every failure is a {@link StoreError} with a
- * stable `code`.
+ * prefix with {@link WatchCache}, or the whole cluster with {@link ClusterMirror}; keep a
+ * machine alive with {@link Presence} (many leases at once: {@link LeasePool}); write as
+ * leader with {@link fencedTxn}, and all-or-nothing with {@link atomicTxn}; write records that
+ * pass from writer to writer with {@link writeOwned}. Every failure is a {@link StoreError}
+ * with a stable `code`.
  */
 export { atomicTxn, ConflictError, type AtomicOptions } from './atomic.js';
 export {
@@ -69,6 +70,7 @@ export {
   type KeyKind,
   type ParsedKey,
 } from './keys.js';
+export { LeasePool, type LeasePoolEvent, type LeasePoolOptions } from './lease-pool.js';
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
 export { changedRecords, writeOwned, type OwnedOp, type OwnedResult } from './owned.js';
 export {

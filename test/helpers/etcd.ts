@@ -67,6 +67,11 @@ export interface EtcdOptions {
    * client certificates signed by its CA (etcd's --client-cert-auth). The caller owns the PKI.
    */
   readonly tls?: TestPki;
+  /**
+   * More etcd flags, after the ones this helper sets (benchmarks raise
+   * `--quota-backend-bytes`, say). Default none.
+   */
+  readonly extraArgs?: readonly string[];
 }
 
 /** Starts etcd and resolves once it answers `/health`; on failure the error has the log tail. */
@@ -74,7 +79,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const [clientPort, peerPort] = await freePorts(2);
   if (clientPort === undefined || peerPort === undefined) throw new Error('no free ports');
   const dataDir = await mkdtemp(join(tmpdir(), 'flotilla-etcd-'));
-  const server = new LocalEtcd(clientPort, peerPort, dataDir, opts.tls);
+  const server = new LocalEtcd(clientPort, peerPort, dataDir, opts.tls, opts.extraArgs ?? []);
   try {
     await server.start();
   } catch (err) {
@@ -142,6 +147,7 @@ class LocalEtcd implements EtcdServer {
     readonly peerPort: number,
     readonly dataDir: string,
     readonly pki: TestPki | undefined,
+    private readonly extraArgs: readonly string[],
   ) {
     this.endpoint = `${pki === undefined ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
   }
@@ -179,6 +185,7 @@ class LocalEtcd implements EtcdServer {
         '--election-timeout=500',
         '--logger=zap',
         ...this.tlsFlags(),
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', logFd, logFd] },
     );

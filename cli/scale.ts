@@ -4,7 +4,7 @@
  * instances scaled away are gone. The instances are read before scaling, so the wait knows
  * where the ones that go were running.
  */
-import { ScaleResponse, type InstanceRange } from '../proto/flotilla/v1/units.js';
+import type { InstanceRange, ScaleResponse } from '../proto/flotilla/v1/units.js';
 import { parseUnitName } from '../unit/index.js';
 import { withClient } from './client.js';
 import { outcomeJson } from './state-verbs.js';
@@ -115,7 +115,7 @@ export const scaleVerb: Verb = {
         if (json)
           printJson(
             io,
-            responses.map((r) => ScaleResponse.toJSON(r)),
+            responses.map(scaledJson),
           );
         return EXIT_OK;
       }
@@ -131,7 +131,7 @@ export const scaleVerb: Verb = {
       });
       if (json) {
         printJson(io, {
-          scaled: responses.map((r) => ScaleResponse.toJSON(r)),
+          scaled: responses.map(scaledJson),
           units: outcomes.map(outcomeJson),
         });
       }
@@ -144,6 +144,17 @@ function scaleLine(template: string, res: ScaleResponse): string {
   const total = res.instances.reduce((sum, r) => sum + r.last - r.first + 1, 0);
   const started = rangesText(res.template, res.started);
   return `Scaled ${template} to ${total}: started ${started}; destroyed ${rangesText(res.template, res.destroyed)}`;
+}
+
+/** A scale's answer for `-o json`, instances spelled out as names. */
+function scaledJson(res: ScaleResponse) {
+  return {
+    template: res.template,
+    started: instanceNames(res.template, res.started),
+    destroyed: instanceNames(res.template, res.destroyed),
+    instances: instanceNames(res.template, res.instances),
+    revision: res.revision.toString(),
+  };
 }
 
 /** The instance names of `ranges` of `template` (web@.service, 1..3 -> web@1.service ...). */

@@ -16,6 +16,7 @@ import { templateOf } from '../store/index.js';
 import {
   parseUnit,
   parseUnitName,
+  placesAlike,
   type UnitDefinition,
   type UnitStateName,
 } from '../unit/index.js';
@@ -32,8 +33,8 @@ export interface InvalidUnit {
 
 /**
  * Parsed definitions, shared by content: a unit file is parsed once per version, not once per
- * pass or call, and a file without specifiers (`%i`, `%n`, ...) reads the same for every
- * instance of its template, so 100,000 instances of one template share one parse. A file that
+ * pass or call, and a template file without specifiers in `[X-Fleet]` places every instance
+ * alike, so 100,000 instances of one template share one parse ({@link sharedByInstances}). A file that
  * does not parse is remembered with its problem.
  */
 export class DefinitionCache {
@@ -45,7 +46,11 @@ export class DefinitionCache {
    */
   constructor(private readonly onInvalid?: (unit: InvalidUnit) => void) {}
 
-  /** The definition of `unit`, or the problem that keeps it from having one. */
+  /**
+   * The definition of `unit` as the scheduler needs it, or the problem that keeps it from
+   * having one: name, `[X-Fleet]` and resources are the unit's own; exec lines may be those
+   * of another instance of its template (only agents run them, from their own parse).
+   */
   get(unit: Unit): UnitDefinition | InvalidUnit {
     const shared = this.shared(unit);
     if (isInvalidUnit(shared))
@@ -59,7 +64,7 @@ export class DefinitionCache {
    * (resources, `[X-Fleet]` flags), without the cost of a per-unit copy.
    */
   shared(unit: Unit): UnitDefinition | InvalidUnit {
-    const owner = unit.file.includes('%') ? unit.name : (templateOf(unit.name) ?? unit.name);
+    const owner = sharedByInstances(unit) ? (templateOf(unit.name) ?? unit.name) : unit.name;
     const key = `${owner}\u0000${unit.hash}\u0000${unit.file.length}`;
     const hit = this.map.get(key);
     if (hit !== undefined) return hit;
@@ -78,6 +83,27 @@ export class DefinitionCache {
   get size(): number {
     return this.map.size;
   }
+}
+
+/** Template versions (name and hash) whose file places every instance alike. */
+const alike = new Map<string, boolean>();
+
+/**
+ * Whether `unit` is an instance whose template file places every instance alike
+ * ({@link placesAlike}): then one parse, and one validation, serve all its instances.
+ * Remembered per template version, so 100,000 instances cost one look at the file.
+ */
+export function sharedByInstances(unit: Unit): boolean {
+  const template = templateOf(unit.name);
+  if (template === undefined) return false;
+  const key = `${template}\u0000${unit.hash}\u0000${unit.file.length}`;
+  let yes = alike.get(key);
+  if (yes === undefined) {
+    yes = placesAlike(unit.file);
+    if (alike.size >= DEFINITION_CACHE_LIMIT) alike.clear();
+    alike.set(key, yes);
+  }
+  return yes;
 }
 
 /** True for the cache's "does not parse" entries. */

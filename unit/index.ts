@@ -19,7 +19,7 @@ export {
   UNIT_TYPES,
   UNIT_NAME_MAX,
 } from './names.js';
-export { expandSpecifiers } from './specifiers.js';
+export { expandSpecifiers, placesAlike } from './specifiers.js';
 export { compileGlob, isGlob, type Glob } from './glob.js';
 export { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS, parseFleetSection } from './fleet.js';
 export { SERVICE_DEFAULTS, parseServiceSection, signalName } from './service.js';

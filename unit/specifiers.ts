@@ -5,6 +5,18 @@
  * machine; the agent may expand them). Expanded once: the result is not scanned again.
  */
 import type { UnitName } from './model.js';
+import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
+
+/**
+ * Whether every instance of a template with this file is placed alike: no specifier in
+ * `[X-Fleet]`, the one section whose meaning to the scheduler depends on the instance's name
+ * (exec lines expand specifiers too, but only the agent runs them, and an expansion of a
+ * valid unit name never makes an exec line invalid). A file that does not parse is not.
+ */
+export function placesAlike(text: string): boolean {
+  const { syntax, errors } = parseSyntaxCollecting(text);
+  return errors.length === 0 && sectionEntries(syntax, 'X-Fleet').every((e) => !e.value.includes('%'));
+}
 
 /** Expand `%n %N %p %i %%` in `value` for the unit `name`. Linear in `value`. */
 export function expandSpecifiers(value: string, name: UnitName): string {

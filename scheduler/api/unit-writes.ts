@@ -16,6 +16,7 @@ import {
 } from '../../store/index.js';
 import { parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
 import type { UnitName, UnitStateName } from '../../unit/index.js';
+import { sharedByInstances } from '../snapshot.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
 
@@ -90,16 +91,17 @@ export function instanceRecord(name: string, template: Unit, desiredState: UnitS
   return { name, file: template.file, hash: template.hash, desiredState };
 }
 
-/** Templates whose file reads the same for every instance, by name and hash: known valid. */
+/** Template versions known valid for every instance (see {@link instanceProblems}). */
 const validTemplates = new Set<string>();
 
 /**
- * The problems of `template`'s file as instance `name`. A file without specifiers (`%`) reads
- * the same for every instance, so it is checked once per template version, not once per
- * instance: scaling to 100,000 parses the file once.
+ * The problems of `template`'s file as instance `name`. A file that places every instance
+ * alike (no specifier in `[X-Fleet]`) is valid for one instance when it is for all, so it is
+ * checked once per template version: scaling to 100,000 validates the file once.
  */
 function instanceProblems(name: string, template: Unit): UnitError[] {
-  if (template.file.includes('%')) return validateUnitFile(name, template.file);
+  const instance = { ...template, name };
+  if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
   const key = `${template.name}\u0000${template.hash}`;
   if (validTemplates.has(key)) return [];
   const errors = validateUnitFile(name, template.file);

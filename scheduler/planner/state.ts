@@ -4,6 +4,7 @@
  * earlier ones (counts, reservations, conflicts) and every index stays exact.
  */
 import {
+  countBits,
   andInto,
   clearBit,
   findInBits,
@@ -288,6 +289,16 @@ export class SpreadIndex {
   private readonly counts = new Map<string, number>();
   /** levels[c] = machines whose value currently has c instances. */
   private readonly levels: Bits[] = [];
+  /** levelSizes[c] = how many machines levels[c] holds. */
+  private readonly levelSizes: number[] = [];
+  /**
+   * The counts whose level holds machines, ascending: at most one per value. The ranker walks
+   * these, not every count up to the highest, so a template with thousands of instances per
+   * value costs no more per placement than one with a few.
+   */
+  private readonly occupied: number[] = [];
+  /** value -> machines with that value. */
+  private readonly valueSizes = new Map<string, number>();
   /** Machines without the key: ranked after every machine that has it. */
   readonly missing: Bits;
 
@@ -302,8 +313,14 @@ export class SpreadIndex {
     all: Bits,
   ) {
     const level0 = makeBits(size);
-    for (const mask of values.values()) orInto(level0, mask);
+    for (const [value, mask] of values) {
+      orInto(level0, mask);
+      this.valueSizes.set(value, countBits(mask));
+    }
     this.levels.push(level0);
+    const machines = countBits(level0);
+    this.levelSizes.push(machines);
+    if (machines > 0) this.occupied.push(0);
     this.missing = makeBits(size);
     for (let w = 0; w < all.length; w++) this.missing[w] = (all[w] ?? 0) & ~(level0[w] ?? 0);
   }
@@ -316,7 +333,10 @@ export class SpreadIndex {
     const after = Math.max(0, before + delta);
     if (after === before) return;
     this.counts.set(value, after);
-    while (this.levels.length <= after) this.levels.push(makeBits(this.size));
+    while (this.levels.length <= after) {
+      this.levels.push(makeBits(this.size));
+      this.levelSizes.push(0);
+    }
     const from = this.levels[before] as Bits;
     const to = this.levels[after] as Bits;
     for (let w = 0; w < mask.length; w++) {
@@ -324,6 +344,19 @@ export class SpreadIndex {
       from[w] = (from[w] ?? 0) & ~m;
       to[w] = (to[w] ?? 0) | m;
     }
+    const moved = this.valueSizes.get(value) ?? 0;
+    this.resize(before, -moved);
+    this.resize(after, moved);
+  }
+
+  /** Adds `delta` machines to level `count`, keeping `occupied` to the levels that hold any. */
+  private resize(count: number, delta: number): void {
+    if (delta === 0) return;
+    const was = this.levelSizes[count] ?? 0;
+    const now = was + delta;
+    this.levelSizes[count] = now;
+    if (was === 0 && now > 0) this.occupied.splice(lowerBoundNum(this.occupied, count), 0, count);
+    else if (was > 0 && now === 0) this.occupied.splice(lowerBoundNum(this.occupied, count), 1);
   }
 
   /** Instances on machines with `value`. */
@@ -333,7 +366,7 @@ export class SpreadIndex {
 
   /** Machine masks from most to least wanted: lowest instance count first, then `missing`. */
   *rankLevels(): Generator<Bits> {
-    for (const level of this.levels) yield level;
+    for (const count of this.occupied) yield this.levels[count] as Bits;
     yield this.missing;
   }
 

@@ -28,3 +28,4 @@ export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
 export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment.js';
 export { hashSyntax, hashUnitText } from './hash.js';
 export { parseBoolean, parseTimeSpanMs } from './values.js';
+export { excerpt, formatBytes, EXCERPT_CHARS } from './excerpt.js';

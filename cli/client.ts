@@ -35,7 +35,7 @@ import {
   type SubmitUnitsResponse,
   type UnitStatus,
 } from '../proto/flotilla/v1/units.js';
-import { parseUnitName, validateUnitFile } from '../unit/index.js';
+import { MAX_PROBLEMS, parseUnitName, validateUnitFile } from '../unit/index.js';
 import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
@@ -105,7 +105,9 @@ export class ApiClient {
           e.line > 0 ? `${f.name}:${e.line}: ${e.message}` : `${f.name}: ${e.message}`,
         ),
       );
-      if (problems.length > 0) throw new CliError('refused', problems.join('\n'));
+      if (problems.length > 0) {
+        throw new CliError('refused', problems.slice(0, MAX_PROBLEMS).join('\n'));
+      }
     }
     const merged: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision: 0n };
     for (const files of chunks(req.files)) {

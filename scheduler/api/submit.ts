@@ -8,7 +8,14 @@
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
 import type { Store, Versioned } from '../../store/index.js';
-import { parseUnit, validateUnitFile, type UnitError } from '../../unit/index.js';
+import {
+  excerpt,
+  MAX_PROBLEMS,
+  parseUnit,
+  UNIT_NAME_MAX,
+  validateUnitFile,
+  type UnitError,
+} from '../../unit/index.js';
 import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
 import { ApiError, invalidUnits } from './errors.js';
 import {
@@ -75,7 +82,10 @@ export async function submitUnits(
   });
 }
 
-/** Every file's problems, all of them, in one INVALID_ARGUMENT; nothing is read before. */
+/**
+ * Every file's problems in one INVALID_ARGUMENT (the first MAX_PROBLEMS across all files);
+ * nothing is read before.
+ */
 export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
   const seen = new Set<string>();
   const twice = new Set<string>();
@@ -84,11 +94,17 @@ export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
     seen.add(f.name);
   }
   if (twice.size > 0) {
-    throw new ApiError('invalid-argument', `${[...twice].join(', ')}: given more than once`);
+    const names = [...twice].map((n) => excerpt(n, UNIT_NAME_MAX));
+    throw new ApiError('invalid-argument', `${names.join(', ')}: given more than once`);
   }
+  // Each file stops at MAX_PROBLEMS; so does the request, or 128 bad files would make a
+  // message too long for a gRPC status.
   const errors: UnitError[] = [];
-  for (const f of files) errors.push(...validateUnitFile(f.name, f.contents));
-  if (errors.length > 0) throw invalidUnits(errors);
+  for (const f of files) {
+    if (errors.length >= MAX_PROBLEMS) break;
+    errors.push(...validateUnitFile(f.name, f.contents));
+  }
+  if (errors.length > 0) throw invalidUnits(errors.slice(0, MAX_PROBLEMS));
   return files.map((f) => ({
     name: f.name,
     contents: f.contents,

@@ -7,7 +7,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { makeUnit, etcdForFile, unitText } from '../helpers/index.js';
-import { addMachine, EXAMPLES, fingerprint, parseJson, startTestApi, unitDir } from './cli-kit.js';
+import {
+  addMachine,
+  EXAMPLES,
+  fingerprint,
+  flotctl,
+  parseJson,
+  startTestApi,
+  unitDir,
+} from './cli-kit.js';
 
 const server = etcdForFile(test);
 
@@ -306,4 +314,27 @@ test('submit and destroy of more units than one transaction holds: checked first
   t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
   t.is(destroy.stdout.split('\n').filter((l) => / destroyed$/.test(l)).length, 300);
   t.deepEqual((await api.store.list(api.store.keys.dir('unit'))).items, []);
+});
+
+test('submit of a file whose bad line is 100 KB answers at once, quoting a short excerpt', async (t) => {
+  const api = await startTestApi(t, server());
+  const dir = await unitDir(t, {
+    'big.service': `${unitText()}Environment=\x1b[31m${'é'.repeat(100_000)}\n`,
+  });
+  const r = await api.run(['submit', `${dir}/big.service`]);
+  t.is(r.code, 1);
+  // A hang would print "did not answer within 10s" instead of the message below.
+  t.regex(r.stderr, /^big\.service:\d+: Environment=: "\\x1b\[31mé+…\(200005 bytes\)" is not an/);
+  t.true(r.stderr.length < 300, r.stderr);
+  t.deepEqual(await fingerprint(api.store), []);
+});
+
+test('verify quotes a 100 KB bad line briefly', async (t) => {
+  const dir = await unitDir(t, { 'long.service': `${unitText()}${'x'.repeat(100_000)}\n` });
+  const r = await flotctl(['verify', `${dir}/long.service`]);
+  t.is(r.code, 1);
+  t.deepEqual(r.stdout.split('\n'), [
+    `${dir}/long.service:6: "${'x'.repeat(64)}…(100000 bytes)" is not a Key=Value assignment (missing "=")`,
+    '',
+  ]);
 });

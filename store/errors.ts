@@ -23,7 +23,8 @@ import { etcdTlsProblem } from './tls.js';
  * - `not-found`: the key or record does not exist.
  * - `lease-lost`: the lease named in a write is expired or revoked.
  * - `corrupt`: a stored value does not decode as the record its key implies.
- * - `invalid`: the request is malformed (bad key segment, too many ops, duplicate key).
+ * - `invalid`: the request is malformed (bad key segment, too many ops, duplicate key) or
+ *   larger than etcd accepts in one request.
  * - `closed`: the store was closed.
  * - `internal`: anything else; a bug or an etcd error store/ does not know.
  */
@@ -86,6 +87,18 @@ const MESSAGE_CODES: ReadonlyArray<readonly [string, StoreErrorCode]> = [
   ['too many requests', 'unavailable'],
 ];
 
+/**
+ * etcd's refusals of an over-large request: its own check against --max-request-bytes, and its
+ * (Go) gRPC server's against the message size it accepts, that limit plus 512 KiB. Not
+ * grpc-js's "Received message larger than max": that is this client refusing an answer.
+ */
+function isTooLarge(message: string): boolean {
+  return (
+    message.includes('etcdserver: request is too large') ||
+    message.includes('grpc: received message larger than max')
+  );
+}
+
 /** gRPC status codes that appear on raw (untranslated) errors. */
 const GRPC_CODES: ReadonlyMap<number, StoreErrorCode> = new Map([
   [1, 'unavailable'], // CANCELLED: the channel was torn down under the call
@@ -111,6 +124,15 @@ export function toStoreError(err: unknown, key?: string): StoreError {
   };
 
   if (err instanceof ClientClosedError) return make('closed');
+  if (isTooLarge(message)) {
+    // Callers check their own limits first; this catches what slips past them (many instance
+    // records, each a copy of a large template), so it says what to do, not etcd's words.
+    return new StoreError(
+      'invalid',
+      `etcd refused the write as too large${where}: one request may be at most etcd's --max-request-bytes (1.5 MiB by default); change fewer or smaller units at once`,
+      details,
+    );
+  }
   if (err instanceof EtcdLeaseInvalidError) return make('lease-lost');
   const lower = message.toLowerCase();
   for (const [needle, code] of MESSAGE_CODES) {

@@ -29,3 +29,11 @@ export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment
 export { hashSyntax, hashUnitText } from './hash.js';
 export { parseBoolean, parseTimeSpanMs } from './values.js';
 export { excerpt, formatBytes, EXCERPT_CHARS } from './excerpt.js';
+export {
+  UNIT_FILE_MAX_BYTES,
+  SUBMIT_MAX_BYTES,
+  byteLength,
+  checkUnitFileSize,
+  fileTooLargeMessage,
+  submitTooLargeMessage,
+} from './limits.js';

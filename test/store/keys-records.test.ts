@@ -116,6 +116,24 @@ test('etcd3 and gRPC errors translate to stable codes, and only transient ones a
   t.is(toStoreError(unavailable), unavailable);
 });
 
+test('etcd refusing a request as too large is invalid, saying what to do; a large answer is not', (t) => {
+  for (const raw of [
+    new EtcdError('3 INVALID_ARGUMENT: etcdserver: request is too large'),
+    new Error('8 RESOURCE_EXHAUSTED: grpc: received message larger than max (5242880 vs. 2097152)'),
+  ]) {
+    const err = toStoreError(raw, '/f/units/big.service');
+    t.is(err.code, 'invalid');
+    t.regex(err.message, /too large \(key \/f\/units\/big\.service\)/);
+    t.regex(
+      err.message,
+      /--max-request-bytes \(1\.5 MiB by default\); change fewer or smaller units/,
+    );
+  }
+  // grpc-js's own words: this client refusing an answer, not etcd refusing a write.
+  const answer = new Error('8 RESOURCE_EXHAUSTED: Received message larger than max (5 vs 4)');
+  t.is(toStoreError(answer).code, 'internal');
+});
+
 test('batches split into transactions etcd accepts, one fewer op when nested conditions count', (t) => {
   const plain = new Batch();
   const guarded = new Batch();

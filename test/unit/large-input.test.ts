@@ -1,11 +1,13 @@
 /**
  * Large and hostile unit files: a bad line of 100 KB or 1 MB is reported at once, with a
- * message that quotes a short, escaped excerpt of it.
+ * message that quotes a short, escaped excerpt of it; files over UNIT_FILE_MAX_BYTES are
+ * refused unread by the admission check, while the parser still reads stored files of any size.
  */
 import test from 'ava';
 
 import { UnitError } from '../../unit/errors.js';
 import { EXCERPT_CHARS } from '../../unit/excerpt.js';
+import { UNIT_FILE_MAX_BYTES } from '../../unit/limits.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 
 /** Generous: a linear parser takes milliseconds; the hang this guards against took minutes. */
@@ -92,4 +94,46 @@ test('control characters and bytes that are not UTF-8 are escaped in messages', 
   );
   t.false(/[\p{Cc}\p{Cf}\uFFFD]/u.test(err.message), 'nothing invisible is left raw');
   t.true(err.message.length < EXCERPT_CHARS + 100);
+});
+
+test('a file over UNIT_FILE_MAX_BYTES is refused unread, naming the limit', (t) => {
+  const over = [
+    `${head}Description=${'d'.repeat(UNIT_FILE_MAX_BYTES)}\n`,
+    // Fewer characters than the limit, more bytes: é is two bytes in UTF-8, and bytes count.
+    `${head}Description=${'é'.repeat(UNIT_FILE_MAX_BYTES / 2)}\n`,
+  ];
+  for (const text of over) {
+    const started = process.hrtime.bigint();
+    const errors = validateUnitFile('big.service', text);
+    t.true(elapsedMs(started) < FAST_MS);
+    t.is(errors.length, 1);
+    t.is(errors[0]?.code, 'too-large');
+    t.is(errors[0]?.file, 'big.service');
+    t.is(errors[0]?.line, 0);
+    t.is(
+      errors[0]?.message,
+      `the file is 256 KiB (${Buffer.byteLength(text)} bytes); a unit file may be at most 256 KiB`,
+    );
+  }
+  const pad = UNIT_FILE_MAX_BYTES - Buffer.byteLength(`${head}#\n`);
+  const atLimit = `${head}#${'x'.repeat(pad)}\n`;
+  t.is(Buffer.byteLength(atLimit), UNIT_FILE_MAX_BYTES);
+  t.deepEqual(validateUnitFile('big.service', atLimit), [], 'a file of exactly the limit is fine');
+});
+
+test('an invalid name is still reported beside a file that is too large', (t) => {
+  const errors = validateUnitFile(
+    'bad name!.service',
+    `${head}#${'x'.repeat(UNIT_FILE_MAX_BYTES)}`,
+  );
+  t.deepEqual(
+    errors.map((e) => e.code),
+    ['invalid-name', 'too-large'],
+  );
+});
+
+test('the parser itself has no size limit, so units stored before the limit still run', (t) => {
+  const text = `[Unit]\nDescription=${'d'.repeat(2 * UNIT_FILE_MAX_BYTES)}\n${head}`;
+  const unit = parseUnit('big.service', text);
+  t.is(unit.description.length, 2 * UNIT_FILE_MAX_BYTES);
 });

@@ -35,9 +35,10 @@ import {
   type SubmitUnitsResponse,
   type UnitStatus,
 } from '../proto/flotilla/v1/units.js';
-import { parseUnitName, validateUnitFile } from '../unit/index.js';
+import { MAX_PROBLEMS, parseUnitName, validateUnitFile } from '../unit/index.js';
 import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
+import { checkUnitFileSizes } from './file-limits.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
 import type { GlobalOptions } from './verb.js';
 
@@ -86,7 +87,9 @@ export class ApiClient {
     this.tls = globals.tls;
     const creds =
       globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
-    this.channel = new Channel(this.endpoint, creds, {});
+    // No cap on answers (grpc-js's default is 4 MiB): a page of units carries their files, and
+    // a RESOURCE_EXHAUSTED can then only be the server refusing a request (see errors.ts).
+    this.channel = new Channel(this.endpoint, creds, { 'grpc.max_receive_message_length': -1 });
     const options = { channelOverride: this.channel };
     this.units = new UnitsClient(this.endpoint, creds, options);
     this.machines = new MachinesClient(this.endpoint, creds, options);
@@ -98,6 +101,7 @@ export class ApiClient {
   // as several requests, each all-or-nothing, in order, and their answers merged.
 
   async submitUnits(req: SubmitUnitsRequest): Promise<SubmitUnitsResponse> {
+    checkUnitFileSizes(chunks(req.files));
     // Several requests cannot be all or nothing on their own: check every file before the first.
     if (req.files.length > REQUEST_UNITS) {
       const problems = req.files.flatMap((f) =>
@@ -105,7 +109,9 @@ export class ApiClient {
           e.line > 0 ? `${f.name}:${e.line}: ${e.message}` : `${f.name}: ${e.message}`,
         ),
       );
-      if (problems.length > 0) throw new CliError('refused', problems.join('\n'));
+      if (problems.length > 0) {
+        throw new CliError('refused', problems.slice(0, MAX_PROBLEMS).join('\n'));
+      }
     }
     const merged: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision: 0n };
     for (const files of chunks(req.files)) {
@@ -171,6 +177,7 @@ export class ApiClient {
   }
 
   plan(req: PlanRequest): Promise<PlanResponse> {
+    checkUnitFileSizes([req.files]);
     return this.unary(this.units.plan.bind(this.units), req);
   }
 

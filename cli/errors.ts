@@ -5,6 +5,7 @@
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { tlsFailure, type TlsFailure } from '../store/tls.js';
+import { formatBytes, SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/index.js';
 import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
 import type { ClientTlsFiles } from './verb.js';
 
@@ -25,6 +26,8 @@ export type CliErrorCode =
   | 'timeout'
   /** A local file cannot be read. */
   | 'file'
+  /** Unit files over the API's size limits, or a request larger than the API reads. */
+  | 'too-large'
   | 'internal';
 
 /** A failure of one flotctl command; the message is what the user sees. */
@@ -128,9 +131,30 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
       return new CliError('refused', details, err.code);
     case status.CANCELLED:
       return new CliError('internal', 'the call was cancelled', err.code);
+    case status.RESOURCE_EXHAUSTED:
+      return (
+        tooLarge(details, ctx) ??
+        new CliError('internal', `${details} (RESOURCE_EXHAUSTED)`, err.code)
+      );
     default:
       return new CliError('internal', `${details} (${status[err.code] ?? err.code})`, err.code);
   }
+}
+
+/**
+ * grpc-js's refusal of a request larger than the server reads, "Received message larger than
+ * max (N vs M)", as a line naming the limit and what to do; undefined for other exhaustion.
+ * flotctl reads answers of any size (see client.ts), so the refusal is the server's.
+ */
+function tooLarge(details: string, ctx: ErrorContext): CliError | undefined {
+  const m = /larger than max \((\d+) vs\.? (\d+)\)/.exec(details);
+  if (m === null) return undefined;
+  const [size, max] = [Number(m[1]), Number(m[2])];
+  return new CliError(
+    'too-large',
+    `the request is ${formatBytes(size)} (${size} bytes), more than the ${formatBytes(max)} the Flotilla API at ${ctx.endpoint} reads in one call: send fewer or smaller unit files at once (a unit file may be at most ${formatBytes(UNIT_FILE_MAX_BYTES)}, one submit at most ${formatBytes(SUBMIT_MAX_BYTES)})`,
+    status.RESOURCE_EXHAUSTED,
+  );
 }
 
 function tlsMessage(details: string, ctx: ErrorContext): string | undefined {

@@ -112,11 +112,7 @@ export const scaleVerb: Verb = {
         }
       }
       if (!wait.block) {
-        if (json)
-          printJson(
-            io,
-            responses.map(scaledJson),
-          );
+        if (json) printJson(io, responses.map(scaledJson));
         return EXIT_OK;
       }
       const started = new Set(responses.flatMap((r) => instanceNames(r.template, r.started)));

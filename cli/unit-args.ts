@@ -11,7 +11,13 @@ import { basename, dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { Unit } from '../proto/flotilla/v1/records.js';
 import type { SubmitUnitsResponse, UnitFile } from '../proto/flotilla/v1/units.js';
-import { parseUnit, parseUnitName, UNIT_TYPES } from '../unit/index.js';
+import {
+  fileTooLargeMessage,
+  parseUnit,
+  parseUnitName,
+  UNIT_FILE_MAX_BYTES,
+  UNIT_TYPES,
+} from '../unit/index.js';
 import type { ApiClient } from './client.js';
 import { CliError } from './errors.js';
 import type { CliIo } from './verb.js';
@@ -38,14 +44,24 @@ export async function isFile(path: string): Promise<boolean> {
   }
 }
 
-/** Reads a unit file for the API: its name is the file's basename. */
+/**
+ * Reads a unit file for the API: its name is the file's basename. A file over the API's limit
+ * is refused (CliError `too-large`) before it is read, so a stray 5 GB file costs nothing.
+ */
 export async function readUnitFile(path: string): Promise<UnitFile> {
+  let size: number;
+  let contents: string;
   try {
-    return { name: basename(path), contents: await readFile(path, 'utf8') };
+    size = (await stat(path)).size;
+    contents = size > UNIT_FILE_MAX_BYTES ? '' : await readFile(path, 'utf8');
   } catch (err) {
     const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error';
     throw new CliError('file', `cannot read ${path} (${code})`);
   }
+  if (size > UNIT_FILE_MAX_BYTES) {
+    throw new CliError('too-large', `${path}: ${fileTooLargeMessage(size)}`);
+  }
+  return { name: basename(path), contents };
 }
 
 /** Whether a unit's file says `Global=true`; false when it does not parse. */

@@ -3,10 +3,10 @@
  * before it writes anything. Prints `FILE:LINE: message` per problem (`FILE: message` when
  * no one line is at fault); the unit name is the file's basename.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
-import { validateUnitFile } from '../unit/index.js';
+import { fileTooLargeMessage, UNIT_FILE_MAX_BYTES, validateUnitFile } from '../unit/index.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIo, type Verb, parseVerbArgs } from './verb.js';
 
 const HELP = `Usage: flotctl verify FILE...
@@ -21,6 +21,9 @@ Exit status: 0 when every file is valid, 1 when any is not, 2 for a usage error.
 export async function verifyFile(path: string): Promise<string[]> {
   let text: string;
   try {
+    // The size alone refuses a file over the limit: reading a huge one would cost for nothing.
+    const size = (await stat(path)).size;
+    if (size > UNIT_FILE_MAX_BYTES) return [`${path}: ${fileTooLargeMessage(size)}`];
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error';

@@ -25,7 +25,7 @@ import { etcdTlsProblem } from './tls.js';
  * - `corrupt`: a stored value does not decode as the record its key implies.
  * - `invalid`: the request is malformed (bad key segment, too many ops, duplicate key).
  * - `too-large`: a request or response exceeds etcd's or gRPC's size limit; send or ask for
- *   less at once (smaller pages, fewer records per transaction).
+ *   less at once (fewer or smaller units per request, smaller pages).
  * - `closed`: the store was closed.
  * - `internal`: anything else; a bug or an etcd error store/ does not know.
  */
@@ -81,8 +81,6 @@ const MESSAGE_CODES: ReadonlyArray<readonly [string, StoreErrorCode]> = [
   ['too many operations in txn request', 'invalid'],
   ['duplicate key given in txn request', 'invalid'],
   ['key is not provided', 'invalid'],
-  ['request is too large', 'too-large'],
-  ['larger than max', 'too-large'],
   ['request timed out', 'deadline'],
   ['deadline exceeded', 'deadline'],
   ['no leader', 'unavailable'],
@@ -90,6 +88,18 @@ const MESSAGE_CODES: ReadonlyArray<readonly [string, StoreErrorCode]> = [
   ['not capable', 'unavailable'],
   ['too many requests', 'unavailable'],
 ];
+
+/**
+ * etcd's refusals of an over-large request: its own check against --max-request-bytes, and its
+ * (Go) gRPC server's against the message size it accepts, that limit plus 512 KiB. Not
+ * grpc-js's "Received message larger than max": that is this client refusing an answer.
+ */
+function isTooLarge(message: string): boolean {
+  return (
+    message.includes('etcdserver: request is too large') ||
+    message.includes('grpc: received message larger than max')
+  );
+}
 
 /** gRPC status codes that appear on raw (untranslated) errors. */
 const GRPC_CODES: ReadonlyMap<number, StoreErrorCode> = new Map([
@@ -117,6 +127,15 @@ export function toStoreError(err: unknown, key?: string): StoreError {
   };
 
   if (err instanceof ClientClosedError) return make('closed');
+  if (isTooLarge(message)) {
+    // Callers check their own limits first; this catches what slips past them (many instance
+    // records, each a copy of a large template), so it says what to do, not etcd's words.
+    return new StoreError(
+      'too-large',
+      `etcd refused the write as too large${where}: one request may be at most etcd's --max-request-bytes (1.5 MiB by default); change fewer or smaller units at once`,
+      details,
+    );
+  }
   if (err instanceof EtcdLeaseInvalidError) return make('lease-lost');
   const lower = message.toLowerCase();
   for (const [needle, code] of MESSAGE_CODES) {

@@ -4,6 +4,7 @@
  * one place).
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 import { isEnvName } from './exec.js';
 import { splitWords } from './words.js';
 
@@ -23,14 +24,14 @@ export function parseEnvironmentAssignments(
     if (eq < 0) {
       throw new UnitError(
         'invalid-value',
-        `${key}=: "${name}" is not an assignment (write NAME=value)`,
+        `${key}=: "${excerpt(name)}" is not an assignment (write NAME=value)`,
         { line },
       );
     }
     if (!isEnvName(name)) {
       throw new UnitError(
         'invalid-value',
-        `${key}=: "${name}" is not a valid variable name (letters, digits and _, not starting with a digit)`,
+        `${key}=: "${excerpt(name)}" is not a valid variable name (letters, digits and _, not starting with a digit)`,
         { line },
       );
     }

@@ -12,7 +12,9 @@ export type UnitErrorCode =
   | 'invalid-value'
   | 'invalid-combination'
   | 'missing-value'
-  | 'invalid-glob';
+  | 'invalid-glob'
+  /** The file is over UNIT_FILE_MAX_BYTES (limits.ts); it was not parsed. */
+  | 'too-large';
 
 /**
  * At most this many problems are reported per file: past that the output helps nobody, and

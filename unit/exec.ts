@@ -7,6 +7,7 @@
  * because it would depend on the agent's working directory.
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 import type { ExecCommand } from './model.js';
 import { splitWords, type Word } from './words.js';
 
@@ -53,13 +54,17 @@ function parseCommand(key: string, words: readonly Word[], line: number): ExecCo
   let rest = words.slice(1).map((w) => w.value);
   if (program === '') {
     // systemd allows the prefixes as a separate word only when none follows; be explicit.
-    throw fail(`"${first.value}" has prefixes but no program`);
+    throw fail(`"${excerpt(first.value)}" has prefixes but no program`);
   }
   if (program.includes('$')) {
-    throw fail(`the program "${program}" may not contain a variable; use it in the arguments`);
+    throw fail(
+      `the program "${excerpt(program)}" may not contain a variable; use it in the arguments`,
+    );
   }
   if (!program.startsWith('/') && program.includes('/')) {
-    throw fail(`the program "${program}" must be an absolute path or a bare name found in PATH`);
+    throw fail(
+      `the program "${excerpt(program)}" must be an absolute path or a bare name found in PATH`,
+    );
   }
   let argv: string[];
   if (argv0) {

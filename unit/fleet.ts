@@ -9,7 +9,8 @@ import { compileGlob } from './glob.js';
 import type { FleetOptions, UnitEntry, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
 import { expandSpecifiers } from './specifiers.js';
-import { clipValue, didYouMean, parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
+import { excerpt } from './excerpt.js';
+import { didYouMean, parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 import { splitWords } from './words.js';
 
 /** fleet's old names -> the current ones. */
@@ -87,7 +88,7 @@ function globs(key: string, value: string, line: number): At<string>[] {
     if (g.length > FLEET_LIMITS.globLength) {
       throw new UnitError(
         'invalid-glob',
-        `${key}=${clipValue(g)}: a glob may be at most ${FLEET_LIMITS.globLength} characters`,
+        `${key}=${excerpt(g)}: a glob may be at most ${FLEET_LIMITS.globLength} characters`,
         { line },
       );
     }
@@ -103,7 +104,7 @@ function globs(key: string, value: string, line: number): At<string>[] {
 }
 
 function invalid(key: string, value: string, expected: string, line: number): UnitError {
-  return new UnitError('invalid-value', `${key}=${clipValue(value)}: expected ${expected}`, {
+  return new UnitError('invalid-value', `${key}=${excerpt(value)}: expected ${expected}`, {
     line,
   });
 }
@@ -120,7 +121,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
       if (eq < 0 || eq === pair.length - 1) {
         throw new UnitError(
           'missing-value',
-          `${key}="${clipValue(pair)}" has no value: write key=value, e.g. ${k || 'region'}=eu`,
+          `${key}="${excerpt(pair)}" has no value: write key=value, e.g. ${excerpt(k) || 'region'}=eu`,
           { line },
         );
       }
@@ -213,7 +214,7 @@ export function parseFleetSection(
       errors.push(
         new UnitError(
           'unknown-key',
-          `unknown [X-Fleet] key "${clipValue(e.key)}"${didYouMean(e.key, ALL_NAMES)}`,
+          `unknown [X-Fleet] key "${excerpt(e.key)}"${didYouMean(e.key, ALL_NAMES)}`,
           { line: e.line },
         ),
       );
@@ -326,7 +327,7 @@ function checkCombinations(s: State, errors: UnitError[]): void {
       errors.push(
         new UnitError(
           'invalid-combination',
-          `MachineOf=${peer.value} is matched by this unit's own ${key}=${hit.value} (line ${hit.line}): it must share a machine with a unit it may not share one with`,
+          `MachineOf=${excerpt(peer.value)} is matched by this unit's own ${key}=${excerpt(hit.value)} (line ${hit.line}): it must share a machine with a unit it may not share one with`,
           { line: Math.max(peer.line, hit.line) },
         ),
       );

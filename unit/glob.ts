@@ -5,6 +5,7 @@
  * Unit names never contain `/`, so in practice `*` matches anything.
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 
 /** A compiled pattern. `test` is total: it never throws once compilation succeeded. */
 export interface Glob {
@@ -62,7 +63,7 @@ function build(source: string, tokens: readonly Token[]): Glob {
 }
 
 function bad(pattern: string, why: string): UnitError {
-  return new UnitError('invalid-glob', `invalid glob "${pattern}": ${why}`);
+  return new UnitError('invalid-glob', `invalid glob "${excerpt(pattern)}": ${why}`);
 }
 
 function tokenize(p: string): Token[] {

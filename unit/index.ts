@@ -28,3 +28,12 @@ export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
 export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment.js';
 export { hashSyntax, hashUnitText } from './hash.js';
 export { parseBoolean, parseTimeSpanMs } from './values.js';
+export { excerpt, formatBytes, EXCERPT_CHARS } from './excerpt.js';
+export {
+  UNIT_FILE_MAX_BYTES,
+  SUBMIT_MAX_BYTES,
+  byteLength,
+  checkUnitFileSize,
+  fileTooLargeMessage,
+  submitTooLargeMessage,
+} from './limits.js';

@@ -4,6 +4,7 @@
  * instance is everything between the first `@` and the type suffix).
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 import type { UnitName } from './model.js';
 
 /** The unit types systemd knows; a name must end in `.` plus one of these. */
@@ -40,8 +41,7 @@ function isNameChar(c: number): boolean {
 }
 
 function invalid(name: string, why: string): UnitError {
-  const shown = name.length > 80 ? `${name.slice(0, 80)}...` : name;
-  return new UnitError('invalid-name', `invalid unit name "${shown}": ${why}`);
+  return new UnitError('invalid-name', `invalid unit name "${excerpt(name, 80)}": ${why}`);
 }
 
 /** The characters of `s` that a unit name may not hold, each once, in order of appearance. */
@@ -62,7 +62,7 @@ export function parseUnitName(name: string): UnitName {
   }
   const bad = badChars(name);
   if (bad.length > 0) {
-    const list = bad.map((c) => JSON.stringify(c)).join(', ');
+    const list = bad.map((c) => `"${excerpt(c)}"`).join(', ');
     throw invalid(
       name,
       `${list} ${bad.length === 1 ? 'is' : 'are'} not allowed (use letters, digits and ":_.@-")`,

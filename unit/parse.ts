@@ -4,6 +4,7 @@
  * `validateUnitFile` returns them all (for `flotctl verify` and for API error details).
  */
 import { MAX_PROBLEMS, UnitError } from './errors.js';
+import { checkUnitFileSize } from './limits.js';
 import { parseFleetSection } from './fleet.js';
 import { hashSyntax } from './hash.js';
 import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
@@ -32,13 +33,20 @@ export function parseUnit(name: string, text: string): UnitDefinition {
 }
 
 /**
- * Every problem found in `text` as the unit `name`: empty when `parseUnit` would succeed.
- * Name problems come first, then the rest by line (problems without a line last), at most
- * `MAX_PROBLEMS` of them. When the
- * syntax is broken only syntax problems are reported, since meaning-level ones would follow
- * from them and only confuse.
+ * Every problem found in `text` as the unit `name`: the check a file passes before it enters
+ * the cluster. Name problems come first, then the rest by line (problems without a line
+ * last), at most `MAX_PROBLEMS` of them. When the syntax is broken only syntax problems are
+ * reported, since meaning-level ones would follow from them and only confuse. A file over
+ * `UNIT_FILE_MAX_BYTES` is refused as `too-large` without being parsed. Otherwise empty
+ * exactly when `parseUnit` would succeed; `parseUnit` has no size limit, so that units stored
+ * before the limit existed still run.
  */
 export function validateUnitFile(name: string, text: string): UnitError[] {
+  const tooLarge = checkUnitFileSize(text);
+  if (tooLarge !== undefined) {
+    const nameErrors = analyseName(name).errors;
+    return done(null, nameErrors, [tooLarge], name).errors.slice();
+  }
   return [...analyse(name, text).errors];
 }
 
@@ -55,16 +63,18 @@ function looseName(name: string): UnitName {
   };
 }
 
-function analyse(name: string, text: string): Analysis {
-  const nameErrors: UnitError[] = [];
-  let unitName: UnitName;
+/** The parsed name, or a stand-in and the problem with it. */
+function analyseName(name: string): { unitName: UnitName; errors: UnitError[] } {
   try {
-    unitName = parseUnitName(name);
+    return { unitName: parseUnitName(name), errors: [] };
   } catch (err) {
     if (!(err instanceof UnitError)) throw err;
-    nameErrors.push(err);
-    unitName = looseName(name);
+    return { unitName: looseName(name), errors: [err] };
   }
+}
+
+function analyse(name: string, text: string): Analysis {
+  const { unitName, errors: nameErrors } = analyseName(name);
   const { syntax, errors: syntaxErrors } = parseSyntaxCollecting(text);
   if (syntaxErrors.length > 0) return done(null, nameErrors, [...syntaxErrors], name);
   const errors: UnitError[] = [];

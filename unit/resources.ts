@@ -4,6 +4,7 @@
  * unlimited, so an explicit 0 is refused (it would read as "no limit" while meaning "none").
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 
 const MEMORY_SUFFIX: Readonly<Record<string, number>> = {
   '': 1,
@@ -31,7 +32,7 @@ function leadingNumber(s: string): [number, number] | null {
 }
 
 function bad(key: string, value: string, expected: string, line: number): UnitError {
-  return new UnitError('invalid-value', `${key}=${value}: expected ${expected}`, { line });
+  return new UnitError('invalid-value', `${key}=${excerpt(value)}: expected ${expected}`, { line });
 }
 
 /**

@@ -17,7 +17,8 @@ import type {
 } from './model.js';
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
 import { expandSpecifiers } from './specifiers.js';
-import { clipValue, parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
+import { excerpt } from './excerpt.js';
+import { parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 
 /** systemd's defaults for the options Flotilla fills in. */
 export const SERVICE_DEFAULTS = {
@@ -54,7 +55,7 @@ interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | 'resourc
 }
 
 function invalid(key: string, value: string, expected: string, line: number): UnitError {
-  return new UnitError('invalid-value', `${key}=${clipValue(value)}: ${expected}`, { line });
+  return new UnitError('invalid-value', `${key}=${excerpt(value)}: ${expected}`, { line });
 }
 
 function span(key: string, value: string, line: number): number {

@@ -15,7 +15,9 @@ import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
  */
 export function placesAlike(text: string): boolean {
   const { syntax, errors } = parseSyntaxCollecting(text);
-  return errors.length === 0 && sectionEntries(syntax, 'X-Fleet').every((e) => !e.value.includes('%'));
+  return (
+    errors.length === 0 && sectionEntries(syntax, 'X-Fleet').every((e) => !e.value.includes('%'))
+  );
 }
 
 /** Expand `%n %N %p %i %%` in `value` for the unit `name`. Linear in `value`. */

@@ -4,6 +4,7 @@
  * input (no backtracking regexes): a 1 MB file parses in milliseconds.
  */
 import { MAX_PROBLEMS, UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 import type { UnitEntry, UnitFileSyntax, UnitSection } from './model.js';
 
 /** What `parseSyntaxCollecting` returns: the best-effort syntax and every problem found. */
@@ -67,7 +68,9 @@ export function parseSyntaxCollecting(text: string): SyntaxResult {
       current = null;
       afterBadHeader = true;
       if (line[line.length - 1] !== ']') {
-        errors.push(syntaxError(`section header "${clip(line)}" is missing its closing "]"`, at));
+        errors.push(
+          syntaxError(`section header "${excerpt(line)}" is missing its closing "]"`, at),
+        );
       } else if (strip(line.slice(1, -1)) === '') {
         errors.push(syntaxError('section header "[]" needs a name, e.g. [Service]', at));
       } else {
@@ -80,7 +83,7 @@ export function parseSyntaxCollecting(text: string): SyntaxResult {
     if (afterBadHeader) return;
     const eq = line.indexOf('=');
     if (current === null) {
-      const what = eq > 0 ? `${strip(line.slice(0, eq))}=` : `"${clip(line)}"`;
+      const what = eq > 0 ? `${excerpt(strip(line.slice(0, eq)))}=` : `"${excerpt(line)}"`;
       errors.push(
         syntaxError(
           `${what} is before the first [Section] header (a unit file starts with e.g. [Unit] or [Service])`,
@@ -90,12 +93,14 @@ export function parseSyntaxCollecting(text: string): SyntaxResult {
       return;
     }
     if (eq < 0) {
-      errors.push(syntaxError(`"${clip(line)}" is not a Key=Value assignment (missing "=")`, at));
+      errors.push(
+        syntaxError(`"${excerpt(line)}" is not a Key=Value assignment (missing "=")`, at),
+      );
       return;
     }
     const key = strip(line.slice(0, eq));
     if (key === '') {
-      errors.push(syntaxError(`"${clip(line)}" has no key before "="`, at));
+      errors.push(syntaxError(`"${excerpt(line)}" has no key before "="`, at));
       return;
     }
     current.entries.push({ key, value: strip(line.slice(eq + 1)), line: at });
@@ -138,11 +143,6 @@ export function parseSyntaxCollecting(text: string): SyntaxResult {
 
 function syntaxError(message: string, line: number): UnitError {
   return new UnitError('syntax', message, { line });
-}
-
-/** Keep quoted input short in messages: a 1 MB garbage line must not become a 1 MB message. */
-export function clip(s: string, max = 60): string {
-  return s.length <= max ? s : `${s.slice(0, max)}...`;
 }
 
 /** Every entry of every section called `name` (a section may appear more than once), in order. */

@@ -4,6 +4,7 @@
  * `infinity`; components add up), and "did you mean" hints for misspelt keys.
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 
 const TRUE = new Set(['1', 'yes', 'y', 'true', 't', 'on']);
 const FALSE = new Set(['0', 'no', 'n', 'false', 'f', 'off']);
@@ -22,16 +23,11 @@ export function requireBoolean(key: string, value: string, line: number): boolea
   if (b === undefined) {
     throw new UnitError(
       'invalid-value',
-      `${key}=${clipValue(value)}: expected a boolean (yes/no, true/false, on/off, 1/0)`,
+      `${key}=${excerpt(value)}: expected a boolean (yes/no, true/false, on/off, 1/0)`,
       { line },
     );
   }
   return b;
-}
-
-/** Keep user input short in messages. */
-export function clipValue(s: string, max = 60): string {
-  return s.length <= max ? s : `${s.slice(0, max)}...`;
 }
 
 /**
@@ -156,5 +152,5 @@ export function parseTimeSpanMs(text: string): number | undefined {
 
 /** The message for a value that `parseTimeSpanMs` refused. */
 export function timeSpanHint(key: string, value: string): string {
-  return `${key}=${value}: expected a time span such as 90s, 500ms, 1min 30s or 2h`;
+  return `${key}=${excerpt(value)}: expected a time span such as 90s, 500ms, 1min 30s or 2h`;
 }

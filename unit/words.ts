@@ -4,6 +4,7 @@
  * exec lines, `Environment=` and fleet's quoted multi-value lines (`"a=b" "c=d"`).
  */
 import { UnitError } from './errors.js';
+import { excerpt } from './excerpt.js';
 
 /** One word after unquoting and unescaping. */
 export interface Word {
@@ -106,7 +107,7 @@ function unescapeAt(value: string, i: number, options: SplitOptions): [string, n
   if (options.escapes === 'relaxed-c') return ['\\' + next, 2];
   throw new UnitError(
     'invalid-value',
-    `${options.key}= has an unknown escape "\\${next}" (write "\\\\" for a backslash, "$$" for a dollar)`,
+    `${options.key}= has an unknown escape "\\${excerpt(String.fromCodePoint(value.codePointAt(i + 1) ?? 0))}" (write "\\\\" for a backslash, "$$" for a dollar)`,
     { line: options.line },
   );
 }

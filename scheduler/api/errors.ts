@@ -7,7 +7,7 @@
 import { status, type ServerErrorResponse, type sendUnaryData } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConflictError, StoreError } from '../../store/index.js';
-import { UnitError } from '../../unit/index.js';
+import { excerpt, UNIT_NAME_MAX, UnitError } from '../../unit/index.js';
 
 /** Stable codes of {@link ApiError}; each maps to exactly one gRPC status. */
 export type ApiErrorCode =
@@ -50,7 +50,8 @@ export class ApiError extends Error {
 
 /** `web@.service:12: message`, or `web@.service: message` when the problem has no line. */
 export function formatUnitError(err: UnitError, file?: string): string {
-  const name = err.file ?? file ?? '';
+  // The name comes from the request unchecked: it may be invalid, and megabytes long.
+  const name = excerpt(err.file ?? file ?? '', UNIT_NAME_MAX);
   const where = err.line > 0 ? `${name}:${err.line}` : name;
   return where === '' ? err.message : `${where}: ${err.message}`;
 }
@@ -112,6 +113,7 @@ function storeStatus(err: StoreError, ctx: ErrorContext): GrpcStatus {
     case 'not-found':
       return { code: status.NOT_FOUND, details: err.message };
     case 'invalid':
+    case 'too-large':
       return { code: status.INVALID_ARGUMENT, details: err.message };
     case 'fenced':
       return { code: status.FAILED_PRECONDITION, details: err.message };
@@ -120,9 +122,64 @@ function storeStatus(err: StoreError, ctx: ErrorContext): GrpcStatus {
   }
 }
 
-/** A grpc-js error response carrying `s`. */
+/** A grpc-js error response carrying `s`, its message bounded by {@link boundDetails}. */
 export function toServiceError(s: GrpcStatus): ServerErrorResponse {
-  return Object.assign(new Error(s.details), { code: s.code, details: s.details });
+  const details = boundDetails(s.details);
+  return Object.assign(new Error(details), { code: s.code, details });
+}
+
+/**
+ * The most a status message may take once grpc-js has percent-encoded it (`encodeURI`) into
+ * the `grpc-message` trailer. A client drops a header block over 64 KiB, and a call whose
+ * trailers are dropped does not fail: it waits for its deadline, so an over-long message looks
+ * like a server that hangs. Half of that leaves room for the other trailers.
+ */
+export const MAX_STATUS_DETAILS = 32 * 1024;
+
+/** Room kept for the line saying what was left out. */
+const NOTE_ROOM = 200;
+
+/**
+ * `details` made safe to send: lone surrogates (which make `encodeURI`, and so grpc-js,
+ * throw) replaced, and when its encoded form is over {@link MAX_STATUS_DETAILS}, cut after
+ * the last whole line that fits, with a line saying how much was left out.
+ */
+export function boundDetails(details: string): string {
+  const text = details.replace(LONE_SURROGATE, '\uFFFD');
+  if (text.length * 9 <= MAX_STATUS_DETAILS || encodedLength(text) <= MAX_STATUS_DETAILS) {
+    return text;
+  }
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  let used = 0;
+  for (const line of lines) {
+    used += encodedLength(line) + 3; // and its "\n", sent as %0A
+    if (used > MAX_STATUS_DETAILS - NOTE_ROOM) break;
+    kept.push(line);
+  }
+  // One line longer than the whole budget: show its start.
+  if (kept.length === 0) kept.push(excerpt(lines[0] ?? '', 1000));
+  const left = lines.length - kept.length;
+  return `${kept.join('\n')}\n…(${left} more lines not shown; ${Buffer.byteLength(text)} bytes in all)`;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/** What `encodeURI` leaves as it is; every other ASCII character becomes `%XX`. */
+const URI_KEPT = /[A-Za-z0-9;,/?:@&=+$\-_.!~*'()#]/;
+
+/** `encodeURI(s).length`, without building it. */
+function encodedLength(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += URI_KEPT.test(s[i] ?? '') ? 1 : 3;
+    else if (c < 0x800) n += 6;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 12; // a surrogate pair: 4 UTF-8 bytes
+      i++;
+    } else n += 9;
+  }
+  return n;
 }
 
 /** Logs a failed call: INTERNAL as an error, UNAVAILABLE as a warning, the rest at debug. */

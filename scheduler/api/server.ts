@@ -26,6 +26,7 @@ import { watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
+import { API_SERVER_OPTIONS } from './limits.js';
 import { planUnits } from './plan.js';
 import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
@@ -81,7 +82,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
   const cluster: ApiCluster = { store, mirror, definitions };
-  const server = new Server();
+  const server = new Server(API_SERVER_OPTIONS);
 
   const units: UnitsServer = {
     submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(cluster, req)),

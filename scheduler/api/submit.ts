@@ -9,7 +9,18 @@ import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
 import type { Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
-import { parseUnit, validateUnitFile, type UnitError } from '../../unit/index.js';
+import {
+  byteLength,
+  checkUnitFileSize,
+  excerpt,
+  MAX_PROBLEMS,
+  parseUnit,
+  SUBMIT_MAX_BYTES,
+  submitTooLargeMessage,
+  UNIT_NAME_MAX,
+  validateUnitFile,
+  type UnitError,
+} from '../../unit/index.js';
 import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
 import { ApiError, invalidUnits } from './errors.js';
 import {
@@ -76,7 +87,12 @@ export async function submitUnits(
   });
 }
 
-/** Every file's problems, all of them, in one INVALID_ARGUMENT; nothing is read before. */
+/**
+ * Every file's problems in one INVALID_ARGUMENT (the first MAX_PROBLEMS across all files);
+ * nothing is read before. Sizes are checked before anything is parsed: each file against
+ * UNIT_FILE_MAX_BYTES, then all of them together against SUBMIT_MAX_BYTES (one submit is one
+ * etcd transaction, which etcd refuses over its request limit).
+ */
 export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
   const seen = new Set<string>();
   const twice = new Set<string>();
@@ -85,11 +101,23 @@ export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
     seen.add(f.name);
   }
   if (twice.size > 0) {
-    throw new ApiError('invalid-argument', `${[...twice].join(', ')}: given more than once`);
+    const names = [...twice].map((n) => excerpt(n, UNIT_NAME_MAX));
+    throw new ApiError('invalid-argument', `${names.join(', ')}: given more than once`);
   }
+  const tooLarge = files.flatMap((f) => checkUnitFileSize(f.contents)?.withFile(f.name) ?? []);
+  if (tooLarge.length > 0) throw invalidUnits(tooLarge.slice(0, MAX_PROBLEMS));
+  const bytes = files.reduce((sum, f) => sum + byteLength(f.contents), 0);
+  if (bytes > SUBMIT_MAX_BYTES) {
+    throw new ApiError('invalid-argument', submitTooLargeMessage(files.length, bytes));
+  }
+  // Each file stops at MAX_PROBLEMS; so does the request, or 128 bad files would make a
+  // message too long for a gRPC status.
   const errors: UnitError[] = [];
-  for (const f of files) errors.push(...validateUnitFile(f.name, f.contents));
-  if (errors.length > 0) throw invalidUnits(errors);
+  for (const f of files) {
+    if (errors.length >= MAX_PROBLEMS) break;
+    errors.push(...validateUnitFile(f.name, f.contents));
+  }
+  if (errors.length > 0) throw invalidUnits(errors.slice(0, MAX_PROBLEMS));
   return files.map((f) => ({
     name: f.name,
     contents: f.contents,

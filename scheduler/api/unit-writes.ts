@@ -14,7 +14,7 @@ import {
   type Store,
   type Versioned,
 } from '../../store/index.js';
-import { parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
+import { excerpt, parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
 import type { UnitName, UnitStateName } from '../../unit/index.js';
 import { sharedByInstances } from '../snapshot.js';
 import { ApiError, invalidUnits } from './errors.js';
@@ -32,7 +32,7 @@ export function parseDesiredState(value: string): UnitStateName {
   if (found === undefined) {
     throw new ApiError(
       'invalid-argument',
-      `desired state ${JSON.stringify(value)} is not one of ${UNIT_STATES.join(', ')}`,
+      `desired state "${excerpt(value)}" is not one of ${UNIT_STATES.join(', ')}`,
     );
   }
   return found;

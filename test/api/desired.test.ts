@@ -67,6 +67,20 @@ test('a template cannot be started, and bad names or states are INVALID_ARGUMENT
   t.deepEqual(await fingerprint(api.store), before);
 });
 
+test('starting instances that together outgrow one etcd request is INVALID_ARGUMENT naming the limit', async (t) => {
+  const api = await startApi(t, server());
+  // Each instance record carries its template's file: ten copies of 200 KB are 2 MB.
+  const big = `${unitText()}#${'p'.repeat(200_000)}\n`;
+  await api.submit({ files: [{ name: 'big@.service', contents: big }] });
+  const before = await fingerprint(api.store);
+  const names = Array.from({ length: 10 }, (_, i) => `big@${i + 1}.service`);
+  const err = await failure(api.setDesired(names, 'launched'));
+  t.is(err.code, status.INVALID_ARGUMENT);
+  t.regex(err.details, /too large.*--max-request-bytes \(1\.5 MiB by default\)/);
+  t.regex(err.details, /change fewer or smaller units at once$/);
+  t.deepEqual(await fingerprint(api.store), before);
+});
+
 test('destroy removes the named units; an unknown name removes nothing', async (t) => {
   const api = await startApi(t, server());
   await api.submit({

@@ -116,6 +116,29 @@ test('etcd3 and gRPC errors translate to stable codes, and only transient ones a
   t.is(toStoreError(unavailable), unavailable);
 });
 
+test('etcd refusing a request as too large is too-large, saying what to do; a large answer is too-large in its own words', (t) => {
+  for (const raw of [
+    new EtcdError('3 INVALID_ARGUMENT: etcdserver: request is too large'),
+    new Error('8 RESOURCE_EXHAUSTED: grpc: received message larger than max (5242880 vs. 2097152)'),
+  ]) {
+    const err = toStoreError(raw, '/f/units/big.service');
+    t.is(err.code, 'too-large');
+    t.regex(err.message, /too large \(key \/f\/units\/big\.service\)/);
+    t.regex(
+      err.message,
+      /--max-request-bytes \(1\.5 MiB by default\); change fewer or smaller units/,
+    );
+  }
+  // grpc-js's own words: this client refusing an answer, not etcd refusing a write.
+  const answer = Object.assign(
+    new Error('8 RESOURCE_EXHAUSTED: Received message larger than max (5 vs 4)'),
+    { code: 8 },
+  );
+  const read = toStoreError(answer);
+  t.is(read.code, 'too-large', 'a listing halves its page on this');
+  t.notRegex(read.message, /max-request-bytes/);
+});
+
 test('batches split into transactions etcd accepts, one fewer op when nested conditions count', (t) => {
   const plain = new Batch();
   const guarded = new Batch();

@@ -226,8 +226,14 @@ for (const [shape, make] of Object.entries(shapes)) {
   test(`linear time: ${shape}, 1 MB within 5 s and at most ~30x the time of 100 KB`, (t) => {
     const small = make(100_000);
     const large = make(1_000_000);
+    // parseUnit, not validateUnitFile: the latter refuses a file over UNIT_FILE_MAX_BYTES
+    // unread, and this is about the parser, which runs on stored files of any size.
     const check = (text: string) => () => {
-      validateUnitFile('web@3.service', text);
+      try {
+        parseUnit('web@3.service', text);
+      } catch (err) {
+        if (!(err instanceof UnitError)) throw err;
+      }
     };
     const smallMs = bestTimeMs(check(small));
     const largeMs = bestTimeMs(check(large));

@@ -23,6 +23,11 @@ const NO_FLOTCTL_ENV = {
   FLOTCTL_KEY_FILE: '',
 };
 
+/** Whether `child` has ended (a child killed by a signal has no exit code, only the signal). */
+export function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 /** Every child this benchmark started, so that each is ended by its pid and none outlives it. */
 export class Processes {
   private readonly children = new Set<ChildProcess>();
@@ -56,7 +61,7 @@ export class Processes {
     const exited = running.map(
       (c) =>
         new Promise<void>((resolve) =>
-          c.exitCode !== null ? resolve() : c.once('exit', () => resolve()),
+          hasExited(c) ? resolve() : c.once('exit', () => resolve()),
         ),
     );
     for (const c of running) c.kill('SIGTERM');
@@ -126,7 +131,7 @@ export async function startReplica(procs: Processes, opts: ReplicaOptions): Prom
   const api = `127.0.0.1:${opts.port}`;
   const deadline = Date.now() + 30_000;
   while (!(await accepts(opts.port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
+    if (hasExited(child) || Date.now() > deadline) {
       throw new Error(`scheduler ${opts.name} did not serve ${api}:\n${logTail(logPath, 20)}`);
     }
     await sleep(100);

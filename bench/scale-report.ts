@@ -31,7 +31,12 @@ export function measures(count: number, low: number, electionTtlS: number): Meas
     },
     { key: 'scaleRpcMs', label: '  flotctl scale printed "Scaled ..."', unit: 'ms' },
     { key: 'scaleFlotctlMs', label: '  flotctl scale returned (waits)', unit: 'ms' },
-    { key: 'listUnitsMs', label: `list-units, ${n} rows (median of 3)`, unit: 'ms', target: 2_000 },
+    {
+      key: 'listUnitsMs',
+      label: 'list-units, every unit (median of 3)',
+      unit: 'ms',
+      target: 2_000,
+    },
     { key: 'listUnitsRows', label: '  rows printed', unit: 'count' },
     { key: 'flotctlStartMs', label: 'flotctl --help: start, no API (median of 5)', unit: 'ms' },
     { key: 'statusMs', label: 'status web@77.service (median of 5)', unit: 'ms', target: 300 },

@@ -15,6 +15,7 @@ import {
   cpuSeconds,
   failureOf,
   flotctl,
+  hasExited,
   median,
   rssBytes,
   sleep,
@@ -180,9 +181,9 @@ export async function queries(b: Bench, count: number): Promise<void> {
 /** The leader and the follower, by the election key's name. */
 async function roles(b: Bench): Promise<{ leader: Replica; follower: Replica | undefined }> {
   const info = await readLeader(b.store);
-  const leader = b.replicas.find((r) => r.name === info?.name && r.child.exitCode === null);
+  const leader = b.replicas.find((r) => r.name === info?.name && !hasExited(r.child));
   if (leader === undefined) throw new Error(`the leader (${info?.name ?? 'none'}) is not ours`);
-  const follower = b.replicas.find((r) => r !== leader && r.child.exitCode === null);
+  const follower = b.replicas.find((r) => r !== leader && !hasExited(r.child));
   return { leader, follower };
 }
 

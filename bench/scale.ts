@@ -197,12 +197,20 @@ async function main(): Promise<void> {
   const low = Math.max(1, Math.floor(opts.count / 10));
   const report = new Report(measures(opts.count, low, ELECTION_TTL_S));
   const started: Started = { replicas: [] };
+  // The first signal tears down in order (replicas resign, etcd stops, the dir goes); a
+  // second one, while that runs, SIGKILLs the children at once and leaves.
+  let signals = 0;
   const stop = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      started.procs?.killNow();
+      process.exit(130);
+    }
     progress(`${signal}: cleaning up`);
     void tearDown(started, opts.keep).finally(() => process.exit(130));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   process.once('exit', () => started.procs?.killNow());
   let failed = false;
   try {

@@ -15,7 +15,8 @@
  *
  * Flags: `--machines` (5000), `--count` (100000), `--lose` (50), `--step-timeout` seconds
  * (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
- * dir with the scheduler logs). Prints a table, then one JSON line. Run with
+ * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
+ * flotctl against it by hand). Prints a table, then one JSON line. Run with
  * `npm run bench:scale`; try it small first: `-- --machines 200 --count 4000`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -49,6 +50,8 @@ interface ScaleOptions {
   readonly stepTimeoutMs: number;
   readonly rescheduleRate: number | undefined;
   readonly keep: boolean;
+  /** Seconds to leave the full-size cluster up after scaling, for poking at it by hand. */
+  readonly holdS: number;
 }
 
 function parseOptions(): ScaleOptions {
@@ -60,6 +63,7 @@ function parseOptions(): ScaleOptions {
       'step-timeout': { type: 'string' },
       'reschedule-rate': { type: 'string' },
       keep: { type: 'boolean' },
+      hold: { type: 'string' },
     },
   });
   const int = (raw: string | undefined, fallback: number, what: string): number => {
@@ -75,6 +79,7 @@ function parseOptions(): ScaleOptions {
     stepTimeoutMs: int(values['step-timeout'], 300, 'step-timeout') * 1000,
     rescheduleRate: rate === undefined ? undefined : int(rate, 0, 'reschedule-rate'),
     keep: values.keep === true,
+    holdS: int(values.hold, 0, 'hold'),
   };
 }
 
@@ -235,7 +240,7 @@ async function main(): Promise<void> {
     }
     console.log(
       `\n${opts.machines} machines, ${opts.count} units, election TTL ${ELECTION_TTL_S} s, ` +
-        `reschedule rate ${opts.rescheduleRate ?? 'default (20/s)'}\n`,
+        `reschedule rate ${opts.rescheduleRate ?? 'auto'}\n`,
     );
     console.log(report.table());
     console.log(
@@ -264,6 +269,10 @@ async function runSteps(b: steps.Bench, opts: ScaleOptions, report: Report): Pro
   await step(report, `scale to ${n}`, ['scalePlacedMs', 'scaleActiveMs'], () =>
     steps.scaleUp(b, n),
   );
+  if (opts.holdS > 0) {
+    progress(`holding ${opts.holdS} s: FLOTCTL_ENDPOINT=${b.api} bin/flotctl ...`);
+    await sleep(opts.holdS * 1000);
+  }
   const queryKeys = ['listUnitsMs', 'statusMs', 'listUnitsMachineMs', 'listMachinesMs'];
   await step(report, 'queries', queryKeys, () => steps.queries(b, n));
   const footprintKeys = ['leaderRssBytes', 'followerRssBytes', 'leaderIdleCpuPct'];

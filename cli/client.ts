@@ -215,6 +215,7 @@ export class ApiClient {
         pageSize: 0,
         nameGlob: '',
         machine: '',
+        withFiles: false,
         ...filter,
         pageToken,
       };

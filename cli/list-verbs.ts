@@ -12,6 +12,7 @@ import { withClient, type ApiClient } from './client.js';
 import {
   machineLegend,
   parseFields,
+  addressesOf,
   printJson,
   printJsonLine,
   renderTable,
@@ -21,7 +22,7 @@ import {
   type Column,
   type MachineAddresses,
 } from './table.js';
-import { describeUnit, isGlobalUnit, isTemplateName } from './unit-args.js';
+import { describeUnit, isTemplateName } from './unit-args.js';
 import { activeText } from './unit-view.js';
 import {
   EXIT_OK,
@@ -126,10 +127,16 @@ export const listUnitsVerb: Verb = {
     });
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
-    const filter = { nameGlob: positionals[0] ?? '', machine: values.machine ?? '' };
+    // Files only when shown: a description, or JSON (the whole record).
+    const filter = {
+      nameGlob: positionals[0] ?? '',
+      machine: values.machine ?? '',
+      withFiles: fields.includes('desc') || globals.output === 'json',
+    };
     const draw = async (api: ApiClient): Promise<bigint> => {
-      const [listing, addresses] = await Promise.all([api.listAllUnits(filter), api.addresses()]);
+      const listing = await api.listAllUnits(filter);
       const units = listing.units.filter(isListedUnit);
+      const addresses = addressesOf(units);
       if (globals.output === 'json') {
         const out = units.map((u) => UnitStatus.toJSON(u));
         if (values.watch === true) printJsonLine(io, out);
@@ -161,11 +168,11 @@ export const listUnitFilesVerb: Verb = {
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
     return withClient(globals, async (api) => {
-      const needMachines = fields.includes('target');
-      const [listing, addresses] = await Promise.all([
-        api.listAllUnits({ nameGlob: positionals[0] ?? '' }),
-        needMachines ? api.addresses() : Promise.resolve(new Map<string, string>()),
-      ]);
+      const listing = await api.listAllUnits({
+        nameGlob: positionals[0] ?? '',
+        withFiles: fields.includes('desc') || globals.output === 'json',
+      });
+      const addresses = addressesOf(listing.units);
       if (globals.output === 'json') {
         printJson(
           io,
@@ -176,7 +183,7 @@ export const listUnitFilesVerb: Verb = {
       const rows = listing.units.map((status) => ({
         status,
         addresses,
-        global: isGlobalUnit(status.unit),
+        global: status.global,
       }));
       const opts = { full: values.full === true, legend: values['no-legend'] !== true };
       io.stdout(renderTable(rows, fields, FILE_COLUMNS, opts));

@@ -7,7 +7,7 @@
 import { withClient, type ApiClient } from './client.js';
 import { CliError } from './errors.js';
 import { printJson } from './table.js';
-import { isGlobalUnit, isTemplateName, submitMissing, unitNamesOf } from './unit-args.js';
+import { isTemplateName, submitMissing, unitNamesOf } from './unit-args.js';
 import type { Target, UnitView } from './unit-view.js';
 import {
   EXIT_FAILURE,
@@ -114,7 +114,7 @@ async function setAndWait(
   const targets = new Map<string, Target>();
   for (const name of req.names) {
     const view = views.get(name);
-    if (view !== undefined && isGlobalUnit(view.unit)) {
+    if (view?.global === true) {
       if (!json) io.stdout(`Triggered global unit ${name} ${spec.name}\n`);
     } else {
       targets.set(name, spec.target);

@@ -11,6 +11,7 @@ import { CliError } from './errors.js';
 import {
   alignColumns,
   formatAge,
+  addressesOf,
   formatTime,
   machineLegend,
   printJson,
@@ -62,7 +63,6 @@ export const statusVerb: Verb = {
     if (positionals.length === 0) throw new UsageError('give at least one unit');
     const lines = parseLines(values.lines, 10);
     return withClient(globals, async (api) => {
-      const addresses = await api.addresses();
       const json: unknown[] = [];
       let failed = false;
       for (const [i, name] of unitNamesOf(positionals).entries()) {
@@ -85,7 +85,7 @@ export const statusVerb: Verb = {
           continue;
         }
         if (i > 0) io.stdout('\n');
-        io.stdout(statusText(status, addresses, Date.now()));
+        io.stdout(statusText(status, addressesOf([status]), Date.now()));
         if (logs.error !== undefined) io.stdout(`\nLogs: unavailable: ${logs.error}\n`);
         else if (lines > 0 && logs.lines.length === 0) io.stdout('\nLogs: no output yet\n');
         else if (lines > 0) {

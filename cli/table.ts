@@ -4,6 +4,7 @@
  * formatters every verb shares (machines, hashes, bytes, CPU, metadata, times).
  */
 import type { MachineStatus } from '../proto/flotilla/v1/machines.js';
+import type { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { UsageError, type CliIo } from './verb.js';
 
 /** One column a list verb can print: `--fields` names it, the header is its name upper-cased. */
@@ -128,6 +129,14 @@ export function machineAddresses(machines: readonly MachineStatus[]): Map<string
     const id = m.machine?.id;
     if (id !== undefined) out.set(id, m.machine?.addresses[0] ?? '');
   }
+  return out;
+}
+
+/** The machine addresses the API sent with `statuses` (each names the machines it shows). */
+export function addressesOf(statuses: readonly UnitStatus[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const s of statuses)
+    for (const [id, address] of Object.entries(s.addresses)) out.set(id, address);
   return out;
 }
 

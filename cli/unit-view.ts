@@ -48,7 +48,7 @@ export class UnitView {
     const view = new UnitView(name, revision);
     if (status === undefined) return view;
     view.unit = status.unit;
-    view.global = isGlobalUnit(status.unit);
+    view.global = status.global;
     if (status.placement !== undefined) {
       view.placements.set(status.placement.machine, status.placement);
     }

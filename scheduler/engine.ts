@@ -255,11 +255,14 @@ export class Engine {
       pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
     if (!changed && transition === undefined) return { deferred: 0, wait, retry: false };
     this.passes += 1;
+    const started = performance.now();
     const view = this.cache.view();
+    const viewed = performance.now();
     const maxMoves = pause === undefined && settling === 0 ? this.budget.available() : 0;
     const result = plan(view.snapshot, { maxMoves });
     this.last = result;
     const work = decideWork(this.store.keys, view, result, term.fence.revision);
+    const decided = performance.now();
     if (work.first.length + work.second.length === 0)
       return { deferred: result.deferred.length, wait, retry: false };
     this.budget.spend(result.moves);
@@ -270,6 +273,10 @@ export class Engine {
     log.info(
       {
         ...work.counts,
+        units: view.snapshot.units.length,
+        viewMs: Math.round(viewed - started),
+        planMs: Math.round(decided - viewed),
+        commitMs: Math.round(performance.now() - decided),
         deferred: result.deferred.length,
         applied: res.applied,
         failed: res.failed,

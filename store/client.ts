@@ -140,7 +140,7 @@ export function toKeyValue(kv: IKeyValue): KeyValue {
 }
 
 /** The largest etcd response the client accepts. */
-export const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
 /** Default page size of {@link Store.list}. */
 export const LIST_PAGE_SIZE = 500;
@@ -178,8 +178,9 @@ export class Store {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.keepalive_permit_without_calls': 0,
-        // Pages of a listing stay well under this; it only keeps one page of unusually large
-        // records from failing the whole listing (which then halves its page size).
+        // A watch catching up on a large change (100,000 records in one scale) gets its backlog
+        // in responses of tens of MB; pages of a listing stay well under this (one that does
+        // not is asked for again in halves).
         'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
       },
     });

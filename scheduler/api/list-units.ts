@@ -16,7 +16,7 @@ import type { SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
 import { ApiError, formatUnitError } from './errors.js';
 import { knownMachines, fresh, resolveMachine, type ApiCluster } from './reads.js';
-import { composeStatus, extrasOf } from './unit-status.js';
+import { extrasOf, statusWithAddresses } from './unit-status.js';
 
 /** Page size when the request gives none. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -40,7 +40,12 @@ export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise
   await fresh(cluster);
   const entry = cluster.mirror.units.get(req.name);
   if (entry === undefined) throw new ApiError('not-found', `${req.name} is not a submitted unit`);
-  return composeStatus(entry.value, extrasOf(cluster.mirror, [req.name]), cluster.definitions);
+  return statusWithAddresses(
+    cluster.mirror,
+    entry.value,
+    extrasOf(cluster.mirror, [req.name]),
+    cluster.definitions,
+  );
 }
 
 /** ListUnits; see units.proto and this module's comment. */
@@ -68,7 +73,13 @@ export async function listUnits(
   for (const name of names) {
     const unit = mirror.units.get(name)?.value;
     if (unit === undefined) continue; // placed, but destroyed meanwhile
-    units.push(composeStatus(unit, extrasOf(mirror, [name], machine), definitions));
+    const status = statusWithAddresses(
+      mirror,
+      unit,
+      extrasOf(mirror, [name], machine),
+      definitions,
+    );
+    units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
   }
   return {
     units,

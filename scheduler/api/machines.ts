@@ -97,12 +97,23 @@ export function machineStatus(cluster: ApiCluster, id: string): MachineStatus {
   const machine = mirror.machines.get(id)?.value;
   const config = mirror.configs.get(id)?.value;
   const placed = mirror.placementsOn.get(id);
-  const reserved = zero();
+  // Summed as numbers (exact far beyond any machine's size), converted once.
+  let cpu = 0;
+  let memory = 0;
+  let tasks = 0;
   for (const name of placed?.keys() ?? []) {
     const unit = mirror.units.get(name);
     const def = unit === undefined ? undefined : definitions.shared(unit.value);
-    if (def !== undefined && !isInvalidUnit(def)) add(reserved, def.service.resources);
+    if (def === undefined || isInvalidUnit(def)) continue;
+    cpu += def.service.resources.cpuMillicores;
+    memory += def.service.resources.memoryBytes;
+    tasks += def.service.resources.tasks;
   }
+  const reserved: Resources = {
+    cpuMillicores: BigInt(Math.round(cpu)),
+    memoryBytes: BigInt(Math.round(memory)),
+    tasks: BigInt(Math.round(tasks)),
+  };
   return {
     ...(machine === undefined ? {} : { machine: { ...machine, id } }),
     metadata: mergedMetadata(machine, config),
@@ -110,17 +121,4 @@ export function machineStatus(cluster: ApiCluster, id: string): MachineStatus {
     units: placed?.size ?? 0,
     reserved,
   };
-}
-
-function zero(): Resources {
-  return { cpuMillicores: 0n, memoryBytes: 0n, tasks: 0n };
-}
-
-function add(
-  sum: Resources,
-  r: { cpuMillicores: number; memoryBytes: number; tasks: number },
-): void {
-  sum.cpuMillicores += BigInt(Math.round(r.cpuMillicores));
-  sum.memoryBytes += BigInt(Math.round(r.memoryBytes));
-  sum.tasks += BigInt(Math.round(r.tasks));
 }

@@ -43,7 +43,35 @@ export function composeStatus(
   extras: UnitExtras,
   definitions: DefinitionCache,
 ): UnitStatus {
-  if (isGlobalUnit(unit, definitions)) return composeGlobal(unit, extras);
+  if (isGlobalUnit(unit, definitions)) return { ...composeGlobal(unit, extras), global: true };
+  return composePlain(unit, extras);
+}
+
+/**
+ * {@link composeStatus} with the addresses of the machines it names (from the mirror's
+ * machine records), so clients need no list of every machine to show them.
+ */
+export function statusWithAddresses(
+  mirror: ClusterMirror,
+  unit: Unit,
+  extras: UnitExtras,
+  definitions: DefinitionCache,
+): UnitStatus {
+  const status = composeStatus(unit, extras, definitions);
+  const ids = [
+    status.placement?.machine,
+    status.state?.machine,
+    ...status.instances.flatMap((i) => [i.placement?.machine, i.state?.machine]),
+  ];
+  for (const id of ids) {
+    if (id === undefined || id === '' || status.addresses[id] !== undefined) continue;
+    const address = mirror.machines.get(id)?.value.addresses[0];
+    if (address !== undefined) status.addresses[id] = address;
+  }
+  return status;
+}
+
+function composePlain(unit: Unit, extras: UnitExtras): UnitStatus {
   const placements = extras.placements.get(unit.name) ?? [];
   const state = extras.states.get(unit.name);
   const placement = placements.find((p) => p.machine === state?.machine) ?? placements[0];
@@ -55,6 +83,8 @@ export function composeStatus(
     ...(placement === undefined && unscheduled !== undefined ? { unscheduled } : {}),
     currentState: placement === undefined ? 'inactive' : placedState(placement, state),
     instances: [],
+    addresses: {},
+    global: false,
   };
 }
 
@@ -87,6 +117,8 @@ function composeGlobal(unit: Unit, extras: UnitExtras): UnitStatus {
     ...(instances.length === 0 && unscheduled !== undefined ? { unscheduled } : {}),
     currentState,
     instances,
+    addresses: {},
+    global: true,
   };
 }
 

@@ -93,6 +93,18 @@ export interface UnitStatus {
    * loaded when any is placed, inactive when none is.
    */
   instances: GlobalInstance[];
+  /**
+   * Machine id -> its first address, for every machine this status names that is present,
+   * so a client can show where a unit runs without listing every machine.
+   */
+  addresses: { [key: string]: string };
+  /** The unit's file says Global=true. */
+  global: boolean;
+}
+
+export interface UnitStatus_AddressesEntry {
+  key: string;
+  value: string;
 }
 
 /** One machine's copy of a Global unit. */
@@ -117,13 +129,18 @@ export interface ListUnitsRequest {
   nameGlob: string;
   /** Only units placed on this machine (id or unique prefix). */
   machine: string;
+  /**
+   * Send each unit's file text too (unit.file); without, it is left empty, which keeps a
+   * listing of 100,000 units small.
+   */
+  withFiles: boolean;
 }
 
 export interface ListUnitsResponse {
   units: UnitStatus[];
   /** Empty on the last page. */
   nextPageToken: string;
-  /** The etcd revision every page of this listing is read at. */
+  /** The etcd revision this page is read at. */
   revision: bigint;
 }
 
@@ -915,6 +932,8 @@ function createBaseUnitStatus(): UnitStatus {
     unscheduled: undefined,
     currentState: "",
     instances: [],
+    addresses: {},
+    global: false,
   };
 }
 
@@ -937,6 +956,12 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     }
     for (const v of message.instances) {
       GlobalInstance.encode(v!, writer.uint32(50).fork()).join();
+    }
+    globalThis.Object.entries(message.addresses).forEach(([key, value]: [string, string]) => {
+      UnitStatus_AddressesEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.global !== false) {
+      writer.uint32(64).bool(message.global);
     }
     return writer;
   },
@@ -1002,6 +1027,25 @@ export const UnitStatus: MessageFns<UnitStatus> = {
             message.instances.push(GlobalInstance.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = UnitStatus_AddressesEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.addresses[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.global = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1028,6 +1072,21 @@ export const UnitStatus: MessageFns<UnitStatus> = {
       instances: globalThis.Array.isArray(object?.instances)
         ? object.instances.map((e: any) => GlobalInstance.fromJSON(e))
         : [],
+      addresses: isObject(object.addresses)
+        ? (globalThis.Object.entries(object.addresses) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      global: isSet(object.global) ? globalThis.Boolean(object.global) : false,
     };
   },
 
@@ -1051,6 +1110,18 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     if (message.instances?.length) {
       obj.instances = message.instances.map((e) => GlobalInstance.toJSON(e));
     }
+    if (message.addresses) {
+      const entries = globalThis.Object.entries(message.addresses) as [string, string][];
+      if (entries.length > 0) {
+        obj.addresses = {};
+        entries.forEach(([k, v]) => {
+          obj.addresses[k] = v;
+        });
+      }
+    }
+    if (message.global !== false) {
+      obj.global = message.global;
+    }
     return obj;
   },
 
@@ -1071,6 +1142,101 @@ export const UnitStatus: MessageFns<UnitStatus> = {
       : undefined;
     message.currentState = object.currentState ?? "";
     message.instances = object.instances?.map((e) => GlobalInstance.fromPartial(e)) || [];
+    message.addresses = (globalThis.Object.entries(object.addresses ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.global = object.global ?? false;
+    return message;
+  },
+};
+
+function createBaseUnitStatus_AddressesEntry(): UnitStatus_AddressesEntry {
+  return { key: "", value: "" };
+}
+
+export const UnitStatus_AddressesEntry: MessageFns<UnitStatus_AddressesEntry> = {
+  encode(message: UnitStatus_AddressesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnitStatus_AddressesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnitStatus_AddressesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnitStatus_AddressesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UnitStatus_AddressesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnitStatus_AddressesEntry>, I>>(base?: I): UnitStatus_AddressesEntry {
+    return UnitStatus_AddressesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnitStatus_AddressesEntry>, I>>(object: I): UnitStatus_AddressesEntry {
+    const message = createBaseUnitStatus_AddressesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1185,7 +1351,7 @@ export const GlobalInstance: MessageFns<GlobalInstance> = {
 };
 
 function createBaseListUnitsRequest(): ListUnitsRequest {
-  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "" };
+  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "", withFiles: false };
 }
 
 export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
@@ -1201,6 +1367,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     }
     if (message.machine !== "") {
       writer.uint32(34).string(message.machine);
+    }
+    if (message.withFiles !== false) {
+      writer.uint32(40).bool(message.withFiles);
     }
     return writer;
   },
@@ -1250,6 +1419,14 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
             message.machine = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.withFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1280,6 +1457,11 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
         ? globalThis.String(object.name_glob)
         : "",
       machine: isSet(object.machine) ? globalThis.String(object.machine) : "",
+      withFiles: isSet(object.withFiles)
+        ? globalThis.Boolean(object.withFiles)
+        : isSet(object.with_files)
+        ? globalThis.Boolean(object.with_files)
+        : false,
     };
   },
 
@@ -1297,6 +1479,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     if (message.machine !== "") {
       obj.machine = message.machine;
     }
+    if (message.withFiles !== false) {
+      obj.withFiles = message.withFiles;
+    }
     return obj;
   },
 
@@ -1309,6 +1494,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     message.pageToken = object.pageToken ?? "";
     message.nameGlob = object.nameGlob ?? "";
     message.machine = object.machine ?? "";
+    message.withFiles = object.withFiles ?? false;
     return message;
   },
 };
@@ -2076,7 +2262,7 @@ export const UnitsService = {
     responseSerialize: (value: UnitStatus): Buffer => Buffer.from(UnitStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): UnitStatus => UnitStatus.decode(value),
   },
-  /** Paged inside etcd: each page is one range read with a limit. */
+  /** Paged: each page is read from the replica's mirror of the cluster, in name order. */
   listUnits: {
     path: "/flotilla.v1.Units/ListUnits" as const,
     requestStream: false as const,
@@ -2123,7 +2309,7 @@ export interface UnitsServer extends UntypedServiceImplementation {
   /** Removes units from the cluster: their placements go and their containers stop. */
   destroyUnits: handleUnaryCall<DestroyUnitsRequest, DestroyUnitsResponse>;
   getUnit: handleUnaryCall<GetUnitRequest, UnitStatus>;
-  /** Paged inside etcd: each page is one range read with a limit. */
+  /** Paged: each page is read from the replica's mirror of the cluster, in name order. */
   listUnits: handleUnaryCall<ListUnitsRequest, ListUnitsResponse>;
   /** Starts or destroys instances of a template until exactly `count` exist. */
   scale: handleUnaryCall<ScaleRequest, ScaleResponse>;
@@ -2202,7 +2388,7 @@ export interface UnitsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UnitStatus) => void,
   ): ClientUnaryCall;
-  /** Paged inside etcd: each page is one range read with a limit. */
+  /** Paged: each page is read from the replica's mirror of the cluster, in name order. */
   listUnits(
     request: ListUnitsRequest,
     callback: (error: ServiceError | null, response: ListUnitsResponse) => void,
@@ -2266,6 +2452,10 @@ type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -152,14 +152,21 @@ export async function waitForTargets(
   const onUserAbort = (): void => stop.abort();
   io.signal?.addEventListener('abort', onUserAbort, { once: true });
   let timedOut = false;
+  // Verdicts change with events, and with time only once: a pending reason older than the
+  // write counts after STALE_REASON_GRACE_MS. So the clock re-judges every unit once, when
+  // that grace ends, not on every tick (100,000 judgements four times a second).
+  let graceOver = false;
   const ticker = setInterval(() => {
-    for (const name of [...pending]) check(name);
+    if (!graceOver && Date.now() - started >= STALE_REASON_GRACE_MS) {
+      graceOver = true;
+      for (const name of [...pending]) check(name);
+    }
     if (Date.now() - started >= spec.limitMs) {
       timedOut = true;
       stop.abort();
     }
     if (pending.size === 0) stop.abort();
-    progress.draw(pendingText([...pending], views, addresses, Date.now() - started));
+    progress.draw(pendingText(pending, views, addresses, Date.now() - started));
   }, 250);
   try {
     let from = minRevision(views) + 1n;
@@ -248,15 +255,15 @@ function targetWord(target: Target): string {
 }
 
 function pendingText(
-  names: readonly string[],
+  names: ReadonlySet<string>,
   views: ReadonlyMap<string, UnitView>,
   addresses: MachineAddresses,
   elapsedMs: number,
 ): string {
-  const [first] = names;
+  const first = names.values().next().value;
   if (first === undefined) return '';
   const about = views.get(first)?.describe(addresses) ?? '';
-  const more = names.length > 1 ? ` (+${names.length - 1} more)` : '';
+  const more = names.size > 1 ? ` (+${names.size - 1} more)` : '';
   return `waiting ${Math.floor(elapsedMs / 1000)}s: ${first} ${about}${more}`;
 }
 

@@ -203,7 +203,7 @@ export class ClusterCache {
   ): Planned {
     const desired = activeDesired(unit);
     if (desired === undefined) return { modRevision, skip: true };
-    const def = this.definitions.get({ ...unit, name });
+    const def = this.definitions.get(unit.name === name ? unit : { ...unit, name });
     if (isInvalidUnit(def)) return { modRevision, invalid: def };
     if (def.name.isTemplate) return { modRevision, skip: true };
     return {

@@ -54,7 +54,7 @@ export interface CommitResult {
  * other (each has its own condition), so their order does not matter; several in flight keep
  * etcd busy instead of waiting a round trip per 128 ops.
  */
-export const COMMIT_IN_FLIGHT = 4;
+export const COMMIT_IN_FLIGHT = 16;
 
 /** Decides the writes that turn `plan` into etcd state. Pure. `epoch` is the term's fence revision. */
 export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: bigint): CommitWork {

@@ -39,6 +39,7 @@ export interface InvalidUnit {
  */
 export class DefinitionCache {
   private readonly map = new Map<string, UnitDefinition | InvalidUnit>();
+  private readonly byRecord = new WeakMap<Unit, UnitDefinition | InvalidUnit>();
 
   /**
    * @param onInvalid called when a file is found not to parse: once per version while it
@@ -64,6 +65,15 @@ export class DefinitionCache {
    * (resources, `[X-Fleet]` flags), without the cost of a per-unit copy.
    */
   shared(unit: Unit): UnitDefinition | InvalidUnit {
+    // The mirror hands out one object per record version: most calls are answered by it.
+    const known = this.byRecord.get(unit);
+    if (known !== undefined) return known;
+    const found = this.lookUp(unit);
+    this.byRecord.set(unit, found);
+    return found;
+  }
+
+  private lookUp(unit: Unit): UnitDefinition | InvalidUnit {
     const owner = sharedByInstances(unit) ? (templateOf(unit.name) ?? unit.name) : unit.name;
     const key = `${owner}\u0000${unit.hash}\u0000${unit.file.length}`;
     const hit = this.map.get(key);

@@ -80,8 +80,8 @@ export {
   type MirrorChange,
   type MirrorEvent,
   type MirrorRecord,
-  type SortedMap,
 } from './mirror.js';
+export { SortedMap } from './sorted-map.js';
 export {
   Presence,
   renewLease,

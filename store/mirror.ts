@@ -14,7 +14,6 @@
  * A value that does not decode is reported through `onError` and left out of every index
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */
-import BTreeModule from 'sorted-btree';
 import type {
   Machine,
   MachineConfig,
@@ -30,10 +29,7 @@ import type { KeyKind, ParsedKey } from './keys.js';
 import { Listeners, type Unsubscribe } from './listeners.js';
 import { codecs, type RecordCodec, type RecordKind, type RecordTypes } from './records.js';
 import type { Store } from './client.js';
-
-const BTree = BTreeModule.default;
-/** A sorted map (B+ tree): ordered iteration from any key in O(log n + k). */
-export type SortedMap<K, V> = InstanceType<typeof BTreeModule.default<K, V>>;
+import { SortedMap } from './sorted-map.js';
 
 /** A record of the mirror: its kind (from its key), names, and decoded value. */
 export type MirrorRecord =
@@ -66,6 +62,8 @@ export interface MirrorEvent {
 export interface ClusterMirrorOptions {
   /** Keys per page of the listing. Default 2000 (halved by the store when a page is too large). */
   readonly pageSize?: number;
+  /** Changes kept for watchers that resume from a past revision. Default 300,000. */
+  readonly historySize?: number;
 }
 
 /**
@@ -73,19 +71,19 @@ export interface ClusterMirrorOptions {
  * `await ready()`. Index getters return live structures: read them, never change them.
  */
 export class ClusterMirror {
-  readonly units: SortedMap<string, CacheEntry<Unit>> = new BTree();
+  readonly units: SortedMap<CacheEntry<Unit>> = new SortedMap();
   /** Template name (`web@.service`) -> names of its instances that have records. */
   readonly instances = new Map<string, Set<string>>();
   /** Unit name -> machine id -> placement. */
   readonly placements = new Map<string, Map<string, CacheEntry<Placement>>>();
   /** Machine id -> unit name -> placement, in name order. */
-  readonly placementsOn = new Map<string, SortedMap<string, CacheEntry<Placement>>>();
+  readonly placementsOn = new Map<string, SortedMap<CacheEntry<Placement>>>();
   /** `states/<name>`: the state of a unit that is not Global. */
   readonly states = new Map<string, CacheEntry<UnitState>>();
   /** `states/<name>/<machine>`: unit name -> machine id -> that copy's state. */
   readonly copies = new Map<string, Map<string, CacheEntry<UnitState>>>();
   readonly unscheduled = new Map<string, CacheEntry<Unscheduled>>();
-  readonly machines: SortedMap<string, CacheEntry<Machine>> = new BTree();
+  readonly machines: SortedMap<CacheEntry<Machine>> = new SortedMap();
   readonly configs = new Map<string, CacheEntry<MachineConfig>>();
   /** By full key. */
   readonly control = new Map<string, CacheEntry<ReschedulingPause>>();
@@ -93,11 +91,16 @@ export class ClusterMirror {
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
   private readonly events = new Listeners<MirrorEvent>();
+  /** The latest changes in revision order, from `historyFrom` on without a gap. */
+  private history: MirrorChange[] = [];
+  private historyFrom = 0n;
+  private readonly historySize: number;
 
   constructor(
     private readonly store: Store,
     opts: ClusterMirrorOptions = {},
   ) {
+    this.historySize = opts.historySize ?? 300_000;
     this.cache = new WatchCache(store, {
       prefix: store.keys.prefix,
       codec: mirrorCodec(store),
@@ -134,6 +137,24 @@ export class ClusterMirror {
     return this.events.on(fn);
   }
 
+  /**
+   * The changes from revision `from` on, in order, if the mirror still holds every one of
+   * them; undefined when some are older than it keeps (or were only seen as a re-list).
+   * Watchers resume from here instead of making etcd replay its history, which etcd 3.4 does
+   * slowly for a watcher far behind.
+   */
+  changesSince(from: bigint): readonly MirrorChange[] | undefined {
+    if (this.historyFrom === 0n || from < this.historyFrom) return undefined;
+    let lo = 0;
+    let hi = this.history.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.history[mid]?.change.revision ?? 0n) < from) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.history.slice(lo);
+  }
+
   /** Problems the mirror recovers from by itself (etcd away, a corrupt record). */
   onError(fn: (error: StoreError) => void): Unsubscribe {
     return this.cache.onError(fn);
@@ -146,11 +167,27 @@ export class ClusterMirror {
 
   private onCacheEvent(e: CacheEvent<MirrorRecord>, pending: MirrorChange[]): void {
     if (e.type !== 'resync') {
-      pending.push(this.index(e));
+      const change = this.index(e);
+      pending.push(change);
+      this.remember(change);
       return;
     }
     const changes = e.changes.map((c) => this.index(c));
+    // A listing says what is, not what happened: history starts again after it.
+    this.history = [];
+    this.historyFrom = e.revision + 1n;
     this.events.emit({ revision: e.revision, resync: true, changes });
+  }
+
+  private remember(change: MirrorChange): void {
+    this.history.push(change);
+    if (this.history.length <= this.historySize * 1.25) return;
+    // Trimmed in bulk, so each change is copied a bounded number of times.
+    const dropped = this.history.length - this.historySize;
+    const first = this.history[dropped];
+    this.history = this.history.slice(dropped);
+    // The oldest revision kept may be only partly kept: start after it.
+    if (first !== undefined) this.historyFrom = first.change.revision + 1n;
   }
 
   /** Files one change in the indexes. */
@@ -181,7 +218,8 @@ export class ClusterMirror {
         setNested(this.placements, name, machine, e);
         let onMachine = this.placementsOn.get(machine);
         if (e !== undefined) {
-          if (onMachine === undefined) this.placementsOn.set(machine, (onMachine = new BTree()));
+          if (onMachine === undefined)
+            this.placementsOn.set(machine, (onMachine = new SortedMap()));
           onMachine.set(name, e);
         } else if (onMachine !== undefined) {
           onMachine.delete(name);

@@ -1,14 +1,16 @@
 /**
- * Events.Watch: etcd's own watch over the whole cluster prefix, translated record by record.
+ * Events.Watch: the cluster's changes, record by record, from a requested revision on.
  *
- * The stream starts at the requested revision (inclusive) and every event carries the etcd
- * revision of its change, so a client that resumes from its last seen revision + 1 misses
- * nothing and sees nothing twice (changes of one transaction share a revision: resume after
- * the last revision seen in full). Initial metadata is sent once etcd has confirmed the watch,
- * so a client that has seen the headers knows any later write will reach it. A compacted start
- * revision is OUT_OF_RANGE; an etcd that goes away ends the stream with UNAVAILABLE (the
- * client resumes, like every consumer, from its last revision + 1). When the client reads
- * slowly, the etcd stream is paused rather than buffered without bound.
+ * Served from the replica's mirror when it still holds every change from that revision (its
+ * history keeps the last 300,000) or when the client asks for changes from now: records come
+ * already decoded, and etcd replays nothing. An older revision falls back to etcd's own watch
+ * over the whole prefix, as before. Either way every event carries the etcd revision of its
+ * change, so a client that resumes from its last seen revision + 1 misses nothing and sees
+ * nothing twice (changes of one transaction share a revision: resume after the last revision
+ * seen in full). Initial metadata is sent once the stream is subscribed, so a client that has
+ * seen the headers knows any later write will reach it. A compacted start revision is
+ * OUT_OF_RANGE; an etcd that goes away, or a client that reads too slowly, ends the stream
+ * with UNAVAILABLE (the client resumes, like every consumer, from its last revision + 1).
  *
  * A state event of a Global unit's copy (states/<name>/<machine>) carries the unit's name and
  * that machine, taken from the key, so even a deletion without its old value says whose copy
@@ -23,7 +25,9 @@ import {
   prefixRangeEnd,
   StoreError,
   toStoreError,
+  type ClusterMirror,
   type KeyKind,
+  type MirrorChange,
   type RecordKind,
   type RecordTypes,
   type Store,
@@ -50,6 +54,8 @@ const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {
 /** What a watch handler needs beyond wording errors: the store, and where to register streams. */
 export interface StreamContext extends HandlerContext {
   readonly store: Store;
+  /** The replica's mirror: streams that start within its history are served from it. */
+  readonly mirror?: ClusterMirror;
   /** Open streams register an ender here, so the server can end them when it closes. */
   readonly open: Set<() => void>;
 }
@@ -79,8 +85,121 @@ export function watchEvents(
       fail(err);
       return;
     }
+    if (ctx.mirror !== undefined && serveFromMirror(ctx, ctx.mirror, call, filter, fail)) return;
     void run(ctx, call, filter, fail);
   };
+}
+
+/** Events a stream served from the mirror may have waiting for a slow client. */
+const MAX_QUEUED_EVENTS = 500_000;
+
+/**
+ * Serves the stream from the mirror when it holds every change from the requested revision
+ * on (or the client asks for changes from now): its history first, then its changes as they
+ * come, translated from records already decoded, with no etcd watch at all. Returns false
+ * when the request reaches further back, for etcd to replay.
+ */
+function serveFromMirror(
+  ctx: StreamContext,
+  mirror: ClusterMirror,
+  call: ServerWritableStream<WatchRequest, Event>,
+  filter: Filter,
+  fail: (err: unknown) => void,
+): boolean {
+  const requested = call.request.fromRevision;
+  const from = requested > 0n ? requested : mirror.revision + 1n;
+  if (mirror.revision === 0n) return false; // not listed yet: etcd answers
+  const past = mirror.changesSince(from);
+  if (past === undefined) return false;
+  const queue: Event[] = [];
+  const add = (changes: readonly MirrorChange[]): void => {
+    for (const c of changes) {
+      const event = fromChange(c);
+      if (event !== undefined && event.revision >= from && matches(event, filter))
+        queue.push(event);
+    }
+  };
+  add(past);
+  let done = false;
+  const unsubscribe = mirror.on((e) => {
+    if (e.resync) {
+      // A re-list hides which changes happened: the client resumes and is served anew.
+      return finish(new ApiError('unavailable', 'the watch lost track of etcd; resume it'));
+    }
+    add(e.changes);
+    if (queue.length - head > MAX_QUEUED_EVENTS) {
+      const last = queue[head]?.revision ?? from;
+      return finish(
+        new ApiError(
+          'unavailable',
+          `this client reads events too slowly (${MAX_QUEUED_EVENTS} waiting); resume from revision ${last}`,
+        ),
+      );
+    }
+    pump();
+  });
+  const finish = (err?: unknown): void => {
+    if (done) return;
+    done = true;
+    unsubscribe();
+    ctx.open.delete(finish);
+    queue.length = 0;
+    head = 0;
+    if (err === undefined) call.end();
+    else fail(err);
+  };
+  ctx.open.add(finish);
+  call.on('cancelled', () => finish());
+  call.on('close', () => finish());
+  let waiting = false;
+  let head = 0; // queue[head..] is still to be written
+  // Writes until the client's buffer is full, then waits for it to drain.
+  const pump = (): void => {
+    if (done || waiting) return;
+    while (head < queue.length) {
+      const ok = call.write(queue[head++] as Event);
+      if (!ok) {
+        waiting = true;
+        const go = (): void => {
+          clearInterval(poll);
+          call.off('drain', go);
+          waiting = false;
+          pump();
+        };
+        call.once('drain', go);
+        const poll = setInterval(() => {
+          if (!call.writableNeedDrain) go();
+        }, DRAIN_POLL_MS);
+        break;
+      }
+    }
+    if (head === queue.length || head > 65_536) {
+      queue.splice(0, head);
+      head = 0;
+    }
+  };
+  call.sendMetadata(new Metadata());
+  pump();
+  return true;
+}
+
+/** One change of the mirror as an API event; undefined for keys that are not reported. */
+function fromChange(c: MirrorChange): Event | undefined {
+  const parsed = c.parsed;
+  const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
+  if (parsed === undefined || kind === undefined || parsed.kind === 'election') return undefined;
+  const { change } = c;
+  const event: Event = {
+    revision: change.revision,
+    kind,
+    type: change.type,
+    name: parsed.name,
+    machine: parsed.machine ?? '',
+  };
+  const record = change.type === 'put' ? change.value : change.prev;
+  if (record.kind !== 'other' && record.kind !== 'election')
+    attach(event, record.kind, record.value);
+  return event;
 }
 
 async function run(
@@ -255,5 +374,18 @@ function pauseUntilDrained(
 ): void {
   if (!isPausable(stream)) return;
   stream.pause();
-  call.once('drain', () => stream.resume());
+  const resume = (): void => {
+    clearInterval(poll);
+    call.off('drain', resume);
+    stream.resume();
+  };
+  call.once('drain', resume);
+  // Seen with grpc-js here: a catch-up of 100,000s of events sometimes got no 'drain' for
+  // tens of seconds though the buffer had emptied; so the buffer is also looked at.
+  const poll = setInterval(() => {
+    if (!call.writableNeedDrain) resume();
+  }, DRAIN_POLL_MS);
 }
+
+/** How often a paused watch checks whether the client has read its buffer. */
+const DRAIN_POLL_MS = 50;

@@ -69,16 +69,12 @@ export async function listUnits(
     source === undefined
       ? { names: [], next: undefined }
       : scan(source, { pageSize, glob, after: token?.after });
+  const extras = extrasOf(mirror, names, machine);
   const units: UnitStatus[] = [];
   for (const name of names) {
     const unit = mirror.units.get(name)?.value;
     if (unit === undefined) continue; // placed, but destroyed meanwhile
-    const status = statusWithAddresses(
-      mirror,
-      unit,
-      extrasOf(mirror, [name], machine),
-      definitions,
-    );
+    const status = statusWithAddresses(mirror, unit, extras, definitions);
     units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
   }
   return {
@@ -94,7 +90,7 @@ export async function listUnits(
  * literal prefix is where the walk starts and ends, so `web@*` walks only web@ names.
  */
 function scan(
-  source: SortedMap<string, unknown>,
+  source: SortedMap<unknown>,
   page: { pageSize: number; glob: Glob | undefined; after: string | undefined },
 ): { names: string[]; next: string | undefined } {
   const prefix = page.glob?.literalPrefix ?? '';

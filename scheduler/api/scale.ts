@@ -36,7 +36,7 @@ const NUMBERED = /^[1-9][0-9]*$/;
 export const MAX_SCALE_COUNT = 1_000_000;
 
 /** Transactions of one scale in flight at once. */
-const SCALE_IN_FLIGHT = 8;
+const SCALE_IN_FLIGHT = 16;
 
 /** A numbered instance that exists now. */
 interface Instance {

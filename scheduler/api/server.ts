@@ -66,12 +66,6 @@ export interface ApiServer {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const { store } = opts;
   const logger = opts.logger.child({ component: 'api' });
-  const ctx: StreamContext = {
-    store,
-    logger,
-    endpoints: store.options.endpoints,
-    open: new Set(),
-  };
   const definitions = new DefinitionCache((u) =>
     logger.warn(
       { unit: u.name, problem: u.problem },
@@ -82,6 +76,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
   const cluster: ApiCluster = { store, mirror, definitions };
+  const ctx: StreamContext = {
+    store,
+    mirror,
+    logger,
+    endpoints: store.options.endpoints,
+    open: new Set(),
+  };
   const server = new Server(API_SERVER_OPTIONS);
 
   const units: UnitsServer = {

@@ -58,15 +58,16 @@ export function statusWithAddresses(
   definitions: DefinitionCache,
 ): UnitStatus {
   const status = composeStatus(unit, extras, definitions);
-  const ids = [
-    status.placement?.machine,
-    status.state?.machine,
-    ...status.instances.flatMap((i) => [i.placement?.machine, i.state?.machine]),
-  ];
-  for (const id of ids) {
-    if (id === undefined || id === '' || status.addresses[id] !== undefined) continue;
+  const add = (id: string | undefined): void => {
+    if (id === undefined || id === '' || status.addresses[id] !== undefined) return;
     const address = mirror.machines.get(id)?.value.addresses[0];
     if (address !== undefined) status.addresses[id] = address;
+  };
+  add(status.placement?.machine);
+  add(status.state?.machine);
+  for (const i of status.instances) {
+    add(i.placement?.machine);
+    add(i.state?.machine);
   }
   return status;
 }
@@ -146,8 +147,11 @@ export function extrasOf(
     if (byMachine !== undefined) {
       const list: Placement[] = [];
       for (const [id, e] of byMachine) {
-        if (machine === undefined || id === machine)
-          list.push({ ...e.value, unit: name, machine: id });
+        if (machine !== undefined && id !== machine) continue;
+        // The leader writes the unit and machine into the value; a record that lacks them
+        // (written by hand) gets them from its key.
+        const p = e.value;
+        list.push(p.unit === name && p.machine === id ? p : { ...p, unit: name, machine: id });
       }
       if (list.length > 0) extras.placements.set(name, list);
     }

@@ -13,7 +13,6 @@
  */
 import type { Logger } from 'pino';
 import {
-  big,
   fencedTxn,
   Listeners,
   renewLease,
@@ -202,29 +201,15 @@ export class Leadership {
   /** Grants a lease and creates this candidate's key under it. */
   private async enter(): Promise<Candidacy> {
     const sentAt = Date.now();
-    const grant = await this.store.call(this.store.keys.election(), (cl) =>
-      cl.leaseClient.leaseGrant({ TTL: this.ttlSeconds }),
-    );
-    const lease = big(grant.ID);
+    const grant = await this.store.grantLease(this.ttlSeconds, this.store.keys.election());
+    const lease = grant.lease;
     const key = this.store.keys.election() + lease.toString(16).padStart(16, '0');
     try {
-      const k = Buffer.from(key);
-      const res = await this.store.call(key, (cl) =>
-        cl.kv.txn({
-          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: '0' }],
-          success: [
-            { request_put: { key: k, value: Buffer.from(this.encode()), lease: lease.toString() } },
-            { request_range: { key: k } },
-          ],
-          failure: [],
-        }),
-      );
-      const kv = res.responses[1]?.response_range?.kvs[0];
-      if (!res.succeeded || kv === undefined) {
+      const revision = await this.store.createUnderLease(key, this.encode(), lease);
+      if (revision === undefined) {
         throw new SchedulerError('election', `election key ${key} already exists`);
       }
-      const ttlMs = Math.min(this.ttlSeconds, Number(grant.TTL)) * 1000;
-      const revision = big(kv.create_revision);
+      const ttlMs = Math.min(this.ttlSeconds, grant.ttlSeconds) * 1000;
       return {
         lease,
         key,
@@ -324,11 +309,7 @@ export class Leadership {
 
   private async revoke(lease: bigint): Promise<void> {
     if (this.store.isClosed) return;
-    await this.store
-      .call(this.store.keys.election(), (cl) =>
-        cl.leaseClient.leaseRevoke({ ID: lease.toString() }),
-      )
-      .catch(() => undefined); // unreachable etcd: the lease expires by itself
+    await this.store.revokeLease(lease, this.store.keys.election()).catch(() => undefined); // unreachable etcd: the lease expires by itself
   }
 
   private encode(): string {

@@ -338,6 +338,40 @@ export class Store {
     return newer === 0 && total === BigInt(count);
   }
 
+  /** Grants a lease of `ttlSeconds`; its id and the TTL etcd granted. */
+  async grantLease(
+    ttlSeconds: number,
+    key?: string,
+  ): Promise<{ lease: bigint; ttlSeconds: number }> {
+    const res = await this.call(key, (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    return { lease: big(res.ID), ttlSeconds: Number(res.TTL) };
+  }
+
+  /** Revokes a lease, deleting every key under it. */
+  async revokeLease(lease: bigint, key?: string): Promise<void> {
+    await this.call(key, (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }));
+  }
+
+  /**
+   * Creates `key` under `lease` only if it does not exist. Resolves to its create revision,
+   * or undefined when it existed already (and was left as it was).
+   */
+  async createUnderLease(key: string, value: string, lease: bigint): Promise<bigint | undefined> {
+    const k = Buffer.from(key);
+    const res = await this.call(key, (c) =>
+      c.kv.txn({
+        compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: '0' }],
+        success: [
+          { request_put: { key: k, value: Buffer.from(value), lease: lease.toString() } },
+          { request_range: { key: k } },
+        ],
+        failure: [],
+      }),
+    );
+    const kv = res.responses[1]?.response_range?.kvs[0];
+    return res.succeeded && kv !== undefined ? big(kv.create_revision) : undefined;
+  }
+
   /** Compacts history up to `revision` (tests and maintenance; etcd can also auto-compact). */
   async compact(revision: bigint): Promise<void> {
     await this.call(undefined, (c) =>

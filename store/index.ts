@@ -83,6 +83,12 @@ export {
 } from './mirror.js';
 export { SortedMap } from './sorted-map.js';
 export {
+  watchPrefix,
+  type PrefixChange,
+  type PrefixWatch,
+  type PrefixWatchHandlers,
+} from './prefix-watch.js';
+export {
   Presence,
   renewLease,
   type PresenceCloseOptions,

@@ -79,10 +79,7 @@ export class LeasePool {
   async grant(): Promise<bigint> {
     if (this.closed) throw new StoreError('closed', 'lease pool is closed');
     const sentAt = Date.now();
-    const res = await this.store.call(undefined, (c) =>
-      c.leaseClient.leaseGrant({ TTL: this.ttlSeconds }),
-    );
-    const lease = big(res.ID);
+    const { lease } = await this.store.grantLease(this.ttlSeconds);
     this.kept.set(lease, sentAt);
     return lease;
   }
@@ -105,7 +102,7 @@ export class LeasePool {
   /** Stops renewing `lease` and revokes it, so its keys vanish now. */
   async revoke(lease: bigint): Promise<void> {
     this.release(lease);
-    await this.store.call(undefined, (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }));
+    await this.store.revokeLease(lease);
   }
 
   /** Stops renewing; with `revoke` every kept lease is revoked (else they expire at TTL). */
@@ -119,13 +116,7 @@ export class LeasePool {
     this.kept.clear();
     if (opts.revoke === true && !this.store.isClosed) {
       // An unreachable etcd lets them expire instead.
-      await Promise.all(
-        leases.map((l) =>
-          this.store
-            .call(undefined, (c) => c.leaseClient.leaseRevoke({ ID: l.toString() }))
-            .catch(() => undefined),
-        ),
-      );
+      await Promise.all(leases.map((l) => this.store.revokeLease(l).catch(() => undefined)));
     }
     this.events.clear();
   }

@@ -168,9 +168,7 @@ export class Presence {
     const lease = this.lease;
     this.lease = undefined;
     if ((opts.revoke ?? true) && lease !== undefined && !this.store.isClosed) {
-      await this.store
-        .call(this.key, (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }))
-        .catch(() => undefined); // an unreachable etcd lets the lease expire instead
+      await this.store.revokeLease(lease, this.key).catch(() => undefined); // an unreachable etcd lets the lease expire instead
     }
     this.events.clear();
   }
@@ -219,10 +217,7 @@ export class Presence {
   /** Grants a lease and writes every key under it in one transaction. */
   private async register(): Promise<void> {
     const sentAt = Date.now();
-    const grant = await this.store.call(this.key, (c) =>
-      c.leaseClient.leaseGrant({ TTL: this.ttlSeconds }),
-    );
-    const lease = big(grant.ID);
+    const { lease } = await this.store.grantLease(this.ttlSeconds, this.key);
     const leaseStr = lease.toString();
     const writes = [[this.key, this.value] as const, ...this.extra.entries()];
     try {
@@ -234,9 +229,7 @@ export class Presence {
         }),
       );
     } catch (err) {
-      void this.store
-        .call(this.key, (c) => c.leaseClient.leaseRevoke({ ID: leaseStr }))
-        .catch(() => undefined);
+      void this.store.revokeLease(lease, this.key).catch(() => undefined);
       throw err;
     }
     if (this.closed) {

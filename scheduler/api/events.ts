@@ -17,17 +17,15 @@
  * went.
  */
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
-import type { IEvent, IWatchResponse } from 'etcd3';
 import type { Event, WatchRequest } from '../../proto/flotilla/v1/events.js';
 import {
-  big,
   codecForKind,
-  prefixRangeEnd,
-  StoreError,
-  toStoreError,
+  watchPrefix,
   type ClusterMirror,
   type KeyKind,
   type MirrorChange,
+  type PrefixChange,
+  type PrefixWatch,
   type RecordKind,
   type RecordTypes,
   type Store,
@@ -65,8 +63,6 @@ interface Filter {
   readonly glob: Glob | undefined;
   readonly machine: string;
 }
-
-type WatchStream = Awaited<ReturnType<Store['client']['watchClient']['watch']>>;
 
 /** The Events.Watch handler. */
 export function watchEvents(
@@ -160,16 +156,10 @@ function serveFromMirror(
       const ok = call.write(queue[head++] as Event);
       if (!ok) {
         waiting = true;
-        const go = (): void => {
-          clearInterval(poll);
-          call.off('drain', go);
+        resumeOnDrain(call, () => {
           waiting = false;
           pump();
-        };
-        call.once('drain', go);
-        const poll = setInterval(() => {
-          if (!call.writableNeedDrain) go();
-        }, DRAIN_POLL_MS);
+        });
         break;
       }
     }
@@ -202,6 +192,7 @@ function fromChange(c: MirrorChange): Event | undefined {
   return event;
 }
 
+/** Serves the stream from etcd's own watch, for revisions older than the mirror holds. */
 async function run(
   ctx: StreamContext,
   call: ServerWritableStream<WatchRequest, Event>,
@@ -209,68 +200,53 @@ async function run(
   fail: (err: unknown) => void,
 ): Promise<void> {
   const { store } = ctx;
-  let stream: WatchStream;
-  try {
-    stream = await store.call(store.keys.prefix, (c) => c.watchClient.watch());
-  } catch (err) {
-    fail(err);
-    return;
-  }
-  if (call.cancelled) {
-    stream.cancel(); // the client left while the watch was being opened
-    return;
-  }
   let done = false;
+  let watch: PrefixWatch | undefined;
   const finish = (err?: unknown): void => {
     if (done) return;
     done = true;
     ctx.open.delete(finish);
-    stream.cancel();
+    watch?.cancel();
     if (err === undefined) call.end();
     else fail(err);
   };
+  const from = call.request.fromRevision;
+  let headersSent = false;
+  try {
+    watch = await watchPrefix(store, store.keys.prefix, from, {
+      created: () => {
+        if (headersSent || done) return;
+        headersSent = true;
+        call.sendMetadata(new Metadata());
+      },
+      changes: (changes) => {
+        if (done) return true;
+        let flowing = true;
+        for (const change of changes) {
+          const event = translate(ctx, change);
+          if (event !== undefined && matches(event, filter)) flowing = call.write(event) && flowing;
+        }
+        if (!flowing) resumeOnDrain(call, () => watch?.resume());
+        return flowing;
+      },
+      ended: (err, compacted) =>
+        finish(
+          compacted === undefined
+            ? err
+            : new ApiError(
+                'out-of-range',
+                `revision ${from} has been compacted: the oldest revision still available is ${compacted}`,
+              ),
+        ),
+    });
+  } catch (err) {
+    finish(err);
+    return;
+  }
+  if (done || call.cancelled) return finish(); // the client left while the watch was opened
   ctx.open.add(finish);
   call.on('cancelled', () => finish());
   call.on('close', () => finish());
-  let headersSent = false;
-  stream.on('data', (res: IWatchResponse) => {
-    if (done) return;
-    const compacted = big(res.compact_revision);
-    if (compacted > 0n) {
-      const from = call.request.fromRevision;
-      return finish(
-        new ApiError(
-          'out-of-range',
-          `revision ${from} has been compacted: the oldest revision still available is ${compacted}`,
-        ),
-      );
-    }
-    if (res.canceled) {
-      return finish(new StoreError('unavailable', `etcd canceled the watch: ${res.cancel_reason}`));
-    }
-    if (res.created && !headersSent) {
-      headersSent = true;
-      call.sendMetadata(new Metadata());
-    }
-    let flowing = true;
-    for (const ev of res.events) {
-      const event = translate(ctx, ev);
-      if (event !== undefined && matches(event, filter)) flowing = call.write(event) && flowing;
-    }
-    if (!flowing) pauseUntilDrained(stream, call);
-  });
-  stream.on('error', (err) => finish(toStoreError(err, store.keys.prefix)));
-  stream.on('end', () => finish(new StoreError('unavailable', 'the etcd watch stream ended')));
-  const start = Buffer.from(store.keys.prefix);
-  const from = call.request.fromRevision;
-  stream.write({
-    create_request: {
-      key: start,
-      range_end: prefixRangeEnd(Buffer.from(store.keys.prefix)),
-      ...(from > 0n ? { start_revision: from.toString() } : {}),
-      prev_kv: true,
-    },
-  });
 }
 
 function parseRequest(req: WatchRequest): Filter {
@@ -291,27 +267,27 @@ function parseRequest(req: WatchRequest): Filter {
   return { glob, machine: req.machine };
 }
 
-/** One etcd event as an API event; undefined for keys outside the record layout. */
-function translate(ctx: StreamContext, ev: IEvent): Event | undefined {
-  const key = ev.kv.key.toString('utf8');
-  const parsed = ctx.store.keys.parse(key);
+/** One etcd change as an API event; undefined for keys outside the record layout. */
+function translate(ctx: StreamContext, change: PrefixChange): Event | undefined {
+  const parsed = ctx.store.keys.parse(change.key);
   const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
   if (parsed === undefined || kind === undefined || parsed.kind === 'election') return undefined;
-  const isDelete = String(ev.type).toUpperCase() === 'DELETE';
-  const raw = isDelete ? ev.prev_kv?.value : ev.kv.value;
   const event: Event = {
-    revision: big(ev.kv.mod_revision),
+    revision: change.revision,
     kind,
-    type: isDelete ? 'delete' : 'put',
+    type: change.type,
     name: parsed.name,
     machine: parsed.machine ?? '',
   };
-  if (raw === undefined || raw.length === 0) return event;
+  if (change.value === undefined || change.value.length === 0) return event;
   const recordKind: RecordKind = parsed.kind;
   try {
-    attach(event, recordKind, codecForKind(recordKind)?.decode(key, raw));
+    attach(event, recordKind, codecForKind(recordKind)?.decode(change.key, change.value));
   } catch (err) {
-    ctx.logger.warn({ key, err }, 'watch: value does not decode; sending the event without it');
+    ctx.logger.warn(
+      { key: change.key, err },
+      'watch: value does not decode; sending the event without it',
+    );
   }
   return event;
 }
@@ -358,34 +334,21 @@ function matches(event: Event, filter: Filter): boolean {
   return event.machine === filter.machine;
 }
 
-interface Pausable {
-  pause(): void;
-  resume(): void;
-}
-
-function isPausable(value: unknown): value is Pausable {
-  const v = value as Partial<Pausable> | null;
-  return typeof v?.pause === 'function' && typeof v.resume === 'function';
-}
-
-function pauseUntilDrained(
-  stream: WatchStream,
-  call: ServerWritableStream<WatchRequest, Event>,
-): void {
-  if (!isPausable(stream)) return;
-  stream.pause();
-  const resume = (): void => {
+/**
+ * Calls `resume` once the client has read what is buffered for it: on 'drain', or when the
+ * buffer is seen empty (a catch-up of 100,000s of events sometimes got no 'drain' here).
+ */
+function resumeOnDrain(call: ServerWritableStream<WatchRequest, Event>, resume: () => void): void {
+  const go = (): void => {
     clearInterval(poll);
-    call.off('drain', resume);
-    stream.resume();
+    call.off('drain', go);
+    resume();
   };
-  call.once('drain', resume);
-  // Seen with grpc-js here: a catch-up of 100,000s of events sometimes got no 'drain' for
-  // tens of seconds though the buffer had emptied; so the buffer is also looked at.
+  call.once('drain', go);
   const poll = setInterval(() => {
-    if (!call.writableNeedDrain) resume();
+    if (!call.writableNeedDrain) go();
   }, DRAIN_POLL_MS);
 }
 
-/** How often a paused watch checks whether the client has read its buffer. */
+/** How often a paused stream checks whether the client has read its buffer. */
 const DRAIN_POLL_MS = 50;

@@ -223,7 +223,7 @@ async function redrawOnChange(
     drawing = drawing.then(redraw);
   }, 250);
   try {
-    const req = { fromRevision: from, unitGlob: '', machine: '' };
+    const req = { fromRevision: from, unitGlob: '', machine: '', withFiles: false };
     for await (const _ev of api.watch(req, { follow: true, signal: io.signal })) dirty = true;
   } finally {
     clearInterval(timer);

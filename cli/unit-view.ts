@@ -10,7 +10,6 @@ import type { Event } from '../proto/flotilla/v1/events.js';
 import type { Placement, Unit, UnitState, Unscheduled } from '../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { machineLegend, type MachineAddresses } from './table.js';
-import { isGlobalUnit } from './unit-args.js';
 
 /** What a waiting verb waits for: a derived state, or the unit gone with its container. */
 export type Target = 'launched' | 'loaded' | 'inactive' | 'gone';
@@ -69,7 +68,7 @@ export class UnitView {
     switch (ev.kind) {
       case 'unit':
         this.unit = put ? ev.unit : undefined;
-        if (put) this.global = isGlobalUnit(ev.unit);
+        if (put) this.global = ev.global;
         this.destroyed = !put;
         return true;
       case 'placement':

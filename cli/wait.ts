@@ -177,6 +177,7 @@ export async function waitForTargets(
           fromRevision: from,
           unitGlob: names.length === 1 ? (names[0] ?? '') : '',
           machine: '',
+          withFiles: false,
         };
         for await (const ev of api.watch(req, { follow: true, signal: stop.signal })) {
           from = ev.revision + 1n;

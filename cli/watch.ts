@@ -50,7 +50,12 @@ export const watchVerb: Verb = {
     const rawFrom = values['from-revision'] ?? '0';
     if (!/^\d+$/.test(rawFrom))
       throw new UsageError(`--from-revision=${rawFrom}: expected a revision number`);
-    const filter = { unitGlob: values.unit ?? '', machine: values.machine ?? '' };
+    // Files only for -o json, which prints whole records.
+    const filter = {
+      unitGlob: values.unit ?? '',
+      machine: values.machine ?? '',
+      withFiles: globals.output === 'json',
+    };
     const full = values.full === true;
     return withClient(globals, async (api) => {
       if (filter.machine !== '') filter.machine = await resolveMachine(api, filter.machine);
@@ -90,7 +95,7 @@ async function follow(
   api: ApiClient,
   io: CliIo,
   from: bigint,
-  filter: { unitGlob: string; machine: string },
+  filter: { unitGlob: string; machine: string; withFiles: boolean },
   print: (ev: Event) => void,
 ): Promise<void> {
   let next = from;

@@ -31,6 +31,7 @@ import {
   type Store,
 } from '../../store/index.js';
 import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
+import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
 import {
   ApiError,
   logFailure,
@@ -54,6 +55,8 @@ export interface StreamContext extends HandlerContext {
   readonly store: Store;
   /** The replica's mirror: streams that start within its history are served from it. */
   readonly mirror?: ClusterMirror;
+  /** Parsed unit files, to say in unit events whether the unit is Global. */
+  readonly definitions?: DefinitionCache;
   /** Open streams register an ender here, so the server can end them when it closes. */
   readonly open: Set<() => void>;
 }
@@ -185,6 +188,7 @@ function fromChange(c: MirrorChange): Event | undefined {
     type: change.type,
     name: parsed.name,
     machine: parsed.machine ?? '',
+    global: false,
   };
   const record = change.type === 'put' ? change.value : change.prev;
   if (record.kind !== 'other' && record.kind !== 'election')
@@ -224,7 +228,9 @@ async function run(
         let flowing = true;
         for (const change of changes) {
           const event = translate(ctx, change);
-          if (event !== undefined && matches(event, filter)) flowing = call.write(event) && flowing;
+          if (event !== undefined && matches(event, filter)) {
+            flowing = call.write(describeUnit(ctx, event, call.request.withFiles)) && flowing;
+          }
         }
         if (!flowing) resumeOnDrain(call, () => watch?.resume());
         return flowing;
@@ -278,6 +284,7 @@ function translate(ctx: StreamContext, change: PrefixChange): Event | undefined 
     type: change.type,
     name: parsed.name,
     machine: parsed.machine ?? '',
+    global: false,
   };
   if (change.value === undefined || change.value.length === 0) return event;
   const recordKind: RecordKind = parsed.kind;
@@ -290,6 +297,18 @@ function translate(ctx: StreamContext, change: PrefixChange): Event | undefined 
     );
   }
   return event;
+}
+
+/**
+ * A unit event says whether the unit is Global, and leaves the file text out unless the client
+ * asked for it: a client follows a large scale without receiving (or parsing) every file.
+ */
+function describeUnit(ctx: StreamContext, event: Event, withFiles: boolean): Event {
+  const unit = event.unit;
+  if (unit === undefined) return event;
+  const def = ctx.definitions?.shared(unit);
+  const global = def !== undefined && !isInvalidUnit(def) && def.fleet.global;
+  return { ...event, global, unit: withFiles ? unit : { ...unit, file: '' } };
 }
 
 /** Puts the decoded record in the event field of its kind; fills `machine` where it lives. */

@@ -79,6 +79,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const ctx: StreamContext = {
     store,
     mirror,
+    definitions,
     logger,
     endpoints: store.options.endpoints,
     open: new Set(),

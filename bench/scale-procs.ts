@@ -111,9 +111,12 @@ export interface ReplicaOptions {
 export async function startReplica(procs: Processes, opts: ReplicaOptions): Promise<Replica> {
   const logPath = join(procs.workDir, `${opts.name}.log`);
   const fd = openSync(logPath, 'a');
+  // FLOTILLA_BENCH_NODE_ARGS: node flags for the replicas, e.g. --cpu-prof to profile them.
+  const nodeArgs = (process.env.FLOTILLA_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       SCHEDULER_MAIN,
       `--etcd-endpoints=${opts.etcdEndpoint}`,
       `--prefix=${opts.prefix}`,

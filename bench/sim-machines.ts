@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { LogsService, type LogLine, type TailRequest } from '../proto/flotilla/v1/logs.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
-import { atomicTxn, codecs, LeasePool, MAX_TXN_OPS, type Store } from '../store/index.js';
+import { atomicTxn, codecs, LeasePool, MAX_TXN_OPS, pipeline, type Store } from '../store/index.js';
 
 /** 1 GiB. */
 export const GIB = 1024n * 1024n * 1024n;
@@ -62,22 +62,6 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
   });
 }
 
-/** Runs `fn` over `items`, at most `limit` at a time. */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
 /**
  * Grants each machine its own lease from `pool`, then writes the records under them in
  * transactions of at most 128 puts, several in flight.
@@ -87,14 +71,16 @@ export async function registerMachines(
   pool: LeasePool,
   machines: readonly SimMachine[],
 ): Promise<void> {
-  await forEachLimited(machines, 32, async (m) => {
+  await pipeline(machines.length, 32, async (i) => {
+    const m = machines[i] as SimMachine;
     m.lease = await pool.grant();
   });
   const chunks: SimMachine[][] = [];
   for (let i = 0; i < machines.length; i += MAX_TXN_OPS) {
     chunks.push(machines.slice(i, i + MAX_TXN_OPS));
   }
-  await forEachLimited(chunks, 4, async (chunk) => {
+  await pipeline(chunks.length, 4, async (i) => {
+    const chunk = chunks[i] ?? [];
     await atomicTxn(store, (b) => {
       for (const m of chunk) {
         if (m.lease === undefined) throw new Error(`machine ${m.id} has no lease`);

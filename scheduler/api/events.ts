@@ -24,6 +24,7 @@ import {
   type ClusterMirror,
   type KeyKind,
   type MirrorChange,
+  type ParsedKey,
   type PrefixChange,
   type PrefixWatch,
   type RecordKind,
@@ -176,20 +177,25 @@ function serveFromMirror(
   return true;
 }
 
+/**
+ * The event of a change to the key `parsed` describes, without its record; undefined when the
+ * key is not reported (election keys, keys outside the layout).
+ */
+function eventFor(
+  parsed: ParsedKey | undefined,
+  type: 'put' | 'delete',
+  revision: bigint,
+): Event | undefined {
+  const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
+  if (parsed === undefined || kind === undefined) return undefined;
+  return { revision, kind, type, name: parsed.name, machine: parsed.machine ?? '', global: false };
+}
+
 /** One change of the mirror as an API event; undefined for keys that are not reported. */
 function fromChange(c: MirrorChange): Event | undefined {
-  const parsed = c.parsed;
-  const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
-  if (parsed === undefined || kind === undefined || parsed.kind === 'election') return undefined;
   const { change } = c;
-  const event: Event = {
-    revision: change.revision,
-    kind,
-    type: change.type,
-    name: parsed.name,
-    machine: parsed.machine ?? '',
-    global: false,
-  };
+  const event = eventFor(c.parsed, change.type, change.revision);
+  if (event === undefined) return undefined;
   const record = change.type === 'put' ? change.value : change.prev;
   if (record.kind !== 'other' && record.kind !== 'election')
     attach(event, record.kind, record.value);
@@ -276,16 +282,8 @@ function parseRequest(req: WatchRequest): Filter {
 /** One etcd change as an API event; undefined for keys outside the record layout. */
 function translate(ctx: StreamContext, change: PrefixChange): Event | undefined {
   const parsed = ctx.store.keys.parse(change.key);
-  const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
-  if (parsed === undefined || kind === undefined || parsed.kind === 'election') return undefined;
-  const event: Event = {
-    revision: change.revision,
-    kind,
-    type: change.type,
-    name: parsed.name,
-    machine: parsed.machine ?? '',
-    global: false,
-  };
+  const event = eventFor(parsed, change.type, change.revision);
+  if (parsed === undefined || parsed.kind === 'election' || event === undefined) return undefined;
   if (change.value === undefined || change.value.length === 0) return event;
   const recordKind: RecordKind = parsed.kind;
   try {

@@ -116,7 +116,7 @@ function serveFromMirror(
     for (const c of changes) {
       const event = fromChange(c);
       if (event !== undefined && event.revision >= from && matches(event, filter))
-        queue.push(event);
+        queue.push(describeUnit(ctx, event, call.request.withFiles));
     }
   };
   add(past);

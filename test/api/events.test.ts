@@ -91,19 +91,40 @@ async function writeEveryKind(store: Store): Promise<number> {
   return 9; // the election key is not an event
 }
 
-test.serial('a watch from a compacted revision is OUT_OF_RANGE', async (t) => {
-  const api = await startApi(t, server());
-  const first = await api.store.put(api.store.keys.unit('x.service'), '{}');
-  await api.store.put(api.store.keys.unit('x.service'), '{"name":"x.service"}');
-  await api.store.compact(await api.store.revision());
-  const err = await streamError(api.watch({ fromRevision: first }));
-  t.is(err.code, status.OUT_OF_RANGE);
-  t.regex(err.details, /compacted/);
-});
+test.serial(
+  'a watch from a compacted revision older than the replica holds is OUT_OF_RANGE',
+  async (t) => {
+    const api = await startApi(t, server());
+    await api.store.put(api.store.keys.unit('x.service'), '{}');
+    await api.store.compact(await api.store.revision());
+    // Revision 1 precedes everything the replica's mirror has seen: etcd must replay it.
+    const err = await streamError(api.watch({ fromRevision: 1n }));
+    t.is(err.code, status.OUT_OF_RANGE);
+    t.regex(err.details, /compacted/);
+  },
+);
+
+test.serial(
+  'a watch within the replica history is served from it, even after etcd compacted it',
+  async (t) => {
+    const api = await startApi(t, server());
+    await api.list({}); // the mirror has listed: what follows is in its history
+    const first = await api.store.putRecord(
+      codecs.unit,
+      api.store.keys.unit('y.service'),
+      makeUnit({ name: 'y.service' }),
+    );
+    await api.list({}); // and has seen the write
+    await api.store.compact(await api.store.revision());
+    const [event] = await collectUntil(api.watch({ fromRevision: first }), (es) => es.length >= 1);
+    t.is(event?.revision, first);
+    t.is(event?.name, 'y.service');
+  },
+);
 
 test('a watch from now reports an API write with its revision once headers arrived', async (t) => {
   const api = await startApi(t, server());
-  const stream = api.watch({});
+  const stream = api.watch({ withFiles: true });
   await headers(stream);
   const events = collectUntil(stream, (es) => es.length >= 1);
   const res = await api.submit({ files: [{ name: 'w.service', contents: unitText() }] });
@@ -113,6 +134,24 @@ test('a watch from now reports an API write with its revision once headers arriv
   t.is(event?.type, 'put');
   t.is(event?.name, 'w.service');
   t.is(event?.unit?.file, unitText());
+});
+
+test('unit events leave the file out unless asked, and say whether the unit is Global', async (t) => {
+  const api = await startApi(t, server());
+  const stream = api.watch({});
+  await headers(stream);
+  const events = collectUntil(stream, (es) => es.length >= 2);
+  await api.submit({
+    files: [
+      { name: 'g.service', contents: unitText({ xfleet: { Global: 'true' } }) },
+      { name: 'p.service', contents: unitText() },
+    ],
+  });
+  const byName = new Map((await events).map((e) => [e.name, e]));
+  t.is(byName.get('g.service')?.unit?.file, '');
+  t.true(byName.get('g.service')?.global);
+  t.not(byName.get('p.service')?.unit?.hash, '');
+  t.false(byName.get('p.service')?.global);
 });
 
 test('every kind of change is reported, deletes with the last record', async (t) => {

@@ -75,6 +75,9 @@ export interface StreamOptions {
  */
 const LIST_PAGE_SIZE = 5_000;
 
+/** Machines per ListMachines page flotctl asks for (about 1 MB). */
+const MACHINES_PAGE_SIZE = 5_000;
+
 export class ApiClient {
   readonly endpoint: string;
   readonly requestTimeoutMs: number;
@@ -187,8 +190,17 @@ export class ApiClient {
     return this.unary(this.units.plan.bind(this.units), req);
   }
 
-  listMachines(): Promise<ListMachinesResponse> {
-    return this.unary(this.machines.listMachines.bind(this.machines), {});
+  /** Every live machine, all pages; the scheduler status of the first. */
+  async listMachines(): Promise<ListMachinesResponse> {
+    const list = this.machines.listMachines.bind(this.machines);
+    const first = await this.unary(list, { pageSize: MACHINES_PAGE_SIZE, pageToken: '' });
+    const machines = [...first.machines];
+    for (let token = first.nextPageToken; token !== '';) {
+      const page = await this.unary(list, { pageSize: MACHINES_PAGE_SIZE, pageToken: token });
+      machines.push(...page.machines);
+      token = page.nextPageToken;
+    }
+    return { ...first, machines, nextPageToken: '' };
   }
 
   resumeRescheduling(): Promise<ResumeReschedulingResponse> {

@@ -23,7 +23,10 @@ export const DEFAULT_PAGE_SIZE = 1000;
 /** The largest page served; larger requests are clamped to it. */
 export const MAX_PAGE_SIZE = 10_000;
 
-/** Where the next page starts: the listing's revision and the last name already returned. */
+/**
+ * Where the next page starts: the last name already returned (and the revision of the page
+ * that handed the token out, kept for the token's format; pages are read at their own).
+ */
 interface PageToken {
   readonly revision: bigint;
   readonly after: string;

@@ -7,6 +7,7 @@
 import type { MachineConfig, Resources } from '../../proto/flotilla/v1/records.js';
 import type {
   DrainMachineRequest,
+  ListMachinesRequest,
   ListMachinesResponse,
   MachineStatus,
   SetMachineMetadataRequest,
@@ -21,14 +22,49 @@ import { retryOnConflict } from './unit-writes.js';
 const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$/;
 const METADATA_VALUE = /^[^\s"'=,]{1,256}$/;
 
-/** ListMachines: every live machine, by id, with its merged metadata and reservations. */
-export async function listMachines(cluster: ApiCluster): Promise<ListMachinesResponse> {
+/** Machines per ListMachines page when the request gives no size, and the most served. */
+export const MACHINES_PAGE_SIZE = 1_000;
+export const MAX_MACHINES_PAGE_SIZE = 5_000;
+
+/**
+ * ListMachines: live machines in id order, with their merged metadata and reservations, a
+ * page at a time (each page read at its own revision, like ListUnits). The token is the last
+ * id returned.
+ */
+export async function listMachines(
+  cluster: ApiCluster,
+  req: ListMachinesRequest,
+): Promise<ListMachinesResponse> {
+  if (req.pageSize < 0) {
+    throw new ApiError('invalid-argument', `page size ${req.pageSize} is negative`);
+  }
+  const size = Math.min(
+    req.pageSize === 0 ? MACHINES_PAGE_SIZE : req.pageSize,
+    MAX_MACHINES_PAGE_SIZE,
+  );
+  const after = req.pageToken === '' ? undefined : decodeMachineToken(req.pageToken);
   const { mirror } = cluster;
   await fresh(cluster);
   const scheduler = await schedulerStatus(cluster.store);
   const machines: MachineStatus[] = [];
-  for (const id of mirror.machines.keys()) machines.push(machineStatus(cluster, id));
-  return { machines, scheduler };
+  let next = '';
+  for (const [id] of mirror.machines.entries(after)) {
+    if (id === after) continue;
+    if (machines.length === size) {
+      next = Buffer.from(machines[machines.length - 1]?.machine?.id ?? '').toString('base64url');
+      break;
+    }
+    machines.push(machineStatus(cluster, id));
+  }
+  return { machines, scheduler, nextPageToken: next };
+}
+
+function decodeMachineToken(raw: string): string {
+  const id = Buffer.from(raw, 'base64url').toString('utf8');
+  if (id === '' || Buffer.from(id).toString('base64url') !== raw) {
+    throw new ApiError('invalid-argument', 'page token is not one this API handed out');
+  }
+  return id;
 }
 
 /**

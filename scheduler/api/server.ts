@@ -96,7 +96,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
   };
   const machines: MachinesServer = {
-    listMachines: unary(ctx, 'Machines.ListMachines', () => listMachines(cluster)),
+    listMachines: unary(ctx, 'Machines.ListMachines', (req) => listMachines(cluster, req)),
     setMachineMetadata: unary(ctx, 'Machines.SetMachineMetadata', (req) =>
       setMachineMetadata(cluster, req),
     ),

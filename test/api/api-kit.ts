@@ -17,6 +17,7 @@ import { pino } from 'pino';
 import { EventsClient, WatchRequest, type Event } from '../../proto/flotilla/v1/events.js';
 import {
   DrainMachineRequest,
+  ListMachinesRequest,
   MachinesClient,
   SetMachineMetadataRequest,
 } from '../../proto/flotilla/v1/machines.js';
@@ -69,7 +70,7 @@ export interface Api {
   list(r: Partial<ListUnitsRequest>): ReturnType<typeof list>;
   scale(template: string, count: number): ReturnType<typeof scale>;
   plan(r: Partial<PlanRequest>): ReturnType<typeof plan>;
-  listMachines(): ReturnType<typeof listMachines>;
+  listMachines(r?: Partial<ListMachinesRequest>): ReturnType<typeof listMachines>;
   setMetadata(r: Partial<SetMachineMetadataRequest>): ReturnType<typeof setMetadata>;
   drain(machine: string, drained: boolean): ReturnType<typeof drain>;
   /** Opens Events.Watch; the stream is cancelled at teardown. */
@@ -92,7 +93,8 @@ const scale = async (c: UnitsClient, r: ScaleRequest) => {
   };
 };
 const plan = (c: UnitsClient, r: PlanRequest) => rpc(c.plan.bind(c), r);
-const listMachines = (c: MachinesClient) => rpc(c.listMachines.bind(c), {});
+const listMachines = (c: MachinesClient, r: Partial<ListMachinesRequest> = {}) =>
+  rpc(c.listMachines.bind(c), { ...ListMachinesRequest.create(), ...r });
 const setMetadata = (c: MachinesClient, r: SetMachineMetadataRequest) =>
   rpc(c.setMachineMetadata.bind(c), r);
 const drain = (c: MachinesClient, r: DrainMachineRequest, drained: boolean) =>
@@ -140,7 +142,7 @@ export async function startApi(
     list: (r) => list(units, { ...ListUnitsRequest.create(), ...r }),
     scale: (template, count) => scale(units, { template, count }),
     plan: (r) => plan(units, { ...PlanRequest.create(), ...r }),
-    listMachines: () => listMachines(machines),
+    listMachines: (r) => listMachines(machines, r),
     setMetadata: (r) => setMetadata(machines, { ...SetMachineMetadataRequest.create(), ...r }),
     drain: (machine, drained) => drain(machines, { machine }, drained),
     watch: (r) => {

@@ -115,3 +115,25 @@ test('drain and undrain set the flag in machine-metadata and keep API metadata',
   t.false(undrained.drained);
   t.is((await api.store.getRecord(codecs['machine-metadata'], key))?.value.drained, false);
 });
+
+test('ListMachines pages through the machines in id order, each once', async (t) => {
+  const api = await startApi(t, server());
+  const ids = Array.from({ length: 7 }, (_, i) => `page${i}`);
+  for (const id of ids) {
+    await api.store.putRecord(codecs.machine, api.store.keys.machine(id), makeMachine({ id }));
+  }
+  const seen: string[] = [];
+  let pageToken = '';
+  let pages = 0;
+  do {
+    const res = await api.listMachines({ pageSize: 3, pageToken });
+    t.true(res.machines.length <= 3);
+    seen.push(...res.machines.map((m) => m.machine?.id ?? '?'));
+    pageToken = res.nextPageToken;
+    pages += 1;
+  } while (pageToken !== '' && pages < 10);
+  t.deepEqual(seen, ids);
+  t.is(pages, 3);
+  const bad = await failure(api.listMachines({ pageToken: 'not-a-token!' }));
+  t.is(bad.code, status.INVALID_ARGUMENT);
+});

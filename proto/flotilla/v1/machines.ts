@@ -39,12 +39,21 @@ export interface MachineStatus_MetadataEntry {
 }
 
 export interface ListMachinesRequest {
+  /** At most this many machines per page (default 1000, at most 5000). */
+  pageSize: number;
+  /** From a previous response; empty for the first page. */
+  pageToken: string;
 }
 
 export interface ListMachinesResponse {
+  /** Live machines in id order. */
   machines: MachineStatus[];
   /** Who places units, and whether moving them is paused. */
-  scheduler?: SchedulerStatus | undefined;
+  scheduler?:
+    | SchedulerStatus
+    | undefined;
+  /** Empty on the last page; else the page_token of the next. */
+  nextPageToken: string;
 }
 
 export interface SchedulerStatus {
@@ -349,11 +358,17 @@ export const MachineStatus_MetadataEntry: MessageFns<MachineStatus_MetadataEntry
 };
 
 function createBaseListMachinesRequest(): ListMachinesRequest {
-  return {};
+  return { pageSize: 0, pageToken: "" };
 }
 
 export const ListMachinesRequest: MessageFns<ListMachinesRequest> = {
-  encode(_: ListMachinesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListMachinesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
     return writer;
   },
 
@@ -370,6 +385,22 @@ export const ListMachinesRequest: MessageFns<ListMachinesRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -382,26 +413,45 @@ export const ListMachinesRequest: MessageFns<ListMachinesRequest> = {
     }
   },
 
-  fromJSON(_: any): ListMachinesRequest {
-    return {};
+  fromJSON(object: any): ListMachinesRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
-  toJSON(_: ListMachinesRequest): unknown {
+  toJSON(message: ListMachinesRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ListMachinesRequest>, I>>(base?: I): ListMachinesRequest {
     return ListMachinesRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListMachinesRequest>, I>>(_: I): ListMachinesRequest {
+  fromPartial<I extends Exact<DeepPartial<ListMachinesRequest>, I>>(object: I): ListMachinesRequest {
     const message = createBaseListMachinesRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListMachinesResponse(): ListMachinesResponse {
-  return { machines: [], scheduler: undefined };
+  return { machines: [], scheduler: undefined, nextPageToken: "" };
 }
 
 export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
@@ -411,6 +461,9 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     }
     if (message.scheduler !== undefined) {
       SchedulerStatus.encode(message.scheduler, writer.uint32(18).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
     }
     return writer;
   },
@@ -444,6 +497,14 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
             message.scheduler = SchedulerStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -462,6 +523,11 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
         ? object.machines.map((e: any) => MachineStatus.fromJSON(e))
         : [],
       scheduler: isSet(object.scheduler) ? SchedulerStatus.fromJSON(object.scheduler) : undefined,
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -472,6 +538,9 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     }
     if (message.scheduler !== undefined) {
       obj.scheduler = SchedulerStatus.toJSON(message.scheduler);
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -485,6 +554,7 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     message.scheduler = (object.scheduler !== undefined && object.scheduler !== null)
       ? SchedulerStatus.fromPartial(object.scheduler)
       : undefined;
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };

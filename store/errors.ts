@@ -87,6 +87,10 @@ const MESSAGE_CODES: ReadonlyArray<readonly [string, StoreErrorCode]> = [
   ['leader changed', 'unavailable'],
   ['not capable', 'unavailable'],
   ['too many requests', 'unavailable'],
+  // An etcd that shuts down (or restarts) may reset its streams instead of closing them:
+  // grpc-js then says INTERNAL, but it is the connection going away.
+  ['rst_stream', 'unavailable'],
+  ['stream removed', 'unavailable'],
 ];
 
 /**

@@ -114,6 +114,11 @@ test('etcd3 and gRPC errors translate to stable codes, and only transient ones a
   t.is(toStoreError(new EtcdError('etcdserver: requested lease not found')).code, 'lease-lost');
   t.is(toStoreError(new Error('boom')).code, 'internal');
   t.is(toStoreError(unavailable), unavailable);
+  // A stream reset by an etcd going down is the connection going away, not a bug.
+  const reset = new Error(
+    '13 INTERNAL: Received RST_STREAM with code 2 triggered by internal client error',
+  );
+  t.is(toStoreError(reset).code, 'unavailable');
 });
 
 test('etcd refusing a request as too large is too-large, saying what to do; a large answer is too-large in its own words', (t) => {

@@ -18,8 +18,8 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
-import { quietIpServernameWarning, tlsMode } from '../cli/tls.js';
+import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
+import { quietIpServernameWarning, tlsMode } from '../daemon/tls.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
 import { openStore, type Store } from '../store/index.js';
 import type { SupervisorTimings } from './supervisor.js';

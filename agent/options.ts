@@ -25,9 +25,9 @@ import {
   defaultPrefix,
   envName,
   UsageError,
-} from '../cli/daemon-options.js';
-import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../cli/daemon-tls.js';
-import type { ServerTls } from '../cli/tls.js';
+} from '../daemon/options.js';
+import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../daemon/tls-flags.js';
+import type { ServerTls } from '../daemon/tls.js';
 import type { StoreTls } from '../store/index.js';
 import { parseMemoryBytes } from '../unit/index.js';
 

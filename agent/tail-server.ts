@@ -12,7 +12,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { serverCredentials, type ServerTls } from '../cli/tls.js';
+import { serverCredentials, type ServerTls } from '../daemon/tls.js';
 import {
   LogsService,
   type LogLine,

@@ -4,7 +4,7 @@
  */
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { CliError } from './errors.js';
-import { channelCredentials, isKeyOf, readPem, TlsFileError, type PemKind } from './tls.js';
+import { channelCredentials, isKeyOf, readPem, TlsFileError, type PemKind } from '../daemon/tls.js';
 import type { ClientTlsFiles } from './verb.js';
 
 /** Reads the TLS files; a file that cannot be used is a CliError `file` naming flag and path. */

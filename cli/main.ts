@@ -29,7 +29,7 @@ import {
   type GlobalOptions,
   type Verb,
 } from './verb.js';
-import { quietIpServernameWarning } from './tls.js';
+import { quietIpServernameWarning } from '../daemon/tls.js';
 import { verifyVerb } from './verify.js';
 import { watchVerb } from './watch.js';
 

@@ -57,9 +57,7 @@ export interface Verb {
 }
 
 /** A mistake in the command line itself: reported with the usage, exit code 2. */
-export class UsageError extends Error {
-  readonly code = 'usage';
-}
+export { UsageError } from '../daemon/options.js';
 
 /** A verb's own flags and its positional arguments, strictly: an unknown flag is a usage error. */
 export function parseVerbArgs<T extends FlagSpec>(

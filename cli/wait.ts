@@ -14,7 +14,7 @@
  * On a terminal a progress line shows what is still pending.
  */
 import type { ApiClient } from './client.js';
-import { parseDurationMs } from './daemon-options.js';
+import { parseDurationMs } from '../daemon/options.js';
 import { CliError, formatSeconds } from './errors.js';
 import { machineLegend, type MachineAddresses } from './table.js';
 import { failureText, UnitView, type Target } from './unit-view.js';

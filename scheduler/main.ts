@@ -10,8 +10,8 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { daemonLogger, stopSignal, UsageError } from '../cli/daemon-options.js';
-import { quietIpServernameWarning } from '../cli/tls.js';
+import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
+import { quietIpServernameWarning } from '../daemon/tls.js';
 import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './cluster-cache.js';

@@ -1,6 +1,6 @@
 /**
  * `flotilla scheduler` flags. Every flag also reads `FLOTILLA_<FLAG>` from the environment
- * (cli/daemon-options.ts): the flag wins over the environment, the environment over the
+ * (daemon/options.ts): the flag wins over the environment, the environment over the
  * default.
  */
 import { readFileSync } from 'node:fs';
@@ -10,15 +10,15 @@ import {
   defaultPrefix,
   parseDaemonArgs,
   UsageError,
-} from '../cli/daemon-options.js';
+} from '../daemon/options.js';
 import {
   parseEtcdTls,
   parseServerTls,
   pemFlag,
   serverTlsFlags,
   type ReadFile,
-} from '../cli/daemon-tls.js';
-import type { ClientTls, ServerTls } from '../cli/tls.js';
+} from '../daemon/tls-flags.js';
+import type { ClientTls, ServerTls } from '../daemon/tls.js';
 import type { StoreTls } from '../store/index.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */

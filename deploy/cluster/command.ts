@@ -4,7 +4,7 @@
  * do), 2 usage, 3 `status` found a process that does not run.
  */
 import { join, relative } from 'node:path';
-import { UsageError } from '../../cli/daemon-options.js';
+import { UsageError } from '../../daemon/options.js';
 import { clusterDown } from './down.js';
 import { REPO_ROOT, formatMetadata } from './launch.js';
 import { CLUSTER_USAGE, parseClusterArgs } from './options.js';

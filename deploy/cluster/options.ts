@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseDurationMs, UsageError } from '../../cli/daemon-options.js';
+import { parseDurationMs, UsageError } from '../../daemon/options.js';
 
 /** Options of `clusterUp`. Every field is optional; {@link resolveUpOptions} fills defaults. */
 export interface UpOptions {

@@ -5,7 +5,7 @@
  * side, since the operator reading it sees only flotctl's one line.
  */
 import type { ChannelCredentials } from '@grpc/grpc-js';
-import { channelCredentials, type ClientTls } from '../../cli/tls.js';
+import { channelCredentials, type ClientTls } from '../../daemon/tls.js';
 import { tlsFailure } from '../../store/index.js';
 
 /** The channel credentials for agents, and the wording of failures to reach one. */

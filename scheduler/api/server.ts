@@ -12,7 +12,7 @@
  */
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../cli/tls.js';
+import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../daemon/tls.js';
 import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events.js';
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import test from 'ava';
-import { UsageError } from '../../cli/daemon-options.js';
+import { UsageError } from '../../daemon/options.js';
 import {
   AGENT_USAGE,
   parseAgentArgs,

@@ -3,7 +3,7 @@
  * config file; what none gives is detected from the host or defaulted.
  */
 import test from 'ava';
-import { UsageError } from '../../cli/daemon-options.js';
+import { UsageError } from '../../daemon/options.js';
 import {
   parseAgentArgs,
   parseConfigText,

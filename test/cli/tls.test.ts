@@ -7,7 +7,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
-import { channelCredentials } from '../../cli/tls.js';
+import { channelCredentials } from '../../daemon/tls.js';
 import { LogsClient, type LogLine } from '../../proto/flotilla/v1/logs.js';
 import { API_SERVICES } from '../../scheduler/api/index.js';
 import { startScheduler, type Scheduler } from '../../scheduler/main.js';

@@ -5,7 +5,7 @@
  * naming the flag and the file; FLOTILLA_* variables work as for every flag.
  */
 import test from 'ava';
-import { UsageError } from '../../cli/daemon-options.js';
+import { UsageError } from '../../daemon/options.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE } from '../../scheduler/options.js';
 import type { SchedulerOptions } from '../../scheduler/options.js';
 import { pkiForFile } from '../helpers/index.js';

@@ -3,7 +3,7 @@
  * the environment, and usage errors for values that make no sense.
  */
 import test from 'ava';
-import { UsageError } from '../../cli/daemon-options.js';
+import { UsageError } from '../../daemon/options.js';
 import {
   parseSchedulerArgs,
   SCHEDULER_DEFAULTS,

@@ -5,11 +5,13 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino, type Logger } from 'pino';
-import { UsageError } from './verb.js';
 
-export { UsageError };
+/** A command line that cannot be run: exit 2 with the usage. Shared by the daemons and flotctl. */
+export class UsageError extends Error {
+  readonly code = 'usage';
+}
 
-/** Flags every daemon takes (the etcd TLS files are read by cli/daemon-tls.ts). */
+/** Flags every daemon takes (the etcd TLS files are read by daemon/tls-flags.ts). */
 export const commonFlags = {
   'etcd-endpoints': { type: 'string' },
   'etcd-cafile': { type: 'string' },

@@ -9,7 +9,7 @@
  *   `--tls-key-file` and, for mutual TLS, `--tls-client-ca-file`.
  */
 import type { StoreTls } from '../store/tls.js';
-import { UsageError, type DaemonArgs } from './daemon-options.js';
+import { UsageError, type DaemonArgs } from './options.js';
 import { isKeyOf, readPem, TlsFileError, type PemKind, type ServerTls } from './tls.js';
 
 /** How the daemons read files (injectable for option tests). */

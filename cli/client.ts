@@ -27,6 +27,7 @@ import {
   UnitsClient,
   type DestroyUnitsResponse,
   type ListUnitsRequest,
+  type ListUnitsResponse,
   type PlanRequest,
   type PlanResponse,
   type ScaleResponse,
@@ -69,18 +70,14 @@ export interface StreamOptions {
 }
 
 /** A connection to one API endpoint. Close it when done, or the process stays alive. */
-/**
- * Units per ListUnits page flotctl asks for: large pages make few round trips, and a page of
- * statuses without files stays near 1 MB, well inside gRPC's 4 MiB message limit.
- */
-const LIST_PAGE_SIZE = 5_000;
-
-/** Machines per ListMachines page flotctl asks for (about 1 MB). */
-const MACHINES_PAGE_SIZE = 5_000;
-
 export class ApiClient {
   readonly endpoint: string;
   readonly requestTimeoutMs: number;
+  /**
+   * Rows per page of a listing: 5,000 by default, few round trips, and a page of statuses
+   * without files stays near 1 MB.
+   */
+  private readonly pageSize: number;
   private readonly tls: GlobalOptions['tls'];
   private readonly channel: Channel;
   private readonly units: UnitsClient;
@@ -93,6 +90,7 @@ export class ApiClient {
   constructor(globals: GlobalOptions) {
     this.endpoint = globals.endpoint;
     this.requestTimeoutMs = globals.requestTimeoutMs;
+    this.pageSize = globals.pageSize;
     this.tls = globals.tls;
     const creds =
       globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
@@ -193,10 +191,10 @@ export class ApiClient {
   /** Every live machine, all pages; the scheduler status of the first. */
   async listMachines(): Promise<ListMachinesResponse> {
     const list = this.machines.listMachines.bind(this.machines);
-    const first = await this.unary(list, { pageSize: MACHINES_PAGE_SIZE, pageToken: '' });
+    const first = await this.unary(list, { pageSize: this.pageSize, pageToken: '' });
     const machines = [...first.machines];
     for (let token = first.nextPageToken; token !== '';) {
-      const page = await this.unary(list, { pageSize: MACHINES_PAGE_SIZE, pageToken: token });
+      const page = await this.unary(list, { pageSize: this.pageSize, pageToken: token });
       machines.push(...page.machines);
       token = page.nextPageToken;
     }
@@ -223,26 +221,43 @@ export class ApiClient {
     return this.unary((drained ? m.drainMachine : m.undrainMachine).bind(m), { machine });
   }
 
-  /** Every unit matching the filter, all pages, read at the first page's revision. */
+  /** Every unit matching the filter, all pages; `revision` is the first page's. */
   async listAllUnits(filter: Partial<ListUnitsRequest> = {}): Promise<UnitListing> {
     const units: UnitStatus[] = [];
-    let pageToken = '';
     let revision = 0n;
-    do {
+    for await (const page of this.unitPages(filter)) {
+      if (revision === 0n) revision = page.revision;
+      units.push(...page.units);
+    }
+    return { units, revision };
+  }
+
+  /**
+   * The units matching the filter a page at a time, in name order, each page read at its own
+   * revision. The next page is asked for as soon as a page arrives, so the API composes it
+   * while the caller prints this one.
+   */
+  async *unitPages(filter: Partial<ListUnitsRequest> = {}): AsyncGenerator<ListUnitsResponse> {
+    const list = this.units.listUnits.bind(this.units);
+    const ask = (pageToken: string): Promise<ListUnitsResponse> => {
       const req: ListUnitsRequest = {
-        pageSize: LIST_PAGE_SIZE,
+        pageSize: this.pageSize,
         nameGlob: '',
         machine: '',
         withFiles: false,
         ...filter,
         pageToken,
       };
-      const page = await this.unary(this.units.listUnits.bind(this.units), req);
-      if (revision === 0n) revision = page.revision;
-      units.push(...page.units);
-      pageToken = page.nextPageToken;
-    } while (pageToken !== '');
-    return { units, revision };
+      const page = this.unary(list, req);
+      page.catch(() => undefined); // the caller may stop before it wants this page
+      return page;
+    };
+    let next: Promise<ListUnitsResponse> | undefined = ask('');
+    while (next !== undefined) {
+      const page: ListUnitsResponse = await next;
+      next = page.nextPageToken === '' ? undefined : ask(page.nextPageToken);
+      yield page;
+    }
   }
 
   /** Events.Watch as an async iterable; ends when `signal` aborts. */

@@ -18,6 +18,10 @@ export const ENDPOINT_ENV = 'FLOTCTL_ENDPOINT';
 export const CA_FILE_ENV = 'FLOTCTL_CA_FILE';
 export const CERT_FILE_ENV = 'FLOTCTL_CERT_FILE';
 export const KEY_FILE_ENV = 'FLOTCTL_KEY_FILE';
+/** Rows per page of a listing (ListUnits, ListMachines), when not the default. */
+export const PAGE_SIZE_ENV = 'FLOTCTL_PAGE_SIZE';
+/** The default page size and the most the API gives in one page. */
+export const MAX_PAGE_SIZE = 5_000;
 
 /** Help text for the global options, shown by `flotctl --help` and every verb's help. */
 export const GLOBAL_HELP = `Global options (before or after the command):
@@ -27,6 +31,7 @@ export const GLOBAL_HELP = `Global options (before or after the command):
   --cert-file FILE         client certificate, for an API with mutual TLS (env ${CERT_FILE_ENV})
   --key-file FILE          its key (env ${KEY_FILE_ENV})
   --request-timeout DUR    deadline of each API call, e.g. 10s, 500ms (default 10s)
+                           (env ${PAGE_SIZE_ENV}: rows per page of a listing, default ${MAX_PAGE_SIZE})
   -o, --output table|json  output format (default table)
   -h, --help               show help
 `;
@@ -108,7 +113,19 @@ function resolveGlobals(
     throw new UsageError(`-o ${output}: expected table or json`);
   }
   const tls = resolveTls(raw, env, /^\s*https:\/\//i.test(given));
-  return { endpoint, requestTimeoutMs, output, ...(tls === undefined ? {} : { tls }) };
+  const pageSize = resolvePageSize(nonEmpty(env[PAGE_SIZE_ENV]));
+  return { endpoint, requestTimeoutMs, output, pageSize, ...(tls === undefined ? {} : { tls }) };
+}
+
+function resolvePageSize(raw: string | undefined): number {
+  if (raw === undefined) return MAX_PAGE_SIZE;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE) {
+    throw new UsageError(
+      `${PAGE_SIZE_ENV}=${raw}: expected a whole number from 1 to ${MAX_PAGE_SIZE}`,
+    );
+  }
+  return n;
 }
 
 /** TLS when the endpoint is https:// or any TLS file is given; the files are read later. */

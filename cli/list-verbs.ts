@@ -13,9 +13,9 @@ import {
   machineLegend,
   parseFields,
   addressesOf,
-  printJson,
+  JsonArrayWriter,
   printJsonLine,
-  renderTable,
+  TableWriter,
   shortHash,
   TABLE_FLAGS,
   tableHelp,
@@ -133,20 +133,25 @@ export const listUnitsVerb: Verb = {
       machine: values.machine ?? '',
       withFiles: fields.includes('desc') || globals.output === 'json',
     };
+    const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     const draw = async (api: ApiClient): Promise<bigint> => {
-      const listing = await api.listAllUnits(filter);
-      const units = listing.units.filter(isListedUnit);
-      const addresses = addressesOf(units);
-      if (globals.output === 'json') {
-        const out = units.map((u) => UnitStatus.toJSON(u));
-        if (values.watch === true) printJsonLine(io, out);
-        else printJson(io, out);
-      } else {
-        const rows = units.flatMap((status) => unitRows(status, addresses));
-        const opts = { full: values.full === true, legend: values['no-legend'] !== true };
-        io.stdout(renderTable(rows, fields, UNIT_COLUMNS, opts));
+      if (globals.output === 'json' && values.watch === true) {
+        const listing = await api.listAllUnits(filter);
+        printJsonLine(
+          io,
+          listing.units.filter(isListedUnit).map((u) => UnitStatus.toJSON(u)),
+        );
+        return listing.revision;
       }
-      return listing.revision;
+      const out = pageOutput(globals, io, new TableWriter(fields, UNIT_COLUMNS, opts, io.stdout));
+      let revision = 0n;
+      for await (const page of api.unitPages(filter)) {
+        if (revision === 0n) revision = page.revision;
+        const units = page.units.filter(isListedUnit);
+        out.write(units, (addresses) => units.flatMap((s) => unitRows(s, addresses)));
+      }
+      out.end();
+      return revision;
     };
     return withClient(globals, async (api) => {
       if (values.watch !== true) {
@@ -167,30 +172,44 @@ export const listUnitFilesVerb: Verb = {
     const { values, positionals } = parseVerbArgs(args, TABLE_FLAGS);
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
+    const filter = {
+      nameGlob: positionals[0] ?? '',
+      withFiles: fields.includes('desc') || globals.output === 'json',
+    };
+    const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     return withClient(globals, async (api) => {
-      const listing = await api.listAllUnits({
-        nameGlob: positionals[0] ?? '',
-        withFiles: fields.includes('desc') || globals.output === 'json',
-      });
-      const addresses = addressesOf(listing.units);
-      if (globals.output === 'json') {
-        printJson(
-          io,
-          listing.units.map((u) => UnitStatus.toJSON(u)),
+      const out = pageOutput(globals, io, new TableWriter(fields, FILE_COLUMNS, opts, io.stdout));
+      for await (const { units } of api.unitPages(filter)) {
+        out.write(units, (addresses) =>
+          units.map((status) => ({ status, addresses, global: status.global })),
         );
-        return EXIT_OK;
       }
-      const rows = listing.units.map((status) => ({
-        status,
-        addresses,
-        global: status.global,
-      }));
-      const opts = { full: values.full === true, legend: values['no-legend'] !== true };
-      io.stdout(renderTable(rows, fields, FILE_COLUMNS, opts));
+      out.end();
       return EXIT_OK;
     });
   },
 };
+
+/** Where a listing's pages go as they arrive: the table's rows, or with `-o json` the statuses. */
+interface PageOutput {
+  /** `rows` makes the page's table rows, given the machine addresses the page carries. */
+  write(units: readonly UnitStatus[], rows: (addresses: MachineAddresses) => Row[]): void;
+  end(): void;
+}
+
+function pageOutput(globals: GlobalOptions, io: CliIo, table: TableWriter<Row>): PageOutput {
+  if (globals.output !== 'json') {
+    return {
+      write: (units, rows) => table.write(rows(addressesOf(units))),
+      end: () => table.end(),
+    };
+  }
+  const json = new JsonArrayWriter(io.stdout);
+  return {
+    write: (units) => json.write(units.map((u) => UnitStatus.toJSON(u))),
+    end: () => json.end(),
+  };
+}
 
 /**
  * Draws, then follows Events.Watch from the drawn revision + 1 and draws again (at most

@@ -60,46 +60,106 @@ export function renderTable<T>(
   columns: Readonly<Record<string, Column<T>>>,
   opts: TableOptions,
 ): string {
-  const cells = rows.map((row) =>
-    fields.map((f) => {
-      const column = columns[f];
-      const value = column === undefined ? '-' : column(row, opts.full);
-      return value === '' ? '-' : value;
-    }),
-  );
-  if (opts.legend) cells.unshift(fields.map((f) => f.toUpperCase()));
-  return alignColumns(cells);
+  let out = '';
+  const table = new TableWriter(fields, columns, opts, (text) => (out += text));
+  table.write(rows);
+  table.end();
+  return out;
 }
 
-/** Pads every cell but the last of each line to its column's width. */
-export function alignColumns(lines: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
+/**
+ * A table printed as its rows arrive, batch by batch (a listing's pages): each column is as
+ * wide as its widest cell so far, so a later, wider cell widens its column from that batch on
+ * (as kubectl's chunked listings do). One batch comes out exactly as {@link renderTable}'s.
+ */
+export class TableWriter<T> {
+  private readonly widths: number[] = [];
+  private started = false;
+
+  constructor(
+    private readonly fields: readonly string[],
+    private readonly columns: Readonly<Record<string, Column<T>>>,
+    private readonly opts: TableOptions,
+    private readonly out: (text: string) => void,
+  ) {}
+
+  /** Prints one batch of rows (with the header before the first). */
+  write(rows: readonly T[]): void {
+    const cells = rows.map((row) =>
+      this.fields.map((f) => {
+        const column = this.columns[f];
+        const value = column === undefined ? '-' : column(row, this.opts.full);
+        return value === '' ? '-' : value;
+      }),
+    );
+    if (!this.started && this.opts.legend) cells.unshift(this.fields.map((f) => f.toUpperCase()));
+    this.started = true;
+    if (cells.length > 0) this.out(alignColumns(cells, this.widths));
+  }
+
+  /** Ends the table: a table without rows still has its header. */
+  end(): void {
+    if (!this.started) this.write([]);
+  }
+}
+
+/**
+ * Pads every cell but the last of each line to its column's width: the widest cell of its
+ * column in `lines`, or of `widths` when wider (which is updated, for the lines that follow).
+ */
+export function alignColumns(lines: readonly (readonly string[])[], widths: number[] = []): string {
   for (const line of lines) {
     line.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   }
-  return lines
-    .map((line) =>
-      line
-        .map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .map((line) => `${line}\n`)
-    .join('');
+  let out = '';
+  for (const line of lines) {
+    const last = line.length - 1;
+    let text = '';
+    line.forEach((cell, i) => {
+      text += i === last ? cell : `${cell.padEnd(widths[i] ?? 0)}  `;
+    });
+    out += `${text.trimEnd()}\n`;
+  }
+  return out;
 }
+
+/** JSON.stringify's replacer for proto JSON: bigints become decimal strings. */
+const bigintsAsText = (_k: string, v: unknown): unknown =>
+  typeof v === 'bigint' ? v.toString() : v;
 
 /** Writes `value` as indented JSON; bigints become decimal strings (as proto JSON has them). */
 export function printJson(io: CliIo, value: unknown): void {
-  io.stdout(
-    `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
-  );
+  io.stdout(`${JSON.stringify(value, bigintsAsText, 2)}\n`);
+}
+
+/**
+ * A JSON array printed element by element as a listing's pages arrive, exactly as
+ * {@link printJson} prints the whole array.
+ */
+export class JsonArrayWriter {
+  private count = 0;
+
+  constructor(private readonly out: (text: string) => void) {}
+
+  write(values: readonly unknown[]): void {
+    let text = '';
+    for (const value of values) {
+      // Newlines only come from the indentation: JSON escapes those inside strings.
+      const json = JSON.stringify(value, bigintsAsText, 2).replace(/\n/g, '\n  ');
+      text += `${this.count === 0 ? '[\n' : ',\n'}  ${json}`;
+      this.count += 1;
+    }
+    if (text !== '') this.out(text);
+  }
+
+  end(): void {
+    this.out(this.count === 0 ? '[]\n' : '\n]\n');
+  }
 }
 
 /** One JSON document per line (`watch -o json`, `journal -o json`). */
 export function printJsonLine(io: CliIo, value: unknown): void {
-  io.stdout(
-    `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`,
-  );
+  io.stdout(`${JSON.stringify(value, bigintsAsText)}\n`);
 }
 
 /** fleetctl's ellipsis: the first `n` characters and `...`, when that is actually shorter. */

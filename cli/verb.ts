@@ -42,6 +42,8 @@ export interface GlobalOptions {
   /** The deadline of every API call, in ms (`--request-timeout`, default 10s). */
   readonly requestTimeoutMs: number;
   readonly output: OutputFormat;
+  /** Rows per page of a listing flotctl asks for (env FLOTCTL_PAGE_SIZE, default 5000). */
+  readonly pageSize: number;
   /** TLS towards the API (an https:// endpoint, or any TLS file given); absent: plaintext. */
   readonly tls?: ClientTlsFiles;
 }

@@ -270,11 +270,20 @@ test('list-unit-files and list-units fetch every page of a listing larger than o
         ),
     );
   }
-  const files = await api.run(['list-unit-files', '--no-legend', '--fields', 'unit']);
+  // Pages of 100: eleven round trips, each page printed as it arrives.
+  const env = { FLOTCTL_PAGE_SIZE: '100' };
+  const files = await api.run(['list-unit-files', '--no-legend', '--fields', 'unit'], { env });
   t.is(files.code, 0, files.stdout + files.stderr);
   t.deepEqual(files.stdout.trimEnd().split('\n'), names, 'all 1005, in order, none twice');
-  const units = await api.run(['-o', 'json', 'list-units']);
-  t.is((parseJson(t, units.stdout) as unknown[]).length, 1005);
+  const units = await api.run(['-o', 'json', 'list-units'], { env });
+  const listed = parseJson(t, units.stdout) as { unit: { name: string } }[];
+  t.deepEqual(
+    listed.map((s) => s.unit.name),
+    names,
+  );
+  const bad = await api.run(['list-units'], { env: { FLOTCTL_PAGE_SIZE: '5001' } });
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /FLOTCTL_PAGE_SIZE=5001: expected a whole number from 1 to 5000/);
 });
 
 test('submit and destroy of more units than one transaction holds: checked first, sent in runs of 128', async (t) => {

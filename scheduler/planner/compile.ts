@@ -53,7 +53,10 @@ export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
     if (!byName.has(spec.name)) byName.set(spec.name, compileUnit(spec));
   }
   // The default sort compares UTF-16 code units, like compareNames, without a JS callback.
-  const sorted = [...byName.keys()].sort().map((n) => byName.get(n) as CompiledUnit);
+  // The leader's snapshot lists units in name order already: then there is nothing to sort.
+  const names = [...byName.keys()];
+  if (!inOrder(names)) names.sort();
+  const sorted = names.map((n) => byName.get(n) as CompiledUnit);
   sorted.forEach((u, i) => {
     u.key = i;
     if (u.machineOf.length > 0) {
@@ -73,6 +76,12 @@ export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
   }
   analyseMachineOf(sorted);
   return { byName, sorted, followers };
+}
+
+function inOrder(names: readonly string[]): boolean {
+  for (let i = 1; i < names.length; i++)
+    if ((names[i - 1] as string) > (names[i] as string)) return false;
+  return true;
 }
 
 /** Plain code-unit comparison: deterministic everywhere, unlike localeCompare. */

@@ -42,7 +42,7 @@ export function plan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
     if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
   }
   const ctx = new PlanContext(state, units, snapshot.placements, opts.maxMoves);
-  const lost = loadPlacements(ctx, snapshot.placements);
+  const lost = state.loading(() => loadPlacements(ctx, snapshot.placements));
   moveLost(ctx, lost);
   recheckPlacements(ctx);
   placeAll(ctx);

@@ -3,8 +3,13 @@
  * and what happens when no API answers (exit 1, one line saying what to do). No cluster.
  */
 import test from 'ava';
-import { freePort } from '../helpers/index.js';
 import { EXAMPLES, flotctl } from './cli-kit.js';
+
+/**
+ * Ports nothing listens on: privileged ones, which no test server is ever given (a free
+ * ephemeral port could be taken by a test running beside this one before flotctl connects).
+ */
+const NOBODY = [1, 2, 3] as const;
 
 const VERBS = [
   'submit',
@@ -90,7 +95,7 @@ const USAGE_ERRORS: readonly (readonly string[])[] = [
 
 test('usage errors exit 2 with the usage on stderr and nothing on stdout', async (t) => {
   // A port nothing listens on: a usage error must be found before any call is made.
-  const endpoint = `127.0.0.1:${await freePort()}`;
+  const endpoint = `127.0.0.1:${NOBODY[0]}`;
   for (const args of USAGE_ERRORS) {
     const r = await flotctl(['--endpoint', endpoint, ...args]);
     const what = args.join(' ') || '(no arguments)';
@@ -102,7 +107,7 @@ test('usage errors exit 2 with the usage on stderr and nothing on stdout', async
 });
 
 test('an unreachable endpoint exits 1 with one line naming it and how to change it', async (t) => {
-  const endpoint = `127.0.0.1:${await freePort()}`;
+  const endpoint = `127.0.0.1:${NOBODY[0]}`;
   const expected = `cannot reach the Flotilla API at ${endpoint}: is a scheduler running? (set --endpoint or FLOTCTL_ENDPOINT)\n`;
   for (const args of [
     ['list-units'],
@@ -120,7 +125,7 @@ test('an unreachable endpoint exits 1 with one line naming it and how to change 
 });
 
 test('FLOTCTL_ENDPOINT is used when --endpoint is absent, and --endpoint wins over it', async (t) => {
-  const [a, b] = [await freePort(), await freePort()];
+  const [, a, b] = NOBODY;
   const fromEnv = await flotctl(['list-units'], { env: { FLOTCTL_ENDPOINT: `127.0.0.1:${a}` } });
   t.is(fromEnv.code, 1);
   t.regex(fromEnv.stderr, new RegExp(`at 127\\.0\\.0\\.1:${a}:`));

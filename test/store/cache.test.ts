@@ -3,6 +3,7 @@ import { get as httpGet } from 'node:http';
 import {
   big,
   codecs,
+  isRetryable,
   openStore,
   prefixRangeEnd,
   stringCodec,
@@ -130,9 +131,10 @@ test.serial(
 
     const expected = await history(writer, prefix, listedAt + 1n, last);
     const changes = events.filter((e): e is CacheChange<string> => e.type !== 'resync');
+    // The cut shows as etcd unavailable or (a call caught mid-restart) a deadline: retried.
     t.true(
-      errors.some((e) => e.code === 'unavailable'),
-      'the watch was really cut',
+      errors.length > 0 && errors.every(isRetryable),
+      `the watch was really cut, and only by transient errors: ${errors.map((e) => e.code).join(', ')}`,
     );
     t.deepEqual(changes.map(asSeen), expected);
     t.true(changes.every((c) => !c.synthetic));

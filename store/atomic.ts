@@ -29,6 +29,12 @@ export class ConflictError extends StoreError {
 export interface AtomicOptions {
   /** Also require this fence (a leader's all-or-nothing write). */
   fence?: Fence;
+  /**
+   * Also require that this key, not written here, is still at this mod revision: a lock taken
+   * by writing it, held as long as nobody writes it again. A failure names it in the
+   * ConflictError's `conflicts` like any other key.
+   */
+  unchanged?: { readonly key: string; readonly modRevision: bigint };
 }
 
 /**
@@ -52,7 +58,12 @@ export async function atomicTxn(
   if (ops.length > MAX_TXN_OPS) {
     throw new StoreError('invalid', `${ops.length} ops exceed ${MAX_TXN_OPS} per transaction`);
   }
-  const guarded = ops.filter((op) => op.condition !== undefined);
+  const guarded: readonly Pick<BatchOp, 'key' | 'condition'>[] = [
+    ...ops.filter((op) => op.condition !== undefined),
+    ...(opts.unchanged === undefined
+      ? []
+      : [{ key: opts.unchanged.key, condition: { modRevision: opts.unchanged.modRevision } }]),
+  ];
   const compare: ICompare[] = guarded.map((op) => compareFor(op.key, conditionOf(op)));
   if (opts.fence !== undefined) compare.unshift(fenceCompare(opts.fence));
   if (compare.length > MAX_TXN_OPS) {
@@ -89,7 +100,7 @@ export async function atomicTxn(
   throw new ConflictError(conflicts);
 }
 
-function conditionOf(op: BatchOp): NonNullable<BatchOp['condition']> {
+function conditionOf(op: Pick<BatchOp, 'condition'>): NonNullable<BatchOp['condition']> {
   if (op.condition === undefined) throw new Error('unreachable: op has no condition');
   return op.condition;
 }

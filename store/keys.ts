@@ -12,6 +12,7 @@
  * <prefix>states/<name>/<machine>      UnitState of one copy of a Global unit (agent's lease)
  * <prefix>unscheduled/<name>           Unscheduled
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
+ * <prefix>scales/<template>            ScaleRequest (the last scale of a template asked for)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -29,6 +30,7 @@ export type KeyKind =
   | 'state'
   | 'unscheduled'
   | 'control'
+  | 'scale'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -40,6 +42,7 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   state: 'states/',
   unscheduled: 'unscheduled/',
   control: 'control/',
+  scale: 'scales/',
   election: 'election/',
 };
 
@@ -115,6 +118,15 @@ export class Keys {
   /** An operator's request to the leader to end the rescheduling pause the record names. */
   resumeRescheduling(): string {
     return `${this.dir('control')}resume-rescheduling`;
+  }
+
+  /**
+   * The last scale asked of a template (`web@.service`): written as each scale round begins,
+   * and required unchanged by every transaction of that round, so of two concurrent scales
+   * the one that began last wins and the other stops (scheduler/api/scale.ts).
+   */
+  scale(template: string): string {
+    return this.dir('scale') + segment(template, 'template name');
   }
 
   /** The election prefix; candidates' keys live below it. */

@@ -23,6 +23,7 @@ import type {
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
 import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
 import type { StoreError } from './errors.js';
 import type { KeyKind, ParsedKey } from './keys.js';
@@ -87,6 +88,8 @@ export class ClusterMirror {
   readonly configs = new Map<string, CacheEntry<MachineConfig>>();
   /** By full key. */
   readonly control = new Map<string, CacheEntry<ReschedulingPause>>();
+  /** Template name -> the last scale asked of it. */
+  readonly scales = new Map<string, CacheEntry<ScaleRequest>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -250,6 +253,8 @@ export class ClusterMirror {
           this.store.keys.dir('control') + record.key.name,
           typed(record.value),
         );
+      case 'scale':
+        return setOrDelete(this.scales, record.key.name, typed(record.value));
       case 'election':
         return setOrDelete(
           this.election,

@@ -12,6 +12,7 @@ import {
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
 import { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { StoreError } from './errors.js';
 import type { KeyKind } from './keys.js';
 
@@ -24,6 +25,7 @@ export interface RecordTypes {
   state: UnitState;
   unscheduled: Unscheduled;
   control: ReschedulingPause;
+  scale: ScaleRequest;
 }
 
 /** A key kind that holds a proto record. */
@@ -83,6 +85,7 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   state: jsonCodec('UnitState', UnitState),
   unscheduled: jsonCodec('Unscheduled', Unscheduled),
   control: jsonCodec('ReschedulingPause', ReschedulingPause),
+  scale: jsonCodec('ScaleRequest', ScaleRequest),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

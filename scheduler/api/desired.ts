@@ -90,9 +90,10 @@ export async function destroyUnits(
   cluster: ApiCluster,
   req: DestroyUnitsRequest,
 ): Promise<DestroyUnitsResponse> {
-  const names = parseNames(req.names).map((n) => n.name);
+  const parsed = parseNames(req.names);
+  const names = parsed.map((n) => n.name);
   checkTxnSize(names.length, 'units');
-  return retryOnConflict(cluster, async () => {
+  const destroyed = await retryOnConflict(cluster, async () => {
     const { units } = await readUnits(cluster, names);
     const missing = names.filter((n) => !units.has(n));
     if (missing.length > 0) throw notFound(missing, false);
@@ -108,6 +109,12 @@ export async function destroyUnits(
     );
     return { destroyed: names, revision };
   });
+  // A destroyed template's last scale record goes too (left behind, it would only be stale).
+  const { keys } = cluster.store;
+  for (const t of parsed.filter((n) => n.isTemplate)) {
+    await cluster.store.delete(keys.scale(t.name)).catch(() => undefined);
+  }
+  return destroyed;
 }
 
 /** NOT_FOUND naming every unknown unit. */

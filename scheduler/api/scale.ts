@@ -20,6 +20,8 @@ import {
   atomicTxn,
   Batch,
   chunkOps,
+  codecs,
+  ConflictError,
   isStoreError,
   pipeline,
   type BatchOp,
@@ -90,9 +92,23 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
   );
 }
 
-/** Decides from the mirror and writes every change; reports what took effect. */
+/**
+ * Decides from the mirror and writes every change; reports what took effect. The round first
+ * writes the template's scale record (its lock) and decides only once the mirror shows that
+ * write; each of its transactions requires the record unchanged. A scale that begins later
+ * rewrites it, so the rest of this round is refused and this scale ends superseded: of two
+ * concurrent scales the later one decides from everything the earlier one wrote, and the
+ * template ends at its count, never between the two.
+ */
 async function scaleRound(cluster: ApiCluster, template: UnitName, count: number): Promise<Round> {
   const { store, mirror } = cluster;
+  readTemplate(cluster, template); // an unknown template is refused before anything is written
+  const lock = { key: store.keys.scale(template.name), modRevision: 0n };
+  lock.modRevision = await store.putRecord(codecs.scale, lock.key, {
+    template: template.name,
+    count,
+  });
+  await settle(mirror, lock.modRevision);
   const { record, instances } = readTemplate(cluster, template);
   const keep = instances.slice(0, count);
   const drop = instances.slice(count);
@@ -121,17 +137,24 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   const applied: boolean[] = chunks.map(() => false);
   let revision = mirror.revision;
   let conflicts = 0;
+  let superseded = false;
   await pipeline(chunks.length, SCALE_IN_FLIGHT, async (c) => {
     const chunk: readonly BatchOp[] = chunks[c] ?? [];
+    if (superseded) return;
     try {
-      const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)));
+      const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)), {
+        unchanged: lock,
+      });
       applied[c] = true;
       if (res.revision > revision) revision = res.revision;
     } catch (err) {
       if (!isStoreError(err, 'conflict')) throw err;
-      conflicts += 1;
+      if (err instanceof ConflictError && err.conflicts.some((k) => k.key === lock.key))
+        superseded = true;
+      else conflicts += 1;
     }
   });
+  if (superseded) throw await supersededError(cluster, template, count);
   await settle(mirror, revision);
   const done: number[] = [];
   let offset = 0;
@@ -150,6 +173,21 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
     revision,
     conflicts,
   };
+}
+
+/** ABORTED: a scale of the same template that began after this one rewrote its lock. */
+async function supersededError(
+  cluster: ApiCluster,
+  template: UnitName,
+  count: number,
+): Promise<ApiError> {
+  await fresh(cluster);
+  const later = cluster.mirror.scales.get(template.name)?.value.count;
+  const to = later === undefined ? '' : ` (to ${later})`;
+  return new ApiError(
+    'aborted',
+    `another scale of ${template.name}${to} began while this scale to ${count} ran, and supersedes it: ${template.name} ends at that scale's count, not ${count}; run this scale again if ${count} is wanted`,
+  );
 }
 
 /** `web`, `web@` and `web@.service` all name `web@.service`; anything else must be a template. */

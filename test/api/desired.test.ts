@@ -166,3 +166,48 @@ test('scale past one transaction writes transactions of at most 128 changes and 
   t.is(down.instances.length, 10);
   t.is((await unitNames(api.store)).length, 11);
 });
+
+test('two concurrent scales of one template end at one of the two counts, numbered without gaps', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
+  const numbered = async (): Promise<number[]> =>
+    (await unitNames(api.store))
+      .filter((n) => n !== 'web@.service')
+      .map((n) => Number(n.slice('web@'.length, -'.service'.length)))
+      .sort((a, b) => a - b);
+  for (const [from, a, b] of [
+    [0, 300, 500],
+    [400, 100, 700],
+    [250, 600, 20],
+  ] as const) {
+    await api.scale('web', from);
+    const results = await Promise.allSettled([api.scale('web', a), api.scale('web', b)]);
+    const numbers = await numbered();
+    const what = `from ${from}, scales to ${a} and ${b}`;
+    t.true(numbers.length === a || numbers.length === b, `${what} ended at ${numbers.length}`);
+    t.deepEqual(
+      numbers,
+      Array.from({ length: numbers.length }, (_, i) => i + 1),
+      `${what}: numbered 1..N`,
+    );
+    const won = results.flatMap((r) =>
+      r.status === 'fulfilled' ? [r.value.instances.length] : [],
+    );
+    t.true(won.includes(numbers.length), `${what}: a scale that succeeded says ${numbers.length}`);
+    for (const r of results) {
+      if (r.status === 'fulfilled') continue;
+      const err = r.reason as { code: number; details: string };
+      t.is(err.code, status.ABORTED, err.details);
+      t.regex(err.details, /another scale of web@\.service \(to \d+\) began while this scale/);
+    }
+  }
+  const record = await api.store.getRecord(codecs.scale, api.store.keys.scale('web@.service'));
+  t.true(record !== undefined, 'the last scale asked is recorded');
+  await api.scale('web', 0);
+  await api.destroy(['web@.service']);
+  t.is(
+    await api.store.getRecord(codecs.scale, api.store.keys.scale('web@.service')),
+    undefined,
+    'destroying the template removes its scale record',
+  );
+});

@@ -3,8 +3,17 @@
  * create revision of the leader's election key with the revision the leader saw when it won,
  * so a deposed leader (its key deleted, or a new term's key in its place) writes nothing.
  */
-import type { ICompare, ITxnResponse } from 'etcd3';
-import { appliedFrom, Batch, chunkOps, guardedRequestFor, type BatchOp } from './batch.js';
+import type { ICompare, IRequestOp, ITxnResponse } from 'etcd3';
+import {
+  appliedFrom,
+  Batch,
+  chunkOps,
+  compareFor,
+  guardedRequestFor,
+  requestFor,
+  type BatchOp,
+  type OpCondition,
+} from './batch.js';
 import { big, type Store } from './client.js';
 import { StoreError } from './errors.js';
 
@@ -92,20 +101,50 @@ export async function fencedTxn(
   await pipeline(chunks.length, opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
-    const res: ITxnResponse = await store.call(fence.key, (c) =>
-      c.kv.txn({
+    const txn = (req: { compare: ICompare[]; success: IRequestOp[] }): Promise<ITxnResponse> =>
+      store.call(fence.key, (c) =>
+        c.kv.txn({
+          ...req,
+          failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+        }),
+      );
+    const stale = (res: ITxnResponse): boolean => {
+      const now = big(res.responses[0]?.response_range?.kvs[0]?.create_revision);
+      if (now === fence.revision) return false;
+      const appliedSoFar = results.flatMap((r) => r ?? []).filter(Boolean).length;
+      refused ??= new FencedError(fence, now, appliedSoFar);
+      return true;
+    };
+    // Usually every condition holds (the leader decided from the mirror): first try the
+    // chunk with its conditions as plain compares, which etcd applies faster than nested
+    // transactions; only when one fails is it written op by op, each under its own.
+    const conditional = chunk.filter((op) => op.condition !== undefined);
+    let res: ITxnResponse | undefined;
+    if (conditional.length > 0) {
+      const flat = await txn({
+        compare: [
+          fenceCompare(fence),
+          ...conditional.map((op) => compareFor(op.key, op.condition as OpCondition)),
+        ],
+        success: chunk.map(requestFor),
+      });
+      if (flat.succeeded) {
+        res = flat;
+        results[i] = chunk.map(() => true);
+      } else if (stale(flat)) return;
+    }
+    if (res === undefined) {
+      const nested = await txn({
         compare: [fenceCompare(fence)],
         success: chunk.map(guardedRequestFor),
-        failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
-      }),
-    );
-    if (!res.succeeded) {
-      const now = res.responses[0]?.response_range?.kvs[0]?.create_revision;
-      const appliedSoFar = results.flatMap((r) => r ?? []).filter(Boolean).length;
-      refused ??= new FencedError(fence, big(now), appliedSoFar);
-      return;
+      });
+      if (!nested.succeeded) {
+        stale(nested);
+        return;
+      }
+      res = nested;
+      results[i] = chunk.map((op, j) => appliedFrom(op, nested.responses[j]));
     }
-    results[i] = chunk.map((op, j) => appliedFrom(op, res.responses[j]));
     const rev = big(res.header.revision);
     if (rev > revision) revision = rev;
     transactions += 1;

@@ -46,7 +46,7 @@ export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise
   return statusWithAddresses(
     cluster.mirror,
     entry.value,
-    extrasOf(cluster.mirror, [req.name]),
+    extrasOf(cluster.mirror, req.name),
     cluster.definitions,
   );
 }
@@ -72,13 +72,13 @@ export async function listUnits(
     source === undefined
       ? { names: [], next: undefined }
       : scan(source, { pageSize, glob, after: token?.after });
-  const extras = extrasOf(mirror, names, machine);
   const units: UnitStatus[] = [];
   for (const name of names) {
     const unit = mirror.units.get(name)?.value;
     if (unit === undefined) continue; // placed, but destroyed meanwhile
-    const status = statusWithAddresses(mirror, unit, extras, definitions);
-    units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
+    const status = statusWithAddresses(mirror, unit, extrasOf(mirror, name, machine), definitions);
+    if (!req.withFiles) status.unit = { ...unit, file: '' };
+    units.push(status);
   }
   return {
     units,

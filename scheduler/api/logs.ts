@@ -49,9 +49,7 @@ async function findSource(cluster: ApiCluster, req: TailRequest): Promise<LogSou
   if (mirror.units.get(unit) === undefined) {
     throw new ApiError('not-found', `${unit} is not a submitted unit`);
   }
-  const extras = extrasOf(mirror, [unit]);
-  const state = extras.states.get(unit);
-  const placements = extras.placements.get(unit) ?? [];
+  const { state, placements } = extrasOf(mirror, unit);
   const machine =
     req.machine !== ''
       ? copyOn(unit, placements, req.machine)

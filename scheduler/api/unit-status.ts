@@ -12,19 +12,14 @@ import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
 /** Agent active states that count as running for the derived `launched`. */
 const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
 
-/** Placements, states and pending reasons of a set of units, by unit name. */
+/** What the mirror holds about one unit beside its record. */
 export interface UnitExtras {
-  readonly placements: Map<string, Placement[]>;
+  readonly placements: readonly Placement[];
   /** `states/<name>`: what the agent of a unit that is not Global reports. */
-  readonly states: Map<string, UnitState>;
-  /** `states/<name>/<machine>`: unit name -> machine -> that machine's copy of a Global unit. */
-  readonly copies: Map<string, Map<string, UnitState>>;
-  readonly unscheduled: Map<string, Unscheduled>;
-}
-
-/** Extras with nothing in them yet. */
-function emptyExtras(): UnitExtras {
-  return { placements: new Map(), states: new Map(), copies: new Map(), unscheduled: new Map() };
+  readonly state: UnitState | undefined;
+  /** `states/<name>/<machine>`: machine -> that machine's copy of a Global unit. */
+  readonly copies: ReadonlyMap<string, UnitState> | undefined;
+  readonly unscheduled: Unscheduled | undefined;
 }
 
 /** Whether `unit`'s file says `Global=true` (false when it does not parse). */
@@ -58,25 +53,27 @@ export function statusWithAddresses(
   definitions: DefinitionCache,
 ): UnitStatus {
   const status = composeStatus(unit, extras, definitions);
-  const add = (id: string | undefined): void => {
-    if (id === undefined || id === '' || status.addresses[id] !== undefined) return;
-    const address = mirror.machines.get(id)?.value.addresses[0];
-    if (address !== undefined) status.addresses[id] = address;
-  };
-  add(status.placement?.machine);
-  add(status.state?.machine);
+  addAddress(mirror, status, status.placement?.machine);
+  addAddress(mirror, status, status.state?.machine);
   for (const i of status.instances) {
-    add(i.placement?.machine);
-    add(i.state?.machine);
+    addAddress(mirror, status, i.placement?.machine);
+    addAddress(mirror, status, i.state?.machine);
   }
   return status;
 }
 
+function addAddress(mirror: ClusterMirror, status: UnitStatus, id: string | undefined): void {
+  if (id === undefined || id === '' || status.addresses[id] !== undefined) return;
+  const address = mirror.machines.get(id)?.value.addresses[0];
+  if (address !== undefined) status.addresses[id] = address;
+}
+
 function composePlain(unit: Unit, extras: UnitExtras): UnitStatus {
-  const placements = extras.placements.get(unit.name) ?? [];
-  const state = extras.states.get(unit.name);
-  const placement = placements.find((p) => p.machine === state?.machine) ?? placements[0];
-  const unscheduled = extras.unscheduled.get(unit.name);
+  const { placements, state, unscheduled } = extras;
+  const placement =
+    placements.length === 1
+      ? placements[0]
+      : (placements.find((p) => p.machine === state?.machine) ?? placements[0]);
   return {
     unit,
     ...(placement === undefined ? {} : { placement }),
@@ -95,8 +92,8 @@ function composePlain(unit: Unit, extras: UnitExtras): UnitStatus {
  * is. The top-level placement and state stay empty.
  */
 function composeGlobal(unit: Unit, extras: UnitExtras): UnitStatus {
-  const copies = extras.copies.get(unit.name);
-  const placements = [...(extras.placements.get(unit.name) ?? [])].sort((x, y) =>
+  const { copies, unscheduled } = extras;
+  const placements = [...extras.placements].sort((x, y) =>
     x.machine < y.machine ? -1 : x.machine > y.machine ? 1 : 0,
   );
   const instances = placements.map((placement): GlobalInstance => {
@@ -107,7 +104,6 @@ function composeGlobal(unit: Unit, extras: UnitExtras): UnitStatus {
       currentState: placedState(placement, state),
     };
   });
-  const unscheduled = extras.unscheduled.get(unit.name);
   let currentState = 'inactive';
   if (instances.length > 0) {
     const all = instances.every((i) => i.currentState === 'launched');
@@ -133,39 +129,30 @@ function placedState(placement: Placement, state: UnitState | undefined): 'loade
 }
 
 /**
- * Placements, states and pending reasons of `names` from the mirror: O(names + their
- * placements). With `machine`, a Global unit shows only that machine's copy.
+ * Placements, state and pending reason of unit `name` from the mirror: O(its placements).
+ * With `machine`, a Global unit shows only that machine's copy.
  */
-export function extrasOf(
-  mirror: ClusterMirror,
-  names: Iterable<string>,
-  machine?: string,
-): UnitExtras {
-  const extras = emptyExtras();
-  for (const name of names) {
-    const byMachine = mirror.placements.get(name);
-    if (byMachine !== undefined) {
-      const list: Placement[] = [];
-      for (const [id, e] of byMachine) {
-        if (machine !== undefined && id !== machine) continue;
-        // The leader writes the unit and machine into the value; a record that lacks them
-        // (written by hand) gets them from its key.
-        const p = e.value;
-        list.push(p.unit === name && p.machine === id ? p : { ...p, unit: name, machine: id });
-      }
-      if (list.length > 0) extras.placements.set(name, list);
+export function extrasOf(mirror: ClusterMirror, name: string, machine?: string): UnitExtras {
+  const placements: Placement[] = [];
+  const byMachine = mirror.placements.get(name);
+  if (byMachine !== undefined) {
+    for (const [id, e] of byMachine) {
+      if (machine !== undefined && id !== machine) continue;
+      // The leader writes the unit and machine into the value; a record that lacks them
+      // (written by hand) gets them from its key.
+      const p = e.value;
+      placements.push(p.unit === name && p.machine === id ? p : { ...p, unit: name, machine: id });
     }
-    const state = mirror.states.get(name);
-    if (state !== undefined) extras.states.set(name, state.value);
-    const copies = mirror.copies.get(name);
-    if (copies !== undefined) {
-      const mine = new Map<string, UnitState>();
-      for (const [id, e] of copies)
-        if (machine === undefined || id === machine) mine.set(id, e.value);
-      if (mine.size > 0) extras.copies.set(name, mine);
-    }
-    const pending = mirror.unscheduled.get(name);
-    if (pending !== undefined) extras.unscheduled.set(name, pending.value);
   }
-  return extras;
+  let copies: Map<string, UnitState> | undefined;
+  for (const [id, e] of mirror.copies.get(name) ?? []) {
+    if (machine !== undefined && id !== machine) continue;
+    (copies ??= new Map()).set(id, e.value);
+  }
+  return {
+    placements,
+    state: mirror.states.get(name)?.value,
+    copies,
+    unscheduled: mirror.unscheduled.get(name)?.value,
+  };
 }

@@ -92,12 +92,15 @@ export async function fencedTxn(
   await pipeline(chunks.length, opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
-    const res: ITxnResponse = await store.call(fence.key, (c) =>
-      c.kv.txn({
-        compare: [fenceCompare(fence)],
-        success: chunk.map(guardedRequestFor),
-        failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
-      }),
+    const res: ITxnResponse = await store.call(
+      fence.key,
+      (c) =>
+        c.kv.txn({
+          compare: [fenceCompare(fence)],
+          success: chunk.map(guardedRequestFor),
+          failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+        }),
+      'txn',
     );
     if (!res.succeeded) {
       const now = res.responses[0]?.response_range?.kvs[0]?.create_revision;

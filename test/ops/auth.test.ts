@@ -12,6 +12,7 @@ import { channelCredentials } from '../../daemon/tls.js';
 import { MachinesClient } from '../../proto/flotilla/v1/machines.js';
 import { UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { hashToken, parsePolicy } from '../../scheduler/api/auth-policy.js';
+import { Authorizer, ruleOf } from '../../scheduler/api/auth.js';
 import { startApiServer } from '../../scheduler/api/server.js';
 import { openStore, type Store } from '../../store/index.js';
 import {
@@ -23,6 +24,7 @@ import {
   type CertFiles,
 } from '../helpers/index.js';
 import { CALL_TIMEOUT_MS, fingerprint, quietLogger } from '../api/api-kit.js';
+import { flotctl, unitDir } from '../cli/cli-kit.js';
 
 const etcd = etcdForFile(test);
 const pki = pkiForFile(test, 'auth-test-ca');
@@ -260,4 +262,86 @@ test('a policy with tokens is refused on a plaintext API that does not listen on
     c.getUnit({ name: 'team-a-x.service' }, md, (e, v) => (e === null ? resolve(v) : reject(e))),
   ).catch((e: ServiceError) => e);
   t.is((res as ServiceError).code, status.NOT_FOUND, 'authorized, then not found');
+});
+
+test('flotctl sends --token and FLOTCTL_TOKEN, says a refusal in one line, and waits on what the token may read', async (t) => {
+  const store = openStore({ endpoints: etcd().endpoint, prefix: uniquePrefix(t.title) });
+  t.teardown(() => store.close());
+  const api = await startApiServer({
+    store,
+    listen: '127.0.0.1:0',
+    logger: quietLogger,
+    policy: parsePolicy('policy.json', POLICY),
+  });
+  t.teardown(() => api.close());
+  const dir = await unitDir(t, {
+    'team-a-1.service': unitText(),
+    'team-a-2.service': unitText(),
+    'team-b-1.service': unitText(),
+  });
+  const as = (token: string, args: string[], env: Record<string, string> = {}) =>
+    flotctl(['--endpoint', api.address, ...(token === '' ? [] : ['--token', token]), ...args], {
+      env,
+    });
+  const root = await as(ADMIN_TOKEN, ['submit', join(dir, 'team-b-1.service')]);
+  t.is(root.code, 0, root.stderr);
+  const submit = await as(
+    '',
+    ['submit', join(dir, 'team-a-1.service'), join(dir, 'team-a-2.service')],
+    {
+      FLOTCTL_TOKEN: TEAM_A_TOKEN,
+    },
+  );
+  t.is(submit.code, 0, submit.stderr);
+  // destroy waits until both are gone, watching team-a-* (all it may read)
+  const destroyed = await as(TEAM_A_TOKEN, ['destroy', 'team-a-1.service', 'team-a-2.service']);
+  t.is(destroyed.code, 0, destroyed.stderr);
+
+  const denied = await as(TEAM_A_TOKEN, ['destroy', 'team-b-1.service']);
+  t.is(denied.code, 1);
+  t.regex(
+    denied.stderr,
+    /^token:ci-team-a \(roles team-a\) may not (read|destroy) .*team-b-1\.service.*\n$/,
+  );
+  const list = await as(TEAM_A_TOKEN, ['list-units', 'team-a-*']);
+  t.is(list.code, 0, list.stderr);
+
+  const plaintext = await flotctl([
+    '--endpoint',
+    '10.255.255.1:4700',
+    '--token',
+    'x',
+    'list-units',
+  ]);
+  t.is(plaintext.code, 2);
+  t.regex(plaintext.stderr, /--token would cross the network in plaintext/);
+});
+
+test('a method the verbs table does not map is for admins only, never silently allowed', (t) => {
+  const auth = new Authorizer(parsePolicy('policy.json', POLICY));
+  const team = { identity: 'token:ci-team-a', roles: ['team-a'] };
+  const err = t.throws(() => auth.authorize(team, 'Units.SomeNewMethod', { names: ['team-a-1'] }));
+  t.regex(err.message, /token:ci-team-a .* may not admin \(Units\.SomeNewMethod\)/);
+  t.notThrows(() =>
+    auth.authorize({ identity: 'token:root', roles: ['admin'] }, 'Units.SomeNewMethod', {}),
+  );
+  t.true(ruleOf('Units.SomeNewMethod').write, 'and audited as a write');
+});
+
+test('a policy file with a mistake is refused, naming the file and what to fix', (t) => {
+  const bad = (policy: unknown) => t.throws(() => parsePolicy('p.json', JSON.stringify(policy)));
+  t.regex(
+    bad({ roles: { r: [{ verbs: ['launch'] }] }, identities: [] }).message,
+    /p\.json: roles\.r\[0\]\.verbs: unknown verb "launch"/,
+  );
+  t.regex(
+    bad({ roles: {}, identities: [{ subject: { CN: 'x' }, roles: ['nope'] }] }).message,
+    /identities\[0\]\.roles: no role "nope"/,
+  );
+  t.regex(
+    bad({ roles: {}, identities: [{ name: 'a', tokenSha256: 'plaintext-token', roles: [] }] })
+      .message,
+    /tokenSha256: expected 64 lowercase hex digits/,
+  );
+  t.regex(t.throws(() => parsePolicy('p.json', '{')).message, /p\.json: not valid JSON/);
 });

@@ -39,7 +39,7 @@ export class AgentMetrics {
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_agent_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_agent_' });
     const sourceOf = (): AgentMetricsSource | undefined => this.source;
     const forget = (present: ReadonlySet<string>): void => {
       for (const name of this.restartsSeen.keys()) {

@@ -63,7 +63,7 @@ export class SchedulerMetrics {
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_scheduler_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_scheduler_' });
     this.gauge('flotilla_scheduler_leader', '1 while this replica leads, else 0', [], (g, s) =>
       g.set(s.status().leader ? 1 : 0),
     );

@@ -3,7 +3,7 @@
  * (daemon/options.ts): the flag wins over the environment, the environment over the
  * default.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -21,7 +21,7 @@ import {
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { StoreTls } from '../store/index.js';
-import { parsePolicy, PolicyError, type Policy } from './api/auth-policy.js';
+import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './api/auth-policy.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
 export interface SchedulerOptions {
@@ -197,6 +197,13 @@ export function parseSchedulerArgs(
 /** Reads and checks `--auth-policy`; every problem is a UsageError naming the file. */
 function readPolicy(path: string | undefined, readFile: ReadFile): Policy | undefined {
   if (path === undefined) return undefined;
+  // Read whole only when small: the file is read into memory at start.
+  const size = fileSize(path);
+  if (size !== undefined && size > MAX_POLICY_BYTES) {
+    throw new UsageError(
+      `--auth-policy=${path}: ${size} bytes, more than the ${MAX_POLICY_BYTES} a policy may have`,
+    );
+  }
   let text: string;
   try {
     text = readFile(path).toString();
@@ -209,5 +216,14 @@ function readPolicy(path: string | undefined, readFile: ReadFile): Policy | unde
   } catch (err) {
     if (err instanceof PolicyError) throw new UsageError(`--auth-policy: ${err.message}`);
     throw err;
+  }
+}
+
+/** The size of `path`, or undefined when it cannot be looked at (reading it will say why). */
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
   }
 }

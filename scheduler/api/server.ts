@@ -79,6 +79,12 @@ export interface ApiServer {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const { store } = opts;
   const logger = opts.logger.child({ component: 'api' });
+  if (opts.policy?.hasTokens === true && opts.tls === undefined && !isLoopback(opts.listen)) {
+    throw new Error(
+      `the auth policy has tokens, which must not cross the network in plaintext: serve the API over TLS (--tls-cert-file, --tls-key-file) or listen on a loopback address, not ${opts.listen}`,
+    );
+  }
+  const audit = opts.auditLog === undefined ? undefined : openAuditLog(opts.auditLog);
   const definitions = new DefinitionCache((u) =>
     logger.warn(
       { unit: u.name, problem: u.problem },
@@ -89,13 +95,6 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
   const cluster: ApiCluster = { store, mirror, definitions };
-  if (opts.policy?.hasTokens === true && opts.tls === undefined && !isLoopback(opts.listen)) {
-    await ownMirror?.close();
-    throw new Error(
-      `the auth policy has tokens, which must not cross the network in plaintext: serve the API over TLS (--tls-cert-file, --tls-key-file) or listen on a loopback address, not ${opts.listen}`,
-    );
-  }
-  const audit = opts.auditLog === undefined ? undefined : new AuditLog(opts.auditLog);
   const gate = new ApiGuard({
     logger,
     ...(opts.policy === undefined ? {} : { policy: opts.policy }),
@@ -197,6 +196,16 @@ async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Pr
       resolve();
     });
   });
+}
+
+/** Opens the audit log, or says which file cannot be opened and why. */
+function openAuditLog(path: string): AuditLog {
+  try {
+    return new AuditLog(path);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`--audit-log=${path}: cannot open it for appending (${why})`);
+  }
 }
 
 /** Whether `listen` (host:port) is a loopback address, where a token never leaves the host. */

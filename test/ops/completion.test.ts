@@ -95,7 +95,7 @@ test('the bash script loads and completes verbs, flags, unit and machine names f
   t.true(flags.includes('--machine') && flags.includes('--endpoint'), flags.join(' '));
 });
 
-// .ci/run installs zsh; elsewhere the test is skipped (and says so) when zsh is missing.
+// .ci/run installs zsh; elsewhere the zsh and fish tests are skipped (and say so) without them.
 const withZsh = hasShell('zsh') ? test : test.skip;
 
 withZsh('the zsh script loads and completes a unit name from the cluster', async (t) => {
@@ -111,6 +111,20 @@ withZsh('the zsh script loads and completes a unit name from the cluster', async
   t.deepEqual(await shell('zsh', zshCompletes(['flotctl', 'submit', 'x']), api.endpoint), [
     'FILES',
   ]);
+});
+
+const withFish = hasShell('fish') ? test : test.skip;
+
+withFish('the fish script loads and completes a unit name from the cluster', async (t) => {
+  const api = await cluster(t);
+  const fish = (line: string) =>
+    shell(
+      'fish',
+      `flotctl completion fish | source; or exit 9\ncomplete -C '${line}'`,
+      api.endpoint,
+    );
+  t.deepEqual(await fish('flotctl status w'), ['web@.service', 'worker.service']);
+  t.deepEqual(await fish('flotctl completion '), ['bash', 'fish', 'zsh']);
 });
 
 test('an API that does not answer completes no names, within seconds', async (t) => {

@@ -89,6 +89,27 @@ function healthOf(address: string, service = ''): Promise<ServingStatus> {
   });
 }
 
+/** Health.Watch on `address`: the statuses it sends, as they come (cancelled at teardown). */
+function watchHealth(t: ExecutionContext, address: string): ServingStatus[] {
+  const client = new HealthClient(address, credentials.createInsecure());
+  const seen: ServingStatus[] = [];
+  const call = client.makeServerStreamRequest(
+    HealthService.watch.path,
+    HealthService.watch.requestSerialize,
+    HealthService.watch.responseDeserialize,
+    { service: '' },
+    new Metadata(),
+    {},
+  );
+  call.on('data', (res: { status: ServingStatus }) => seen.push(res.status));
+  call.on('error', () => undefined);
+  t.teardown(() => {
+    call.cancel();
+    client.close();
+  });
+  return seen;
+}
+
 test('metrics scraped over HTTP follow a unit as it starts and stops', async (t) => {
   const prefix = uniquePrefix(t.title);
   const s = await scheduler(t, etcd().endpoint, prefix);
@@ -160,7 +181,19 @@ test('/readyz and gRPC health say not ready until the cache syncs with etcd, the
   t.is(await healthOf(s.apiAddress ?? ''), ServingStatus.NOT_SERVING);
   t.is(await healthOf(s.apiAddress ?? '', 'flotilla.v1.Units'), ServingStatus.NOT_SERVING);
 
+  const watched = watchHealth(t, s.apiAddress ?? '');
+  await assertEventually(() => watched.length > 0, {
+    timeoutMs: 10_000,
+    message: 'a first status',
+  });
+  t.deepEqual(watched, [ServingStatus.NOT_SERVING]);
+
   proxy.unblock();
+  await assertEventually(() => watched.includes(ServingStatus.SERVING), {
+    timeoutMs: 30_000,
+    message: 'Health.Watch says SERVING once ready',
+  });
+  t.deepEqual(watched, [ServingStatus.NOT_SERVING, ServingStatus.SERVING], 'each change once');
   await assertEventually(async () => (await get(s.metricsAddress, '/readyz')).code === 200, {
     timeoutMs: 30_000,
     message: '/readyz becomes ready',

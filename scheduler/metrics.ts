@@ -29,6 +29,11 @@ const REASON_KINDS: readonly (readonly [RegExp, string])[] = [
   [/drain/, 'drained'],
 ];
 
+/** Every value of the `reason` label, each reported (0 when none). */
+const REASON_LABELS: readonly string[] = [
+  ...new Set([...REASON_KINDS.map(([, kind]) => kind), 'no-machines', 'other']),
+];
+
 /** The bounded label of a pending unit's main reason. */
 export function reasonKind(reason: string | undefined): string {
   if (reason === undefined) return 'no-machines';
@@ -98,8 +103,7 @@ export class SchedulerMetrics {
       'units that should run but no machine fits, by the kind of their main reason',
       ['reason'],
       (g, s) => {
-        g.reset();
-        const counts = new Map<string, number>();
+        const counts = new Map<string, number>(REASON_LABELS.map((r) => [r, 0]));
         for (const e of s.mirror.unscheduled.values()) {
           const kind = reasonKind(e.value.reasons[0]?.reason);
           counts.set(kind, (counts.get(kind) ?? 0) + 1);

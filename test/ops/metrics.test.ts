@@ -11,7 +11,7 @@ import { HealthService, ServingStatus } from '../../daemon/grpc-health.js';
 import { UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { startScheduler, type Scheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import { inProcessAgent, service } from '../agent/daemon-harness.js';
+import { inProcessAgent, service, serviceWithFleet } from '../agent/daemon-harness.js';
 import { assertEventually, etcdForFile, startProxy, uniquePrefix } from '../helpers/index.js';
 import { CALL_TIMEOUT_MS } from '../api/api-kit.js';
 
@@ -157,9 +157,24 @@ test('metrics scraped over HTTP follow a unit as it starts and stops', async (t)
   t.is(sample(agentPage, 'flotilla_agent_unit_start_duration_seconds_count'), 1);
   t.true((sample(agentPage, 'flotilla_agent_log_bytes') ?? -1) >= 0);
 
+  // A unit no machine fits is pending, counted under the kind of its reason.
+  await call('submitUnits', {
+    files: [
+      {
+        name: 'martian.service',
+        contents: serviceWithFleet(['MachineMetadata=region=mars'], 'ExecStart=/bin/sleep 600'),
+      },
+    ],
+    replace: false,
+    desiredState: 'launched',
+  });
+  await metricIs(s.metricsAddress, 'flotilla_scheduler_units_pending{reason="metadata"}', 1);
+  await call('setDesiredState', { names: ['martian.service'], desiredState: 'inactive' });
+  await metricIs(s.metricsAddress, 'flotilla_scheduler_units_pending{reason="metadata"}', 0);
+
   await call('setDesiredState', { names: ['sleeper.service'], desiredState: 'inactive' });
-  await metricIs(s.metricsAddress, 'flotilla_scheduler_units{desired_state="inactive"}', 1);
-  await metricIs(s.metricsAddress, 'flotilla_scheduler_units_current{current_state="inactive"}', 1);
+  await metricIs(s.metricsAddress, 'flotilla_scheduler_units{desired_state="inactive"}', 2);
+  await metricIs(s.metricsAddress, 'flotilla_scheduler_units_current{current_state="inactive"}', 2);
   await metricIs(s.metricsAddress, 'flotilla_scheduler_units_current{current_state="launched"}', 0);
   await metricIs(s.metricsAddress, 'flotilla_scheduler_placements_removed_total', 1);
   await metricIs(agent.metricsAddress, 'flotilla_agent_units{state="active"}', 0);

@@ -47,7 +47,7 @@ const GLOBAL_VALUE_FLAGS = new Set([
 export function completionVerbs(verbs: () => readonly Verb[]): readonly [Verb, Verb] {
   const completion: Verb = {
     name: 'completion',
-    summary: 'Print a shell completion script (bash, zsh or fish)',
+    summary: 'print a shell completion script (bash, zsh or fish)',
     help: COMPLETION_HELP,
     run(args, io) {
       const shell = args[0];

@@ -166,8 +166,9 @@ export class Authorizer {
       if (missing.length === 0) continue;
       const first = excerpt(missing[0] as string, 256);
       const more = missing.length > 1 ? ` (and ${missing.length - 1} more)` : '';
-      const hint = first === '*' ? ' (every unit; ask for the units granted, e.g. a glob)' : '';
-      throw denied(caller, method, verb, `no role of it grants ${verb} on ${first}${more}${hint}`);
+      const what =
+        first === '*' ? 'every unit (*): name the units, or a glob of those granted' : first;
+      throw denied(caller, method, verb, `no role of it grants ${verb} on ${what}${more}`);
     }
   }
 }

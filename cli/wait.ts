@@ -341,8 +341,8 @@ export async function forEachLimited<T>(
 /**
  * The narrowest glob the wait can watch with: the one name, or the names' common prefix and
  * `*` (`team-a-web@1.service team-a-web@2.service` -> `team-a-web@*`), so the stream carries
- * less and a caller allowed to read only `team-a-*` may watch; '' (every unit) when the names
- * share no prefix. Unit names hold no glob characters.
+ * only what may matter; '' (every unit) when the names share no prefix. Unit names hold no
+ * glob characters.
  */
 export function watchGlob(names: readonly string[]): string {
   const [first, ...others] = names;

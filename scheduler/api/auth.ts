@@ -32,7 +32,7 @@ import {
   type Subject,
   type Verb,
 } from './auth-policy.js';
-import { ApiError } from './errors.js';
+import { ApiError, type Visible } from './errors.js';
 
 /** What a TLS connection says of its peer (grpc-js does not export the type). */
 export type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']>;
@@ -41,6 +41,11 @@ export type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>['getAuthC
  * whether it writes (writes are audited). */
 export interface MethodRule {
   readonly write: boolean;
+  /**
+   * A listing or watch: asked for more units than the caller may read, it is narrowed to those
+   * it may (the handler filters by {@link Visible}) instead of refused.
+   */
+  readonly narrows?: boolean;
   verbs(request: unknown): readonly Verb[];
   /** Unit names, or globs of them (a listing's filter; '' or absent: every unit). */
   units?(request: unknown): readonly string[];
@@ -50,9 +55,11 @@ function rule<Req>(
   write: boolean,
   verbs: readonly Verb[] | ((r: Req) => readonly Verb[]),
   units?: (r: Req) => readonly string[],
+  narrows = false,
 ): MethodRule {
   return {
     write,
+    ...(narrows ? { narrows } : {}),
     verbs: (r) => (typeof verbs === 'function' ? verbs(r as Req) : verbs),
     ...(units === undefined ? {} : { units: (r: unknown) => units(r as Req) }),
   };
@@ -75,7 +82,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Units.DestroyUnits': rule<DestroyUnitsRequest>(true, ['destroy'], (r) => r.names),
   'Units.Scale': rule<ScaleRequest>(true, ['scale'], (r) => [r.template]),
   'Units.GetUnit': rule<GetUnitRequest>(false, ['read'], (r) => [r.name]),
-  'Units.ListUnits': rule<ListUnitsRequest>(false, ['read'], (r) => pattern(r.nameGlob)),
+  'Units.ListUnits': rule<ListUnitsRequest>(false, ['read'], (r) => pattern(r.nameGlob), true),
   'Units.Plan': rule<PlanRequest>(false, ['read'], (r) => [
     ...r.files.map((f) => f.name),
     ...r.names,
@@ -85,7 +92,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Machines.UndrainMachine': rule(true, ['drain']),
   'Machines.SetMachineMetadata': rule(true, ['admin']),
   'Machines.ResumeRescheduling': rule(true, ['admin']),
-  'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob)),
+  'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Logs.Tail': rule<TailRequest>(false, ['read'], (r) => [r.unit]),
 };
 
@@ -151,8 +158,11 @@ export class Authorizer {
     return { identity: subjectName(cert), roles: [...roles] };
   }
 
-  /** Throws PERMISSION_DENIED naming the caller, the verb and the first grant missing. */
-  authorize(caller: Caller, method: string, request: unknown): void {
+  /**
+   * Throws PERMISSION_DENIED naming the caller, the verb and the first grant missing. Returns
+   * the units a narrowed listing or watch may show, or undefined when it shows all it asked.
+   */
+  authorize(caller: Caller, method: string, request: unknown): Visible | undefined {
     const r = ruleOf(method);
     const grants = caller.roles.flatMap((name) => this.policy.roles.get(name) ?? []);
     const targets = r.units?.(request);
@@ -164,12 +174,15 @@ export class Authorizer {
       }
       const missing = targets.filter((t) => !allowed.some((g) => covers(g, t)));
       if (missing.length === 0) continue;
+      if (r.narrows === true && allowed.length > 0) {
+        return (name) => allowed.some((g) => g.units.some((glob) => glob.test(name)));
+      }
       const first = excerpt(missing[0] as string, 256);
       const more = missing.length > 1 ? ` (and ${missing.length - 1} more)` : '';
-      const what =
-        first === '*' ? 'every unit (*): name the units, or a glob of those granted' : first;
+      const what = first === '*' ? 'any unit' : first;
       throw denied(caller, method, verb, `no role of it grants ${verb} on ${what}${more}`);
     }
+    return undefined;
   }
 }
 

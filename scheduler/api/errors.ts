@@ -215,8 +215,13 @@ export type GatedCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'ge
 
 /** A call let in; `done` is told how it ended (`status` undefined: OK). */
 export interface Admitted {
+  /** Set when a listing or watch may show only some units: which. */
+  readonly visible?: Visible;
   done(response: unknown, failure: GrpcStatus | undefined): void;
 }
+
+/** Whether the caller may see unit `name` (a narrowed listing or watch). */
+export type Visible = (name: string) => boolean;
 
 /** Shared by every handler adapter: how to word and log failures, and the gate, if any. */
 export interface HandlerContext extends ErrorContext {
@@ -231,13 +236,13 @@ export interface HandlerContext extends ErrorContext {
 export function unary<Req, Res>(
   ctx: HandlerContext,
   method: string,
-  handler: (request: Req) => Promise<Res>,
+  handler: (request: Req, visible: Visible | undefined) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     let admitted: Admitted | undefined;
     new Promise<Res>((resolve) => {
       admitted = ctx.gate?.admit(call, method);
-      resolve(handler(call.request));
+      resolve(handler(call.request, admitted?.visible));
     }).then(
       (response) => {
         admitted?.done(response, undefined);

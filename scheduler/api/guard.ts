@@ -20,6 +20,7 @@ import {
   type ErrorContext,
   type GatedCall,
   type GrpcStatus,
+  type Visible,
 } from './errors.js';
 
 /** Where the API's request counts and durations go (scheduler/metrics.ts). */
@@ -47,12 +48,13 @@ export class ApiGuard implements CallGate {
   admit(call: GatedCall, method: string): Admitted {
     const started = performance.now();
     let caller: Caller = { identity: 'anonymous', roles: [] };
+    let visible: Visible | undefined;
     try {
       if (this.authorizer === undefined) {
         caller = unjudgedCaller(call.getAuthContext());
       } else {
         caller = this.authorizer.identify(call.metadata, call.getAuthContext());
-        this.authorizer.authorize(caller, method, call.request);
+        visible = this.authorizer.authorize(caller, method, call.request);
       }
     } catch (err) {
       const s = toGrpcStatus(err, { endpoints: [] });
@@ -64,6 +66,7 @@ export class ApiGuard implements CallGate {
       throw err;
     }
     return {
+      ...(visible === undefined ? {} : { visible }),
       done: (response, failure) =>
         this.finish(caller, method, call.request, started, response, failure),
     };
@@ -104,9 +107,9 @@ export function guardStream<Req, Res>(
   gate: CallGate | undefined,
   ctx: ErrorContext & { readonly logger: Logger },
   method: string,
-  handler: (call: ServerWritableStream<Req, Res>) => void,
+  handler: (call: ServerWritableStream<Req, Res>, visible: Visible | undefined) => void,
 ): (call: ServerWritableStream<Req, Res>) => void {
-  if (gate === undefined) return handler;
+  if (gate === undefined) return (call) => handler(call, undefined);
   return (call) => {
     let admitted: Admitted;
     try {
@@ -118,6 +121,6 @@ export function guardStream<Req, Res>(
       return;
     }
     admitted.done(undefined, undefined);
-    handler(call);
+    handler(call, admitted.visible);
   };
 }

@@ -117,7 +117,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(cluster, req)),
     destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(cluster, req)),
     getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(cluster, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(cluster, req)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req, visible) => listUnits(cluster, req, visible)),
     scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
   };

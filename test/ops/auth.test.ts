@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import { channelCredentials } from '../../daemon/tls.js';
+import { EventsClient } from '../../proto/flotilla/v1/events.js';
 import { MachinesClient } from '../../proto/flotilla/v1/machines.js';
 import { UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { hashToken, parsePolicy } from '../../scheduler/api/auth-policy.js';
@@ -16,8 +17,10 @@ import { Authorizer, ruleOf } from '../../scheduler/api/auth.js';
 import { startApiServer } from '../../scheduler/api/server.js';
 import { openStore, type Store } from '../../store/index.js';
 import {
+  assertEventually,
   clientTls,
   etcdForFile,
+  sleep,
   pkiForFile,
   uniquePrefix,
   unitText,
@@ -57,6 +60,8 @@ interface Rig {
 }
 
 interface Caller {
+  /** Events.Watch from now on, every unit; the unit names of its events, as they come. */
+  watch(): string[];
   submit(names: string[], desiredState?: string): Promise<unknown>;
   setDesired(names: string[], desiredState: string): Promise<unknown>;
   destroy(names: string[]): Promise<unknown>;
@@ -115,6 +120,24 @@ async function rig(t: ExecutionContext): Promise<Rig> {
           );
         });
       return {
+        watch: () => {
+          const events = new EventsClient(
+            server.address,
+            channelCredentials(clientTls(p, opts.cert)),
+          );
+          clients.push(events);
+          const seen: string[] = [];
+          const stream = events.watch(
+            { fromRevision: 0n, unitGlob: '', machine: '', withFiles: false },
+            md(),
+          );
+          stream.on('data', (e: { kind: string; name: string }) => {
+            if (e.kind === 'unit') seen.push(e.name);
+          });
+          stream.on('error', () => undefined);
+          clients.push({ close: () => stream.cancel() });
+          return seen;
+        },
         submit: (names, desiredState = '') =>
           call(c.submitUnits, {
             files: names.map((name) => ({ name, contents: unitText() })),
@@ -178,8 +201,22 @@ test('a team token can touch team-a-* and not team-b-*', async (t) => {
   const r = await rig(t);
   await r.units().submit(['team-b-db.service']);
   const team = r.units({ token: TEAM_A_TOKEN });
+  const watched = team.watch();
+  await sleep(500); // the watch is subscribed
   await team.submit(['team-a-web.service'], 'launched');
   await team.setDesired(['team-a-web.service'], 'loaded');
+  await r.units().submit(['team-b-web.service']);
+  await r.units().destroy(['team-b-web.service']);
+  // Listings and watches of every unit are narrowed to the units the token may read.
+  t.deepEqual(await team.list(), ['team-a-web.service']);
+  t.deepEqual(await r.units().list(), ['team-a-web.service', 'team-b-db.service']);
+  // A last write of its own: events come in order, so team-b's would have come before it.
+  await team.setDesired(['team-a-web.service'], 'launched');
+  await assertEventually(() => watched.length >= 3, { timeoutMs: 10_000, message: 'events' });
+  t.true(
+    watched.every((n) => n === 'team-a-web.service'),
+    `only team-a events: ${watched.join(' ')}`,
+  );
 
   const before = await fingerprint(r.store);
   for (const p of [
@@ -293,6 +330,16 @@ test('flotctl sends --token and FLOTCTL_TOKEN, says a refusal in one line, and w
     },
   );
   t.is(submit.code, 0, submit.stderr);
+  const listed = await as(TEAM_A_TOKEN, ['list-unit-files', '--no-legend']);
+  t.is(listed.code, 0, listed.stderr);
+  t.deepEqual(
+    listed.stdout
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.split(/\s+/)[0]),
+    ['team-a-1.service', 'team-a-2.service'],
+    'only what the token may read',
+  );
   // destroy waits until both are gone, watching team-a-* (all it may read)
   const destroyed = await as(TEAM_A_TOKEN, ['destroy', 'team-a-1.service', 'team-a-2.service']);
   t.is(destroyed.code, 0, destroyed.stderr);

@@ -179,6 +179,27 @@ test('metrics scraped over HTTP follow a unit as it starts and stops', async (t)
   await metricIs(s.metricsAddress, 'flotilla_scheduler_placements_removed_total', 1);
   await metricIs(agent.metricsAddress, 'flotilla_agent_units{state="active"}', 0);
 
+  // A unit that keeps failing is restarted by its agent, and each restart is counted.
+  await call('submitUnits', {
+    files: [
+      {
+        name: 'crasher.service',
+        contents: service('ExecStart=/bin/sh -c "exit 3"', 'Restart=always', 'RestartSec=100ms'),
+      },
+    ],
+    replace: false,
+    desiredState: 'launched',
+  });
+  await assertEventually(
+    async () =>
+      (sample(
+        (await get(agent.metricsAddress, '/metrics')).body,
+        'flotilla_agent_unit_restarts_total',
+      ) ?? 0) >= 2,
+    { timeoutMs: 30_000, message: 'restarts counted' },
+  );
+  await call('setDesiredState', { names: ['crasher.service'], desiredState: 'inactive' });
+
   t.is((await get(s.metricsAddress, '/healthz')).code, 200);
   t.is((await get(agent.metricsAddress, '/readyz')).code, 200);
   t.is(await healthOf(agent.logsAddress, 'flotilla.v1.Logs'), ServingStatus.SERVING);

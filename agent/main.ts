@@ -25,6 +25,7 @@ import { openStore, type Store } from '../store/index.js';
 import type { SupervisorTimings } from './supervisor.js';
 import { UnitManager, type AdoptedUnit } from './unit-manager.js';
 import { AGENT_USAGE, parseAgentArgs, type AgentOptions } from './options.js';
+import { AgentOps } from './ops.js';
 import { Reconciler } from './reconciler.js';
 import { advertisedEndpoint, machineRecord, Registration } from './registration.js';
 import { StateReporter } from './state-reporter.js';
@@ -55,6 +56,8 @@ export interface Agent {
   readonly units: UnitManager;
   /** The Logs service's bound host:port. */
   readonly logsAddress: string;
+  /** The metrics and health HTTP address, or undefined when not served. */
+  readonly metricsAddress: string | undefined;
   /** The machine record as registered. */
   readonly machine: Machine;
   /** The units found running (or settled) from a previous agent, taken over as they were. */
@@ -81,8 +84,9 @@ export async function startAgent(
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
   });
+  const ops = new AgentOps(store, opts.metricsListen !== undefined);
   let units: UnitManager;
-  let tail: TailServer;
+  let tail: TailServer | undefined;
   try {
     units = await UnitManager.create({
       machineId: opts.machineId,
@@ -107,6 +111,7 @@ export async function startAgent(
     },
   });
   units.onState((state) => reporter.report(state));
+  if (ops.metrics !== undefined) units.onState(ops.metrics.unitState);
   let adopted: AdoptedUnit[];
   try {
     adopted = await units.adopt();
@@ -115,11 +120,20 @@ export async function startAgent(
       logs: units.logs,
       logger: log.child({ component: 'logs' }),
       ...(opts.logsTls === undefined ? {} : { tls: opts.logsTls }),
+      readiness: ops.readiness,
       hasUnit: async (name) =>
         (late.reconciler?.known().has(name) ?? false) ||
         (await units.logs.tail(name, 1)).length > 0,
     });
+    if (opts.metricsListen !== undefined) {
+      await ops.listen(opts.metricsListen, {
+        units: () => units.list(),
+        logPath: (name) => units.logs.path(name),
+      });
+    }
   } catch (err) {
+    await ops.close();
+    await tail?.close();
     await reporter.close();
     await units.close();
     store.close();
@@ -143,6 +157,7 @@ export async function startAgent(
     ...(tuning.renewIntervalMs !== undefined ? { renewIntervalMs: tuning.renewIntervalMs } : {}),
   });
   late.registration = reg;
+  ops.follow(reg);
   const rec = new Reconciler(store, units, reporter, log.child({ component: 'reconcile' }), {
     machineId: opts.machineId,
     tickMs: opts.tickMs,
@@ -171,6 +186,7 @@ export async function startAgent(
       driver: units.driver.name,
       stateDir: opts.stateDir,
       logs: tail.address,
+      metrics: ops.address,
       logsTls: tlsMode(opts.logsTls),
       adopted: adopted.length,
     },
@@ -194,6 +210,7 @@ export async function startAgent(
     await reporter.close();
     await reg.close(!keepUnits);
     await tail.close();
+    await ops.close();
     store.close();
     log.info('agent stopped');
   };
@@ -202,6 +219,7 @@ export async function startAgent(
     store,
     units,
     logsAddress: tail.address,
+    metricsAddress: ops.address,
     machine,
     adopted,
     registered: () => registeredOnce,

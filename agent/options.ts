@@ -27,6 +27,7 @@ import {
   UsageError,
 } from '../daemon/options.js';
 import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../daemon/tls-flags.js';
+import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { ServerTls } from '../daemon/tls.js';
 import type { StoreTls } from '../store/index.js';
 import { parseMemoryBytes } from '../unit/index.js';
@@ -64,6 +65,8 @@ export interface AgentOptions {
   readonly etcdTls?: StoreTls;
   /** The Logs service's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly logsTls?: ServerTls;
+  /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
+  readonly metricsListen?: string;
 }
 
 /** Defaults, in one place. */
@@ -100,6 +103,8 @@ Flags:
                              its lease expires (for an upgrade); default: stop them, unregister
   --tick DURATION            periodic reconcile pass (default 5s)
   --log-level LEVEL          fatal, error, warn, info, debug, trace or silent (default info)
+  --metrics-listen HOST:PORT serve Prometheus /metrics, /healthz and /readyz over HTTP here
+                             (default none: not served; e.g. 127.0.0.1:9471)
   -h, --help                 show this help
 
 TLS (PEM files; see docs/operations.md):
@@ -224,6 +229,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   const memory = args.string('memory');
   const etcdTls = parseEtcdTls(args, endpoints, host.readFile);
   const logsTls = parseServerTls(args, host.readFile);
+  const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   return {
     machineId,
     metadata: parseMetadata(args.string('metadata') ?? ''),
@@ -241,6 +247,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     tickMs,
     ...(etcdTls === undefined ? {} : { etcdTls }),
     ...(logsTls === undefined ? {} : { logsTls }),
+    ...(metricsListen === undefined ? {} : { metricsListen }),
   };
 }
 

@@ -12,6 +12,8 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { addHealthService } from '../daemon/grpc-health.js';
+import type { Readiness } from '../daemon/metrics-server.js';
 import { serverCredentials, type ServerTls } from '../daemon/tls.js';
 import {
   LogsService,
@@ -39,6 +41,8 @@ export interface TailServerOptions {
   readonly logger: Logger;
   /** Serve TLS (mutual TLS when it has a client CA). Default: plaintext. */
   readonly tls?: ServerTls;
+  /** The agent's readiness, served as gRPC health (grpc.health.v1). Default: always ready. */
+  readonly readiness?: () => Readiness;
 }
 
 /** A listening Logs service. */
@@ -75,6 +79,11 @@ export async function startTailServer(opts: TailServerOptions): Promise<TailServ
     },
   };
   server.addService(LogsService, impl);
+  const health = addHealthService(
+    server,
+    ['flotilla.v1.Logs'],
+    opts.readiness ?? (() => ({ ready: true, reasons: [] })),
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, serverCredentials(opts.tls), (err, p) =>
       err === null ? resolve(p) : reject(err),
@@ -87,6 +96,7 @@ export async function startTailServer(opts: TailServerOptions): Promise<TailServ
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         stopAll.abort();
+        health.close();
         const force = setTimeout(() => server.forceShutdown(), 2_000);
         server.tryShutdown(() => {
           clearTimeout(force);

@@ -85,6 +85,7 @@ export class ApiClient {
   private readonly events: EventsClient;
   private readonly logs: LogsClient;
   private connected = false;
+  private readonly token: string | undefined;
 
   /** Throws CliError `file` when a TLS file cannot be used. */
   constructor(globals: GlobalOptions) {
@@ -92,6 +93,7 @@ export class ApiClient {
     this.requestTimeoutMs = globals.requestTimeoutMs;
     this.pageSize = globals.pageSize;
     this.tls = globals.tls;
+    this.token = globals.token;
     const creds =
       globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
     // No cap on answers (grpc-js's default is 4 MiB): a page of units carries their files, and
@@ -221,6 +223,25 @@ export class ApiClient {
     return this.unary((drained ? m.drainMachine : m.undrainMachine).bind(m), { machine });
   }
 
+  /** One page of units matching the filter (completion reads no more than this). */
+  listUnitsPage(filter: Partial<ListUnitsRequest>): Promise<UnitListing> {
+    const req: ListUnitsRequest = {
+      pageSize: this.pageSize,
+      pageToken: '',
+      nameGlob: '',
+      machine: '',
+      withFiles: false,
+      ...filter,
+    };
+    return this.unary(this.units.listUnits.bind(this.units), req);
+  }
+
+  /** One page of machines (completion reads no more than this). */
+  listMachinesPage(pageSize: number): Promise<ListMachinesResponse> {
+    const list = this.machines.listMachines.bind(this.machines);
+    return this.unary(list, { pageSize, pageToken: '' });
+  }
+
   /** Every unit matching the filter, all pages; `revision` is the first page's. */
   async listAllUnits(filter: Partial<ListUnitsRequest> = {}): Promise<UnitListing> {
     const units: UnitStatus[] = [];
@@ -262,12 +283,12 @@ export class ApiClient {
 
   /** Events.Watch as an async iterable; ends when `signal` aborts. */
   watch(req: WatchRequest, opts: StreamOptions): AsyncGenerator<Event> {
-    return this.stream((o) => this.events.watch(req, new Metadata(), o), opts);
+    return this.stream((o) => this.events.watch(req, this.metadata(), o), opts);
   }
 
   /** Logs.Tail as an async iterable; without follow it ends after the last lines. */
   tail(req: TailRequest, opts: StreamOptions): AsyncGenerator<LogLine> {
-    return this.stream((o) => this.logs.tail(req, new Metadata(), o), opts);
+    return this.stream((o) => this.logs.tail(req, this.metadata(), o), opts);
   }
 
   /** Translates any failure of this connection into a CliError. */
@@ -289,10 +310,17 @@ export class ApiClient {
     this.channel.close();
   }
 
+  /** Each call's metadata: the bearer token, when there is one. */
+  private metadata(): Metadata {
+    const md = new Metadata();
+    if (this.token !== undefined) md.set('authorization', `Bearer ${this.token}`);
+    return md;
+  }
+
   private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
       const options = { deadline: Date.now() + this.requestTimeoutMs };
-      method(request, new Metadata(), options, (err, res) => {
+      method(request, this.metadata(), options, (err, res) => {
         if (err === null) {
           this.connected = true;
           resolve(res);

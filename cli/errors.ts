@@ -128,6 +128,8 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
     case status.FAILED_PRECONDITION:
     case status.OUT_OF_RANGE:
     case status.ABORTED:
+    case status.PERMISSION_DENIED:
+    case status.UNAUTHENTICATED:
       return new CliError('refused', details, err.code);
     case status.CANCELLED:
       return new CliError('internal', 'the call was cancelled', err.code);

@@ -22,6 +22,8 @@ export const KEY_FILE_ENV = 'FLOTCTL_KEY_FILE';
 export const PAGE_SIZE_ENV = 'FLOTCTL_PAGE_SIZE';
 /** The default page size and the most the API gives in one page. */
 export const MAX_PAGE_SIZE = 5_000;
+/** The environment variable `--token` falls back to (better than the flag: ps shows flags). */
+export const TOKEN_ENV = 'FLOTCTL_TOKEN';
 
 /** Help text for the global options, shown by `flotctl --help` and every verb's help. */
 export const GLOBAL_HELP = `Global options (before or after the command):
@@ -30,13 +32,16 @@ export const GLOBAL_HELP = `Global options (before or after the command):
   --ca-file FILE           TLS, trusting the API certificate's CA in FILE (env ${CA_FILE_ENV})
   --cert-file FILE         client certificate, for an API with mutual TLS (env ${CERT_FILE_ENV})
   --key-file FILE          its key (env ${KEY_FILE_ENV})
+  --token TOKEN            bearer token for an API with an auth policy (env ${TOKEN_ENV});
+                           sent only over TLS or to a loopback endpoint
   --request-timeout DUR    deadline of each API call, e.g. 10s, 500ms (default 10s)
                            (env ${PAGE_SIZE_ENV}: rows per page of a listing, default ${MAX_PAGE_SIZE})
   -o, --output table|json  output format (default table)
   -h, --help               show help
 `;
 
-type GlobalFlag = 'endpoint' | 'request-timeout' | 'output' | 'ca-file' | 'cert-file' | 'key-file';
+type GlobalFlag =
+  'endpoint' | 'request-timeout' | 'output' | 'ca-file' | 'cert-file' | 'key-file' | 'token';
 
 const LONG = new Map<string, GlobalFlag>([
   ['--endpoint', 'endpoint'],
@@ -46,6 +51,7 @@ const LONG = new Map<string, GlobalFlag>([
   ['--ca-file', 'ca-file'],
   ['--cert-file', 'cert-file'],
   ['--key-file', 'key-file'],
+  ['--token', 'token'],
 ]);
 
 /** The argument list split into the global options and everything else, in order. */
@@ -114,7 +120,35 @@ function resolveGlobals(
   }
   const tls = resolveTls(raw, env, /^\s*https:\/\//i.test(given));
   const pageSize = resolvePageSize(nonEmpty(env[PAGE_SIZE_ENV]));
-  return { endpoint, requestTimeoutMs, output, pageSize, ...(tls === undefined ? {} : { tls }) };
+  const token = raw.token ?? nonEmpty(env[TOKEN_ENV]);
+  if (token !== undefined) checkToken(token, endpoint, tls !== undefined);
+  return {
+    endpoint,
+    requestTimeoutMs,
+    output,
+    pageSize,
+    ...(tls === undefined ? {} : { tls }),
+    ...(token === undefined ? {} : { token }),
+  };
+}
+
+/** A token goes only over TLS or to this host; it must fit in a header. */
+function checkToken(token: string, endpoint: string, tls: boolean): void {
+  if (!/^[\x21-\x7e]{1,4096}$/.test(token)) {
+    throw new UsageError(
+      `--token (or ${TOKEN_ENV}): expected 1-4096 printable characters without spaces`,
+    );
+  }
+  if (!tls && !isLoopbackEndpoint(endpoint)) {
+    throw new UsageError(
+      `--token would cross the network in plaintext to ${endpoint}: use TLS (--ca-file, or an https:// endpoint) or a loopback endpoint`,
+    );
+  }
+}
+
+/** `127.x.x.x:port`, `localhost:port` or `[::1]:port`. */
+export function isLoopbackEndpoint(endpoint: string): boolean {
+  return /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/.test(endpoint);
 }
 
 function resolvePageSize(raw: string | undefined): number {

@@ -6,6 +6,7 @@
  * Exit codes: 0 success, 1 failure (one line saying what to do, or the server's
  * `file:line: message` lines for a rejected unit file), 2 usage (the message and the usage).
  */
+import { completionVerbs } from './completion.js';
 import { CliError } from './errors.js';
 import { catVerb, destroyVerb, submitVerb } from './file-verbs.js';
 import { GLOBAL_HELP, splitGlobalOptions } from './global-options.js';
@@ -43,6 +44,8 @@ export {
   type Verb,
 } from './verb.js';
 
+const [completionVerb, completeVerb] = completionVerbs(() => VERBS);
+
 /** Every verb, in the order `flotctl --help` lists them (fleetctl's first, then Flotilla's). */
 export const VERBS: readonly Verb[] = [
   submitVerb,
@@ -64,7 +67,11 @@ export const VERBS: readonly Verb[] = [
   drainMachineVerb,
   undrainMachineVerb,
   resumeReschedulingVerb,
+  completionVerb,
 ];
+
+/** Verbs flotctl runs but does not list: the completion scripts' helper. */
+const HIDDEN_VERBS: readonly Verb[] = [completeVerb];
 
 function overview(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));
@@ -130,13 +137,13 @@ async function dispatch(
     io.stderr(overview());
     return EXIT_USAGE;
   }
-  const verb = VERBS.find((v) => v.name === first);
+  const verb = VERBS.find((v) => v.name === first) ?? HIDDEN_VERBS.find((v) => v.name === first);
   if (verb === undefined) {
     io.stderr(`flotctl: unknown command "${first}"\n\n${overview()}`);
     return EXIT_USAGE;
   }
   const beforeDashes = rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'));
-  if (beforeDashes.includes('--help') || beforeDashes.includes('-h')) {
+  if (verb !== completeVerb && (beforeDashes.includes('--help') || beforeDashes.includes('-h'))) {
     io.stdout(verbHelp(verb));
     return EXIT_OK;
   }

@@ -46,6 +46,8 @@ export interface GlobalOptions {
   readonly pageSize: number;
   /** TLS towards the API (an https:// endpoint, or any TLS file given); absent: plaintext. */
   readonly tls?: ClientTlsFiles;
+  /** Bearer token for an API with an auth policy (`--token`, env FLOTCTL_TOKEN). */
+  readonly token?: string;
 }
 
 /** One `flotctl <verb>`: `run` gets the arguments after the verb and returns the exit code. */

@@ -175,7 +175,7 @@ export async function waitForTargets(
       try {
         const req = {
           fromRevision: from,
-          unitGlob: names.length === 1 ? (names[0] ?? '') : '',
+          unitGlob: watchGlob(names),
           machine: '',
           withFiles: false,
         };
@@ -336,4 +336,23 @@ export async function forEachLimited<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * The narrowest glob the wait can watch with: the one name, or the names' common prefix and
+ * `*` (`team-a-web@1.service team-a-web@2.service` -> `team-a-web@*`), so the stream carries
+ * only what may matter; '' (every unit) when the names share no prefix. Unit names hold no
+ * glob characters.
+ */
+export function watchGlob(names: readonly string[]): string {
+  const [first, ...others] = names;
+  if (first === undefined) return '';
+  if (others.length === 0) return first;
+  let n = first.length;
+  for (const name of others) {
+    let i = 0;
+    while (i < n && i < name.length && name[i] === first[i]) i++;
+    n = i;
+  }
+  return n === 0 ? '' : `${first.slice(0, n)}*`;
 }

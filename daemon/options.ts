@@ -19,6 +19,7 @@ export const commonFlags = {
   'etcd-keyfile': { type: 'string' },
   prefix: { type: 'string' },
   'log-level': { type: 'string' },
+  'metrics-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

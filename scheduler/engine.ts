@@ -47,6 +47,20 @@ export interface EngineOptions {
   /** Remind the log of a pause this often. Default 60 000 ms. */
   pauseReminderMs?: number;
   now?: Clock;
+  /** Hears every pass that planned (metrics). */
+  onPass?: (report: PassReport) => void;
+}
+
+/** One pass that planned: how long planning took and what it committed. */
+export interface PassReport {
+  /** Viewing the cache and planning, seconds (not the commit). */
+  readonly planSeconds: number;
+  /** New placements written, counted only when every write of the pass applied. */
+  readonly placed: number;
+  /** Placements deleted, likewise. */
+  readonly removed: number;
+  /** Writes whose condition failed (a stale view); the next pass re-decides them. */
+  readonly failed: number;
 }
 
 /** What the engine is doing, for the API and for tests. */
@@ -83,6 +97,7 @@ export class Engine {
   private passes = 0;
   private last: Plan | undefined;
   private lastReminder = 0;
+  private readonly onPass: ((report: PassReport) => void) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -95,6 +110,7 @@ export class Engine {
     this.tickMs = opts.tickMs ?? 1_000;
     this.reminderMs = opts.pauseReminderMs ?? 60_000;
     this.now = opts.now ?? Date.now;
+    this.onPass = opts.onPass;
     const rate = opts.rescheduleRate ?? 'auto';
     this.autoRate = rate === 'auto';
     this.budget = new MoveBudget(
@@ -263,13 +279,23 @@ export class Engine {
     this.last = result;
     const work = decideWork(this.store.keys, view, result, term.fence.revision);
     const decided = performance.now();
-    if (work.first.length + work.second.length === 0)
+    const planSeconds = (decided - started) / 1000;
+    if (work.first.length + work.second.length === 0) {
+      this.onPass?.({ planSeconds, placed: 0, removed: 0, failed: 0 });
       return { deferred: result.deferred.length, wait, retry: false };
+    }
     this.budget.spend(result.moves);
     for (const d of result.unplace)
       log.info({ unit: d.unit, machine: d.machine, why: d.why, detail: d.detail }, 'unplacing');
     for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
     const res = await commitWork(this.store, term, work);
+    const whole = res.failed === 0 && !res.skippedSecond;
+    this.onPass?.({
+      planSeconds,
+      placed: whole ? work.counts.placed : 0,
+      removed: whole ? work.counts.removed : 0,
+      failed: res.failed,
+    });
     log.info(
       {
         ...work.counts,

@@ -17,6 +17,7 @@ import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './engine.js';
 import { Leadership } from './leadership.js';
+import { SchedulerOps } from './ops.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE, type SchedulerOptions } from './options.js';
 
 /** A running scheduler replica, for the daemon and for in-process tests. */
@@ -28,6 +29,8 @@ export interface Scheduler {
   readonly engine: Engine;
   /** The API's bound host:port, or undefined when it runs without one. */
   readonly apiAddress: string | undefined;
+  /** The metrics and health HTTP address, or undefined when not served. */
+  readonly metricsAddress: string | undefined;
   status(): EngineStatus;
   /**
    * Stops planning and serving. With `resign` (default) the election key is deleted at once;
@@ -59,6 +62,7 @@ export async function startScheduler(
   const mirrorLog = log.child({ component: 'mirror' });
   mirror.onError((err) => mirrorLog.warn({ err, code: err.code }, 'cluster mirror: recovering'));
   const cache = new ClusterCache(store, mirror, log.child({ component: 'cache' }));
+  const ops = new SchedulerOps(store, mirror, opts.metricsListen !== undefined);
   let api: ApiServer | undefined;
   try {
     // The one call site of the API server. Loaded only when it is wanted, so a replica run
@@ -72,9 +76,14 @@ export async function startScheduler(
         logger: log,
         ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
         ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+        ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+        ...(opts.auditLog === undefined ? {} : { auditLog: opts.auditLog }),
+        ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),
+        readiness: ops.readiness,
       });
     }
   } catch (err) {
+    await ops.close();
     cache.close();
     await mirror.close();
     store.close();
@@ -99,10 +108,23 @@ export async function startScheduler(
       lossWindowMs: opts.lossWindowMs,
       pauseTimeoutMs: opts.pauseTimeoutMs,
       lossSettleMs: opts.lossSettleMs,
+      ...(ops.metrics === undefined ? {} : { onPass: ops.metrics.pass }),
       ...tuning,
     },
     log.child({ component: 'engine' }),
   );
+  if (opts.metricsListen !== undefined) {
+    try {
+      await ops.listen(opts.metricsListen, () => engine.status());
+    } catch (err) {
+      await api?.close();
+      await ops.close();
+      cache.close();
+      await mirror.close();
+      store.close();
+      throw err;
+    }
+  }
   engine.start();
   leadership.start();
   log.info(
@@ -110,6 +132,7 @@ export async function startScheduler(
       etcd: opts.endpoints,
       prefix: store.keys.prefix,
       api: api?.address,
+      metrics: ops.address,
       ttl: opts.electionTtlSeconds,
     },
     'scheduler started',
@@ -120,6 +143,7 @@ export async function startScheduler(
     await leadership.close(closeOpts);
     await engine.close();
     await api?.close();
+    await ops.close();
     cache.close();
     await mirror.close();
     store.close();
@@ -132,6 +156,7 @@ export async function startScheduler(
     leadership,
     engine,
     apiAddress: api?.address,
+    metricsAddress: ops.address,
     status: () => engine.status(),
     close: (closeOpts) => (closing ??= close(closeOpts)),
   };

@@ -3,7 +3,7 @@
  * (daemon/options.ts): the flag wins over the environment, the environment over the
  * default.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -19,7 +19,9 @@ import {
   type ReadFile,
 } from '../daemon/tls-flags.js';
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
+import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { StoreTls } from '../store/index.js';
+import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './api/auth-policy.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
 export interface SchedulerOptions {
@@ -54,6 +56,12 @@ export interface SchedulerOptions {
    * certificate as client certificate; absent: plaintext.
    */
   readonly agentTls?: ClientTls;
+  /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
+  readonly metricsListen?: string;
+  /** Who may do what through the API (`--auth-policy`); absent: everyone everything. */
+  readonly policy?: Policy;
+  /** File of the API's audit log (`--audit-log`); absent: none. */
+  readonly auditLog?: string;
 }
 
 /** Defaults, in one place. */
@@ -91,6 +99,14 @@ Flags:
   --log-level LEVEL            fatal, error, warn, info, debug, trace or silent (default info)
   -h, --help                   show this help
 
+Operations (see docs/operations.md):
+  --metrics-listen HOST:PORT   serve Prometheus /metrics, /healthz and /readyz over HTTP here
+                               (default none: not served; e.g. 127.0.0.1:9470)
+  --auth-policy FILE           authorize API calls by this JSON policy (identities -> roles ->
+                               verbs on unit globs); default: every caller may do everything
+  --audit-log FILE             append one JSON line per API write to FILE (rotated at 64 MiB,
+                               5 kept); default: none
+
 TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE           CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE         client certificate for etcd --client-cert-auth, with:
@@ -112,6 +128,8 @@ const schedulerFlags = {
   'reschedule-pause-timeout': { type: 'string' },
   tick: { type: 'string' },
   'agent-ca-file': { type: 'string' },
+  'auth-policy': { type: 'string' },
+  'audit-log': { type: 'string' },
   ...serverTlsFlags,
 } as const;
 
@@ -143,6 +161,9 @@ export function parseSchedulerArgs(
     agentCa === undefined
       ? undefined
       : { ca: agentCa, ...(apiTls === undefined ? {} : { cert: apiTls.cert, key: apiTls.key }) };
+  const metricsListen = parseMetricsListen(args.string('metrics-listen'));
+  const policy = readPolicy(args.string('auth-policy'), readFile);
+  const auditLog = args.string('audit-log');
   return {
     help: false,
     options: {
@@ -166,6 +187,43 @@ export function parseSchedulerArgs(
       ...(etcdTls === undefined ? {} : { etcdTls }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
+      ...(metricsListen === undefined ? {} : { metricsListen }),
+      ...(policy === undefined ? {} : { policy }),
+      ...(auditLog === undefined ? {} : { auditLog }),
     },
   };
+}
+
+/** Reads and checks `--auth-policy`; every problem is a UsageError naming the file. */
+function readPolicy(path: string | undefined, readFile: ReadFile): Policy | undefined {
+  if (path === undefined) return undefined;
+  // Read whole only when small: the file is read into memory at start.
+  const size = fileSize(path);
+  if (size !== undefined && size > MAX_POLICY_BYTES) {
+    throw new UsageError(
+      `--auth-policy=${path}: ${size} bytes, more than the ${MAX_POLICY_BYTES} a policy may have`,
+    );
+  }
+  let text: string;
+  try {
+    text = readFile(path).toString();
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new UsageError(`--auth-policy=${path}: cannot read it (${why})`);
+  }
+  try {
+    return parsePolicy(path, text);
+  } catch (err) {
+    if (err instanceof PolicyError) throw new UsageError(`--auth-policy: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The size of `path`, or undefined when it cannot be looked at (reading it will say why). */
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
 }

@@ -70,12 +70,17 @@ export async function atomicTxn(
     throw new StoreError('invalid', `${compare.length} conditions exceed ${MAX_TXN_OPS}`);
   }
   const probes = [...guarded.map((op) => op.key), ...(opts.fence ? [opts.fence.key] : [])];
-  const res = await store.call(probes[0], (c) =>
-    c.kv.txn({
-      compare,
-      success: ops.map(requestFor),
-      failure: probes.map((key) => ({ request_range: { key: Buffer.from(key), keys_only: true } })),
-    }),
+  const res = await store.call(
+    probes[0],
+    (c) =>
+      c.kv.txn({
+        compare,
+        success: ops.map(requestFor),
+        failure: probes.map((key) => ({
+          request_range: { key: Buffer.from(key), keys_only: true },
+        })),
+      }),
+    'txn',
   );
   if (res.succeeded) {
     return {

@@ -273,7 +273,7 @@ export class WatchCache<T> {
   private async watch(onCreated: () => void): Promise<Outcome> {
     let stream: Awaited<ReturnType<Store['client']['watchClient']['watch']>>;
     try {
-      stream = await this.store.call(this.prefix, (c) => c.watchClient.watch());
+      stream = await this.store.call(this.prefix, (c) => c.watchClient.watch(), 'watch');
     } catch (err) {
       if (!this.closed) this.errors.emit(toStoreError(err, this.prefix));
       return this.closed ? 'closed' : 'dropped';

@@ -3,7 +3,7 @@
  * call goes through. Other parts of Flotilla open one Store per process and pass it around.
  */
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
-import { isStoreError, StoreError, toStoreError } from './errors.js';
+import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './errors.js';
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
@@ -145,6 +145,28 @@ export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 /** Default page size of {@link Store.list}. */
 export const LIST_PAGE_SIZE = 500;
 
+/** The kinds of etcd request, as {@link Store.onRequest} names them. */
+export type StoreOperation =
+  | 'range'
+  | 'put'
+  | 'delete'
+  | 'txn'
+  | 'watch'
+  | 'status'
+  | 'compact'
+  | 'lease-grant'
+  | 'lease-revoke'
+  | 'lease-renew'
+  | 'lease-keepalive'
+  | 'other';
+
+/** One finished request to etcd; `error` is the StoreError code when it failed. */
+export interface StoreRequest {
+  readonly op: StoreOperation;
+  readonly seconds: number;
+  readonly error?: StoreErrorCode;
+}
+
 /**
  * An open connection to etcd for one cluster prefix. Safe to share; close once at shutdown.
  * Every method throws only StoreError.
@@ -155,6 +177,7 @@ export class Store {
   readonly keys: Keys;
   readonly options: ResolvedStoreOptions;
   private closed = false;
+  private readonly requests = new Set<(request: StoreRequest) => void>();
 
   constructor(options: ResolvedStoreOptions) {
     this.options = options;
@@ -191,21 +214,44 @@ export class Store {
     return { deadline: Date.now() + ms };
   }
 
-  /** Runs `fn` against etcd, translating any failure into a StoreError naming `key`. */
-  async call<T>(key: string | undefined, fn: (client: Etcd3) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` against etcd, translating any failure into a StoreError naming `key`. `op`
+   * names the request for {@link onRequest}'s listeners (metrics).
+   */
+  async call<T>(
+    key: string | undefined,
+    fn: (client: Etcd3) => Promise<T>,
+    op: StoreOperation = 'other',
+  ): Promise<T> {
     if (this.closed) {
       throw new StoreError('closed', 'store is closed', key === undefined ? {} : { key });
     }
+    const started = this.requests.size === 0 ? 0 : performance.now();
     try {
-      return await fn(this.client);
+      const result = await fn(this.client);
+      if (started > 0) this.tell({ op, seconds: (performance.now() - started) / 1000 });
+      return result;
     } catch (err) {
-      throw toStoreError(err, key);
+      const e = toStoreError(err, key);
+      if (started > 0)
+        this.tell({ op, seconds: (performance.now() - started) / 1000, error: e.code });
+      throw e;
     }
+  }
+
+  /** Calls `fn` after every request to etcd (cheap work only: it runs on every request). */
+  onRequest(fn: (request: StoreRequest) => void): () => void {
+    this.requests.add(fn);
+    return () => this.requests.delete(fn);
+  }
+
+  private tell(r: StoreRequest): void {
+    for (const fn of this.requests) fn(r);
   }
 
   /** The key's current value, or undefined. */
   async get(key: string): Promise<KeyValue | undefined> {
-    const res = await this.call(key, (c) => c.kv.range({ key: Buffer.from(key) }));
+    const res = await this.call(key, (c) => c.kv.range({ key: Buffer.from(key) }), 'range');
     const kv = res.kvs[0];
     return kv === undefined ? undefined : toKeyValue(kv);
   }
@@ -241,7 +287,7 @@ export class Store {
       };
       let res;
       try {
-        res = await this.call(prefix, (c) => c.kv.range(req));
+        res = await this.call(prefix, (c) => c.kv.range(req), 'range');
       } catch (err) {
         // Large values make a page of `limit` keys too big for one response: ask for fewer.
         if (!isStoreError(err, 'too-large') || limit === 1) throw err;
@@ -272,7 +318,7 @@ export class Store {
       value: typeof value === 'string' ? Buffer.from(value) : value,
       ...(opts.lease === undefined ? {} : { lease: opts.lease.toString() }),
     };
-    const res = await this.call(key, (c) => c.kv.put(req));
+    const res = await this.call(key, (c) => c.kv.put(req), 'put');
     return big(res.header.revision);
   }
 
@@ -283,7 +329,7 @@ export class Store {
 
   /** Deletes one key; resolves to whether it existed. */
   async delete(key: string): Promise<boolean> {
-    const res = await this.call(key, (c) => c.kv.deleteRange({ key: Buffer.from(key) }));
+    const res = await this.call(key, (c) => c.kv.deleteRange({ key: Buffer.from(key) }), 'delete');
     return big(res.deleted) > 0n;
   }
 
@@ -291,14 +337,16 @@ export class Store {
   async deletePrefix(prefix: string): Promise<bigint> {
     const start = Buffer.from(prefix);
     const req = { key: start, range_end: prefixRangeEnd(start) };
-    const res = await this.call(prefix, (c) => c.kv.deleteRange(req));
+    const res = await this.call(prefix, (c) => c.kv.deleteRange(req), 'delete');
     return big(res.deleted);
   }
 
   /** The cluster's current revision. */
   async revision(): Promise<bigint> {
-    const res = await this.call(undefined, (c) =>
-      c.kv.range({ key: Buffer.from(this.keys.prefix), count_only: true }),
+    const res = await this.call(
+      undefined,
+      (c) => c.kv.range({ key: Buffer.from(this.keys.prefix), count_only: true }),
+      'status',
     );
     return big(res.header.revision);
   }
@@ -316,22 +364,25 @@ export class Store {
   ): Promise<boolean> {
     const key = Buffer.from(prefix);
     const range = { key, range_end: prefixRangeEnd(key), revision: revision.toString() };
-    const res = await this.call(prefix, (c) =>
-      c.kv.txn({
-        compare: [],
-        success: [
-          {
-            request_range: {
-              ...range,
-              min_mod_revision: (after + 1n).toString(),
-              keys_only: true,
-              limit: 1,
+    const res = await this.call(
+      prefix,
+      (c) =>
+        c.kv.txn({
+          compare: [],
+          success: [
+            {
+              request_range: {
+                ...range,
+                min_mod_revision: (after + 1n).toString(),
+                keys_only: true,
+                limit: 1,
+              },
             },
-          },
-          { request_range: { ...range, count_only: true } },
-        ],
-        failure: [],
-      }),
+            { request_range: { ...range, count_only: true } },
+          ],
+          failure: [],
+        }),
+      'txn',
     );
     const newer = res.responses[0]?.response_range?.kvs.length ?? 1;
     const total = big(res.responses[1]?.response_range?.count);
@@ -343,13 +394,21 @@ export class Store {
     ttlSeconds: number,
     key?: string,
   ): Promise<{ lease: bigint; ttlSeconds: number }> {
-    const res = await this.call(key, (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    const res = await this.call(
+      key,
+      (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }),
+      'lease-grant',
+    );
     return { lease: big(res.ID), ttlSeconds: Number(res.TTL) };
   }
 
   /** Revokes a lease, deleting every key under it. */
   async revokeLease(lease: bigint, key?: string): Promise<void> {
-    await this.call(key, (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }));
+    await this.call(
+      key,
+      (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }),
+      'lease-revoke',
+    );
   }
 
   /**
@@ -358,15 +417,18 @@ export class Store {
    */
   async createUnderLease(key: string, value: string, lease: bigint): Promise<bigint | undefined> {
     const k = Buffer.from(key);
-    const res = await this.call(key, (c) =>
-      c.kv.txn({
-        compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: '0' }],
-        success: [
-          { request_put: { key: k, value: Buffer.from(value), lease: lease.toString() } },
-          { request_range: { key: k } },
-        ],
-        failure: [],
-      }),
+    const res = await this.call(
+      key,
+      (c) =>
+        c.kv.txn({
+          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: '0' }],
+          success: [
+            { request_put: { key: k, value: Buffer.from(value), lease: lease.toString() } },
+            { request_range: { key: k } },
+          ],
+          failure: [],
+        }),
+      'txn',
     );
     const kv = res.responses[1]?.response_range?.kvs[0];
     return res.succeeded && kv !== undefined ? big(kv.create_revision) : undefined;
@@ -374,8 +436,10 @@ export class Store {
 
   /** Compacts history up to `revision` (tests and maintenance; etcd can also auto-compact). */
   async compact(revision: bigint): Promise<void> {
-    await this.call(undefined, (c) =>
-      c.kv.compact({ revision: revision.toString(), physical: true }),
+    await this.call(
+      undefined,
+      (c) => c.kv.compact({ revision: revision.toString(), physical: true }),
+      'compact',
     );
   }
 

@@ -102,11 +102,14 @@ export async function fencedTxn(
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
     const txn = (req: { compare: ICompare[]; success: IRequestOp[] }): Promise<ITxnResponse> =>
-      store.call(fence.key, (c) =>
-        c.kv.txn({
-          ...req,
-          failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
-        }),
+      store.call(
+        fence.key,
+        (c) =>
+          c.kv.txn({
+            ...req,
+            failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+          }),
+        'txn',
       );
     const stale = (res: ITxnResponse): boolean => {
       const now = big(res.responses[0]?.response_range?.kvs[0]?.create_revision);

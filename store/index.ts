@@ -34,7 +34,9 @@ export {
   type KeyValue,
   type Listing,
   type ResolvedStoreOptions,
+  type StoreOperation,
   type StoreOptions,
+  type StoreRequest,
   type Versioned,
 } from './client.js';
 export {

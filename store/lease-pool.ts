@@ -141,7 +141,11 @@ export class LeasePool {
   }
 
   private async openStream(): Promise<KeepAliveStream> {
-    const stream = await this.store.call(undefined, (c) => c.leaseClient.leaseKeepAlive());
+    const stream = await this.store.call(
+      undefined,
+      (c) => c.leaseClient.leaseKeepAlive(),
+      'lease-keepalive',
+    );
     this.stream = stream;
     stream.on('data', (res) => this.onAnswer(res));
     stream.on('error', (err) => this.stream === stream && this.fail(err));

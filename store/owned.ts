@@ -54,7 +54,11 @@ export async function writeOwned(store: Store, ops: readonly OwnedOp[]): Promise
   if (ops.length > MAX_TXN_OPS) {
     throw new StoreError('invalid', `${ops.length} ops exceed ${MAX_TXN_OPS} per transaction`);
   }
-  const res = await store.call(ops[0]?.key, (c) => c.kv.txn({ success: ops.map(requestFor) }));
+  const res = await store.call(
+    ops[0]?.key,
+    (c) => c.kv.txn({ success: ops.map(requestFor) }),
+    'txn',
+  );
   return {
     applied: ops.map((op, i) => appliedFrom(op, res.responses[i])),
     revision: big(res.header.revision),
@@ -74,14 +78,17 @@ export async function changedRecords(
   const entries = [...expected];
   for (let i = 0; i < entries.length; i += MAX_TXN_OPS) {
     const chunk = entries.slice(i, i + MAX_TXN_OPS);
-    const res = await store.call(chunk[0]?.[0], (c) =>
-      c.kv.txn({
-        compare: chunk.map(([key, rev]) => modEquals(key, rev)),
-        success: [],
-        failure: chunk.map(([key]) => ({
-          request_range: { key: Buffer.from(key), keys_only: true },
-        })),
-      }),
+    const res = await store.call(
+      chunk[0]?.[0],
+      (c) =>
+        c.kv.txn({
+          compare: chunk.map(([key, rev]) => modEquals(key, rev)),
+          success: [],
+          failure: chunk.map(([key]) => ({
+            request_range: { key: Buffer.from(key), keys_only: true },
+          })),
+        }),
+      'txn',
     );
     if (res.succeeded) continue;
     chunk.forEach(([key, rev], j) => {

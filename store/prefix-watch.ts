@@ -46,7 +46,7 @@ export async function watchPrefix(
   from: bigint,
   handlers: PrefixWatchHandlers,
 ): Promise<PrefixWatch> {
-  const stream = await store.call(prefix, (c) => c.watchClient.watch());
+  const stream = await store.call(prefix, (c) => c.watchClient.watch(), 'watch');
   // etcd3 types the call as a bare duplex; gRPC's client stream underneath is a Node stream.
   const flow = stream as unknown as { pause?: () => void; resume?: () => void };
   let done = false;

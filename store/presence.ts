@@ -41,18 +41,22 @@ export type PresenceEvent =
  * the scheduler's election.
  */
 export function renewLease(store: Store, lease: bigint, key: string): Promise<bigint> {
-  return store.call(key, async (c) => {
-    const stream = await c.leaseClient.leaseKeepAlive(store.deadline());
-    return new Promise<bigint>((resolve, reject) => {
-      stream.on('data', (res) => {
-        resolve(big(res.TTL));
-        stream.end();
+  return store.call(
+    key,
+    async (c) => {
+      const stream = await c.leaseClient.leaseKeepAlive(store.deadline());
+      return new Promise<bigint>((resolve, reject) => {
+        stream.on('data', (res) => {
+          resolve(big(res.TTL));
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
+        stream.write({ ID: lease.toString() });
       });
-      stream.on('error', reject);
-      stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
-      stream.write({ ID: lease.toString() });
-    });
-  });
+    },
+    'lease-renew',
+  );
 }
 
 /** Options of {@link Presence.close}. */
@@ -221,12 +225,15 @@ export class Presence {
     const leaseStr = lease.toString();
     const writes = [[this.key, this.value] as const, ...this.extra.entries()];
     try {
-      await this.store.call(this.key, (c) =>
-        c.kv.txn({
-          success: writes.map(([key, value]) => ({
-            request_put: { key: Buffer.from(key), value, lease: leaseStr },
-          })),
-        }),
+      await this.store.call(
+        this.key,
+        (c) =>
+          c.kv.txn({
+            success: writes.map(([key, value]) => ({
+              request_put: { key: Buffer.from(key), value, lease: leaseStr },
+            })),
+          }),
+        'txn',
       );
     } catch (err) {
       void this.store.revokeLease(lease, this.key).catch(() => undefined);

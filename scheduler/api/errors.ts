@@ -4,7 +4,12 @@
  * through; {@link toGrpcStatus} translates all three (and anything else, as INTERNAL) once, at
  * the boundary, so every handler answers with the same codes and wording.
  */
-import { status, type ServerErrorResponse, type sendUnaryData } from '@grpc/grpc-js';
+import {
+  status,
+  type sendUnaryData,
+  type ServerErrorResponse,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConflictError, StoreError } from '../../store/index.js';
 import { excerpt, UNIT_NAME_MAX, UnitError } from '../../unit/index.js';
@@ -18,6 +23,8 @@ export type ApiErrorCode =
   | 'aborted'
   | 'out-of-range'
   | 'unavailable'
+  | 'permission-denied'
+  | 'unauthenticated'
   | 'internal';
 
 const GRPC_STATUS: Readonly<Record<ApiErrorCode, status>> = {
@@ -28,6 +35,8 @@ const GRPC_STATUS: Readonly<Record<ApiErrorCode, status>> = {
   aborted: status.ABORTED,
   'out-of-range': status.OUT_OF_RANGE,
   unavailable: status.UNAVAILABLE,
+  'permission-denied': status.PERMISSION_DENIED,
+  unauthenticated: status.UNAUTHENTICATED,
   internal: status.INTERNAL,
 };
 
@@ -190,9 +199,34 @@ export function logFailure(logger: Logger, method: string, s: GrpcStatus, err: u
   else logger.debug(fields, 'API call refused');
 }
 
-/** Shared by every handler adapter: how to word and log failures. */
+/**
+ * What stands at the door of every call (scheduler/api/guard.ts): `admit` runs before the
+ * handler and throws to refuse the call, so a refused call runs nothing and writes nothing;
+ * `done` hears every call's outcome (metrics, the audit log).
+ */
+export interface CallGate {
+  admit(call: GatedCall, method: string): Admitted;
+}
+
+/** What the gate reads of a call, unary or stream. */
+export type GatedCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'> & {
+  readonly request: unknown;
+};
+
+/** A call let in; `done` is told how it ended (`status` undefined: OK). */
+export interface Admitted {
+  /** Set when a listing or watch may show only some units: which. */
+  readonly visible?: Visible;
+  done(response: unknown, failure: GrpcStatus | undefined): void;
+}
+
+/** Whether the caller may see unit `name` (a narrowed listing or watch). */
+export type Visible = (name: string) => boolean;
+
+/** Shared by every handler adapter: how to word and log failures, and the gate, if any. */
 export interface HandlerContext extends ErrorContext {
   readonly logger: Logger;
+  readonly gate?: CallGate;
 }
 
 /**
@@ -202,14 +236,23 @@ export interface HandlerContext extends ErrorContext {
 export function unary<Req, Res>(
   ctx: HandlerContext,
   method: string,
-  handler: (request: Req) => Promise<Res>,
-): (call: { request: Req }, callback: sendUnaryData<Res>) => void {
+  handler: (request: Req, visible: Visible | undefined) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
-    handler(call.request).then(
-      (response) => callback(null, response),
+    let admitted: Admitted | undefined;
+    new Promise<Res>((resolve) => {
+      admitted = ctx.gate?.admit(call, method);
+      resolve(handler(call.request, admitted?.visible));
+    }).then(
+      (response) => {
+        admitted?.done(response, undefined);
+        callback(null, response);
+      },
       (err: unknown) => {
         const s = toGrpcStatus(err, ctx);
         logFailure(ctx.logger, method, s, err);
+        // A refused call was never admitted: the gate itself accounts for it.
+        admitted?.done(undefined, s);
         callback(toServiceError(s));
       },
     );

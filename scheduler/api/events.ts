@@ -39,6 +39,7 @@ import {
   toGrpcStatus,
   toServiceError,
   type HandlerContext,
+  type Visible,
 } from './errors.js';
 
 /** The event kind each key kind is reported as (election keys are not reported). */
@@ -65,14 +66,16 @@ export interface StreamContext extends HandlerContext {
 /** Which events a client asked for. */
 interface Filter {
   readonly glob: Glob | undefined;
+  /** Only these units (an auth policy's narrowing); undefined: all. */
+  readonly visible?: Visible | undefined;
   readonly machine: string;
 }
 
 /** The Events.Watch handler. */
 export function watchEvents(
   ctx: StreamContext,
-): (call: ServerWritableStream<WatchRequest, Event>) => void {
-  return (call) => {
+): (call: ServerWritableStream<WatchRequest, Event>, visible?: Visible) => void {
+  return (call, visible) => {
     const fail = (err: unknown): void => {
       const s = toGrpcStatus(err, ctx);
       logFailure(ctx.logger, 'Events.Watch', s, err);
@@ -80,7 +83,7 @@ export function watchEvents(
     };
     let filter: Filter;
     try {
-      filter = parseRequest(call.request);
+      filter = { ...parseRequest(call.request), visible };
     } catch (err) {
       fail(err);
       return;
@@ -346,6 +349,7 @@ function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] 
 function matches(event: Event, filter: Filter): boolean {
   const aboutMachine = event.kind === 'machine' || event.kind === 'machine-config';
   if (filter.glob !== undefined && !aboutMachine && !filter.glob.test(event.name)) return false;
+  if (filter.visible !== undefined && !aboutMachine && !filter.visible(event.name)) return false;
   if (filter.machine === '') return true;
   if (aboutMachine) return event.name === filter.machine;
   return event.machine === filter.machine;

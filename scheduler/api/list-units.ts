@@ -14,7 +14,7 @@ import type {
 } from '../../proto/flotilla/v1/units.js';
 import type { SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
-import { ApiError, formatUnitError } from './errors.js';
+import { ApiError, formatUnitError, type Visible } from './errors.js';
 import { knownMachines, fresh, resolveMachine, type ApiCluster } from './reads.js';
 import { extrasOf, statusWithAddresses } from './unit-status.js';
 
@@ -55,6 +55,7 @@ export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise
 export async function listUnits(
   cluster: ApiCluster,
   req: ListUnitsRequest,
+  visible?: Visible,
 ): Promise<ListUnitsResponse> {
   if (req.pageSize < 0) {
     throw new ApiError('invalid-argument', `page size ${req.pageSize} is negative`);
@@ -71,7 +72,7 @@ export async function listUnits(
   const { names, next } =
     source === undefined
       ? { names: [], next: undefined }
-      : scan(source, { pageSize, glob, after: token?.after });
+      : scan(source, { pageSize, glob, visible, after: token?.after });
   const units: UnitStatus[] = [];
   for (const name of names) {
     const unit = mirror.units.get(name)?.value;
@@ -94,7 +95,13 @@ export async function listUnits(
  */
 function scan(
   source: SortedMap<unknown>,
-  page: { pageSize: number; glob: Glob | undefined; after: string | undefined },
+  page: {
+    pageSize: number;
+    glob: Glob | undefined;
+    /** Only these (an auth policy's narrowing); undefined: all. */
+    visible: Visible | undefined;
+    after: string | undefined;
+  },
 ): { names: string[]; next: string | undefined } {
   const prefix = page.glob?.literalPrefix ?? '';
   const from = page.after !== undefined && page.after > prefix ? page.after : prefix;
@@ -103,6 +110,7 @@ function scan(
     if (name === page.after) continue;
     if (!name.startsWith(prefix)) break;
     if (page.glob !== undefined && !page.glob.test(name)) continue;
+    if (page.visible !== undefined && !page.visible(name)) continue;
     if (names.length === page.pageSize) return { names, next: names[names.length - 1] };
     names.push(name);
   }

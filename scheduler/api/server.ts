@@ -12,6 +12,8 @@
  */
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { addHealthService } from '../../daemon/grpc-health.js';
+import type { Readiness } from '../../daemon/metrics-server.js';
 import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../daemon/tls.js';
 import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events.js';
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
@@ -20,6 +22,8 @@ import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js
 import { ClusterMirror, type Store } from '../../store/index.js';
 import { DefinitionCache } from '../snapshot.js';
 import { AgentLink } from './agent-link.js';
+import { AuditLog } from './audit.js';
+import type { Policy } from './auth-policy.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { unary } from './errors.js';
 import { watchEvents, type StreamContext } from './events.js';
@@ -30,7 +34,8 @@ import { API_SERVER_OPTIONS } from './limits.js';
 import { planUnits } from './plan.js';
 import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
-import { addReflection } from './reflection.js';
+import { addReflection, API_SERVICES } from './reflection.js';
+import { ApiGuard, guardStream, type ApiMetrics } from './guard.js';
 import { scale } from './scale.js';
 import { submitUnits } from './submit.js';
 
@@ -52,6 +57,14 @@ export interface ApiServerOptions {
   readonly tls?: ServerTls;
   /** How Logs.Tail reaches the agents' Logs services. Default: plaintext. */
   readonly agentTls?: ClientTls;
+  /** Who may do what (scheduler/api/auth.ts). Default: everyone everything. */
+  readonly policy?: Policy;
+  /** Append every write's audit line to this file (scheduler/api/audit.ts). Default: none. */
+  readonly auditLog?: string;
+  /** Where request counts and durations go. Default: nowhere. */
+  readonly metrics?: ApiMetrics;
+  /** The replica's readiness, served as gRPC health (grpc.health.v1). Default: always ready. */
+  readonly readiness?: () => Readiness;
 }
 
 /** A running API server. */
@@ -66,6 +79,12 @@ export interface ApiServer {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const { store } = opts;
   const logger = opts.logger.child({ component: 'api' });
+  if (opts.policy?.hasTokens === true && opts.tls === undefined && !isLoopback(opts.listen)) {
+    throw new Error(
+      `the auth policy has tokens, which must not cross the network in plaintext: serve the API over TLS (--tls-cert-file, --tls-key-file) or listen on a loopback address, not ${opts.listen}`,
+    );
+  }
+  const audit = opts.auditLog === undefined ? undefined : openAuditLog(opts.auditLog);
   const definitions = new DefinitionCache((u) =>
     logger.warn(
       { unit: u.name, problem: u.problem },
@@ -76,7 +95,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
   const cluster: ApiCluster = { store, mirror, definitions };
+  const gate = new ApiGuard({
+    logger,
+    ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+    ...(audit === undefined ? {} : { audit }),
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+  });
   const ctx: StreamContext = {
+    gate,
     store,
     mirror,
     definitions,
@@ -91,7 +117,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(cluster, req)),
     destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(cluster, req)),
     getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(cluster, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(cluster, req)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req, visible) => listUnits(cluster, req, visible)),
     scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
   };
@@ -104,13 +130,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) => setDrained(cluster, req, false)),
     resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () => resumeRescheduling(store)),
   };
-  const events: EventsServer = { watch: watchEvents(ctx) };
-  const logs: LogsServer = { tail: tailLogs(ctx, cluster, new AgentLink(opts.agentTls)) };
+  const events: EventsServer = {
+    watch: guardStream(gate, ctx, 'Events.Watch', watchEvents(ctx)),
+  };
+  const logs: LogsServer = {
+    tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, new AgentLink(opts.agentTls))),
+  };
   server.addService(UnitsService, units);
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
   server.addService(LogsService, logs);
   addReflection(server);
+  const health = addHealthService(
+    server,
+    API_SERVICES,
+    opts.readiness ?? (() => ({ ready: true, reasons: [] })),
+  );
 
   let port: number;
   try {
@@ -121,16 +156,28 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     });
   } catch (err) {
     await ownMirror?.close();
+    audit?.close();
     throw err;
   }
   const address = `${hostOf(opts.listen)}:${port}`;
   const tls = tlsMode(opts.tls);
-  logger.info({ address, tls, etcd: store.options.endpoints }, 'API server listening');
+  logger.info(
+    {
+      address,
+      tls,
+      etcd: store.options.endpoints,
+      authorization: opts.policy === undefined ? 'off' : 'policy',
+      audit: opts.auditLog ?? 'off',
+    },
+    'API server listening',
+  );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
+    health.close();
     closing ??= shutdown(server, ctx, opts.shutdownGraceMs ?? 5_000)
       .then(() => ownMirror?.close())
+      .then(() => audit?.close())
       .then(() => logger.info({ address }, 'API server closed'));
     return closing;
   };
@@ -149,6 +196,22 @@ async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Pr
       resolve();
     });
   });
+}
+
+/** Opens the audit log, or says which file cannot be opened and why. */
+function openAuditLog(path: string): AuditLog {
+  try {
+    return new AuditLog(path);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`--audit-log=${path}: cannot open it for appending (${why})`);
+  }
+}
+
+/** Whether `listen` (host:port) is a loopback address, where a token never leaves the host. */
+export function isLoopback(listen: string): boolean {
+  const host = hostOf(listen).replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The host part of host:port (IPv6 in brackets stays in brackets). */

@@ -37,6 +37,8 @@ export interface TestPki {
   readonly client: CertFiles;
   /** A file's content, as the store and the servers take PEM. */
   read(file: string): Buffer;
+  /** Issues another certificate, e.g. `issue('viewer', '/CN=viewer/O=acme')`. */
+  issue(file: string, subject: string): Promise<CertFiles>;
   /** Deletes the directory. */
   remove(): Promise<void>;
 }
@@ -81,10 +83,10 @@ export async function makePki(name = 'flotilla-test-ca'): Promise<TestPki> {
       ]),
     );
     let serial = 1;
-    const leaf = async (file: string, cn: string): Promise<CertFiles> => {
+    const leaf = async (file: string, subject: string): Promise<CertFiles> => {
       const files = { certFile: at(`${file}.crt`), keyFile: at(`${file}.key`) };
       await openssl(
-        ['req', '-new', ...cnf, ...EC_KEY, '-subj', `/CN=${cn}`].concat([
+        ['req', '-new', ...cnf, ...EC_KEY, '-subj', subject].concat([
           '-keyout',
           files.keyFile,
           '-out',
@@ -105,14 +107,15 @@ export async function makePki(name = 'flotilla-test-ca'): Promise<TestPki> {
       );
       return files;
     };
-    const server = await leaf('server', '127.0.0.1');
-    const client = await leaf('client', 'flotilla-test-client');
+    const server = await leaf('server', '/CN=127.0.0.1');
+    const client = await leaf('client', '/CN=flotilla-test-client');
     return {
       dir,
       caFile: at('ca.crt'),
       server,
       client,
       read: (file) => readFileSync(file),
+      issue: leaf,
       remove: () => rm(dir, { recursive: true, force: true }),
     };
   } catch (err) {

@@ -72,6 +72,7 @@ export async function startScheduler(
         logger: log,
         ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
         ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+        ...(opts.registry === undefined ? {} : { registry: opts.registry }),
       });
     }
   } catch (err) {

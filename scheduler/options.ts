@@ -3,6 +3,8 @@
  * (daemon/options.ts): the flag wins over the environment, the environment over the
  * default.
  */
+import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
+import type { RegistryOptions } from '../registry/skopeo.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
@@ -54,6 +56,8 @@ export interface SchedulerOptions {
    * certificate as client certificate; absent: plaintext.
    */
   readonly agentTls?: ClientTls;
+  /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
+  readonly registry?: RegistryOptions;
 }
 
 /** Defaults, in one place. */
@@ -100,7 +104,8 @@ TLS (PEM files; see docs/operations.md):
   --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
   --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
                                --tls-cert-file is presented to them as client certificate
-`;
+
+${REGISTRY_USAGE}`;
 
 const schedulerFlags = {
   listen: { type: 'string' },
@@ -113,6 +118,7 @@ const schedulerFlags = {
   tick: { type: 'string' },
   'agent-ca-file': { type: 'string' },
   ...serverTlsFlags,
+  ...registryFlags,
 } as const;
 
 /**
@@ -166,6 +172,7 @@ export function parseSchedulerArgs(
       ...(etcdTls === undefined ? {} : { etcdTls }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
+      registry: parseRegistryFlags(args, readFile),
     },
   };
 }

@@ -10,6 +10,7 @@
  *   // at shutdown, before store.close():
  *   await api.close();
  */
+import type { RegistryOptions } from '../../registry/skopeo.js';
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../daemon/tls.js';
@@ -52,6 +53,8 @@ export interface ApiServerOptions {
   readonly tls?: ServerTls;
   /** How Logs.Tail reaches the agents' Logs services. Default: plaintext. */
   readonly agentTls?: ClientTls;
+  /** How submits reach registries to pin images. Default: REGISTRY_DEFAULTS. */
+  readonly registry?: RegistryOptions;
 }
 
 /** A running API server. */
@@ -75,7 +78,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const ownMirror = opts.mirror === undefined ? new ClusterMirror(store) : undefined;
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
-  const cluster: ApiCluster = { store, mirror, definitions };
+  const cluster: ApiCluster = {
+    store,
+    mirror,
+    definitions,
+    ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
+  };
   const ctx: StreamContext = {
     store,
     mirror,

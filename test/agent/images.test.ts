@@ -1,0 +1,207 @@
+/**
+ * Image units on a real runc agent runtime, from a real registry (Debian's docker-registry on
+ * 127.0.0.1, fixtures built offline from busybox-static): what runs is the image, layers are
+ * shared, whiteouts hide, Pull=always follows a retag, failures retry until the registry
+ * returns, and the store collects what no unit uses. Serial: one test stops the registry.
+ */
+import anyTest, { type TestFn } from 'ava';
+import { execFile } from 'node:child_process';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parseUnit } from '../../unit/index.js';
+import { pushImage } from '../../deploy/images/build.js';
+import { pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
+import type { ExecutionContext } from 'ava';
+import {
+  DRIVERS,
+  managed as managedAgent,
+  running,
+  stateOf,
+  type Managed,
+  type ManagedOptions,
+} from './harness.js';
+
+const test: TestFn = DRIVERS.includes('runc') ? anyTest : (anyTest.skip as TestFn);
+const run = promisify(execFile);
+let reg: TestRegistry;
+
+test.before(async () => {
+  if (!DRIVERS.includes('runc')) return;
+  reg = await startRegistry();
+  await pushFixtures(reg);
+});
+test.after.always(async () => {
+  await reg?.stop();
+});
+
+/** A runc agent runtime that reaches the test registry over plain HTTP. */
+function managed(
+  t: ExecutionContext,
+  opts: ManagedOptions & { maxBytes?: number },
+): Promise<Managed> {
+  const { maxBytes = 0, ...rest } = opts;
+  const registry = { ...REGISTRY_DEFAULTS, insecureRegistries: [reg.addr] };
+  return managedAgent(t, { ...rest, images: { registry, maxBytes } });
+}
+
+function imageUnit(
+  name: string,
+  image: string,
+  extra: readonly string[] = [],
+): ReturnType<typeof parseUnit> {
+  return parseUnit(name, ['[Container]', `Image=${image}`, ...extra].join('\n'));
+}
+
+async function logOf(m: Managed, name: string): Promise<string> {
+  return readFile(join(m.stateDir, m.machineId, 'logs', `${name}.log`), 'utf8').catch(() => '');
+}
+
+async function waitForLog(m: Managed, name: string, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await logOf(m, name);
+    if (pattern.test(text)) return text;
+    if (Date.now() > deadline)
+      throw new Error(`${name}: log never matched ${pattern}: ${text.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Bytes under `dir` on its own filesystem (overlay mounts under it are not counted). */
+async function diskBytes(dir: string): Promise<number> {
+  const { stdout } = await run('du', ['-sxb', dir]);
+  return Number(stdout.split('\t')[0]);
+}
+
+test.serial(
+  'a unit runs its image: the file only the image holds is there, the state shows the digest, pulling is visible',
+  async (t) => {
+    const m = await managed(t, { driver: 'runc' });
+    const name = 'from-image.service';
+    await m.manager.start(
+      imageUnit(name, `${reg.addr}/fixtures/app:1`, [
+        'Exec=-c "cat /only-in-image; echo FROM_IMAGE=$$FROM_IMAGE; sleep 1000"',
+        'Entrypoint=/bin/sh',
+      ]),
+    );
+    const state = await running(m, name);
+    t.regex(state.image, new RegExp(`^${reg.addr}/fixtures/app@sha256:[0-9a-f]{64}$`));
+    const log = await waitForLog(m, name, /only in the image/);
+    t.regex(log, /FROM_IMAGE=yes/);
+    await t.throwsAsync(access('/only-in-image'));
+    t.true(
+      m.states.some(
+        (s) => s.name === name && s.subState === 'pulling' && /pulling app:1/.test(s.message),
+      ),
+    );
+  },
+);
+
+test.serial(
+  "the image's own Cmd runs without Exec=, and a second unit of the image costs under 1 MB of disk",
+  async (t) => {
+    const m = await managed(t, { driver: 'runc' });
+    await m.manager.start(imageUnit('first.service', `${reg.addr}/fixtures/base:1`));
+    await running(m, 'first.service');
+    await waitForLog(m, 'first.service', /base/);
+    const before = await diskBytes(m.stateDir);
+    await m.manager.start(imageUnit('second.service', `${reg.addr}/fixtures/base:1`));
+    await running(m, 'second.service');
+    await waitForLog(m, 'second.service', /base/);
+    const cost = (await diskBytes(m.stateDir)) - before;
+    t.log(`disk cost of the second unit: ${cost} bytes`);
+    t.true(cost < 1024 * 1024, `${cost} bytes`);
+    const images = await m.manager.images?.images();
+    t.is(images?.length, 1);
+  },
+);
+
+test.serial('whiteouts hide the files a later layer deleted', async (t) => {
+  const m = await managed(t, { driver: 'runc' });
+  const name = 'whiteout.service';
+  await m.manager.start(
+    imageUnit(name, `${reg.addr}/fixtures/whiteout:1`, [
+      'Exec=/bin/sh -c "test -e /only-in-image && echo VISIBLE; test -e /etc/motd && echo MOTD; test -e /etc/passwd && echo PASSWD; echo checked; sleep 1000"',
+    ]),
+  );
+  const log = await waitForLog(m, name, /checked/);
+  t.notRegex(log, /VISIBLE|MOTD/);
+  t.regex(log, /PASSWD/);
+});
+
+test.serial('Pull=always sees a retagged image at the next start', async (t) => {
+  const m = await managed(t, { driver: 'runc' });
+  await pushImage(reg.layout, 'base', `${reg.addr}/fixtures/moving:1`, true);
+  const def = imageUnit('moving.service', `${reg.addr}/fixtures/moving:1`, [
+    'Pull=always',
+    'Exec=/bin/sh -c "test -e /only-in-image && echo NEW || echo OLD; sleep 1000"',
+  ]);
+  await m.manager.start(def);
+  const first = await running(m, 'moving.service');
+  await waitForLog(m, 'moving.service', /OLD/);
+  await pushImage(reg.layout, 'app', `${reg.addr}/fixtures/moving:1`, true);
+  await m.manager.stop('moving.service');
+  await m.manager.start(def);
+  const second = await running(m, 'moving.service');
+  await waitForLog(m, 'moving.service', /NEW/);
+  t.not(first.image, second.image);
+});
+
+test.serial(
+  'with the registry down the unit fails saying so, retries, and runs once it is back',
+  async (t) => {
+    const m = await managed(t, { driver: 'runc', timings: { restartCapMs: 1_000 } });
+    await reg.pause();
+    try {
+      await m.manager.start(imageUnit('patient.service', `${reg.addr}/fixtures/app:1`));
+      const failed = await stateOf(
+        m,
+        'patient.service',
+        (s) => s.activeState === 'failed',
+        'failed',
+        60_000,
+      );
+      t.regex(failed.message, /cannot be reached.*retrying in/);
+    } finally {
+      await reg.resume();
+    }
+    await running(m, 'patient.service', 60_000);
+  },
+);
+
+test.serial('a digest the registry does not have fails the unit with not found', async (t) => {
+  const m = await managed(t, { driver: 'runc', timings: { restartCapMs: 1_000 } });
+  const wrong = `${reg.addr}/fixtures/app@sha256:${'0'.repeat(64)}`;
+  await m.manager.start(imageUnit('wrong.service', wrong));
+  const failed = await stateOf(
+    m,
+    'wrong.service',
+    (s) => s.activeState === 'failed',
+    'failed',
+    60_000,
+  );
+  t.regex(failed.message, /not found/);
+});
+
+test.serial('garbage collection removes an unused image and keeps the one in use', async (t) => {
+  const m = await managed(t, { driver: 'runc', maxBytes: 1 });
+  await m.manager.start(imageUnit('keep.service', `${reg.addr}/fixtures/app:1`));
+  await m.manager.start(imageUnit('drop.service', `${reg.addr}/fixtures/whiteout:1`));
+  await running(m, 'keep.service');
+  await running(m, 'drop.service');
+  const store = m.manager.images;
+  if (store === undefined) return t.fail('no image store');
+  t.is((await store.images()).length, 2);
+  await m.manager.stop('drop.service');
+  await store.collect();
+  const left = await store.images();
+  t.deepEqual(
+    left.map((i) => i.reference),
+    [`${reg.addr}/fixtures/app:1`],
+  );
+  // The kept image's layers are all still there, and its unit still runs.
+  for (const layer of left[0]?.layers ?? []) await access(join(store.layersDir, layer));
+  t.is(m.manager.get('keep.service')?.activeState, 'active');
+});

@@ -129,7 +129,7 @@ export async function initLayout(layout: string): Promise<void> {
 }
 
 /**
- * The quickstart's example image: busybox-static, `httpd` serving /www on port 8080 by
+ * The quickstart's example image: busybox-static, `httpd` serving /www on port 8090 by
  * default. Built into `workDir` and pushed to `registry` (plain HTTP) as
  * `examples/busybox:1`. Returns the reference.
  */
@@ -137,7 +137,7 @@ export async function pushExampleImage(workDir: string, registry: string): Promi
   const layout = join(workDir, 'example-layout');
   await initLayout(layout);
   await buildImage(layout, null, 'busybox', busyboxRoot, {
-    cmd: ['httpd', '-f', '-p', '8080', '-h', '/www'],
+    cmd: ['httpd', '-f', '-p', '8090', '-h', '/www'],
     env: ['PATH=/bin'],
   });
   const ref = `${registry}/examples/busybox:1`;

@@ -5,9 +5,11 @@
  * root -> status, list-units and journal show it.
  */
 import anyTest, { type TestFn } from 'ava';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { usageHint } from '../../deploy/cluster/command.js';
 import { assertEventually } from '../helpers/index.js';
-import { clusterForFile, isRunningView } from './e2e-kit.js';
+import { clusterForFile, EXAMPLES, isRunningView } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, {
   name: 'im1',
@@ -90,5 +92,31 @@ serial(
     );
     await c().ok(['destroy', 'imaged@1.service', 'imaged@2.service', 'imaged@.service']);
     t.pass();
+  },
+);
+
+serial(
+  "the quickstart's image unit runs the example image's own Cmd: httpd answers on its machine",
+  async (t) => {
+    const text = (await readFile(join(EXAMPLES, 'images', 'hello-image.service'), 'utf8')).replace(
+      'Image=127.0.0.1:5000/',
+      `Image=${registry()}/`,
+    );
+    await c().ok(['start', '--timeout', '90s', await c().unitFile('hello-image.service', text)]);
+    const units = await c().waitUnits('hello-image runs', (u) =>
+      isRunningView(u.get('hello-image.service')),
+    );
+    const machine = units.get('hello-image.service')?.machine ?? '';
+    const ip = c().record.agents.find((a) => a.machineId === machine)?.ip;
+    if (ip === undefined) return t.fail(`no agent for machine ${machine}`);
+    const body = await assertEventually(
+      async () => {
+        const res = await fetch(`http://${ip}:8090/`, { signal: AbortSignal.timeout(2000) });
+        return res.text();
+      },
+      { timeoutMs: 30_000, intervalMs: 500, message: 'httpd answers' },
+    );
+    t.is(body, 'hello from an image\n');
+    await c().ok(['destroy', 'hello-image.service']);
   },
 );

@@ -45,6 +45,11 @@ for (const file of bad) {
   });
 }
 
+test("the quickstart's image unit verifies", (t) => {
+  const file = `${EXAMPLES}images/hello-image.service`;
+  t.deepEqual(validateUnitFile('hello-image.service', readFileSync(file, 'utf8')), []);
+});
+
 test('an image unit needs no ExecStart=; the overrides are read with specifiers', (t) => {
   const text = [
     '[Container]',

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mountsUnder } from '../../agent/images/overlay.js';
 import { parseUnit } from '../../unit/index.js';
 import { pushImage } from '../../deploy/images/build.js';
 import { pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -204,4 +205,31 @@ test.serial('garbage collection removes an unused image and keeps the one in use
   // The kept image's layers are all still there, and its unit still runs.
   for (const layer of left[0]?.layers ?? []) await access(join(store.layersDir, layer));
   t.is(m.manager.get('keep.service')?.activeState, 'active');
+});
+
+test.serial('a restarted agent adopts a running image unit without restarting it', async (t) => {
+  const first = await managed(t, { driver: 'runc' });
+  await first.manager.start(
+    imageUnit('adopted.service', `${reg.addr}/fixtures/app:1`, [
+      'Exec=/bin/sh -c "echo up; sleep 1000"',
+    ]),
+  );
+  const before = await running(first, 'adopted.service');
+  await first.manager.close();
+  const second = await managed(t, {
+    driver: 'runc',
+    stateDir: first.stateDir,
+    machineId: first.machineId,
+  });
+  const adopted = await second.manager.adopt();
+  t.deepEqual(
+    adopted.map((a) => [a.name, a.pid]),
+    [['adopted.service', before.pid]],
+  );
+  const after = await running(second, 'adopted.service');
+  t.is(after.pid, before.pid);
+  t.is(after.image, before.image);
+  // Stopping it unmounts its root and removes its directory.
+  await second.manager.stop('adopted.service');
+  t.deepEqual(await mountsUnder(first.stateDir), []);
 });

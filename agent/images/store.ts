@@ -81,6 +81,13 @@ export class ImageStore {
   private readonly unpacks = new Map<string, Promise<void>>();
   /** Unit directory -> the image its mounted root is made of. */
   private readonly inUse = new Map<string, LocalImage>();
+  /** Pulls started (images fetched from a registry), for tests and metrics. */
+  readonly stats = { pulls: 0 };
+  /** Per image key being obtained: who wants its progress, and the latest. */
+  private readonly progress = new Map<
+    string,
+    { listeners: Set<(p: PullProgress) => void>; last?: PullProgress }
+  >();
   /** Images handed out by ensure() and not yet mounted, with how many times. */
   private readonly held = new Map<string, number>();
   private budget: number;
@@ -110,12 +117,40 @@ export class ImageStore {
     const source = pull === 'always' && ref.tag !== '' ? { ...ref, digest: '' } : ref;
     const from = transportReference(source);
     const key = createHash('sha256').update(from).digest('hex').slice(0, 32);
-    const running = this.pulls.get(key);
-    if (running !== undefined) return running;
+    // Claimed synchronously: a second caller for the key waits for this one, never pulls too.
+    let job = this.pulls.get(key);
+    if (job === undefined) {
+      job = this.obtain(key, from, pull, shortImageName(source), reference).finally(() => {
+        this.pulls.delete(key);
+        this.progress.delete(key);
+      });
+      this.pulls.set(key, job);
+    }
+    const listeners = this.progress.get(key)?.listeners ?? new Set();
+    if (onProgress !== undefined) {
+      listeners.add(onProgress);
+      const last = this.progress.get(key)?.last;
+      if (last !== undefined) onProgress(last);
+    }
+    if (!this.progress.has(key)) this.progress.set(key, { listeners });
+    try {
+      return this.hold(await job);
+    } finally {
+      if (onProgress !== undefined) listeners.delete(onProgress);
+    }
+  }
+
+  /** The image from the store when `pull` allows, else pulled. */
+  private async obtain(
+    key: string,
+    from: string,
+    pull: PullPolicy,
+    name: string,
+    reference: string,
+  ): Promise<LocalImage> {
     if (pull !== 'always') {
       const have = await this.readRecord(key);
-      if (have !== undefined && (await this.complete(have)))
-        return this.hold(await this.touch(have));
+      if (have !== undefined && (await this.complete(have))) return this.touch(have);
       if (pull === 'never') {
         throw new RegistryError(
           'not-found',
@@ -123,11 +158,13 @@ export class ImageStore {
         );
       }
     }
-    const job = this.pull(key, from, shortImageName(source), onProgress).finally(() => {
-      this.pulls.delete(key);
+    this.stats.pulls++;
+    return this.pull(key, from, name, (p) => {
+      const entry = this.progress.get(key);
+      if (entry === undefined) return;
+      entry.last = p;
+      for (const listener of entry.listeners) listener(p);
     });
-    this.pulls.set(key, job);
-    return this.hold(await job);
   }
 
   /** Mounts `image` as the root of the unit in `unitDir` and counts it in use; returns it. */

@@ -233,3 +233,27 @@ test.serial('a restarted agent adopts a running image unit without restarting it
   await second.manager.stop('adopted.service');
   t.deepEqual(await mountsUnder(first.stateDir), []);
 });
+
+test.serial(
+  'units started together on one image wait for one pull, each saying it is pulling',
+  async (t) => {
+    const m = await managed(t, { driver: 'runc' });
+    const names = [
+      'together@1.service',
+      'together@2.service',
+      'together@3.service',
+      'together@4.service',
+    ];
+    await Promise.all(
+      names.map((n) => m.manager.start(imageUnit(n, `${reg.addr}/fixtures/whiteout:1`))),
+    );
+    for (const n of names) await running(m, n);
+    t.is(m.manager.images?.stats.pulls, 1);
+    for (const n of names) {
+      t.true(
+        m.states.some((s) => s.name === n && s.subState === 'pulling'),
+        `${n} reported pulling`,
+      );
+    }
+  },
+);

@@ -117,9 +117,19 @@ export async function pushImage(
   tag: string,
   dest: string,
   insecure: boolean,
+  login?: { readonly user: string; readonly password: string },
 ): Promise<void> {
   const tls = insecure ? ['--dest-tls-verify=false'] : [];
-  await run(['skopeo', 'copy', '--quiet', ...tls, `oci:${layout}:${tag}`, `docker://${dest}`]);
+  const creds = login !== undefined ? ['--dest-creds', `${login.user}:${login.password}`] : [];
+  await run([
+    'skopeo',
+    'copy',
+    '--quiet',
+    ...tls,
+    ...creds,
+    `oci:${layout}:${tag}`,
+    `docker://${dest}`,
+  ]);
 }
 
 /** A new OCI layout at `layout` (replacing any). */

@@ -21,14 +21,15 @@ export function registryConfig(addr: string, storage: string): string {
   ].join('\n');
 }
 
-/** Resolves once `GET http://addr/v2/` answers 200, or rejects after `timeoutMs`. */
+/** Resolves once `GET http://addr/v2/` answers (200, or 401 asking for a login), or rejects after `timeoutMs`. */
 export async function waitForRegistry(addr: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const req = request(`http://${addr}/v2/`, { timeout: 1000 }, (res) => {
         res.resume();
-        resolve(res.statusCode === 200);
+        // 401: a registry that needs a login answers too.
+        resolve(res.statusCode === 200 || res.statusCode === 401);
       });
       req.on('error', () => resolve(false));
       req.on('timeout', () => req.destroy());

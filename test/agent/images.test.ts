@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { mountsUnder } from '../../agent/images/overlay.js';
 import { parseUnit } from '../../unit/index.js';
 import { pushImage } from '../../deploy/images/build.js';
-import { pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { authFile, pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { ExecutionContext } from 'ava';
 import {
@@ -255,5 +255,38 @@ test.serial(
         `${n} reported pulling`,
       );
     }
+  },
+);
+
+test.serial(
+  'a registry that needs a login: refused without --registry-auth-file, pulled with it',
+  async (t) => {
+    const login = { user: 'flotilla', password: 'let-me-in' };
+    const locked = await startRegistry(login);
+    t.teardown(() => locked.stop());
+    await pushFixtures(locked, login);
+    const image = `${locked.addr}/fixtures/base:1`;
+    const registry = { ...REGISTRY_DEFAULTS, insecureRegistries: [locked.addr] };
+
+    const without = await managedAgent(t, {
+      driver: 'runc',
+      timings: { restartCapMs: 1_000 },
+      images: { registry, maxBytes: 0 },
+    });
+    await without.manager.start(imageUnit('locked.service', image));
+    const failed = await stateOf(
+      without,
+      'locked.service',
+      (s) => s.activeState === 'failed',
+      'failed',
+    );
+    t.regex(failed.message, /refused the credentials/);
+
+    const withAuth = await managedAgent(t, {
+      driver: 'runc',
+      images: { registry: { ...registry, authFile: await authFile(locked, login) }, maxBytes: 0 },
+    });
+    await withAuth.manager.start(imageUnit('locked.service', image));
+    await running(withAuth, 'locked.service');
   },
 );

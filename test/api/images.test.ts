@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { pushImage } from '../../deploy/images/build.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { etcdForFile } from '../helpers/index.js';
-import { pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { authFile, pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);
@@ -146,5 +146,29 @@ test.serial(
       await reg.resume();
     }
     t.deepEqual(await fingerprint(api.store), before);
+  },
+);
+
+test.serial(
+  'a registry that needs a login: a submit is refused without credentials and pinned with them',
+  async (t) => {
+    const login = { user: 'flotilla', password: 'let-me-in' };
+    const locked = await startRegistry(login);
+    t.teardown(() => locked.stop());
+    await pushFixtures(locked, login);
+    const image = `${locked.addr}/fixtures/app:1`;
+    const insecure = { ...REGISTRY_DEFAULTS, insecureRegistries: [locked.addr] };
+    const without = await startApi(t, server(), { registry: insecure });
+    const err = await failure(
+      without.submit({ files: [{ name: 'locked.service', contents: file(image) }] }),
+    );
+    t.is(err.code, status.INVALID_ARGUMENT);
+    t.regex(err.details, /locked\.service:5: .*refused the credentials/);
+    const withAuth = await startApi(t, server(), {
+      registry: { ...insecure, authFile: await authFile(locked, login) },
+      label: 'with auth',
+    });
+    await withAuth.submit({ files: [{ name: 'locked.service', contents: file(image) }] });
+    t.regex((await withAuth.get('locked.service')).image, /@sha256:[0-9a-f]{64}$/);
   },
 );

@@ -3,13 +3,16 @@
  * its storage in a temp directory, and the fixture images built offline from busybox-static
  * with umoci and pushed with skopeo. `stop()` kills it and removes everything.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage, busyboxRoot, initLayout, pushImage } from '../../deploy/images/build.js';
 import { registryConfig, waitForRegistry } from '../../deploy/images/registry-server.js';
 import { freePort } from './ports.js';
+
+const run = promisify(execFile);
 
 export interface TestRegistry {
   /** `127.0.0.1:PORT` */
@@ -24,12 +27,29 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-/** Starts a registry; call `stop()` in `test.after.always`. */
-export async function startRegistry(): Promise<TestRegistry> {
+/** A user the registry requires (htpasswd, bcrypt), and the auth file that logs in as it. */
+export interface RegistryUser {
+  readonly user: string;
+  readonly password: string;
+}
+
+/**
+ * Starts a registry; call `stop()` in `test.after.always`. With `login`, every request
+ * needs that user's credentials (htpasswd; the bcrypt hash made with python3's crypt).
+ */
+export async function startRegistry(login?: RegistryUser): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-registry-'));
   const addr = `127.0.0.1:${await freePort()}`;
   const config = join(dir, 'config.yml');
-  await writeFile(config, registryConfig(addr, join(dir, 'storage')));
+  let text = registryConfig(addr, join(dir, 'storage'));
+  if (login !== undefined) {
+    const script =
+      'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))';
+    const { stdout } = await run('python3', ['-W', 'ignore', '-c', script, login.password]);
+    await writeFile(join(dir, 'htpasswd'), `${login.user}:${stdout.trim()}\n`);
+    text += `auth:\n  htpasswd:\n    realm: test\n    path: ${JSON.stringify(join(dir, 'htpasswd'))}\n`;
+  }
+  await writeFile(config, text);
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
     child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
@@ -63,7 +83,7 @@ export async function startRegistry(): Promise<TestRegistry> {
  * - `app`: base's layer plus one with /only-in-image and /etc/motd (shares base's layer)
  * - `whiteout`: app plus a layer deleting /only-in-image (a whiteout) and /etc/motd
  */
-export async function pushFixtures(reg: TestRegistry): Promise<void> {
+export async function pushFixtures(reg: TestRegistry, login?: RegistryUser): Promise<void> {
   await initLayout(reg.layout);
   await buildImage(reg.layout, null, 'base', busyboxRoot, {
     cmd: ['/bin/sh', '-c', 'echo base; sleep 1000'],
@@ -79,6 +99,14 @@ export async function pushFixtures(reg: TestRegistry): Promise<void> {
     await rm(join(rootfs, 'etc', 'motd'));
   });
   for (const tag of ['base', 'app', 'whiteout']) {
-    await pushImage(reg.layout, tag, `${reg.addr}/fixtures/${tag}:1`, true);
+    await pushImage(reg.layout, tag, `${reg.addr}/fixtures/${tag}:1`, true, login);
   }
+}
+
+/** A containers-auth.json for `login` at `reg`, written into the registry's directory. */
+export async function authFile(reg: TestRegistry, login: RegistryUser): Promise<string> {
+  const path = join(reg.dir, 'auth.json');
+  const auth = Buffer.from(`${login.user}:${login.password}`).toString('base64');
+  await writeFile(path, JSON.stringify({ auths: { [reg.addr]: { auth } } }));
+  return path;
 }

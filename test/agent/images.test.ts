@@ -6,7 +6,8 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mountsUnder } from '../../agent/images/overlay.js';
@@ -17,6 +18,7 @@ import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { ExecutionContext } from 'ava';
 import {
   DRIVERS,
+  killUnits,
   managed as managedAgent,
   running,
   stateOf,
@@ -151,9 +153,11 @@ test.serial('Pull=always sees a retagged image at the next start', async (t) => 
 });
 
 test.serial(
-  'with the registry down the unit fails saying so, retries, and runs once it is back',
+  'with the registry down the unit fails saying so, retries, and runs once it is back; other units run on',
   async (t) => {
     const m = await managed(t, { driver: 'runc', timings: { restartCapMs: 1_000 } });
+    await m.manager.start(parseUnit('bystander.service', '[Service]\nExecStart=/bin/sleep 1000\n'));
+    const bystander = await running(m, 'bystander.service');
     await reg.pause();
     try {
       await m.manager.start(imageUnit('patient.service', `${reg.addr}/fixtures/app:1`));
@@ -165,6 +169,9 @@ test.serial(
         60_000,
       );
       t.regex(failed.message, /cannot be reached.*retrying in/);
+      const still = m.manager.get('bystander.service');
+      t.is(still?.activeState, 'active');
+      t.is(still?.pid, bystander.pid);
     } finally {
       await reg.resume();
     }
@@ -290,3 +297,18 @@ test.serial(
     await running(withAuth, 'locked.service');
   },
 );
+
+test.serial('a full disk fails the pull saying so', async (t) => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'flotilla-full-'));
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=640k', 'flotilla-full', stateDir]);
+  t.teardown(async () => {
+    await run('umount', ['--lazy', stateDir]).catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  const m = await managed(t, { driver: 'runc', stateDir, timings: { restartCapMs: 1_000 } });
+  t.teardown(() => killUnits(stateDir, m.machineId));
+  await m.manager.start(imageUnit('cramped.service', `${reg.addr}/fixtures/app:1`));
+  const failed = await stateOf(m, 'cramped.service', (s) => s.activeState === 'failed', 'failed');
+  t.regex(failed.message, /disk is full/);
+  await m.manager.stop('cramped.service');
+});

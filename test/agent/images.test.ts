@@ -13,7 +13,13 @@ import { promisify } from 'node:util';
 import { mountsUnder } from '../../agent/images/overlay.js';
 import { parseUnit } from '../../unit/index.js';
 import { pushImage } from '../../deploy/images/build.js';
-import { authFile, pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import {
+  authFile,
+  pushFixtures,
+  pushMultiPlatform,
+  startRegistry,
+  type TestRegistry,
+} from '../helpers/registry.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { ExecutionContext } from 'ava';
 import {
@@ -311,4 +317,16 @@ test.serial('a full disk fails the pull saying so', async (t) => {
   const failed = await stateOf(m, 'cramped.service', (s) => s.activeState === 'failed', 'failed');
   t.regex(failed.message, /disk is full/);
   await m.manager.stop('cramped.service');
+});
+
+test.serial("a manifest list runs this machine's platform", async (t) => {
+  await pushMultiPlatform(reg);
+  const m = await managed(t, { driver: 'runc' });
+  await m.manager.start(
+    imageUnit('multi.service', `${reg.addr}/fixtures/multi:1`, [
+      'Exec=/bin/sh -c "test -e /only-in-image && echo HOST-PLATFORM || echo OTHER; sleep 1000"',
+    ]),
+  );
+  await running(m, 'multi.service');
+  t.regex(await waitForLog(m, 'multi.service', /HOST-PLATFORM|OTHER/), /HOST-PLATFORM/);
 });

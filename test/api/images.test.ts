@@ -11,7 +11,13 @@ import { promisify } from 'node:util';
 import { pushImage } from '../../deploy/images/build.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { etcdForFile } from '../helpers/index.js';
-import { authFile, pushFixtures, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import {
+  authFile,
+  pushFixtures,
+  pushMultiPlatform,
+  startRegistry,
+  type TestRegistry,
+} from '../helpers/registry.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);
@@ -170,5 +176,16 @@ test.serial(
     });
     await withAuth.submit({ files: [{ name: 'locked.service', contents: file(image) }] });
     t.regex((await withAuth.get('locked.service')).image, /@sha256:[0-9a-f]{64}$/);
+  },
+);
+
+test.serial(
+  "a manifest list is pinned to the list's own digest (each machine picks its platform)",
+  async (t) => {
+    await pushMultiPlatform(reg);
+    const api = await startApi(t, server(), { registry: registry() });
+    const image = `${reg.addr}/fixtures/multi:1`;
+    await api.submit({ files: [{ name: 'multi.service', contents: file(image) }] });
+    t.is((await api.get('multi.service')).image, `${image}@${await digestOf(image)}`);
   },
 );

@@ -5,7 +5,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage, busyboxRoot, initLayout, pushImage } from '../../deploy/images/build.js';
@@ -63,7 +64,13 @@ export async function startRegistry(login?: RegistryUser): Promise<TestRegistry>
     c.kill('SIGKILL');
     await gone;
   };
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await pause();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     addr,
     dir,
@@ -109,4 +116,61 @@ export async function authFile(reg: TestRegistry, login: RegistryUser): Promise<
   const auth = Buffer.from(`${login.user}:${login.password}`).toString('base64');
   await writeFile(path, JSON.stringify({ auths: { [reg.addr]: { auth } } }));
   return path;
+}
+
+/** The OCI platform name of this host's architecture. */
+export function hostArch(): string {
+  return process.arch === 'x64' ? 'amd64' : process.arch;
+}
+
+/**
+ * `fixtures/multi:1`, an image index (a manifest list) of two platforms: `app` for this
+ * host's architecture, `base` for another. Needs {@link pushFixtures} first.
+ */
+export async function pushMultiPlatform(reg: TestRegistry): Promise<void> {
+  const index = JSON.parse(await readFile(join(reg.layout, 'index.json'), 'utf8')) as {
+    manifests: {
+      digest: string;
+      size: number;
+      mediaType: string;
+      annotations?: Record<string, string>;
+    }[];
+  };
+  const byTag = (tag: string) => {
+    const m = index.manifests.find(
+      (x) => x.annotations?.['org.opencontainers.image.ref.name'] === tag,
+    );
+    if (m === undefined) throw new Error(`no ${tag} in the fixture layout`);
+    return m;
+  };
+  const other = hostArch() === 'arm64' ? 'amd64' : 'arm64';
+  const list = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { ...pick(byTag('base')), platform: { architecture: other, os: 'linux' } },
+      { ...pick(byTag('app')), platform: { architecture: hostArch(), os: 'linux' } },
+    ],
+  });
+  const hex = createHash('sha256').update(list).digest('hex');
+  await writeFile(join(reg.layout, 'blobs', 'sha256', hex), list);
+  index.manifests.push({
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    digest: `sha256:${hex}`,
+    size: Buffer.byteLength(list),
+    annotations: { 'org.opencontainers.image.ref.name': 'multi' },
+  });
+  await writeFile(join(reg.layout, 'index.json'), JSON.stringify(index));
+  await run('skopeo', [
+    'copy',
+    '--quiet',
+    '--all',
+    '--dest-tls-verify=false',
+    `oci:${reg.layout}:multi`,
+    `docker://${reg.addr}/fixtures/multi:1`,
+  ]);
+}
+
+function pick(m: { digest: string; size: number; mediaType: string }) {
+  return { mediaType: m.mediaType, digest: m.digest, size: m.size };
 }

@@ -102,7 +102,8 @@ serial(
       'Image=127.0.0.1:5000/',
       `Image=${registry()}/`,
     );
-    await c().ok(['start', '--timeout', '90s', await c().unitFile('hello-image.service', text)]);
+    const path = await c().unitFile('hello-image.service', text);
+    await c().ok(['start', '--timeout', '90s', path]);
     const units = await c().waitUnits('hello-image runs', (u) =>
       isRunningView(u.get('hello-image.service')),
     );
@@ -117,6 +118,9 @@ serial(
       { timeoutMs: 30_000, intervalMs: 500, message: 'httpd answers' },
     );
     t.is(body, 'hello from an image\n');
+    // The cluster holds the file pinned; the local file naming the tag is still the same unit.
+    const again = await c().ok(['start', '--timeout', '30s', path]);
+    t.notRegex(again.stderr, /differs/);
     await c().ok(['destroy', 'hello-image.service']);
   },
 );

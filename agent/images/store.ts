@@ -62,6 +62,12 @@ interface ImageRecord extends LocalImage {
   readonly lastUsed: number;
 }
 
+/** The parts of a raw manifest or manifest list the progress total needs. */
+interface ManifestDoc {
+  readonly layers?: { digest?: string; size?: number }[];
+  readonly manifests?: { digest?: string; platform?: { os?: string; architecture?: string } }[];
+}
+
 /** The tag skopeo writes each image's layout under. */
 const TAG = 'image';
 
@@ -364,15 +370,15 @@ export class ImageStore {
     if (onProgress === undefined) return () => undefined;
     let stopped = false;
     let total = 0;
+    let reported = 0;
     let wanted: string[] = [];
-    const manifestOf = async (): Promise<void> => {
-      // The manifest's sizes give the total; failures only cost the total.
-      const registry = from.slice(0, from.indexOf('/'));
+    const registry = from.slice(0, from.indexOf('/'));
+    const inspect = async (reference: string): Promise<ManifestDoc | undefined> => {
       const args = [
         'inspect',
         '--raw',
         ...sourceFlags(this.opts.registry, registry, false),
-        `docker://${from}`,
+        `docker://${reference}`,
       ];
       const run = await runSkopeo(
         this.opts.registry,
@@ -380,10 +386,20 @@ export class ImageStore {
         this.opts.registry.inspectTimeoutMs,
         4 * 1024 * 1024,
       );
-      if (run.code !== 0) return;
-      const doc = JSON.parse(run.stdout.toString('utf8')) as {
-        layers?: { digest?: string; size?: number }[];
-      };
+      return run.code === 0 ? (JSON.parse(run.stdout.toString('utf8')) as ManifestDoc) : undefined;
+    };
+    const manifestOf = async (): Promise<void> => {
+      // The manifest's sizes give the total; failures only cost the total.
+      let doc = await inspect(from);
+      // A manifest list: the entry of this machine's platform, as skopeo copy picks it.
+      const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+      const entry = doc?.manifests?.find(
+        (m) => m.platform?.os === 'linux' && m.platform.architecture === arch,
+      );
+      if (entry?.digest !== undefined) {
+        doc = await inspect(`${from.replace(/[:@][^/]*$/, '')}@${entry.digest}`);
+      }
+      if (doc === undefined) return;
       for (const l of doc.layers ?? []) {
         if (typeof l.digest === 'string' && typeof l.size === 'number') {
           total += l.size;
@@ -402,8 +418,9 @@ export class ImageStore {
             done += (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
         }
       }
-      if (!stopped)
-        onProgress({ image: name, doneBytes: Math.min(done, total), totalBytes: total });
+      // Ticks overlap and a blob is briefly neither temporary nor in place: never go back.
+      reported = Math.max(reported, Math.min(done, total));
+      if (!stopped) onProgress({ image: name, doneBytes: reported, totalBytes: total });
     };
     void manifestOf().catch(() => {
       wanted = [];

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mountsUnder } from '../../agent/images/overlay.js';
+import { ImageStore, type PullProgress } from '../../agent/images/store.js';
+import { progressText } from '../../agent/supervisor-image.js';
 import { parseUnit } from '../../unit/index.js';
 import { pushImage } from '../../deploy/images/build.js';
 import {
@@ -329,4 +331,37 @@ test.serial("a manifest list runs this machine's platform", async (t) => {
   );
   await running(m, 'multi.service');
   t.regex(await waitForLog(m, 'multi.service', /HOST-PLATFORM|OTHER/), /HOST-PLATFORM/);
+});
+
+test.serial("a pull reports its progress in bytes, up to the manifest's total", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'flotilla-store-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new ImageStore({
+    dir,
+    registry: { ...REGISTRY_DEFAULTS, insecureRegistries: [reg.addr] },
+    maxBytes: 0,
+    progressMs: 5,
+  });
+  const seen: PullProgress[] = [];
+  const image = await store.ensure(`${reg.addr}/fixtures/whiteout:1`, 'missing', (p) =>
+    seen.push(p),
+  );
+  t.is(image.layers.length, 3);
+  const last = seen.at(-1);
+  t.log(seen.map((p) => progressText(p)).join(' | '));
+  t.true(
+    seen.some((p) => p.totalBytes > 1_000_000),
+    "the total is the layers' size",
+  );
+  t.regex(
+    progressText({ image: 'web:1.4', doneBytes: 12 * 1024 ** 2, totalBytes: 40 * 1024 ** 2 }),
+    /^pulling web:1\.4, 12 MiB\/40 MiB$/,
+  );
+  t.true(last === undefined || last.doneBytes <= last.totalBytes || last.totalBytes === 0);
+  const done = seen.map((p) => p.doneBytes);
+  t.deepEqual(
+    done,
+    [...done].sort((a, b) => a - b),
+    'progress never goes back',
+  );
 });

@@ -92,6 +92,9 @@ export async function startAgent(
       machineId: opts.machineId,
       stateDir: opts.stateDir,
       driver: opts.driver,
+      ...(opts.registry !== undefined
+        ? { images: { registry: opts.registry, maxBytes: opts.imageStoreMaxBytes ?? 0 } }
+        : {}),
       ...(tuning.timings !== undefined ? { timings: tuning.timings } : {}),
       ...(tuning.logCheckMs !== undefined ? { logCheckMs: tuning.logCheckMs } : {}),
     });

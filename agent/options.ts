@@ -15,6 +15,8 @@
  * metadata = region=us,disk=ssd
  * ```
  */
+import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
+import type { RegistryOptions } from '../registry/skopeo.js';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, networkInterfaces, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -67,6 +69,10 @@ export interface AgentOptions {
   readonly logsTls?: ServerTls;
   /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
   readonly metricsListen?: string;
+  /** How image units' images are pulled (`--registry-auth-file`, `--insecure-registry`). */
+  readonly registry?: RegistryOptions;
+  /** The image store's budget in bytes; 0: a quarter of its disk (`--image-store-max`). */
+  readonly imageStoreMaxBytes?: number;
 }
 
 /** Defaults, in one place. */
@@ -114,7 +120,11 @@ TLS (PEM files; see docs/operations.md):
   --tls-cert-file FILE       serve Logs over TLS with this certificate (naming --public-ip), with:
   --tls-key-file FILE        its key
   --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
-`;
+
+Images (see docs/operations.md):
+  --image-store-max SIZE     collect unused images past this size, bytes or K/M/G/T
+                             (default: a quarter of the disk holding --state-dir)
+${REGISTRY_USAGE}`;
 
 const agentFlags = {
   config: { type: 'string' },
@@ -129,7 +139,9 @@ const agentFlags = {
   'logs-listen': { type: 'string' },
   'keep-units-on-exit': { type: 'boolean' },
   tick: { type: 'string' },
+  'image-store-max': { type: 'string' },
   ...serverTlsFlags,
+  ...registryFlags,
 } as const;
 
 /** Every flag the agent accepts, for the config file's key check. */
@@ -248,7 +260,20 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     ...(etcdTls === undefined ? {} : { etcdTls }),
     ...(logsTls === undefined ? {} : { logsTls }),
     ...(metricsListen === undefined ? {} : { metricsListen }),
+    registry: parseRegistryFlags(args, host.readFile),
+    imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
   };
+}
+
+function imageStoreMax(text: string | undefined): number {
+  if (text === undefined) return 0;
+  try {
+    const bytes = parseMemoryBytes('--image-store-max', text, 0);
+    if (bytes > 0) return bytes;
+  } catch {
+    // Reported below.
+  }
+  throw new UsageError(`--image-store-max=${text}: expected bytes or a K/M/G/T size`);
 }
 
 function readMachineId(host: HostFacts): string {

@@ -331,6 +331,7 @@ export class Reconciler {
       machine: this.opts.machineId,
       hash,
       containerId: '',
+      image: '',
       pid: 0,
       exitStatus: -1,
       exitSignal: '',

@@ -5,7 +5,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ServiceOptions } from '../unit/model.js';
+import type { ContainerOptions, ServiceOptions } from '../unit/model.js';
 import { UNIT_FILES } from './runtime/layout.js';
 
 /** The persisted record of one supervised unit. */
@@ -14,6 +14,8 @@ export interface UnitMeta {
   readonly unit: string;
   readonly hash: string;
   readonly service: ServiceOptions;
+  /** An image unit's [Container] options: an adopting agent re-runs its image step. */
+  readonly container?: ContainerOptions;
   /** Restarts so far (UnitState.restarts survives agent restarts). */
   readonly restarts: number;
   /** Index of the ExecStart= line that runs (oneshot units run several in order). */

@@ -87,6 +87,7 @@ export function initialState(
     activeState: 'inactive',
     subState: 'dead',
     containerId,
+    image: '',
     pid: 0,
     exitStatus: -1,
     exitSignal: '',

@@ -4,7 +4,8 @@
  * and reports every state change as the fields of UnitState. A supervisor never throws: a
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
-import type { ServiceOptions } from '../unit/model.js';
+import type { ContainerOptions, ServiceOptions } from '../unit/model.js';
+import type { ImageStore } from './images/store.js';
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
@@ -20,6 +21,7 @@ import {
 } from './supervisor-policy.js';
 import { isDetached, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
 import { runOnce, stopCompleted } from './supervisor-run.js';
+import { prepareImage } from './supervisor-image.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -50,6 +52,10 @@ export interface SupervisorDeps {
   /** Every state change, in order. Must not throw. */
   readonly onState: (state: UnitState) => void;
   readonly now?: () => number;
+  /** The machine's image store; image units fail without one. */
+  readonly images?: ImageStore;
+  /** Where named volumes of image units live. */
+  readonly volumesDir?: string;
 }
 
 /** The unit a supervisor runs: its name, content hash and [Service] options. */
@@ -57,6 +63,8 @@ export interface SupervisedUnit {
   readonly name: string;
   readonly hash: string;
   readonly service: ServiceOptions;
+  /** Set for an image unit: the image step runs before every lifecycle (supervisor-image.ts). */
+  readonly container?: ContainerOptions;
 }
 
 function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
@@ -76,7 +84,8 @@ function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
 /** Supervises one unit. Create, then call exactly one of {@link start} or {@link adopt}. */
 export class Supervisor {
   readonly unit: SupervisedUnit;
-  readonly ctx: UnitContext;
+  /** Replaced once an image unit's root is ready (its service then runs on that root). */
+  private context: UnitContext;
   private current: UnitState;
   private readonly deps: SupervisorDeps;
   private readonly now: () => number;
@@ -94,7 +103,7 @@ export class Supervisor {
     this.unit = unit;
     this.deps = deps;
     this.now = deps.now ?? Date.now;
-    this.ctx = deps.driver.context(unit.name, unit.service);
+    this.context = deps.driver.context(unit.name, unit.service);
     this.current = initialState(
       unit.name,
       deps.machineId,
@@ -102,6 +111,11 @@ export class Supervisor {
       this.ctx.containerId,
       this.now(),
     );
+  }
+
+  /** The unit's context with the driver: its container id, directory and [Service] options. */
+  get ctx(): UnitContext {
+    return this.context;
   }
 
   /** The latest state (a copy is handed to listeners; this one is not to be mutated). */
@@ -169,12 +183,14 @@ export class Supervisor {
     } catch (err) {
       this.note(`could not remove the container: ${describeError(err)}`);
     }
+    this.deps.images?.release(this.ctx.dir);
     this.set({ activeState: 'inactive', subState: 'dead', pid: 0, message: '' });
     this.note('stopped');
   }
 
   private async lifecycle(resume: Resume | undefined): Promise<void> {
     try {
+      if (this.unit.container !== undefined && !(await this.imageRoot(this.unit.container))) return;
       await this.deps.driver.prepare(this.ctx);
       if (resume === undefined) await this.persist(0, 0);
       for (;;) {
@@ -212,6 +228,25 @@ export class Supervisor {
       this.set({ activeState: 'failed', subState: 'failed', pid: 0, message });
       this.note(message);
     }
+  }
+
+  /** Readies an image unit's root and context; false when stopped or detached meanwhile. */
+  private async imageRoot(container: ContainerOptions): Promise<boolean> {
+    const service = await prepareImage({
+      unitDir: this.ctx.dir,
+      volumesDir: `${this.deps.driver.layout.root}/volumes`,
+      service: this.unit.service,
+      container,
+      images: this.deps.images,
+      signal: AbortSignal.any([this.stopCtl.signal, this.detachCtl.signal]),
+      retryCapMs: this.deps.timings.restartCapMs,
+      set: (change) => this.set(change),
+      note: (text) => this.note(text),
+    });
+    if (service === undefined) return false;
+    this.context = this.deps.driver.context(this.unit.name, service);
+    this.set({ image: service.image ?? '' });
+    return true;
   }
 
   /** The end of a unit that will not restart: failed, dead, or (oneshot) exited. */
@@ -260,12 +295,13 @@ export class Supervisor {
   }
 
   private persist(step: number, startedAt: number): Promise<void> {
-    const { name, hash, service } = this.unit;
+    const { name, hash, service, container } = this.unit;
     const meta: UnitMeta = {
       version: 1,
       unit: name,
       hash,
       service,
+      ...(container !== undefined ? { container } : {}),
       restarts: this.restarts,
       step,
       startedAt,

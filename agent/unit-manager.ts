@@ -13,6 +13,9 @@
  */
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { ServiceOptions, UnitDefinition } from '../unit/model.js';
+import { join } from 'node:path';
+import { REGISTRY_DEFAULTS, type RegistryOptions } from '../registry/skopeo.js';
+import { ImageStore } from './images/store.js';
 import { createDriver } from './runtime/index.js';
 import type { DriverName, RuntimeDriver } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
@@ -39,6 +42,11 @@ export interface UnitManagerOptions {
   readonly logCheckMs?: number;
   /** Restart back-off and start timeout; see {@link SUPERVISOR_DEFAULTS}. */
   readonly timings?: Partial<SupervisorTimings>;
+  /**
+   * Image units: how registries are reached and the store's budget. The store lives in
+   * `<stateDir>/<machine>/images` (runc driver only).
+   */
+  readonly images?: { readonly registry: RegistryOptions; readonly maxBytes: number };
 }
 
 /** A unit a previous agent left on this machine, as {@link UnitManager.adopt} found it. */
@@ -83,6 +91,8 @@ export class UnitManager {
   readonly driver: RuntimeDriver;
   readonly logs: LogStore;
   private readonly timings: SupervisorTimings;
+  /** The machine's image store (runc driver only). */
+  readonly images: ImageStore | undefined;
   private readonly supervisors = new Map<string, Supervisor>();
   private readonly failedEarly = new Map<string, UnitState>();
   private readonly listeners = new Set<StateListener>();
@@ -98,6 +108,14 @@ export class UnitManager {
       ...(opts.logMaxBytes !== undefined ? { maxBytes: opts.logMaxBytes } : {}),
     });
     this.timings = { ...SUPERVISOR_DEFAULTS, ...opts.timings };
+    this.images =
+      driver instanceof RuncDriver
+        ? new ImageStore({
+            dir: join(driver.layout.root, 'images'),
+            registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
+            maxBytes: opts.images?.maxBytes ?? 0,
+          })
+        : undefined;
     this.rotation = setInterval(() => void this.rotateLogs(), opts.logCheckMs ?? 1000);
     this.rotation.unref();
   }
@@ -151,7 +169,11 @@ export class UnitManager {
       this.failedEarly.delete(name);
       let supervisor: Supervisor;
       try {
-        supervisor = new Supervisor({ name, hash, service: def.service }, this.deps());
+        const unit = { name, hash, service: def.service };
+        supervisor = new Supervisor(
+          def.container !== undefined ? { ...unit, container: def.container } : unit,
+          this.deps(),
+        );
       } catch (err) {
         this.failEarly(name, hash, describeError(err));
         return;
@@ -194,8 +216,9 @@ export class UnitManager {
         }
         continue;
       }
+      const unit = { name: meta.unit, hash: meta.hash, service: meta.service };
       const supervisor = new Supervisor(
-        { name: meta.unit, hash: meta.hash, service: meta.service },
+        meta.container !== undefined ? { ...unit, container: meta.container } : unit,
         this.deps(),
       );
       this.supervisors.set(meta.unit, supervisor);
@@ -235,6 +258,7 @@ export class UnitManager {
       machineId: this.machineId,
       timings: this.timings,
       onState: (state) => this.emit(state),
+      ...(this.images !== undefined ? { images: this.images } : {}),
     };
   }
 

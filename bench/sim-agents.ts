@@ -241,6 +241,7 @@ function stateOf(unit: string, want: Wanted): UnitState {
     machine: want.machine,
     hash: want.hash,
     loadState: 'loaded',
+    image: '',
     activeState: running ? 'active' : 'inactive',
     subState: running ? 'running' : 'dead',
     containerId: `flotilla-${want.machine.slice(0, 8)}-${unit}`,

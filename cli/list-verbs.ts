@@ -72,6 +72,8 @@ const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   restarts: (r) => String(stateOf(r)?.restarts ?? '-'),
   status: (r) => activeText(stateOf(r)),
   reason: (r) => r.status.unscheduled?.summary ?? '-',
+  // What the agent runs, else the digest the unit is pinned to ('-' for host-binary units).
+  image: (r) => stateOf(r)?.image || r.status.image || '-',
 };
 const UNIT_DEFAULTS = 'unit,machine,active,sub';
 

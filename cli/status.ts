@@ -127,6 +127,7 @@ export function statusText(s: UnitStatus, addresses: MachineAddresses, now: numb
     ['Desired:', unit?.desiredState ?? '-'],
     ['Current:', s.currentState],
   ];
+  if (s.image !== '') rows.push(['Image:', s.image]);
   if (s.instances.length > 0) rows.push(...copyRows(s.instances, addresses, now));
   else rows.push(...placementRows(s, addresses, now));
   rows.push(['Hash:', shortHash(unit?.hash ?? '', true)]);
@@ -189,14 +190,17 @@ function stateRows(
     state.since === 0n
       ? ''
       : ` since ${formatTime(state.since)}; ${formatAge(Number(state.since), now)} ago`;
-  const sub = state.subState === '' ? '' : ` (${state.subState})`;
+  // A pull in progress says what it pulls and how far: activating (pulling web:1.4, 12/40 MB).
+  const pulling = state.subState === 'pulling' && state.message !== '';
+  const sub = state.subState === '' ? '' : ` (${pulling ? state.message : state.subState})`;
   const rows: [string, string][] = [['Active:', `${state.activeState || '-'}${sub}${since}`]];
   if (reporter !== undefined) rows.push(['Reported by:', machineLegend(reporter, addresses, true)]);
   rows.push(['Container:', state.containerId || '-']);
   rows.push(['PID:', state.pid > 0 ? String(state.pid) : '-']);
   rows.push(['Restarts:', String(state.restarts)]);
   rows.push(['Last exit:', lastExit(state.exitStatus, state.exitSignal)]);
-  if (state.activeState === 'failed' || state.message !== '') {
+  if (state.image !== '') rows.push(['Running:', state.image]);
+  if (state.activeState === 'failed' || (state.message !== '' && !pulling)) {
     rows.push(['Message:', failureText(state)]);
   }
   return rows;

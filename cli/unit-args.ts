@@ -6,6 +6,7 @@
  * brings its template file `units/web@.service` along the same way. `units/web` finds the
  * file `units/web.service`.
  */
+import { rewriteImageLine } from '../registry/pin.js';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -167,10 +168,21 @@ export async function getUnitOrUndefined(api: ApiClient, name: string): Promise<
   }
 }
 
+/**
+ * Whether `file` is the cluster's `unit`. An image unit's stored file has its tag pinned
+ * (`Image=host/app:1@sha256:...`): a local file naming the same tag is the same unit.
+ */
 function sameUnit(unit: Unit, file: UnitFile): boolean {
   if (unit.file === file.contents) return true;
   try {
-    return parseUnit(file.name, file.contents).hash === unit.hash;
+    const local = parseUnit(file.name, file.contents);
+    if (local.hash === unit.hash) return true;
+    const image = local.container?.image;
+    if (image === undefined || image.includes('@')) return false;
+    const pinned = parseUnit(file.name, unit.file).container?.image ?? '';
+    if (!pinned.startsWith(`${image}@`)) return false;
+    const text = rewriteImageLine(file.contents, local.container?.imageLine ?? 0, image, pinned);
+    return text !== undefined && parseUnit(file.name, text).hash === unit.hash;
   } catch {
     return false;
   }

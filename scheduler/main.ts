@@ -80,6 +80,7 @@ export async function startScheduler(
         ...(opts.auditLog === undefined ? {} : { auditLog: opts.auditLog }),
         ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),
         readiness: ops.readiness,
+        ...(opts.registry === undefined ? {} : { registry: opts.registry }),
       });
     }
   } catch (err) {

@@ -4,6 +4,8 @@
  * default.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
+import type { RegistryOptions } from '../registry/skopeo.js';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -62,6 +64,8 @@ export interface SchedulerOptions {
   readonly policy?: Policy;
   /** File of the API's audit log (`--audit-log`); absent: none. */
   readonly auditLog?: string;
+  /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
+  readonly registry?: RegistryOptions;
 }
 
 /** Defaults, in one place. */
@@ -116,7 +120,8 @@ TLS (PEM files; see docs/operations.md):
   --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
   --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
                                --tls-cert-file is presented to them as client certificate
-`;
+
+${REGISTRY_USAGE}`;
 
 const schedulerFlags = {
   listen: { type: 'string' },
@@ -131,6 +136,7 @@ const schedulerFlags = {
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
   ...serverTlsFlags,
+  ...registryFlags,
 } as const;
 
 /**
@@ -190,6 +196,7 @@ export function parseSchedulerArgs(
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
+      registry: parseRegistryFlags(args, readFile),
     },
   };
 }

@@ -4,8 +4,9 @@
 #
 #   scripts/quickstart.sh [flotilla cluster up flags...]      e.g. --agents 4
 #
-# 1. installs what is missing: etcd-server, runc, protobuf-compiler, busybox-static, iproute2
-#    (apt-get, through sudo when not root), node_modules (npm ci), the build (npm run build);
+# 1. installs what is missing: etcd-server, runc, protobuf-compiler, busybox-static, iproute2,
+#    docker-registry, skopeo, umoci, attr (apt-get, through sudo when not root), node_modules
+#    (npm ci), the build (npm run build);
 # 2. starts etcd, two schedulers and three agents (bin/flotilla cluster up): as root each
 #    agent is its own host in a network namespace running units as runc containers;
 # 3. starts the examples from deploy/examples/ that fit and shows list-machines, list-units.
@@ -36,6 +37,11 @@ command -v busybox >/dev/null || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v python3 >/dev/null || missing+=(python3)
+# Image units: the local registry, skopeo (pulls), umoci (builds the example image), attr.
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v setfattr >/dev/null || missing+=(attr)
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$SUDO" = "missing" ] && die "missing ${missing[*]}: install them as root (apt-get install ${missing[*]})"
   say "Installing ${missing[*]}"
@@ -90,6 +96,16 @@ else
 fi
 flotctl scale --timeout 60s api@.service=3 || true
 
+# The registry 'cluster up' started, with the example image it built offline from busybox.
+registry=$(node -p 'JSON.parse(require("fs").readFileSync(".flotilla/cluster/cluster.json","utf8")).registry?.addr ?? ""' 2>/dev/null || true)
+if [ -n "$registry" ] && [ "$(id -u)" -eq 0 ]; then
+  say "Starting an image unit from the cluster's registry ($registry)"
+  image_unit="$(mktemp -d)/hello-image.service"
+  sed "s|^Image=127.0.0.1:5000/|Image=$registry/|" deploy/examples/images/hello-image.service >"$image_unit"
+  flotctl start --timeout 60s "$image_unit" || true
+  rm -rf "$(dirname "$image_unit")"
+fi
+
 say "flotctl list-machines"
 flotctl list-machines
 say "flotctl list-units"
@@ -101,6 +117,7 @@ Flotilla is running. Try:
   export FLOTCTL_ENDPOINT=$FLOTCTL_ENDPOINT
   bin/flotctl journal -f hello.service          # follow a unit's output (Ctrl-C to stop)
   bin/flotctl status db.service                 # where a unit runs, or why it waits
+  bin/flotctl status hello-image.service        # an image unit: its pinned digest
   bin/flotctl scale api@.service=6              # spread over zones, at most 2 per machine
   bin/flotctl watch                             # every change, live
   bin/flotilla cluster status                   # the cluster's processes (logs: .flotilla/cluster/logs)

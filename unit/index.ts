@@ -37,3 +37,19 @@ export {
   fileTooLargeMessage,
   submitTooLargeMessage,
 } from './limits.js';
+export {
+  CONTAINER_KEYS,
+  HEALTH_KEYS,
+  PULL_POLICIES,
+  parseContainerSection,
+  parseVolume,
+} from './container.js';
+export {
+  IMAGE_REF_MAX,
+  formatImageReference,
+  isDigest,
+  parseImageReference,
+  shortImageName,
+  transportReference,
+  type ImageReference,
+} from './image-ref.js';

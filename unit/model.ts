@@ -132,6 +132,56 @@ export interface ServiceOptions {
   readonly rootDirectory: string;
   readonly privateNetwork: boolean;
   readonly resources: ResourceRequest;
+  /**
+   * Set by the agent for image units only: host directories bound into the container
+   * (`[Container] Volume=`), whose root is then `rootDirectory` (the unit's overlay).
+   */
+  readonly binds?: readonly BindMount[];
+  /** Set by the agent for image units only: the pinned image that `rootDirectory` holds. */
+  readonly image?: string;
+}
+
+/** `Pull=`: when an agent fetches the image (podman's policies). */
+export type PullPolicy = 'missing' | 'always' | 'never' | 'newer';
+
+/** One `Volume=`: a host path (absolute) or a named volume the agent keeps, at `destination`. */
+export interface VolumeSpec {
+  /** An absolute host path, or a volume name (`[A-Za-z0-9][A-Za-z0-9_.-]*`). */
+  readonly source: string;
+  readonly named: boolean;
+  /** Absolute, inside the container. */
+  readonly destination: string;
+  readonly readOnly: boolean;
+}
+
+/**
+ * The `[Container]` section (podman Quadlet's names): the unit runs an OCI image. What the
+ * image itself says (Entrypoint, Cmd, Env, WorkingDir, User) is only known once an agent has
+ * pulled it; these are the unit's overrides.
+ */
+export interface ContainerOptions {
+  /** `Image=` as written (after submit, pinned: `host/repo:tag@sha256:...`). */
+  readonly image: string;
+  /** 1-based line of `Image=`. */
+  readonly imageLine: number;
+  /** `Exec=`: the arguments, replacing the image's Cmd; undefined when unset. */
+  readonly exec?: readonly string[];
+  /** `Entrypoint=`: replaces the image's Entrypoint (and then its Cmd); undefined when unset. */
+  readonly entrypoint?: readonly string[];
+  readonly environment: readonly (readonly [string, string])[];
+  /** Empty when unset (the image's WorkingDir). */
+  readonly workingDir: string;
+  /** Empty when unset (the image's User). */
+  readonly user: string;
+  readonly volumes: readonly VolumeSpec[];
+  readonly pull: PullPolicy;
+}
+
+/** A host directory bound into a container (an image unit's `Volume=`, resolved by the agent). */
+export interface BindMount {
+  readonly source: string;
+  readonly destination: string;
+  readonly readOnly: boolean;
 }
 
 /** A unit file with all meaning resolved, for one concrete name (specifiers expanded). */
@@ -140,6 +190,8 @@ export interface UnitDefinition {
   readonly description: string;
   readonly fleet: FleetOptions;
   readonly service: ServiceOptions;
+  /** Set when the file has a `[Container]` section: the unit runs an image. */
+  readonly container?: ContainerOptions;
   /** Stable content hash of the file text (see hash.ts). */
   readonly hash: string;
   readonly syntax: UnitFileSyntax;

@@ -5,6 +5,7 @@
  */
 import { MAX_PROBLEMS, UnitError } from './errors.js';
 import { checkUnitFileSize } from './limits.js';
+import { parseContainerSection } from './container.js';
 import { parseFleetSection } from './fleet.js';
 import { hashSyntax } from './hash.js';
 import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
@@ -79,13 +80,37 @@ function analyse(name: string, text: string): Analysis {
   if (syntaxErrors.length > 0) return done(null, nameErrors, [...syntaxErrors], name);
   const errors: UnitError[] = [];
   const description = describe(syntax, unitName);
-  const service = parseServiceSection(sectionEntries(syntax, 'Service'), unitName, errors);
+  const containerHeader = syntax.sections.find((s) => s.name === 'Container');
+  const serviceEntries = sectionEntries(syntax, 'Service');
+  const service = parseServiceSection(serviceEntries, unitName, errors, !!containerHeader);
   const fleet = parseFleetSection(sectionEntries(syntax, 'X-Fleet'), unitName, errors);
+  const container =
+    containerHeader === undefined
+      ? undefined
+      : parseContainerSection(
+          sectionEntries(syntax, 'Container'),
+          unitName,
+          containerHeader.line,
+          errors,
+        );
+  if (container !== undefined) {
+    const root = serviceEntries.findLast((e) => e.key === 'RootDirectory' && e.value !== '');
+    if (root !== undefined) {
+      errors.push(
+        new UnitError(
+          'invalid-combination',
+          'RootDirectory= cannot be used with [Container]: the image is the root; remove one',
+          { line: root.line },
+        ),
+      );
+    }
+  }
   const unit: UnitDefinition = {
     name: unitName,
     description,
     fleet,
     service,
+    ...(container !== undefined ? { container } : {}),
     hash: hashSyntax(syntax),
     syntax,
   };

@@ -176,12 +176,14 @@ function reset(s: State, key: string): void {
 
 /**
  * Interpret `[Service]` entries for the unit `name`. Problems go to `errors` (a missing
- * ExecStart= has line 0: it is no one line's fault); the result is best-effort.
+ * ExecStart= has line 0: it is no one line's fault); the result is best-effort. An image
+ * unit (`runsImage`) may leave ExecStart= out: the image's Entrypoint and Cmd run.
  */
 export function parseServiceSection(
   entries: readonly UnitEntry[],
   name: UnitName,
   errors: UnitError[],
+  runsImage = false,
 ): ServiceOptions {
   const s: State = {
     type: SERVICE_DEFAULTS.type,
@@ -216,14 +218,14 @@ export function parseServiceSection(
       errors.push(err);
     }
   }
-  checkExecStart(s, errors);
+  checkExecStart(s, errors, runsImage);
   const { exec, cpuMillicores, memoryBytes, tasks, ...rest } = s;
   return { ...rest, ...exec, resources: { cpuMillicores, memoryBytes, tasks } };
 }
 
-function checkExecStart(s: State, errors: UnitError[]): void {
+function checkExecStart(s: State, errors: UnitError[], runsImage: boolean): void {
   const starts = s.exec.execStart;
-  if (starts.length === 0) {
+  if (starts.length === 0 && !runsImage) {
     errors.push(
       new UnitError('missing-value', '[Service] has no ExecStart=: a unit needs a command to run'),
     );

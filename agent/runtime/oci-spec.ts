@@ -4,7 +4,7 @@
  * v1 limits from MemoryMax/CPUQuota/TasksMax, and a rootfs that is either RootDirectory= or an
  * empty directory with the host's system directories bound read-only. Pure: no I/O.
  */
-import type { ServiceOptions } from '../../unit/model.js';
+import type { BindMount, ServiceOptions } from '../../unit/model.js';
 import type { CommandSpec } from './driver.js';
 
 /** The host directories a default rootfs shows, read-only; missing ones are skipped. */
@@ -108,6 +108,8 @@ export interface RootfsPlan {
   readonly binds: readonly string[];
   /** Host directory bound as the unit's private /tmp, shared by all its commands. */
   readonly tmp: string;
+  /** An image unit's volumes (`[Container] Volume=`), bound where it asked. */
+  readonly volumes?: readonly BindMount[];
 }
 
 /** The cgroup limits of a unit: only what it asked for. */
@@ -185,11 +187,17 @@ export function ociConfig(
     // Not rbind: a recursive bind would keep the host's submounts writable under `ro`.
     options: ['bind', 'ro'],
   }));
+  const volumes: OciMount[] = (rootfs.volumes ?? []).map((v) => ({
+    destination: v.destination,
+    type: 'bind',
+    source: v.source,
+    options: ['rbind', v.readOnly ? 'ro' : 'rw'],
+  }));
   return {
     ociVersion: '1.0.2',
     process: ociProcess(cmd),
     root: { path: rootfs.path, readonly: rootfs.readonly },
-    mounts: [...baseMounts(rootfs.tmp), ...binds],
+    mounts: [...baseMounts(rootfs.tmp), ...binds, ...volumes],
     linux: {
       cgroupsPath,
       resources: ociResources(service),

@@ -30,6 +30,7 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js';
+import { unmountUnder } from '../images/overlay.js';
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
@@ -180,6 +181,8 @@ export class RuncDriver extends ShimDriver {
   async remove(ctx: UnitContext): Promise<void> {
     await this.delete(ctx.containerId);
     await this.delete(`${ctx.containerId}${HOOK_SUFFIX}`);
+    // An image unit's overlay root is mounted in its directory: never delete through it.
+    await unmountUnder(ctx.dir);
     await rm(ctx.dir, { recursive: true, force: true });
     await this.tidyCgroups(ctx);
   }
@@ -248,7 +251,8 @@ export class RuncDriver extends ShimDriver {
   private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
     const tmp = join(ctx.dir, 'tmp');
     if (ctx.service.rootDirectory !== '') {
-      return { path: ctx.service.rootDirectory, readonly: false, binds: [], tmp };
+      const volumes = ctx.service.binds ?? [];
+      return { path: ctx.service.rootDirectory, readonly: false, binds: [], tmp, volumes };
     }
     const binds: string[] = [];
     for (const dir of HOST_DIRS) {

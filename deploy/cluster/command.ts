@@ -35,6 +35,7 @@ export function usageHint(record: ClusterRecord): string {
     `  directory  ${record.dir} (logs in logs/)`,
     `  etcd       ${record.etcd.endpoint}`,
     `  API        ${record.apiAddresses.join(', ')}`,
+    ...(record.registry ? [`  registry   ${record.registry.addr}`] : []),
     ...(record.network
       ? [`  network    bridge ${record.network.bridge} ${record.network.subnet}`]
       : []),

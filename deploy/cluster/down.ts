@@ -21,6 +21,7 @@ export const STOP_GRACE_MS: Readonly<Record<ProcessRole, number>> = {
   // An agent stops its units one by one, each with its own TimeoutStopSec.
   agent: 60_000,
   scheduler: 20_000,
+  registry: 10_000,
   etcd: 20_000,
 };
 
@@ -49,6 +50,7 @@ export async function stopAll(record: ClusterRecord): Promise<string[]> {
   const killed = [
     ...(await stopRole(record, 'agent')),
     ...(await stopRole(record, 'scheduler')),
+    ...(await stopRole(record, 'registry')),
     ...(await stopRole(record, 'etcd')),
   ];
   for (const agent of record.agents) await cleanMachine(agent);

@@ -30,6 +30,11 @@ export interface UpOptions {
    * (default 4701); in loopback mode agent n uses this + n (default 4720: 4721, 4722, ...).
    */
   readonly agentPort?: number;
+  /**
+   * The image registry's port (at the bridge address in netns mode, else 127.0.0.1); 0: no
+   * registry. Default 5000. Without docker-registry installed there is none either.
+   */
+  readonly registryPort?: number;
   /** `auto` (default): runc when root and runc is installed, else process. */
   readonly driver?: 'auto' | 'runc' | 'process';
   /** The agents' lease TTL (`--lease-ttl`), e.g. `10s`. Default: the agent's own. */
@@ -54,6 +59,7 @@ export interface ResolvedUpOptions {
   readonly etcdPeerPort: number;
   readonly apiPorts: readonly number[];
   readonly agentPort: number | undefined;
+  readonly registryPort: number;
   readonly driver: 'auto' | 'runc' | 'process';
   readonly agentLeaseTtl: string | undefined;
   readonly electionTtl: string | undefined;
@@ -69,6 +75,7 @@ export const UP_DEFAULTS = {
   etcdPort: 2379,
   etcdPeerPort: 2380,
   apiPorts: [4700, 4710],
+  registryPort: 5000,
   netnsAgentPort: 4701,
   loopbackAgentPortBase: 4720,
   logLevel: 'info',
@@ -87,6 +94,9 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
   }
   const apiPorts = opts.apiPorts ?? UP_DEFAULTS.apiPorts;
   if (apiPorts.length === 0) throw new UsageError('--api-ports: at least one port');
+  if (opts.registryPort !== undefined && !(opts.registryPort >= 0 && opts.registryPort <= 65535)) {
+    throw new UsageError(`--registry-port=${opts.registryPort}: expected 0 (none) to 65535`);
+  }
   for (const p of [opts.etcdPort, opts.etcdPeerPort, opts.agentPort, ...apiPorts]) {
     if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) {
       throw new UsageError(`port ${p}: expected 1-65535`);
@@ -114,6 +124,7 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     etcdPeerPort: opts.etcdPeerPort ?? UP_DEFAULTS.etcdPeerPort,
     apiPorts,
     agentPort: opts.agentPort,
+    registryPort: opts.registryPort ?? UP_DEFAULTS.registryPort,
     driver: opts.driver ?? 'auto',
     agentLeaseTtl: opts.agentLeaseTtl,
     electionTtl: opts.electionTtl,
@@ -153,6 +164,8 @@ Flags:
   --api-ports P1,P2       scheduler API ports on 127.0.0.1 (default 4700,4710)
   --agent-port PORT       agents' Logs port (default 4701 per namespace; on
                           loopback agent n uses PORT+n, default 4720+n)
+  --registry-port PORT    image registry (docker-registry) at the bridge address, or
+                          127.0.0.1 on loopback (default 5000; 0: none)
   --driver DRIVER         auto, runc or process (default auto)
   --agent-lease-ttl DUR   agents' lease TTL (default the agent's, 10s)
   --election-ttl DUR      schedulers' election TTL (default the scheduler's, 5s)
@@ -186,6 +199,7 @@ const flags = {
   'etcd-peer-port': { type: 'string' },
   'api-ports': { type: 'string' },
   'agent-port': { type: 'string' },
+  'registry-port': { type: 'string' },
   driver: { type: 'string' },
   'agent-lease-ttl': { type: 'string' },
   'election-ttl': { type: 'string' },
@@ -251,6 +265,9 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
       apiPorts: v['api-ports'].split(',').map((p) => int('api-ports', p.trim()) ?? 0),
     }),
     ...(v['agent-port'] !== undefined && { agentPort: int('agent-port', v['agent-port']) ?? 0 }),
+    ...(v['registry-port'] !== undefined && {
+      registryPort: int('registry-port', v['registry-port']) ?? 0,
+    }),
     ...(v.driver !== undefined && {
       driver: oneOf('driver', v.driver, ['auto', 'runc', 'process'] as const) ?? 'auto',
     }),

@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** What a recorded process is. */
-export type ProcessRole = 'etcd' | 'scheduler' | 'agent';
+export type ProcessRole = 'etcd' | 'registry' | 'scheduler' | 'agent';
 
 /** One process `up` started, with everything needed to start it again. */
 export interface ProcessRecord {
@@ -76,6 +76,8 @@ export interface ClusterRecord {
   };
   /** The schedulers' API addresses, host:port. */
   readonly apiAddresses: readonly string[];
+  /** The image registry, host:port as agents reach it; absent without docker-registry. */
+  readonly registry?: { readonly addr: string };
   /** netns mode: every agent's Logs port; loopback mode: agent n listens on this + n. */
   readonly agentPort: number;
   /** Flags every agent gets besides its own (lease TTL, log level), for `add-agent`. */

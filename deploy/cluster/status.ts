@@ -37,6 +37,7 @@ export async function clusterStatus(dir: string): Promise<ClusterStatus> {
   for (const proc of record.processes) {
     let detail = '';
     if (proc.role === 'etcd') detail = record.etcd.endpoint;
+    if (proc.role === 'registry') detail = record.registry?.addr ?? '';
     if (proc.role === 'scheduler') {
       detail = `API ${record.apiAddresses[Number(proc.name.split('-')[1]) - 1] ?? '?'}`;
     }

@@ -10,6 +10,13 @@ import { getuid } from 'node:process';
 import { join } from 'node:path';
 import { stopAll } from './down.js';
 import {
+  hasRegistry,
+  prepareRegistry,
+  pushExample,
+  registryProcess,
+  waitRegistry,
+} from './registry.js';
+import {
   agentProcess,
   checkPortFree,
   etcdProcess,
@@ -137,6 +144,11 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
   const agentFlags = [`--log-level=${opts.logLevel}`];
   if (opts.agentLeaseTtl !== undefined) agentFlags.push(`--lease-ttl=${opts.agentLeaseTtl}`);
   const etcdHost = network?.hostIp ?? '127.0.0.1';
+  const registry =
+    opts.registryPort > 0 && (await hasRegistry())
+      ? { addr: `${etcdHost}:${opts.registryPort}` }
+      : undefined;
+  if (registry !== undefined) agentFlags.push(`--insecure-registry=${registry.addr}`);
   const record: ClusterRecord = {
     version: 1,
     name: opts.name,
@@ -152,6 +164,7 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
       agentEndpoint: `http://${etcdHost}:${opts.etcdPort}`,
     },
     apiAddresses: opts.apiPorts.map((p) => `127.0.0.1:${p}`),
+    ...(registry !== undefined && { registry }),
     agentPort,
     agentFlags,
     agents: [],
@@ -221,8 +234,12 @@ async function start(
   await writeRecord(record);
   say(`etcd: ${record.etcd.endpoint} (pid ${etcd.pid})`);
   await waitEtcd(record, etcd, START_TIMEOUT_MS);
+  if (record.registry !== undefined) await startRegistry(record, record.registry.addr, say);
 
   const schedulerFlags = [`--log-level=${opts.logLevel}`];
+  if (record.registry !== undefined) {
+    schedulerFlags.push(`--insecure-registry=${record.registry.addr}`);
+  }
   if (opts.electionTtl !== undefined) schedulerFlags.push(`--election-ttl=${opts.electionTtl}`);
   const schedulers = record.apiAddresses.map((_, i) =>
     schedulerProcess(record, i + 1, schedulerFlags),
@@ -247,6 +264,24 @@ async function start(
   for (const [i, agent] of record.agents.entries()) {
     say(`agent-${agent.index}: machine ${agent.machineId} ${agent.ip} (pid ${agents[i]?.pid})`);
   }
+}
+
+/** Starts the registry beside etcd (see registry.ts) and pushes the example image to it. */
+async function startRegistry(
+  record: ClusterRecord,
+  addr: string,
+  say: (line: string) => void,
+): Promise<void> {
+  const [host = '', port = ''] = addr.split(':');
+  await checkPortFree(host, Number(port), 'registry port (--registry-port)');
+  await prepareRegistry(record, addr);
+  const proc = registryProcess(record);
+  record.processes.push(proc);
+  await launch(record, proc);
+  await writeRecord(record);
+  await waitRegistry(addr, proc, START_TIMEOUT_MS);
+  say(`registry: ${addr} (pid ${proc.pid})`);
+  say(await pushExample(record, addr));
 }
 
 /**
@@ -290,6 +325,9 @@ export async function restartProcess(dir: string, name: string, graceMs = 30_000
   await launch(record, proc);
   await writeRecord(record);
   if (proc.role === 'etcd') await waitEtcd(record, proc, START_TIMEOUT_MS);
+  if (proc.role === 'registry' && record.registry !== undefined) {
+    await waitRegistry(record.registry.addr, proc, START_TIMEOUT_MS);
+  }
   if (proc.role === 'scheduler') {
     const i = Number(proc.name.split('-')[1]);
     await waitScheduler(record.apiAddresses[i - 1] ?? '', proc, START_TIMEOUT_MS);

@@ -6,6 +6,7 @@
  * write from this replica at once. Reads begin with {@link fresh}, so they also see writes made
  * elsewhere that finished before them.
  */
+import type { RegistryOptions } from '../../registry/skopeo.js';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
 import type { ClusterRecords, DefinitionCache } from '../snapshot.js';
@@ -16,6 +17,8 @@ export interface ApiCluster {
   readonly store: Store;
   readonly mirror: ClusterMirror;
   readonly definitions: DefinitionCache;
+  /** How submits reach registries to pin images; REGISTRY_DEFAULTS when unset. */
+  readonly registry?: RegistryOptions;
 }
 
 /** How long a handler waits for the mirror's first listing, or for its own write to show. */

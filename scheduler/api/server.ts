@@ -10,6 +10,7 @@
  *   // at shutdown, before store.close():
  *   await api.close();
  */
+import type { RegistryOptions } from '../../registry/skopeo.js';
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { addHealthService } from '../../daemon/grpc-health.js';
@@ -65,6 +66,8 @@ export interface ApiServerOptions {
   readonly metrics?: ApiMetrics;
   /** The replica's readiness, served as gRPC health (grpc.health.v1). Default: always ready. */
   readonly readiness?: () => Readiness;
+  /** How submits reach registries to pin images. Default: REGISTRY_DEFAULTS. */
+  readonly registry?: RegistryOptions;
 }
 
 /** A running API server. */
@@ -94,7 +97,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const ownMirror = opts.mirror === undefined ? new ClusterMirror(store) : undefined;
   ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
   const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
-  const cluster: ApiCluster = { store, mirror, definitions };
+  const cluster: ApiCluster = {
+    store,
+    mirror,
+    definitions,
+    ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
+  };
   const gate = new ApiGuard({
     logger,
     ...(opts.policy === undefined ? {} : { policy: opts.policy }),

@@ -22,7 +22,9 @@ import {
   type UnitError,
 } from '../../unit/index.js';
 import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
+import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { ApiError, invalidUnits } from './errors.js';
+import { pinImages } from './pin-images.js';
 import {
   applyWrites,
   checkTxnSize,
@@ -51,7 +53,7 @@ export async function submitUnits(
   req: SubmitUnitsRequest,
 ): Promise<SubmitUnitsResponse> {
   if (req.files.length === 0) throw new ApiError('invalid-argument', 'no unit files given');
-  const files = validateFiles(req.files);
+  const files = await pinImages(validateFiles(req.files), cluster.registry ?? REGISTRY_DEFAULTS);
   const desired = req.desiredState === '' ? undefined : parseDesiredState(req.desiredState);
   if (desired !== undefined && desired !== 'inactive') refuseTemplates(files, desired);
   checkTxnSize(files.length, 'unit files');

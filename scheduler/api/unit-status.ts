@@ -22,12 +22,6 @@ export interface UnitExtras {
   readonly unscheduled: Unscheduled | undefined;
 }
 
-/** Whether `unit`'s file says `Global=true` (false when it does not parse). */
-function isGlobalUnit(unit: Unit, definitions: DefinitionCache): boolean {
-  const def = definitions.shared(unit);
-  return !isInvalidUnit(def) && def.fleet.global;
-}
-
 /**
  * Derived state, DESIGN.md's three: inactive (no placement), launched (its agent reports it
  * running on the placement's machine), loaded (placed, otherwise). A Global unit has one
@@ -38,8 +32,12 @@ export function composeStatus(
   extras: UnitExtras,
   definitions: DefinitionCache,
 ): UnitStatus {
-  if (isGlobalUnit(unit, definitions)) return { ...composeGlobal(unit, extras), global: true };
-  return composePlain(unit, extras);
+  // Shared by content: a template's instances parse once.
+  const def = definitions.shared(unit);
+  const valid = isInvalidUnit(def) ? undefined : def;
+  const image = valid?.container?.image ?? '';
+  if (valid?.fleet.global === true) return { ...composeGlobal(unit, extras), global: true, image };
+  return { ...composePlain(unit, extras), image };
 }
 
 /**
@@ -83,6 +81,7 @@ function composePlain(unit: Unit, extras: UnitExtras): UnitStatus {
     instances: [],
     addresses: {},
     global: false,
+    image: '',
   };
 }
 
@@ -116,6 +115,7 @@ function composeGlobal(unit: Unit, extras: UnitExtras): UnitStatus {
     instances,
     addresses: {},
     global: true,
+    image: '',
   };
 }
 

@@ -126,3 +126,43 @@ test('key=value config lines: comments, quotes, blank lines', (t) => {
   t.deepEqual(parseConfigText('f', '; c\n\n a = "b c" \nd=e=f\n'), { a: 'b c', d: 'e=f' });
   t.throws(() => parseConfigText('f', '[1]'), { message: /f:1: expected key=value/ });
 });
+
+test('registry flags: an auth file read at start, insecure registries, the image store budget', (t) => {
+  const h = host({
+    '/etc/machine-id': 'x',
+    '/auth.json': '{"auths": {"reg.example:5000": {"auth": "dTpw"}}}',
+    '/broken.json': 'not json',
+  });
+  const o = options(
+    [
+      '--registry-auth-file',
+      '/auth.json',
+      '--insecure-registry',
+      '10.213.1.1:5000, localhost:5001',
+      '--image-store-max',
+      '2G',
+    ],
+    h,
+  );
+  t.is(o.registry?.authFile, '/auth.json');
+  t.deepEqual(o.registry?.insecureRegistries, ['10.213.1.1:5000', 'localhost:5001']);
+  t.is(o.imageStoreMaxBytes, 2 * 1024 ** 3);
+  t.is(
+    options([], h).imageStoreMaxBytes,
+    0,
+    'default: a quarter of the disk, decided by the store',
+  );
+  const cases: [string[], RegExp][] = [
+    [
+      ['--registry-auth-file', '/missing.json'],
+      /--registry-auth-file=\/missing.json: cannot be read/,
+    ],
+    [['--registry-auth-file', '/broken.json'], /not JSON/],
+    [['--insecure-registry', 'http://x'], /--insecure-registry: "http:\/\/x"/],
+    [['--image-store-max', 'lots'], /--image-store-max=lots/],
+  ];
+  for (const [argv, message] of cases) {
+    const err = t.throws(() => parseAgentArgs(argv, h), { instanceOf: UsageError }, argv.join(' '));
+    t.regex(err?.message ?? '', message);
+  }
+});

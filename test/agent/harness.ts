@@ -16,6 +16,7 @@ import {
   isRuncUsable,
   type UnitManagerOptions,
 } from '../../agent/index.js';
+import { unmountUnder } from '../../agent/images/overlay.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { parseUnit } from '../../unit/index.js';
 import type { UnitDefinition } from '../../unit/model.js';
@@ -97,6 +98,8 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void>
 /** Kills what machine `id` left running (see {@link killUnits}), then removes `stateDir`. */
 export async function cleanup(stateDir: string, id: string): Promise<void> {
   await killUnits(stateDir, id);
+  // Image units' overlay roots: unmounted before anything under them is deleted.
+  await unmountUnder(stateDir);
   await rm(stateDir, { recursive: true, force: true });
 }
 

@@ -3,6 +3,7 @@
  * from test/helpers), its generated clients with promise wrappers, and a fingerprint of a
  * prefix's keys to prove that a refused request wrote nothing.
  */
+import type { RegistryOptions } from '../../registry/skopeo.js';
 import { instanceNames } from '../../cli/scale.js';
 import {
   credentials,
@@ -110,11 +111,16 @@ export const quietLogger = pino({ level: 'silent' });
 export async function startApi(
   t: ExecutionContext,
   etcd: EtcdServer,
-  opts: { store?: Store; label?: string } = {},
+  opts: { store?: Store; label?: string; registry?: RegistryOptions } = {},
 ): Promise<Api> {
   const prefix = uniquePrefix(opts.label ?? t.title);
   const store = opts.store ?? openStore({ endpoints: etcd.endpoint, prefix });
-  const server = await startApiServer({ store, listen: '127.0.0.1:0', logger: quietLogger });
+  const server = await startApiServer({
+    store,
+    listen: '127.0.0.1:0',
+    logger: quietLogger,
+    ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
+  });
   const creds = credentials.createInsecure();
   const units = new UnitsClient(server.address, creds);
   const machines = new MachinesClient(server.address, creds);

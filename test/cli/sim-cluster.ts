@@ -210,6 +210,7 @@ function agentState(
     loadState: 'loaded',
     containerId: `flotilla-${p.machine.slice(0, 8)}-${name}`,
     exitSignal: '',
+    image: '',
     restarts: 0,
     since: BigInt(Date.now()),
     message: '',

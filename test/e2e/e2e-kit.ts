@@ -112,6 +112,8 @@ export interface E2EClusterOptions {
   readonly net: number;
   readonly agents?: number;
   readonly agentMetadata?: readonly Readonly<Record<string, string>>[];
+  /** Start the image registry beside etcd (at the bridge address, port 5000). Default off. */
+  readonly registry?: boolean;
 }
 
 /** A running cluster and the ways tests talk to it. */
@@ -138,6 +140,7 @@ export class E2ECluster {
         ...(etcdPeerPort !== undefined && { etcdPeerPort }),
         ...(api1 !== undefined && api2 !== undefined && { apiPorts: [api1, api2] }),
         network: 'netns',
+        registryPort: opts.registry === true ? 5000 : 0,
         driver: 'runc',
         agentLeaseTtl: `${LEASE_TTL_SECONDS}s`,
         electionTtl: '3s',

@@ -96,3 +96,29 @@ test.serial('nonsense is a usage error; --help asks for the usage', (t) => {
   );
   t.regex(SCHEDULER_USAGE, /--election-ttl/);
 });
+
+test('registry flags: insecure registries and an auth file that must be readable JSON', (t) => {
+  const files: Record<string, string> = { '/auth.json': '{"auths": {}}' };
+  const readFile = (path: string): string => {
+    const text = files[path];
+    if (text === undefined) throw new Error(`ENOENT: ${path}`);
+    return text;
+  };
+  const parsed = withEnv({}, () =>
+    parseSchedulerArgs(
+      ['--registry-auth-file', '/auth.json', '--insecure-registry', '10.213.5.1:5000'],
+      readFile,
+    ),
+  );
+  if (parsed.help) return t.fail('unexpected help');
+  t.is(parsed.options.registry?.authFile, '/auth.json');
+  t.deepEqual(parsed.options.registry?.insecureRegistries, ['10.213.5.1:5000']);
+  t.throws(
+    () => withEnv({}, () => parseSchedulerArgs(['--registry-auth-file', '/nope'], readFile)),
+    {
+      instanceOf: UsageError,
+      message: /--registry-auth-file=\/nope: cannot be read/,
+    },
+  );
+  t.regex(SCHEDULER_USAGE, /--insecure-registry HOST:PORT/);
+});

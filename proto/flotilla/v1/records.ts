@@ -103,6 +103,8 @@ export interface UnitState {
   since: bigint;
   /** Why the unit failed, in words a person can act on. */
   message: string;
+  /** For an image unit: the image it runs, host/repo@sha256:... (the manifest on the machine). */
+  image: string;
 }
 
 /** One reason a unit cannot go on some machines, counted over the machines it excludes. */
@@ -1056,6 +1058,7 @@ function createBaseUnitState(): UnitState {
     restarts: 0,
     since: 0n,
     message: "",
+    image: "",
   };
 }
 
@@ -1102,6 +1105,9 @@ export const UnitState: MessageFns<UnitState> = {
     }
     if (message.message !== "") {
       writer.uint32(106).string(message.message);
+    }
+    if (message.image !== "") {
+      writer.uint32(114).string(message.image);
     }
     return writer;
   },
@@ -1223,6 +1229,14 @@ export const UnitState: MessageFns<UnitState> = {
             message.message = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1274,6 +1288,7 @@ export const UnitState: MessageFns<UnitState> = {
       restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
       since: isSet(object.since) ? BigInt(object.since) : 0n,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
     };
   },
 
@@ -1318,6 +1333,9 @@ export const UnitState: MessageFns<UnitState> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
     return obj;
   },
 
@@ -1339,6 +1357,7 @@ export const UnitState: MessageFns<UnitState> = {
     message.restarts = object.restarts ?? 0;
     message.since = (object.since !== undefined && object.since !== null) ? BigInt(object.since) : 0n;
     message.message = object.message ?? "";
+    message.image = object.image ?? "";
     return message;
   },
 };

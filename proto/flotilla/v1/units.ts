@@ -100,6 +100,8 @@ export interface UnitStatus {
   addresses: { [key: string]: string };
   /** The unit's file says Global=true. */
   global: boolean;
+  /** For an image unit: its file's [Container] Image=, pinned to a digest at submit. */
+  image: string;
 }
 
 export interface UnitStatus_AddressesEntry {
@@ -934,6 +936,7 @@ function createBaseUnitStatus(): UnitStatus {
     instances: [],
     addresses: {},
     global: false,
+    image: "",
   };
 }
 
@@ -962,6 +965,9 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     });
     if (message.global !== false) {
       writer.uint32(64).bool(message.global);
+    }
+    if (message.image !== "") {
+      writer.uint32(74).string(message.image);
     }
     return writer;
   },
@@ -1046,6 +1052,14 @@ export const UnitStatus: MessageFns<UnitStatus> = {
             message.global = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1087,6 +1101,7 @@ export const UnitStatus: MessageFns<UnitStatus> = {
         )
         : {},
       global: isSet(object.global) ? globalThis.Boolean(object.global) : false,
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
     };
   },
 
@@ -1122,6 +1137,9 @@ export const UnitStatus: MessageFns<UnitStatus> = {
     if (message.global !== false) {
       obj.global = message.global;
     }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
     return obj;
   },
 
@@ -1152,6 +1170,7 @@ export const UnitStatus: MessageFns<UnitStatus> = {
       {},
     );
     message.global = object.global ?? false;
+    message.image = object.image ?? "";
     return message;
   },
 };

@@ -1,0 +1,87 @@
+/**
+ * Registry failures, classified once at the boundary (skopeo's stderr) into codes a caller
+ * branches on: a submit refuses the unit with the registry's reason, an agent fails the unit
+ * with it and retries with back-off.
+ */
+
+export type RegistryErrorCode =
+  /** The repository, tag or digest does not exist in the registry. */
+  | 'not-found'
+  /** The registry refused the credentials (or asked for some). */
+  | 'unauthorized'
+  /** The registry could not be reached (refused, DNS, timeout, TLS to a plain-HTTP registry). */
+  | 'unreachable'
+  /** The disk holding the image store is full. */
+  | 'disk-full'
+  /** The image is not usable (bad digest, unsupported layer, unsafe layer). */
+  | 'invalid-image'
+  /** skopeo or tar failed otherwise, or is not installed. */
+  | 'failed';
+
+/** At most this many characters of a tool's message are kept. */
+export const REGISTRY_MESSAGE_MAX = 400;
+
+/** A failure to resolve, pull or unpack an image; the message is for people. */
+export class RegistryError extends Error {
+  override readonly name = 'RegistryError';
+  readonly code: RegistryErrorCode;
+
+  constructor(code: RegistryErrorCode, message: string) {
+    super(
+      message.length > REGISTRY_MESSAGE_MAX
+        ? `${message.slice(0, REGISTRY_MESSAGE_MAX)}...`
+        : message,
+    );
+    this.code = code;
+  }
+}
+
+export function isRegistryError(err: unknown): err is RegistryError {
+  return err instanceof RegistryError;
+}
+
+/** Patterns of skopeo's (containers/image's) messages, most specific first. */
+const PATTERNS: readonly (readonly [RegExp, RegistryErrorCode, string])[] = [
+  [/manifest unknown|name unknown|not found|404/i, 'not-found', 'not found in the registry'],
+  [
+    /unauthorized|authentication required|denied|401|403/i,
+    'unauthorized',
+    'the registry refused the credentials (see --registry-auth-file)',
+  ],
+  [/no space left on device/i, 'disk-full', "the image store's disk is full"],
+  [
+    /server gave HTTP response to HTTPS client/i,
+    'unreachable',
+    'the registry speaks plain HTTP: name it with --insecure-registry HOST:PORT',
+  ],
+  [
+    /connection refused|no such host|i\/o timeout|network is unreachable|deadline exceeded|connection reset|EOF|timeout/i,
+    'unreachable',
+    'the registry cannot be reached',
+  ],
+  [
+    /digest did not match|manifest digest .* does not match|Digest did not match/i,
+    'invalid-image',
+    'the registry sent content that does not match its digest',
+  ],
+];
+
+/** The last meaningful line of skopeo's stderr, without its `time=... level=fatal msg=` frame. */
+export function skopeoMessage(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const last = lines.at(-1) ?? '';
+  const msg = /msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1] ?? last;
+  return msg.replace(/\\"/g, '"').slice(0, REGISTRY_MESSAGE_MAX);
+}
+
+/** Classifies a failed skopeo run on `what` (e.g. `127.0.0.1:5000/app:1`). */
+export function classifySkopeo(what: string, stderr: string): RegistryError {
+  const detail = skopeoMessage(stderr);
+  for (const [pattern, code, words] of PATTERNS) {
+    if (pattern.test(detail)) return new RegistryError(code, `${what}: ${words} (${detail})`);
+  }
+  return new RegistryError('failed', `${what}: ${detail || 'skopeo failed'}`);
+}

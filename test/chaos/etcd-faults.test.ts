@@ -143,6 +143,8 @@ serial(
     t.not(submit.code, 0, 'a write is refused while etcd is full');
     t.log(`flotctl start while full: exit ${submit.code}: ${submit.stderr.trim().slice(0, 300)}`);
     t.true(submit.stderr.length > 0 && submit.stderr.length < 4096, 'with a bounded message');
+    t.regex(submit.stderr, /out of space/, 'that says etcd is out of space');
+    t.notRegex(submit.stderr, /internal/i, 'not an internal error');
     await sleep(LEASE_TTL_SECONDS * 3 * 1000);
     const list = await c().flotctl(['list-units']);
     t.is(list.code, 0, `reads still work: ${list.stderr}`);

@@ -56,6 +56,8 @@ type UnaryMethod<Req, Res> = (
 export interface UnitListing {
   readonly units: UnitStatus[];
   readonly revision: bigint;
+  /** The first page's warnings (records the API skipped). */
+  readonly warnings: readonly string[];
 }
 
 /** How a stream is opened. */
@@ -228,6 +230,7 @@ export class ApiClient {
     const units: UnitStatus[] = [];
     let pageToken = '';
     let revision = 0n;
+    let warnings: readonly string[] | undefined;
     do {
       const req: ListUnitsRequest = {
         pageSize: LIST_PAGE_SIZE,
@@ -239,10 +242,11 @@ export class ApiClient {
       };
       const page = await this.unary(this.units.listUnits.bind(this.units), req);
       if (revision === 0n) revision = page.revision;
+      warnings ??= page.warnings;
       units.push(...page.units);
       pageToken = page.nextPageToken;
     } while (pageToken !== '');
-    return { units, revision };
+    return { units, revision, warnings: warnings ?? [] };
   }
 
   /** Events.Watch as an async iterable; ends when `signal` aborts. */

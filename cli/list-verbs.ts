@@ -15,6 +15,7 @@ import {
   addressesOf,
   printJson,
   printJsonLine,
+  printWarnings,
   renderTable,
   shortHash,
   TABLE_FLAGS,
@@ -135,6 +136,7 @@ export const listUnitsVerb: Verb = {
     };
     const draw = async (api: ApiClient): Promise<bigint> => {
       const listing = await api.listAllUnits(filter);
+      if (values.watch !== true) printWarnings(io, listing.warnings);
       const units = listing.units.filter(isListedUnit);
       const addresses = addressesOf(units);
       if (globals.output === 'json') {
@@ -173,6 +175,7 @@ export const listUnitFilesVerb: Verb = {
         withFiles: fields.includes('desc') || globals.output === 'json',
       });
       const addresses = addressesOf(listing.units);
+      printWarnings(io, listing.warnings);
       if (globals.output === 'json') {
         printJson(
           io,

@@ -55,6 +55,10 @@ serial('a corrupt record under every key kind is skipped and no daemon dies', as
   ]) {
     const run = await c().flotctl(verb);
     t.is(run.code, 0, `flotctl ${verb.join(' ')} answers: ${run.stderr}`);
+    if (verb[0] !== 'status') {
+      t.regex(run.stderr, /^WARNING: \d+ records in etcd do not decode/m, `${verb[0]} warns`);
+      t.true(run.stderr.includes(`${p}units/corrupt.service`), `${verb[0]} names a corrupt key`);
+    }
   }
   const seconds = await waitExactlyOnce(c(), IDLE, 'exactly once with corrupt records about');
   t.log(`exactly once, idle@1's state repaired, ${seconds.toFixed(1)} s after the corrupt writes`);

@@ -142,6 +142,11 @@ export interface ListUnitsResponse {
   nextPageToken: string;
   /** The etcd revision this page is read at. */
   revision: bigint;
+  /**
+   * Problems the replica skipped over, such as records in etcd that do not decode; each a
+   * line for the user (bounded: a few keys named, the rest counted).
+   */
+  warnings: string[];
 }
 
 export interface ScaleRequest {
@@ -1500,7 +1505,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
 };
 
 function createBaseListUnitsResponse(): ListUnitsResponse {
-  return { units: [], nextPageToken: "", revision: 0n };
+  return { units: [], nextPageToken: "", revision: 0n, warnings: [] };
 }
 
 export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
@@ -1516,6 +1521,9 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(24).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -1557,6 +1565,14 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1578,6 +1594,7 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
         ? globalThis.String(object.next_page_token)
         : "",
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1592,6 +1609,9 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -1603,6 +1623,7 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
     message.units = object.units?.map((e) => UnitStatus.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

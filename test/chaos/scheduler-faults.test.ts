@@ -172,8 +172,9 @@ async function killOnceWritten(
     intervalMs: 20,
     message: 'the request starts writing',
   });
+  const late = finished;
   await faults().kill(name);
-  return finished;
+  return late;
 }
 
 /** Parks wherever it is placed: no machine has role=nowhere, so instances stay unplaced. */

@@ -57,7 +57,8 @@ serial('a corrupt record under every key kind is skipped and no daemon dies', as
     t.is(run.code, 0, `flotctl ${verb.join(' ')} answers: ${run.stderr}`);
     if (verb[0] !== 'status') {
       t.regex(run.stderr, /^WARNING: \d+ records in etcd do not decode/m, `${verb[0]} warns`);
-      t.true(run.stderr.includes(`${p}units/corrupt.service`), `${verb[0]} names a corrupt key`);
+      const named = Object.keys(garbage).filter((k) => run.stderr.includes(k));
+      t.true(named.length >= 1, `${verb[0]} names corrupt keys: ${run.stderr}`);
     }
   }
   const seconds = await waitExactlyOnce(c(), IDLE, 'exactly once with corrupt records about');

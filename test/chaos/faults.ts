@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { etcdEndpoints, etcdUrlOf, type ProcessRecord } from '../../deploy/cluster/index.js';
 import { launch, waitEtcd } from '../../deploy/cluster/launch.js';
 import { isRunning, runTool, signalRecorded, waitGone } from '../../deploy/cluster/proc.js';
@@ -119,12 +119,27 @@ export class Faults {
       const [local, peer] = line.trim().split(/\s+/).slice(2, 4);
       const lport = local?.split(':').pop() ?? '';
       const pport = peer?.split(':').pop() ?? '';
-      if (ports.includes(pport)) rules.push(['-p', 'tcp', '--sport', lport, '-j', 'DROP']);
+      if (!ports.includes(pport)) continue;
+      rules.push([
+        '-p',
+        'tcp',
+        '-d',
+        '127.0.0.1',
+        '--sport',
+        lport,
+        '--dport',
+        pport,
+        '-j',
+        'DROP',
+      ]);
     }
+    // Where it was (its cgroup v2 path, `0::<path>`), to put it back there when healed.
+    const own = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+    const home = (/^0::(.*)$/m.exec(own)?.[1] ?? '/').replace(/\/$/, '');
     this.undo.set(`cut:${name}`, async () => {
       for (const r of rules) await runTool('iptables', ['-D', 'OUTPUT', ...r]);
       if (await isRunning(proc)) {
-        await writeFile(`${CGROUP2_ROOT}/cgroup.procs`, String(pid)).catch(() => undefined);
+        await writeFile(`${CGROUP2_ROOT}${home}/cgroup.procs`, String(pid)).catch(() => undefined);
       }
       await rmdir(`${CGROUP2_ROOT}/${group}`).catch(() => undefined);
     });

@@ -57,6 +57,8 @@ type UnaryMethod<Req, Res> = (
 export interface UnitListing {
   readonly units: UnitStatus[];
   readonly revision: bigint;
+  /** The first page's warnings (records the API skipped). */
+  readonly warnings: readonly string[];
 }
 
 /** How a stream is opened. */
@@ -246,11 +248,13 @@ export class ApiClient {
   async listAllUnits(filter: Partial<ListUnitsRequest> = {}): Promise<UnitListing> {
     const units: UnitStatus[] = [];
     let revision = 0n;
+    let warnings: readonly string[] | undefined;
     for await (const page of this.unitPages(filter)) {
       if (revision === 0n) revision = page.revision;
+      warnings ??= page.warnings;
       units.push(...page.units);
     }
-    return { units, revision };
+    return { units, revision, warnings: warnings ?? [] };
   }
 
   /**

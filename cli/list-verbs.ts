@@ -15,6 +15,7 @@ import {
   addressesOf,
   JsonArrayWriter,
   printJsonLine,
+  printWarnings,
   TableWriter,
   shortHash,
   TABLE_FLAGS,
@@ -148,7 +149,10 @@ export const listUnitsVerb: Verb = {
       const out = pageOutput(globals, io, new TableWriter(fields, UNIT_COLUMNS, opts, io.stdout));
       let revision = 0n;
       for await (const page of api.unitPages(filter)) {
-        if (revision === 0n) revision = page.revision;
+        if (revision === 0n) {
+          revision = page.revision;
+          if (values.watch !== true) printWarnings(io, page.warnings);
+        }
         const units = page.units.filter(isListedUnit);
         out.write(units, (addresses) => units.flatMap((s) => unitRows(s, addresses)));
       }
@@ -181,7 +185,10 @@ export const listUnitFilesVerb: Verb = {
     const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     return withClient(globals, async (api) => {
       const out = pageOutput(globals, io, new TableWriter(fields, FILE_COLUMNS, opts, io.stdout));
-      for await (const { units } of api.unitPages(filter)) {
+      let first = true;
+      for await (const { units, warnings } of api.unitPages(filter)) {
+        if (first) printWarnings(io, warnings);
+        first = false;
         out.write(units, (addresses) =>
           units.map((status) => ({ status, addresses, global: status.global })),
         );

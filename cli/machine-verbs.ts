@@ -18,6 +18,7 @@ import {
   machineId,
   parseFields,
   printJson,
+  printWarnings,
   renderTable,
   TABLE_FLAGS,
   tableHelp,
@@ -70,6 +71,7 @@ export const listMachinesVerb: Verb = {
     const res = await withClient(globals, (api) => api.listMachines());
     const warning = schedulerWarning(res.scheduler);
     if (warning !== undefined) io.stderr(`WARNING: ${warning}\n`);
+    printWarnings(io, res.warnings);
     if (globals.output === 'json') {
       printJson(
         io,

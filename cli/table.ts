@@ -259,3 +259,11 @@ export function formatAge(sinceMs: number, nowMs: number): string {
   if (s < 86_400) return `${Math.floor(s / 3600)}h`;
   return `${Math.floor(s / 86_400)}d`;
 }
+
+/**
+ * The API's warnings about a listing (records it skipped), on stderr so the table or JSON on
+ * stdout stays clean for scripts.
+ */
+export function printWarnings(io: CliIo, warnings: readonly string[]): void {
+  for (const w of warnings) io.stderr(`WARNING: ${w}\n`);
+}

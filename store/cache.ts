@@ -171,6 +171,20 @@ export class WatchCache<T> {
     return this.revisions.on(fn);
   }
 
+  /**
+   * Keys in etcd whose values did not decode (left out of the cache): how many, and the first
+   * `limit` in key order, so a warning can name a few without growing with them.
+   */
+  corrupt(limit: number): { count: number; keys: string[] } {
+    const keys: string[] = [];
+    for (const key of this.skipped) {
+      keys.push(key);
+      keys.sort();
+      if (keys.length > limit) keys.pop();
+    }
+    return { count: this.skipped.size, keys };
+  }
+
   /** Subscribes to problems the cache recovers from by itself (etcd down, corrupt values). */
   onError(fn: (error: StoreError) => void): Unsubscribe {
     return this.errors.on(fn);

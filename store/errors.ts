@@ -26,6 +26,8 @@ import { etcdTlsProblem } from './tls.js';
  * - `invalid`: the request is malformed (bad key segment, too many ops, duplicate key).
  * - `too-large`: a request or response exceeds etcd's or gRPC's size limit; send or ask for
  *   less at once (fewer or smaller units per request, smaller pages).
+ * - `no-space`: etcd raised its NOSPACE alarm (its database reached --quota-backend-bytes)
+ *   and refuses writes until an operator frees space and disarms the alarm; reads work.
  * - `closed`: the store was closed.
  * - `internal`: anything else; a bug or an etcd error store/ does not know.
  */
@@ -40,6 +42,7 @@ export type StoreErrorCode =
   | 'corrupt'
   | 'invalid'
   | 'too-large'
+  | 'no-space'
   | 'closed'
   | 'internal';
 
@@ -137,6 +140,14 @@ export function toStoreError(err: unknown, key?: string): StoreError {
     return new StoreError(
       'too-large',
       `etcd refused the write as too large${where}: one request may be at most etcd's --max-request-bytes (1.5 MiB by default); change fewer or smaller units at once`,
+      details,
+    );
+  }
+  if (message.includes('database space exceeded')) {
+    // etcd's RESOURCE_EXHAUSTED with its own words: say what it means and what to do.
+    return new StoreError(
+      'no-space',
+      `etcd is out of space${where}: its database reached --quota-backend-bytes and it refuses writes (NOSPACE alarm) until an operator compacts, defragments every member and runs "etcdctl alarm disarm" (docs/operations.md)`,
       details,
     );
   }

@@ -158,6 +158,11 @@ export class ClusterMirror {
     return this.history.slice(lo);
   }
 
+  /** Records in etcd that do not decode (skipped): how many, and the first `limit` keys. */
+  corrupt(limit: number): { count: number; keys: string[] } {
+    return this.cache.corrupt(limit);
+  }
+
   /** Problems the mirror recovers from by itself (etcd away, a corrupt record). */
   onError(fn: (error: StoreError) => void): Unsubscribe {
     return this.cache.onError(fn);

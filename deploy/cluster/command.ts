@@ -9,7 +9,7 @@ import { clusterDown } from './down.js';
 import { REPO_ROOT, formatMetadata } from './launch.js';
 import { CLUSTER_USAGE, parseClusterArgs } from './options.js';
 import { clusterStatus, formatStatus } from './status.js';
-import { ClusterError, type ClusterRecord } from './state.js';
+import { ClusterError, etcdEndpoints, type ClusterRecord } from './state.js';
 import { addAgent, clusterUp, restartProcess } from './up.js';
 
 /** Exit code of `status` when a process of the cluster does not run (as `systemctl status`). */
@@ -33,7 +33,7 @@ export function usageHint(record: ClusterRecord): string {
     '',
     `Cluster "${record.name}" is up: ${record.agents.length} machines, ${record.apiAddresses.length} schedulers, driver ${record.driver}.`,
     `  directory  ${record.dir} (logs in logs/)`,
-    `  etcd       ${record.etcd.endpoint}`,
+    `  etcd       ${etcdEndpoints(record).join(',')}`,
     `  API        ${record.apiAddresses.join(', ')}`,
     ...(record.registry ? [`  registry   ${record.registry.addr}`] : []),
     ...(record.network

@@ -14,6 +14,7 @@ export { clusterDown, stopAll, STOP_GRACE_MS, type DownResult } from './down.js'
 export {
   FLOTILLA_BIN,
   REPO_ROOT,
+  etcdUrlOf,
   formatMetadata,
   patternMetadata,
   registeredMachines,
@@ -24,15 +25,18 @@ export {
   metadataFlag,
   resolveUpOptions,
   UP_DEFAULTS,
+  type EtcdMemberPorts,
   type ResolvedUpOptions,
   type UpOptions,
 } from './options.js';
 export { isRunning, signalRecorded, stopProcess, waitGone } from './proc.js';
 export {
   ClusterError,
+  etcdEndpoints,
   findProcess,
   readRecord,
   type AgentRecord,
+  type EtcdMemberRecord,
   type ClusterErrorCode,
   type ClusterRecord,
   type NetworkRecord,

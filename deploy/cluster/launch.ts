@@ -10,7 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { openStore } from '../../store/index.js';
 import { inNetns } from './network.js';
 import { isRunning, logTail, sleep, spawnDetached } from './proc.js';
-import { ClusterError, type AgentRecord, type ClusterRecord, type ProcessRecord } from './state.js';
+import {
+  ClusterError,
+  etcdEndpoints,
+  type AgentRecord,
+  type ClusterRecord,
+  type ProcessRecord,
+} from './state.js';
 
 /** The repository root (this file is dist/deploy/cluster/launch.js once built). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -50,31 +56,51 @@ export function daemonEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** etcd: data under `<dir>/etcd`, clients on loopback (and the bridge address in netns mode). */
-export function etcdProcess(record: ClusterRecord): ProcessRecord {
-  const { clientPort, peerPort } = record.etcd;
-  const clientUrls = [`http://127.0.0.1:${clientPort}`];
-  if (record.network !== undefined)
-    clientUrls.push(`http://${record.network.hostIp}:${clientPort}`);
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const member = `flotilla-${record.name}`;
-  return {
-    name: 'etcd',
-    role: 'etcd',
-    command: [
-      'etcd',
-      `--name=${member}`,
-      `--data-dir=${join(record.dir, 'etcd')}`,
-      `--listen-client-urls=${clientUrls.join(',')}`,
-      `--advertise-client-urls=${clientUrls.join(',')}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=${member}=${peer}`,
-      '--initial-cluster-state=new',
-      '--logger=zap',
-    ],
-    logPath: join(record.dir, 'logs', 'etcd.log'),
-  };
+/**
+ * etcd: data under `<dir>/etcd`, clients on loopback (and the bridge address in netns mode).
+ * With extra members, every member is `etcd-<m>` with data under `<dir>/etcd-<m>`, all in one
+ * initial cluster; `flags` go to every member.
+ */
+export function etcdProcesses(record: ClusterRecord, flags: readonly string[] = []) {
+  const members = [record.etcd, ...(record.etcd.extraMembers ?? [])];
+  const single = members.length === 1;
+  const memberName = (m: number) =>
+    single ? `flotilla-${record.name}` : `flotilla-${record.name}-${m}`;
+  const peerUrl = (port: number) => `http://127.0.0.1:${port}`;
+  const initialCluster = members.map((m, i) => `${memberName(i + 1)}=${peerUrl(m.peerPort)}`);
+  return members.map((member, i): ProcessRecord => {
+    const name = single ? 'etcd' : `etcd-${i + 1}`;
+    const clientUrls = [`http://127.0.0.1:${member.clientPort}`];
+    if (record.network !== undefined) {
+      clientUrls.push(`http://${record.network.hostIp}:${member.clientPort}`);
+    }
+    return {
+      name,
+      role: 'etcd',
+      command: [
+        'etcd',
+        `--name=${memberName(i + 1)}`,
+        `--data-dir=${join(record.dir, name)}`,
+        `--listen-client-urls=${clientUrls.join(',')}`,
+        `--advertise-client-urls=${clientUrls.join(',')}`,
+        `--listen-peer-urls=${peerUrl(member.peerPort)}`,
+        `--initial-advertise-peer-urls=${peerUrl(member.peerPort)}`,
+        `--initial-cluster=${initialCluster.join(',')}`,
+        '--initial-cluster-state=new',
+        '--logger=zap',
+        ...flags,
+      ],
+      logPath: join(record.dir, 'logs', `${name}.log`),
+    };
+  });
+}
+
+/** The loopback client URL an etcd process listens on (from its command line). */
+export function etcdUrlOf(proc: ProcessRecord): string {
+  const flag = proc.command.find((a) => a.startsWith('--listen-client-urls='));
+  const url = flag?.slice('--listen-client-urls='.length).split(',')[0];
+  if (url === undefined) throw new ClusterError('bad-record', `${proc.name} has no client URL`);
+  return url;
 }
 
 /** Scheduler i (1-based), its API on 127.0.0.1 at the i-th API port. */
@@ -92,7 +118,7 @@ export function schedulerProcess(
       process.execPath,
       FLOTILLA_BIN,
       'scheduler',
-      `--etcd-endpoints=${record.etcd.endpoint}`,
+      `--etcd-endpoints=${etcdEndpoints(record).join(',')}`,
       `--prefix=${record.prefix}`,
       `--listen=${listen}`,
       `--name=${record.name}-scheduler-${i}`,
@@ -116,7 +142,7 @@ export function agentProcess(record: ClusterRecord, agent: AgentRecord): Process
       `--machine-id=${agent.machineId}`,
       `--metadata=${formatMetadata(agent.metadata)}`,
       `--public-ip=${agent.ip}`,
-      `--etcd-endpoints=${record.etcd.agentEndpoint}`,
+      `--etcd-endpoints=${etcdEndpoints(record, true).join(',')}`,
       `--prefix=${record.prefix}`,
       `--driver=${record.driver}`,
       `--state-dir=${agent.stateDir}`,
@@ -209,9 +235,11 @@ function accepts(address: string): Promise<boolean> {
   });
 }
 
-/** Waits until etcd reports itself healthy. */
-export function waitEtcd(record: ClusterRecord, proc: ProcessRecord, timeoutMs: number) {
-  return waitFor('etcd to be healthy', [proc], timeoutMs, () => httpHealthy(record.etcd.endpoint));
+/** Waits until the etcd member `proc` reports itself healthy (a member needs its quorum). */
+export function waitEtcd(proc: ProcessRecord, timeoutMs: number) {
+  return waitFor(`${proc.name} to be healthy`, [proc], timeoutMs, () =>
+    httpHealthy(etcdUrlOf(proc)),
+  );
 }
 
 /** Waits until the scheduler's API port accepts connections. */
@@ -221,7 +249,7 @@ export function waitScheduler(address: string, proc: ProcessRecord, timeoutMs: n
 
 /** The machine ids registered in etcd now. */
 export async function registeredMachines(record: ClusterRecord): Promise<Set<string>> {
-  const store = openStore({ endpoints: [record.etcd.endpoint], prefix: record.prefix });
+  const store = openStore({ endpoints: etcdEndpoints(record), prefix: record.prefix });
   try {
     const { items } = await store.list(store.keys.dir('machine'));
     return new Set(items.map((kv) => kv.key.slice(store.keys.dir('machine').length)));

@@ -23,6 +23,13 @@ export interface UpOptions {
   /** etcd client and peer ports. Defaults 2379, 2380. */
   readonly etcdPort?: number;
   readonly etcdPeerPort?: number;
+  /**
+   * Further etcd members, each with its client and peer port on 127.0.0.1: with two, a
+   * 3-member etcd cluster (processes `etcd-1`..`etcd-3`) instead of one `etcd`. Default none.
+   */
+  readonly etcdExtraMembers?: readonly EtcdMemberPorts[];
+  /** Extra flags for every etcd member (e.g. `--quota-backend-bytes=...`). Default none. */
+  readonly etcdFlags?: readonly string[];
   /** The schedulers' API ports on 127.0.0.1, one scheduler each. Default [4700, 4710]. */
   readonly apiPorts?: readonly number[];
   /**
@@ -47,6 +54,12 @@ export interface UpOptions {
   readonly readyTimeoutMs?: number;
 }
 
+/** An extra etcd member's ports. */
+export interface EtcdMemberPorts {
+  readonly clientPort: number;
+  readonly peerPort: number;
+}
+
 /** {@link UpOptions} with every default applied. */
 export interface ResolvedUpOptions {
   readonly dir: string;
@@ -57,6 +70,8 @@ export interface ResolvedUpOptions {
   readonly netIndex: number | undefined;
   readonly etcdPort: number;
   readonly etcdPeerPort: number;
+  readonly etcdExtraMembers: readonly EtcdMemberPorts[];
+  readonly etcdFlags: readonly string[];
   readonly apiPorts: readonly number[];
   readonly agentPort: number | undefined;
   readonly registryPort: number;
@@ -97,7 +112,12 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
   if (opts.registryPort !== undefined && !(opts.registryPort >= 0 && opts.registryPort <= 65535)) {
     throw new UsageError(`--registry-port=${opts.registryPort}: expected 0 (none) to 65535`);
   }
-  for (const p of [opts.etcdPort, opts.etcdPeerPort, opts.agentPort, ...apiPorts]) {
+  const extra = opts.etcdExtraMembers ?? [];
+  if (extra.length !== 0 && extra.length !== 2 && extra.length !== 4) {
+    throw new UsageError(`--etcd-members=${extra.length + 1}: expected 1, 3 or 5`);
+  }
+  const memberPorts = extra.flatMap((m) => [m.clientPort, m.peerPort]);
+  for (const p of [opts.etcdPort, opts.etcdPeerPort, opts.agentPort, ...apiPorts, ...memberPorts]) {
     if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) {
       throw new UsageError(`port ${p}: expected 1-65535`);
     }
@@ -122,6 +142,8 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     netIndex: opts.netIndex,
     etcdPort: opts.etcdPort ?? UP_DEFAULTS.etcdPort,
     etcdPeerPort: opts.etcdPeerPort ?? UP_DEFAULTS.etcdPeerPort,
+    etcdExtraMembers: extra,
+    etcdFlags: opts.etcdFlags ?? [],
     apiPorts,
     agentPort: opts.agentPort,
     registryPort: opts.registryPort ?? UP_DEFAULTS.registryPort,
@@ -161,6 +183,8 @@ Flags:
   --network MODE          auto, netns or loopback (default auto)
   --net N                 bridge flotbr<N>, subnet 10.213.N.0/24 (default: first free)
   --etcd-port PORT        etcd client port (default 2379; peer port: --etcd-peer-port, 2380)
+  --etcd-members N        1 (default), 3 or 5 etcd members; member m's ports are the
+                          client and peer ports plus 2(m-1)
   --api-ports P1,P2       scheduler API ports on 127.0.0.1 (default 4700,4710)
   --agent-port PORT       agents' Logs port (default 4701 per namespace; on
                           loopback agent n uses PORT+n, default 4720+n)
@@ -197,6 +221,7 @@ const flags = {
   net: { type: 'string' },
   'etcd-port': { type: 'string' },
   'etcd-peer-port': { type: 'string' },
+  'etcd-members': { type: 'string' },
   'api-ports': { type: 'string' },
   'agent-port': { type: 'string' },
   'registry-port': { type: 'string' },
@@ -246,6 +271,16 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
   }
   const v = parsed.values;
   const [command, ...positionals] = parsed.positionals;
+  const members = int('etcd-members', v['etcd-members']);
+  if (members !== undefined && members < 1) {
+    throw new UsageError(`--etcd-members=${members}: expected 1, 3 or 5`);
+  }
+  const clientBase = int('etcd-port', v['etcd-port']) ?? UP_DEFAULTS.etcdPort;
+  const peerBase = int('etcd-peer-port', v['etcd-peer-port']) ?? UP_DEFAULTS.etcdPeerPort;
+  const extraMembers = Array.from({ length: Math.max(0, (members ?? 1) - 1) }, (_, k) => ({
+    clientPort: clientBase + 2 * (k + 1),
+    peerPort: peerBase + 2 * (k + 1),
+  }));
   const up: UpOptions = {
     ...(v.dir !== undefined && { dir: v.dir }),
     ...(v.name !== undefined && { name: v.name }),
@@ -261,6 +296,7 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
     ...(v['etcd-peer-port'] !== undefined && {
       etcdPeerPort: int('etcd-peer-port', v['etcd-peer-port']) ?? 0,
     }),
+    ...(members !== undefined && members !== 1 && { etcdExtraMembers: extraMembers }),
     ...(v['api-ports'] !== undefined && {
       apiPorts: v['api-ports'].split(',').map((p) => int('api-ports', p.trim()) ?? 0),
     }),

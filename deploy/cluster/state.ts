@@ -55,6 +55,20 @@ export interface NetworkRecord {
   readonly subnet: string;
 }
 
+/** One more etcd member: its ports and client URLs (see `ClusterRecord.etcd`). */
+export interface EtcdMemberRecord {
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly endpoint: string;
+  readonly agentEndpoint: string;
+}
+
+/** Every etcd member's client URL, member 1 first: for the host, or for the agents. */
+export function etcdEndpoints(record: ClusterRecord, forAgents = false): string[] {
+  const members = [record.etcd, ...(record.etcd.extraMembers ?? [])];
+  return members.map((m) => (forAgents ? m.agentEndpoint : m.endpoint));
+}
+
 /** Everything `up` decided and started. */
 export interface ClusterRecord {
   readonly version: 1;
@@ -73,6 +87,11 @@ export interface ClusterRecord {
     readonly endpoint: string;
     /** Client URL for agents (the bridge address in netns mode). */
     readonly agentEndpoint: string;
+    /**
+     * Members beyond the first, in a multi-member etcd (`etcdExtraMembers`); absent for one
+     * etcd. The fields above are member 1's; {@link etcdEndpoints} lists them all.
+     */
+    readonly extraMembers?: readonly EtcdMemberRecord[];
   };
   /** The schedulers' API addresses, host:port. */
   readonly apiAddresses: readonly string[];

@@ -2,7 +2,7 @@
  * `flotilla cluster status`: every process of the cluster, whether it runs, and for agents
  * whether their machine is registered in etcd (when etcd answers).
  */
-import { registeredMachines } from './launch.js';
+import { etcdUrlOf, registeredMachines } from './launch.js';
 import { isRunning } from './proc.js';
 import { ClusterError, readRecord, type ClusterRecord } from './state.js';
 
@@ -36,7 +36,7 @@ export async function clusterStatus(dir: string): Promise<ClusterStatus> {
   const processes: ProcessStatus[] = [];
   for (const proc of record.processes) {
     let detail = '';
-    if (proc.role === 'etcd') detail = record.etcd.endpoint;
+    if (proc.role === 'etcd') detail = etcdUrlOf(proc);
     if (proc.role === 'registry') detail = record.registry?.addr ?? '';
     if (proc.role === 'scheduler') {
       detail = `API ${record.apiAddresses[Number(proc.name.split('-')[1]) - 1] ?? '?'}`;

@@ -19,7 +19,8 @@ import {
 import {
   agentProcess,
   checkPortFree,
-  etcdProcess,
+  etcdProcesses,
+  etcdUrlOf,
   launch,
   patternMetadata,
   schedulerProcess,
@@ -118,8 +119,10 @@ function agentRecord(
 }
 
 async function checkPorts(record: ClusterRecord): Promise<void> {
-  await checkPortFree('127.0.0.1', record.etcd.clientPort, 'etcd client port');
-  await checkPortFree('127.0.0.1', record.etcd.peerPort, 'etcd peer port');
+  for (const m of [record.etcd, ...(record.etcd.extraMembers ?? [])]) {
+    await checkPortFree('127.0.0.1', m.clientPort, 'etcd client port');
+    await checkPortFree('127.0.0.1', m.peerPort, 'etcd peer port');
+  }
   for (const address of record.apiAddresses) {
     await checkPortFree('127.0.0.1', Number(address.split(':')[1]), 'scheduler API');
   }
@@ -162,6 +165,13 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
       peerPort: opts.etcdPeerPort,
       endpoint: `http://127.0.0.1:${opts.etcdPort}`,
       agentEndpoint: `http://${etcdHost}:${opts.etcdPort}`,
+      ...(opts.etcdExtraMembers.length > 0 && {
+        extraMembers: opts.etcdExtraMembers.map((m) => ({
+          ...m,
+          endpoint: `http://127.0.0.1:${m.clientPort}`,
+          agentEndpoint: `http://${etcdHost}:${m.clientPort}`,
+        })),
+      }),
     },
     apiAddresses: opts.apiPorts.map((p) => `127.0.0.1:${p}`),
     ...(registry !== undefined && { registry }),
@@ -228,12 +238,15 @@ async function start(
     await createBridge(record.network);
     for (const agent of record.agents) await createAgentNetns(record.network, agent);
   }
-  const etcd = etcdProcess(record);
-  record.processes.push(etcd);
-  await launch(record, etcd);
-  await writeRecord(record);
-  say(`etcd: ${record.etcd.endpoint} (pid ${etcd.pid})`);
-  await waitEtcd(record, etcd, START_TIMEOUT_MS);
+  // Every member starts before any is waited for: a member is healthy only with its quorum.
+  const members = etcdProcesses(record, opts.etcdFlags);
+  for (const etcd of members) {
+    record.processes.push(etcd);
+    await launch(record, etcd);
+    await writeRecord(record);
+    say(`${etcd.name}: ${etcdUrlOf(etcd)} (pid ${etcd.pid})`);
+  }
+  for (const etcd of members) await waitEtcd(etcd, START_TIMEOUT_MS);
   if (record.registry !== undefined) await startRegistry(record, record.registry.addr, say);
 
   const schedulerFlags = [`--log-level=${opts.logLevel}`];
@@ -324,7 +337,7 @@ export async function restartProcess(dir: string, name: string, graceMs = 30_000
   await writeRecord(record);
   await launch(record, proc);
   await writeRecord(record);
-  if (proc.role === 'etcd') await waitEtcd(record, proc, START_TIMEOUT_MS);
+  if (proc.role === 'etcd') await waitEtcd(proc, START_TIMEOUT_MS);
   if (proc.role === 'registry' && record.registry !== undefined) {
     await waitRegistry(record.registry.addr, proc, START_TIMEOUT_MS);
   }

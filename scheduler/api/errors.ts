@@ -125,6 +125,7 @@ function storeStatus(err: StoreError, ctx: ErrorContext): GrpcStatus {
     case 'too-large':
       return { code: status.INVALID_ARGUMENT, details: err.message };
     case 'fenced':
+    case 'no-space':
       return { code: status.FAILED_PRECONDITION, details: err.message };
     default:
       return { code: status.INTERNAL, details: `internal error: ${err.message}` };

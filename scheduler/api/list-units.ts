@@ -15,7 +15,13 @@ import type {
 import type { SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
 import { ApiError, formatUnitError, type Visible } from './errors.js';
-import { knownMachines, fresh, resolveMachine, type ApiCluster } from './reads.js';
+import {
+  corruptRecordWarnings,
+  knownMachines,
+  fresh,
+  resolveMachine,
+  type ApiCluster,
+} from './reads.js';
 import { extrasOf, statusWithAddresses } from './unit-status.js';
 
 /** Page size when the request gives none. */
@@ -85,6 +91,7 @@ export async function listUnits(
     units,
     nextPageToken: next === undefined ? '' : encodeToken({ revision, after: next }),
     revision,
+    warnings: corruptRecordWarnings(mirror),
   };
 }
 

@@ -15,7 +15,14 @@ import type {
 import { atomicTxn, codecs } from '../../store/index.js';
 import { isInvalidUnit, mergedMetadata } from '../snapshot.js';
 import { ApiError } from './errors.js';
-import { knownMachines, fresh, resolveMachine, settle, type ApiCluster } from './reads.js';
+import {
+  corruptRecordWarnings,
+  knownMachines,
+  fresh,
+  resolveMachine,
+  settle,
+  type ApiCluster,
+} from './reads.js';
 import { schedulerStatus } from './rescheduling.js';
 import { retryOnConflict } from './unit-writes.js';
 
@@ -56,7 +63,7 @@ export async function listMachines(
     }
     machines.push(machineStatus(cluster, id));
   }
-  return { machines, scheduler, nextPageToken: next };
+  return { machines, scheduler, nextPageToken: next, warnings: corruptRecordWarnings(mirror) };
 }
 
 function decodeMachineToken(raw: string): string {

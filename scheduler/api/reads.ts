@@ -9,6 +9,7 @@
 import type { RegistryOptions } from '../../registry/skopeo.js';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
+import { excerpt } from '../../unit/index.js';
 import type { ClusterRecords, DefinitionCache } from '../snapshot.js';
 import { ApiError } from './errors.js';
 
@@ -133,4 +134,23 @@ export function resolveMachine(ids: ReadonlySet<string>, query: string): string 
     'invalid-argument',
     `machine prefix ${query} is ambiguous: it matches ${matches.length} machines (${shown})`,
   );
+}
+
+/** How many corrupt keys a warning names; the rest are counted. */
+export const WARNING_KEYS = 5;
+
+/**
+ * Warnings for listings: records in etcd that do not decode, which every read skips as if
+ * absent. Names a few keys (bounded, escaped excerpts) so a user can find and fix them; the
+ * replica's log says why each did not decode.
+ */
+export function corruptRecordWarnings(mirror: ClusterMirror): string[] {
+  const { count, keys } = mirror.corrupt(WARNING_KEYS);
+  if (count === 0) return [];
+  const named = keys.map((k) => excerpt(k, 160)).join(', ');
+  const more = count > keys.length ? ` and ${count - keys.length} more` : '';
+  const what = count === 1 ? '1 record in etcd does not' : `${count} records in etcd do not`;
+  return [
+    `${what} decode and ${count === 1 ? 'is' : 'are'} ignored: ${named}${more}; the scheduler's log says why; rewrite or delete ${count === 1 ? 'it' : 'them'} (etcdctl del KEY)`,
+  ];
 }

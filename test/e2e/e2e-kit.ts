@@ -19,6 +19,7 @@ import { openStore } from '../../store/index.js';
 import {
   clusterDown,
   clusterUp,
+  etcdEndpoints,
   findLeftovers,
   FLOTILLA_BIN,
   REPO_ROOT,
@@ -114,6 +115,12 @@ export interface E2EClusterOptions {
   readonly agentMetadata?: readonly Readonly<Record<string, string>>[];
   /** Start the image registry beside etcd (at the bridge address, port 5000). Default off. */
   readonly registry?: boolean;
+  /** etcd members: 1 (default) or 3. */
+  readonly etcdMembers?: 1 | 3;
+  /** Scheduler replicas; default 2. */
+  readonly schedulers?: number;
+  /** Extra flags for every etcd member (e.g. a small `--quota-backend-bytes`). */
+  readonly etcdFlags?: readonly string[];
 }
 
 /** A running cluster and the ways tests talk to it. */
@@ -128,7 +135,16 @@ export class E2ECluster {
   static async start(opts: E2EClusterOptions): Promise<E2ECluster> {
     const dir = await mkdtemp(join(tmpdir(), `flotilla-e2e-${opts.name}-`));
     const watchdog = startWatchdog(dir);
-    const [etcdPort, etcdPeerPort, api1, api2] = await freePorts(4);
+    const schedulers = opts.schedulers ?? 2;
+    const extra = ((opts.etcdMembers ?? 1) - 1) * 2;
+    const ports = await freePorts(2 + extra + schedulers);
+    const [etcdPort, etcdPeerPort] = ports;
+    const memberPorts = ports.slice(2, 2 + extra);
+    const apiPorts = ports.slice(2 + extra);
+    const etcdExtraMembers = Array.from({ length: extra / 2 }, (_, k) => ({
+      clientPort: memberPorts[2 * k] ?? 0,
+      peerPort: memberPorts[2 * k + 1] ?? 0,
+    }));
     try {
       const record = await clusterUp({
         dir,
@@ -138,7 +154,9 @@ export class E2ECluster {
         ...(opts.agentMetadata !== undefined && { agentMetadata: opts.agentMetadata }),
         ...(etcdPort !== undefined && { etcdPort }),
         ...(etcdPeerPort !== undefined && { etcdPeerPort }),
-        ...(api1 !== undefined && api2 !== undefined && { apiPorts: [api1, api2] }),
+        apiPorts,
+        etcdExtraMembers,
+        ...(opts.etcdFlags !== undefined && { etcdFlags: opts.etcdFlags }),
         network: 'netns',
         registryPort: opts.registry === true ? 5000 : 0,
         driver: 'runc',
@@ -175,12 +193,17 @@ export class E2ECluster {
 
   /** The elected scheduler, read from etcd; undefined while there is none. */
   async leader(): Promise<LeaderInfo | undefined> {
-    const store = openStore({ endpoints: [this.record.etcd.endpoint], prefix: this.record.prefix });
+    const store = this.openStore();
     try {
       return await readLeader(store);
     } finally {
       store.close();
     }
+  }
+
+  /** A store on every etcd member of the cluster; close it after use. */
+  openStore() {
+    return openStore({ endpoints: etcdEndpoints(this.record), prefix: this.record.prefix });
   }
 
   /** Re-reads cluster.json (after add-agent or a restart changed pids). */
@@ -279,7 +302,7 @@ export class E2ECluster {
 
   /** Machines holding a placement of `unit`, read from etcd (several for a Global unit). */
   async placementsOf(unit: string): Promise<string[]> {
-    const store = openStore({ endpoints: [this.record.etcd.endpoint], prefix: this.record.prefix });
+    const store = this.openStore();
     try {
       const { items } = await store.list(store.keys.dir('placement'));
       return items

@@ -54,6 +54,8 @@ export interface ListMachinesResponse {
     | undefined;
   /** Empty on the last page; else the page_token of the next. */
   nextPageToken: string;
+  /** Problems the replica skipped over, as in ListUnitsResponse.warnings. */
+  warnings: string[];
 }
 
 export interface SchedulerStatus {
@@ -451,7 +453,7 @@ export const ListMachinesRequest: MessageFns<ListMachinesRequest> = {
 };
 
 function createBaseListMachinesResponse(): ListMachinesResponse {
-  return { machines: [], scheduler: undefined, nextPageToken: "" };
+  return { machines: [], scheduler: undefined, nextPageToken: "", warnings: [] };
 }
 
 export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
@@ -464,6 +466,9 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     }
     if (message.nextPageToken !== "") {
       writer.uint32(26).string(message.nextPageToken);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -505,6 +510,14 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
             message.nextPageToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -528,6 +541,7 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
         : isSet(object.next_page_token)
         ? globalThis.String(object.next_page_token)
         : "",
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -542,6 +556,9 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
     if (message.nextPageToken !== "") {
       obj.nextPageToken = message.nextPageToken;
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -555,6 +572,7 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
       ? SchedulerStatus.fromPartial(object.scheduler)
       : undefined;
     message.nextPageToken = object.nextPageToken ?? "";
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

@@ -144,6 +144,11 @@ export interface ListUnitsResponse {
   nextPageToken: string;
   /** The etcd revision this page is read at. */
   revision: bigint;
+  /**
+   * Problems the replica skipped over, such as records in etcd that do not decode; each a
+   * line for the user (bounded: a few keys named, the rest counted).
+   */
+  warnings: string[];
 }
 
 export interface ScaleRequest {
@@ -1519,7 +1524,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
 };
 
 function createBaseListUnitsResponse(): ListUnitsResponse {
-  return { units: [], nextPageToken: "", revision: 0n };
+  return { units: [], nextPageToken: "", revision: 0n, warnings: [] };
 }
 
 export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
@@ -1535,6 +1540,9 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(24).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -1576,6 +1584,14 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1597,6 +1613,7 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
         ? globalThis.String(object.next_page_token)
         : "",
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1611,6 +1628,9 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -1622,6 +1642,7 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
     message.units = object.units?.map((e) => UnitStatus.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

@@ -27,7 +27,7 @@ import { UnitManager, type AdoptedUnit } from './unit-manager.js';
 import { AGENT_USAGE, parseAgentArgs, type AgentOptions } from './options.js';
 import { AgentOps } from './ops.js';
 import { Reconciler } from './reconciler.js';
-import { advertisedEndpoint, machineRecord, Registration } from './registration.js';
+import { advertisedEndpoint, contactLimitMs, machineRecord, Registration } from './registration.js';
 import { StateReporter } from './state-reporter.js';
 import { startTailServer, type TailServer } from './tail-server.js';
 
@@ -97,6 +97,7 @@ export async function startAgent(
         : {}),
       ...(tuning.timings !== undefined ? { timings: tuning.timings } : {}),
       ...(tuning.logCheckMs !== undefined ? { logCheckMs: tuning.logCheckMs } : {}),
+      contactLimitMs: contactLimitMs(opts.leaseTtlSeconds, tuning.renewIntervalMs),
     });
   } catch (err) {
     store.close();
@@ -169,6 +170,8 @@ export async function startAgent(
   });
   late.reconciler = rec;
   reg.presence.on((event) => {
+    if (event.type === 'registered' || event.type === 'renewed')
+      void units.recordContact(Date.now());
     if (event.type === 'registered') reporter.rewriteAll();
     if (event.type === 'registered' || event.type === 'renewed') {
       rec.resume().catch((err: unknown) => log.debug({ err }, 'resume after reconnect failed'));

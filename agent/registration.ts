@@ -162,3 +162,14 @@ export class Registration {
     }
   }
 }
+
+/**
+ * How long after the last confirmed lease renewal the shim of a `StopOnDisconnect=` unit kills
+ * it by itself (agent/runtime/shim.ts): the TTL less half a renewal interval, so later than
+ * the agent's own stop ({@link Registration.stopOnDisconnectLimitMs}) and before etcd can
+ * expire the lease and the leader start the unit elsewhere.
+ */
+export function contactLimitMs(ttlSeconds: number, renewIntervalMs?: number): number {
+  const interval = renewIntervalMs ?? (ttlSeconds * 1000) / 3;
+  return Math.max(0, ttlSeconds * 1000 - interval * 0.5);
+}

@@ -56,6 +56,8 @@ export interface SupervisorDeps {
   readonly images?: ImageStore;
   /** Where named volumes of image units live. */
   readonly volumesDir?: string;
+  /** The backstop of `StopOnDisconnect=` units (UnitContext.watchdog); absent: none. */
+  readonly watchdog?: { readonly contactPath: string; readonly limitMs: number };
 }
 
 /** The unit a supervisor runs: its name, content hash and [Service] options. */
@@ -65,6 +67,8 @@ export interface SupervisedUnit {
   readonly service: ServiceOptions;
   /** Set for an image unit: the image step runs before every lifecycle (supervisor-image.ts). */
   readonly container?: ContainerOptions;
+  /** `[X-Fleet] StopOnDisconnect=` is set; unknown (undefined) for a unit adopted as found. */
+  readonly stopOnDisconnect?: boolean;
 }
 
 function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
@@ -103,7 +107,7 @@ export class Supervisor {
     this.unit = unit;
     this.deps = deps;
     this.now = deps.now ?? Date.now;
-    this.context = deps.driver.context(unit.name, unit.service);
+    this.context = this.guarded(deps.driver.context(unit.name, unit.service));
     this.current = initialState(
       unit.name,
       deps.machineId,
@@ -116,6 +120,14 @@ export class Supervisor {
   /** The unit's context with the driver: its container id, directory and [Service] options. */
   get ctx(): UnitContext {
     return this.context;
+  }
+
+  /** `ctx` with the StopOnDisconnect= backstop armed, disarmed, or (adopted) left as it was. */
+  private guarded(ctx: UnitContext): UnitContext {
+    const { stopOnDisconnect } = this.unit;
+    const { watchdog } = this.deps;
+    if (stopOnDisconnect === undefined) return ctx;
+    return { ...ctx, watchdog: stopOnDisconnect && watchdog !== undefined ? watchdog : null };
   }
 
   /** The latest state (a copy is handed to listeners; this one is not to be mutated). */
@@ -244,7 +256,7 @@ export class Supervisor {
       note: (text) => this.note(text),
     });
     if (service === undefined) return false;
-    this.context = this.deps.driver.context(this.unit.name, service);
+    this.context = this.guarded(this.deps.driver.context(this.unit.name, service));
     this.set({ image: service.image ?? '' });
     return true;
   }

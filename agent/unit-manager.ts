@@ -13,6 +13,7 @@
  */
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { ServiceOptions, UnitDefinition } from '../unit/model.js';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REGISTRY_DEFAULTS, type RegistryOptions } from '../registry/skopeo.js';
 import { ImageStore } from './images/store.js';
@@ -47,6 +48,11 @@ export interface UnitManagerOptions {
    * `<stateDir>/<machine>/images` (runc driver only).
    */
   readonly images?: { readonly registry: RegistryOptions; readonly maxBytes: number };
+  /**
+   * How long after the agent's last confirmed contact with etcd ({@link recordContact}) the
+   * shim of a `StopOnDisconnect=` unit kills it by itself; absent: never.
+   */
+  readonly contactLimitMs?: number;
 }
 
 /** A unit a previous agent left on this machine, as {@link UnitManager.adopt} found it. */
@@ -91,6 +97,9 @@ export class UnitManager {
   readonly driver: RuntimeDriver;
   readonly logs: LogStore;
   private readonly timings: SupervisorTimings;
+  /** `<stateDir>/<machine>/contact`: the agent's last confirmed contact with etcd (Unix ms). */
+  private readonly contactPath: string;
+  private readonly contactLimitMs: number | undefined;
   /** The machine's image store (runc driver only). */
   readonly images: ImageStore | undefined;
   private readonly supervisors = new Map<string, Supervisor>();
@@ -108,6 +117,8 @@ export class UnitManager {
       ...(opts.logMaxBytes !== undefined ? { maxBytes: opts.logMaxBytes } : {}),
     });
     this.timings = { ...SUPERVISOR_DEFAULTS, ...opts.timings };
+    this.contactPath = join(driver.layout.root, 'contact');
+    this.contactLimitMs = opts.contactLimitMs;
     this.images =
       driver instanceof RuncDriver
         ? new ImageStore({
@@ -169,7 +180,12 @@ export class UnitManager {
       this.failedEarly.delete(name);
       let supervisor: Supervisor;
       try {
-        const unit = { name, hash, service: def.service };
+        const unit = {
+          name,
+          hash,
+          service: def.service,
+          stopOnDisconnect: def.fleet.stopOnDisconnectMs > 0,
+        };
         supervisor = new Supervisor(
           def.container !== undefined ? { ...unit, container: def.container } : unit,
           this.deps(),
@@ -259,7 +275,25 @@ export class UnitManager {
       timings: this.timings,
       onState: (state) => this.emit(state),
       ...(this.images !== undefined ? { images: this.images } : {}),
+      ...(this.contactLimitMs === undefined
+        ? {}
+        : { watchdog: { contactPath: this.contactPath, limitMs: this.contactLimitMs } }),
     };
+  }
+
+  /**
+   * Records that etcd confirmed the agent's lease at `atMs` (Unix ms), for the shims of
+   * `StopOnDisconnect=` units: written whole (a temporary file renamed), so a shim never
+   * reads half of it. Never throws.
+   */
+  async recordContact(atMs: number): Promise<void> {
+    const tmp = `${this.contactPath}.tmp`;
+    try {
+      await writeFile(tmp, `${Math.round(atMs)}\n`);
+      await rename(tmp, this.contactPath);
+    } catch {
+      // The next renewal writes it again; until then the shims see an older contact.
+    }
   }
 
   private emit(state: UnitState): void {

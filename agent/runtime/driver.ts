@@ -27,6 +27,12 @@ export interface UnitContext {
   /** The unit's cgroup relative to each controller's mount point (runc only). */
   readonly cgroupPath: string;
   readonly service: ServiceOptions;
+  /**
+   * A `StopOnDisconnect=` unit's backstop (shim.ts): the shim kills the main process once the
+   * agent's last contact with etcd is older than `limitMs`. null: none; absent: as last set
+   * (an adopted unit's).
+   */
+  readonly watchdog?: { readonly contactPath: string; readonly limitMs: number } | null;
 }
 
 /** One command of a unit, resolved: nothing left for a driver to look up or expand. */

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { open, readFile, readdir, rm } from 'node:fs/promises';
+import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ServiceOptions } from '../../unit/model.js';
 import type {
@@ -33,10 +33,33 @@ import { decodeShellStatus } from './spawn.js';
 /** First word of the shim script: how a shim is recognised in /proc after an agent restart. */
 export const SHIM_MARKER = ': flotilla-shim';
 
+/**
+ * The at-most-once backstop of a `StopOnDisconnect=` unit ({@link UnitContext.watchdog}): while
+ * the shim lives, every 0.5 s a loop reads the agent's last confirmed contact with etcd (Unix
+ * ms in the contact file) and SIGKILLs the main process once it is older than the limit. The
+ * agent stops such a unit itself when cut off; this also stops it when the agent cannot (frozen
+ * by SIGSTOP, hung, killed), before its lease can expire and the unit start elsewhere.
+ */
+const WATCHDOG = [
+  'if [ -r "$0/watchdog" ] && read c l < "$0/watchdog"; then (',
+  '  PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+  '  while sleep 0.5 && kill -0 $$ 2>/dev/null; do',
+  '    read t < "$c" 2>/dev/null || continue',
+  '    n=$(date +%s%3N)',
+  '    if [ $((n - t)) -gt "$l" ]; then',
+  '      echo "flotilla-shim: no contact with etcd for over $l ms: killing the unit (StopOnDisconnect=)"',
+  '      kill -KILL "$(cat "$0/main.pid")" 2>/dev/null',
+  '      break',
+  '    fi',
+  '  done',
+  ') & fi',
+].join('\n');
+
 const SHIM_SCRIPT = [
   SHIM_MARKER,
   'echo $$ > "$0/shim.pid"',
   'trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE',
+  WATCHDOG,
   '"$@"',
   's=$?',
   'echo "$s" > "$0/exit"',
@@ -139,6 +162,12 @@ export abstract class ShimDriver implements RuntimeDriver {
   async start(ctx: UnitContext, cmd: CommandSpec, timeoutMs: number): Promise<MainProcess> {
     for (const file of ['shim.pid', UNIT_FILES.pid, UNIT_FILES.exit]) {
       await rm(join(ctx.dir, file), { force: true });
+    }
+    if (ctx.watchdog === null) await rm(join(ctx.dir, 'watchdog'), { force: true });
+    else if (ctx.watchdog !== undefined) {
+      const { contactPath, limitMs } = ctx.watchdog;
+      if (/\s/.test(contactPath)) throw new RuntimeError('runtime-failed', 'state path has spaces');
+      await writeFile(join(ctx.dir, 'watchdog'), `${contactPath} ${Math.round(limitMs)}\n`);
     }
     const how = await this.invocation(ctx, cmd);
     const log = await open(ctx.logPath, 'a');

@@ -17,7 +17,6 @@ import {
   full,
   hostCopies,
   IDLE_UNIT,
-  knownBug,
   LEASE_TTL_SECONDS,
   ONCE_UNIT,
   startUnits,
@@ -125,10 +124,10 @@ serial('an agent SIGSTOPped past its TTL and resumed: exactly once again', async
   t.deepEqual(await deadDaemons(c()), []);
 });
 
-// BUG chaos-2 (docs/reliability.md): StopOnDisconnect= is enforced by the agent process, so an
-// agent that is stopped (SIGSTOP, a hung host) past its lease cannot stop its at-most-once
-// units; the scheduler places them elsewhere and they run twice until the agent resumes.
-knownBug(test)("a SIGSTOPped agent's StopOnDisconnect= units never run twice", (t) => {
+// Was BUG chaos-2 (docs/reliability.md): StopOnDisconnect= was enforced by the agent process
+// alone, so a stopped agent's at-most-once units ran twice. Each such unit's shim now kills it
+// once the agent's last contact with etcd is older than the lease leaves (agent/runtime/shim.ts).
+serial("a SIGSTOPped agent's StopOnDisconnect= units never run twice", (t) => {
   t.not(doubledWhileStopped, undefined, 'the SIGSTOP test ran');
   t.deepEqual(doubledWhileStopped, [], 'at-most-once units ran once');
 });

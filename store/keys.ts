@@ -12,6 +12,7 @@
  * <prefix>states/<name>/<machine>      UnitState of one copy of a Global unit (agent's lease)
  * <prefix>unscheduled/<name>           Unscheduled
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
+ * <prefix>rollouts/<name>              Rollout of a template or plain unit (API, then leader)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -29,6 +30,7 @@ export type KeyKind =
   | 'state'
   | 'unscheduled'
   | 'control'
+  | 'rollout'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -40,6 +42,7 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   state: 'states/',
   unscheduled: 'unscheduled/',
   control: 'control/',
+  rollout: 'rollouts/',
   election: 'election/',
 };
 
@@ -115,6 +118,11 @@ export class Keys {
   /** An operator's request to the leader to end the rescheduling pause the record names. */
   resumeRescheduling(): string {
     return `${this.dir('control')}resume-rescheduling`;
+  }
+
+  /** The rolling update of a template (or plain unit) `name`. */
+  rollout(name: string): string {
+    return this.dir('rollout') + segment(name, 'unit name');
   }
 
   /** The election prefix; candidates' keys live below it. */

@@ -18,6 +18,7 @@ import type {
   Machine,
   MachineConfig,
   Placement,
+  Rollout,
   Unit,
   UnitState,
   Unscheduled,
@@ -87,6 +88,10 @@ export class ClusterMirror {
   readonly configs = new Map<string, CacheEntry<MachineConfig>>();
   /** By full key. */
   readonly control = new Map<string, CacheEntry<ReschedulingPause>>();
+  /** `rollouts/<name>`: the latest rollout of each template or plain unit. */
+  readonly rollouts = new Map<string, CacheEntry<Rollout>>();
+  /** Names of the rollouts in phase `running`: all the leader's rollout driver looks at. */
+  readonly runningRollouts = new Set<string>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -250,6 +255,12 @@ export class ClusterMirror {
           this.store.keys.dir('control') + record.key.name,
           typed(record.value),
         );
+      case 'rollout': {
+        const e = typed(record.value);
+        if (e?.value.phase === 'running') this.runningRollouts.add(record.key.name);
+        else this.runningRollouts.delete(record.key.name);
+        return setOrDelete(this.rollouts, record.key.name, e);
+      }
       case 'election':
         return setOrDelete(
           this.election,

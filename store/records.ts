@@ -7,6 +7,7 @@ import {
   Machine,
   MachineConfig,
   Placement,
+  Rollout,
   Unit,
   UnitState,
   Unscheduled,
@@ -24,6 +25,7 @@ export interface RecordTypes {
   state: UnitState;
   unscheduled: Unscheduled;
   control: ReschedulingPause;
+  rollout: Rollout;
 }
 
 /** A key kind that holds a proto record. */
@@ -83,6 +85,7 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   state: jsonCodec('UnitState', UnitState),
   unscheduled: jsonCodec('Unscheduled', Unscheduled),
   control: jsonCodec('ReschedulingPause', ReschedulingPause),
+  rollout: jsonCodec('Rollout', Rollout),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

@@ -132,6 +132,27 @@ export interface ServiceOptions {
   readonly rootDirectory: string;
   readonly privateNetwork: boolean;
   readonly resources: ResourceRequest;
+  /** The unit's health check (`HealthCmd=` and friends); absent when it has none. */
+  readonly health?: HealthCheck;
+}
+
+/** `HealthOnFailure=`: what the agent does once a unit turns unhealthy. */
+export type HealthOnFailure = 'none' | 'kill' | 'restart' | 'stop';
+
+/** A health check (podman Quadlet's keys). Durations are milliseconds. */
+export interface HealthCheck {
+  /** Run as `/bin/sh -c <command>` inside the unit's container, specifiers expanded. */
+  readonly command: string;
+  readonly intervalMs: number;
+  /** A check still running after this long is killed and counts as a failure. */
+  readonly timeoutMs: number;
+  /** Consecutive failures that make the unit unhealthy. */
+  readonly retries: number;
+  /** Failures in this long after the main process started do not count. */
+  readonly startPeriodMs: number;
+  readonly onFailure: HealthOnFailure;
+  /** 1-based line of `HealthCmd=`. */
+  readonly line: number;
 }
 
 /** A unit file with all meaning resolved, for one concrete name (specifiers expanded). */

@@ -9,6 +9,7 @@ import { parseFleetSection } from './fleet.js';
 import { hashSyntax } from './hash.js';
 import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
+import { HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 import { parseServiceSection } from './service.js';
 import { expandSpecifiers } from './specifiers.js';
 import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
@@ -79,7 +80,10 @@ function analyse(name: string, text: string): Analysis {
   if (syntaxErrors.length > 0) return done(null, nameErrors, [...syntaxErrors], name);
   const errors: UnitError[] = [];
   const description = describe(syntax, unitName);
-  const service = parseServiceSection(sectionEntries(syntax, 'Service'), unitName, errors);
+  const parsedService = parseServiceSection(sectionEntries(syntax, 'Service'), unitName, errors);
+  const healthEntries = HEALTH_SECTIONS.flatMap((section) => sectionEntries(syntax, section));
+  const health = parseHealthEntries(healthEntries, unitName, errors);
+  const service = health === undefined ? parsedService : { ...parsedService, health };
   const fleet = parseFleetSection(sectionEntries(syntax, 'X-Fleet'), unitName, errors);
   const unit: UnitDefinition = {
     name: unitName,

@@ -10,6 +10,7 @@
  *   // at shutdown, before store.close():
  *   await api.close();
  */
+import { getRollout, rollback, updateUnit } from './rollout.js';
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { serverCredentials, tlsMode, type ClientTls, type ServerTls } from '../../daemon/tls.js';
@@ -94,6 +95,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     listUnits: unary(ctx, 'Units.ListUnits', (req) => listUnits(cluster, req)),
     scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
+    updateUnit: unary(ctx, 'Units.UpdateUnit', (req) => updateUnit(cluster, req)),
+    rollback: unary(ctx, 'Units.Rollback', (req) => rollback(cluster, req)),
+    getRollout: unary(ctx, 'Units.GetRollout', (req) => getRollout(cluster, req)),
   };
   const machines: MachinesServer = {
     listMachines: unary(ctx, 'Machines.ListMachines', (req) => listMachines(cluster, req)),

@@ -17,6 +17,7 @@ import {
   undrainMachineVerb,
 } from './machine-verbs.js';
 import { planVerb } from './plan.js';
+import { rollbackVerb, rolloutVerb, updateVerb } from './rollout.js';
 import { scaleVerb } from './scale.js';
 import { loadVerb, startVerb, stopVerb, unloadVerb } from './state-verbs.js';
 import { journalVerb, statusVerb } from './status.js';
@@ -59,6 +60,9 @@ export const VERBS: readonly Verb[] = [
   journalVerb,
   verifyVerb,
   scaleVerb,
+  updateVerb,
+  rollbackVerb,
+  rolloutVerb,
   watchVerb,
   planVerb,
   drainMachineVerb,

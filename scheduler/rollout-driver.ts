@@ -16,7 +16,12 @@ import {
   type Store,
 } from '../store/index.js';
 import type { Term } from './leadership.js';
-import { stepRollout, type InstanceLook, type PendingScan } from './rollout-step.js';
+import {
+  isTemplateName,
+  stepRollout,
+  type InstanceLook,
+  type PendingScan,
+} from './rollout-step.js';
 
 /** Instance records looked at per pending scan, at most (the cursor goes on next pass). */
 const SCAN_LIMIT = 10_000;
@@ -41,7 +46,7 @@ export class RolloutDriver {
 
   private async step(term: Term, entry: CacheEntry<Rollout>): Promise<void> {
     const r = entry.value;
-    const isTemplate = templateOf(r.unit) === r.unit;
+    const isTemplate = isTemplateName(r.unit);
     const result = stepRollout({
       rollout: r,
       now: this.now(),

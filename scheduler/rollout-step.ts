@@ -20,6 +20,12 @@ export const ROLLOUT_IDLE_PER_PASS = 20;
 /** The largest parallelism: a batch and its idle instances fit one etcd transaction. */
 export const ROLLOUT_MAX_PARALLELISM = 100;
 
+/** `web@.service`: a template, whose instances a rollout rolls (the name is valid). */
+export function isTemplateName(name: string): boolean {
+  const at = name.indexOf('@');
+  return at > 0 && name[at + 1] === '.';
+}
+
 /** What the leader knows of one instance (from its mirror). */
 export interface InstanceLook {
   /** Its units/ record's hash. */

@@ -11,9 +11,9 @@ import type {
   RolloutStatus,
   UpdateUnitRequest,
 } from '../../proto/flotilla/v1/units.js';
-import { codecs, templateOf, type CacheEntry, type ClusterMirror } from '../../store/index.js';
+import { codecs, type CacheEntry, type ClusterMirror } from '../../store/index.js';
 import { excerpt, parseUnitName, UnitError } from '../../unit/index.js';
-import { reversed, ROLLOUT_MAX_PARALLELISM } from '../rollout-step.js';
+import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollout-step.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, type ApiCluster } from './reads.js';
 import { validateFiles } from './submit.js';
@@ -112,7 +112,7 @@ export function rolloutStatus(mirror: ClusterMirror, r: Rollout): RolloutStatus 
     if (unit.hash !== r.toHash) pending += 1;
     else if (!inBatch.has(name) && !failed.has(name)) updated += 1;
   };
-  if (templateOf(r.unit) === r.unit) {
+  if (isTemplateName(r.unit)) {
     for (const name of mirror.instances.get(r.unit) ?? []) {
       const e = mirror.units.get(name);
       if (e !== undefined) count(name, e.value);
@@ -223,7 +223,7 @@ export async function rollback(cluster: ApiCluster, req: RollbackRequest): Promi
     const revision = await applyWrites(
       cluster,
       (b) => {
-        if (templateOf(name) === name && template.value.hash !== record.toHash) {
+        if (isTemplateName(name) && template.value.hash !== record.toHash) {
           queueUnitPut(
             store,
             b,

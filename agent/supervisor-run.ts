@@ -230,7 +230,7 @@ class UnitRun {
     this.host.note(message);
     if (u.action === 'kill') {
       await this.host.driver.kill(this.host.ctx, main, 'SIGKILL', 'all');
-      const exit = await exitP;
+      const exit = (await within(exitP, 30_000)) ?? { status: -1, signal: '' };
       return { ...this.judged(cmd, exit), message };
     }
     const exit = await this.terminate(main, exitP);

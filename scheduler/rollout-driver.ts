@@ -6,7 +6,7 @@
  * rollout record. A new leader finds the record where the last one left it and carries on.
  */
 import type { Logger } from 'pino';
-import type { Rollout, Unit } from '../proto/flotilla/v1/records.js';
+import type { Rollout, Unit, UnitState } from '../proto/flotilla/v1/records.js';
 import {
   codecs,
   fencedTxn,
@@ -25,6 +25,13 @@ import {
 
 /** Instance records looked at per pending scan, at most (the cursor goes on next pass). */
 const SCAN_LIMIT = 10_000;
+
+/** One machine's copy of a Global unit runs `hash`, active and healthy. */
+function isUpCopy(s: UnitState, hash: string): boolean {
+  return (
+    s.hash === hash && s.activeState === 'active' && (s.health === '' || s.health === 'healthy')
+  );
+}
 
 /** Steps running rollouts for the leader. */
 export class RolloutDriver {
@@ -88,14 +95,21 @@ export class RolloutDriver {
     if (e === undefined) return undefined;
     const placements = this.mirror.placements.get(name);
     const placed = placements?.values().next().value;
-    const state = this.mirror.states.get(name)?.value;
-    const reported =
+    let state = this.mirror.states.get(name)?.value;
+    let reported =
       state !== undefined && placed !== undefined && state.machine === placed.value.machine;
+    const copies = this.mirror.copies.get(name);
+    if (copies !== undefined && copies.size > 0) {
+      // A Global unit is up when every machine's copy is: judge it by its worst copy.
+      const all = [...copies.values()].map((c) => c.value);
+      state = all.find((s) => !isUpCopy(s, e.value.hash)) ?? all[0];
+      reported = state !== undefined;
+    }
     const unscheduled = this.mirror.unscheduled.get(name)?.value.summary;
     return {
       hash: e.value.hash,
       launched: e.value.desiredState === 'launched',
-      ...(reported ? { state } : {}),
+      ...(reported && state !== undefined ? { state } : {}),
       ...(unscheduled !== undefined ? { unscheduled } : {}),
     };
   }

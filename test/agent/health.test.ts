@@ -112,6 +112,25 @@ for (const driver of DRIVERS) {
     );
   });
 
+  test(`${driver}: HealthOnFailure=kill SIGKILLs an unhealthy unit and Restart= decides`, async (t) => {
+    const m = await managed(t, { driver });
+    await m.manager.start(
+      unit('killed.service', LOOP, {
+        HealthCmd: 'exit 1',
+        HealthInterval: '200ms',
+        HealthRetries: '1',
+        HealthOnFailure: 'kill',
+        Restart: 'on-failure',
+      }),
+    );
+    const s = await stateOf(m, 'killed.service', (x) => x.restarts >= 1, 'restarted after a kill');
+    t.true(
+      m.states.some((x) => x.name === 'killed.service' && x.exitSignal === 'SIGKILL'),
+      'the main process was SIGKILLed',
+    );
+    t.true(s.restarts >= 1);
+  });
+
   test(`${driver}: HealthOnFailure=stop stops an unhealthy unit for good`, async (t) => {
     const m = await managed(t, { driver });
     await m.manager.start(

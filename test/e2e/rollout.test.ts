@@ -212,6 +212,49 @@ serial('the leader SIGKILLed mid-rollout: its successor finishes the rollout', a
 });
 
 serial(
+  'an agent SIGKILLed mid-rollout: its instances move and the rollout completes',
+  async (t) => {
+    const v5File = await c().unitFile('web@.service', webFile('v5'));
+    await c().ok(['update', '--no-block', '--parallelism', '1', '--monitor', '3s', v5File]);
+    const v5 = await templateHash('web@.service');
+    const first = await assertEventually(
+      async () => {
+        const s = await statuses('web@*');
+        return WEB.some((n) => isUp(s.get(n), v5)) ? s : false;
+      },
+      { timeoutMs: SETTLE_MS, intervalMs: 300, message: 'the first instance is updated' },
+    );
+    // The victim: a machine running an instance that is still on the old file.
+    const old = WEB.find((n) => !isUp(first.get(n), v5)) ?? '';
+    const machine = first.get(old)?.placement?.machine ?? '';
+    const agent = c().process(`agent-${c().agentIndexOf(machine)}`);
+    t.true(signalRecorded(agent, 'SIGKILL'), `killed ${agent.name}`);
+    await assertEventually(
+      async () =>
+        /completed/.test((await c().flotctl(['rollout', 'status', 'web@.service'])).stdout),
+      { timeoutMs: 180_000, intervalMs: 1_000, message: 'the rollout completes' },
+    );
+    const s = await statuses('web@*');
+    for (const n of WEB) {
+      t.true(isUp(s.get(n), v5), `${n} on the new hash`);
+      t.not(s.get(n)?.placement?.machine, machine, `${n} left the dead machine`);
+    }
+  },
+);
+
+serial('flotctl rollback returns every instance to the previous file', async (t) => {
+  const status = await c().ok(['-o', 'json', 'rollout', 'status', 'web@.service']);
+  const previous = (JSON.parse(status.stdout) as { rollout: { fromHash: string } }).rollout
+    .fromHash;
+  const run = await c().flotctl(['rollback', 'web@.service']);
+  t.is(run.code, 0, run.stdout + run.stderr);
+  t.regex(run.stdout, /rolled-back/);
+  t.is(await templateHash('web@.service'), previous);
+  const s = await statuses('web@*');
+  for (const n of WEB) t.true(isUp(s.get(n), previous), `${n} back on the previous hash`);
+});
+
+serial(
   'HealthOnFailure=restart restarts an unhealthy unit; list-units and status show health',
   async (t) => {
     const flaky = await c().unitFile(

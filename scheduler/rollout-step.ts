@@ -15,6 +15,8 @@ import type { Rollout, RolloutStep } from '../proto/flotilla/v1/records.js';
 export const ROLLOUT_STEP_DEADLINE_MS = 300_000;
 /** Names kept in `Rollout.failed`. */
 export const ROLLOUT_FAILED_KEPT = 20;
+/** Characters of a rollout's message kept (it quotes instances' failure messages). */
+export const ROLLOUT_MESSAGE_MAX = 1024;
 /** Instances rewritten in one pass that do not run (no monitor needed), at most. */
 export const ROLLOUT_IDLE_PER_PASS = 20;
 /** The largest parallelism: a batch and its idle instances fit one etcd transaction. */
@@ -173,7 +175,8 @@ export function stepRollout(input: StepInput): StepResult {
   }
   if (failures.length > 0) {
     const failed = [...r.failed, ...failures].slice(-ROLLOUT_FAILED_KEPT);
-    const why = notes.filter((n) => n.includes(' failed: ')).join('; ');
+    const all = notes.filter((n) => n.includes(' failed: ')).join('; ');
+    const why = all.length > ROLLOUT_MESSAGE_MAX ? `${all.slice(0, ROLLOUT_MESSAGE_MAX)}…` : all;
     if (r.failureAction === 'rollback') {
       const next = reversed(r, now, `rolling back: ${why}`);
       return { next: { ...next, failed }, rewrite: [], rewriteTemplate: true, notes };

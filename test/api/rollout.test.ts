@@ -149,3 +149,14 @@ test('a plain unit is updated through its rollout, not at once', async (t) => {
   t.like(res, { total: 1, pending: 1 });
   t.is((await api.get('db.service')).unit?.hash, v1, 'the leader rewrites it, gated');
 });
+
+test('destroying a unit removes its rollout record', async (t) => {
+  const api = await startApi(t, server());
+  await withInstances(api);
+  await update(api, { file: { name: 'web@.service', contents: file('v2') } });
+  await api.destroy(['web@.service', 'web@1.service', 'web@2.service', 'web@3.service']);
+  const key = api.store.keys.rollout('web@.service');
+  t.is(await api.store.getRecord(codecs.rollout, key), undefined);
+  const err = await failure(rpc(api.units.getRollout.bind(api.units), { name: 'web@.service' }));
+  t.is(err.code, status.NOT_FOUND);
+});

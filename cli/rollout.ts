@@ -51,7 +51,8 @@ is not submitted is refused, and so is one while another rollout of it is runnin
 (--force supersedes it). The rollout is a record in etcd driven by the leader scheduler: it
 carries on through a leader failover, and waiting here can be given up at any time.
 
-Options:
+Options (defaults below, or the new file's [X-Fleet] UpdateParallelism=, UpdateDelaySec=,
+UpdateMonitorSec=, UpdateFailureAction=; a flag wins):
   --parallelism N     instances updated at a time (default 1, at most 100)
   --delay D           pause between batches (default 0s)
   --monitor D         how long an updated instance must stay active and healthy (default 5s)

@@ -69,6 +69,16 @@ export interface FleetOptions {
   readonly spreadBy: string;
   /** At-most-once: stop this long (ms) after the agent's last renewed lease; 0 means never. */
   readonly stopOnDisconnectMs: number;
+  /** `Update*=`: this unit's defaults for `flotctl update`; absent when none is set. */
+  readonly update?: UpdateDefaults;
+}
+
+/** `[X-Fleet] UpdateParallelism= UpdateDelaySec= UpdateMonitorSec= UpdateFailureAction=`. */
+export interface UpdateDefaults {
+  readonly parallelism?: number;
+  readonly delayMs?: number;
+  readonly monitorMs?: number;
+  readonly failureAction?: 'pause' | 'rollback';
 }
 
 /** What a unit reserves on its machine, and the limits of its container. 0 means unlimited. */

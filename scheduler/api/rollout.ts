@@ -12,7 +12,7 @@ import type {
   UpdateUnitRequest,
 } from '../../proto/flotilla/v1/units.js';
 import { codecs, type CacheEntry, type ClusterMirror } from '../../store/index.js';
-import { excerpt, parseUnitName, UnitError } from '../../unit/index.js';
+import { excerpt, parseUnitName, UnitError, type UpdateDefaults } from '../../unit/index.js';
 import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollout-step.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, type ApiCluster } from './reads.js';
@@ -62,11 +62,16 @@ function span(name: string, ms: bigint, fallback: number): bigint {
   return ms;
 }
 
-/** The options of an update, defaults filled in; INVALID_ARGUMENT for a bad one. */
+/**
+ * The options of an update: the request's, else the new file's `[X-Fleet] Update*=`, else
+ * {@link UPDATE_DEFAULTS}. INVALID_ARGUMENT for a bad one.
+ */
 function updateOptions(
   req: UpdateUnitRequest,
+  file: UpdateDefaults,
 ): Pick<Rollout, 'parallelism' | 'delayMs' | 'monitorMs' | 'failureAction' | 'order'> {
-  const p = req.parallelism === 0 ? UPDATE_DEFAULTS.parallelism : req.parallelism;
+  const p =
+    req.parallelism !== 0 ? req.parallelism : (file.parallelism ?? UPDATE_DEFAULTS.parallelism);
   if (p < 1 || p > ROLLOUT_MAX_PARALLELISM) {
     throw new ApiError(
       'invalid-argument',
@@ -74,7 +79,9 @@ function updateOptions(
     );
   }
   const failureAction =
-    req.failureAction === '' ? UPDATE_DEFAULTS.failureAction : req.failureAction;
+    req.failureAction !== ''
+      ? req.failureAction
+      : (file.failureAction ?? UPDATE_DEFAULTS.failureAction);
   if (!FAILURE_ACTIONS.includes(failureAction)) {
     throw new ApiError(
       'invalid-argument',
@@ -93,8 +100,8 @@ function updateOptions(
   }
   return {
     parallelism: p,
-    delayMs: span('delay', req.delayMs, UPDATE_DEFAULTS.delayMs),
-    monitorMs: span('monitor', req.monitorMs, UPDATE_DEFAULTS.monitorMs),
+    delayMs: span('delay', req.delayMs, file.delayMs ?? UPDATE_DEFAULTS.delayMs),
+    monitorMs: span('monitor', req.monitorMs, file.monitorMs ?? UPDATE_DEFAULTS.monitorMs),
     failureAction,
     order,
   };
@@ -142,7 +149,7 @@ export async function updateUnit(
   const name = rolloutTarget(req.file.name);
   const [file] = validateFiles([req.file]);
   if (file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
-  const options = updateOptions(req);
+  const options = updateOptions(req, file.unit.fleet.update ?? {});
   return retryOnConflict(cluster, async () => {
     await fresh(cluster);
     const { mirror, store } = cluster;

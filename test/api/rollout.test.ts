@@ -160,3 +160,25 @@ test('destroying a unit removes its rollout record', async (t) => {
   const err = await failure(rpc(api.units.getRollout.bind(api.units), { name: 'web@.service' }));
   t.is(err.code, status.NOT_FOUND);
 });
+
+test("the file's [X-Fleet] Update*= keys are the defaults and the request's options win", async (t) => {
+  const api = await startApi(t, server());
+  await withInstances(api);
+  const defaults =
+    '[X-Fleet]\nUpdateParallelism=3\nUpdateMonitorSec=20s\nUpdateFailureAction=rollback\n';
+  const res = await update(api, { file: { name: 'web@.service', contents: file('v2', defaults) } });
+  t.like(res.rollout, {
+    parallelism: 3,
+    monitorMs: 20_000n,
+    failureAction: 'rollback',
+    delayMs: 0n,
+  });
+  const forced = await update(api, {
+    file: { name: 'web@.service', contents: file('v3', defaults) },
+    parallelism: 1,
+    monitorMs: 1_000n,
+    failureAction: 'pause',
+    force: true,
+  });
+  t.like(forced.rollout, { parallelism: 1, monitorMs: 1_000n, failureAction: 'pause' });
+});

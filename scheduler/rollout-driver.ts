@@ -8,8 +8,10 @@
 import type { Logger } from 'pino';
 import type { Rollout, Unit, UnitState } from '../proto/flotilla/v1/records.js';
 import {
+  atomicTxn,
   codecs,
-  fencedTxn,
+  isStoreError,
+  type Batch,
   templateOf,
   type CacheEntry,
   type ClusterMirror,
@@ -66,23 +68,36 @@ export class RolloutDriver {
     const next = result.next;
     if (next === undefined) return;
     const { keys } = this.store;
-    const rewrite = (
-      b: Parameters<Parameters<typeof fencedTxn>[2]>[0],
-      e: CacheEntry<Unit>,
-    ): void => {
+    const rewrite = (b: Batch, e: CacheEntry<Unit>): void => {
       const record: Unit = { ...e.value, file: next.toFile, hash: next.toHash };
       b.putIfModRevision(keys.unit(record.name), codecs.unit.encode(record), e.modRevision);
     };
-    const res = await fencedTxn(this.store, term.fence, (b) => {
-      for (const name of result.rewrite) {
-        const e = this.mirror.units.get(name);
-        if (e !== undefined) rewrite(b, e);
-      }
-      const template = isTemplate ? this.mirror.units.get(r.unit) : undefined;
-      if (result.rewriteTemplate && template !== undefined) rewrite(b, template);
-      b.putIfModRevision(keys.rollout(r.unit), codecs.rollout.encode(next), entry.modRevision);
-    });
     const log = this.logger.child({ rollout: r.unit, to: next.toHash.slice(0, 12) });
+    // All or nothing: the record says which instances are in flight, so it and their
+    // records change together or not at all (at most 100 + 20 instances, the template and the
+    // record: within one transaction of 128).
+    let res;
+    try {
+      res = await atomicTxn(
+        this.store,
+        (b) => {
+          for (const name of result.rewrite) {
+            const e = this.mirror.units.get(name);
+            if (e !== undefined) rewrite(b, e);
+          }
+          const template = isTemplate ? this.mirror.units.get(r.unit) : undefined;
+          if (result.rewriteTemplate && template !== undefined) rewrite(b, template);
+          const json = codecs.rollout.encode(next);
+          b.putIfModRevision(keys.rollout(r.unit), json, entry.modRevision);
+        },
+        { fence: term.fence },
+      );
+    } catch (err) {
+      if (!isStoreError(err, 'conflict')) throw err;
+      // Someone (an operator's update or rollback) wrote meanwhile: decide again next pass.
+      log.info({ keys: err.message }, 'rollout step lost to a concurrent write; retrying');
+      return;
+    }
     for (const note of result.notes) log.info(note);
     if (result.rewrite.length > 0) log.info({ units: result.rewrite }, 'rolling instances');
     if (next.phase !== r.phase)

@@ -337,6 +337,9 @@ export class Reconciler {
       exitSignal: '',
       restarts: 0,
       since: BigInt(Date.now()),
+      health: '',
+      healthFailures: 0,
+      healthChecks: [],
       ...fields,
     };
     this.marks.set(name, { unit: { name, hash, kind }, state });

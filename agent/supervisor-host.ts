@@ -2,6 +2,7 @@
  * The contract between a supervisor and one run of its unit (supervisor-run.ts): what the
  * run may use and report, how it ended, and how a new agent resumes a run it found.
  */
+import type { HealthCheckResult } from '../proto/flotilla/v1/records.js';
 import type { ExitResult, MainProcess, RuntimeDriver, UnitContext } from './runtime/driver.js';
 import type { ServiceResult, StateChange } from './supervisor-policy.js';
 
@@ -21,6 +22,8 @@ export interface RunHost {
   persist(step: number, startedAt: number): Promise<void>;
   /** The runtime's own last error in the unit's log (e.g. runc's), or ''. */
   logReason(): Promise<string>;
+  /** The health checks the state record holds now (kept across a restart). */
+  healthChecks(): readonly HealthCheckResult[];
 }
 
 /** A main process (or oneshot step) found running or ended by a new agent. */
@@ -44,6 +47,8 @@ export interface Outcome {
   readonly permanent: boolean;
   /** A oneshot that completed: it stays active (exited) until stopped. */
   readonly completed: boolean;
+  /** HealthOnFailure=restart ended it: restart whatever Restart= says. */
+  readonly restart?: boolean;
 }
 
 /** Thrown inside a run when the agent detaches: ends it silently. */

@@ -94,6 +94,9 @@ export function initialState(
     restarts: 0,
     since: BigInt(now),
     message: '',
+    health: '',
+    healthFailures: 0,
+    healthChecks: [],
   };
 }
 

@@ -4,7 +4,8 @@
  * when it ends or a stop is requested: ExecStop, KillSignal to what remains, SIGKILL after
  * TimeoutStopSec, ExecStopPost. The restart decision is the caller's (supervisor.ts).
  */
-import type { ExecCommand } from '../unit/model.js';
+import type { ExecCommand, HealthOnFailure } from '../unit/model.js';
+import { HealthMonitor } from './health.js';
 import type { ExitResult, MainProcess } from './runtime/driver.js';
 import { describeError, isPermanentFailure, isRuntimeError } from './runtime/errors.js';
 import { normalizeSignal } from './runtime/proc.js';
@@ -25,6 +26,20 @@ interface End {
   readonly exit?: ExitResult;
   readonly permanent?: boolean;
   readonly completed?: boolean;
+  readonly restart?: boolean;
+}
+
+/** The health check turned unhealthy and HealthOnFailure= asks for an action. */
+interface Unhealthy {
+  readonly kind: 'unhealthy';
+  readonly why: string;
+  readonly action: Exclude<HealthOnFailure, 'none'>;
+}
+
+/** A running health check and the promise its HealthOnFailure= action resolves. */
+interface Health {
+  readonly monitor: HealthMonitor;
+  readonly unhealthy: Promise<Unhealthy>;
 }
 
 /**
@@ -152,9 +167,76 @@ class UnitRun {
       this.host.set({ activeState: 'active', subState: 'running', pid: main.pid, message: '' });
       if (resume === undefined) this.host.note(`started, main pid ${main.pid}`);
     }
-    const first = await Promise.race([exitP, this.stopRequested]);
+    const health = this.startHealth(main);
+    const first = await Promise.race([
+      exitP,
+      this.stopRequested,
+      ...(health !== undefined ? [health.unhealthy] : []),
+    ]);
+    await health?.monitor.stop();
+    if (typeof first === 'object' && 'kind' in first)
+      return this.onUnhealthy(cmd, main, exitP, first);
+    // A verdict is about a running process: it goes with it (unhealthy ones stay, above).
+    if (health !== undefined) this.host.set({ health: '', healthFailures: 0 });
     const exit = first === 'stop' ? await this.terminate(main, exitP) : first;
     return this.stopped ? { result: 'success', message: '', exit } : this.judged(cmd, exit);
+  }
+
+  /** Starts the unit's HealthCmd= beside `main`, if it has one. */
+  private startHealth(main: MainProcess): Health | undefined {
+    const { ctx, driver } = this.host;
+    const check = ctx.service.health;
+    if (check === undefined || this.host.stopSignal.aborted) return undefined;
+    const launch = this.need();
+    let act: (u: Unhealthy) => void = () => undefined;
+    const unhealthy = new Promise<Unhealthy>((resolve) => (act = resolve));
+    const monitor = new HealthMonitor({
+      check,
+      driver,
+      ctx,
+      main,
+      // podman's CMD-SHELL form: the shell expands $VARs from the unit's environment.
+      spec: {
+        path: '/bin/sh',
+        args: ['-c', check.command],
+        env: Object.fromEntries(launch.env),
+        cwd: launch.cwd,
+        user: launch.user,
+      },
+      startedAt: this.startedAt,
+      now: this.host.now,
+      report: (r) => this.host.set(r),
+      note: (text) => this.host.note(text),
+      onUnhealthy: (why) => {
+        if (check.onFailure !== 'none') act({ kind: 'unhealthy', why, action: check.onFailure });
+      },
+    });
+    monitor.start(this.host.healthChecks());
+    return { monitor, unhealthy };
+  }
+
+  /**
+   * HealthOnFailure=: `kill` SIGKILLs the unit and lets Restart= decide; `restart` stops it
+   * (ExecStop, KillSignal...) and restarts it whatever Restart= says; `stop` stops it and it
+   * stays failed.
+   */
+  private async onUnhealthy(
+    cmd: ExecCommand,
+    main: MainProcess,
+    exitP: Promise<ExitResult>,
+    u: Unhealthy,
+  ): Promise<End> {
+    const message = `unhealthy, ${u.why}; HealthOnFailure=${u.action}`;
+    this.host.note(message);
+    if (u.action === 'kill') {
+      await this.host.driver.kill(this.host.ctx, main, 'SIGKILL', 'all');
+      const exit = (await within(exitP, 30_000)) ?? { status: -1, signal: '' };
+      return { ...this.judged(cmd, exit), message };
+    }
+    const exit = await this.terminate(main, exitP);
+    return u.action === 'restart'
+      ? { result: 'exit-code', message, exit, restart: true }
+      : { result: 'exit-code', message, exit, permanent: true };
   }
 
   /** Type=oneshot: every ExecStart= line in order, each to completion, then ExecStartPost. */

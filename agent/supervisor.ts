@@ -210,7 +210,8 @@ export class Supervisor {
         resume = undefined;
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
         const { restart: policy, restartSecMs } = this.unit.service;
-        if (outcome.permanent || !shouldRestart(policy, outcome.result)) {
+        const restart = outcome.restart === true || shouldRestart(policy, outcome.result);
+        if (outcome.permanent || !restart) {
           await this.settle(outcome);
           return;
         }
@@ -298,6 +299,7 @@ export class Supervisor {
       set: (change) => this.set(change),
       note: (text) => this.note(text),
       persist: (step, startedAt) => this.persist(step, startedAt),
+      healthChecks: () => this.current.healthChecks,
       logReason: async () => {
         const lines = await this.deps.logs.tail(this.unit.name, 5).catch(() => []);
         const error = lines.filter((l) => /level=(error|fatal)/.test(l)).at(-1);

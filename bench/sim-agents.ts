@@ -251,5 +251,8 @@ function stateOf(unit: string, want: Wanted): UnitState {
     restarts: 0,
     since: BigInt(Date.now()),
     message: '',
+    health: '',
+    healthFailures: 0,
+    healthChecks: [],
   };
 }

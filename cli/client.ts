@@ -30,11 +30,13 @@ import {
   type ListUnitsResponse,
   type PlanRequest,
   type PlanResponse,
+  type RolloutStatus,
   type ScaleResponse,
   type SetDesiredStateResponse,
   type SubmitUnitsRequest,
   type SubmitUnitsResponse,
   type UnitStatus,
+  type UpdateUnitRequest,
 } from '../proto/flotilla/v1/units.js';
 import { MAX_PROBLEMS, parseUnitName, validateUnitFile } from '../unit/index.js';
 import { clientCredentials } from './client-tls.js';
@@ -181,6 +183,19 @@ export class ApiClient {
 
   getUnit(name: string): Promise<UnitStatus> {
     return this.unary(this.units.getUnit.bind(this.units), { name });
+  }
+
+  updateUnit(req: UpdateUnitRequest): Promise<RolloutStatus> {
+    if (req.file !== undefined) checkUnitFileSizes([[req.file]]);
+    return this.unary(this.units.updateUnit.bind(this.units), req);
+  }
+
+  rollback(name: string): Promise<RolloutStatus> {
+    return this.unary(this.units.rollback.bind(this.units), { name });
+  }
+
+  getRollout(name: string): Promise<RolloutStatus> {
+    return this.unary(this.units.getRollout.bind(this.units), { name });
   }
 
   scale(template: string, count: number): Promise<ScaleResponse> {

@@ -71,6 +71,7 @@ const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   container: (r) => stateOf(r)?.containerId ?? '-',
   pid: (r) => String(stateOf(r)?.pid ?? '-'),
   restarts: (r) => String(stateOf(r)?.restarts ?? '-'),
+  health: (r) => stateOf(r)?.health || '-',
   status: (r) => activeText(stateOf(r)),
   reason: (r) => r.status.unscheduled?.summary ?? '-',
   // What the agent runs, else the digest the unit is pinned to ('-' for host-binary units).

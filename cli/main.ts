@@ -18,6 +18,7 @@ import {
   undrainMachineVerb,
 } from './machine-verbs.js';
 import { planVerb } from './plan.js';
+import { rollbackVerb, rolloutVerb, updateVerb } from './rollout.js';
 import { scaleVerb } from './scale.js';
 import { loadVerb, startVerb, stopVerb, unloadVerb } from './state-verbs.js';
 import { journalVerb, statusVerb } from './status.js';
@@ -62,6 +63,9 @@ export const VERBS: readonly Verb[] = [
   journalVerb,
   verifyVerb,
   scaleVerb,
+  updateVerb,
+  rollbackVerb,
+  rolloutVerb,
   watchVerb,
   planVerb,
   drainMachineVerb,

@@ -43,7 +43,8 @@ function parseLines(raw: string | undefined, fallback: number): number {
 const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
 
 Shows each unit's desired and current state, its machine, container, pid, how long it has been
-in its state, restarts and last exit (of a Global unit: every machine's copy); why it waits
+in its state, restarts and last exit (of a Global unit: every machine's copy); its health and
+last health checks when it has a HealthCmd=; why it waits
 when it cannot be placed; and its last log lines (read from its machine's agent, for a Global
 unit the first machine's: journal --machine reads the others; when they cannot be read, one
 line says why).
@@ -202,6 +203,21 @@ function stateRows(
   if (state.image !== '') rows.push(['Running:', state.image]);
   if (state.activeState === 'failed' || (state.message !== '' && !pulling)) {
     rows.push(['Message:', failureText(state)]);
+  }
+  rows.push(...healthRows(state, now));
+  return rows;
+}
+
+/** The health verdict and the last checks, newest first (nothing for a unit without one). */
+function healthRows(state: UnitState, now: number): [string, string][] {
+  if (state.health === '' && state.healthChecks.length === 0) return [];
+  const failing = state.healthFailures > 0 ? `, ${state.healthFailures} failed in a row` : '';
+  const rows: [string, string][] = [['Health:', `${state.health || '-'}${failing}`]];
+  for (const c of [...state.healthChecks].reverse()) {
+    const result = c.exitStatus === 0 ? 'ok' : c.exitStatus < 0 ? 'failed' : `exit ${c.exitStatus}`;
+    const output = c.output === '' ? '' : `: ${c.output}`;
+    const when = `${formatAge(Number(c.at), now)} ago`;
+    rows.push(['', `${when}, ${result} in ${c.durationMs} ms${output}`]);
   }
   return rows;
 }

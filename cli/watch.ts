@@ -24,7 +24,9 @@ const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine 
 
 Prints every change of the cluster as it happens, one line each:
   TIME  REVISION  KIND  NAME  MACHINE  WHAT
-KIND is unit, placement, state, machine, machine-config or unscheduled. Runs until Ctrl-C.
+KIND is unit, placement, state, machine, machine-config, unscheduled or rollout. A state line
+shows the unit's health when it has a HealthCmd= (with the failing check's output when
+unhealthy); a rollout line each step of a rolling update. Runs until Ctrl-C.
 
 Options:
   --from-revision N   start at etcd revision N (still in etcd's history) instead of now
@@ -147,7 +149,19 @@ function what(ev: Event): string {
       if (!put) return 'no longer reported';
       const s = ev.state;
       const failed = s?.activeState === 'failed' ? `: ${failureText(s)}` : '';
-      return `${activeText(s)}${failed}`;
+      const check = s?.healthChecks.at(-1);
+      const health =
+        s === undefined || s.health === ''
+          ? ''
+          : `, ${s.health}${s.health === 'unhealthy' && check?.output ? ` (${check.output})` : ''}`;
+      return `${activeText(s)}${health}${failed}`;
+    }
+    case 'rollout': {
+      if (!put) return 'rollout removed';
+      const r = ev.rollout;
+      const to = (r?.toHash ?? '').slice(0, 12);
+      const step = r?.batch.length ? `, updating ${r.batch.map((b) => b.unit).join(' ')}` : '';
+      return `${r?.rollback === true ? 'rollback' : 'rollout'} to ${to} ${r?.phase ?? '?'}${step}: ${r?.message ?? ''}`;
     }
     case 'machine':
       return put

@@ -18,6 +18,7 @@ import { commitWork, decideWork } from './commit.js';
 import { isSchedulerError } from './errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { plan, type Plan } from './planner/index.js';
+import { RolloutDriver } from './rollout-driver.js';
 import {
   autoRescheduleRate,
   LossGuard,
@@ -98,6 +99,7 @@ export class Engine {
   private last: Plan | undefined;
   private lastReminder = 0;
   private readonly onPass: ((report: PassReport) => void) | undefined;
+  private readonly rollouts: RolloutDriver;
 
   constructor(
     private readonly store: Store,
@@ -124,6 +126,12 @@ export class Engine {
       ...(opts.lossSettleMs === undefined ? {} : { settleMs: opts.lossSettleMs }),
       now: this.now,
     });
+    this.rollouts = new RolloutDriver(
+      store,
+      cache.mirror,
+      logger.child({ component: 'rollout' }),
+      this.now,
+    );
   }
 
   /** Follows the cache and the election. Call once, before `leadership.start()`. */
@@ -206,6 +214,8 @@ export class Engine {
       this.dirty = false;
       dueAt = this.now() + this.tickMs;
       try {
+        // Rolling updates rewrite unit records; the pass below places what they changed.
+        await this.rollouts.pass(term);
         const { deferred, wait, retry } = await this.pass(term, log, changed);
         this.replan = retry || deferred > 0;
         if (retry) dueAt = Math.min(dueAt, this.now() + 100);

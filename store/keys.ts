@@ -13,6 +13,7 @@
  * <prefix>unscheduled/<name>           Unscheduled
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
  * <prefix>scales/<template>            ScaleRequest (the last scale of a template asked for)
+ * <prefix>rollouts/<name>              Rollout of a template or plain unit (API, then leader)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -31,6 +32,7 @@ export type KeyKind =
   | 'unscheduled'
   | 'control'
   | 'scale'
+  | 'rollout'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -43,6 +45,7 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   unscheduled: 'unscheduled/',
   control: 'control/',
   scale: 'scales/',
+  rollout: 'rollouts/',
   election: 'election/',
 };
 
@@ -127,6 +130,11 @@ export class Keys {
    */
   scale(template: string): string {
     return this.dir('scale') + segment(template, 'template name');
+  }
+
+  /** The rolling update of a template (or plain unit) `name`. */
+  rollout(name: string): string {
+    return this.dir('rollout') + segment(name, 'unit name');
   }
 
   /** The election prefix; candidates' keys live below it. */

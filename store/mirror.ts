@@ -18,6 +18,7 @@ import type {
   Machine,
   MachineConfig,
   Placement,
+  Rollout,
   Unit,
   UnitState,
   Unscheduled,
@@ -90,6 +91,10 @@ export class ClusterMirror {
   readonly control = new Map<string, CacheEntry<ReschedulingPause>>();
   /** Template name -> the last scale asked of it. */
   readonly scales = new Map<string, CacheEntry<ScaleRequest>>();
+  /** `rollouts/<name>`: the latest rollout of each template or plain unit. */
+  readonly rollouts = new Map<string, CacheEntry<Rollout>>();
+  /** Names of the rollouts in phase `running`: all the leader's rollout driver looks at. */
+  readonly runningRollouts = new Set<string>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -260,6 +265,12 @@ export class ClusterMirror {
         );
       case 'scale':
         return setOrDelete(this.scales, record.key.name, typed(record.value));
+      case 'rollout': {
+        const e = typed(record.value);
+        if (e?.value.phase === 'running') this.runningRollouts.add(record.key.name);
+        else this.runningRollouts.delete(record.key.name);
+        return setOrDelete(this.rollouts, record.key.name, e);
+      }
       case 'election':
         return setOrDelete(
           this.election,

@@ -7,6 +7,7 @@ import {
   Machine,
   MachineConfig,
   Placement,
+  Rollout,
   Unit,
   UnitState,
   Unscheduled,
@@ -26,6 +27,7 @@ export interface RecordTypes {
   unscheduled: Unscheduled;
   control: ReschedulingPause;
   scale: ScaleRequest;
+  rollout: Rollout;
 }
 
 /** A key kind that holds a proto record. */
@@ -86,6 +88,7 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   unscheduled: jsonCodec('Unscheduled', Unscheduled),
   control: jsonCodec('ReschedulingPause', ReschedulingPause),
   scale: jsonCodec('ScaleRequest', ScaleRequest),
+  rollout: jsonCodec('Rollout', Rollout),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

@@ -11,7 +11,8 @@ import { parseEnvironmentAssignments } from './environment.js';
 import { parseImageReference } from './image-ref.js';
 import type { ContainerOptions, PullPolicy, UnitEntry, UnitName, VolumeSpec } from './model.js';
 import { expandSpecifiers } from './specifiers.js';
-import { didYouMean, parseTimeSpanMs } from './values.js';
+import { HEALTH_KEYS } from './health.js';
+import { didYouMean } from './values.js';
 import { splitWords } from './words.js';
 
 export const PULL_POLICIES: readonly PullPolicy[] = ['missing', 'always', 'never', 'newer'];
@@ -27,27 +28,6 @@ export const CONTAINER_KEYS: readonly string[] = [
   'Volume',
   'Pull',
 ];
-
-/**
- * HOOK for the health-check work (another branch): Quadlet's `Health*` keys are accepted in
- * `[Container]` and their values checked here, but nothing runs them yet. The health-check
- * parser replaces this table.
- */
-export const HEALTH_KEYS: Readonly<Record<string, (value: string) => string | undefined>> = {
-  HealthCmd: (v) => (v.trim() === '' ? 'expected a command' : undefined),
-  HealthInterval: timeSpan,
-  HealthTimeout: timeSpan,
-  HealthStartPeriod: timeSpan,
-  HealthRetries: (v) => (/^[0-9]{1,6}$/.test(v) ? undefined : 'expected a whole number >= 0'),
-  HealthOnFailure: (v) =>
-    ['none', 'kill', 'restart', 'stop'].includes(v)
-      ? undefined
-      : 'expected none, kill, restart or stop',
-};
-
-function timeSpan(v: string): string | undefined {
-  return parseTimeSpanMs(v) === undefined ? 'expected a time span such as 5s or 1min' : undefined;
-}
 
 /** Quadlet keys Flotilla knows but does not run: refused with that said, not "unknown". */
 const UNSUPPORTED = [
@@ -77,7 +57,7 @@ const UNSUPPORTED = [
   'UserNS',
 ];
 
-const KNOWN = [...CONTAINER_KEYS, ...Object.keys(HEALTH_KEYS)];
+const KNOWN = [...CONTAINER_KEYS, ...HEALTH_KEYS];
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 interface State {
@@ -195,11 +175,8 @@ function reset(s: State, key: string): void {
 
 function checkKey(e: UnitEntry): UnitError | undefined {
   if (Object.hasOwn(HANDLERS, e.key)) return undefined;
-  const health = Object.hasOwn(HEALTH_KEYS, e.key) ? HEALTH_KEYS[e.key] : undefined;
-  if (health !== undefined) {
-    const why = e.value === '' ? undefined : health(e.value);
-    return why === undefined ? undefined : invalid(e.key, e.value, why, e.line);
-  }
+  // Quadlet's Health* keys: parsed with [Service]'s by the health-check parser (health.ts).
+  if (HEALTH_KEYS.includes(e.key)) return undefined;
   if (UNSUPPORTED.includes(e.key)) {
     return new UnitError(
       'unknown-key',

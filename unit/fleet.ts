@@ -6,7 +6,7 @@
  */
 import { MAX_PROBLEMS, UnitError } from './errors.js';
 import { compileGlob } from './glob.js';
-import type { FleetOptions, UnitEntry, UnitName } from './model.js';
+import type { FleetOptions, UnitEntry, UnitName, UpdateDefaults } from './model.js';
 import { parseUnitName } from './names.js';
 import { expandSpecifiers } from './specifiers.js';
 import { excerpt } from './excerpt.js';
@@ -33,6 +33,10 @@ export const FLEET_KEYS: readonly string[] = [
   'MaxPerMachine',
   'SpreadBy',
   'StopOnDisconnect',
+  'UpdateParallelism',
+  'UpdateDelaySec',
+  'UpdateMonitorSec',
+  'UpdateFailureAction',
 ];
 
 const ALL_NAMES = [...FLEET_KEYS, ...FLEET_ALIASES.keys()];
@@ -53,6 +57,7 @@ interface State {
   maxPerMachine: number;
   spreadBy: string;
   stopOnDisconnectMs: number;
+  update: { -readonly [K in keyof UpdateDefaults]: UpdateDefaults[K] };
 }
 
 /**
@@ -171,6 +176,36 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
     if (ms === undefined) throw new UnitError('invalid-value', timeSpanHint(key, v), { line });
     s.stopOnDisconnectMs = ms === Infinity ? 0 : ms;
   },
+  UpdateParallelism(s, v, line, key) {
+    const n = /^[0-9]{1,3}$/.test(v) ? Number(v) : NaN;
+    if (!(n >= 1 && n <= 100)) throw invalid(key, v, 'a whole number from 1 to 100', line);
+    s.update.parallelism = n;
+  },
+  UpdateDelaySec(s, v, line, key) {
+    s.update.delayMs = updateSpan(key, v, line);
+  },
+  UpdateMonitorSec(s, v, line, key) {
+    s.update.monitorMs = updateSpan(key, v, line);
+  },
+  UpdateFailureAction(s, v, line, key) {
+    if (v !== 'pause' && v !== 'rollback') throw invalid(key, v, 'pause or rollback', line);
+    s.update.failureAction = v;
+  },
+};
+
+/** A rollout's pause: a finite time span of at most an hour. */
+function updateSpan(key: string, v: string, line: number): number {
+  const ms = parseTimeSpanMs(v);
+  if (ms === undefined) throw new UnitError('invalid-value', timeSpanHint(key, v), { line });
+  if (ms > 3_600_000) throw invalid(key, v, 'a time span of at most 1h', line);
+  return ms;
+}
+
+const UPDATE_FIELDS: Readonly<Record<string, keyof UpdateDefaults>> = {
+  UpdateParallelism: 'parallelism',
+  UpdateDelaySec: 'delayMs',
+  UpdateMonitorSec: 'monitorMs',
+  UpdateFailureAction: 'failureAction',
 };
 
 /** An empty assignment resets the key to its default (lists become empty). */
@@ -184,6 +219,10 @@ function resetKey(s: State, canonical: string): void {
   else if (canonical === 'MaxPerMachine') s.maxPerMachine = 0;
   else if (canonical === 'SpreadBy') s.spreadBy = '';
   else if (canonical === 'StopOnDisconnect') s.stopOnDisconnectMs = 0;
+  else if (Object.hasOwn(UPDATE_FIELDS, canonical)) {
+    const field = UPDATE_FIELDS[canonical];
+    s.update = Object.fromEntries(Object.entries(s.update).filter(([k]) => k !== field));
+  }
 }
 
 /**
@@ -205,6 +244,7 @@ export function parseFleetSection(
     maxPerMachine: 0,
     spreadBy: '',
     stopOnDisconnectMs: 0,
+    update: {},
   };
   for (const e of entries) {
     if (errors.length >= MAX_PROBLEMS) break;
@@ -255,6 +295,7 @@ function toOptions(s: State): FleetOptions {
     maxPerMachine: s.maxPerMachine,
     spreadBy: s.spreadBy,
     stopOnDisconnectMs: s.stopOnDisconnectMs,
+    ...(Object.keys(s.update).length > 0 ? { update: { ...s.update } } : {}),
   };
 }
 

@@ -22,6 +22,7 @@ export {
 export { expandSpecifiers, placesAlike } from './specifiers.js';
 export { compileGlob, isGlob, type Glob } from './glob.js';
 export { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS, parseFleetSection } from './fleet.js';
+export { HEALTH_DEFAULTS, HEALTH_KEYS, HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 export { SERVICE_DEFAULTS, parseServiceSection, signalName } from './service.js';
 export { parseMemoryBytes, parseCpuQuotaMillicores, parseTasksMax } from './resources.js';
 export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
@@ -37,13 +38,7 @@ export {
   fileTooLargeMessage,
   submitTooLargeMessage,
 } from './limits.js';
-export {
-  CONTAINER_KEYS,
-  HEALTH_KEYS,
-  PULL_POLICIES,
-  parseContainerSection,
-  parseVolume,
-} from './container.js';
+export { CONTAINER_KEYS, PULL_POLICIES, parseContainerSection, parseVolume } from './container.js';
 export {
   IMAGE_REF_MAX,
   formatImageReference,

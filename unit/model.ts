@@ -69,6 +69,16 @@ export interface FleetOptions {
   readonly spreadBy: string;
   /** At-most-once: stop this long (ms) after the agent's last renewed lease; 0 means never. */
   readonly stopOnDisconnectMs: number;
+  /** `Update*=`: this unit's defaults for `flotctl update`; absent when none is set. */
+  readonly update?: UpdateDefaults;
+}
+
+/** `[X-Fleet] UpdateParallelism= UpdateDelaySec= UpdateMonitorSec= UpdateFailureAction=`. */
+export interface UpdateDefaults {
+  readonly parallelism?: number;
+  readonly delayMs?: number;
+  readonly monitorMs?: number;
+  readonly failureAction?: 'pause' | 'rollback';
 }
 
 /** What a unit reserves on its machine, and the limits of its container. 0 means unlimited. */
@@ -139,6 +149,8 @@ export interface ServiceOptions {
   readonly binds?: readonly BindMount[];
   /** Set by the agent for image units only: the pinned image that `rootDirectory` holds. */
   readonly image?: string;
+  /** The unit's health check (`HealthCmd=` and friends); absent when it has none. */
+  readonly health?: HealthCheck;
 }
 
 /** `Pull=`: when an agent fetches the image (podman's policies). */
@@ -182,6 +194,25 @@ export interface BindMount {
   readonly source: string;
   readonly destination: string;
   readonly readOnly: boolean;
+}
+
+/** `HealthOnFailure=`: what the agent does once a unit turns unhealthy. */
+export type HealthOnFailure = 'none' | 'kill' | 'restart' | 'stop';
+
+/** A health check (podman Quadlet's keys). Durations are milliseconds. */
+export interface HealthCheck {
+  /** Run as `/bin/sh -c <command>` inside the unit's container, specifiers expanded. */
+  readonly command: string;
+  readonly intervalMs: number;
+  /** A check still running after this long is killed and counts as a failure. */
+  readonly timeoutMs: number;
+  /** Consecutive failures that make the unit unhealthy. */
+  readonly retries: number;
+  /** Failures in this long after the main process started do not count. */
+  readonly startPeriodMs: number;
+  readonly onFailure: HealthOnFailure;
+  /** 1-based line of `HealthCmd=`. */
+  readonly line: number;
 }
 
 /** A unit file with all meaning resolved, for one concrete name (specifiers expanded). */

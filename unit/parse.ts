@@ -10,6 +10,7 @@ import { parseFleetSection } from './fleet.js';
 import { hashSyntax } from './hash.js';
 import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
+import { HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 import { parseServiceSection } from './service.js';
 import { expandSpecifiers } from './specifiers.js';
 import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
@@ -82,7 +83,10 @@ function analyse(name: string, text: string): Analysis {
   const description = describe(syntax, unitName);
   const containerHeader = syntax.sections.find((s) => s.name === 'Container');
   const serviceEntries = sectionEntries(syntax, 'Service');
-  const service = parseServiceSection(serviceEntries, unitName, errors, !!containerHeader);
+  const parsedService = parseServiceSection(serviceEntries, unitName, errors, !!containerHeader);
+  const healthEntries = HEALTH_SECTIONS.flatMap((section) => sectionEntries(syntax, section));
+  const health = parseHealthEntries(healthEntries, unitName, errors);
+  const service = health === undefined ? parsedService : { ...parsedService, health };
   const fleet = parseFleetSection(sectionEntries(syntax, 'X-Fleet'), unitName, errors);
   const container =
     containerHeader === undefined

@@ -78,6 +78,12 @@ export interface ExecOptions {
   readonly main?: MainProcess;
   /** Aborting kills the command as a timeout would (a stop request during a hook). */
   readonly signal?: AbortSignal;
+  /**
+   * Where the command's stdout and stderr go (appended) instead of the unit's log, and a tag
+   * that keeps the driver's own files for it apart from other commands running at the same
+   * time (a health check beside an ExecStop=).
+   */
+  readonly output?: { readonly path: string; readonly tag: string };
 }
 
 /** `main`: only the main process; `all`: every process of the unit. */

@@ -66,7 +66,7 @@ export class ProcessDriver extends ShimDriver {
     return runToCompletion(argv, {
       env: cmd.env,
       cwd: cmd.cwd,
-      logPath: ctx.logPath,
+      logPath: opts.output?.path ?? ctx.logPath,
       timeoutMs: opts.timeoutMs,
       ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     });

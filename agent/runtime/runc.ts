@@ -112,15 +112,17 @@ export class RuncDriver extends ShimDriver {
 
   async exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult> {
     const common = { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: '/' };
+    const tag = opts.output?.tag ?? '';
+    const logPath = opts.output?.path ?? ctx.logPath;
     if (opts.main !== undefined && (await this.state(ctx.containerId)) === 'running') {
-      const processFile = join(ctx.dir, 'exec-process.json');
-      const pidFile = join(ctx.dir, 'exec.pid');
+      const processFile = join(ctx.dir, `exec${tag}-process.json`);
+      const pidFile = join(ctx.dir, `exec${tag}.pid`);
       await writeFile(processFile, JSON.stringify(ociProcess(cmd)));
       await rm(pidFile, { force: true });
       const argv = [this.runc, ...this.globalArgs, 'exec', '--process', processFile];
       return runToCompletion([...argv, '--pid-file', pidFile, ctx.containerId], {
         ...common,
-        logPath: ctx.logPath,
+        logPath,
         timeoutMs: opts.timeoutMs,
         ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
         onTimeout: async () => {
@@ -129,6 +131,9 @@ export class RuncDriver extends ShimDriver {
         },
       });
     }
+    // A command with its own output runs only inside the unit's container (a health check).
+    if (opts.output !== undefined)
+      throw new RuntimeError('runtime-failed', `container ${ctx.containerId} is not running`);
     const hookId = `${ctx.containerId}${HOOK_SUFFIX}`;
     const hookDir = join(ctx.dir, 'hook');
     await this.writeBundle(ctx, cmd, hookDir, `${ctx.cgroupPath}${HOOK_SUFFIX}`);
@@ -138,7 +143,7 @@ export class RuncDriver extends ShimDriver {
         [this.runc, ...this.globalArgs, 'run', '--bundle', hookDir, hookId],
         {
           ...common,
-          logPath: ctx.logPath,
+          logPath,
           timeoutMs: opts.timeoutMs,
           onTimeout: () => this.tool(['kill', hookId, 'SIGKILL']).then(() => undefined),
         },

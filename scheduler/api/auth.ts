@@ -16,12 +16,15 @@ import type { WatchRequest } from '../../proto/flotilla/v1/events.js';
 import type { TailRequest } from '../../proto/flotilla/v1/logs.js';
 import type {
   DestroyUnitsRequest,
+  GetRolloutRequest,
   GetUnitRequest,
   ListUnitsRequest,
   PlanRequest,
+  RollbackRequest,
   ScaleRequest,
   SetDesiredStateRequest,
   SubmitUnitsRequest,
+  UpdateUnitRequest,
 } from '../../proto/flotilla/v1/units.js';
 import { excerpt } from '../../unit/index.js';
 import {
@@ -87,6 +90,11 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
     ...r.files.map((f) => f.name),
     ...r.names,
   ]),
+  'Units.UpdateUnit': rule<UpdateUnitRequest>(true, ['submit', 'start-stop'], (r) =>
+    r.file === undefined ? [] : [r.file.name],
+  ),
+  'Units.Rollback': rule<RollbackRequest>(true, ['submit', 'start-stop'], (r) => [r.name]),
+  'Units.GetRollout': rule<GetRolloutRequest>(false, ['read'], (r) => [r.name]),
   'Machines.ListMachines': rule(false, ['read']),
   'Machines.DrainMachine': rule(true, ['drain']),
   'Machines.UndrainMachine': rule(true, ['drain']),

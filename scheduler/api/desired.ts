@@ -9,7 +9,7 @@ import type {
   SetDesiredStateRequest,
   SetDesiredStateResponse,
 } from '../../proto/flotilla/v1/units.js';
-import type { Versioned } from '../../store/index.js';
+import { MAX_TXN_OPS, type Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
 import type { UnitName } from '../../unit/index.js';
 import { ApiError } from './errors.js';
@@ -103,6 +103,12 @@ export async function destroyUnits(
         for (const name of names) {
           const current = units.get(name);
           if (current !== undefined) batch.deleteIfModRevision(current.key, current.modRevision);
+        }
+        // A destroyed unit's rollout goes with it (while the transaction has room: a record
+        // left over is overwritten by the next update of a unit of that name).
+        for (const name of names) {
+          if (batch.size >= MAX_TXN_OPS) break;
+          if (cluster.mirror.rollouts.has(name)) batch.delete(cluster.store.keys.rollout(name));
         }
       },
       0n,

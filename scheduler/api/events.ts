@@ -50,6 +50,7 @@ const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {
   machine: 'machine',
   'machine-metadata': 'machine-config',
   unscheduled: 'unscheduled',
+  rollout: 'rollout',
 };
 
 /** What a watch handler needs beyond wording errors: the store, and where to register streams. */
@@ -337,6 +338,9 @@ function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] 
       return;
     case 'unscheduled':
       event.unscheduled = record as RecordTypes['unscheduled'];
+      return;
+    case 'rollout':
+      event.rollout = record as RecordTypes['rollout'];
       return;
   }
 }

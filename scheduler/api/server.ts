@@ -11,6 +11,7 @@
  *   await api.close();
  */
 import type { RegistryOptions } from '../../registry/skopeo.js';
+import { getRollout, rollback, updateUnit } from './rollout.js';
 import { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { addHealthService } from '../../daemon/grpc-health.js';
@@ -128,6 +129,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     listUnits: unary(ctx, 'Units.ListUnits', (req, visible) => listUnits(cluster, req, visible)),
     scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
     plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
+    updateUnit: unary(ctx, 'Units.UpdateUnit', (req) => updateUnit(cluster, req)),
+    rollback: unary(ctx, 'Units.Rollback', (req) => rollback(cluster, req)),
+    getRollout: unary(ctx, 'Units.GetRollout', (req) => getRollout(cluster, req)),
   };
   const machines: MachinesServer = {
     listMachines: unary(ctx, 'Machines.ListMachines', (req) => listMachines(cluster, req)),

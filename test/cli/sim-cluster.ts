@@ -214,6 +214,9 @@ function agentState(
     restarts: 0,
     since: BigInt(Date.now()),
     message: '',
+    health: '',
+    healthFailures: 0,
+    healthChecks: [],
   };
   if (desired === 'launched' && failure !== undefined) {
     return {

@@ -30,6 +30,9 @@ const VERBS = [
   'plan',
   'drain',
   'undrain',
+  'update',
+  'rollback',
+  'rollout',
 ];
 
 test('flotctl --help lists every verb and the global options, exit 0', async (t) => {
@@ -85,6 +88,16 @@ const USAGE_ERRORS: readonly (readonly string[])[] = [
   ['plan'],
   ['drain'],
   ['undrain', 'a', 'b'],
+  ['update'],
+  ['update', '--parallelism', '0', 'web@.service'],
+  ['update', '--failure-action', 'retry', 'web@.service'],
+  ['update', '--monitor', 'soon', 'web@.service'],
+  ['update', '--order', 'sideways', 'web@.service'],
+  ['update', '--timeout', '0', 'web@.service'],
+  ['rollback'],
+  ['rollback', 'a@.service', 'b@.service'],
+  ['rollout', 'show', 'web@.service'],
+  ['rollout', 'status'],
   ['-o', 'yaml', 'list-units'],
   ['list-units', '--endpoint'],
   ['--request-timeout', '-5s', 'list-units'],

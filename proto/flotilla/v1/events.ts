@@ -17,7 +17,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Machine, MachineConfig, Placement, Unit, UnitState, Unscheduled } from "./records.js";
+import { Machine, MachineConfig, Placement, Rollout, Unit, UnitState, Unscheduled } from "./records.js";
 
 export interface WatchRequest {
   fromRevision: bigint;
@@ -34,7 +34,7 @@ export interface WatchRequest {
 
 export interface Event {
   revision: bigint;
-  /** unit | placement | state | machine | machine-config | unscheduled */
+  /** unit | placement | state | machine | machine-config | unscheduled | rollout */
   kind: string;
   /** put | delete */
   type: string;
@@ -53,6 +53,8 @@ export interface Event {
     | undefined;
   /** Unit events: the unit's file says Global=true. */
   global: boolean;
+  /** Rollout events (kind rollout): the rollout record. */
+  rollout?: Rollout | undefined;
 }
 
 function createBaseWatchRequest(): WatchRequest {
@@ -203,6 +205,7 @@ function createBaseEvent(): Event {
     machineConfig: undefined,
     unscheduled: undefined,
     global: false,
+    rollout: undefined,
   };
 }
 
@@ -246,6 +249,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.global !== false) {
       writer.uint32(96).bool(message.global);
+    }
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -359,6 +365,14 @@ export const Event: MessageFns<Event> = {
             message.global = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -393,6 +407,7 @@ export const Event: MessageFns<Event> = {
         : undefined,
       unscheduled: isSet(object.unscheduled) ? Unscheduled.fromJSON(object.unscheduled) : undefined,
       global: isSet(object.global) ? globalThis.Boolean(object.global) : false,
+      rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined,
     };
   },
 
@@ -434,6 +449,9 @@ export const Event: MessageFns<Event> = {
     if (message.global !== false) {
       obj.global = message.global;
     }
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
     return obj;
   },
 
@@ -464,6 +482,9 @@ export const Event: MessageFns<Event> = {
       ? Unscheduled.fromPartial(object.unscheduled)
       : undefined;
     message.global = object.global ?? false;
+    message.rollout = (object.rollout !== undefined && object.rollout !== null)
+      ? Rollout.fromPartial(object.rollout)
+      : undefined;
     return message;
   },
 };

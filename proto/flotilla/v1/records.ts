@@ -105,6 +105,83 @@ export interface UnitState {
   message: string;
   /** For an image unit: the image it runs, host/repo@sha256:... (the manifest on the machine). */
   image: string;
+  /** The health check's verdict: empty (the unit has none) | starting | healthy | unhealthy. */
+  health: string;
+  /** Failed checks in a row (reset by a passing one). */
+  healthFailures: number;
+  /**
+   * The latest checks, oldest first, at most 5. The agent writes the record when the verdict
+   * or the failure count changes, not for every passing check, so while a unit stays healthy
+   * these are the checks up to that moment.
+   */
+  healthChecks: HealthCheckResult[];
+}
+
+/** One run of a unit's health check. */
+export interface HealthCheckResult {
+  /** Unix milliseconds when it started. */
+  at: bigint;
+  /** Exit status; -1 when it could not run or was killed at HealthTimeout=. */
+  exitStatus: number;
+  /** The last non-empty line of its output (or why it failed to run), at most 256 characters. */
+  output: string;
+  durationMs: number;
+}
+
+/**
+ * rollouts/<unit>: a rolling update of a template's instances (or of one plain unit), written
+ * by the API (flotctl update, rollback) and driven by the leader, fenced, so a new leader
+ * carries it on. An instance is updated once its own units/ record has `to_hash`.
+ */
+export interface Rollout {
+  /** The template (web@.service) or plain unit being rolled. */
+  unit: string;
+  fromHash: string;
+  /** The file the rollout replaces: what a rollback returns to. */
+  fromFile: string;
+  toHash: string;
+  toFile: string;
+  /** Instances updated at a time. */
+  parallelism: number;
+  /** Pause between batches. */
+  delayMs: bigint;
+  /** How long an updated instance must stay active and healthy to count as done. */
+  monitorMs: bigint;
+  /** pause | rollback */
+  failureAction: string;
+  /** stop-first */
+  order: string;
+  /** running | paused | completed | rolled-back */
+  phase: string;
+  /** True when this rollout returns to a previous file (flotctl rollback, or failure_action). */
+  rollback: boolean;
+  /** The instances in flight (at most parallelism). */
+  batch: RolloutStep[];
+  /** Instances that failed on the new file (at most 20 names). */
+  failed: string[];
+  /** Why it paused or rolled back, or what it did last, in words. */
+  message: string;
+  /** Unix milliseconds. */
+  startedAt: bigint;
+  updatedAt: bigint;
+  /** No new batch starts before this (Unix ms): --delay. */
+  nextBatchAt: bigint;
+  /** Instances counted when it started. */
+  total: number;
+  /**
+   * The last instance name a batch was taken from: the next batch looks after it, so a
+   * rollout of N instances costs O(N) in all, not O(N) per batch.
+   */
+  cursor: string;
+}
+
+/** One instance in a rollout's current batch. */
+export interface RolloutStep {
+  unit: string;
+  /** Unix ms when its record was rewritten. */
+  startedAt: bigint;
+  /** Unix ms since when it has been seen active and healthy on the new hash; 0 while not. */
+  healthySince: bigint;
 }
 
 /** One reason a unit cannot go on some machines, counted over the machines it excludes. */
@@ -1059,6 +1136,9 @@ function createBaseUnitState(): UnitState {
     since: 0n,
     message: "",
     image: "",
+    health: "",
+    healthFailures: 0,
+    healthChecks: [],
   };
 }
 
@@ -1108,6 +1188,15 @@ export const UnitState: MessageFns<UnitState> = {
     }
     if (message.image !== "") {
       writer.uint32(114).string(message.image);
+    }
+    if (message.health !== "") {
+      writer.uint32(122).string(message.health);
+    }
+    if (message.healthFailures !== 0) {
+      writer.uint32(128).int32(message.healthFailures);
+    }
+    for (const v of message.healthChecks) {
+      HealthCheckResult.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1237,6 +1326,30 @@ export const UnitState: MessageFns<UnitState> = {
             message.image = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.health = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.healthFailures = reader.int32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.healthChecks.push(HealthCheckResult.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1289,6 +1402,17 @@ export const UnitState: MessageFns<UnitState> = {
       since: isSet(object.since) ? BigInt(object.since) : 0n,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       image: isSet(object.image) ? globalThis.String(object.image) : "",
+      health: isSet(object.health) ? globalThis.String(object.health) : "",
+      healthFailures: isSet(object.healthFailures)
+        ? globalThis.Number(object.healthFailures)
+        : isSet(object.health_failures)
+        ? globalThis.Number(object.health_failures)
+        : 0,
+      healthChecks: globalThis.Array.isArray(object?.healthChecks)
+        ? object.healthChecks.map((e: any) => HealthCheckResult.fromJSON(e))
+        : globalThis.Array.isArray(object?.health_checks)
+        ? object.health_checks.map((e: any) => HealthCheckResult.fromJSON(e))
+        : [],
     };
   },
 
@@ -1336,6 +1460,15 @@ export const UnitState: MessageFns<UnitState> = {
     if (message.image !== "") {
       obj.image = message.image;
     }
+    if (message.health !== "") {
+      obj.health = message.health;
+    }
+    if (message.healthFailures !== 0) {
+      obj.healthFailures = Math.round(message.healthFailures);
+    }
+    if (message.healthChecks?.length) {
+      obj.healthChecks = message.healthChecks.map((e) => HealthCheckResult.toJSON(e));
+    }
     return obj;
   },
 
@@ -1358,6 +1491,705 @@ export const UnitState: MessageFns<UnitState> = {
     message.since = (object.since !== undefined && object.since !== null) ? BigInt(object.since) : 0n;
     message.message = object.message ?? "";
     message.image = object.image ?? "";
+    message.health = object.health ?? "";
+    message.healthFailures = object.healthFailures ?? 0;
+    message.healthChecks = object.healthChecks?.map((e) => HealthCheckResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHealthCheckResult(): HealthCheckResult {
+  return { at: 0n, exitStatus: 0, output: "", durationMs: 0 };
+}
+
+export const HealthCheckResult: MessageFns<HealthCheckResult> = {
+  encode(message: HealthCheckResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== 0n) {
+      if (BigInt.asIntN(64, message.at) !== message.at) {
+        throw new globalThis.Error("value provided for field message.at of type int64 too large");
+      }
+      writer.uint32(8).int64(message.at);
+    }
+    if (message.exitStatus !== 0) {
+      writer.uint32(16).int32(message.exitStatus);
+    }
+    if (message.output !== "") {
+      writer.uint32(26).string(message.output);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(32).int32(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCheckResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCheckResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.at = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.exitStatus = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationMs = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthCheckResult {
+    return {
+      at: isSet(object.at) ? BigInt(object.at) : 0n,
+      exitStatus: isSet(object.exitStatus)
+        ? globalThis.Number(object.exitStatus)
+        : isSet(object.exit_status)
+        ? globalThis.Number(object.exit_status)
+        : 0,
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: HealthCheckResult): unknown {
+    const obj: any = {};
+    if (message.at !== 0n) {
+      obj.at = message.at.toString();
+    }
+    if (message.exitStatus !== 0) {
+      obj.exitStatus = Math.round(message.exitStatus);
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HealthCheckResult>, I>>(base?: I): HealthCheckResult {
+    return HealthCheckResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HealthCheckResult>, I>>(object: I): HealthCheckResult {
+    const message = createBaseHealthCheckResult();
+    message.at = (object.at !== undefined && object.at !== null) ? BigInt(object.at) : 0n;
+    message.exitStatus = object.exitStatus ?? 0;
+    message.output = object.output ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseRollout(): Rollout {
+  return {
+    unit: "",
+    fromHash: "",
+    fromFile: "",
+    toHash: "",
+    toFile: "",
+    parallelism: 0,
+    delayMs: 0n,
+    monitorMs: 0n,
+    failureAction: "",
+    order: "",
+    phase: "",
+    rollback: false,
+    batch: [],
+    failed: [],
+    message: "",
+    startedAt: 0n,
+    updatedAt: 0n,
+    nextBatchAt: 0n,
+    total: 0,
+    cursor: "",
+  };
+}
+
+export const Rollout: MessageFns<Rollout> = {
+  encode(message: Rollout, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.unit !== "") {
+      writer.uint32(10).string(message.unit);
+    }
+    if (message.fromHash !== "") {
+      writer.uint32(18).string(message.fromHash);
+    }
+    if (message.fromFile !== "") {
+      writer.uint32(26).string(message.fromFile);
+    }
+    if (message.toHash !== "") {
+      writer.uint32(34).string(message.toHash);
+    }
+    if (message.toFile !== "") {
+      writer.uint32(42).string(message.toFile);
+    }
+    if (message.parallelism !== 0) {
+      writer.uint32(48).int32(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      if (BigInt.asIntN(64, message.delayMs) !== message.delayMs) {
+        throw new globalThis.Error("value provided for field message.delayMs of type int64 too large");
+      }
+      writer.uint32(56).int64(message.delayMs);
+    }
+    if (message.monitorMs !== 0n) {
+      if (BigInt.asIntN(64, message.monitorMs) !== message.monitorMs) {
+        throw new globalThis.Error("value provided for field message.monitorMs of type int64 too large");
+      }
+      writer.uint32(64).int64(message.monitorMs);
+    }
+    if (message.failureAction !== "") {
+      writer.uint32(74).string(message.failureAction);
+    }
+    if (message.order !== "") {
+      writer.uint32(82).string(message.order);
+    }
+    if (message.phase !== "") {
+      writer.uint32(90).string(message.phase);
+    }
+    if (message.rollback !== false) {
+      writer.uint32(96).bool(message.rollback);
+    }
+    for (const v of message.batch) {
+      RolloutStep.encode(v!, writer.uint32(106).fork()).join();
+    }
+    for (const v of message.failed) {
+      writer.uint32(114).string(v!);
+    }
+    if (message.message !== "") {
+      writer.uint32(122).string(message.message);
+    }
+    if (message.startedAt !== 0n) {
+      if (BigInt.asIntN(64, message.startedAt) !== message.startedAt) {
+        throw new globalThis.Error("value provided for field message.startedAt of type int64 too large");
+      }
+      writer.uint32(128).int64(message.startedAt);
+    }
+    if (message.updatedAt !== 0n) {
+      if (BigInt.asIntN(64, message.updatedAt) !== message.updatedAt) {
+        throw new globalThis.Error("value provided for field message.updatedAt of type int64 too large");
+      }
+      writer.uint32(136).int64(message.updatedAt);
+    }
+    if (message.nextBatchAt !== 0n) {
+      if (BigInt.asIntN(64, message.nextBatchAt) !== message.nextBatchAt) {
+        throw new globalThis.Error("value provided for field message.nextBatchAt of type int64 too large");
+      }
+      writer.uint32(144).int64(message.nextBatchAt);
+    }
+    if (message.total !== 0) {
+      writer.uint32(152).int32(message.total);
+    }
+    if (message.cursor !== "") {
+      writer.uint32(162).string(message.cursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rollout {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollout();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.unit = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fromFile = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.toHash = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.toFile = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.parallelism = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.delayMs = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.monitorMs = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.failureAction = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.order = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rollback = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.batch.push(RolloutStep.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.failed.push(reader.string());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.startedAt = reader.int64() as bigint;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.updatedAt = reader.int64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.nextBatchAt = reader.int64() as bigint;
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.total = reader.int32();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rollout {
+    return {
+      unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      fromHash: isSet(object.fromHash)
+        ? globalThis.String(object.fromHash)
+        : isSet(object.from_hash)
+        ? globalThis.String(object.from_hash)
+        : "",
+      fromFile: isSet(object.fromFile)
+        ? globalThis.String(object.fromFile)
+        : isSet(object.from_file)
+        ? globalThis.String(object.from_file)
+        : "",
+      toHash: isSet(object.toHash)
+        ? globalThis.String(object.toHash)
+        : isSet(object.to_hash)
+        ? globalThis.String(object.to_hash)
+        : "",
+      toFile: isSet(object.toFile)
+        ? globalThis.String(object.toFile)
+        : isSet(object.to_file)
+        ? globalThis.String(object.to_file)
+        : "",
+      parallelism: isSet(object.parallelism) ? globalThis.Number(object.parallelism) : 0,
+      delayMs: isSet(object.delayMs) ? BigInt(object.delayMs) : isSet(object.delay_ms) ? BigInt(object.delay_ms) : 0n,
+      monitorMs: isSet(object.monitorMs)
+        ? BigInt(object.monitorMs)
+        : isSet(object.monitor_ms)
+        ? BigInt(object.monitor_ms)
+        : 0n,
+      failureAction: isSet(object.failureAction)
+        ? globalThis.String(object.failureAction)
+        : isSet(object.failure_action)
+        ? globalThis.String(object.failure_action)
+        : "",
+      order: isSet(object.order) ? globalThis.String(object.order) : "",
+      phase: isSet(object.phase) ? globalThis.String(object.phase) : "",
+      rollback: isSet(object.rollback) ? globalThis.Boolean(object.rollback) : false,
+      batch: globalThis.Array.isArray(object?.batch)
+        ? object.batch.map((e: any) => RolloutStep.fromJSON(e))
+        : [],
+      failed: globalThis.Array.isArray(object?.failed)
+        ? object.failed.map((e: any) => globalThis.String(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      startedAt: isSet(object.startedAt)
+        ? BigInt(object.startedAt)
+        : isSet(object.started_at)
+        ? BigInt(object.started_at)
+        : 0n,
+      updatedAt: isSet(object.updatedAt)
+        ? BigInt(object.updatedAt)
+        : isSet(object.updated_at)
+        ? BigInt(object.updated_at)
+        : 0n,
+      nextBatchAt: isSet(object.nextBatchAt)
+        ? BigInt(object.nextBatchAt)
+        : isSet(object.next_batch_at)
+        ? BigInt(object.next_batch_at)
+        : 0n,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+    };
+  },
+
+  toJSON(message: Rollout): unknown {
+    const obj: any = {};
+    if (message.unit !== "") {
+      obj.unit = message.unit;
+    }
+    if (message.fromHash !== "") {
+      obj.fromHash = message.fromHash;
+    }
+    if (message.fromFile !== "") {
+      obj.fromFile = message.fromFile;
+    }
+    if (message.toHash !== "") {
+      obj.toHash = message.toHash;
+    }
+    if (message.toFile !== "") {
+      obj.toFile = message.toFile;
+    }
+    if (message.parallelism !== 0) {
+      obj.parallelism = Math.round(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      obj.delayMs = message.delayMs.toString();
+    }
+    if (message.monitorMs !== 0n) {
+      obj.monitorMs = message.monitorMs.toString();
+    }
+    if (message.failureAction !== "") {
+      obj.failureAction = message.failureAction;
+    }
+    if (message.order !== "") {
+      obj.order = message.order;
+    }
+    if (message.phase !== "") {
+      obj.phase = message.phase;
+    }
+    if (message.rollback !== false) {
+      obj.rollback = message.rollback;
+    }
+    if (message.batch?.length) {
+      obj.batch = message.batch.map((e) => RolloutStep.toJSON(e));
+    }
+    if (message.failed?.length) {
+      obj.failed = message.failed;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.startedAt !== 0n) {
+      obj.startedAt = message.startedAt.toString();
+    }
+    if (message.updatedAt !== 0n) {
+      obj.updatedAt = message.updatedAt.toString();
+    }
+    if (message.nextBatchAt !== 0n) {
+      obj.nextBatchAt = message.nextBatchAt.toString();
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Rollout>, I>>(base?: I): Rollout {
+    return Rollout.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Rollout>, I>>(object: I): Rollout {
+    const message = createBaseRollout();
+    message.unit = object.unit ?? "";
+    message.fromHash = object.fromHash ?? "";
+    message.fromFile = object.fromFile ?? "";
+    message.toHash = object.toHash ?? "";
+    message.toFile = object.toFile ?? "";
+    message.parallelism = object.parallelism ?? 0;
+    message.delayMs = (object.delayMs !== undefined && object.delayMs !== null) ? BigInt(object.delayMs) : 0n;
+    message.monitorMs = (object.monitorMs !== undefined && object.monitorMs !== null) ? BigInt(object.monitorMs) : 0n;
+    message.failureAction = object.failureAction ?? "";
+    message.order = object.order ?? "";
+    message.phase = object.phase ?? "";
+    message.rollback = object.rollback ?? false;
+    message.batch = object.batch?.map((e) => RolloutStep.fromPartial(e)) || [];
+    message.failed = object.failed?.map((e) => e) || [];
+    message.message = object.message ?? "";
+    message.startedAt = (object.startedAt !== undefined && object.startedAt !== null) ? BigInt(object.startedAt) : 0n;
+    message.updatedAt = (object.updatedAt !== undefined && object.updatedAt !== null) ? BigInt(object.updatedAt) : 0n;
+    message.nextBatchAt = (object.nextBatchAt !== undefined && object.nextBatchAt !== null)
+      ? BigInt(object.nextBatchAt)
+      : 0n;
+    message.total = object.total ?? 0;
+    message.cursor = object.cursor ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutStep(): RolloutStep {
+  return { unit: "", startedAt: 0n, healthySince: 0n };
+}
+
+export const RolloutStep: MessageFns<RolloutStep> = {
+  encode(message: RolloutStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.unit !== "") {
+      writer.uint32(10).string(message.unit);
+    }
+    if (message.startedAt !== 0n) {
+      if (BigInt.asIntN(64, message.startedAt) !== message.startedAt) {
+        throw new globalThis.Error("value provided for field message.startedAt of type int64 too large");
+      }
+      writer.uint32(16).int64(message.startedAt);
+    }
+    if (message.healthySince !== 0n) {
+      if (BigInt.asIntN(64, message.healthySince) !== message.healthySince) {
+        throw new globalThis.Error("value provided for field message.healthySince of type int64 too large");
+      }
+      writer.uint32(24).int64(message.healthySince);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.unit = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.startedAt = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.healthySince = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutStep {
+    return {
+      unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      startedAt: isSet(object.startedAt)
+        ? BigInt(object.startedAt)
+        : isSet(object.started_at)
+        ? BigInt(object.started_at)
+        : 0n,
+      healthySince: isSet(object.healthySince)
+        ? BigInt(object.healthySince)
+        : isSet(object.healthy_since)
+        ? BigInt(object.healthy_since)
+        : 0n,
+    };
+  },
+
+  toJSON(message: RolloutStep): unknown {
+    const obj: any = {};
+    if (message.unit !== "") {
+      obj.unit = message.unit;
+    }
+    if (message.startedAt !== 0n) {
+      obj.startedAt = message.startedAt.toString();
+    }
+    if (message.healthySince !== 0n) {
+      obj.healthySince = message.healthySince.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutStep>, I>>(base?: I): RolloutStep {
+    return RolloutStep.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutStep>, I>>(object: I): RolloutStep {
+    const message = createBaseRolloutStep();
+    message.unit = object.unit ?? "";
+    message.startedAt = (object.startedAt !== undefined && object.startedAt !== null) ? BigInt(object.startedAt) : 0n;
+    message.healthySince = (object.healthySince !== undefined && object.healthySince !== null)
+      ? BigInt(object.healthySince)
+      : 0n;
     return message;
   },
 };

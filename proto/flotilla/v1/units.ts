@@ -18,7 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Placement, Unit, UnitState, Unscheduled } from "./records.js";
+import { Placement, Rollout, Unit, UnitState, Unscheduled } from "./records.js";
 
 export interface UnitFile {
   name: string;
@@ -198,6 +198,51 @@ export interface PlannedUnit {
 export interface PlanResponse {
   units: PlannedUnit[];
   machines: number;
+}
+
+export interface UpdateUnitRequest {
+  file?:
+    | UnitFile
+    | undefined;
+  /** Instances updated at a time; 0 means the file's UpdateParallelism= or 1. */
+  parallelism: number;
+  /** Between batches; -1 means the file's UpdateDelaySec= or 0. */
+  delayMs: bigint;
+  /**
+   * How long an updated instance must stay active and healthy; -1 means the file's
+   * UpdateMonitorSec= or 5 s.
+   */
+  monitorMs: bigint;
+  /** pause | rollback; empty means the file's UpdateFailureAction= or pause. */
+  failureAction: string;
+  /** stop-first; empty means the file's UpdateOrder= or stop-first. */
+  order: string;
+  /** Supersede a rollout of the same unit that is still running. */
+  force: boolean;
+}
+
+export interface RollbackRequest {
+  name: string;
+}
+
+export interface GetRolloutRequest {
+  name: string;
+}
+
+/** A rollout and its progress, counted from the mirror when it was read. */
+export interface RolloutStatus {
+  rollout?:
+    | Rollout
+    | undefined;
+  /** Instances whose record has the rollout's target hash and that run healthy on it. */
+  updated: number;
+  /** Instances not yet on the target hash. */
+  pending: number;
+  /** Instances in the current batch. */
+  inProgress: number;
+  failed: number;
+  total: number;
+  revision: bigint;
 }
 
 function createBaseUnitFile(): UnitFile {
@@ -2250,6 +2295,493 @@ export const PlanResponse: MessageFns<PlanResponse> = {
   },
 };
 
+function createBaseUpdateUnitRequest(): UpdateUnitRequest {
+  return { file: undefined, parallelism: 0, delayMs: 0n, monitorMs: 0n, failureAction: "", order: "", force: false };
+}
+
+export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
+  encode(message: UpdateUnitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== undefined) {
+      UnitFile.encode(message.file, writer.uint32(10).fork()).join();
+    }
+    if (message.parallelism !== 0) {
+      writer.uint32(16).int32(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      if (BigInt.asIntN(64, message.delayMs) !== message.delayMs) {
+        throw new globalThis.Error("value provided for field message.delayMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.delayMs);
+    }
+    if (message.monitorMs !== 0n) {
+      if (BigInt.asIntN(64, message.monitorMs) !== message.monitorMs) {
+        throw new globalThis.Error("value provided for field message.monitorMs of type int64 too large");
+      }
+      writer.uint32(32).int64(message.monitorMs);
+    }
+    if (message.failureAction !== "") {
+      writer.uint32(42).string(message.failureAction);
+    }
+    if (message.order !== "") {
+      writer.uint32(50).string(message.order);
+    }
+    if (message.force !== false) {
+      writer.uint32(56).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateUnitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateUnitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = UnitFile.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.parallelism = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.delayMs = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.monitorMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.failureAction = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.order = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateUnitRequest {
+    return {
+      file: isSet(object.file) ? UnitFile.fromJSON(object.file) : undefined,
+      parallelism: isSet(object.parallelism) ? globalThis.Number(object.parallelism) : 0,
+      delayMs: isSet(object.delayMs) ? BigInt(object.delayMs) : isSet(object.delay_ms) ? BigInt(object.delay_ms) : 0n,
+      monitorMs: isSet(object.monitorMs)
+        ? BigInt(object.monitorMs)
+        : isSet(object.monitor_ms)
+        ? BigInt(object.monitor_ms)
+        : 0n,
+      failureAction: isSet(object.failureAction)
+        ? globalThis.String(object.failureAction)
+        : isSet(object.failure_action)
+        ? globalThis.String(object.failure_action)
+        : "",
+      order: isSet(object.order) ? globalThis.String(object.order) : "",
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+    };
+  },
+
+  toJSON(message: UpdateUnitRequest): unknown {
+    const obj: any = {};
+    if (message.file !== undefined) {
+      obj.file = UnitFile.toJSON(message.file);
+    }
+    if (message.parallelism !== 0) {
+      obj.parallelism = Math.round(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      obj.delayMs = message.delayMs.toString();
+    }
+    if (message.monitorMs !== 0n) {
+      obj.monitorMs = message.monitorMs.toString();
+    }
+    if (message.failureAction !== "") {
+      obj.failureAction = message.failureAction;
+    }
+    if (message.order !== "") {
+      obj.order = message.order;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateUnitRequest>, I>>(base?: I): UpdateUnitRequest {
+    return UpdateUnitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateUnitRequest>, I>>(object: I): UpdateUnitRequest {
+    const message = createBaseUpdateUnitRequest();
+    message.file = (object.file !== undefined && object.file !== null) ? UnitFile.fromPartial(object.file) : undefined;
+    message.parallelism = object.parallelism ?? 0;
+    message.delayMs = (object.delayMs !== undefined && object.delayMs !== null) ? BigInt(object.delayMs) : 0n;
+    message.monitorMs = (object.monitorMs !== undefined && object.monitorMs !== null) ? BigInt(object.monitorMs) : 0n;
+    message.failureAction = object.failureAction ?? "";
+    message.order = object.order ?? "";
+    message.force = object.force ?? false;
+    return message;
+  },
+};
+
+function createBaseRollbackRequest(): RollbackRequest {
+  return { name: "" };
+}
+
+export const RollbackRequest: MessageFns<RollbackRequest> = {
+  encode(message: RollbackRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RollbackRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RollbackRequest>, I>>(base?: I): RollbackRequest {
+    return RollbackRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RollbackRequest>, I>>(object: I): RollbackRequest {
+    const message = createBaseRollbackRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRolloutRequest(): GetRolloutRequest {
+  return { name: "" };
+}
+
+export const GetRolloutRequest: MessageFns<GetRolloutRequest> = {
+  encode(message: GetRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRolloutRequest>, I>>(base?: I): GetRolloutRequest {
+    return GetRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRolloutRequest>, I>>(object: I): GetRolloutRequest {
+    const message = createBaseGetRolloutRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutStatus(): RolloutStatus {
+  return { rollout: undefined, updated: 0, pending: 0, inProgress: 0, failed: 0, total: 0, revision: 0n };
+}
+
+export const RolloutStatus: MessageFns<RolloutStatus> = {
+  encode(message: RolloutStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    if (message.updated !== 0) {
+      writer.uint32(16).int32(message.updated);
+    }
+    if (message.pending !== 0) {
+      writer.uint32(24).int32(message.pending);
+    }
+    if (message.inProgress !== 0) {
+      writer.uint32(32).int32(message.inProgress);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(40).int32(message.failed);
+    }
+    if (message.total !== 0) {
+      writer.uint32(48).int32(message.total);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
+      writer.uint32(56).int64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.updated = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pending = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inProgress = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.total = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.revision = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutStatus {
+    return {
+      rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined,
+      updated: isSet(object.updated) ? globalThis.Number(object.updated) : 0,
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      inProgress: isSet(object.inProgress)
+        ? globalThis.Number(object.inProgress)
+        : isSet(object.in_progress)
+        ? globalThis.Number(object.in_progress)
+        : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+    };
+  },
+
+  toJSON(message: RolloutStatus): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    if (message.updated !== 0) {
+      obj.updated = Math.round(message.updated);
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.inProgress !== 0) {
+      obj.inProgress = Math.round(message.inProgress);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutStatus>, I>>(base?: I): RolloutStatus {
+    return RolloutStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutStatus>, I>>(object: I): RolloutStatus {
+    const message = createBaseRolloutStatus();
+    message.rollout = (object.rollout !== undefined && object.rollout !== null)
+      ? Rollout.fromPartial(object.rollout)
+      : undefined;
+    message.updated = object.updated ?? 0;
+    message.pending = object.pending ?? 0;
+    message.inProgress = object.inProgress ?? 0;
+    message.failed = object.failed ?? 0;
+    message.total = object.total ?? 0;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    return message;
+  },
+};
+
 /** Units: submit unit files, set what should run, scale templates, look and plan. */
 export type UnitsService = typeof UnitsService;
 export const UnitsService = {
@@ -2332,6 +2864,44 @@ export const UnitsService = {
     responseSerialize: (value: PlanResponse): Buffer => Buffer.from(PlanResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PlanResponse => PlanResponse.decode(value),
   },
+  /**
+   * Replaces a submitted template's (or plain unit's) file and starts a rolling update of its
+   * instances, driven by the leader. INVALID_ARGUMENT for a bad file or option (nothing is
+   * written); NOT_FOUND for a unit never submitted; FAILED_PRECONDITION while another rollout
+   * of it runs (unless force).
+   */
+  updateUnit: {
+    path: "/flotilla.v1.Units/UpdateUnit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateUnitRequest): Buffer => Buffer.from(UpdateUnitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateUnitRequest => UpdateUnitRequest.decode(value),
+    responseSerialize: (value: RolloutStatus): Buffer => Buffer.from(RolloutStatus.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutStatus => RolloutStatus.decode(value),
+  },
+  /**
+   * Rolls a template (or plain unit) back to the file its last rollout replaced. A running
+   * rollout turns around; NOT_FOUND when there was no rollout.
+   */
+  rollback: {
+    path: "/flotilla.v1.Units/Rollback" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RollbackRequest): Buffer => Buffer.from(RollbackRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RollbackRequest => RollbackRequest.decode(value),
+    responseSerialize: (value: RolloutStatus): Buffer => Buffer.from(RolloutStatus.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutStatus => RolloutStatus.decode(value),
+  },
+  /** The progress of a unit's latest rollout; NOT_FOUND when it has none. */
+  getRollout: {
+    path: "/flotilla.v1.Units/GetRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRolloutRequest): Buffer => Buffer.from(GetRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRolloutRequest => GetRolloutRequest.decode(value),
+    responseSerialize: (value: RolloutStatus): Buffer => Buffer.from(RolloutStatus.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutStatus => RolloutStatus.decode(value),
+  },
 } as const;
 
 export interface UnitsServer extends UntypedServiceImplementation {
@@ -2355,6 +2925,20 @@ export interface UnitsServer extends UntypedServiceImplementation {
   scale: handleUnaryCall<ScaleRequest, ScaleResponse>;
   /** A dry run of the planner on the current cluster; writes nothing. */
   plan: handleUnaryCall<PlanRequest, PlanResponse>;
+  /**
+   * Replaces a submitted template's (or plain unit's) file and starts a rolling update of its
+   * instances, driven by the leader. INVALID_ARGUMENT for a bad file or option (nothing is
+   * written); NOT_FOUND for a unit never submitted; FAILED_PRECONDITION while another rollout
+   * of it runs (unless force).
+   */
+  updateUnit: handleUnaryCall<UpdateUnitRequest, RolloutStatus>;
+  /**
+   * Rolls a template (or plain unit) back to the file its last rollout replaced. A running
+   * rollout turns around; NOT_FOUND when there was no rollout.
+   */
+  rollback: handleUnaryCall<RollbackRequest, RolloutStatus>;
+  /** The progress of a unit's latest rollout; NOT_FOUND when it has none. */
+  getRollout: handleUnaryCall<GetRolloutRequest, RolloutStatus>;
 }
 
 export interface UnitsClient extends Client {
@@ -2472,6 +3056,62 @@ export interface UnitsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PlanResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Replaces a submitted template's (or plain unit's) file and starts a rolling update of its
+   * instances, driven by the leader. INVALID_ARGUMENT for a bad file or option (nothing is
+   * written); NOT_FOUND for a unit never submitted; FAILED_PRECONDITION while another rollout
+   * of it runs (unless force).
+   */
+  updateUnit(
+    request: UpdateUnitRequest,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  updateUnit(
+    request: UpdateUnitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  updateUnit(
+    request: UpdateUnitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rolls a template (or plain unit) back to the file its last rollout replaced. A running
+   * rollout turns around; NOT_FOUND when there was no rollout.
+   */
+  rollback(
+    request: RollbackRequest,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  rollback(
+    request: RollbackRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  rollback(
+    request: RollbackRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  /** The progress of a unit's latest rollout; NOT_FOUND when it has none. */
+  getRollout(
+    request: GetRolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  getRollout(
+    request: GetRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
+  ): ClientUnaryCall;
+  getRollout(
+    request: GetRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutStatus) => void,
   ): ClientUnaryCall;
 }
 

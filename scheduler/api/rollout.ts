@@ -1,0 +1,277 @@
+/**
+ * UpdateUnit, Rollback and GetRollout: the API half of rolling updates. The API validates
+ * everything first and writes the rollout record (and, for a template, the template's new
+ * file, so instances created meanwhile start on it) in one compare-and-swap transaction; the
+ * leader's rollout driver (scheduler/rollout-driver.ts) then rolls the instances.
+ */
+import type { Rollout, Unit } from '../../proto/flotilla/v1/records.js';
+import type {
+  GetRolloutRequest,
+  RollbackRequest,
+  RolloutStatus,
+  UpdateUnitRequest,
+} from '../../proto/flotilla/v1/units.js';
+import { codecs, type CacheEntry, type ClusterMirror } from '../../store/index.js';
+import { excerpt, parseUnitName, UnitError, type UpdateDefaults } from '../../unit/index.js';
+import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollout-step.js';
+import { ApiError, invalidUnits } from './errors.js';
+import { fresh, type ApiCluster } from './reads.js';
+import { validateFiles } from './submit.js';
+import { applyWrites, queueUnitPut, retryOnConflict } from './unit-writes.js';
+
+/** Defaults of `flotctl update`, documented in docs/cli.md. */
+export const UPDATE_DEFAULTS = {
+  parallelism: 1,
+  delayMs: 0,
+  monitorMs: 5_000,
+  failureAction: 'pause',
+  order: 'stop-first',
+} as const;
+
+const MAX_SPAN_MS = 3_600_000n;
+const FAILURE_ACTIONS = ['pause', 'rollback'];
+/** Instances counted by a status, at most: beyond, the counts say "at least". */
+const COUNT_LIMIT = 200_000;
+
+/** A rollout that still needs the leader (or an operator) to finish. */
+function isUnfinished(r: Rollout): boolean {
+  return r.phase === 'running' || r.phase === 'paused';
+}
+
+/** The unit a rollout is about: a template or a plain unit, never an instance. */
+function rolloutTarget(name: string): string {
+  let parsed;
+  try {
+    parsed = parseUnitName(name);
+  } catch (err) {
+    if (!(err instanceof UnitError)) throw err;
+    throw invalidUnits([err]);
+  }
+  if (parsed.isInstance) {
+    throw new ApiError(
+      'invalid-argument',
+      `${name} is an instance: update or roll back its template ${parsed.template}, which rolls every instance`,
+    );
+  }
+  return name;
+}
+
+function span(name: string, ms: bigint, fallback: number): bigint {
+  if (ms < 0n) return BigInt(fallback);
+  if (ms > MAX_SPAN_MS) throw new ApiError('invalid-argument', `${name} ${ms} ms: at most 1h`);
+  return ms;
+}
+
+/**
+ * The options of an update: the request's, else the new file's `[X-Fleet] Update*=`, else
+ * {@link UPDATE_DEFAULTS}. INVALID_ARGUMENT for a bad one.
+ */
+function updateOptions(
+  req: UpdateUnitRequest,
+  file: UpdateDefaults,
+): Pick<Rollout, 'parallelism' | 'delayMs' | 'monitorMs' | 'failureAction' | 'order'> {
+  const p =
+    req.parallelism !== 0 ? req.parallelism : (file.parallelism ?? UPDATE_DEFAULTS.parallelism);
+  if (p < 1 || p > ROLLOUT_MAX_PARALLELISM) {
+    throw new ApiError(
+      'invalid-argument',
+      `parallelism ${req.parallelism}: expected 1 to ${ROLLOUT_MAX_PARALLELISM}`,
+    );
+  }
+  const failureAction =
+    req.failureAction !== ''
+      ? req.failureAction
+      : (file.failureAction ?? UPDATE_DEFAULTS.failureAction);
+  if (!FAILURE_ACTIONS.includes(failureAction)) {
+    throw new ApiError(
+      'invalid-argument',
+      `failure action "${excerpt(failureAction)}": use ${FAILURE_ACTIONS.join(' or ')}`,
+    );
+  }
+  const order = req.order === '' ? UPDATE_DEFAULTS.order : req.order;
+  if (order === 'start-first') {
+    throw new ApiError(
+      'invalid-argument',
+      'order start-first is not supported: an instance is one named unit on one machine, so it is stopped before its new version starts; use stop-first and a parallelism that leaves enough instances up',
+    );
+  }
+  if (order !== 'stop-first') {
+    throw new ApiError('invalid-argument', `order "${excerpt(order)}": use stop-first`);
+  }
+  return {
+    parallelism: p,
+    delayMs: span('delay', req.delayMs, file.delayMs ?? UPDATE_DEFAULTS.delayMs),
+    monitorMs: span('monitor', req.monitorMs, file.monitorMs ?? UPDATE_DEFAULTS.monitorMs),
+    failureAction,
+    order,
+  };
+}
+
+/** How far `r` is, counted from the mirror (O(instances of its template)). */
+export function rolloutStatus(mirror: ClusterMirror, r: Rollout): RolloutStatus {
+  const inBatch = new Set(r.batch.map((s) => s.unit));
+  const failed = new Set(r.failed);
+  let updated = 0;
+  let pending = 0;
+  let total = 0;
+  const count = (name: string, unit: Unit): void => {
+    total += 1;
+    if (unit.hash !== r.toHash) pending += 1;
+    else if (!inBatch.has(name) && !failed.has(name)) updated += 1;
+  };
+  if (isTemplateName(r.unit)) {
+    for (const name of mirror.instances.get(r.unit) ?? []) {
+      const e = mirror.units.get(name);
+      if (e !== undefined) count(name, e.value);
+      if (total >= COUNT_LIMIT) break;
+    }
+  } else {
+    const e = mirror.units.get(r.unit);
+    if (e !== undefined) count(r.unit, e.value);
+  }
+  return {
+    rollout: r,
+    updated,
+    pending,
+    inProgress: inBatch.size,
+    failed: r.failed.length,
+    total,
+    revision: mirror.revision,
+  };
+}
+
+/** UpdateUnit; see units.proto. */
+export async function updateUnit(
+  cluster: ApiCluster,
+  req: UpdateUnitRequest,
+): Promise<RolloutStatus> {
+  if (req.file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
+  const name = rolloutTarget(req.file.name);
+  const [file] = validateFiles([req.file]);
+  if (file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
+  const options = updateOptions(req, file.unit.fleet.update ?? {});
+  return retryOnConflict(cluster, async () => {
+    await fresh(cluster);
+    const { mirror, store } = cluster;
+    const current = mirror.units.get(name);
+    if (current === undefined) {
+      throw new ApiError(
+        'not-found',
+        `${name} is not submitted: submit it first (flotctl submit), then update it`,
+      );
+    }
+    const running = mirror.rollouts.get(name);
+    if (running !== undefined && isUnfinished(running.value) && !req.force) {
+      const s = rolloutStatus(mirror, running.value);
+      throw new ApiError(
+        'failed-precondition',
+        `a rollout of ${name} to ${running.value.toHash.slice(0, 12)} is ${running.value.phase} (${s.updated}/${s.total} updated): wait for it (flotctl rollout status ${name}), roll it back (flotctl rollback ${name}), or supersede it with --force`,
+      );
+    }
+    const now = BigInt(Date.now());
+    const rollout: Rollout = {
+      unit: name,
+      fromHash: current.value.hash,
+      fromFile: current.value.file,
+      toHash: file.unit.hash,
+      toFile: file.contents,
+      ...options,
+      phase: 'running',
+      rollback: false,
+      batch: [],
+      failed: [],
+      message: 'started',
+      startedAt: now,
+      updatedAt: now,
+      nextBatchAt: 0n,
+      total: 0,
+      cursor: '',
+    };
+    const isTemplate = file.unit.name.isTemplate;
+    const total = rolloutStatus(mirror, rollout).total;
+    const record = { ...rollout, total };
+    const revision = await applyWrites(
+      cluster,
+      (b) => {
+        // A plain unit's record is its one instance: the leader rewrites it, gated like one.
+        if (isTemplate && current.value.hash !== file.unit.hash) {
+          queueUnitPut(
+            store,
+            b,
+            { ...current.value, file: file.contents, hash: file.unit.hash },
+            current,
+          );
+        }
+        putRollout(cluster, b, record, running);
+      },
+      mirror.revision,
+    );
+    return { ...rolloutStatus(mirror, mirror.rollouts.get(name)?.value ?? record), revision };
+  });
+}
+
+/** Rollback; see units.proto. */
+export async function rollback(cluster: ApiCluster, req: RollbackRequest): Promise<RolloutStatus> {
+  const name = rolloutTarget(req.name);
+  return retryOnConflict(cluster, async () => {
+    await fresh(cluster);
+    const { mirror, store } = cluster;
+    const entry = mirror.rollouts.get(name);
+    if (entry === undefined) {
+      throw new ApiError(
+        'not-found',
+        `${name} has no rollout to roll back: flotctl update makes one (a plain submit --replace keeps no previous file)`,
+      );
+    }
+    const template = mirror.units.get(name);
+    if (template === undefined) throw new ApiError('not-found', `${name} is not submitted`);
+    const next = reversed(entry.value, Date.now(), "rolling back at an operator's request");
+    const record = { ...next, failed: [], startedAt: BigInt(Date.now()) };
+    const revision = await applyWrites(
+      cluster,
+      (b) => {
+        if (isTemplateName(name) && template.value.hash !== record.toHash) {
+          queueUnitPut(
+            store,
+            b,
+            { ...template.value, file: record.toFile, hash: record.toHash },
+            template,
+          );
+        }
+        putRollout(cluster, b, record, entry);
+      },
+      mirror.revision,
+    );
+    return { ...rolloutStatus(mirror, mirror.rollouts.get(name)?.value ?? record), revision };
+  });
+}
+
+/** GetRollout; see units.proto. */
+export async function getRollout(
+  cluster: ApiCluster,
+  req: GetRolloutRequest,
+): Promise<RolloutStatus> {
+  const name = rolloutTarget(req.name);
+  await fresh(cluster);
+  const entry = cluster.mirror.rollouts.get(name);
+  if (entry === undefined) {
+    const known = cluster.mirror.units.has(name);
+    throw new ApiError(
+      'not-found',
+      known ? `${name} has had no rollout (flotctl update starts one)` : `${name} is not submitted`,
+    );
+  }
+  return rolloutStatus(cluster.mirror, entry.value);
+}
+
+function putRollout(
+  cluster: ApiCluster,
+  b: Parameters<Parameters<typeof applyWrites>[1]>[0],
+  record: Rollout,
+  current: CacheEntry<Rollout> | undefined,
+): void {
+  const key = cluster.store.keys.rollout(record.unit);
+  const json = codecs.rollout.encode(record);
+  if (current === undefined) b.putIfAbsent(key, json);
+  else b.putIfModRevision(key, json, current.modRevision);
+}

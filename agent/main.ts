@@ -133,6 +133,7 @@ export async function startAgent(
       await ops.listen(opts.metricsListen, {
         units: () => units.list(),
         logPath: (name) => units.logs.path(name),
+        ...(units.images === undefined ? {} : { images: units.images }),
       });
     }
   } catch (err) {

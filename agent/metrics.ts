@@ -3,9 +3,7 @@
  * agent's own events (unit states, lease renewals, etcd requests) as they happen, one update
  * each; gauges (units by state, log bytes on disk) are read when scraped, from this machine's
  * units alone.
- *
- * Image pulls and the image store's size are not here yet: this agent runs host binaries and
- * `RootDirectory=` trees only.
+ * Image pulls and the image store's size are read from the store when scraped.
  */
 import { stat } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -20,6 +18,8 @@ export interface AgentMetricsSource {
   units(): readonly UnitState[];
   /** The current log file of a unit (its rotated copy is this plus `.1`). */
   logPath(unit: string): string;
+  /** The machine's image store (runc driver only): pulls made, and bytes it holds. */
+  readonly images?: { readonly stats: { readonly pulls: number }; usage(): Promise<number> };
 }
 
 export class AgentMetrics {
@@ -57,6 +57,26 @@ export class AgentMetrics {
         const counts = new Map<string, number>(ACTIVE_STATES.map((s) => [s, 0]));
         for (const u of units) counts.set(u.activeState, (counts.get(u.activeState) ?? 0) + 1);
         for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Counter({
+      name: 'flotilla_agent_image_pulls_total',
+      help: 'image pulls from registries this agent made (images already stored are not pulled)',
+      registers,
+      collect(this: Counter) {
+        const images = sourceOf()?.images;
+        if (images === undefined) return;
+        this.reset();
+        this.inc(images.stats.pulls);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_agent_image_store_bytes',
+      help: "bytes of this machine's image store: blobs and unpacked layers",
+      registers,
+      async collect(this: Gauge) {
+        const images = sourceOf()?.images;
+        if (images !== undefined) this.set(await images.usage());
       },
     });
     new Gauge({

@@ -10,6 +10,7 @@ import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { AgentMetrics } from '../../agent/metrics.js';
 import { mountsUnder } from '../../agent/images/overlay.js';
 import { ImageStore, type PullProgress } from '../../agent/images/store.js';
 import { progressText } from '../../agent/supervisor-image.js';
@@ -270,6 +271,15 @@ test.serial(
         `${n} reported pulling`,
       );
     }
+    // What Prometheus would scrape: one pull, and a store that holds the image.
+    const metrics = new AgentMetrics();
+    const images = m.manager.images;
+    if (images === undefined) return t.fail('a runc agent has an image store');
+    metrics.attach({ units: () => [], logPath: (n: string) => n, images });
+    const text = await metrics.registry.metrics();
+    t.regex(text, /^flotilla_agent_image_pulls_total 1$/m);
+    const bytes = Number(/^flotilla_agent_image_store_bytes (\d+)$/m.exec(text)?.[1]);
+    t.true(bytes > 0 && bytes === (await images.usage()), `store bytes ${bytes}`);
   },
 );
 

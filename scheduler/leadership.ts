@@ -323,10 +323,21 @@ export class Leadership {
   }
 }
 
-/** The entry with the lowest create revision, decoded; undefined when there is none. */
+/**
+ * Whether an election key is a candidate's: created under a lease and named by it, as
+ * {@link Leadership} creates them. Anything else under `election/` (a key written by hand,
+ * without a lease) is not a candidate: were it counted, it would hold the lowest revision
+ * forever once the leader's key went, and no replica would ever lead again.
+ */
+function isCandidateKey(e: CacheEntry<string>): boolean {
+  return e.lease !== 0n && e.key.endsWith(`/${e.lease.toString(16).padStart(16, '0')}`);
+}
+
+/** The candidate with the lowest create revision, decoded; undefined when there is none. */
 function lowest(entries: readonly CacheEntry<string>[]): LeaderInfo | undefined {
   let first: CacheEntry<string> | undefined;
   for (const e of entries) {
+    if (!isCandidateKey(e)) continue;
     if (first === undefined || e.createRevision < first.createRevision) first = e;
   }
   return first === undefined

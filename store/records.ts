@@ -47,9 +47,59 @@ export interface RecordCodec<T> {
 interface JsonMessageFns<T> {
   fromJSON(object: unknown): T;
   toJSON(message: T): unknown;
+  fromPartial(object: object): T;
+}
+
+/** What JSON a field's value may be, from its default in a fresh message. */
+type FieldKind = 'string' | 'number' | 'boolean' | 'array' | 'object';
+
+/** A message's fields, each under its JSON name and its proto name, with the kind it takes. */
+function fieldsOf(empty: object): { json: string; proto: string; kind: FieldKind }[] {
+  return Object.entries(empty).map(([json, zero]) => ({
+    json,
+    proto: json.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`),
+    kind:
+      typeof zero === 'string'
+        ? 'string'
+        : typeof zero === 'number' || typeof zero === 'bigint'
+          ? 'number' // int64 as a JSON string or number, enums by name or number
+          : typeof zero === 'boolean'
+            ? 'boolean'
+            : Array.isArray(zero)
+              ? 'array'
+              : 'object',
+  }));
+}
+
+/**
+ * Why a parsed record's known fields do not have their types (ts-proto's fromJSON would coerce
+ * `{"name": 5}` into the name "5"), or undefined. Unknown fields are ignored, as proto JSON
+ * allows: a record written by a newer Flotilla still decodes.
+ */
+function wrongTypes(
+  parsed: Record<string, unknown>,
+  fields: ReturnType<typeof fieldsOf>,
+): string | undefined {
+  for (const { json, proto, kind } of fields) {
+    const value = parsed[json] ?? parsed[proto];
+    if (value === undefined || value === null) continue;
+    const ok =
+      kind === 'string'
+        ? typeof value === 'string'
+        : kind === 'number'
+          ? typeof value === 'number' || typeof value === 'string'
+          : kind === 'boolean'
+            ? typeof value === 'boolean'
+            : kind === 'array'
+              ? Array.isArray(value)
+              : typeof value === 'object';
+    if (!ok) return `field ${json} is ${Array.isArray(value) ? 'an array' : typeof value}`;
+  }
+  return undefined;
 }
 
 function jsonCodec<T>(type: string, fns: JsonMessageFns<T>): RecordCodec<T> {
+  const fields = fieldsOf(fns.fromPartial({}) as object);
   return {
     type,
     encode: (value) => JSON.stringify(fns.toJSON(value)),
@@ -64,6 +114,8 @@ function jsonCodec<T>(type: string, fns: JsonMessageFns<T>): RecordCodec<T> {
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
         throw corrupt(type, key, new Error(`not a JSON object: ${text.slice(0, 80)}`));
       }
+      const why = wrongTypes(parsed as Record<string, unknown>, fields);
+      if (why !== undefined) throw corrupt(type, key, new Error(why));
       try {
         return fns.fromJSON(parsed);
       } catch (err) {

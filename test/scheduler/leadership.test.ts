@@ -54,6 +54,20 @@ test('one of two candidates leads; resigning hands over at once', async (t) => {
   t.is((await readLeader(store))?.name, 'b');
 });
 
+test('a key written by hand under election/ is no candidate: replicas still lead and succeed', async (t) => {
+  const store = testStore(t, server(), prefixFor(t));
+  // Older than any candidate's key, and without a lease: counted, it would lead forever.
+  await store.put(`${store.keys.election()}zz-garbage`, 'not a leader');
+  await store.put(`${store.keys.election()}0000000000000001`, '{"name":"forged"}');
+  const a = candidate(t, store, 'a');
+  await leads(a);
+  t.is((await readLeader(store))?.name, 'a');
+  const b = candidate(t, store, 'b');
+  await a.close();
+  await leads(b);
+  t.is((await readLeader(store))?.name, 'b', 'the successor leads past the stray keys');
+});
+
 test('a crashed leader is succeeded once its lease expires', async (t) => {
   const store = testStore(t, server(), prefixFor(t));
   const a = candidate(t, store, 'a');

@@ -100,6 +100,20 @@ test('a value that is not the record its key implies is a corrupt StoreError nam
   }
 });
 
+test('a record whose fields have the wrong JSON types is corrupt; unknown fields are ignored', (t) => {
+  for (const bad of ['{"name":5,"fileText":[]}', '{"file":["a"]}', '{"desired_state":true}']) {
+    const err = t.throws(() => codecs.unit.decode('/f/units/a.service', bad), {
+      instanceOf: StoreError,
+    });
+    t.is(err?.code, 'corrupt', bad);
+    t.regex(err?.message ?? '', /is not a Unit: field \w+ is/);
+  }
+  const newer = codecs.unit.decode('/f/units/a.service', '{"name":"a.service","fromLater":[1]}');
+  t.is(newer.name, 'a.service', 'a field this version does not know is skipped, not fatal');
+  const machine = codecs.machine.decode('/f/machines/m', '{"id":"m","capacity":{"tasks":7}}');
+  t.is(machine.capacity?.tasks, 7n, 'int64 fields may be JSON numbers as well as strings');
+});
+
 test('etcd3 and gRPC errors translate to stable codes, and only transient ones are retryable', (t) => {
   const unavailable = toStoreError(new GRPCUnavailableError('14 UNAVAILABLE: no connection'), '/k');
   t.is(unavailable.code, 'unavailable');

@@ -300,9 +300,11 @@ export class ApiClient {
     }
   }
 
-  /** Events.Watch as an async iterable; ends when `signal` aborts. */
-  watch(req: WatchRequest, opts: StreamOptions): AsyncGenerator<Event> {
-    return this.stream((o) => this.events.watch(req, this.metadata(), o), opts);
+  /** The cluster's events (Events.WatchBatches, flattened) as an async iterable; ends when `signal` aborts. */
+  async *watch(req: WatchRequest, opts: StreamOptions): AsyncGenerator<Event> {
+    // WatchBatches: the same events, many to a gRPC message (a scale's wait follows 300,000).
+    const batches = this.stream((o) => this.events.watchBatches(req, this.metadata(), o), opts);
+    for await (const batch of batches) yield* batch.events;
   }
 
   /** Logs.Tail as an async iterable; without follow it ends after the last lines. */

@@ -17,7 +17,7 @@
  * went.
  */
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
-import type { Event, WatchRequest } from '../../proto/flotilla/v1/events.js';
+import type { Event, EventBatch, WatchRequest } from '../../proto/flotilla/v1/events.js';
 import {
   codecForKind,
   watchPrefix,
@@ -72,10 +72,63 @@ interface Filter {
   readonly machine: string;
 }
 
-/** The Events.Watch handler. */
+/** A stream of either kind, as the handlers below write to it. */
+type EventStream = ServerWritableStream<WatchRequest, unknown>;
+
+/**
+ * How a stream sends events: Watch one to a message, WatchBatches as many as fit in
+ * {@link BATCH_EVENTS} and {@link BATCH_BYTES}. `write` returns false when the client's buffer
+ * is full.
+ */
+interface EventWriter {
+  /** How many of `events` (from the first) the next message takes: at least one. */
+  take(events: readonly Event[], from: number, to: number): number;
+  write(events: Event[]): boolean;
+}
+
+/** Events one WatchBatches message carries at most. */
+const BATCH_EVENTS = 1_000;
+/** Unit file bytes one WatchBatches message carries at most (past its first event). */
+const BATCH_BYTES = 1024 * 1024;
+
+function singleWriter(call: EventStream): EventWriter {
+  return { take: () => 1, write: (events) => call.write(events[0] as Event) };
+}
+
+function batchWriter(call: EventStream): EventWriter {
+  return {
+    take: (events, from, to) => {
+      let bytes = 0;
+      let n = 0;
+      while (from + n < to && n < BATCH_EVENTS) {
+        bytes += (events[from + n] as Event).unit?.file.length ?? 0;
+        if (n > 0 && bytes > BATCH_BYTES) break;
+        n += 1;
+      }
+      return Math.max(1, n);
+    },
+    write: (events) => call.write({ events } satisfies EventBatch),
+  };
+}
+
+/** The Events.Watch handler: one event to a message. */
 export function watchEvents(
   ctx: StreamContext,
 ): (call: ServerWritableStream<WatchRequest, Event>, visible?: Visible) => void {
+  return watchWith(ctx, singleWriter);
+}
+
+/** The Events.WatchBatches handler: the same events, many to a message. */
+export function watchEventBatches(
+  ctx: StreamContext,
+): (call: ServerWritableStream<WatchRequest, EventBatch>, visible?: Visible) => void {
+  return watchWith(ctx, batchWriter);
+}
+
+function watchWith(
+  ctx: StreamContext,
+  writerFor: (call: EventStream) => EventWriter,
+): (call: EventStream, visible?: Visible) => void {
   return (call, visible) => {
     const fail = (err: unknown): void => {
       const s = toGrpcStatus(err, ctx);
@@ -89,8 +142,10 @@ export function watchEvents(
       fail(err);
       return;
     }
-    if (ctx.mirror !== undefined && serveFromMirror(ctx, ctx.mirror, call, filter, fail)) return;
-    void run(ctx, call, filter, fail);
+    const writer = writerFor(call);
+    if (ctx.mirror !== undefined && serveFromMirror(ctx, ctx.mirror, call, writer, filter, fail))
+      return;
+    void run(ctx, call, writer, filter, fail);
   };
 }
 
@@ -106,7 +161,8 @@ const MAX_QUEUED_EVENTS = 500_000;
 function serveFromMirror(
   ctx: StreamContext,
   mirror: ClusterMirror,
-  call: ServerWritableStream<WatchRequest, Event>,
+  call: EventStream,
+  writer: EventWriter,
   filter: Filter,
   fail: (err: unknown) => void,
 ): boolean {
@@ -161,7 +217,9 @@ function serveFromMirror(
   const pump = (): void => {
     if (done || waiting) return;
     while (head < queue.length) {
-      const ok = call.write(queue[head++] as Event);
+      const n = writer.take(queue, head, queue.length);
+      const ok = writer.write(n === 1 ? [queue[head] as Event] : queue.slice(head, head + n));
+      head += n;
       if (!ok) {
         waiting = true;
         resumeOnDrain(call, () => {
@@ -209,7 +267,8 @@ function fromChange(c: MirrorChange): Event | undefined {
 /** Serves the stream from etcd's own watch, for revisions older than the mirror holds. */
 async function run(
   ctx: StreamContext,
-  call: ServerWritableStream<WatchRequest, Event>,
+  call: EventStream,
+  writer: EventWriter,
   filter: Filter,
   fail: (err: unknown) => void,
 ): Promise<void> {
@@ -236,11 +295,16 @@ async function run(
       changes: (changes) => {
         if (done) return true;
         let flowing = true;
+        const events: Event[] = [];
         for (const change of changes) {
           const event = translate(ctx, change);
-          if (event !== undefined && matches(event, filter)) {
-            flowing = call.write(describeUnit(ctx, event, call.request.withFiles)) && flowing;
-          }
+          if (event !== undefined && matches(event, filter))
+            events.push(describeUnit(ctx, event, call.request.withFiles));
+        }
+        for (let i = 0; i < events.length;) {
+          const n = writer.take(events, i, events.length);
+          flowing = writer.write(events.slice(i, i + n)) && flowing;
+          i += n;
         }
         if (!flowing) resumeOnDrain(call, () => watch?.resume());
         return flowing;
@@ -363,7 +427,7 @@ function matches(event: Event, filter: Filter): boolean {
  * Calls `resume` once the client has read what is buffered for it: on 'drain', or when the
  * buffer is seen empty (a catch-up of 100,000s of events sometimes got no 'drain' here).
  */
-function resumeOnDrain(call: ServerWritableStream<WatchRequest, Event>, resume: () => void): void {
+function resumeOnDrain(call: EventStream, resume: () => void): void {
   const go = (): void => {
     clearInterval(poll);
     call.off('drain', go);

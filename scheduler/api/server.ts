@@ -28,7 +28,7 @@ import { AuditLog } from './audit.js';
 import type { Policy } from './auth-policy.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { unary } from './errors.js';
-import { watchEvents, type StreamContext } from './events.js';
+import { watchEventBatches, watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
@@ -144,6 +144,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   };
   const events: EventsServer = {
     watch: guardStream(gate, ctx, 'Events.Watch', watchEvents(ctx)),
+    watchBatches: guardStream(gate, ctx, 'Events.WatchBatches', watchEventBatches(ctx)),
   };
   const logs: LogsServer = {
     tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, new AgentLink(opts.agentTls))),

@@ -1,13 +1,13 @@
 import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import test from 'ava';
-import type { Event } from '../../proto/flotilla/v1/events.js';
+import { WatchRequest, type Event, type EventBatch } from '../../proto/flotilla/v1/events.js';
 import {
   MachineConfig,
   Placement,
   UnitState,
   Unscheduled,
 } from '../../proto/flotilla/v1/records.js';
-import { codecs, type Store } from '../../store/index.js';
+import { atomicTxn, codecs, type Store } from '../../store/index.js';
 import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
 import { CALL_TIMEOUT_MS, isServiceError, startApi } from './api-kit.js';
 
@@ -251,4 +251,43 @@ test('the unit glob and machine filters keep only matching events', async (t) =>
     byMachine.map((e) => `${e.kind}:${e.name}`),
     ['placement:db.service', 'state:db.service', 'machine:m2', 'placement:zzz.service'],
   );
+});
+
+test('WatchBatches sends the events Watch sends, in order, many to a message', async (t) => {
+  const api = await startApi(t, server());
+  const start = (await api.store.revision()) + 1n;
+  const names = Array.from({ length: 1_500 }, (_, i) => `b${String(i).padStart(4, '0')}.service`);
+  for (let i = 0; i < names.length; i += 100) {
+    await atomicTxn(api.store, (b) => {
+      for (const name of names.slice(i, i + 100))
+        b.putRecord(codecs.unit, api.store.keys.unit(name), makeUnit({ name }));
+    });
+  }
+  const single = await collectUntil(
+    api.watch({ fromRevision: start }),
+    (es) => es.length >= names.length,
+  );
+  const stream = api.events.watchBatches({ ...WatchRequest.create(), fromRevision: start });
+  t.teardown(() => stream.cancel());
+  const sizes: number[] = [];
+  const batched = await new Promise<Event[]>((resolve, reject) => {
+    const events: Event[] = [];
+    const timer = setTimeout(() => reject(new Error('timed out')), CALL_TIMEOUT_MS);
+    stream.on('data', (batch: EventBatch) => {
+      sizes.push(batch.events.length);
+      events.push(...batch.events);
+      if (events.length >= names.length) {
+        clearTimeout(timer);
+        resolve(events);
+      }
+    });
+    stream.once('error', reject);
+  });
+  t.deepEqual(batched.map(id), single.map(id));
+  t.deepEqual(
+    batched.map((e) => e.name),
+    names,
+  );
+  t.true(sizes.length < names.length / 10, `${sizes.length} messages for ${names.length} events`);
+  t.true(Math.max(...sizes) <= 1_000, 'at most 1,000 events a message');
 });

@@ -19,6 +19,10 @@ import {
 } from "@grpc/grpc-js";
 import { Machine, MachineConfig, Placement, Rollout, Unit, UnitState, Unscheduled } from "./records.js";
 
+export interface EventBatch {
+  events: Event[];
+}
+
 export interface WatchRequest {
   fromRevision: bigint;
   /** Shell glob over unit names; machine events pass unless `machine` excludes them. */
@@ -56,6 +60,73 @@ export interface Event {
   /** Rollout events (kind rollout): the rollout record. */
   rollout?: Rollout | undefined;
 }
+
+function createBaseEventBatch(): EventBatch {
+  return { events: [] };
+}
+
+export const EventBatch: MessageFns<EventBatch> = {
+  encode(message: EventBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      Event.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(Event.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventBatch {
+    return { events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => Event.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: EventBatch): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => Event.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EventBatch>, I>>(base?: I): EventBatch {
+    return EventBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EventBatch>, I>>(object: I): EventBatch {
+    const message = createBaseEventBatch();
+    message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseWatchRequest(): WatchRequest {
   return { fromRevision: 0n, unitGlob: "", machine: "", withFiles: false };
@@ -506,6 +577,20 @@ export const EventsService = {
     responseSerialize: (value: Event): Buffer => Buffer.from(Event.encode(value).finish()),
     responseDeserialize: (value: Buffer): Event => Event.decode(value),
   },
+  /**
+   * The same stream, many events to a message (in order, as they come): what flotctl uses.
+   * A client following a large change (a scale's wait sees 300,000 events) then costs the
+   * server and itself far fewer gRPC messages.
+   */
+  watchBatches: {
+    path: "/flotilla.v1.Events/WatchBatches" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: EventBatch): Buffer => Buffer.from(EventBatch.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EventBatch => EventBatch.decode(value),
+  },
 } as const;
 
 export interface EventsServer extends UntypedServiceImplementation {
@@ -515,6 +600,12 @@ export interface EventsServer extends UntypedServiceImplementation {
    * OUT_OF_RANGE when from_revision has been compacted away.
    */
   watch: handleServerStreamingCall<WatchRequest, Event>;
+  /**
+   * The same stream, many events to a message (in order, as they come): what flotctl uses.
+   * A client following a large change (a scale's wait sees 300,000 events) then costs the
+   * server and itself far fewer gRPC messages.
+   */
+  watchBatches: handleServerStreamingCall<WatchRequest, EventBatch>;
 }
 
 export interface EventsClient extends Client {
@@ -525,6 +616,17 @@ export interface EventsClient extends Client {
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<Event>;
   watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<Event>;
+  /**
+   * The same stream, many events to a message (in order, as they come): what flotctl uses.
+   * A client following a large change (a scale's wait sees 300,000 events) then costs the
+   * server and itself far fewer gRPC messages.
+   */
+  watchBatches(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<EventBatch>;
+  watchBatches(
+    request: WatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<EventBatch>;
 }
 
 export const EventsClient = makeGenericClientConstructor(EventsService, "flotilla.v1.Events") as unknown as {

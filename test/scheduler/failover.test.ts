@@ -64,7 +64,7 @@ test.serial('SIGKILL of the leader lets the other replica take over and place', 
   );
   t.is(all.get('after.service')?.[0]?.epoch, epochB);
   t.is(all.get('before.service')?.[0]?.epoch, epochA, 'a placement of the old term stays put');
-  t.deepEqual(monitor.check(), []);
+  t.deepEqual(await monitor.check(), []);
 });
 
 test.serial(
@@ -96,7 +96,7 @@ test.serial(
     const late = monitor.writes.slice(fromB).filter((w) => w.epoch !== epochB);
     t.deepEqual(late, [], 'no write carries the old epoch after the successor took over');
     t.is(monitor.writes.filter((w) => w.epoch === epochA).length, 0);
-    t.deepEqual(monitor.check(), []);
+    t.deepEqual(await monitor.check(), []);
     t.regex(a.output(), /no longer leader/);
   },
 );

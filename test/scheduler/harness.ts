@@ -255,8 +255,17 @@ export class PlacementMonitor {
     return monitor;
   }
 
-  /** Checks the last revision too; returns the violations seen so far. */
-  check(): string[] {
+  /**
+   * Waits until the monitor has seen every write etcd holds now: a test that saw something
+   * in etcd (all placed) must not read `writes` before the watch has delivered them.
+   */
+  async caughtUp(): Promise<void> {
+    await this.cache.waitFor(await this.store.revision(), 30_000);
+  }
+
+  /** Catches up, checks the last revision too, and returns the violations seen so far. */
+  async check(): Promise<string[]> {
+    await this.caughtUp();
     this.verify(this.revision);
     return this.violations;
   }

@@ -50,7 +50,7 @@ test.serial('moves are rate limited: a lost machine empties at --reschedule-rate
   t.true(spread >= 2_500, `moves spread over ${spread} ms`);
   const commits = new Set(moves.map((w) => w.revision)).size;
   t.true(commits >= 4, `moves were spread over ${commits} commits`);
-  t.deepEqual(monitor.check(), []);
+  t.deepEqual(await monitor.check(), []);
 });
 
 test.serial(
@@ -110,7 +110,7 @@ test.serial(
       (p) => p.machine !== gone.id,
       'units leave the lost machine',
     );
-    t.deepEqual(monitor.check(), []);
+    t.deepEqual(await monitor.check(), []);
   },
 );
 
@@ -159,7 +159,7 @@ test.serial(
       async () => (await store.list(store.keys.dir('control'))).items.length === 0,
       { message: 'the leader deletes the request once answered' },
     );
-    t.deepEqual(monitor.check(), []);
+    t.deepEqual(await monitor.check(), []);
   },
 );
 

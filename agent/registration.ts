@@ -94,7 +94,7 @@ export class Registration {
     private readonly log: Logger,
     opts: RegistrationOptions,
   ) {
-    this.renewIntervalMs = opts.renewIntervalMs ?? (opts.ttlSeconds * 1000) / 3;
+    this.renewIntervalMs = renewInterval(opts.ttlSeconds, opts.renewIntervalMs);
     this.presence = new Presence(store, {
       key: store.keys.machine(opts.machine.id),
       value: codecs.machine.encode(opts.machine),
@@ -170,6 +170,10 @@ export class Registration {
  * expire the lease and the leader start the unit elsewhere.
  */
 export function contactLimitMs(ttlSeconds: number, renewIntervalMs?: number): number {
-  const interval = renewIntervalMs ?? (ttlSeconds * 1000) / 3;
-  return Math.max(0, ttlSeconds * 1000 - interval * 0.5);
+  return Math.max(0, ttlSeconds * 1000 - renewInterval(ttlSeconds, renewIntervalMs) * 0.5);
+}
+
+/** How often the lease is renewed: as given, else three times per TTL. */
+function renewInterval(ttlSeconds: number, given: number | undefined): number {
+  return given ?? (ttlSeconds * 1000) / 3;
 }

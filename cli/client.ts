@@ -209,15 +209,20 @@ export class ApiClient {
 
   /** Every live machine, all pages; the scheduler status of the first. */
   async listMachines(): Promise<ListMachinesResponse> {
-    const list = this.machines.listMachines.bind(this.machines);
-    const first = await this.unary(list, { pageSize: this.pageSize, pageToken: '' });
+    const first = await this.listMachinesPage(this.pageSize);
     const machines = [...first.machines];
     for (let token = first.nextPageToken; token !== '';) {
-      const page = await this.unary(list, { pageSize: this.pageSize, pageToken: token });
+      const page = await this.listMachinesPage(this.pageSize, token);
       machines.push(...page.machines);
       token = page.nextPageToken;
     }
     return { ...first, machines, nextPageToken: '' };
+  }
+
+  /** One page of machines from `pageToken` ('' for the first). */
+  listMachinesPage(pageSize: number, pageToken = ''): Promise<ListMachinesResponse> {
+    const list = this.machines.listMachines.bind(this.machines);
+    return this.unary(list, { pageSize, pageToken });
   }
 
   resumeRescheduling(): Promise<ResumeReschedulingResponse> {
@@ -240,23 +245,17 @@ export class ApiClient {
     return this.unary((drained ? m.drainMachine : m.undrainMachine).bind(m), { machine });
   }
 
-  /** One page of units matching the filter (completion reads no more than this). */
-  listUnitsPage(filter: Partial<ListUnitsRequest>): Promise<UnitListing> {
+  /** One page of units matching the filter, from `pageToken` ('' for the first). */
+  listUnitsPage(filter: Partial<ListUnitsRequest>, pageToken = ''): Promise<ListUnitsResponse> {
     const req: ListUnitsRequest = {
       pageSize: this.pageSize,
-      pageToken: '',
       nameGlob: '',
       machine: '',
       withFiles: false,
       ...filter,
+      pageToken,
     };
     return this.unary(this.units.listUnits.bind(this.units), req);
-  }
-
-  /** One page of machines (completion reads no more than this). */
-  listMachinesPage(pageSize: number): Promise<ListMachinesResponse> {
-    const list = this.machines.listMachines.bind(this.machines);
-    return this.unary(list, { pageSize, pageToken: '' });
   }
 
   /** Every unit matching the filter, all pages; `revision` is the first page's. */
@@ -278,17 +277,8 @@ export class ApiClient {
    * while the caller prints this one.
    */
   async *unitPages(filter: Partial<ListUnitsRequest> = {}): AsyncGenerator<ListUnitsResponse> {
-    const list = this.units.listUnits.bind(this.units);
     const ask = (pageToken: string): Promise<ListUnitsResponse> => {
-      const req: ListUnitsRequest = {
-        pageSize: this.pageSize,
-        nameGlob: '',
-        machine: '',
-        withFiles: false,
-        ...filter,
-        pageToken,
-      };
-      const page = this.unary(list, req);
+      const page = this.listUnitsPage(filter, pageToken);
       page.catch(() => undefined); // the caller may stop before it wants this page
       return page;
     };

@@ -13,13 +13,7 @@ import { execFile } from 'node:child_process';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { isRunning } from '../../deploy/cluster/proc.js';
 import { assertEventually, sleep } from '../helpers/index.js';
-import {
-  CAN_RUN,
-  clusterForFile,
-  type E2ECluster,
-  type Run,
-  type UnitView,
-} from '../e2e/e2e-kit.js';
+import { clusterForFile, type E2ECluster, type Run, type UnitView } from '../e2e/e2e-kit.js';
 import { Faults } from './faults.js';
 
 /** The agents' lease TTL in the chaos clusters (the e2e kit's). */
@@ -102,15 +96,6 @@ export function full(
   serial: TestFn['serial'] | TestFn['serial']['skip'],
 ): TestFn['serial']['skip'] {
   return CI_SET || !('skip' in serial) ? (anyTest as TestFn).serial.skip : serial;
-}
-
-/**
- * `serial.failing` for a test that shows a known bug (named in a comment and in
- * docs/reliability.md): it passes while the bug is there and fails once it is fixed, so the
- * fix turns it into a plain test. Skipped where the suite cannot run (not root).
- */
-export function knownBug(test: TestFn): TestFn['serial']['failing'] | TestFn['serial']['skip'] {
-  return CAN_RUN ? test.serial.failing : test.serial.skip;
 }
 
 /** Runs `flotctl ... submit` then `start` for every unit, and waits until each runs once. */

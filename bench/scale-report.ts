@@ -18,7 +18,12 @@ interface Measure {
 const GIB = 1024 ** 3;
 
 /** Every measure, in the order the benchmark takes them and the table shows them. */
-export function measures(count: number, low: number, electionTtlS: number): Measure[] {
+export function measures(
+  count: number,
+  low: number,
+  electionTtlS: number,
+  startFiles: number,
+): Measure[] {
   const n = count.toLocaleString('en-US');
   const m = low.toLocaleString('en-US');
   return [
@@ -57,6 +62,13 @@ export function measures(count: number, low: number, electionTtlS: number): Meas
       target: 5,
     },
     { key: 'followerIdleCpuPct', label: '  follower CPU, same 10 s', unit: 'pct' },
+    {
+      key: 'startPlacedMs',
+      label: `start ${startFiles.toLocaleString('en-US')} unit files -> all placed`,
+      unit: 'ms',
+      target: 5_000,
+    },
+    { key: 'startFlotctlMs', label: '  flotctl start returned (waits)', unit: 'ms' },
     { key: 'lossUnits', label: 'units on the machines lost', unit: 'count' },
     {
       key: 'lossRecoveredMs',

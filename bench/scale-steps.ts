@@ -5,7 +5,7 @@
  * simulated agents see it in etcd. A step that cannot finish in time records null with the
  * reason and leaves the cluster as it is, so the next step still runs.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readLeader } from '../scheduler/leadership.js';
 import type { LeasePool, Store } from '../store/index.js';
@@ -206,6 +206,45 @@ export async function footprint(b: Bench): Promise<void> {
   };
   put('leaderIdleCpuPct', pct(0), 'leader');
   put('followerIdleCpuPct', pct(1), 'follower');
+}
+
+/** How many unit files {@link startFiles} gives one `flotctl start`. */
+export const START_FILES = 1_000;
+
+/**
+ * `flotctl start` of {@link START_FILES} plain unit files named on its command line, into the
+ * full cluster: timed until the agents see every one of them placed, and until flotctl
+ * (which waits for each to run) returns.
+ */
+export async function startFiles(b: Bench): Promise<void> {
+  const dir = join(b.workDir, 'start');
+  await mkdir(dir, { recursive: true });
+  const names = Array.from({ length: START_FILES }, (_, i) => `batch-${i + 1}.service`);
+  const files = names.map((name) => join(dir, name));
+  await Promise.all(
+    names.map((name, i) =>
+      writeFile(
+        files[i] ?? '',
+        `[Unit]\nDescription=${name}, one of ${START_FILES} started at once\n\n` +
+          '[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=5%\nMemoryMax=32M\n',
+      ),
+    ),
+  );
+  const t0 = Date.now();
+  let done: FlotctlRun | undefined;
+  const wait = `${Math.ceil(b.stepTimeoutMs / 1000)}s`;
+  const running = run(b, ['start', '--timeout', wait, ...files]).then((r) => (done = r));
+  const placed = await waitUntil(
+    () => names.every((n) => b.agents.placedAt(n) !== undefined),
+    t0 + b.stepTimeoutMs,
+    { giveUp: stalled(b, () => done) },
+  );
+  const last = Math.max(...names.map((n) => b.agents.placedAt(n) ?? 0));
+  const left = names.filter((n) => b.agents.placedAt(n) === undefined).length;
+  record(b, 'startPlacedMs', t0, 'at' in placed ? { at: last } : placed, `${left} not placed`);
+  const r = await running;
+  if (r.code === 0) b.report.set('startFlotctlMs', r.ms);
+  else b.report.miss('startFlotctlMs', failureOf(r));
 }
 
 /**

@@ -200,7 +200,7 @@ async function step(
 async function main(): Promise<void> {
   const opts = parseOptions();
   const low = Math.max(1, Math.floor(opts.count / 10));
-  const report = new Report(measures(opts.count, low, ELECTION_TTL_S));
+  const report = new Report(measures(opts.count, low, ELECTION_TTL_S, steps.START_FILES));
   const started: Started = { replicas: [] };
   // The first signal tears down in order (replicas resign, etcd stops, the dir goes); a
   // second one, while that runs, SIGKILLs the children at once and leaves.
@@ -277,6 +277,9 @@ async function runSteps(b: steps.Bench, opts: ScaleOptions, report: Report): Pro
   await step(report, 'queries', queryKeys, () => steps.queries(b, n));
   const footprintKeys = ['leaderRssBytes', 'followerRssBytes', 'leaderIdleCpuPct'];
   await step(report, 'footprint', footprintKeys, () => steps.footprint(b));
+  await step(report, `start ${steps.START_FILES} files`, ['startPlacedMs', 'startFlotctlMs'], () =>
+    steps.startFiles(b),
+  );
   await step(report, `lose ${opts.lose} machines`, ['lossRecoveredMs'], () =>
     steps.loseMachines(b, opts.lose),
   );

@@ -63,6 +63,15 @@ export interface UnitListing {
   readonly warnings: readonly string[];
 }
 
+/** One unit asked for by name: its status when the cluster has it, and when it was read. */
+export interface NamedUnit {
+  readonly status: UnitStatus | undefined;
+  readonly revision: bigint;
+}
+
+/** Names per ListUnits request of {@link ApiClient.unitsNamed}. */
+const NAMES_PER_REQUEST = 1_000;
+
 /** How a stream is opened. */
 export interface StreamOptions {
   /**
@@ -252,6 +261,7 @@ export class ApiClient {
       nameGlob: '',
       machine: '',
       withFiles: false,
+      names: [],
       ...filter,
       pageToken,
     };
@@ -269,6 +279,28 @@ export class ApiClient {
       units.push(...page.units);
     }
     return { units, revision, warnings: warnings ?? [] };
+  }
+
+  /**
+   * Every unit of `names`, looked up by name (ListUnits' `names`, a thousand names a request):
+   * an entry for each name, its status undefined when the cluster has no such unit.
+   */
+  async unitsNamed(
+    names: readonly string[],
+    opts: { withFiles?: boolean } = {},
+  ): Promise<Map<string, NamedUnit>> {
+    const found = new Map<string, NamedUnit>();
+    const unique = [...new Set(names)];
+    for (let i = 0; i < unique.length; i += NAMES_PER_REQUEST) {
+      const part = unique.slice(i, i + NAMES_PER_REQUEST);
+      const { units, revision } = await this.listAllUnits({
+        names: part,
+        withFiles: opts.withFiles ?? false,
+      });
+      const byName = new Map(units.map((u) => [u.unit?.name ?? '', u]));
+      for (const name of part) found.set(name, { status: byName.get(name), revision });
+    }
+    return found;
   }
 
   /**

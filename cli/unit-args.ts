@@ -9,7 +9,6 @@
 import { rewriteImageLine } from '../registry/pin.js';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { status } from '@grpc/grpc-js';
 import type { Unit } from '../proto/flotilla/v1/records.js';
 import type { SubmitUnitsResponse, UnitFile } from '../proto/flotilla/v1/units.js';
 import {
@@ -142,10 +141,14 @@ export async function submitMissing(
   args: readonly string[],
 ): Promise<SubmitUnitsResponse | undefined> {
   const files = await localFiles(args);
+  const cluster = await api.unitsNamed(
+    files.map((f) => f.name),
+    { withFiles: true },
+  );
   const missing: UnitFile[] = [];
   for (const local of files) {
     const file = await readUnitFile(local.path);
-    const existing = await getUnitOrUndefined(api, local.name);
+    const existing = cluster.get(local.name)?.status?.unit;
     if (existing === undefined) {
       missing.push(file);
     } else if (!sameUnit(existing, file)) {
@@ -156,16 +159,6 @@ export async function submitMissing(
   }
   if (missing.length === 0) return undefined;
   return api.submitUnits({ files: missing, replace: false, desiredState: '' });
-}
-
-/** The cluster's unit of that name, or undefined when it has none. */
-export async function getUnitOrUndefined(api: ApiClient, name: string): Promise<Unit | undefined> {
-  try {
-    return (await api.getUnit(name)).unit;
-  } catch (err) {
-    if (err instanceof CliError && err.grpcCode === status.NOT_FOUND) return undefined;
-    throw err;
-  }
 }
 
 /**

@@ -76,12 +76,9 @@ export async function readViews(
   names: readonly string[],
 ): Promise<Map<string, UnitView>> {
   const views = new Map<string, UnitView>();
-  // Unit names hold no glob characters, so each glob matches exactly its unit.
-  await forEachLimited(names, 8, async (name) => {
-    const { units, revision } = await api.listAllUnits({ nameGlob: name });
-    const status = units.find((u) => u.unit?.name === name);
+  for (const [name, { status, revision }] of await api.unitsNamed(names)) {
     views.set(name, UnitView.fromStatus(name, status, revision));
-  });
+  }
   return views;
 }
 
@@ -320,22 +317,6 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-/** Runs `fn` over `items`, at most `limit` at a time. */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /**

@@ -83,7 +83,7 @@ export {
   type MirrorEvent,
   type MirrorRecord,
 } from './mirror.js';
-export { SortedMap } from './sorted-map.js';
+export { compareNames, SortedMap } from './sorted-map.js';
 export {
   watchPrefix,
   type PrefixChange,

@@ -8,7 +8,7 @@ import BTreeModule from 'sorted-btree';
 const BTree = BTreeModule.default;
 
 /** Plain string order, the order etcd keeps keys in. */
-function compareNames(a: string, b: string): number {
+export function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

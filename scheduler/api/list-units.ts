@@ -12,7 +12,7 @@ import type {
   ListUnitsResponse,
   UnitStatus,
 } from '../../proto/flotilla/v1/units.js';
-import type { SortedMap } from '../../store/index.js';
+import { compareNames, type SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
 import { ApiError, formatUnitError, type Visible } from './errors.js';
 import {
@@ -28,6 +28,8 @@ import { extrasOf, statusWithAddresses } from './unit-status.js';
 export const DEFAULT_PAGE_SIZE = 1000;
 /** The largest page served; larger requests are clamped to it. */
 export const MAX_PAGE_SIZE = 10_000;
+/** The most names one ListUnits may give. */
+export const MAX_NAMES = 10_000;
 
 /**
  * Where the next page starts: the last name already returned (and the revision of the page
@@ -67,6 +69,12 @@ export async function listUnits(
     throw new ApiError('invalid-argument', `page size ${req.pageSize} is negative`);
   }
   const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
+  if (req.names.length > MAX_NAMES) {
+    throw new ApiError(
+      'invalid-argument',
+      `${req.names.length} names given; a listing takes at most ${MAX_NAMES}: ask in parts`,
+    );
+  }
   const glob = req.nameGlob === '' ? undefined : compileNameGlob(req.nameGlob);
   const token = req.pageToken === '' ? undefined : decodeToken(req.pageToken);
   const { mirror, definitions } = cluster;
@@ -74,7 +82,8 @@ export async function listUnits(
   const revision = mirror.revision;
   const machine =
     req.machine === '' ? undefined : resolveMachine(knownMachines(mirror), req.machine);
-  const source = machine === undefined ? mirror.units : mirror.placementsOn.get(machine);
+  const walked = machine === undefined ? mirror.units : mirror.placementsOn.get(machine);
+  const source = walked !== undefined && req.names.length > 0 ? named(req.names, walked) : walked;
   const { names, next } =
     source === undefined
       ? { names: [], next: undefined }
@@ -95,13 +104,30 @@ export async function listUnits(
   };
 }
 
+/** What a page walks: names in order from a point, as a {@link SortedMap} gives them. */
+interface NameSource {
+  entries(from?: string): Iterable<[string, unknown]>;
+}
+
+/** The given names that `source` holds, in name order: O(k log k) for k names. */
+function named(given: readonly string[], source: SortedMap<unknown>): NameSource {
+  const sorted = [...new Set(given)].filter((n) => source.has(n)).sort(compareNames);
+  return {
+    *entries(from = '') {
+      let i = 0;
+      while (i < sorted.length && (sorted[i] ?? '') < from) i++;
+      for (; i < sorted.length; i++) yield [sorted[i] ?? '', undefined];
+    },
+  };
+}
+
 /**
- * Up to `pageSize` names of `source` (a sorted map keyed by unit name) that match the glob,
+ * Up to `pageSize` names of `source` (a sorted map keyed by unit name, or the named units) that match the glob,
  * after `after`; `next` is the name to continue after when more may follow. The glob's
  * literal prefix is where the walk starts and ends, so `web@*` walks only web@ names.
  */
 function scan(
-  source: SortedMap<unknown>,
+  source: NameSource,
   page: {
     pageSize: number;
     glob: Glob | undefined;

@@ -109,6 +109,40 @@ test('a name glob filters the listing and pages still cover every match once', a
   t.is((await failure(api.list({ pageToken: 'garbage' }))).code, status.INVALID_ARGUMENT);
 });
 
+test('a listing by names returns just the named units that exist, in name order and paged', async (t) => {
+  const api = await startApi(t, server());
+  const names = Array.from({ length: 2_000 }, (_, i) => `n${String(i).padStart(5, '0')}.service`);
+  await putUnits(api.store, names);
+  const asked = [
+    'n01999.service',
+    'absent.service',
+    'n00007.service',
+    'n00500.service',
+    'n00007.service',
+    'n01000.service',
+  ];
+  const pages = await listAll(api, { names: asked, pageSize: 2 });
+  t.deepEqual(
+    pages.flat().map((u) => u.unit?.name),
+    ['n00007.service', 'n00500.service', 'n01000.service', 'n01999.service'],
+  );
+  t.deepEqual(
+    pages.map((p) => p.length),
+    [2, 2],
+  );
+  // Names narrow a glob's matches, and file text comes only when asked for.
+  const both = await api.list({ names: asked, nameGlob: 'n00*', withFiles: true });
+  t.deepEqual(
+    both.units.map((u) => u.unit?.name),
+    ['n00007.service', 'n00500.service'],
+  );
+  t.not(both.units[0]?.unit?.file, '');
+  const many = Array.from({ length: 10_001 }, (_, i) => `x${i}.service`);
+  const err = await failure(api.list({ names: many }));
+  t.is(err.code, status.INVALID_ARGUMENT);
+  t.regex(err.details, /at most 10000/);
+});
+
 test('status shows placement, agent state, pending reasons and the derived state', async (t) => {
   const api = await startApi(t, server());
   const m1 = 'aaaa1111';

@@ -153,6 +153,7 @@ async function rig(t: ExecutionContext): Promise<Rig> {
             nameGlob: '',
             machine: '',
             withFiles: false,
+            names: [],
           });
           return res.units.map((u) => u.unit?.name ?? '');
         },

@@ -136,6 +136,12 @@ export interface ListUnitsRequest {
    * listing of 100,000 units small.
    */
   withFiles: boolean;
+  /**
+   * Only the units of these names (at most 10,000; names not submitted are left out), still
+   * in name order and paged. Each is looked up by name, so a listing of k names costs O(k)
+   * whatever the cluster holds: how flotctl reads the units it was given on the command line.
+   */
+  names: string[];
 }
 
 export interface ListUnitsResponse {
@@ -1420,7 +1426,7 @@ export const GlobalInstance: MessageFns<GlobalInstance> = {
 };
 
 function createBaseListUnitsRequest(): ListUnitsRequest {
-  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "", withFiles: false };
+  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "", withFiles: false, names: [] };
 }
 
 export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
@@ -1439,6 +1445,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     }
     if (message.withFiles !== false) {
       writer.uint32(40).bool(message.withFiles);
+    }
+    for (const v of message.names) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1496,6 +1505,14 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
             message.withFiles = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1531,6 +1548,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
         : isSet(object.with_files)
         ? globalThis.Boolean(object.with_files)
         : false,
+      names: globalThis.Array.isArray(object?.names)
+        ? object.names.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1551,6 +1571,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     if (message.withFiles !== false) {
       obj.withFiles = message.withFiles;
     }
+    if (message.names?.length) {
+      obj.names = message.names;
+    }
     return obj;
   },
 
@@ -1564,6 +1587,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     message.nameGlob = object.nameGlob ?? "";
     message.machine = object.machine ?? "";
     message.withFiles = object.withFiles ?? false;
+    message.names = object.names?.map((e) => e) || [];
     return message;
   },
 };

@@ -87,7 +87,9 @@ async function setAndWait(
   spec: StateVerbSpec,
   req: { args: readonly string[]; names: string[]; wait: WaitOptions },
 ): Promise<number> {
-  if (spec.acceptsFiles) await submitMissing(api, io, req.args);
+  const submitted = spec.acceptsFiles
+    ? await submitMissing(api, io, req.args, spec.desired)
+    : undefined;
   // stop refuses units that are not loaded, as fleetctl does: stopping them would load them.
   let before: Map<string, UnitView> | undefined;
   if (spec.name === 'stop') {
@@ -103,7 +105,16 @@ async function setAndWait(
       }
     }
   }
-  const res = await api.setDesiredState(req.names, spec.desired);
+  // Units the submit created are at the desired state already; the rest are set now. The
+  // wait counts from the earlier of the two writes.
+  const created = req.names.filter((n) => submitted?.created.has(n) === true);
+  const rest = req.names.filter((n) => submitted?.created.has(n) !== true);
+  const set = rest.length > 0 ? await api.setDesiredState(rest, spec.desired) : undefined;
+  const res = {
+    changed: [...created, ...(set?.changed ?? [])],
+    unchanged: set?.unchanged ?? [],
+    revision: submitted?.revision ?? set?.revision ?? 0n,
+  };
   const json = globals.output === 'json';
   if (!req.wait.block) {
     if (json) printJson(io, { ...res, units: [] });

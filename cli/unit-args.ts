@@ -10,13 +10,14 @@ import { rewriteImageLine } from '../registry/pin.js';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Unit } from '../proto/flotilla/v1/records.js';
-import type { SubmitUnitsResponse, UnitFile } from '../proto/flotilla/v1/units.js';
+import type { UnitFile } from '../proto/flotilla/v1/units.js';
 import {
   fileTooLargeMessage,
   parseUnit,
   parseUnitName,
   UNIT_FILE_MAX_BYTES,
   UNIT_TYPES,
+  type UnitStateName,
 } from '../unit/index.js';
 import type { ApiClient } from './client.js';
 import { CliError } from './errors.js';
@@ -129,17 +130,26 @@ async function localFiles(args: readonly string[]): Promise<LocalFile[]> {
   return [...found.values()];
 }
 
+/** What {@link submitMissing} submitted. */
+export interface Submitted {
+  /** The units it created, already at the desired state it was given (templates never are). */
+  readonly created: ReadonlySet<string>;
+  /** The revision of its first write; undefined when nothing had to be submitted. */
+  readonly revision: bigint | undefined;
+}
+
 /**
- * Submits the local files of `args` whose units the cluster does not have yet (one
- * transaction); warns about local files that differ from the cluster's unit of that name,
- * which is kept (as fleetctl does). Returns the submit's answer, or undefined when nothing
- * had to be submitted.
+ * Submits the local files of `args` whose units the cluster does not have yet, at `desired`
+ * (templates, which are never active, first and without it); warns about local files that
+ * differ from the cluster's unit of that name, which is kept (as fleetctl does). A unit
+ * created here needs no second write to be started: the leader places it on its first look.
  */
 export async function submitMissing(
   api: ApiClient,
   io: CliIo,
   args: readonly string[],
-): Promise<SubmitUnitsResponse | undefined> {
+  desired: UnitStateName,
+): Promise<Submitted> {
   const files = await localFiles(args);
   const cluster = await api.unitsNamed(
     files.map((f) => f.name),
@@ -157,8 +167,20 @@ export async function submitMissing(
       );
     }
   }
-  if (missing.length === 0) return undefined;
-  return api.submitUnits({ files: missing, replace: false, desiredState: '' });
+  const created = new Set<string>();
+  let revision: bigint | undefined;
+  const templates = missing.filter((f) => isTemplateName(f.name));
+  const units = missing.filter((f) => !isTemplateName(f.name));
+  for (const [files, desiredState] of [
+    [templates, ''],
+    [units, desired],
+  ] as const) {
+    if (files.length === 0) continue;
+    const res = await api.submitUnits({ files, replace: false, desiredState });
+    revision ??= res.revision;
+    if (desiredState !== '') for (const name of res.created) created.add(name);
+  }
+  return { created, revision };
 }
 
 /**

@@ -120,7 +120,8 @@ export class ApiClient {
   }
 
   // The API takes at most REQUEST_UNITS units per write (one etcd transaction); more are sent
-  // as several requests, each all-or-nothing, in order, and their answers merged.
+  // as several requests, each all-or-nothing, up to REQUESTS_IN_FLIGHT at once (so their
+  // writes reach the leader together), and their answers merged in order.
 
   async submitUnits(req: SubmitUnitsRequest): Promise<SubmitUnitsResponse> {
     checkUnitFileSizes(chunks(req.files));
@@ -135,39 +136,36 @@ export class ApiClient {
         throw new CliError('refused', problems.slice(0, MAX_PROBLEMS).join('\n'));
       }
     }
-    const merged: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision: 0n };
-    for (const files of chunks(req.files)) {
-      const res = await this.unary(this.units.submitUnits.bind(this.units), { ...req, files });
-      merged.created.push(...res.created);
-      merged.updated.push(...res.updated);
-      merged.unchanged.push(...res.unchanged);
-      merged.revision = maxBigint(merged.revision, res.revision);
-    }
-    return merged;
+    const call = this.units.submitUnits.bind(this.units);
+    const answers = await inFlight(chunks(req.files), (files) =>
+      this.unary(call, { ...req, files }),
+    );
+    return {
+      created: answers.flatMap((a) => a.created),
+      updated: answers.flatMap((a) => a.updated),
+      unchanged: answers.flatMap((a) => a.unchanged),
+      revision: maxRevision(answers),
+    };
   }
 
   async setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
     if (names.length > REQUEST_UNITS) await this.checkKnown(names, true);
-    const merged: SetDesiredStateResponse = { changed: [], unchanged: [], revision: 0n };
-    for (const part of chunks(names)) {
-      const call = this.units.setDesiredState.bind(this.units);
-      const res = await this.unary(call, { names: part, desiredState });
-      merged.changed.push(...res.changed);
-      merged.unchanged.push(...res.unchanged);
-      merged.revision = maxBigint(merged.revision, res.revision);
-    }
-    return merged;
+    const call = this.units.setDesiredState.bind(this.units);
+    const answers = await inFlight(chunks(names), (part) =>
+      this.unary(call, { names: part, desiredState }),
+    );
+    return {
+      changed: answers.flatMap((a) => a.changed),
+      unchanged: answers.flatMap((a) => a.unchanged),
+      revision: maxRevision(answers),
+    };
   }
 
   async destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
     if (names.length > REQUEST_UNITS) await this.checkKnown(names, false);
-    const merged: DestroyUnitsResponse = { destroyed: [], revision: 0n };
-    for (const part of chunks(names)) {
-      const res = await this.unary(this.units.destroyUnits.bind(this.units), { names: part });
-      merged.destroyed.push(...res.destroyed);
-      merged.revision = maxBigint(merged.revision, res.revision);
-    }
-    return merged;
+    const call = this.units.destroyUnits.bind(this.units);
+    const answers = await inFlight(chunks(names), (part) => this.unary(call, { names: part }));
+    return { destroyed: answers.flatMap((a) => a.destroyed), revision: maxRevision(answers) };
   }
 
   /**
@@ -176,14 +174,19 @@ export class ApiClient {
    * an unknown name among many still writes nothing (bar a unit destroyed meanwhile).
    */
   private async checkKnown(names: readonly string[], instances: boolean): Promise<void> {
-    const { units } = await this.listAllUnits();
-    const known = new Set(units.flatMap((u) => (u.unit === undefined ? [] : [u.unit.name])));
-    const missing = names.filter((name) => {
-      if (known.has(name)) return false;
-      if (!instances) return true;
-      const parsed = parseUnitName(name);
-      return !(parsed.isInstance && known.has(parsed.template));
-    });
+    const templateOf = (name: string): string | undefined => {
+      try {
+        const parsed = parseUnitName(name);
+        return parsed.isInstance ? parsed.template : undefined;
+      } catch {
+        return undefined; // the API says what is wrong with the name
+      }
+    };
+    const templates = instances ? names.flatMap((n) => templateOf(n) ?? []) : [];
+    const found = await this.unitsNamed([...names, ...templates]);
+    const known = (name: string | undefined): boolean =>
+      name !== undefined && found.get(name)?.status !== undefined;
+    const missing = names.filter((name) => !known(name) && !(instances && known(templateOf(name))));
     if (missing.length === 0) return;
     const what = missing.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
     const hint = instances ? ' (nor instances of a submitted template)' : '';
@@ -423,6 +426,27 @@ function chunks<T>(items: readonly T[]): T[][] {
   for (let i = 0; i < items.length; i += REQUEST_UNITS)
     runs.push(items.slice(i, i + REQUEST_UNITS));
   return runs;
+}
+
+/** Requests of one split write sent at once. */
+const REQUESTS_IN_FLIGHT = 8;
+
+/** `send` for every part, at most {@link REQUESTS_IN_FLIGHT} at a time; answers in order. */
+async function inFlight<T, R>(parts: readonly T[], send: (part: T) => Promise<R>): Promise<R[]> {
+  const answers: R[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < parts.length) {
+      const i = next++;
+      answers[i] = await send(parts[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REQUESTS_IN_FLIGHT, parts.length) }, worker));
+  return answers;
+}
+
+function maxRevision(answers: readonly { revision: bigint }[]): bigint {
+  return answers.reduce((max, a) => maxBigint(max, a.revision), 0n);
 }
 
 function maxBigint(a: bigint, b: bigint): bigint {

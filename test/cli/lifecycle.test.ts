@@ -189,6 +189,35 @@ test.serial(
   },
 );
 
+test.serial(
+  'start of 300 files submits them launched and waits for all; an unknown name among 300 writes nothing',
+  async (t) => {
+    const { api } = await cluster(t);
+    const files: Record<string, string> = { 'w@.service': unitText({ description: 'w %i' }) };
+    for (let i = 0; i < 300; i++) files[`f${i}.service`] = unitText();
+    const dir = await unitDir(t, files);
+    const names = Array.from({ length: 300 }, (_, i) => `${dir}/f${i}.service`);
+    const r = await api.run(['start', ...names]);
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout.match(/^Unit f\d+\.service launched on /gm)?.length, 300);
+    // Three requests' worth of names, instances of a submitted template among them, and one
+    // name that is neither: refused before the first request, so nothing is written.
+    t.is((await api.run(['submit', `${dir}/w@.service`])).code, 0);
+    const before = await fingerprint(api.store);
+    const instances = Array.from({ length: 299 }, (_, i) => `w@${i + 1}.service`);
+    const refused = await api.run(['start', '--no-block', ...instances, 'nowhere.service']);
+    t.is(refused.code, 1);
+    t.regex(
+      refused.stderr,
+      /nowhere\.service is not a submitted unit \(nor instances of a submitted template\)/,
+    );
+    t.deepEqual(
+      (await fingerprint(api.store)).filter((k) => k.includes('/units/')),
+      before.filter((k) => k.includes('/units/')),
+    );
+  },
+);
+
 test.serial('start of a Global unit is triggered without waiting, as with fleetctl', async (t) => {
   const { api } = await cluster(t);
   const r = await api.run(['start', `${EXAMPLES}node-monitor.service`]);

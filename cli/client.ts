@@ -24,9 +24,9 @@ import {
   type ResumeReschedulingResponse,
 } from '../proto/flotilla/v1/machines.js';
 import {
+  ListUnitsRequest,
   UnitsClient,
   type DestroyUnitsResponse,
-  type ListUnitsRequest,
   type ListUnitsResponse,
   type PlanRequest,
   type PlanResponse,
@@ -260,11 +260,8 @@ export class ApiClient {
   /** One page of units matching the filter, from `pageToken` ('' for the first). */
   listUnitsPage(filter: Partial<ListUnitsRequest>, pageToken = ''): Promise<ListUnitsResponse> {
     const req: ListUnitsRequest = {
+      ...ListUnitsRequest.create(),
       pageSize: this.pageSize,
-      nameGlob: '',
-      machine: '',
-      withFiles: false,
-      names: [],
       ...filter,
       pageToken,
     };

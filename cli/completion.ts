@@ -118,7 +118,11 @@ function starting(words: readonly string[], prefix: string): string[] {
 async function units(globals: GlobalOptions, prefix: string): Promise<string[]> {
   if (/[*?[\]]/.test(prefix)) return [];
   return fromApi(globals, async (api) => {
-    const page = await api.listUnitsPage({ nameGlob: `${prefix}*`, pageSize: COMPLETE_MAX });
+    const page = await api.listUnitsPage({
+      nameGlob: `${prefix}*`,
+      pageSize: COMPLETE_MAX,
+      brief: true,
+    });
     return page.units.map((u) => u.unit?.name ?? '').filter((n) => n !== '');
   });
 }

@@ -78,6 +78,16 @@ const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   image: (r) => stateOf(r)?.image || r.status.image || '-',
 };
 const UNIT_DEFAULTS = 'unit,machine,active,sub';
+/** Columns that a brief listing (ListUnitsRequest.brief) holds everything for. */
+const BRIEF_COLUMNS: ReadonlySet<string> = new Set([
+  'unit',
+  'machine',
+  'active',
+  'sub',
+  'load',
+  'dstate',
+  'state',
+]);
 
 /** list-units shows units that are wanted on a machine, placed on one, or still reported. */
 function isListedUnit(s: UnitStatus): boolean {
@@ -131,11 +141,14 @@ export const listUnitsVerb: Verb = {
     });
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
     const fields = parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
-    // Files only when shown: a description, or JSON (the whole record).
+    // Files only when shown: a description, or JSON (the whole record); a table of summary
+    // columns asks for the summary only.
+    const json = globals.output === 'json';
     const filter = {
       nameGlob: positionals[0] ?? '',
       machine: values.machine ?? '',
-      withFiles: fields.includes('desc') || globals.output === 'json',
+      withFiles: fields.includes('desc') || json,
+      brief: !json && fields.every((f) => BRIEF_COLUMNS.has(f)),
     };
     const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     const draw = async (api: ApiClient): Promise<bigint> => {

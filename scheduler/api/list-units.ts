@@ -6,11 +6,12 @@
  * the token carries the last name returned, so a listing never repeats or skips a unit that
  * exists throughout it.
  */
-import type {
-  GetUnitRequest,
-  ListUnitsRequest,
-  ListUnitsResponse,
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import {
   UnitStatus,
+  type GetUnitRequest,
+  type ListUnitsRequest,
+  type ListUnitsResponse,
 } from '../../proto/flotilla/v1/units.js';
 import { compareNames, type SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
@@ -93,8 +94,8 @@ export async function listUnits(
     const unit = mirror.units.get(name)?.value;
     if (unit === undefined) continue; // placed, but destroyed meanwhile
     const status = statusWithAddresses(mirror, unit, extrasOf(mirror, name, machine), definitions);
-    if (!req.withFiles) status.unit = { ...unit, file: '' };
-    units.push(status);
+    if (req.brief) units.push(briefStatus(status));
+    else units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
   }
   return {
     units,
@@ -102,6 +103,29 @@ export async function listUnits(
     revision,
     warnings: corruptRecordWarnings(mirror),
   };
+}
+
+/** `status` with only what a summary row needs (ListUnitsRequest.brief). */
+export function briefStatus(status: UnitStatus): UnitStatus {
+  const { unit, placement, state } = status;
+  return UnitStatus.fromPartial({
+    unit: unit && { name: unit.name, desiredState: unit.desiredState },
+    placement: placement && { machine: placement.machine },
+    state: state && briefState(state),
+    currentState: status.currentState,
+    addresses: status.addresses,
+    global: status.global,
+    instances: status.instances.map((copy) => ({
+      placement: copy.placement && { machine: copy.placement.machine },
+      state: copy.state && briefState(copy.state),
+      currentState: copy.currentState,
+    })),
+  });
+}
+
+function briefState(state: UnitState): Partial<UnitState> {
+  const { machine, loadState, activeState, subState } = state;
+  return { machine, loadState, activeState, subState };
 }
 
 /** What a page walks: names in order from a point, as a {@link SortedMap} gives them. */

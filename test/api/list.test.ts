@@ -6,6 +6,7 @@ import {
   Unscheduled,
   type Machine,
 } from '../../proto/flotilla/v1/records.js';
+import { ListUnitsResponse } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
 import { assertEventually, etcdForFile, makeMachine, makeUnit } from '../helpers/index.js';
 import { failure, listAll, startApi } from './api-kit.js';
@@ -192,6 +193,37 @@ test('status shows placement, agent state, pending reasons and the derived state
       ['run.service', 'launched', m1],
     ],
   );
+  // A brief listing: the same rows and summary columns, without the details.
+  const brief = await api.list({ brief: true });
+  t.deepEqual(
+    brief.units.map((u) => [
+      u.unit?.name,
+      u.unit?.desiredState,
+      u.currentState,
+      u.placement?.machine ?? '',
+      u.state?.activeState ?? '',
+      u.addresses[u.placement?.machine ?? ''] ?? '',
+    ]),
+    all.units.map((u) => [
+      u.unit?.name,
+      u.unit?.desiredState,
+      u.currentState,
+      u.placement?.machine ?? '',
+      u.state?.activeState ?? '',
+      u.addresses[u.placement?.machine ?? ''] ?? '',
+    ]),
+  );
+  t.true(
+    brief.units.some((u) => u.addresses[m1] !== undefined),
+    'addresses are kept',
+  );
+  t.true(all.units.every((u) => u.unit?.hash !== ''));
+  t.true(brief.units.every((u) => u.unit?.hash === '' && (u.placement?.hash ?? '') === ''));
+  t.true(
+    brief.units.every((u) => u.unscheduled === undefined && (u.placement?.epoch ?? 0n) === 0n),
+  );
+  const sizeOf = (r: typeof all) => ListUnitsResponse.encode(r).finish().length;
+  t.true(sizeOf(brief) < sizeOf(all) / 2, `${sizeOf(brief)} of ${sizeOf(all)} bytes`);
   t.is((await failure(api.get('ghost.service'))).code, status.NOT_FOUND);
 
   // A machine that was lost (no machines/ record) with its placement still in etcd.

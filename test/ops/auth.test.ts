@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import { channelCredentials } from '../../daemon/tls.js';
 import { EventsClient } from '../../proto/flotilla/v1/events.js';
 import { MachinesClient } from '../../proto/flotilla/v1/machines.js';
-import { UnitsClient } from '../../proto/flotilla/v1/units.js';
+import { ListUnitsRequest, UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { hashToken, parsePolicy } from '../../scheduler/api/auth-policy.js';
 import { Authorizer, ruleOf } from '../../scheduler/api/auth.js';
 import { startApiServer } from '../../scheduler/api/server.js';
@@ -147,14 +147,7 @@ async function rig(t: ExecutionContext): Promise<Rig> {
         setDesired: (names, desiredState) => call(c.setDesiredState, { names, desiredState }),
         destroy: (names) => call(c.destroyUnits, { names }),
         list: async () => {
-          const res = await call(c.listUnits, {
-            pageSize: 0,
-            pageToken: '',
-            nameGlob: '',
-            machine: '',
-            withFiles: false,
-            names: [],
-          });
+          const res = await call(c.listUnits, ListUnitsRequest.create());
           return res.units.map((u) => u.unit?.name ?? '');
         },
       };

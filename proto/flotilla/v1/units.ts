@@ -142,6 +142,13 @@ export interface ListUnitsRequest {
    * whatever the cluster holds: how flotctl reads the units it was given on the command line.
    */
   names: string[];
+  /**
+   * Only what a unit's summary row needs: the unit's name and desired state, the placement's
+   * machine, the state's machine and load/active/sub states, the derived state, addresses
+   * and Global copies alike. Hashes, epochs, container ids, pids, health, messages, images and
+   * pending reasons are left out, which makes a listing of 100,000 units about a third the size.
+   */
+  brief: boolean;
 }
 
 export interface ListUnitsResponse {
@@ -1426,7 +1433,7 @@ export const GlobalInstance: MessageFns<GlobalInstance> = {
 };
 
 function createBaseListUnitsRequest(): ListUnitsRequest {
-  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "", withFiles: false, names: [] };
+  return { pageSize: 0, pageToken: "", nameGlob: "", machine: "", withFiles: false, names: [], brief: false };
 }
 
 export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
@@ -1448,6 +1455,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     }
     for (const v of message.names) {
       writer.uint32(50).string(v!);
+    }
+    if (message.brief !== false) {
+      writer.uint32(56).bool(message.brief);
     }
     return writer;
   },
@@ -1513,6 +1523,14 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
             message.names.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.brief = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1551,6 +1569,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
       names: globalThis.Array.isArray(object?.names)
         ? object.names.map((e: any) => globalThis.String(e))
         : [],
+      brief: isSet(object.brief) ? globalThis.Boolean(object.brief) : false,
     };
   },
 
@@ -1574,6 +1593,9 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     if (message.names?.length) {
       obj.names = message.names;
     }
+    if (message.brief !== false) {
+      obj.brief = message.brief;
+    }
     return obj;
   },
 
@@ -1588,6 +1610,7 @@ export const ListUnitsRequest: MessageFns<ListUnitsRequest> = {
     message.machine = object.machine ?? "";
     message.withFiles = object.withFiles ?? false;
     message.names = object.names?.map((e) => e) || [];
+    message.brief = object.brief ?? false;
     return message;
   },
 };

@@ -6,12 +6,12 @@
  * the token carries the last name returned, so a listing never repeats or skips a unit that
  * exists throughout it.
  */
-import type { UnitState } from '../../proto/flotilla/v1/records.js';
-import {
+import type { HealthCheckResult, Placement, UnitState } from '../../proto/flotilla/v1/records.js';
+import type {
+  GetUnitRequest,
+  ListUnitsRequest,
+  ListUnitsResponse,
   UnitStatus,
-  type GetUnitRequest,
-  type ListUnitsRequest,
-  type ListUnitsResponse,
 } from '../../proto/flotilla/v1/units.js';
 import { compareNames, type SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
@@ -105,28 +105,60 @@ export async function listUnits(
   };
 }
 
-/** `status` with only what a summary row needs (ListUnitsRequest.brief). */
+/**
+ * `status` with only what a summary row needs (ListUnitsRequest.brief): a few small objects
+ * per unit, its records' other fields left at their defaults.
+ */
 export function briefStatus(status: UnitStatus): UnitStatus {
   const { unit, placement, state } = status;
-  return UnitStatus.fromPartial({
-    unit: unit && { name: unit.name, desiredState: unit.desiredState },
-    placement: placement && { machine: placement.machine },
+  return {
+    unit: unit && { name: unit.name, file: '', hash: '', desiredState: unit.desiredState },
+    placement: placement && briefPlacement(placement),
     state: state && briefState(state),
+    unscheduled: undefined,
     currentState: status.currentState,
+    instances:
+      status.instances.length === 0
+        ? status.instances
+        : status.instances.map((copy) => ({
+            placement: copy.placement && briefPlacement(copy.placement),
+            state: copy.state && briefState(copy.state),
+            currentState: copy.currentState,
+          })),
     addresses: status.addresses,
     global: status.global,
-    instances: status.instances.map((copy) => ({
-      placement: copy.placement && { machine: copy.placement.machine },
-      state: copy.state && briefState(copy.state),
-      currentState: copy.currentState,
-    })),
-  });
+    image: '',
+  };
 }
 
-function briefState(state: UnitState): Partial<UnitState> {
-  const { machine, loadState, activeState, subState } = state;
-  return { machine, loadState, activeState, subState };
+function briefPlacement({ machine }: Placement): Placement {
+  return { unit: '', machine, hash: '', epoch: 0n, desiredState: '' };
 }
+
+function briefState({ machine, loadState, activeState, subState }: UnitState): UnitState {
+  return {
+    name: '',
+    machine,
+    hash: '',
+    loadState,
+    activeState,
+    subState,
+    containerId: '',
+    pid: 0,
+    exitStatus: 0,
+    exitSignal: '',
+    restarts: 0,
+    since: 0n,
+    message: '',
+    image: '',
+    health: '',
+    healthFailures: 0,
+    healthChecks: NO_CHECKS,
+  };
+}
+
+/** The empty health check list of every brief state (never changed). */
+const NO_CHECKS: HealthCheckResult[] = [];
 
 /** What a page walks: names in order from a point, as a {@link SortedMap} gives them. */
 interface NameSource {

@@ -40,15 +40,19 @@ export function isRegistryError(err: unknown): err is RegistryError {
   return err instanceof RegistryError;
 }
 
-/** Patterns of skopeo's (containers/image's) messages, most specific first. */
+/**
+ * Patterns of skopeo's (containers/image's) messages, most specific first. A local failure
+ * comes first, and HTTP status codes must stand as numbers of their own: the message names
+ * local paths, whose hex and digits hold "403" or "404" often enough.
+ */
 const PATTERNS: readonly (readonly [RegExp, RegistryErrorCode, string])[] = [
-  [/manifest unknown|name unknown|not found|404/i, 'not-found', 'not found in the registry'],
+  [/no space left on device/i, 'disk-full', "the image store's disk is full"],
+  [/manifest unknown|name unknown|not found|\b404\b/i, 'not-found', 'not found in the registry'],
   [
-    /unauthorized|authentication required|denied|401|403/i,
+    /unauthorized|authentication required|\bdenied:|access to the resource is denied|\b40[13]\b/i,
     'unauthorized',
     'the registry refused the credentials (see --registry-auth-file)',
   ],
-  [/no space left on device/i, 'disk-full', "the image store's disk is full"],
   [
     /server gave HTTP response to HTTPS client/i,
     'unreachable',

@@ -75,6 +75,12 @@ export class ClusterCache {
   private readonly plannerMachines = new Map<string, PlannerMachine>();
   private sortedMachines: PlannerMachine[] | undefined;
   private readonly planned = new Map<string, Planned>();
+  /**
+   * Units whose records were deleted since the last view, while nothing else that may change
+   * a plan changed (deleted placements aside: they only free room); undefined once anything
+   * else did, or before the first view.
+   */
+  private vanished: Set<string> | undefined;
   private readonly unsubscribe: Unsubscribe;
 
   constructor(
@@ -84,8 +90,10 @@ export class ClusterCache {
   ) {
     this.unsubscribe = mirror.on((e) => {
       const kinds = new Set<KeyKind | 'other'>();
+      if (e.resync) this.vanished = undefined;
       for (const c of e.changes) {
         kinds.add(c.kind);
+        this.noteVanished(c.kind, c.change.type, c.parsed?.name);
         if (c.kind === 'machine' || c.kind === 'machine-metadata')
           this.machineChanged(c.parsed?.name);
         if (c.kind === 'machine' && c.parsed !== undefined) {
@@ -149,8 +157,21 @@ export class ClusterCache {
     return this.mirror.waitFor(revision, timeoutMs);
   }
 
+  /**
+   * The units deleted since the last view or sweep when that is all that changed meanwhile
+   * (a sweep then unplaces them without planning, see engine.ts), taken: later calls see only
+   * later deletions. Undefined when a pass must plan.
+   */
+  takeVanished(): string[] | undefined {
+    if (this.vanished === undefined || this.vanished.size === 0) return undefined;
+    const names = [...this.vanished];
+    this.vanished.clear();
+    return names;
+  }
+
   /** The view one pass plans from: one walk over units and placements in the mirror. */
   view(): ClusterView {
+    this.vanished = new Set();
     const { mirror } = this;
     const machines = this.machinesSorted();
     const units: PlannerUnit[] = [];
@@ -211,6 +232,12 @@ export class ClusterCache {
       unit: toPlannerUnit(def, desired),
       active: { name, hash: unit.hash, desired },
     };
+  }
+
+  private noteVanished(kind: KeyKind | 'other', type: 'put' | 'delete', name?: string): void {
+    if (this.vanished === undefined || !PLANNING_KINDS.has(kind)) return;
+    if (kind === 'unit' && type === 'delete' && name !== undefined) this.vanished.add(name);
+    else if (kind !== 'placement' || type !== 'delete') this.vanished = undefined;
   }
 
   private machineChanged(id: string | undefined): void {

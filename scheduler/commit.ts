@@ -13,7 +13,14 @@
  * the new placements. A moved unit is therefore briefly on no machine, never on two.
  */
 import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
-import { codecs, fencedTxn, type BatchOp, type Keys, type Store } from '../store/index.js';
+import {
+  codecs,
+  fencedTxn,
+  type BatchOp,
+  type CacheEntry,
+  type Keys,
+  type Store,
+} from '../store/index.js';
 import type { ClusterView } from './cluster-cache.js';
 import { SchedulerError } from './errors.js';
 import type { Term } from './leadership.js';
@@ -130,6 +137,45 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
       unscheduledWritten,
       unscheduledCleared,
     },
+  };
+}
+
+/** The indexes a sweep reads: the mirror's units, placements and pending reasons. */
+export interface SweepIndexes {
+  readonly units: { has(name: string): boolean };
+  readonly placements: ReadonlyMap<string, ReadonlyMap<string, CacheEntry<Placement>>>;
+  readonly unscheduled: ReadonlyMap<string, CacheEntry<Unscheduled>>;
+}
+
+/**
+ * A sweep's writes: the placements and pending reasons of units whose records are gone
+ * (`vanished`; one submitted again since keeps its own), each deleted only if unchanged. All
+ * in `first`: a sweep places nothing. Pure, and O(the vanished units' placements).
+ */
+export function decideSweep(indexes: SweepIndexes, vanished: readonly string[]): CommitWork {
+  const first: BatchOp[] = [];
+  let removed = 0;
+  let unscheduledCleared = 0;
+  for (const name of vanished) {
+    if (indexes.units.has(name)) continue;
+    for (const entry of indexes.placements.get(name)?.values() ?? []) {
+      first.push({ type: 'delete', key: entry.key, condition: { modRevision: entry.modRevision } });
+      removed += 1;
+    }
+    const pending = indexes.unscheduled.get(name);
+    if (pending !== undefined) {
+      first.push({
+        type: 'delete',
+        key: pending.key,
+        condition: { modRevision: pending.modRevision },
+      });
+      unscheduledCleared += 1;
+    }
+  }
+  return {
+    first,
+    second: [],
+    counts: { placed: 0, removed, updated: 0, unscheduledWritten: 0, unscheduledCleared },
   };
 }
 

@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
 import type { ClusterCache } from './cluster-cache.js';
-import { commitWork, decideWork } from './commit.js';
+import { commitWork, decideSweep, decideWork } from './commit.js';
 import { isSchedulerError } from './errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { plan, type Plan } from './planner/index.js';
@@ -52,10 +52,10 @@ export interface EngineOptions {
   onPass?: (report: PassReport) => void;
 }
 
-/** One pass that planned: how long planning took and what it committed. */
+/** One pass that planned, or swept: how long planning took and what it committed. */
 export interface PassReport {
-  /** Viewing the cache and planning, seconds (not the commit). */
-  readonly planSeconds: number;
+  /** Viewing the cache and planning, seconds (not the commit); undefined for a sweep. */
+  readonly planSeconds: number | undefined;
   /** New placements written, counted only when every write of the pass applied. */
   readonly placed: number;
   /** Placements deleted, likewise. */
@@ -69,7 +69,10 @@ export interface EngineStatus {
   readonly leader: boolean;
   /** The term's fence revision (the placements' epoch) while leading. */
   readonly epoch: bigint | undefined;
+  /** Passes that planned. */
   readonly passes: number;
+  /** Passes that only unplaced destroyed units, without planning. */
+  readonly sweeps: number;
   /** Set while rescheduling of lost machines' units is paused (leader only). */
   readonly paused: PauseState | undefined;
   /** Moves the last pass had to leave for later (budget spent or paused). */
@@ -94,8 +97,11 @@ export class Engine {
   private dirty = true;
   /** The last pass left work (deferred moves, failed conditions): the tick plans again. */
   private replan = true;
+  /** The next pass must plan (a new term, or the last plan left work): no sweep. */
+  private owed = true;
   private closed = false;
   private passes = 0;
+  private sweeps = 0;
   private last: Plan | undefined;
   private lastReminder = 0;
   private readonly onPass: ((report: PassReport) => void) | undefined;
@@ -156,6 +162,7 @@ export class Engine {
       leader: leading,
       epoch: leading ? this.term?.fence.revision : undefined,
       passes: this.passes,
+      sweeps: this.sweeps,
       paused: leading ? this.guard.paused : undefined,
       deferred: this.last?.deferred.length ?? 0,
       unscheduled: this.last?.unscheduled.size ?? 0,
@@ -202,6 +209,7 @@ export class Engine {
     if (!(await this.prepare(term, log))) return;
     this.dirty = true;
     this.replan = true;
+    this.owed = true;
     let dueAt = 0;
     while (!this.closed && !term.signal.aborted) {
       if (!this.dirty && this.now() < dueAt) {
@@ -216,8 +224,10 @@ export class Engine {
       try {
         // Rolling updates rewrite unit records; the pass below places what they changed.
         await this.rollouts.pass(term);
-        const { deferred, wait, retry } = await this.pass(term, log, changed);
-        this.replan = retry || deferred > 0;
+        const { deferred, wait, retry, swept } = await this.pass(term, log, changed);
+        // After a sweep the tick plans, for what the freed room lets the planner do.
+        this.replan = swept || retry || deferred > 0;
+        if (!swept) this.owed = retry || deferred > 0;
         if (retry) dueAt = Math.min(dueAt, this.now() + 100);
         else if (deferred > 0) dueAt = Math.min(dueAt, this.now() + Math.max(20, wait));
       } catch (err) {
@@ -265,7 +275,7 @@ export class Engine {
     term: Term,
     log: Logger,
     changed: boolean,
-  ): Promise<{ deferred: number; wait: number; retry: boolean }> {
+  ): Promise<{ deferred: number; wait: number; retry: boolean; swept?: boolean }> {
     await this.answerResumeRequest(term, log);
     const transition = this.guard.evaluate(this.cache.machineCount());
     this.report(transition, term);
@@ -280,6 +290,10 @@ export class Engine {
     const wait =
       pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
     if (!changed && transition === undefined) return { deferred: 0, wait, retry: false };
+    // When all that changed is units destroyed, unplace them without planning: work in
+    // proportion to the change, where a plan costs the whole cluster.
+    const vanished = transition === undefined && !this.owed ? this.cache.takeVanished() : undefined;
+    if (vanished !== undefined) return this.sweep(term, log, vanished, wait);
     this.passes += 1;
     const started = performance.now();
     const view = this.cache.view();
@@ -326,6 +340,43 @@ export class Engine {
         : res.unscheduledRevision;
     if (written > 0n) await this.cache.waitFor(written);
     return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
+  }
+
+  /**
+   * A sweep: deletes the placements and pending reasons of destroyed units, fenced like any
+   * pass's writes, then waits until the cache shows them.
+   */
+  private async sweep(
+    term: Term,
+    log: Logger,
+    vanished: readonly string[],
+    wait: number,
+  ): Promise<{ deferred: number; wait: number; retry: boolean; swept: boolean }> {
+    this.sweeps += 1;
+    const work = decideSweep(this.cache.mirror, vanished);
+    const res = await commitWork(this.store, term, work);
+    this.onPass?.({
+      planSeconds: undefined,
+      placed: 0,
+      removed: res.failed === 0 ? work.counts.removed : 0,
+      failed: res.failed,
+    });
+    log.info(
+      {
+        units: vanished.length,
+        removed: work.counts.removed,
+        applied: res.applied,
+        failed: res.failed,
+        transactions: res.transactions,
+      },
+      'sweep committed',
+    );
+    const written =
+      res.placementsRevision > res.unscheduledRevision
+        ? res.placementsRevision
+        : res.unscheduledRevision;
+    if (written > 0n) await this.cache.waitFor(written);
+    return { deferred: 0, wait, retry: res.failed > 0, swept: true };
   }
 
   /**

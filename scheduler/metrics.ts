@@ -167,7 +167,7 @@ export class SchedulerMetrics {
 
   /** For the engine's `onPass`. */
   readonly pass = (r: PassReport): void => {
-    this.passSeconds.observe(r.planSeconds);
+    if (r.planSeconds !== undefined) this.passSeconds.observe(r.planSeconds);
     if (r.placed > 0) this.placements.inc(r.placed);
     if (r.removed > 0) this.removals.inc(r.removed);
     if (r.failed > 0) this.commitConflicts.inc(r.failed);

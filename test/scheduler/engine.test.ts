@@ -92,6 +92,45 @@ test.serial(
   },
 );
 
+test.serial(
+  'destroyed units are unplaced by a sweep, without planning, and the rest stay put',
+  async (t) => {
+    const prefix = prefixFor(t);
+    const store = testStore(t, server(), prefix);
+    const monitor = await PlacementMonitor.start(t, store);
+    await Promise.all([1, 2, 3].map(() => startMachine(t, store)));
+    const names = Array.from({ length: 30 }, (_, i) => `s${i}.service`);
+    for (const name of names) await submit(store, name);
+    const scheduler = await startReplica(t, replicaOptions(server(), prefix));
+    await eventuallyLeads(scheduler);
+    const before = await eventuallyPlaced(store, names);
+    await sleep(1_000); // the passes after placing are over
+    const sweeps = scheduler.status().sweeps;
+    const [gone, kept] = [names.slice(0, 15), names.slice(15)];
+    await store.client.kv.txn({
+      compare: [],
+      success: gone.map((n) => ({
+        request_delete_range: { key: Buffer.from(store.keys.unit(n)) },
+      })),
+      failure: [],
+    });
+    await assertEventually(
+      async () => {
+        const now = await placements(store);
+        return gone.every((n) => !now.has(n));
+      },
+      { timeoutMs: 30_000, message: 'the destroyed units are unplaced' },
+    );
+    t.true(scheduler.status().sweeps > sweeps, 'a sweep unplaced them');
+    const after = await placements(store);
+    for (const n of kept) t.deepEqual(after.get(n), before.get(n), `${n} stays where it was`);
+    // Re-submitted at once after a destroy, a unit is placed again by a planning pass.
+    await submit(store, 's0.service');
+    await eventuallyPlaced(store, ['s0.service']);
+    t.deepEqual(await monitor.check(), []);
+  },
+);
+
 test.serial('a machine whose lease expires has its units placed elsewhere', async (t) => {
   const prefix = prefixFor(t);
   const store = testStore(t, server(), prefix);

@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
 import type { ClusterCache } from './cluster-cache.js';
-import { commitWork, decideSweep, decideWork } from './commit.js';
+import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
 import { isSchedulerError } from './errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { plan, type Plan } from './planner/index.js';
@@ -334,11 +334,7 @@ export class Engine {
       },
       'pass committed',
     );
-    const written =
-      res.placementsRevision > res.unscheduledRevision
-        ? res.placementsRevision
-        : res.unscheduledRevision;
-    if (written > 0n) await this.cache.waitFor(written);
+    await this.seeOwnWrites(res);
     return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
   }
 
@@ -371,12 +367,17 @@ export class Engine {
       },
       'sweep committed',
     );
+    await this.seeOwnWrites(res);
+    return { deferred: 0, wait, retry: res.failed > 0, swept: true };
+  }
+
+  /** Waits until the cache shows what a commit wrote, so the next pass plans from it. */
+  private async seeOwnWrites(res: CommitResult): Promise<void> {
     const written =
       res.placementsRevision > res.unscheduledRevision
         ? res.placementsRevision
         : res.unscheduledRevision;
     if (written > 0n) await this.cache.waitFor(written);
-    return { deferred: 0, wait, retry: res.failed > 0, swept: true };
   }
 
   /**

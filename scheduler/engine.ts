@@ -3,7 +3,8 @@
  * machines, machine metadata or placements (coalesced over a few ms) and a periodic tick
  * start a pass: snapshot from the cluster cache, the pure planner, fenced commit. A pass that
  * wrote waits until the cache shows its writes, so the next pass never plans from a view
- * older than its own decisions.
+ * older than its own decisions. When all that changed is units destroyed, a sweep deletes
+ * their placements instead of planning the whole cluster, and the tick plans after it.
  *
  * Disturbing running units is paced: moves (lost or drained machine, infeasible placement,
  * Replaces=) spend a {@link MoveBudget}, and when more than half of the machines vanish at

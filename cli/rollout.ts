@@ -11,6 +11,7 @@ import { withClient, type ApiClient } from './client.js';
 import { CliError } from './errors.js';
 import { printJson, shortHash } from './table.js';
 import { readUnitFile, unitNameOf } from './unit-args.js';
+import { parseWaitOptions } from './wait.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -91,14 +92,10 @@ function duration(flag: string, raw: string | undefined): bigint {
   return BigInt(ms);
 }
 
+/** How long update and rollback wait: undefined with `--no-block`. */
 function waitLimit(values: { 'no-block'?: boolean; timeout?: string }): number | undefined {
-  if (values['no-block'] === true) return undefined;
-  if (values.timeout === undefined) return DEFAULT_ROLLOUT_WAIT_MS;
-  const ms = parseDurationMs(values.timeout);
-  if (ms === undefined || ms <= 0) {
-    throw new UsageError(`--timeout=${values.timeout}: expected a positive duration such as 10m`);
-  }
-  return ms;
+  const wait = parseWaitOptions(values, DEFAULT_ROLLOUT_WAIT_MS);
+  return wait.block ? wait.limitMs : undefined;
 }
 
 export const updateVerb: Verb = {

@@ -46,12 +46,18 @@ export interface WaitOptions {
   readonly limitMs: number;
 }
 
-/** Reads {@link WAIT_FLAGS} from parseArgs values; bad values are usage errors. */
-export function parseWaitOptions(values: {
-  'no-block'?: boolean | undefined;
-  'block-attempts'?: string | undefined;
-  timeout?: string | undefined;
-}): WaitOptions {
+/**
+ * Reads {@link WAIT_FLAGS} from parseArgs values (`--timeout` defaulting to `defaultMs`); bad
+ * values are usage errors.
+ */
+export function parseWaitOptions(
+  values: {
+    'no-block'?: boolean | undefined;
+    'block-attempts'?: string | undefined;
+    timeout?: string | undefined;
+  },
+  defaultMs = DEFAULT_WAIT_MS,
+): WaitOptions {
   let limitMs: number | undefined;
   if (values.timeout !== undefined) {
     const ms = parseDurationMs(values.timeout);
@@ -67,7 +73,7 @@ export function parseWaitOptions(values: {
     }
     if (n > 0) limitMs = Math.min(limitMs ?? Infinity, n * ATTEMPT_MS);
   }
-  return { block: values['no-block'] !== true, limitMs: limitMs ?? DEFAULT_WAIT_MS };
+  return { block: values['no-block'] !== true, limitMs: limitMs ?? defaultMs };
 }
 
 /** Views of `names` read from the API, each with the revision it was read at. */

@@ -251,10 +251,9 @@ export class Engine {
         await this.cache.ready();
         await this.cache.catchUp();
         const live = new Set(this.cache.liveMachines());
-        const absent = new Set<string>();
-        for (const [, byMachine] of this.cache.view().placements) {
-          for (const id of byMachine.keys()) if (!live.has(id)) absent.add(id);
-        }
+        // Machines that hold placements but are gone: the mirror indexes placements by machine.
+        const placedOn = this.cache.mirror.placementsOn.keys();
+        const absent = new Set([...placedOn].filter((id) => !live.has(id)));
         this.guard.machinesAbsent(absent);
         if (this.guard.paused !== undefined) this.publish(term); // a pause outlives a term
         log.info('leading: planning');

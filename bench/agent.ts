@@ -23,7 +23,7 @@ import { isRuncUsable } from '../agent/runtime/index.js';
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import { codecs, openStore, WatchCache, type Store } from '../store/index.js';
 import { parseUnit } from '../unit/index.js';
-import { freePort, startEtcd, uniquePrefix } from '../test/helpers/index.js';
+import { freePort, startEtcd, uniquePrefix } from '../testkit/index.js';
 
 const MAIN = fileURLToPath(new URL('../agent/main.js', import.meta.url));
 const MACHINE = 'bench-agent';

@@ -29,7 +29,7 @@ import {
   uniquePrefix,
   unitText,
   type EtcdServer,
-} from '../test/helpers/index.js';
+} from '../testkit/index.js';
 
 const MAIN = fileURLToPath(new URL('../scheduler/main.js', import.meta.url));
 const ELECTION_TTL_S = 5;

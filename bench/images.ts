@@ -24,8 +24,8 @@ import { buildImage, busyboxRoot, initLayout, pushImage } from '../deploy/images
 import { REGISTRY_DEFAULTS } from '../registry/skopeo.js';
 import { parseUnit } from '../unit/index.js';
 import type { UnitDefinition } from '../unit/model.js';
-import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
-import { killUnits } from '../test/agent/harness.js';
+import { startRegistry, type TestRegistry } from '../testkit/registry.js';
+import { killUnits } from '../testkit/unit-cleanup.js';
 
 const run = promisify(execFile);
 const MANY = Number(process.env['FLOTILLA_BENCH_IMAGE_UNITS'] ?? 100);

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LeasePool, openStore, type Store } from '../store/index.js';
-import { freePorts, startEtcd, uniquePrefix, type EtcdServer } from '../test/helpers/index.js';
+import { freePorts, startEtcd, uniquePrefix, type EtcdServer } from '../testkit/index.js';
 import { SimAgents } from './sim-agents.js';
 import {
   makeMachines,

@@ -6,7 +6,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { assertEventually, sleep } from '../helpers/index.js';
+import { assertEventually, sleep } from '../../testkit/index.js';
 import { DRIVERS, isPidAlive, managed, running, stateOf, unit } from './harness.js';
 
 const LOOP = `/bin/sh -c 'while true; do sleep 0.1; done'`;

@@ -13,7 +13,7 @@ import {
   type AgentOptions,
   type HostFacts,
 } from '../../agent/options.js';
-import { pkiForFile } from '../helpers/index.js';
+import { pkiForFile } from '../../testkit/index.js';
 
 const pki = pkiForFile(test);
 

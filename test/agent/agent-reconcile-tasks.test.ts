@@ -15,7 +15,7 @@ import {
   type Task,
 } from '../../agent/reconcile-tasks.js';
 import { parseUnit, type UnitDefinition } from '../../unit/index.js';
-import { unitText } from '../helpers/index.js';
+import { unitText } from '../../testkit/index.js';
 
 const ONLINE: Connection = { disconnected: false, lastContactAt: 1_000, now: 1_500 };
 

@@ -18,7 +18,7 @@ import { parseAgentArgs, type AgentOptions } from '../../agent/options.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
-import { assertEventually, freePort, type EtcdServer } from '../helpers/index.js';
+import { assertEventually, freePort, type EtcdServer } from '../../testkit/index.js';
 import { cleanup, machineId } from './harness.js';
 
 export { machineId } from './harness.js';

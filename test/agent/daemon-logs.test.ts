@@ -6,7 +6,7 @@ import test from 'ava';
 import { credentials, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { LogsClient, type LogLine, type TailRequest } from '../../proto/flotilla/v1/logs.js';
 import { openStore } from '../../store/index.js';
-import { assertEventually, startEtcd, uniquePrefix, type EtcdServer } from '../helpers/index.js';
+import { assertEventually, startEtcd, uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 import { DRIVERS } from './harness.js';
 import { inProcessAgent, place, service, waitRunning } from './daemon-harness.js';
 

@@ -16,7 +16,7 @@ import {
   etcdForFile,
   startProxy,
   uniquePrefix,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 import { DRIVERS, killUnits, isPidAlive, machineId, runcContainers } from './harness.js';
 import {
   place,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Machine } from '../../proto/flotilla/v1/records.js';
 import { codecs } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
-import { assertEventually, etcdForFile, uniquePrefix } from '../helpers/index.js';
+import { assertEventually, etcdForFile, uniquePrefix } from '../../testkit/index.js';
 import { DRIVERS, isPidAlive } from './harness.js';
 import {
   inProcessAgent,

@@ -7,7 +7,7 @@
 import test, { type ExecutionContext } from 'ava';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import type { Store } from '../../store/index.js';
-import { assertEventually, etcdForFile, uniquePrefix } from '../helpers/index.js';
+import { assertEventually, etcdForFile, uniquePrefix } from '../../testkit/index.js';
 import { isPidAlive } from './harness.js';
 import {
   copyRecord,

@@ -5,31 +5,17 @@
  */
 import type { ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import {
-  CGROUP_CONTROLLERS,
-  UnitManager,
-  isRuncUsable,
-  type UnitManagerOptions,
-} from '../../agent/index.js';
-import { unmountUnder } from '../../agent/images/overlay.js';
+import { UnitManager, type UnitManagerOptions } from '../../agent/index.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { parseUnit } from '../../unit/index.js';
 import type { UnitDefinition } from '../../unit/model.js';
-import { assertEventually, unitText, type SectionValues } from '../helpers/index.js';
+import { assertEventually, unitText, type SectionValues } from '../../testkit/index.js';
+import { cleanup } from '../../testkit/unit-cleanup.js';
 
-const run = promisify(execFile);
-/** Where runc (run as root, without --root) keeps its containers' state. */
-const RUNC_ROOT = '/run/runc';
-
-/** The drivers the suite runs against: process always, runc where it can run (root). */
-export const DRIVERS: readonly ('process' | 'runc')[] = (await isRuncUsable())
-  ? ['process', 'runc']
-  : ['process'];
+export { DRIVERS, cleanup, killUnits, runcContainers } from '../../testkit/unit-cleanup.js';
 
 /** A machine id no other test uses (letters and digits, like a real one). */
 export function machineId(): string {
@@ -95,51 +81,6 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void>
   clearTimeout(timer);
 }
 
-/** Kills what machine `id` left running (see {@link killUnits}), then removes `stateDir`. */
-export async function cleanup(stateDir: string, id: string): Promise<void> {
-  await killUnits(stateDir, id);
-  // Image units' overlay roots: unmounted before anything under them is deleted.
-  await unmountUnder(stateDir);
-  await rm(stateDir, { recursive: true, force: true });
-}
-
-/**
- * Kills what machine `id`'s units left running under `stateDir` (shims and their process
- * groups, runc containers, cgroups), leaving the directory: for a second machine sharing it.
- */
-export async function killUnits(stateDir: string, id: string): Promise<void> {
-  const unitsDir = join(stateDir, id, 'units');
-  for (const name of await readdir(unitsDir).catch(() => [] as string[])) {
-    const text = await readFile(join(unitsDir, name, 'shim.pid'), 'utf8').catch(() => '');
-    const pid = Number(text.trim());
-    if (pid > 0) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  }
-  if (DRIVERS.includes('runc')) {
-    // runc's state directory, read directly: `runc list` fails as a whole when another
-    // container is deleted while it lists (other test files run at the same time).
-    const ids = await readdir(RUNC_ROOT).catch(() => [] as string[]);
-    for (const cid of ids) {
-      if (cid.startsWith(`flotilla-${id}-`))
-        await run('runc', ['delete', '-f', cid]).catch(() => undefined);
-    }
-    for (const controller of CGROUP_CONTROLLERS)
-      await removeTree(join('/sys/fs/cgroup', controller, 'flotilla', id));
-  }
-}
-
-/** rmdir, depth first (cgroup directories cannot be removed with rm -r). */
-async function removeTree(dir: string): Promise<void> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) if (entry.isDirectory()) await removeTree(join(dir, entry.name));
-  await rmdir(dir).catch(() => undefined);
-}
-
 /** Waits until `name`'s state satisfies `pred`; returns that state. */
 export async function stateOf(
   m: Managed,
@@ -179,9 +120,4 @@ export async function isPidAlive(pid: number): Promise<boolean> {
   if (stat === '') return false;
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return state !== 'Z' && state !== 'X';
-}
-
-/** runc's container ids on this host. */
-export async function runcContainers(): Promise<string[]> {
-  return (await readdir(RUNC_ROOT).catch(() => [] as string[])).sort();
 }

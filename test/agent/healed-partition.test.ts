@@ -15,7 +15,7 @@ import {
   sleep,
   startProxy,
   uniquePrefix,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 import { isPidAlive } from './harness.js';
 import {
   inProcessAgent,

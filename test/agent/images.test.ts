@@ -22,7 +22,7 @@ import {
   pushMultiPlatform,
   startRegistry,
   type TestRegistry,
-} from '../helpers/registry.js';
+} from '../../testkit/registry.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { ExecutionContext } from 'ava';
 import {

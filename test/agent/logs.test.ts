@@ -7,7 +7,7 @@ import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../agent/index.js';
-import { assertEventually } from '../helpers/index.js';
+import { assertEventually } from '../../testkit/index.js';
 import { DRIVERS, managed, running, unit } from './harness.js';
 
 const FLOOD = `/bin/sh -c 'i=0; while true; do echo "flood-$i ${'x'.repeat(80)}"; i=$((i+1)); sleep 0.02; done'`;

@@ -7,7 +7,7 @@ import anyTest, { type TestFn } from 'ava';
 import { copyFile, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertEventually } from '../helpers/index.js';
+import { assertEventually } from '../../testkit/index.js';
 import { DRIVERS, managed, running, runcContainers, stateOf, unit } from './harness.js';
 
 const test: TestFn = DRIVERS.includes('runc') ? anyTest : (anyTest.skip as TestFn);

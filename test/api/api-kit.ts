@@ -1,6 +1,6 @@
 /**
  * The API tests' kit: a real API server on a free port over a real etcd (one per test file,
- * from test/helpers), its generated clients with promise wrappers, and a fingerprint of a
+ * from testkit), its generated clients with promise wrappers, and a fingerprint of a
  * prefix's keys to prove that a refused request wrote nothing.
  */
 import type { RegistryOptions } from '../../registry/skopeo.js';
@@ -35,7 +35,7 @@ import {
 } from '../../proto/flotilla/v1/units.js';
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
 import { openStore, type Store } from '../../store/index.js';
-import { uniquePrefix, type EtcdServer } from '../helpers/index.js';
+import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 
 /** Every call a test makes carries this deadline: generous, a loaded box never flakes. */
 export const CALL_TIMEOUT_MS = 20_000;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { etcdForFile, unitText, EXAMPLES } from '../helpers/index.js';
+import { etcdForFile, unitText, EXAMPLES } from '../../testkit/index.js';
 import { failure, fingerprint, startApi, unitNames, type Api } from './api-kit.js';
 
 const WEB = readFileSync(`${EXAMPLES}web@.service`, 'utf8');

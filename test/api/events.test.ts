@@ -8,7 +8,7 @@ import {
   Unscheduled,
 } from '../../proto/flotilla/v1/records.js';
 import { atomicTxn, codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText } from '../../testkit/index.js';
 import { CALL_TIMEOUT_MS, isServiceError, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

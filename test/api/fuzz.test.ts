@@ -9,7 +9,7 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import fc from 'fast-check';
 import { codecs } from '../../store/index.js';
-import { etcdForFile, makeMachine, unitText } from '../helpers/index.js';
+import { etcdForFile, makeMachine, unitText } from '../../testkit/index.js';
 import { fingerprint, isServiceError, startApi, type Api } from './api-kit.js';
 
 const server = etcdForFile(test);

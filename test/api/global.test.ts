@@ -11,7 +11,7 @@ import type { Event } from '../../proto/flotilla/v1/events.js';
 import { Placement, UnitState, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, unitText } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText } from '../../testkit/index.js';
 import { CALL_TIMEOUT_MS, listAll, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

@@ -10,14 +10,14 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { pushImage } from '../../deploy/images/build.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
-import { etcdForFile } from '../helpers/index.js';
+import { etcdForFile } from '../../testkit/index.js';
 import {
   authFile,
   pushFixtures,
   pushMultiPlatform,
   startRegistry,
   type TestRegistry,
-} from '../helpers/registry.js';
+} from '../../testkit/registry.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

@@ -8,7 +8,7 @@ import {
 } from '../../proto/flotilla/v1/records.js';
 import { ListUnitsResponse, type UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
-import { assertEventually, etcdForFile, makeMachine, makeUnit } from '../helpers/index.js';
+import { assertEventually, etcdForFile, makeMachine, makeUnit } from '../../testkit/index.js';
 import { failure, listAll, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, unitText } from '../helpers/index.js';
+import { etcdForFile, makeMachine, unitText } from '../../testkit/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

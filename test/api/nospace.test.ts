@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
 import test from 'ava';
-import { startEtcd, unitText, type EtcdServer } from '../helpers/index.js';
+import { startEtcd, unitText, type EtcdServer } from '../../testkit/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 let etcd: EtcdServer | undefined;

@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, unitText, EXAMPLES } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, unitText, EXAMPLES } from '../../testkit/index.js';
 import { failure, fingerprint, startApi } from './api-kit.js';
 
 const WEB = readFileSync(`${EXAMPLES}web@.service`, 'utf8');

@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import test from 'ava';
 import type { RolloutStatus, UpdateUnitRequest } from '../../proto/flotilla/v1/units.js';
 import { codecs } from '../../store/index.js';
-import { etcdForFile } from '../helpers/index.js';
+import { etcdForFile } from '../../testkit/index.js';
 import { failure, fingerprint, rpc, startApi, type Api } from './api-kit.js';
 
 const server = etcdForFile(test);

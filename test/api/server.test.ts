@@ -25,7 +25,7 @@ import {
   makeUnit,
   reflectedServices,
   unitText,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 import { failure, isServiceError, startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

@@ -9,7 +9,7 @@ import {
   UNIT_FILE_MAX_BYTES,
   UNIT_NAME_MAX,
 } from '../../unit/index.js';
-import { etcdForFile, EXAMPLES, unitText } from '../helpers/index.js';
+import { etcdForFile, EXAMPLES, unitText } from '../../testkit/index.js';
 import { boundDetails, MAX_STATUS_DETAILS } from '../../scheduler/api/errors.js';
 import { failure, fingerprint, startApi, unitNames } from './api-kit.js';
 

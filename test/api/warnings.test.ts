@@ -5,7 +5,7 @@
  * (test/chaos/corrupt-records.test.ts), where flotctl showed nothing of them.
  */
 import test from 'ava';
-import { assertEventually, etcdForFile, unitText } from '../helpers/index.js';
+import { assertEventually, etcdForFile, unitText } from '../../testkit/index.js';
 import { startApi } from './api-kit.js';
 
 const server = etcdForFile(test);

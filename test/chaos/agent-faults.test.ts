@@ -7,7 +7,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { restartProcess } from '../../deploy/cluster/index.js';
-import { sleep } from '../helpers/index.js';
+import { sleep } from '../../testkit/index.js';
 import type { E2ECluster } from '../e2e/e2e-kit.js';
 import {
   chaosForFile,

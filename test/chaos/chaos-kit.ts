@@ -12,7 +12,7 @@ import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { isRunning } from '../../deploy/cluster/proc.js';
-import { assertEventually, sleep } from '../helpers/index.js';
+import { assertEventually, sleep } from '../../testkit/index.js';
 import { clusterForFile, type E2ECluster, type Run, type UnitView } from '../e2e/e2e-kit.js';
 import { Faults } from './faults.js';
 

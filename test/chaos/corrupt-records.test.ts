@@ -8,7 +8,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { readFile } from 'node:fs/promises';
-import { sleep } from '../helpers/index.js';
+import { sleep } from '../../testkit/index.js';
 import {
   chaosForFile,
   deadDaemons,

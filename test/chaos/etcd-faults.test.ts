@@ -6,7 +6,7 @@
  * no daemon dies, and once etcd is back new work is placed again.
  */
 import anyTest, { type TestFn } from 'ava';
-import { sleep } from '../helpers/index.js';
+import { sleep } from '../../testkit/index.js';
 import type { E2ECluster } from '../e2e/e2e-kit.js';
 import {
   chaosForFile,

@@ -8,7 +8,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { restartProcess } from '../../deploy/cluster/index.js';
-import { assertEventually, sleep } from '../helpers/index.js';
+import { assertEventually, sleep } from '../../testkit/index.js';
 import type { E2ECluster } from '../e2e/e2e-kit.js';
 import {
   chaosForFile,

@@ -21,13 +21,13 @@ import {
   uniquePrefix,
   type EtcdServer,
   type MachineOverrides,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 /** The repository root, from dist/test/cli/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** bin/flotctl: needs the build (`npx tsc -p tsconfig.build.json`) first. */
 export const FLOTCTL = `${ROOT}bin/flotctl`;
-export { EXAMPLES } from '../helpers/index.js';
+export { EXAMPLES } from '../../testkit/index.js';
 
 /** How long one flotctl run may take before the test fails: generous for a loaded box. */
 export const RUN_TIMEOUT_MS = 90_000;

@@ -8,7 +8,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import test from 'ava';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
 import { codecs } from '../../store/index.js';
-import { makeUnit, etcdForFile, unitText } from '../helpers/index.js';
+import { makeUnit, etcdForFile, unitText } from '../../testkit/index.js';
 import {
   addMachine,
   EXAMPLES,

@@ -8,7 +8,7 @@ import test from 'ava';
 import { Placement, UnitState, type Machine } from '../../proto/flotilla/v1/records.js';
 import { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeUnit, unitText } from '../helpers/index.js';
+import { etcdForFile, makeUnit, unitText } from '../../testkit/index.js';
 import { addMachine, parseJson, startTestApi } from './cli-kit.js';
 
 const server = etcdForFile(test);

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { etcdForFile, unitText } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../../testkit/index.js';
 import {
   addMachine,
   EXAMPLES,

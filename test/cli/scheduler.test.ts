@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import { assertEventually, etcdForFile, uniquePrefix, unitText } from '../helpers/index.js';
+import { assertEventually, etcdForFile, uniquePrefix, unitText } from '../../testkit/index.js';
 import { addMachine, EXAMPLES, flotctl, parseJson, unitDir, type Run } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 

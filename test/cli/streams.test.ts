@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { etcdForFile, unitText } from '../helpers/index.js';
+import { etcdForFile, unitText } from '../../testkit/index.js';
 import { addMachine, EXAMPLES, parseJson, startTestApi, unitDir } from './cli-kit.js';
 import { simulateCluster, startAgentLogs } from './sim-cluster.js';
 

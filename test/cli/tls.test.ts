@@ -1,5 +1,5 @@
 /**
- * TLS end to end, with real certificates (test/helpers/tls.ts): a real scheduler replica
+ * TLS end to end, with real certificates (testkit/tls.ts): a real scheduler replica
  * (scheduler/main.ts, flags parsed as the daemon parses them) over an etcd that serves TLS and
  * requires client certificates, its API serving TLS or mutual TLS, and flotctl as a child
  * process; for `journal`, a real agent (process driver) serving its Logs service over mutual
@@ -21,7 +21,7 @@ import {
   reflectedServices,
   uniquePrefix,
   type TestPki,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 import { addMachine, EXAMPLES, flotctl, type Run } from './cli-kit.js';
 
 const server = etcdForFile(test, { tls: true });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findLeftovers, FLOTILLA_BIN, isRunning } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
-import { assertEventually, freePorts } from '../helpers/index.js';
+import { assertEventually, freePorts } from '../../testkit/index.js';
 import {
   CAN_RUN,
   E2ECluster,

@@ -27,7 +27,7 @@ import {
   type ProcessRecord,
 } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
-import { assertEventually, freePorts } from '../helpers/index.js';
+import { assertEventually, freePorts } from '../../testkit/index.js';
 
 /** bin/flotctl (needs the build). */
 export const FLOTCTL = join(REPO_ROOT, 'bin', 'flotctl');

@@ -7,7 +7,7 @@ import anyTest, { type TestFn } from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { restartProcess, signalRecorded } from '../../deploy/cluster/index.js';
-import { assertEventually, sleep } from '../helpers/index.js';
+import { assertEventually, sleep } from '../../testkit/index.js';
 import { clusterForFile, EXAMPLES, LEASE_TTL_SECONDS, type UnitView } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2efo', net: 202 });

@@ -8,7 +8,7 @@ import anyTest, { type TestFn } from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { usageHint } from '../../deploy/cluster/command.js';
-import { assertEventually } from '../helpers/index.js';
+import { assertEventually } from '../../testkit/index.js';
 import { clusterForFile, EXAMPLES, isRunningView } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, {

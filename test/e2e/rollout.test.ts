@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { Event } from '../../proto/flotilla/v1/events.js';
 import { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { signalRecorded } from '../../deploy/cluster/index.js';
-import { assertEventually } from '../helpers/index.js';
+import { assertEventually } from '../../testkit/index.js';
 import { clusterForFile, FLOTCTL, SETTLE_MS } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'hcroll', net: 235 });

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openStore } from '../../store/index.js';
-import { assertEventually } from '../helpers/index.js';
+import { assertEventually } from '../../testkit/index.js';
 import { clusterForFile, isRunningView, EXAMPLES, FLOTCTL, type UnitView } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2ewl', net: 203 });

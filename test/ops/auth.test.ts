@@ -25,7 +25,7 @@ import {
   uniquePrefix,
   unitText,
   type CertFiles,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 import { CALL_TIMEOUT_MS, fingerprint, quietLogger } from '../api/api-kit.js';
 import { flotctl, unitDir } from '../cli/cli-kit.js';
 

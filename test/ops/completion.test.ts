@@ -6,7 +6,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { freePort, etcdForFile, unitText } from '../helpers/index.js';
+import { freePort, etcdForFile, unitText } from '../../testkit/index.js';
 import { addMachine, ROOT, startTestApi, unitDir } from '../cli/cli-kit.js';
 
 const run = promisify(execFile);

@@ -12,7 +12,7 @@ import { UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { startScheduler, type Scheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
 import { inProcessAgent, service, serviceWithFleet } from '../agent/daemon-harness.js';
-import { assertEventually, etcdForFile, startProxy, uniquePrefix } from '../helpers/index.js';
+import { assertEventually, etcdForFile, startProxy, uniquePrefix } from '../../testkit/index.js';
 import { CALL_TIMEOUT_MS } from '../api/api-kit.js';
 
 const etcd = etcdForFile(test);

@@ -10,7 +10,7 @@ import { plan } from '../../scheduler/planner/index.js';
 import { buildSnapshot, DefinitionCache } from '../../scheduler/snapshot.js';
 import { codecs, Keys, type BatchOp, type CacheEntry } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
-import { makeMachine, unitText } from '../helpers/index.js';
+import { makeMachine, unitText } from '../../testkit/index.js';
 
 const keys = new Keys('/t/');
 const EPOCH = 42n;

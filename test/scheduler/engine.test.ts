@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { codecs } from '../../store/index.js';
-import { assertEventually, etcdForFile, sleep, startProxy } from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep, startProxy } from '../../testkit/index.js';
 import {
   eventuallyLeads,
   eventuallyPlaced,

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { connect } from 'node:net';
 import { readLeader } from '../../scheduler/leadership.js';
-import { assertEventually, etcdForFile, freePort, sleep } from '../helpers/index.js';
+import { assertEventually, etcdForFile, freePort, sleep } from '../../testkit/index.js';
 import {
   eventuallyPlaced,
   PlacementMonitor,

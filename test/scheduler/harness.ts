@@ -22,7 +22,7 @@ import {
   type EtcdServer,
   type MachineOverrides,
   type UnitTextOptions,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 /** A store on `prefix`, closed at teardown. */
 export function testStore(t: ExecutionContext, etcd: EtcdServer, prefix: string): Store {

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { codecs, isStoreError, openStore, type Store } from '../../store/index.js';
 import { commitWork } from '../../scheduler/commit.js';
 import { Leadership, readLeader, type Term } from '../../scheduler/leadership.js';
-import { assertEventually, etcdForFile, sleep, startProxy } from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep, startProxy } from '../../testkit/index.js';
 import { placements, prefixFor, testStore } from './harness.js';
 
 const server = etcdForFile(test);

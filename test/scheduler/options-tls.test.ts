@@ -8,7 +8,7 @@ import test from 'ava';
 import { UsageError } from '../../daemon/options.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE } from '../../scheduler/options.js';
 import type { SchedulerOptions } from '../../scheduler/options.js';
-import { pkiForFile } from '../helpers/index.js';
+import { pkiForFile } from '../../testkit/index.js';
 
 const pki = pkiForFile(test);
 const other = pkiForFile(test, 'other-ca');

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { readLeader } from '../../scheduler/leadership.js';
 import { resumeRescheduling, schedulerStatus } from '../../scheduler/api/rescheduling.js';
-import { assertEventually, etcdForFile, sleep } from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep } from '../../testkit/index.js';
 import {
   eventuallyLeads,
   eventuallyPlaced,

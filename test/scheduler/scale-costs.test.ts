@@ -6,7 +6,7 @@ import test from 'ava';
 import { plan } from '../../scheduler/planner/index.js';
 import { autoRescheduleRate } from '../../scheduler/reschedule.js';
 import { DefinitionCache, isInvalidUnit } from '../../scheduler/snapshot.js';
-import { makeUnit, unitText } from '../helpers/index.js';
+import { makeUnit, unitText } from '../../testkit/index.js';
 import { machine, snapshot, unit } from './planner-fixtures.js';
 
 test('20,000 instances of one spread template place on 1,000 machines in seconds, evenly', (t) => {

@@ -19,7 +19,7 @@ import {
   sleep,
   startProxy,
   uniquePrefix,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 // Every test here restarts etcd, compacts its history or counts its watchers: serial.
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { codecs, isRetryable, openStore, StoreError } from '../../store/index.js';
-import { etcdForFile, freePort, makeMachine, uniquePrefix } from '../helpers/index.js';
+import { etcdForFile, freePort, makeMachine, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

@@ -11,7 +11,7 @@ import {
   resolveStoreOptions,
   type Fence,
 } from '../../store/index.js';
-import { etcdForFile, uniquePrefix } from '../helpers/index.js';
+import { etcdForFile, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

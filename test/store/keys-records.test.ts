@@ -10,7 +10,7 @@ import {
   StoreError,
   toStoreError,
 } from '../../store/index.js';
-import { makeMachine } from '../helpers/index.js';
+import { makeMachine } from '../../testkit/index.js';
 
 test('keys live under the normalised prefix and parse back to their kind', (t) => {
   const keys = new Keys('/c1');

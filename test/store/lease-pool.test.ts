@@ -1,6 +1,6 @@
 import test from 'ava';
 import { LeasePool, openStore, type LeasePoolEvent, type Store } from '../../store/index.js';
-import { assertEventually, etcdForFile, sleep, uniquePrefix } from '../helpers/index.js';
+import { assertEventually, etcdForFile, sleep, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

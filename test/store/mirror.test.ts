@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import { ClusterMirror, codecs, openStore, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, uniquePrefix } from '../helpers/index.js';
+import { etcdForFile, makeMachine, makeUnit, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

@@ -7,7 +7,7 @@ import {
   writeOwned,
   type OwnedOp,
 } from '../../store/index.js';
-import { etcdForFile, uniquePrefix } from '../helpers/index.js';
+import { etcdForFile, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

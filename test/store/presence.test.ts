@@ -9,7 +9,7 @@ import {
   sleep,
   startProxy,
   uniquePrefix,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 const HOLDER = fileURLToPath(new URL('./fixtures/presence-holder.js', import.meta.url));
 

@@ -6,7 +6,7 @@ import {
   makeMachine,
   uniquePrefix,
   unitText,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 

@@ -22,7 +22,7 @@ import {
   makeMachine,
   pkiForFile,
   uniquePrefix,
-} from '../helpers/index.js';
+} from '../../testkit/index.js';
 
 const server = etcdForFile(test, { tls: true });
 const otherPki = pkiForFile(test, 'not-the-etcd-ca');

@@ -6,7 +6,7 @@ import test from 'ava';
 
 /** The repository root from dist/test/unit/, and the shared examples beside it. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-import { EXAMPLES } from '../helpers/examples.js';
+import { EXAMPLES } from '../../testkit/examples.js';
 const FLOTCTL = `${ROOT}bin/flotctl`;
 
 interface Run {

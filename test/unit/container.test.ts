@@ -5,7 +5,7 @@ import test from 'ava';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 import { parseImageReference } from '../../unit/image-ref.js';
 
-import { EXAMPLES } from '../helpers/examples.js';
+import { EXAMPLES } from '../../testkit/examples.js';
 
 const DIR = `${EXAMPLES}containers/`;
 const good = readdirSync(DIR).filter((f) => f.endsWith('.service'));

@@ -5,7 +5,7 @@ import test from 'ava';
 import type { UnitErrorCode } from '../../unit/errors.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 
-import { EXAMPLES } from '../helpers/examples.js';
+import { EXAMPLES } from '../../testkit/examples.js';
 
 export const BAD = `${EXAMPLES}bad/`;
 

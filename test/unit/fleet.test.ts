@@ -3,7 +3,7 @@ import test from 'ava';
 import { UnitError, type UnitErrorCode } from '../../unit/errors.js';
 import type { FleetOptions } from '../../unit/model.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
-import { unitText, type SectionValues } from '../helpers/factories.js';
+import { unitText, type SectionValues } from '../../testkit/factories.js';
 
 function fleet(xfleet: SectionValues, name = 'u.service'): FleetOptions {
   return parseUnit(name, unitText({ xfleet })).fleet;

@@ -7,7 +7,7 @@ import { UnitError } from '../../unit/errors.js';
 import { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS } from '../../unit/fleet.js';
 import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 
-import { EXAMPLES } from '../helpers/examples.js';
+import { EXAMPLES } from '../../testkit/examples.js';
 const texts = [
   ...readdirSync(EXAMPLES)
     .filter((f) => f.endsWith('.service'))

@@ -6,7 +6,7 @@ import { parseUnit, validateUnitFile } from '../../unit/parse.js';
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from '../../unit/resources.js';
 import { signalName } from '../../unit/service.js';
 import { parseTimeSpanMs } from '../../unit/values.js';
-import { unitText, type SectionValues } from '../helpers/factories.js';
+import { unitText, type SectionValues } from '../../testkit/factories.js';
 
 function service(extra: SectionValues, exec = '/bin/sleep 60'): ServiceOptions {
   return parseUnit('s.service', unitText({ exec, service: extra })).service;

@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildImage, busyboxRoot, initLayout, pushImage } from '../../deploy/images/build.js';
-import { registryConfig, waitForRegistry } from '../../deploy/images/registry-server.js';
+import { buildImage, busyboxRoot, initLayout, pushImage } from '../deploy/images/build.js';
+import { registryConfig, waitForRegistry } from '../deploy/images/registry-server.js';
 import { freePort } from './ports.js';
 
 const run = promisify(execFile);

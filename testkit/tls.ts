@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext, TestFn } from 'ava';
-import { quietIpServernameWarning } from '../../daemon/tls.js';
+import { quietIpServernameWarning } from '../daemon/tls.js';
 
 const run = promisify(execFile);
 

@@ -3,7 +3,7 @@
  * unremarkable instance; each test overrides only what its behaviour depends on.
  */
 import { randomBytes } from 'node:crypto';
-import type { Machine, Resources, Unit } from '../../proto/flotilla/v1/records.js';
+import type { Machine, Resources, Unit } from '../proto/flotilla/v1/records.js';
 
 /** 8 GiB, the default machine memory. */
 export const GIB = 1024n * 1024n * 1024n;

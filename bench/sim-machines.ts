@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { LogsService, type LogLine, type TailRequest } from '../proto/flotilla/v1/logs.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
-import { atomicTxn, codecs, LeasePool, MAX_TXN_OPS, pipeline, type Store } from '../store/index.js';
+import { pool } from '../lib/pool.js';
+import { atomicTxn, codecs, LeasePool, MAX_TXN_OPS, type Store } from '../store/index.js';
 
 /** 1 GiB. */
 export const GIB = 1024n * 1024n * 1024n;
@@ -63,23 +64,23 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
 }
 
 /**
- * Grants each machine its own lease from `pool`, then writes the records under them in
+ * Grants each machine its own lease from `leases`, then writes the records under them in
  * transactions of at most 128 puts, several in flight.
  */
 export async function registerMachines(
   store: Store,
-  pool: LeasePool,
+  leases: LeasePool,
   machines: readonly SimMachine[],
 ): Promise<void> {
-  await pipeline(machines.length, 32, async (i) => {
+  await pool(machines.length, 32, async (i) => {
     const m = machines[i] as SimMachine;
-    m.lease = await pool.grant();
+    m.lease = await leases.grant();
   });
   const chunks: SimMachine[][] = [];
   for (let i = 0; i < machines.length; i += MAX_TXN_OPS) {
     chunks.push(machines.slice(i, i + MAX_TXN_OPS));
   }
-  await pipeline(chunks.length, 4, async (i) => {
+  await pool(chunks.length, 4, async (i) => {
     const chunk = chunks[i] ?? [];
     await atomicTxn(store, (b) => {
       for (const m of chunk) {

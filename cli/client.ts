@@ -39,6 +39,7 @@ import {
   type UpdateUnitRequest,
 } from '../proto/flotilla/v1/units.js';
 import { MAX_PROBLEMS, parseUnitName, validateUnitFile } from '../unit/index.js';
+import { pool } from '../lib/pool.js';
 import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
 import { checkUnitFileSizes } from './file-limits.js';
@@ -429,17 +430,9 @@ function chunks<T>(items: readonly T[]): T[][] {
 const REQUESTS_IN_FLIGHT = 8;
 
 /** `send` for every part, at most {@link REQUESTS_IN_FLIGHT} at a time; answers in order. */
-async function inFlight<T, R>(parts: readonly T[], send: (part: T) => Promise<R>): Promise<R[]> {
-  const answers: R[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < parts.length) {
-      const i = next++;
-      answers[i] = await send(parts[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(REQUESTS_IN_FLIGHT, parts.length) }, worker));
-  return answers;
+/** Sends each part with at most {@link REQUESTS_IN_FLIGHT} requests at once; answers in order. */
+function inFlight<T, R>(parts: readonly T[], send: (part: T) => Promise<R>): Promise<R[]> {
+  return pool(parts.length, REQUESTS_IN_FLIGHT, (i) => send(parts[i] as T));
 }
 
 function maxRevision(answers: readonly { revision: bigint }[]): bigint {

@@ -4,7 +4,7 @@
  * the server's `file:line: message` lines for a rejected unit file) and exits 1.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { tlsFailure, type TlsFailure } from '../store/tls.js';
+import { tlsFailure, type TlsFailure } from '../lib/tls-failure.js';
 import { formatBytes, SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/index.js';
 import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
 import type { ClientTlsFiles } from './verb.js';

@@ -6,7 +6,7 @@
  * brings its template file `units/web@.service` along the same way. `units/web` finds the
  * file `units/web.service`.
  */
-import { rewriteImageLine } from '../registry/pin.js';
+import { rewriteImageLine } from '../unit/image-ref.js';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Unit } from '../proto/flotilla/v1/records.js';

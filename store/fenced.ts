@@ -16,6 +16,7 @@ import {
 } from './batch.js';
 import { big, type Store } from './client.js';
 import { StoreError } from './errors.js';
+import { pool } from '../lib/pool.js';
 
 /** Identifies one leader term: the election key and its create revision. */
 export interface Fence {
@@ -98,7 +99,7 @@ export async function fencedTxn(
   let revision = 0n;
   let transactions = 0;
   let refused: FencedError | undefined;
-  await pipeline(chunks.length, opts.inFlight ?? 1, async (i) => {
+  await pool(chunks.length, opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
     const txn = (req: { compare: ICompare[]; success: IRequestOp[] }): Promise<ITxnResponse> =>
@@ -155,29 +156,4 @@ export async function fencedTxn(
   if (refused !== undefined) throw refused;
   const applied = results.flatMap((r) => r ?? []);
   return { ops: batch.ops, applied, revision, transactions };
-}
-
-/**
- * Runs `task(0..count-1)` with at most `inFlight` running at once, in index order of start;
- * rejects with the first failure after the running ones settle (none start after it).
- */
-export async function pipeline(
-  count: number,
-  inFlight: number,
-  task: (index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (failure === undefined && next < count) {
-      const i = next++;
-      try {
-        await task(i);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(inFlight, count)) }, worker));
-  if (failure !== undefined) throw failure.err;
 }

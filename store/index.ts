@@ -39,13 +39,7 @@ export {
   type StoreRequest,
   type Versioned,
 } from './client.js';
-export {
-  etcdCredentials,
-  tlsFailure,
-  type StoreTls,
-  type TlsFailure,
-  type TlsFailureKind,
-} from './tls.js';
+export { etcdCredentials, type StoreTls } from './tls.js';
 export {
   isRetryable,
   isStoreError,
@@ -58,7 +52,6 @@ export {
   fenceCompare,
   FencedError,
   fencedTxn,
-  pipeline,
   readFence,
   type BatchResult,
   type Fence,

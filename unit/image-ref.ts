@@ -105,3 +105,22 @@ export function shortImageName(ref: ImageReference): string {
   if (ref.tag !== '') return `${name}:${ref.tag}`;
   return `${name}@${ref.digest.slice(0, 19)}`;
 }
+
+/**
+ * `text` with its `Image=` line (1-based `line`, holding `from`) now saying `to`; undefined
+ * when that line is not a plain `Image=from` line (a continued line cannot be rewritten).
+ */
+export function rewriteImageLine(
+  text: string,
+  line: number,
+  from: string,
+  to: string,
+): string | undefined {
+  const lines = text.split('\n');
+  const at = lines[line - 1];
+  if (at === undefined) return undefined;
+  const m = /^(\s*Image\s*=\s*)(.*?)(\s*)$/.exec(at);
+  if (m === null || m[2] !== from) return undefined;
+  lines[line - 1] = `${m[1] ?? ''}${to}${m[3] ?? ''}`;
+  return lines.join('\n');
+}

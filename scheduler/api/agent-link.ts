@@ -6,7 +6,7 @@
  */
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { channelCredentials, type ClientTls } from '../../daemon/tls.js';
-import { tlsFailure } from '../../store/index.js';
+import { tlsFailure } from '../../lib/tls-failure.js';
 
 /** The channel credentials for agents, and the wording of failures to reach one. */
 export class AgentLink {

@@ -5,7 +5,8 @@
  * with its reason, naming the file and line; nothing is written.
  */
 import { isRegistryError } from '../../registry/errors.js';
-import { pinnedImage, rewriteImageLine } from '../../registry/pin.js';
+import { pinnedImage } from '../../registry/pin.js';
+import { rewriteImageLine } from '../../unit/image-ref.js';
 import type { RegistryOptions } from '../../registry/skopeo.js';
 import { parseUnit } from '../../unit/index.js';
 import type { ContainerOptions } from '../../unit/model.js';

@@ -23,10 +23,10 @@ import {
   codecs,
   ConflictError,
   isStoreError,
-  pipeline,
   type BatchOp,
   type Versioned,
 } from '../../store/index.js';
+import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from './errors.js';
 import { fresh, settle, type ApiCluster } from './reads.js';
@@ -138,7 +138,7 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   let revision = mirror.revision;
   let conflicts = 0;
   let superseded = false;
-  await pipeline(chunks.length, SCALE_IN_FLIGHT, async (c) => {
+  await pool(chunks.length, SCALE_IN_FLIGHT, async (c) => {
     const chunk: readonly BatchOp[] = chunks[c] ?? [];
     if (superseded) return;
     try {

@@ -11,10 +11,9 @@ import {
   Presence,
   resolveStoreOptions,
   StoreError,
-  tlsFailure,
   type StoreOptions,
-  type TlsFailureKind,
 } from '../../store/index.js';
+import { tlsFailure, type TlsFailureKind } from '../../lib/tls-failure.js';
 import {
   assertEventually,
   clientTls,

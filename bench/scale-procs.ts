@@ -10,6 +10,7 @@ import { closeSync, createReadStream, openSync, readFileSync, writeFileSync } fr
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 const SCHEDULER_MAIN = fileURLToPath(new URL('../scheduler/main.js', import.meta.url));
@@ -310,10 +311,6 @@ export function cpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** How a wait ended: when the condition held, or why it never did. */

@@ -5,6 +5,7 @@
  * simulated agents see it in etcd. A step that cannot finish in time records null with the
  * reason and leaves the cluster as it is, so the next step still runs.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readLeader } from '../scheduler/leadership.js';
@@ -18,7 +19,6 @@ import {
   hasExited,
   median,
   rssBytes,
-  sleep,
   waitUntil,
   type FlotctlRun,
   type Processes,

@@ -34,7 +34,8 @@ import {
   type SimMachine,
 } from './sim-machines.js';
 import { readLeader } from '../scheduler/leadership.js';
-import { logProblems, Processes, sleep, startReplica, type Replica } from './scale-procs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { logProblems, Processes, startReplica, type Replica } from './scale-procs.js';
 import { measures, Report } from './scale-report.js';
 import * as steps from './scale-steps.js';
 

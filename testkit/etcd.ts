@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestFn } from 'ava';
 import { Etcd3, type IOptions } from 'etcd3';
-import { sleep } from './eventually.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePorts } from './ports.js';
 import { clientTls, makePki, type TestPki } from './tls.js';
 

@@ -62,8 +62,3 @@ export async function assertEventually<T>(
     lastError,
   );
 }
-
-/** Resolves after `ms` milliseconds. For pacing writers in tests, never for waiting on outcomes. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -1,10 +1,7 @@
 /** The test kit: a real etcd per test file, per-test prefixes, polling asserts, factories. */
-export {
-  assertEventually,
-  EventuallyTimeoutError,
-  sleep,
-  type EventuallyOptions,
-} from './eventually.js';
+export { assertEventually, EventuallyTimeoutError, type EventuallyOptions } from './eventually.js';
+/** For pacing writers in tests, never for waiting on outcomes (use assertEventually). */
+export { setTimeout as sleep } from 'node:timers/promises';
 export { EXAMPLES } from './examples.js';
 export { etcdForFile, startEtcd, type EtcdOptions, type EtcdServer } from './etcd.js';
 export {

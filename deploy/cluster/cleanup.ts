@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { SHIM_MARKER } from '../../agent/runtime/shim.js';
 import { listNetns, linkExists } from './network.js';
-import { isRunning, runTool, sleep, which } from './proc.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isRunning, runTool, which } from './proc.js';
 import type { AgentRecord, ClusterRecord } from './state.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';

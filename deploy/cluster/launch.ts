@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../../store/index.js';
 import { inNetns } from './network.js';
-import { isRunning, logTail, sleep, spawnDetached } from './proc.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isRunning, logTail, spawnDetached } from './proc.js';
 import {
   ClusterError,
   etcdEndpoints,

@@ -1,5 +1,5 @@
 /**
- * ClusterMirror: ONE list+watch cache of the whole cluster prefix per process (DESIGN.md
+ * ClusterMirror: ONE list+watch cache of the whole cluster prefix per process (docs/architecture.md,
  * "Scale"; kube-apiserver's watch cache is the model). Every record is decoded once, as it
  * arrives, and filed in indexes that answer the scheduler's questions in proportion to the
  * answer: a unit by name, units in name order from any point (paging), the instances of one

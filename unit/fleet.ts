@@ -303,7 +303,7 @@ function unique(list: readonly At<string>[]): string[] {
   return [...new Set(list.map((a) => a.value))];
 }
 
-/** DESIGN.md's invalid combinations; each error points at the later of the two keys. */
+/** The invalid combinations (docs/architecture.md, "Unit files"); each error points at the later of the two keys. */
 function checkCombinations(s: State, errors: UnitError[]): void {
   const clash = (a: string, aLine: number, b: string, bLine: number, why: string): void => {
     const line = Math.max(aLine, bLine);

@@ -1,6 +1,6 @@
 /**
  * fast-check arbitraries for planner property tests (random clusters, units and existing
- * placements) and an independent, naive checker of the hard rules, written from DESIGN.md
+ * placements) and an independent, naive checker of the hard rules, written from the design (docs/architecture.md)
  * rather than from the planner's own checkers.
  */
 import fc from 'fast-check';
@@ -77,7 +77,7 @@ const unitArb = (name: string): fc.Arbitrary<PlannerUnit> =>
       let replaces = r.replaces;
       let global = r.global;
       const machineId = r.machineId ?? '';
-      // DESIGN.md's invalid combinations never reach the planner.
+      // The design's invalid combinations (docs/architecture.md, "Unit files") never reach the planner.
       if (machineId !== '') [machineOf, conflicts, replaces, global] = [[], [], [], false];
       if (global) [machineOf, replaces] = [[], []];
       if (conflicts.length > 0) replaces = [];

@@ -6,7 +6,6 @@
 import { SubmitUnitsResponse, type UnitFile } from '../proto/flotilla/v1/units.js';
 import { Unit } from '../proto/flotilla/v1/records.js';
 import { withClient } from './client.js';
-import { outcomeJson } from './state-verbs.js';
 import { printJson } from './table.js';
 import { readUnitFile, unitNameOf, unitNamesOf } from './unit-args.js';
 import type { Target } from './unit-view.js';
@@ -19,7 +18,14 @@ import {
   type Verb,
   parseVerbArgs,
 } from './verb.js';
-import { parseWaitOptions, readViews, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
+import {
+  outcomeJson,
+  parseWaitOptions,
+  readViews,
+  WAIT_FLAGS,
+  WAIT_HELP,
+  waitForTargets,
+} from './wait.js';
 
 const SUBMIT_HELP = `Usage: flotctl submit [--replace] FILE...
 

@@ -7,7 +7,6 @@
 import type { InstanceRange, ScaleResponse } from '../proto/flotilla/v1/units.js';
 import { parseUnitName } from '../unit/index.js';
 import { withClient } from './client.js';
-import { outcomeJson } from './state-verbs.js';
 import { printJson } from './table.js';
 import { UnitView, type Target } from './unit-view.js';
 import {
@@ -19,7 +18,7 @@ import {
   type Verb,
   parseVerbArgs,
 } from './verb.js';
-import { parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
+import { outcomeJson, parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
 
 const HELP = `Usage: flotctl scale [--no-block] [--timeout DUR] TEMPLATE=N...
        flotctl scale [--no-block] [--timeout DUR] TEMPLATE N

@@ -19,13 +19,13 @@ import {
   parseVerbArgs,
 } from './verb.js';
 import {
+  outcomeJson,
   parseWaitOptions,
   readViews,
   WAIT_FLAGS,
   WAIT_HELP,
   waitForTargets,
   type WaitOptions,
-  type WaitOutcome,
 } from './wait.js';
 
 /** What one of the four verbs does. */
@@ -141,18 +141,6 @@ async function setAndWait(
   });
   if (json) printJson(io, { ...res, units: outcomes.map(outcomeJson) });
   return outcomes.every((o) => o.reached) ? EXIT_OK : EXIT_FAILURE;
-}
-
-/** How a waited-on unit ended, for `-o json`. */
-export function outcomeJson(o: WaitOutcome): Record<string, unknown> {
-  return {
-    name: o.name,
-    target: o.target,
-    reached: o.reached,
-    currentState: o.view.unit === undefined ? 'destroyed' : o.view.currentState,
-    machine: o.view.placement?.machine ?? '',
-    ...(o.problem === undefined ? {} : { problem: o.problem }),
-  };
 }
 
 export const loadVerb = stateVerb({

@@ -98,6 +98,18 @@ export interface WaitOutcome {
   readonly view: UnitView;
 }
 
+/** How a waited-on unit ended, for `-o json`. */
+export function outcomeJson(o: WaitOutcome): Record<string, unknown> {
+  return {
+    name: o.name,
+    target: o.target,
+    reached: o.reached,
+    currentState: o.view.unit === undefined ? 'destroyed' : o.view.currentState,
+    machine: o.view.placement?.machine ?? '',
+    ...(o.problem === undefined ? {} : { problem: o.problem }),
+  };
+}
+
 /** What to wait for. */
 export interface WaitSpec {
   /** The units, read at or before the write (see {@link readViews}). */

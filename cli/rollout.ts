@@ -4,6 +4,7 @@
  * replaced, `flotctl rollout status UNIT` shows how far a rollout is. update and rollback
  * wait, printing progress, until the rollout completes, pauses or rolls back.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RolloutStatus, type UnitFile } from '../proto/flotilla/v1/units.js';
 import { MAX_PROBLEMS, validateUnitFile } from '../unit/index.js';
 import { parseDurationMs } from '../daemon/options.js';
@@ -250,7 +251,7 @@ async function follow(
   const shown = new Map<string, string>();
   while (limitMs !== undefined && !latest.every(isSettled)) {
     if (io.signal?.aborted === true || Date.now() >= deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
     for (const [i, s] of latest.entries()) {
       const name = s.rollout?.unit ?? '';
       if (isSettled(s) || name === '') continue;

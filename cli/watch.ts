@@ -5,6 +5,7 @@
  * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
  * connection breaks, flotctl resumes by itself from the last revision seen + 1.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Event } from '../proto/flotilla/v1/events.js';
 import type { ApiClient } from './client.js';
 import { withClient } from './client.js';
@@ -116,7 +117,7 @@ async function follow(
       const fatal = ['refused', 'unreachable', 'tls'];
       if (!(err instanceof CliError) || fatal.includes(err.code)) throw err;
       io.stderr(`${err.message}; resuming from revision ${next === 0n ? 'now' : next}\n`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await sleep(1000);
       if (io.signal?.aborted === true) return;
     }
   }

@@ -5,14 +5,14 @@
  * wait, printing progress, until the rollout completes, pauses or rolls back.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RolloutStatus, type UnitFile } from '../proto/flotilla/v1/units.js';
-import { MAX_PROBLEMS, validateUnitFile } from '../unit/index.js';
-import { parseDurationMs } from '../daemon/options.js';
-import { withClient, type ApiClient } from './client.js';
-import { CliError } from './errors.js';
-import { printJson, shortHash } from './table.js';
-import { readUnitFile, unitNameOf } from './unit-args.js';
-import { parseWaitOptions } from './wait.js';
+import { RolloutStatus, type UnitFile } from '../../proto/flotilla/v1/units.js';
+import { MAX_PROBLEMS, validateUnitFile } from '../../unit/index.js';
+import { parseDurationMs } from '../../daemon/options.js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { printJson, shortHash } from '../table.js';
+import { readUnitFile, unitNameOf } from '../unit-args.js';
+import { parseWaitOptions } from '../wait.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -21,7 +21,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 /** Default of update's and rollback's `--timeout`: rollouts of many instances take a while. */
 const DEFAULT_ROLLOUT_WAIT_MS = 30 * 60_000;

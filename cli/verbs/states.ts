@@ -4,11 +4,11 @@
  * when the cluster lacks them (see unit-args.ts). Global units are never waited on, as with
  * fleetctl: they have no one machine to be on.
  */
-import { withClient, type ApiClient } from './client.js';
-import { CliError } from './errors.js';
-import { printJson } from './table.js';
-import { isTemplateName, submitMissing, unitNamesOf } from './unit-args.js';
-import type { Target, UnitView } from './unit-view.js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { printJson } from '../table.js';
+import { isTemplateName, submitMissing, unitNamesOf } from '../unit-args.js';
+import type { Target, UnitView } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -17,7 +17,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 import {
   outcomeJson,
   parseWaitOptions,
@@ -26,7 +26,7 @@ import {
   WAIT_HELP,
   waitForTargets,
   type WaitOptions,
-} from './wait.js';
+} from '../wait.js';
 
 /** What one of the four verbs does. */
 interface StateVerbSpec {

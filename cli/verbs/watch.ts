@@ -6,12 +6,12 @@
  * connection breaks, flotctl resumes by itself from the last revision seen + 1.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Event } from '../proto/flotilla/v1/events.js';
-import type { ApiClient } from './client.js';
-import { withClient } from './client.js';
-import { CliError } from './errors.js';
-import { formatClock, formatMetadata, machineId, printJsonLine } from './table.js';
-import { activeText, failureText } from './unit-view.js';
+import { Event } from '../../proto/flotilla/v1/events.js';
+import type { ApiClient } from '../client.js';
+import { withClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { formatClock, formatMetadata, machineId, printJsonLine } from '../table.js';
+import { activeText, failureText } from '../unit-view.js';
 import {
   EXIT_OK,
   UsageError,
@@ -19,7 +19,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine ID] [-l|--full]
 

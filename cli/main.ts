@@ -1,7 +1,8 @@
 /**
- * `flotctl`: the CLI's entry point and verb table. A verb is one entry in `VERBS`, so adding
- * one means writing a `Verb` in its own file and listing it here; global options, dispatch,
- * `--help`, Ctrl-C and exit codes stay in one place.
+ * `flotctl`: the CLI's entry point and verb table, the top floor of cli/ (see README.md). A
+ * verb is one entry in `VERBS`, so adding one means writing a `Verb` in its own file under
+ * verbs/ and listing it here; global options, dispatch, `--help`, Ctrl-C and exit codes stay
+ * in one place.
  *
  * Exit codes: 0 success, 1 failure (one line saying what to do, or the server's
  * `file:line: message` lines for a rejected unit file), 2 usage (the message and the usage).

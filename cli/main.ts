@@ -1,27 +1,15 @@
 /**
- * `flotctl`: the CLI's entry point and verb table. A verb is one entry in `VERBS`, so adding
- * one means writing a `Verb` in its own file and listing it here; global options, dispatch,
- * `--help`, Ctrl-C and exit codes stay in one place.
+ * `flotctl`: the CLI's entry point and verb table, the top floor of cli/ (see README.md). A
+ * verb is one entry in `VERBS`, so adding one means writing a `Verb` in its own file under
+ * verbs/ and listing it here; global options, dispatch, `--help`, Ctrl-C and exit codes stay
+ * in one place.
  *
  * Exit codes: 0 success, 1 failure (one line saying what to do, or the server's
  * `file:line: message` lines for a rejected unit file), 2 usage (the message and the usage).
  */
-import { completionVerbs } from './completion.js';
+import { quietIpServernameWarning } from '../daemon/tls.js';
 import { CliError } from './errors.js';
-import { catVerb, destroyVerb, submitVerb } from './file-verbs.js';
 import { GLOBAL_HELP, splitGlobalOptions } from './global-options.js';
-import { listUnitFilesVerb, listUnitsVerb } from './list-verbs.js';
-import {
-  drainMachineVerb,
-  listMachinesVerb,
-  resumeReschedulingVerb,
-  undrainMachineVerb,
-} from './machine-verbs.js';
-import { planVerb } from './plan.js';
-import { rollbackVerb, rolloutVerb, updateVerb } from './rollout.js';
-import { scaleVerb } from './scale.js';
-import { loadVerb, startVerb, stopVerb, unloadVerb } from './state-verbs.js';
-import { journalVerb, statusVerb } from './status.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -31,9 +19,22 @@ import {
   type GlobalOptions,
   type Verb,
 } from './verb.js';
-import { quietIpServernameWarning } from '../daemon/tls.js';
-import { verifyVerb } from './verify.js';
-import { watchVerb } from './watch.js';
+import { completionVerbs } from './verbs/completion.js';
+import { catVerb, destroyVerb, submitVerb } from './verbs/files.js';
+import { listUnitFilesVerb, listUnitsVerb } from './verbs/list.js';
+import {
+  drainMachineVerb,
+  listMachinesVerb,
+  resumeReschedulingVerb,
+  undrainMachineVerb,
+} from './verbs/machines.js';
+import { planVerb } from './verbs/plan.js';
+import { rollbackVerb, rolloutVerb, updateVerb } from './verbs/rollout.js';
+import { scaleVerb } from './verbs/scale.js';
+import { loadVerb, startVerb, stopVerb, unloadVerb } from './verbs/states.js';
+import { journalVerb, statusVerb } from './verbs/status.js';
+import { verifyVerb } from './verbs/verify.js';
+import { watchVerb } from './verbs/watch.js';
 
 export {
   EXIT_FAILURE,

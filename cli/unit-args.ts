@@ -65,16 +65,6 @@ export async function readUnitFile(path: string): Promise<UnitFile> {
   return { name: basename(path), contents };
 }
 
-/** Whether a unit's file says `Global=true`; false when it does not parse. */
-export function isGlobalUnit(unit: Unit | undefined): boolean {
-  if (unit === undefined) return false;
-  try {
-    return parseUnit(unit.name, unit.file).fleet.global;
-  } catch {
-    return false;
-  }
-}
-
 /** `Description=` of a unit's file; empty when it has none or does not parse. */
 export function describeUnit(unit: Unit | undefined): string {
   if (unit === undefined) return '';

@@ -13,6 +13,7 @@
  * - out of time: `--timeout` (default 60s) or fleetctl's `--block-attempts N` (N x 500 ms).
  * On a terminal a progress line shows what is still pending.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiClient } from './client.js';
 import { parseDurationMs } from '../daemon/options.js';
 import { CliError, formatSeconds } from './errors.js';
@@ -96,6 +97,18 @@ export interface WaitOutcome {
   /** Why not, when not reached. */
   readonly problem?: string;
   readonly view: UnitView;
+}
+
+/** How a waited-on unit ended, for `-o json`. */
+export function outcomeJson(o: WaitOutcome): Record<string, unknown> {
+  return {
+    name: o.name,
+    target: o.target,
+    reached: o.reached,
+    currentState: o.view.unit === undefined ? 'destroyed' : o.view.currentState,
+    machine: o.view.placement?.machine ?? '',
+    ...(o.problem === undefined ? {} : { problem: o.problem }),
+  };
 }
 
 /** What to wait for. */
@@ -190,7 +203,9 @@ export async function waitForTargets(
       } catch (err) {
         if (!(err instanceof CliError) || Date.now() - started >= spec.limitMs) throw err;
         if (err.code === 'refused') throw err;
-        await delay(500, stop.signal); // the stream broke: resume from the last revision seen
+        // The stream broke: resume from the last revision seen, after a pause that ends early
+        // (rejecting with an AbortError, which ends the loop) when the wait is over.
+        await sleep(500, undefined, { signal: stop.signal }).catch(() => undefined);
       }
     }
   } finally {
@@ -310,19 +325,6 @@ class Progress {
     this.io.stdout('\r\x1b[2K');
     this.shown = false;
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

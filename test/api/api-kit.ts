@@ -4,7 +4,7 @@
  * prefix's keys to prove that a refused request wrote nothing.
  */
 import type { RegistryOptions } from '../../registry/skopeo.js';
-import { instanceNames } from '../../cli/scale.js';
+import { instanceNames } from '../../cli/verbs/scale.js';
 import {
   credentials,
   Metadata,

@@ -2,6 +2,7 @@
  * flotctl's command line itself: help on every verb, usage errors (exit 2, with the usage),
  * and what happens when no API answers (exit 1, one line saying what to do). No cluster.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import test from 'ava';
 import { EXAMPLES, flotctl } from './cli-kit.js';
 
@@ -150,10 +151,36 @@ test('FLOTCTL_ENDPOINT is used when --endpoint is absent, and --endpoint wins ov
 });
 
 test('the default endpoint is 127.0.0.1:4700', async (t) => {
-  const r = await flotctl(['list-units', '--request-timeout', '3s']);
-  // Another test or a developer's scheduler may serve 4700: then list-units succeeds.
-  if (r.code === 0) return t.pass();
-  t.regex(r.stderr, /Flotilla API at 127\.0\.0\.1:4700/);
+  // Port 4700 may be served (a developer's scheduler, another test run) or not: what flotctl
+  // dials is seen instead. grpc-js goes through the HTTP proxy that grpc_proxy names, so this
+  // test's own proxy, on a port the kernel picks, reads the CONNECT line naming the endpoint
+  // flotctl asked for, and refuses it.
+  const asked: string[] = [];
+  const proxy = createServer((socket) => {
+    let head = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      asked.push(head.slice(0, head.indexOf('\r\n')));
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => proxy.close());
+  const { port } = proxy.address() as AddressInfo;
+  const r = await flotctl(['list-units', '--request-timeout', '3s'], {
+    env: {
+      grpc_proxy: `http://127.0.0.1:${port}`,
+      // Used for every host unless no_grpc_proxy (or, when that is empty, no_proxy) lists it.
+      no_grpc_proxy: 'nothing.invalid',
+      GRPC_VERBOSITY: 'NONE', // grpc-js would log the refused CONNECT on stderr
+    },
+  });
+  t.true(asked.length > 0, `flotctl did not go through the proxy: ${r.stderr}`);
+  t.deepEqual([...new Set(asked)], ['CONNECT 127.0.0.1:4700 HTTP/1.1']);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /^cannot reach the Flotilla API at 127\.0\.0\.1:4700: /);
 });
 
 test('verify still works offline next to the new verbs', async (t) => {

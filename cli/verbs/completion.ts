@@ -9,9 +9,9 @@
  * What a verb's arguments are is read from its usage line (UNIT, GLOB, TEMPLATE: units;
  * MACHINE: machines; FILE: files), so a new verb completes without an entry here.
  */
-import { ApiClient } from './client.js';
-import { GLOBAL_HELP } from './global-options.js';
-import { EXIT_OK, UsageError, type GlobalOptions, type Verb } from './verb.js';
+import { ApiClient } from '../client.js';
+import { GLOBAL_HELP } from '../global-options.js';
+import { EXIT_OK, UsageError, type GlobalOptions, type Verb } from '../verb.js';
 
 /** The whole completion, API call included, gives up after this long. */
 export const COMPLETE_TIMEOUT_MS = 1_500;

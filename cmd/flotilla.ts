@@ -1,61 +1,22 @@
 /**
- * `flotilla`: the daemons' entry point. `flotilla scheduler ...` runs a scheduler replica,
- * `flotilla agent ...` a machine's agent, `flotilla cluster up|down|status` a local cluster.
- * Each subcommand's module is loaded with a dynamic `import()` only when it is asked for, so
- * `flotilla agent` never loads the scheduler (nor the scheduler the agent's runtime).
+ * `flotilla`: the daemons' entry point (bin/flotilla). `flotilla scheduler ...` runs a
+ * scheduler replica, `flotilla agent ...` a machine's agent, `flotilla cluster up|down|status`
+ * a local cluster. cmd/ holds entry points only: nothing imports it, and it may import any
+ * part. Each subcommand's module is loaded with a dynamic `import()` of a literal path, which
+ * the type checker follows, only when that subcommand is asked for, so `flotilla agent` never
+ * loads the scheduler (nor the scheduler the agent's runtime).
  *
  * Exit codes: 0 success (a daemon that shut down cleanly on SIGTERM), 1 failure, 2 usage.
  */
 import { readFileSync } from 'node:fs';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './verb.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from '../cli/verb.js';
 
-/** A subcommand: where its code lives and how to run it. */
+/** A subcommand and how to run it. */
 interface Subcommand {
   readonly name: string;
   readonly summary: string;
-  /** Runs the subcommand; resolves to the exit code. */
+  /** Loads the subcommand's module and runs it; resolves to the exit code. */
   readonly run: (argv: string[]) => Promise<number>;
-}
-
-/** A daemon's `runX(argv)`: resolves when it has shut down, rejects when it cannot run. */
-type DaemonMain = (argv: string[]) => Promise<void>;
-
-/**
- * Loads `export` from the compiled module at `specifier` (relative to this file). The
- * specifier is a variable on purpose: the type checker does not follow it, so this entry
- * builds even while a subcommand's module is being written, and a missing one is a clear
- * error instead of a crash at startup.
- */
-async function loadExport(specifier: string, name: string): Promise<unknown> {
-  const url = new URL(specifier, import.meta.url).href;
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(url)) as Record<string, unknown>;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && String(err).includes(specifier.slice(3))) {
-      throw new SubcommandMissingError(`${specifier} is not built (run: npm run build)`);
-    }
-    throw err;
-  }
-  const fn = mod[name];
-  if (typeof fn !== 'function') {
-    throw new SubcommandMissingError(`${specifier} does not export ${name}()`);
-  }
-  return fn;
-}
-
-/** A subcommand's compiled module is missing or does not export its entry function. */
-export class SubcommandMissingError extends Error {
-  readonly code = 'subcommand-missing';
-}
-
-function daemon(specifier: string, exportName: string): (argv: string[]) => Promise<number> {
-  return async (argv) => {
-    const run = (await loadExport(specifier, exportName)) as DaemonMain;
-    await run(argv);
-    return EXIT_OK;
-  };
 }
 
 /** Every subcommand, in the order `flotilla --help` lists them. */
@@ -63,26 +24,32 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   {
     name: 'scheduler',
     summary: 'run a scheduler replica (gRPC API; the elected leader places units)',
-    run: daemon('../scheduler/main.js', 'runScheduler'),
+    run: async (argv) => {
+      const { runScheduler } = await import('../scheduler/main.js');
+      await runScheduler(argv); // resolves when the daemon has shut down
+      return EXIT_OK;
+    },
   },
   {
     name: 'agent',
     summary: "run a machine's agent (registers the machine, runs the units placed on it)",
-    run: daemon('../agent/main.js', 'runAgent'),
+    run: async (argv) => {
+      const { runAgent } = await import('../agent/main.js');
+      await runAgent(argv);
+      return EXIT_OK;
+    },
   },
   {
     name: 'cluster',
     summary: 'start, stop or inspect a local cluster (etcd, 2 schedulers, N agents)',
     run: async (argv) => {
-      const run = (await loadExport('../deploy/cluster/command.js', 'runCluster')) as (
-        argv: string[],
-      ) => Promise<number>;
-      return run(argv);
+      const { runCluster } = await import('../deploy/cluster/command.js');
+      return runCluster(argv);
     },
   },
 ];
 
-/** The package version, read from package.json next to bin/ (dist/cli -> ../../). */
+/** The package version, read from package.json next to bin/ (dist/cmd -> ../../). */
 export function version(): string {
   try {
     const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');

@@ -4,12 +4,11 @@
  * instances scaled away are gone. The instances are read before scaling, so the wait knows
  * where the ones that go were running.
  */
-import type { InstanceRange, ScaleResponse } from '../proto/flotilla/v1/units.js';
-import { parseUnitName } from '../unit/index.js';
-import { withClient } from './client.js';
-import { outcomeJson } from './state-verbs.js';
-import { printJson } from './table.js';
-import { UnitView, type Target } from './unit-view.js';
+import type { InstanceRange, ScaleResponse } from '../../proto/flotilla/v1/units.js';
+import { parseUnitName } from '../../unit/index.js';
+import { withClient } from '../client.js';
+import { printJson } from '../table.js';
+import { UnitView, type Target } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -18,8 +17,8 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
-import { parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
+} from '../verb.js';
+import { outcomeJson, parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from '../wait.js';
 
 const HELP = `Usage: flotctl scale [--no-block] [--timeout DUR] TEMPLATE=N...
        flotctl scale [--no-block] [--timeout DUR] TEMPLATE N

@@ -3,11 +3,11 @@
  * what it printed. Both read logs through the API's Logs.Tail, which relays the agent of the
  * unit's machine; when the logs cannot be had, status says so in one line and still succeeds.
  */
-import { LogLine } from '../proto/flotilla/v1/logs.js';
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import { UnitStatus, type GlobalInstance } from '../proto/flotilla/v1/units.js';
-import { withClient, type ApiClient } from './client.js';
-import { CliError } from './errors.js';
+import { LogLine } from '../../proto/flotilla/v1/logs.js';
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import { UnitStatus, type GlobalInstance } from '../../proto/flotilla/v1/units.js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
 import {
   alignColumns,
   formatAge,
@@ -18,9 +18,9 @@ import {
   printJsonLine,
   shortHash,
   type MachineAddresses,
-} from './table.js';
-import { describeUnit, unitNameOf, unitNamesOf } from './unit-args.js';
-import { failureText } from './unit-view.js';
+} from '../table.js';
+import { describeUnit, unitNameOf, unitNamesOf } from '../unit-args.js';
+import { failureText } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -29,7 +29,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 /** `-n N` / `--lines N`: a whole number of lines. */
 function parseLines(raw: string | undefined, fallback: number): number {

@@ -3,13 +3,12 @@
  * nothing), `cat UNIT` prints one back byte for byte, `destroy UNIT...` removes units and
  * (unless `--no-block`) waits until no machine runs them any more.
  */
-import { SubmitUnitsResponse, type UnitFile } from '../proto/flotilla/v1/units.js';
-import { Unit } from '../proto/flotilla/v1/records.js';
-import { withClient } from './client.js';
-import { outcomeJson } from './state-verbs.js';
-import { printJson } from './table.js';
-import { readUnitFile, unitNameOf, unitNamesOf } from './unit-args.js';
-import type { Target } from './unit-view.js';
+import { SubmitUnitsResponse, type UnitFile } from '../../proto/flotilla/v1/units.js';
+import { Unit } from '../../proto/flotilla/v1/records.js';
+import { withClient } from '../client.js';
+import { printJson } from '../table.js';
+import { readUnitFile, unitNameOf, unitNamesOf } from '../unit-args.js';
+import type { Target } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -18,8 +17,15 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
-import { parseWaitOptions, readViews, WAIT_FLAGS, WAIT_HELP, waitForTargets } from './wait.js';
+} from '../verb.js';
+import {
+  outcomeJson,
+  parseWaitOptions,
+  readViews,
+  WAIT_FLAGS,
+  WAIT_HELP,
+  waitForTargets,
+} from '../wait.js';
 
 const SUBMIT_HELP = `Usage: flotctl submit [--replace] FILE...
 

@@ -4,14 +4,15 @@
  * replaced, `flotctl rollout status UNIT` shows how far a rollout is. update and rollback
  * wait, printing progress, until the rollout completes, pauses or rolls back.
  */
-import { RolloutStatus, type UnitFile } from '../proto/flotilla/v1/units.js';
-import { MAX_PROBLEMS, validateUnitFile } from '../unit/index.js';
-import { parseDurationMs } from '../daemon/options.js';
-import { withClient, type ApiClient } from './client.js';
-import { CliError } from './errors.js';
-import { printJson, shortHash } from './table.js';
-import { readUnitFile, unitNameOf } from './unit-args.js';
-import { parseWaitOptions } from './wait.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RolloutStatus, type UnitFile } from '../../proto/flotilla/v1/units.js';
+import { MAX_PROBLEMS, validateUnitFile } from '../../unit/index.js';
+import { parseDurationMs } from '../../daemon/options.js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { printJson, shortHash } from '../table.js';
+import { readUnitFile, unitNameOf } from '../unit-args.js';
+import { parseWaitOptions } from '../wait.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -20,7 +21,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 /** Default of update's and rollback's `--timeout`: rollouts of many instances take a while. */
 const DEFAULT_ROLLOUT_WAIT_MS = 30 * 60_000;
@@ -250,7 +251,7 @@ async function follow(
   const shown = new Map<string, string>();
   while (limitMs !== undefined && !latest.every(isSettled)) {
     if (io.signal?.aborted === true || Date.now() >= deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
     for (const [i, s] of latest.entries()) {
       const name = s.rollout?.unit ?? '';
       if (isSettled(s) || name === '') continue;

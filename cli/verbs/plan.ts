@@ -3,10 +3,10 @@
  * as if the files were submitted and the units started. Nothing is written. Shows where each
  * unit would go, what it would displace, and why the ones that cannot be placed cannot.
  */
-import { PlanResponse, type PlannedUnit, type UnitFile } from '../proto/flotilla/v1/units.js';
-import { withClient } from './client.js';
-import { alignColumns, machineLegend, printJson, type MachineAddresses } from './table.js';
-import { isFile, readUnitFile, unitNameOf } from './unit-args.js';
+import { PlanResponse, type PlannedUnit, type UnitFile } from '../../proto/flotilla/v1/units.js';
+import { withClient } from '../client.js';
+import { alignColumns, machineLegend, printJson, type MachineAddresses } from '../table.js';
+import { isFile, readUnitFile, unitNameOf } from '../unit-args.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -15,7 +15,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 const HELP = `Usage: flotctl plan [--no-legend] [-l|--full] FILE|UNIT...
 

@@ -6,8 +6,15 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
-import { fileTooLargeMessage, UNIT_FILE_MAX_BYTES, validateUnitFile } from '../unit/index.js';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIo, type Verb, parseVerbArgs } from './verb.js';
+import { fileTooLargeMessage, UNIT_FILE_MAX_BYTES, validateUnitFile } from '../../unit/index.js';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  type CliIo,
+  type Verb,
+  parseVerbArgs,
+} from '../verb.js';
 
 const HELP = `Usage: flotctl verify FILE...
 

@@ -4,11 +4,11 @@
  * when the cluster lacks them (see unit-args.ts). Global units are never waited on, as with
  * fleetctl: they have no one machine to be on.
  */
-import { withClient, type ApiClient } from './client.js';
-import { CliError } from './errors.js';
-import { printJson } from './table.js';
-import { isTemplateName, submitMissing, unitNamesOf } from './unit-args.js';
-import type { Target, UnitView } from './unit-view.js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { printJson } from '../table.js';
+import { isTemplateName, submitMissing, unitNamesOf } from '../unit-args.js';
+import type { Target, UnitView } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -17,16 +17,16 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 import {
+  outcomeJson,
   parseWaitOptions,
   readViews,
   WAIT_FLAGS,
   WAIT_HELP,
   waitForTargets,
   type WaitOptions,
-  type WaitOutcome,
-} from './wait.js';
+} from '../wait.js';
 
 /** What one of the four verbs does. */
 interface StateVerbSpec {
@@ -141,18 +141,6 @@ async function setAndWait(
   });
   if (json) printJson(io, { ...res, units: outcomes.map(outcomeJson) });
   return outcomes.every((o) => o.reached) ? EXIT_OK : EXIT_FAILURE;
-}
-
-/** How a waited-on unit ended, for `-o json`. */
-export function outcomeJson(o: WaitOutcome): Record<string, unknown> {
-  return {
-    name: o.name,
-    target: o.target,
-    reached: o.reached,
-    currentState: o.view.unit === undefined ? 'destroyed' : o.view.currentState,
-    machine: o.view.placement?.machine ?? '',
-    ...(o.problem === undefined ? {} : { problem: o.problem }),
-  };
 }
 
 export const loadVerb = stateVerb({

@@ -7,8 +7,8 @@
  * file, templates included. `list-units --watch` redraws the table whenever the cluster
  * changes.
  */
-import { UnitStatus, type GlobalInstance } from '../proto/flotilla/v1/units.js';
-import { withClient, type ApiClient } from './client.js';
+import { UnitStatus, type GlobalInstance } from '../../proto/flotilla/v1/units.js';
+import { withClient, type ApiClient } from '../client.js';
 import {
   machineLegend,
   parseFields,
@@ -22,9 +22,9 @@ import {
   tableHelp,
   type Column,
   type MachineAddresses,
-} from './table.js';
-import { describeUnit, isTemplateName } from './unit-args.js';
-import { activeText } from './unit-view.js';
+} from '../table.js';
+import { describeUnit, isTemplateName } from '../unit-args.js';
+import { activeText } from '../unit-view.js';
 import {
   EXIT_OK,
   UsageError,
@@ -32,7 +32,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 /** A unit (or one machine's copy of a Global unit) with what its columns need. */
 interface Row {

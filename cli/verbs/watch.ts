@@ -5,12 +5,13 @@
  * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
  * connection breaks, flotctl resumes by itself from the last revision seen + 1.
  */
-import { Event } from '../proto/flotilla/v1/events.js';
-import type { ApiClient } from './client.js';
-import { withClient } from './client.js';
-import { CliError } from './errors.js';
-import { formatClock, formatMetadata, machineId, printJsonLine } from './table.js';
-import { activeText, failureText } from './unit-view.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Event } from '../../proto/flotilla/v1/events.js';
+import type { ApiClient } from '../client.js';
+import { withClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { formatClock, formatMetadata, machineId, printJsonLine } from '../table.js';
+import { activeText, failureText } from '../unit-view.js';
 import {
   EXIT_OK,
   UsageError,
@@ -18,7 +19,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine ID] [-l|--full]
 
@@ -116,7 +117,7 @@ async function follow(
       const fatal = ['refused', 'unreachable', 'tls'];
       if (!(err instanceof CliError) || fatal.includes(err.code)) throw err;
       io.stderr(`${err.message}; resuming from revision ${next === 0n ? 'now' : next}\n`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await sleep(1000);
       if (io.signal?.aborted === true) return;
     }
   }

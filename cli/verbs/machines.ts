@@ -9,8 +9,8 @@ import {
   MachineStatus,
   ReschedulingPause,
   type SchedulerStatus,
-} from '../proto/flotilla/v1/machines.js';
-import { withClient } from './client.js';
+} from '../../proto/flotilla/v1/machines.js';
+import { withClient } from '../client.js';
 import {
   formatBytes,
   formatCpu,
@@ -23,7 +23,7 @@ import {
   TABLE_FLAGS,
   tableHelp,
   type Column,
-} from './table.js';
+} from '../table.js';
 import {
   EXIT_OK,
   UsageError,
@@ -31,7 +31,7 @@ import {
   type GlobalOptions,
   type Verb,
   parseVerbArgs,
-} from './verb.js';
+} from '../verb.js';
 
 const COLUMNS: Readonly<Record<string, Column<MachineStatus>>> = {
   machine: (m, full) => machineId(m.machine?.id ?? '', full),

@@ -30,9 +30,9 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js';
-import { unmountUnder } from '../images/overlay.js';
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
+import { unmountUnder } from './mounts.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';

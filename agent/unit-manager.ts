@@ -20,7 +20,6 @@ import { ImageStore } from './images/store.js';
 import { createDriver } from './runtime/index.js';
 import type { DriverName, RuntimeDriver } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
-import { RuncDriver } from './runtime/runc.js';
 import { LogStore } from './logs.js';
 import { readMeta } from './supervisor-meta.js';
 import { initialState } from './supervisor-policy.js';
@@ -45,7 +44,7 @@ export interface UnitManagerOptions {
   readonly timings?: Partial<SupervisorTimings>;
   /**
    * Image units: how registries are reached and the store's budget. The store lives in
-   * `<stateDir>/<machine>/images` (runc driver only).
+   * `<stateDir>/<machine>/images` (drivers with the `images` capability only: runc).
    */
   readonly images?: { readonly registry: RegistryOptions; readonly maxBytes: number };
   /**
@@ -100,7 +99,7 @@ export class UnitManager {
   /** `<stateDir>/<machine>/contact`: the agent's last confirmed contact with etcd (Unix ms). */
   private readonly contactPath: string;
   private readonly contactLimitMs: number | undefined;
-  /** The machine's image store (runc driver only). */
+  /** The machine's image store (drivers with the `images` capability only: runc). */
   readonly images: ImageStore | undefined;
   private readonly supervisors = new Map<string, Supervisor>();
   private readonly failedEarly = new Map<string, UnitState>();
@@ -119,14 +118,13 @@ export class UnitManager {
     this.timings = { ...SUPERVISOR_DEFAULTS, ...opts.timings };
     this.contactPath = join(driver.layout.root, 'contact');
     this.contactLimitMs = opts.contactLimitMs;
-    this.images =
-      driver instanceof RuncDriver
-        ? new ImageStore({
-            dir: join(driver.layout.root, 'images'),
-            registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
-            maxBytes: opts.images?.maxBytes ?? 0,
-          })
-        : undefined;
+    this.images = driver.capabilities.images
+      ? new ImageStore({
+          dir: join(driver.layout.root, 'images'),
+          registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
+          maxBytes: opts.images?.maxBytes ?? 0,
+        })
+      : undefined;
     this.rotation = setInterval(() => void this.rotateLogs(), opts.logCheckMs ?? 1000);
     this.rotation.unref();
   }
@@ -247,7 +245,7 @@ export class UnitManager {
         running: found.running,
       });
     }
-    if (this.driver instanceof RuncDriver) {
+    if (this.driver.capabilities.removeOrphans) {
       const known = new Set<string>();
       for (const supervisor of this.supervisors.values()) known.add(supervisor.ctx.containerId);
       await this.driver.removeOrphans(known);

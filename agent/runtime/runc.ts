@@ -21,6 +21,7 @@ import { constants } from 'node:os';
 import { join, relative } from 'node:path';
 import type {
   CommandSpec,
+  DriverCapabilities,
   DriverName,
   ExecOptions,
   ExitResult,
@@ -66,6 +67,7 @@ const KILLED_BY = 'killed-by';
 /** Runs units as runc containers. Construct one per machine id; needs root. */
 export class RuncDriver extends ShimDriver {
   readonly name: DriverName = 'runc';
+  readonly capabilities: DriverCapabilities = { images: true, removeOrphans: true };
   private readonly runc: string;
   private readonly globalArgs: string[];
 

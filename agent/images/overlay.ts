@@ -12,8 +12,8 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RegistryError } from '../../registry/errors.js';
 import { mountsUnder } from '../runtime/mounts.js';
+import { ImageStoreError } from './errors.js';
 import { lastLines, runTool } from './tools.js';
 
 /** The kernel takes one page of mount options. */
@@ -42,7 +42,7 @@ export async function mountRoot(
   const lower = [...layers].reverse().join(':');
   const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
   if (options.length > MOUNT_OPTIONS_MAX) {
-    throw new RegistryError(
+    throw new ImageStoreError(
       'invalid-image',
       `the image has too many layers (${layers.length}) for one overlay mount`,
     );
@@ -53,6 +53,9 @@ export async function mountRoot(
     layersDir,
   );
   if (run.code !== 0)
-    throw new RegistryError('failed', `cannot mount the image's overlay: ${lastLines(run.stderr)}`);
+    throw new ImageStoreError(
+      'failed',
+      `cannot mount the image's overlay: ${lastLines(run.stderr)}`,
+    );
   return root;
 }

@@ -14,5 +14,5 @@ export {
   type SupervisorTimings,
   type SupervisedUnit,
 } from './supervisor.js';
-export { LogStore, LOG_DEFAULTS, type LogStoreOptions, type FollowOptions } from './logs.js';
+export { LogStore, LOG_DEFAULTS, type LogStoreOptions, type FollowOptions } from './logs/log-store.js';
 export * from './runtime/index.js';

@@ -29,7 +29,7 @@ import { AgentOps } from './ops.js';
 import { Reconciler } from './reconciler.js';
 import { advertisedEndpoint, contactLimitMs, machineRecord, Registration } from './registration.js';
 import { StateReporter } from './state-reporter.js';
-import { startTailServer, type TailServer } from './tail-server.js';
+import { startTailServer, type TailServer } from './logs/tail-server.js';
 
 export { AGENT_USAGE } from './options.js';
 

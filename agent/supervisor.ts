@@ -10,7 +10,7 @@ import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
 import { toolMessage } from './runtime/spawn.js';
-import type { LogStore } from './logs.js';
+import type { LogStore } from './logs/log-store.js';
 import { readMeta, writeMeta, type FinalState, type UnitMeta } from './supervisor-meta.js';
 import {
   applyChange,

@@ -20,7 +20,7 @@ import { ImageStore } from './images/store.js';
 import { createDriver } from './runtime/index.js';
 import type { DriverName, RuntimeDriver } from './runtime/driver.js';
 import { describeError } from './runtime/errors.js';
-import { LogStore } from './logs.js';
+import { LogStore } from './logs/log-store.js';
 import { readMeta } from './supervisor-meta.js';
 import { initialState } from './supervisor-policy.js';
 import { SUPERVISOR_DEFAULTS, Supervisor, type SupervisorTimings } from './supervisor.js';

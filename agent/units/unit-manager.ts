@@ -11,19 +11,23 @@
  *   await units.start(parseUnit(name, text));   // no-op when already running with that hash
  *   await units.stop('web@1.service');
  */
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import type { ServiceOptions, UnitDefinition } from '../unit/model.js';
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import type { ServiceOptions, UnitDefinition } from '../../unit/model.js';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REGISTRY_DEFAULTS, type RegistryOptions } from '../registry/skopeo.js';
-import { ImageStore } from './images/store.js';
-import { createDriver } from './runtime/index.js';
-import type { DriverName, RuntimeDriver } from './runtime/driver.js';
-import { describeError } from './runtime/errors.js';
-import { LogStore } from './logs/log-store.js';
-import { readMeta } from './supervisor-meta.js';
-import { initialState } from './supervisor-policy.js';
-import { SUPERVISOR_DEFAULTS, Supervisor, type SupervisorTimings } from './supervisor.js';
+import { REGISTRY_DEFAULTS, type RegistryOptions } from '../../registry/skopeo.js';
+import { ImageStore } from '../images/store.js';
+import { createDriver } from '../runtime/index.js';
+import type { DriverName, RuntimeDriver } from '../runtime/driver.js';
+import { describeError } from '../runtime/errors.js';
+import { LogStore } from '../logs/log-store.js';
+import { readMeta } from './supervisor/meta.js';
+import { initialState } from './supervisor/policy.js';
+import {
+  SUPERVISOR_DEFAULTS,
+  Supervisor,
+  type SupervisorTimings,
+} from './supervisor/supervisor.js';
 
 /** Options of {@link UnitManager.create}. */
 export interface UnitManagerOptions {

@@ -7,13 +7,13 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatBytes } from '../unit/excerpt.js';
-import type { BindMount, ContainerOptions, ServiceOptions } from '../unit/model.js';
-import { imageService } from './images/image-service.js';
-import type { ImageStore, LocalImage, PullProgress } from './images/store.js';
-import { parseImageReference } from '../unit/image-ref.js';
-import { describeError, RuntimeError } from './runtime/errors.js';
-import type { StateChange } from './supervisor-policy.js';
+import { formatBytes } from '../../../unit/excerpt.js';
+import type { BindMount, ContainerOptions, ServiceOptions } from '../../../unit/model.js';
+import { imageService } from '../../images/image-service.js';
+import type { ImageStore, LocalImage, PullProgress } from '../../images/store.js';
+import { parseImageReference } from '../../../unit/image-ref.js';
+import { describeError, RuntimeError } from '../../runtime/errors.js';
+import type { StateChange } from './policy.js';
 
 /** What the image step needs from its supervisor. */
 export interface ImageStepHost {

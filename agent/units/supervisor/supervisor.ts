@@ -1,27 +1,27 @@
 /**
  * One unit's lifecycle on this machine with systemd [Service] semantics: runs (see
- * supervisor-run.ts), restarts per Restart= with RestartSec= and an exponential back-off,
+ * run.ts), restarts per Restart= with RestartSec= and an exponential back-off,
  * and reports every state change as the fields of UnitState. A supervisor never throws: a
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
-import type { ContainerOptions, ServiceOptions } from '../unit/model.js';
-import type { ImageStore } from './images/store.js';
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
-import { describeError } from './runtime/errors.js';
-import { toolMessage } from './runtime/spawn.js';
-import type { LogStore } from './logs/log-store.js';
-import { readMeta, writeMeta, type FinalState, type UnitMeta } from './supervisor-meta.js';
+import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
+import type { ImageStore } from '../../images/store.js';
+import type { UnitState } from '../../../proto/flotilla/v1/records.js';
+import type { FoundUnit, RuntimeDriver, UnitContext } from '../../runtime/driver.js';
+import { describeError } from '../../runtime/errors.js';
+import { toolMessage } from '../../runtime/spawn.js';
+import type { LogStore } from '../../logs/log-store.js';
+import { readMeta, writeMeta, type FinalState, type UnitMeta } from './meta.js';
 import {
   applyChange,
   backoffDelay,
   initialState,
   shouldRestart,
   type StateChange,
-} from './supervisor-policy.js';
-import { isDetached, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
-import { runOnce, stopCompleted } from './supervisor-run.js';
-import { prepareImage } from './supervisor-image.js';
+} from './policy.js';
+import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
+import { runOnce, stopCompleted } from './run.js';
+import { prepareImage } from './image.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -65,7 +65,7 @@ export interface SupervisedUnit {
   readonly name: string;
   readonly hash: string;
   readonly service: ServiceOptions;
-  /** Set for an image unit: the image step runs before every lifecycle (supervisor-image.ts). */
+  /** Set for an image unit: the image step runs before every lifecycle (image.ts). */
   readonly container?: ContainerOptions;
   /** `[X-Fleet] StopOnDisconnect=` is set; unknown (undefined) for a unit adopted as found. */
   readonly stopOnDisconnect?: boolean;

@@ -4,6 +4,7 @@
  * and reports every state change as the fields of UnitState. A supervisor never throws: a
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
+import { setTimeout } from 'node:timers/promises';
 import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
 import type { ImageStore } from '../../images/store.js';
 import type { UnitState } from '../../../proto/flotilla/v1/records.js';
@@ -69,20 +70,6 @@ export interface SupervisedUnit {
   readonly container?: ContainerOptions;
   /** `[X-Fleet] StopOnDisconnect=` is set; unknown (undefined) for a unit adopted as found. */
   readonly stopOnDisconnect?: boolean;
-}
-
-function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
-  return new Promise((resolve) => {
-    const any = AbortSignal.any([...signals]);
-    const done = (): void => {
-      clearTimeout(timer);
-      any.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    any.addEventListener('abort', done);
-    if (any.aborted) done();
-  });
 }
 
 /** Supervises one unit. Create, then call exactly one of {@link start} or {@link adopt}. */
@@ -231,7 +218,9 @@ export class Supervisor {
           message: `${why}; restarting in ${delay} ms`,
         });
         this.note(`${why}; restarting in ${delay} ms`);
-        await sleep(delay, [this.stopCtl.signal, this.detachCtl.signal]);
+        // A stop or detach ends the pause early (resolved, not thrown): checked just below.
+        const signal = AbortSignal.any([this.stopCtl.signal, this.detachCtl.signal]);
+        await setTimeout(delay, undefined, { signal }).catch(() => undefined);
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
       }
     } catch (err) {

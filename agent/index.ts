@@ -7,12 +7,17 @@ export {
   type UnitManagerOptions,
   type AdoptedUnit,
   type StateListener,
-} from './unit-manager.js';
+} from './units/unit-manager.js';
 export {
   Supervisor,
   SUPERVISOR_DEFAULTS,
   type SupervisorTimings,
   type SupervisedUnit,
-} from './supervisor.js';
-export { LogStore, LOG_DEFAULTS, type LogStoreOptions, type FollowOptions } from './logs.js';
+} from './units/supervisor/supervisor.js';
+export {
+  LogStore,
+  LOG_DEFAULTS,
+  type LogStoreOptions,
+  type FollowOptions,
+} from './logs/log-store.js';
 export * from './runtime/index.js';

@@ -22,14 +22,19 @@ import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
 import { quietIpServernameWarning, tlsMode } from '../daemon/tls.js';
 import type { Machine } from '../proto/flotilla/v1/records.js';
 import { openStore, type Store } from '../store/index.js';
-import type { SupervisorTimings } from './supervisor.js';
-import { UnitManager, type AdoptedUnit } from './unit-manager.js';
+import type { SupervisorTimings } from './units/supervisor/supervisor.js';
+import { UnitManager, type AdoptedUnit } from './units/unit-manager.js';
 import { AGENT_USAGE, parseAgentArgs, type AgentOptions } from './options.js';
 import { AgentOps } from './ops.js';
-import { Reconciler } from './reconciler.js';
-import { advertisedEndpoint, contactLimitMs, machineRecord, Registration } from './registration.js';
-import { StateReporter } from './state-reporter.js';
-import { startTailServer, type TailServer } from './tail-server.js';
+import { Reconciler } from './sync/reconciler.js';
+import {
+  advertisedEndpoint,
+  contactLimitMs,
+  machineRecord,
+  Registration,
+} from './sync/registration.js';
+import { StateReporter } from './sync/state-reporter.js';
+import { startTailServer, type TailServer } from './logs/tail-server.js';
 
 export { AGENT_USAGE } from './options.js';
 

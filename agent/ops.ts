@@ -10,7 +10,7 @@ import {
 } from '../daemon/metrics-server.js';
 import type { Store } from '../store/index.js';
 import { AgentMetrics, type AgentMetricsSource } from './metrics.js';
-import type { Registration } from './registration.js';
+import type { Registration } from './sync/registration.js';
 
 export class AgentOps {
   /** Present when metrics are served. */

@@ -18,7 +18,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { unmountUnder } from '../agent/images/overlay.js';
+import { unmountUnder } from '../agent/runtime/mounts.js';
 import { UnitManager } from '../agent/index.js';
 import { buildImage, busyboxRoot, initLayout, pushImage } from '../deploy/images/build.js';
 import { REGISTRY_DEFAULTS } from '../registry/skopeo.js';

@@ -2,7 +2,7 @@
  * Simulated agents for the scale benchmark: one WatchCache over the whole placements/
  * directory stands in for every agent's watch of its own placements/<machine>/ directory, and
  * for each placement a `states/<unit>` record is written as a real agent's StateReporter
- * (agent/state-reporter.ts) would once the unit runs: active/running, on that machine, with
+ * (agent/sync/state-reporter.ts) would once the unit runs: active/running, on that machine, with
  * the placement's hash, under that machine's lease. When the placement goes away the state
  * is deleted, as the agent does after stopping the unit.
  *
@@ -233,7 +233,7 @@ export class SimAgents {
   }
 }
 
-/** The record a real agent reports for a unit it runs (supervisor-run.ts's running state). */
+/** The record a real agent reports for a unit it runs (units/supervisor/run.ts's running state). */
 function stateOf(unit: string, want: Wanted): UnitState {
   const running = want.desired === 'launched';
   return {

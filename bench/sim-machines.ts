@@ -1,7 +1,7 @@
 /**
  * Simulated machines for the scale benchmark: what thousands of agents would write, without
  * the agents. Each machine is a `machines/<id>` record under its OWN lease, as an agent's
- * registration (agent/registration.ts) writes it, with zone/region/rack metadata and a
+ * registration (agent/sync/registration.ts) writes it, with zone/region/rack metadata and a
  * capacity; the leases are kept alive together over one keepalive stream (store/LeasePool)
  * and the records are written in transactions of up to 128 puts. One stand-in Logs service
  * answers for every machine, so `flotctl status` reads log lines through the API's relay as

@@ -8,7 +8,7 @@ import { readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CGROUP_CONTROLLERS, isRuncUsable } from '../agent/index.js';
-import { unmountUnder } from '../agent/images/overlay.js';
+import { unmountUnder } from '../agent/runtime/mounts.js';
 
 const run = promisify(execFile);
 /** Where runc (run as root, without --root) keeps its containers' state. */

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RegistryError } from '../../registry/errors.js';
+import { ImageStoreError } from './errors.js';
 import { lastLines, runTool } from './tools.js';
 
 /** One unpack (tar) may take this long. */
@@ -30,7 +30,7 @@ export function compressionFlag(mediaType: string): string[] {
   if (/tar\+gzip$|tar\.gzip$|diff\.tar\.gzip$/.test(mediaType)) return ['--gzip'];
   if (/tar\+zstd$/.test(mediaType)) return ['--zstd'];
   if (/\.tar$|layer\.v1\.tar$|rootfs\.diff\.tar$/.test(mediaType)) return [];
-  throw new RegistryError(
+  throw new ImageStoreError(
     'invalid-image',
     `layer media type ${mediaType} is not supported (gzip, zstd or plain tar)`,
   );
@@ -47,7 +47,7 @@ export interface UnpackResult {
 
 /**
  * Unpacks the layer blob `blob` (of `mediaType`) into `dir`, which must not exist yet.
- * Throws RegistryError('invalid-image') when tar refuses the layer (unsafe paths included).
+ * Throws ImageStoreError('invalid-image') when tar refuses the layer (unsafe paths included).
  */
 export async function unpackLayer(
   blob: string,
@@ -73,7 +73,7 @@ export async function unpackLayer(
     if (run.code !== 0) {
       const why = run.timedOut ? `took over ${UNPACK_TIMEOUT_MS} ms` : lastLines(run.stderr);
       const full = /No space left/i.test(run.stderr);
-      throw new RegistryError(
+      throw new ImageStoreError(
         full ? 'disk-full' : 'invalid-image',
         `layer ${blob.split('/').at(-1) ?? ''} cannot be unpacked: ${why}`,
       );
@@ -122,5 +122,5 @@ async function toOverlayForm(root: string): Promise<UnpackResult> {
 async function tool(argv: readonly string[]): Promise<void> {
   const run = await runTool(argv, 30_000);
   if (run.code !== 0)
-    throw new RegistryError('failed', `${argv[0] ?? ''} failed: ${lastLines(run.stderr)}`);
+    throw new ImageStoreError('failed', `${argv[0] ?? ''} failed: ${lastLines(run.stderr)}`);
 }

@@ -10,9 +10,10 @@
  * The lower layers are named relative to the layer directory (mount runs there), which keeps
  * the mount options under the kernel's one-page limit for images of up to ~60 layers.
  */
-import { readFile, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RegistryError } from '../../registry/errors.js';
+import { mountsUnder } from '../runtime/mounts.js';
+import { ImageStoreError } from './errors.js';
 import { lastLines, runTool } from './tools.js';
 
 /** The kernel takes one page of mount options. */
@@ -21,16 +22,6 @@ const MOUNT_OPTIONS_MAX = 4000;
 /** The root directory of the unit whose state directory is `unitDir`. */
 export function rootOf(unitDir: string): string {
   return join(unitDir, 'image', 'root');
-}
-
-/** Mount points at or under `dir`, deepest first (from /proc/self/mountinfo). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const points = info
-    .split('\n')
-    .map((line) => (line.split(' ')[4] ?? '').replace(/\\040/g, ' '))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
 /**
@@ -51,7 +42,7 @@ export async function mountRoot(
   const lower = [...layers].reverse().join(':');
   const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
   if (options.length > MOUNT_OPTIONS_MAX) {
-    throw new RegistryError(
+    throw new ImageStoreError(
       'invalid-image',
       `the image has too many layers (${layers.length}) for one overlay mount`,
     );
@@ -62,13 +53,9 @@ export async function mountRoot(
     layersDir,
   );
   if (run.code !== 0)
-    throw new RegistryError('failed', `cannot mount the image's overlay: ${lastLines(run.stderr)}`);
+    throw new ImageStoreError(
+      'failed',
+      `cannot mount the image's overlay: ${lastLines(run.stderr)}`,
+    );
   return root;
-}
-
-/** Unmounts everything mounted at or under `dir` (lazily: a busy mount goes when released). */
-export async function unmountUnder(dir: string): Promise<void> {
-  for (const point of await mountsUnder(dir)) {
-    await runTool(['umount', '--lazy', point], 30_000).catch(() => undefined);
-  }
 }

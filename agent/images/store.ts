@@ -111,7 +111,8 @@ export class ImageStore {
   /**
    * The image `reference` names, pulled per `pull`: `missing`/`newer` only when the store
    * lacks it (a pinned reference never changes), `always` the tag afresh on every call,
-   * `never` only from the store. Throws RegistryError saying why it cannot be had.
+   * `never` only from the store. Throws RegistryError saying why it cannot be had (or
+   * ImageStoreError when a layer cannot be unpacked here).
    */
   async ensure(
     reference: string,

@@ -15,6 +15,24 @@ import type { UnitUser } from './users.js';
 /** The drivers there are; the machine record advertises which one an agent runs. */
 export type DriverName = 'runc' | 'process';
 
+/**
+ * What a driver can do beyond what every driver does. Callers branch on these, never on the
+ * driver's class, so a new driver says what it supports in one place.
+ */
+export interface DriverCapabilities {
+  /**
+   * Image units: the driver runs a unit on an image's overlay root (as `RootDirectory=`) and
+   * unmounts that root when it removes the unit. A machine gets an image store only then.
+   */
+  readonly images: boolean;
+  /**
+   * The driver can leave containers behind that no unit directory names (a wiped state
+   * directory, hooks cut short by an agent crash); {@link RuntimeDriver.removeOrphans}
+   * finds and deletes them.
+   */
+  readonly removeOrphans: boolean;
+}
+
 /** One unit as a driver sees it: where its files are and what sandbox it asked for. */
 export interface UnitContext {
   readonly unit: string;
@@ -108,6 +126,7 @@ export interface FoundUnit {
 export interface RuntimeDriver {
   readonly name: DriverName;
   readonly layout: MachineLayout;
+  readonly capabilities: DriverCapabilities;
 
   /** The context of `unit` on this machine (pure: no I/O). */
   context(unit: string, service: ServiceOptions): UnitContext;
@@ -165,4 +184,11 @@ export interface RuntimeDriver {
 
   /** Deletes the unit's container remnants and state directory (never its logs). */
   remove(ctx: UnitContext): Promise<void>;
+
+  /**
+   * Deletes this machine's containers whose ids are not in `known` (and every hook
+   * container); returns their ids. Without {@link DriverCapabilities.removeOrphans} there
+   * are none: it resolves with [].
+   */
+  removeOrphans(known: ReadonlySet<string>): Promise<string[]>;
 }

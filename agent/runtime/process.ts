@@ -8,6 +8,7 @@ import { access, mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type {
   CommandSpec,
+  DriverCapabilities,
   DriverName,
   ExecOptions,
   ExitResult,
@@ -42,6 +43,7 @@ async function findSetpriv(): Promise<string | undefined> {
 /** Runs units as plain processes. Construct one per machine id. */
 export class ProcessDriver extends ShimDriver {
   readonly name: DriverName = 'process';
+  readonly capabilities: DriverCapabilities = { images: false, removeOrphans: false };
   private setpriv: Promise<string | undefined> | undefined;
 
   hostPath(_ctx: UnitContext, path: string): string {
@@ -91,6 +93,11 @@ export class ProcessDriver extends ShimDriver {
 
   async remove(ctx: UnitContext): Promise<void> {
     await rm(ctx.dir, { recursive: true, force: true });
+  }
+
+  /** Plain processes leave no containers behind. */
+  removeOrphans(): Promise<string[]> {
+    return Promise.resolve([]);
   }
 
   protected async invocation(ctx: UnitContext, cmd: CommandSpec): Promise<ShimInvocation> {

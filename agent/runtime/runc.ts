@@ -21,6 +21,7 @@ import { constants } from 'node:os';
 import { join, relative } from 'node:path';
 import type {
   CommandSpec,
+  DriverCapabilities,
   DriverName,
   ExecOptions,
   ExitResult,
@@ -30,9 +31,9 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js';
-import { unmountUnder } from '../images/overlay.js';
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
+import { unmountUnder } from './mounts.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
@@ -66,6 +67,7 @@ const KILLED_BY = 'killed-by';
 /** Runs units as runc containers. Construct one per machine id; needs root. */
 export class RuncDriver extends ShimDriver {
   readonly name: DriverName = 'runc';
+  readonly capabilities: DriverCapabilities = { images: true, removeOrphans: true };
   private readonly runc: string;
   private readonly globalArgs: string[];
 

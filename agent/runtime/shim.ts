@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { ServiceOptions } from '../../unit/model.js';
 import type {
   CommandSpec,
+  DriverCapabilities,
   DriverName,
   ExecOptions,
   ExitResult,
@@ -120,6 +121,7 @@ function watchDir(dir: string): FSWatcher | undefined {
 /** The shared half of both drivers: shim lifecycle, exit status, discovery. */
 export abstract class ShimDriver implements RuntimeDriver {
   abstract readonly name: DriverName;
+  abstract readonly capabilities: DriverCapabilities;
   readonly layout: MachineLayout;
 
   constructor(stateDir: string, machineId: string) {
@@ -149,6 +151,7 @@ export abstract class ShimDriver implements RuntimeDriver {
     scope: SignalScope,
   ): Promise<void>;
   abstract remove(ctx: UnitContext): Promise<void>;
+  abstract removeOrphans(known: ReadonlySet<string>): Promise<string[]>;
 
   /** How the shim runs `cmd`: the command line, its environment and directory. */
   protected abstract invocation(ctx: UnitContext, cmd: CommandSpec): Promise<ShimInvocation>;

@@ -13,7 +13,7 @@ import {
   type FileStatus,
   type ReconcileInput,
   type Task,
-} from '../../agent/reconcile-tasks.js';
+} from '../../agent/sync/reconcile-tasks.js';
 import { parseUnit, type UnitDefinition } from '../../unit/index.js';
 import { unitText } from '../../testkit/index.js';
 

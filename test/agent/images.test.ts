@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentMetrics } from '../../agent/metrics.js';
-import { mountsUnder } from '../../agent/images/overlay.js';
+import { mountsUnder } from '../../agent/runtime/mounts.js';
 import { ImageStore, type PullProgress } from '../../agent/images/store.js';
-import { progressText } from '../../agent/supervisor-image.js';
+import { progressText } from '../../agent/units/supervisor/image.js';
 import { parseUnit } from '../../unit/index.js';
 import { pushImage } from '../../deploy/images/build.js';
 import {

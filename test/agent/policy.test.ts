@@ -13,7 +13,7 @@ import {
   initialState,
   judgeExit,
   shouldRestart,
-} from '../../agent/supervisor-policy.js';
+} from '../../agent/units/supervisor/policy.js';
 import { unit } from './harness.js';
 
 test('exits are judged as systemd does: status 0 and the polite signals are clean', (t) => {

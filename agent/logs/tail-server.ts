@@ -1,7 +1,7 @@
 /**
  * The agent's Logs gRPC service (proto/flotilla/v1/logs.proto): `Tail` streams the last N
  * lines of a unit's log, then, with `follow`, every new line until the caller cancels. It
- * reads the runtime's per-unit log files (agent/logs.ts), so it serves what a unit wrote
+ * reads the runtime's per-unit log files (log-store.ts), so it serves what a unit wrote
  * even while no agent ran. The scheduler's API relays `flotctl journal` here.
  */
 import {
@@ -12,17 +12,17 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { addHealthService } from '../daemon/grpc-health.js';
-import type { Readiness } from '../daemon/metrics-server.js';
-import { serverCredentials, type ServerTls } from '../daemon/tls.js';
+import { addHealthService } from '../../daemon/grpc-health.js';
+import type { Readiness } from '../../daemon/metrics-server.js';
+import { serverCredentials, type ServerTls } from '../../daemon/tls.js';
 import {
   LogsService,
   type LogLine,
   type LogsServer,
   type TailRequest,
-} from '../proto/flotilla/v1/logs.js';
-import type { LogStore } from './logs.js';
-import { isSafeUnitName } from './runtime/index.js';
+} from '../../proto/flotilla/v1/logs.js';
+import type { LogStore } from './log-store.js';
+import { isSafeUnitName } from '../runtime/index.js';
 
 /** Lines of the agent's own (prefixed `flotilla: ` in the file) are stream `agent`. */
 const AGENT_PREFIX = 'flotilla: ';

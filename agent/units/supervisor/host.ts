@@ -1,10 +1,10 @@
 /**
- * The contract between a supervisor and one run of its unit (supervisor-run.ts): what the
+ * The contract between a supervisor and one run of its unit (run.ts): what the
  * run may use and report, how it ended, and how a new agent resumes a run it found.
  */
-import type { HealthCheckResult } from '../proto/flotilla/v1/records.js';
-import type { ExitResult, MainProcess, RuntimeDriver, UnitContext } from './runtime/driver.js';
-import type { ServiceResult, StateChange } from './supervisor-policy.js';
+import type { HealthCheckResult } from '../../../proto/flotilla/v1/records.js';
+import type { ExitResult, MainProcess, RuntimeDriver, UnitContext } from '../../runtime/driver.js';
+import type { ServiceResult, StateChange } from './policy.js';
 
 /** What a run needs from its supervisor. */
 export interface RunHost {

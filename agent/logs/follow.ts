@@ -4,10 +4,14 @@
  * not read yet are at the same offsets in `.log.1` (a copy of the old file), so it finishes
  * those first and starts the fresh file at 0: no line is skipped or repeated by a rotation.
  */
-import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
-import { lastLines, type RotationState } from './logs.js';
+import { lastLines, readRange, sizeOf } from './read.js';
+
+/** Where a unit's log rotation stands, shared with followers. */
+export interface RotationState {
+  /** Increments on every rotation. */
+  generation: number;
+}
 
 /** Options of {@link followLog}. */
 export interface FollowLogOptions {
@@ -18,31 +22,6 @@ export interface FollowLogOptions {
 
 /** Reading more than this per poll would let one chatty unit stall a follower's memory. */
 const MAX_READ = 1024 * 1024;
-
-async function sizeOf(path: string): Promise<number> {
-  return stat(path).then(
-    (s) => s.size,
-    () => 0,
-  );
-}
-
-/** Bytes [from, to) of `path` (fewer when the file is shorter). */
-async function readRange(path: string, from: number, to: number): Promise<Buffer> {
-  if (to <= from) return Buffer.alloc(0);
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY);
-  } catch {
-    return Buffer.alloc(0);
-  }
-  try {
-    const buf = Buffer.alloc(to - from);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, from);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
 
 function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve) => {

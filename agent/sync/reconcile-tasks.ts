@@ -4,7 +4,7 @@
  * (time is an input), so every rule is a table test and the loop around it stays
  * level-triggered: computing the tasks twice from the same inputs gives the same tasks.
  */
-import type { UnitDefinition } from '../unit/index.js';
+import type { UnitDefinition } from '../../unit/index.js';
 
 /** A placement's desired state, as the leader wrote it. */
 export type PlacedState = 'loaded' | 'launched';

@@ -5,8 +5,8 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerOptions, ServiceOptions } from '../unit/model.js';
-import { UNIT_FILES } from './runtime/layout.js';
+import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
+import { UNIT_FILES } from '../../runtime/layout.js';
 
 /** The persisted record of one supervised unit. */
 export interface UnitMeta {

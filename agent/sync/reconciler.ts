@@ -11,9 +11,9 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { Placement, UnitState } from '../proto/flotilla/v1/records.js';
-import { codecs, WatchCache, type Store } from '../store/index.js';
-import type { UnitManager } from './unit-manager.js';
+import type { Placement, UnitState } from '../../proto/flotilla/v1/records.js';
+import { codecs, WatchCache, type Store } from '../../store/index.js';
+import type { UnitManager } from '../units/unit-manager.js';
 import {
   computeTasks,
   type ActualUnit,

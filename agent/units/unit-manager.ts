@@ -11,20 +11,23 @@
  *   await units.start(parseUnit(name, text));   // no-op when already running with that hash
  *   await units.stop('web@1.service');
  */
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import type { ServiceOptions, UnitDefinition } from '../unit/model.js';
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import type { ServiceOptions, UnitDefinition } from '../../unit/model.js';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REGISTRY_DEFAULTS, type RegistryOptions } from '../registry/skopeo.js';
-import { ImageStore } from './images/store.js';
-import { createDriver } from './runtime/index.js';
-import type { DriverName, RuntimeDriver } from './runtime/driver.js';
-import { describeError } from './runtime/errors.js';
-import { RuncDriver } from './runtime/runc.js';
-import { LogStore } from './logs.js';
-import { readMeta } from './supervisor-meta.js';
-import { initialState } from './supervisor-policy.js';
-import { SUPERVISOR_DEFAULTS, Supervisor, type SupervisorTimings } from './supervisor.js';
+import { REGISTRY_DEFAULTS, type RegistryOptions } from '../../registry/skopeo.js';
+import { ImageStore } from '../images/store.js';
+import { createDriver } from '../runtime/index.js';
+import type { DriverName, RuntimeDriver } from '../runtime/driver.js';
+import { describeError } from '../runtime/errors.js';
+import { LogStore } from '../logs/log-store.js';
+import { readMeta } from './supervisor/meta.js';
+import { initialState } from './supervisor/policy.js';
+import {
+  SUPERVISOR_DEFAULTS,
+  Supervisor,
+  type SupervisorTimings,
+} from './supervisor/supervisor.js';
 
 /** Options of {@link UnitManager.create}. */
 export interface UnitManagerOptions {
@@ -45,7 +48,7 @@ export interface UnitManagerOptions {
   readonly timings?: Partial<SupervisorTimings>;
   /**
    * Image units: how registries are reached and the store's budget. The store lives in
-   * `<stateDir>/<machine>/images` (runc driver only).
+   * `<stateDir>/<machine>/images` (drivers with the `images` capability only: runc).
    */
   readonly images?: { readonly registry: RegistryOptions; readonly maxBytes: number };
   /**
@@ -100,7 +103,7 @@ export class UnitManager {
   /** `<stateDir>/<machine>/contact`: the agent's last confirmed contact with etcd (Unix ms). */
   private readonly contactPath: string;
   private readonly contactLimitMs: number | undefined;
-  /** The machine's image store (runc driver only). */
+  /** The machine's image store (drivers with the `images` capability only: runc). */
   readonly images: ImageStore | undefined;
   private readonly supervisors = new Map<string, Supervisor>();
   private readonly failedEarly = new Map<string, UnitState>();
@@ -119,14 +122,13 @@ export class UnitManager {
     this.timings = { ...SUPERVISOR_DEFAULTS, ...opts.timings };
     this.contactPath = join(driver.layout.root, 'contact');
     this.contactLimitMs = opts.contactLimitMs;
-    this.images =
-      driver instanceof RuncDriver
-        ? new ImageStore({
-            dir: join(driver.layout.root, 'images'),
-            registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
-            maxBytes: opts.images?.maxBytes ?? 0,
-          })
-        : undefined;
+    this.images = driver.capabilities.images
+      ? new ImageStore({
+          dir: join(driver.layout.root, 'images'),
+          registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
+          maxBytes: opts.images?.maxBytes ?? 0,
+        })
+      : undefined;
     this.rotation = setInterval(() => void this.rotateLogs(), opts.logCheckMs ?? 1000);
     this.rotation.unref();
   }
@@ -247,7 +249,7 @@ export class UnitManager {
         running: found.running,
       });
     }
-    if (this.driver instanceof RuncDriver) {
+    if (this.driver.capabilities.removeOrphans) {
       const known = new Set<string>();
       for (const supervisor of this.supervisors.values()) known.add(supervisor.ctx.containerId);
       await this.driver.removeOrphans(known);

@@ -6,8 +6,8 @@
  * agent but the one it is placed on (through its placement's new hash).
  */
 import type { Logger } from 'pino';
-import { codecs, type Store } from '../store/index.js';
-import { isUnitError, parseUnit, parseUnitName, type UnitDefinition } from '../unit/index.js';
+import { codecs, type Store } from '../../store/index.js';
+import { isUnitError, parseUnit, parseUnitName, type UnitDefinition } from '../../unit/index.js';
 import type { FileStatus } from './reconcile-tasks.js';
 
 /** Options of {@link UnitFiles}. */

@@ -1,27 +1,28 @@
 /**
  * One unit's lifecycle on this machine with systemd [Service] semantics: runs (see
- * supervisor-run.ts), restarts per Restart= with RestartSec= and an exponential back-off,
+ * run.ts), restarts per Restart= with RestartSec= and an exponential back-off,
  * and reports every state change as the fields of UnitState. A supervisor never throws: a
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
-import type { ContainerOptions, ServiceOptions } from '../unit/model.js';
-import type { ImageStore } from './images/store.js';
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import type { FoundUnit, RuntimeDriver, UnitContext } from './runtime/driver.js';
-import { describeError } from './runtime/errors.js';
-import { toolMessage } from './runtime/spawn.js';
-import type { LogStore } from './logs.js';
-import { readMeta, writeMeta, type FinalState, type UnitMeta } from './supervisor-meta.js';
+import { setTimeout } from 'node:timers/promises';
+import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
+import type { ImageStore } from '../../images/store.js';
+import type { UnitState } from '../../../proto/flotilla/v1/records.js';
+import type { FoundUnit, RuntimeDriver, UnitContext } from '../../runtime/driver.js';
+import { describeError } from '../../runtime/errors.js';
+import { toolMessage } from '../../runtime/spawn.js';
+import type { LogStore } from '../../logs/log-store.js';
+import { readMeta, writeMeta, type FinalState, type UnitMeta } from './meta.js';
 import {
   applyChange,
   backoffDelay,
   initialState,
   shouldRestart,
   type StateChange,
-} from './supervisor-policy.js';
-import { isDetached, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
-import { runOnce, stopCompleted } from './supervisor-run.js';
-import { prepareImage } from './supervisor-image.js';
+} from './policy.js';
+import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
+import { runOnce, stopCompleted } from './run.js';
+import { prepareImage } from './image.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -65,24 +66,10 @@ export interface SupervisedUnit {
   readonly name: string;
   readonly hash: string;
   readonly service: ServiceOptions;
-  /** Set for an image unit: the image step runs before every lifecycle (supervisor-image.ts). */
+  /** Set for an image unit: the image step runs before every lifecycle (image.ts). */
   readonly container?: ContainerOptions;
   /** `[X-Fleet] StopOnDisconnect=` is set; unknown (undefined) for a unit adopted as found. */
   readonly stopOnDisconnect?: boolean;
-}
-
-function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
-  return new Promise((resolve) => {
-    const any = AbortSignal.any([...signals]);
-    const done = (): void => {
-      clearTimeout(timer);
-      any.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    any.addEventListener('abort', done);
-    if (any.aborted) done();
-  });
 }
 
 /** Supervises one unit. Create, then call exactly one of {@link start} or {@link adopt}. */
@@ -231,7 +218,9 @@ export class Supervisor {
           message: `${why}; restarting in ${delay} ms`,
         });
         this.note(`${why}; restarting in ${delay} ms`);
-        await sleep(delay, [this.stopCtl.signal, this.detachCtl.signal]);
+        // A stop or detach ends the pause early (resolved, not thrown): checked just below.
+        const signal = AbortSignal.any([this.stopCtl.signal, this.detachCtl.signal]);
+        await setTimeout(delay, undefined, { signal }).catch(() => undefined);
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
       }
     } catch (err) {

@@ -3,9 +3,9 @@
  * to restart, and the state record. No I/O, no clock (times are arguments), so every rule is
  * testable on its own.
  */
-import type { ExecCommand, RestartPolicy } from '../unit/model.js';
-import type { UnitState } from '../proto/flotilla/v1/records.js';
-import type { ExitResult } from './runtime/driver.js';
+import type { ExecCommand, RestartPolicy } from '../../../unit/model.js';
+import type { UnitState } from '../../../proto/flotilla/v1/records.js';
+import type { ExitResult } from '../../runtime/driver.js';
 
 /** Signals systemd counts as a clean end of a service (a polite stop, a closed pipe). */
 const CLEAN_SIGNALS: ReadonlySet<string> = new Set(['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE']);

@@ -10,10 +10,10 @@
  */
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HealthCheckResult } from '../proto/flotilla/v1/records.js';
-import type { HealthCheck } from '../unit/model.js';
-import type { CommandSpec, MainProcess, RuntimeDriver, UnitContext } from './runtime/driver.js';
-import { describeError } from './runtime/errors.js';
+import type { HealthCheckResult } from '../../../proto/flotilla/v1/records.js';
+import type { HealthCheck } from '../../../unit/model.js';
+import type { CommandSpec, MainProcess, RuntimeDriver, UnitContext } from '../../runtime/driver.js';
+import { describeError } from '../../runtime/errors.js';
 
 /** The verdicts a state record carries; '' for a unit without a check. */
 export type HealthVerdict = 'starting' | 'healthy' | 'unhealthy';

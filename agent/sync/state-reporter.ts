@@ -24,7 +24,7 @@
  * is this agent's, is deleted in the same transaction as the new one is written.
  */
 import type { Logger } from 'pino';
-import type { UnitState } from '../proto/flotilla/v1/records.js';
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import {
   changedRecords,
   codecs,
@@ -33,7 +33,7 @@ import {
   writeOwned,
   type OwnedOp,
   type Store,
-} from '../store/index.js';
+} from '../../store/index.js';
 
 /** Options of {@link StateReporter}. */
 export interface StateReporterOptions {

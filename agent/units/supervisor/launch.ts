@@ -9,11 +9,11 @@ import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { expandExecArgv, parseEnvironmentFile } from '../unit/index.js';
-import type { ExecCommand } from '../unit/model.js';
-import type { CommandSpec, RuntimeDriver, UnitContext } from './runtime/driver.js';
-import { RuntimeError } from './runtime/errors.js';
-import { ROOT_USER, resolveUser, type UnitUser } from './runtime/users.js';
+import { expandExecArgv, parseEnvironmentFile } from '../../../unit/index.js';
+import type { ExecCommand } from '../../../unit/model.js';
+import type { CommandSpec, RuntimeDriver, UnitContext } from '../../runtime/driver.js';
+import { RuntimeError } from '../../runtime/errors.js';
+import { ROOT_USER, resolveUser, type UnitUser } from '../../runtime/users.js';
 
 /** systemd's PATH for services. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

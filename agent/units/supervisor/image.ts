@@ -7,13 +7,14 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatBytes } from '../unit/excerpt.js';
-import type { BindMount, ContainerOptions, ServiceOptions } from '../unit/model.js';
-import { imageService } from './images/image-service.js';
-import type { ImageStore, LocalImage, PullProgress } from './images/store.js';
-import { parseImageReference } from '../unit/image-ref.js';
-import { describeError, RuntimeError } from './runtime/errors.js';
-import type { StateChange } from './supervisor-policy.js';
+import { setTimeout } from 'node:timers/promises';
+import { formatBytes } from '../../../unit/excerpt.js';
+import type { BindMount, ContainerOptions, ServiceOptions } from '../../../unit/model.js';
+import { imageService } from '../../images/image-service.js';
+import type { ImageStore, LocalImage, PullProgress } from '../../images/store.js';
+import { parseImageReference } from '../../../unit/image-ref.js';
+import { describeError, RuntimeError } from '../../runtime/errors.js';
+import type { StateChange } from './policy.js';
 
 /** What the image step needs from its supervisor. */
 export interface ImageStepHost {
@@ -57,7 +58,8 @@ export async function prepareImage(host: ImageStepHost): Promise<ServiceOptions 
       const message = `${why}; retrying in ${Math.round(delay / 1000)} s (attempt ${attempt})`;
       host.set({ activeState: 'failed', subState: 'failed', pid: 0, message });
       host.note(message);
-      await sleep(delay, host.signal);
+      // An abort ends the pause early (resolved, not thrown): the loop then stops.
+      await setTimeout(delay, undefined, { signal: host.signal }).catch(() => undefined);
       delay = Math.min(delay * 2, host.retryCapMs);
     }
   }
@@ -115,17 +117,4 @@ async function volumeBinds(host: ImageStepHost): Promise<BindMount[]> {
     binds.push({ source, destination: v.destination, readOnly: v.readOnly });
   }
   return binds;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-    if (signal.aborted) done();
-  });
 }

@@ -4,20 +4,14 @@
  * when it ends or a stop is requested: ExecStop, KillSignal to what remains, SIGKILL after
  * TimeoutStopSec, ExecStopPost. The restart decision is the caller's (supervisor.ts).
  */
-import type { ExecCommand, HealthOnFailure } from '../unit/model.js';
+import type { ExecCommand, HealthOnFailure } from '../../../unit/model.js';
 import { HealthMonitor } from './health.js';
-import type { ExitResult, MainProcess } from './runtime/driver.js';
-import { describeError, isPermanentFailure, isRuntimeError } from './runtime/errors.js';
-import { normalizeSignal } from './runtime/proc.js';
-import { prepareLaunch, resolveCommand, type Launch } from './supervisor-launch.js';
-import {
-  describeExit,
-  exitEnv,
-  judgeExit,
-  stepFailure,
-  type ServiceResult,
-} from './supervisor-policy.js';
-import { Detached, within, type Outcome, type Resume, type RunHost } from './supervisor-host.js';
+import type { ExitResult, MainProcess } from '../../runtime/driver.js';
+import { describeError, isPermanentFailure, isRuntimeError } from '../../runtime/errors.js';
+import { normalizeSignal } from '../../runtime/proc.js';
+import { prepareLaunch, resolveCommand, type Launch } from './launch.js';
+import { describeExit, exitEnv, judgeExit, stepFailure, type ServiceResult } from './policy.js';
+import { Detached, within, type Outcome, type Resume, type RunHost } from './host.js';
 
 /** How the main part of a run ended, before the stop hooks. */
 interface End {

@@ -7,12 +7,12 @@
  * past the cap. At most two files per unit exist, so a unit never takes more than about
  * 2 x maxBytes of disk.
  */
-import { constants } from 'node:fs';
-import { appendFile, copyFile, mkdir, open, rm, stat, truncate } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSafeUnitName } from './runtime/layout.js';
-import { RuntimeError } from './runtime/errors.js';
-import { followLog } from './logs-follow.js';
+import { isSafeUnitName } from '../runtime/layout.js';
+import { RuntimeError } from '../runtime/errors.js';
+import { followLog, type RotationState } from './follow.js';
+import { lastLines } from './read.js';
 
 /** Options of {@link LogStore}; defaults in {@link LOG_DEFAULTS}. */
 export interface LogStoreOptions {
@@ -32,49 +32,6 @@ export interface FollowOptions {
   readonly signal?: AbortSignal;
   /** First yield this many of the lines already there (like `tail -n N -f`). Default 0. */
   readonly backlog?: number;
-}
-
-/** Where a unit's log rotation stands, shared with followers. */
-export interface RotationState {
-  /** Increments on every rotation. */
-  generation: number;
-}
-
-const CHUNK = 64 * 1024;
-
-/**
- * The last `n` lines of `path` before byte `end` (a final line without newline counts).
- * Reads backwards in chunks, so a 10 MiB log costs what the lines asked for, not the file.
- */
-export async function lastLines(path: string, n: number, end?: number): Promise<string[]> {
-  if (n <= 0) return [];
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY);
-  } catch {
-    return [];
-  }
-  try {
-    let pos = end ?? (await handle.stat()).size;
-    let text = '';
-    let newlines = 0;
-    while (pos > 0 && newlines <= n) {
-      const size = Math.min(CHUNK, pos);
-      pos -= size;
-      const buf = Buffer.alloc(size);
-      await handle.read(buf, 0, size, pos);
-      const chunk = buf.toString('utf8');
-      for (const ch of chunk) if (ch === '\n') newlines += 1;
-      text = chunk + text;
-    }
-    const lines = text.split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    // Without reaching the start, the first piece may be a partial line: drop it.
-    if (pos > 0) lines.shift();
-    return lines.slice(-n);
-  } finally {
-    await handle.close();
-  }
 }
 
 /** All units' logs of one machine. */

@@ -6,16 +6,15 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Machine } from '../proto/flotilla/v1/records.js';
-import { codecs, Presence, type PresenceEvent, type Store } from '../store/index.js';
-import type { AgentOptions } from './options.js';
+import type { Machine } from '../../proto/flotilla/v1/records.js';
+import { codecs, Presence, type PresenceEvent, type Store } from '../../store/index.js';
 import type { Connection } from './reconcile-tasks.js';
 
 /** The version the machine record advertises: package.json's, read once. */
 export const AGENT_VERSION: string = readVersion();
 
 function readVersion(): string {
-  for (const rel of ['../../package.json', '../package.json']) {
+  for (const rel of ['../../../package.json', '../../package.json']) {
     try {
       const pkg: unknown = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
       const version = (pkg as { name?: unknown; version?: unknown } | null) ?? {};
@@ -23,7 +22,7 @@ function readVersion(): string {
         return version.version;
       }
     } catch {
-      // try the next location (dist/agent/ or agent/)
+      // try the next location (dist/agent/sync/ or agent/sync/)
     }
   }
   return 'unknown';
@@ -51,9 +50,18 @@ export function advertisedEndpoint(listenAddress: string, publicIp: string): str
   return publicIp.includes(':') ? `[${publicIp}]:${port}` : `${publicIp}:${port}`;
 }
 
+/** What the machine record says of this machine (the agent's options hold it). */
+export interface MachineFacts {
+  readonly machineId: string;
+  readonly publicIp: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly cpuMillicores: number;
+  readonly memoryBytes: number;
+}
+
 /** The machine record of this agent. */
 export function machineRecord(
-  opts: AgentOptions,
+  opts: MachineFacts,
   driver: string,
   agentEndpoint: string,
   startedAt: number,

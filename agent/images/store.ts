@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RegistryError, classifySkopeo, isRegistryError } from '../../registry/errors.js';
+import { RegistryError, classifySkopeo } from '../../registry/errors.js';
 import { runSkopeo, sourceFlags, type RegistryOptions } from '../../registry/skopeo.js';
 import { parseImageReference, shortImageName, transportReference } from '../../unit/image-ref.js';
 import type { PullPolicy } from '../../unit/model.js';
@@ -476,5 +476,3 @@ async function exists(path: string): Promise<boolean> {
     () => false,
   );
 }
-
-export { isRegistryError };

@@ -8,6 +8,7 @@
 import { readdir, readFile, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MachineLayout } from '../../agent/runtime/layout.js';
+import { mountsUnder } from '../../agent/runtime/mounts.js';
 import { SHIM_MARKER } from '../../agent/runtime/shim.js';
 import { listNetns, linkExists } from './network.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -88,17 +89,6 @@ async function machineCgroups(agent: AgentRecord): Promise<string[]> {
   return found;
 }
 
-/** Mount points at or under the cluster directory, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const points = text
-    .split('\n')
-    .map((line) => line.split(' ')[4] ?? '')
-    .map((p) => p.replace(/\\040/g, ' '))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
 function kill(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
@@ -129,11 +119,6 @@ export async function cleanMachine(agent: AgentRecord): Promise<void> {
     }
     await sleep(100);
   }
-}
-
-/** Unmounts whatever is mounted under the cluster directory (lazily, deepest first). */
-export async function unmountUnder(dir: string): Promise<void> {
-  for (const point of await mountsUnder(dir)) await runTool('umount', ['-l', point]);
 }
 
 /**

@@ -5,7 +5,8 @@
  * and fails, naming them, when it finds any.
  */
 import { rm } from 'node:fs/promises';
-import { cleanMachine, findLeftovers, unmountUnder } from './cleanup.js';
+import { unmountUnder } from '../../agent/runtime/mounts.js';
+import { cleanMachine, findLeftovers } from './cleanup.js';
 import { deleteAgentNetns, deleteBridge } from './network.js';
 import { stopProcess } from './proc.js';
 import {

@@ -1,67 +1,46 @@
 /**
- * What an operator watches an agent by: readiness (registered, and its lease renewed lately,
- * which says etcd answers), shared by `/readyz` and the Logs server's gRPC health service,
- * and, with `--metrics-listen`, the Prometheus metrics and the HTTP endpoints.
+ * What an operator watches an agent by (see {@link DaemonOps}): ready once its machine is
+ * registered, while its lease is renewed, and while etcd answers; the Logs server's gRPC
+ * health service says the same.
  */
-import {
-  startMetricsServer,
-  type MetricsServer,
-  type Readiness,
-} from '../daemon/metrics-server.js';
+import { DaemonOps } from '../daemon/ops.js';
 import type { Store } from '../store/index.js';
 import { AgentMetrics, type AgentMetricsSource } from './metrics.js';
 import type { Registration } from './sync/registration.js';
 
-export class AgentOps {
-  /** Present when metrics are served. */
-  readonly metrics: AgentMetrics | undefined;
+/**
+ * How fast an agent notices a hung etcd: a probe after 2 s without an answer (lease renewals
+ * are answers, so a healthy agent probes about once per renewal), a failure after 2 s more.
+ */
+const AGENT_ETCD_HEALTH = { intervalMs: 2_000, probeTimeoutMs: 2_000 };
+
+export class AgentOps extends DaemonOps<AgentMetrics> {
   private registration: Registration | undefined;
-  private http: MetricsServer | undefined;
-  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(store: Store, withMetrics: boolean) {
-    this.metrics = withMetrics ? new AgentMetrics() : undefined;
-    if (this.metrics !== undefined)
-      this.unsubscribe.push(store.onRequest(this.metrics.etcdRequest));
+    super(store, withMetrics ? new AgentMetrics() : undefined, AGENT_ETCD_HEALTH);
   }
 
-  /** Ready once registered and while the lease is renewed (etcd answers). */
-  readonly readiness = (): Readiness => {
+  protected notReady(): string[] {
     const reg = this.registration;
     if (reg === undefined || reg.leaseId === undefined) {
-      return { ready: false, reasons: ['machine not registered in etcd yet'] };
+      return ['machine not registered in etcd yet'];
     }
     if (reg.connection().disconnected) {
-      return { ready: false, reasons: ['cut off from etcd: the lease is not being renewed'] };
+      return ['cut off from etcd: the lease is not being renewed'];
     }
-    return { ready: true, reasons: [] };
-  };
+    return [];
+  }
 
   /** The registration readiness follows, once it exists. */
   follow(registration: Registration): void {
     this.registration = registration;
-    if (this.metrics !== undefined)
-      this.unsubscribe.push(registration.presence.on(this.metrics.presence));
+    if (this.metrics !== undefined) this.onClose(registration.presence.on(this.metrics.presence));
   }
 
-  /** Serves metrics and health over HTTP on `listen`. */
-  async listen(listen: string, source: AgentMetricsSource): Promise<string> {
-    if (this.metrics === undefined) throw new Error('metrics were not enabled');
-    this.metrics.attach(source);
-    this.http = await startMetricsServer({
-      listen,
-      registry: this.metrics.registry,
-      readiness: this.readiness,
-    });
-    return this.http.address;
-  }
-
-  get address(): string | undefined {
-    return this.http?.address;
-  }
-
-  async close(): Promise<void> {
-    for (const u of this.unsubscribe) u();
-    await this.http?.close();
+  /** Serves metrics and health over HTTP on `listen`, describing `source`. */
+  listen(listen: string, source: AgentMetricsSource): Promise<string> {
+    this.metrics?.attach(source);
+    return this.serve(listen);
   }
 }

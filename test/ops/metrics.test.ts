@@ -4,10 +4,11 @@
  * would; `/readyz` and gRPC health before and after the cluster cache syncs, with etcd cut off
  * by a proxy first.
  */
-import { credentials, makeGenericClientConstructor, Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { HealthService, ServingStatus } from '../../daemon/grpc-health.js';
+import { HealthClient, healthOf } from '../../testkit/health.js';
 import { UnitsClient } from '../../proto/flotilla/v1/units.js';
 import { startScheduler, type Scheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
@@ -65,27 +66,6 @@ async function metricIs(address: string | undefined, series: string, want: numbe
     { timeoutMs: 30_000, message: `${series} becomes ${want}` },
   ).catch((err: unknown) => {
     throw new Error(`${String(err)} (last: ${String(last)})`);
-  });
-}
-
-const HealthClient = makeGenericClientConstructor(HealthService, 'grpc.health.v1.Health');
-
-function healthOf(address: string, service = ''): Promise<ServingStatus> {
-  const client = new HealthClient(address, credentials.createInsecure());
-  return new Promise<ServingStatus>((resolve, reject) => {
-    client.makeUnaryRequest(
-      HealthService.check.path,
-      HealthService.check.requestSerialize,
-      HealthService.check.responseDeserialize,
-      { service },
-      new Metadata(),
-      { deadline: Date.now() + CALL_TIMEOUT_MS },
-      (err, res) => {
-        client.close();
-        if (err !== null || res === undefined) reject(err ?? new Error('no response'));
-        else resolve(res.status);
-      },
-    );
   });
 }
 

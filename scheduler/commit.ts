@@ -21,7 +21,7 @@ import {
   type Keys,
   type Store,
 } from '../store/index.js';
-import type { ClusterView } from './cluster-cache.js';
+import type { ClusterView } from './view/cluster-cache.js';
 import { SchedulerError } from './errors.js';
 import type { Term } from './leadership.js';
 import type { Plan } from './planner/index.js';

@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
-import type { ClusterCache } from './cluster-cache.js';
+import type { ClusterCache } from './view/cluster-cache.js';
 import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
 import { isSchedulerError } from './errors.js';
 import type { Leadership, Term } from './leadership.js';

@@ -32,7 +32,7 @@ import {
   type Store,
 } from '../../store/index.js';
 import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
-import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
+import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 import {
   ApiError,
   logFailure,

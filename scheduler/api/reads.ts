@@ -10,7 +10,7 @@ import type { RegistryOptions } from '../../registry/skopeo.js';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
 import { excerpt } from '../../unit/index.js';
-import type { ClusterRecords, DefinitionCache } from '../snapshot.js';
+import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */
@@ -99,7 +99,7 @@ export interface StoredCluster extends ClusterRecords {
 }
 
 /**
- * The records `buildSnapshot` (scheduler/snapshot.ts) turns into the planner's snapshot, as
+ * The records `buildSnapshot` (scheduler/view/snapshot.ts) turns into the planner's snapshot, as
  * the leader sees them: a dry run (Plan) plans from what the leader would.
  */
 export function readCluster(mirror: ClusterMirror): StoredCluster {

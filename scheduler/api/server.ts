@@ -22,7 +22,7 @@ import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
 import { ClusterMirror, type Store } from '../../store/index.js';
-import { DefinitionCache } from '../snapshot.js';
+import { DefinitionCache } from '../view/snapshot.js';
 import { AgentLink } from './agent-link.js';
 import { AuditLog } from './audit.js';
 import type { Policy } from './auth-policy.js';

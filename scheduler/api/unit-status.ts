@@ -7,7 +7,7 @@
 import type { Placement, Unit, UnitState, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { GlobalInstance, UnitStatus } from '../../proto/flotilla/v1/units.js';
 import type { ClusterMirror } from '../../store/index.js';
-import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
+import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 
 /** Agent active states that count as running for the derived `launched`. */
 const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);

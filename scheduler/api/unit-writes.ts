@@ -16,7 +16,7 @@ import {
 } from '../../store/index.js';
 import { excerpt, parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
 import type { UnitName, UnitStateName } from '../../unit/index.js';
-import { sharedByInstances } from '../snapshot.js';
+import { sharedByInstances } from '../view/snapshot.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
 

@@ -7,8 +7,8 @@
  * the whole cluster; and changes that cannot change a plan (agents' states) wake nobody.
  */
 import type { Logger } from 'pino';
-import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
-import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import type { Placement, Unscheduled } from '../../proto/flotilla/v1/records.js';
+import type { ReschedulingPause } from '../../proto/flotilla/v1/machines.js';
 import {
   Listeners,
   type CacheEntry,
@@ -16,8 +16,8 @@ import {
   type KeyKind,
   type Store,
   type Unsubscribe,
-} from '../store/index.js';
-import type { PlannerMachine, PlannerUnit } from './planner/index.js';
+} from '../../store/index.js';
+import type { PlannerMachine, PlannerUnit } from '../planner/index.js';
 import {
   activeDesired,
   DefinitionCache,

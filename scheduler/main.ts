@@ -15,8 +15,8 @@ import { quietIpServernameWarning } from '../daemon/tls.js';
 import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import { ClusterCache } from './view/cluster-cache.js';
-import { Engine, type EngineOptions, type EngineStatus } from './engine.js';
-import { Leadership } from './leadership.js';
+import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
+import { Leadership } from './leader/leadership.js';
 import { SchedulerOps } from './ops.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE, type SchedulerOptions } from './options.js';
 

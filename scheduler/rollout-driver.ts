@@ -17,7 +17,7 @@ import {
   type ClusterMirror,
   type Store,
 } from '../store/index.js';
-import type { Term } from './leadership.js';
+import type { Term } from './leader/leadership.js';
 import {
   isTemplateName,
   stepRollout,

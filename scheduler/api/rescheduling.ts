@@ -11,7 +11,7 @@ import type {
   SchedulerStatus,
 } from '../../proto/flotilla/v1/machines.js';
 import { codecs, type Store } from '../../store/index.js';
-import { readLeader } from '../leadership.js';
+import { readLeader } from '../leader/leadership.js';
 import { ApiError } from './errors.js';
 
 /** How long ResumeRescheduling waits for the leader to confirm. */

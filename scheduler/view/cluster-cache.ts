@@ -159,8 +159,8 @@ export class ClusterCache {
 
   /**
    * The units deleted since the last view or sweep when that is all that changed meanwhile
-   * (a sweep then unplaces them without planning, see engine.ts), taken: later calls see only
-   * later deletions. Undefined when a pass must plan.
+   * (a sweep then unplaces them without planning, see leader/engine.ts), taken: later calls
+   * see only later deletions. Undefined when a pass must plan.
    */
   takeVanished(): string[] | undefined {
     if (this.vanished === undefined || this.vanished.size === 0) return undefined;

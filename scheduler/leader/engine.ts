@@ -13,13 +13,13 @@
  * ends the term at once.
  */
 import type { Logger } from 'pino';
-import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
-import type { ClusterCache } from './view/cluster-cache.js';
+import { fencedTxn, isStoreError, Waker, type Store } from '../../store/index.js';
+import type { ClusterCache } from '../view/cluster-cache.js';
 import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
-import { isSchedulerError } from './errors.js';
+import { isSchedulerError } from '../errors.js';
 import type { Leadership, Term } from './leadership.js';
-import { plan, type Plan } from './planner/index.js';
-import { RolloutDriver } from './rollout-driver.js';
+import { plan, type Plan } from '../planner/index.js';
+import { RolloutDriver } from '../rollout-driver.js';
 import {
   autoRescheduleRate,
   LossGuard,

@@ -20,7 +20,7 @@ import { isSchedulerError } from '../errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { MassLossPause } from './pause.js';
 import { plan, type Plan } from '../planner/index.js';
-import { RolloutDriver } from '../rollout-driver.js';
+import { RolloutDriver } from '../rollouts/driver.js';
 import { autoRescheduleRate, MoveBudget, type Clock, type PauseState } from './reschedule.js';
 
 /** Options of an {@link Engine}; the defaults are the daemon's. */

@@ -16,8 +16,7 @@ import { buildSnapshot } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
 import { notFound } from './desired.js';
 import { readCluster, fresh, type ApiCluster } from './reads.js';
-import { validateFiles } from './submit.js';
-import { instanceRecord, parseNames } from './unit-writes.js';
+import { instanceRecord, parseNames, validateFiles } from './unit-writes.js';
 
 /** Plan; see units.proto and this module's comment. */
 export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {

@@ -24,8 +24,7 @@ import {
 import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollouts/step.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, type ApiCluster } from './reads.js';
-import { validateFiles } from './submit.js';
-import { applyWrites, queueUnitPut, retryOnConflict } from './unit-writes.js';
+import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
 
 const MAX_SPAN_MS = 3_600_000n;
 const FAILURE_ACTIONS = ['pause', 'rollback'];

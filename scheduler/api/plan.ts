@@ -16,7 +16,7 @@ import { buildSnapshot } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
 import { notFound } from './desired.js';
 import { readCluster, fresh, type ApiCluster } from './reads.js';
-import { instanceRecord, parseNames, validateFiles } from './unit-writes.js';
+import { parseNames, validateFiles } from './unit-writes.js';
 
 /** Plan; see units.proto and this module's comment. */
 export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
@@ -52,7 +52,7 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     const template = n.isInstance ? units.get(n.template) : undefined;
     if (current !== undefined) units.set(n.name, { ...current, desiredState: 'launched' });
     else if (template !== undefined)
-      units.set(n.name, instanceRecord(n.name, template, 'launched'));
+      units.set(n.name, cluster.instanceRecords.record(n.name, template, 'launched'));
     else missing.push(n.name);
     planned.push(n.name);
   }

@@ -12,12 +12,15 @@ import { isStoreError, type ClusterMirror, type Store, type Versioned } from '..
 import { excerpt } from '../../unit/index.js';
 import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
+import type { InstanceRecords } from './instance-records.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */
 export interface ApiCluster {
   readonly store: Store;
   readonly mirror: ClusterMirror;
   readonly definitions: DefinitionCache;
+  /** Builds instance records from their template; one per server, like `definitions`. */
+  readonly instanceRecords: InstanceRecords;
   /** How submits reach registries to pin images; REGISTRY_DEFAULTS when unset. */
   readonly registry?: RegistryOptions;
 }

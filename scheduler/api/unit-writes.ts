@@ -1,9 +1,9 @@
 /**
  * What every unit-writing handler shares: checking the unit files, names and desired states a
- * request gives, reading the current records of the units it names, building instance
- * records from their template, and applying the writes as one compare-and-swap transaction
- * that is re-decided from fresh reads when someone else wrote in between (so a concurrent
- * request is never lost).
+ * request gives, reading the current records of the units it names, and applying the writes
+ * as one compare-and-swap transaction that is re-decided from fresh reads when someone else
+ * wrote in between (so a concurrent request is never lost). Instance records built from
+ * their template: instance-records.ts.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest } from '../../proto/flotilla/v1/units.js';
@@ -30,7 +30,6 @@ import {
   validateUnitFile,
 } from '../../unit/index.js';
 import type { UnitDefinition, UnitName, UnitStateName } from '../../unit/index.js';
-import { sharedByInstances } from '../view/snapshot.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
 
@@ -137,38 +136,6 @@ export async function readUnits(
 ): Promise<{ units: Map<string, Versioned<Unit>>; revision: bigint }> {
   await fresh(cluster);
   return { units: unitRecords(cluster.mirror, names), revision: cluster.mirror.revision };
-}
-
-/**
- * The record of instance `name` of `template`: the template's file, verbatim, and the hash of
- * that file. INVALID_ARGUMENT when the file does not hold for this instance (a specifier that
- * expands to something invalid).
- */
-export function instanceRecord(name: string, template: Unit, desiredState: UnitStateName): Unit {
-  const errors = instanceProblems(name, template);
-  if (errors.length > 0) throw invalidUnits(errors);
-  return { name, file: template.file, hash: template.hash, desiredState };
-}
-
-/** Template versions known valid for every instance (see {@link instanceProblems}). */
-const validTemplates = new Set<string>();
-
-/**
- * The problems of `template`'s file as instance `name`. A file that places every instance
- * alike (no specifier in `[X-Fleet]`) is valid for one instance when it is for all, so it is
- * checked once per template version: scaling to 100,000 validates the file once.
- */
-function instanceProblems(name: string, template: Unit): UnitError[] {
-  const instance = { ...template, name };
-  if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
-  const key = `${template.name}\u0000${template.hash}`;
-  if (validTemplates.has(key)) return [];
-  const errors = validateUnitFile(name, template.file);
-  if (errors.length === 0) {
-    if (validTemplates.size >= 10_000) validTemplates.clear();
-    validTemplates.add(key);
-  }
-  return errors;
 }
 
 /** Encodes a unit and queues it: created only if absent, or replaced only if unchanged since read. */

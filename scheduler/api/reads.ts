@@ -75,11 +75,6 @@ export function unitRecords(
   return units;
 }
 
-/** The last segment of a key: the unit name or machine id it is about. */
-export function lastSegment(key: string): string {
-  return key.slice(key.lastIndexOf('/') + 1);
-}
-
 /**
  * Machine ids the cluster knows: live agents (machines/), machines an operator configured
  * (machine-metadata/) and machines that still hold placements (a lost machine, whose units

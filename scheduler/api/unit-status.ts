@@ -23,7 +23,7 @@ export interface UnitExtras {
 }
 
 /**
- * Derived state, DESIGN.md's three: inactive (no placement), launched (its agent reports it
+ * Derived state, one of three: inactive (no placement), launched (its agent reports it
  * running on the placement's machine), loaded (placed, otherwise). A Global unit has one
  * {@link GlobalInstance} per machine it is placed on instead, see {@link composeGlobal}.
  */

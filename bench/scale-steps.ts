@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readLeader } from '../scheduler/leadership.js';
+import { readLeader } from '../scheduler/leader/leadership.js';
 import type { LeasePool, Store } from '../store/index.js';
 import type { SimAgents } from './sim-agents.js';
 import type { SimMachine } from './sim-machines.js';

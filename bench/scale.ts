@@ -33,7 +33,7 @@ import {
   type LogsStandIn,
   type SimMachine,
 } from './sim-machines.js';
-import { readLeader } from '../scheduler/leadership.js';
+import { readLeader } from '../scheduler/leader/leadership.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logProblems, Processes, startReplica, type Replica } from './scale-procs.js';
 import { measures, Report } from './scale-report.js';

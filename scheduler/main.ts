@@ -14,9 +14,9 @@ import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
 import { quietIpServernameWarning } from '../daemon/tls.js';
 import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
-import { ClusterCache } from './cluster-cache.js';
-import { Engine, type EngineOptions, type EngineStatus } from './engine.js';
-import { Leadership } from './leadership.js';
+import { ClusterCache } from './view/cluster-cache.js';
+import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
+import { Leadership } from './leader/leadership.js';
 import { SchedulerOps } from './ops.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE, type SchedulerOptions } from './options.js';
 

@@ -11,8 +11,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClusterMirror, StoreRequest } from '../store/index.js';
-import type { ApiMetrics } from './api/guard.js';
-import type { EngineStatus, PassReport } from './engine.js';
+import type { ApiMetrics } from './gate/guard.js';
+import type { EngineStatus, PassReport } from './leader/engine.js';
 
 /** Cluster gauges are recomputed at most this often, however often Prometheus scrapes. */
 export const GAUGE_TTL_MS = 1_000;

@@ -11,7 +11,7 @@ import {
   type Readiness,
 } from '../daemon/metrics-server.js';
 import type { ClusterMirror, Store } from '../store/index.js';
-import type { EngineStatus } from './engine.js';
+import type { EngineStatus } from './leader/engine.js';
 import { SchedulerMetrics } from './metrics.js';
 
 export class SchedulerOps {

@@ -23,7 +23,7 @@ import {
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { StoreTls } from '../store/index.js';
-import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './api/auth-policy.js';
+import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './gate/auth-policy.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
 export interface SchedulerOptions {

@@ -16,7 +16,6 @@ import { ApiError } from './errors.js';
 import {
   applyWrites,
   checkTxnSize,
-  instanceRecord,
   parseDesiredState,
   parseNames,
   queueUnitPut,
@@ -69,7 +68,8 @@ export async function setDesiredState(
       } else {
         const template = units.get(n.template);
         if (template === undefined) continue; // unreachable: checked above
-        writes.push({ record: instanceRecord(n.name, template.value, desired), current });
+        const record = cluster.instanceRecords.record(n.name, template.value, desired);
+        writes.push({ record, current });
       }
       response.changed.push(n.name);
     }

@@ -2,14 +2,10 @@
  * The API's one error type and the one place where errors become gRPC statuses. Handlers
  * throw {@link ApiError} for what they decide themselves, and let UnitError and StoreError
  * through; {@link toGrpcStatus} translates all three (and anything else, as INTERNAL) once, at
- * the boundary, so every handler answers with the same codes and wording.
+ * the boundary (gate/interceptors.ts), so every handler answers with the same codes and
+ * wording. A leaf: it imports nothing of scheduler/, so the gate below the handlers uses it too.
  */
-import {
-  status,
-  type sendUnaryData,
-  type ServerErrorResponse,
-  type ServerUnaryCall,
-} from '@grpc/grpc-js';
+import { status, type ServerErrorResponse } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConflictError, StoreError } from '../../store/index.js';
 import { excerpt, UNIT_NAME_MAX, UnitError } from '../../unit/index.js';
@@ -198,64 +194,4 @@ export function logFailure(logger: Logger, method: string, s: GrpcStatus, err: u
   if (s.code === status.INTERNAL) logger.error(fields, 'API call failed');
   else if (s.code === status.UNAVAILABLE) logger.warn(fields, 'API call failed');
   else logger.debug(fields, 'API call refused');
-}
-
-/**
- * What stands at the door of every call (scheduler/api/guard.ts): `admit` runs before the
- * handler and throws to refuse the call, so a refused call runs nothing and writes nothing;
- * `done` hears every call's outcome (metrics, the audit log).
- */
-export interface CallGate {
-  admit(call: GatedCall, method: string): Admitted;
-}
-
-/** What the gate reads of a call, unary or stream. */
-export type GatedCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'> & {
-  readonly request: unknown;
-};
-
-/** A call let in; `done` is told how it ended (`status` undefined: OK). */
-export interface Admitted {
-  /** Set when a listing or watch may show only some units: which. */
-  readonly visible?: Visible;
-  done(response: unknown, failure: GrpcStatus | undefined): void;
-}
-
-/** Whether the caller may see unit `name` (a narrowed listing or watch). */
-export type Visible = (name: string) => boolean;
-
-/** Shared by every handler adapter: how to word and log failures, and the gate, if any. */
-export interface HandlerContext extends ErrorContext {
-  readonly logger: Logger;
-  readonly gate?: CallGate;
-}
-
-/**
- * Adapts an async handler to grpc-js's unary callback style, translating whatever it throws
- * exactly once.
- */
-export function unary<Req, Res>(
-  ctx: HandlerContext,
-  method: string,
-  handler: (request: Req, visible: Visible | undefined) => Promise<Res>,
-): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
-  return (call, callback) => {
-    let admitted: Admitted | undefined;
-    new Promise<Res>((resolve) => {
-      admitted = ctx.gate?.admit(call, method);
-      resolve(handler(call.request, admitted?.visible));
-    }).then(
-      (response) => {
-        admitted?.done(response, undefined);
-        callback(null, response);
-      },
-      (err: unknown) => {
-        const s = toGrpcStatus(err, ctx);
-        logFailure(ctx.logger, method, s, err);
-        // A refused call was never admitted: the gate itself accounts for it.
-        admitted?.done(undefined, s);
-        callback(toServiceError(s));
-      },
-    );
-  };
 }

@@ -32,15 +32,9 @@ import {
   type Store,
 } from '../../store/index.js';
 import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
-import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
-import {
-  ApiError,
-  logFailure,
-  toGrpcStatus,
-  toServiceError,
-  type HandlerContext,
-  type Visible,
-} from './errors.js';
+import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
+import type { HandlerContext, Visible } from '../gate/interceptors.js';
+import { ApiError, logFailure, toGrpcStatus, toServiceError } from './errors.js';
 
 /** The event kind each key kind is reported as (election keys are not reported). */
 const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {

@@ -15,7 +15,8 @@ import type {
 } from '../../proto/flotilla/v1/units.js';
 import { compareNames, type SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
-import { ApiError, formatUnitError, type Visible } from './errors.js';
+import type { Visible } from '../gate/interceptors.js';
+import { ApiError, formatUnitError } from './errors.js';
 import {
   corruptRecordWarnings,
   knownMachines,

@@ -13,7 +13,7 @@ import type {
   SetMachineMetadataRequest,
 } from '../../proto/flotilla/v1/machines.js';
 import { atomicTxn, codecs } from '../../store/index.js';
-import { isInvalidUnit, mergedMetadata } from '../snapshot.js';
+import { isInvalidUnit, mergedMetadata } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
 import {
   corruptRecordWarnings,

@@ -11,7 +11,7 @@ import type { RegistryOptions } from '../../registry/skopeo.js';
 import { parseUnit } from '../../unit/index.js';
 import type { ContainerOptions } from '../../unit/model.js';
 import { ApiError } from './errors.js';
-import type { ValidFile } from './submit.js';
+import type { ValidFile } from './unit-writes.js';
 
 /** Registry look-ups one submit runs at once. */
 const PIN_CONCURRENCY = 4;

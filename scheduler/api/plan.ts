@@ -12,12 +12,11 @@
  */
 import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotilla/v1/units.js';
 import { applyPlan, plan } from '../planner/index.js';
-import { buildSnapshot } from '../snapshot.js';
+import { buildSnapshot } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
 import { notFound } from './desired.js';
 import { readCluster, fresh, type ApiCluster } from './reads.js';
-import { validateFiles } from './submit.js';
-import { instanceRecord, parseNames } from './unit-writes.js';
+import { parseNames, validateFiles } from './unit-writes.js';
 
 /** Plan; see units.proto and this module's comment. */
 export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
@@ -53,7 +52,7 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     const template = n.isInstance ? units.get(n.template) : undefined;
     if (current !== undefined) units.set(n.name, { ...current, desiredState: 'launched' });
     else if (template !== undefined)
-      units.set(n.name, instanceRecord(n.name, template, 'launched'));
+      units.set(n.name, cluster.instanceRecords.record(n.name, template, 'launched'));
     else missing.push(n.name);
     planned.push(n.name);
   }

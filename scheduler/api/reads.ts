@@ -10,14 +10,17 @@ import type { RegistryOptions } from '../../registry/skopeo.js';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
 import { excerpt } from '../../unit/index.js';
-import type { ClusterRecords, DefinitionCache } from '../snapshot.js';
+import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from './errors.js';
+import type { InstanceRecords } from './instance-records.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */
 export interface ApiCluster {
   readonly store: Store;
   readonly mirror: ClusterMirror;
   readonly definitions: DefinitionCache;
+  /** Builds instance records from their template; one per server, like `definitions`. */
+  readonly instanceRecords: InstanceRecords;
   /** How submits reach registries to pin images; REGISTRY_DEFAULTS when unset. */
   readonly registry?: RegistryOptions;
 }
@@ -72,11 +75,6 @@ export function unitRecords(
   return units;
 }
 
-/** The last segment of a key: the unit name or machine id it is about. */
-export function lastSegment(key: string): string {
-  return key.slice(key.lastIndexOf('/') + 1);
-}
-
 /**
  * Machine ids the cluster knows: live agents (machines/), machines an operator configured
  * (machine-metadata/) and machines that still hold placements (a lost machine, whose units
@@ -99,7 +97,7 @@ export interface StoredCluster extends ClusterRecords {
 }
 
 /**
- * The records `buildSnapshot` (scheduler/snapshot.ts) turns into the planner's snapshot, as
+ * The records `buildSnapshot` (scheduler/view/snapshot.ts) turns into the planner's snapshot, as
  * the leader sees them: a dry run (Plan) plans from what the leader would.
  */
 export function readCluster(mirror: ClusterMirror): StoredCluster {

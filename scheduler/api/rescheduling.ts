@@ -1,6 +1,6 @@
 /**
  * Who schedules, and the mass-loss pause, for every API replica: the leader publishes its
- * rescheduling pause in its election key (see engine.ts), so any replica reads it there.
+ * rescheduling pause in its election key (see leader/pause.ts), so any replica reads it there.
  * ResumeRescheduling writes control/resume-rescheduling naming the pause to end; the leader
  * ends it on its next pass, deletes the request, and publishes that the pause is over, which
  * is what this call waits for.
@@ -11,7 +11,7 @@ import type {
   SchedulerStatus,
 } from '../../proto/flotilla/v1/machines.js';
 import { codecs, type Store } from '../../store/index.js';
-import { readLeader } from '../leadership.js';
+import { readLeader } from '../leader/leadership.js';
 import { ApiError } from './errors.js';
 
 /** How long ResumeRescheduling waits for the leader to confirm. */

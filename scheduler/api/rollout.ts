@@ -2,41 +2,32 @@
  * UpdateUnit, Rollback and GetRollout: the API half of rolling updates. The API validates
  * everything first and writes the rollout record (and, for a template, the template's new
  * file, so instances created meanwhile start on it) in one compare-and-swap transaction; the
- * leader's rollout driver (scheduler/rollout-driver.ts) then rolls the instances.
+ * leader's rollout driver (scheduler/rollouts/driver.ts) then rolls the instances. The record
+ * itself, its defaults and its progress are the rollouts' (scheduler/rollouts/record.ts).
  */
-import type { Rollout, Unit } from '../../proto/flotilla/v1/records.js';
+import type { Rollout } from '../../proto/flotilla/v1/records.js';
 import type {
   GetRolloutRequest,
   RollbackRequest,
   RolloutStatus,
   UpdateUnitRequest,
 } from '../../proto/flotilla/v1/units.js';
-import { codecs, type CacheEntry, type ClusterMirror } from '../../store/index.js';
+import { codecs, type CacheEntry } from '../../store/index.js';
 import { excerpt, parseUnitName, UnitError, type UpdateDefaults } from '../../unit/index.js';
-import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollout-step.js';
+import {
+  isUnfinished,
+  rolloutStatus,
+  startedRollout,
+  UPDATE_DEFAULTS,
+  type RolloutOptions,
+} from '../rollouts/record.js';
+import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollouts/step.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, type ApiCluster } from './reads.js';
-import { validateFiles } from './submit.js';
-import { applyWrites, queueUnitPut, retryOnConflict } from './unit-writes.js';
-
-/** Defaults of `flotctl update`, documented in docs/cli.md. */
-export const UPDATE_DEFAULTS = {
-  parallelism: 1,
-  delayMs: 0,
-  monitorMs: 5_000,
-  failureAction: 'pause',
-  order: 'stop-first',
-} as const;
+import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
 
 const MAX_SPAN_MS = 3_600_000n;
 const FAILURE_ACTIONS = ['pause', 'rollback'];
-/** Instances counted by a status, at most: beyond, the counts say "at least". */
-const COUNT_LIMIT = 200_000;
-
-/** A rollout that still needs the leader (or an operator) to finish. */
-function isUnfinished(r: Rollout): boolean {
-  return r.phase === 'running' || r.phase === 'paused';
-}
 
 /** The unit a rollout is about: a template or a plain unit, never an instance. */
 function rolloutTarget(name: string): string {
@@ -66,10 +57,7 @@ function span(name: string, ms: bigint, fallback: number): bigint {
  * The options of an update: the request's, else the new file's `[X-Fleet] Update*=`, else
  * {@link UPDATE_DEFAULTS}. INVALID_ARGUMENT for a bad one.
  */
-function updateOptions(
-  req: UpdateUnitRequest,
-  file: UpdateDefaults,
-): Pick<Rollout, 'parallelism' | 'delayMs' | 'monitorMs' | 'failureAction' | 'order'> {
+function updateOptions(req: UpdateUnitRequest, file: UpdateDefaults): RolloutOptions {
   const p =
     req.parallelism !== 0 ? req.parallelism : (file.parallelism ?? UPDATE_DEFAULTS.parallelism);
   if (p < 1 || p > ROLLOUT_MAX_PARALLELISM) {
@@ -107,39 +95,6 @@ function updateOptions(
   };
 }
 
-/** How far `r` is, counted from the mirror (O(instances of its template)). */
-export function rolloutStatus(mirror: ClusterMirror, r: Rollout): RolloutStatus {
-  const inBatch = new Set(r.batch.map((s) => s.unit));
-  const failed = new Set(r.failed);
-  let updated = 0;
-  let pending = 0;
-  let total = 0;
-  const count = (name: string, unit: Unit): void => {
-    total += 1;
-    if (unit.hash !== r.toHash) pending += 1;
-    else if (!inBatch.has(name) && !failed.has(name)) updated += 1;
-  };
-  if (isTemplateName(r.unit)) {
-    for (const name of mirror.instances.get(r.unit) ?? []) {
-      const e = mirror.units.get(name);
-      if (e !== undefined) count(name, e.value);
-      if (total >= COUNT_LIMIT) break;
-    }
-  } else {
-    const e = mirror.units.get(r.unit);
-    if (e !== undefined) count(r.unit, e.value);
-  }
-  return {
-    rollout: r,
-    updated,
-    pending,
-    inProgress: inBatch.size,
-    failed: r.failed.length,
-    total,
-    revision: mirror.revision,
-  };
-}
-
 /** UpdateUnit; see units.proto. */
 export async function updateUnit(
   cluster: ApiCluster,
@@ -168,25 +123,8 @@ export async function updateUnit(
         `a rollout of ${name} to ${running.value.toHash.slice(0, 12)} is ${running.value.phase} (${s.updated}/${s.total} updated): wait for it (flotctl rollout status ${name}), roll it back (flotctl rollback ${name}), or supersede it with --force`,
       );
     }
-    const now = BigInt(Date.now());
-    const rollout: Rollout = {
-      unit: name,
-      fromHash: current.value.hash,
-      fromFile: current.value.file,
-      toHash: file.unit.hash,
-      toFile: file.contents,
-      ...options,
-      phase: 'running',
-      rollback: false,
-      batch: [],
-      failed: [],
-      message: 'started',
-      startedAt: now,
-      updatedAt: now,
-      nextBatchAt: 0n,
-      total: 0,
-      cursor: '',
-    };
+    const to = { hash: file.unit.hash, file: file.contents };
+    const rollout = startedRollout(name, current.value, to, options, BigInt(Date.now()));
     const isTemplate = file.unit.name.isTemplate;
     const total = rolloutStatus(mirror, rollout).total;
     const record = { ...rollout, total };

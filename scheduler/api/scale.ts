@@ -30,7 +30,7 @@ import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from './errors.js';
 import { fresh, settle, type ApiCluster } from './reads.js';
-import { instanceRecord, queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
+import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
 
@@ -126,7 +126,8 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   }
   for (const n of created) {
     const name = `${template.prefix}@${n}.${template.type}`;
-    queueUnitPut(store, batch, instanceRecord(name, record.value, 'launched'), undefined);
+    const instance = cluster.instanceRecords.record(name, record.value, 'launched');
+    queueUnitPut(store, batch, instance, undefined);
     numbers.push(n);
   }
   for (const i of drop) {

@@ -22,14 +22,16 @@ import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
 import { ClusterMirror, type Store } from '../../store/index.js';
-import { DefinitionCache } from '../snapshot.js';
+import { DefinitionCache } from '../view/snapshot.js';
+import { AuditLog } from '../gate/audit.js';
+import type { Policy } from '../gate/auth-policy.js';
+import { ApiGuard, type ApiMetrics } from '../gate/guard.js';
+import { guardStream, unary } from '../gate/interceptors.js';
 import { AgentLink } from './agent-link.js';
-import { AuditLog } from './audit.js';
-import type { Policy } from './auth-policy.js';
 import { destroyUnits, setDesiredState } from './desired.js';
-import { unary } from './errors.js';
 import { watchEventBatches, watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
+import { InstanceRecords } from './instance-records.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
 import { API_SERVER_OPTIONS } from './limits.js';
@@ -37,7 +39,6 @@ import { planUnits } from './plan.js';
 import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
 import { addReflection, API_SERVICES } from './reflection.js';
-import { ApiGuard, guardStream, type ApiMetrics } from './guard.js';
 import { scale } from './scale.js';
 import { submitUnits } from './submit.js';
 
@@ -59,9 +60,9 @@ export interface ApiServerOptions {
   readonly tls?: ServerTls;
   /** How Logs.Tail reaches the agents' Logs services. Default: plaintext. */
   readonly agentTls?: ClientTls;
-  /** Who may do what (scheduler/api/auth.ts). Default: everyone everything. */
+  /** Who may do what (scheduler/gate/auth.ts). Default: everyone everything. */
   readonly policy?: Policy;
-  /** Append every write's audit line to this file (scheduler/api/audit.ts). Default: none. */
+  /** Append every write's audit line to this file (scheduler/gate/audit.ts). Default: none. */
   readonly auditLog?: string;
   /** Where request counts and durations go. Default: nowhere. */
   readonly metrics?: ApiMetrics;
@@ -102,6 +103,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     store,
     mirror,
     definitions,
+    instanceRecords: new InstanceRecords(),
     ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
   };
   const gate = new ApiGuard({

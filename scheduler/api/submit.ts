@@ -9,21 +9,9 @@ import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
 import type { Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
-import {
-  byteLength,
-  checkUnitFileSize,
-  excerpt,
-  MAX_PROBLEMS,
-  parseUnit,
-  SUBMIT_MAX_BYTES,
-  submitTooLargeMessage,
-  UNIT_NAME_MAX,
-  validateUnitFile,
-  type UnitError,
-} from '../../unit/index.js';
-import type { UnitDefinition, UnitStateName } from '../../unit/index.js';
+import type { UnitStateName } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
-import { ApiError, invalidUnits } from './errors.js';
+import { ApiError } from './errors.js';
 import { pinImages } from './pin-images.js';
 import {
   applyWrites,
@@ -32,14 +20,9 @@ import {
   queueUnitPut,
   readUnits,
   retryOnConflict,
+  validateFiles,
+  type ValidFile,
 } from './unit-writes.js';
-
-/** A submitted file that passed validation. */
-export interface ValidFile {
-  readonly name: string;
-  readonly contents: string;
-  readonly unit: UnitDefinition;
-}
 
 /** What submitting one file does to its record. */
 type Decision =
@@ -87,44 +70,6 @@ export async function submitUnits(
     );
     return { ...response, revision: written };
   });
-}
-
-/**
- * Every file's problems in one INVALID_ARGUMENT (the first MAX_PROBLEMS across all files);
- * nothing is read before. Sizes are checked before anything is parsed: each file against
- * UNIT_FILE_MAX_BYTES, then all of them together against SUBMIT_MAX_BYTES (one submit is one
- * etcd transaction, which etcd refuses over its request limit).
- */
-export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
-  const seen = new Set<string>();
-  const twice = new Set<string>();
-  for (const f of files) {
-    if (seen.has(f.name)) twice.add(f.name);
-    seen.add(f.name);
-  }
-  if (twice.size > 0) {
-    const names = [...twice].map((n) => excerpt(n, UNIT_NAME_MAX));
-    throw new ApiError('invalid-argument', `${names.join(', ')}: given more than once`);
-  }
-  const tooLarge = files.flatMap((f) => checkUnitFileSize(f.contents)?.withFile(f.name) ?? []);
-  if (tooLarge.length > 0) throw invalidUnits(tooLarge.slice(0, MAX_PROBLEMS));
-  const bytes = files.reduce((sum, f) => sum + byteLength(f.contents), 0);
-  if (bytes > SUBMIT_MAX_BYTES) {
-    throw new ApiError('invalid-argument', submitTooLargeMessage(files.length, bytes));
-  }
-  // Each file stops at MAX_PROBLEMS; so does the request, or 128 bad files would make a
-  // message too long for a gRPC status.
-  const errors: UnitError[] = [];
-  for (const f of files) {
-    if (errors.length >= MAX_PROBLEMS) break;
-    errors.push(...validateUnitFile(f.name, f.contents));
-  }
-  if (errors.length > 0) throw invalidUnits(errors.slice(0, MAX_PROBLEMS));
-  return files.map((f) => ({
-    name: f.name,
-    contents: f.contents,
-    unit: parseUnit(f.name, f.contents),
-  }));
 }
 
 /** A template only describes instances: it can be submitted, never loaded or started. */

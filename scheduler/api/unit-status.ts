@@ -7,7 +7,7 @@
 import type { Placement, Unit, UnitState, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { GlobalInstance, UnitStatus } from '../../proto/flotilla/v1/units.js';
 import type { ClusterMirror } from '../../store/index.js';
-import { isInvalidUnit, type DefinitionCache } from '../snapshot.js';
+import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 
 /** Agent active states that count as running for the derived `launched`. */
 const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
@@ -23,7 +23,7 @@ export interface UnitExtras {
 }
 
 /**
- * Derived state, DESIGN.md's three: inactive (no placement), launched (its agent reports it
+ * Derived state, one of three: inactive (no placement), launched (its agent reports it
  * running on the placement's machine), loaded (placed, otherwise). A Global unit has one
  * {@link GlobalInstance} per machine it is placed on instead, see {@link composeGlobal}.
  */

@@ -1,10 +1,12 @@
 /**
- * What every unit-writing handler shares: reading the current records of the units a request
- * names, checking desired states and names, building instance records from their template,
- * and applying the writes as one compare-and-swap transaction that is re-decided from fresh
- * reads when someone else wrote in between (so a concurrent request is never lost).
+ * What every unit-writing handler shares: checking the unit files, names and desired states a
+ * request gives, reading the current records of the units it names, and applying the writes
+ * as one compare-and-swap transaction that is re-decided from fresh reads when someone else
+ * wrote in between (so a concurrent request is never lost). Instance records built from
+ * their template: instance-records.ts.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
+import type { SubmitUnitsRequest } from '../../proto/flotilla/v1/units.js';
 import {
   atomicTxn,
   codecs,
@@ -14,9 +16,20 @@ import {
   type Store,
   type Versioned,
 } from '../../store/index.js';
-import { excerpt, parseUnitName, UnitError, validateUnitFile } from '../../unit/index.js';
-import type { UnitName, UnitStateName } from '../../unit/index.js';
-import { sharedByInstances } from '../snapshot.js';
+import {
+  byteLength,
+  checkUnitFileSize,
+  excerpt,
+  MAX_PROBLEMS,
+  parseUnit,
+  parseUnitName,
+  SUBMIT_MAX_BYTES,
+  submitTooLargeMessage,
+  UNIT_NAME_MAX,
+  UnitError,
+  validateUnitFile,
+} from '../../unit/index.js';
+import type { UnitDefinition, UnitName, UnitStateName } from '../../unit/index.js';
 import { ApiError, invalidUnits } from './errors.js';
 import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
 
@@ -25,6 +38,51 @@ export const UNIT_STATES: readonly UnitStateName[] = ['inactive', 'loaded', 'lau
 
 /** How often a write is re-decided after a concurrent change before giving up (ABORTED). */
 export const WRITE_ATTEMPTS = 5;
+
+/** A submitted file that passed validation. */
+export interface ValidFile {
+  readonly name: string;
+  readonly contents: string;
+  readonly unit: UnitDefinition;
+}
+
+/**
+ * Every file's problems in one INVALID_ARGUMENT (the first MAX_PROBLEMS across all files);
+ * nothing is read before. Sizes are checked before anything is parsed: each file against
+ * UNIT_FILE_MAX_BYTES, then all of them together against SUBMIT_MAX_BYTES (one submit is one
+ * etcd transaction, which etcd refuses over its request limit).
+ */
+export function validateFiles(files: SubmitUnitsRequest['files']): ValidFile[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const f of files) {
+    if (seen.has(f.name)) twice.add(f.name);
+    seen.add(f.name);
+  }
+  if (twice.size > 0) {
+    const names = [...twice].map((n) => excerpt(n, UNIT_NAME_MAX));
+    throw new ApiError('invalid-argument', `${names.join(', ')}: given more than once`);
+  }
+  const tooLarge = files.flatMap((f) => checkUnitFileSize(f.contents)?.withFile(f.name) ?? []);
+  if (tooLarge.length > 0) throw invalidUnits(tooLarge.slice(0, MAX_PROBLEMS));
+  const bytes = files.reduce((sum, f) => sum + byteLength(f.contents), 0);
+  if (bytes > SUBMIT_MAX_BYTES) {
+    throw new ApiError('invalid-argument', submitTooLargeMessage(files.length, bytes));
+  }
+  // Each file stops at MAX_PROBLEMS; so does the request, or 128 bad files would make a
+  // message too long for a gRPC status.
+  const errors: UnitError[] = [];
+  for (const f of files) {
+    if (errors.length >= MAX_PROBLEMS) break;
+    errors.push(...validateUnitFile(f.name, f.contents));
+  }
+  if (errors.length > 0) throw invalidUnits(errors.slice(0, MAX_PROBLEMS));
+  return files.map((f) => ({
+    name: f.name,
+    contents: f.contents,
+    unit: parseUnit(f.name, f.contents),
+  }));
+}
 
 /** `value` as a desired state; INVALID_ARGUMENT naming the accepted ones otherwise. */
 export function parseDesiredState(value: string): UnitStateName {
@@ -78,38 +136,6 @@ export async function readUnits(
 ): Promise<{ units: Map<string, Versioned<Unit>>; revision: bigint }> {
   await fresh(cluster);
   return { units: unitRecords(cluster.mirror, names), revision: cluster.mirror.revision };
-}
-
-/**
- * The record of instance `name` of `template`: the template's file, verbatim, and the hash of
- * that file. INVALID_ARGUMENT when the file does not hold for this instance (a specifier that
- * expands to something invalid).
- */
-export function instanceRecord(name: string, template: Unit, desiredState: UnitStateName): Unit {
-  const errors = instanceProblems(name, template);
-  if (errors.length > 0) throw invalidUnits(errors);
-  return { name, file: template.file, hash: template.hash, desiredState };
-}
-
-/** Template versions known valid for every instance (see {@link instanceProblems}). */
-const validTemplates = new Set<string>();
-
-/**
- * The problems of `template`'s file as instance `name`. A file that places every instance
- * alike (no specifier in `[X-Fleet]`) is valid for one instance when it is for all, so it is
- * checked once per template version: scaling to 100,000 validates the file once.
- */
-function instanceProblems(name: string, template: Unit): UnitError[] {
-  const instance = { ...template, name };
-  if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
-  const key = `${template.name}\u0000${template.hash}`;
-  if (validTemplates.has(key)) return [];
-  const errors = validateUnitFile(name, template.file);
-  if (errors.length === 0) {
-    if (validTemplates.size >= 10_000) validTemplates.clear();
-    validTemplates.add(key);
-  }
-  return errors;
 }
 
 /** Encodes a unit and queues it: created only if absent, or replaced only if unchanged since read. */

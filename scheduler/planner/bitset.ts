@@ -29,10 +29,6 @@ export function clearBit(b: Bits, i: number): void {
   b[w] = (b[w] ?? 0) & ~(1 << (i & 31));
 }
 
-export function hasBit(b: Bits, i: number): boolean {
-  return (((b[i >>> 5] ?? 0) >>> (i & 31)) & 1) === 1;
-}
-
 /** `out = a AND b` (all three the same length); returns `out`. */
 export function andInto(out: Bits, a: Bits, b: Bits): Bits {
   for (let w = 0; w < out.length; w++) out[w] = (a[w] ?? 0) & (b[w] ?? 0);
@@ -72,14 +68,4 @@ export function findInBits(a: Bits, mask: Bits | null, visit: (i: number) => boo
     }
   }
   return -1;
-}
-
-/** Every member of `a AND mask`, ascending. */
-export function listBits(a: Bits, mask: Bits | null = null): number[] {
-  const out: number[] = [];
-  findInBits(a, mask, (i) => {
-    out.push(i);
-    return false;
-  });
-  return out;
 }

@@ -4,8 +4,8 @@
  *
  * Ranking, best first:
  * 1. SpreadBy=key: machines whose value of `key` has the fewest instances of the unit's
- *    template (machines without the key last). This departs from DESIGN.md, which lists
- *    spread after load: a unit that asks to be spread gets spread.
+ *    template (machines without the key last). Spread ranks before load on purpose: a unit
+ *    that asks to be spread gets spread (docs/architecture.md, "SpreadBy ranks first").
  * 2. Fewest placed units (fleet's least-loaded).
  * 3. Machine id.
  * The ranker walks machines in that order and stops at the first feasible one; masks for

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { UnitStatus } from '../../proto/flotilla/v1/units.js';
-import { readLeader, type LeaderInfo } from '../../scheduler/leadership.js';
+import { readLeader, type LeaderInfo } from '../../scheduler/leader/leadership.js';
 import { openStore } from '../../store/index.js';
 import {
   clusterDown,

@@ -12,8 +12,8 @@ import { channelCredentials } from '../../daemon/tls.js';
 import { EventsClient } from '../../proto/flotilla/v1/events.js';
 import { MachinesClient } from '../../proto/flotilla/v1/machines.js';
 import { ListUnitsRequest, UnitsClient } from '../../proto/flotilla/v1/units.js';
-import { hashToken, parsePolicy } from '../../scheduler/api/auth-policy.js';
-import { Authorizer, ruleOf } from '../../scheduler/api/auth.js';
+import { hashToken, parsePolicy } from '../../scheduler/gate/auth-policy.js';
+import { Authorizer, ruleOf } from '../../scheduler/gate/auth.js';
 import { startApiServer } from '../../scheduler/api/server.js';
 import { openStore, type Store } from '../../store/index.js';
 import {

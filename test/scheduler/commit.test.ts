@@ -4,10 +4,10 @@
  */
 import test from 'ava';
 import type { Placement, Unit, Unscheduled } from '../../proto/flotilla/v1/records.js';
-import type { ClusterView } from '../../scheduler/cluster-cache.js';
-import { decideWork, sameReasons } from '../../scheduler/commit.js';
+import type { ClusterView } from '../../scheduler/view/cluster-cache.js';
+import { decideWork, sameReasons } from '../../scheduler/leader/commit.js';
 import { plan } from '../../scheduler/planner/index.js';
-import { buildSnapshot, DefinitionCache } from '../../scheduler/snapshot.js';
+import { buildSnapshot, DefinitionCache } from '../../scheduler/view/snapshot.js';
 import { codecs, Keys, type BatchOp, type CacheEntry } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
 import { makeMachine, unitText } from '../../testkit/index.js';

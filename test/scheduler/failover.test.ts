@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { connect } from 'node:net';
-import { readLeader } from '../../scheduler/leadership.js';
+import { readLeader } from '../../scheduler/leader/leadership.js';
 import { assertEventually, etcdForFile, freePort, sleep } from '../../testkit/index.js';
 import {
   eventuallyPlaced,

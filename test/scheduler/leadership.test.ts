@@ -6,8 +6,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { codecs, isStoreError, openStore, type Store } from '../../store/index.js';
-import { commitWork } from '../../scheduler/commit.js';
-import { Leadership, readLeader, type Term } from '../../scheduler/leadership.js';
+import { commitWork } from '../../scheduler/leader/commit.js';
+import { Leadership, readLeader, type Term } from '../../scheduler/leader/leadership.js';
 import { assertEventually, etcdForFile, sleep, startProxy } from '../../testkit/index.js';
 import { placements, prefixFor, testStore } from './harness.js';
 

@@ -2,7 +2,7 @@
  * The pacing of moves and the mass-loss pause, on a fake clock: pure decisions, no etcd.
  */
 import test from 'ava';
-import { LossGuard, MoveBudget } from '../../scheduler/reschedule.js';
+import { LossGuard, MoveBudget } from '../../scheduler/leader/reschedule.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;

@@ -5,7 +5,7 @@
  * test watches placements/ from the start and checks that no unit is ever on two machines.
  */
 import test from 'ava';
-import { readLeader } from '../../scheduler/leadership.js';
+import { readLeader } from '../../scheduler/leader/leadership.js';
 import { resumeRescheduling, schedulerStatus } from '../../scheduler/api/rescheduling.js';
 import { assertEventually, etcdForFile, sleep } from '../../testkit/index.js';
 import {

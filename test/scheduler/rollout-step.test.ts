@@ -12,7 +12,7 @@ import {
   stepRollout,
   type InstanceLook,
   type PendingScan,
-} from '../../scheduler/rollout-step.js';
+} from '../../scheduler/rollouts/step.js';
 
 interface SimInstance {
   hash: string;

@@ -4,8 +4,8 @@
  */
 import test from 'ava';
 import { plan } from '../../scheduler/planner/index.js';
-import { autoRescheduleRate } from '../../scheduler/reschedule.js';
-import { DefinitionCache, isInvalidUnit } from '../../scheduler/snapshot.js';
+import { autoRescheduleRate } from '../../scheduler/leader/reschedule.js';
+import { DefinitionCache, isInvalidUnit } from '../../scheduler/view/snapshot.js';
 import { makeUnit, unitText } from '../../testkit/index.js';
 import { machine, snapshot, unit } from './planner-fixtures.js';
 

@@ -24,8 +24,8 @@ import {
   type Fence,
   type Store,
   type Unsubscribe,
-} from '../store/index.js';
-import { SchedulerError } from './errors.js';
+} from '../../store/index.js';
+import { SchedulerError } from '../errors.js';
 
 /** Options of {@link Leadership}. */
 export interface LeadershipOptions {

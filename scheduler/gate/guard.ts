@@ -3,25 +3,16 @@
  * policy is set, then, when the call ends, counts it (metrics) and, for writes, records it in
  * the audit log. A refused call is counted and audited here, since no handler ever runs.
  *
- * Streams (Events.Watch, Logs.Tail) pass the same door through {@link guardStream}; they are
- * counted when they are admitted, not when they end.
+ * Streams (Events.Watch, Logs.Tail) pass the same door through interceptors.ts's
+ * guardStream; they are counted when they are admitted, not when they end.
  */
-import { status, type ServerWritableStream } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Policy } from './auth-policy.js';
 import { Authorizer, ruleOf, unjudgedCaller, type Caller } from './auth.js';
 import type { AuditLog } from './audit.js';
-import {
-  logFailure,
-  toGrpcStatus,
-  toServiceError,
-  type Admitted,
-  type CallGate,
-  type ErrorContext,
-  type GatedCall,
-  type GrpcStatus,
-  type Visible,
-} from './errors.js';
+import { toGrpcStatus, type GrpcStatus } from '../api/errors.js';
+import type { Admitted, CallGate, GatedCall, Visible } from './interceptors.js';
 
 /** Where the API's request counts and durations go (scheduler/metrics.ts). */
 export interface ApiMetrics {
@@ -97,30 +88,4 @@ export class ApiGuard implements CallGate {
       this.opts.logger.error({ err, method, file: this.opts.audit.path }, 'audit log write failed');
     }
   }
-}
-
-/**
- * A stream handler behind the gate: a refused stream ends at once with its status; an
- * admitted one is counted as OK and handed to `handler`.
- */
-export function guardStream<Req, Res>(
-  gate: CallGate | undefined,
-  ctx: ErrorContext & { readonly logger: Logger },
-  method: string,
-  handler: (call: ServerWritableStream<Req, Res>, visible: Visible | undefined) => void,
-): (call: ServerWritableStream<Req, Res>) => void {
-  if (gate === undefined) return (call) => handler(call, undefined);
-  return (call) => {
-    let admitted: Admitted;
-    try {
-      admitted = gate.admit(call, method);
-    } catch (err) {
-      const s = toGrpcStatus(err, ctx);
-      logFailure(ctx.logger, method, s, err);
-      call.emit('error', toServiceError(s));
-      return;
-    }
-    admitted.done(undefined, undefined);
-    handler(call, admitted.visible);
-  };
 }

@@ -35,7 +35,8 @@ import {
   type Subject,
   type Verb,
 } from './auth-policy.js';
-import { ApiError, type Visible } from './errors.js';
+import { ApiError } from '../api/errors.js';
+import type { Visible } from './interceptors.js';
 
 /** What a TLS connection says of its peer (grpc-js does not export the type). */
 export type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']>;

@@ -12,7 +12,7 @@
  * several transactions: first every delete and update, then, only if all of those applied,
  * the new placements. A moved unit is therefore briefly on no machine, never on two.
  */
-import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
+import type { Placement, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import {
   codecs,
   fencedTxn,
@@ -20,11 +20,11 @@ import {
   type CacheEntry,
   type Keys,
   type Store,
-} from '../store/index.js';
-import type { ClusterView } from './cluster-cache.js';
-import { SchedulerError } from './errors.js';
+} from '../../store/index.js';
+import type { ClusterView } from '../view/cluster-cache.js';
+import { SchedulerError } from '../errors.js';
 import type { Term } from './leadership.js';
-import type { Plan } from './planner/index.js';
+import type { Plan } from '../planner/index.js';
 
 /** The writes one pass makes, in the order they must be applied. */
 export interface CommitWork {

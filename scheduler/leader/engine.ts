@@ -8,26 +8,20 @@
  *
  * Disturbing running units is paced: moves (lost or drained machine, infeasible placement,
  * Replaces=) spend a {@link MoveBudget}, and when more than half of the machines vanish at
- * once the {@link LossGuard} pauses them altogether (new placements and removals of inactive
- * units go on). The term's AbortSignal is checked before every transaction; a refused fence
- * ends the term at once.
+ * once the {@link MassLossPause} (pause.ts) stops them altogether (new placements and
+ * removals of inactive units go on). The term's AbortSignal is checked before every
+ * transaction; a refused fence ends the term at once.
  */
 import type { Logger } from 'pino';
-import { fencedTxn, isStoreError, Waker, type Store } from '../store/index.js';
-import type { ClusterCache } from './cluster-cache.js';
+import { isStoreError, Waker, type Store } from '../../store/index.js';
+import type { ClusterCache } from '../view/cluster-cache.js';
 import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
-import { isSchedulerError } from './errors.js';
+import { isSchedulerError } from '../errors.js';
 import type { Leadership, Term } from './leadership.js';
-import { plan, type Plan } from './planner/index.js';
-import { RolloutDriver } from './rollout-driver.js';
-import {
-  autoRescheduleRate,
-  LossGuard,
-  MoveBudget,
-  type Clock,
-  type GuardTransition,
-  type PauseState,
-} from './reschedule.js';
+import { MassLossPause } from './pause.js';
+import { plan, type Plan } from '../planner/index.js';
+import { RolloutDriver } from '../rollouts/driver.js';
+import { autoRescheduleRate, MoveBudget, type Clock, type PauseState } from './reschedule.js';
 
 /** Options of an {@link Engine}; the defaults are the daemon's. */
 export interface EngineOptions {
@@ -86,11 +80,10 @@ export interface EngineStatus {
 export class Engine {
   private readonly debounceMs: number;
   private readonly tickMs: number;
-  private readonly reminderMs: number;
   private readonly now: Clock;
   private readonly budget: MoveBudget;
   private readonly autoRate: boolean;
-  private readonly guard: LossGuard;
+  private readonly pause: MassLossPause;
   private readonly waker = new Waker();
   private readonly unsubscribe: (() => void)[] = [];
   private term: Term | undefined;
@@ -104,7 +97,6 @@ export class Engine {
   private passes = 0;
   private sweeps = 0;
   private last: Plan | undefined;
-  private lastReminder = 0;
   private readonly onPass: ((report: PassReport) => void) | undefined;
   private readonly rollouts: RolloutDriver;
 
@@ -117,7 +109,6 @@ export class Engine {
   ) {
     this.debounceMs = opts.debounceMs ?? 20;
     this.tickMs = opts.tickMs ?? 1_000;
-    this.reminderMs = opts.pauseReminderMs ?? 60_000;
     this.now = opts.now ?? Date.now;
     this.onPass = opts.onPass;
     const rate = opts.rescheduleRate ?? 'auto';
@@ -127,12 +118,20 @@ export class Engine {
       undefined,
       this.now,
     );
-    this.guard = new LossGuard({
-      ...(opts.lossWindowMs === undefined ? {} : { windowMs: opts.lossWindowMs }),
-      ...(opts.pauseTimeoutMs === undefined ? {} : { pauseTimeoutMs: opts.pauseTimeoutMs }),
-      ...(opts.lossSettleMs === undefined ? {} : { settleMs: opts.lossSettleMs }),
-      now: this.now,
-    });
+    this.pause = new MassLossPause(
+      store,
+      cache,
+      leadership,
+      {
+        lossWindowMs: opts.lossWindowMs,
+        pauseTimeoutMs: opts.pauseTimeoutMs,
+        lossSettleMs: opts.lossSettleMs,
+        pauseReminderMs: opts.pauseReminderMs,
+        now: this.now,
+        onResume: () => this.poke(),
+      },
+      logger,
+    );
     this.rollouts = new RolloutDriver(
       store,
       cache.mirror,
@@ -145,9 +144,7 @@ export class Engine {
   start(): void {
     this.unsubscribe.push(
       this.cache.onChange(() => this.poke()),
-      this.cache.onMachine((e) =>
-        e.type === 'lost' ? this.guard.machineLost(e.id) : this.guard.machineSeen(e.id),
-      ),
+      this.pause.follow(),
       this.leadership.on((e) => {
         if (e.type === 'elected') this.lead(e.term);
         else this.waker.wake();
@@ -164,7 +161,7 @@ export class Engine {
       epoch: leading ? this.term?.fence.revision : undefined,
       passes: this.passes,
       sweeps: this.sweeps,
-      paused: leading ? this.guard.paused : undefined,
+      paused: leading ? this.pause.paused : undefined,
       deferred: this.last?.deferred.length ?? 0,
       unscheduled: this.last?.unscheduled.size ?? 0,
     };
@@ -172,11 +169,7 @@ export class Engine {
 
   /** Operator action: ends a rescheduling pause now. Returns whether one was ended. */
   resumeRescheduling(): boolean {
-    const t = this.guard.resume();
-    if (t === undefined) return false;
-    this.report(t);
-    this.poke();
-    return true;
+    return this.pause.resume(this.term);
   }
 
   /** Stops after the current transaction (if any). Idempotent. */
@@ -250,12 +243,7 @@ export class Engine {
       try {
         await this.cache.ready();
         await this.cache.catchUp();
-        const live = new Set(this.cache.liveMachines());
-        // Machines that hold placements but are gone: the mirror indexes placements by machine.
-        const placedOn = this.cache.mirror.placementsOn.keys();
-        const absent = new Set([...placedOn].filter((id) => !live.has(id)));
-        this.guard.machinesAbsent(absent);
-        if (this.guard.paused !== undefined) this.publish(term); // a pause outlives a term
+        this.pause.termBegins(term);
         log.info('leading: planning');
         return true;
       } catch (err) {
@@ -276,16 +264,10 @@ export class Engine {
     log: Logger,
     changed: boolean,
   ): Promise<{ deferred: number; wait: number; retry: boolean; swept?: boolean }> {
-    await this.answerResumeRequest(term, log);
-    const transition = this.guard.evaluate(this.cache.machineCount());
-    this.report(transition, term);
-    const pause = this.guard.paused;
-    if (pause !== undefined && this.now() - this.lastReminder >= this.reminderMs) {
-      this.lastReminder = this.now();
-      log.warn({ pause }, 'RESCHEDULING PAUSED: units of lost machines are not being moved');
-    }
+    const transition = await this.pause.beforePass(term, log);
+    const pause = this.pause.paused;
     if (this.autoRate) this.budget.setRate(autoRescheduleRate(this.cache.placedUnits()));
-    const settling = this.guard.settleRemaining();
+    const settling = this.pause.settleRemaining();
     // When deferred work may go ahead again: never by itself while paused (the tick re-checks).
     const wait =
       pause !== undefined ? this.tickMs : settling > 0 ? settling : this.budget.msUntilNext();
@@ -378,49 +360,6 @@ export class Engine {
         ? res.placementsRevision
         : res.unscheduledRevision;
     if (written > 0n) await this.cache.waitFor(written);
-  }
-
-  /**
-   * An operator (the API's ResumeRescheduling) asked to end the pause that began at the
-   * request's `since`: end it if it is still the current one, then delete the request, fenced.
-   * A request for an older pause, or one made while none is on, ends nothing.
-   */
-  private async answerResumeRequest(term: Term, log: Logger): Promise<void> {
-    const key = this.store.keys.resumeRescheduling();
-    const request = this.cache.resumeRequest();
-    if (request === undefined) return;
-    const pause = this.guard.paused;
-    if (pause !== undefined && BigInt(pause.since) === request.value.sinceUnixMs) {
-      log.warn({ lost: pause.lost }, 'an operator ended the rescheduling pause');
-      this.resumeRescheduling();
-    } else {
-      log.info({ since: request.value.sinceUnixMs }, 'resume request for a pause that is over');
-    }
-    await fencedTxn(this.store, term.fence, (b) => b.deleteIfModRevision(key, request.modRevision));
-  }
-
-  /** Logs a pause or resume loudly and publishes it in the leader's election key. */
-  private report(t: GuardTransition, term: Term | undefined = this.term): void {
-    if (t === undefined) return;
-    if (t.type === 'paused') {
-      this.lastReminder = this.now();
-      this.logger.warn(
-        { lost: t.pause.lost, total: t.pause.total, resumesAt: t.pause.resumesAt },
-        `RESCHEDULING PAUSED: ${t.pause.reason}`,
-      );
-    } else {
-      this.logger.warn({ why: t.why }, 'rescheduling resumed');
-    }
-    this.publish(term);
-  }
-
-  /** Publishes the pause (or its absence) in the term's election key, for every replica's API. */
-  private publish(term: Term | undefined): void {
-    if (term === undefined || term.signal.aborted) return;
-    const status = { rescheduling: this.guard.paused ?? null };
-    this.leadership.announce(term, status).catch((err: unknown) => {
-      this.logger.debug({ err }, 'could not publish the rescheduling state');
-    });
   }
 }
 

@@ -10,16 +10,16 @@
  * reported and left alone: it is not given to the planner and neither are its placements, so
  * the planner neither places it nor stops it where it already runs.
  */
-import type { Machine, MachineConfig, Placement, Unit } from '../proto/flotilla/v1/records.js';
-import type { PlannerMachine, PlannerUnit, Snapshot } from './planner/index.js';
-import { templateOf } from '../store/index.js';
+import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
+import type { PlannerMachine, PlannerUnit, Snapshot } from '../planner/index.js';
+import { templateOf } from '../../store/index.js';
 import {
   parseUnit,
   parseUnitName,
   placesAlike,
   type UnitDefinition,
   type UnitStateName,
-} from '../unit/index.js';
+} from '../../unit/index.js';
 
 /** Entries kept before the definition cache starts over: a few MB at most. */
 const DEFINITION_CACHE_LIMIT = 20_000;

@@ -7,8 +7,8 @@
  * the whole cluster; and changes that cannot change a plan (agents' states) wake nobody.
  */
 import type { Logger } from 'pino';
-import type { Placement, Unscheduled } from '../proto/flotilla/v1/records.js';
-import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import type { Placement, Unscheduled } from '../../proto/flotilla/v1/records.js';
+import type { ReschedulingPause } from '../../proto/flotilla/v1/machines.js';
 import {
   Listeners,
   type CacheEntry,
@@ -16,8 +16,8 @@ import {
   type KeyKind,
   type Store,
   type Unsubscribe,
-} from '../store/index.js';
-import type { PlannerMachine, PlannerUnit } from './planner/index.js';
+} from '../../store/index.js';
+import type { PlannerMachine, PlannerUnit } from '../planner/index.js';
 import {
   activeDesired,
   DefinitionCache,
@@ -159,8 +159,8 @@ export class ClusterCache {
 
   /**
    * The units deleted since the last view or sweep when that is all that changed meanwhile
-   * (a sweep then unplaces them without planning, see engine.ts), taken: later calls see only
-   * later deletions. Undefined when a pass must plan.
+   * (a sweep then unplaces them without planning, see leader/engine.ts), taken: later calls
+   * see only later deletions. Undefined when a pass must plan.
    */
   takeVanished(): string[] | undefined {
     if (this.vanished === undefined || this.vanished.size === 0) return undefined;

@@ -6,7 +6,7 @@
  * rollout record. A new leader finds the record where the last one left it and carries on.
  */
 import type { Logger } from 'pino';
-import type { Rollout, Unit, UnitState } from '../proto/flotilla/v1/records.js';
+import type { Rollout, Unit, UnitState } from '../../proto/flotilla/v1/records.js';
 import {
   atomicTxn,
   codecs,
@@ -15,15 +15,10 @@ import {
   templateOf,
   type CacheEntry,
   type ClusterMirror,
+  type Fence,
   type Store,
-} from '../store/index.js';
-import type { Term } from './leadership.js';
-import {
-  isTemplateName,
-  stepRollout,
-  type InstanceLook,
-  type PendingScan,
-} from './rollout-step.js';
+} from '../../store/index.js';
+import { isTemplateName, stepRollout, type InstanceLook, type PendingScan } from './step.js';
 
 /** Instance records looked at per pending scan, at most (the cursor goes on next pass). */
 const SCAN_LIMIT = 10_000;
@@ -33,6 +28,15 @@ function isUpCopy(s: UnitState, hash: string): boolean {
   return (
     s.hash === hash && s.activeState === 'active' && (s.health === '' || s.health === 'healthy')
   );
+}
+
+/**
+ * What a step needs of the leader's term (leader/leadership.ts's Term is one): the fence its
+ * transaction compares, and the signal that says the term is over.
+ */
+export interface LeaderTerm {
+  readonly fence: Fence;
+  readonly signal: AbortSignal;
 }
 
 /** Steps running rollouts for the leader. */
@@ -45,7 +49,7 @@ export class RolloutDriver {
   ) {}
 
   /** One step of every running rollout. Throws what the store throws (fenced: deposed). */
-  async pass(term: Term): Promise<void> {
+  async pass(term: LeaderTerm): Promise<void> {
     for (const name of [...this.mirror.runningRollouts]) {
       if (term.signal.aborted) return;
       const entry = this.mirror.rollouts.get(name);
@@ -53,7 +57,7 @@ export class RolloutDriver {
     }
   }
 
-  private async step(term: Term, entry: CacheEntry<Rollout>): Promise<void> {
+  private async step(term: LeaderTerm, entry: CacheEntry<Rollout>): Promise<void> {
     const r = entry.value;
     const isTemplate = isTemplateName(r.unit);
     const result = stepRollout({

@@ -9,7 +9,7 @@
  * run on the new hash, active and healthy (or without a health check), for `monitor`; a
  * failure pauses the rollout or turns it into a rollback of every instance already updated.
  */
-import type { Rollout, RolloutStep } from '../proto/flotilla/v1/records.js';
+import type { Rollout, RolloutStep } from '../../proto/flotilla/v1/records.js';
 
 /** An updated instance that is not done after this long (plus its monitor) has failed. */
 export const ROLLOUT_STEP_DEADLINE_MS = 300_000;

@@ -12,7 +12,7 @@ import type {
 import { MAX_TXN_OPS, type Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
 import type { UnitName } from '../../unit/index.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import {
   applyWrites,
   checkTxnSize,

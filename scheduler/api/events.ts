@@ -34,7 +34,7 @@ import {
 import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
 import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 import type { HandlerContext, Visible } from '../gate/interceptors.js';
-import { ApiError, logFailure, toGrpcStatus, toServiceError } from './errors.js';
+import { ApiError, logFailure, toGrpcStatus, toServiceError } from '../gate/errors.js';
 
 /** The event kind each key kind is reported as (election keys are not reported). */
 const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {

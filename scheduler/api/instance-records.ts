@@ -10,7 +10,7 @@
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import { validateUnitFile, type UnitError, type UnitStateName } from '../../unit/index.js';
 import { sharedByInstances } from '../view/snapshot.js';
-import { invalidUnits } from './errors.js';
+import { invalidUnits } from '../gate/errors.js';
 
 /** Template versions remembered before the set starts over. */
 const VALID_TEMPLATES_LIMIT = 10_000;

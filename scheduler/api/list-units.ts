@@ -16,7 +16,7 @@ import type {
 import { compareNames, type SortedMap } from '../../store/index.js';
 import { compileGlob, parseUnitName, UnitError, type Glob } from '../../unit/index.js';
 import type { Visible } from '../gate/interceptors.js';
-import { ApiError, formatUnitError } from './errors.js';
+import { ApiError, formatUnitError } from '../gate/errors.js';
 import {
   corruptRecordWarnings,
   knownMachines,

@@ -12,7 +12,13 @@ import type { Placement } from '../../proto/flotilla/v1/records.js';
 import { LogsClient } from '../../proto/flotilla/v1/logs.js';
 import { parseUnitName } from '../../unit/index.js';
 import type { AgentLink } from './agent-link.js';
-import { ApiError, logFailure, toGrpcStatus, toServiceError, type GrpcStatus } from './errors.js';
+import {
+  ApiError,
+  logFailure,
+  toGrpcStatus,
+  toServiceError,
+  type GrpcStatus,
+} from '../gate/errors.js';
 import type { StreamContext } from './events.js';
 import { fresh, resolveMachine, type ApiCluster } from './reads.js';
 import { extrasOf } from './unit-status.js';

@@ -14,7 +14,7 @@ import type {
 } from '../../proto/flotilla/v1/machines.js';
 import { atomicTxn, codecs } from '../../store/index.js';
 import { isInvalidUnit, mergedMetadata } from '../view/snapshot.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import {
   corruptRecordWarnings,
   knownMachines,

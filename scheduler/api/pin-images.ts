@@ -10,7 +10,7 @@ import { rewriteImageLine } from '../../unit/image-ref.js';
 import type { RegistryOptions } from '../../registry/skopeo.js';
 import { parseUnit } from '../../unit/index.js';
 import type { ContainerOptions } from '../../unit/model.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import type { ValidFile } from './unit-writes.js';
 
 /** Registry look-ups one submit runs at once. */

@@ -13,7 +13,7 @@
 import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotilla/v1/units.js';
 import { applyPlan, plan } from '../planner/index.js';
 import { buildSnapshot } from '../view/snapshot.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import { notFound } from './desired.js';
 import { readCluster, fresh, type ApiCluster } from './reads.js';
 import { parseNames, validateFiles } from './unit-writes.js';

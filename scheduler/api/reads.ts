@@ -11,7 +11,7 @@ import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotil
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
 import { excerpt } from '../../unit/index.js';
 import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import type { InstanceRecords } from './instance-records.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */

@@ -12,7 +12,7 @@ import type {
 } from '../../proto/flotilla/v1/machines.js';
 import { codecs, type Store } from '../../store/index.js';
 import { readLeader } from '../leader/leadership.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 
 /** How long ResumeRescheduling waits for the leader to confirm. */
 const CONFIRM_MS = 5_000;

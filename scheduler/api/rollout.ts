@@ -22,7 +22,7 @@ import {
   type RolloutOptions,
 } from '../rollouts/record.js';
 import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollouts/step.js';
-import { ApiError, invalidUnits } from './errors.js';
+import { ApiError, invalidUnits } from '../gate/errors.js';
 import { fresh, type ApiCluster } from './reads.js';
 import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
 

@@ -28,7 +28,7 @@ import {
 } from '../../store/index.js';
 import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
-import { ApiError, formatUnitError } from './errors.js';
+import { ApiError, formatUnitError } from '../gate/errors.js';
 import { fresh, settle, type ApiCluster } from './reads.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 

@@ -11,7 +11,7 @@ import type { Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
 import type { UnitStateName } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../gate/errors.js';
 import { pinImages } from './pin-images.js';
 import {
   applyWrites,

@@ -30,7 +30,7 @@ import {
   validateUnitFile,
 } from '../../unit/index.js';
 import type { UnitDefinition, UnitName, UnitStateName } from '../../unit/index.js';
-import { ApiError, invalidUnits } from './errors.js';
+import { ApiError, invalidUnits } from '../gate/errors.js';
 import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
 
 /** The desired states a unit may have. */

@@ -12,7 +12,7 @@
 import { status } from '@grpc/grpc-js';
 import { excerpt } from '../../unit/index.js';
 import { RotatingFile, type RotatingFileOptions } from '../../daemon/rotating-file.js';
-import type { GrpcStatus } from '../api/errors.js';
+import type { GrpcStatus } from './errors.js';
 
 /** Unit names listed per line; a larger request lists these and says how many in all. */
 export const AUDIT_MAX_UNITS = 100;

@@ -35,7 +35,7 @@ import {
   type Subject,
   type Verb,
 } from './auth-policy.js';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from './errors.js';
 import type { Visible } from './interceptors.js';
 
 /** What a TLS connection says of its peer (grpc-js does not export the type). */

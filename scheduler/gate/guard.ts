@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Policy } from './auth-policy.js';
 import { Authorizer, ruleOf, unjudgedCaller, type Caller } from './auth.js';
 import type { AuditLog } from './audit.js';
-import { toGrpcStatus, type GrpcStatus } from '../api/errors.js';
+import { toGrpcStatus, type GrpcStatus } from './errors.js';
 import type { Admitted, CallGate, GatedCall, Visible } from './interceptors.js';
 
 /** Where the API's request counts and durations go (scheduler/metrics.ts). */

@@ -2,7 +2,7 @@
  * The gRPC interceptors: the adapters that put every API handler behind the gate. A unary
  * handler ({@link unary}) or a stream ({@link guardStream}) is admitted by the {@link CallGate}
  * first, so a refused call runs nothing and writes nothing; whatever the handler throws is
- * translated once, at this boundary, by the API's error translation (api/errors.ts), logged,
+ * translated once, at this boundary, by the API's error translation (errors.ts), logged,
  * and told to the gate.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
@@ -13,7 +13,7 @@ import {
   toServiceError,
   type ErrorContext,
   type GrpcStatus,
-} from '../api/errors.js';
+} from './errors.js';
 
 /**
  * What stands at the door of every call (guard.ts's ApiGuard): `admit` runs before the

@@ -14,7 +14,7 @@ import { fingerprint, isServiceError, startApi, type Api } from './api-kit.js';
 
 const server = etcdForFile(test);
 
-/** The most a status message may hold (scheduler/api/errors.ts caps them at 32 KiB). */
+/** The most a status message may hold (scheduler/gate/errors.ts caps them at 32 KiB). */
 const MAX_DETAILS = 40 * 1024;
 
 /** Strings a user (or an attacker) might send: ordinary, odd, huge, broken. */

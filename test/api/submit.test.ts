@@ -10,7 +10,7 @@ import {
   UNIT_NAME_MAX,
 } from '../../unit/index.js';
 import { etcdForFile, EXAMPLES, unitText } from '../../testkit/index.js';
-import { boundDetails, MAX_STATUS_DETAILS } from '../../scheduler/api/errors.js';
+import { boundDetails, MAX_STATUS_DETAILS } from '../../scheduler/gate/errors.js';
 import { failure, fingerprint, startApi, unitNames } from './api-kit.js';
 
 const example = (name: string): string => readFileSync(join(EXAMPLES, name), 'utf8');

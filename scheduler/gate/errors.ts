@@ -2,8 +2,8 @@
  * The API's one error type and the one place where errors become gRPC statuses. Handlers
  * throw {@link ApiError} for what they decide themselves, and let UnitError and StoreError
  * through; {@link toGrpcStatus} translates all three (and anything else, as INTERNAL) once, at
- * the boundary (gate/interceptors.ts), so every handler answers with the same codes and
- * wording. A leaf: it imports nothing of scheduler/, so the gate below the handlers uses it too.
+ * the boundary (interceptors.ts), so every handler answers with the same codes and
+ * wording. The handlers above the gate throw through it.
  */
 import { status, type ServerErrorResponse } from '@grpc/grpc-js';
 import type { Logger } from 'pino';

@@ -4,6 +4,8 @@
  * with it and retries with back-off.
  */
 
+import { clip } from '../lib/clip.js';
+
 export type RegistryErrorCode =
   /** The repository, tag or digest does not exist in the registry. */
   | 'not-found'
@@ -27,11 +29,7 @@ export class RegistryError extends Error {
   readonly code: RegistryErrorCode;
 
   constructor(code: RegistryErrorCode, message: string) {
-    super(
-      message.length > REGISTRY_MESSAGE_MAX
-        ? `${message.slice(0, REGISTRY_MESSAGE_MAX)}...`
-        : message,
-    );
+    super(clip(message, REGISTRY_MESSAGE_MAX));
     this.code = code;
   }
 }

@@ -6,6 +6,8 @@
  * and retries with back-off either way.
  */
 
+import { clip } from '../../lib/clip.js';
+
 /** Stable codes: callers branch on these, never on the message text. */
 export type ImageStoreErrorCode =
   /** The image cannot be used here (a layer tar refuses, too many layers for one mount). */
@@ -24,11 +26,7 @@ export class ImageStoreError extends Error {
   readonly code: ImageStoreErrorCode;
 
   constructor(code: ImageStoreErrorCode, message: string) {
-    super(
-      message.length > IMAGE_STORE_MESSAGE_MAX
-        ? `${message.slice(0, IMAGE_STORE_MESSAGE_MAX)}...`
-        : message,
-    );
+    super(clip(message, IMAGE_STORE_MESSAGE_MAX));
     this.code = code;
   }
 }

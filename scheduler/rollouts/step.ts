@@ -9,6 +9,7 @@
  * run on the new hash, active and healthy (or without a health check), for `monitor`; a
  * failure pauses the rollout or turns it into a rollback of every instance already updated.
  */
+import { clip } from '../../lib/clip.js';
 import type { Rollout, RolloutStep } from '../../proto/flotilla/v1/records.js';
 
 /** An updated instance that is not done after this long (plus its monitor) has failed. */
@@ -176,7 +177,7 @@ export function stepRollout(input: StepInput): StepResult {
   if (failures.length > 0) {
     const failed = [...r.failed, ...failures].slice(-ROLLOUT_FAILED_KEPT);
     const all = notes.filter((n) => n.includes(' failed: ')).join('; ');
-    const why = all.length > ROLLOUT_MESSAGE_MAX ? `${all.slice(0, ROLLOUT_MESSAGE_MAX)}…` : all;
+    const why = clip(all, ROLLOUT_MESSAGE_MAX, '…');
     if (r.failureAction === 'rollback') {
       const next = reversed(r, now, `rolling back: ${why}`);
       return { next: { ...next, failed }, rewrite: [], rewriteTemplate: true, notes };

@@ -9,8 +9,10 @@ import { lastLines, readRange, sizeOf } from './read.js';
 
 /** Where a unit's log rotation stands, shared with followers. */
 export interface RotationState {
-  /** Increments on every rotation. */
+  /** Increments on every rotation, once the file has been copied and truncated. */
   generation: number;
+  /** True from the copy to the new generation: the file's size means nothing meanwhile. */
+  rotating: boolean;
 }
 
 /** Options of {@link followLog}. */
@@ -54,17 +56,25 @@ export async function* followLog(
     for (const line of backlog) yield line;
   }
   while (!aborted()) {
+    if (rotation.rotating) {
+      await pause(opts.pollMs, opts.signal);
+      continue;
+    }
+    const seen = rotation.generation;
+    let from = offset;
     let bytes: Buffer = Buffer.alloc(0);
-    if (rotation.generation !== generation) {
+    if (seen !== generation) {
       // Rotated: the rest of what we were reading is now the tail of `.1`.
       bytes = await readRange(`${path}.1`, offset, await sizeOf(`${path}.1`));
-      generation = rotation.generation;
-      offset = 0;
+      from = 0;
     }
     const size = await sizeOf(path);
-    if (size < offset) offset = 0; // truncated by someone else: start over
-    const fresh = await readRange(path, offset, Math.min(size, offset + MAX_READ));
-    offset += fresh.length;
+    if (size < from) from = 0; // truncated by someone else: start over
+    const fresh = await readRange(path, from, Math.min(size, from + MAX_READ));
+    // A rotation that began while we read makes what we read ambiguous: read again after it.
+    if (rotation.rotating || rotation.generation !== seen) continue;
+    generation = seen;
+    offset = from + fresh.length;
     bytes = Buffer.concat([bytes, fresh]);
     if (bytes.length > 0) {
       const lines = (pending + decoder.write(bytes)).split('\n');

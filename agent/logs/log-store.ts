@@ -108,9 +108,17 @@ export class LogStore {
       () => 0,
     );
     if (size <= this.maxBytes) return false;
-    await copyFile(path, `${path}.1`);
-    await truncate(path, 0);
-    this.rotation(unit).generation += 1;
+    // Followers wait while `rotating`: between the truncate and the new generation they would
+    // see a short file, start it over at 0, then read the rest of `.1` from the wrong offset.
+    const rotation = this.rotation(unit);
+    rotation.rotating = true;
+    try {
+      await copyFile(path, `${path}.1`);
+      await truncate(path, 0);
+      rotation.generation += 1;
+    } finally {
+      rotation.rotating = false;
+    }
     return true;
   }
 
@@ -125,7 +133,7 @@ export class LogStore {
   private rotation(unit: string): RotationState {
     let state = this.rotations.get(unit);
     if (state === undefined) {
-      state = { generation: 0 };
+      state = { generation: 0, rotating: false };
       this.rotations.set(unit, state);
     }
     return state;

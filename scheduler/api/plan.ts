@@ -14,16 +14,23 @@ import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotill
 import { applyPlan, plan } from '../planner/index.js';
 import { buildSnapshot } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
+import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
+import type { UnitName } from '../../unit/index.js';
 import { notFound } from './desired.js';
+import { pinImages } from './pin-images.js';
 import { readCluster, fresh, type ApiCluster } from './reads.js';
-import { parseNames, validateFiles } from './unit-writes.js';
+import { parseNames, validateFiles, type ValidFile } from './unit-writes.js';
+
+/** The most existing instances a template file plans by itself; beyond, name them. */
+export const PLAN_MAX_INSTANCES = 1_000;
 
 /** Plan; see units.proto and this module's comment. */
 export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
   if (req.files.length === 0 && req.names.length === 0) {
     throw new ApiError('invalid-argument', 'nothing to plan: give unit files or unit names');
   }
-  const files = validateFiles(req.files);
+  // Checked and pinned as submit would: a plan never places what a submit would refuse.
+  const files = await pinImages(validateFiles(req.files), cluster.registry ?? REGISTRY_DEFAULTS);
   const names = req.names.length === 0 ? [] : parseNames(req.names);
   const templates = names.filter((n) => n.isTemplate).map((n) => n.name);
   if (templates.length > 0) {
@@ -45,6 +52,15 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
       desiredState: 'launched',
     });
     if (!f.unit.name.isTemplate) planned.push(f.name);
+  }
+  for (const f of files.filter((x) => x.unit.name.isTemplate)) {
+    for (const i of templateInstances(cluster, f, names)) {
+      const template = units.get(f.name);
+      if (template !== undefined) {
+        units.set(i, cluster.instanceRecords.record(i, template, 'launched'));
+      }
+      planned.push(i);
+    }
   }
   const missing: string[] = [];
   for (const n of names) {
@@ -74,4 +90,32 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     };
   });
   return { units: out, machines: result.machines };
+}
+
+/**
+ * The existing instances a template file plans when the request names none of its own: each
+ * as if started on the file. FAILED_PRECONDITION when it has none (a template alone places
+ * nothing: name instances), or more than {@link PLAN_MAX_INSTANCES}.
+ */
+function templateInstances(
+  cluster: ApiCluster,
+  file: ValidFile,
+  names: readonly UnitName[],
+): string[] {
+  if (names.some((n) => n.template === file.name)) return [];
+  const existing = cluster.mirror.instances.get(file.name) ?? new Set<string>();
+  const example = `${file.unit.name.prefix}@{1..3}.${file.unit.name.type}`;
+  if (existing.size === 0) {
+    throw new ApiError(
+      'failed-precondition',
+      `${file.name} is a template with no instances: name the instances to plan with it (flotctl plan FILE ${example})`,
+    );
+  }
+  if (existing.size > PLAN_MAX_INSTANCES) {
+    throw new ApiError(
+      'failed-precondition',
+      `${file.name} has ${existing.size} instances, more than the ${PLAN_MAX_INSTANCES} a plan of its file covers: name the instances to plan with it (flotctl plan FILE ${example})`,
+    );
+  }
+  return [...existing].sort();
 }

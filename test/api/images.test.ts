@@ -237,3 +237,36 @@ test.serial(
     t.deepEqual(await fingerprint(api.store), before, 'no rollout, no new template file');
   },
 );
+
+test.serial(
+  'plan checks images as submit does: an unknown tag is refused, an unreachable registry unavailable',
+  async (t) => {
+    const api = await startApi(t, server(), { registry: registry() });
+    const ok = await api.plan({
+      files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+    });
+    t.deepEqual(
+      ok.units.map((u) => u.name),
+      ['img.service'],
+    );
+    const missing = await failure(
+      api.plan({
+        files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:nope`) }],
+      }),
+    );
+    t.is(missing.code, status.INVALID_ARGUMENT);
+    t.regex(missing.details, /img\.service:5: Image=.*fixtures\/app:nope: not found/);
+    await reg.pause();
+    try {
+      const down = await failure(
+        api.plan({
+          files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+        }),
+      );
+      t.is(down.code, status.UNAVAILABLE);
+      t.regex(down.details, /img\.service:5: .*cannot be reached/);
+    } finally {
+      await reg.resume();
+    }
+  },
+);

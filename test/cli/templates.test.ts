@@ -2,11 +2,19 @@
  * A template and its instances, against the real API over a real etcd (no scheduler: the
  * instances are wanted but never placed): destroying a template while instances exist is
  * refused naming them (a few, then a count) unless `--with-instances` destroys them too, and
- * scale still reaches instances whose template is gone (down, never up).
+ * scale still reaches instances whose template is gone (down, never up); plan of a template
+ * file plans its instances or says to name them.
  */
 import test from 'ava';
 import { etcdForFile, unitText } from '../../testkit/index.js';
-import { fingerprint, startTestApi, unitDir, type TestApi } from './cli-kit.js';
+import {
+  addMachine,
+  EXAMPLES,
+  fingerprint,
+  startTestApi,
+  unitDir,
+  type TestApi,
+} from './cli-kit.js';
 
 const server = etcdForFile(test);
 
@@ -78,4 +86,28 @@ test('scale reaches instances whose template is gone: down works, up says to sub
   const none = await api.run(['scale', '--no-block', 'cache=0']);
   t.is(none.code, 1);
   t.is(none.stderr, 'template cache@.service is not submitted\n');
+});
+
+test('plan of a template file plans its instances on the file, or says to name them', async (t) => {
+  const api = await startTestApi(t, server());
+  const web = `${EXAMPLES}web@.service`;
+  const none = await api.run(['plan', web]);
+  t.is(none.code, 1);
+  t.is(none.stdout, '');
+  t.is(
+    none.stderr,
+    'web@.service is a template with no instances: name the instances to plan with it (flotctl plan FILE web@{1..3}.service)\n',
+  );
+  const named = await api.run(['plan', '--no-legend', web, 'web@1.service']);
+  t.is(named.code, 1, 'no machine yet');
+  t.regex(named.stdout, /^web@1\.service\s+-\s+-\s+0\/0 machines/m);
+  for (const ip of ['10.0.0.1', '10.0.0.2']) await addMachine(api.store, { addresses: [ip] });
+  const sub = await api.run(['submit', web]);
+  t.is(sub.code, 0, sub.stderr);
+  await api.run(['scale', '--no-block', 'web=2']);
+  const r = await api.run(['plan', web]);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.regex(r.stdout, /^web@1\.service\s+\S+\/10\.0\.0\.\d\s+-\s+-$/m);
+  t.regex(r.stdout, /^web@2\.service\s+\S+\/10\.0\.0\.\d\s+-\s+-$/m);
+  t.regex(r.stdout, /\n2 of 2 units can be placed on 2 machines\n$/);
 });

@@ -51,7 +51,7 @@ export const planVerb: Verb = {
       else names.push(unitNameOf(arg));
     }
     const { res, addresses } = await withClient(globals, async (api) => ({
-      res: await api.plan({ files, names: [...new Set(names)] }),
+      res: await api.plan({ files, names: [...new Set(names)], drainMachine: '' }),
       addresses: await api.addresses(),
     }));
     const unplaceable = res.units.filter((u) => u.machine === '');

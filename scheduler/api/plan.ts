@@ -12,13 +12,13 @@
  */
 import type { PlannedUnit, PlanRequest, PlanResponse } from '../../proto/flotilla/v1/units.js';
 import { applyPlan, plan } from '../planner/index.js';
-import { buildSnapshot } from '../view/snapshot.js';
+import { buildSnapshot, isInvalidUnit } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { UnitName } from '../../unit/index.js';
 import { notFound } from './desired.js';
 import { pinImages } from './pin-images.js';
-import { readCluster, fresh, type ApiCluster } from './reads.js';
+import { fresh, knownMachines, readCluster, resolveMachine, type ApiCluster } from './reads.js';
 import { parseNames, validateFiles, type ValidFile } from './unit-writes.js';
 
 /** The most existing instances a template file plans by itself; beyond, name them. */
@@ -26,8 +26,11 @@ export const PLAN_MAX_INSTANCES = 1_000;
 
 /** Plan; see units.proto and this module's comment. */
 export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
-  if (req.files.length === 0 && req.names.length === 0) {
-    throw new ApiError('invalid-argument', 'nothing to plan: give unit files or unit names');
+  if (req.files.length === 0 && req.names.length === 0 && req.drainMachine === '') {
+    throw new ApiError(
+      'invalid-argument',
+      'nothing to plan: give unit files, unit names or a machine to drain',
+    );
   }
   // Checked and pinned as submit would: a plan never places what a submit would refuse.
   const files = await pinImages(validateFiles(req.files), cluster.registry ?? REGISTRY_DEFAULTS);
@@ -44,6 +47,14 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
   const records = readCluster(cluster.mirror);
   const units = records.units;
   const planned: string[] = [];
+  // A drain to plan: the machine as the leader will see it once drained, and what it holds.
+  const drained =
+    req.drainMachine === '' ? '' : resolveMachine(knownMachines(cluster.mirror), req.drainMachine);
+  if (drained !== '') {
+    const config = records.configs.get(drained);
+    records.configs.set(drained, { machine: drained, metadata: {}, ...config, drained: true });
+    planned.push(...[...(cluster.mirror.placementsOn.get(drained)?.keys() ?? [])].sort());
+  }
   for (const f of files) {
     units.set(f.name, {
       name: f.name,
@@ -80,16 +91,19 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
   const out: PlannedUnit[] = [...new Set(planned)].map((name) => {
     const unscheduled = result.unscheduled.get(name);
     const displaces = result.place.filter((d) => d.unit === name).flatMap((d) => d.displaces);
+    const record = units.get(name);
+    const def = record === undefined ? undefined : cluster.definitions.shared(record);
     return {
       name,
       machine: (after.get(name) ?? []).join(','),
       displaces: [...new Set(displaces)].sort(),
+      global: def !== undefined && !isInvalidUnit(def) && def.fleet.global,
       ...(unscheduled === undefined
         ? {}
         : { unscheduled: { ...unscheduled, reasons: [...unscheduled.reasons], epoch: 0n } }),
     };
   });
-  return { units: out, machines: result.machines };
+  return { units: out, machines: result.machines, drainMachine: drained };
 }
 
 /**

@@ -254,5 +254,6 @@ function stateOf(unit: string, want: Wanted): UnitState {
     health: '',
     healthFailures: 0,
     healthChecks: [],
+    restartReason: '',
   };
 }

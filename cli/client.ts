@@ -163,10 +163,35 @@ export class ApiClient {
   }
 
   async destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
-    if (names.length > REQUEST_UNITS) await this.checkKnown(names, false);
     const call = this.units.destroyUnits.bind(this.units);
-    const answers = await inFlight(chunks(names), (part) => this.unary(call, { names: part }));
+    if (names.length <= REQUEST_UNITS) return this.unary(call, { names });
+    await this.checkKnown(names, false);
+    // Templates after everything else: the API refuses a template while instances that its
+    // own request does not name exist, and those may be in another request of this one.
+    const isTemplate = (n: string): boolean => n.includes('@.');
+    const answers: DestroyUnitsResponse[] = [];
+    for (const part of [names.filter((n) => !isTemplate(n)), names.filter(isTemplate)]) {
+      if (part.length === 0) continue;
+      answers.push(...(await inFlight(chunks(part), (c) => this.unary(call, { names: c }))));
+    }
     return { destroyed: answers.flatMap((a) => a.destroyed), revision: maxRevision(answers) };
+  }
+
+  /**
+   * The names of `template`'s instances (any instance, numbered or not), listed a page at a
+   * time in brief.
+   */
+  async instancesOf(template: string): Promise<string[]> {
+    const at = template.indexOf('@.');
+    const glob = `${template.slice(0, at)}@*${template.slice(at + 1)}`;
+    const names: string[] = [];
+    for await (const page of this.unitPages({ nameGlob: glob, brief: true })) {
+      for (const u of page.units) {
+        const name = u.unit?.name ?? '';
+        if (name !== template && name.startsWith(template.slice(0, at + 1))) names.push(name);
+      }
+    }
+    return names;
   }
 
   /**

@@ -23,12 +23,13 @@ export { expandSpecifiers, placesAlike } from './specifiers.js';
 export { compileGlob, isGlob, type Glob } from './glob.js';
 export { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS, parseFleetSection } from './fleet.js';
 export { HEALTH_DEFAULTS, HEALTH_KEYS, HEALTH_SECTIONS, parseHealthEntries } from './health.js';
+export { START_LIMIT_DEFAULTS, START_LIMIT_KEYS, parseStartLimit } from './start-limit.js';
 export { SERVICE_DEFAULTS, parseServiceSection, signalName } from './service.js';
 export { parseMemoryBytes, parseCpuQuotaMillicores, parseTasksMax } from './resources.js';
 export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
 export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment.js';
 export { hashSyntax, hashUnitText } from './hash.js';
-export { parseBoolean, parseTimeSpanMs } from './values.js';
+export { formatTimeSpan, parseBoolean, parseTimeSpanMs } from './values.js';
 export { excerpt, formatBytes, EXCERPT_CHARS } from './excerpt.js';
 export {
   UNIT_FILE_MAX_BYTES,

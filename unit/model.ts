@@ -151,6 +151,17 @@ export interface ServiceOptions {
   readonly image?: string;
   /** The unit's health check (`HealthCmd=` and friends); absent when it has none. */
   readonly health?: HealthCheck;
+  /** `StartLimitIntervalSec=`/`StartLimitBurst=`; absent: systemd's defaults (start-limit.ts). */
+  readonly startLimit?: StartLimit;
+}
+
+/**
+ * systemd's start rate limit: more than `burst` starts within `intervalMs` and the unit ends
+ * failed. Either at 0: no limit.
+ */
+export interface StartLimit {
+  readonly intervalMs: number;
+  readonly burst: number;
 }
 
 /** `Pull=`: when an agent fetches the image (podman's policies). */

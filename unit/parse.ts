@@ -12,6 +12,7 @@ import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
 import { HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 import { parseServiceSection } from './service.js';
+import { parseStartLimit, START_LIMIT_KEYS } from './start-limit.js';
 import { expandSpecifiers } from './specifiers.js';
 import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
 
@@ -86,7 +87,15 @@ function analyse(name: string, text: string): Analysis {
   const parsedService = parseServiceSection(serviceEntries, unitName, errors, !!containerHeader);
   const healthEntries = HEALTH_SECTIONS.flatMap((section) => sectionEntries(syntax, section));
   const health = parseHealthEntries(healthEntries, unitName, errors);
-  const service = health === undefined ? parsedService : { ...parsedService, health };
+  const limitEntries = Object.entries(START_LIMIT_KEYS).flatMap(([section, keys]) =>
+    sectionEntries(syntax, section).filter((e) => keys.includes(e.key)),
+  );
+  const startLimit = parseStartLimit(limitEntries, errors);
+  const service = {
+    ...parsedService,
+    ...(health !== undefined ? { health } : {}),
+    ...(startLimit !== undefined ? { startLimit } : {}),
+  };
   const fleet = parseFleetSection(sectionEntries(syntax, 'X-Fleet'), unitName, errors);
   const container =
     containerHeader === undefined

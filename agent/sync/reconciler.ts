@@ -340,6 +340,7 @@ export class Reconciler {
       health: '',
       healthFailures: 0,
       healthChecks: [],
+      restartReason: '',
       ...fields,
     };
     this.marks.set(name, { unit: { name, hash, kind }, state });

@@ -82,12 +82,14 @@ export const catVerb: Verb = {
   },
 };
 
-const DESTROY_HELP = `Usage: flotctl destroy [--no-block] [--timeout DUR] [--block-attempts N] UNIT...
+const DESTROY_HELP = `Usage: flotctl destroy [--with-instances] [--no-block] [--timeout DUR] [--block-attempts N] UNIT...
 
 Removes units from the cluster: their files are deleted, their placements go and their
 containers stop. A path names the unit of its basename. Waits until no machine runs them.
+A template with instances is refused (naming them) unless they are destroyed with it.
 
 Options:
+  --with-instances  destroy every instance of each named template too
 ${WAIT_HELP}
 Exit status: 0 when every unit is gone, 1 when a unit is unknown (nothing is destroyed then)
 or did not go in time, 2 for a usage error.
@@ -98,12 +100,22 @@ export const destroyVerb: Verb = {
   summary: 'remove units from the cluster and stop them',
   help: DESTROY_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
+    const { values, positionals } = parseVerbArgs(args, {
+      ...WAIT_FLAGS,
+      'with-instances': { type: 'boolean' },
+    });
     if (positionals.length === 0) throw new UsageError('give at least one unit');
     const wait = parseWaitOptions(values);
-    const names = unitNamesOf(positionals);
+    const named = unitNamesOf(positionals);
     const json = globals.output === 'json';
     return withClient(globals, async (api) => {
+      const names = [...named];
+      if (values['with-instances'] === true) {
+        const seen = new Set(named);
+        for (const t of named.filter((n) => n.includes('@.'))) {
+          for (const i of await api.instancesOf(t)) if (!seen.has(i)) names.push(i);
+        }
+      }
       // Read before destroying: afterwards the API no longer lists the units, and waiting
       // needs to know where they ran.
       const views = wait.block ? await readViews(api, names) : undefined;

@@ -77,7 +77,9 @@ const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
   // What the agent runs, else the digest the unit is pinned to ('-' for host-binary units).
   image: (r) => stateOf(r)?.image || r.status.image || '-',
 };
-const UNIT_DEFAULTS = 'unit,machine,active,sub';
+// fleetctl's four, then what shows a restart loop (a crash-looping unit is "active running"
+// most of the time): appended, so scripts that read fleetctl's columns by position still work.
+const UNIT_DEFAULTS = 'unit,machine,active,sub,health,restarts';
 /** Columns that a brief listing (ListUnitsRequest.brief) holds everything for. */
 const BRIEF_COLUMNS: ReadonlySet<string> = new Set([
   'unit',
@@ -87,6 +89,8 @@ const BRIEF_COLUMNS: ReadonlySet<string> = new Set([
   'load',
   'dstate',
   'state',
+  'health',
+  'restarts',
 ]);
 
 /** list-units shows units that are wanted on a machine, placed on one, or still reported. */

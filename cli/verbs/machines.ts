@@ -10,12 +10,15 @@ import {
   ReschedulingPause,
   type SchedulerStatus,
 } from '../../proto/flotilla/v1/machines.js';
+import { PlanResponse } from '../../proto/flotilla/v1/units.js';
 import { withClient } from '../client.js';
 import {
+  alignColumns,
   formatBytes,
   formatCpu,
   formatMetadata,
   machineId,
+  machineLegend,
   parseFields,
   printJson,
   printWarnings,
@@ -23,6 +26,7 @@ import {
   TABLE_FLAGS,
   tableHelp,
   type Column,
+  type MachineAddresses,
 } from '../table.js';
 import {
   EXIT_OK,
@@ -88,11 +92,16 @@ export const listMachinesVerb: Verb = {
 function drainVerb(drained: boolean): Verb {
   const name = drained ? 'drain' : 'undrain';
   const help = drained
-    ? `Usage: flotctl drain MACHINE
+    ? `Usage: flotctl drain [--dry-run] MACHINE
 
 Drains a machine (its id or a unique prefix of it): it takes no new units, and the scheduler
 moves the units it runs to other machines, a few at a time. The setting persists across agent
-restarts until "flotctl undrain". Follow the moves with "flotctl list-units --machine MACHINE".
+restarts until "flotctl undrain". Before draining, says what the scheduler's planner expects
+for each unit there: the machine it moves to, why it would wait for one, or that a Global
+unit's copy there is removed. Follow the moves with "flotctl list-units --machine MACHINE".
+
+Options:
+  --dry-run   only say what would happen; drain nothing
 `
     : `Usage: flotctl undrain MACHINE
 
@@ -105,26 +114,72 @@ Lets a drained machine (its id or a unique prefix of it) take units again.
       : 'let a drained machine take units again',
     help,
     async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-      const { positionals } = parseVerbArgs(args, {});
+      const { values, positionals } = parseVerbArgs(
+        args,
+        drained ? { 'dry-run': { type: 'boolean' } } : {},
+      );
       const [machine, ...extra] = positionals;
       if (machine === undefined || extra.length > 0)
         throw new UsageError('give exactly one machine');
-      const res = await withClient(globals, (api) => api.drain(machine, drained));
+      const dryRun = values['dry-run'] === true;
+      const { res, plan, addresses } = await withClient(globals, async (api) => {
+        // Planned before draining: afterwards the units are already on their way.
+        const plan = drained
+          ? await api.plan({ files: [], names: [], drainMachine: machine })
+          : undefined;
+        return {
+          plan,
+          addresses: plan === undefined ? new Map<string, string>() : await api.addresses(),
+          res: dryRun ? undefined : await api.drain(machine, drained),
+        };
+      });
       if (globals.output === 'json') {
-        printJson(io, MachineStatus.toJSON(res));
+        printJson(io, {
+          ...(res === undefined ? {} : (MachineStatus.toJSON(res) as object)),
+          ...(plan === undefined ? {} : { plan: PlanResponse.toJSON(plan) }),
+        });
         return EXIT_OK;
       }
-      const id = res.machine?.id ?? machine;
-      const one = res.units === 1;
-      const units = `${res.units} unit${one ? '' : 's'}`;
-      io.stdout(
-        drained
-          ? `Machine ${id} drained: it takes no new units; its ${units} ${one ? 'moves' : 'move'} elsewhere\n`
-          : `Machine ${id} undrained: it takes units again (${units} placed there now)\n`,
-      );
+      if (plan !== undefined) {
+        io.stdout(drainPlanText(plan, addresses, dryRun));
+        return EXIT_OK;
+      }
+      const id = res?.machine?.id ?? machine;
+      const units = `${res?.units ?? 0} unit${res?.units === 1 ? '' : 's'}`;
+      io.stdout(`Machine ${id} undrained: it takes units again (${units} placed there now)\n`);
       return EXIT_OK;
     },
   };
+}
+
+/**
+ * What draining does to each unit on the machine, from a plan with `drain_machine`:
+ * `web@1.service  moves to 2f1e8c3a.../10.0.0.11`, `db.service  waits: 0/2 machines: ...`,
+ * `monitor.service  Global: its copy here is removed`.
+ */
+export function drainPlanText(
+  plan: PlanResponse,
+  addresses: MachineAddresses,
+  dryRun: boolean,
+): string {
+  const id = plan.drainMachine;
+  const n = plan.units.length;
+  const units = n === 0 ? 'it runs no units' : `of its ${n} unit${n === 1 ? '' : 's'}:`;
+  const head = dryRun
+    ? `Draining machine ${id} would keep new units away; ${units}\n`
+    : `Machine ${id} drained: it takes no new units; ${units}\n`;
+  const rows = plan.units.map((u): [string, string] => {
+    const to = u.machine === '' ? [] : u.machine.split(',');
+    if (u.global) return [u.name, 'Global: its copy here is removed'];
+    if (to.length > 0 && !to.includes(id)) {
+      return [u.name, `moves to ${to.map((m) => machineLegend(m, addresses, false)).join(',')}`];
+    }
+    const why = u.unscheduled?.summary ?? 'no other machine can take it';
+    return [u.name, `waits for a machine: ${why}`];
+  });
+  const table = rows.length === 0 ? '' : alignColumns(rows.map(([u, what]) => [`  ${u}`, what]));
+  const tail = dryRun ? 'Nothing was drained (--dry-run).\n' : '';
+  return head + table + tail;
 }
 
 export const drainMachineVerb = drainVerb(true);

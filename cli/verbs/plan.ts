@@ -21,7 +21,9 @@ const HELP = `Usage: flotctl plan [--no-legend] [-l|--full] FILE|UNIT...
 
 Asks the scheduler where units would go, without changing anything: local unit files are
 planned as if submitted and started (replacing units of the same name), names of submitted
-units (or of instances of submitted templates) as if started. Prints each unit's machine and
+units (or of instances of submitted templates) as if started. Files are checked as submit
+checks them, images in their registry included. A template file plans the instances named
+with it, else its existing instances on the new file. Prints each unit's machine and
 the units it would displace (Replaces=); for a unit that cannot be placed, the reasons,
 counted over the machines.
 
@@ -49,7 +51,7 @@ export const planVerb: Verb = {
       else names.push(unitNameOf(arg));
     }
     const { res, addresses } = await withClient(globals, async (api) => ({
-      res: await api.plan({ files, names: [...new Set(names)] }),
+      res: await api.plan({ files, names: [...new Set(names)], drainMachine: '' }),
       addresses: await api.addresses(),
     }));
     const unplaceable = res.units.filter((u) => u.machine === '');

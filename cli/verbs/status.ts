@@ -198,7 +198,8 @@ function stateRows(
   if (reporter !== undefined) rows.push(['Reported by:', machineLegend(reporter, addresses, true)]);
   rows.push(['Container:', state.containerId || '-']);
   rows.push(['PID:', state.pid > 0 ? String(state.pid) : '-']);
-  rows.push(['Restarts:', String(state.restarts)]);
+  const why = state.restartReason === '' ? '' : ` (last: ${state.restartReason})`;
+  rows.push(['Restarts:', `${state.restarts}${why}`]);
   rows.push(['Last exit:', lastExit(state.exitStatus, state.exitSignal)]);
   if (state.image !== '') rows.push(['Running:', state.image]);
   if (state.activeState === 'failed' || (state.message !== '' && !pulling)) {

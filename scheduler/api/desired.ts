@@ -97,6 +97,7 @@ export async function destroyUnits(
     const { units } = await readUnits(cluster, names);
     const missing = names.filter((n) => !units.has(n));
     if (missing.length > 0) throw notFound(missing, false);
+    refuseOrphans(cluster, parsed, new Set(names));
     const revision = await applyWrites(
       cluster,
       (batch) => {
@@ -121,6 +122,39 @@ export async function destroyUnits(
     await cluster.store.delete(keys.scale(t.name)).catch(() => undefined);
   }
   return destroyed;
+}
+
+/** Instances named in a refusal, at most; the rest are counted. */
+const ORPHANS_NAMED = 5;
+
+/**
+ * FAILED_PRECONDITION when a named template has instances that this request does not destroy
+ * too: without their template they could be neither scaled up nor updated (issue 27). Costs
+ * O(named templates x {@link ORPHANS_NAMED}) beyond the instances the request names itself.
+ */
+function refuseOrphans(
+  cluster: ApiCluster,
+  parsed: readonly UnitName[],
+  named: ReadonlySet<string>,
+): void {
+  for (const t of parsed.filter((n) => n.isTemplate)) {
+    const instances = cluster.mirror.instances.get(t.name);
+    if (instances === undefined) continue;
+    let left = instances.size;
+    for (const n of named) if (instances.has(n)) left -= 1;
+    if (left <= 0) continue;
+    const shown: string[] = [];
+    for (const i of instances) {
+      if (shown.length >= ORPHANS_NAMED) break;
+      if (!named.has(i)) shown.push(i);
+    }
+    const more = left > shown.length ? ` and ${left - shown.length} more` : '';
+    const prefix = t.name.slice(0, t.name.indexOf('@'));
+    throw new ApiError(
+      'failed-precondition',
+      `${t.name} has ${left} instance${left === 1 ? '' : 's'} (${shown.join(', ')}${more}): destroy them with it (flotctl destroy --with-instances ${t.name}) or first (flotctl scale ${prefix}=0)`,
+    );
+  }
 }
 
 /** NOT_FOUND naming every unknown unit. */

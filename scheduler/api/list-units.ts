@@ -136,7 +136,14 @@ function briefPlacement({ machine }: Placement): Placement {
   return { unit: '', machine, hash: '', epoch: 0n, desiredState: '' };
 }
 
-function briefState({ machine, loadState, activeState, subState }: UnitState): UnitState {
+function briefState({
+  machine,
+  loadState,
+  activeState,
+  subState,
+  restarts,
+  health,
+}: UnitState): UnitState {
   return {
     name: '',
     machine,
@@ -148,13 +155,14 @@ function briefState({ machine, loadState, activeState, subState }: UnitState): U
     pid: 0,
     exitStatus: 0,
     exitSignal: '',
-    restarts: 0,
+    restarts,
     since: 0n,
     message: '',
     image: '',
-    health: '',
+    health,
     healthFailures: 0,
     healthChecks: NO_CHECKS,
+    restartReason: '',
   };
 }
 

@@ -23,6 +23,8 @@ import {
 } from '../rollouts/record.js';
 import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollouts/step.js';
 import { ApiError, invalidUnits } from '../gate/errors.js';
+import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
+import { pinImages } from './pin-images.js';
 import { fresh, type ApiCluster } from './reads.js';
 import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
 
@@ -102,7 +104,9 @@ export async function updateUnit(
 ): Promise<RolloutStatus> {
   if (req.file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
   const name = rolloutTarget(req.file.name);
-  const [file] = validateFiles([req.file]);
+  // The same validation and pinning as submit, before anything is read or written: a tag the
+  // registry lacks is refused here, not discovered by the agents after the old version stopped.
+  const [file] = await pinImages(validateFiles([req.file]), cluster.registry ?? REGISTRY_DEFAULTS);
   if (file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
   const options = updateOptions(req, file.unit.fleet.update ?? {});
   return retryOnConflict(cluster, async () => {

@@ -102,7 +102,10 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
  */
 async function scaleRound(cluster: ApiCluster, template: UnitName, count: number): Promise<Round> {
   const { store, mirror } = cluster;
-  readTemplate(cluster, template); // an unknown template is refused before anything is written
+  // An unknown template, or one that is gone when the count needs new instances, is refused
+  // before anything is written; instances left without their template can still shrink.
+  const before = readTemplate(cluster, template);
+  if (before.record === undefined) refuseWithoutTemplate(template, before.instances.length, count);
   const lock = { key: store.keys.scale(template.name), modRevision: 0n };
   lock.modRevision = await store.putRecord(codecs.scale, lock.key, {
     template: template.name,
@@ -124,7 +127,11 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
     queueUnitPut(store, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
   }
+  if (record === undefined && created.length > 0) {
+    refuseWithoutTemplate(template, instances.length, count);
+  }
   for (const n of created) {
+    if (record === undefined) break; // unreachable: refused just above
     const name = `${template.prefix}@${n}.${template.type}`;
     const instance = cluster.instanceRecords.record(name, record.value, 'launched');
     queueUnitPut(store, batch, instance, undefined);
@@ -213,16 +220,33 @@ export function templateName(raw: string): UnitName {
   return parsed;
 }
 
-/** The template's record and its numbered instances (in number order), from the mirror. */
+/**
+ * NOT_FOUND for a scale to `count` of a template that is not submitted: with no instances it
+ * is unknown; with some (left by a destroy of the template before it refused that), only a
+ * scale down is possible.
+ */
+function refuseWithoutTemplate(template: UnitName, instances: number, count: number): void {
+  if (instances === 0) {
+    throw new ApiError('not-found', `template ${template.name} is not submitted`);
+  }
+  if (count > instances) {
+    throw new ApiError(
+      'not-found',
+      `template ${template.name} is not submitted: its ${instances} instance${instances === 1 ? '' : 's'} can be scaled down (to at most ${instances}) but new ones need the template: submit it first`,
+    );
+  }
+}
+
+/**
+ * The template's record (undefined when it is not submitted) and its numbered instances (in
+ * number order), from the mirror.
+ */
 function readTemplate(
   cluster: ApiCluster,
   template: UnitName,
-): { record: Versioned<Unit>; instances: Instance[] } {
+): { record: Versioned<Unit> | undefined; instances: Instance[] } {
   const { mirror } = cluster;
   const record = mirror.units.get(template.name);
-  if (record === undefined) {
-    throw new ApiError('not-found', `template ${template.name} is not submitted`);
-  }
   const instances: Instance[] = [];
   for (const name of mirror.instances.get(template.name) ?? []) {
     const n = numberOf(name, template);

@@ -110,7 +110,7 @@ for (const driver of DRIVERS) {
     t.is(state.exitStatus, 3);
     const delays = m.states
       .filter((s) => s.subState === 'auto-restart')
-      .map((s) => Number(/restarting in (\d+) ms/.exec(s.message)?.[1]));
+      .map((s) => Number(/restarting in (\d+)ms/.exec(s.message)?.[1]));
     t.deepEqual(delays.slice(0, 4), [200, 400, 800, 800]);
     const counts = m.states.filter((s) => s.subState === 'auto-restart').map((s) => s.restarts);
     t.deepEqual(counts.slice(0, 4), [1, 2, 3, 4]);

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { pushImage } from '../../deploy/images/build.js';
+import type { RolloutStatus } from '../../proto/flotilla/v1/units.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { etcdForFile } from '../../testkit/index.js';
 import {
@@ -18,7 +19,7 @@ import {
   startRegistry,
   type TestRegistry,
 } from '../../testkit/registry.js';
-import { failure, fingerprint, startApi } from './api-kit.js';
+import { failure, fingerprint, rpc, startApi, type Api } from './api-kit.js';
 
 const server = etcdForFile(test);
 const run = promisify(execFile);
@@ -39,6 +40,19 @@ const registry = (): typeof REGISTRY_DEFAULTS => ({
 
 function file(image: string, extra = ''): string {
   return `[Unit]\nDescription=pinned\n\n[Container]\nImage=${image}\n${extra}`;
+}
+
+/** UpdateUnit with the file's or the defaults' options. */
+function update(api: Api, name: string, contents: string): Promise<RolloutStatus> {
+  return rpc(api.units.updateUnit.bind(api.units), {
+    file: { name, contents },
+    parallelism: 0,
+    delayMs: -1n,
+    monitorMs: -1n,
+    failureAction: '',
+    order: '',
+    force: false,
+  });
 }
 
 async function digestOf(ref: string): Promise<string> {
@@ -187,5 +201,72 @@ test.serial(
     const image = `${reg.addr}/fixtures/multi:1`;
     await api.submit({ files: [{ name: 'multi.service', contents: file(image) }] });
     t.is((await api.get('multi.service')).image, `${image}@${await digestOf(image)}`);
+  },
+);
+
+test.serial(
+  'an update pins the new tag as submit does: the stored template and the rollout carry the digest',
+  async (t) => {
+    const api = await startApi(t, server(), { registry: registry() });
+    await api.submit({
+      files: [{ name: 'upd@.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+    });
+    await api.setDesired(['upd@1.service'], 'launched');
+    const image = `${reg.addr}/fixtures/base:1`;
+    const res = await update(api, 'upd@.service', file(image, 'Environment=V=2\n'));
+    const pinned = `${image}@${await digestOf(image)}`;
+    t.regex(res.rollout?.toFile ?? '', new RegExp(`^Image=${pinned}$`, 'm'));
+    const template = await api.get('upd@.service');
+    t.is(template.image, pinned);
+    t.regex(template.unit?.file ?? '', new RegExp(`^Image=${pinned}$`, 'm'));
+  },
+);
+
+test.serial(
+  'an update naming a tag the registry lacks is refused like a submit and changes nothing',
+  async (t) => {
+    const api = await startApi(t, server(), { registry: registry() });
+    await api.submit({
+      files: [{ name: 'keep@.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+    });
+    await api.setDesired(['keep@1.service'], 'launched');
+    const before = await fingerprint(api.store);
+    const err = await failure(update(api, 'keep@.service', file(`${reg.addr}/fixtures/app:nope`)));
+    t.is(err.code, status.INVALID_ARGUMENT);
+    t.regex(err.details, /keep@\.service:5: Image=.*fixtures\/app:nope: not found/);
+    t.deepEqual(await fingerprint(api.store), before, 'no rollout, no new template file');
+  },
+);
+
+test.serial(
+  'plan checks images as submit does: an unknown tag is refused, an unreachable registry unavailable',
+  async (t) => {
+    const api = await startApi(t, server(), { registry: registry() });
+    const ok = await api.plan({
+      files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+    });
+    t.deepEqual(
+      ok.units.map((u) => u.name),
+      ['img.service'],
+    );
+    const missing = await failure(
+      api.plan({
+        files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:nope`) }],
+      }),
+    );
+    t.is(missing.code, status.INVALID_ARGUMENT);
+    t.regex(missing.details, /img\.service:5: Image=.*fixtures\/app:nope: not found/);
+    await reg.pause();
+    try {
+      const down = await failure(
+        api.plan({
+          files: [{ name: 'img.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
+        }),
+      );
+      t.is(down.code, status.UNAVAILABLE);
+      t.regex(down.details, /img\.service:5: .*cannot be reached/);
+    } finally {
+      await reg.resume();
+    }
   },
 );

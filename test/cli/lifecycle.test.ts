@@ -50,8 +50,11 @@ test.serial('start FILE submits it, waits until it runs, and says where', async 
     'flotctl returned only once the agent reported it running',
   );
   const list = await api.run(['list-units']);
-  t.regex(list.stdout, /^UNIT\s+MACHINE\s+ACTIVE\s+SUB\n/);
-  t.regex(list.stdout, /^hello\.service\s+[0-9a-f]{8}\.\.\.\/10\.0\.0\.\d\s+active\s+running$/m);
+  t.regex(list.stdout, /^UNIT\s+MACHINE\s+ACTIVE\s+SUB\s+HEALTH\s+RESTARTS\n/);
+  t.regex(
+    list.stdout,
+    /^hello\.service\s+[0-9a-f]{8}\.\.\.\/10\.0\.0\.\d\s+active\s+running\s+-\s+0$/m,
+  );
   const again = await api.run(['start', 'hello']);
   t.is(again.code, 0, 'starting a running unit succeeds at once');
   t.regex(again.stdout, /Unit hello\.service launched/);

@@ -217,6 +217,7 @@ function agentState(
     health: '',
     healthFailures: 0,
     healthChecks: [],
+    restartReason: '',
   };
   if (desired === 'launched' && failure !== undefined) {
     return {

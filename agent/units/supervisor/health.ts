@@ -134,8 +134,10 @@ export class HealthMonitor {
         const detail = result.output !== '' ? `: ${result.output}` : '';
         this.deps.note(`health ${this.status.verdict}${detail}`);
         if (this.status.verdict === 'unhealthy') {
+          const n = this.status.failures;
+          const times = n === 1 ? 'once' : `${n} times in a row`;
           this.deps.onUnhealthy(
-            `health check failed ${this.status.failures} times in a row (last: exit ${result.exitStatus}${detail})`,
+            `health check failed ${times} (last: exit ${result.exitStatus}${detail})`,
           );
         }
       }

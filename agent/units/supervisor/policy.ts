@@ -3,7 +3,8 @@
  * to restart, and the state record. No I/O, no clock (times are arguments), so every rule is
  * testable on its own.
  */
-import type { ExecCommand, RestartPolicy } from '../../../unit/model.js';
+import type { ExecCommand, RestartPolicy, StartLimit } from '../../../unit/model.js';
+import { formatTimeSpan } from '../../../unit/values.js';
 import type { UnitState } from '../../../proto/flotilla/v1/records.js';
 import type { ExitResult } from '../../runtime/driver.js';
 
@@ -11,7 +12,8 @@ import type { ExitResult } from '../../runtime/driver.js';
 const CLEAN_SIGNALS: ReadonlySet<string> = new Set(['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGPIPE']);
 
 /** systemd's `$SERVICE_RESULT` values that Flotilla produces. */
-export type ServiceResult = 'success' | 'exit-code' | 'signal' | 'timeout' | 'resources';
+export type ServiceResult =
+  'success' | 'exit-code' | 'signal' | 'timeout' | 'resources' | 'start-limit-hit';
 
 /** How one exit of a main process (or oneshot step) is judged. */
 export function judgeExit(exit: ExitResult, ignoreFailure = false): ServiceResult {
@@ -71,6 +73,38 @@ export function backoffDelay(restartSecMs: number, streak: number, opts: Backoff
   return Math.min(doubled, Math.max(opts.capMs, base));
 }
 
+/**
+ * The starts of `starts` (Unix ms, oldest first) that count against `limit` at `now`: those
+ * within its interval, at most its burst (the newest). Empty when the limit is off.
+ */
+export function recentStarts(starts: readonly number[], now: number, limit: StartLimit): number[] {
+  if (limit.burst <= 0 || limit.intervalMs <= 0) return [];
+  return starts.filter((at) => now - at < limit.intervalMs).slice(-limit.burst);
+}
+
+/** A start at `now` would be one more than `limit` allows (`recent` from {@link recentStarts}). */
+export function startLimitHit(recent: readonly number[], limit: StartLimit): boolean {
+  return limit.burst > 0 && limit.intervalMs > 0 && recent.length >= limit.burst;
+}
+
+/**
+ * Why a unit ended failed at its start limit: `start limit hit: 6 starts within 3.1s (more
+ * than StartLimitBurst=5 in StartLimitIntervalSec=10s); last failure: ...`.
+ */
+export function startLimitMessage(
+  recent: readonly number[],
+  now: number,
+  limit: StartLimit,
+  lastFailure: string,
+): string {
+  const within = formatTimeSpan(now - (recent[0] ?? now));
+  return (
+    `start limit hit: ${recent.length + 1} starts within ${within} (more than ` +
+    `StartLimitBurst=${limit.burst} in StartLimitIntervalSec=${formatTimeSpan(limit.intervalMs)}); ` +
+    `last failure: ${lastFailure}; fix the unit, then flotctl stop and flotctl start it`
+  );
+}
+
 /** The state of a unit that has not run yet on this machine. */
 export function initialState(
   name: string,
@@ -97,6 +131,7 @@ export function initialState(
     health: '',
     healthFailures: 0,
     healthChecks: [],
+    restartReason: '',
   };
 }
 

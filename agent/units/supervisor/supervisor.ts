@@ -13,11 +13,16 @@ import { describeError } from '../../runtime/errors.js';
 import { toolMessage } from '../../runtime/spawn.js';
 import type { LogStore } from '../../logs/log-store.js';
 import { readMeta, writeMeta, type FinalState, type UnitMeta } from './meta.js';
+import { START_LIMIT_DEFAULTS } from '../../../unit/start-limit.js';
+import { formatTimeSpan } from '../../../unit/values.js';
 import {
   applyChange,
   backoffDelay,
   initialState,
+  recentStarts,
   shouldRestart,
+  startLimitHit,
+  startLimitMessage,
   type StateChange,
 } from './policy.js';
 import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
@@ -89,6 +94,8 @@ export class Supervisor {
   private adoptedSince: number | undefined;
   private streak = 0;
   private completed = false;
+  /** When each recent run began (Unix ms, oldest first), for the start limit; bounded by it. */
+  private starts: number[] = [];
 
   constructor(unit: SupervisedUnit, deps: SupervisorDeps) {
     this.unit = unit;
@@ -192,7 +199,11 @@ export class Supervisor {
       if (this.unit.container !== undefined && !(await this.imageRoot(this.unit.container))) return;
       await this.deps.driver.prepare(this.ctx);
       if (resume === undefined) await this.persist(0, 0);
+      const limit = this.unit.service.startLimit ?? START_LIMIT_DEFAULTS;
       for (;;) {
+        if (resume === undefined) {
+          this.starts = [...recentStarts(this.starts, this.now(), limit), this.now()];
+        }
         const outcome = await runOnce(this.host(), resume);
         resume = undefined;
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
@@ -210,18 +221,32 @@ export class Supervisor {
         const why = outcome.message !== '' ? outcome.message : 'main process exited';
         // Counted when scheduled, so the auto-restart state already carries the new count.
         this.restarts += 1;
+        const message = `${why}; restarting in ${formatTimeSpan(delay)}`;
         this.set({
           activeState: 'activating',
           subState: 'auto-restart',
           pid: 0,
           restarts: this.restarts,
-          message: `${why}; restarting in ${delay} ms`,
+          message,
+          restartReason: why,
         });
-        this.note(`${why}; restarting in ${delay} ms`);
+        this.note(message);
         // A stop or detach ends the pause early (resolved, not thrown): checked just below.
         const signal = AbortSignal.any([this.stopCtl.signal, this.detachCtl.signal]);
         await setTimeout(delay, undefined, { signal }).catch(() => undefined);
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
+        // systemd's start limit, judged when the restart would start (as systemd's job does).
+        const recent = recentStarts(this.starts, this.now(), limit);
+        if (startLimitHit(recent, limit)) {
+          const hit = startLimitMessage(recent, this.now(), limit, why);
+          await this.settle({
+            ...outcome,
+            result: 'start-limit-hit',
+            message: hit,
+            completed: false,
+          });
+          return;
+        }
       }
     } catch (err) {
       if (isDetached(err) || this.detachCtl.signal.aborted) return;

@@ -115,6 +115,11 @@ export interface UnitState {
    * these are the checks up to that moment.
    */
   healthChecks: HealthCheckResult[];
+  /**
+   * Why the agent last restarted the unit (how its run ended, or its health check's verdict),
+   * kept while it runs again, so a unit in a restart loop says why; empty before a restart.
+   */
+  restartReason: string;
 }
 
 /** One run of a unit's health check. */
@@ -1139,6 +1144,7 @@ function createBaseUnitState(): UnitState {
     health: "",
     healthFailures: 0,
     healthChecks: [],
+    restartReason: "",
   };
 }
 
@@ -1197,6 +1203,9 @@ export const UnitState: MessageFns<UnitState> = {
     }
     for (const v of message.healthChecks) {
       HealthCheckResult.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.restartReason !== "") {
+      writer.uint32(562).string(message.restartReason);
     }
     return writer;
   },
@@ -1350,6 +1359,14 @@ export const UnitState: MessageFns<UnitState> = {
             message.healthChecks.push(HealthCheckResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.restartReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1413,6 +1430,11 @@ export const UnitState: MessageFns<UnitState> = {
         : globalThis.Array.isArray(object?.health_checks)
         ? object.health_checks.map((e: any) => HealthCheckResult.fromJSON(e))
         : [],
+      restartReason: isSet(object.restartReason)
+        ? globalThis.String(object.restartReason)
+        : isSet(object.restart_reason)
+        ? globalThis.String(object.restart_reason)
+        : "",
     };
   },
 
@@ -1469,6 +1491,9 @@ export const UnitState: MessageFns<UnitState> = {
     if (message.healthChecks?.length) {
       obj.healthChecks = message.healthChecks.map((e) => HealthCheckResult.toJSON(e));
     }
+    if (message.restartReason !== "") {
+      obj.restartReason = message.restartReason;
+    }
     return obj;
   },
 
@@ -1494,6 +1519,7 @@ export const UnitState: MessageFns<UnitState> = {
     message.health = object.health ?? "";
     message.healthFailures = object.healthFailures ?? 0;
     message.healthChecks = object.healthChecks?.map((e) => HealthCheckResult.fromPartial(e)) || [];
+    message.restartReason = object.restartReason ?? "";
     return message;
   },
 };

@@ -197,6 +197,11 @@ export interface PlanRequest {
   files: UnitFile[];
   /** Names of existing units (or instances of existing templates) to plan as if started. */
   names: string[];
+  /**
+   * A machine (id or unique prefix) to plan as if drained: the units placed on it are
+   * planned too (where each would move, or why it would wait). Empty: none.
+   */
+  drainMachine: string;
 }
 
 export interface PlannedUnit {
@@ -205,12 +210,18 @@ export interface PlannedUnit {
   machine: string;
   /** Units this one would displace from its machine (Replaces=). */
   displaces: string[];
-  unscheduled?: Unscheduled | undefined;
+  unscheduled?:
+    | Unscheduled
+    | undefined;
+  /** A Global=true unit: `machine` lists every machine its copies would run on. */
+  global: boolean;
 }
 
 export interface PlanResponse {
   units: PlannedUnit[];
   machines: number;
+  /** The full id of the request's drain_machine; empty without one. */
+  drainMachine: string;
 }
 
 export interface UpdateUnitRequest {
@@ -2052,7 +2063,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
 };
 
 function createBasePlanRequest(): PlanRequest {
-  return { files: [], names: [] };
+  return { files: [], names: [], drainMachine: "" };
 }
 
 export const PlanRequest: MessageFns<PlanRequest> = {
@@ -2062,6 +2073,9 @@ export const PlanRequest: MessageFns<PlanRequest> = {
     }
     for (const v of message.names) {
       writer.uint32(18).string(v!);
+    }
+    if (message.drainMachine !== "") {
+      writer.uint32(562).string(message.drainMachine);
     }
     return writer;
   },
@@ -2095,6 +2109,14 @@ export const PlanRequest: MessageFns<PlanRequest> = {
             message.names.push(reader.string());
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.drainMachine = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2111,6 +2133,11 @@ export const PlanRequest: MessageFns<PlanRequest> = {
     return {
       files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => UnitFile.fromJSON(e)) : [],
       names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      drainMachine: isSet(object.drainMachine)
+        ? globalThis.String(object.drainMachine)
+        : isSet(object.drain_machine)
+        ? globalThis.String(object.drain_machine)
+        : "",
     };
   },
 
@@ -2122,6 +2149,9 @@ export const PlanRequest: MessageFns<PlanRequest> = {
     if (message.names?.length) {
       obj.names = message.names;
     }
+    if (message.drainMachine !== "") {
+      obj.drainMachine = message.drainMachine;
+    }
     return obj;
   },
 
@@ -2132,12 +2162,13 @@ export const PlanRequest: MessageFns<PlanRequest> = {
     const message = createBasePlanRequest();
     message.files = object.files?.map((e) => UnitFile.fromPartial(e)) || [];
     message.names = object.names?.map((e) => e) || [];
+    message.drainMachine = object.drainMachine ?? "";
     return message;
   },
 };
 
 function createBasePlannedUnit(): PlannedUnit {
-  return { name: "", machine: "", displaces: [], unscheduled: undefined };
+  return { name: "", machine: "", displaces: [], unscheduled: undefined, global: false };
 }
 
 export const PlannedUnit: MessageFns<PlannedUnit> = {
@@ -2153,6 +2184,9 @@ export const PlannedUnit: MessageFns<PlannedUnit> = {
     }
     if (message.unscheduled !== undefined) {
       Unscheduled.encode(message.unscheduled, writer.uint32(34).fork()).join();
+    }
+    if (message.global !== false) {
+      writer.uint32(560).bool(message.global);
     }
     return writer;
   },
@@ -2202,6 +2236,14 @@ export const PlannedUnit: MessageFns<PlannedUnit> = {
             message.unscheduled = Unscheduled.decode(reader, reader.uint32());
             continue;
           }
+          case 70: {
+            if (tag !== 560) {
+              break;
+            }
+
+            message.global = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2222,6 +2264,7 @@ export const PlannedUnit: MessageFns<PlannedUnit> = {
         ? object.displaces.map((e: any) => globalThis.String(e))
         : [],
       unscheduled: isSet(object.unscheduled) ? Unscheduled.fromJSON(object.unscheduled) : undefined,
+      global: isSet(object.global) ? globalThis.Boolean(object.global) : false,
     };
   },
 
@@ -2239,6 +2282,9 @@ export const PlannedUnit: MessageFns<PlannedUnit> = {
     if (message.unscheduled !== undefined) {
       obj.unscheduled = Unscheduled.toJSON(message.unscheduled);
     }
+    if (message.global !== false) {
+      obj.global = message.global;
+    }
     return obj;
   },
 
@@ -2253,12 +2299,13 @@ export const PlannedUnit: MessageFns<PlannedUnit> = {
     message.unscheduled = (object.unscheduled !== undefined && object.unscheduled !== null)
       ? Unscheduled.fromPartial(object.unscheduled)
       : undefined;
+    message.global = object.global ?? false;
     return message;
   },
 };
 
 function createBasePlanResponse(): PlanResponse {
-  return { units: [], machines: 0 };
+  return { units: [], machines: 0, drainMachine: "" };
 }
 
 export const PlanResponse: MessageFns<PlanResponse> = {
@@ -2268,6 +2315,9 @@ export const PlanResponse: MessageFns<PlanResponse> = {
     }
     if (message.machines !== 0) {
       writer.uint32(16).int32(message.machines);
+    }
+    if (message.drainMachine !== "") {
+      writer.uint32(562).string(message.drainMachine);
     }
     return writer;
   },
@@ -2301,6 +2351,14 @@ export const PlanResponse: MessageFns<PlanResponse> = {
             message.machines = reader.int32();
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.drainMachine = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2317,6 +2375,11 @@ export const PlanResponse: MessageFns<PlanResponse> = {
     return {
       units: globalThis.Array.isArray(object?.units) ? object.units.map((e: any) => PlannedUnit.fromJSON(e)) : [],
       machines: isSet(object.machines) ? globalThis.Number(object.machines) : 0,
+      drainMachine: isSet(object.drainMachine)
+        ? globalThis.String(object.drainMachine)
+        : isSet(object.drain_machine)
+        ? globalThis.String(object.drain_machine)
+        : "",
     };
   },
 
@@ -2328,6 +2391,9 @@ export const PlanResponse: MessageFns<PlanResponse> = {
     if (message.machines !== 0) {
       obj.machines = Math.round(message.machines);
     }
+    if (message.drainMachine !== "") {
+      obj.drainMachine = message.drainMachine;
+    }
     return obj;
   },
 
@@ -2338,6 +2404,7 @@ export const PlanResponse: MessageFns<PlanResponse> = {
     const message = createBasePlanResponse();
     message.units = object.units?.map((e) => PlannedUnit.fromPartial(e)) || [];
     message.machines = object.machines ?? 0;
+    message.drainMachine = object.drainMachine ?? "";
     return message;
   },
 };

@@ -132,6 +132,10 @@ export const undrainMachineVerb = drainVerb(false);
 
 /** What a user must know about scheduling before trusting the machine list, if anything. */
 export function schedulerWarning(s: SchedulerStatus | undefined): string | undefined {
+  if (s !== undefined && s.leader === '' && s.replicas > 0) {
+    const n = s.replicas === 1 ? '1 replica runs' : `${s.replicas} replicas run`;
+    return `leadership is changing: no scheduler leads at this moment while ${n}; one is elected within the election TTL and places units again (flotctl list-schedulers)`;
+  }
   if (s === undefined || s.leader === '') {
     return 'no scheduler leads: units are neither placed nor moved until one runs (flotilla scheduler)';
   }

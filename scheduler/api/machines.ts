@@ -52,7 +52,7 @@ export async function listMachines(
   const after = req.pageToken === '' ? undefined : decodeMachineToken(req.pageToken);
   const { mirror } = cluster;
   await fresh(cluster);
-  const scheduler = await schedulerStatus(cluster.store);
+  const scheduler = await schedulerStatus(cluster.store, mirror.schedulers.size);
   const machines: MachineStatus[] = [];
   let next = '';
   for (const [id] of mirror.machines.entries(after)) {

@@ -78,7 +78,7 @@ else
   if [ "$(id -u)" -ne 0 ]; then
     echo "(not root: agents run as plain processes on 127.0.0.1; run as root for namespaces and runc)"
   fi
-  bin/flotilla cluster up "$@"
+  bin/flotilla cluster up --no-hints "$@"
 fi
 
 # --- 3. the examples ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ import { LogsClient, type LogLine, type TailRequest } from '../proto/flotilla/v1
 import {
   MachinesClient,
   type ListMachinesResponse,
+  type ListSchedulersResponse,
   type MachineStatus,
   type ResumeReschedulingResponse,
 } from '../proto/flotilla/v1/machines.js';
@@ -266,6 +267,11 @@ export class ApiClient {
   resumeRescheduling(): Promise<ResumeReschedulingResponse> {
     const m = this.machines;
     return this.unary(m.resumeRescheduling.bind(m), {});
+  }
+
+  listSchedulers(): Promise<ListSchedulersResponse> {
+    const m = this.machines;
+    return this.unary(m.listSchedulers.bind(m), {});
   }
 
   /** Machine ids to public addresses, for `1a2b3c4d.../10.0.0.1` legends; empty on failure. */

@@ -31,6 +31,7 @@ import {
 import { planVerb } from './verbs/plan.js';
 import { rollbackVerb, rolloutVerb, updateVerb } from './verbs/rollout.js';
 import { scaleVerb } from './verbs/scale.js';
+import { listSchedulersVerb } from './verbs/schedulers.js';
 import { loadVerb, startVerb, stopVerb, unloadVerb } from './verbs/states.js';
 import { journalVerb, statusVerb } from './verbs/status.js';
 import { verifyVerb } from './verbs/verify.js';
@@ -72,6 +73,7 @@ export const VERBS: readonly Verb[] = [
   drainMachineVerb,
   undrainMachineVerb,
   resumeReschedulingVerb,
+  listSchedulersVerb,
   completionVerb,
 ];
 

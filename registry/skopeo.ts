@@ -13,6 +13,12 @@ export interface RegistryOptions {
   readonly authFile?: string;
   /** `HOST:PORT` of registries reached over plain HTTP (or TLS without verification). */
   readonly insecureRegistries: readonly string[];
+  /**
+   * Registry `HOST:PORT` -> where it is reached instead (`--registry-mirror FROM=TO`): image
+   * names, and the digests pinned to them, keep FROM; lookups and pulls go to TO, whose own
+   * entry in `insecureRegistries` decides plain HTTP. None by default.
+   */
+  readonly mirrors?: Readonly<Record<string, string>>;
   /** The skopeo binary. */
   readonly skopeo: string;
   /** Deadline of one inspect. */
@@ -89,6 +95,23 @@ export function isInsecure(opts: RegistryOptions, registry: string): boolean {
   return opts.insecureRegistries.includes(registry);
 }
 
+/**
+ * Where skopeo fetches `reference` (`host/repo...`, of `registry`): the registry it names, or
+ * the mirror {@link RegistryOptions.mirrors} gives for it. `registry` is then the mirror's,
+ * for {@link sourceFlags}.
+ */
+export function sourceOf(
+  opts: RegistryOptions,
+  registry: string,
+  reference: string,
+): { registry: string; url: string } {
+  const mirror = opts.mirrors?.[registry];
+  if (mirror === undefined || !reference.startsWith(`${registry}/`)) {
+    return { registry, url: `docker://${reference}` };
+  }
+  return { registry: mirror, url: `docker://${mirror}${reference.slice(registry.length)}` };
+}
+
 /** Auth and TLS flags of skopeo's source side (`inspect` uses the plain names). */
 export function sourceFlags(opts: RegistryOptions, registry: string, copy: boolean): string[] {
   const prefix = copy ? '--src-' : '--';
@@ -108,7 +131,8 @@ export async function inspectManifest(
   reference: string,
   signal?: AbortSignal,
 ): Promise<{ digest: string; manifest: Buffer }> {
-  const args = ['inspect', '--raw', ...sourceFlags(opts, registry, false), `docker://${reference}`];
+  const source = sourceOf(opts, registry, reference);
+  const args = ['inspect', '--raw', ...sourceFlags(opts, source.registry, false), source.url];
   const run = await runSkopeo(opts, args, opts.inspectTimeoutMs, MANIFEST_MAX_BYTES, signal);
   if (run.timedOut) {
     throw new RegistryError(

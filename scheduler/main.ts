@@ -18,6 +18,7 @@ import { ClusterCache } from './view/cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
 import { Leadership } from './leader/leadership.js';
 import { SchedulerOps } from './ops.js';
+import { ReplicaAdvert } from './replica.js';
 import { parseSchedulerArgs, SCHEDULER_USAGE, type SchedulerOptions } from './options.js';
 
 /** A running scheduler replica, for the daemon and for in-process tests. */
@@ -90,12 +91,23 @@ export async function startScheduler(
     store.close();
     throw err;
   }
+  // Every replica says it runs, leader or not, so a listing on any replica shows them all.
+  const advert = new ReplicaAdvert(
+    store,
+    mirror,
+    {
+      name: opts.name,
+      ttlSeconds: opts.electionTtlSeconds,
+      ...(api === undefined ? {} : { api: api.address }),
+    },
+    log.child({ component: 'advert' }),
+  );
   const leadership = new Leadership(
     store,
     {
       name: opts.name,
       ttlSeconds: opts.electionTtlSeconds,
-      info: api === undefined ? {} : { api: api.address },
+      info: { replica: advert.id, ...(api === undefined ? {} : { api: api.address }) },
     },
     log.child({ component: 'election' }),
   );
@@ -127,6 +139,7 @@ export async function startScheduler(
     }
   }
   engine.start();
+  advert.start();
   leadership.start();
   log.info(
     {
@@ -143,6 +156,7 @@ export async function startScheduler(
   const close = async (closeOpts: { resign?: boolean } = {}): Promise<void> => {
     await leadership.close(closeOpts);
     await engine.close();
+    await advert.close({ revoke: closeOpts.resign ?? true });
     await api?.close();
     await ops.close();
     cache.close();

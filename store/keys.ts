@@ -14,6 +14,8 @@
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
  * <prefix>scales/<template>            ScaleRequest (the last scale of a template asked for)
  * <prefix>rollouts/<name>              Rollout of a template or plain unit (API, then leader)
+ * <prefix>lost-machines/<id>           LostMachine: a machine whose presence vanished (leader)
+ * <prefix>schedulers/<replica>         SchedulerReplica (the replica's own lease)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -33,6 +35,8 @@ export type KeyKind =
   | 'control'
   | 'scale'
   | 'rollout'
+  | 'lost-machine'
+  | 'scheduler'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -46,6 +50,8 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   control: 'control/',
   scale: 'scales/',
   rollout: 'rollouts/',
+  'lost-machine': 'lost-machines/',
+  scheduler: 'schedulers/',
   election: 'election/',
 };
 
@@ -55,7 +61,10 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
  */
 export interface ParsedKey {
   readonly kind: KeyKind;
-  /** Unit name, or machine id for `machine` and `machine-metadata`, or the election key's rest. */
+  /**
+   * Unit name, or machine id for `machine`, `machine-metadata` and `lost-machine`, the replica
+   * id for `scheduler`, or the election key's rest.
+   */
   readonly name: string;
   readonly machine?: string;
 }
@@ -135,6 +144,16 @@ export class Keys {
   /** The rolling update of a template (or plain unit) `name`. */
   rollout(name: string): string {
     return this.dir('rollout') + segment(name, 'unit name');
+  }
+
+  /** A machine the leader saw vanish, kept for a while (see LostMachine in records.proto). */
+  lostMachine(id: string): string {
+    return this.dir('lost-machine') + segment(id, 'machine id');
+  }
+
+  /** One scheduler replica's advertisement, under its own lease. */
+  scheduler(replica: string): string {
+    return this.dir('scheduler') + segment(replica, 'replica id');
   }
 
   /** The election prefix; candidates' keys live below it. */

@@ -15,10 +15,12 @@
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */
 import type {
+  LostMachine,
   Machine,
   MachineConfig,
   Placement,
   Rollout,
+  SchedulerReplica,
   Unit,
   UnitState,
   Unscheduled,
@@ -95,6 +97,10 @@ export class ClusterMirror {
   readonly rollouts = new Map<string, CacheEntry<Rollout>>();
   /** Names of the rollouts in phase `running`: all the leader's rollout driver looks at. */
   readonly runningRollouts = new Set<string>();
+  /** `lost-machines/<id>`: machines the leader saw vanish, kept a while (at most 1,000). */
+  readonly lostMachines: SortedMap<CacheEntry<LostMachine>> = new SortedMap();
+  /** `schedulers/<replica>`: the running scheduler replicas, by replica id. */
+  readonly schedulers = new Map<string, CacheEntry<SchedulerReplica>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -271,6 +277,14 @@ export class ClusterMirror {
         else this.runningRollouts.delete(record.key.name);
         return setOrDelete(this.rollouts, record.key.name, e);
       }
+      case 'lost-machine': {
+        const e = typed(record.value);
+        if (e === undefined) this.lostMachines.delete(record.key.name);
+        else this.lostMachines.set(record.key.name, e);
+        return;
+      }
+      case 'scheduler':
+        return setOrDelete(this.schedulers, record.key.name, typed(record.value));
       case 'election':
         return setOrDelete(
           this.election,

@@ -4,10 +4,12 @@
  * the same way. int64 fields are JSON strings on the wire and `bigint` here.
  */
 import {
+  LostMachine,
   Machine,
   MachineConfig,
   Placement,
   Rollout,
+  SchedulerReplica,
   Unit,
   UnitState,
   Unscheduled,
@@ -28,6 +30,8 @@ export interface RecordTypes {
   control: ReschedulingPause;
   scale: ScaleRequest;
   rollout: Rollout;
+  'lost-machine': LostMachine;
+  scheduler: SchedulerReplica;
 }
 
 /** A key kind that holds a proto record. */
@@ -141,6 +145,8 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   control: jsonCodec('ReschedulingPause', ReschedulingPause),
   scale: jsonCodec('ScaleRequest', ScaleRequest),
   rollout: jsonCodec('Rollout', Rollout),
+  'lost-machine': jsonCodec('LostMachine', LostMachine),
+  scheduler: jsonCodec('SchedulerReplica', SchedulerReplica),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RegistryError, classifySkopeo } from '../../registry/errors.js';
-import { runSkopeo, sourceFlags, type RegistryOptions } from '../../registry/skopeo.js';
+import { runSkopeo, sourceFlags, sourceOf, type RegistryOptions } from '../../registry/skopeo.js';
 import { parseImageReference, shortImageName, transportReference } from '../../unit/image-ref.js';
 import type { PullPolicy } from '../../unit/model.js';
 import { unpackLayer } from './layers.js';
@@ -295,16 +295,16 @@ export class ImageStore {
     await mkdir(layout, { recursive: true });
     await mkdir(this.layersDir, { recursive: true });
     await mkdir(join(this.dir, 'images'), { recursive: true });
-    const registry = from.slice(0, from.indexOf('/'));
+    const source = sourceOf(this.opts.registry, from.slice(0, from.indexOf('/')), from);
     const stopProgress = this.watchProgress(from, name, layout, onProgress);
     try {
       const args = [
         'copy',
         '--quiet',
-        ...sourceFlags(this.opts.registry, registry, true),
+        ...sourceFlags(this.opts.registry, source.registry, true),
         '--dest-shared-blob-dir',
         this.blobs,
-        `docker://${from}`,
+        source.url,
         `oci:${layout}:${TAG}`,
       ];
       const run = await runSkopeo(
@@ -375,11 +375,12 @@ export class ImageStore {
     let wanted: string[] = [];
     const registry = from.slice(0, from.indexOf('/'));
     const inspect = async (reference: string): Promise<ManifestDoc | undefined> => {
+      const source = sourceOf(this.opts.registry, registry, reference);
       const args = [
         'inspect',
         '--raw',
-        ...sourceFlags(this.opts.registry, registry, false),
-        `docker://${reference}`,
+        ...sourceFlags(this.opts.registry, source.registry, false),
+        source.url,
       ];
       const run = await runSkopeo(
         this.opts.registry,

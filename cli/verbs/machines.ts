@@ -14,6 +14,7 @@ import { PlanResponse } from '../../proto/flotilla/v1/units.js';
 import { withClient } from '../client.js';
 import {
   alignColumns,
+  formatAge,
   formatBytes,
   formatCpu,
   formatMetadata,
@@ -51,15 +52,29 @@ const COLUMNS: Readonly<Record<string, Column<MachineStatus>>> = {
   drained: (m) => String(m.drained),
   version: (m) => m.machine?.version ?? '-',
   endpoint: (m) => m.machine?.agentEndpoint ?? '-',
+  state: (m) => machineState(m, Date.now()),
 };
-const DEFAULTS = 'machine,ip,metadata,units,cpu,memory,driver';
+const DEFAULTS = 'machine,ip,metadata,units,cpu,memory,driver,state';
+
+/** `ready`, `drained`, or for a lost machine since when and what moved off it. */
+export function machineState(m: MachineStatus, now: number): string {
+  const lost = m.lost;
+  if (lost === undefined) return m.drained ? 'drained' : 'ready';
+  const when = `lost ${formatAge(Number(lost.lostUnixMs), now)} ago`;
+  if (lost.units === 0) return `${when}, had no units`;
+  const moved = Math.max(0, lost.units - m.units);
+  const left = m.units > 0 ? `, ${m.units} still placed there` : '';
+  return `${when}, ${moved} of ${lost.units} unit${lost.units === 1 ? '' : 's'} moved${left}`;
+}
 
 const LIST_HELP = `Usage: flotctl list-machines [--fields LIST] [--no-legend] [-l|--full]
 
-Lists the machines whose agents are connected. CPU (cores) and MEMORY show what placed units
-reserve out of the machine's capacity; a drained machine takes no new units (--fields
-...,drained shows which). A warning on stderr says when no scheduler leads, or when the
-leader has paused rescheduling because more than half of the machines vanished at once.
+Lists the machines whose agents are connected, and those lost within the last hour (their
+agent stopped renewing its lease: killed, cut off or stopped). CPU (cores) and MEMORY show
+what placed units reserve out of the machine's capacity. STATE is ready, drained (takes no
+new units), or lost with since when and how many of its units moved elsewhere. A warning on
+stderr says when no scheduler leads, or when the leader has paused rescheduling because
+more than half of the machines vanished at once.
 
 Options:
 ${tableHelp(COLUMNS, DEFAULTS)}`;
@@ -187,6 +202,10 @@ export const undrainMachineVerb = drainVerb(false);
 
 /** What a user must know about scheduling before trusting the machine list, if anything. */
 export function schedulerWarning(s: SchedulerStatus | undefined): string | undefined {
+  if (s !== undefined && s.leader === '' && s.replicas > 0) {
+    const n = s.replicas === 1 ? '1 replica runs' : `${s.replicas} replicas run`;
+    return `leadership is changing: no scheduler leads at this moment while ${n}; one is elected within the election TTL and places units again (flotctl list-schedulers)`;
+  }
   if (s === undefined || s.leader === '') {
     return 'no scheduler leads: units are neither placed nor moved until one runs (flotilla scheduler)';
   }

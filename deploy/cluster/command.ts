@@ -6,6 +6,7 @@
 import { join, relative } from 'node:path';
 import { UsageError } from '../../daemon/options.js';
 import { clusterDown } from './down.js';
+import { COMMAND_USAGE } from './help.js';
 import { REPO_ROOT, formatMetadata } from './launch.js';
 import { CLUSTER_USAGE, parseClusterArgs } from './options.js';
 import { clusterStatus, formatStatus } from './status.js';
@@ -20,8 +21,11 @@ function shown(path: string): string {
   return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
 }
 
-/** What `up` prints once the cluster is ready: where it is and how to use it. */
-export function usageHint(record: ClusterRecord): string {
+/**
+ * What `up` prints once the cluster is ready: where it is and, unless `hints` is false (a
+ * script that prints its own, like the quickstart), the commands to try.
+ */
+export function usageHint(record: ClusterRecord, opts: { hints?: boolean } = {}): string {
   const flotctl = shown(join(REPO_ROOT, 'bin', 'flotctl'));
   const flotilla = shown(join(REPO_ROOT, 'bin', 'flotilla'));
   const hello = shown(join(REPO_ROOT, 'deploy', 'examples', 'hello.service'));
@@ -42,6 +46,18 @@ export function usageHint(record: ClusterRecord): string {
     '  machines',
     ...machines,
     '',
+    ...(opts.hints === false ? [] : useIt(record, flotctl, flotilla, hello, dirFlag)),
+  ].join('\n');
+}
+
+function useIt(
+  record: ClusterRecord,
+  flotctl: string,
+  flotilla: string,
+  hello: string,
+  dirFlag: string,
+): string[] {
+  return [
     'Use it:',
     `  export FLOTCTL_ENDPOINT=${record.apiAddresses[0] ?? ''}`,
     `  ${flotctl} list-machines`,
@@ -50,12 +66,17 @@ export function usageHint(record: ClusterRecord): string {
     `  ${flotilla} cluster status${dirFlag}`,
     `  ${flotilla} cluster down${dirFlag}`,
     '',
-  ].join('\n');
+  ];
 }
 
 /** Runs `flotilla cluster ...` (the arguments after `cluster`); resolves to the exit code. */
 export async function runCluster(argv: readonly string[]): Promise<number> {
   const args = parseClusterArgs(argv);
+  const own = args.command === undefined ? undefined : COMMAND_USAGE[args.command];
+  if (args.help && own !== undefined) {
+    process.stdout.write(own);
+    return 0;
+  }
   if (args.help || args.command === undefined) {
     (args.help ? process.stdout : process.stderr).write(CLUSTER_USAGE);
     return args.help ? 0 : 2;
@@ -66,7 +87,7 @@ export async function runCluster(argv: readonly string[]): Promise<number> {
       case 'up': {
         noPositionals(args.positionals);
         const record = await clusterUp(args.up, say);
-        say(usageHint(record));
+        say(usageHint(record, { hints: !args.noHints }));
         return 0;
       }
       case 'down': {

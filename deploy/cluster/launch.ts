@@ -129,9 +129,14 @@ export function schedulerProcess(
   };
 }
 
-/** The agent of `agent`'s machine, inside its namespace in netns mode. */
+/**
+ * The agent of `agent`'s machine, inside its namespace in netns mode, where it also gets a
+ * UTS namespace of its own named like the network namespace (`flot-local-1`), as a real host
+ * has its own hostname: its units (runc containers inherit it) see that name, not the host's.
+ */
 export function agentProcess(record: ClusterRecord, agent: AgentRecord): ProcessRecord {
-  const prefix = agent.netns === undefined ? [] : inNetns(agent.netns);
+  const prefix =
+    agent.netns === undefined ? [] : [...inNetns(agent.netns), ...ownHostname(agent.netns)];
   return {
     name: `agent-${agent.index}`,
     role: 'agent',
@@ -152,6 +157,22 @@ export function agentProcess(record: ClusterRecord, agent: AgentRecord): Process
     ],
     logPath: join(record.dir, 'logs', `agent-${agent.index}.log`),
   };
+}
+
+/**
+ * A command prefix that runs the rest in a new UTS namespace named `hostname`: unshare and
+ * the shell exec in place, so the recorded pid stays the agent's.
+ */
+export function ownHostname(hostname: string): string[] {
+  return [
+    'unshare',
+    '--uts',
+    '--',
+    '/bin/sh',
+    '-c',
+    'echo "$0" > /proc/sys/kernel/hostname && exec "$@"',
+    hostname,
+  ];
 }
 
 /** Starts `proc` detached from the cluster directory, with {@link daemonEnv}. */

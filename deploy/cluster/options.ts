@@ -194,11 +194,12 @@ Flags:
   --agent-lease-ttl DUR   agents' lease TTL (default the agent's, 10s)
   --election-ttl DUR      schedulers' election TTL (default the scheduler's, 5s)
   --log-level LEVEL       daemons' log level (default info)
+  --no-hints              print where the cluster is, not the commands to try
   add-agent:
   --metadata K=V,...      the new machine's metadata (default: the next in the pattern)
   down:
   --purge                 also delete the cluster directory (logs, machine ids)
-  -h, --help              show this help
+  -h, --help              show this help ("flotilla cluster COMMAND --help": that command's)
 `;
 
 /** Parsed `flotilla cluster` command line. */
@@ -209,6 +210,8 @@ export interface ClusterArgs {
   readonly dir: string;
   readonly metadata: string | undefined;
   readonly purge: boolean;
+  /** `up --no-hints`: the summary without the commands to try. */
+  readonly noHints: boolean;
   readonly help: boolean;
 }
 
@@ -231,6 +234,7 @@ const flags = {
   'log-level': { type: 'string' },
   metadata: { type: 'string' },
   purge: { type: 'boolean' },
+  'no-hints': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -318,6 +322,7 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
     dir: resolve(v.dir ?? UP_DEFAULTS.dir),
     metadata: v.metadata,
     purge: v.purge === true,
+    noHints: v['no-hints'] === true,
     help: v.help === true,
   };
 }

@@ -12,6 +12,21 @@ import { registryConfig, waitForRegistry } from '../images/registry-server.js';
 import { isRunning, logTail, which } from './proc.js';
 import { ClusterError, type ClusterRecord, type ProcessRecord } from './state.js';
 
+/**
+ * The registry the shipped examples name (`deploy/examples/images/`). In netns mode the
+ * cluster's registry listens at the bridge address instead, so schedulers and agents get
+ * `--registry-mirror` from this to it, and the examples run as shipped.
+ */
+export const EXAMPLE_REGISTRY = '127.0.0.1:5000';
+
+/** Flags that let schedulers and agents reach the cluster's registry at `addr`. */
+export function registryFlagsFor(addr: string): string[] {
+  return [
+    `--insecure-registry=${addr}`,
+    ...(addr === EXAMPLE_REGISTRY ? [] : [`--registry-mirror=${EXAMPLE_REGISTRY}=${addr}`]),
+  ];
+}
+
 /** The registry's process record (its config file is written by {@link prepareRegistry}). */
 export function registryProcess(record: ClusterRecord): ProcessRecord {
   return {

@@ -14,6 +14,7 @@ import {
   prepareRegistry,
   pushExample,
   registryProcess,
+  registryFlagsFor,
   waitRegistry,
 } from './registry.js';
 import {
@@ -151,7 +152,7 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
     opts.registryPort > 0 && (await hasRegistry())
       ? { addr: `${etcdHost}:${opts.registryPort}` }
       : undefined;
-  if (registry !== undefined) agentFlags.push(`--insecure-registry=${registry.addr}`);
+  if (registry !== undefined) agentFlags.push(...registryFlagsFor(registry.addr));
   const record: ClusterRecord = {
     version: 1,
     name: opts.name,
@@ -251,7 +252,7 @@ async function start(
 
   const schedulerFlags = [`--log-level=${opts.logLevel}`];
   if (record.registry !== undefined) {
-    schedulerFlags.push(`--insecure-registry=${record.registry.addr}`);
+    schedulerFlags.push(...registryFlagsFor(record.registry.addr));
   }
   if (opts.electionTtl !== undefined) schedulerFlags.push(`--election-ttl=${opts.electionTtl}`);
   const schedulers = record.apiAddresses.map((_, i) =>

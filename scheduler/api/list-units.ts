@@ -19,6 +19,7 @@ import type { Visible } from '../gate/interceptors.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import {
   corruptRecordWarnings,
+  lostMachineWarnings,
   knownMachines,
   fresh,
   resolveMachine,
@@ -102,7 +103,12 @@ export async function listUnits(
     units,
     nextPageToken: next === undefined ? '' : encodeToken({ revision, after: next }),
     revision,
-    warnings: corruptRecordWarnings(mirror),
+    warnings: [
+      ...corruptRecordWarnings(mirror),
+      ...(machine === undefined || token !== undefined
+        ? []
+        : lostMachineWarnings(mirror, machine, Date.now())),
+    ],
   };
 }
 

@@ -34,8 +34,9 @@ export const MACHINES_PAGE_SIZE = 1_000;
 export const MAX_MACHINES_PAGE_SIZE = 5_000;
 
 /**
- * ListMachines: live machines in id order, with their merged metadata and reservations, a
- * page at a time (each page read at its own revision, like ListUnits). The token is the last
+ * ListMachines: live machines in id order, with their merged metadata and reservations, and
+ * among them the machines lost within the last hour (`lost-machines/`, written by the leader),
+ * a page at a time (each page read at its own revision, like ListUnits). The token is the last
  * id returned.
  */
 export async function listMachines(
@@ -52,10 +53,12 @@ export async function listMachines(
   const after = req.pageToken === '' ? undefined : decodeMachineToken(req.pageToken);
   const { mirror } = cluster;
   await fresh(cluster);
-  const scheduler = await schedulerStatus(cluster.store);
+  const scheduler = await schedulerStatus(cluster.store, mirror.schedulers.size);
   const machines: MachineStatus[] = [];
   let next = '';
-  for (const [id] of mirror.machines.entries(after)) {
+  const live = idsFrom(mirror.machines.entries(after));
+  const lost = idsFrom(mirror.lostMachines.entries(after));
+  for (const id of mergedIds(live, lost)) {
     if (id === after) continue;
     if (machines.length === size) {
       next = Buffer.from(machines[machines.length - 1]?.machine?.id ?? '').toString('base64url');
@@ -64,6 +67,26 @@ export async function listMachines(
     machines.push(machineStatus(cluster, id));
   }
   return { machines, scheduler, nextPageToken: next, warnings: corruptRecordWarnings(mirror) };
+}
+
+function* idsFrom(entries: Iterable<[string, unknown]>): Generator<string> {
+  for (const [id] of entries) yield id;
+}
+
+/** Two ascending id sequences merged, each id once: live and lost machines in id order. */
+function* mergedIds(a: Iterator<string>, b: Iterator<string>): Generator<string> {
+  let x = a.next();
+  let y = b.next();
+  while (!x.done || !y.done) {
+    if (y.done || (!x.done && x.value <= y.value)) {
+      if (!y.done && x.value === y.value) y = b.next();
+      yield x.value as string;
+      x = a.next();
+    } else {
+      yield y.value;
+      y = b.next();
+    }
+  }
 }
 
 function decodeMachineToken(raw: string): string {
@@ -134,10 +157,15 @@ async function updateConfig(
   return machineStatus(cluster, id);
 }
 
-/** One machine's status from the mirror: O(units placed on it). */
+/**
+ * One machine's status from the mirror: O(units placed on it). A machine that is gone and
+ * recorded as lost shows its last record and `lost`.
+ */
 export function machineStatus(cluster: ApiCluster, id: string): MachineStatus {
   const { mirror, definitions } = cluster;
-  const machine = mirror.machines.get(id)?.value;
+  const live = mirror.machines.get(id)?.value;
+  const lost = live === undefined ? mirror.lostMachines.get(id)?.value : undefined;
+  const machine = live ?? lost?.machine;
   const config = mirror.configs.get(id)?.value;
   const placed = mirror.placementsOn.get(id);
   // Summed as numbers (exact far beyond any machine's size), converted once.
@@ -163,5 +191,6 @@ export function machineStatus(cluster: ApiCluster, id: string): MachineStatus {
     drained: config?.drained ?? false,
     units: placed?.size ?? 0,
     reserved,
+    ...(lost === undefined ? {} : { lost }),
   };
 }

@@ -77,14 +77,47 @@ export function unitRecords(
 
 /**
  * Machine ids the cluster knows: live agents (machines/), machines an operator configured
- * (machine-metadata/) and machines that still hold placements (a lost machine, whose units
- * the leader has not moved yet). O(machines).
+ * (machine-metadata/), machines that still hold placements (a lost machine, whose units
+ * the leader has not moved yet) and machines recently lost (lost-machines/). O(machines).
  */
 export function knownMachines(mirror: ClusterMirror): Set<string> {
   const ids = new Set<string>(mirror.machines.keys());
   for (const id of mirror.configs.keys()) ids.add(id);
   for (const id of mirror.placementsOn.keys()) ids.add(id);
+  for (const id of mirror.lostMachines.keys()) ids.add(id);
   return ids;
+}
+
+/**
+ * What a listing of one machine's units must say when that machine is gone: that it is lost,
+ * since when, and how many of its units are no longer placed there. Empty for a live machine.
+ */
+export function lostMachineWarnings(mirror: ClusterMirror, id: string, now: number): string[] {
+  if (mirror.machines.has(id)) return [];
+  const lost = mirror.lostMachines.get(id)?.value;
+  const left = mirror.placementsOn.get(id)?.size ?? 0;
+  if (lost === undefined) {
+    return left === 0
+      ? []
+      : [`machine ${id} is gone (its agent's lease ended); its units are moved elsewhere`];
+  }
+  return [`machine ${id} is lost: ${lostSummary(lost.lostUnixMs, lost.units, left, now)}`];
+}
+
+/** `lost 2min ago (at 16:20:01Z), 3 of its 4 units moved, 1 still placed there` and the like. */
+export function lostSummary(lostMs: bigint, units: number, left: number, now: number): string {
+  const when = `lost ${age(Number(lostMs), now)} ago (at ${new Date(Number(lostMs)).toISOString().slice(11, 19)}Z)`;
+  if (units === 0) return `${when}, no units were placed on it`;
+  const moved = Math.max(0, units - left);
+  const of = `${moved} of its ${units} unit${units === 1 ? '' : 's'} moved`;
+  return left === 0 ? `${when}, ${of}` : `${when}, ${of}, ${left} still placed there`;
+}
+
+function age(sinceMs: number, nowMs: number): string {
+  const s = Math.max(0, Math.round((nowMs - sinceMs) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}min`;
+  return `${Math.floor(s / 3600)}h`;
 }
 
 /** {@link ClusterRecords} copied out of the mirror; its maps may be edited (Plan does). */

@@ -18,14 +18,19 @@ import { ApiError } from '../gate/errors.js';
 const CONFIRM_MS = 5_000;
 const POLL_MS = 100;
 
-/** The leader and its pause, from its election key; an empty status when nobody leads. */
-export async function schedulerStatus(store: Store): Promise<SchedulerStatus> {
+/**
+ * The leader and its pause, from its election key; an empty leader when nobody leads.
+ * `replicas` is how many replicas advertise themselves (scheduler/replica.ts): with none
+ * leading and some running, an election is under way.
+ */
+export async function schedulerStatus(store: Store, replicas = 0): Promise<SchedulerStatus> {
   const leader = await readLeader(store);
-  if (leader === undefined) return { leader: '', leaderApi: '' };
+  if (leader === undefined) return { leader: '', leaderApi: '', replicas };
   const pause = pauseOf(leader.status);
   return {
     leader: leader.name,
     leaderApi: leader.info['api'] ?? '',
+    replicas,
     ...(pause === undefined ? {} : { pause }),
   };
 }

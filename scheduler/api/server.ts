@@ -38,6 +38,7 @@ import { API_SERVER_OPTIONS } from './limits.js';
 import { planUnits } from './plan.js';
 import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
+import { listSchedulers } from './schedulers.js';
 import { addReflection, API_SERVICES } from './reflection.js';
 import { scale } from './scale.js';
 import { submitUnits } from './submit.js';
@@ -143,6 +144,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     drainMachine: unary(ctx, 'Machines.DrainMachine', (req) => setDrained(cluster, req, true)),
     undrainMachine: unary(ctx, 'Machines.UndrainMachine', (req) => setDrained(cluster, req, false)),
     resumeRescheduling: unary(ctx, 'Machines.ResumeRescheduling', () => resumeRescheduling(store)),
+    listSchedulers: unary(ctx, 'Machines.ListSchedulers', () => listSchedulers(cluster)),
   };
   const events: EventsServer = {
     watch: guardStream(gate, ctx, 'Events.Watch', watchEvents(ctx)),

@@ -101,6 +101,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Machines.UndrainMachine': rule(true, ['drain']),
   'Machines.SetMachineMetadata': rule(true, ['admin']),
   'Machines.ResumeRescheduling': rule(true, ['admin']),
+  'Machines.ListSchedulers': rule(false, ['read']),
   'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Events.WatchBatches': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Logs.Tail': rule<TailRequest>(false, ['read'], (r) => [r.unit]),

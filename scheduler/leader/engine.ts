@@ -18,6 +18,7 @@ import type { ClusterCache } from '../view/cluster-cache.js';
 import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
 import { isSchedulerError } from '../errors.js';
 import type { Leadership, Term } from './leadership.js';
+import { LostMachines } from './lost-machines.js';
 import { MassLossPause } from './pause.js';
 import { plan, type Plan } from '../planner/index.js';
 import { RolloutDriver } from '../rollouts/driver.js';
@@ -99,6 +100,7 @@ export class Engine {
   private last: Plan | undefined;
   private readonly onPass: ((report: PassReport) => void) | undefined;
   private readonly rollouts: RolloutDriver;
+  private readonly lost: LostMachines;
 
   constructor(
     private readonly store: Store,
@@ -138,6 +140,12 @@ export class Engine {
       logger.child({ component: 'rollout' }),
       this.now,
     );
+    this.lost = new LostMachines(
+      store,
+      cache.mirror,
+      { now: this.now },
+      logger.child({ component: 'lost-machines' }),
+    );
   }
 
   /** Follows the cache and the election. Call once, before `leadership.start()`. */
@@ -145,6 +153,7 @@ export class Engine {
     this.unsubscribe.push(
       this.cache.onChange(() => this.poke()),
       this.pause.follow(),
+      this.lost.follow(),
       this.leadership.on((e) => {
         if (e.type === 'elected') this.lead(e.term);
         else this.waker.wake();
@@ -218,6 +227,7 @@ export class Engine {
       try {
         // Rolling updates rewrite unit records; the pass below places what they changed.
         await this.rollouts.pass(term);
+        await this.lost.step(term);
         const { deferred, wait, retry, swept } = await this.pass(term, log, changed);
         // After a sweep the tick plans, for what the freed room lets the planner do.
         this.replan = swept || retry || deferred > 0;
@@ -244,6 +254,7 @@ export class Engine {
         await this.cache.ready();
         await this.cache.catchUp();
         this.pause.termBegins(term);
+        this.lost.termBegins();
         log.info('leading: planning');
         return true;
       } catch (err) {

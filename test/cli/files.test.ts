@@ -159,7 +159,7 @@ test('-o json of submit, cat, list-unit-files and destroy parses and carries the
   ]);
 });
 
-test('list-machines shows fleetctl columns plus units, CPU, memory and driver; json parses', async (t) => {
+test('list-machines shows fleetctl columns plus units, CPU, memory, driver and state; json parses', async (t) => {
   const api = await startTestApi(t, server());
   const a = await addMachine(api.store, {
     addresses: ['10.0.0.1'],
@@ -181,6 +181,7 @@ test('list-machines shows fleetctl columns plus units, CPU, memory and driver; j
     'CPU',
     'MEMORY',
     'DRIVER',
+    'STATE',
   ]);
   const row = lines.find((l) => l.includes('10.0.0.1')) ?? '';
   t.deepEqual(row.split(/\s+/), [
@@ -191,8 +192,9 @@ test('list-machines shows fleetctl columns plus units, CPU, memory and driver; j
     '0/4',
     '0/8Gi',
     'process',
+    'ready',
   ]);
-  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8Gi\s+runc/);
+  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8Gi\s+runc\s+ready$/m);
   const full = await api.run([
     'list-machines',
     '--full',

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
+import { codecs } from '../../store/index.js';
 import { assertEventually, etcdForFile, uniquePrefix, unitText } from '../../testkit/index.js';
 import { addMachine, EXAMPLES, flotctl, parseJson, unitDir, type Run } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
@@ -146,6 +147,69 @@ test.serial(
       `Rescheduling resumed: the units of ${ids.join(', ')} are placed elsewhere now\n`,
     );
     t.is((await run(['list-machines'])).stderr, '');
+  },
+);
+
+test.serial(
+  'a vanished machine is listed as lost with what moved, list-units --machine says it is lost, and it is ready again when it returns',
+  async (t) => {
+    const { scheduler, machines, run } = await realCluster(t);
+    const { store } = scheduler;
+    t.is((await run(['start', `${EXAMPLES}hello.service`])).code, 0);
+    const placed = (await run(['list-units', '--no-legend', '--full', '--fields', 'machine']))
+      .stdout;
+    const victim = machines.find((m) => placed.startsWith(m.id));
+    if (victim === undefined) return t.fail(`hello.service is on no known machine: ${placed}`);
+    const short = victim.id.slice(0, 8);
+    await store.delete(store.keys.machine(victim.id));
+
+    const lost = await assertEventually(
+      async () => {
+        const r = await run(['list-machines', '--no-legend', '--fields', 'machine,ip,units,state']);
+        if (!/1 of 1 unit moved/.test(r.stdout)) throw new Error(r.stdout + r.stderr);
+        return r;
+      },
+      { timeoutMs: 30_000, message: 'the machine is listed as lost once its unit moved' },
+    );
+    t.regex(
+      lost.stdout,
+      new RegExp(
+        `^${short}\\.\\.\\.\\s+10\\.0\\.0\\.\\d\\s+0\\s+lost \\d+s ago, 1 of 1 unit moved$`,
+        'm',
+      ),
+    );
+    t.regex(lost.stdout, /\s+1\s+ready$/m, 'the other machine runs the unit now');
+    t.is(lost.stderr, '');
+
+    const units = await run(['list-units', '--machine', short]);
+    t.is(units.code, 0, units.stderr);
+    t.regex(
+      units.stderr,
+      new RegExp(
+        `^WARNING: machine ${victim.id} is lost: lost \\d+s ago \\(at \\d\\d:\\d\\d:\\d\\dZ\\), 1 of its 1 unit moved\\n$`,
+      ),
+    );
+    const record = await store.getRecord(codecs['lost-machine'], store.keys.lostMachine(victim.id));
+    t.deepEqual(record?.value.unitNames, ['hello.service']);
+    t.deepEqual(record?.value.machine?.addresses, victim.addresses);
+
+    await store.putRecord(codecs.machine, store.keys.machine(victim.id), victim);
+    await assertEventually(
+      async () => {
+        const r = await run(['list-machines', '--no-legend', '--fields', 'machine,state']);
+        if (!new RegExp(`^${short}\\.\\.\\.\\s+ready$`, 'm').test(r.stdout))
+          throw new Error(r.stdout);
+      },
+      { timeoutMs: 30_000, message: 'the machine is ready again' },
+    );
+    await assertEventually(
+      async () => {
+        const r = await store.getRecord(codecs['lost-machine'], store.keys.lostMachine(victim.id));
+        if (r !== undefined) throw new Error('record still there');
+      },
+      { timeoutMs: 30_000, message: 'the lost record is deleted when the machine returns' },
+    );
+    t.is((await run(['list-units', '--machine', short])).stderr, '');
   },
 );
 

@@ -59,6 +59,23 @@ test('flotilla --version, --help and usage errors (exit 2)', async (t) => {
   t.is((await flotilla(['scheduler', '--no-such-flag'])).code, 2);
 });
 
+test("flotilla cluster COMMAND --help prints that command's own help", async (t) => {
+  for (const [command, usage] of [
+    ['up', 'Usage: flotilla cluster up [flags]'],
+    ['down', 'Usage: flotilla cluster down [--dir DIR] [--purge]'],
+    ['status', 'Usage: flotilla cluster status [--dir DIR]'],
+    ['add-agent', 'Usage: flotilla cluster add-agent [--dir DIR] [--metadata K=V,...]'],
+    ['restart', 'Usage: flotilla cluster restart NAME [--dir DIR]'],
+  ] as const) {
+    const help = await flotilla(['cluster', command, '--help']);
+    t.is(help.code, 0, help.stderr);
+    t.true(help.stdout.startsWith(`${usage}\n`), `${command}: ${help.stdout}`);
+    t.false(help.stdout.includes('Commands:'), `${command} --help is not the whole cluster help`);
+  }
+  const all = await flotilla(['cluster', '--help']);
+  t.regex(all.stdout, /^Usage: flotilla cluster <up\|down\|status\|add-agent\|restart>/);
+});
+
 serial(
   'cluster up starts etcd, two schedulers and the agents, and says how to use them',
   async (t) => {
@@ -92,11 +109,25 @@ serial(
     t.true(up.stdout.includes(`export FLOTCTL_ENDPOINT=127.0.0.1:${api1}`), up.stdout);
     t.regex(up.stdout, /list-machines/);
 
-    const status = await flotilla(['cluster', 'status', '--dir', dir]);
+    const status = await assertEventually(
+      async () => {
+        const r = await flotilla(['cluster', 'status', '--dir', dir]);
+        if (!/ leads; all 2 in sync/.test(r.stdout)) throw new Error(r.stdout + r.stderr);
+        return r;
+      },
+      { timeoutMs: 30_000, message: 'status shows the leading scheduler and both in sync' },
+    );
     t.is(status.code, 0, status.stdout);
     for (const p of ['etcd', 'scheduler-1', 'scheduler-2', 'agent-1', 'agent-2']) {
       t.regex(status.stdout, new RegExp(`^${p}\\s+running`, 'm'));
     }
+    t.regex(
+      status.stdout,
+      new RegExp(
+        `^schedulers: ${NAME}-scheduler-[12] leads; all 2 in sync with etcd \\(flotctl list-schedulers\\)$`,
+        'm',
+      ),
+    );
     const machines = await c().ok(['list-machines', '--no-legend']);
     t.is(machines.stdout.trim().split('\n').length, 2);
 
@@ -186,6 +217,43 @@ serial('a worker that joins later gets node-monitor, and db lands on it (us, ssd
   const rows = await c().ok(['list-units', '--no-legend', '--fields', 'unit,sub', 'node-monitor*']);
   t.is(rows.stdout, 'node-monitor.service  running\nnode-monitor.service  running\n');
 });
+
+serial(
+  "each machine has its own hostname, its namespace's name: a unit on every machine says so; runc names containers as the docs do",
+  async (t) => {
+    const unit = await c().unitFile(
+      'hostname-probe.service',
+      `[Service]\nExecStart=/bin/sh -c 'while true; do echo "hello from $(hostname)"; sleep 1; done'\n\n[X-Fleet]\nGlobal=true\n`,
+    );
+    await c().ok(['start', '--no-block', unit]);
+    for (const agent of c().record.agents) {
+      const id = agent.machineId;
+      await assertEventually(
+        async () => {
+          const r = await c().flotctl([
+            'journal',
+            '-n',
+            '1',
+            '--machine',
+            id,
+            'hostname-probe.service',
+          ]);
+          if (!r.stdout.includes(`hello from flot-${NAME}-${agent.index}\n`))
+            throw new Error(r.stdout + r.stderr);
+        },
+        { timeoutMs: 60_000, message: `the unit on agent ${agent.index} prints its own hostname` },
+      );
+      const runc = execFileSync('runc', ['list', '-q'], { encoding: 'utf8' });
+      t.true(runc.split('\n').includes(`flotilla-${id}-hostname-probe.service`), runc);
+    }
+    const status = await c().flotctl(['status', '-n', '0', 'hostname-probe.service']);
+    t.regex(
+      status.stdout,
+      new RegExp(`Container:  flotilla-${c().machineOf(1)}-hostname-probe\\.service`),
+    );
+    await c().ok(['destroy', 'hostname-probe.service']);
+  },
+);
 
 serial(
   'cluster down leaves no process, namespace, bridge, container, cgroup or mount',

@@ -66,6 +66,28 @@ serial('SIGKILL of an agent moves exactly its units, which run again', async (t)
   t.true(unchanged(before, after, stayed), 'nothing else moved or restarted');
   t.true(seconds < 45, `moved within a generous bound (${seconds} s)`);
 
+  // The killed machine is listed as lost, with what moved, and not as unknown.
+  const short = victim.slice(0, 8);
+  const listed = await assertEventually(
+    async () => {
+      const r = await c().ok(['list-machines', '--no-legend', '--fields', 'machine,state']);
+      const row = r.stdout.split('\n').find((l) => l.startsWith(short)) ?? '';
+      if (!row.includes(`${moved.length} of ${moved.length} unit`)) throw new Error(r.stdout);
+      return row;
+    },
+    { timeoutMs: 30_000, message: 'list-machines shows the killed machine as lost' },
+  );
+  const n = moved.length;
+  t.regex(listed, new RegExp(`^${short}\\.\\.\\.\\s+lost \\d+s ago, ${n} of ${n} units? moved$`));
+  const units = await c().flotctl(['list-units', '--machine', short]);
+  t.is(units.code, 0, units.stderr);
+  t.regex(
+    units.stderr,
+    new RegExp(
+      `^WARNING: machine ${victim} is lost: lost \\d+s ago .*${n} of its ${n} units? moved\\n$`,
+    ),
+  );
+
   // The machine comes back: its agent stops the stale copies and nothing moves back.
   await restartProcess(c().dir, agent.name);
   await c().refresh();

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { UsageError } from '../../daemon/options.js';
+import { REGISTRY_DEFAULTS, sourceFlags, sourceOf } from '../../registry/skopeo.js';
 import {
   parseSchedulerArgs,
   SCHEDULER_DEFAULTS,
@@ -121,4 +122,32 @@ test('registry flags: insecure registries and an auth file that must be readable
     },
   );
   t.regex(SCHEDULER_USAGE, /--insecure-registry HOST:PORT/);
+});
+
+test('--registry-mirror: images named after FROM are looked up at TO, names unchanged; a bad pair is a usage error', (t) => {
+  const parsed = withEnv({}, () =>
+    parseSchedulerArgs([
+      '--insecure-registry',
+      '10.213.5.1:5000',
+      '--registry-mirror',
+      '127.0.0.1:5000=10.213.5.1:5000',
+    ]),
+  );
+  if (parsed.help) return t.fail('unexpected help');
+  const registry = parsed.options.registry ?? REGISTRY_DEFAULTS;
+  t.deepEqual(registry.mirrors, { '127.0.0.1:5000': '10.213.5.1:5000' });
+  const source = sourceOf(registry, '127.0.0.1:5000', '127.0.0.1:5000/examples/busybox:1');
+  t.deepEqual(source, {
+    registry: '10.213.5.1:5000',
+    url: 'docker://10.213.5.1:5000/examples/busybox:1',
+  });
+  t.deepEqual(sourceFlags(registry, source.registry, true), ['--src-tls-verify=false']);
+  t.deepEqual(sourceOf(registry, 'ghcr.io', 'ghcr.io/a/b:1'), {
+    registry: 'ghcr.io',
+    url: 'docker://ghcr.io/a/b:1',
+  });
+  t.throws(() => withEnv({}, () => parseSchedulerArgs(['--registry-mirror', '127.0.0.1:5000'])), {
+    instanceOf: UsageError,
+    message: /--registry-mirror: "127.0.0.1:5000" is not FROM=TO/,
+  });
 });

@@ -18,7 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Machine, Resources } from "./records.js";
+import { LostMachine, Machine, Resources, SchedulerReplica } from "./records.js";
 
 export interface MachineStatus {
   machine?:
@@ -30,7 +30,14 @@ export interface MachineStatus {
   /** Units placed here. */
   units: number;
   /** What placed units reserve here. */
-  reserved?: Resources | undefined;
+  reserved?:
+    | Resources
+    | undefined;
+  /**
+   * Set for a machine that is gone (its agent's lease ended) and kept for a while: machine
+   * is its last record, units what is still placed there.
+   */
+  lost?: LostMachine | undefined;
 }
 
 export interface MachineStatus_MetadataEntry {
@@ -67,7 +74,14 @@ export interface SchedulerStatus {
    * Set while the leader does not move the units of lost machines: more than half of the
    * machines vanished at once (a partition or an etcd problem is likelier than real failures).
    */
-  pause?: ReschedulingPause | undefined;
+  pause?:
+    | ReschedulingPause
+    | undefined;
+  /**
+   * Scheduler replicas running (each advertises itself); with no leader and some running,
+   * an election is under way.
+   */
+  replicas: number;
 }
 
 export interface ReschedulingPause {
@@ -107,8 +121,26 @@ export interface DrainMachineRequest {
   machine: string;
 }
 
+export interface ListSchedulersRequest {
+}
+
+export interface ListSchedulersResponse {
+  /** Every replica that advertises itself, by name (at most 1000). */
+  schedulers: SchedulerReplicaStatus[];
+  /** etcd's revision when the list was read. */
+  revision: bigint;
+}
+
+export interface SchedulerReplicaStatus {
+  replica?:
+    | SchedulerReplica
+    | undefined;
+  /** True for the elected leader. */
+  leader: boolean;
+}
+
 function createBaseMachineStatus(): MachineStatus {
-  return { machine: undefined, metadata: {}, drained: false, units: 0, reserved: undefined };
+  return { machine: undefined, metadata: {}, drained: false, units: 0, reserved: undefined, lost: undefined };
 }
 
 export const MachineStatus: MessageFns<MachineStatus> = {
@@ -127,6 +159,9 @@ export const MachineStatus: MessageFns<MachineStatus> = {
     }
     if (message.reserved !== undefined) {
       Resources.encode(message.reserved, writer.uint32(42).fork()).join();
+    }
+    if (message.lost !== undefined) {
+      LostMachine.encode(message.lost, writer.uint32(722).fork()).join();
     }
     return writer;
   },
@@ -187,6 +222,14 @@ export const MachineStatus: MessageFns<MachineStatus> = {
             message.reserved = Resources.decode(reader, reader.uint32());
             continue;
           }
+          case 90: {
+            if (tag !== 722) {
+              break;
+            }
+
+            message.lost = LostMachine.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -219,6 +262,7 @@ export const MachineStatus: MessageFns<MachineStatus> = {
       drained: isSet(object.drained) ? globalThis.Boolean(object.drained) : false,
       units: isSet(object.units) ? globalThis.Number(object.units) : 0,
       reserved: isSet(object.reserved) ? Resources.fromJSON(object.reserved) : undefined,
+      lost: isSet(object.lost) ? LostMachine.fromJSON(object.lost) : undefined,
     };
   },
 
@@ -245,6 +289,9 @@ export const MachineStatus: MessageFns<MachineStatus> = {
     if (message.reserved !== undefined) {
       obj.reserved = Resources.toJSON(message.reserved);
     }
+    if (message.lost !== undefined) {
+      obj.lost = LostMachine.toJSON(message.lost);
+    }
     return obj;
   },
 
@@ -269,6 +316,9 @@ export const MachineStatus: MessageFns<MachineStatus> = {
     message.units = object.units ?? 0;
     message.reserved = (object.reserved !== undefined && object.reserved !== null)
       ? Resources.fromPartial(object.reserved)
+      : undefined;
+    message.lost = (object.lost !== undefined && object.lost !== null)
+      ? LostMachine.fromPartial(object.lost)
       : undefined;
     return message;
   },
@@ -578,7 +628,7 @@ export const ListMachinesResponse: MessageFns<ListMachinesResponse> = {
 };
 
 function createBaseSchedulerStatus(): SchedulerStatus {
-  return { leader: "", leaderApi: "", pause: undefined };
+  return { leader: "", leaderApi: "", pause: undefined, replicas: 0 };
 }
 
 export const SchedulerStatus: MessageFns<SchedulerStatus> = {
@@ -591,6 +641,9 @@ export const SchedulerStatus: MessageFns<SchedulerStatus> = {
     }
     if (message.pause !== undefined) {
       ReschedulingPause.encode(message.pause, writer.uint32(26).fork()).join();
+    }
+    if (message.replicas !== 0) {
+      writer.uint32(720).int32(message.replicas);
     }
     return writer;
   },
@@ -632,6 +685,14 @@ export const SchedulerStatus: MessageFns<SchedulerStatus> = {
             message.pause = ReschedulingPause.decode(reader, reader.uint32());
             continue;
           }
+          case 90: {
+            if (tag !== 720) {
+              break;
+            }
+
+            message.replicas = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -653,6 +714,7 @@ export const SchedulerStatus: MessageFns<SchedulerStatus> = {
         ? globalThis.String(object.leader_api)
         : "",
       pause: isSet(object.pause) ? ReschedulingPause.fromJSON(object.pause) : undefined,
+      replicas: isSet(object.replicas) ? globalThis.Number(object.replicas) : 0,
     };
   },
 
@@ -667,6 +729,9 @@ export const SchedulerStatus: MessageFns<SchedulerStatus> = {
     if (message.pause !== undefined) {
       obj.pause = ReschedulingPause.toJSON(message.pause);
     }
+    if (message.replicas !== 0) {
+      obj.replicas = Math.round(message.replicas);
+    }
     return obj;
   },
 
@@ -680,6 +745,7 @@ export const SchedulerStatus: MessageFns<SchedulerStatus> = {
     message.pause = (object.pause !== undefined && object.pause !== null)
       ? ReschedulingPause.fromPartial(object.pause)
       : undefined;
+    message.replicas = object.replicas ?? 0;
     return message;
   },
 };
@@ -1243,6 +1309,235 @@ export const DrainMachineRequest: MessageFns<DrainMachineRequest> = {
   },
 };
 
+function createBaseListSchedulersRequest(): ListSchedulersRequest {
+  return {};
+}
+
+export const ListSchedulersRequest: MessageFns<ListSchedulersRequest> = {
+  encode(_: ListSchedulersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListSchedulersRequest {
+    return {};
+  },
+
+  toJSON(_: ListSchedulersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulersRequest>, I>>(base?: I): ListSchedulersRequest {
+    return ListSchedulersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulersRequest>, I>>(_: I): ListSchedulersRequest {
+    const message = createBaseListSchedulersRequest();
+    return message;
+  },
+};
+
+function createBaseListSchedulersResponse(): ListSchedulersResponse {
+  return { schedulers: [], revision: 0n };
+}
+
+export const ListSchedulersResponse: MessageFns<ListSchedulersResponse> = {
+  encode(message: ListSchedulersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.schedulers) {
+      SchedulerReplicaStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
+      writer.uint32(16).int64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedulers.push(SchedulerReplicaStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulersResponse {
+    return {
+      schedulers: globalThis.Array.isArray(object?.schedulers)
+        ? object.schedulers.map((e: any) => SchedulerReplicaStatus.fromJSON(e))
+        : [],
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+    };
+  },
+
+  toJSON(message: ListSchedulersResponse): unknown {
+    const obj: any = {};
+    if (message.schedulers?.length) {
+      obj.schedulers = message.schedulers.map((e) => SchedulerReplicaStatus.toJSON(e));
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulersResponse>, I>>(base?: I): ListSchedulersResponse {
+    return ListSchedulersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulersResponse>, I>>(object: I): ListSchedulersResponse {
+    const message = createBaseListSchedulersResponse();
+    message.schedulers = object.schedulers?.map((e) => SchedulerReplicaStatus.fromPartial(e)) || [];
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    return message;
+  },
+};
+
+function createBaseSchedulerReplicaStatus(): SchedulerReplicaStatus {
+  return { replica: undefined, leader: false };
+}
+
+export const SchedulerReplicaStatus: MessageFns<SchedulerReplicaStatus> = {
+  encode(message: SchedulerReplicaStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replica !== undefined) {
+      SchedulerReplica.encode(message.replica, writer.uint32(10).fork()).join();
+    }
+    if (message.leader !== false) {
+      writer.uint32(16).bool(message.leader);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SchedulerReplicaStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSchedulerReplicaStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replica = SchedulerReplica.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.leader = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SchedulerReplicaStatus {
+    return {
+      replica: isSet(object.replica) ? SchedulerReplica.fromJSON(object.replica) : undefined,
+      leader: isSet(object.leader) ? globalThis.Boolean(object.leader) : false,
+    };
+  },
+
+  toJSON(message: SchedulerReplicaStatus): unknown {
+    const obj: any = {};
+    if (message.replica !== undefined) {
+      obj.replica = SchedulerReplica.toJSON(message.replica);
+    }
+    if (message.leader !== false) {
+      obj.leader = message.leader;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SchedulerReplicaStatus>, I>>(base?: I): SchedulerReplicaStatus {
+    return SchedulerReplicaStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SchedulerReplicaStatus>, I>>(object: I): SchedulerReplicaStatus {
+    const message = createBaseSchedulerReplicaStatus();
+    message.replica = (object.replica !== undefined && object.replica !== null)
+      ? SchedulerReplica.fromPartial(object.replica)
+      : undefined;
+    message.leader = object.leader ?? false;
+    return message;
+  },
+};
+
 /** Machines: the cluster's agents and what operators set on them. */
 export type MachinesService = typeof MachinesService;
 export const MachinesService = {
@@ -1302,6 +1597,18 @@ export const MachinesService = {
       Buffer.from(ResumeReschedulingResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResumeReschedulingResponse => ResumeReschedulingResponse.decode(value),
   },
+  /** The running scheduler replicas, which leads, and whether each is in sync with etcd. */
+  listSchedulers: {
+    path: "/flotilla.v1.Machines/ListSchedulers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSchedulersRequest): Buffer =>
+      Buffer.from(ListSchedulersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSchedulersRequest => ListSchedulersRequest.decode(value),
+    responseSerialize: (value: ListSchedulersResponse): Buffer =>
+      Buffer.from(ListSchedulersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSchedulersResponse => ListSchedulersResponse.decode(value),
+  },
 } as const;
 
 export interface MachinesServer extends UntypedServiceImplementation {
@@ -1317,6 +1624,8 @@ export interface MachinesServer extends UntypedServiceImplementation {
    * scheduler leads.
    */
   resumeRescheduling: handleUnaryCall<ResumeReschedulingRequest, ResumeReschedulingResponse>;
+  /** The running scheduler replicas, which leads, and whether each is in sync with etcd. */
+  listSchedulers: handleUnaryCall<ListSchedulersRequest, ListSchedulersResponse>;
 }
 
 export interface MachinesClient extends Client {
@@ -1401,6 +1710,22 @@ export interface MachinesClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResumeReschedulingResponse) => void,
+  ): ClientUnaryCall;
+  /** The running scheduler replicas, which leads, and whether each is in sync with etcd. */
+  listSchedulers(
+    request: ListSchedulersRequest,
+    callback: (error: ServiceError | null, response: ListSchedulersResponse) => void,
+  ): ClientUnaryCall;
+  listSchedulers(
+    request: ListSchedulersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSchedulersResponse) => void,
+  ): ClientUnaryCall;
+  listSchedulers(
+    request: ListSchedulersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSchedulersResponse) => void,
   ): ClientUnaryCall;
 }
 

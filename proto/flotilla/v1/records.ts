@@ -206,6 +206,49 @@ export interface Unscheduled {
   epoch: bigint;
 }
 
+/**
+ * lost-machines/<id>: a machine whose presence key vanished (its agent was killed, cut off
+ * from etcd past its lease, or stopped), kept so list-machines can show it as lost. Written
+ * by the leader, fenced, when it sees the key go; deleted when the machine registers again,
+ * after an hour, or when more than 1,000 are kept (the oldest first).
+ */
+export interface LostMachine {
+  /** The machine's last record (addresses, metadata, capacity), at most 32 metadata keys. */
+  machine?:
+    | Machine
+    | undefined;
+  /** When the leader saw the machine go, Unix milliseconds. */
+  lostUnixMs: bigint;
+  /** Units placed on it then. */
+  units: number;
+  /** The first of them by name, at most 10. */
+  unitNames: string[];
+}
+
+/**
+ * schedulers/<replica>: one running scheduler replica, under its own lease, so any replica
+ * can list them all and say which leads and whether each is in sync with etcd.
+ */
+export interface SchedulerReplica {
+  /** The key's last segment: random per process, also in the replica's election key. */
+  id: string;
+  /** --name (default hostname:pid). */
+  name: string;
+  /** host:port of its API; empty without one. */
+  api: string;
+  version: string;
+  pid: number;
+  /** Unix milliseconds when it started. */
+  startedUnixMs: bigint;
+  /**
+   * How far its mirror of the cluster was behind etcd at its last check, in revisions
+   * (checked every few seconds; 0: in sync). Rewritten only when it changes.
+   */
+  lagRevisions: bigint;
+  /** Since when the lag has been what it is, Unix milliseconds. */
+  lagSinceUnixMs: bigint;
+}
+
 function createBaseUnit(): Unit {
   return { name: "", file: "", hash: "", desiredState: "" };
 }
@@ -2439,6 +2482,346 @@ export const Unscheduled: MessageFns<Unscheduled> = {
     message.reasons = object.reasons?.map((e) => PlacementReason.fromPartial(e)) || [];
     message.summary = object.summary ?? "";
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    return message;
+  },
+};
+
+function createBaseLostMachine(): LostMachine {
+  return { machine: undefined, lostUnixMs: 0n, units: 0, unitNames: [] };
+}
+
+export const LostMachine: MessageFns<LostMachine> = {
+  encode(message: LostMachine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.machine !== undefined) {
+      Machine.encode(message.machine, writer.uint32(10).fork()).join();
+    }
+    if (message.lostUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.lostUnixMs) !== message.lostUnixMs) {
+        throw new globalThis.Error("value provided for field message.lostUnixMs of type int64 too large");
+      }
+      writer.uint32(16).int64(message.lostUnixMs);
+    }
+    if (message.units !== 0) {
+      writer.uint32(24).int32(message.units);
+    }
+    for (const v of message.unitNames) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LostMachine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLostMachine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.machine = Machine.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.lostUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.units = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unitNames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LostMachine {
+    return {
+      machine: isSet(object.machine) ? Machine.fromJSON(object.machine) : undefined,
+      lostUnixMs: isSet(object.lostUnixMs)
+        ? BigInt(object.lostUnixMs)
+        : isSet(object.lost_unix_ms)
+        ? BigInt(object.lost_unix_ms)
+        : 0n,
+      units: isSet(object.units) ? globalThis.Number(object.units) : 0,
+      unitNames: globalThis.Array.isArray(object?.unitNames)
+        ? object.unitNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unit_names)
+        ? object.unit_names.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LostMachine): unknown {
+    const obj: any = {};
+    if (message.machine !== undefined) {
+      obj.machine = Machine.toJSON(message.machine);
+    }
+    if (message.lostUnixMs !== 0n) {
+      obj.lostUnixMs = message.lostUnixMs.toString();
+    }
+    if (message.units !== 0) {
+      obj.units = Math.round(message.units);
+    }
+    if (message.unitNames?.length) {
+      obj.unitNames = message.unitNames;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LostMachine>, I>>(base?: I): LostMachine {
+    return LostMachine.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LostMachine>, I>>(object: I): LostMachine {
+    const message = createBaseLostMachine();
+    message.machine = (object.machine !== undefined && object.machine !== null)
+      ? Machine.fromPartial(object.machine)
+      : undefined;
+    message.lostUnixMs = (object.lostUnixMs !== undefined && object.lostUnixMs !== null)
+      ? BigInt(object.lostUnixMs)
+      : 0n;
+    message.units = object.units ?? 0;
+    message.unitNames = object.unitNames?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSchedulerReplica(): SchedulerReplica {
+  return { id: "", name: "", api: "", version: "", pid: 0, startedUnixMs: 0n, lagRevisions: 0n, lagSinceUnixMs: 0n };
+}
+
+export const SchedulerReplica: MessageFns<SchedulerReplica> = {
+  encode(message: SchedulerReplica, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.api !== "") {
+      writer.uint32(26).string(message.api);
+    }
+    if (message.version !== "") {
+      writer.uint32(34).string(message.version);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(40).int32(message.pid);
+    }
+    if (message.startedUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.startedUnixMs) !== message.startedUnixMs) {
+        throw new globalThis.Error("value provided for field message.startedUnixMs of type int64 too large");
+      }
+      writer.uint32(48).int64(message.startedUnixMs);
+    }
+    if (message.lagRevisions !== 0n) {
+      if (BigInt.asIntN(64, message.lagRevisions) !== message.lagRevisions) {
+        throw new globalThis.Error("value provided for field message.lagRevisions of type int64 too large");
+      }
+      writer.uint32(56).int64(message.lagRevisions);
+    }
+    if (message.lagSinceUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.lagSinceUnixMs) !== message.lagSinceUnixMs) {
+        throw new globalThis.Error("value provided for field message.lagSinceUnixMs of type int64 too large");
+      }
+      writer.uint32(64).int64(message.lagSinceUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SchedulerReplica {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSchedulerReplica();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.api = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pid = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.startedUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.lagRevisions = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.lagSinceUnixMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SchedulerReplica {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      api: isSet(object.api) ? globalThis.String(object.api) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      startedUnixMs: isSet(object.startedUnixMs)
+        ? BigInt(object.startedUnixMs)
+        : isSet(object.started_unix_ms)
+        ? BigInt(object.started_unix_ms)
+        : 0n,
+      lagRevisions: isSet(object.lagRevisions)
+        ? BigInt(object.lagRevisions)
+        : isSet(object.lag_revisions)
+        ? BigInt(object.lag_revisions)
+        : 0n,
+      lagSinceUnixMs: isSet(object.lagSinceUnixMs)
+        ? BigInt(object.lagSinceUnixMs)
+        : isSet(object.lag_since_unix_ms)
+        ? BigInt(object.lag_since_unix_ms)
+        : 0n,
+    };
+  },
+
+  toJSON(message: SchedulerReplica): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.api !== "") {
+      obj.api = message.api;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.startedUnixMs !== 0n) {
+      obj.startedUnixMs = message.startedUnixMs.toString();
+    }
+    if (message.lagRevisions !== 0n) {
+      obj.lagRevisions = message.lagRevisions.toString();
+    }
+    if (message.lagSinceUnixMs !== 0n) {
+      obj.lagSinceUnixMs = message.lagSinceUnixMs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SchedulerReplica>, I>>(base?: I): SchedulerReplica {
+    return SchedulerReplica.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SchedulerReplica>, I>>(object: I): SchedulerReplica {
+    const message = createBaseSchedulerReplica();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.api = object.api ?? "";
+    message.version = object.version ?? "";
+    message.pid = object.pid ?? 0;
+    message.startedUnixMs = (object.startedUnixMs !== undefined && object.startedUnixMs !== null)
+      ? BigInt(object.startedUnixMs)
+      : 0n;
+    message.lagRevisions = (object.lagRevisions !== undefined && object.lagRevisions !== null)
+      ? BigInt(object.lagRevisions)
+      : 0n;
+    message.lagSinceUnixMs = (object.lagSinceUnixMs !== undefined && object.lagSinceUnixMs !== null)
+      ? BigInt(object.lagSinceUnixMs)
+      : 0n;
     return message;
   },
 };

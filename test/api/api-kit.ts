@@ -65,11 +65,21 @@ export interface Api {
   readonly machines: MachinesClient;
   readonly events: EventsClient;
   submit(r: Partial<SubmitUnitsRequest>): ReturnType<typeof submit>;
-  setDesired(names: string[], desiredState: string): ReturnType<typeof setDesired>;
+  /** SetDesiredState; `allowPending` (default false) passes admission's fit check. */
+  setDesired(
+    names: string[],
+    desiredState: string,
+    allowPending?: boolean,
+  ): ReturnType<typeof setDesired>;
   destroy(names: string[]): ReturnType<typeof destroy>;
   get(name: string): ReturnType<typeof get>;
   list(r: Partial<ListUnitsRequest>): ReturnType<typeof list>;
-  scale(template: string, count: number): ReturnType<typeof scale>;
+  /** Scale; `opts` as ScaleRequest's allowPending and dryRun (default false). */
+  scale(
+    template: string,
+    count: number,
+    opts?: { allowPending?: boolean; dryRun?: boolean },
+  ): ReturnType<typeof scale>;
   plan(r: Partial<PlanRequest>): ReturnType<typeof plan>;
   listMachines(r?: Partial<ListMachinesRequest>): ReturnType<typeof listMachines>;
   setMetadata(r: Partial<SetMachineMetadataRequest>): ReturnType<typeof setMetadata>;
@@ -88,6 +98,7 @@ const scale = async (c: UnitsClient, r: ScaleRequest) => {
   const res = await rpc(c.scale.bind(c), r);
   return {
     revision: res.revision,
+    admission: res.admission,
     started: instanceNames(res.template, res.started),
     destroyed: instanceNames(res.template, res.destroyed),
     instances: instanceNames(res.template, res.instances),
@@ -142,11 +153,18 @@ export async function startApi(
     machines,
     events,
     submit: (r) => submit(units, { ...SubmitUnitsRequest.create(), ...r }),
-    setDesired: (names, desiredState) => setDesired(units, { names, desiredState }),
+    setDesired: (names, desiredState, allowPending = false) =>
+      setDesired(units, { names, desiredState, allowPending }),
     destroy: (names) => destroy(units, { names }),
     get: (name) => get(units, { name }),
     list: (r) => list(units, { ...ListUnitsRequest.create(), ...r }),
-    scale: (template, count) => scale(units, { template, count }),
+    scale: (template, count, opts = {}) =>
+      scale(units, {
+        template,
+        count,
+        allowPending: opts.allowPending ?? false,
+        dryRun: opts.dryRun ?? false,
+      }),
     plan: (r) => plan(units, { ...PlanRequest.create(), ...r }),
     listMachines: (r) => listMachines(machines, r),
     setMetadata: (r) => setMetadata(machines, { ...SetMachineMetadataRequest.create(), ...r }),

@@ -29,6 +29,7 @@ import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { Admission as AdmissionVerdict } from '../../proto/flotilla/v1/units.js';
 import type { Machine, MachineConfig, Placement } from '../../proto/flotilla/v1/records.js';
 import type { UnitName } from '../../unit/index.js';
+import { templateOf } from '../../store/index.js';
 import { placeInOrder, type Capacity } from '../planner/index.js';
 import { buildSnapshot, isInvalidUnit, type ClusterRecords } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
@@ -69,7 +70,11 @@ export function ceilingOf(
  * launched), in order, on the cluster as the mirror holds it; stops at the first that fits
  * nowhere. Only placed units are in the snapshot besides them (see the module comment).
  */
-export function fitOf(cluster: ApiCluster, wanted: ReadonlyMap<string, Unit>): Capacity {
+export function fitOf(
+  cluster: ApiCluster,
+  wanted: ReadonlyMap<string, Unit>,
+  optional: ReadonlySet<string> = new Set(),
+): Capacity {
   const { mirror } = cluster;
   const machines = new Map<string, Machine>();
   for (const [id, e] of mirror.machines.entries()) machines.set(id, { ...e.value, id });
@@ -87,7 +92,7 @@ export function fitOf(cluster: ApiCluster, wanted: ReadonlyMap<string, Unit>): C
   for (const [name, unit] of wanted) units.set(name, unit);
   const records: ClusterRecords = { machines, configs, units, placements };
   const { snapshot } = buildSnapshot(records, cluster.definitions);
-  return placeInOrder(snapshot, [...wanted.keys()]);
+  return placeInOrder(snapshot, [...wanted.keys()], optional);
 }
 
 /** What {@link admitScale} needs of a scale. */
@@ -122,17 +127,7 @@ export function admitScale(cluster: ApiCluster, ask: ScaleAsk): AdmissionVerdict
   const others = ask.total - existing;
   // Never ask the planner about more than the ceiling: past it the answer is a refusal anyway.
   const probes = Math.min(count, ceiling.value);
-  const wanted = new Map<string, Unit>();
-  for (const i of ask.numbered.slice(0, probes)) {
-    wanted.set(i.record.name, { ...i.record, desiredState: 'launched' });
-  }
-  const taken = new Set(ask.numbered.map((i) => i.number));
-  for (let n = 1; wanted.size < probes; n++) {
-    if (taken.has(n)) continue;
-    const name = `${ask.template.prefix}@${n}.${ask.template.type}`;
-    wanted.set(name, cluster.instanceRecords.record(name, ask.record, 'launched'));
-  }
-  const fit = fitOf(cluster, wanted);
+  const fit = scaleFit(cluster, ask, probes);
   const fits = fitText(fit, count, probes);
   if (count + others > ceiling.value) {
     const also = others > 0 ? ` with the ${others} other instances of ${T}` : '';
@@ -155,8 +150,40 @@ export function admitScale(cluster: ApiCluster, ask: ScaleAsk): AdmissionVerdict
   return { ...base, placeable: fit.placeable, verdict, admitted: true };
 }
 
-/** An instance a start (or load) activates: created, or set from inactive. */
-export interface ActivatedInstance {
+/**
+ * Instances a scale's first look at what fits places; each further look places 8 times more,
+ * so a typo costs one look at 64 and a scale that fits about 1.15 times its count.
+ */
+const FIRST_PROBES = 64;
+
+/** What fits of the scale's first `probes` instances, in looks of growing size. */
+function scaleFit(cluster: ApiCluster, ask: ScaleAsk, probes: number): Capacity {
+  for (let limit = Math.min(probes, FIRST_PROBES); ; limit = Math.min(probes, limit * 8)) {
+    const fit = fitOf(cluster, scaleInstances(cluster, ask, limit));
+    if (fit.blocked !== undefined || limit >= probes) return fit;
+  }
+}
+
+/**
+ * The first `limit` instances a scale wants launched, in the order it numbers them: the
+ * numbered instances it keeps, then the lowest free numbers it creates.
+ */
+function scaleInstances(cluster: ApiCluster, ask: ScaleAsk, limit: number): Map<string, Unit> {
+  const wanted = new Map<string, Unit>();
+  for (const i of ask.numbered.slice(0, limit)) {
+    wanted.set(i.record.name, { ...i.record, desiredState: 'launched' });
+  }
+  const taken = new Set(ask.numbered.map((i) => i.number));
+  for (let n = 1; wanted.size < limit; n++) {
+    if (taken.has(n)) continue;
+    const name = `${ask.template.prefix}@${n}.${ask.template.type}`;
+    wanted.set(name, cluster.instanceRecords.record(name, ask.record, 'launched'));
+  }
+  return wanted;
+}
+
+/** A unit a start (or load) activates: created, or set from inactive. */
+export interface ActivatedUnit {
   readonly name: UnitName;
   /** Its record as the request would write it (loaded or launched). */
   readonly record: Unit;
@@ -165,29 +192,29 @@ export interface ActivatedInstance {
 }
 
 /**
- * Admits a start (or load) of instances, template by template, or throws the first refusal;
- * nothing is written either way. `templates` are template files the request itself submits
- * (their MaxInstances= counts as the stored one's would). The instances of a template that
- * already wait for a machine (active, not placed) are placed first: a start of more than 128
- * names arrives as several requests, and each must see the ones before it.
+ * Admits a start (or load), or throws the first refusal; nothing is written either way. The
+ * instances of each template are admitted; plain units are placed alongside (a peer the
+ * instances follow) but never refused. `templates` are template files the request itself
+ * submits (their MaxInstances= counts as the stored one's would). The instances of a template
+ * that already wait for a machine (active, not placed) are placed first: a start of more than
+ * 128 names arrives as several requests, and each must see the ones before it.
  */
 export function admitStart(
   cluster: ApiCluster,
-  activated: readonly ActivatedInstance[],
+  activated: readonly ActivatedUnit[],
   allowPending: boolean,
   templates: ReadonlyMap<string, Unit> = new Map(),
 ): void {
-  const byTemplate = new Map<string, ActivatedInstance[]>();
+  const byTemplate = new Map<string, number>();
   for (const a of activated) {
-    if (!a.name.isInstance) continue;
-    const list = byTemplate.get(a.name.template);
-    if (list === undefined) byTemplate.set(a.name.template, [a]);
-    else list.push(a);
+    const T = a.name.isInstance ? a.name.template : undefined;
+    if (T !== undefined) byTemplate.set(T, (byTemplate.get(T) ?? 0) + 1);
   }
-  for (const [T, list] of byTemplate) {
+  if (byTemplate.size === 0) return;
+  for (const T of byTemplate.keys()) {
     const record = templates.get(T) ?? cluster.mirror.units.get(T)?.value;
     const ceiling = ceilingOf(cluster, T, record);
-    const created = list.filter((a) => a.created).length;
+    const created = activated.filter((a) => a.created && a.name.template === T).length;
     const total = (cluster.mirror.instances.get(T)?.size ?? 0) + created;
     if (created > 0 && total > ceiling.value) {
       throw new ApiError(
@@ -195,24 +222,36 @@ export function admitStart(
         `${T}: ${total} instances would exist, over its ceiling of ${ceiling.value} (${ceiling.source}); ${raiseAdvice(cluster, T, ceiling)}`,
       );
     }
-    if (allowPending) continue;
-    const wanted = waitingInstances(cluster, T, new Set(list.map((a) => a.name.name)));
-    const waiting = wanted.size;
-    for (const a of list) wanted.set(a.name.name, a.record);
-    const fit = fitOf(cluster, wanted);
-    if (fit.placeable < wanted.size) {
-      const verb = list[0]?.record.desiredState === 'loaded' ? 'loads' : 'starts';
-      const why = fit.blocked === undefined ? '' : ` (${fit.blocked.summary})`;
-      const these =
-        waiting === 0
-          ? `at most ${fit.placeable} of the ${list.length} instances this request ${verb}`
-          : `this request ${verb} ${list.length} instances and ${waiting} already wait: at most ${fit.placeable} of those ${wanted.size}`;
-      throw new ApiError(
-        'failed-precondition',
-        `${T}: ${these} can be placed now${why}; pass --allow-pending to queue the rest`,
-      );
-    }
   }
+  if (allowPending) return;
+  const requested = new Set(activated.map((a) => a.name.name));
+  const wanted = new Map<string, Unit>();
+  const waiting = new Map<string, number>();
+  for (const T of byTemplate.keys()) {
+    const w = waitingInstances(cluster, T, requested);
+    waiting.set(T, w.size);
+    for (const [name, unit] of w) wanted.set(name, unit);
+  }
+  const optional = new Set<string>();
+  for (const a of activated) {
+    wanted.set(a.name.name, a.record);
+    if (!a.name.isInstance) optional.add(a.name.name);
+  }
+  const fit = fitOf(cluster, wanted, optional);
+  if (fit.blocked === undefined) return;
+  const T = templateOf(fit.blocked.unit) ?? '';
+  const asked = byTemplate.get(T) ?? 0;
+  const before = waiting.get(T) ?? 0;
+  const placed = fit.placed.filter((n) => templateOf(n) === T).length;
+  const verb = activated[0]?.record.desiredState === 'loaded' ? 'loads' : 'starts';
+  const these =
+    before === 0
+      ? `at most ${placed} of the ${instances(asked)} this request ${verb}`
+      : `this request ${verb} ${instances(asked)} and ${before} already wait: at most ${placed} of those ${asked + before}`;
+  throw new ApiError(
+    'failed-precondition',
+    `${T}: ${these} can be placed now (${fit.blocked.summary}); pass --allow-pending to queue the rest`,
+  );
 }
 
 /**
@@ -233,6 +272,11 @@ function waitingInstances(
     if (unit !== undefined && unit.desiredState !== 'inactive') out.set(name, unit);
   }
   return out;
+}
+
+/** `1 instance`, `3 instances`. */
+function instances(n: number): string {
+  return n === 1 ? '1 instance' : `${n} instances`;
 }
 
 /** `at most 6 of 1000000 can be placed now (0/3 machines: ...)`, or how many at least. */

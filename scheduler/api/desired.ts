@@ -13,7 +13,7 @@ import { MAX_TXN_OPS, type Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
 import type { UnitName } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
-import { admitStart, type ActivatedInstance } from './admission.js';
+import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
 import {
   applyWrites,
@@ -79,10 +79,10 @@ export async function setDesiredState(
       response.changed.push(n.name);
     }
     if (desired !== 'inactive') {
-      const activated: ActivatedInstance[] = [];
+      const activated: ActivatedUnit[] = [];
       for (const w of writes) {
         const name = names.find((n) => n.name === w.record.name);
-        if (name === undefined || !name.isInstance) continue;
+        if (name === undefined) continue;
         if (w.current !== undefined && w.current.value.desiredState !== 'inactive') continue;
         activated.push({ name, record: w.record, created: w.current === undefined });
       }

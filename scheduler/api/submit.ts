@@ -15,7 +15,7 @@ import type { ApiCluster } from './reads.js';
 import type { UnitStateName } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { ApiError } from '../gate/errors.js';
-import { admitStart, type ActivatedInstance } from './admission.js';
+import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
 import { pinImages } from './pin-images.js';
 import {
@@ -90,7 +90,7 @@ async function admit(
   desired: UnitStateName | undefined,
   allowPending: boolean,
 ): Promise<void> {
-  const activated: ActivatedInstance[] = [];
+  const activated: ActivatedUnit[] = [];
   const templates = new Map<string, Unit>();
   let bytes = 0;
   files.forEach((f, i) => {
@@ -100,7 +100,7 @@ async function admit(
     if (f.unit.name.isTemplate) templates.set(f.name, d.record);
     const current = units.get(f.name)?.value.desiredState;
     const activates = desired !== undefined && desired !== 'inactive';
-    if (activates && f.unit.name.isInstance && (current === undefined || current === 'inactive')) {
+    if (activates && !f.unit.name.isTemplate && (current === undefined || current === 'inactive')) {
       activated.push({ name: f.unit.name, record: d.record, created: current === undefined });
     }
   });

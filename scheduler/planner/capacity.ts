@@ -14,6 +14,7 @@
  *
  * @example
  *   const { placeable, blocked } = placeInOrder(snapshot, ['api@7.service', 'api@8.service']);
+ *   // placeable: 1 when api@8 fits nowhere once api@7 is placed
  *   // blocked?.summary: "0/3 machines: 3 already run 2 instances of api@.service (MaxPerMachine=2)"
  */
 import { explainUnscheduled, isFeasible } from './chain.js';
@@ -26,18 +27,27 @@ import type { Snapshot, Unscheduled } from './types.js';
 
 /** What {@link placeInOrder} found. */
 export interface Capacity {
-  /** Units of `order` that are or can be placed, before the first that cannot. */
+  /** Units of `order` (not optional) that are or can be placed, before the first that cannot. */
   readonly placeable: number;
-  /** Why the first unit of `order` that fits nowhere does not fit; absent when all fit. */
+  /** Those units, in the order they were placed. */
+  readonly placed: readonly string[];
+  /** The first unit of `order` (not optional) that fits nowhere, and why; absent when all fit. */
   readonly blocked?: Unscheduled;
 }
 
 /**
  * Places the units named in `order` (each must be one of `snapshot.units`) one after the
- * other and stops at the first that fits nowhere. A unit already placed counts as placeable.
- * A Global unit counts when at least one machine takes it. Pure, like `plan`.
+ * other, MachineOf peers before their followers (otherwise in the given order), and stops at
+ * the first that fits nowhere. A unit already placed counts as placeable. A Global unit
+ * counts when at least one machine takes it. Units in `optional` are placed when they fit
+ * and skipped when they do not, without ending the walk or being counted: what a request
+ * activates besides the units in question (a peer its instances follow). Pure, like `plan`.
  */
-export function placeInOrder(snapshot: Snapshot, order: readonly string[]): Capacity {
+export function placeInOrder(
+  snapshot: Snapshot,
+  order: readonly string[],
+  optional: ReadonlySet<string> = new Set(),
+): Capacity {
   const units = compileUnits(snapshot.units);
   const state = new ClusterState(snapshot.machines, units.sorted.length);
   for (const u of units.sorted) {
@@ -48,18 +58,21 @@ export function placeInOrder(snapshot: Snapshot, order: readonly string[]): Capa
   const ctx = new PlanContext(state, units, snapshot.placements, Number.POSITIVE_INFINITY);
   state.loading(() => loadPlacements(ctx, snapshot.placements));
   ctx.mode = 'place';
-  let placeable = 0;
-  for (const name of order) {
-    const u = units.byName.get(name);
-    if (u === undefined) {
-      return { placeable, blocked: notInSnapshot(name, state.size) };
+  const walk = order.map((name, i) => ({ name, i, u: units.byName.get(name) }));
+  // Stable: peers first by MachineOf depth, the given order within a depth.
+  walk.sort((a, b) => (a.u?.depth ?? 0) - (b.u?.depth ?? 0) || a.i - b.i);
+  const placed: string[] = [];
+  for (const { name, u } of walk) {
+    const ok = u !== undefined && (state.placementCount(u) > 0 || placeOne(ctx, u));
+    if (optional.has(name)) continue;
+    if (!ok) {
+      const blocked =
+        u === undefined ? notInSnapshot(name, state.size) : explainUnscheduled(ctx, u).unscheduled;
+      return { placeable: placed.length, placed, blocked };
     }
-    if (state.placementCount(u) === 0 && !placeOne(ctx, u)) {
-      return { placeable, blocked: explainUnscheduled(ctx, u).unscheduled };
-    }
-    placeable++;
+    placed.push(name);
   }
-  return { placeable };
+  return { placeable: placed.length, placed };
 }
 
 /** Places `u` (a Global unit on every machine that takes it); false when none does. */

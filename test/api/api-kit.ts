@@ -34,6 +34,7 @@ import {
   type UnitStatus,
 } from '../../proto/flotilla/v1/units.js';
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
+import type { QuotaOptions } from '../../scheduler/api/quota.js';
 import { openStore, type Store } from '../../store/index.js';
 import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 
@@ -122,7 +123,15 @@ export const quietLogger = pino({ level: 'silent' });
 export async function startApi(
   t: ExecutionContext,
   etcd: EtcdServer,
-  opts: { store?: Store; label?: string; registry?: RegistryOptions } = {},
+  opts: {
+    store?: Store;
+    label?: string;
+    registry?: RegistryOptions;
+    /** The scheduler's --max-instances (admission); default its default. */
+    maxInstances?: number;
+    /** The quota guard's options; default etcd's default quota. */
+    quota?: QuotaOptions;
+  } = {},
 ): Promise<Api> {
   const prefix = uniquePrefix(opts.label ?? t.title);
   const store = opts.store ?? openStore({ endpoints: etcd.endpoint, prefix });
@@ -131,6 +140,8 @@ export async function startApi(
     listen: '127.0.0.1:0',
     logger: quietLogger,
     ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
+    ...(opts.maxInstances !== undefined ? { maxInstances: opts.maxInstances } : {}),
+    ...(opts.quota !== undefined ? { quota: opts.quota } : {}),
   });
   const creds = credentials.createInsecure();
   const units = new UnitsClient(server.address, creds);

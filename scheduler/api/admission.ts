@@ -30,8 +30,14 @@ import type { Admission as AdmissionVerdict } from '../../proto/flotilla/v1/unit
 import type { Machine, MachineConfig, Placement } from '../../proto/flotilla/v1/records.js';
 import type { UnitName } from '../../unit/index.js';
 import { templateOf } from '../../store/index.js';
-import { placeInOrder, type Capacity } from '../planner/index.js';
-import { buildSnapshot, isInvalidUnit, type ClusterRecords } from '../view/snapshot.js';
+import { placeInOrder, type Capacity, type PlannerUnit, type Snapshot } from '../planner/index.js';
+import {
+  activeDesired,
+  buildSnapshot,
+  isInvalidUnit,
+  sharedByInstances,
+  type ClusterRecords,
+} from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
 import type { ApiCluster } from './reads.js';
 
@@ -89,10 +95,37 @@ export function fitOf(
     for (const [machine, e] of byMachine) copy.set(machine, { ...e.value, machine });
     placements.set(name, copy);
   }
-  for (const [name, unit] of wanted) units.set(name, unit);
+  // Instances whose file places every instance alike share one parse: their planner units
+  // are made here from it, without a parse or a name check each (a scale asks for thousands).
+  const alike: PlannerUnit[] = [];
+  for (const [name, unit] of wanted) {
+    const shared = alikeUnit(cluster, name, unit);
+    if (shared === undefined) units.set(name, unit);
+    else {
+      units.delete(name);
+      placements.delete(name);
+      alike.push(shared);
+    }
+  }
   const records: ClusterRecords = { machines, configs, units, placements };
   const { snapshot } = buildSnapshot(records, cluster.definitions);
-  return placeInOrder(snapshot, [...wanted.keys()], optional);
+  const all: Snapshot = { ...snapshot, units: [...snapshot.units, ...alike] };
+  return placeInOrder(all, [...wanted.keys()], optional);
+}
+
+/**
+ * The planner unit of instance `name` (record `unit`, loaded or launched, not placed) from
+ * the parse its template's file shares with every instance; undefined when the file does not
+ * place its instances alike (or does not parse), so it must be parsed for this instance.
+ */
+function alikeUnit(cluster: ApiCluster, name: string, unit: Unit): PlannerUnit | undefined {
+  const desired = activeDesired(unit);
+  const template = templateOf(name);
+  if (desired === undefined || template === undefined || !sharedByInstances(unit)) return undefined;
+  if ((cluster.mirror.placements.get(name)?.size ?? 0) > 0) return undefined;
+  const def = cluster.definitions.shared(unit);
+  if (isInvalidUnit(def)) return undefined;
+  return { name, template, fleet: def.fleet, resources: def.service.resources, desired };
 }
 
 /** What {@link admitScale} needs of a scale. */

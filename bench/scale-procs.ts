@@ -106,6 +106,8 @@ export interface ReplicaOptions {
   readonly electionTtlS: number;
   /** `--reschedule-rate`; undefined keeps the scheduler's default. */
   readonly rescheduleRate: number | undefined;
+  /** `--max-instances`: the bench scales one template past the default ceiling (10,000). */
+  readonly maxInstances: number;
 }
 
 /** Starts a replica and resolves once its API accepts connections. */
@@ -125,6 +127,7 @@ export async function startReplica(procs: Processes, opts: ReplicaOptions): Prom
       `--name=${opts.name}`,
       `--election-ttl=${opts.electionTtlS}s`,
       ...(opts.rescheduleRate === undefined ? [] : [`--reschedule-rate=${opts.rescheduleRate}`]),
+      `--max-instances=${opts.maxInstances}`,
     ],
     { stdio: ['ignore', 'ignore', fd] },
   );

@@ -34,6 +34,7 @@ import {
   type SimMachine,
 } from './sim-machines.js';
 import { readLeader } from '../scheduler/leader/leadership.js';
+import { DEFAULT_MAX_INSTANCES } from '../scheduler/api/admission.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logProblems, Processes, startReplica, type Replica } from './scale-procs.js';
 import { measures, Report } from './scale-report.js';
@@ -136,6 +137,7 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     port: port ?? 0,
     electionTtlS: ELECTION_TTL_S,
     rescheduleRate: opts.rescheduleRate,
+    maxInstances: Math.max(opts.count, DEFAULT_MAX_INSTANCES),
   });
   t = Date.now();
   const first = await startReplica(procs, replicaOpts('sched-a', ports[0]));

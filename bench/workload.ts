@@ -46,6 +46,7 @@ const FLEET: FleetOptions = {
   global: false,
   replaces: [],
   maxPerMachine: 0,
+  maxInstances: 0,
   spreadBy: '',
   stopOnDisconnectMs: 0,
 };

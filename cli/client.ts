@@ -150,11 +150,15 @@ export class ApiClient {
     };
   }
 
-  async setDesiredState(names: string[], desiredState: string): Promise<SetDesiredStateResponse> {
+  async setDesiredState(
+    names: string[],
+    desiredState: string,
+    allowPending = false,
+  ): Promise<SetDesiredStateResponse> {
     if (names.length > REQUEST_UNITS) await this.checkKnown(names, true);
     const call = this.units.setDesiredState.bind(this.units);
     const answers = await inFlight(chunks(names), (part) =>
-      this.unary(call, { names: part, desiredState }),
+      this.unary(call, { names: part, desiredState, allowPending }),
     );
     return {
       changed: answers.flatMap((a) => a.changed),
@@ -237,8 +241,18 @@ export class ApiClient {
     return this.unary(this.units.getRollout.bind(this.units), { name });
   }
 
-  scale(template: string, count: number): Promise<ScaleResponse> {
-    return this.unary(this.units.scale.bind(this.units), { template, count });
+  /** Scale; `allowPending` and `dryRun` as in ScaleRequest (units.proto). */
+  scale(
+    template: string,
+    count: number,
+    opts: { allowPending?: boolean; dryRun?: boolean } = {},
+  ): Promise<ScaleResponse> {
+    return this.unary(this.units.scale.bind(this.units), {
+      template,
+      count,
+      allowPending: opts.allowPending ?? false,
+      dryRun: opts.dryRun ?? false,
+    });
   }
 
   plan(req: PlanRequest): Promise<PlanResponse> {

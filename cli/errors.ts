@@ -134,10 +134,9 @@ export function toCliError(err: unknown, ctx: ErrorContext): CliError {
     case status.CANCELLED:
       return new CliError('internal', 'the call was cancelled', err.code);
     case status.RESOURCE_EXHAUSTED:
-      return (
-        tooLarge(details, ctx) ??
-        new CliError('internal', `${details} (RESOURCE_EXHAUSTED)`, err.code)
-      );
+      // The API's quota guard (etcd nearly full) words its refusal for people; grpc-js's
+      // refusal of a request too large to read does not.
+      return tooLarge(details, ctx) ?? new CliError('refused', details, err.code);
     default:
       return new CliError('internal', `${details} (${status[err.code] ?? err.code})`, err.code);
   }

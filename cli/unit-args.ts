@@ -133,12 +133,14 @@ export interface Submitted {
  * (templates, which are never active, first and without it); warns about local files that
  * differ from the cluster's unit of that name, which is kept (as fleetctl does). A unit
  * created here needs no second write to be started: the leader places it on its first look.
+ * `allowPending` passes the API's admission of instances that cannot be placed now.
  */
 export async function submitMissing(
   api: ApiClient,
   io: CliIo,
   args: readonly string[],
   desired: UnitStateName,
+  allowPending = false,
 ): Promise<Submitted> {
   const files = await localFiles(args);
   const cluster = await api.unitsNamed(
@@ -166,7 +168,7 @@ export async function submitMissing(
     [units, desired],
   ] as const) {
     if (files.length === 0) continue;
-    const res = await api.submitUnits({ files, replace: false, desiredState });
+    const res = await api.submitUnits({ files, replace: false, desiredState, allowPending });
     revision ??= res.revision;
     if (desiredState !== '') for (const name of res.created) created.add(name);
   }

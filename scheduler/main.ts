@@ -82,6 +82,8 @@ export async function startScheduler(
         ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),
         readiness: ops.readiness,
         ...(opts.registry === undefined ? {} : { registry: opts.registry }),
+        maxInstances: opts.maxInstances,
+        quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
       });
     }
   } catch (err) {

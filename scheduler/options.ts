@@ -24,6 +24,9 @@ import type { ClientTls, ServerTls } from '../daemon/tls.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { StoreTls } from '../store/index.js';
 import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './gate/auth-policy.js';
+import { DEFAULT_MAX_INSTANCES } from './api/admission.js';
+import { QUOTA_DEFAULTS } from './api/quota.js';
+import { MAX_INSTANCES_LIMIT } from '../unit/index.js';
 
 /** The scheduler's settings, every default applied ({@link parseSchedulerArgs} fills them). */
 export interface SchedulerOptions {
@@ -66,6 +69,12 @@ export interface SchedulerOptions {
   readonly auditLog?: string;
   /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
   readonly registry?: RegistryOptions;
+  /** The ceiling of every template's instances (`--max-instances`; api/admission.ts). */
+  readonly maxInstances: number;
+  /** etcd's `--quota-backend-bytes`, as `--etcd-quota-bytes` tells it (api/quota.ts). */
+  readonly etcdQuotaBytes: number;
+  /** The API refuses writes past this share of {@link etcdQuotaBytes} (`--etcd-quota-share`). */
+  readonly etcdQuotaShare: number;
 }
 
 /** Defaults, in one place. */
@@ -78,6 +87,9 @@ export const SCHEDULER_DEFAULTS = {
   pauseTimeoutMs: 300_000,
   lossSettleMs: 500,
   tickMs: 1_000,
+  maxInstances: DEFAULT_MAX_INSTANCES,
+  etcdQuotaBytes: QUOTA_DEFAULTS.quotaBytes,
+  etcdQuotaShare: QUOTA_DEFAULTS.share,
 } as const;
 
 /** The help text of `flotilla scheduler`. */
@@ -111,6 +123,13 @@ Operations (see docs/operations.md):
   --audit-log FILE             append one JSON line per API write to FILE (rotated at 64 MiB,
                                5 kept); default: none
 
+Admission (see docs/operations.md, "Limits"):
+  --max-instances N            at most N instances of one template (a template's MaxInstances=
+                               may lower it); 1 to ${MAX_INSTANCES_LIMIT} (default ${DEFAULT_MAX_INSTANCES})
+  --etcd-quota-bytes BYTES     etcd's --quota-backend-bytes (default ${QUOTA_DEFAULTS.quotaBytes}, etcd's default)
+  --etcd-quota-share SHARE     refuse writes that would fill etcd past this share of its quota,
+                               above 0 and at most 1 (default ${QUOTA_DEFAULTS.share})
+
 TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE           CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE         client certificate for etcd --client-cert-auth, with:
@@ -135,6 +154,9 @@ const schedulerFlags = {
   'agent-ca-file': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
+  'max-instances': { type: 'string' },
+  'etcd-quota-bytes': { type: 'string' },
+  'etcd-quota-share': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -170,6 +192,15 @@ export function parseSchedulerArgs(
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
+  const maxInstances = args.integer('max-instances', SCHEDULER_DEFAULTS.maxInstances);
+  if (maxInstances < 1 || maxInstances > MAX_INSTANCES_LIMIT) {
+    throw new UsageError(`--max-instances=${maxInstances}: expected 1 to ${MAX_INSTANCES_LIMIT}`);
+  }
+  const etcdQuotaBytes = args.integer('etcd-quota-bytes', SCHEDULER_DEFAULTS.etcdQuotaBytes);
+  if (etcdQuotaBytes < 1) {
+    throw new UsageError(`--etcd-quota-bytes=0: give etcd's --quota-backend-bytes, in bytes`);
+  }
+  const etcdQuotaShare = parseShare(args.string('etcd-quota-share'));
   return {
     help: false,
     options: {
@@ -197,8 +228,23 @@ export function parseSchedulerArgs(
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
       registry: parseRegistryFlags(args, readFile),
+      maxInstances,
+      etcdQuotaBytes,
+      etcdQuotaShare,
     },
   };
+}
+
+/** `--etcd-quota-share`: a number above 0 and at most 1. */
+function parseShare(raw: string | undefined): number {
+  if (raw === undefined) return SCHEDULER_DEFAULTS.etcdQuotaShare;
+  const n = /^[0-9]*\.?[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n > 0 && n <= 1)) {
+    throw new UsageError(
+      `--etcd-quota-share=${raw}: expected a share above 0 and at most 1, e.g. 0.8`,
+    );
+  }
+  return n;
 }
 
 /** Reads and checks `--auth-policy`; every problem is a UsageError naming the file. */

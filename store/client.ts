@@ -402,6 +402,16 @@ export class Store {
     return newer === 0 && total === BigInt(count);
   }
 
+  /**
+   * The size of the answering member's database file, in bytes: what etcd compares with its
+   * `--quota-backend-bytes` before it raises the NOSPACE alarm. One Maintenance.Status call;
+   * callers cache it (the API's quota guard asks at most once a second).
+   */
+  async dbSize(): Promise<number> {
+    const res = await this.call(undefined, (c) => c.maintenance.status(), 'status');
+    return Number(res.dbSize);
+  }
+
   /** Grants a lease of `ttlSeconds`; its id and the TTL etcd granted. */
   async grantLease(
     ttlSeconds: number,

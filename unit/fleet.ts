@@ -1,7 +1,7 @@
 /**
  * The `[X-Fleet]` section with fleet's semantics: scheduling constraints, fleet's pre-0.9
- * option names as aliases, Flotilla's additions (MaxPerMachine, SpreadBy, StopOnDisconnect)
- * and the combinations that can never be placed. Unknown keys are errors: a misspelt
+ * option names as aliases, Flotilla's additions (MaxPerMachine, MaxInstances, SpreadBy,
+ * StopOnDisconnect) and the combinations that can never be placed. Unknown keys are errors: a misspelt
  * constraint silently ignored would place a unit where it must not run.
  */
 import { MAX_PROBLEMS, UnitError } from './errors.js';
@@ -31,6 +31,7 @@ export const FLEET_KEYS: readonly string[] = [
   'Global',
   'Replaces',
   'MaxPerMachine',
+  'MaxInstances',
   'SpreadBy',
   'StopOnDisconnect',
   'UpdateParallelism',
@@ -55,6 +56,7 @@ interface State {
   global: At<boolean> | null;
   replaces: At<string>[];
   maxPerMachine: number;
+  maxInstances: At<number> | null;
   spreadBy: string;
   stopOnDisconnectMs: number;
   update: { -readonly [K in keyof UpdateDefaults]: UpdateDefaults[K] };
@@ -65,6 +67,13 @@ interface State {
  * peers x globs glob matches). Far above anything a real unit needs.
  */
 export const FLEET_LIMITS = { machineOf: 64, globs: 256, globLength: 512, metadata: 256 } as const;
+
+/**
+ * The largest `MaxInstances=`: the most instances one scale may ask for (the API's own limit
+ * on a count), so a file can lower a template's ceiling below the scheduler's
+ * `--max-instances` but never name one the API would not accept anyway.
+ */
+export const MAX_INSTANCES_LIMIT = 1_000_000;
 
 /** Append `items` to `list`, refusing to grow it past `max`. */
 function addAll<T>(
@@ -166,6 +175,13 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
     if (!Number.isSafeInteger(n)) throw invalid(key, v, 'a whole number (0 for no cap)', line);
     s.maxPerMachine = n;
   },
+  MaxInstances(s, v, line, key) {
+    const n = /^[0-9]{1,7}$/.test(v) ? Number(v) : NaN;
+    if (!(n >= 1 && n <= MAX_INSTANCES_LIMIT)) {
+      throw invalid(key, v, `a whole number from 1 to ${MAX_INSTANCES_LIMIT}`, line);
+    }
+    s.maxInstances = { value: n, line };
+  },
   SpreadBy(s, v, line, key) {
     const w = words(key, v, line);
     if (w.length !== 1) throw invalid(key, v, 'one machine metadata key, e.g. zone', line);
@@ -217,6 +233,7 @@ function resetKey(s: State, canonical: string): void {
   else if (canonical === 'Replaces') s.replaces = [];
   else if (canonical === 'Global') s.global = null;
   else if (canonical === 'MaxPerMachine') s.maxPerMachine = 0;
+  else if (canonical === 'MaxInstances') s.maxInstances = null;
   else if (canonical === 'SpreadBy') s.spreadBy = '';
   else if (canonical === 'StopOnDisconnect') s.stopOnDisconnectMs = 0;
   else if (Object.hasOwn(UPDATE_FIELDS, canonical)) {
@@ -242,6 +259,7 @@ export function parseFleetSection(
     global: null,
     replaces: [],
     maxPerMachine: 0,
+    maxInstances: null,
     spreadBy: '',
     stopOnDisconnectMs: 0,
     update: {},
@@ -273,6 +291,7 @@ export function parseFleetSection(
     }
   }
   checkCombinations(s, errors);
+  checkMaxInstances(s, name, errors);
   return toOptions(s);
 }
 
@@ -293,10 +312,26 @@ function toOptions(s: State): FleetOptions {
     global: s.global?.value ?? false,
     replaces: unique(s.replaces),
     maxPerMachine: s.maxPerMachine,
+    maxInstances: s.maxInstances?.value ?? 0,
     spreadBy: s.spreadBy,
     stopOnDisconnectMs: s.stopOnDisconnectMs,
     ...(Object.keys(s.update).length > 0 ? { update: { ...s.update } } : {}),
   };
+}
+
+/**
+ * MaxInstances= bounds how many instances of a template may be started: it means nothing in
+ * a plain unit's file, where it would look like a limit that is never applied.
+ */
+function checkMaxInstances(s: State, name: UnitName, errors: UnitError[]): void {
+  if (s.maxInstances === null || name.isTemplate || name.isInstance) return;
+  errors.push(
+    new UnitError(
+      'invalid-combination',
+      `MaxInstances= bounds the instances of a template, and ${excerpt(name.name)} is not a template (name it like web@.service) or an instance of one`,
+      { line: s.maxInstances.line },
+    ),
+  );
 }
 
 function unique(list: readonly At<string>[]): string[] {

@@ -21,7 +21,13 @@ export {
 } from './names.js';
 export { expandSpecifiers, placesAlike } from './specifiers.js';
 export { compileGlob, isGlob, type Glob } from './glob.js';
-export { FLEET_KEYS, FLEET_ALIASES, FLEET_LIMITS, parseFleetSection } from './fleet.js';
+export {
+  FLEET_KEYS,
+  FLEET_ALIASES,
+  FLEET_LIMITS,
+  MAX_INSTANCES_LIMIT,
+  parseFleetSection,
+} from './fleet.js';
 export { HEALTH_DEFAULTS, HEALTH_KEYS, HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 export { START_LIMIT_DEFAULTS, START_LIMIT_KEYS, parseStartLimit } from './start-limit.js';
 export { SERVICE_DEFAULTS, parseServiceSection, signalName } from './service.js';

@@ -65,6 +65,12 @@ export interface FleetOptions {
   readonly replaces: readonly string[];
   /** At most this many instances of the same template per machine; 0 means no cap. */
   readonly maxPerMachine: number;
+  /**
+   * `MaxInstances=`: at most this many instances of the template may be started (a scale's
+   * count, or its instances loaded or launched); 0 when unset (the scheduler's
+   * `--max-instances` alone applies). The lower of the two is the template's ceiling.
+   */
+  readonly maxInstances: number;
   /** Spread instances of the same template evenly over this metadata key; empty when unset. */
   readonly spreadBy: string;
   /** At-most-once: stop this long (ms) after the agent's last renewed lease; 0 means never. */

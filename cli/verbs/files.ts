@@ -48,7 +48,12 @@ export const submitVerb: Verb = {
     const files: UnitFile[] = [];
     for (const path of positionals) files.push(await readUnitFile(path));
     const res = await withClient(globals, (api) =>
-      api.submitUnits({ files, replace: values.replace === true, desiredState: '' }),
+      api.submitUnits({
+        files,
+        replace: values.replace === true,
+        desiredState: '',
+        allowPending: false,
+      }),
     );
     if (globals.output === 'json') {
       printJson(io, SubmitUnitsResponse.toJSON(res));

@@ -4,7 +4,12 @@
  * instances scaled away are gone. The instances are read before scaling, so the wait knows
  * where the ones that go were running.
  */
-import type { InstanceRange, ScaleResponse } from '../../proto/flotilla/v1/units.js';
+import {
+  Admission,
+  type InstanceRange,
+  type ScaleResponse,
+} from '../../proto/flotilla/v1/units.js';
+import { CliError } from '../errors.js';
 import { parseUnitName } from '../../unit/index.js';
 import { withClient } from '../client.js';
 import { printJson } from '../table.js';
@@ -20,8 +25,8 @@ import {
 } from '../verb.js';
 import { outcomeJson, parseWaitOptions, WAIT_FLAGS, WAIT_HELP, waitForTargets } from '../wait.js';
 
-const HELP = `Usage: flotctl scale [--no-block] [--timeout DUR] TEMPLATE=N...
-       flotctl scale [--no-block] [--timeout DUR] TEMPLATE N
+const HELP = `Usage: flotctl scale [--no-block] [--timeout DUR] [--allow-pending] [--dry-run] TEMPLATE=N...
+       flotctl scale [--no-block] [--timeout DUR] [--allow-pending] [--dry-run] TEMPLATE N
 
 Makes exactly N numbered instances of a submitted template (web@1.service, web@2.service, ...)
 exist and run: growing starts the lowest free numbers, shrinking destroys the highest. A
@@ -29,8 +34,23 @@ template may be given as web@.service, web@ or web. Waits until the instances ru
 ones scaled away have stopped; when an instance cannot be placed, prints the scheduler's
 reasons and exits 1.
 
+A scale up is admitted first, before anything is written: over the template's ceiling (the
+schedulers' --max-instances, or a lower MaxInstances= in its [X-Fleet]) it is refused; when
+not all N can be placed now it is refused with "at most M of N can be placed now (reasons)",
+unless --allow-pending. A scale down is always admitted.
+
 Options:
-${WAIT_HELP}`;
+${WAIT_HELP}  --allow-pending       accept instances that cannot be placed now: they wait for a
+                        machine (up to the template's ceiling)
+  --dry-run             print admission's verdict and write nothing; exit 0 when the scale
+                        would be admitted, 1 when it would be refused
+`;
+
+const SCALE_FLAGS = {
+  ...WAIT_FLAGS,
+  'allow-pending': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+} as const;
 
 /** One template and the count it should have. */
 interface ScaleRequestArg {
@@ -83,10 +103,29 @@ export const scaleVerb: Verb = {
   summary: 'run exactly N instances of a template',
   help: HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
+    const { values, positionals } = parseVerbArgs(args, SCALE_FLAGS);
     const requests = parseScaleArgs(positionals);
     const wait = parseWaitOptions(values);
     const json = globals.output === 'json';
+    const allowPending = values['allow-pending'] === true;
+    if (values['dry-run'] === true) {
+      return withClient(globals, async (api) => {
+        const verdicts = [];
+        for (const req of requests) {
+          const res = await api.scale(req.template, req.count, { allowPending, dryRun: true });
+          const a = res.admission;
+          if (a === undefined) throw new CliError('internal', 'the API gave no admission verdict');
+          verdicts.push(a);
+          if (!json) io.stdout(`Would be admitted: ${a.verdict}\n`);
+        }
+        if (json)
+          printJson(
+            io,
+            verdicts.map((a) => Admission.toJSON(a)),
+          );
+        return EXIT_OK;
+      });
+    }
     return withClient(globals, async (api) => {
       const views = new Map<string, UnitView>();
       const targets = new Map<string, Target>();
@@ -96,10 +135,12 @@ export const scaleVerb: Verb = {
         const parsed = parseUnitName(req.template);
         const glob = `${parsed.prefix}@*.${parsed.type}`;
         const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
-        const res = await api.scale(req.template, req.count);
+        const res = await api.scale(req.template, req.count, { allowPending });
         responses.push(res);
         if (res.revision > revision) revision = res.revision;
         if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);
+        const a = res.admission;
+        if (!json && a !== undefined && a.placeable < a.count) io.stdout(`Pending: ${a.verdict}\n`);
         if (before === undefined) continue;
         const listed = new Map(before.units.map((u) => [u.unit?.name ?? '', u]));
         const instances = instanceNames(res.template, res.instances);

@@ -28,6 +28,8 @@ import {
   type WaitOptions,
 } from '../wait.js';
 
+const START_FLAGS = { ...WAIT_FLAGS, 'allow-pending': { type: 'boolean' } } as const;
+
 /** What one of the four verbs does. */
 interface StateVerbSpec {
   readonly name: 'load' | 'start' | 'stop' | 'unload';
@@ -39,14 +41,21 @@ interface StateVerbSpec {
   readonly acceptsFiles: boolean;
 }
 
+/** load and start: what admission refuses (instances that cannot be placed now) is queued. */
+const ALLOW_PENDING_HELP = `  --allow-pending       accept instances of a template that cannot be placed now: they
+                        wait for a machine (up to the template's ceiling); without it such a
+                        request is refused with how many can be placed, and writes nothing
+`;
+
 function help(spec: StateVerbSpec): string {
   const what = spec.acceptsFiles ? 'UNIT|FILE...' : 'UNIT...';
-  return `Usage: flotctl ${spec.name} [--no-block] [--timeout DUR] [--block-attempts N] ${what}
+  const pending = spec.acceptsFiles ? ' [--allow-pending]' : '';
+  return `Usage: flotctl ${spec.name} [--no-block] [--timeout DUR] [--block-attempts N]${pending} ${what}
 
 ${spec.description}
 
 Options:
-${WAIT_HELP}
+${WAIT_HELP}${spec.acceptsFiles ? ALLOW_PENDING_HELP : ''}
 Exit status: 0 when every unit got there, 1 when any did not (the reason is printed), 2 for a
 usage error.
 `;
@@ -59,9 +68,11 @@ function stateVerb(spec: StateVerbSpec): Verb {
     summary: spec.summary,
     help: text,
     async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-      const { values, positionals } = parseVerbArgs(args, WAIT_FLAGS);
+      const flags = spec.acceptsFiles ? START_FLAGS : WAIT_FLAGS;
+      const { values, positionals } = parseVerbArgs(args, flags);
       if (positionals.length === 0) throw new UsageError('give at least one unit');
       const wait = parseWaitOptions(values);
+      const allowPending = 'allow-pending' in values && values['allow-pending'] === true;
       const names = unitNamesOf(positionals);
       if (spec.desired !== 'inactive') {
         const templates = names.filter(isTemplateName);
@@ -74,7 +85,7 @@ function stateVerb(spec: StateVerbSpec): Verb {
         }
       }
       return withClient(globals, (api) =>
-        setAndWait(api, io, globals, spec, { args: positionals, names, wait }),
+        setAndWait(api, io, globals, spec, { args: positionals, names, wait, allowPending }),
       );
     },
   };
@@ -85,10 +96,10 @@ async function setAndWait(
   io: CliIo,
   globals: GlobalOptions,
   spec: StateVerbSpec,
-  req: { args: readonly string[]; names: string[]; wait: WaitOptions },
+  req: { args: readonly string[]; names: string[]; wait: WaitOptions; allowPending: boolean },
 ): Promise<number> {
   const submitted = spec.acceptsFiles
-    ? await submitMissing(api, io, req.args, spec.desired)
+    ? await submitMissing(api, io, req.args, spec.desired, req.allowPending)
     : undefined;
   // stop refuses units that are not loaded, as fleetctl does: stopping them would load them.
   let before: Map<string, UnitView> | undefined;
@@ -109,7 +120,8 @@ async function setAndWait(
   // wait counts from the earlier of the two writes.
   const created = req.names.filter((n) => submitted?.created.has(n) === true);
   const rest = req.names.filter((n) => submitted?.created.has(n) !== true);
-  const set = rest.length > 0 ? await api.setDesiredState(rest, spec.desired) : undefined;
+  const set =
+    rest.length > 0 ? await api.setDesiredState(rest, spec.desired, req.allowPending) : undefined;
   const res = {
     changed: [...created, ...(set?.changed ?? [])],
     unchanged: set?.unchanged ?? [],

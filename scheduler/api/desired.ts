@@ -13,6 +13,8 @@ import { MAX_TXN_OPS, type Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
 import type { UnitName } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
+import { admitStart, type ActivatedUnit } from './admission.js';
+import { recordBytes } from './quota.js';
 import {
   applyWrites,
   checkTxnSize,
@@ -28,6 +30,9 @@ import {
  * yet is created with the template's file. INVALID_ARGUMENT for bad names or states,
  * NOT_FOUND for names that are neither units nor instances of submitted templates,
  * FAILED_PRECONDITION for loading or starting a template; in each case nothing is written.
+ * Loading or starting instances passes admission first (admission.ts: the template's ceiling,
+ * and what fits now unless `allow_pending`), then the quota guard (quota.ts); stopping and
+ * unloading pass neither.
  */
 export async function setDesiredState(
   cluster: ApiCluster,
@@ -72,6 +77,17 @@ export async function setDesiredState(
         writes.push({ record, current });
       }
       response.changed.push(n.name);
+    }
+    if (desired !== 'inactive') {
+      const activated: ActivatedUnit[] = [];
+      for (const w of writes) {
+        const name = names.find((n) => n.name === w.record.name);
+        if (name === undefined) continue;
+        if (w.current !== undefined && w.current.value.desiredState !== 'inactive') continue;
+        activated.push({ name, record: w.record, created: w.current === undefined });
+      }
+      admitStart(cluster, activated, req.allowPending);
+      await cluster.quota.check(writes.reduce((sum, w) => sum + recordBytes(w.record), 0));
     }
     const written = await applyWrites(
       cluster,

@@ -13,6 +13,7 @@ import { excerpt } from '../../unit/index.js';
 import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
 import type { InstanceRecords } from './instance-records.js';
+import type { QuotaGuard } from './quota.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */
 export interface ApiCluster {
@@ -23,6 +24,10 @@ export interface ApiCluster {
   readonly instanceRecords: InstanceRecords;
   /** How submits reach registries to pin images; REGISTRY_DEFAULTS when unset. */
   readonly registry?: RegistryOptions;
+  /** The scheduler's `--max-instances`: every template's ceiling (admission.ts). */
+  readonly maxInstances: number;
+  /** Refuses writes that would take etcd past its quota's share (quota.ts). */
+  readonly quota: QuotaGuard;
 }
 
 /** How long a handler waits for the mirror's first listing, or for its own write to show. */

@@ -22,6 +22,7 @@ import {
   type RolloutOptions,
 } from '../rollouts/record.js';
 import { isTemplateName, reversed, ROLLOUT_MAX_PARALLELISM } from '../rollouts/step.js';
+import { recordBytes } from './quota.js';
 import { ApiError, invalidUnits } from '../gate/errors.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { pinImages } from './pin-images.js';
@@ -132,6 +133,8 @@ export async function updateUnit(
     const isTemplate = file.unit.name.isTemplate;
     const total = rolloutStatus(mirror, rollout).total;
     const record = { ...rollout, total };
+    // The leader rewrites every instance with the new file: the guard counts them all now.
+    await cluster.quota.check((total + 2) * recordBytes({ name, file: file.contents }));
     const revision = await applyWrites(
       cluster,
       (b) => {

@@ -13,9 +13,17 @@
  * mirror showed (created only if absent, changed or deleted only if unchanged); a transaction
  * that loses to a concurrent writer leaves the others in place, and the scale decides the
  * rest again once the mirror has caught up. Each transaction is a valid state on the way.
+ *
+ * Before anything is written, a scale up passes admission (admission.ts: the template's
+ * ceiling and what fits now) and the quota guard (quota.ts); a dry run stops there.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
-import type { InstanceRange, ScaleRequest, ScaleResponse } from '../../proto/flotilla/v1/units.js';
+import {
+  ScaleRequest as ScaleRequestMessage,
+  type InstanceRange,
+  type ScaleRequest,
+  type ScaleResponse,
+} from '../../proto/flotilla/v1/units.js';
 import {
   atomicTxn,
   Batch,
@@ -29,6 +37,8 @@ import {
 import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
+import { admitScale } from './admission.js';
+import { recordBytes } from './quota.js';
 import { fresh, settle, type ApiCluster } from './reads.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
@@ -69,6 +79,33 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
   }
   const template = templateName(req.template);
   await fresh(cluster);
+  const now = readTemplate(cluster, template);
+  if (now.record === undefined) refuseWithoutTemplate(template, now.instances.length, req.count);
+  const admission = admitScale(cluster, {
+    template,
+    record: now.record?.value,
+    numbered: now.instances.map((i) => ({ number: i.number, record: i.record.value })),
+    total: cluster.mirror.instances.get(template.name)?.size ?? 0,
+    count: req.count,
+    allowPending: req.allowPending,
+  });
+  const existing = now.instances.map((i) => i.number);
+  if (req.dryRun) {
+    const none: InstanceRange[] = [];
+    const revision = cluster.mirror.revision;
+    return {
+      template: template.name,
+      started: none,
+      destroyed: none,
+      instances: ranges(existing),
+      revision,
+      admission,
+    };
+  }
+  const created = req.count - existing.length;
+  if (created > 0 && now.record !== undefined) {
+    await cluster.quota.check(created * recordBytes(now.record.value));
+  }
   const started = new Set<number>();
   const destroyed = new Set<number>();
   for (let i = 1; i <= WRITE_ATTEMPTS; i++) {
@@ -82,6 +119,7 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
         destroyed: ranges([...destroyed]),
         instances: ranges(round.instances),
         revision: round.revision,
+        admission,
       };
     }
     await fresh(cluster);
@@ -107,10 +145,12 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   const before = readTemplate(cluster, template);
   if (before.record === undefined) refuseWithoutTemplate(template, before.instances.length, count);
   const lock = { key: store.keys.scale(template.name), modRevision: 0n };
-  lock.modRevision = await store.putRecord(codecs.scale, lock.key, {
-    template: template.name,
-    count,
-  });
+  // The record is a ScaleRequest holding only what was asked: template and count.
+  lock.modRevision = await store.putRecord(
+    codecs.scale,
+    lock.key,
+    ScaleRequestMessage.fromPartial({ template: template.name, count }),
+  );
   await settle(mirror, lock.modRevision);
   const { record, instances } = readTemplate(cluster, template);
   const keep = instances.slice(0, count);

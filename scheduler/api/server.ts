@@ -35,6 +35,8 @@ import { InstanceRecords } from './instance-records.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
 import { API_SERVER_OPTIONS } from './limits.js';
+import { DEFAULT_MAX_INSTANCES } from './admission.js';
+import { QuotaGuard, type QuotaOptions } from './quota.js';
 import { planUnits } from './plan.js';
 import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
@@ -71,6 +73,13 @@ export interface ApiServerOptions {
   readonly readiness?: () => Readiness;
   /** How submits reach registries to pin images. Default: REGISTRY_DEFAULTS. */
   readonly registry?: RegistryOptions;
+  /**
+   * The ceiling of every template's instances (`--max-instances`, admission.ts); a template's
+   * MaxInstances= may lower it. Default {@link DEFAULT_MAX_INSTANCES} (10,000).
+   */
+  readonly maxInstances?: number;
+  /** etcd's quota and the share past which writes are refused (quota.ts). Default 80% of 2 GiB. */
+  readonly quota?: QuotaOptions;
 }
 
 /** A running API server. */
@@ -105,6 +114,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     mirror,
     definitions,
     instanceRecords: new InstanceRecords(),
+    maxInstances: opts.maxInstances ?? DEFAULT_MAX_INSTANCES,
+    quota: new QuotaGuard(store, opts.quota),
     ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
   };
   const gate = new ApiGuard({

@@ -4,6 +4,9 @@
  * "Identical" follows fleet: two files are the same unit when their content hashes match
  * (comments and whitespace do not count). Resubmitting the same unit is a no-op; a different
  * unit under an existing name is ALREADY_EXISTS unless `replace` is set.
+ *
+ * Instances submitted loaded or launched pass admission (admission.ts) as a start does, and
+ * every submit that writes passes the quota guard (quota.ts), before anything is written.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest, SubmitUnitsResponse } from '../../proto/flotilla/v1/units.js';
@@ -12,6 +15,8 @@ import type { ApiCluster } from './reads.js';
 import type { UnitStateName } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { ApiError } from '../gate/errors.js';
+import { admitStart, type ActivatedUnit } from './admission.js';
+import { recordBytes } from './quota.js';
 import { pinImages } from './pin-images.js';
 import {
   applyWrites,
@@ -52,6 +57,7 @@ export async function submitUnits(
         `${clashes.join(', ')}: a different unit of that name exists (set replace to overwrite)`,
       );
     }
+    await admit(cluster, files, decisions, units, desired, req.allowPending);
     const response: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision };
     const written = await applyWrites(
       cluster,
@@ -70,6 +76,36 @@ export async function submitUnits(
     );
     return { ...response, revision: written };
   });
+}
+
+/**
+ * Admission of the instances this submit loads or starts (created, or set from inactive), and
+ * the quota guard for everything it writes. Throws the refusal; writes nothing.
+ */
+async function admit(
+  cluster: ApiCluster,
+  files: readonly ValidFile[],
+  decisions: readonly Decision[],
+  units: ReadonlyMap<string, Versioned<Unit>>,
+  desired: UnitStateName | undefined,
+  allowPending: boolean,
+): Promise<void> {
+  const activated: ActivatedUnit[] = [];
+  const templates = new Map<string, Unit>();
+  let bytes = 0;
+  files.forEach((f, i) => {
+    const d = decisions[i];
+    if (d === undefined || (d.kind !== 'created' && d.kind !== 'updated')) return;
+    bytes += recordBytes(d.record);
+    if (f.unit.name.isTemplate) templates.set(f.name, d.record);
+    const current = units.get(f.name)?.value.desiredState;
+    const activates = desired !== undefined && desired !== 'inactive';
+    if (activates && !f.unit.name.isTemplate && (current === undefined || current === 'inactive')) {
+      activated.push({ name: f.unit.name, record: d.record, created: current === undefined });
+    }
+  });
+  if (activated.length > 0) admitStart(cluster, activated, allowPending, templates);
+  if (bytes > 0) await cluster.quota.check(bytes);
 }
 
 /** A template only describes instances: it can be submitted, never loaded or started. */

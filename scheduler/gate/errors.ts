@@ -18,6 +18,7 @@ export type ApiErrorCode =
   | 'failed-precondition'
   | 'aborted'
   | 'out-of-range'
+  | 'resource-exhausted'
   | 'unavailable'
   | 'permission-denied'
   | 'unauthenticated'
@@ -30,6 +31,7 @@ const GRPC_STATUS: Readonly<Record<ApiErrorCode, status>> = {
   'failed-precondition': status.FAILED_PRECONDITION,
   aborted: status.ABORTED,
   'out-of-range': status.OUT_OF_RANGE,
+  'resource-exhausted': status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
   'permission-denied': status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,

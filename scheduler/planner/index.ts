@@ -1,8 +1,10 @@
 /**
  * The placement planner's public surface. The scheduler daemon needs only `plan`, the types,
- * and `applyPlan` when it wants the placement set a plan leads to (e.g. for `flotctl plan`).
+ * and `applyPlan` when it wants the placement set a plan leads to (e.g. for `flotctl plan`);
+ * the API's admission asks `placeInOrder` how many of a template's instances fit now.
  */
 export { applyPlan, plan } from './planner.js';
+export { placeInOrder, type Capacity } from './capacity.js';
 export { FEASIBILITY_CHAIN, summarize } from './chain.js';
 export { formatBytes, type FeasibilityChecker } from './checker.js';
 export {

@@ -34,6 +34,7 @@ import {
   type UnitStatus,
 } from '../../proto/flotilla/v1/units.js';
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
+import type { QuotaOptions } from '../../scheduler/api/quota.js';
 import { openStore, type Store } from '../../store/index.js';
 import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 
@@ -65,11 +66,21 @@ export interface Api {
   readonly machines: MachinesClient;
   readonly events: EventsClient;
   submit(r: Partial<SubmitUnitsRequest>): ReturnType<typeof submit>;
-  setDesired(names: string[], desiredState: string): ReturnType<typeof setDesired>;
+  /** SetDesiredState; `allowPending` (default false) passes admission's fit check. */
+  setDesired(
+    names: string[],
+    desiredState: string,
+    allowPending?: boolean,
+  ): ReturnType<typeof setDesired>;
   destroy(names: string[]): ReturnType<typeof destroy>;
   get(name: string): ReturnType<typeof get>;
   list(r: Partial<ListUnitsRequest>): ReturnType<typeof list>;
-  scale(template: string, count: number): ReturnType<typeof scale>;
+  /** Scale; `opts` as ScaleRequest's allowPending and dryRun (default false). */
+  scale(
+    template: string,
+    count: number,
+    opts?: { allowPending?: boolean; dryRun?: boolean },
+  ): ReturnType<typeof scale>;
   plan(r: Partial<PlanRequest>): ReturnType<typeof plan>;
   listMachines(r?: Partial<ListMachinesRequest>): ReturnType<typeof listMachines>;
   setMetadata(r: Partial<SetMachineMetadataRequest>): ReturnType<typeof setMetadata>;
@@ -88,6 +99,7 @@ const scale = async (c: UnitsClient, r: ScaleRequest) => {
   const res = await rpc(c.scale.bind(c), r);
   return {
     revision: res.revision,
+    admission: res.admission,
     started: instanceNames(res.template, res.started),
     destroyed: instanceNames(res.template, res.destroyed),
     instances: instanceNames(res.template, res.instances),
@@ -111,7 +123,15 @@ export const quietLogger = pino({ level: 'silent' });
 export async function startApi(
   t: ExecutionContext,
   etcd: EtcdServer,
-  opts: { store?: Store; label?: string; registry?: RegistryOptions } = {},
+  opts: {
+    store?: Store;
+    label?: string;
+    registry?: RegistryOptions;
+    /** The scheduler's --max-instances (admission); default its default. */
+    maxInstances?: number;
+    /** The quota guard's options; default etcd's default quota. */
+    quota?: QuotaOptions;
+  } = {},
 ): Promise<Api> {
   const prefix = uniquePrefix(opts.label ?? t.title);
   const store = opts.store ?? openStore({ endpoints: etcd.endpoint, prefix });
@@ -120,6 +140,8 @@ export async function startApi(
     listen: '127.0.0.1:0',
     logger: quietLogger,
     ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
+    ...(opts.maxInstances !== undefined ? { maxInstances: opts.maxInstances } : {}),
+    ...(opts.quota !== undefined ? { quota: opts.quota } : {}),
   });
   const creds = credentials.createInsecure();
   const units = new UnitsClient(server.address, creds);
@@ -142,11 +164,18 @@ export async function startApi(
     machines,
     events,
     submit: (r) => submit(units, { ...SubmitUnitsRequest.create(), ...r }),
-    setDesired: (names, desiredState) => setDesired(units, { names, desiredState }),
+    setDesired: (names, desiredState, allowPending = false) =>
+      setDesired(units, { names, desiredState, allowPending }),
     destroy: (names) => destroy(units, { names }),
     get: (name) => get(units, { name }),
     list: (r) => list(units, { ...ListUnitsRequest.create(), ...r }),
-    scale: (template, count) => scale(units, { template, count }),
+    scale: (template, count, opts = {}) =>
+      scale(units, {
+        template,
+        count,
+        allowPending: opts.allowPending ?? false,
+        dryRun: opts.dryRun ?? false,
+      }),
     plan: (r) => plan(units, { ...PlanRequest.create(), ...r }),
     listMachines: (r) => listMachines(machines, r),
     setMetadata: (r) => setMetadata(machines, { ...SetMachineMetadataRequest.create(), ...r }),

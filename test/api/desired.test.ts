@@ -9,6 +9,12 @@ const WEB = readFileSync(`${EXAMPLES}web@.service`, 'utf8');
 
 const server = etcdForFile(test);
 
+/**
+ * These tests have no machines: every instance they start waits, which admission refuses
+ * unless pending instances are allowed (admission itself: admission.test.ts).
+ */
+const PENDING = { allowPending: true };
+
 async function desiredOf(api: Api, name: string): Promise<string | undefined> {
   const rec = await api.store.getRecord(codecs.unit, api.store.keys.unit(name));
   return rec?.value.desiredState;
@@ -18,7 +24,7 @@ test('starting an instance of a submitted template creates it with the template 
   const api = await startApi(t, server());
   await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
   const template = await api.store.getRecord(codecs.unit, api.store.keys.unit('web@.service'));
-  const res = await api.setDesired(['web@3.service'], 'launched');
+  const res = await api.setDesired(['web@3.service'], 'launched', true);
   t.deepEqual(res.changed, ['web@3.service']);
   const instance = await api.store.getRecord(codecs.unit, api.store.keys.unit('web@3.service'));
   t.is(instance?.value.file, WEB);
@@ -26,7 +32,7 @@ test('starting an instance of a submitted template creates it with the template 
   t.is(instance?.value.desiredState, 'launched');
   t.is(instance?.modRevision, res.revision);
 
-  const again = await api.setDesired(['web@3.service'], 'launched');
+  const again = await api.setDesired(['web@3.service'], 'launched', true);
   t.deepEqual(again.unchanged, ['web@3.service']);
   const stopped = await api.setDesired(['web@3.service'], 'loaded');
   t.deepEqual(stopped.changed, ['web@3.service']);
@@ -74,7 +80,7 @@ test('starting instances that together outgrow one etcd request is INVALID_ARGUM
   await api.submit({ files: [{ name: 'big@.service', contents: big }] });
   const before = await fingerprint(api.store);
   const names = Array.from({ length: 10 }, (_, i) => `big@${i + 1}.service`);
-  const err = await failure(api.setDesired(names, 'launched'));
+  const err = await failure(api.setDesired(names, 'launched', true));
   t.is(err.code, status.INVALID_ARGUMENT);
   t.regex(err.details, /too large.*--max-request-bytes \(1\.5 MiB by default\)/);
   t.regex(err.details, /change fewer or smaller units at once$/);
@@ -100,14 +106,14 @@ test('destroy removes the named units; an unknown name removes nothing', async (
 test('scale creates the lowest free numbers and destroys the highest', async (t) => {
   const api = await startApi(t, server());
   await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
-  const up = await api.scale('web', 3);
+  const up = await api.scale('web', 3, PENDING);
   t.deepEqual(up.started, ['web@1.service', 'web@2.service', 'web@3.service']);
   t.deepEqual(up.instances, ['web@1.service', 'web@2.service', 'web@3.service']);
   t.is(await desiredOf(api, 'web@2.service'), 'launched');
 
   await api.destroy(['web@2.service']);
-  await api.setDesired(['web@canary.service'], 'launched'); // not a numbered instance
-  const grow = await api.scale('web@.service', 4);
+  await api.setDesired(['web@canary.service'], 'launched', true); // not a numbered instance
+  const grow = await api.scale('web@.service', 4, PENDING);
   t.deepEqual(grow.started, ['web@2.service', 'web@4.service']);
   t.deepEqual(grow.instances, ['web@1.service', 'web@2.service', 'web@3.service', 'web@4.service']);
 
@@ -145,7 +151,7 @@ test('scale refuses negative counts, unknown templates and non-templates', async
 test('scale past one transaction writes transactions of at most 128 changes and reaches the count', async (t) => {
   const api = await startApi(t, server());
   await api.submit({ files: [{ name: 'web@.service', contents: WEB }] });
-  const up = await api.scale('web', 300);
+  const up = await api.scale('web', 300, PENDING);
   t.is(up.started.length, 300);
   t.is(up.instances.length, 300);
   t.is(up.instances.at(-1), 'web@300.service');
@@ -180,8 +186,11 @@ test('two concurrent scales of one template end at one of the two counts, number
     [400, 100, 700],
     [250, 600, 20],
   ] as const) {
-    await api.scale('web', from);
-    const results = await Promise.allSettled([api.scale('web', a), api.scale('web', b)]);
+    await api.scale('web', from, PENDING);
+    const results = await Promise.allSettled([
+      api.scale('web', a, PENDING),
+      api.scale('web', b, PENDING),
+    ]);
     const numbers = await numbered();
     const what = `from ${from}, scales to ${a} and ${b}`;
     t.true(numbers.length === a || numbers.length === b, `${what} ended at ${numbers.length}`);

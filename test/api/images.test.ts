@@ -77,7 +77,7 @@ test.serial(
     const template = await api.get('pinned@.service');
     t.is(template.image, `${image}@${digest}`);
     t.regex(template.unit?.file ?? '', new RegExp(`^Image=${image}@${digest}$`, 'm'));
-    await api.setDesired(['pinned@1.service', 'pinned@2.service'], 'launched');
+    await api.setDesired(['pinned@1.service', 'pinned@2.service'], 'launched', true);
     for (const name of ['pinned@1.service', 'pinned@2.service']) {
       t.is((await api.get(name)).image, `${image}@${digest}`);
     }

@@ -29,7 +29,7 @@ function update(api: Api, r: Partial<UpdateUnitRequest>): Promise<RolloutStatus>
 
 async function withInstances(api: Api): Promise<void> {
   await api.submit({ files: [{ name: 'web@.service', contents: file('v1') }] });
-  await api.setDesired(['web@1.service', 'web@2.service', 'web@3.service'], 'launched');
+  await api.setDesired(['web@1.service', 'web@2.service', 'web@3.service'], 'launched', true);
 }
 
 test('an update writes the template and a running rollout record with the defaults', async (t) => {

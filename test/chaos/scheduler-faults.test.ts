@@ -190,7 +190,7 @@ serial('a scheduler SIGKILLed in the middle of a large scale: a retry finishes i
   await c().ok(['submit', await c().unitFile('parked@.service', PARKED_UNIT)]);
   const old = await leader(c());
   c().useApi(old.api);
-  const scale = c().flotctl(['scale', '--no-block', 'parked@.service=3000']);
+  const scale = c().flotctl(['scale', '--no-block', '--allow-pending', 'parked@.service=3000']);
   const late = await killOnceWritten(c(), old.name, 'parked@', scale, 1);
   const first = await scale;
   const written = (await unitCount(c(), 'parked@')) - 1; // less the template
@@ -202,7 +202,7 @@ serial('a scheduler SIGKILLed in the middle of a large scale: a retry finishes i
 
   c().useApi(await liveApi(c(), old.name));
   const t0 = Date.now();
-  await c().ok(['scale', '--no-block', 'parked@.service=3000']);
+  await c().ok(['scale', '--no-block', '--allow-pending', 'parked@.service=3000']);
   t.is(
     await unitCount(c(), 'parked@'),
     3001,

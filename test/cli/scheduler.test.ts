@@ -75,7 +75,7 @@ test.serial(
 );
 
 test.serial(
-  'scale with Conflicts: the instance that does not fit is reported, the rest run',
+  'scale with Conflicts: refused past what fits (and its dry run says so); with --allow-pending the instance that does not fit is reported, the rest run',
   async (t) => {
     const { run } = await realCluster(t);
     const dir = await unitDir(t, {
@@ -85,7 +85,22 @@ test.serial(
     const plan = await run(['plan', 'web@1', 'web@2', 'web@3']);
     t.is(plan.code, 1, 'two machines fit two conflicting instances, not three');
     t.regex(plan.stdout, /2 of 3 units can be placed on 2 machines/);
-    const scale = await run(['-o', 'json', 'scale', 'web=3']);
+    const dry = await run(['scale', '--dry-run', 'web=3']);
+    const refused = await run(['scale', 'web=3']);
+    for (const r of [dry, refused]) {
+      t.is(r.code, 1, r.stdout);
+      t.is(
+        r.stderr,
+        'web@.service=3: at most 2 of 3 can be placed now (0/2 machines: 1 conflict with web@1.service, 1 conflict with web@2.service); pass --allow-pending to queue the rest\n',
+      );
+    }
+    const wouldQueue = await run(['scale', '--dry-run', '--allow-pending', 'web=3']);
+    t.is(wouldQueue.code, 0, wouldQueue.stderr);
+    t.regex(
+      wouldQueue.stdout,
+      /^Would be admitted: web@\.service=3: at most 2 of 3 .*; the other 1 will wait/,
+    );
+    const scale = await run(['-o', 'json', 'scale', '--allow-pending', 'web=3']);
     t.is(scale.code, 1);
     const json = parseJson(t, scale.stdout) as {
       units: { name: string; reached: boolean; problem?: string }[];

@@ -23,7 +23,7 @@ async function withInstances(t: Parameters<typeof startTestApi>[0], count: numbe
   const dir = await unitDir(t, { 'cache@.service': unitText({ exec: '/bin/sleep 3600' }) });
   const sub = await api.run(['submit', `${dir}/cache@.service`]);
   t.is(sub.code, 0, sub.stderr);
-  const scaled = await api.run(['scale', '--no-block', `cache=${count}`]);
+  const scaled = await api.run(['scale', '--no-block', '--allow-pending', `cache=${count}`]);
   t.is(scaled.code, 0, scaled.stderr);
   return api;
 }
@@ -71,7 +71,7 @@ test('scale reaches instances whose template is gone: down works, up says to sub
   const api = await withInstances(t, 3);
   // A template destroyed before destroy refused it (or deleted by hand): only instances left.
   await api.store.delete(api.store.keys.unit('cache@.service'));
-  const up = await api.run(['scale', '--no-block', 'cache=4']);
+  const up = await api.run(['scale', '--no-block', '--allow-pending', 'cache=4']);
   t.is(up.code, 1);
   t.is(
     up.stderr,

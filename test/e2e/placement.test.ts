@@ -106,3 +106,30 @@ serial(
     t.is([...units.keys()].filter((n) => n.startsWith('api@')).length, 6);
   },
 );
+
+serial(
+  'a typo scale of api@.service to 1,000,000 is refused at once with what fits, and writes no unit record',
+  async (t) => {
+    const store = c().openStore();
+    t.teardown(() => store.close());
+    const units = async (): Promise<string[]> =>
+      (await store.list(store.keys.dir('unit'))).items.map((kv) => `${kv.key}@${kv.modRevision}`);
+    const before = await units();
+    const t0 = Date.now();
+    const r = await c().flotctl(['scale', 'api@.service=1000000']);
+    const ms = Date.now() - t0;
+    t.log(`refused in ${ms} ms (a flotctl process, start to exit)`);
+    t.is(r.code, 1, r.stdout);
+    t.is(
+      r.stderr,
+      "api@.service=1000000 is over its ceiling of 10000 instances (the scheduler's --max-instances); at most 6 of 1000000 can be placed now (0/3 machines: 3 already run 2 instances of api@.service (MaxPerMachine=2)); scale to at most 10000, or raise the schedulers' --max-instances (an operator's flag)\n",
+    );
+    t.true(ms < 5_000, `${ms} ms`);
+    const pending = await c().flotctl(['scale', '--allow-pending', 'api@.service=1000000']);
+    t.is(pending.code, 1, '--allow-pending does not lift the ceiling');
+    const fit = await c().flotctl(['scale', '--dry-run', 'api@.service=7']);
+    t.is(fit.code, 1);
+    t.regex(fit.stderr, /^api@\.service=7: at most 6 of 7 can be placed now \(0\/3 machines: /);
+    t.deepEqual(await units(), before, 'no unit record was written or touched');
+  },
+);

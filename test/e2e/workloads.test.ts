@@ -17,10 +17,20 @@ const webs = (u: Map<string, UnitView>): string[] =>
   [...u.keys()].filter((n) => /^web@\d+\.service$/.test(n)).sort();
 
 serial(
-  'scale web@.service to 5 then 2: three fit, two wait with a reason, then two remain',
+  'scale web@.service to 5: refused past what fits; with --allow-pending three fit, two wait with a reason; then 2 remain',
   async (t) => {
     await c().ok(['submit', join(EXAMPLES, 'web@.service')]);
-    const up = await c().flotctl(['scale', '--timeout', '60s', 'web@.service=5']);
+    const refused = await c().flotctl(['scale', 'web@.service=5']);
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /^web@\.service=5: at most 3 of 5 can be placed now \(0\/3 machines: /);
+    t.regex(refused.stderr, /pass --allow-pending to queue the rest\n$/);
+    const up = await c().flotctl([
+      'scale',
+      '--timeout',
+      '60s',
+      '--allow-pending',
+      'web@.service=5',
+    ]);
     t.is(up.code, 1, 'two instances cannot be placed, and scale says so');
     const five = await c().waitUnits('3 of 5 running', (u) => {
       const names = webs(u);

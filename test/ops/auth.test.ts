@@ -143,8 +143,10 @@ async function rig(t: ExecutionContext): Promise<Rig> {
             files: names.map((name) => ({ name, contents: unitText() })),
             replace: false,
             desiredState,
+            allowPending: false,
           }),
-        setDesired: (names, desiredState) => call(c.setDesiredState, { names, desiredState }),
+        setDesired: (names, desiredState) =>
+          call(c.setDesiredState, { names, desiredState, allowPending: false }),
         destroy: (names) => call(c.destroyUnits, { names }),
         list: async () => {
           const res = await call(c.listUnits, ListUnitsRequest.create());

@@ -142,6 +142,9 @@ export function replicaOptions(
     pauseTimeoutMs: SCHEDULER_DEFAULTS.pauseTimeoutMs,
     lossSettleMs: SCHEDULER_DEFAULTS.lossSettleMs,
     tickMs: 500,
+    maxInstances: SCHEDULER_DEFAULTS.maxInstances,
+    etcdQuotaBytes: SCHEDULER_DEFAULTS.etcdQuotaBytes,
+    etcdQuotaShare: SCHEDULER_DEFAULTS.etcdQuotaShare,
     ...overrides,
   };
 }

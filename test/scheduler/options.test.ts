@@ -151,3 +151,30 @@ test('--registry-mirror: images named after FROM are looked up at TO, names unch
     message: /--registry-mirror: "127.0.0.1:5000" is not FROM=TO/,
   });
 });
+
+test.serial(
+  'admission flags: --max-instances and the etcd quota guard, with their defaults',
+  (t) => {
+    const d = options([]);
+    t.is(d.maxInstances, 10_000);
+    t.is(d.etcdQuotaBytes, 2 * 1024 ** 3, "etcd's default --quota-backend-bytes");
+    t.is(d.etcdQuotaShare, 0.8);
+    const o = options([
+      '--max-instances=100000',
+      '--etcd-quota-bytes=8589934592',
+      '--etcd-quota-share=0.9',
+    ]);
+    t.like(o, { maxInstances: 100_000, etcdQuotaBytes: 8 * 1024 ** 3, etcdQuotaShare: 0.9 });
+    for (const [argv, message] of [
+      [['--max-instances=0'], /--max-instances=0: expected 1 to 1000000/],
+      [['--max-instances=1000001'], /expected 1 to 1000000/],
+      [['--etcd-quota-bytes=0'], /--etcd-quota-bytes=0: give etcd's --quota-backend-bytes/],
+      [['--etcd-quota-share=80'], /--etcd-quota-share=80: expected a share above 0 and at most 1/],
+      [['--etcd-quota-share=0'], /above 0/],
+    ] as const) {
+      const err = t.throws(() => options([...argv]), { instanceOf: UsageError });
+      t.regex(err?.message ?? '', message);
+    }
+    t.regex(SCHEDULER_USAGE, /--max-instances N .*\n.*\(default 10000\)/);
+  },
+);

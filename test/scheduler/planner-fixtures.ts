@@ -67,6 +67,7 @@ export function unit(name: string, spec: UnitSpec = {}): PlannerUnit {
       global: false,
       replaces: [],
       maxPerMachine: 0,
+      maxInstances: 0,
       spreadBy: '',
       stopOnDisconnectMs: 0,
       ...fleet,

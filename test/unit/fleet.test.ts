@@ -19,7 +19,10 @@ function fleetError(xfleet: SectionValues, name = 'u.service'): UnitError {
   throw new Error('expected a UnitError');
 }
 
-const keys: readonly (readonly [string, SectionValues, Partial<FleetOptions>])[] = [
+const keys: readonly (
+  | readonly [string, SectionValues, Partial<FleetOptions>]
+  | readonly [string, SectionValues, Partial<FleetOptions>, string]
+)[] = [
   ['MachineID', { MachineID: 'abc123' }, { machineId: 'abc123' }],
   ['X-ConditionMachineID', { 'X-ConditionMachineID': 'abc' }, { machineId: 'abc' }],
   ['X-ConditionMachineBootID', { 'X-ConditionMachineBootID': 'boot1' }, { machineId: 'boot1' }],
@@ -39,6 +42,9 @@ const keys: readonly (readonly [string, SectionValues, Partial<FleetOptions>])[]
     { replaces: ['old@*.service', 'new.service'] },
   ],
   ['MaxPerMachine', { MaxPerMachine: '2' }, { maxPerMachine: 2 }],
+  ['MaxInstances (in a template)', { MaxInstances: '50' }, { maxInstances: 50 }, 'web@.service'],
+  ['MaxInstances (in an instance)', { MaxInstances: '1' }, { maxInstances: 1 }, 'web@3.service'],
+  ['MaxInstances= resets it', { MaxInstances: ['50', ''] }, { maxInstances: 0 }, 'web@.service'],
   ['SpreadBy', { SpreadBy: 'zone' }, { spreadBy: 'zone' }],
   ['StopOnDisconnect', { StopOnDisconnect: '30s' }, { stopOnDisconnectMs: 30_000 }],
   ['StopOnDisconnect=1min 30s', { StopOnDisconnect: '1min 30s' }, { stopOnDisconnectMs: 90_000 }],
@@ -49,9 +55,9 @@ const keys: readonly (readonly [string, SectionValues, Partial<FleetOptions>])[]
   ],
 ];
 
-for (const [what, xfleet, expected] of keys) {
+for (const [what, xfleet, expected, name] of keys) {
   test(`[X-Fleet] ${what} is understood`, (t) => {
-    const f = fleet(xfleet);
+    const f = fleet(xfleet, name);
     for (const [k, v] of Object.entries(expected)) t.deepEqual(f[k as keyof FleetOptions], v, k);
   });
 }
@@ -65,6 +71,7 @@ test('defaults: nothing constrained', (t) => {
     global: false,
     replaces: [],
     maxPerMachine: 0,
+    maxInstances: 0,
     spreadBy: '',
     stopOnDisconnectMs: 0,
   });
@@ -148,6 +155,9 @@ const badValues: readonly (readonly [SectionValues, UnitErrorCode, RegExp])[] = 
   [{ Global: 'maybe' }, 'invalid-value', /Global=maybe: expected a boolean/],
   [{ MaxPerMachine: 'two' }, 'invalid-value', /MaxPerMachine=two: expected a whole number/],
   [{ MaxPerMachine: '-1' }, 'invalid-value', /MaxPerMachine=-1/],
+  [{ MaxInstances: '0' }, 'invalid-value', /MaxInstances=0: expected a whole number from 1 to/],
+  [{ MaxInstances: '1000001' }, 'invalid-value', /MaxInstances=1000001: .* to 1000000/],
+  [{ MaxInstances: 'lots' }, 'invalid-value', /MaxInstances=lots/],
   [{ SpreadBy: 'zone region' }, 'invalid-value', /one machine metadata key/],
   [{ StopOnDisconnect: 'soon' }, 'invalid-value', /StopOnDisconnect=soon: expected a time span/],
   [{ MachineOf: 'not a unit' }, 'invalid-value', /MachineOf=: invalid unit name "not"/],
@@ -167,6 +177,13 @@ for (const [xfleet, code, message] of badValues) {
     t.true(err.line > 0);
   });
 }
+
+test('MaxInstances= in a plain unit is an error: it bounds the instances of a template', (t) => {
+  const err = fleetError({ MaxInstances: '5' }, 'db.service');
+  t.is(err.code, 'invalid-combination');
+  t.regex(err.message, /^MaxInstances= bounds the instances of a template, and db\.service is not/);
+  t.is(err.line, 8);
+});
 
 test('an unknown [X-Fleet] key is an error that suggests the near one', (t) => {
   const err = fleetError({ Conflict: 'web@*.service' });

@@ -34,6 +34,12 @@ export interface SubmitUnitsRequest {
    * are inactive and existing ones keep theirs.
    */
   desiredState: string;
+  /**
+   * Admission (loaded or launched instances of a template): accept instances that cannot be
+   * placed now, which then wait (up to the template's ceiling); otherwise such a request is
+   * refused with FAILED_PRECONDITION saying how many can be placed.
+   */
+  allowPending: boolean;
 }
 
 export interface SubmitUnitsResponse {
@@ -47,6 +53,8 @@ export interface SetDesiredStateRequest {
   names: string[];
   /** inactive | loaded | launched */
   desiredState: string;
+  /** As SubmitUnitsRequest.allow_pending. */
+  allowPending: boolean;
 }
 
 export interface SetDesiredStateResponse {
@@ -168,6 +176,37 @@ export interface ScaleRequest {
   /** A template such as web@.service (or web, which means web@.service). */
   template: string;
   count: number;
+  /**
+   * Admission of a scale up: accept instances that cannot be placed now, which then wait (up
+   * to the template's ceiling). Without it, a scale up past what fits is refused with
+   * FAILED_PRECONDITION "at most N of M can be placed now (...)", and nothing is written.
+   */
+  allowPending: boolean;
+  /**
+   * Decide admission only: write nothing. A scale that would be refused fails as it would
+   * (same code, same message); one that would be admitted answers with `admission` set and
+   * nothing else.
+   */
+  dryRun: boolean;
+}
+
+/** What admission decided for a scale (or a start) of a template's instances. */
+export interface Admission {
+  /** The template, e.g. api@.service. */
+  template: string;
+  /** Instances asked for (a scale's count). */
+  count: number;
+  /** How many of them could be placed now, counting those already placed; capped at `count`. */
+  placeable: number;
+  /**
+   * The template's ceiling: the lower of the scheduler's --max-instances and the template's
+   * [X-Fleet] MaxInstances=.
+   */
+  ceiling: number;
+  /** The verdict in words, e.g. "api@.service=6: all 6 can be placed now (ceiling 10000)". */
+  verdict: string;
+  /** Whether the request is (or, in a dry run, would be) admitted. */
+  admitted: boolean;
 }
 
 /** Numbered instances first..last of a template (both included). */
@@ -190,6 +229,8 @@ export interface ScaleResponse {
   destroyed: InstanceRange[];
   /** The numbered instances that exist after scaling, in order. */
   instances: InstanceRange[];
+  /** Admission's verdict (a dry run answers with this alone). */
+  admission?: Admission | undefined;
 }
 
 export interface PlanRequest {
@@ -355,7 +396,7 @@ export const UnitFile: MessageFns<UnitFile> = {
 };
 
 function createBaseSubmitUnitsRequest(): SubmitUnitsRequest {
-  return { files: [], replace: false, desiredState: "" };
+  return { files: [], replace: false, desiredState: "", allowPending: false };
 }
 
 export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
@@ -368,6 +409,9 @@ export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
     }
     if (message.desiredState !== "") {
       writer.uint32(26).string(message.desiredState);
+    }
+    if (message.allowPending !== false) {
+      writer.uint32(400).bool(message.allowPending);
     }
     return writer;
   },
@@ -409,6 +453,14 @@ export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
             message.desiredState = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.allowPending = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -430,6 +482,11 @@ export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
         : isSet(object.desired_state)
         ? globalThis.String(object.desired_state)
         : "",
+      allowPending: isSet(object.allowPending)
+        ? globalThis.Boolean(object.allowPending)
+        : isSet(object.allow_pending)
+        ? globalThis.Boolean(object.allow_pending)
+        : false,
     };
   },
 
@@ -444,6 +501,9 @@ export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
     if (message.desiredState !== "") {
       obj.desiredState = message.desiredState;
     }
+    if (message.allowPending !== false) {
+      obj.allowPending = message.allowPending;
+    }
     return obj;
   },
 
@@ -455,6 +515,7 @@ export const SubmitUnitsRequest: MessageFns<SubmitUnitsRequest> = {
     message.files = object.files?.map((e) => UnitFile.fromPartial(e)) || [];
     message.replace = object.replace ?? false;
     message.desiredState = object.desiredState ?? "";
+    message.allowPending = object.allowPending ?? false;
     return message;
   },
 };
@@ -582,7 +643,7 @@ export const SubmitUnitsResponse: MessageFns<SubmitUnitsResponse> = {
 };
 
 function createBaseSetDesiredStateRequest(): SetDesiredStateRequest {
-  return { names: [], desiredState: "" };
+  return { names: [], desiredState: "", allowPending: false };
 }
 
 export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
@@ -592,6 +653,9 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
     }
     if (message.desiredState !== "") {
       writer.uint32(18).string(message.desiredState);
+    }
+    if (message.allowPending !== false) {
+      writer.uint32(400).bool(message.allowPending);
     }
     return writer;
   },
@@ -625,6 +689,14 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
             message.desiredState = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.allowPending = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -645,6 +717,11 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
         : isSet(object.desired_state)
         ? globalThis.String(object.desired_state)
         : "",
+      allowPending: isSet(object.allowPending)
+        ? globalThis.Boolean(object.allowPending)
+        : isSet(object.allow_pending)
+        ? globalThis.Boolean(object.allow_pending)
+        : false,
     };
   },
 
@@ -656,6 +733,9 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
     if (message.desiredState !== "") {
       obj.desiredState = message.desiredState;
     }
+    if (message.allowPending !== false) {
+      obj.allowPending = message.allowPending;
+    }
     return obj;
   },
 
@@ -666,6 +746,7 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
     const message = createBaseSetDesiredStateRequest();
     message.names = object.names?.map((e) => e) || [];
     message.desiredState = object.desiredState ?? "";
+    message.allowPending = object.allowPending ?? false;
     return message;
   },
 };
@@ -1751,7 +1832,7 @@ export const ListUnitsResponse: MessageFns<ListUnitsResponse> = {
 };
 
 function createBaseScaleRequest(): ScaleRequest {
-  return { template: "", count: 0 };
+  return { template: "", count: 0, allowPending: false, dryRun: false };
 }
 
 export const ScaleRequest: MessageFns<ScaleRequest> = {
@@ -1761,6 +1842,12 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
     }
     if (message.count !== 0) {
       writer.uint32(16).int32(message.count);
+    }
+    if (message.allowPending !== false) {
+      writer.uint32(400).bool(message.allowPending);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(408).bool(message.dryRun);
     }
     return writer;
   },
@@ -1794,6 +1881,22 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
             message.count = reader.int32();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.allowPending = reader.bool();
+            continue;
+          }
+          case 51: {
+            if (tag !== 408) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1810,6 +1913,16 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
     return {
       template: isSet(object.template) ? globalThis.String(object.template) : "",
       count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      allowPending: isSet(object.allowPending)
+        ? globalThis.Boolean(object.allowPending)
+        : isSet(object.allow_pending)
+        ? globalThis.Boolean(object.allow_pending)
+        : false,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
     };
   },
 
@@ -1821,6 +1934,12 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
     if (message.count !== 0) {
       obj.count = Math.round(message.count);
     }
+    if (message.allowPending !== false) {
+      obj.allowPending = message.allowPending;
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
     return obj;
   },
 
@@ -1831,6 +1950,157 @@ export const ScaleRequest: MessageFns<ScaleRequest> = {
     const message = createBaseScaleRequest();
     message.template = object.template ?? "";
     message.count = object.count ?? 0;
+    message.allowPending = object.allowPending ?? false;
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBaseAdmission(): Admission {
+  return { template: "", count: 0, placeable: 0, ceiling: 0, verdict: "", admitted: false };
+}
+
+export const Admission: MessageFns<Admission> = {
+  encode(message: Admission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.template !== "") {
+      writer.uint32(10).string(message.template);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).int32(message.count);
+    }
+    if (message.placeable !== 0) {
+      writer.uint32(24).int32(message.placeable);
+    }
+    if (message.ceiling !== 0) {
+      writer.uint32(32).int32(message.ceiling);
+    }
+    if (message.verdict !== "") {
+      writer.uint32(42).string(message.verdict);
+    }
+    if (message.admitted !== false) {
+      writer.uint32(48).bool(message.admitted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Admission {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdmission();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.template = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.placeable = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ceiling = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.verdict = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.admitted = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Admission {
+    return {
+      template: isSet(object.template) ? globalThis.String(object.template) : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      placeable: isSet(object.placeable) ? globalThis.Number(object.placeable) : 0,
+      ceiling: isSet(object.ceiling) ? globalThis.Number(object.ceiling) : 0,
+      verdict: isSet(object.verdict) ? globalThis.String(object.verdict) : "",
+      admitted: isSet(object.admitted) ? globalThis.Boolean(object.admitted) : false,
+    };
+  },
+
+  toJSON(message: Admission): unknown {
+    const obj: any = {};
+    if (message.template !== "") {
+      obj.template = message.template;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.placeable !== 0) {
+      obj.placeable = Math.round(message.placeable);
+    }
+    if (message.ceiling !== 0) {
+      obj.ceiling = Math.round(message.ceiling);
+    }
+    if (message.verdict !== "") {
+      obj.verdict = message.verdict;
+    }
+    if (message.admitted !== false) {
+      obj.admitted = message.admitted;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Admission>, I>>(base?: I): Admission {
+    return Admission.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Admission>, I>>(object: I): Admission {
+    const message = createBaseAdmission();
+    message.template = object.template ?? "";
+    message.count = object.count ?? 0;
+    message.placeable = object.placeable ?? 0;
+    message.ceiling = object.ceiling ?? 0;
+    message.verdict = object.verdict ?? "";
+    message.admitted = object.admitted ?? false;
     return message;
   },
 };
@@ -1921,7 +2191,7 @@ export const InstanceRange: MessageFns<InstanceRange> = {
 };
 
 function createBaseScaleResponse(): ScaleResponse {
-  return { revision: 0n, template: "", started: [], destroyed: [], instances: [] };
+  return { revision: 0n, template: "", started: [], destroyed: [], instances: [], admission: undefined };
 }
 
 export const ScaleResponse: MessageFns<ScaleResponse> = {
@@ -1943,6 +2213,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     }
     for (const v of message.instances) {
       InstanceRange.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.admission !== undefined) {
+      Admission.encode(message.admission, writer.uint32(402).fork()).join();
     }
     return writer;
   },
@@ -2000,6 +2273,14 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
             message.instances.push(InstanceRange.decode(reader, reader.uint32()));
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.admission = Admission.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2025,6 +2306,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
       instances: globalThis.Array.isArray(object?.instances)
         ? object.instances.map((e: any) => InstanceRange.fromJSON(e))
         : [],
+      admission: isSet(object.admission) ? Admission.fromJSON(object.admission) : undefined,
     };
   },
 
@@ -2045,6 +2327,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     if (message.instances?.length) {
       obj.instances = message.instances.map((e) => InstanceRange.toJSON(e));
     }
+    if (message.admission !== undefined) {
+      obj.admission = Admission.toJSON(message.admission);
+    }
     return obj;
   },
 
@@ -2058,6 +2343,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     message.started = object.started?.map((e) => InstanceRange.fromPartial(e)) || [];
     message.destroyed = object.destroyed?.map((e) => InstanceRange.fromPartial(e)) || [];
     message.instances = object.instances?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.admission = (object.admission !== undefined && object.admission !== null)
+      ? Admission.fromPartial(object.admission)
+      : undefined;
     return message;
   },
 };

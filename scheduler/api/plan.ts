@@ -70,7 +70,15 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
       displaces: [...new Set(displaces)].sort(),
       ...(unscheduled === undefined
         ? {}
-        : { unscheduled: { ...unscheduled, reasons: [...unscheduled.reasons], epoch: 0n } }),
+        : {
+            unscheduled: {
+              ...unscheduled,
+              reasons: [...unscheduled.reasons],
+              epoch: 0n,
+              waiting: 0,
+              waitingRanges: [],
+            },
+          }),
     };
   });
   return { units: out, machines: result.machines };

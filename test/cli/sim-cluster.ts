@@ -102,6 +102,8 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
           reasons: [{ reason: reason.replace(/^[^:]*: \d+ /, ''), machines: n }],
           summary: reason,
           epoch: 1n,
+          waiting: 0,
+          waitingRanges: [],
         });
       }
       continue;

@@ -159,6 +159,7 @@ export class ApiClient {
       changed: answers.flatMap((a) => a.changed),
       unchanged: answers.flatMap((a) => a.unchanged),
       revision: maxRevision(answers),
+      warnings: [...new Set(answers.flatMap((a) => a.warnings))],
     };
   }
 
@@ -166,7 +167,11 @@ export class ApiClient {
     if (names.length > REQUEST_UNITS) await this.checkKnown(names, false);
     const call = this.units.destroyUnits.bind(this.units);
     const answers = await inFlight(chunks(names), (part) => this.unary(call, { names: part }));
-    return { destroyed: answers.flatMap((a) => a.destroyed), revision: maxRevision(answers) };
+    return {
+      destroyed: answers.flatMap((a) => a.destroyed),
+      revision: maxRevision(answers),
+      warnings: [...new Set(answers.flatMap((a) => a.warnings))],
+    };
   }
 
   /**

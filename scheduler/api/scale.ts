@@ -29,7 +29,15 @@ import {
 import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
-import { fresh, settle, type ApiCluster } from './reads.js';
+import type { BulkTicket } from './lanes.js';
+import {
+  fresh,
+  freshOrBehind,
+  MIRROR_WAIT_MS,
+  RECOVERY_WAIT_MS,
+  settle,
+  type ApiCluster,
+} from './reads.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
@@ -68,11 +76,47 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
     );
   }
   const template = templateName(req.template);
-  await fresh(cluster);
+  const { lanes } = cluster;
+  // Later wins: whatever scale-up of this template is queued or running stops now.
+  lanes.supersede(template.name, req.count);
+  // A scale to no more instances than exist is recovery: it never waits behind scale-ups,
+  // and it is served while the mirror lags (lanes.ts). A scale up waits for its turn.
+  const existing = cluster.mirror.instances.get(template.name)?.size ?? 0;
+  if (req.count <= existing) {
+    return lanes.recovery(() => scaleTo(cluster, template, req.count, undefined));
+  }
+  const ticket = await lanes.bulk(template.name);
+  try {
+    return await scaleTo(cluster, template, req.count, ticket);
+  } finally {
+    ticket.done();
+  }
+}
+
+/**
+ * The rounds of one scale. `ticket` is a scale-up's place in the bulk lane; without one the
+ * scale is recovery and goes ahead from the mirror as it is when that lags etcd (with a
+ * warning): every write is conditioned on the records it changes, and on the scale record.
+ */
+async function scaleTo(
+  cluster: ApiCluster,
+  template: UnitName,
+  count: number,
+  ticket: BulkTicket | undefined,
+): Promise<ScaleResponse> {
+  const catchUp = async (): Promise<string | undefined> => {
+    if (ticket !== undefined) return void (await fresh(cluster));
+    return (await freshOrBehind(cluster)).warning;
+  };
+  const warnings = new Set<string>();
   const started = new Set<number>();
   const destroyed = new Set<number>();
   for (let i = 1; i <= WRITE_ATTEMPTS; i++) {
-    const round = await scaleRound(cluster, template, req.count);
+    const behind = await catchUp();
+    if (behind !== undefined) warnings.add(behind);
+    if (ticket?.signal.aborted === true)
+      throw await supersededError(cluster, template, count, ticket);
+    const round = await scaleRound(cluster, template, count, ticket);
     for (const n of round.started) started.add(n);
     for (const n of round.destroyed) destroyed.add(n);
     if (round.conflicts === 0) {
@@ -82,9 +126,9 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
         destroyed: ranges([...destroyed]),
         instances: ranges(round.instances),
         revision: round.revision,
+        warnings: [...warnings],
       };
     }
-    await fresh(cluster);
   }
   throw new ApiError(
     'aborted',
@@ -100,15 +144,21 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
  * concurrent scales the later one decides from everything the earlier one wrote, and the
  * template ends at its count, never between the two.
  */
-async function scaleRound(cluster: ApiCluster, template: UnitName, count: number): Promise<Round> {
+async function scaleRound(
+  cluster: ApiCluster,
+  template: UnitName,
+  count: number,
+  ticket: BulkTicket | undefined,
+): Promise<Round> {
   const { store, mirror } = cluster;
+  const wait = ticket === undefined ? RECOVERY_WAIT_MS : MIRROR_WAIT_MS;
   readTemplate(cluster, template); // an unknown template is refused before anything is written
   const lock = { key: store.keys.scale(template.name), modRevision: 0n };
   lock.modRevision = await store.putRecord(codecs.scale, lock.key, {
     template: template.name,
     count,
   });
-  await settle(mirror, lock.modRevision);
+  await settle(mirror, lock.modRevision, wait);
   const { record, instances } = readTemplate(cluster, template);
   const keep = instances.slice(0, count);
   const drop = instances.slice(count);
@@ -141,6 +191,9 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   let superseded = false;
   await pool(chunks.length, SCALE_IN_FLIGHT, async (c) => {
     const chunk: readonly BatchOp[] = chunks[c] ?? [];
+    // Bulk work lets recovery writes go first, and stops once a later scale supersedes it.
+    if (ticket !== undefined) await cluster.lanes.bulkTurn();
+    if (ticket?.signal.aborted === true) superseded = true;
     if (superseded) return;
     try {
       const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)), {
@@ -155,8 +208,8 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
       else conflicts += 1;
     }
   });
-  if (superseded) throw await supersededError(cluster, template, count);
-  await settle(mirror, revision);
+  if (superseded) throw await supersededError(cluster, template, count, ticket);
+  await settle(mirror, revision, wait);
   const done: number[] = [];
   let offset = 0;
   chunks.forEach((chunk, c) => {
@@ -181,9 +234,13 @@ async function supersededError(
   cluster: ApiCluster,
   template: UnitName,
   count: number,
+  ticket: BulkTicket | undefined,
 ): Promise<ApiError> {
-  await fresh(cluster);
-  const later = cluster.mirror.scales.get(template.name)?.value.count;
+  let later = ticket?.supersededBy();
+  if (later === undefined) {
+    await fresh(cluster);
+    later = cluster.mirror.scales.get(template.name)?.value.count;
+  }
   const to = later === undefined ? '' : ` (to ${later})`;
   return new ApiError(
     'aborted',

@@ -19,6 +19,7 @@ export type ApiErrorCode =
   | 'aborted'
   | 'out-of-range'
   | 'unavailable'
+  | 'resource-exhausted'
   | 'permission-denied'
   | 'unauthenticated'
   | 'internal';
@@ -31,6 +32,7 @@ const GRPC_STATUS: Readonly<Record<ApiErrorCode, status>> = {
   aborted: status.ABORTED,
   'out-of-range': status.OUT_OF_RANGE,
   unavailable: status.UNAVAILABLE,
+  'resource-exhausted': status.RESOURCE_EXHAUSTED,
   'permission-denied': status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,
   internal: status.INTERNAL,

@@ -53,6 +53,11 @@ export interface SetDesiredStateResponse {
   changed: string[];
   unchanged: string[];
   revision: bigint;
+  /**
+   * Served although this scheduler's copy of the cluster is behind etcd (a stop or unload
+   * is recovery: it gets through), and what that means for the answer.
+   */
+  warnings: string[];
 }
 
 export interface DestroyUnitsRequest {
@@ -62,6 +67,8 @@ export interface DestroyUnitsRequest {
 export interface DestroyUnitsResponse {
   destroyed: string[];
   revision: bigint;
+  /** As in SetDesiredStateResponse. */
+  warnings: string[];
 }
 
 export interface GetUnitRequest {
@@ -190,6 +197,8 @@ export interface ScaleResponse {
   destroyed: InstanceRange[];
   /** The numbered instances that exist after scaling, in order. */
   instances: InstanceRange[];
+  /** As in SetDesiredStateResponse (a scale down is recovery). */
+  warnings: string[];
 }
 
 export interface PlanRequest {
@@ -660,7 +669,7 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
 };
 
 function createBaseSetDesiredStateResponse(): SetDesiredStateResponse {
-  return { changed: [], unchanged: [], revision: 0n };
+  return { changed: [], unchanged: [], revision: 0n, warnings: [] };
 }
 
 export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
@@ -676,6 +685,9 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(24).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -717,6 +729,14 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -736,6 +756,7 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
         ? object.unchanged.map((e: any) => globalThis.String(e))
         : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -750,6 +771,9 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -761,6 +785,7 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
     message.changed = object.changed?.map((e) => e) || [];
     message.unchanged = object.unchanged?.map((e) => e) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };
@@ -833,7 +858,7 @@ export const DestroyUnitsRequest: MessageFns<DestroyUnitsRequest> = {
 };
 
 function createBaseDestroyUnitsResponse(): DestroyUnitsResponse {
-  return { destroyed: [], revision: 0n };
+  return { destroyed: [], revision: 0n, warnings: [] };
 }
 
 export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
@@ -846,6 +871,9 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(16).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -879,6 +907,14 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -897,6 +933,7 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
         ? object.destroyed.map((e: any) => globalThis.String(e))
         : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -908,6 +945,9 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -918,6 +958,7 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
     const message = createBaseDestroyUnitsResponse();
     message.destroyed = object.destroyed?.map((e) => e) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };
@@ -1910,7 +1951,7 @@ export const InstanceRange: MessageFns<InstanceRange> = {
 };
 
 function createBaseScaleResponse(): ScaleResponse {
-  return { revision: 0n, template: "", started: [], destroyed: [], instances: [] };
+  return { revision: 0n, template: "", started: [], destroyed: [], instances: [], warnings: [] };
 }
 
 export const ScaleResponse: MessageFns<ScaleResponse> = {
@@ -1932,6 +1973,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     }
     for (const v of message.instances) {
       InstanceRange.encode(v!, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -1989,6 +2033,14 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
             message.instances.push(InstanceRange.decode(reader, reader.uint32()));
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2014,6 +2066,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
       instances: globalThis.Array.isArray(object?.instances)
         ? object.instances.map((e: any) => InstanceRange.fromJSON(e))
         : [],
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -2034,6 +2087,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     if (message.instances?.length) {
       obj.instances = message.instances.map((e) => InstanceRange.toJSON(e));
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -2047,6 +2103,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     message.started = object.started?.map((e) => InstanceRange.fromPartial(e)) || [];
     message.destroyed = object.destroyed?.map((e) => InstanceRange.fromPartial(e)) || [];
     message.instances = object.instances?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

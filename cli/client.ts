@@ -164,6 +164,7 @@ export class ApiClient {
       changed: answers.flatMap((a) => a.changed),
       unchanged: answers.flatMap((a) => a.unchanged),
       revision: maxRevision(answers),
+      warnings: [...new Set(answers.flatMap((a) => a.warnings))],
     };
   }
 
@@ -179,7 +180,11 @@ export class ApiClient {
       if (part.length === 0) continue;
       answers.push(...(await inFlight(chunks(part), (c) => this.unary(call, { names: c }))));
     }
-    return { destroyed: answers.flatMap((a) => a.destroyed), revision: maxRevision(answers) };
+    return {
+      destroyed: answers.flatMap((a) => a.destroyed),
+      revision: maxRevision(answers),
+      warnings: [...new Set(answers.flatMap((a) => a.warnings))],
+    };
   }
 
   /**

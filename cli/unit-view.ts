@@ -9,6 +9,8 @@
 import type { Event } from '../proto/flotilla/v1/events.js';
 import type { Placement, Unit, UnitState, Unscheduled } from '../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../proto/flotilla/v1/units.js';
+import { inSpans, instanceNumber } from '../lib/number-ranges.js';
+import { parseUnitName } from '../unit/index.js';
 import { machineLegend, type MachineAddresses } from './table.js';
 
 /** What a waiting verb waits for: a derived state, or the unit gone with its container. */
@@ -32,15 +34,38 @@ export class UnitView {
   readonly copies = new Map<string, UnitState>();
   /** Revision of the last state event; 0 when the state came from the listing. */
   stateRevision = 0n;
-  unscheduled: Unscheduled | undefined;
-  /** Revision of the last unscheduled event; 0 when it came from the listing. */
-  unscheduledRevision = 0n;
+  /** The template of a numbered instance, whose shared pending record may list it. */
+  readonly template: string | undefined;
+  /** Pending reasons: the unit's own record, its template's (if it lists it), the listing's. */
+  private readonly pending: {
+    own?: { value: Unscheduled; revision: bigint } | undefined;
+    shared?: { value: Unscheduled; revision: bigint } | undefined;
+    listed?: Unscheduled | undefined;
+  } = {};
 
   /** `since`: the listing's revision; events at or below it are already in the view. */
   constructor(
     readonly name: string,
     readonly since: bigint,
-  ) {}
+  ) {
+    this.template = instanceNumber(name) === undefined ? undefined : templateOfInstance(name);
+  }
+
+  /**
+   * Why the unit waits, if the leader says it does: its own `unscheduled/` record, else its
+   * template's shared record when that lists it (docs/architecture.md, "Pending costs one
+   * record per template"), else what the listing said.
+   */
+  get unscheduled(): Unscheduled | undefined {
+    const { own, shared, listed } = this.pending;
+    return own?.value ?? shared?.value ?? listed;
+  }
+
+  /** Revision of the unscheduled event that said so; 0 when it came from the listing. */
+  get unscheduledRevision(): bigint {
+    const { own, shared } = this.pending;
+    return own?.revision ?? shared?.revision ?? 0n;
+  }
 
   /** A view of `name` from its ListUnits entry (undefined when it is not submitted). */
   static fromStatus(name: string, status: UnitStatus | undefined, revision: bigint): UnitView {
@@ -57,13 +82,17 @@ export class UnitView {
       view.placements.set(copy.placement.machine, copy.placement);
       if (copy.state !== undefined) view.copies.set(copy.placement.machine, copy.state);
     }
-    view.unscheduled = status.unscheduled;
+    if (status.unscheduled !== undefined) view.pending.listed = status.unscheduled;
     return view;
   }
 
   /** Applies one event of this unit; returns whether it changed anything. */
   apply(ev: Event): boolean {
-    if (ev.revision <= this.since || ev.name !== this.name) return false;
+    if (ev.revision <= this.since) return false;
+    if (ev.kind === 'unscheduled' && ev.name === this.template && this.template !== undefined) {
+      return this.applyShared(ev);
+    }
+    if (ev.name !== this.name) return false;
     const put = ev.type === 'put';
     switch (ev.kind) {
       case 'unit':
@@ -85,12 +114,30 @@ export class UnitView {
         this.stateRevision = ev.revision;
         return true;
       case 'unscheduled':
-        this.unscheduled = put ? ev.unscheduled : undefined;
-        this.unscheduledRevision = ev.revision;
+        this.pending.listed = undefined;
+        this.pending.own =
+          put && ev.unscheduled !== undefined
+            ? { value: ev.unscheduled, revision: ev.revision }
+            : undefined;
         return true;
       default:
         return false;
     }
+  }
+
+  /** An event of the template's shared pending record: does it list this instance? */
+  private applyShared(ev: Event): boolean {
+    const record = ev.type === 'put' ? ev.unscheduled : undefined;
+    const n = instanceNumber(this.name);
+    const listed = record !== undefined && n !== undefined && inSpans(record.waitingRanges, n);
+    this.pending.listed = undefined;
+    this.pending.shared = listed
+      ? {
+          value: { ...record, unit: this.name, waiting: 0, waitingRanges: [] },
+          revision: ev.revision,
+        }
+      : undefined;
+    return true;
   }
 
   /** The placement shown: the one on the reporting agent's machine, else the first. */
@@ -195,4 +242,39 @@ export function failureText(state: UnitState | undefined): string {
   if (state.exitSignal !== '') return `killed by ${state.exitSignal}`;
   if (state.exitStatus > 0) return `exit status ${state.exitStatus}`;
   return 'failed';
+}
+
+/** `web@7.service` -> `web@.service`; undefined for a name that does not parse. */
+function templateOfInstance(name: string): string | undefined {
+  try {
+    const parsed = parseUnitName(name);
+    return parsed.isInstance ? parsed.template : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ranges a {@link waitingText} names before it counts the rest. */
+const SHOWN_RANGES = 3;
+
+/**
+ * The instances a template's shared pending record lists, in a few words:
+ * `99,994 instances wait: api@{7..100000}.service`. Empty for any other record.
+ */
+export function waitingText(record: Unscheduled): string {
+  if (record.waiting <= 0) return '';
+  const at = record.unit.indexOf('@');
+  const head = record.unit.slice(0, at + 1);
+  const tail = record.unit.slice(at + 1);
+  const shown = record.waitingRanges
+    .slice(0, SHOWN_RANGES)
+    .map((r) => (r.first === r.last ? `${r.first}` : `${r.first}..${r.last}`));
+  const more = record.waitingRanges.length - shown.length;
+  const which =
+    shown.length === 1 && !shown[0]?.includes('..')
+      ? `${head}${shown[0] ?? ''}${tail}`
+      : `${head}{${shown.join(',')}}${tail}`;
+  const n = record.waiting;
+  const many = n === 1 ? '1 instance waits' : `${n.toLocaleString('en-US')} instances wait`;
+  return `${many}: ${which}${more > 0 ? ` and ${more} more ranges` : ''}`;
 }

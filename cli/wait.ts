@@ -186,7 +186,17 @@ export async function waitForTargets(
   }, 250);
   try {
     let from = minRevision(views) + 1n;
-    const names = [...targets.keys()];
+    // A template's shared pending record speaks for its numbered instances: its events go
+    // to every view it may list.
+    const byTemplate = new Map<string, UnitView[]>();
+    for (const name of targets.keys()) {
+      const view = views.get(name);
+      if (view?.template === undefined) continue;
+      const list = byTemplate.get(view.template);
+      if (list === undefined) byTemplate.set(view.template, [view]);
+      else list.push(view);
+    }
+    const names = [...targets.keys(), ...byTemplate.keys()];
     while (pending.size > 0 && !stop.signal.aborted) {
       try {
         const req = {
@@ -198,6 +208,9 @@ export async function waitForTargets(
         for await (const ev of api.watch(req, { follow: true, signal: stop.signal })) {
           from = ev.revision + 1n;
           if (views.get(ev.name)?.apply(ev) === true) check(ev.name);
+          if (ev.kind === 'unscheduled') {
+            for (const view of byTemplate.get(ev.name) ?? []) if (view.apply(ev)) check(view.name);
+          }
           if (pending.size === 0) break;
         }
       } catch (err) {

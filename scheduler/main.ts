@@ -41,7 +41,7 @@ export interface Scheduler {
 }
 
 /** Extra knobs for tests and benchmarks, beyond the flags. */
-export type SchedulerTuning = Pick<EngineOptions, 'debounceMs' | 'pauseReminderMs'>;
+export type SchedulerTuning = Pick<EngineOptions, 'debounceMs' | 'pauseReminderMs' | 'onPass'>;
 
 /**
  * Starts a replica: store, cluster cache, engine, API (when `listen` is set), then the

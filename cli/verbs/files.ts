@@ -6,7 +6,7 @@
 import { SubmitUnitsResponse, type UnitFile } from '../../proto/flotilla/v1/units.js';
 import { Unit } from '../../proto/flotilla/v1/records.js';
 import { withClient } from '../client.js';
-import { printJson } from '../table.js';
+import { printJson, printWarnings } from '../table.js';
 import { readUnitFile, unitNameOf, unitNamesOf } from '../unit-args.js';
 import type { Target } from '../unit-view.js';
 import {
@@ -125,6 +125,7 @@ export const destroyVerb: Verb = {
       // needs to know where they ran.
       const views = wait.block ? await readViews(api, names) : undefined;
       const res = await api.destroyUnits(names);
+      printWarnings(io, res.warnings);
       if (views === undefined) {
         if (json) printJson(io, { ...res, units: [] });
         else for (const n of res.destroyed) io.stdout(`Destroyed ${n}\n`);

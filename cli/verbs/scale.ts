@@ -12,7 +12,7 @@ import {
 import { CliError } from '../errors.js';
 import { parseUnitName } from '../../unit/index.js';
 import { withClient } from '../client.js';
-import { printJson } from '../table.js';
+import { printJson, printWarnings } from '../table.js';
 import { UnitView, type Target } from '../unit-view.js';
 import {
   EXIT_FAILURE,
@@ -136,6 +136,7 @@ export const scaleVerb: Verb = {
         const glob = `${parsed.prefix}@*.${parsed.type}`;
         const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
         const res = await api.scale(req.template, req.count, { allowPending });
+        printWarnings(io, res.warnings);
         responses.push(res);
         if (res.revision > revision) revision = res.revision;
         if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);

@@ -6,7 +6,7 @@
  */
 import { withClient, type ApiClient } from '../client.js';
 import { CliError } from '../errors.js';
-import { printJson } from '../table.js';
+import { printJson, printWarnings } from '../table.js';
 import { isTemplateName, submitMissing, unitNamesOf } from '../unit-args.js';
 import type { Target, UnitView } from '../unit-view.js';
 import {
@@ -122,6 +122,7 @@ async function setAndWait(
   const rest = req.names.filter((n) => submitted?.created.has(n) !== true);
   const set =
     rest.length > 0 ? await api.setDesiredState(rest, spec.desired, req.allowPending) : undefined;
+  printWarnings(io, set?.warnings ?? []);
   const res = {
     changed: [...created, ...(set?.changed ?? [])],
     unchanged: set?.unchanged ?? [],

@@ -20,7 +20,7 @@ import {
   type MachineAddresses,
 } from '../table.js';
 import { describeUnit, unitNameOf, unitNamesOf } from '../unit-args.js';
-import { failureText } from '../unit-view.js';
+import { failureText, waitingText } from '../unit-view.js';
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -150,6 +150,8 @@ function placementRows(
   if (s.unscheduled !== undefined) {
     rows.push(['Pending:', s.unscheduled.summary]);
     for (const r of s.unscheduled.reasons) rows.push(['', `${r.machines} ${r.reason}`]);
+    const waiting = waitingText(s.unscheduled);
+    if (waiting !== '') rows.push(['Waiting:', waiting]);
   }
   if (state !== undefined) {
     const reporter = state.machine === placed ? undefined : state.machine;

@@ -11,7 +11,7 @@ import type { ApiClient } from '../client.js';
 import { withClient } from '../client.js';
 import { CliError } from '../errors.js';
 import { formatClock, formatMetadata, machineId, printJsonLine } from '../table.js';
-import { activeText, failureText } from '../unit-view.js';
+import { activeText, failureText, waitingText } from '../unit-view.js';
 import {
   EXIT_OK,
   UsageError,
@@ -173,8 +173,11 @@ function what(ev: Event): string {
       const c = ev.machineConfig;
       return `${c?.drained === true ? 'drained' : 'not drained'}, metadata ${formatMetadata(c?.metadata ?? {})}`;
     }
-    case 'unscheduled':
-      return put ? `pending: ${ev.unscheduled?.summary ?? '?'}` : 'no longer pending';
+    case 'unscheduled': {
+      if (!put) return 'no longer pending';
+      const waiting = ev.unscheduled === undefined ? '' : waitingText(ev.unscheduled);
+      return `pending: ${ev.unscheduled?.summary ?? '?'}${waiting === '' ? '' : ` (${waiting})`}`;
+    }
     default:
       return ev.type;
   }

@@ -11,7 +11,7 @@ import type {
 } from '../../proto/flotilla/v1/units.js';
 import { MAX_TXN_OPS, type Versioned } from '../../store/index.js';
 import type { ApiCluster } from './reads.js';
-import type { UnitName } from '../../unit/index.js';
+import type { UnitName, UnitStateName } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
 import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
@@ -22,6 +22,7 @@ import {
   parseNames,
   queueUnitPut,
   readUnits,
+  readUnitsForRecovery,
   retryOnConflict,
 } from './unit-writes.js';
 
@@ -51,51 +52,75 @@ export async function setDesiredState(
     }
   }
   const wanted = [...new Set([...names.map((n) => n.name), ...templatesOf(names)])];
+  // Stopping and unloading are recovery: they get through while bulk work runs and while
+  // this replica's mirror is behind etcd (lanes.ts). Starting is not.
+  const recovery = desired !== 'launched';
+  const run = <T>(fn: () => Promise<T>): Promise<T> =>
+    recovery ? cluster.lanes.recovery(fn) : fn();
 
-  return retryOnConflict(cluster, async () => {
-    const { units, revision } = await readUnits(cluster, wanted);
-    const missing = names.filter((n) => !units.has(n.name) && !hasTemplate(n, units));
-    if (missing.length > 0)
-      throw notFound(
-        missing.map((n) => n.name),
-        true,
-      );
-    const writes: { record: Unit; current: Versioned<Unit> | undefined }[] = [];
-    const response: SetDesiredStateResponse = { changed: [], unchanged: [], revision };
-    for (const n of names) {
-      const current = units.get(n.name);
-      if (current !== undefined) {
-        if (current.value.desiredState === desired) {
-          response.unchanged.push(n.name);
-          continue;
-        }
-        writes.push({ record: { ...current.value, desiredState: desired }, current });
-      } else {
-        const template = units.get(n.template);
-        if (template === undefined) continue; // unreachable: checked above
-        const record = cluster.instanceRecords.record(n.name, template.value, desired);
-        writes.push({ record, current });
-      }
-      response.changed.push(n.name);
-    }
-    if (desired !== 'inactive') {
-      const activated: ActivatedUnit[] = [];
-      for (const w of writes) {
-        const name = names.find((n) => n.name === w.record.name);
-        if (name === undefined) continue;
-        if (w.current !== undefined && w.current.value.desiredState !== 'inactive') continue;
-        activated.push({ name, record: w.record, created: w.current === undefined });
-      }
-      admitStart(cluster, activated, req.allowPending);
-      await cluster.quota.check(writes.reduce((sum, w) => sum + recordBytes(w.record), 0));
-    }
-    const written = await applyWrites(
+  return run(() =>
+    retryOnConflict(
       cluster,
-      (batch) => writes.forEach((w) => queueUnitPut(cluster.store, batch, w.record, w.current)),
-      revision,
+      () => setAttempt(cluster, names, wanted, desired, recovery, req.allowPending),
+      recovery,
+    ),
+  );
+}
+
+/** One read-decide-write of {@link setDesiredState}. */
+async function setAttempt(
+  cluster: ApiCluster,
+  names: readonly UnitName[],
+  wanted: readonly string[],
+  desired: UnitStateName,
+  recovery: boolean,
+  allowPending: boolean,
+): Promise<SetDesiredStateResponse> {
+  const { units, revision, warnings } = recovery
+    ? await readUnitsForRecovery(cluster, wanted)
+    : { ...(await readUnits(cluster, wanted)), warnings: [] };
+  const missing = names.filter((n) => !units.has(n.name) && !hasTemplate(n, units));
+  if (missing.length > 0)
+    throw notFound(
+      missing.map((n) => n.name),
+      true,
     );
-    return { ...response, revision: written };
-  });
+  const writes: { record: Unit; current: Versioned<Unit> | undefined }[] = [];
+  const response: SetDesiredStateResponse = { changed: [], unchanged: [], revision, warnings };
+  for (const n of names) {
+    const current = units.get(n.name);
+    if (current !== undefined) {
+      if (current.value.desiredState === desired) {
+        response.unchanged.push(n.name);
+        continue;
+      }
+      writes.push({ record: { ...current.value, desiredState: desired }, current });
+    } else {
+      const template = units.get(n.template);
+      if (template === undefined) continue; // unreachable: checked above
+      const record = cluster.instanceRecords.record(n.name, template.value, desired);
+      writes.push({ record, current });
+    }
+    response.changed.push(n.name);
+  }
+  if (desired !== 'inactive') {
+    const activated: ActivatedUnit[] = [];
+    for (const w of writes) {
+      const name = names.find((n) => n.name === w.record.name);
+      if (name === undefined) continue;
+      if (w.current !== undefined && w.current.value.desiredState !== 'inactive') continue;
+      activated.push({ name, record: w.record, created: w.current === undefined });
+    }
+    admitStart(cluster, activated, allowPending);
+    await cluster.quota.check(writes.reduce((sum, w) => sum + recordBytes(w.record), 0));
+  }
+  const written = await applyWrites(
+    cluster,
+    (batch) => writes.forEach((w) => queueUnitPut(cluster.store, batch, w.record, w.current)),
+    revision,
+    recovery,
+  );
+  return { ...response, revision: written };
 }
 
 /**
@@ -109,35 +134,66 @@ export async function destroyUnits(
   const parsed = parseNames(req.names);
   const names = parsed.map((n) => n.name);
   checkTxnSize(names.length, 'units');
-  const destroyed = await retryOnConflict(cluster, async () => {
-    const { units } = await readUnits(cluster, names);
-    const missing = names.filter((n) => !units.has(n));
-    if (missing.length > 0) throw notFound(missing, false);
-    refuseOrphans(cluster, parsed, new Set(names));
-    const revision = await applyWrites(
-      cluster,
-      (batch) => {
-        for (const name of names) {
-          const current = units.get(name);
-          if (current !== undefined) batch.deleteIfModRevision(current.key, current.modRevision);
-        }
-        // A destroyed unit's rollout goes with it (while the transaction has room: a record
-        // left over is overwritten by the next update of a unit of that name).
-        for (const name of names) {
-          if (batch.size >= MAX_TXN_OPS) break;
-          if (cluster.mirror.rollouts.has(name)) batch.delete(cluster.store.keys.rollout(name));
-        }
-      },
-      0n,
-    );
-    return { destroyed: names, revision };
-  });
+  // Destroying is recovery: it gets through while bulk work runs and while this replica's
+  // mirror is behind etcd (lanes.ts); a destroyed template's scale-ups stop.
+  for (const t of parsed.filter((n) => n.isTemplate)) cluster.lanes.supersede(t.name, 0);
+  return cluster.lanes.recovery(() => destroyAll(cluster, parsed));
+}
+
+async function destroyAll(
+  cluster: ApiCluster,
+  parsed: readonly UnitName[],
+): Promise<DestroyUnitsResponse> {
+  const names = parsed.map((n) => n.name);
+  const destroyed = await retryOnConflict(
+    cluster,
+    async () => {
+      const { units, warnings } = await readUnitsForRecovery(cluster, names);
+      const missing = names.filter((n) => !units.has(n));
+      if (missing.length > 0) throw notFound(missing, false);
+      refuseOrphans(cluster, parsed, new Set(names));
+      const revision = await applyWrites(
+        cluster,
+        (batch) => {
+          for (const name of names) {
+            const current = units.get(name);
+            if (current !== undefined) batch.deleteIfModRevision(current.key, current.modRevision);
+          }
+          // A destroyed unit's rollout goes with it (while the transaction has room: a record
+          // left over is overwritten by the next update of a unit of that name).
+          for (const name of names) {
+            if (batch.size >= MAX_TXN_OPS) break;
+            if (cluster.mirror.rollouts.has(name)) batch.delete(cluster.store.keys.rollout(name));
+          }
+        },
+        0n,
+        true,
+      );
+      return { destroyed: names, revision, warnings };
+    },
+    true,
+  );
   // A destroyed template's last scale record goes too (left behind, it would only be stale).
   const { keys } = cluster.store;
   for (const t of parsed.filter((n) => n.isTemplate)) {
     await cluster.store.delete(keys.scale(t.name)).catch(() => undefined);
   }
   return destroyed;
+}
+
+/** NOT_FOUND naming every unknown unit. */
+export function notFound(names: readonly string[], instancesToo: boolean): ApiError {
+  const hint = instancesToo ? ' (nor instances of a submitted template)' : '';
+  const what = names.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
+  return new ApiError('not-found', `${names.join(', ')} ${what}${hint}`);
+}
+
+function templatesOf(names: readonly UnitName[]): string[] {
+  return names.filter((n) => n.isInstance).map((n) => n.template);
+}
+
+function hasTemplate(name: UnitName, units: ReadonlyMap<string, Versioned<Unit>>): boolean {
+  return name.isInstance && units.has(name.template);
 }
 
 /** Instances named in a refusal, at most; the rest are counted. */
@@ -171,19 +227,4 @@ function refuseOrphans(
       `${t.name} has ${left} instance${left === 1 ? '' : 's'} (${shown.join(', ')}${more}): destroy them with it (flotctl destroy --with-instances ${t.name}) or first (flotctl scale ${prefix}=0)`,
     );
   }
-}
-
-/** NOT_FOUND naming every unknown unit. */
-export function notFound(names: readonly string[], instancesToo: boolean): ApiError {
-  const hint = instancesToo ? ' (nor instances of a submitted template)' : '';
-  const what = names.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
-  return new ApiError('not-found', `${names.join(', ')} ${what}${hint}`);
-}
-
-function templatesOf(names: readonly UnitName[]): string[] {
-  return names.filter((n) => n.isInstance).map((n) => n.template);
-}
-
-function hasTemplate(name: UnitName, units: ReadonlyMap<string, Versioned<Unit>>): boolean {
-  return name.isInstance && units.has(name.template);
 }

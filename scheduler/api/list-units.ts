@@ -22,6 +22,7 @@ import {
   lostMachineWarnings,
   knownMachines,
   fresh,
+  freshOrBehind,
   resolveMachine,
   type ApiCluster,
 } from './reads.js';
@@ -81,7 +82,10 @@ export async function listUnits(
   const glob = req.nameGlob === '' ? undefined : compileNameGlob(req.nameGlob);
   const token = req.pageToken === '' ? undefined : decodeToken(req.pageToken);
   const { mirror, definitions } = cluster;
-  await fresh(cluster);
+  // A listing by names is what flotctl reads around a stop or destroy: like those recovery
+  // writes, it is answered while the mirror lags etcd, with a warning (reads.ts).
+  const behind =
+    req.names.length > 0 ? (await freshOrBehind(cluster)).warning : await fresh(cluster);
   const revision = mirror.revision;
   const machine =
     req.machine === '' ? undefined : resolveMachine(knownMachines(mirror), req.machine);
@@ -104,6 +108,7 @@ export async function listUnits(
     nextPageToken: next === undefined ? '' : encodeToken({ revision, after: next }),
     revision,
     warnings: [
+      ...(behind === undefined ? [] : [behind]),
       ...corruptRecordWarnings(mirror),
       ...(machine === undefined || token !== undefined
         ? []

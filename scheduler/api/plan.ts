@@ -100,7 +100,15 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
       global: def !== undefined && !isInvalidUnit(def) && def.fleet.global,
       ...(unscheduled === undefined
         ? {}
-        : { unscheduled: { ...unscheduled, reasons: [...unscheduled.reasons], epoch: 0n } }),
+        : {
+            unscheduled: {
+              ...unscheduled,
+              reasons: [...unscheduled.reasons],
+              epoch: 0n,
+              waiting: 0,
+              waitingRanges: [],
+            },
+          }),
     };
   });
   return { units: out, machines: result.machines, drainMachine: drained };

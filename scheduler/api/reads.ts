@@ -14,6 +14,7 @@ import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
 import type { InstanceRecords } from './instance-records.js';
 import type { QuotaGuard } from './quota.js';
+import type { AdmissionLanes } from './lanes.js';
 
 /** What handlers share: the store to write through, the mirror to read from, parsed files. */
 export interface ApiCluster {
@@ -22,6 +23,8 @@ export interface ApiCluster {
   readonly definitions: DefinitionCache;
   /** Builds instance records from their template; one per server, like `definitions`. */
   readonly instanceRecords: InstanceRecords;
+  /** Recovery writes before bulk work (lanes.ts); one per server. */
+  readonly lanes: AdmissionLanes;
   /** How submits reach registries to pin images; REGISTRY_DEFAULTS when unset. */
   readonly registry?: RegistryOptions;
   /** The scheduler's `--max-instances`: every template's ceiling (admission.ts). */
@@ -54,14 +57,50 @@ export async function fresh(cluster: ApiCluster): Promise<void> {
 }
 
 /**
- * After a write at `revision`: waits until the mirror shows it, so the writer's next read on
- * this replica sees it. A mirror that lags longer (etcd slow) does not fail the write, which
- * has happened; the answer only comes before the mirror shows it.
+ * How long a recovery write (a scale down, stop, unload or destroy) waits for the mirror,
+ * before and after writing, before it goes ahead from the mirror as it is.
  */
-export async function settle(mirror: ClusterMirror, revision: bigint): Promise<void> {
+export const RECOVERY_WAIT_MS = 2_000;
+
+/**
+ * {@link fresh} for recovery writes: they get through while this replica's mirror is behind
+ * etcd. Waits at most {@link RECOVERY_WAIT_MS}; then, instead of failing, returns the warning
+ * the answer carries (undefined when the mirror caught up), with etcd's revision. Safe because every recovery write
+ * is compare-and-swap on the records' mod revisions (docs/architecture.md, "Recovery always
+ * works"): a record that changed since the mirror saw it makes the write fail, never lose a
+ * change. UNAVAILABLE only when etcd itself cannot be reached.
+ */
+export async function freshOrBehind(
+  cluster: ApiCluster,
+): Promise<{ readonly revision: bigint; readonly warning: string | undefined }> {
+  const revision = await cluster.store.revision();
+  try {
+    await cluster.mirror.waitFor(revision, RECOVERY_WAIT_MS);
+    return { revision, warning: undefined };
+  } catch (err) {
+    if (!isStoreError(err, 'deadline')) throw err;
+    return { revision, warning: behindWarning(cluster.mirror.revision, revision) };
+  }
+}
+
+/** What a recovery answer says when it was served while the mirror lagged. */
+export function behindWarning(mirrorRevision: bigint, etcdRevision: bigint): string {
+  return `this scheduler's copy of the cluster is behind etcd (at revision ${mirrorRevision} of ${etcdRevision}); the write was served anyway, checked against etcd record by record, but this answer may miss changes made since revision ${mirrorRevision}: check with flotctl list-units in a moment, or ask another replica`;
+}
+
+/**
+ * After a write at `revision`: waits until the mirror shows it (at most `timeoutMs`), so the
+ * writer's next read on this replica sees it. A mirror that lags longer (etcd slow) does not
+ * fail the write, which has happened; the answer only comes before the mirror shows it.
+ */
+export async function settle(
+  mirror: ClusterMirror,
+  revision: bigint,
+  timeoutMs = MIRROR_WAIT_MS,
+): Promise<void> {
   if (revision <= 0n) return;
   try {
-    await mirror.waitFor(revision, MIRROR_WAIT_MS);
+    await mirror.waitFor(revision, timeoutMs);
   } catch (err) {
     if (!isStoreError(err, 'deadline')) throw err;
   }

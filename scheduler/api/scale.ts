@@ -38,8 +38,16 @@ import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import { admitScale } from './admission.js';
+import type { BulkTicket } from './lanes.js';
 import { recordBytes } from './quota.js';
-import { fresh, settle, type ApiCluster } from './reads.js';
+import {
+  fresh,
+  freshOrBehind,
+  MIRROR_WAIT_MS,
+  RECOVERY_WAIT_MS,
+  settle,
+  type ApiCluster,
+} from './reads.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
@@ -78,6 +86,43 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
     );
   }
   const template = templateName(req.template);
+  const { lanes } = cluster;
+  // A scale to no more instances than exist is recovery: it never waits behind scale-ups,
+  // and it is served while the mirror lags (lanes.ts). A scale up is admitted first, then
+  // waits for its turn.
+  const existing = cluster.mirror.instances.get(template.name)?.size ?? 0;
+  const down = req.count <= existing;
+  const admission = down && !req.dryRun ? undefined : await admit(cluster, template, req);
+  if (req.dryRun) {
+    const none: InstanceRange[] = [];
+    const numbered = readTemplate(cluster, template).instances.map((i) => i.number);
+    const revision = cluster.mirror.revision;
+    return {
+      template: template.name,
+      started: none,
+      destroyed: none,
+      instances: ranges(numbered),
+      revision,
+      warnings: [],
+      admission,
+    };
+  }
+  // Later wins: whatever scale-up of this template is queued or running stops now.
+  lanes.supersede(template.name, req.count);
+  if (down) return lanes.recovery(() => scaleTo(cluster, template, req.count, undefined));
+  const ticket = await lanes.bulk(template.name);
+  try {
+    return { ...(await scaleTo(cluster, template, req.count, ticket)), admission };
+  } finally {
+    ticket.done();
+  }
+}
+
+/**
+ * Admission of a scale (admission.ts), then the quota guard for the records it would create;
+ * throws the refusal. Reads a fresh mirror: the verdict is about the cluster as it is.
+ */
+async function admit(cluster: ApiCluster, template: UnitName, req: ScaleRequest) {
   await fresh(cluster);
   const now = readTemplate(cluster, template);
   if (now.record === undefined) refuseWithoutTemplate(template, now.instances.length, req.count);
@@ -89,27 +134,37 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
     count: req.count,
     allowPending: req.allowPending,
   });
-  const existing = now.instances.map((i) => i.number);
-  if (req.dryRun) {
-    const none: InstanceRange[] = [];
-    const revision = cluster.mirror.revision;
-    return {
-      template: template.name,
-      started: none,
-      destroyed: none,
-      instances: ranges(existing),
-      revision,
-      admission,
-    };
-  }
-  const created = req.count - existing.length;
-  if (created > 0 && now.record !== undefined) {
+  const created = req.count - now.instances.length;
+  if (created > 0 && now.record !== undefined && !req.dryRun) {
     await cluster.quota.check(created * recordBytes(now.record.value));
   }
+  return admission;
+}
+
+/**
+ * The rounds of one scale. `ticket` is a scale-up's place in the bulk lane; without one the
+ * scale is recovery and goes ahead from the mirror as it is when that lags etcd (with a
+ * warning): every write is conditioned on the records it changes, and on the scale record.
+ */
+async function scaleTo(
+  cluster: ApiCluster,
+  template: UnitName,
+  count: number,
+  ticket: BulkTicket | undefined,
+): Promise<ScaleResponse> {
+  const catchUp = async (): Promise<string | undefined> => {
+    if (ticket !== undefined) return void (await fresh(cluster));
+    return (await freshOrBehind(cluster)).warning;
+  };
+  const warnings = new Set<string>();
   const started = new Set<number>();
   const destroyed = new Set<number>();
   for (let i = 1; i <= WRITE_ATTEMPTS; i++) {
-    const round = await scaleRound(cluster, template, req.count);
+    const behind = await catchUp();
+    if (behind !== undefined) warnings.add(behind);
+    if (ticket?.signal.aborted === true)
+      throw await supersededError(cluster, template, count, ticket);
+    const round = await scaleRound(cluster, template, count, ticket);
     for (const n of round.started) started.add(n);
     for (const n of round.destroyed) destroyed.add(n);
     if (round.conflicts === 0) {
@@ -119,10 +174,9 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
         destroyed: ranges([...destroyed]),
         instances: ranges(round.instances),
         revision: round.revision,
-        admission,
+        warnings: [...warnings],
       };
     }
-    await fresh(cluster);
   }
   throw new ApiError(
     'aborted',
@@ -138,8 +192,14 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
  * concurrent scales the later one decides from everything the earlier one wrote, and the
  * template ends at its count, never between the two.
  */
-async function scaleRound(cluster: ApiCluster, template: UnitName, count: number): Promise<Round> {
+async function scaleRound(
+  cluster: ApiCluster,
+  template: UnitName,
+  count: number,
+  ticket: BulkTicket | undefined,
+): Promise<Round> {
   const { store, mirror } = cluster;
+  const wait = ticket === undefined ? RECOVERY_WAIT_MS : MIRROR_WAIT_MS;
   // An unknown template, or one that is gone when the count needs new instances, is refused
   // before anything is written; instances left without their template can still shrink.
   const before = readTemplate(cluster, template);
@@ -151,7 +211,7 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
     lock.key,
     ScaleRequestMessage.fromPartial({ template: template.name, count }),
   );
-  await settle(mirror, lock.modRevision);
+  await settle(mirror, lock.modRevision, wait);
   const { record, instances } = readTemplate(cluster, template);
   const keep = instances.slice(0, count);
   const drop = instances.slice(count);
@@ -159,6 +219,9 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   const taken = new Set(keep.map((i) => i.number));
   const created: number[] = [];
   for (let n = 1; keep.length + created.length < count; n++) if (!taken.has(n)) created.push(n);
+  if (record === undefined && created.length > 0) {
+    refuseWithoutTemplate(template, instances.length, count);
+  }
 
   // One op per instance, numbered so a transaction's outcome maps back to instances.
   const batch = new Batch();
@@ -166,9 +229,6 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   for (const i of idle) {
     queueUnitPut(store, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
-  }
-  if (record === undefined && created.length > 0) {
-    refuseWithoutTemplate(template, instances.length, count);
   }
   for (const n of created) {
     if (record === undefined) break; // unreachable: refused just above
@@ -188,6 +248,9 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
   let superseded = false;
   await pool(chunks.length, SCALE_IN_FLIGHT, async (c) => {
     const chunk: readonly BatchOp[] = chunks[c] ?? [];
+    // Bulk work lets recovery writes go first, and stops once a later scale supersedes it.
+    if (ticket !== undefined) await cluster.lanes.bulkTurn();
+    if (ticket?.signal.aborted === true) superseded = true;
     if (superseded) return;
     try {
       const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)), {
@@ -202,8 +265,8 @@ async function scaleRound(cluster: ApiCluster, template: UnitName, count: number
       else conflicts += 1;
     }
   });
-  if (superseded) throw await supersededError(cluster, template, count);
-  await settle(mirror, revision);
+  if (superseded) throw await supersededError(cluster, template, count, ticket);
+  await settle(mirror, revision, wait);
   const done: number[] = [];
   let offset = 0;
   chunks.forEach((chunk, c) => {
@@ -228,9 +291,13 @@ async function supersededError(
   cluster: ApiCluster,
   template: UnitName,
   count: number,
+  ticket: BulkTicket | undefined,
 ): Promise<ApiError> {
-  await fresh(cluster);
-  const later = cluster.mirror.scales.get(template.name)?.value.count;
+  let later = ticket?.supersededBy();
+  if (later === undefined) {
+    await fresh(cluster);
+    later = cluster.mirror.scales.get(template.name)?.value.count;
+  }
   const to = later === undefined ? '' : ` (to ${later})`;
   return new ApiError(
     'aborted',

@@ -31,6 +31,7 @@ import { AgentLink } from './agent-link.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { watchEventBatches, watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
+import { AdmissionLanes } from './lanes.js';
 import { InstanceRecords } from './instance-records.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
@@ -116,6 +117,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     instanceRecords: new InstanceRecords(),
     maxInstances: opts.maxInstances ?? DEFAULT_MAX_INSTANCES,
     quota: new QuotaGuard(store, opts.quota),
+    lanes: new AdmissionLanes(),
     ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
   };
   const gate = new ApiGuard({

@@ -6,7 +6,8 @@
  */
 import type { Placement, Unit, UnitState, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { GlobalInstance, UnitStatus } from '../../proto/flotilla/v1/units.js';
-import type { ClusterMirror } from '../../store/index.js';
+import { inSpans, instanceNumber } from '../../lib/number-ranges.js';
+import { templateOf, type ClusterMirror } from '../../store/index.js';
 import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 
 /** Agent active states that count as running for the derived `launched`. */
@@ -153,6 +154,20 @@ export function extrasOf(mirror: ClusterMirror, name: string, machine?: string):
     placements,
     state: mirror.states.get(name)?.value,
     copies,
-    unscheduled: mirror.unscheduled.get(name)?.value,
+    unscheduled: mirror.unscheduled.get(name)?.value ?? waitingWith(mirror, name),
   };
+}
+
+/**
+ * The reasons of a numbered instance that its template's record lists as waiting
+ * (leader/pending.ts: instances that wait alike share `unscheduled/<template>`), as the
+ * instance's own: O(log ranges).
+ */
+export function waitingWith(mirror: ClusterMirror, name: string): Unscheduled | undefined {
+  const template = templateOf(name);
+  const shared = template === undefined ? undefined : mirror.unscheduled.get(template)?.value;
+  if (shared === undefined || shared.waitingRanges.length === 0) return undefined;
+  const n = instanceNumber(name);
+  if (n === undefined || !inSpans(shared.waitingRanges, n)) return undefined;
+  return { ...shared, unit: name, waiting: 0, waitingRanges: [] };
 }

@@ -31,7 +31,14 @@ import {
 } from '../../unit/index.js';
 import type { UnitDefinition, UnitName, UnitStateName } from '../../unit/index.js';
 import { ApiError, invalidUnits } from '../gate/errors.js';
-import { fresh, settle, unitRecords, type ApiCluster } from './reads.js';
+import {
+  fresh,
+  freshOrBehind,
+  RECOVERY_WAIT_MS,
+  settle,
+  unitRecords,
+  type ApiCluster,
+} from './reads.js';
 
 /** The desired states a unit may have. */
 export const UNIT_STATES: readonly UnitStateName[] = ['inactive', 'loaded', 'launched'];
@@ -138,6 +145,34 @@ export async function readUnits(
   return { units: unitRecords(cluster.mirror, names), revision: cluster.mirror.revision };
 }
 
+/**
+ * {@link readUnits} for recovery writes (stop, unload, destroy): served while the mirror is
+ * behind etcd. Then the named records (at most 128 and their templates) are read from etcd
+ * itself, so every guard of the write is exact, and the answer carries a warning.
+ */
+export async function readUnitsForRecovery(
+  cluster: ApiCluster,
+  names: readonly string[],
+): Promise<{ units: Map<string, Versioned<Unit>>; revision: bigint; warnings: string[] }> {
+  const { revision, warning } = await freshOrBehind(cluster);
+  if (warning === undefined) {
+    return {
+      units: unitRecords(cluster.mirror, names),
+      revision: cluster.mirror.revision,
+      warnings: [],
+    };
+  }
+  const { store } = cluster;
+  const units = new Map<string, Versioned<Unit>>();
+  await Promise.all(
+    names.map(async (name) => {
+      const record = await store.getRecord(codecs.unit, store.keys.unit(name));
+      if (record !== undefined) units.set(name, record);
+    }),
+  );
+  return { units, revision, warnings: [warning] };
+}
+
 /** Encodes a unit and queues it: created only if absent, or replaced only if unchanged since read. */
 export function queueUnitPut(
   store: Store,
@@ -154,34 +189,39 @@ export function queueUnitPut(
 /**
  * Runs `attempt` (read, decide, then write with {@link atomicTxn}) until its transaction
  * applies; a guard that failed because of a concurrent write (or a mirror behind etcd) starts
- * the attempt over once the mirror has caught up. After {@link WRITE_ATTEMPTS} the conflict
- * is reported (ABORTED).
+ * the attempt over once the mirror has caught up (a `recovery` attempt reads for itself, see
+ * {@link readUnitsForRecovery}). After {@link WRITE_ATTEMPTS} the conflict is reported
+ * (ABORTED).
  */
 export async function retryOnConflict<T>(
   cluster: ApiCluster,
   attempt: () => Promise<T>,
+  recovery = false,
 ): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await attempt();
     } catch (err) {
       if (!isStoreError(err, 'conflict') || i >= WRITE_ATTEMPTS) throw err;
-      await fresh(cluster);
+      // A recovery attempt reads what it needs from etcd when the mirror lags: no waiting.
+      if (!recovery) await fresh(cluster);
     }
   }
 }
 
 /**
- * Applies `build`'s writes in one transaction and waits until the mirror shows them; the
- * revision it wrote at, or `fallback` when there was nothing to write.
+ * Applies `build`'s writes in one transaction and waits until the mirror shows them (a
+ * `recovery` write waits at most RECOVERY_WAIT_MS); the revision it wrote at, or `fallback`
+ * when there was nothing to write.
  */
 export async function applyWrites(
   cluster: ApiCluster,
   build: (batch: Batch) => void,
   fallback: bigint,
+  recovery = false,
 ): Promise<bigint> {
   const result = await atomicTxn(cluster.store, build);
   if (result.transactions === 0) return fallback;
-  await settle(cluster.mirror, result.revision);
+  await settle(cluster.mirror, result.revision, recovery ? RECOVERY_WAIT_MS : undefined);
   return result.revision;
 }

@@ -6,7 +6,8 @@
  * - a placement is deleted, or updated in place (desired state or hash changed), only if its
  *   mod revision is still the one the leader saw;
  * - unscheduled/<name> is written only when its reasons changed, and deleted once the unit is
- *   placed or no longer wanted.
+ *   placed or no longer wanted; instances of a template that wait alike share one record
+ *   (pending.ts).
  *
  * Two phases keep "never on two machines" true at every revision, also when a plan needs
  * several transactions: first every delete and update, then, only if all of those applied,
@@ -24,6 +25,7 @@ import {
 import type { ClusterView } from '../view/cluster-cache.js';
 import { SchedulerError } from '../errors.js';
 import type { Term } from './leadership.js';
+import { sameReasons, wantedUnscheduled } from './pending.js';
 import type { Plan } from '../planner/index.js';
 
 /** The writes one pass makes, in the order they must be applied. */
@@ -177,51 +179,6 @@ export function decideSweep(indexes: SweepIndexes, vanished: readonly string[]):
     second: [],
     counts: { placed: 0, removed, updated: 0, unscheduledWritten: 0, unscheduledCleared },
   };
-}
-
-/**
- * The unscheduled records the cluster should hold after this pass: the planner's, plus one
- * per active unit whose file does not parse and that runs nowhere.
- */
-export function wantedUnscheduled(
-  view: ClusterView,
-  plan: Plan,
-  epoch: bigint,
-): Map<string, Unscheduled> {
-  const out = new Map<string, Unscheduled>();
-  for (const [name, u] of plan.unscheduled) {
-    out.set(name, {
-      unit: name,
-      machines: u.machines,
-      reasons: u.reasons.map((r) => ({ reason: r.reason, machines: r.machines })),
-      summary: u.summary,
-      epoch,
-    });
-  }
-  const machines = view.snapshot.machines.length;
-  for (const u of view.invalid) {
-    if ((view.placements.get(u.name)?.size ?? 0) > 0) continue;
-    out.set(u.name, {
-      unit: u.name,
-      machines,
-      reasons: [{ reason: `unit file does not parse: ${u.problem}`, machines }],
-      summary: `0/${machines} machines: unit file does not parse: ${u.problem}`,
-      epoch,
-    });
-  }
-  return out;
-}
-
-/** Equal for publishing purposes: same machines considered, same reasons, same summary. */
-export function sameReasons(a: Unscheduled, b: Unscheduled): boolean {
-  return (
-    a.machines === b.machines &&
-    a.summary === b.summary &&
-    a.reasons.length === b.reasons.length &&
-    a.reasons.every(
-      (r, i) => r.reason === b.reasons[i]?.reason && r.machines === b.reasons[i]?.machines,
-    )
-  );
 }
 
 /**

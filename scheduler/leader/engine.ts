@@ -98,6 +98,8 @@ export class Engine {
   private passes = 0;
   private sweeps = 0;
   private last: Plan | undefined;
+  /** How long the last pass took to view and plan, ms. */
+  private lastPlanMs = 0;
   private readonly onPass: ((report: PassReport) => void) | undefined;
   private readonly rollouts: RolloutDriver;
   private readonly lost: LostMachines;
@@ -219,7 +221,10 @@ export class Engine {
         await this.waker.sleep(dueAt - this.now());
         continue;
       }
-      if (this.dirty) await delay(this.debounceMs);
+      // A pass blocks the event loop it shares with the replica's API for as long as it
+      // plans: the next one waits at least as long, so the API always has half of it (a
+      // stop or scale down is answered while 100,000 pending instances are planned).
+      if (this.dirty) await delay(Math.max(this.debounceMs, this.lastPlanMs));
       if (this.closed || term.signal.aborted) break;
       const changed = this.dirty || this.replan;
       this.dirty = false;
@@ -297,6 +302,7 @@ export class Engine {
     const work = decideWork(this.store.keys, view, result, term.fence.revision);
     const decided = performance.now();
     const planSeconds = (decided - started) / 1000;
+    this.lastPlanMs = decided - started;
     if (work.first.length + work.second.length === 0) {
       this.onPass?.({ planSeconds, placed: 0, removed: 0, failed: 0 });
       return { deferred: result.deferred.length, wait, retry: false };

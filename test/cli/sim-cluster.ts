@@ -102,6 +102,8 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
           reasons: [{ reason: reason.replace(/^[^:]*: \d+ /, ''), machines: n }],
           summary: reason,
           epoch: 1n,
+          waiting: 0,
+          waitingRanges: [],
         });
       }
       continue;
@@ -151,13 +153,23 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
  */
 async function agentTick(store: Store, opts: SimOptions): Promise<void> {
   const k = store.keys;
-  const [units, placementKvs, states] = await Promise.all([
-    store.listRecords(codecs.unit, k.dir('unit')),
+  const [placementKvs, states] = await Promise.all([
     store.list(k.dir('placement')),
     store.listRecords(codecs.state, k.dir('state')),
   ]);
-  const known = new Set(units.items.map((u) => u.value.name));
-  const globals = new Set(units.items.filter((u) => isGlobal(u.value)).map((u) => u.value.name));
+  // Only the placed units' records, as an agent reads only its own units: a cluster with
+  // 100,000 pending instances costs a tick what its placements cost.
+  const placed = new Set<string>();
+  for (const kv of placementKvs.items) {
+    const parsed = k.parse(kv.key);
+    if (parsed?.kind === 'placement') placed.add(parsed.name);
+  }
+  const units = await Promise.all(
+    [...placed].map((name) => store.getRecord(codecs.unit, k.unit(name))),
+  );
+  const records = units.flatMap((u) => (u === undefined ? [] : [u.value]));
+  const known = new Set(records.map((u) => u.name));
+  const globals = new Set(records.filter((u) => isGlobal(u)).map((u) => u.name));
   const want = new Map<string, UnitState>(); // state key -> what its agent reports
   for (const kv of placementKvs.items) {
     const parsed = k.parse(kv.key);

@@ -5,7 +5,8 @@
 import test from 'ava';
 import type { Placement, Unit, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import type { ClusterView } from '../../scheduler/view/cluster-cache.js';
-import { decideWork, sameReasons } from '../../scheduler/leader/commit.js';
+import { decideWork } from '../../scheduler/leader/commit.js';
+import { sameReasons } from '../../scheduler/leader/pending.js';
 import { plan } from '../../scheduler/planner/index.js';
 import { buildSnapshot, DefinitionCache } from '../../scheduler/view/snapshot.js';
 import { codecs, Keys, type BatchOp, type CacheEntry } from '../../store/index.js';
@@ -184,4 +185,56 @@ test('templates are never placed; their instances are', (t) => {
   const instance: Unit = { ...template, name: 'web@1.service' };
   const work = decide(view({ machines: ['m1'], units: [template, instance] }));
   t.deepEqual(describe(work.second), ['put /t/placements/m1/web@1.service if absent']);
+});
+
+test('instances of a template that wait alike share one record under the template, numbers as ranges', (t) => {
+  const template = unit('api@.service', 'inactive', { MaxPerMachine: '2' });
+  const instances = Array.from({ length: 1_000 }, (_, i) => ({
+    ...template,
+    name: `api@${i + 1}.service`,
+    desiredState: 'launched',
+  }));
+  const canary = { ...template, name: 'api@canary.service', desiredState: 'launched' };
+  const work = decide(view({ machines: ['m1'], units: [template, ...instances, canary] }));
+  const unscheduledOps = work.second.filter((op) => op.key.startsWith('/t/unscheduled/'));
+  t.deepEqual(describe(unscheduledOps).sort(), [
+    'put /t/unscheduled/api@.service if absent',
+    'put /t/unscheduled/api@canary.service if absent',
+  ]);
+  const op = unscheduledOps.find((o) => o.key.endsWith('api@.service'));
+  const shared = op?.type === 'put' ? codecs.unscheduled.decode('k', op.value) : undefined;
+  // m1 takes two (MaxPerMachine=2): api@1 and api@10 in name order, so 998 wait.
+  t.like(shared, { unit: 'api@.service', waiting: 998, machines: 1 });
+  t.deepEqual(shared?.waitingRanges, [
+    { first: 2, last: 9 },
+    { first: 11, last: 1_000 },
+  ]);
+  t.regex(shared?.summary ?? '', /^0\/1 machines: 1 .*MaxPerMachine=2/);
+});
+
+test('per-instance pending records of the old layout are deleted once the template record covers them', (t) => {
+  const template = unit('api@.service', 'inactive', { MachineMetadata: 'region=mars' });
+  const instances = [1, 2, 3].map((i) => ({
+    ...template,
+    name: `api@${i}.service`,
+    desiredState: 'launched',
+  }));
+  const old = instances.map((u): Unscheduled => ({
+    unit: u.name,
+    machines: 1,
+    reasons: [{ reason: 'lack region=mars', machines: 1 }],
+    summary: '0/1 machines: 1 lack region=mars',
+    epoch: 1n,
+    waiting: 0,
+    waitingRanges: [],
+  }));
+  const work = decide(
+    view({ machines: ['m1'], units: [template, ...instances], unscheduled: old }),
+  );
+  t.deepEqual(describe(work.second).sort(), [
+    'delete /t/unscheduled/api@1.service if mod=9',
+    'delete /t/unscheduled/api@2.service if mod=9',
+    'delete /t/unscheduled/api@3.service if mod=9',
+    'put /t/unscheduled/api@.service if absent',
+  ]);
 });

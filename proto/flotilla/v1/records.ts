@@ -195,7 +195,12 @@ export interface PlacementReason {
   machines: number;
 }
 
-/** unscheduled/<name>: why the leader could not place a unit in its last pass. */
+/**
+ * unscheduled/<name>: why the leader could not place a unit in its last pass. Under a
+ * template's name (unscheduled/web@.service) it speaks for the numbered instances listed in
+ * waiting_ranges, which wait for these reasons and have no record of their own: pending
+ * costs one record per template, not one per instance.
+ */
 export interface Unscheduled {
   unit: string;
   /** Machines considered. */
@@ -204,6 +209,16 @@ export interface Unscheduled {
   /** One line, for example "0/5 machines: 3 conflict with web@1.service, 2 lack region=us". */
   summary: string;
   epoch: bigint;
+  /** A template's record: how many instances wait for these reasons (the sum of the ranges). */
+  waiting: number;
+  /** A template's record: the numbers of those instances, sorted, merged, at most 1,000. */
+  waitingRanges: NumberRange[];
+}
+
+/** first..last, both included. */
+export interface NumberRange {
+  first: number;
+  last: number;
 }
 
 /**
@@ -2349,7 +2364,7 @@ export const PlacementReason: MessageFns<PlacementReason> = {
 };
 
 function createBaseUnscheduled(): Unscheduled {
-  return { unit: "", machines: 0, reasons: [], summary: "", epoch: 0n };
+  return { unit: "", machines: 0, reasons: [], summary: "", epoch: 0n, waiting: 0, waitingRanges: [] };
 }
 
 export const Unscheduled: MessageFns<Unscheduled> = {
@@ -2371,6 +2386,12 @@ export const Unscheduled: MessageFns<Unscheduled> = {
         throw new globalThis.Error("value provided for field message.epoch of type int64 too large");
       }
       writer.uint32(40).int64(message.epoch);
+    }
+    if (message.waiting !== 0) {
+      writer.uint32(480).int32(message.waiting);
+    }
+    for (const v of message.waitingRanges) {
+      NumberRange.encode(v!, writer.uint32(490).fork()).join();
     }
     return writer;
   },
@@ -2428,6 +2449,22 @@ export const Unscheduled: MessageFns<Unscheduled> = {
             message.epoch = reader.int64() as bigint;
             continue;
           }
+          case 60: {
+            if (tag !== 480) {
+              break;
+            }
+
+            message.waiting = reader.int32();
+            continue;
+          }
+          case 61: {
+            if (tag !== 490) {
+              break;
+            }
+
+            message.waitingRanges.push(NumberRange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2449,6 +2486,12 @@ export const Unscheduled: MessageFns<Unscheduled> = {
         : [],
       summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      waiting: isSet(object.waiting) ? globalThis.Number(object.waiting) : 0,
+      waitingRanges: globalThis.Array.isArray(object?.waitingRanges)
+        ? object.waitingRanges.map((e: any) => NumberRange.fromJSON(e))
+        : globalThis.Array.isArray(object?.waiting_ranges)
+        ? object.waiting_ranges.map((e: any) => NumberRange.fromJSON(e))
+        : [],
     };
   },
 
@@ -2469,6 +2512,12 @@ export const Unscheduled: MessageFns<Unscheduled> = {
     if (message.epoch !== 0n) {
       obj.epoch = message.epoch.toString();
     }
+    if (message.waiting !== 0) {
+      obj.waiting = Math.round(message.waiting);
+    }
+    if (message.waitingRanges?.length) {
+      obj.waitingRanges = message.waitingRanges.map((e) => NumberRange.toJSON(e));
+    }
     return obj;
   },
 
@@ -2482,6 +2531,93 @@ export const Unscheduled: MessageFns<Unscheduled> = {
     message.reasons = object.reasons?.map((e) => PlacementReason.fromPartial(e)) || [];
     message.summary = object.summary ?? "";
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.waiting = object.waiting ?? 0;
+    message.waitingRanges = object.waitingRanges?.map((e) => NumberRange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseNumberRange(): NumberRange {
+  return { first: 0, last: 0 };
+}
+
+export const NumberRange: MessageFns<NumberRange> = {
+  encode(message: NumberRange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.first !== 0) {
+      writer.uint32(8).int32(message.first);
+    }
+    if (message.last !== 0) {
+      writer.uint32(16).int32(message.last);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NumberRange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNumberRange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.first = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.last = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NumberRange {
+    return {
+      first: isSet(object.first) ? globalThis.Number(object.first) : 0,
+      last: isSet(object.last) ? globalThis.Number(object.last) : 0,
+    };
+  },
+
+  toJSON(message: NumberRange): unknown {
+    const obj: any = {};
+    if (message.first !== 0) {
+      obj.first = Math.round(message.first);
+    }
+    if (message.last !== 0) {
+      obj.last = Math.round(message.last);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NumberRange>, I>>(base?: I): NumberRange {
+    return NumberRange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NumberRange>, I>>(object: I): NumberRange {
+    const message = createBaseNumberRange();
+    message.first = object.first ?? 0;
+    message.last = object.last ?? 0;
     return message;
   },
 };

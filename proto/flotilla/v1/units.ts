@@ -61,6 +61,11 @@ export interface SetDesiredStateResponse {
   changed: string[];
   unchanged: string[];
   revision: bigint;
+  /**
+   * Served although this scheduler's copy of the cluster is behind etcd (a stop or unload
+   * is recovery: it gets through), and what that means for the answer.
+   */
+  warnings: string[];
 }
 
 export interface DestroyUnitsRequest {
@@ -70,6 +75,8 @@ export interface DestroyUnitsRequest {
 export interface DestroyUnitsResponse {
   destroyed: string[];
   revision: bigint;
+  /** As in SetDesiredStateResponse. */
+  warnings: string[];
 }
 
 export interface GetUnitRequest {
@@ -230,7 +237,11 @@ export interface ScaleResponse {
   /** The numbered instances that exist after scaling, in order. */
   instances: InstanceRange[];
   /** Admission's verdict (a dry run answers with this alone). */
-  admission?: Admission | undefined;
+  admission?:
+    | Admission
+    | undefined;
+  /** As in SetDesiredStateResponse (a scale down is recovery). */
+  warnings: string[];
 }
 
 export interface PlanRequest {
@@ -752,7 +763,7 @@ export const SetDesiredStateRequest: MessageFns<SetDesiredStateRequest> = {
 };
 
 function createBaseSetDesiredStateResponse(): SetDesiredStateResponse {
-  return { changed: [], unchanged: [], revision: 0n };
+  return { changed: [], unchanged: [], revision: 0n, warnings: [] };
 }
 
 export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
@@ -768,6 +779,9 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(24).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -809,6 +823,14 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -828,6 +850,7 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
         ? object.unchanged.map((e: any) => globalThis.String(e))
         : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -842,6 +865,9 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -853,6 +879,7 @@ export const SetDesiredStateResponse: MessageFns<SetDesiredStateResponse> = {
     message.changed = object.changed?.map((e) => e) || [];
     message.unchanged = object.unchanged?.map((e) => e) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };
@@ -925,7 +952,7 @@ export const DestroyUnitsRequest: MessageFns<DestroyUnitsRequest> = {
 };
 
 function createBaseDestroyUnitsResponse(): DestroyUnitsResponse {
-  return { destroyed: [], revision: 0n };
+  return { destroyed: [], revision: 0n, warnings: [] };
 }
 
 export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
@@ -938,6 +965,9 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type int64 too large");
       }
       writer.uint32(16).int64(message.revision);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -971,6 +1001,14 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
             message.revision = reader.int64() as bigint;
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -989,6 +1027,7 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
         ? object.destroyed.map((e: any) => globalThis.String(e))
         : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1000,6 +1039,9 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -1010,6 +1052,7 @@ export const DestroyUnitsResponse: MessageFns<DestroyUnitsResponse> = {
     const message = createBaseDestroyUnitsResponse();
     message.destroyed = object.destroyed?.map((e) => e) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };
@@ -2191,7 +2234,7 @@ export const InstanceRange: MessageFns<InstanceRange> = {
 };
 
 function createBaseScaleResponse(): ScaleResponse {
-  return { revision: 0n, template: "", started: [], destroyed: [], instances: [], admission: undefined };
+  return { revision: 0n, template: "", started: [], destroyed: [], instances: [], admission: undefined, warnings: [] };
 }
 
 export const ScaleResponse: MessageFns<ScaleResponse> = {
@@ -2216,6 +2259,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     }
     if (message.admission !== undefined) {
       Admission.encode(message.admission, writer.uint32(402).fork()).join();
+    }
+    for (const v of message.warnings) {
+      writer.uint32(482).string(v!);
     }
     return writer;
   },
@@ -2281,6 +2327,14 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
             message.admission = Admission.decode(reader, reader.uint32());
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2307,6 +2361,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
         ? object.instances.map((e: any) => InstanceRange.fromJSON(e))
         : [],
       admission: isSet(object.admission) ? Admission.fromJSON(object.admission) : undefined,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -2330,6 +2385,9 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     if (message.admission !== undefined) {
       obj.admission = Admission.toJSON(message.admission);
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -2346,6 +2404,7 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
     message.admission = (object.admission !== undefined && object.admission !== null)
       ? Admission.fromPartial(object.admission)
       : undefined;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

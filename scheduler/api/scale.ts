@@ -92,7 +92,7 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
   // waits for its turn.
   const existing = cluster.mirror.instances.get(template.name)?.size ?? 0;
   const down = req.count <= existing;
-  const admission = down && !req.dryRun ? undefined : await admit(cluster, template, req);
+  const admission = await admit(cluster, template, req, !down);
   if (req.dryRun) {
     const none: InstanceRange[] = [];
     const numbered = readTemplate(cluster, template).instances.map((i) => i.number);
@@ -109,7 +109,12 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
   }
   // Later wins: whatever scale-up of this template is queued or running stops now.
   lanes.supersede(template.name, req.count);
-  if (down) return lanes.recovery(() => scaleTo(cluster, template, req.count, undefined));
+  if (down) {
+    return {
+      ...(await lanes.recovery(() => scaleTo(cluster, template, req.count, undefined))),
+      admission,
+    };
+  }
   const ticket = await lanes.bulk(template.name);
   try {
     return { ...(await scaleTo(cluster, template, req.count, ticket)), admission };
@@ -120,10 +125,11 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
 
 /**
  * Admission of a scale (admission.ts), then the quota guard for the records it would create;
- * throws the refusal. Reads a fresh mirror: the verdict is about the cluster as it is.
+ * throws the refusal. A scale up reads a fresh mirror (the verdict is about the cluster as it
+ * is); a scale down, always admitted, does not wait for one.
  */
-async function admit(cluster: ApiCluster, template: UnitName, req: ScaleRequest) {
-  await fresh(cluster);
+async function admit(cluster: ApiCluster, template: UnitName, req: ScaleRequest, up: boolean) {
+  if (up) await fresh(cluster);
   const now = readTemplate(cluster, template);
   if (now.record === undefined) refuseWithoutTemplate(template, now.instances.length, req.count);
   const admission = admitScale(cluster, {

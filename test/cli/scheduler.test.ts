@@ -52,7 +52,7 @@ test.serial(
       .join('|');
     t.regex(r.stdout, new RegExp(`^Unit hello\\.service launched on (${where})\\n$`));
     const list = await run(['list-units', '--no-legend']);
-    t.regex(list.stdout, /^hello\.service\s+\S+\s+active\s+running$/m);
+    t.regex(list.stdout, /^hello\.service\s+\S+\s+active\s+running\s+-\s+0$/m);
   },
 );
 

@@ -6,7 +6,9 @@
  */
 import type { InstanceRange, ScaleResponse } from '../../proto/flotilla/v1/units.js';
 import { parseUnitName } from '../../unit/index.js';
-import { withClient } from '../client.js';
+import { status } from '@grpc/grpc-js';
+import { withClient, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
 import { printJson } from '../table.js';
 import { UnitView, type Target } from '../unit-view.js';
 import {
@@ -96,7 +98,7 @@ export const scaleVerb: Verb = {
         const parsed = parseUnitName(req.template);
         const glob = `${parsed.prefix}@*.${parsed.type}`;
         const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
-        const res = await api.scale(req.template, req.count);
+        const res = await scaleOrExplain(api, req.template, req.count);
         responses.push(res);
         if (res.revision > revision) revision = res.revision;
         if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);
@@ -134,6 +136,35 @@ export const scaleVerb: Verb = {
     });
   },
 };
+
+/**
+ * The scale; when its template is not submitted but a plain unit of that name is (`scale
+ * hello=3` with hello.service), says so instead of "not submitted": the user named a unit
+ * that scale cannot multiply.
+ */
+async function scaleOrExplain(
+  api: ApiClient,
+  template: string,
+  count: number,
+): Promise<ScaleResponse> {
+  try {
+    return await api.scale(template, count);
+  } catch (err) {
+    if (!(err instanceof CliError) || err.grpcCode !== status.NOT_FOUND) throw err;
+    const { prefix, type } = parseUnitName(template);
+    const plain = `${prefix}.${type}`;
+    const exists = await api.getUnit(plain).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) throw err;
+    throw new CliError(
+      'refused',
+      `${plain} is not a template: scale runs N instances of a template such as ${template} (submit one), while ${plain} runs once (flotctl start ${plain})`,
+      status.FAILED_PRECONDITION,
+    );
+  }
+}
 
 function scaleLine(template: string, res: ScaleResponse): string {
   const total = res.instances.reduce((sum, r) => sum + r.last - r.first + 1, 0);

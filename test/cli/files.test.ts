@@ -189,10 +189,10 @@ test('list-machines shows fleetctl columns plus units, CPU, memory and driver; j
     'disk=ssd,region=eu',
     '0',
     '0/4',
-    '0/8Gi',
+    '0/8GiB',
     'process',
   ]);
-  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8Gi\s+runc/);
+  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8GiB\s+runc/);
   const full = await api.run([
     'list-machines',
     '--full',

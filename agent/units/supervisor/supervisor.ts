@@ -5,6 +5,7 @@
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
 import { setTimeout } from 'node:timers/promises';
+import { formatDuration } from '../../../lib/duration.js';
 import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
 import type { ImageStore } from '../../images/store.js';
 import type { UnitState } from '../../../proto/flotilla/v1/records.js';
@@ -215,9 +216,9 @@ export class Supervisor {
           subState: 'auto-restart',
           pid: 0,
           restarts: this.restarts,
-          message: `${why}; restarting in ${delay} ms`,
+          message: `${why}; restarting in ${formatDuration(delay)}`,
         });
-        this.note(`${why}; restarting in ${delay} ms`);
+        this.note(`${why}; restarting in ${formatDuration(delay)}`);
         // A stop or detach ends the pause early (resolved, not thrown): checked just below.
         const signal = AbortSignal.any([this.stopCtl.signal, this.detachCtl.signal]);
         await setTimeout(delay, undefined, { signal }).catch(() => undefined);

@@ -4,6 +4,7 @@
  * the server's `file:line: message` lines for a rejected unit file) and exits 1.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { formatDuration } from '../lib/duration.js';
 import { tlsFailure, type TlsFailure } from '../lib/tls-failure.js';
 import { formatBytes, SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/index.js';
 import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
@@ -199,9 +200,7 @@ function tlsFailureMessage(
   }
 }
 
-/** `10s`, `1.5s`, `500ms`: how durations appear in messages. */
+/** `10s`, `1.5s`, `500ms`, `1m30s`: how durations appear in messages (lib/duration.ts). */
 export function formatSeconds(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  const s = ms / 1000;
-  return Number.isInteger(s) ? `${s}s` : `${s.toFixed(1)}s`;
+  return formatDuration(ms);
 }

@@ -14,6 +14,7 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
+  flagError,
   UsageError,
   type CliIo,
   type GlobalOptions,
@@ -35,6 +36,7 @@ import { listSchedulersVerb } from './verbs/schedulers.js';
 import { loadVerb, startVerb, stopVerb, unloadVerb } from './verbs/states.js';
 import { journalVerb, statusVerb } from './verbs/status.js';
 import { verifyVerb } from './verbs/verify.js';
+import { versionVerb } from './verbs/version.js';
 import { watchVerb } from './verbs/watch.js';
 
 export {
@@ -75,6 +77,7 @@ export const VERBS: readonly Verb[] = [
   resumeReschedulingVerb,
   listSchedulersVerb,
   completionVerb,
+  versionVerb,
 ];
 
 /** Verbs flotctl runs but does not list: the completion scripts' helper. */
@@ -144,7 +147,9 @@ async function dispatch(
     io.stderr(overview());
     return EXIT_USAGE;
   }
-  const verb = VERBS.find((v) => v.name === first) ?? HIDDEN_VERBS.find((v) => v.name === first);
+  // `flotctl --version` is `flotctl version`, as most tools have both.
+  const name = first === '--version' ? versionVerb.name : first;
+  const verb = VERBS.find((v) => v.name === name) ?? HIDDEN_VERBS.find((v) => v.name === name);
   if (verb === undefined) {
     io.stderr(`flotctl: unknown command "${first}"\n\n${overview()}`);
     return EXIT_USAGE;
@@ -157,8 +162,12 @@ async function dispatch(
   try {
     return await verb.run(rest, io, globals);
   } catch (err) {
-    if (err instanceof UsageError || isParseArgsError(err)) {
-      io.stderr(`flotctl ${verb.name}: ${(err as Error).message}\n\n${verb.help}`);
+    const usage = err instanceof UsageError ? err : flagError(err);
+    if (usage !== undefined) {
+      // One line of what is wrong, then the usage lines only: the whole help is one flag away.
+      io.stderr(
+        `flotctl ${verb.name}: ${usage.message} (see flotctl ${verb.name} --help)\n\n${usageLines(verb.help)}`,
+      );
       return EXIT_USAGE;
     }
     if (err instanceof CliError) {
@@ -171,11 +180,10 @@ async function dispatch(
   }
 }
 
-/** node:util parseArgs reports unknown options and missing values with these codes. */
-function isParseArgsError(err: unknown): boolean {
-  if (!(err instanceof Error) || !('code' in err)) return false;
-  const code = (err as { code: unknown }).code;
-  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+/** The `Usage:` lines at the head of a verb's help (up to its first blank line). */
+function usageLines(help: string): string {
+  const end = help.indexOf('\n\n');
+  return `${end < 0 ? help : help.slice(0, end)}\n`;
 }
 
 /** The process streams, with Ctrl-C (SIGINT) and SIGTERM as an abort signal. */

@@ -215,9 +215,13 @@ export function formatMetadata(metadata: Readonly<Record<string, string>>): stri
   return keys.map((k) => `${k}=${metadata[k] ?? ''}`).join(',');
 }
 
-const BINARY_UNITS = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
+const BINARY_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
-/** Bytes in binary units, e.g. `512Mi`, `1.5Gi`, `0`. */
+/**
+ * Bytes in IEC units as a table cell, e.g. `512MiB`, `1.5GiB`, `0`: the units of every memory
+ * figure flotctl and the scheduler print (`256 MiB` in sentences), without the space so that
+ * a table's columns stay split by whitespace.
+ */
 export function formatBytes(bytes: bigint): string {
   let value = Number(bytes);
   let unit = 0;
@@ -226,6 +230,7 @@ export function formatBytes(bytes: bigint): string {
     unit += 1;
   }
   const shown = Number.isInteger(value) ? String(value) : value.toFixed(1).replace(/\.0$/, '');
+  if (value === 0) return '0';
   return `${shown}${BINARY_UNITS[unit] ?? ''}`;
 }
 
@@ -266,4 +271,28 @@ export function formatAge(sinceMs: number, nowMs: number): string {
  */
 export function printWarnings(io: CliIo, warnings: readonly string[]): void {
   for (const w of warnings) io.stderr(`WARNING: ${w}\n`);
+}
+
+/** The planner's reasons' verbs (phrased for several machines) for one machine. */
+const SINGULAR_VERBS: Readonly<Record<string, string>> = {
+  are: 'is',
+  do: 'does',
+  match: 'matches',
+  lack: 'lacks',
+  conflict: 'conflicts',
+  run: 'runs',
+};
+
+/**
+ * A pending reason after its count of machines, as the scheduler's summaries word it
+ * (scheduler/planner/chain.ts `counted`): `2 lack region=us`, `1 lacks region=us`, `1 is
+ * drained`, `1 already runs 2 instances ...`.
+ */
+export function countedReason(machines: number, reason: string): string {
+  if (machines !== 1) return `${machines} ${reason}`;
+  const one = reason
+    .replace(/^(\w+)\b/, (verb) => SINGULAR_VERBS[verb] ?? verb)
+    .replace(/^already run /, 'already runs ')
+    .replace(/ and lack (?=.* free$)/, ' and lacks ');
+  return `1 ${one}`;
 }

@@ -5,6 +5,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../daemon/options.js';
 
 type FlagSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -61,20 +62,51 @@ export interface Verb {
 }
 
 /** A mistake in the command line itself: reported with the usage, exit code 2. */
-export { UsageError } from '../daemon/options.js';
+export { UsageError };
 
 /** A verb's own flags and its positional arguments, strictly: an unknown flag is a usage error. */
 export function parseVerbArgs<T extends FlagSpec>(
   args: readonly string[],
   options: T,
 ): { values: ParsedResults<T>['values']; positionals: string[] } {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options,
-    allowPositionals: true,
-    strict: true,
-  });
-  return { values, positionals };
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values, positionals };
+  } catch (err) {
+    throw flagError(err) ?? err;
+  }
+}
+
+/**
+ * node:util parseArgs's errors (ERR_PARSE_ARGS_*) in flotctl's own words, one short line:
+ * its text names the parser's workarounds, with a stray quote. Undefined for other errors.
+ */
+export function flagError(err: unknown): UsageError | undefined {
+  if (!(err instanceof Error) || !('code' in err)) return undefined;
+  const code = (err as { code: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return undefined;
+  // The flag as parseArgs quotes it: '--bogus', '-l, --full', '--timeout <value>'.
+  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
+  const flag = (quoted.split(', ').at(-1) ?? quoted).replace(/ <value>$/, '');
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    if (/^-\d/.test(flag)) return new UsageError(`${flag}: expected a whole number of 0 or more`);
+    return new UsageError(`unknown flag ${flag}`);
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (/does not take an argument/.test(err.message)) {
+      return new UsageError(`${flag} takes no value`);
+    }
+    if (/ambiguous/.test(err.message)) {
+      return new UsageError(`${flag} needs a value (one starting with "-" goes as ${flag}=-...)`);
+    }
+    return new UsageError(`${flag} needs a value`);
+  }
+  return new UsageError(err.message.split('\n')[0] ?? code);
 }
 
 type ParsedResults<T extends FlagSpec> = ReturnType<

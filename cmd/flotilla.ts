@@ -8,8 +8,8 @@
  *
  * Exit codes: 0 success (a daemon that shut down cleanly on SIGTERM), 1 failure, 2 usage.
  */
-import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from '../cli/verb.js';
+import { buildVersion, versionLine } from '../lib/version.js';
 
 /** A subcommand and how to run it. */
 interface Subcommand {
@@ -49,15 +49,9 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   },
 ];
 
-/** The package version, read from package.json next to bin/ (dist/cmd -> ../../). */
+/** The package version (package.json next to dist/). */
 export function version(): string {
-  try {
-    const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
-    const pkg = JSON.parse(text) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
+  return buildVersion().version;
 }
 
 /** `flotilla --help`. */
@@ -71,7 +65,7 @@ export function overview(): string {
     '',
     'Flags:',
     '  -h, --help     show this help ("flotilla <command> --help" for a command\'s flags)',
-    '  -v, --version  print the version',
+    '  -v, --version  print the version and the commit it was built from',
     '',
   ].join('\n');
 }
@@ -102,7 +96,7 @@ export async function main(argv: readonly string[], io: FlotillaIo = processIo):
     return EXIT_OK;
   }
   if (first === '--version' || first === '-v' || first === 'version') {
-    io.stdout(`flotilla ${version()}\n`);
+    io.stdout(`${versionLine('flotilla')}\n`);
     return EXIT_OK;
   }
   const sub = SUBCOMMANDS.find((s) => s.name === first);

@@ -14,7 +14,9 @@ export type UnitErrorCode =
   | 'missing-value'
   | 'invalid-glob'
   /** The file is over UNIT_FILE_MAX_BYTES (limits.ts); it was not parsed. */
-  | 'too-large';
+  | 'too-large'
+  /** The file is empty, or not text at all (binary data); it was not parsed. */
+  | 'not-a-unit-file';
 
 /**
  * At most this many problems are reported per file: past that the output helps nobody, and

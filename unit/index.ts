@@ -35,7 +35,7 @@ export { parseMemoryBytes, parseCpuQuotaMillicores, parseTasksMax } from './reso
 export { parseExecLine, expandExecArgv, isEnvName } from './exec.js';
 export { parseEnvironmentAssignments, parseEnvironmentFile } from './environment.js';
 export { hashSyntax, hashUnitText } from './hash.js';
-export { formatTimeSpan, parseBoolean, parseTimeSpanMs } from './values.js';
+export { parseBoolean, parseTimeSpanMs } from './values.js';
 export { excerpt, formatBytes, EXCERPT_CHARS } from './excerpt.js';
 export {
   UNIT_FILE_MAX_BYTES,

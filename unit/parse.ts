@@ -53,6 +53,36 @@ export function validateUnitFile(name: string, text: string): UnitError[] {
   return [...analyse(name, text).errors];
 }
 
+/**
+ * An empty file, or one that is not text (a program, an archive), said as such: parsed, it
+ * would only yield a missing ExecStart= or a line of escaped garbage. Binary is judged on the
+ * first line alone (a NUL byte, a control character, bytes that are not UTF-8), which a unit
+ * file's section header or comment never holds; a value further down may hold any of them and
+ * gets its own escaped message. Either was invalid before this check too (no ExecStart=, text
+ * before the first section), but for a comment line of control characters.
+ */
+function checkIsText(text: string): UnitError | undefined {
+  if (!/\S/.test(text)) {
+    return new UnitError(
+      'not-a-unit-file',
+      'the file is empty: a unit file needs at least a [Service] section with an ExecStart= line',
+    );
+  }
+  const newline = text.indexOf('\n');
+  const first = text.slice(0, Math.min(newline < 0 ? text.length : newline, 1024));
+  // C0 controls but tab, vertical tab, form feed, carriage return and escape; DEL; and the
+  // replacement character that bytes which are not UTF-8 decode to.
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
+  const bad = /[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]/.exec(first);
+  if (bad === null) return undefined;
+  const what = bad[0] === '\ufffd' ? 'bytes that are not UTF-8' : 'binary data';
+  return new UnitError(
+    'not-a-unit-file',
+    `not a text unit file: it holds ${what}; give the unit file itself, not a program or an archive`,
+    { line: 1 },
+  );
+}
+
 /** A stand-in for an invalid name, so the file's other problems can still be found. */
 function looseName(name: string): UnitName {
   return {
@@ -78,6 +108,8 @@ function analyseName(name: string): { unitName: UnitName; errors: UnitError[] } 
 
 function analyse(name: string, text: string): Analysis {
   const { unitName, errors: nameErrors } = analyseName(name);
+  const notText = checkIsText(text);
+  if (notText !== undefined) return done(null, nameErrors, [notText], name);
   const { syntax, errors: syntaxErrors } = parseSyntaxCollecting(text);
   if (syntaxErrors.length > 0) return done(null, nameErrors, [...syntaxErrors], name);
   const errors: UnitError[] = [];

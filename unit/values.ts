@@ -154,19 +154,3 @@ export function parseTimeSpanMs(text: string): number | undefined {
 export function timeSpanHint(key: string, value: string): string {
   return `${key}=${excerpt(value)}: expected a time span such as 90s, 500ms, 1min 30s or 2h`;
 }
-
-/**
- * A duration as systemd writes one, shortest first: `100ms`, `1.5s`, `30s`, `2min 30s`,
- * `1h 5min`. Rounded to what a person reads (tenths of a second below 10 s, seconds below an
- * hour, minutes above).
- */
-export function formatTimeSpan(ms: number): string {
-  if (!Number.isFinite(ms)) return 'infinity';
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
-  if (ms < 10_000) return `${Math.round(ms / 100) / 10}s`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return s % 60 === 0 ? `${s / 60}min` : `${Math.floor(s / 60)}min ${s % 60}s`;
-  const min = Math.round(s / 60);
-  return min % 60 === 0 ? `${min / 60}h` : `${Math.floor(min / 60)}h ${min % 60}min`;
-}

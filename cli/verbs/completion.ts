@@ -9,6 +9,9 @@
  * What a verb's arguments are is read from its usage line (UNIT, GLOB, TEMPLATE: units;
  * MACHINE: machines; FILE: files), so a new verb completes without an entry here.
  */
+import { existsSync } from 'node:fs';
+import { basename, isAbsolute } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../client.js';
 import { GLOBAL_HELP } from '../global-options.js';
 import { EXIT_OK, UsageError, type GlobalOptions, type Verb } from '../verb.js';
@@ -54,7 +57,7 @@ export function completionVerbs(verbs: () => readonly Verb[]): readonly [Verb, V
       if (args.length !== 1 || !(SHELLS as readonly string[]).includes(shell ?? '')) {
         throw new UsageError(`give one shell: ${SHELLS.join(', ')}`);
       }
-      io.stdout(SCRIPTS[shell as Shell]);
+      io.stdout(SCRIPTS[shell as Shell](programPath()));
       return Promise.resolve(EXIT_OK);
     },
   };
@@ -177,13 +180,38 @@ The names come from the API that --endpoint / FLOTCTL_ENDPOINT (and the TLS and 
 of the command line being completed point at.
 `;
 
-/** `timeout 3 flotctl`, where coreutils' timeout exists: a second guard against a hang. */
-const BASH = `# flotctl completion for bash: source <(flotctl completion bash)
+/**
+ * The flotctl the script should run: the one printing it (bin/flotctl of this build), so that
+ * `source <(bin/flotctl completion bash)` works without bin/ on PATH; plain `flotctl` (PATH)
+ * when that path is unknown. The scripts fall back to PATH when the file has gone since.
+ */
+export function programPath(): string {
+  const running = process.argv[1] ?? '';
+  if (basename(running) === 'flotctl' && isAbsolute(running) && existsSync(running)) {
+    return running;
+  }
+  const bin = fileURLToPath(new URL('../../../bin/flotctl', import.meta.url));
+  return existsSync(bin) ? bin : 'flotctl';
+}
+
+/** `text` as one single-quoted sh word (bash and zsh). */
+function shQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The flotctl path in the script, then `timeout 3` where coreutils' timeout exists: a second
+ * guard against a hang.
+ */
+const BASH = (
+  program: string,
+): string => `# flotctl completion for bash: source <(flotctl completion bash)
 _flotctl() {
-  local cur=\${COMP_WORDS[COMP_CWORD]} out line
+  local cur=\${COMP_WORDS[COMP_CWORD]} out line bin=${shQuote(program)}
+  [ -x "$bin" ] || bin=flotctl
   local -a guard=()
   command -v timeout >/dev/null 2>&1 && guard=(timeout 3)
-  out=$("\${guard[@]}" flotctl __complete "\${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null) || out=''
+  out=$("\${guard[@]}" "$bin" __complete "\${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null) || out=''
   COMPREPLY=()
   while IFS= read -r line; do
     [ -z "$line" ] && continue
@@ -197,12 +225,14 @@ _flotctl() {
 complete -o filenames -F _flotctl flotctl
 `;
 
-const ZSH = `#compdef flotctl
+const ZSH = (program: string): string => `#compdef flotctl
 # flotctl completion for zsh: source <(flotctl completion zsh) after compinit
 _flotctl() {
   local -a out guard
+  local bin=${shQuote(program)}
+  [[ -x $bin ]] || bin=flotctl
   (( $+commands[timeout] )) && guard=(timeout 3)
-  out=("\${(@f)$($guard flotctl __complete "\${(@)words[2,CURRENT]}" 2>/dev/null)}")
+  out=("\${(@f)$($guard $bin __complete "\${(@)words[2,CURRENT]}" 2>/dev/null)}")
   out=(\${out:#})
   if (( \${out[(Ie)${FILES}]} )); then
     out=(\${out:#${FILES}})
@@ -216,12 +246,16 @@ if (( $+functions[compdef] )); then
 fi
 `;
 
-const FISH = `# flotctl completion for fish: flotctl completion fish > ~/.config/fish/completions/flotctl.fish
+const FISH = (
+  program: string,
+): string => `# flotctl completion for fish: flotctl completion fish > ~/.config/fish/completions/flotctl.fish
 function __flotctl_complete
   set -l words (commandline -opc) (commandline -ct)
+  set -l bin '${program.replace(/[\\']/g, '\\$&')}'
+  test -x $bin; or set bin flotctl
   set -l guard
   command -q timeout; and set guard timeout 3
-  set -l out ($guard flotctl __complete $words[2..-1] 2>/dev/null)
+  set -l out ($guard $bin __complete $words[2..-1] 2>/dev/null)
   for line in $out
     if test "$line" = '${FILES}'
       __fish_complete_path (commandline -ct)
@@ -233,4 +267,9 @@ end
 complete -c flotctl -f -a '(__flotctl_complete)'
 `;
 
-const SCRIPTS: Readonly<Record<Shell, string>> = { bash: BASH, zsh: ZSH, fish: FISH };
+/** Each shell's script, given the flotctl it should run. */
+const SCRIPTS: Readonly<Record<Shell, (program: string) => string>> = {
+  bash: BASH,
+  zsh: ZSH,
+  fish: FISH,
+};

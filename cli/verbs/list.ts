@@ -7,7 +7,7 @@
  * file, templates included. `list-units --watch` redraws the table whenever the cluster
  * changes.
  */
-import { UnitStatus, type GlobalInstance } from '../../proto/flotilla/v1/units.js';
+import type { GlobalInstance, UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from '../client.js';
 import {
   machineLegend,
@@ -24,6 +24,7 @@ import {
   type MachineAddresses,
 } from '../table.js';
 import { describeUnit, isTemplateName } from '../unit-args.js';
+import { jsonFields, jsonRow, type JsonKind, type RowFacts } from './list-json.js';
 import { activeText } from '../unit-view.js';
 import {
   EXIT_OK,
@@ -57,6 +58,19 @@ const stateOf = (r: Row) => {
 function unitRows(status: UnitStatus, addresses: MachineAddresses): Row[] {
   if (status.instances.length === 0) return [{ status, addresses }];
   return status.instances.map((copy) => ({ status, copy, addresses }));
+}
+
+/** What a row's JSON object is made of: the same machine and state as its table cells. */
+function factsOf(r: Row): RowFacts {
+  const machine = placementMachine(r);
+  return {
+    status: r.status,
+    machine,
+    ip: r.addresses.get(machine) ?? '',
+    state: stateOf(r),
+    currentState: r.copy?.currentState ?? r.status.currentState,
+    global: r.global ?? r.status.global,
+  };
 }
 
 const UNIT_COLUMNS: Readonly<Record<string, Column<Row>>> = {
@@ -123,6 +137,9 @@ placed on one machine (id or unique prefix).
 Options:
 ${tableHelp(UNIT_COLUMNS, UNIT_DEFAULTS)}  --machine M     only units placed on machine M
   --watch         keep listing: redraw the table whenever the cluster changes (Ctrl-C ends)
+  -o json         one flat object per row: every column, ids and hashes in full, numbers as
+                  numbers, null for "-"; --fields picks keys (also ip, runningHash, since,
+                  global, file: the unit file's text, only when named)
 `;
 
 const LIST_FILES_HELP = `Usage: flotctl list-unit-files [--fields LIST] [--no-legend] [-l|--full] [GLOB]
@@ -131,7 +148,9 @@ Lists every unit file in the cluster, loaded or not, templates included: its has
 the user wants (DSTATE), the state it is in (STATE) and the machine it is placed on (TARGET).
 
 Options:
-${tableHelp(FILE_COLUMNS, FILE_DEFAULTS)}`;
+${tableHelp(FILE_COLUMNS, FILE_DEFAULTS)}  -o json         one flat object per file: unit, hash, dstate, state, machine, ip, global
+                  (--fields picks keys; desc and file, the unit file's text, when named)
+`;
 
 export const listUnitsVerb: Verb = {
   name: 'list-units',
@@ -144,27 +163,32 @@ export const listUnitsVerb: Verb = {
       watch: { type: 'boolean' },
     });
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
-    const fields = parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
-    // Files only when shown: a description, or JSON (the whole record); a table of summary
-    // columns asks for the summary only.
     const json = globals.output === 'json';
+    const fields = json
+      ? jsonFields('units', values.fields)
+      : parseFields(values.fields, UNIT_COLUMNS, UNIT_DEFAULTS);
+    // Files only when shown: a description, or the file itself (-o json --fields ...,file); a
+    // table of summary columns asks for the summary only.
     const filter = {
       nameGlob: positionals[0] ?? '',
       machine: values.machine ?? '',
-      withFiles: fields.includes('desc') || json,
+      withFiles: fields.includes('desc') || fields.includes('file'),
       brief: !json && fields.every((f) => BRIEF_COLUMNS.has(f)),
     };
     const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     const draw = async (api: ApiClient): Promise<bigint> => {
       if (globals.output === 'json' && values.watch === true) {
         const listing = await api.listAllUnits(filter);
+        const units = listing.units.filter(isListedUnit);
+        const rows = units.flatMap((u) => unitRows(u, addressesOf(units)));
         printJsonLine(
           io,
-          listing.units.filter(isListedUnit).map((u) => UnitStatus.toJSON(u)),
+          rows.map((r) => jsonRow('units', factsOf(r), fields)),
         );
         return listing.revision;
       }
-      const out = pageOutput(globals, io, new TableWriter(fields, UNIT_COLUMNS, opts, io.stdout));
+      const table = new TableWriter(fields, UNIT_COLUMNS, opts, io.stdout);
+      const out = pageOutput(globals, io, table, 'units', fields);
       let revision = 0n;
       for await (const page of api.unitPages(filter)) {
         if (revision === 0n) {
@@ -195,14 +219,19 @@ export const listUnitFilesVerb: Verb = {
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
     const { values, positionals } = parseVerbArgs(args, TABLE_FLAGS);
     if (positionals.length > 1) throw new UsageError('give at most one name glob');
-    const fields = parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
+    const json = globals.output === 'json';
+    const fields = json
+      ? jsonFields('files', values.fields)
+      : parseFields(values.fields, FILE_COLUMNS, FILE_DEFAULTS);
+    // The global column needs no file: the API says whether a unit is Global.
     const filter = {
       nameGlob: positionals[0] ?? '',
-      withFiles: fields.includes('desc') || globals.output === 'json',
+      withFiles: fields.includes('desc') || fields.includes('file'),
     };
     const opts = { full: values.full === true, legend: values['no-legend'] !== true };
     return withClient(globals, async (api) => {
-      const out = pageOutput(globals, io, new TableWriter(fields, FILE_COLUMNS, opts, io.stdout));
+      const table = new TableWriter(fields, FILE_COLUMNS, opts, io.stdout);
+      const out = pageOutput(globals, io, table, 'files', fields);
       let first = true;
       for await (const { units, warnings } of api.unitPages(filter)) {
         if (first) printWarnings(io, warnings);
@@ -217,14 +246,20 @@ export const listUnitFilesVerb: Verb = {
   },
 };
 
-/** Where a listing's pages go as they arrive: the table's rows, or with `-o json` the statuses. */
+/** Where a listing's pages go as they arrive: the table's rows, or with `-o json` as objects. */
 interface PageOutput {
-  /** `rows` makes the page's table rows, given the machine addresses the page carries. */
+  /** `rows` makes the page's rows, given the machine addresses the page carries. */
   write(units: readonly UnitStatus[], rows: (addresses: MachineAddresses) => Row[]): void;
   end(): void;
 }
 
-function pageOutput(globals: GlobalOptions, io: CliIo, table: TableWriter<Row>): PageOutput {
+function pageOutput(
+  globals: GlobalOptions,
+  io: CliIo,
+  table: TableWriter<Row>,
+  kind: JsonKind,
+  fields: readonly string[],
+): PageOutput {
   if (globals.output !== 'json') {
     return {
       write: (units, rows) => table.write(rows(addressesOf(units))),
@@ -233,7 +268,8 @@ function pageOutput(globals: GlobalOptions, io: CliIo, table: TableWriter<Row>):
   }
   const json = new JsonArrayWriter(io.stdout);
   return {
-    write: (units) => json.write(units.map((u) => UnitStatus.toJSON(u))),
+    write: (units, rows) =>
+      json.write(rows(addressesOf(units)).map((r) => jsonRow(kind, factsOf(r), fields))),
     end: () => json.end(),
   };
 }

@@ -5,7 +5,13 @@
  */
 import { PlanResponse, type PlannedUnit, type UnitFile } from '../../proto/flotilla/v1/units.js';
 import { withClient } from '../client.js';
-import { alignColumns, machineLegend, printJson, type MachineAddresses } from '../table.js';
+import {
+  alignColumns,
+  countedReason,
+  machineLegend,
+  printJson,
+  type MachineAddresses,
+} from '../table.js';
 import { isFile, readUnitFile, unitNameOf } from '../unit-args.js';
 import {
   EXIT_FAILURE,
@@ -84,7 +90,7 @@ export function planText(
   for (const u of res.units) {
     if (u.machine !== '' || u.unscheduled === undefined) continue;
     out += `${u.name} cannot be placed:\n`;
-    for (const r of u.unscheduled.reasons) out += `  ${r.machines} ${r.reason}\n`;
+    for (const r of u.unscheduled.reasons) out += `  ${countedReason(r.machines, r.reason)}\n`;
   }
   return out;
 }

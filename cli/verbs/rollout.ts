@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { RolloutStatus, type UnitFile } from '../../proto/flotilla/v1/units.js';
 import { MAX_PROBLEMS, validateUnitFile } from '../../unit/index.js';
 import { parseDurationMs } from '../../daemon/options.js';
+import { formatDuration } from '../../lib/duration.js';
 import { withClient, type ApiClient } from '../client.js';
 import { CliError } from '../errors.js';
 import { printJson, shortHash } from '../table.js';
@@ -66,13 +67,16 @@ Exit status: 0 when every rollout completed, 1 when one paused, rolled back or t
 out, 2 for a usage error.
 `;
 
-const ROLLBACK_HELP = `Usage: flotctl rollback [--no-block] [--timeout DUR] UNIT
+const ROLLBACK_HELP = `Usage: flotctl rollback [--force] [--no-block] [--timeout DUR] UNIT
 
 Rolls a template (or plain unit) back to the file its last rollout replaced: a running or
 paused rollout turns around, a finished one is undone, with the same parallelism, delay and
-monitor. A rollback that fails pauses.
+monitor. A rollback that fails pauses. When the last rollout was itself a rollback, rolling
+back again would return to the file that was rolled back (usually one that failed): that is
+refused unless --force.
 
 Options:
+  --force             roll back a rollback, returning to the file it left
 ${WAIT_HELP}
 Exit status: 0 when the rollback completed, 1 when it paused or the wait timed out.
 `;
@@ -172,11 +176,15 @@ export const rollbackVerb: Verb = {
   summary: 'return a template (or unit) to the file its last rollout replaced',
   help: ROLLBACK_HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
-    const { values, positionals } = parseVerbArgs(args, { ...WAIT_FLAGS });
+    const { values, positionals } = parseVerbArgs(args, {
+      ...WAIT_FLAGS,
+      force: { type: 'boolean' },
+    });
     const [arg, ...extra] = positionals;
     if (arg === undefined || extra.length > 0) throw new UsageError('give exactly one unit');
     const limit = waitLimit(values);
     return withClient(globals, async (api) => {
+      if (values.force !== true) await refuseRollbackOfRollback(api, unitNameOf(arg));
       const s = await api.rollback(unitNameOf(arg));
       if (globals.output !== 'json') {
         io.stdout(
@@ -206,6 +214,37 @@ export const rolloutVerb: Verb = {
   },
 };
 
+/**
+ * A second `rollback` would undo the first: the template goes back to the file that was
+ * rolled back, most often because it failed. Refused (exit 1, nothing written) so that it
+ * happens only on purpose, with --force. A unit without a rollout is left to the API to say.
+ */
+async function refuseRollbackOfRollback(api: ApiClient, name: string): Promise<void> {
+  let r: RolloutStatus['rollout'];
+  try {
+    r = (await api.getRollout(name)).rollout;
+  } catch {
+    return;
+  }
+  if (r?.rollback !== true) return;
+  const from = shortHash(r.fromHash, false);
+  const to = shortHash(r.toHash, false);
+  const when = r.phase === 'rolled-back' ? 'was rolled back' : `is being rolled back (${r.phase})`;
+  throw new CliError(
+    'refused',
+    `${r.unit} ${when} from ${from} to ${to}; rolling back again would return it to ${from}, the file that was rolled back: pass --force to do that, or flotctl update ${r.unit} with a fixed file`,
+  );
+}
+
+/** A rollout's message without its phase word in front (`paused: x` when the phase says it). */
+function messageOf(r: { phase: string; message: string } | undefined): string {
+  const message = r?.message ?? '';
+  const phase = r?.phase ?? '';
+  return phase !== '' && message.startsWith(`${phase}: `)
+    ? message.slice(phase.length + 2)
+    : message;
+}
+
 /** `rollout status`'s text. */
 export function statusText(s: RolloutStatus): string {
   const r = s.rollout;
@@ -215,11 +254,11 @@ export function statusText(s: RolloutStatus): string {
     `  From:        ${r.fromHash}`,
     `  To:          ${r.toHash}`,
     `  Progress:    ${progressText(s)}`,
-    `  Options:     parallelism ${r.parallelism}, delay ${r.delayMs} ms, monitor ${r.monitorMs} ms, on failure ${r.failureAction}`,
+    `  Options:     parallelism ${r.parallelism}, delay ${formatDuration(Number(r.delayMs))}, monitor ${formatDuration(Number(r.monitorMs))}, on failure ${r.failureAction}`,
   ];
   if (r.batch.length > 0) lines.push(`  In progress: ${r.batch.map((b) => b.unit).join(', ')}`);
   if (r.failed.length > 0) lines.push(`  Failed:      ${r.failed.join(', ')}`);
-  if (r.message !== '') lines.push(`  Message:     ${r.message}`);
+  if (r.message !== '') lines.push(`  Message:     ${messageOf(r)}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -257,7 +296,8 @@ async function follow(
       if (isSettled(s) || name === '') continue;
       const now = await api.getRollout(name);
       latest[i] = now;
-      const line = `${name}: ${now.rollout?.phase ?? '?'}, ${progressText(now)}${now.rollout?.message ? ` (${now.rollout.message})` : ''}`;
+      const message = messageOf(now.rollout);
+      const line = `${name}: ${now.rollout?.phase ?? '?'}, ${progressText(now)}${message ? ` (${message})` : ''}`;
       if (!json && shown.get(name) !== line) io.stdout(`${line}\n`);
       shown.set(name, line);
     }
@@ -279,8 +319,8 @@ async function follow(
     const why = !isSettled(s)
       ? `still ${r?.phase ?? 'running'} when the wait ended; follow it with flotctl rollout status ${r?.unit ?? ''}`
       : r?.phase === 'rolled-back'
-        ? `failed and was rolled back: ${r.message}`
-        : `${r?.phase ?? '?'}: ${r?.message ?? ''}`;
+        ? `failed and was rolled back: ${messageOf(r)}`
+        : `${r?.phase ?? '?'}: ${messageOf(r)}`;
     io.stderr(`${r?.unit ?? '?'}: rollout ${why}\n`);
   }
   return ok ? EXIT_OK : EXIT_FAILURE;

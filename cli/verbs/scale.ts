@@ -11,7 +11,8 @@ import {
 } from '../../proto/flotilla/v1/units.js';
 import { CliError } from '../errors.js';
 import { parseUnitName } from '../../unit/index.js';
-import { withClient } from '../client.js';
+import { status } from '@grpc/grpc-js';
+import { withClient, type ApiClient } from '../client.js';
 import { printJson, printWarnings } from '../table.js';
 import { UnitView, type Target } from '../unit-view.js';
 import {
@@ -112,7 +113,10 @@ export const scaleVerb: Verb = {
       return withClient(globals, async (api) => {
         const verdicts = [];
         for (const req of requests) {
-          const res = await api.scale(req.template, req.count, { allowPending, dryRun: true });
+          const res = await scaleOrExplain(api, req.template, req.count, {
+            allowPending,
+            dryRun: true,
+          });
           const a = res.admission;
           if (a === undefined) throw new CliError('internal', 'the API gave no admission verdict');
           verdicts.push(a);
@@ -135,7 +139,7 @@ export const scaleVerb: Verb = {
         const parsed = parseUnitName(req.template);
         const glob = `${parsed.prefix}@*.${parsed.type}`;
         const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
-        const res = await api.scale(req.template, req.count, { allowPending });
+        const res = await scaleOrExplain(api, req.template, req.count, { allowPending });
         printWarnings(io, res.warnings);
         responses.push(res);
         if (res.revision > revision) revision = res.revision;
@@ -176,6 +180,36 @@ export const scaleVerb: Verb = {
     });
   },
 };
+
+/**
+ * The scale; when its template is not submitted but a plain unit of that name is (`scale
+ * hello=3` with hello.service), says so instead of "not submitted": the user named a unit
+ * that scale cannot multiply.
+ */
+async function scaleOrExplain(
+  api: ApiClient,
+  template: string,
+  count: number,
+  opts: { allowPending?: boolean; dryRun?: boolean },
+): Promise<ScaleResponse> {
+  try {
+    return await api.scale(template, count, opts);
+  } catch (err) {
+    if (!(err instanceof CliError) || err.grpcCode !== status.NOT_FOUND) throw err;
+    const { prefix, type } = parseUnitName(template);
+    const plain = `${prefix}.${type}`;
+    const exists = await api.getUnit(plain).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) throw err;
+    throw new CliError(
+      'refused',
+      `${plain} is not a template: scale runs N instances of a template such as ${template} (submit one), while ${plain} runs once (flotctl start ${plain})`,
+      status.FAILED_PRECONDITION,
+    );
+  }
+}
 
 function scaleLine(template: string, res: ScaleResponse): string {
   const total = res.instances.reduce((sum, r) => sum + r.last - r.first + 1, 0);

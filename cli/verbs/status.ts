@@ -3,6 +3,7 @@
  * what it printed. Both read logs through the API's Logs.Tail, which relays the agent of the
  * unit's machine; when the logs cannot be had, status says so in one line and still succeeds.
  */
+import { formatDuration } from '../../lib/duration.js';
 import { LogLine } from '../../proto/flotilla/v1/logs.js';
 import type { UnitState } from '../../proto/flotilla/v1/records.js';
 import { UnitStatus, type GlobalInstance } from '../../proto/flotilla/v1/units.js';
@@ -45,7 +46,7 @@ const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
 Shows each unit's desired and current state, its machine, container, pid, how long it has been
 in its state, restarts and last exit (of a Global unit: every machine's copy); its health and
 last health checks when it has a HealthCmd=; why it waits
-when it cannot be placed; and its last log lines (read from its machine's agent, for a Global
+when it cannot be placed (one line, every reason counted over the machines); and its last log lines (read from its machine's agent, for a Global
 unit the first machine's: journal --machine reads the others; when they cannot be read, one
 line says why).
 
@@ -147,9 +148,9 @@ function placementRows(
   const rows: [string, string][] = [
     ['Machine:', placed === '' ? '- (not placed)' : machineLegend(placed, addresses, true)],
   ];
+  // The summary holds every reason, counted: said once.
   if (s.unscheduled !== undefined) {
     rows.push(['Pending:', s.unscheduled.summary]);
-    for (const r of s.unscheduled.reasons) rows.push(['', `${r.machines} ${r.reason}`]);
     const waiting = waitingText(s.unscheduled);
     if (waiting !== '') rows.push(['Waiting:', waiting]);
   }
@@ -220,7 +221,7 @@ function healthRows(state: UnitState, now: number): [string, string][] {
     const result = c.exitStatus === 0 ? 'ok' : c.exitStatus < 0 ? 'failed' : `exit ${c.exitStatus}`;
     const output = c.output === '' ? '' : `: ${c.output}`;
     const when = `${formatAge(Number(c.at), now)} ago`;
-    rows.push(['', `${when}, ${result} in ${c.durationMs} ms${output}`]);
+    rows.push(['', `${when}, ${result} in ${formatDuration(c.durationMs)}${output}`]);
   }
   return rows;
 }

@@ -16,10 +16,14 @@ import {
   parseVerbArgs,
 } from '../verb.js';
 
-const HELP = `Usage: flotctl verify FILE...
+const HELP = `Usage: flotctl verify [-q] FILE...
 
 Check unit files without contacting the cluster. Each file's name (its basename, e.g.
-web@.service) is the unit name it is checked as. Prints FILE:LINE: message for each problem.
+web@.service) is the unit name it is checked as. Prints FILE:LINE: message for each problem,
+and "OK: N unit files" when there is none.
+
+Options:
+  -q, --quiet   print nothing when every file is valid
 
 Exit status: 0 when every file is valid, 1 when any is not, 2 for a usage error.
 `;
@@ -46,7 +50,9 @@ export const verifyVerb: Verb = {
   summary: 'check unit files offline and report every problem with its line',
   help: HELP,
   async run(args: readonly string[], io: CliIo): Promise<number> {
-    const { positionals } = parseVerbArgs(args, {});
+    const { values, positionals } = parseVerbArgs(args, {
+      quiet: { type: 'boolean', short: 'q' },
+    });
     if (positionals.length === 0) {
       io.stderr(`flotctl verify: give at least one unit file\n\n${HELP}`);
       return EXIT_USAGE;
@@ -57,6 +63,9 @@ export const verifyVerb: Verb = {
       if (lines.length > 0) failed = true;
       for (const line of lines) io.stdout(`${line}\n`);
     }
-    return failed ? EXIT_FAILURE : EXIT_OK;
+    if (failed) return EXIT_FAILURE;
+    const n = positionals.length;
+    if (values.quiet !== true) io.stdout(`OK: ${n} unit file${n === 1 ? '' : 's'}\n`);
+    return EXIT_OK;
   },
 };

@@ -3,9 +3,10 @@
  * machine, what happened), from Events.Watch. The stream is resumable: every line carries its
  * etcd revision, and `--from-revision` starts from any revision still in etcd's history, so
  * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
- * connection breaks, flotctl resumes by itself from the last revision seen + 1.
+ * connection breaks, flotctl resumes by itself from the last revision seen + 1, every 5s.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { formatDuration } from '../../lib/duration.js';
 import { Event } from '../../proto/flotilla/v1/events.js';
 import type { ApiClient } from '../client.js';
 import { withClient } from '../client.js';
@@ -62,7 +63,7 @@ export const watchVerb: Verb = {
     const full = values.full === true;
     return withClient(globals, async (api) => {
       if (filter.machine !== '') filter.machine = await resolveMachine(api, filter.machine);
-      await follow(api, io, BigInt(rawFrom), filter, (ev) => {
+      await follow(api, io, globals.endpoint, BigInt(rawFrom), filter, (ev) => {
         const now = Date.now();
         if (globals.output === 'json') {
           printJsonLine(io, { time: new Date(now).toISOString(), ...(Event.toJSON(ev) as object) });
@@ -89,19 +90,28 @@ async function resolveMachine(api: ApiClient, query: string): Promise<string> {
   return matches[0] ?? query;
 }
 
+/** Between two attempts to resume a broken watch: one line on stderr each. */
+export const WATCH_RETRY_MS = 5_000;
+
 /**
- * Streams events until the user stops; a broken stream is resumed from the last revision
- * seen + 1 (and at the current revision when none was seen). Refusals (a compacted revision,
- * a bad glob) end the command.
+ * Streams events until the user stops. A broken stream is resumed from the last revision seen
+ * + 1 (a watch "from now" first reads the current revision, so there always is one), every
+ * {@link WATCH_RETRY_MS}, saying so in one line per attempt and once more when it resumed.
+ * Refusals (a compacted revision, a bad glob) and an API that was never reached end the
+ * command.
  */
 async function follow(
   api: ApiClient,
   io: CliIo,
+  endpoint: string,
   from: bigint,
   filter: { unitGlob: string; machine: string; withFiles: boolean },
   print: (ev: Event) => void,
 ): Promise<void> {
   let next = from;
+  if (next === 0n) next = (await api.listUnitsPage({ pageSize: 1, brief: true })).revision + 1n;
+  let failures = 0;
+  const stopped = (): boolean => io.signal?.aborted === true;
   for (;;) {
     try {
       const stream = api.watch(
@@ -109,18 +119,41 @@ async function follow(
         { follow: true, signal: io.signal },
       );
       for await (const ev of stream) {
+        if (failures > 0) io.stderr(`watch: resumed from revision ${next}\n`);
+        failures = 0;
         next = ev.revision + 1n;
         print(ev);
       }
-      return; // ended by the user (or the server closed the stream cleanly)
+      if (stopped()) return; // ended by the user
+      // A scheduler that shuts down ends its streams cleanly: resumed like a break.
+      throw new CliError('unavailable', 'the scheduler closed the stream');
     } catch (err) {
-      const fatal = ['refused', 'unreachable', 'tls'];
+      const fatal = ['refused', 'tls'];
       if (!(err instanceof CliError) || fatal.includes(err.code)) throw err;
-      io.stderr(`${err.message}; resuming from revision ${next === 0n ? 'now' : next}\n`);
-      await sleep(1000);
-      if (io.signal?.aborted === true) return;
+      if (stopped()) return;
+      if (err.code === 'unreachable' && failures === 0 && next === from) throw err;
+      failures += 1;
+      const every = `retrying every ${formatDuration(WATCH_RETRY_MS)}`;
+      io.stderr(
+        failures === 1
+          ? `watch: lost the Flotilla API at ${endpoint} (${causeOf(err)}); ${every}, then resuming from revision ${next}\n`
+          : `watch: the Flotilla API at ${endpoint} is still unavailable (${causeOf(err)}); ${every}, then resuming from revision ${next}\n`,
+      );
+      await sleep(WATCH_RETRY_MS, undefined, { signal: io.signal }).catch(() => undefined);
+      if (stopped()) return;
     }
   }
+}
+
+/** A broken stream's cause in a few words, not gRPC's text. */
+function causeOf(err: CliError): string {
+  const text = err.message;
+  if (/ECONNREFUSED|refused/i.test(text)) return 'connection refused';
+  if (/closed the stream/.test(text)) return 'it closed the stream';
+  if (/ECONNRESET|dropped|lost the connection|closed|ended/i.test(text)) return 'connection lost';
+  if (/ETIMEDOUT|deadline|did not answer/i.test(text)) return 'no answer';
+  if (/etcd/i.test(text)) return 'its etcd is unavailable';
+  return err.code === 'unreachable' ? 'not reachable' : 'unavailable';
 }
 
 /** One event as a line: `12:00:01.123  42  placement  web@1.service  1a2b3c4d...  placed (launched)`. */

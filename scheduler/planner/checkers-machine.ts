@@ -62,8 +62,11 @@ export const MachineMetadataChecker: FeasibilityChecker = {
 /**
  * CPU and memory: what placed units reserve plus the newcomer never exceeds the capacity the
  * machine advertises (units it would displace are credited). A reservation of 0 always fits.
- * Reasons: `lack 500m free CPU`, `lack 256 MiB free memory` (the request, never the free
- * amount, so one reason covers every machine short of it).
+ * Reasons name every resource that does not fit, and whether waiting can help: `are too small
+ * for 8 CPUs and 100 GiB memory` (the machine's whole capacity is less: no amount of waiting
+ * helps), `lack 0.5 CPU free` (others reserve it), or both, `are too small for 8 CPUs and
+ * lack 256 MiB memory free`. Only the request appears, never the free amount, so one reason
+ * covers every machine short in the same way.
  */
 export const ResourcesChecker: FeasibilityChecker = {
   name: 'ResourcesChecker',
@@ -76,12 +79,29 @@ export const ResourcesChecker: FeasibilityChecker = {
   },
   explain(_ctx, u, s, probe) {
     const cap = s.machine.capacity;
-    if (u.cpu > 0 && s.cpu - probe.freedCpu + u.cpu > cap.cpuMillicores) {
-      return `lack ${u.cpu}m free CPU`;
+    const small: string[] = [];
+    const busy: string[] = [];
+    if (u.cpu > 0) {
+      if (u.cpu > cap.cpuMillicores) small.push(formatCpu(u.cpu));
+      else if (s.cpu - probe.freedCpu + u.cpu > cap.cpuMillicores) busy.push(formatCpu(u.cpu));
     }
-    return `lack ${formatBytes(u.memory)} free memory`;
+    if (u.memory > 0) {
+      const memory = `${formatBytes(u.memory)} memory`;
+      if (u.memory > cap.memoryBytes) small.push(memory);
+      else if (s.memory - probe.freedMemory + u.memory > cap.memoryBytes) busy.push(memory);
+    }
+    const tooSmall = `are too small for ${small.join(' and ')}`;
+    const lacking = `lack ${busy.join(' and ')} free`;
+    if (small.length > 0) return busy.length > 0 ? `${tooSmall} and ${lacking}` : tooSmall;
+    return lacking;
   },
 };
+
+/** Millicores as cores, as flotctl shows them: `8 CPUs`, `1 CPU`, `0.5 CPU`, `1.25 CPUs`. */
+export function formatCpu(millicores: number): string {
+  const cores = millicores / 1000;
+  return `${cores} CPU${cores > 1 ? 's' : ''}`;
+}
 
 /**
  * MaxPerMachine=N: at most N instances of the unit's template on one machine (displaced

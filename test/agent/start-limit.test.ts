@@ -67,7 +67,7 @@ test('process: StartLimitIntervalSec= and StartLimitBurst= in [Unit] set the lim
   t.is(two.restarts, 2);
   t.regex(
     two.message,
-    /^start limit hit: 3 starts within .* \(more than StartLimitBurst=2 in StartLimitIntervalSec=1min\)/,
+    /^start limit hit: 3 starts within .* \(more than StartLimitBurst=2 in StartLimitIntervalSec=1m\)/,
   );
   const free = await stateOf(m, 'free.service', (s) => s.restarts >= 7, 'past the default burst');
   t.not(free.activeState, 'failed');

@@ -142,7 +142,16 @@ test('-o json of submit, cat, list-unit-files and destroy parses and carries the
   t.is(cat.file, readFileSync(`${EXAMPLES}hello.service`, 'utf8'));
   const files = parseJson(t, (await api.run(['list-unit-files', '--output=json'])).stdout);
   t.true(Array.isArray(files));
-  t.is((files as { unit: { name: string } }[])[0]?.unit.name, 'hello.service');
+  t.deepEqual((files as Record<string, unknown>[])[0], {
+    unit: 'hello.service',
+    hash: (files as { hash: string }[])[0]?.hash,
+    dstate: 'inactive',
+    state: 'inactive',
+    machine: null,
+    ip: null,
+    global: false,
+  });
+  t.regex((files as { hash: string }[])[0]?.hash ?? '', /^[0-9a-f]{64}$/, 'the full hash');
   const destroyed = parseJson(t, (await api.run(['destroy', '-ojson', 'hello'])).stdout) as {
     destroyed: string[];
     units: { name: string; reached: boolean }[];
@@ -190,11 +199,11 @@ test('list-machines shows fleetctl columns plus units, CPU, memory, driver and s
     'disk=ssd,region=eu',
     '0',
     '0/4',
-    '0/8Gi',
+    '0/8GiB',
     'process',
     'ready',
   ]);
-  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8Gi\s+runc\s+ready$/m);
+  t.regex(r.stdout, /10\.0\.0\.2\s+-\s+0\s+0\/4\s+0\/8GiB\s+runc\s+ready$/m);
   const full = await api.run([
     'list-machines',
     '--full',
@@ -278,9 +287,9 @@ test('list-unit-files and list-units fetch every page of a listing larger than o
   t.is(files.code, 0, files.stdout + files.stderr);
   t.deepEqual(files.stdout.trimEnd().split('\n'), names, 'all 1005, in order, none twice');
   const units = await api.run(['-o', 'json', 'list-units'], { env });
-  const listed = parseJson(t, units.stdout) as { unit: { name: string } }[];
+  const listed = parseJson(t, units.stdout) as { unit: string }[];
   t.deepEqual(
-    listed.map((s) => s.unit.name),
+    listed.map((s) => s.unit),
     names,
   );
   const bad = await api.run(['list-units'], { env: { FLOTCTL_PAGE_SIZE: '5001' } });

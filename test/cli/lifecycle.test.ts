@@ -80,7 +80,8 @@ test.serial('an unplaceable unit returns the reasons promptly and exits 1', asyn
   const status = await api.run(['status', 'us']);
   t.is(status.code, 0, status.stdout + status.stderr);
   t.regex(status.stdout, /Pending:\s+0\/2 machines: 2 lack region=us/);
-  t.regex(status.stdout, /^\s+2 lack region=us$/m);
+  // Once: the summary, not the summary and then each reason again.
+  t.is(status.stdout.split('lack region=us').length - 1, 1, status.stdout);
   t.regex(status.stdout, /Logs: unavailable: .*not placed/);
   const listed = await api.run(['list-units', '--fields', 'unit,state,reason']);
   t.regex(listed.stdout, /^us\.service\s+inactive\s+0\/2 machines: 2 lack region=us$/m);
@@ -275,16 +276,15 @@ test.serial('list-units and status show what runs; -o json of both parses', asyn
   t.notRegex(list.stdout, /web@/, 'templates and inactive units are not listed');
   const glob = await api.run(['list-units', '--no-legend', '--fields', 'unit', 'h*']);
   t.is(glob.stdout, 'hello.service\n');
-  const json = parseJson(t, (await api.run(['list-units', '-o', 'json'])).stdout) as {
-    unit: { name: string };
-    currentState: string;
-    state: { activeState: string; since: string };
-  }[];
+  const json = parseJson(t, (await api.run(['list-units', '-o', 'json'])).stdout) as Record<
+    string,
+    unknown
+  >[];
   t.deepEqual(
-    json.map((u) => u.unit.name),
+    json.map((u) => u['unit']),
     ['db.service', 'hello.service'],
   );
-  t.true(json.every((u) => u.currentState === 'launched' && u.state.activeState === 'active'));
+  t.true(json.every((u) => u['state'] === 'launched' && u['active'] === 'active'));
   const status = await api.run(['status', 'hello', 'ghost']);
   t.is(status.code, 1, 'ghost.service is not a unit');
   t.regex(status.stderr, /ghost\.service is not a submitted unit/);

@@ -120,6 +120,37 @@ test('usage errors exit 2 with the usage on stderr and nothing on stdout', async
   }
 });
 
+test("a bad flag is one short line of flotctl's own naming it, then the usage lines, exit 2", async (t) => {
+  const cases: [string[], string][] = [
+    [
+      ['list-units', '--bogus'],
+      'flotctl list-units: unknown flag --bogus (see flotctl list-units --help)',
+    ],
+    [
+      ['scale', 'api', '-1'],
+      'flotctl scale: -1: expected a whole number of 0 or more (see flotctl scale --help)',
+    ],
+    [
+      ['start', 'a.service', '--timeout'],
+      'flotctl start: --timeout needs a value (see flotctl start --help)',
+    ],
+    [
+      ['list-units', '--full=yes'],
+      'flotctl list-units: --full takes no value (see flotctl list-units --help)',
+    ],
+  ];
+  for (const [args, line] of cases) {
+    const r = await flotctl(['--endpoint', `127.0.0.1:${NOBODY[0]}`, ...args]);
+    t.is(r.code, 2, args.join(' '));
+    const [first, blank, usage, ...rest] = r.stderr.split('\n');
+    t.is(first, line, args.join(' '));
+    t.is(blank, '');
+    t.true(usage?.startsWith(`Usage: flotctl ${args[0] ?? ''} `), r.stderr);
+    t.true(rest.length <= 3, `the usage lines only, not the whole help: ${r.stderr}`);
+    t.notRegex(r.stderr, /positional argument|'--|Options:/, args.join(' '));
+  }
+});
+
 test('an unreachable endpoint exits 1 with one line naming it and how to change it', async (t) => {
   const endpoint = `127.0.0.1:${NOBODY[0]}`;
   const expected = `cannot reach the Flotilla API at ${endpoint}: is a scheduler running? (set --endpoint or FLOTCTL_ENDPOINT)\n`;

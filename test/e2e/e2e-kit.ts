@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { MachineLayout } from '../../agent/runtime/layout.js';
-import { UnitStatus } from '../../proto/flotilla/v1/units.js';
 import { readLeader, type LeaderInfo } from '../../scheduler/leader/leadership.js';
 import { openStore } from '../../store/index.js';
 import {
@@ -75,6 +74,21 @@ export interface UnitView {
   readonly pid: number;
   readonly current: string;
   readonly unscheduled: string;
+}
+
+/** The keys of a `flotctl -o json list-units` row these tests read (docs/cli.md). */
+export interface ListUnitsRow {
+  readonly unit: string;
+  readonly machine: string | null;
+  readonly active: string | null;
+  readonly sub: string | null;
+  readonly pid: number | null;
+  readonly state: string;
+  readonly reason: string | null;
+  readonly hash: string | null;
+  readonly runningHash: string | null;
+  readonly health: string | null;
+  readonly restarts: number | null;
 }
 
 /** Whether a unit runs on a machine: active/running and placed. */
@@ -233,41 +247,32 @@ export class E2ECluster {
     return run;
   }
 
-  /** Every listed unit (`flotctl -o json list-units`), by name. */
+  /** Every listed unit (`flotctl -o json list-units`), by name (a Global unit: its first row). */
   async units(glob?: string): Promise<Map<string, UnitView>> {
     const out = new Map<string, UnitView>();
-    for (const s of await this.listUnits(glob)) {
-      const name = s.unit?.name ?? '';
-      out.set(name, {
-        name,
-        machine: s.placement?.machine ?? '',
-        active: s.state?.activeState ?? '',
-        sub: s.state?.subState ?? '',
-        pid: s.state?.pid ?? 0,
-        current: s.currentState,
-        unscheduled: s.unscheduled?.summary ?? '',
-      });
+    for (const row of await this.listUnits(glob)) {
+      if (!out.has(row.name)) out.set(row.name, row);
     }
     return out;
   }
 
   /** Each machine's copy of the Global unit `name` (`flotctl -o json list-units`), by machine. */
   async copies(name: string): Promise<UnitView[]> {
-    const status = (await this.listUnits(name)).find((s) => s.unit?.name === name);
-    return (status?.instances ?? []).map((i) => ({
-      name,
-      machine: i.placement?.machine ?? '',
-      active: i.state?.activeState ?? '',
-      sub: i.state?.subState ?? '',
-      pid: i.state?.pid ?? 0,
-      current: i.currentState,
-      unscheduled: '',
-    }));
+    return (await this.listUnits(name)).filter((u) => u.name === name && u.machine !== '');
   }
 
-  private async listUnits(glob: string | undefined): Promise<UnitStatus[]> {
+  /** `flotctl -o json list-units`: one flat row per unit, a Global unit's copies each one. */
+  private async listUnits(glob: string | undefined): Promise<UnitView[]> {
     const run = await this.ok(['-o', 'json', 'list-units', ...(glob === undefined ? [] : [glob])]);
-    return (JSON.parse(run.stdout) as unknown[]).map((json) => UnitStatus.fromJSON(json));
+    return (JSON.parse(run.stdout) as ListUnitsRow[]).map((r) => ({
+      name: r.unit,
+      machine: r.machine ?? '',
+      active: r.active ?? '',
+      sub: r.sub ?? '',
+      pid: r.pid ?? 0,
+      current: r.state,
+      unscheduled: r.reason ?? '',
+    }));
   }
 
   /** Polls {@link units} until `check` holds; returns the listing it held for. */

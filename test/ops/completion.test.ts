@@ -29,6 +29,27 @@ async function shell(shell: string, script: string, endpoint: string): Promise<s
   return stdout.split('\n').filter((l) => l !== '');
 }
 
+/**
+ * Runs `script` in `shell` from the checkout, with flotctl NOT on PATH (bin/ taken out), as a
+ * user who follows the README (`source <(bin/flotctl completion bash)`) has it.
+ */
+async function shellWithoutPath(
+  shell: string,
+  script: string,
+  endpoint: string,
+): Promise<string[]> {
+  const path = (process.env['PATH'] ?? '')
+    .split(':')
+    .filter((dir) => dir !== `${ROOT}bin` && dir !== `${ROOT}bin/`)
+    .join(':');
+  const { stdout } = await run(shell, ['-c', `command -v flotctl && exit 6\n${script}`], {
+    timeout: 30_000,
+    cwd: ROOT,
+    env: { ...process.env, PATH: path, FLOTCTL_ENDPOINT: endpoint },
+  });
+  return stdout.split('\n').filter((l) => l !== '');
+}
+
 /** bash: load the script, then complete `words` as bash would (the last word partial). */
 function bashCompletes(words: string[]): string {
   const quoted = words.map((w) => `'${w}'`).join(' ');
@@ -95,6 +116,26 @@ test('the bash script loads and completes verbs, flags, unit and machine names f
   t.true(flags.includes('--machine') && flags.includes('--endpoint'), flags.join(' '));
 });
 
+test('source <(bin/flotctl completion bash) completes without flotctl on PATH: the script runs bin/flotctl', async (t) => {
+  const api = await cluster(t);
+  const script = (words: string[]) =>
+    bashCompletes(words).replace('<(flotctl completion bash)', '<(bin/flotctl completion bash)');
+  t.deepEqual(await shellWithoutPath('bash', script(['bin/flotctl', 'sta']), api.endpoint), [
+    'start',
+    'status',
+  ]);
+  t.deepEqual(
+    await shellWithoutPath('bash', script(['bin/flotctl', 'status', 'd']), api.endpoint),
+    ['db.service'],
+  );
+  // From another directory too: the script names bin/flotctl by its absolute path.
+  const elsewhere = script(['flotctl', 'undr']).replace(
+    'COMP_WORDS=',
+    'cd / || exit 5\nCOMP_WORDS=',
+  );
+  t.deepEqual(await shellWithoutPath('bash', elsewhere, api.endpoint), ['undrain']);
+});
+
 // .ci/run installs zsh; elsewhere the zsh and fish tests are skipped (and say so) without them.
 const withZsh = hasShell('zsh') ? test : test.skip;
 
@@ -111,6 +152,15 @@ withZsh('the zsh script loads and completes a unit name from the cluster', async
   t.deepEqual(await shell('zsh', zshCompletes(['flotctl', 'submit', 'x']), api.endpoint), [
     'FILES',
   ]);
+});
+
+withZsh('source <(bin/flotctl completion zsh) completes without flotctl on PATH', async (t) => {
+  const api = await cluster(t);
+  const script = zshCompletes(['bin/flotctl', 'status', 'd']).replace(
+    '<(flotctl completion zsh)',
+    '<(bin/flotctl completion zsh)',
+  );
+  t.deepEqual(await shellWithoutPath('zsh', script, api.endpoint), ['db.service']);
 });
 
 const withFish = hasShell('fish') ? test : test.skip;

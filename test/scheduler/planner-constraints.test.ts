@@ -21,7 +21,7 @@ test('MachineID: an ambiguous prefix places nowhere and says so', (t) => {
   t.is(o.where('a.service'), undefined);
   t.is(
     o.plan.unscheduled.get('a.service')?.summary,
-    '0/3 machines: 2 match ambiguous MachineID=8, 1 do not match MachineID=8',
+    '0/3 machines: 2 match ambiguous MachineID=8, 1 does not match MachineID=8',
   );
 });
 
@@ -117,7 +117,7 @@ test('MachineOf: the follower is unplaced while any peer is', (t) => {
   ];
   const o = run(snapshot(machines(2), units));
   t.is(o.where('f.service'), undefined);
-  t.regex(o.plan.unscheduled.get('f.service')?.summary ?? '', /lack peer missing\.service/);
+  t.regex(o.plan.unscheduled.get('f.service')?.summary ?? '', /1 lacks peer missing\.service/);
 });
 
 test('MachineOf: a follower leaves when its peer is stopped, at no move cost', (t) => {
@@ -142,7 +142,7 @@ test('Conflicts: one-way declaration still keeps both apart', (t) => {
     const units = [unit('a.service', { conflicts: ['b.service'] }), unit('b.service')];
     const o = run(snapshot([machine('m1')], units, { [placed]: 'm1' }));
     t.is(o.where(other), undefined, `${other} after ${placed}`);
-    t.is(o.plan.unscheduled.get(other)?.summary, `0/1 machines: 1 conflict with ${placed}`);
+    t.is(o.plan.unscheduled.get(other)?.summary, `0/1 machines: 1 conflicts with ${placed}`);
   }
 });
 
@@ -188,7 +188,7 @@ test('Replaces: a unit may not go where a unit that replaces it runs', (t) => {
   t.is(o.where('old.service'), undefined);
   t.is(
     o.plan.unscheduled.get('old.service')?.summary,
-    '0/2 machines: 1 do not match MachineID=m1, 1 run new.service, which replaces this unit',
+    '0/2 machines: 1 does not match MachineID=m1, 1 runs new.service, which replaces this unit',
   );
 });
 
@@ -225,8 +225,47 @@ test('Resources: reservations never exceed capacity, and 0 reserves nothing', (t
   ];
   const o = run(snapshot(ms, units));
   t.deepEqual([...o.after.keys()].sort(), ['a.service', 'd.service', 'e.service']);
-  t.is(o.plan.unscheduled.get('b.service')?.summary, '0/1 machines: 1 lack 600m free CPU');
-  t.is(o.plan.unscheduled.get('c.service')?.summary, '0/1 machines: 1 lack 512 MiB free memory');
+  t.is(o.plan.unscheduled.get('b.service')?.summary, '0/1 machines: 1 lacks 0.6 CPU free');
+  t.is(o.plan.unscheduled.get('c.service')?.summary, '0/1 machines: 1 lacks 512 MiB memory free');
+});
+
+test('Resources: the reason names every resource, and "too small" (capacity) apart from "lack ... free"', (t) => {
+  const small = (id: string) => machine(id, { cpu: 4000, memory: 8 * GIB });
+  const huge = unit('huge.service', { cpu: 8000, memory: 100 * GIB });
+  const tooBig = run(snapshot([small('m1'), small('m2'), small('m3')], [huge]));
+  t.is(
+    tooBig.plan.unscheduled.get('huge.service')?.summary,
+    '0/3 machines: 3 are too small for 8 CPUs and 100 GiB memory',
+  );
+  // The same machines, full of others' reservations: waiting for them may help.
+  const busy = [unit('hog.service', { cpu: 3500, memory: 7 * GIB, machineId: 'm1' })];
+  const want = unit('w.service', { cpu: 1000, memory: 2 * GIB });
+  const full = run(snapshot([small('m1')], [...busy, want], { 'hog.service': 'm1' }));
+  t.is(
+    full.plan.unscheduled.get('w.service')?.summary,
+    '0/1 machines: 1 lacks 1 CPU and 2 GiB memory free',
+  );
+  // Both at once, on one machine and on two.
+  const mixed = unit('x.service', { cpu: 8000, memory: 2 * GIB });
+  const one = run(snapshot([small('m1')], [...busy, mixed], { 'hog.service': 'm1' }));
+  t.is(
+    one.plan.unscheduled.get('x.service')?.summary,
+    '0/1 machines: 1 is too small for 8 CPUs and lacks 2 GiB memory free',
+  );
+  const two = run(
+    snapshot(
+      [small('m1'), small('m2')],
+      [...busy, unit('hog2.service', { cpu: 500, memory: 7 * GIB, machineId: 'm2' }), mixed],
+      { 'hog.service': 'm1', 'hog2.service': 'm2' },
+    ),
+  );
+  t.deepEqual(two.plan.unscheduled.get('x.service')?.reasons, [
+    { reason: 'are too small for 8 CPUs and lack 2 GiB memory free', machines: 2 },
+  ]);
+  t.is(
+    two.plan.unscheduled.get('x.service')?.summary,
+    '0/2 machines: 2 are too small for 8 CPUs and lack 2 GiB memory free',
+  );
 });
 
 test('Resources: a unit goes to the machine that still has room', (t) => {

@@ -120,8 +120,8 @@ test('reasons: each machine is counted once, under the first checker that reject
   ]);
   t.is(
     u?.summary,
-    '0/5 machines: 1 are drained, 1 lack region=us, 1 conflict with web@1.service, ' +
-      '1 conflict with web@2.service, 1 conflict with web@3.service',
+    '0/5 machines: 1 is drained, 1 lacks region=us, 1 conflicts with web@1.service, ' +
+      '1 conflicts with web@2.service, 1 conflicts with web@3.service',
   );
 });
 
@@ -176,7 +176,7 @@ test('a full cluster: look-alike units all fail with the same reasons', (t) => {
   t.is(o.plan.unscheduled.size, 4);
   for (const [name, u] of o.plan.unscheduled) {
     t.is(u.unit, name);
-    t.is(u.summary, '0/3 machines: 3 lack 500m free CPU');
+    t.is(u.summary, '0/3 machines: 3 lack 0.5 CPU free');
   }
 });
 
@@ -192,6 +192,6 @@ test('a failed look-alike does not doom a unit whose name makes the difference',
   t.is(o.where('web@2.service'), 'm1');
   t.is(
     o.plan.unscheduled.get('web@1.service')?.summary,
-    '0/1 machines: 1 conflict with guard.service',
+    '0/1 machines: 1 conflicts with guard.service',
   );
 });

@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import test from 'ava';
@@ -53,10 +56,45 @@ test('bin/flotctl is executable with a node shebang', async (t) => {
   t.true((await readFile(FLOTCTL, 'utf8')).startsWith('#!/usr/bin/env node\n'));
 });
 
-test('verify accepts every example: exit 0, no output', async (t) => {
+test('verify accepts every example: exit 0, "OK: N unit files" (nothing with -q)', async (t) => {
   const r = await flotctl('verify', ...good);
   t.is(r.code, 0, r.stdout + r.stderr);
-  t.is(r.stdout, '');
+  t.is(r.stdout, `OK: ${good.length} unit files\n`);
+  const one = await flotctl('verify', good[0] ?? '');
+  t.is(one.stdout, 'OK: 1 unit file\n');
+  const quiet = await flotctl('verify', '-q', ...good);
+  t.is(quiet.code, 0);
+  t.is(quiet.stdout + quiet.stderr, '');
+});
+
+test('verify says an empty file is empty and a binary file is not a text unit file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'flotctl-verify-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'empty.service'), '');
+  await writeFile(join(dir, 'blank.service'), '\n  \n');
+  // The head of an ELF program, as `cp /bin/true x.service` would give.
+  await writeFile(join(dir, 'prog.service'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, 0]));
+  await writeFile(join(dir, 'gzip.service'), Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x3d, 0x0a]));
+  const r = await flotctl(
+    'verify',
+    ...['empty', 'blank', 'prog', 'gzip'].map((n) => join(dir, `${n}.service`)),
+  );
+  t.is(r.code, 1);
+  const empty =
+    'the file is empty: a unit file needs at least a [Service] section with an ExecStart= line';
+  const binary =
+    ':1: not a text unit file: it holds binary data; give the unit file itself, not a program or an archive';
+  t.is(
+    r.stdout,
+    [
+      `${dir}/empty.service: ${empty}`,
+      `${dir}/blank.service: ${empty}`,
+      `${dir}/prog.service${binary}`,
+      `${dir}/gzip.service${binary}`,
+      '',
+    ].join('\n'),
+  );
+  t.notRegex(r.stdout, /=\n|ExecStart=:|\\x/, 'no escaped garbage, no missing ExecStart');
 });
 
 for (const file of bad) {
@@ -101,5 +139,5 @@ test('--help lists the verbs and verify --help explains verify, both exit 0', as
   t.regex(top.stdout, /verify\s+check unit files/);
   const verify = await flotctl('verify', '--help');
   t.is(verify.code, 0);
-  t.regex(verify.stdout, /^Usage: flotctl verify FILE\.\.\./);
+  t.regex(verify.stdout, /^Usage: flotctl verify \[-q\] FILE\.\.\./);
 });

@@ -4,7 +4,7 @@
  * testable on its own.
  */
 import type { ExecCommand, RestartPolicy, StartLimit } from '../../../unit/model.js';
-import { formatTimeSpan } from '../../../unit/values.js';
+import { formatDuration } from '../../../lib/duration.js';
 import type { UnitState } from '../../../proto/flotilla/v1/records.js';
 import type { ExitResult } from '../../runtime/driver.js';
 
@@ -97,10 +97,10 @@ export function startLimitMessage(
   limit: StartLimit,
   lastFailure: string,
 ): string {
-  const within = formatTimeSpan(now - (recent[0] ?? now));
+  const within = formatDuration(now - (recent[0] ?? now));
   return (
     `start limit hit: ${recent.length + 1} starts within ${within} (more than ` +
-    `StartLimitBurst=${limit.burst} in StartLimitIntervalSec=${formatTimeSpan(limit.intervalMs)}); ` +
+    `StartLimitBurst=${limit.burst} in StartLimitIntervalSec=${formatDuration(limit.intervalMs)}); ` +
     `last failure: ${lastFailure}; fix the unit, then flotctl stop and flotctl start it`
   );
 }

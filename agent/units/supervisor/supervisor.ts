@@ -5,6 +5,7 @@
  * unit that cannot run ends `failed` with a message saying why, and the agent goes on.
  */
 import { setTimeout } from 'node:timers/promises';
+import { formatDuration } from '../../../lib/duration.js';
 import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
 import type { ImageStore } from '../../images/store.js';
 import type { UnitState } from '../../../proto/flotilla/v1/records.js';
@@ -14,7 +15,6 @@ import { toolMessage } from '../../runtime/spawn.js';
 import type { LogStore } from '../../logs/log-store.js';
 import { readMeta, writeMeta, type FinalState, type UnitMeta } from './meta.js';
 import { START_LIMIT_DEFAULTS } from '../../../unit/start-limit.js';
-import { formatTimeSpan } from '../../../unit/values.js';
 import {
   applyChange,
   backoffDelay,
@@ -221,7 +221,7 @@ export class Supervisor {
         const why = outcome.message !== '' ? outcome.message : 'main process exited';
         // Counted when scheduled, so the auto-restart state already carries the new count.
         this.restarts += 1;
-        const message = `${why}; restarting in ${formatTimeSpan(delay)}`;
+        const message = `${why}; restarting in ${formatDuration(delay)}`;
         this.set({
           activeState: 'activating',
           subState: 'auto-restart',

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { findLeftovers, FLOTILLA_BIN, isRunning } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
 import { assertEventually, freePorts } from '../../testkit/index.js';
+import { leaseNet, type NetLease } from '../../testkit/net-lease.js';
 import {
   CAN_RUN,
   E2ECluster,
@@ -24,18 +25,25 @@ import {
 const test = anyTest as TestFn<unknown>;
 const serial = CAN_RUN ? test.serial : test.serial.skip;
 
-const NAME = 'e2ecl';
-const NET = 204;
+// Network 204 and the name e2ecl, unless another test run on this host holds them.
+let NAME = 'e2ecl';
+let NET = 204;
+let lease: NetLease | undefined;
 let dir = '';
 let cluster: E2ECluster | undefined;
 
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flotilla-e2e-cli-'));
+  if (CAN_RUN) {
+    lease = await leaseNet(NAME, NET);
+    ({ name: NAME, net: NET } = lease);
+  }
 });
 
 test.after.always(async (t) => {
   const left = await cluster?.stop();
   if (left !== undefined && left.length > 0) t.log(`left behind: ${left.join(', ')}`);
+  await lease?.release();
 });
 
 function c(): E2ECluster {

@@ -27,6 +27,7 @@ import {
 } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
 import { assertEventually, freePorts } from '../../testkit/index.js';
+import { leaseNet, type NetLease } from '../../testkit/net-lease.js';
 
 /** bin/flotctl (needs the build). */
 export const FLOTCTL = join(REPO_ROOT, 'bin', 'flotctl');
@@ -121,9 +122,12 @@ export function clusterForFile(test: TestFn, opts: E2EClusterOptions) {
 
 /** Options of {@link E2ECluster.start}. */
 export interface E2EClusterOptions {
-  /** Cluster name (namespaces flot-<name>-<n>): unique per test file. */
+  /**
+   * Cluster name (namespaces flot-<name>-<n>) and network number (bridge flotbr<N>), each unique
+   * per test file; another test run on this host holding the number gets a spare one, and the
+   * name suffixed with it (testkit/net-lease.ts).
+   */
   readonly name: string;
-  /** Network number (bridge flotbr<N>): unique per test file. */
   readonly net: number;
   readonly agents?: number;
   readonly agentMetadata?: readonly Readonly<Record<string, string>>[];
@@ -143,11 +147,14 @@ export class E2ECluster {
     readonly dir: string,
     public record: ClusterRecord,
     private readonly watchdog: ChildProcess,
+    private readonly lease?: NetLease,
   ) {}
 
   /** Starts the cluster; resolves once every agent has registered. */
   static async start(opts: E2EClusterOptions): Promise<E2ECluster> {
-    const dir = await mkdtemp(join(tmpdir(), `flotilla-e2e-${opts.name}-`));
+    // The file's own network unless another test run on this host holds it.
+    const lease = await leaseNet(opts.name, opts.net);
+    const dir = await mkdtemp(join(tmpdir(), `flotilla-e2e-${lease.name}-`));
     const watchdog = startWatchdog(dir);
     const schedulers = opts.schedulers ?? 2;
     const extra = ((opts.etcdMembers ?? 1) - 1) * 2;
@@ -162,8 +169,8 @@ export class E2ECluster {
     try {
       const record = await clusterUp({
         dir,
-        name: opts.name,
-        netIndex: opts.net,
+        name: lease.name,
+        netIndex: lease.net,
         agents: opts.agents ?? 3,
         ...(opts.agentMetadata !== undefined && { agentMetadata: opts.agentMetadata }),
         ...(etcdPort !== undefined && { etcdPort }),
@@ -178,10 +185,11 @@ export class E2ECluster {
         electionTtl: '3s',
         readyTimeoutMs: 90_000,
       });
-      return new E2ECluster(dir, record, watchdog);
+      return new E2ECluster(dir, record, watchdog, lease);
     } catch (err) {
       watchdog.kill('SIGKILL');
       await clusterDown(dir, { purge: true }).catch(() => undefined);
+      await lease.release();
       throw err;
     }
   }
@@ -360,6 +368,7 @@ export class E2ECluster {
     }
     const left = await findLeftovers(record);
     this.watchdog.kill('SIGKILL');
+    await this.lease?.release();
     return left;
   }
 }

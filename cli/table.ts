@@ -272,27 +272,3 @@ export function formatAge(sinceMs: number, nowMs: number): string {
 export function printWarnings(io: CliIo, warnings: readonly string[]): void {
   for (const w of warnings) io.stderr(`WARNING: ${w}\n`);
 }
-
-/** The planner's reasons' verbs (phrased for several machines) for one machine. */
-const SINGULAR_VERBS: Readonly<Record<string, string>> = {
-  are: 'is',
-  do: 'does',
-  match: 'matches',
-  lack: 'lacks',
-  conflict: 'conflicts',
-  run: 'runs',
-};
-
-/**
- * A pending reason after its count of machines, as the scheduler's summaries word it
- * (scheduler/planner/chain.ts `counted`): `2 lack region=us`, `1 lacks region=us`, `1 is
- * drained`, `1 already runs 2 instances ...`.
- */
-export function countedReason(machines: number, reason: string): string {
-  if (machines !== 1) return `${machines} ${reason}`;
-  const one = reason
-    .replace(/^(\w+)\b/, (verb) => SINGULAR_VERBS[verb] ?? verb)
-    .replace(/^already run /, 'already runs ')
-    .replace(/ and lack (?=.* free$)/, ' and lacks ');
-  return `1 ${one}`;
-}

@@ -5,13 +5,8 @@
  */
 import { PlanResponse, type PlannedUnit, type UnitFile } from '../../proto/flotilla/v1/units.js';
 import { withClient } from '../client.js';
-import {
-  alignColumns,
-  countedReason,
-  machineLegend,
-  printJson,
-  type MachineAddresses,
-} from '../table.js';
+import { alignColumns, machineLegend, printJson, type MachineAddresses } from '../table.js';
+import { countedReason } from '../../lib/reasons.js';
 import { isFile, readUnitFile, unitNameOf } from '../unit-args.js';
 import {
   EXIT_FAILURE,

@@ -174,32 +174,8 @@ Commands:
 
 Flags:
   --dir DIR               cluster directory (default ./.flotilla/cluster)
-  up:
-  --agents N              number of agents (default 3)
-  --agent-metadata K=V,...
-                          metadata of the next agent (repeat: agent 1, 2, ...; the rest
-                          follow the pattern eu/us, zones, worker/edge, ssd/hdd)
-  --name NAME             cluster name in namespace names (default local)
-  --network MODE          auto, netns or loopback (default auto)
-  --net N                 bridge flotbr<N>, subnet 10.213.N.0/24 (default: first free)
-  --etcd-port PORT        etcd client port (default 2379; peer port: --etcd-peer-port, 2380)
-  --etcd-members N        1 (default), 3 or 5 etcd members; member m's ports are the
-                          client and peer ports plus 2(m-1)
-  --api-ports P1,P2       scheduler API ports on 127.0.0.1 (default 4700,4710)
-  --agent-port PORT       agents' Logs port (default 4701 per namespace; on
-                          loopback agent n uses PORT+n, default 4720+n)
-  --registry-port PORT    image registry (docker-registry) at the bridge address, or
-                          127.0.0.1 on loopback (default 5000; 0: none)
-  --driver DRIVER         auto, runc or process (default auto)
-  --agent-lease-ttl DUR   agents' lease TTL (default the agent's, 10s)
-  --election-ttl DUR      schedulers' election TTL (default the scheduler's, 5s)
-  --log-level LEVEL       daemons' log level (default info)
-  --no-hints              print where the cluster is, not the commands to try
-  add-agent:
-  --metadata K=V,...      the new machine's metadata (default: the next in the pattern)
-  down:
-  --purge                 also delete the cluster directory (logs, machine ids)
-  -h, --help              show this help ("flotilla cluster COMMAND --help": that command's)
+  -h, --help              show this help; "flotilla cluster COMMAND --help" shows that
+                          command's flags
 `;
 
 /** Parsed `flotilla cluster` command line. */

@@ -3,6 +3,7 @@
  * it. A machine is feasible for a unit when every checker accepts it; a rejected machine is
  * counted under the FIRST checker that rejects it, and those counts are what users see.
  */
+import { countedReason, singularReason } from '../../lib/reasons.js';
 import { Probe, type CheckContext, type FeasibilityChecker } from './checker.js';
 import {
   DrainedChecker,
@@ -137,45 +138,16 @@ export function summarize(
   reasons: readonly PlacementReason[],
 ): string {
   if (machines === 0) return '0/0 machines: there are no machines';
-  const parts = reasons.map((r) => counted(r.machines, r.reason));
+  const parts = reasons.map((r) => countedReason(r.machines, r.reason));
   return `${placedOn}/${machines} machines${parts.length > 0 ? ': ' : ''}${parts.join(', ')}`;
 }
-
-const SINGULAR: Readonly<Record<string, string>> = {
-  are: 'is',
-  do: 'does',
-  match: 'matches',
-  lack: 'lacks',
-  conflict: 'conflicts',
-  run: 'runs',
-  already: 'already',
-  would: 'would',
-};
 
 /**
  * A reason (phrased for a count of machines) about one machine: `lack region=us` ->
  * `machine lacks region=us`; `already run 2 ...` -> `machine already runs 2 ...`.
  */
 export function aboutOneMachine(reason: string): string {
-  return `machine ${singular(reason)}`;
-}
-
-/** `3 lack region=us`, `1 lacks region=us`: a reason after its count of machines. */
-export function counted(machines: number, reason: string): string {
-  return `${machines} ${machines === 1 ? singular(reason) : reason}`;
-}
-
-/**
- * A reason's verbs for one machine: the first (`are` -> `is`, `already run` -> `already
- * runs`) and a second after ` and ` (`are too small for 8 CPUs and lack ...` -> `and lacks`).
- */
-function singular(reason: string): string {
-  const space = reason.indexOf(' ');
-  const verb = space < 0 ? reason : reason.slice(0, space);
-  let rest = space < 0 ? '' : reason.slice(space);
-  if (verb === 'already' && rest.startsWith(' run ')) rest = ` runs ${rest.slice(5)}`;
-  rest = rest.replace(/ and lack (?=.* free$)/, ' and lacks ');
-  return `${SINGULAR[verb] ?? verb}${rest}`;
+  return `machine ${singularReason(reason)}`;
 }
 
 /** The unplace category of a rejection by checker `index` of {@link FEASIBILITY_CHAIN}. */

@@ -211,7 +211,7 @@ test.serial(
     await api.submit({
       files: [{ name: 'upd@.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
     });
-    await api.setDesired(['upd@1.service'], 'launched');
+    await api.setDesired(['upd@1.service'], 'launched', true);
     const image = `${reg.addr}/fixtures/base:1`;
     const res = await update(api, 'upd@.service', file(image, 'Environment=V=2\n'));
     const pinned = `${image}@${await digestOf(image)}`;
@@ -229,7 +229,7 @@ test.serial(
     await api.submit({
       files: [{ name: 'keep@.service', contents: file(`${reg.addr}/fixtures/app:1`) }],
     });
-    await api.setDesired(['keep@1.service'], 'launched');
+    await api.setDesired(['keep@1.service'], 'launched', true);
     const before = await fingerprint(api.store);
     const err = await failure(update(api, 'keep@.service', file(`${reg.addr}/fixtures/app:nope`)));
     t.is(err.code, status.INVALID_ARGUMENT);

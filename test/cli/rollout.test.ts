@@ -24,7 +24,7 @@ async function submitted(t: ExecutionContext): Promise<{ api: TestApi; v2: strin
   await writeFile(`${dir}/v2/web@.service`, unitText({ exec: '/bin/sleep 2000' }));
   const sub = await api.run(['submit', `${dir}/web@.service`]);
   t.is(sub.code, 0, sub.stderr);
-  const start = await api.run(['start', '--no-block', 'web@1']);
+  const start = await api.run(['start', '--no-block', '--allow-pending', 'web@1']);
   t.is(start.code, 0, start.stderr);
   return { api, v2: `${dir}/v2/web@.service` };
 }

@@ -91,7 +91,7 @@ test.serial(
       t.is(r.code, 1, r.stdout);
       t.is(
         r.stderr,
-        'web@.service=3: at most 2 of 3 can be placed now (0/2 machines: 1 conflict with web@1.service, 1 conflict with web@2.service); pass --allow-pending to queue the rest\n',
+        'web@.service=3: at most 2 of 3 can be placed now (0/2 machines: 1 conflicts with web@1.service, 1 conflicts with web@2.service); pass --allow-pending to queue the rest\n',
       );
     }
     const wouldQueue = await run(['scale', '--dry-run', '--allow-pending', 'web=3']);

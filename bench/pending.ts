@@ -11,7 +11,7 @@
  *   by a change of a machine's metadata, which every pass must look at.
  * Ends with one JSON line. `--instances N` (default 100,000).
  *
- * Run with `npm run build && node dist/bench/pending.js`.
+ * Run with `npm run bench:pending`.
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';

@@ -85,10 +85,11 @@ for (const driver of DRIVERS) {
       );
       t.is(state.pid, stay.pid, 'adopted with its pid unchanged');
       t.true(await isPidAlive(stay.pid));
-      t.is(
-        (await store.get(store.keys.state('stay.service')))?.lease,
-        newLease,
-        'its state moved to the new lease',
+      // The old record (under the old lease, still alive) may be read first: the new agent
+      // rewrites it under its new lease once it has adopted the unit.
+      await assertEventually(
+        async () => (await store.get(store.keys.state('stay.service')))?.lease === newLease,
+        { message: 'its state moved to the new lease' },
       );
       const adopted = await stateRecord(store, 'stay.service');
       const since = adopted?.since ?? 0n;

@@ -133,3 +133,40 @@ serial(
     t.deepEqual(await units(), before, 'no unit record was written or touched');
   },
 );
+
+serial(
+  'with --allow-pending a scale to the ceiling is accepted, status stays quick while it runs, and a scale back to 2 completes in seconds',
+  async (t) => {
+    const store = c().openStore();
+    t.teardown(() => store.close());
+    const scaling = c().flotctl(['scale', '--no-block', '--allow-pending', 'api@.service=10000']);
+    const done = { scaled: false };
+    void scaling.finally(() => (done.scaled = true));
+    // Status of one instance, as an operator would call it, all through the scale.
+    const statusMs: number[] = [];
+    while (!done.scaled || statusMs.length < 3) {
+      const t0 = Date.now();
+      const s = await c().flotctl(['status', '-n', '0', 'api@1.service']);
+      statusMs.push(Date.now() - t0);
+      t.is(s.code, 0, s.stderr);
+    }
+    const scaled = await scaling;
+    t.is(scaled.code, 0, scaled.stderr);
+    const pending = await store.list(store.keys.dir('unscheduled'));
+    t.true(pending.items.length <= 2, `${pending.items.length} unscheduled records`);
+    const waiting = await c().ok(['status', '-n', '0', 'api@9999.service']);
+    t.regex(waiting.stdout, /Pending:.*already run 2 instances of api@\.service/);
+
+    const t0 = Date.now();
+    await c().ok(['scale', '--timeout', '120s', 'api@.service=2']);
+    const downMs = Date.now() - t0;
+    const left = await store.list(store.keys.dir('unit'));
+    t.is(left.items.filter((kv) => kv.key.includes('/api@')).length, 3, 'the template and 2');
+    const sorted = [...statusMs].sort((a, b) => a - b);
+    t.log(
+      `status during the scale: ${statusMs.length} calls, median ${sorted[sorted.length >> 1]} ms, max ${sorted.at(-1)} ms (whole flotctl processes); scale back to 2: ${downMs} ms`,
+    );
+    t.true((sorted.at(-1) ?? 0) < 10_000, 'status answered throughout');
+    t.true(downMs < 60_000, `scale back to 2 took ${downMs} ms`);
+  },
+);

@@ -6,7 +6,10 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { formatDuration } from '../lib/duration.js';
 import { tlsFailure, type TlsFailure } from '../lib/tls-failure.js';
-import { formatBytes, SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/index.js';
+// The light files of unit/, not its index: the index loads the whole unit parser (about 8 ms
+// of every flotctl start; docs/benchmarks.md).
+import { formatBytes } from '../unit/excerpt.js';
+import { SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/limits.js';
 import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
 import type { ClientTlsFiles } from './verb.js';
 import { CliError } from './cli-error.js';

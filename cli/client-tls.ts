@@ -4,11 +4,21 @@
  */
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { CliError } from './errors.js';
-import { channelCredentials, isKeyOf, readPem, TlsFileError, type PemKind } from '../daemon/tls.js';
+import {
+  channelCredentials,
+  isKeyOf,
+  quietIpServernameWarning,
+  readPem,
+  TlsFileError,
+  type PemKind,
+} from '../daemon/tls.js';
 import type { ClientTlsFiles } from './verb.js';
 
 /** Reads the TLS files; a file that cannot be used is a CliError `file` naming flag and path. */
 export function clientCredentials(files: ClientTlsFiles): ChannelCredentials {
+  // flotctl dials 127.0.0.1 with TLS too: Node's warning would break the one-line errors (tls.ts).
+  // Here, not in main.ts, so that only a verb that connects loads gRPC and TLS.
+  quietIpServernameWarning();
   const ca = pem('ca-file', files.caFile, 'certificate');
   const cert = pem('cert-file', files.certFile, 'certificate');
   const key = pem('key-file', files.keyFile, 'key');

@@ -39,7 +39,10 @@ import {
   type UnitStatus,
   type UpdateUnitRequest,
 } from '../proto/flotilla/v1/units.js';
-import { MAX_PROBLEMS, parseUnitName, validateUnitFile } from '../unit/index.js';
+// The light files of unit/, not its index: the index loads the whole unit parser (about 8 ms
+// of every flotctl start; docs/benchmarks.md).
+import { MAX_PROBLEMS } from '../unit/errors.js';
+import { parseUnitName } from '../unit/names.js';
 import { pool } from '../lib/pool.js';
 import { clientCredentials } from './client-tls.js';
 import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
@@ -129,6 +132,7 @@ export class ApiClient {
     checkUnitFileSizes(chunks(req.files));
     // Several requests cannot be all or nothing on their own: check every file before the first.
     if (req.files.length > REQUEST_UNITS) {
+      const { validateUnitFile } = await import('../unit/index.js');
       const problems = req.files.flatMap((f) =>
         validateUnitFile(f.name, f.contents).map((e) =>
           e.line > 0 ? `${f.name}:${e.line}: ${e.message}` : `${f.name}: ${e.message}`,

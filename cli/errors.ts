@@ -6,44 +6,15 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { formatDuration } from '../lib/duration.js';
 import { tlsFailure, type TlsFailure } from '../lib/tls-failure.js';
-import { formatBytes, SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/index.js';
+// The light files of unit/, not its index: the index loads the whole unit parser (about 8 ms
+// of every flotctl start; docs/benchmarks.md).
+import { formatBytes } from '../unit/excerpt.js';
+import { SUBMIT_MAX_BYTES, UNIT_FILE_MAX_BYTES } from '../unit/limits.js';
 import { CA_FILE_ENV, CERT_FILE_ENV, ENDPOINT_ENV, KEY_FILE_ENV } from './global-options.js';
 import type { ClientTlsFiles } from './verb.js';
+import { CliError } from './cli-error.js';
 
-/** Stable codes of {@link CliError}. */
-export type CliErrorCode =
-  /** The API cannot be reached at all. */
-  | 'unreachable'
-  /** The TLS handshake failed: an untrusted certificate, no client certificate, TLS on one side only. */
-  | 'tls'
-  /** The API did not answer within the request timeout. */
-  | 'deadline'
-  /** The API answered UNAVAILABLE (usually: etcd is down). */
-  | 'unavailable'
-  /** The API refused the request (bad file, unknown unit, template, ...). */
-  | 'refused'
-  /** A unit cannot be placed, failed, or did not reach its state in time. */
-  | 'unit-failed'
-  | 'timeout'
-  /** A local file cannot be read. */
-  | 'file'
-  /** Unit files over the API's size limits, or a request larger than the API reads. */
-  | 'too-large'
-  | 'internal';
-
-/** A failure of one flotctl command; the message is what the user sees. */
-export class CliError extends Error {
-  override readonly name = 'CliError';
-
-  constructor(
-    readonly code: CliErrorCode,
-    message: string,
-    /** The gRPC status, when the failure came from the API. */
-    readonly grpcCode?: status,
-  ) {
-    super(message);
-  }
-}
+export { CliError, type CliErrorCode } from './cli-error.js';
 
 /** True for a grpc-js ServiceError. */
 export function isServiceError(err: unknown): err is ServiceError {

@@ -4,15 +4,16 @@
  * what the API reads at all would get grpc-js's words instead of a line naming the file.
  */
 import type { UnitFile } from '../proto/flotilla/v1/units.js';
+// Not the unit index, which loads the whole parser: see client.ts.
+import { excerpt } from '../unit/excerpt.js';
 import {
   byteLength,
-  excerpt,
   fileTooLargeMessage,
   SUBMIT_MAX_BYTES,
   submitTooLargeMessage,
   UNIT_FILE_MAX_BYTES,
-  UNIT_NAME_MAX,
-} from '../unit/index.js';
+} from '../unit/limits.js';
+import { UNIT_NAME_MAX } from '../unit/names.js';
 import { CliError } from './errors.js';
 
 /**

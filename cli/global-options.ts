@@ -5,7 +5,7 @@
  * command), so they are taken out of the argument list first and each verb parses only its
  * own flags. `--` ends option scanning, as usual.
  */
-import { parseDurationMs } from '../daemon/options.js';
+import { parseDurationMs } from '../daemon/command-line.js';
 import { UsageError, type ClientTlsFiles, type GlobalOptions, type OutputFormat } from './verb.js';
 
 /** The API address when neither `--endpoint` nor FLOTCTL_ENDPOINT says otherwise. */

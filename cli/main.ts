@@ -1,14 +1,13 @@
 /**
- * `flotctl`: the CLI's entry point and verb table, the top floor of cli/ (see README.md). A
- * verb is one entry in `VERBS`, so adding one means writing a `Verb` in its own file under
- * verbs/ and listing it here; global options, dispatch, `--help`, Ctrl-C and exit codes stay
- * in one place.
+ * `flotctl`: the CLI's entry point, the top floor of cli/ (see README.md). A verb is one entry
+ * in the verb table (verb-table.ts), so adding one means writing a `Verb` in its own file under
+ * verbs/ and listing it there; global options, dispatch, `--help`, Ctrl-C and exit codes stay
+ * in one place. Only the verb that runs is loaded: `flotctl --help` loads no verb at all.
  *
  * Exit codes: 0 success, 1 failure (one line saying what to do, or the server's
  * `file:line: message` lines for a rejected unit file), 2 usage (the message and the usage).
  */
-import { quietIpServernameWarning } from '../daemon/tls.js';
-import { CliError } from './errors.js';
+import { CliError } from './cli-error.js';
 import { GLOBAL_HELP, splitGlobalOptions } from './global-options.js';
 import {
   EXIT_FAILURE,
@@ -20,24 +19,7 @@ import {
   type GlobalOptions,
   type Verb,
 } from './verb.js';
-import { completionVerbs } from './verbs/completion.js';
-import { catVerb, destroyVerb, submitVerb } from './verbs/files.js';
-import { listUnitFilesVerb, listUnitsVerb } from './verbs/list.js';
-import {
-  drainMachineVerb,
-  listMachinesVerb,
-  resumeReschedulingVerb,
-  undrainMachineVerb,
-} from './verbs/machines.js';
-import { planVerb } from './verbs/plan.js';
-import { rollbackVerb, rolloutVerb, updateVerb } from './verbs/rollout.js';
-import { scaleVerb } from './verbs/scale.js';
-import { listSchedulersVerb } from './verbs/schedulers.js';
-import { loadVerb, startVerb, stopVerb, unloadVerb } from './verbs/states.js';
-import { journalVerb, statusVerb } from './verbs/status.js';
-import { verifyVerb } from './verbs/verify.js';
-import { versionVerb } from './verbs/version.js';
-import { watchVerb } from './verbs/watch.js';
+import { HIDDEN_VERB_TABLE, VERB_TABLE } from './verb-table.js';
 
 export {
   EXIT_FAILURE,
@@ -48,44 +30,11 @@ export {
   type GlobalOptions,
   type Verb,
 } from './verb.js';
-
-const [completionVerb, completeVerb] = completionVerbs(() => VERBS);
-
-/** Every verb, in the order `flotctl --help` lists them (fleetctl's first, then Flotilla's). */
-export const VERBS: readonly Verb[] = [
-  submitVerb,
-  loadVerb,
-  startVerb,
-  stopVerb,
-  unloadVerb,
-  destroyVerb,
-  catVerb,
-  listUnitsVerb,
-  listUnitFilesVerb,
-  listMachinesVerb,
-  statusVerb,
-  journalVerb,
-  verifyVerb,
-  scaleVerb,
-  updateVerb,
-  rollbackVerb,
-  rolloutVerb,
-  watchVerb,
-  planVerb,
-  drainMachineVerb,
-  undrainMachineVerb,
-  resumeReschedulingVerb,
-  listSchedulersVerb,
-  completionVerb,
-  versionVerb,
-];
-
-/** Verbs flotctl runs but does not list: the completion scripts' helper. */
-const HIDDEN_VERBS: readonly Verb[] = [completeVerb];
+export { VERB_TABLE } from './verb-table.js';
 
 function overview(): string {
-  const width = Math.max(...VERBS.map((v) => v.name.length));
-  const lines = VERBS.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`);
+  const width = Math.max(...VERB_TABLE.map((v) => v.name.length));
+  const lines = VERB_TABLE.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`);
   return [
     'Usage: flotctl [global options] <command> [options] [arguments]',
     '',
@@ -139,8 +88,8 @@ async function dispatch(
   }
   const [first, ...rest] = args;
   if (first === '--help' || first === '-h' || first === 'help') {
-    const verb = VERBS.find((v) => v.name === rest[0]);
-    io.stdout(verb === undefined ? overview() : verbHelp(verb));
+    const entry = VERB_TABLE.find((v) => v.name === rest[0]);
+    io.stdout(entry === undefined ? overview() : verbHelp(await entry.load()));
     return EXIT_OK;
   }
   if (first === undefined) {
@@ -148,14 +97,17 @@ async function dispatch(
     return EXIT_USAGE;
   }
   // `flotctl --version` is `flotctl version`, as most tools have both.
-  const name = first === '--version' ? versionVerb.name : first;
-  const verb = VERBS.find((v) => v.name === name) ?? HIDDEN_VERBS.find((v) => v.name === name);
-  if (verb === undefined) {
+  const name = first === '--version' ? 'version' : first;
+  const entry =
+    VERB_TABLE.find((v) => v.name === name) ?? HIDDEN_VERB_TABLE.find((v) => v.name === name);
+  if (entry === undefined) {
     io.stderr(`flotctl: unknown command "${first}"\n\n${overview()}`);
     return EXIT_USAGE;
   }
+  const verb = await entry.load();
   const beforeDashes = rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'));
-  if (verb !== completeVerb && (beforeDashes.includes('--help') || beforeDashes.includes('-h'))) {
+  const hidden = HIDDEN_VERB_TABLE.includes(entry);
+  if (!hidden && (beforeDashes.includes('--help') || beforeDashes.includes('-h'))) {
     io.stdout(verbHelp(verb));
     return EXIT_OK;
   }
@@ -188,7 +140,6 @@ function usageLines(help: string): string {
 
 /** The process streams, with Ctrl-C (SIGINT) and SIGTERM as an abort signal. */
 function processIo(): { io: CliIo; dispose(): void } {
-  quietIpServernameWarning(); // would break the one-line errors, see tls.ts
   const controller = new AbortController();
   let forced: NodeJS.Timeout | undefined;
   const onSignal = (): void => {

@@ -10,7 +10,7 @@ import type { Event } from '../proto/flotilla/v1/events.js';
 import type { Placement, Unit, UnitState, Unscheduled } from '../proto/flotilla/v1/records.js';
 import type { UnitStatus } from '../proto/flotilla/v1/units.js';
 import { inSpans, instanceNumber } from '../lib/number-ranges.js';
-import { parseUnitName } from '../unit/index.js';
+import { parseUnitName } from '../unit/names.js'; // not the index: see client.ts
 import { machineLegend, type MachineAddresses } from './table.js';
 
 /** What a waiting verb waits for: a derived state, or the unit gone with its container. */

@@ -5,7 +5,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../daemon/options.js';
+import { UsageError } from '../daemon/command-line.js';
 
 type FlagSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -59,6 +59,16 @@ export interface Verb {
   /** Full text for `flotctl <verb> --help`, starting with the usage line. */
   readonly help: string;
   run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number>;
+}
+
+/**
+ * A verb as the verb table lists it: what `flotctl --help` and completion need (name and
+ * summary) without its module, and `load` to import the module when the verb runs.
+ */
+export interface VerbEntry {
+  readonly name: string;
+  readonly summary: string;
+  load(): Promise<Verb>;
 }
 
 /** A mistake in the command line itself: reported with the usage, exit code 2. */

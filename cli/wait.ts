@@ -15,7 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiClient } from './client.js';
-import { parseDurationMs } from '../daemon/options.js';
+import { parseDurationMs } from '../daemon/command-line.js';
 import { CliError, formatSeconds } from './errors.js';
 import { machineLegend, type MachineAddresses } from './table.js';
 import { failureText, UnitView, type Target } from './unit-view.js';

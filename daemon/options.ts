@@ -5,11 +5,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino, type Logger } from 'pino';
+import { parseDurationMs, UsageError } from './command-line.js';
 
-/** A command line that cannot be run: exit 2 with the usage. Shared by the daemons and flotctl. */
-export class UsageError extends Error {
-  readonly code = 'usage';
-}
+export { parseDurationMs, UsageError } from './command-line.js';
 
 /** Flags every daemon takes (the etcd TLS files are read by daemon/tls-flags.ts). */
 export const commonFlags = {
@@ -103,23 +101,6 @@ export function parseDaemonArgs(
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
-}
-
-const spanUnits: Readonly<Record<string, number>> = {
-  ms: 1,
-  s: 1000,
-  sec: 1000,
-  m: 60_000,
-  min: 60_000,
-  h: 3_600_000,
-};
-
-/** `5s`, `500ms`, `1m`, `1.5s`, or a plain number of seconds. */
-export function parseDurationMs(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|sec|m|min|h)?$/.exec(text.trim());
-  if (m === null) return undefined;
-  const unit = spanUnits[m[2] ?? 's'];
-  return unit === undefined ? undefined : Math.round(Number(m[1]) * unit);
 }
 
 /** The default etcd endpoint for a local cluster. */

@@ -12,9 +12,9 @@
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiClient } from '../client.js';
+import type { ApiClient } from '../client.js';
 import { GLOBAL_HELP } from '../global-options.js';
-import { EXIT_OK, UsageError, type GlobalOptions, type Verb } from '../verb.js';
+import { EXIT_OK, UsageError, type GlobalOptions, type Verb, type VerbEntry } from '../verb.js';
 
 /** The whole completion, API call included, gives up after this long. */
 export const COMPLETE_TIMEOUT_MS = 1_500;
@@ -46,8 +46,12 @@ const GLOBAL_VALUE_FLAGS = new Set([
   '--token',
 ]);
 
-/** `flotctl completion` and the hidden `flotctl __complete`, over the verb table `verbs()`. */
-export function completionVerbs(verbs: () => readonly Verb[]): readonly [Verb, Verb] {
+/**
+ * `flotctl completion` and the hidden `flotctl __complete`, over the verb table `verbs()`. A
+ * verb's module is loaded only to complete its flags or arguments: verb names come from the
+ * table, and gRPC is loaded only to ask the API for names (it is most of a start's time).
+ */
+export function completionVerbs(verbs: () => readonly VerbEntry[]): readonly [Verb, Verb] {
   const completion: Verb = {
     name: 'completion',
     summary: 'print a shell completion script (bash, zsh or fish)',
@@ -79,7 +83,7 @@ export function completionVerbs(verbs: () => readonly Verb[]): readonly [Verb, V
  * taken out into `globals` by flotctl's own parsing).
  */
 export async function candidates(
-  verbs: readonly Verb[],
+  verbs: readonly VerbEntry[],
   words: readonly string[],
   globals: GlobalOptions,
 ): Promise<string[]> {
@@ -87,17 +91,18 @@ export async function candidates(
   const rest = words.slice(0, -1);
   const prev = rest[rest.length - 1] ?? '';
   if (GLOBAL_VALUE_FLAGS.has(prev) && FLAG_VALUES[prev] === undefined) return [];
-  const verb = verbs.find((v) => v.name === rest[0] && v.name !== '__complete');
+  const entry = verbs.find((v) => v.name === rest[0] && v.name !== '__complete');
   const value = FLAG_VALUES[prev];
   if (Array.isArray(value)) return starting(value, cur);
   if (value === 'machines') return machines(globals, cur);
-  if (verb === undefined) {
+  if (entry === undefined) {
     if (cur.startsWith('-')) return starting(flagsOf(GLOBAL_HELP), cur);
     return starting(
       verbs.filter((v) => v.name !== '__complete').map((v) => v.name),
       cur,
     );
   }
+  const verb = await entry.load();
   if (cur.startsWith('-')) return starting([...flagsOf(verb.help), ...flagsOf(GLOBAL_HELP)], cur);
   if (verb.name === 'completion') return rest.length > 1 ? [] : starting(SHELLS, cur);
   const usage = /^Usage: .*$/m.exec(verb.help)?.[0] ?? '';
@@ -147,6 +152,7 @@ async function fromApi(
 ): Promise<string[]> {
   let api: ApiClient;
   try {
+    const { ApiClient } = await import('../client.js');
     api = new ApiClient({ ...globals, requestTimeoutMs: COMPLETE_TIMEOUT_MS });
   } catch {
     return [];

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RolloutStatus, type UnitFile } from '../../proto/flotilla/v1/units.js';
 import { MAX_PROBLEMS, validateUnitFile } from '../../unit/index.js';
-import { parseDurationMs } from '../../daemon/options.js';
+import { parseDurationMs } from '../../daemon/command-line.js';
 import { formatDuration } from '../../lib/duration.js';
 import { withClient, type ApiClient } from '../client.js';
 import { CliError } from '../errors.js';

@@ -37,6 +37,7 @@ export const FLEET_KEYS: readonly string[] = [
   'UpdateParallelism',
   'UpdateDelaySec',
   'UpdateMonitorSec',
+  'UpdateHealthyDeadlineSec',
   'UpdateFailureAction',
 ];
 
@@ -203,6 +204,11 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   UpdateMonitorSec(s, v, line, key) {
     s.update.monitorMs = updateSpan(key, v, line);
   },
+  UpdateHealthyDeadlineSec(s, v, line, key) {
+    const ms = updateSpan(key, v, line);
+    if (ms <= 0) throw invalid(key, v, 'a time span of more than 0 and at most 1h', line);
+    s.update.healthyDeadlineMs = ms;
+  },
   UpdateFailureAction(s, v, line, key) {
     if (v !== 'pause' && v !== 'rollback') throw invalid(key, v, 'pause or rollback', line);
     s.update.failureAction = v;
@@ -221,6 +227,7 @@ const UPDATE_FIELDS: Readonly<Record<string, keyof UpdateDefaults>> = {
   UpdateParallelism: 'parallelism',
   UpdateDelaySec: 'delayMs',
   UpdateMonitorSec: 'monitorMs',
+  UpdateHealthyDeadlineSec: 'healthyDeadlineMs',
   UpdateFailureAction: 'failureAction',
 };
 

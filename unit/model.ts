@@ -79,11 +79,16 @@ export interface FleetOptions {
   readonly update?: UpdateDefaults;
 }
 
-/** `[X-Fleet] UpdateParallelism= UpdateDelaySec= UpdateMonitorSec= UpdateFailureAction=`. */
+/**
+ * `[X-Fleet] UpdateParallelism= UpdateDelaySec= UpdateMonitorSec= UpdateHealthyDeadlineSec=
+ * UpdateFailureAction=`.
+ */
 export interface UpdateDefaults {
   readonly parallelism?: number;
   readonly delayMs?: number;
   readonly monitorMs?: number;
+  /** How long an updated instance has to become active and healthy (more than 0, at most 1h). */
+  readonly healthyDeadlineMs?: number;
   readonly failureAction?: 'pause' | 'rollback';
 }
 

@@ -35,7 +35,9 @@ than 128 in transactions of 128): when any is invalid, every problem is printed 
 FILE:LINE: message and nothing is written. Submitting a file identical to the cluster's unit changes nothing.
 
 Options:
-  --replace   overwrite units whose file differs; their running instances restart
+  --replace   overwrite units whose file differs; their running instances restart.
+              Refused while a rollout of the unit (or its template) is running or
+              paused: flotctl update --force supersedes a rollout with a new file
 `;
 
 export const submitVerb: Verb = {

@@ -26,6 +26,8 @@ import {
 
 /** Default of update's and rollback's `--timeout`: rollouts of many instances take a while. */
 const DEFAULT_ROLLOUT_WAIT_MS = 30 * 60_000;
+/** The healthy deadline of a rollout record written before it had one (the leader's default). */
+const RECORD_DEADLINE_MS = 300_000n;
 /** Between two looks at a rollout's progress. */
 const POLL_MS = 500;
 
@@ -39,15 +41,15 @@ const WAIT_HELP = `  --no-block          start it and return; follow with flotct
 `;
 
 const UPDATE_HELP = `Usage: flotctl update [--parallelism N] [--delay D] [--monitor D]
-                      [--failure-action pause|rollback] [--order stop-first] [--force]
-                      [--no-block] [--timeout DUR] FILE...
+                      [--healthy-deadline D] [--failure-action pause|rollback]
+                      [--order stop-first] [--force] [--no-block] [--timeout DUR] FILE...
 
 Replaces the file of a submitted template (web@.service) or plain unit and rolls its running
 instances onto it, N at a time: each is stopped, started on the new file, and counts as done
-once it has been active and healthy (HealthCmd=) for --monitor. When one fails (exits, turns
-unhealthy, cannot be placed, or is not up within 5 minutes) the rollout pauses, or with
---failure-action rollback returns every updated instance to the old file by itself. Instances
-that are not started are rewritten at once; new instances get the new file.
+once it has been active and healthy (HealthCmd=) for --monitor. When one fails (exits,
+turns unhealthy, cannot be placed, or is not up within --healthy-deadline) the rollout
+pauses, or with --failure-action rollback returns every updated instance to the old file by
+itself. Instances that are not started are rewritten at once; new instances get the new file.
 
 Every file is checked first: when any is invalid nothing is written. An update of a unit that
 is not submitted is refused, and so is one while another rollout of it is running or paused
@@ -55,10 +57,12 @@ is not submitted is refused, and so is one while another rollout of it is runnin
 carries on through a leader failover, and waiting here can be given up at any time.
 
 Options (defaults below, or the new file's [X-Fleet] UpdateParallelism=, UpdateDelaySec=,
-UpdateMonitorSec=, UpdateFailureAction=; a flag wins):
+UpdateMonitorSec=, UpdateHealthyDeadlineSec=, UpdateFailureAction=; a flag wins):
   --parallelism N     instances updated at a time (default 1, at most 100)
   --delay D           pause between batches (default 0s)
   --monitor D         how long an updated instance must stay active and healthy (default 5s)
+  --healthy-deadline D  how long an updated instance has to become active and healthy,
+                      before --monitor starts (default 5m, at most 1h)
   --failure-action A  pause (default) or rollback
   --order O           stop-first (the only order: instances are named units on their machines)
   --force             supersede a running or paused rollout of the same unit
@@ -97,6 +101,18 @@ function duration(flag: string, raw: string | undefined): bigint {
   return BigInt(ms);
 }
 
+/** `--healthy-deadline`: 0n when not given (the file's or the default applies). */
+function healthyDeadline(raw: string | undefined): bigint {
+  if (raw === undefined) return 0n;
+  const ms = parseDurationMs(raw);
+  if (ms === undefined || ms <= 0 || ms > 3_600_000) {
+    throw new UsageError(
+      `--healthy-deadline=${raw}: expected a duration of more than 0 and at most 1h, such as 10m`,
+    );
+  }
+  return BigInt(ms);
+}
+
 /** How long update and rollback wait: undefined with `--no-block`. */
 function waitLimit(values: { 'no-block'?: boolean; timeout?: string }): number | undefined {
   const wait = parseWaitOptions(values, DEFAULT_ROLLOUT_WAIT_MS);
@@ -112,6 +128,7 @@ export const updateVerb: Verb = {
       parallelism: { type: 'string' },
       delay: { type: 'string' },
       monitor: { type: 'string' },
+      'healthy-deadline': { type: 'string' },
       'failure-action': { type: 'string' },
       order: { type: 'string' },
       force: { type: 'boolean' },
@@ -135,6 +152,7 @@ export const updateVerb: Verb = {
     }
     const delayMs = duration('delay', values.delay);
     const monitorMs = duration('monitor', values.monitor);
+    const healthyDeadlineMs = healthyDeadline(values['healthy-deadline']);
     const limit = waitLimit(values);
     const files: UnitFile[] = [];
     for (const path of positionals) files.push(await readUnitFile(path));
@@ -154,6 +172,7 @@ export const updateVerb: Verb = {
           parallelism,
           delayMs,
           monitorMs,
+          healthyDeadlineMs,
           failureAction: action,
           order,
           force: values.force === true,
@@ -254,7 +273,7 @@ export function statusText(s: RolloutStatus): string {
     `  From:        ${r.fromHash}`,
     `  To:          ${r.toHash}`,
     `  Progress:    ${progressText(s)}`,
-    `  Options:     parallelism ${r.parallelism}, delay ${formatDuration(Number(r.delayMs))}, monitor ${formatDuration(Number(r.monitorMs))}, on failure ${r.failureAction}`,
+    `  Options:     parallelism ${r.parallelism}, delay ${formatDuration(Number(r.delayMs))}, healthy within ${formatDuration(Number(r.healthyDeadlineMs > 0n ? r.healthyDeadlineMs : RECORD_DEADLINE_MS))}, monitor ${formatDuration(Number(r.monitorMs))}, on failure ${r.failureAction}`,
   ];
   if (r.batch.length > 0) lines.push(`  In progress: ${r.batch.map((b) => b.unit).join(', ')}`);
   if (r.failed.length > 0) lines.push(`  Failed:      ${r.failed.join(', ')}`);

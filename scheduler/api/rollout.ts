@@ -57,6 +57,21 @@ function span(name: string, ms: bigint, fallback: number): bigint {
 }
 
 /**
+ * The request's healthy deadline (0: none given), else the file's, else 5 min. A request's
+ * must be more than 0 and at most 1h, like the file's.
+ */
+function healthyDeadline(ms: bigint, file: UpdateDefaults): bigint {
+  if (ms === 0n) return BigInt(file.healthyDeadlineMs ?? UPDATE_DEFAULTS.healthyDeadlineMs);
+  if (ms < 0n || ms > MAX_SPAN_MS) {
+    throw new ApiError(
+      'invalid-argument',
+      `healthy deadline ${ms} ms: expected more than 0 and at most 1h`,
+    );
+  }
+  return ms;
+}
+
+/**
  * The options of an update: the request's, else the new file's `[X-Fleet] Update*=`, else
  * {@link UPDATE_DEFAULTS}. INVALID_ARGUMENT for a bad one.
  */
@@ -93,6 +108,7 @@ function updateOptions(req: UpdateUnitRequest, file: UpdateDefaults): RolloutOpt
     parallelism: p,
     delayMs: span('delay', req.delayMs, file.delayMs ?? UPDATE_DEFAULTS.delayMs),
     monitorMs: span('monitor', req.monitorMs, file.monitorMs ?? UPDATE_DEFAULTS.monitorMs),
+    healthyDeadlineMs: healthyDeadline(req.healthyDeadlineMs, file),
     failureAction,
     order,
   };

@@ -5,6 +5,9 @@
  * (comments and whitespace do not count). Resubmitting the same unit is a no-op; a different
  * unit under an existing name is ALREADY_EXISTS unless `replace` is set.
  *
+ * A file under a running or paused rollout (its own or its template's) is not replaced: that
+ * is FAILED_PRECONDITION naming the rollout (`flotctl update --force` supersedes one).
+ *
  * Instances submitted loaded or launched pass admission (admission.ts) as a start does, and
  * every submit that writes passes the quota guard (quota.ts), before anything is written.
  */
@@ -15,6 +18,7 @@ import type { ApiCluster } from './reads.js';
 import type { UnitStateName } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { ApiError } from '../gate/errors.js';
+import { isUnfinished, rolloutStatus } from '../rollouts/record.js';
 import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
 import { pinImages } from './pin-images.js';
@@ -57,6 +61,7 @@ export async function submitUnits(
         `${clashes.join(', ')}: a different unit of that name exists (set replace to overwrite)`,
       );
     }
+    refuseUnderRollout(cluster, files, decisions, units);
     await admit(cluster, files, decisions, units, desired, req.allowPending);
     const response: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision };
     const written = await applyWrites(
@@ -106,6 +111,34 @@ async function admit(
   });
   if (activated.length > 0) admitStart(cluster, activated, allowPending, templates);
   if (bytes > 0) await cluster.quota.check(bytes);
+}
+
+/**
+ * A file replaced while a rollout of it (or of its template) is running or paused is refused,
+ * naming the rollout: the rollout owns the file until it ends, and a replace under it would
+ * either be undone by a rollback or make the rollout fail on instances "changed by someone
+ * else". `flotctl update --force` is how a new file supersedes a rollout. O(files).
+ */
+function refuseUnderRollout(
+  cluster: ApiCluster,
+  files: readonly ValidFile[],
+  decisions: readonly Decision[],
+  units: ReadonlyMap<string, Versioned<Unit>>,
+): void {
+  files.forEach((f, i) => {
+    const d = decisions[i];
+    if (d?.kind !== 'updated' || d.record.hash === units.get(f.name)?.value.hash) return;
+    const owners = f.unit.name.isInstance ? [f.name, f.unit.name.template] : [f.name];
+    for (const owner of owners) {
+      const running = cluster.mirror.rollouts.get(owner)?.value;
+      if (running === undefined || !isUnfinished(running)) continue;
+      const s = rolloutStatus(cluster.mirror, running);
+      throw new ApiError(
+        'failed-precondition',
+        `${f.name}: a rollout of ${owner} to ${running.toHash.slice(0, 12)} is ${running.phase} (${s.updated}/${s.total} updated), and replacing the file under it would undo or break it: wait for it (flotctl rollout status ${owner}), roll it back (flotctl rollback ${owner}), or supersede it with this file (flotctl update --force)`,
+      );
+    }
+  });
 }
 
 /** A template only describes instances: it can be submitted, never loaded or started. */

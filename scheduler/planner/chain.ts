@@ -7,6 +7,7 @@ import { countedReason, singularReason } from '../../lib/reasons.js';
 import { Probe, type CheckContext, type FeasibilityChecker } from './checker.js';
 import {
   DrainedChecker,
+  ImagesChecker,
   MachineIDChecker,
   MachineMetadataChecker,
   MaxPerMachineChecker,
@@ -20,6 +21,8 @@ import type { PlacementReason, UnplaceWhy, Unscheduled } from './types.js';
 /**
  * Cheapest first, so a rejection usually costs a flag test. Ordering constraints:
  * - Drained first: a drained machine is reported as drained whatever else is true of it.
+ * - Images next: a machine whose driver cannot run the unit's image at all says so before
+ *   any constraint the file chose; O(1), and the ranker's masks already leave such machines out.
  * - MachineID and MachineMetadata before anything that looks at placed units: they are O(1)
  *   per machine and the ranker has already narrowed candidates with the same rules (masks).
  * - MachineOf before Conflicts: "lack peer X" explains a follower better than whatever
@@ -31,6 +34,7 @@ import type { PlacementReason, UnplaceWhy, Unscheduled } from './types.js';
  */
 export const FEASIBILITY_CHAIN: readonly FeasibilityChecker[] = [
   DrainedChecker,
+  ImagesChecker,
   MachineIDChecker,
   MachineMetadataChecker,
   MachineOfChecker,

@@ -1,5 +1,5 @@
 /**
- * Checkers that look at the machine alone (drained, id, metadata) or at its totals
+ * Checkers that look at the machine alone (drained, images, id, metadata) or at its totals
  * (reservations, per-template count). Each is O(1) or O(keys) per machine.
  */
 import { formatBytes, type FeasibilityChecker } from './checker.js';
@@ -10,6 +10,17 @@ export const DrainedChecker: FeasibilityChecker = {
   byName: false,
   accepts: (_ctx, _u, s) => !s.machine.drained,
   explain: () => 'are drained',
+};
+
+/**
+ * An image unit (`[Container]`) needs a machine whose runtime driver runs images (runc; the
+ * process driver runs plain commands only). Reason: `run no images`.
+ */
+export const ImagesChecker: FeasibilityChecker = {
+  name: 'ImagesChecker',
+  byName: false,
+  accepts: (_ctx, u, s) => !u.image || s.machine.runsImages === true,
+  explain: () => 'run no images',
 };
 
 /**

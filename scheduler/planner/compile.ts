@@ -23,6 +23,8 @@ export interface CompiledUnit {
   readonly memory: number;
   readonly maxPerMachine: number;
   readonly spreadBy: string;
+  /** Runs an image: only machines that run images take it. */
+  readonly image: boolean;
   /** '' when valid; otherwise why the unit can never be placed (e.g. a malformed glob). */
   readonly invalid: string;
   /** Position in name order: the unit's slot in the state's per-unit arrays. */
@@ -122,6 +124,7 @@ function compileUnit(spec: PlannerUnit): CompiledUnit {
     memory: Math.max(0, spec.resources.memoryBytes),
     maxPerMachine: Math.max(0, f.maxPerMachine),
     spreadBy: f.spreadBy,
+    image: spec.image === true,
     invalid,
     key: 0,
     peers: NO_PEERS,
@@ -146,6 +149,7 @@ export function placementSignature(u: CompiledUnit): string {
     u.machineOf.join(','),
     u.conflicts.map((g) => g.source).join(','),
     u.replaces.map((g) => g.source).join(','),
+    u.image ? 'image' : '',
     u.invalid,
   ].join('\u0000');
   return u.signature;

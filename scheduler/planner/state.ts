@@ -72,7 +72,9 @@ export class ClusterState {
   private readonly bucketSizes: number[] = [];
   /** key -> value -> machines. */
   private readonly meta = new Map<string, Map<string, Bits>>();
-  /** metadataKey -> live machines passing that requirement. */
+  /** Live machines whose driver runs images. */
+  private readonly imageRunners: Bits;
+  /** metadataKey (then `\u0001image` for image units) -> live machines passing it. */
   private readonly masks = new Map<string, Bits>();
   /** By unit key: the one machine of a non-global unit, -1 when unplaced. */
   private readonly single: Int32Array;
@@ -100,8 +102,10 @@ export class ClusterState {
     this.buckets.push(Uint32Array.from(this.all));
     this.bucketSizes.push(this.size);
     this.scratch = makeBits(this.size);
+    this.imageRunners = makeBits(this.size);
     for (const s of this.slots) {
       if (!s.machine.drained) setBit(this.live, s.idx);
+      if (!s.machine.drained && s.machine.runsImages === true) setBit(this.imageRunners, s.idx);
       for (const [k, v] of s.machine.metadata) {
         let values = this.meta.get(k);
         if (values === undefined) this.meta.set(k, (values = new Map()));
@@ -170,12 +174,16 @@ export class ClusterState {
     return true;
   }
 
-  /** Live machines that pass `u`'s MachineMetadata (cached per distinct requirement). */
+  /**
+   * Live machines that pass `u`'s MachineMetadata and, for an image unit, run images (cached
+   * per distinct requirement).
+   */
   staticMask(u: CompiledUnit): Bits {
-    if (u.metadataKey === '') return this.live;
-    const hit = this.masks.get(u.metadataKey);
+    if (u.metadataKey === '' && !u.image) return this.live;
+    const cacheKey = u.image ? `${u.metadataKey}\u0001image` : u.metadataKey;
+    const hit = this.masks.get(cacheKey);
     if (hit !== undefined) return hit;
-    const mask = Uint32Array.from(this.live);
+    const mask = Uint32Array.from(u.image ? this.imageRunners : this.live);
     for (const [key, values] of u.metadata) {
       const any = makeBits(this.size);
       for (const v of values) {
@@ -184,7 +192,7 @@ export class ClusterState {
       }
       andInto(mask, mask, any);
     }
-    this.masks.set(u.metadataKey, mask);
+    this.masks.set(cacheKey, mask);
     return mask;
   }
 

@@ -18,6 +18,11 @@ export interface PlannerMachine {
   readonly capacity: ResourceRequest;
   /** A drained machine takes nothing, and whatever runs on it is moved (within maxMoves). */
   readonly drained: boolean;
+  /**
+   * Whether the machine's runtime driver runs images (runc does, the process driver does
+   * not): only such machines take units with an image (`PlannerUnit.image`). Default false.
+   */
+  readonly runsImages?: boolean;
 }
 
 /** An active unit (desired loaded or launched). Inactive units are simply not given. */
@@ -31,6 +36,8 @@ export interface PlannerUnit {
   /** What the unit reserves; 0 means it reserves none of that resource. */
   readonly resources: ResourceRequest;
   readonly desired: Exclude<UnitStateName, 'inactive'>;
+  /** True when the unit runs an image (`[Container]`): it needs a machine that runs images. */
+  readonly image?: boolean;
 }
 
 /**

@@ -14,6 +14,8 @@ export const UPDATE_DEFAULTS = {
   parallelism: 1,
   delayMs: 0,
   monitorMs: 5_000,
+  /** Nomad's healthy_deadline: time to become active and healthy, before the monitor. */
+  healthyDeadlineMs: 300_000,
   failureAction: 'pause',
   order: 'stop-first',
 } as const;
@@ -24,7 +26,7 @@ const COUNT_LIMIT = 200_000;
 /** What an update chooses; the rest of the record is the rollout's own progress. */
 export type RolloutOptions = Pick<
   Rollout,
-  'parallelism' | 'delayMs' | 'monitorMs' | 'failureAction' | 'order'
+  'parallelism' | 'delayMs' | 'monitorMs' | 'healthyDeadlineMs' | 'failureAction' | 'order'
 >;
 
 /** A rollout that still needs the leader (or an operator) to finish. */

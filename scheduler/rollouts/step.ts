@@ -10,10 +10,19 @@
  * failure pauses the rollout or turns it into a rollback of every instance already updated.
  */
 import { clip } from '../../lib/clip.js';
+import { formatDuration } from '../../lib/duration.js';
 import type { Rollout, RolloutStep } from '../../proto/flotilla/v1/records.js';
 
-/** An updated instance that is not done after this long (plus its monitor) has failed. */
+/**
+ * An updated instance that is not done after this long (plus its monitor) has failed, when
+ * the record names no deadline of its own (`healthyDeadlineMs` 0: written before it could).
+ */
 export const ROLLOUT_STEP_DEADLINE_MS = 300_000;
+
+/** The record's `--healthy-deadline`, or the default for a record without one. */
+export function healthyDeadlineOf(r: Rollout): bigint {
+  return r.healthyDeadlineMs > 0n ? r.healthyDeadlineMs : BigInt(ROLLOUT_STEP_DEADLINE_MS);
+}
 /** Names kept in `Rollout.failed`. */
 export const ROLLOUT_FAILED_KEPT = 20;
 /** Characters of a rollout's message kept (it quotes instances' failure messages). */
@@ -116,14 +125,15 @@ export function judgeStep(
     if (BigInt(now) - since >= r.monitorMs) return { kind: 'done' };
     return { kind: 'waiting', healthySince: since };
   }
-  if (BigInt(now) - step.startedAt > BigInt(ROLLOUT_STEP_DEADLINE_MS) + r.monitorMs) {
+  const deadline = healthyDeadlineOf(r);
+  if (BigInt(now) - step.startedAt > deadline + r.monitorMs) {
     const seen =
       s === undefined
         ? 'no state reported'
         : `${s.activeState}/${s.subState}${s.health !== '' ? `, ${s.health}` : ''}`;
     return {
       kind: 'failed',
-      why: `not active and healthy within ${ROLLOUT_STEP_DEADLINE_MS / 1000} s (${seen})`,
+      why: `not active and healthy within ${formatDuration(Number(deadline))} (${seen}); --healthy-deadline or UpdateHealthyDeadlineSec= gives instances longer`,
     };
   }
   return { kind: 'waiting', healthySince: 0n };

@@ -181,6 +181,8 @@ export function toPlannerMachine(
       tasks: Number(machine.capacity?.tasks ?? 0n),
     },
     drained: config?.drained ?? false,
+    // The driver the agent registered with: runc runs images, the process driver does not.
+    runsImages: machine.driver === 'runc',
   };
 }
 
@@ -195,6 +197,7 @@ export function toPlannerUnit(
     fleet: def.fleet,
     resources: def.service.resources,
     desired,
+    image: def.container !== undefined,
   };
 }
 

@@ -52,6 +52,7 @@ function update(api: Api, name: string, contents: string): Promise<RolloutStatus
     failureAction: '',
     order: '',
     force: false,
+    healthyDeadlineMs: 0n,
   });
 }
 

@@ -23,6 +23,7 @@ function update(api: Api, r: Partial<UpdateUnitRequest>): Promise<RolloutStatus>
     failureAction: '',
     order: '',
     force: false,
+    healthyDeadlineMs: 0n,
     ...r,
   });
 }
@@ -41,7 +42,13 @@ test('an update writes the template and a running rollout record with the defaul
   t.is(r?.phase, 'running');
   t.is(r?.fromHash, before);
   t.not(r?.toHash, before);
-  t.like(r, { parallelism: 1, delayMs: 0n, monitorMs: 5_000n, failureAction: 'pause' });
+  t.like(r, {
+    parallelism: 1,
+    delayMs: 0n,
+    monitorMs: 5_000n,
+    healthyDeadlineMs: 300_000n,
+    failureAction: 'pause',
+  });
   t.like(res, { total: 3, pending: 3, updated: 0 });
   t.is((await api.get('web@.service')).unit?.hash, r?.toHash, 'new instances get the new file');
   t.is((await api.get('web@1.service')).unit?.hash, before, 'instances wait for the leader');
@@ -90,6 +97,16 @@ test('bad updates are refused with a reason and write nothing', async (t) => {
       { file: { name: 'web@.service', contents: file('v2') }, failureAction: 'retry' },
       status.INVALID_ARGUMENT,
       /use pause or rollback/,
+    ],
+    [
+      { file: { name: 'web@.service', contents: file('v2') }, healthyDeadlineMs: 7_200_000n },
+      status.INVALID_ARGUMENT,
+      /healthy deadline 7200000 ms: expected more than 0 and at most 1h/,
+    ],
+    [
+      { file: { name: 'web@.service', contents: file('v2') }, healthyDeadlineMs: -1n },
+      status.INVALID_ARGUMENT,
+      /healthy deadline -1 ms/,
     ],
   ];
   for (const [req, code, re] of cases) {
@@ -165,11 +182,12 @@ test("the file's [X-Fleet] Update*= keys are the defaults and the request's opti
   const api = await startApi(t, server());
   await withInstances(api);
   const defaults =
-    '[X-Fleet]\nUpdateParallelism=3\nUpdateMonitorSec=20s\nUpdateFailureAction=rollback\n';
+    '[X-Fleet]\nUpdateParallelism=3\nUpdateMonitorSec=20s\nUpdateHealthyDeadlineSec=90s\nUpdateFailureAction=rollback\n';
   const res = await update(api, { file: { name: 'web@.service', contents: file('v2', defaults) } });
   t.like(res.rollout, {
     parallelism: 3,
     monitorMs: 20_000n,
+    healthyDeadlineMs: 90_000n,
     failureAction: 'rollback',
     delayMs: 0n,
   });
@@ -177,8 +195,49 @@ test("the file's [X-Fleet] Update*= keys are the defaults and the request's opti
     file: { name: 'web@.service', contents: file('v3', defaults) },
     parallelism: 1,
     monitorMs: 1_000n,
+    healthyDeadlineMs: 30_000n,
     failureAction: 'pause',
     force: true,
   });
-  t.like(forced.rollout, { parallelism: 1, monitorMs: 1_000n, failureAction: 'pause' });
+  t.like(forced.rollout, {
+    parallelism: 1,
+    monitorMs: 1_000n,
+    healthyDeadlineMs: 30_000n,
+    failureAction: 'pause',
+  });
+});
+
+test('a submit replacing a file under a running rollout is refused naming the rollout, and writes nothing', async (t) => {
+  const api = await startApi(t, server());
+  await withInstances(api);
+  const up = await update(api, { file: { name: 'web@.service', contents: file('v2') } });
+  const to = (up.rollout?.toHash ?? '').slice(0, 12);
+  const before = await fingerprint(api.store);
+  for (const name of ['web@.service', 'web@2.service']) {
+    const err = await failure(
+      api.submit({ files: [{ name, contents: file('v3') }], replace: true }),
+    );
+    t.is(err.code, status.FAILED_PRECONDITION, name);
+    t.is(
+      err.details,
+      `${name}: a rollout of web@.service to ${to} is running (0/3 updated), and replacing the file under it would undo or break it: wait for it (flotctl rollout status web@.service), roll it back (flotctl rollback web@.service), or supersede it with this file (flotctl update --force)`,
+    );
+  }
+  t.deepEqual(await fingerprint(api.store), before, 'nothing was written');
+  const same = await api.submit({ files: [{ name: 'web@.service', contents: file('v2') }] });
+  t.deepEqual(same.unchanged, ['web@.service'], 'submitting the file it rolls to changes nothing');
+});
+
+test('a submit --replace goes ahead once the rollout has ended', async (t) => {
+  const api = await startApi(t, server());
+  await api.submit({ files: [{ name: 'db.service', contents: file('v1') }] });
+  const up = await update(api, { file: { name: 'db.service', contents: file('v2') } });
+  const key = api.store.keys.rollout('db.service');
+  const done = { ...(up.rollout as NonNullable<typeof up.rollout>), phase: 'completed' };
+  await api.store.putRecord(codecs.rollout, key, done);
+  const res = await api.submit({
+    files: [{ name: 'db.service', contents: file('v3') }],
+    replace: true,
+  });
+  t.deepEqual(res.updated, ['db.service']);
 });

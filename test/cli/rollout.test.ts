@@ -47,7 +47,9 @@ test("rollout status writes durations as 0s and 5s, and a pause's reason once", 
   const lines = r.stdout.split('\n');
   t.is(lines[0], 'Rollout of web@.service: paused');
   t.true(
-    lines.includes('  Options:     parallelism 1, delay 0s, monitor 5s, on failure pause'),
+    lines.includes(
+      '  Options:     parallelism 1, delay 0s, healthy within 5m, monitor 5s, on failure pause',
+    ),
     r.stdout,
   );
   t.true(
@@ -110,4 +112,37 @@ test('a second rollback, back to the file the first rolled back, is refused unle
   const forced = await api.run(['rollback', '--force', '--no-block', 'web@']);
   t.is(forced.code, 0, forced.stderr);
   t.is(forced.stdout, `Rolling web@.service back to ${failedFile}\n`);
+});
+
+test('update --healthy-deadline is stored in the rollout and shown by rollout status; a bad one writes nothing', async (t) => {
+  const { api, v2 } = await submitted(t);
+  const before = await fingerprint(api.store);
+  for (const bad of ['0s', '2h', 'soon']) {
+    const r = await api.run(['update', '--no-block', '--healthy-deadline', bad, v2]);
+    t.is(r.code, 2, r.stdout);
+    t.regex(
+      r.stderr,
+      new RegExp(`--healthy-deadline=${bad}: expected a duration of more than 0 and at most 1h`),
+    );
+  }
+  t.deepEqual(await fingerprint(api.store), before, 'nothing was written');
+  const up = await api.run(['update', '--no-block', '--healthy-deadline', '90s', v2]);
+  t.is(up.code, 0, up.stderr);
+  const r = await api.run(['rollout', 'status', 'web@.service']);
+  t.regex(r.stdout, /^ {2}Options: {5}parallelism 1, delay 0s, healthy within 1m30s, monitor 5s,/m);
+});
+
+test('submit --replace of a template under a running rollout is refused, naming the rollout', async (t) => {
+  const { api, v2 } = await submitted(t);
+  const up = await api.run(['update', '--no-block', v2]);
+  t.is(up.code, 0, up.stderr);
+  const before = await fingerprint(api.store);
+  const dir = await unitDir(t, { 'web@.service': unitText({ exec: '/bin/sleep 3000' }) });
+  const r = await api.run(['submit', '--replace', `${dir}/web@.service`]);
+  t.is(r.code, 1, r.stdout);
+  t.regex(
+    r.stderr,
+    /^web@\.service: a rollout of web@\.service to [0-9a-f]{12} is running \(0\/1 updated\), and replacing the file under it would undo or break it: wait for it \(flotctl rollout status web@\.service\), roll it back \(flotctl rollback web@\.service\), or supersede it with this file \(flotctl update --force\)/,
+  );
+  t.deepEqual(await fingerprint(api.store), before, 'nothing was written');
 });

@@ -262,3 +262,39 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  'an image unit on machines that run no images: plan and status give the reason, and it goes to a runc machine once there is one',
+  async (t) => {
+    const { scheduler, run } = await realCluster(t);
+    const dir = await unitDir(t, {
+      'app.service': '[Unit]\nDescription=app\n\n[Container]\nImage=localhost/app:1\nPull=never\n',
+    });
+    const plan = await run(['plan', `${dir}/app.service`]);
+    t.is(plan.code, 1, plan.stdout + plan.stderr);
+    t.regex(plan.stdout, /app\.service\s.*0\/2 machines: 2 run no images/);
+    const start = await run(['start', '--allow-pending', '--no-block', `${dir}/app.service`]);
+    t.is(start.code, 0, start.stdout + start.stderr);
+    t.is(start.stdout, 'Triggered unit app.service start\n');
+    const status = await assertEventually(
+      async () => {
+        const s = await run(['status', 'app']);
+        if (!/Pending:/.test(s.stdout)) throw new Error(s.stdout + s.stderr);
+        return s;
+      },
+      { timeoutMs: 30_000, message: 'the leader publishes why app.service waits' },
+    );
+    t.regex(status.stdout, /Pending:\s+0\/2 machines: 2 run no images\n/);
+
+    const runc = await addMachine(scheduler.store, { driver: 'runc', addresses: ['10.0.0.3'] });
+    const placed = await assertEventually(
+      async () => {
+        const list = await run(['list-units', '--no-legend', '--fields', 'unit,machine']);
+        if (!list.stdout.includes('10.0.0.3')) throw new Error(list.stdout + list.stderr);
+        return list.stdout;
+      },
+      { timeoutMs: 30_000, message: 'the leader places app.service on the runc machine' },
+    );
+    t.is(placed, `app.service  ${runc.id.slice(0, 8)}.../10.0.0.3\n`);
+  },
+);

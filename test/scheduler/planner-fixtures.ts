@@ -21,6 +21,8 @@ export interface MachineSpec {
   cpu?: number;
   memory?: number;
   drained?: boolean;
+  /** Its driver runs images (runc); default false, like the process driver. */
+  images?: boolean;
 }
 
 /** A machine with 4000 millicores and 8 GiB unless told otherwise. */
@@ -30,6 +32,7 @@ export function machine(id: string, spec: MachineSpec = {}): PlannerMachine {
     metadata: new Map(Object.entries(spec.meta ?? {})),
     capacity: { cpuMillicores: spec.cpu ?? 4000, memoryBytes: spec.memory ?? 8 * GIB, tasks: 0 },
     drained: spec.drained ?? false,
+    runsImages: spec.images ?? false,
   };
 }
 
@@ -42,6 +45,8 @@ export interface UnitSpec extends FleetSpec {
   cpu?: number;
   memory?: number;
   desired?: 'loaded' | 'launched';
+  /** Runs an image (`[Container]`). */
+  image?: boolean;
 }
 
 /** The template of an instance or template name (`web@3.service` -> `web@.service`). */
@@ -54,9 +59,10 @@ export function templateOf(name: string): string {
 
 /** An active unit; no constraints and no reservation unless told otherwise. */
 export function unit(name: string, spec: UnitSpec = {}): PlannerUnit {
-  const { cpu, memory, desired, metadata, ...fleet } = spec;
+  const { cpu, memory, desired, metadata, image, ...fleet } = spec;
   return {
     name,
+    image: image ?? false,
     template: templateOf(name),
     desired: desired ?? 'launched',
     resources: { cpuMillicores: cpu ?? 0, memoryBytes: memory ?? 0, tasks: 0 },

@@ -44,6 +44,7 @@ function rollout(over: Partial<Rollout> = {}): Rollout {
     nextBatchAt: 0n,
     total: 0,
     cursor: '',
+    healthyDeadlineMs: 0n,
     ...over,
   };
 }
@@ -200,4 +201,27 @@ test('an instance counts as done only after monitor of continuous health', (t) =
   t.like(judgeStep(step, { ...up, unscheduled: '0/3 machines: 3 lack memory' }, r, 1_000), {
     kind: 'failed',
   });
+});
+
+test("an instance not up within the rollout's healthy deadline (plus monitor) fails, saying how long it had", (t) => {
+  const step = { unit: 'web@1.service', startedAt: 0n, healthySince: 0n };
+  const starting: InstanceLook = {
+    hash: 'new',
+    launched: true,
+    state: { hash: 'new', activeState: 'activating', subState: 'start', health: '', message: '' },
+  };
+  const short = rollout({ healthyDeadlineMs: 30_000n, monitorMs: 1_000n });
+  t.deepEqual(judgeStep(step, starting, short, 31_000), { kind: 'waiting', healthySince: 0n });
+  const late = judgeStep(step, starting, short, 31_001);
+  t.is(late.kind, 'failed');
+  t.regex(
+    late.kind === 'failed' ? late.why : '',
+    /^not active and healthy within 30s \(activating\/start\); .*--healthy-deadline/,
+  );
+  const long = rollout({ healthyDeadlineMs: 600_000n, monitorMs: 1_000n });
+  t.deepEqual(judgeStep(step, starting, long, 400_000), { kind: 'waiting', healthySince: 0n });
+  t.is(judgeStep(step, starting, long, 601_001).kind, 'failed');
+  const older = rollout({ healthyDeadlineMs: 0n, monitorMs: 1_000n });
+  t.deepEqual(judgeStep(step, starting, older, 301_000), { kind: 'waiting', healthySince: 0n });
+  t.is(judgeStep(step, starting, older, 301_001).kind, 'failed', 'a record without one: 5m');
 });

@@ -35,3 +35,24 @@ test('bad Update*= values are refused with their line', (t) => {
     t.regex(errors[0]?.message ?? '', re, line);
   }
 });
+
+test('UpdateHealthyDeadlineSec= sets how long an updated instance has to become healthy', (t) => {
+  const u = parseUnit('web@.service', `${base}UpdateHealthyDeadlineSec=90s\n`);
+  t.deepEqual(u.fleet.update, { healthyDeadlineMs: 90_000 });
+  const reset = parseUnit(
+    'web@.service',
+    `${base}UpdateHealthyDeadlineSec=90s\nUpdateHealthyDeadlineSec=\n`,
+  );
+  t.is(reset.fleet.update, undefined, 'an empty value resets the key');
+  const cases: [string, RegExp][] = [
+    ['UpdateHealthyDeadlineSec=0\n', /UpdateHealthyDeadlineSec=0: expected .*more than 0/],
+    ['UpdateHealthyDeadlineSec=2h\n', /UpdateHealthyDeadlineSec=2h: .*at most 1h/],
+    ['UpdateHealthyDeadlineSec=soon\n', /UpdateHealthyDeadlineSec/],
+  ];
+  for (const [line, re] of cases) {
+    const errors = validateUnitFile('web@.service', base + line);
+    t.is(errors.length, 1, line);
+    t.is(errors[0]?.line, 4, line);
+    t.regex(errors[0]?.message ?? '', re, line);
+  }
+});

@@ -178,6 +178,11 @@ export interface Rollout {
    * rollout of N instances costs O(N) in all, not O(N) per batch.
    */
   cursor: string;
+  /**
+   * How long an updated instance has to become active and healthy (then it must stay so for
+   * monitor_ms): --healthy-deadline. 0 (records written before the field) means 5 minutes.
+   */
+  healthyDeadlineMs: bigint;
 }
 
 /** One instance in a rollout's current batch. */
@@ -1732,6 +1737,7 @@ function createBaseRollout(): Rollout {
     nextBatchAt: 0n,
     total: 0,
     cursor: "",
+    healthyDeadlineMs: 0n,
   };
 }
 
@@ -1811,6 +1817,12 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.cursor !== "") {
       writer.uint32(162).string(message.cursor);
+    }
+    if (message.healthyDeadlineMs !== 0n) {
+      if (BigInt.asIntN(64, message.healthyDeadlineMs) !== message.healthyDeadlineMs) {
+        throw new globalThis.Error("value provided for field message.healthyDeadlineMs of type int64 too large");
+      }
+      writer.uint32(800).int64(message.healthyDeadlineMs);
     }
     return writer;
   },
@@ -1988,6 +2000,14 @@ export const Rollout: MessageFns<Rollout> = {
             message.cursor = reader.string();
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.healthyDeadlineMs = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2062,6 +2082,11 @@ export const Rollout: MessageFns<Rollout> = {
         : 0n,
       total: isSet(object.total) ? globalThis.Number(object.total) : 0,
       cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      healthyDeadlineMs: isSet(object.healthyDeadlineMs)
+        ? BigInt(object.healthyDeadlineMs)
+        : isSet(object.healthy_deadline_ms)
+        ? BigInt(object.healthy_deadline_ms)
+        : 0n,
     };
   },
 
@@ -2127,6 +2152,9 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.cursor !== "") {
       obj.cursor = message.cursor;
     }
+    if (message.healthyDeadlineMs !== 0n) {
+      obj.healthyDeadlineMs = message.healthyDeadlineMs.toString();
+    }
     return obj;
   },
 
@@ -2157,6 +2185,9 @@ export const Rollout: MessageFns<Rollout> = {
       : 0n;
     message.total = object.total ?? 0;
     message.cursor = object.cursor ?? "";
+    message.healthyDeadlineMs = (object.healthyDeadlineMs !== undefined && object.healthyDeadlineMs !== null)
+      ? BigInt(object.healthyDeadlineMs)
+      : 0n;
     return message;
   },
 };

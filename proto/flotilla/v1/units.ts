@@ -295,6 +295,11 @@ export interface UpdateUnitRequest {
   order: string;
   /** Supersede a rollout of the same unit that is still running. */
   force: boolean;
+  /**
+   * How long an updated instance has to become active and healthy; 0 means the file's
+   * UpdateHealthyDeadlineSec= or 5 min.
+   */
+  healthyDeadlineMs: bigint;
 }
 
 export interface RollbackRequest {
@@ -2757,7 +2762,16 @@ export const PlanResponse: MessageFns<PlanResponse> = {
 };
 
 function createBaseUpdateUnitRequest(): UpdateUnitRequest {
-  return { file: undefined, parallelism: 0, delayMs: 0n, monitorMs: 0n, failureAction: "", order: "", force: false };
+  return {
+    file: undefined,
+    parallelism: 0,
+    delayMs: 0n,
+    monitorMs: 0n,
+    failureAction: "",
+    order: "",
+    force: false,
+    healthyDeadlineMs: 0n,
+  };
 }
 
 export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
@@ -2788,6 +2802,12 @@ export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
     }
     if (message.force !== false) {
       writer.uint32(56).bool(message.force);
+    }
+    if (message.healthyDeadlineMs !== 0n) {
+      if (BigInt.asIntN(64, message.healthyDeadlineMs) !== message.healthyDeadlineMs) {
+        throw new globalThis.Error("value provided for field message.healthyDeadlineMs of type int64 too large");
+      }
+      writer.uint32(800).int64(message.healthyDeadlineMs);
     }
     return writer;
   },
@@ -2861,6 +2881,14 @@ export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
             message.force = reader.bool();
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.healthyDeadlineMs = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2890,6 +2918,11 @@ export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
         : "",
       order: isSet(object.order) ? globalThis.String(object.order) : "",
       force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      healthyDeadlineMs: isSet(object.healthyDeadlineMs)
+        ? BigInt(object.healthyDeadlineMs)
+        : isSet(object.healthy_deadline_ms)
+        ? BigInt(object.healthy_deadline_ms)
+        : 0n,
     };
   },
 
@@ -2916,6 +2949,9 @@ export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
     if (message.force !== false) {
       obj.force = message.force;
     }
+    if (message.healthyDeadlineMs !== 0n) {
+      obj.healthyDeadlineMs = message.healthyDeadlineMs.toString();
+    }
     return obj;
   },
 
@@ -2931,6 +2967,9 @@ export const UpdateUnitRequest: MessageFns<UpdateUnitRequest> = {
     message.failureAction = object.failureAction ?? "";
     message.order = object.order ?? "";
     message.force = object.force ?? false;
+    message.healthyDeadlineMs = (object.healthyDeadlineMs !== undefined && object.healthyDeadlineMs !== null)
+      ? BigInt(object.healthyDeadlineMs)
+      : 0n;
     return message;
   },
 };

@@ -35,16 +35,21 @@ export type PresenceEvent =
   | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
 
 /**
- * One keepalive round trip for `lease`, within the store's call deadline: resolves to the
- * TTL etcd reports, <= 0 when the lease is gone (expired or revoked). Failures are
- * StoreErrors naming `key` (the key the lease keeps alive). Shared by {@link Presence} and
- * the scheduler's election.
+ * One keepalive round trip for `lease`, within `deadlineMs` (default the store's call
+ * deadline): resolves to the TTL etcd reports, <= 0 when the lease is gone (expired or
+ * revoked). Failures are StoreErrors naming `key` (the key the lease keeps alive). Shared by
+ * {@link Presence} and the scheduler's election.
  */
-export function renewLease(store: Store, lease: bigint, key: string): Promise<bigint> {
+export function renewLease(
+  store: Store,
+  lease: bigint,
+  key: string,
+  deadlineMs?: number,
+): Promise<bigint> {
   return store.call(
     key,
     async (c) => {
-      const stream = await c.leaseClient.leaseKeepAlive(store.deadline());
+      const stream = await c.leaseClient.leaseKeepAlive(store.deadline(deadlineMs));
       return new Promise<bigint>((resolve, reject) => {
         stream.on('data', (res) => {
           resolve(big(res.TTL));
@@ -256,7 +261,14 @@ export class Presence {
     const lease = this.lease;
     if (lease === undefined) return;
     const sentAt = Date.now();
-    const ttl = await renewLease(this.store, lease, this.key);
+    // A renewal that etcd holds (no quorum yet) is given up after one renewal interval, not the
+    // call deadline, and retried: when etcd answers again the next attempt is at most a retry
+    // interval away, well inside the TTL etcd grants a lease when it elects a leader.
+    const deadline = Math.min(
+      this.store.options.callTimeoutMs,
+      Math.max(500, this.renewIntervalMs),
+    );
+    const ttl = await renewLease(this.store, lease, this.key, deadline);
     if (this.lease !== lease) return;
     if (ttl <= 0n) {
       this.markLost(lease);

@@ -28,7 +28,8 @@ export const TOKEN_ENV = 'FLOTCTL_TOKEN';
 /** Help text for the global options, shown by `flotctl --help` and every verb's help. */
 export const GLOBAL_HELP = `Global options (before or after the command):
   --endpoint HOST:PORT     the scheduler API (env ${ENDPOINT_ENV}; default ${DEFAULT_ENDPOINT});
-                           https://HOST:PORT speaks TLS, trusting the public roots
+                           https://HOST:PORT speaks TLS, trusting the public roots;
+                           A:PORT,B:PORT: replicas to fail over between
   --ca-file FILE           TLS, trusting the API certificate's CA in FILE (env ${CA_FILE_ENV})
   --cert-file FILE         client certificate, for an API with mutual TLS (env ${CERT_FILE_ENV})
   --key-file FILE          its key (env ${KEY_FILE_ENV})

@@ -4,6 +4,7 @@
  * flotctl talks to is SIGKILLed, a `scale` wait, a `watch` and a write carry on at the other,
  * from the last revision seen, with no event lost or repeated and no write applied twice.
  */
+import { createServer, type Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { assertEventually, etcdForFile, freePorts, unitText } from '../../testkit/index.js';
@@ -14,7 +15,7 @@ import {
   testStore,
   type ReplicaProcess,
 } from '../scheduler/harness.js';
-import { addMachine, flotctl, spawnFlotctl, unitDir } from './cli-kit.js';
+import { addMachine, flotctl, spawnFlotctl, startTestApi, unitDir } from './cli-kit.js';
 import { simulateCluster } from './sim-cluster.js';
 
 const server = etcdForFile(test);
@@ -136,5 +137,42 @@ test.serial(
     const d = await flotctl(['--endpoint', both, 'destroy', 'once.service']);
     t.is(d.code, 0, d.stderr);
     t.is(d.stdout, 'Unit once.service destroyed\n');
+  },
+);
+
+test.serial(
+  'a replica that accepts connections but never answers gets its share of --request-timeout, then the call goes to the next',
+  async (t) => {
+    const api = await startTestApi(t, server());
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    });
+    const address = silent.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const r = await flotctl([
+      '--endpoint',
+      `127.0.0.1:${port},${api.endpoint}`,
+      '--request-timeout=6s',
+      'list-units',
+    ]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, /^UNIT\s/);
+    // Half of the 6 s for the silent replica, the rest for the one that answers.
+    t.true(r.ms < 6_000, `${r.ms} ms`);
+    const alone = await flotctl([
+      '--endpoint',
+      `127.0.0.1:${port}`,
+      '--request-timeout=2s',
+      'list-units',
+    ]);
+    t.is(alone.code, 1);
+    t.regex(
+      alone.stderr,
+      /^cannot reach the Flotilla API at 127\.0\.0\.1:\d+: is a scheduler running\?/,
+    );
   },
 );

@@ -121,7 +121,8 @@ export class ApiClient {
     this.token = globals.token;
     const creds =
       globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
-    this.replicas = new ReplicaSet(globals.endpoints ?? [globals.endpoint], creds);
+    const endpoints = globals.endpoints ?? [globals.endpoint];
+    this.replicas = new ReplicaSet(endpoints, creds, globals.requestTimeoutMs);
   }
 
   /** How many replicas calls may go to. */

@@ -20,6 +20,11 @@ import { UnitsClient } from '../proto/flotilla/v1/units.js';
 
 /** The most addresses one host name may add: a round-robin name of a few replicas. */
 export const MAX_ADDRESSES_PER_NAME = 16;
+/**
+ * How long the lookup of a name may delay the first call (at most a quarter of the request
+ * timeout); a name not resolved by then is left to gRPC, which resolves it itself.
+ */
+const LOOKUP_MS = 2_000;
 
 /** One replica's API: one channel shared by the generated clients. */
 export class Replica {
@@ -98,6 +103,7 @@ export class ReplicaSet {
   constructor(
     endpoints: readonly string[],
     private readonly creds: ChannelCredentials,
+    private readonly requestTimeoutMs: number,
   ) {
     this.endpoints = endpoints.map((endpoint) => ({ endpoint }));
   }
@@ -131,7 +137,7 @@ export class ReplicaSet {
         out.push({ endpoint });
         continue;
       }
-      const addresses = await lookup(host, { all: true }).catch(() => []);
+      const addresses = await lookupWithin(host, Math.min(LOOKUP_MS, this.requestTimeoutMs / 4));
       if (addresses.length <= 1) {
         out.push({ endpoint }); // gRPC resolves it, and says so when it cannot
         continue;
@@ -167,5 +173,21 @@ export class ReplicaSet {
   close(): void {
     for (const replica of this.opened.values()) replica.close();
     this.opened.clear();
+  }
+}
+
+/** The addresses of `host`, or none when the lookup fails or takes longer than `ms`. */
+async function lookupWithin(
+  host: string,
+  ms: number,
+): Promise<{ address: string; family: number }[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<[]>((resolve) => {
+    timer = setTimeout(() => resolve([]), ms);
+  });
+  try {
+    return await Promise.race([lookup(host, { all: true }).catch(() => []), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -5,8 +5,6 @@
  * leaves here as a CliError (see errors.ts), translated once.
  */
 import {
-  Channel,
-  connectivityState,
   credentials,
   Metadata,
   status,
@@ -15,18 +13,16 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { EventsClient, type Event, type WatchRequest } from '../proto/flotilla/v1/events.js';
-import { LogsClient, type LogLine, type TailRequest } from '../proto/flotilla/v1/logs.js';
-import {
-  MachinesClient,
-  type ListMachinesResponse,
-  type ListSchedulersResponse,
-  type MachineStatus,
-  type ResumeReschedulingResponse,
+import type { Event, WatchRequest } from '../proto/flotilla/v1/events.js';
+import type { LogLine, TailRequest } from '../proto/flotilla/v1/logs.js';
+import type {
+  ListMachinesResponse,
+  ListSchedulersResponse,
+  MachineStatus,
+  ResumeReschedulingResponse,
 } from '../proto/flotilla/v1/machines.js';
 import {
   ListUnitsRequest,
-  UnitsClient,
   type DestroyUnitsResponse,
   type ListUnitsResponse,
   type PlanRequest,
@@ -45,8 +41,15 @@ import { MAX_PROBLEMS } from '../unit/errors.js';
 import { parseUnitName } from '../unit/names.js';
 import { pool } from '../lib/pool.js';
 import { clientCredentials } from './client-tls.js';
-import { CliError, isServiceError, toCliError, unreachableMessage } from './errors.js';
+import {
+  CliError,
+  formatSeconds,
+  isServiceError,
+  toCliError,
+  unreachableMessage,
+} from './errors.js';
 import { checkUnitFileSizes } from './file-limits.js';
+import { ReplicaSet, type Replica } from './replicas.js';
 import { machineAddresses, type MachineAddresses } from './table.js';
 import type { GlobalOptions } from './verb.js';
 
@@ -59,6 +62,16 @@ type UnaryMethod<Req, Res> = (
   options: Partial<CallOptions>,
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
+
+/** A unary method of one replica's clients. */
+type Pick<Req, Res> = (replica: Replica) => UnaryMethod<Req, Res>;
+
+/**
+ * Whether a call may be sent again to another replica after the first may have reached a
+ * server: 'idempotent' (a read, or a write whose second application changes nothing; see
+ * docs/architecture.md), or 'once' (retried only when the first attempt never connected).
+ */
+type Retry = 'idempotent' | 'once';
 
 /** Units as ListUnits returns them, all pages, read at one revision. */
 export interface UnitListing {
@@ -87,9 +100,12 @@ export interface StreamOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
-/** A connection to one API endpoint. Close it when done, or the process stays alive. */
+/**
+ * A connection to the API through one of the replicas named (see replicas.ts): a call that
+ * cannot reach the current replica goes to the next, each at most once, all within the
+ * request timeout. Close it when done, or the process stays alive.
+ */
 export class ApiClient {
-  readonly endpoint: string;
   readonly requestTimeoutMs: number;
   /**
    * Rows per page of a listing: 5,000 by default, few round trips, and a page of statuses
@@ -97,31 +113,29 @@ export class ApiClient {
    */
   private readonly pageSize: number;
   private readonly tls: GlobalOptions['tls'];
-  private readonly channel: Channel;
-  private readonly units: UnitsClient;
-  private readonly machines: MachinesClient;
-  private readonly events: EventsClient;
-  private readonly logs: LogsClient;
-  private connected = false;
+  private readonly replicas: ReplicaSet;
   private readonly token: string | undefined;
 
   /** Throws CliError `file` when a TLS file cannot be used. */
   constructor(globals: GlobalOptions) {
-    this.endpoint = globals.endpoint;
     this.requestTimeoutMs = globals.requestTimeoutMs;
     this.pageSize = globals.pageSize;
     this.tls = globals.tls;
     this.token = globals.token;
     const creds =
       globals.tls === undefined ? credentials.createInsecure() : clientCredentials(globals.tls);
-    // No cap on answers (grpc-js's default is 4 MiB): a page of units carries their files, and
-    // a RESOURCE_EXHAUSTED can then only be the server refusing a request (see errors.ts).
-    this.channel = new Channel(this.endpoint, creds, { 'grpc.max_receive_message_length': -1 });
-    const options = { channelOverride: this.channel };
-    this.units = new UnitsClient(this.endpoint, creds, options);
-    this.machines = new MachinesClient(this.endpoint, creds, options);
-    this.events = new EventsClient(this.endpoint, creds, options);
-    this.logs = new LogsClient(this.endpoint, creds, options);
+    const endpoints = globals.endpoints ?? [globals.endpoint];
+    this.replicas = new ReplicaSet(endpoints, creds, globals.requestTimeoutMs);
+  }
+
+  /** How many replicas calls may go to. */
+  get replicaCount(): number {
+    return this.replicas.size;
+  }
+
+  /** The endpoint calls go to now (the next replica's after a failover). */
+  get endpoint(): string {
+    return this.replicas.currentEndpoint;
   }
 
   // The API takes at most REQUEST_UNITS units per write (one etcd transaction); more are sent
@@ -142,9 +156,12 @@ export class ApiClient {
         throw new CliError('refused', problems.slice(0, MAX_PROBLEMS).join('\n'));
       }
     }
-    const call = this.units.submitUnits.bind(this.units);
+    // Idempotent: the same files again are 'unchanged' (so a retried submit may report as
+    // unchanged what its first attempt created).
+    const call: Pick<SubmitUnitsRequest, SubmitUnitsResponse> = (r) =>
+      r.units.submitUnits.bind(r.units);
     const answers = await inFlight(chunks(req.files), (files) =>
-      this.unary(call, { ...req, files }),
+      this.unary(call, { ...req, files }, 'idempotent'),
     );
     return {
       created: answers.flatMap((a) => a.created),
@@ -160,9 +177,12 @@ export class ApiClient {
     allowPending = false,
   ): Promise<SetDesiredStateResponse> {
     if (names.length > REQUEST_UNITS) await this.checkKnown(names, true);
-    const call = this.units.setDesiredState.bind(this.units);
     const answers = await inFlight(chunks(names), (part) =>
-      this.unary(call, { names: part, desiredState, allowPending }),
+      this.unary(
+        (r) => r.units.setDesiredState.bind(r.units),
+        { names: part, desiredState, allowPending },
+        'idempotent',
+      ),
     );
     return {
       changed: answers.flatMap((a) => a.changed),
@@ -173,8 +193,10 @@ export class ApiClient {
   }
 
   async destroyUnits(names: string[]): Promise<DestroyUnitsResponse> {
-    const call = this.units.destroyUnits.bind(this.units);
-    if (names.length <= REQUEST_UNITS) return this.unary(call, { names });
+    // Not idempotent: a second DestroyUnits of a destroyed name is NOT_FOUND.
+    const call: Pick<{ names: string[] }, DestroyUnitsResponse> = (r) =>
+      r.units.destroyUnits.bind(r.units);
+    if (names.length <= REQUEST_UNITS) return this.unary(call, { names }, 'once');
     await this.checkKnown(names, false);
     // Templates after everything else: the API refuses a template while instances that its
     // own request does not name exist, and those may be in another request of this one.
@@ -182,7 +204,9 @@ export class ApiClient {
     const answers: DestroyUnitsResponse[] = [];
     for (const part of [names.filter((n) => !isTemplate(n)), names.filter(isTemplate)]) {
       if (part.length === 0) continue;
-      answers.push(...(await inFlight(chunks(part), (c) => this.unary(call, { names: c }))));
+      answers.push(
+        ...(await inFlight(chunks(part), (c) => this.unary(call, { names: c }, 'once'))),
+      );
     }
     return {
       destroyed: answers.flatMap((a) => a.destroyed),
@@ -234,20 +258,21 @@ export class ApiClient {
   }
 
   getUnit(name: string): Promise<UnitStatus> {
-    return this.unary(this.units.getUnit.bind(this.units), { name });
+    return this.unary((r) => r.units.getUnit.bind(r.units), { name }, 'idempotent');
   }
 
   updateUnit(req: UpdateUnitRequest): Promise<RolloutStatus> {
     if (req.file !== undefined) checkUnitFileSizes([[req.file]]);
-    return this.unary(this.units.updateUnit.bind(this.units), req);
+    // Not idempotent: a second UpdateUnit may start a second rollout.
+    return this.unary((r) => r.units.updateUnit.bind(r.units), req, 'once');
   }
 
   rollback(name: string): Promise<RolloutStatus> {
-    return this.unary(this.units.rollback.bind(this.units), { name });
+    return this.unary((r) => r.units.rollback.bind(r.units), { name }, 'once');
   }
 
   getRollout(name: string): Promise<RolloutStatus> {
-    return this.unary(this.units.getRollout.bind(this.units), { name });
+    return this.unary((r) => r.units.getRollout.bind(r.units), { name }, 'idempotent');
   }
 
   /** Scale; `allowPending` and `dryRun` as in ScaleRequest (units.proto). */
@@ -256,17 +281,19 @@ export class ApiClient {
     count: number,
     opts: { allowPending?: boolean; dryRun?: boolean } = {},
   ): Promise<ScaleResponse> {
-    return this.unary(this.units.scale.bind(this.units), {
+    const req = {
       template,
       count,
       allowPending: opts.allowPending ?? false,
       dryRun: opts.dryRun ?? false,
-    });
+    };
+    // Idempotent: scaling to a count twice leaves that count.
+    return this.unary((r) => r.units.scale.bind(r.units), req, 'idempotent');
   }
 
   plan(req: PlanRequest): Promise<PlanResponse> {
     checkUnitFileSizes([req.files]);
-    return this.unary(this.units.plan.bind(this.units), req);
+    return this.unary((r) => r.units.plan.bind(r.units), req, 'idempotent');
   }
 
   /** Every live machine, all pages; the scheduler status of the first. */
@@ -283,18 +310,17 @@ export class ApiClient {
 
   /** One page of machines from `pageToken` ('' for the first). */
   listMachinesPage(pageSize: number, pageToken = ''): Promise<ListMachinesResponse> {
-    const list = this.machines.listMachines.bind(this.machines);
-    return this.unary(list, { pageSize, pageToken });
+    const list: Pick<{ pageSize: number; pageToken: string }, ListMachinesResponse> = (r) =>
+      r.machines.listMachines.bind(r.machines);
+    return this.unary(list, { pageSize, pageToken }, 'idempotent');
   }
 
   resumeRescheduling(): Promise<ResumeReschedulingResponse> {
-    const m = this.machines;
-    return this.unary(m.resumeRescheduling.bind(m), {});
+    return this.unary((r) => r.machines.resumeRescheduling.bind(r.machines), {}, 'idempotent');
   }
 
   listSchedulers(): Promise<ListSchedulersResponse> {
-    const m = this.machines;
-    return this.unary(m.listSchedulers.bind(m), {});
+    return this.unary((r) => r.machines.listSchedulers.bind(r.machines), {}, 'idempotent');
   }
 
   /** Machine ids to public addresses, for `1a2b3c4d.../10.0.0.1` legends; empty on failure. */
@@ -308,8 +334,10 @@ export class ApiClient {
 
   /** DrainMachine (drained true) or UndrainMachine. */
   drain(machine: string, drained: boolean): Promise<MachineStatus> {
-    const m = this.machines;
-    return this.unary((drained ? m.drainMachine : m.undrainMachine).bind(m), { machine });
+    // Idempotent: draining a drained machine changes nothing.
+    const call: Pick<{ machine: string }, MachineStatus> = ({ machines: m }) =>
+      (drained ? m.drainMachine : m.undrainMachine).bind(m);
+    return this.unary(call, { machine }, 'idempotent');
   }
 
   /** One page of units matching the filter, from `pageToken` ('' for the first). */
@@ -320,7 +348,7 @@ export class ApiClient {
       ...filter,
       pageToken,
     };
-    return this.unary(this.units.listUnits.bind(this.units), req);
+    return this.unary((r) => r.units.listUnits.bind(r.units), req, 'idempotent');
   }
 
   /** Every unit matching the filter, all pages; `revision` is the first page's. */
@@ -380,32 +408,27 @@ export class ApiClient {
   /** The cluster's events (Events.WatchBatches, flattened) as an async iterable; ends when `signal` aborts. */
   async *watch(req: WatchRequest, opts: StreamOptions): AsyncGenerator<Event> {
     // WatchBatches: the same events, many to a gRPC message (a scale's wait follows 300,000).
-    const batches = this.stream((o) => this.events.watchBatches(req, this.metadata(), o), opts);
+    const batches = this.stream((r, o) => r.events.watchBatches(req, this.metadata(), o), opts);
     for await (const batch of batches) yield* batch.events;
   }
 
   /** Logs.Tail as an async iterable; without follow it ends after the last lines. */
   tail(req: TailRequest, opts: StreamOptions): AsyncGenerator<LogLine> {
-    return this.stream((o) => this.logs.tail(req, this.metadata(), o), opts);
+    return this.stream((r, o) => r.logs.tail(req, this.metadata(), o), opts);
   }
 
-  /** Translates any failure of this connection into a CliError. */
-  error(err: unknown): CliError {
-    const ready = this.channel.getConnectivityState(false) === connectivityState.READY;
+  /** Translates any failure of a call to `replica` (default: the current one) into a CliError. */
+  error(err: unknown, replica: Replica = this.replicas.current()): CliError {
     return toCliError(err, {
-      endpoint: this.endpoint,
+      endpoint: replica.endpoint,
       requestTimeoutMs: this.requestTimeoutMs,
-      connected: this.connected || ready,
+      connected: replica.ready,
       tls: this.tls,
     });
   }
 
   close(): void {
-    this.units.close();
-    this.machines.close();
-    this.events.close();
-    this.logs.close();
-    this.channel.close();
+    this.replicas.close();
   }
 
   /** Each call's metadata: the bearer token, when there is one. */
@@ -415,26 +438,87 @@ export class ApiClient {
     return md;
   }
 
-  private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
+  /**
+   * One call, failing over: to each replica at most once, all within the request timeout. A
+   * replica that is not connected yet gets its share of the time left to connect before the
+   * next is tried (the last gets all of it). After a failure the next replica is tried when
+   * the call cannot have reached the failed one (it never connected), or when `retry` is
+   * 'idempotent' and the replica broke off or said UNAVAILABLE; any other failure is final.
+   */
+  private async unary<Req, Res>(pick: Pick<Req, Res>, request: Req, retry: Retry): Promise<Res> {
+    await this.replicas.resolve();
+    const deadline = Date.now() + this.requestTimeoutMs;
+    let replica = this.replicas.current();
+    for (let left = this.replicas.size - 1; ; left--) {
+      try {
+        if (left > 0 && !replica.ready) {
+          const share = (deadline - Date.now()) / (left + 1);
+          if ((await replica.connect(Date.now() + share)) === 'silent') {
+            const secs = formatSeconds(Math.round(share));
+            throw new CliError(
+              'unreachable',
+              `${unreachableMessage(replica.endpoint)} (no answer within ${secs})`,
+              status.DEADLINE_EXCEEDED,
+            );
+          }
+        }
+        return await this.unaryOn(replica, pick(replica), request, deadline);
+      } catch (err) {
+        const e = this.error(err, replica);
+        const again =
+          e.code === 'unreachable' || (retry === 'idempotent' && e.code === 'unavailable');
+        if (left <= 0 || !again || Date.now() >= deadline) throw e;
+        replica = this.replicas.next(replica);
+      }
+    }
+  }
+
+  private unaryOn<Req, Res>(
+    replica: Replica,
+    method: UnaryMethod<Req, Res>,
+    request: Req,
+    deadline: number,
+  ): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const options = { deadline: Date.now() + this.requestTimeoutMs };
-      method(request, this.metadata(), options, (err, res) => {
+      method(request, this.metadata(), { deadline }, (err, res) => {
         if (err === null) {
-          this.connected = true;
+          replica.connected = true;
           resolve(res);
         } else {
-          reject(this.error(err));
+          reject(this.error(err, replica));
         }
       });
     });
   }
 
+  /**
+   * A stream from the current replica. When it fails for want of that replica (unreachable,
+   * or UNAVAILABLE: it went away or lost its etcd), the next replica becomes current, so the
+   * caller's resumption (from the last revision it saw) goes there.
+   */
   private async *stream<T>(
-    open: (options: Partial<CallOptions>) => ClientReadableStream<T>,
+    open: (replica: Replica, options: Partial<CallOptions>) => ClientReadableStream<T>,
     opts: StreamOptions,
   ): AsyncGenerator<T> {
     if (opts.signal?.aborted === true) return;
-    const call = open(opts.follow ? {} : { deadline: Date.now() + this.requestTimeoutMs });
+    await this.replicas.resolve();
+    const replica = this.replicas.current();
+    try {
+      yield* this.streamOn(replica, open, opts);
+    } catch (err) {
+      if (err instanceof CliError && ['unreachable', 'unavailable'].includes(err.code)) {
+        this.replicas.next(replica);
+      }
+      throw err;
+    }
+  }
+
+  private async *streamOn<T>(
+    replica: Replica,
+    open: (replica: Replica, options: Partial<CallOptions>) => ClientReadableStream<T>,
+    opts: StreamOptions,
+  ): AsyncGenerator<T> {
+    const call = open(replica, opts.follow ? {} : { deadline: Date.now() + this.requestTimeoutMs });
     let aborted = false;
     let unreachable = false;
     const onAbort = (): void => {
@@ -442,13 +526,12 @@ export class ApiClient {
       call.cancel();
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    call.on('metadata', () => (this.connected = true));
+    call.on('metadata', () => (replica.connected = true));
     // A following stream has no deadline; this guard still fails it when no connection to
     // the API comes up within the request timeout.
     const guard = opts.follow
       ? setTimeout(() => {
-          const state = this.channel.getConnectivityState(false);
-          if (!this.connected && state !== connectivityState.READY) {
+          if (!replica.ready) {
             unreachable = true;
             call.cancel();
           }
@@ -456,13 +539,13 @@ export class ApiClient {
       : undefined;
     try {
       for await (const item of call as AsyncIterable<T>) {
-        this.connected = true;
+        replica.connected = true;
         yield item;
       }
     } catch (err) {
-      if (unreachable) throw new CliError('unreachable', unreachableMessage(this.endpoint));
+      if (unreachable) throw new CliError('unreachable', unreachableMessage(replica.endpoint));
       if (aborted && isServiceError(err) && err.code === status.CANCELLED) return;
-      throw this.error(err);
+      throw this.error(err, replica);
     } finally {
       clearTimeout(guard);
       opts.signal?.removeEventListener('abort', onAbort);

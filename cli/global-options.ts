@@ -28,7 +28,8 @@ export const TOKEN_ENV = 'FLOTCTL_TOKEN';
 /** Help text for the global options, shown by `flotctl --help` and every verb's help. */
 export const GLOBAL_HELP = `Global options (before or after the command):
   --endpoint HOST:PORT     the scheduler API (env ${ENDPOINT_ENV}; default ${DEFAULT_ENDPOINT});
-                           https://HOST:PORT speaks TLS, trusting the public roots
+                           https://HOST:PORT speaks TLS, trusting the public roots;
+                           A:PORT,B:PORT: replicas to fail over between
   --ca-file FILE           TLS, trusting the API certificate's CA in FILE (env ${CA_FILE_ENV})
   --cert-file FILE         client certificate, for an API with mutual TLS (env ${CERT_FILE_ENV})
   --key-file FILE          its key (env ${KEY_FILE_ENV})
@@ -103,7 +104,8 @@ function resolveGlobals(
   env: NodeJS.ProcessEnv,
 ): GlobalOptions {
   const given = raw.endpoint ?? nonEmpty(env[ENDPOINT_ENV]) ?? DEFAULT_ENDPOINT;
-  const endpoint = normalizeEndpoint(given);
+  const endpoints = parseEndpoints(given);
+  const endpoint = endpoints[0] ?? DEFAULT_ENDPOINT;
   let requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS;
   if (raw['request-timeout'] !== undefined) {
     const ms = parseDurationMs(raw['request-timeout']);
@@ -121,9 +123,12 @@ function resolveGlobals(
   const tls = resolveTls(raw, env, /^\s*https:\/\//i.test(given));
   const pageSize = resolvePageSize(nonEmpty(env[PAGE_SIZE_ENV]));
   const token = raw.token ?? nonEmpty(env[TOKEN_ENV]);
-  if (token !== undefined) checkToken(token, endpoint, tls !== undefined);
+  if (token !== undefined) {
+    for (const e of endpoints) checkToken(token, e, tls !== undefined);
+  }
   return {
     endpoint,
+    endpoints,
     requestTimeoutMs,
     output,
     pageSize,
@@ -190,6 +195,34 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 function isOutputFormat(value: string): value is OutputFormat {
   return value === 'table' || value === 'json';
+}
+
+/** The most replicas one `--endpoint` may name. */
+export const MAX_ENDPOINTS = 16;
+
+/**
+ * `a:4700,b:4700`: the replicas flotctl fails over between, each normalized, duplicates
+ * dropped. Throws UsageError for an empty entry or more than {@link MAX_ENDPOINTS}.
+ */
+export function parseEndpoints(given: string): string[] {
+  const parts = given.split(',');
+  if (parts.length > MAX_ENDPOINTS) {
+    throw new UsageError(
+      `--endpoint names ${parts.length} endpoints: give at most ${MAX_ENDPOINTS} replicas`,
+    );
+  }
+  const https = /^\s*https:\/\//i.test(given);
+  const endpoints = parts.map((part) => {
+    if (part.trim() === '') {
+      throw new UsageError(`--endpoint=${given}: an endpoint is empty (expected a:4700,b:4700)`);
+    }
+    // TLS is chosen once for all of them (resolveTls reads the first's scheme).
+    if (https !== /^\s*https:\/\//i.test(part) && /^\s*https?:\/\//i.test(part)) {
+      throw new UsageError(`--endpoint=${given}: use https:// for all endpoints or for none`);
+    }
+    return normalizeEndpoint(part);
+  });
+  return [...new Set(endpoints)];
 }
 
 /**

@@ -40,6 +40,11 @@ export interface ClientTlsFiles {
 export interface GlobalOptions {
   /** host:port of a scheduler's API. Flag `--endpoint`, env FLOTCTL_ENDPOINT, default 127.0.0.1:4700. */
   readonly endpoint: string;
+  /**
+   * Every replica named (`--endpoint a:4700,b:4700`), `endpoint` first; calls fail over
+   * between them (client.ts). Absent: `endpoint` alone.
+   */
+  readonly endpoints?: readonly string[];
   /** The deadline of every API call, in ms (`--request-timeout`, default 10s). */
   readonly requestTimeoutMs: number;
   readonly output: OutputFormat;

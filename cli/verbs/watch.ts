@@ -3,7 +3,8 @@
  * machine, what happened), from Events.Watch. The stream is resumable: every line carries its
  * etcd revision, and `--from-revision` starts from any revision still in etcd's history, so
  * `watch --from-revision <last seen + 1>` continues where an earlier watch stopped. When the
- * connection breaks, flotctl resumes by itself from the last revision seen + 1, every 5s.
+ * connection breaks, flotctl resumes by itself from the last revision seen + 1: at once on the
+ * next replica when several are named (`--endpoint a,b`), else every 5s.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatDuration } from '../../lib/duration.js';
@@ -63,7 +64,7 @@ export const watchVerb: Verb = {
     const full = values.full === true;
     return withClient(globals, async (api) => {
       if (filter.machine !== '') filter.machine = await resolveMachine(api, filter.machine);
-      await follow(api, io, globals.endpoint, BigInt(rawFrom), filter, (ev) => {
+      await follow(api, io, BigInt(rawFrom), filter, (ev) => {
         const now = Date.now();
         if (globals.output === 'json') {
           printJsonLine(io, { time: new Date(now).toISOString(), ...(Event.toJSON(ev) as object) });
@@ -95,15 +96,16 @@ export const WATCH_RETRY_MS = 5_000;
 
 /**
  * Streams events until the user stops. A broken stream is resumed from the last revision seen
- * + 1 (a watch "from now" first reads the current revision, so there always is one), every
+ * + 1 (a watch "from now" first reads the current revision, so there always is one): at once
+ * on the next replica while some replica has not failed since the last event, then every
  * {@link WATCH_RETRY_MS}, saying so in one line per attempt and once more when it resumed.
- * Refusals (a compacted revision, a bad glob) and an API that was never reached end the
- * command.
+ * Every replica serves the same events at the same revisions (etcd's), so nothing is lost or
+ * repeated across the switch. Refusals (a compacted revision, a bad glob) and an API that was
+ * never reached on any replica end the command.
  */
 async function follow(
   api: ApiClient,
   io: CliIo,
-  endpoint: string,
   from: bigint,
   filter: { unitGlob: string; machine: string; withFiles: boolean },
   print: (ev: Event) => void,
@@ -113,6 +115,7 @@ async function follow(
   let failures = 0;
   const stopped = (): boolean => io.signal?.aborted === true;
   for (;;) {
+    const endpoint = api.endpoint;
     try {
       const stream = api.watch(
         { fromRevision: next, ...filter },
@@ -131,8 +134,16 @@ async function follow(
       const fatal = ['refused', 'tls'];
       if (!(err instanceof CliError) || fatal.includes(err.code)) throw err;
       if (stopped()) return;
-      if (err.code === 'unreachable' && failures === 0 && next === from) throw err;
       failures += 1;
+      const roundOver = failures >= api.replicaCount;
+      if (err.code === 'unreachable' && roundOver && failures === api.replicaCount && next === from)
+        throw err;
+      if (!roundOver) {
+        io.stderr(
+          `watch: lost the Flotilla API at ${endpoint} (${causeOf(err)}); resuming from revision ${next} at ${api.endpoint}\n`,
+        );
+        continue;
+      }
       const every = `retrying every ${formatDuration(WATCH_RETRY_MS)}`;
       io.stderr(
         failures === 1

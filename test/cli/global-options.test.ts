@@ -76,3 +76,19 @@ test('a client certificate without its key, or a key without one, is a usage err
     message: '--ca-file needs a value',
   });
 });
+
+test('--endpoint and FLOTCTL_ENDPOINT name several replicas, each normalized; an empty one is a usage error', (t) => {
+  const { globals } = splitGlobalOptions(['--endpoint', 'a:4700, http://b/,a:4700'], {});
+  t.deepEqual(globals.endpoints, ['a:4700', 'b:4700']);
+  t.is(globals.endpoint, 'a:4700');
+  const fromEnv = splitGlobalOptions([], { FLOTCTL_ENDPOINT: '10.0.0.1,10.0.0.2:4800' }).globals;
+  t.deepEqual(fromEnv.endpoints, ['10.0.0.1:4700', '10.0.0.2:4800']);
+  const empty = t.throws(() => splitGlobalOptions(['--endpoint', 'a:4700,'], {}), {
+    instanceOf: UsageError,
+  });
+  t.is(empty.message, '--endpoint=a:4700,: an endpoint is empty (expected a:4700,b:4700)');
+  const mixed = t.throws(() => splitGlobalOptions(['--endpoint', 'https://a,http://b'], {}), {
+    instanceOf: UsageError,
+  });
+  t.is(mixed.message, '--endpoint=https://a,http://b: use https:// for all endpoints or for none');
+});

@@ -261,12 +261,14 @@ export class Presence {
     const lease = this.lease;
     if (lease === undefined) return;
     const sentAt = Date.now();
-    // A renewal that etcd holds (no quorum yet) is given up after one renewal interval, not the
-    // call deadline, and retried: when etcd answers again the next attempt is at most a retry
-    // interval away, well inside the TTL etcd grants a lease when it elects a leader.
+    // A renewal that etcd holds (no quorum yet) is given up well within one renewal interval,
+    // counting every endpoint the store tries in turn, not after the 5 s call deadline each:
+    // when etcd answers again the next attempt is at most a retry interval away, inside the
+    // TTL etcd grants a lease when it elects a leader.
+    const endpoints = Math.max(1, this.store.options.endpoints.length);
     const deadline = Math.min(
       this.store.options.callTimeoutMs,
-      Math.max(500, this.renewIntervalMs),
+      Math.max(500, this.renewIntervalMs / endpoints),
     );
     const ttl = await renewLease(this.store, lease, this.key, deadline);
     if (this.lease !== lease) return;

@@ -19,14 +19,7 @@ import { startScheduler } from '../scheduler/main.js';
 import type { PassReport } from '../scheduler/leader/engine.js';
 import { SCHEDULER_DEFAULTS } from '../scheduler/options.js';
 import { pool } from '../lib/pool.js';
-import {
-  atomicTxn,
-  codecs,
-  MAX_TXN_OPS,
-  openStore,
-  prefixRangeEnd,
-  type Store,
-} from '../store/index.js';
+import { atomicTxn, codecs, MAX_TXN_OPS, openStore, type Store } from '../store/index.js';
 import { parseUnit } from '../unit/index.js';
 import { makeMachine, sleep, startEtcd, uniquePrefix, unitText } from '../testkit/index.js';
 
@@ -53,17 +46,6 @@ async function writeInstances(store: Store, count: number): Promise<void> {
       }
     });
   });
-}
-
-/** Keys under `dir`, counted by etcd (one O(1)-sized answer). */
-async function countKeys(store: Store, dir: string): Promise<number> {
-  const key = Buffer.from(dir);
-  const res = await store.call(
-    dir,
-    (c) => c.kv.range({ key, range_end: prefixRangeEnd(key), count_only: true }),
-    'range',
-  );
-  return Number(res.count);
 }
 
 async function main(): Promise<void> {
@@ -110,8 +92,8 @@ async function main(): Promise<void> {
       quiet = fresh.every((p) => p.placed === 0 && p.removed === 0) ? quiet + 1 : 0;
     }
     const settled = performance.now();
-    const pending = await countKeys(store, store.keys.dir('unscheduled'));
-    const placed = await countKeys(store, store.keys.dir('placement'));
+    const pending = await store.count(store.keys.dir('unscheduled'));
+    const placed = await store.count(store.keys.dir('placement'));
     const steady: number[] = [];
     for (let i = 0; i < 5; i++) {
       const before = passes.length;

@@ -354,6 +354,17 @@ export class Store {
     );
   }
 
+  /** How many keys there are under `dir`, counted by etcd (an answer of constant size). */
+  async count(dir: string): Promise<number> {
+    const key = Buffer.from(dir);
+    const res = await this.call(
+      dir,
+      (c) => c.kv.range({ key, range_end: prefixRangeEnd(key), count_only: true }),
+      'range',
+    );
+    return Number(res.count);
+  }
+
   /** The cluster's current revision. */
   async revision(): Promise<bigint> {
     const res = await this.call(

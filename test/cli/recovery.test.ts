@@ -11,7 +11,7 @@ import type { Machine, Unscheduled } from '../../proto/flotilla/v1/records.js';
 import { startApiServer } from '../../scheduler/api/index.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import { ClusterMirror, codecs, openStore, prefixRangeEnd, type Store } from '../../store/index.js';
+import { ClusterMirror, codecs, openStore, type Store } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
 import {
   assertEventually,
@@ -34,17 +34,6 @@ const SCALE_DOWN_BOUND_MS = 60_000;
 
 /** The quickstart's api@: 2 per machine, so 3 machines hold 6. */
 const API_TEMPLATE = unitText({ xfleet: { MaxPerMachine: '2' } });
-
-/** Keys under `dir`, counted by etcd. */
-async function countKeys(store: Store, dir: string): Promise<number> {
-  const key = Buffer.from(dir);
-  const res = await store.call(
-    dir,
-    (c) => c.kv.range({ key, range_end: prefixRangeEnd(key), count_only: true }),
-    'range',
-  );
-  return Number(res.count);
-}
 
 /** The big scale, in the background: beyond what fits, so it needs `--allow-pending`. */
 function bigScale(t: ExecutionContext, endpoint: string, count: number): LiveRun {
@@ -97,7 +86,7 @@ test.serial(
 
     const big = bigScale(t, endpoint, 100_000);
     const instances = store.keys.dir('unit') + 'api@';
-    await assertEventually(async () => (await countKeys(store, instances)) >= 20_000, {
+    await assertEventually(async () => (await store.count(instances)) >= 20_000, {
       timeoutMs: 120_000,
       message: 'the big scale has written 20,000 instances',
     });
@@ -111,7 +100,7 @@ test.serial(
       { timeoutMs: 60_000, message: 'api@77 says why it waits' },
     );
     t.regex(status.stdout, /Pending:\s+0\/3 machines: 3 .*MaxPerMachine=2/);
-    const pendingKeys = await countKeys(store, store.keys.dir('unscheduled'));
+    const pendingKeys = await store.count(store.keys.dir('unscheduled'));
     t.true(pendingKeys <= 1, `${pendingKeys} keys under unscheduled/ (one per template)`);
 
     const timed = async (args: string[], bound = RECOVERY_BOUND_MS): Promise<Run> => {
@@ -125,7 +114,7 @@ test.serial(
     t.regex(stop.stdout, /^Unit api@1\.service loaded/m);
     const destroy = await timed(['destroy', 'db.service']);
     t.is(destroy.stdout, 'Unit db.service destroyed\n');
-    const existing = (await countKeys(store, instances)) - 1;
+    const existing = (await store.count(instances)) - 1;
     t.log(`scaling down from ${existing} instances`);
     // Destroying tens of thousands of instance records is work in proportion to them (issue
     // 23 makes a count one record): bounded more loosely, the figure is logged.
@@ -137,14 +126,14 @@ test.serial(
     const code = await big.stop('SIGCONT');
     if (code !== 0) t.regex(big.stderr(), /another scale of api@\.service \(to 2\) began/);
     // units/api@ holds the template's record and its instances.
-    await assertEventually(async () => (await countKeys(store, instances)) === 1 + 2, {
+    await assertEventually(async () => (await store.count(instances)) === 1 + 2, {
       timeoutMs: 60_000,
       message: 'api@ is back to 2 instances',
     });
-    await assertEventually(
-      async () => (await countKeys(store, store.keys.dir('unscheduled'))) === 0,
-      { timeoutMs: 30_000, message: 'nothing pending once api@ is back to 2' },
-    );
+    await assertEventually(async () => (await store.count(store.keys.dir('unscheduled'))) === 0, {
+      timeoutMs: 30_000,
+      message: 'nothing pending once api@ is back to 2',
+    });
   },
 );
 

@@ -100,6 +100,7 @@ async function placeTimed(
     hash,
     epoch: 1n,
     desiredState: 'launched',
+    ports: [],
   });
   return { latency: clock.running(name).then((at) => at - started) };
 }

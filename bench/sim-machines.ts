@@ -57,6 +57,9 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
       driver: 'process',
       version: 'bench',
       agentEndpoint: logsEndpoint,
+      portRangeFirst: 20000,
+      portRangeLast: 32767,
+      dnsEndpoint: '',
       startedAt,
     };
     return { index, id, record, lease: undefined, alive: true };

@@ -16,6 +16,9 @@
  * <prefix>rollouts/<name>              Rollout of a template or plain unit (API, then leader)
  * <prefix>lost-machines/<id>           LostMachine: a machine whose presence vanished (leader)
  * <prefix>schedulers/<replica>         SchedulerReplica (the replica's own lease)
+ * <prefix>services/<name>              Service (API, at submit)
+ * <prefix>endpoints/<service>/<machine>/<unit>/<port-name>
+ *                                      Endpoint (the agent running the unit, its lease)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -37,6 +40,8 @@ export type KeyKind =
   | 'rollout'
   | 'lost-machine'
   | 'scheduler'
+  | 'service'
+  | 'endpoint'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -52,6 +57,8 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   rollout: 'rollouts/',
   'lost-machine': 'lost-machines/',
   scheduler: 'schedulers/',
+  service: 'services/',
+  endpoint: 'endpoints/',
   election: 'election/',
 };
 
@@ -61,6 +68,9 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
  */
 export interface ParsedKey {
   readonly kind: KeyKind;
+  /** For `endpoint`: the service, then `name` is the unit and `port` the Port= name. */
+  readonly service?: string;
+  readonly port?: string;
   /**
    * Unit name, or machine id for `machine`, `machine-metadata` and `lost-machine`, the replica
    * id for `scheduler`, or the election key's rest.
@@ -156,6 +166,24 @@ export class Keys {
     return this.dir('scheduler') + segment(replica, 'replica id');
   }
 
+  /** A service a submitted unit declares ([X-Service]). */
+  service(name: string): string {
+    return this.dir('service') + segment(name, 'service name');
+  }
+
+  /** The directory of one service's endpoints: what a machine routing or resolving it watches. */
+  endpointsOf(service: string): string {
+    return `${this.dir('endpoint')}${segment(service, 'service name')}/`;
+  }
+
+  /** One port of one instance of `service`, running on `machine`. */
+  endpoint(service: string, machine: string, unit: string, port: string): string {
+    return (
+      this.endpointsOf(service) +
+      `${segment(machine, 'machine id')}/${segment(unit, 'unit name')}/${segment(port, 'port name')}`
+    );
+  }
+
   /** The election prefix; candidates' keys live below it. */
   election(): string {
     return this.dir('election');
@@ -179,6 +207,12 @@ export class Keys {
         const [machine, name] = parts;
         if (parts.length !== 2 || !machine || !name) return undefined;
         return { kind, machine, name };
+      }
+      if (kind === 'endpoint') {
+        const parts = tail.split('/');
+        const [service, machine, name, port] = parts;
+        if (parts.length !== 4 || !service || !machine || !name || !port) return undefined;
+        return { kind, service, machine, name, port };
       }
       if (kind === 'state' && tail.includes('/')) {
         const parts = tail.split('/');

@@ -4,12 +4,14 @@
  * the same way. int64 fields are JSON strings on the wire and `bigint` here.
  */
 import {
+  Endpoint,
   LostMachine,
   Machine,
   MachineConfig,
   Placement,
   Rollout,
   SchedulerReplica,
+  Service,
   Unit,
   UnitState,
   Unscheduled,
@@ -32,6 +34,8 @@ export interface RecordTypes {
   rollout: Rollout;
   'lost-machine': LostMachine;
   scheduler: SchedulerReplica;
+  service: Service;
+  endpoint: Endpoint;
 }
 
 /** A key kind that holds a proto record. */
@@ -147,6 +151,8 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   rollout: jsonCodec('Rollout', Rollout),
   'lost-machine': jsonCodec('LostMachine', LostMachine),
   scheduler: jsonCodec('SchedulerReplica', SchedulerReplica),
+  service: jsonCodec('Service', Service),
+  endpoint: jsonCodec('Endpoint', Endpoint),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

@@ -78,6 +78,9 @@ export function machineRecord(
     driver,
     version: AGENT_VERSION,
     agentEndpoint,
+    portRangeFirst: 20000, // TODO(services): agent --port-range
+    portRangeLast: 32767,
+    dnsEndpoint: '',
     startedAt: BigInt(startedAt),
   };
 }

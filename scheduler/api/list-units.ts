@@ -144,7 +144,7 @@ export function briefStatus(status: UnitStatus): UnitStatus {
 }
 
 function briefPlacement({ machine }: Placement): Placement {
-  return { unit: '', machine, hash: '', epoch: 0n, desiredState: '' };
+  return { unit: '', machine, hash: '', epoch: 0n, desiredState: '', ports: [] };
 }
 
 function briefState({

@@ -107,6 +107,7 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
       hash: active.hash,
       epoch,
       desiredState: active.desired,
+      ports: [],
     };
     second.push(
       putOp(keys.placement(d.machine, d.unit), codecs.placement.encode(value), { absent: true }),

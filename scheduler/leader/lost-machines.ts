@@ -183,6 +183,9 @@ const EMPTY_MACHINE: Machine = {
   driver: '',
   version: '',
   agentEndpoint: '',
+  portRangeFirst: 0,
+  portRangeLast: 0,
+  dnsEndpoint: '',
   startedAt: 0n,
 };
 

@@ -160,6 +160,7 @@ export async function place(
     hash,
     epoch: 1n,
     desiredState,
+    ports: [],
   });
   return hash;
 }
@@ -184,6 +185,7 @@ export async function placeRaw(
     hash,
     epoch: 1n,
     desiredState: 'launched',
+    ports: [],
   });
 }
 

@@ -255,6 +255,7 @@ test.serial(
         hash,
         epoch: 1n,
         desiredState: 'launched',
+        ports: [],
       },
     );
     t.like(await waitRunning(store, 'web@7.service'), { hash });

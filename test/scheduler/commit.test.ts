@@ -48,6 +48,7 @@ function view(opts: {
       hash: u?.hash ?? '',
       epoch: 1n,
       desiredState: u?.desiredState ?? 'launched',
+      ports: [],
       ...(opts.placementValues?.[name] ?? {}),
     };
     placements.set(

@@ -146,6 +146,7 @@ test("a deposed leader's writes are rejected by the fence", async (t) => {
             hash: 'h',
             epoch,
             desiredState: 'launched',
+            ports: [],
           }),
         ),
         condition: { absent: true as const },

@@ -73,7 +73,14 @@ async function addMachines(
   }
   for (const id of ids) {
     for (const unit of units(id)) {
-      const p: Placement = { unit, machine: id, hash: 'h', epoch: 1n, desiredState: 'launched' };
+      const p: Placement = {
+        unit,
+        machine: id,
+        hash: 'h',
+        epoch: 1n,
+        desiredState: 'launched',
+        ports: [],
+      };
       revision = await k.store.putRecord(codecs.placement, k.store.keys.placement(id, unit), p);
     }
   }

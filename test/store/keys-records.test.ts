@@ -83,6 +83,7 @@ test('records round-trip through their JSON form, 64-bit fields as strings', (t)
     hash: 'h',
     epoch: 42n,
     desiredState: 'launched',
+    ports: [{ name: 'http', number: 20001, static: false }],
   };
   t.deepEqual(
     codecs.placement.decode('/k', Buffer.from(codecs.placement.encode(placement))),

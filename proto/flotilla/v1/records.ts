@@ -31,6 +31,21 @@ export interface Placement {
   epoch: bigint;
   /** What the agent should do with it: loaded (prepare, do not run) or launched (run). */
   desiredState: string;
+  /**
+   * The ports the leader assigned from the machine's range ([X-Service] Port=), in the
+   * order the unit file names them; the agent gives them to the unit as $PORT (the first)
+   * and $FLOTILLA_PORT_<NAME>.
+   */
+  ports: PortAssignment[];
+}
+
+/** One port of a placement: a dynamic port picked from the machine's range, or a static one. */
+export interface PortAssignment {
+  /** The Port= name as written (`http`); the environment variable upper-cases it. */
+  name: string;
+  number: number;
+  /** Port=NAME=NUMBER: the unit asked for this number; two such units never share a machine. */
+  static: boolean;
 }
 
 /** Resource amounts: a machine's capacity, or what units reserve. */
@@ -57,6 +72,11 @@ export interface Machine {
   agentEndpoint: string;
   /** Unix milliseconds when this agent registered. */
   startedAt: bigint;
+  /** The range dynamic ports are assigned from (agent --port-range, default 20000-32767). */
+  portRangeFirst: number;
+  portRangeLast: number;
+  /** host:port the agent answers DNS on (--dns-listen); empty without one. */
+  dnsEndpoint: string;
 }
 
 export interface Machine_MetadataEntry {
@@ -269,6 +289,50 @@ export interface SchedulerReplica {
   lagSinceUnixMs: bigint;
 }
 
+/**
+ * endpoints/<service>/<machine>/<unit>/<port-name>: one port of one instance that serves
+ * traffic. Written by the agent running it, under the agent's lease, only while the unit is
+ * active and (when it has a health check) healthy; deleted before the unit is stopped, so a
+ * lost machine's endpoints vanish with its lease and a stopping instance takes no new
+ * connections.
+ */
+export interface Endpoint {
+  /** [X-Service] Name= (default: the unit's prefix, web@3.service -> web). */
+  service: string;
+  unit: string;
+  machine: string;
+  /** The machine's public address (its first address). */
+  address: string;
+  port: number;
+  /** The Port= name this endpoint is for. */
+  portName: string;
+  /** [X-Service] Tags=, for discovery and selection (blue/green, canary). */
+  tags: string[];
+  /** passing (its health check passes) or none (it has no check). */
+  health: string;
+  /** Unix milliseconds since when it has served. */
+  sinceUnixMs: bigint;
+}
+
+/**
+ * services/<name>: a service some submitted unit declares ([X-Service]). Written by the API
+ * at submit, removed with the last unit that declares it. Agents watch this directory (one
+ * record per service) to know which ports to publish, and then only the endpoints of the
+ * services they publish or are asked about.
+ */
+export interface Service {
+  name: string;
+  /**
+   * [X-Service] Publish=: the routing mesh's port on every machine; 0 when not published.
+   * No two services publish one port (refused at submit).
+   */
+  publish: number;
+  /** The Port= name the mesh forwards to (Publish=NUMBER:NAME; default the first Port=). */
+  publishPortName: string;
+  /** The units and templates (web@.service) that declare it, sorted. */
+  units: string[];
+}
+
 function createBaseUnit(): Unit {
   return { name: "", file: "", hash: "", desiredState: "" };
 }
@@ -391,7 +455,7 @@ export const Unit: MessageFns<Unit> = {
 };
 
 function createBasePlacement(): Placement {
-  return { unit: "", machine: "", hash: "", epoch: 0n, desiredState: "" };
+  return { unit: "", machine: "", hash: "", epoch: 0n, desiredState: "", ports: [] };
 }
 
 export const Placement: MessageFns<Placement> = {
@@ -413,6 +477,9 @@ export const Placement: MessageFns<Placement> = {
     }
     if (message.desiredState !== "") {
       writer.uint32(42).string(message.desiredState);
+    }
+    for (const v of message.ports) {
+      PortAssignment.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -470,6 +537,14 @@ export const Placement: MessageFns<Placement> = {
             message.desiredState = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ports.push(PortAssignment.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -493,6 +568,7 @@ export const Placement: MessageFns<Placement> = {
         : isSet(object.desired_state)
         ? globalThis.String(object.desired_state)
         : "",
+      ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => PortAssignment.fromJSON(e)) : [],
     };
   },
 
@@ -513,6 +589,9 @@ export const Placement: MessageFns<Placement> = {
     if (message.desiredState !== "") {
       obj.desiredState = message.desiredState;
     }
+    if (message.ports?.length) {
+      obj.ports = message.ports.map((e) => PortAssignment.toJSON(e));
+    }
     return obj;
   },
 
@@ -526,6 +605,108 @@ export const Placement: MessageFns<Placement> = {
     message.hash = object.hash ?? "";
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
     message.desiredState = object.desiredState ?? "";
+    message.ports = object.ports?.map((e) => PortAssignment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePortAssignment(): PortAssignment {
+  return { name: "", number: 0, static: false };
+}
+
+export const PortAssignment: MessageFns<PortAssignment> = {
+  encode(message: PortAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.number !== 0) {
+      writer.uint32(16).int32(message.number);
+    }
+    if (message.static !== false) {
+      writer.uint32(24).bool(message.static);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PortAssignment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePortAssignment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.number = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.static = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PortAssignment {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      static: isSet(object.static) ? globalThis.Boolean(object.static) : false,
+    };
+  },
+
+  toJSON(message: PortAssignment): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.static !== false) {
+      obj.static = message.static;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PortAssignment>, I>>(base?: I): PortAssignment {
+    return PortAssignment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PortAssignment>, I>>(object: I): PortAssignment {
+    const message = createBasePortAssignment();
+    message.name = object.name ?? "";
+    message.number = object.number ?? 0;
+    message.static = object.static ?? false;
     return message;
   },
 };
@@ -662,6 +843,9 @@ function createBaseMachine(): Machine {
     version: "",
     agentEndpoint: "",
     startedAt: 0n,
+    portRangeFirst: 0,
+    portRangeLast: 0,
+    dnsEndpoint: "",
   };
 }
 
@@ -693,6 +877,15 @@ export const Machine: MessageFns<Machine> = {
         throw new globalThis.Error("value provided for field message.startedAt of type int64 too large");
       }
       writer.uint32(64).int64(message.startedAt);
+    }
+    if (message.portRangeFirst !== 0) {
+      writer.uint32(72).int32(message.portRangeFirst);
+    }
+    if (message.portRangeLast !== 0) {
+      writer.uint32(80).int32(message.portRangeLast);
+    }
+    if (message.dnsEndpoint !== "") {
+      writer.uint32(90).string(message.dnsEndpoint);
     }
     return writer;
   },
@@ -777,6 +970,30 @@ export const Machine: MessageFns<Machine> = {
             message.startedAt = reader.int64() as bigint;
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.portRangeFirst = reader.int32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.portRangeLast = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.dnsEndpoint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -822,6 +1039,21 @@ export const Machine: MessageFns<Machine> = {
         : isSet(object.started_at)
         ? BigInt(object.started_at)
         : 0n,
+      portRangeFirst: isSet(object.portRangeFirst)
+        ? globalThis.Number(object.portRangeFirst)
+        : isSet(object.port_range_first)
+        ? globalThis.Number(object.port_range_first)
+        : 0,
+      portRangeLast: isSet(object.portRangeLast)
+        ? globalThis.Number(object.portRangeLast)
+        : isSet(object.port_range_last)
+        ? globalThis.Number(object.port_range_last)
+        : 0,
+      dnsEndpoint: isSet(object.dnsEndpoint)
+        ? globalThis.String(object.dnsEndpoint)
+        : isSet(object.dns_endpoint)
+        ? globalThis.String(object.dns_endpoint)
+        : "",
     };
   },
 
@@ -857,6 +1089,15 @@ export const Machine: MessageFns<Machine> = {
     if (message.startedAt !== 0n) {
       obj.startedAt = message.startedAt.toString();
     }
+    if (message.portRangeFirst !== 0) {
+      obj.portRangeFirst = Math.round(message.portRangeFirst);
+    }
+    if (message.portRangeLast !== 0) {
+      obj.portRangeLast = Math.round(message.portRangeLast);
+    }
+    if (message.dnsEndpoint !== "") {
+      obj.dnsEndpoint = message.dnsEndpoint;
+    }
     return obj;
   },
 
@@ -883,6 +1124,9 @@ export const Machine: MessageFns<Machine> = {
     message.version = object.version ?? "";
     message.agentEndpoint = object.agentEndpoint ?? "";
     message.startedAt = (object.startedAt !== undefined && object.startedAt !== null) ? BigInt(object.startedAt) : 0n;
+    message.portRangeFirst = object.portRangeFirst ?? 0;
+    message.portRangeLast = object.portRangeLast ?? 0;
+    message.dnsEndpoint = object.dnsEndpoint ?? "";
     return message;
   },
 };
@@ -2989,6 +3233,347 @@ export const SchedulerReplica: MessageFns<SchedulerReplica> = {
     message.lagSinceUnixMs = (object.lagSinceUnixMs !== undefined && object.lagSinceUnixMs !== null)
       ? BigInt(object.lagSinceUnixMs)
       : 0n;
+    return message;
+  },
+};
+
+function createBaseEndpoint(): Endpoint {
+  return {
+    service: "",
+    unit: "",
+    machine: "",
+    address: "",
+    port: 0,
+    portName: "",
+    tags: [],
+    health: "",
+    sinceUnixMs: 0n,
+  };
+}
+
+export const Endpoint: MessageFns<Endpoint> = {
+  encode(message: Endpoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.unit !== "") {
+      writer.uint32(18).string(message.unit);
+    }
+    if (message.machine !== "") {
+      writer.uint32(26).string(message.machine);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    if (message.port !== 0) {
+      writer.uint32(40).int32(message.port);
+    }
+    if (message.portName !== "") {
+      writer.uint32(50).string(message.portName);
+    }
+    for (const v of message.tags) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.health !== "") {
+      writer.uint32(66).string(message.health);
+    }
+    if (message.sinceUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.sinceUnixMs) !== message.sinceUnixMs) {
+        throw new globalThis.Error("value provided for field message.sinceUnixMs of type int64 too large");
+      }
+      writer.uint32(72).int64(message.sinceUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Endpoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndpoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unit = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.machine = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.portName = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.health = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.sinceUnixMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Endpoint {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      machine: isSet(object.machine) ? globalThis.String(object.machine) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      portName: isSet(object.portName)
+        ? globalThis.String(object.portName)
+        : isSet(object.port_name)
+        ? globalThis.String(object.port_name)
+        : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      health: isSet(object.health) ? globalThis.String(object.health) : "",
+      sinceUnixMs: isSet(object.sinceUnixMs)
+        ? BigInt(object.sinceUnixMs)
+        : isSet(object.since_unix_ms)
+        ? BigInt(object.since_unix_ms)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Endpoint): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.unit !== "") {
+      obj.unit = message.unit;
+    }
+    if (message.machine !== "") {
+      obj.machine = message.machine;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.portName !== "") {
+      obj.portName = message.portName;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.health !== "") {
+      obj.health = message.health;
+    }
+    if (message.sinceUnixMs !== 0n) {
+      obj.sinceUnixMs = message.sinceUnixMs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Endpoint>, I>>(base?: I): Endpoint {
+    return Endpoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Endpoint>, I>>(object: I): Endpoint {
+    const message = createBaseEndpoint();
+    message.service = object.service ?? "";
+    message.unit = object.unit ?? "";
+    message.machine = object.machine ?? "";
+    message.address = object.address ?? "";
+    message.port = object.port ?? 0;
+    message.portName = object.portName ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.health = object.health ?? "";
+    message.sinceUnixMs = (object.sinceUnixMs !== undefined && object.sinceUnixMs !== null)
+      ? BigInt(object.sinceUnixMs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseService(): Service {
+  return { name: "", publish: 0, publishPortName: "", units: [] };
+}
+
+export const Service: MessageFns<Service> = {
+  encode(message: Service, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.publish !== 0) {
+      writer.uint32(16).int32(message.publish);
+    }
+    if (message.publishPortName !== "") {
+      writer.uint32(26).string(message.publishPortName);
+    }
+    for (const v of message.units) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Service {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseService();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.publish = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.publishPortName = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.units.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Service {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      publish: isSet(object.publish) ? globalThis.Number(object.publish) : 0,
+      publishPortName: isSet(object.publishPortName)
+        ? globalThis.String(object.publishPortName)
+        : isSet(object.publish_port_name)
+        ? globalThis.String(object.publish_port_name)
+        : "",
+      units: globalThis.Array.isArray(object?.units) ? object.units.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Service): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.publish !== 0) {
+      obj.publish = Math.round(message.publish);
+    }
+    if (message.publishPortName !== "") {
+      obj.publishPortName = message.publishPortName;
+    }
+    if (message.units?.length) {
+      obj.units = message.units;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Service>, I>>(base?: I): Service {
+    return Service.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Service>, I>>(object: I): Service {
+    const message = createBaseService();
+    message.name = object.name ?? "";
+    message.publish = object.publish ?? 0;
+    message.publishPortName = object.publishPortName ?? "";
+    message.units = object.units?.map((e) => e) || [];
     return message;
   },
 };

@@ -11,7 +11,8 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { Placement, UnitState } from '../../proto/flotilla/v1/records.js';
+import type { Placement, PortAssignment, UnitState } from '../../proto/flotilla/v1/records.js';
+import type { UnitDefinition } from '../../unit/index.js';
 import { codecs, WatchCache, type Store } from '../../store/index.js';
 import type { UnitManager } from '../units/unit-manager.js';
 import {
@@ -24,6 +25,8 @@ import {
 } from './reconcile-tasks.js';
 import type { StateReporter } from './state-reporter.js';
 import { UnitFiles } from './unit-files.js';
+import type { EndpointPublisher } from './endpoints.js';
+import { declaredPorts, withPortEnvironment } from './unit-ports.js';
 
 /** Options of {@link Reconciler}. */
 export interface ReconcilerOptions {
@@ -43,6 +46,11 @@ export interface ReconcilerOptions {
    * machine) expires, so the leader may place it elsewhere first: such units get a warning.
    */
   readonly stopOnDisconnectLimitMs?: number;
+  /**
+   * Endpoint records of the units that declare [X-Service]: told what each running unit
+   * serves, and withdrawn (then drained, DrainSec=) before every stop, restart or update.
+   */
+  readonly endpoints?: EndpointPublisher;
 }
 
 /** How long a start holds its slot at most (a long ExecStartPre= must not block the rest). */
@@ -195,6 +203,7 @@ export class Reconciler {
       held: this.held,
       connection: this.opts.connection(),
     });
+    this.serveSteady(desired, tasks);
     for (const task of tasks) {
       if (this.busy.has(task.name)) continue;
       const run = this.execute(task)
@@ -216,9 +225,14 @@ export class Reconciler {
           this.log.info({ unit: task.name, hash: task.hash }, 'unit changed: restarting');
         else this.log.info({ unit: task.name, hash: task.hash }, 'starting unit');
         this.checkStopOnDisconnect(task.name, task.def.fleet.stopOnDisconnectMs);
+        // A restart takes the old version out of service first, then drains it.
+        if (task.restart) await this.drain(task.name);
         await this.withStartSlot(async () => {
           const settled = this.settled(task.name);
-          await this.units.start(task.def, task.hash);
+          const ports = this.placedPorts(task.name);
+          const def = withPortEnvironment(task.def, ports);
+          this.serve(task.name, def, ports);
+          await this.units.start(def, task.hash);
           await settled;
         });
         return;
@@ -229,14 +243,17 @@ export class Reconciler {
           await this.units.logs
             .note(task.name, 'cut off from etcd for longer than StopOnDisconnect=: stopping')
             .catch(() => undefined);
+          await this.drain(task.name);
           await this.units.stop(task.name);
           return;
         }
         this.log.info({ unit: task.name }, 'unit no longer placed here: stopping');
+        await this.drain(task.name);
         await this.units.stop(task.name);
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
       case 'load':
+        await this.drain(task.name);
         await this.units.stop(task.name);
         this.mark(task.name, task.hash, 'loaded', {
           loadState: 'loaded',
@@ -246,6 +263,7 @@ export class Reconciler {
         });
         return;
       case 'fail':
+        await this.drain(task.name);
         await this.units.stop(task.name);
         this.log.warn({ unit: task.name, reason: task.message }, 'unit cannot run');
         await this.units.logs.note(task.name, task.message).catch(() => undefined);
@@ -261,6 +279,46 @@ export class Reconciler {
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
     }
+  }
+
+  /** The ports `name`'s placement here holds (empty without Port=). */
+  private placedPorts(name: string): PortAssignment[] {
+    const key = this.store.keys.placement(this.opts.machineId, name);
+    return this.placements.get(key)?.value.ports ?? [];
+  }
+
+  private serve(name: string, def: UnitDefinition, ports: readonly PortAssignment[]): void {
+    this.opts.endpoints?.serve(
+      name,
+      def.xService,
+      declaredPorts(def, ports),
+      def.service.health !== undefined,
+    );
+  }
+
+  /**
+   * Level-triggered serving: every unit placed launched that runs at the placement's hash
+   * with nothing to do (no task, not busy) serves what its file declares. So units adopted
+   * from a previous agent, and units whose placement's ports or tags changed, publish too.
+   */
+  private serveSteady(desired: readonly DesiredUnit[], tasks: readonly Task[]): void {
+    if (this.opts.endpoints === undefined) return;
+    const acting = new Set(tasks.map((t) => t.name));
+    for (const d of desired) {
+      if (d.state !== 'launched' || d.file.kind !== 'ok' || d.file.def.xService === undefined)
+        continue;
+      if (acting.has(d.name) || this.busy.has(d.name) || this.held.has(d.name)) continue;
+      if (this.units.get(d.name)?.hash !== d.hash) continue;
+      this.serve(d.name, d.file.def, this.placedPorts(d.name));
+    }
+  }
+
+  /** Withdraws `name`'s endpoints (they are deleted first), then waits its DrainSec=. */
+  private async drain(name: string): Promise<void> {
+    const ms = (await this.opts.endpoints?.withdraw(name)) ?? 0;
+    if (ms <= 0) return;
+    this.log.debug({ unit: name, drainMs: ms }, 'endpoints withdrawn: draining before the stop');
+    await new Promise((resolve) => setTimeout(resolve, ms));
   }
 
   /**

@@ -12,7 +12,6 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Placement, PortAssignment, UnitState } from '../../proto/flotilla/v1/records.js';
-import type { UnitDefinition } from '../../unit/index.js';
 import { codecs, WatchCache, type Store } from '../../store/index.js';
 import type { UnitManager } from '../units/unit-manager.js';
 import {
@@ -26,7 +25,7 @@ import {
 import type { StateReporter } from './state-reporter.js';
 import { UnitFiles } from './unit-files.js';
 import type { EndpointPublisher } from './endpoints.js';
-import { declaredPorts, withPortEnvironment } from './unit-ports.js';
+import { UnitServing } from './serving.js';
 
 /** Options of {@link Reconciler}. */
 export interface ReconcilerOptions {
@@ -70,6 +69,7 @@ export class Reconciler {
   /** Whether each unit the agent knows is Global, as its file said when last read. */
   private readonly globals = new Map<string, boolean>();
   private readonly held = new Set<string>();
+  private readonly serving: UnitServing;
   private readonly busy = new Map<string, Promise<void>>();
   private readonly unsubscribe: () => void;
   private timer: NodeJS.Timeout | undefined;
@@ -91,6 +91,7 @@ export class Reconciler {
       prefix: store.keys.placementsOn(opts.machineId),
       codec: codecs.placement,
     });
+    this.serving = new UnitServing(opts.endpoints, log);
     this.startConcurrency = opts.startConcurrency ?? Math.max(8, availableParallelism() * 4);
     this.files = new UnitFiles(store, log, { onChange: () => this.schedule() });
     this.placements.onError((err) => log.debug({ err }, 'placement watch: retrying'));
@@ -193,7 +194,11 @@ export class Reconciler {
     for (const name of this.held) if (!placed.has(name)) this.held.delete(name);
     const actual: ActualUnit[] = [...this.marks.values()].map((m) => m.unit);
     for (const s of this.units.list()) {
-      if (!this.marks.has(s.name)) actual.push({ name: s.name, hash: s.hash, kind: 'running' });
+      if (this.marks.has(s.name)) continue;
+      // Ports changed under it (the leader picked others): a changed hash, as far as the
+      // tasks go, so it restarts with the new ones (withdrawn and drained first).
+      const moved = this.serving.portsMoved(s.name, this.placedPorts(s.name));
+      actual.push({ name: s.name, hash: moved ? `${s.hash}+ports` : s.hash, kind: 'running' });
     }
     const known = new Set([...placed, ...actual.map((a) => a.name)]);
     for (const name of this.globals.keys()) if (!known.has(name)) this.globals.delete(name);
@@ -226,12 +231,14 @@ export class Reconciler {
         else this.log.info({ unit: task.name, hash: task.hash }, 'starting unit');
         this.checkStopOnDisconnect(task.name, task.def.fleet.stopOnDisconnectMs);
         // A restart takes the old version out of service first, then drains it.
-        if (task.restart) await this.drain(task.name);
+        if (task.restart) {
+          await this.serving.drain(task.name);
+          // Same file, other ports: the manager would keep it running as it is.
+          if (this.units.get(task.name)?.hash === task.hash) await this.units.stop(task.name);
+        }
         await this.withStartSlot(async () => {
           const settled = this.settled(task.name);
-          const ports = this.placedPorts(task.name);
-          const def = withPortEnvironment(task.def, ports);
-          this.serve(task.name, def, ports);
+          const def = this.serving.starting(task.name, task.def, this.placedPorts(task.name));
           await this.units.start(def, task.hash);
           await settled;
         });
@@ -243,17 +250,17 @@ export class Reconciler {
           await this.units.logs
             .note(task.name, 'cut off from etcd for longer than StopOnDisconnect=: stopping')
             .catch(() => undefined);
-          await this.drain(task.name);
+          await this.serving.drain(task.name);
           await this.units.stop(task.name);
           return;
         }
         this.log.info({ unit: task.name }, 'unit no longer placed here: stopping');
-        await this.drain(task.name);
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
       case 'load':
-        await this.drain(task.name);
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         this.mark(task.name, task.hash, 'loaded', {
           loadState: 'loaded',
@@ -263,7 +270,7 @@ export class Reconciler {
         });
         return;
       case 'fail':
-        await this.drain(task.name);
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         this.log.warn({ unit: task.name, reason: task.message }, 'unit cannot run');
         await this.units.logs.note(task.name, task.message).catch(() => undefined);
@@ -287,15 +294,6 @@ export class Reconciler {
     return this.placements.get(key)?.value.ports ?? [];
   }
 
-  private serve(name: string, def: UnitDefinition, ports: readonly PortAssignment[]): void {
-    this.opts.endpoints?.serve(
-      name,
-      def.xService,
-      declaredPorts(def, ports),
-      def.service.health !== undefined,
-    );
-  }
-
   /**
    * Level-triggered serving: every unit placed launched that runs at the placement's hash
    * with nothing to do (no task, not busy) serves what its file declares. So units adopted
@@ -309,16 +307,8 @@ export class Reconciler {
         continue;
       if (acting.has(d.name) || this.busy.has(d.name) || this.held.has(d.name)) continue;
       if (this.units.get(d.name)?.hash !== d.hash) continue;
-      this.serve(d.name, d.file.def, this.placedPorts(d.name));
+      this.serving.serve(d.name, d.file.def, this.placedPorts(d.name));
     }
-  }
-
-  /** Withdraws `name`'s endpoints (they are deleted first), then waits its DrainSec=. */
-  private async drain(name: string): Promise<void> {
-    const ms = (await this.opts.endpoints?.withdraw(name)) ?? 0;
-    if (ms <= 0) return;
-    this.log.debug({ unit: name, drainMs: ms }, 'endpoints withdrawn: draining before the stop');
-    await new Promise((resolve) => setTimeout(resolve, ms));
   }
 
   /**

@@ -102,6 +102,41 @@ test.serial(
   },
 );
 
+test.serial(
+  'new ports in its placement restart the unit with them, and its endpoint follows',
+  async (t) => {
+    const prefix = uniquePrefix('endpoints-ports');
+    const store = storeFor(t, server(), prefix);
+    const agent = await inProcessAgent(t, {
+      endpoint: server().endpoint,
+      prefix,
+      driver: 'process',
+    });
+    await waitRegistered(store, agent.machineId);
+    const text = `${service("ExecStart=/bin/sh -c 'echo argv=${PORT}; exec sleep 3600'")}\n[X-Service]\nPort=http\nDrainSec=0\n`;
+    const [p1, p2] = [await freePort(), await freePort()];
+    await place(store, agent.machineId, 'web.service', text, 'launched', [
+      { name: 'http', number: p1, static: false },
+    ]);
+    const first = await waitRunning(store, 'web.service');
+    t.is((await waitEndpoint(store, agent.machineId, 'web.service', true, 'serves'))?.port, p1);
+    await place(store, agent.machineId, 'web.service', text, 'launched', [
+      { name: 'http', number: p2, static: false },
+    ]);
+    await assertEventually(
+      async () => (await endpoint(store, agent.machineId, 'web.service'))?.value.port === p2,
+      { timeoutMs: 30_000, message: 'the endpoint has the new port' },
+    );
+    const second = await waitRunning(store, 'web.service');
+    t.not(second.pid, first.pid, 'restarted');
+    const lines = await agent.units.logs.tail('web.service', 20);
+    t.true(
+      lines.some((l) => l.includes(`argv=${p2}`)),
+      lines.join('\n'),
+    );
+  },
+);
+
 test.serial('a health-checked unit serves only while healthy', async (t) => {
   const prefix = uniquePrefix('endpoints-health');
   const store = storeFor(t, server(), prefix);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Endpoint } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
 import { assertEventually, etcdForFile, freePort, uniquePrefix } from '../../testkit/index.js';
+import { machineId } from './harness.js';
 import {
   inProcessAgent,
   place,
@@ -181,3 +182,44 @@ test.serial("a killed agent's endpoints vanish with its lease", async (t) => {
   await waitEndpoint(store, agent.machineId, 'web.service', false, 'gone with the lease');
   t.pass();
 });
+
+test.serial(
+  'at registration the agent deletes endpoints of its machine that no unit here serves',
+  async (t) => {
+    const prefix = uniquePrefix('endpoints-stale');
+    const store = storeFor(t, server(), prefix);
+    const id = machineId();
+    await store.putRecord(codecs.service, store.keys.service('web'), {
+      name: 'web',
+      publish: 0,
+      publishPortName: '',
+      units: ['old.service'],
+    });
+    const stale = store.keys.endpoint('web', id, 'old.service', 'http');
+    const other = store.keys.endpoint('web', 'another-machine', 'old.service', 'http');
+    const record = {
+      service: 'web',
+      unit: 'old.service',
+      machine: id,
+      address: '127.0.0.1',
+      port: 20000,
+      portName: 'http',
+      tags: [],
+      health: 'none',
+      sinceUnixMs: 1n,
+    };
+    await store.putRecord(codecs.endpoint, stale, record);
+    await store.putRecord(codecs.endpoint, other, { ...record, machine: 'another-machine' });
+    await inProcessAgent(t, {
+      endpoint: server().endpoint,
+      prefix,
+      driver: 'process',
+      machineId: id,
+    });
+    await assertEventually(async () => (await store.get(stale)) === undefined, {
+      timeoutMs: 30_000,
+      message: 'the stale endpoint of this machine is deleted',
+    });
+    t.not(await store.get(other), undefined, "another machine's endpoint stays");
+  },
+);

@@ -264,4 +264,19 @@ test('a unit with Port= is placed with its ports, and a placement missing them i
   const value = op?.type === 'put' ? codecs.placement.decode('k', op.value) : undefined;
   t.is(value?.ports.length, 2);
   t.is(value?.hash, svc('b.service').hash);
+
+  // A new file (a rolling update) keeps the ports the placement holds.
+  const ports = value?.ports ?? [];
+  const updated = decide(
+    view({
+      machines: ['m1'],
+      units: [svc('b.service')],
+      placed: { 'b.service': ['m1'] },
+      placementValues: { 'b.service': { hash: 'old', ports } },
+    }),
+  );
+  const next = updated.first[0];
+  const kept = next?.type === 'put' ? codecs.placement.decode('k', next.value) : undefined;
+  t.deepEqual(kept?.ports, ports);
+  t.is(kept?.hash, svc('b.service').hash);
 });

@@ -24,6 +24,7 @@ import {
   type TestRegistry,
 } from '../../testkit/registry.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
+import { withPortEnvironment } from '../../agent/sync/unit-ports.js';
 import type { ExecutionContext } from 'ava';
 import {
   DRIVERS,
@@ -127,6 +128,26 @@ test.serial(
     t.true(cost < 1024 * 1024, `${cost} bytes`);
     const images = await m.manager.images?.images();
     t.is(images?.length, 1);
+  },
+);
+
+test.serial(
+  'an image unit gets its placement ports as $PORT and $FLOTILLA_PORT_<NAME>, over [Container] Environment=',
+  async (t) => {
+    const m = await managed(t, { driver: 'runc' });
+    const name = 'ported-image.service';
+    const def = imageUnit(name, `${reg.addr}/fixtures/app:1`, [
+      'Exec=-c "echo PORT=$$PORT HTTP=$$FLOTILLA_PORT_HTTP; sleep 1000"',
+      'Entrypoint=/bin/sh',
+      'Environment=PORT=1',
+      '[X-Service]',
+      'Port=http',
+    ]);
+    await m.manager.start(
+      withPortEnvironment(def, [{ name: 'http', number: 24242, static: false }]),
+    );
+    await running(m, name);
+    t.regex(await waitForLog(m, name, /PORT=/), /PORT=24242 HTTP=24242/);
   },
 );
 

@@ -239,3 +239,44 @@ test('per-instance pending records of the old layout are deleted once the templa
     'put /t/unscheduled/api@.service if absent',
   ]);
 });
+
+test('a unit with Port= is placed with its ports, and a placement missing them is rewritten in place with them', (t) => {
+  const file = `${unitText()}\n[X-Service]\nPort=http\nPort=admin=9090\n`;
+  const svc = (name: string): Unit => ({
+    name,
+    file,
+    hash: parseUnit(name, file).hash,
+    desiredState: 'launched',
+  });
+  const fresh = decide(view({ machines: ['m1'], units: [svc('a.service')] }));
+  const put = fresh.second[0];
+  const placed = put?.type === 'put' ? codecs.placement.decode('k', put.value) : undefined;
+  const [http, admin] = placed?.ports ?? [];
+  t.true(http !== undefined && http.number >= 20000 && http.number <= 32767 && !http.static);
+  t.deepEqual(admin, { name: 'admin', number: 9090, static: true });
+
+  const old = decide(
+    view({ machines: ['m1'], units: [svc('b.service')], placed: { 'b.service': ['m1'] } }),
+  );
+  t.deepEqual(describe(old.first), ['put /t/placements/m1/b.service if mod=7']);
+  t.deepEqual(old.second, []);
+  const op = old.first[0];
+  const value = op?.type === 'put' ? codecs.placement.decode('k', op.value) : undefined;
+  t.is(value?.ports.length, 2);
+  t.is(value?.hash, svc('b.service').hash);
+
+  // A new file (a rolling update) keeps the ports the placement holds.
+  const ports = value?.ports ?? [];
+  const updated = decide(
+    view({
+      machines: ['m1'],
+      units: [svc('b.service')],
+      placed: { 'b.service': ['m1'] },
+      placementValues: { 'b.service': { hash: 'old', ports } },
+    }),
+  );
+  const next = updated.first[0];
+  const kept = next?.type === 'put' ? codecs.placement.decode('k', next.value) : undefined;
+  t.deepEqual(kept?.ports, ports);
+  t.is(kept?.hash, svc('b.service').hash);
+});

@@ -146,7 +146,9 @@ export type Renderer = (data: RenderData) => string;
  * - `(service "web")`: that service, or an empty one (no endpoints) when there is none;
  * - `(byTag endpoints "blue")`, `(byPort endpoints "http")`: the endpoints with that tag, of
  *   that Port= name;
- * - `(hasTag endpoint "blue")`, `(eq a b)`, `(ne a b)`: tests for `#if`.
+ * - `(hasTag endpoint "blue")`, `(eq a b)`, `(ne a b)`: tests for `#if`;
+ * - `(slug text)`: letters, digits, `_`, `-` and `.` kept, anything else `_` (names for
+ *   HAProxy servers and nginx upstreams from unit names such as `web@1.service`).
  * Throws CliError `file` naming the file and line of a syntax error.
  */
 export function compileTemplate(source: string, file: string): Renderer {
@@ -165,6 +167,7 @@ export function compileTemplate(source: string, file: string): Renderer {
   hb.registerHelper('hasTag', (e: unknown, tag: unknown) =>
     isEndpointView(e) ? e.tags.includes(String(tag)) : false,
   );
+  hb.registerHelper('slug', (text: unknown) => String(text).replace(/[^A-Za-z0-9_.-]/g, '_'));
   hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
   hb.registerHelper('ne', (a: unknown, b: unknown) => a !== b);
   let template: (data: RenderData) => string;

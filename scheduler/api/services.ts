@@ -17,7 +17,7 @@ import type {
   ListServicesResponse,
   ServiceStatus,
 } from '../../proto/flotilla/v1/services.js';
-import { templateOf, type ClusterMirror } from '../../store/index.js';
+import type { ClusterMirror } from '../../store/index.js';
 import { excerpt } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
 import type { Visible } from '../gate/interceptors.js';
@@ -180,8 +180,8 @@ export function serviceStatus(
 /** The units a service record names, templates expanded to their instances. */
 function* unitsDeclaring(mirror: ClusterMirror, record: Service | undefined): Generator<string> {
   for (const unit of record?.units ?? []) {
-    if (templateOf(unit) === unit) yield* mirror.instances.get(unit) ?? [];
-    else yield unit;
+    // A template (web@.service) stands for its instances; it is never placed itself.
+    yield* mirror.instances.get(unit) ?? [unit];
   }
 }
 

@@ -110,6 +110,8 @@ test('endpoints NAME prints UNIT, MACHINE, ADDRESS, HEALTH, TAGS; --tag selects;
   t.regex(unknown.stderr, /service nope is not known: flotctl list-services lists the services/);
   const usage = await api.run(['endpoints']);
   t.is(usage.code, 2);
+  const completed = await api.run(['__complete', 'endpoints', 'w']);
+  t.is(completed.stdout, 'web\n', 'shell completion offers the service names');
 });
 
 test("status shows a unit's ports and whether each endpoint is registered", async (t) => {

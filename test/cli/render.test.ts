@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { assertEventually, etcdForFile, sleep } from '../../testkit/index.js';
 import { deleteEndpoint, putEndpoint, putService } from '../api/service-records.js';
-import { EXAMPLES, startTestApi, unitDir, type TestApi } from './cli-kit.js';
+import { EXAMPLES, flotctl, startTestApi, unitDir, type TestApi } from './cli-kit.js';
 
 const etcd = etcdForFile(test);
 const run = promisify(execFile);
@@ -222,4 +222,12 @@ test('the example templates render from real records; HAProxy accepts its config
     /upstream shop \{\n {4}least_conn;\n {4}server 10\.0\.0\.1:20001 max_fails/,
   );
   t.regex(nginx.stdout, /location \/shop\/ \{\n {8}proxy_pass http:\/\/shop\/;/);
+});
+
+test('the example service units verify', async (t) => {
+  const dir = join(EXAMPLES, 'services');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.service')).map((f) => join(dir, f));
+  t.is(files.length, 3);
+  const r = await flotctl(['verify', ...files]);
+  t.is(r.code, 0, r.stdout + r.stderr);
 });

@@ -161,10 +161,11 @@ class Target {
     const data = model.data(this.vars);
     const text = this.template(data);
     if (text === this.last) return;
-    this.last = text;
     let changed = true;
     if (this.out === undefined) this.io.stdout(text);
     else changed = await writeIfChanged(this.out, text);
+    // Only once written: a write that failed (a full disk) is tried again at the next change.
+    this.last = text;
     if (!changed) return;
     const services = Object.values(data.services);
     const endpoints = services.reduce((n, s) => n + s.endpoints.length, 0);
@@ -207,11 +208,11 @@ async function follow(
   target: Target,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  let failure: unknown;
+  // A render that fails (a template error on new data, a file that cannot be written) is
+  // said and the watch goes on: the next change tries again, the last good output stays.
   const flush = (): void => {
     timer = undefined;
     target.render(model).catch((err: unknown) => {
-      failure = err;
       io.stderr(`render: ${err instanceof Error ? err.message : String(err)}\n`);
     });
   };
@@ -227,7 +228,6 @@ async function follow(
       flush();
     }
   }
-  if (failure instanceof CliError && failure.code === 'file') throw failure;
 }
 
 async function readTemplate(path: string): Promise<string> {

@@ -224,16 +224,16 @@ function what(ev: Event): string {
       return `pending: ${ev.unscheduled?.summary ?? '?'}${waiting === '' ? '' : ` (${waiting})`}`;
     }
     case 'service': {
-      if (!put) return `service ${ev.serviceName} removed`;
+      if (!put) return 'removed';
       const publish = ev.service?.publish ? `, published on ${ev.service.publish}` : '';
-      return `service ${ev.serviceName} declared by ${(ev.service?.units ?? []).join(' ') || '-'}${publish}`;
+      return `declared by ${(ev.service?.units ?? []).join(' ') || '-'}${publish}`;
     }
     case 'endpoint': {
       const e = ev.endpoint;
       const at = e === undefined ? '' : ` ${e.address}:${e.port}`;
-      if (!put) return `endpoint ${ev.serviceName}/${ev.portName}${at} removed`;
+      if (!put) return `${ev.serviceName}/${ev.portName}${at} removed`;
       const tags = e?.tags.length ? ` [${e.tags.join(',')}]` : '';
-      return `endpoint ${ev.serviceName}/${ev.portName}${at} added (${e?.health || 'none'})${tags}`;
+      return `${ev.serviceName}/${ev.portName}${at} added (${e?.health || 'none'})${tags}`;
     }
     default:
       return ev.type;

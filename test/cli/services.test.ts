@@ -151,9 +151,11 @@ test('watch prints an endpoint joining and leaving its service', async (t) => {
     lease,
   });
   await live.waitFor(
-    /endpoint +web@1\.service +aaaa1111\.\.\. +endpoint web\/http 10\.0\.0\.1:20001 added \(none\) \[blue\]/,
+    /endpoint +web@1\.service +aaaa1111\.\.\. +web\/http 10\.0\.0\.1:20001 added \(none\) \[blue\]/,
   );
   await api.store.revokeLease(lease);
-  await live.waitFor(/endpoint web\/http 10\.0\.0\.1:20001 removed/);
+  await live.waitFor(
+    /endpoint +web@1\.service +aaaa1111\.\.\. +web\/http 10\.0\.0\.1:20001 removed/,
+  );
   t.is(await live.stop(), 0);
 });

@@ -10,9 +10,12 @@ import { readdir, readFile, stat, chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { assertEventually, etcdForFile, sleep } from '../../testkit/index.js';
+import { pino } from 'pino';
+import { startApiServer } from '../../scheduler/api/index.js';
+import { openStore } from '../../store/index.js';
+import { assertEventually, etcdForFile, sleep, uniquePrefix } from '../../testkit/index.js';
 import { deleteEndpoint, putEndpoint, putService } from '../api/service-records.js';
-import { EXAMPLES, flotctl, startTestApi, unitDir, type TestApi } from './cli-kit.js';
+import { EXAMPLES, flotctl, spawnFlotctl, startTestApi, unitDir, type TestApi } from './cli-kit.js';
 
 const etcd = etcdForFile(test);
 const run = promisify(execFile);
@@ -230,4 +233,43 @@ test('the example service units verify', async (t) => {
   t.is(files.length, 3);
   const r = await flotctl(['verify', ...files]);
   t.is(r.code, 0, r.stdout + r.stderr);
+});
+
+test('render --watch outlives the API going away, and catches up with what changed meanwhile', async (t) => {
+  const store = openStore({
+    endpoints: etcd().endpoint,
+    prefix: uniquePrefix(t.title.slice(0, 40)),
+  });
+  const logger = pino({ level: 'silent' });
+  let server = await startApiServer({ store, listen: '127.0.0.1:0', logger });
+  const endpoint = server.address;
+  t.teardown(async () => {
+    await server.close();
+    store.close();
+  });
+  await putService(store, 'web', { units: ['web@.service'] });
+  const dir = await unitDir(t, { 'list.hbs': LIST });
+  const out = join(dir, 'out.txt');
+  const live = spawnFlotctl(t, [
+    '--endpoint',
+    endpoint,
+    'render',
+    '--template',
+    join(dir, 'list.hbs'),
+    '--out',
+    out,
+    '--watch',
+  ]);
+  await assertEventually(async () => (await readFile(out, 'utf8').catch(() => '')) === 'web:\n');
+  await server.close();
+  await assertEventually(() => /lost the Flotilla API/.test(live.stderr()), {
+    message: 'render says it lost the API',
+  });
+  // Written while no API answers: the render must read it when the API is back.
+  await putEndpoint(store, { service: 'web', unit: 'web@1.service', machine: 'm', port: 20001 });
+  server = await startApiServer({ store, listen: endpoint, logger });
+  await assertEventually(async () => (await readFile(out, 'utf8')) === 'web: 127.0.0.1:20001\n', {
+    message: 'the endpoint written meanwhile is rendered',
+  });
+  t.is(await live.stop(), 0);
 });

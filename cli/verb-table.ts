@@ -101,7 +101,7 @@ export const VERB_TABLE: readonly VerbEntry[] = [
   entry(
     'list-services',
     'list the services, with healthy/total endpoints, published port and tags',
-    async () => (await import('./verbs/list-services.js')).listServicesVerb,
+    async () => (await import('./verbs/services.js')).listServicesVerb,
   ),
   entry(
     'endpoints',

@@ -22,6 +22,11 @@ import type {
   ResumeReschedulingResponse,
 } from '../proto/flotilla/v1/machines.js';
 import {
+  ListEndpointsRequest,
+  type ListEndpointsResponse,
+  type ListServicesResponse,
+} from '../proto/flotilla/v1/services.js';
+import {
   ListUnitsRequest,
   type DestroyUnitsResponse,
   type ListUnitsResponse,
@@ -403,6 +408,42 @@ export class ApiClient {
       next = page.nextPageToken === '' ? undefined : ask(page.nextPageToken);
       yield page;
     }
+  }
+
+  /** Every service (Services.ListServices), all pages; `revision` is the first page's. */
+  async listServices(): Promise<ListServicesResponse> {
+    const page = (pageToken: string): Promise<ListServicesResponse> =>
+      this.unary(
+        (r) => r.services.listServices.bind(r.services),
+        { pageSize: this.pageSize, pageToken },
+        'idempotent',
+      );
+    const first = await page('');
+    const services = [...first.services];
+    for (let token = first.nextPageToken; token !== '';) {
+      const next = await page(token);
+      services.push(...next.services);
+      token = next.nextPageToken;
+    }
+    return { ...first, services, nextPageToken: '' };
+  }
+
+  /** The endpoints of a service, or of one unit (`service` ''), all pages. */
+  async listEndpoints(filter: Partial<ListEndpointsRequest>): Promise<ListEndpointsResponse> {
+    const page = (pageToken: string): Promise<ListEndpointsResponse> =>
+      this.unary(
+        (r) => r.services.listEndpoints.bind(r.services),
+        { ...ListEndpointsRequest.create(), pageSize: this.pageSize, ...filter, pageToken },
+        'idempotent',
+      );
+    const first = await page('');
+    const endpoints = [...first.endpoints];
+    for (let token = first.nextPageToken; token !== '';) {
+      const next = await page(token);
+      endpoints.push(...next.endpoints);
+      token = next.nextPageToken;
+    }
+    return { ...first, endpoints, nextPageToken: '' };
   }
 
   /** The cluster's events (Events.WatchBatches, flattened) as an async iterable; ends when `signal` aborts. */

@@ -16,6 +16,7 @@ import {
 import { EventsClient } from '../proto/flotilla/v1/events.js';
 import { LogsClient } from '../proto/flotilla/v1/logs.js';
 import { MachinesClient } from '../proto/flotilla/v1/machines.js';
+import { ServicesClient } from '../proto/flotilla/v1/services.js';
 import { UnitsClient } from '../proto/flotilla/v1/units.js';
 
 /** The most addresses one host name may add: a round-robin name of a few replicas. */
@@ -33,6 +34,7 @@ export class Replica {
   readonly machines: MachinesClient;
   readonly events: EventsClient;
   readonly logs: LogsClient;
+  readonly services: ServicesClient;
   /** Whether this replica has answered (a call succeeded, or a stream sent headers). */
   connected = false;
 
@@ -56,6 +58,7 @@ export class Replica {
     this.machines = new MachinesClient(endpoint, creds, shared);
     this.events = new EventsClient(endpoint, creds, shared);
     this.logs = new LogsClient(endpoint, creds, shared);
+    this.services = new ServicesClient(endpoint, creds, shared);
   }
 
   /** Connected, or its channel is. */
@@ -89,6 +92,7 @@ export class Replica {
     this.machines.close();
     this.events.close();
     this.logs.close();
+    this.services.close();
     this.channel.close();
   }
 }

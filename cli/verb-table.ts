@@ -98,6 +98,21 @@ export const VERB_TABLE: readonly VerbEntry[] = [
     'list the scheduler replicas, which one leads and whether each is in sync',
     async () => (await import('./verbs/schedulers.js')).listSchedulersVerb,
   ),
+  entry(
+    'list-services',
+    'list the services, with healthy/total endpoints, published port and tags',
+    async () => (await import('./verbs/services.js')).listServicesVerb,
+  ),
+  entry(
+    'endpoints',
+    "list a service's endpoints: unit, machine, address:port, health, tags",
+    async () => (await import('./verbs/endpoints.js')).endpointsVerb,
+  ),
+  entry(
+    'render',
+    "render a template (nginx, HAProxy...) with the services' endpoints, on every change",
+    async () => (await import('./verbs/render.js')).renderVerb,
+  ),
   entry('completion', 'print a shell completion script (bash, zsh or fish)', async () => {
     return (await import('./verbs/completion.js')).completionVerbs(() => VERB_TABLE)[0];
   }),

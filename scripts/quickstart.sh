@@ -103,6 +103,16 @@ if [ -n "$(node -p 'JSON.parse(require("fs").readFileSync(".flotilla/cluster/clu
   flotctl start --timeout 60s deploy/examples/images/hello-image.service || true
 fi
 
+# One example service: 3 instances on dynamic ports, published on 8080 on every machine.
+say "Starting an example service: 3 instances of hello-http@ (deploy/examples/services/)"
+flotctl submit deploy/examples/services/hello-http@.service || true
+flotctl scale --timeout 60s hello-http@.service=3 || true
+flotctl list-services || true
+# Any machine answers on the published port (the routing mesh); the first one's address.
+service_addr="$(bin/flotctl -o json list-machines 2>/dev/null |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s)[0]?.machine?.addresses?.[0]??"127.0.0.1")}catch{console.log("127.0.0.1")}})' ||
+  echo 127.0.0.1)"
+
 say "flotctl list-machines"
 flotctl list-machines
 say "flotctl list-units"
@@ -117,6 +127,9 @@ Flotilla is running. Try:
   bin/flotctl status hello-image.service        # an image unit: its pinned digest
   bin/flotctl scale api@.service=6              # spread over zones, at most 2 per machine
   bin/flotctl watch                             # every change, live
+  curl http://$service_addr:8080/               # the example service, through any machine's port 8080
+  bin/flotctl endpoints hello-http              # where its instances answer
+  bin/flotctl scale hello-http@.service=6       # more instances: new endpoints within a second
   bin/flotilla cluster status                   # the cluster's processes (logs: .flotilla/cluster/logs)
   bin/flotilla cluster down                     # stop everything
 EOF

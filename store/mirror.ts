@@ -15,6 +15,7 @@
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */
 import type {
+  Endpoint,
   LostMachine,
   Machine,
   MachineConfig,
@@ -102,8 +103,15 @@ export class ClusterMirror {
   readonly lostMachines: SortedMap<CacheEntry<LostMachine>> = new SortedMap();
   /** `schedulers/<replica>`: the running scheduler replicas, by replica id. */
   readonly schedulers = new Map<string, CacheEntry<SchedulerReplica>>();
-  /** `services/<name>`: the services submitted units declare ([X-Service]). */
-  readonly services = new Map<string, CacheEntry<Service>>();
+  /** `services/<name>`: services that submitted units declare, in name order. */
+  readonly services: SortedMap<CacheEntry<Service>> = new SortedMap();
+  /**
+   * `endpoints/<service>/...`: service -> `<machine>/<unit>/<port-name>` -> endpoint, in that
+   * order (a service's listing pages through it).
+   */
+  readonly endpoints: SortedMap<SortedMap<CacheEntry<Endpoint>>> = new SortedMap();
+  /** Unit name -> `<service>/<machine>/<port-name>` -> endpoint: what `status UNIT` shows. */
+  readonly endpointsOfUnit = new Map<string, Map<string, CacheEntry<Endpoint>>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -288,8 +296,25 @@ export class ClusterMirror {
       }
       case 'scheduler':
         return setOrDelete(this.schedulers, record.key.name, typed(record.value));
-      case 'service':
-        return setOrDelete(this.services, record.key.name, typed(record.value));
+      case 'service': {
+        const e = typed(record.value);
+        if (e === undefined) this.services.delete(record.key.name);
+        else this.services.set(record.key.name, e);
+        return;
+      }
+      case 'endpoint': {
+        const { service = '', machine = '', name, port = '' } = record.key;
+        const e = typed(record.value);
+        let of = this.endpoints.get(service);
+        if (e !== undefined) {
+          if (of === undefined) this.endpoints.set(service, (of = new SortedMap()));
+          of.set(`${machine}/${name}/${port}`, e);
+        } else if (of !== undefined) {
+          of.delete(`${machine}/${name}/${port}`);
+          if (of.size === 0) this.endpoints.delete(service);
+        }
+        return setNested(this.endpointsOfUnit, name, `${service}/${machine}/${port}`, e);
+      }
       case 'election':
         return setOrDelete(
           this.election,

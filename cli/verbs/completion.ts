@@ -110,6 +110,7 @@ export async function candidates(
   if (/\bFILE\b/.test(usage)) out.push(FILES);
   if (/\b(UNIT|GLOB|TEMPLATE)\b/.test(usage)) out.push(...(await units(globals, cur)));
   else if (/\bMACHINE\b/.test(usage)) out.push(...(await machines(globals, cur)));
+  else if (/ NAME\b/.test(usage)) out.push(...(await services(globals, cur)));
   return out;
 }
 
@@ -144,6 +145,16 @@ async function machines(globals: GlobalOptions, prefix: string): Promise<string[
       prefix,
     ).slice(0, COMPLETE_MAX);
   });
+}
+
+/** Service names starting with `prefix` (`endpoints NAME`). */
+async function services(globals: GlobalOptions, prefix: string): Promise<string[]> {
+  return fromApi(globals, async (api) =>
+    starting(
+      (await api.listServices()).services.map((s) => s.name),
+      prefix,
+    ).slice(0, COMPLETE_MAX),
+  );
 }
 
 async function fromApi(

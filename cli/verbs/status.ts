@@ -5,7 +5,8 @@
  */
 import { formatDuration } from '../../lib/duration.js';
 import { LogLine } from '../../proto/flotilla/v1/logs.js';
-import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import type { PortAssignment, UnitState } from '../../proto/flotilla/v1/records.js';
+import { EndpointStatus } from '../../proto/flotilla/v1/services.js';
 import { UnitStatus, type GlobalInstance } from '../../proto/flotilla/v1/units.js';
 import { withClient, type ApiClient } from '../client.js';
 import { CliError } from '../errors.js';
@@ -45,7 +46,8 @@ const STATUS_HELP = `Usage: flotctl status [-n N] UNIT...
 
 Shows each unit's desired and current state, its machine, container, pid, how long it has been
 in its state, restarts and last exit (of a Global unit: every machine's copy); its health and
-last health checks when it has a HealthCmd=; why it waits
+last health checks when it has a HealthCmd=; its ports ([X-Service] Port=) and whether each
+one's endpoint is registered (the instance takes traffic); why it waits
 when it cannot be placed (one line, every reason counted over the machines); and its last log lines (read from its machine's agent, for a Global
 unit the first machine's: journal --machine reads the others; when they cannot be read, one
 line says why).
@@ -78,16 +80,20 @@ export const statusVerb: Verb = {
           continue;
         }
         const logs = lines === 0 ? { lines: [] } : await lastLines(api, name, lines);
+        const endpoints = await unitEndpoints(api, status);
         if (globals.output === 'json') {
           json.push({
             ...(UnitStatus.toJSON(status) as object),
+            ...(endpoints === undefined
+              ? {}
+              : { endpoints: endpoints.map((e) => EndpointStatus.toJSON(e)) }),
             logs: logs.lines.map((l) => LogLine.toJSON(l)),
             ...(logs.error === undefined ? {} : { logsError: logs.error }),
           });
           continue;
         }
         if (i > 0) io.stdout('\n');
-        io.stdout(statusText(status, addressesOf([status]), Date.now()));
+        io.stdout(statusText(status, addressesOf([status]), Date.now(), endpoints));
         if (logs.error !== undefined) io.stdout(`\nLogs: unavailable: ${logs.error}\n`);
         else if (lines > 0 && logs.lines.length === 0) io.stdout('\nLogs: no output yet\n');
         else if (lines > 0) {
@@ -120,8 +126,63 @@ async function lastLines(
   }
 }
 
+/**
+ * The endpoints registered for a unit whose placement has ports ([X-Service] Port=), or
+ * undefined for a unit without ports (no call is made) or when they cannot be read.
+ */
+async function unitEndpoints(
+  api: ApiClient,
+  status: UnitStatus,
+): Promise<EndpointStatus[] | undefined> {
+  const placements = [status.placement, ...status.instances.map((c) => c.placement)];
+  if (!placements.some((p) => (p?.ports.length ?? 0) > 0)) return undefined;
+  try {
+    return (await api.listEndpoints({ unit: status.unit?.name ?? '' })).endpoints;
+  } catch {
+    return undefined; // status still shows the rest
+  }
+}
+
+/**
+ * One row per port of each placement: the port, and whether the agent registered its
+ * endpoint (the instance serves it) or not yet (starting, failing its check, stopping).
+ */
+function endpointRows(
+  s: UnitStatus,
+  endpoints: readonly EndpointStatus[] | undefined,
+): [string, string][] {
+  const placed = [s.placement, ...s.instances.map((c) => c.placement)].flatMap((p) =>
+    p === undefined ? [] : p.ports.map((port) => ({ machine: p.machine, port })),
+  );
+  if (placed.length === 0) return [];
+  const rows: [string, string][] = [];
+  for (const [i, { machine, port }] of placed.entries()) {
+    const e = endpoints?.find(
+      (x) => x.endpoint?.machine === machine && x.endpoint.portName === port.name,
+    );
+    rows.push([i === 0 ? 'Endpoints:' : '', endpointText(port, e, endpoints !== undefined)]);
+  }
+  return rows;
+}
+
+function endpointText(port: PortAssignment, e: EndpointStatus | undefined, known: boolean): string {
+  const kind = port.static ? 'static' : 'dynamic';
+  if (!known) return `${port.name} port ${port.number} (${kind}): registration unknown`;
+  if (e?.endpoint === undefined) {
+    return `${port.name} port ${port.number} (${kind}): not registered (not serving)`;
+  }
+  const ep = e.endpoint;
+  const tags = ep.tags.length === 0 ? '' : `, tags ${ep.tags.join(',')}`;
+  return `${port.name} ${ep.address}:${ep.port} (${kind}): registered in ${ep.service}, ${ep.health || 'none'}${tags}`;
+}
+
 /** systemctl-like status of one unit; a placed Global unit shows every machine's copy. */
-export function statusText(s: UnitStatus, addresses: MachineAddresses, now: number): string {
+export function statusText(
+  s: UnitStatus,
+  addresses: MachineAddresses,
+  now: number,
+  endpoints?: readonly EndpointStatus[],
+): string {
   const unit = s.unit;
   const name = unit?.name ?? '?';
   const description = describeUnit(unit);
@@ -132,6 +193,7 @@ export function statusText(s: UnitStatus, addresses: MachineAddresses, now: numb
   if (s.image !== '') rows.push(['Image:', s.image]);
   if (s.instances.length > 0) rows.push(...copyRows(s.instances, addresses, now));
   else rows.push(...placementRows(s, addresses, now));
+  rows.push(...endpointRows(s, endpoints));
   rows.push(['Hash:', shortHash(unit?.hash ?? '', true)]);
   const head = `● ${name}${description === '' ? '' : ` - ${description}`}\n`;
   return head + alignColumns(rows.map(([k, v]) => [k.padStart(12), v]));

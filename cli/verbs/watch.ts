@@ -27,9 +27,10 @@ const HELP = `Usage: flotctl watch [--from-revision N] [--unit GLOB] [--machine 
 
 Prints every change of the cluster as it happens, one line each:
   TIME  REVISION  KIND  NAME  MACHINE  WHAT
-KIND is unit, placement, state, machine, machine-config, unscheduled or rollout. A state line
-shows the unit's health when it has a HealthCmd= (with the failing check's output when
-unhealthy); a rollout line each step of a rolling update. Runs until Ctrl-C.
+KIND is unit, placement, state, machine, machine-config, unscheduled, rollout, service or
+endpoint. A state line shows the unit's health when it has a HealthCmd= (with the failing
+check's output when unhealthy); a rollout line each step of a rolling update; an endpoint line
+an instance's port joining or leaving its service (NAME is the unit). Runs until Ctrl-C.
 
 Options:
   --from-revision N   start at etcd revision N (still in etcd's history) instead of now
@@ -221,6 +222,18 @@ function what(ev: Event): string {
       if (!put) return 'no longer pending';
       const waiting = ev.unscheduled === undefined ? '' : waitingText(ev.unscheduled);
       return `pending: ${ev.unscheduled?.summary ?? '?'}${waiting === '' ? '' : ` (${waiting})`}`;
+    }
+    case 'service': {
+      if (!put) return 'removed';
+      const publish = ev.service?.publish ? `, published on ${ev.service.publish}` : '';
+      return `declared by ${(ev.service?.units ?? []).join(' ') || '-'}${publish}`;
+    }
+    case 'endpoint': {
+      const e = ev.endpoint;
+      const at = e === undefined ? '' : ` ${e.address}:${e.port}`;
+      if (!put) return `${ev.serviceName}/${ev.portName}${at} removed`;
+      const tags = e?.tags.length ? ` [${e.tags.join(',')}]` : '';
+      return `${ev.serviceName}/${ev.portName}${at} added (${e?.health || 'none'})${tags}`;
     }
     default:
       return ev.type;

@@ -29,6 +29,7 @@ export function usageHint(record: ClusterRecord, opts: { hints?: boolean } = {})
   const flotctl = shown(join(REPO_ROOT, 'bin', 'flotctl'));
   const flotilla = shown(join(REPO_ROOT, 'bin', 'flotilla'));
   const hello = shown(join(REPO_ROOT, 'deploy', 'examples', 'hello.service'));
+  const service = shown(join(REPO_ROOT, 'deploy', 'examples', 'services', 'hello-http@.service'));
   const dirFlag = ` --dir ${shown(record.dir)}`;
   const machines = record.agents.map(
     (a) => `  ${a.machineId.slice(0, 12)}  ${a.ip.padEnd(15)}  ${formatMetadata(a.metadata)}`,
@@ -47,6 +48,7 @@ export function usageHint(record: ClusterRecord, opts: { hints?: boolean } = {})
     ...machines,
     '',
     ...(opts.hints === false ? [] : useIt(record, flotctl, flotilla, hello, dirFlag)),
+    ...(opts.hints === false ? [] : tryService(record, flotctl, service)),
   ].join('\n');
 }
 
@@ -65,6 +67,17 @@ function useIt(
     `  ${flotctl} journal -f hello.service`,
     `  ${flotilla} cluster status${dirFlag}`,
     `  ${flotilla} cluster down${dirFlag}`,
+    '',
+  ];
+}
+
+/** The example service: 3 instances, then a curl to the published port of a machine. */
+function tryService(record: ClusterRecord, flotctl: string, service: string): string[] {
+  return [
+    'Run a service of 3 instances, published on port 8080 of every machine:',
+    `  ${flotctl} submit ${service}`,
+    `  ${flotctl} scale hello-http@.service=3`,
+    `  curl http://${record.agents[0]?.ip ?? '127.0.0.1'}:8080/`,
     '',
   ];
 }

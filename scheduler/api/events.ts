@@ -45,6 +45,8 @@ const EVENT_KINDS: Readonly<Partial<Record<KeyKind, string>>> = {
   'machine-metadata': 'machine-config',
   unscheduled: 'unscheduled',
   rollout: 'rollout',
+  service: 'service',
+  endpoint: 'endpoint',
 };
 
 /** What a watch handler needs beyond wording errors: the store, and where to register streams. */
@@ -244,7 +246,24 @@ function eventFor(
 ): Event | undefined {
   const kind = parsed === undefined ? undefined : EVENT_KINDS[parsed.kind];
   if (parsed === undefined || kind === undefined) return undefined;
-  return { revision, kind, type, name: parsed.name, machine: parsed.machine ?? '', global: false };
+  const event: Event = {
+    revision,
+    kind,
+    type,
+    name: parsed.name,
+    machine: parsed.machine ?? '',
+    global: false,
+    serviceName: '',
+    portName: '',
+  };
+  // An endpoint's key names its service and port (endpoints/<service>/<machine>/<unit>/<port>).
+  if (parsed.kind === 'endpoint') {
+    event.serviceName = parsed.service ?? '';
+    event.portName = parsed.port ?? '';
+  } else if (parsed.kind === 'service') {
+    event.serviceName = parsed.name;
+  }
+  return event;
 }
 
 /** One change of the mirror as an API event; undefined for keys that are not reported. */
@@ -400,18 +419,28 @@ function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] 
     case 'rollout':
       event.rollout = record as RecordTypes['rollout'];
       return;
+    case 'service':
+      event.service = record as RecordTypes['service'];
+      return;
+    case 'endpoint':
+      event.endpoint = record as RecordTypes['endpoint'];
+      return;
   }
 }
 
 /**
- * The unit glob applies to events about units; machine and machine-config events pass it.
- * The machine filter keeps placement and state events of that machine and its own machine
- * events; unit and unscheduled events belong to no machine and are left out.
+ * The unit glob applies to events about units (an endpoint's is the unit it is of; a
+ * service's, any unit that declares it); machine and machine-config events pass it. The
+ * machine filter keeps placement, state and endpoint events of that machine and its own
+ * machine events; unit, unscheduled and service events belong to no machine and are left out.
  */
 function matches(event: Event, filter: Filter): boolean {
   const aboutMachine = event.kind === 'machine' || event.kind === 'machine-config';
-  if (filter.glob !== undefined && !aboutMachine && !filter.glob.test(event.name)) return false;
-  if (filter.visible !== undefined && !aboutMachine && !filter.visible(event.name)) return false;
+  const test = (ok: (name: string) => boolean): boolean =>
+    aboutMachine ||
+    (event.kind === 'service' ? (event.service?.units ?? []).some(ok) : ok(event.name));
+  if (filter.glob !== undefined && !test((n) => (filter.glob as Glob).test(n))) return false;
+  if (filter.visible !== undefined && !test(filter.visible)) return false;
   if (filter.machine === '') return true;
   if (aboutMachine) return event.name === filter.machine;
   return event.machine === filter.machine;

@@ -1,6 +1,6 @@
 /**
- * The gRPC API server every scheduler replica runs: Units, Machines, Events and Logs (relayed
- * to agents), plus server reflection. Every read is served from the replica's one mirror of the
+ * The gRPC API server every scheduler replica runs: Units, Machines, Events, Logs (relayed
+ * to agents) and Services, plus server reflection. Every read is served from the replica's one mirror of the
  * cluster; writes go to etcd and answer once the mirror shows them, so any replica answers
  * alike, leader or not, and a client reads its own writes.
  *
@@ -21,6 +21,7 @@ import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
+import { ServicesService, type ServicesServer } from '../../proto/flotilla/v1/services.js';
 import { ClusterMirror, type Store } from '../../store/index.js';
 import { DefinitionCache } from '../view/snapshot.js';
 import { AuditLog } from '../gate/audit.js';
@@ -44,6 +45,7 @@ import { resumeRescheduling } from './rescheduling.js';
 import { listSchedulers } from './schedulers.js';
 import { addReflection, API_SERVICES } from './reflection.js';
 import { scale } from './scale.js';
+import { listEndpoints, listServices } from './services.js';
 import { submitUnits } from './submit.js';
 
 /** Options of {@link startApiServer}. */
@@ -163,6 +165,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     watch: guardStream(gate, ctx, 'Events.Watch', watchEvents(ctx)),
     watchBatches: guardStream(gate, ctx, 'Events.WatchBatches', watchEventBatches(ctx)),
   };
+  const services: ServicesServer = {
+    listServices: unary(ctx, 'Services.ListServices', (req, v) => listServices(cluster, req, v)),
+    listEndpoints: unary(ctx, 'Services.ListEndpoints', (req, v) => listEndpoints(cluster, req, v)),
+  };
   const logs: LogsServer = {
     tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, new AgentLink(opts.agentTls))),
   };
@@ -170,6 +176,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
   server.addService(LogsService, logs);
+  server.addService(ServicesService, services);
   addReflection(server);
   const health = addHealthService(
     server,

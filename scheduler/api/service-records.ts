@@ -123,7 +123,7 @@ export function queueServiceRemovals(
   units: readonly string[],
 ): boolean {
   const gone = new Set(units);
-  for (const [name, entry] of cluster.mirror.services) {
+  for (const [name, entry] of cluster.mirror.services.entries()) {
     const left = entry.value.units.filter((u) => !gone.has(u));
     if (left.length === entry.value.units.length) continue;
     if (batch.size >= MAX_TXN_OPS) return false;
@@ -161,7 +161,7 @@ function checkPublishConflicts(cluster: ApiCluster, wanted: ReadonlyMap<string, 
     claims.set(w.record.publish, name);
   }
   if (claims.size === 0) return;
-  for (const [name, entry] of cluster.mirror.services) {
+  for (const [name, entry] of cluster.mirror.services.entries()) {
     if (wanted.has(name)) continue;
     const claimer = claims.get(entry.value.publish);
     if (claimer !== undefined) throw publishTaken(claimer, entry.value.publish, name);

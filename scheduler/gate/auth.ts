@@ -14,6 +14,7 @@
 import type { Metadata, ServerUnaryCall } from '@grpc/grpc-js';
 import type { WatchRequest } from '../../proto/flotilla/v1/events.js';
 import type { TailRequest } from '../../proto/flotilla/v1/logs.js';
+import type { ListEndpointsRequest } from '../../proto/flotilla/v1/services.js';
 import type {
   DestroyUnitsRequest,
   GetRolloutRequest,
@@ -105,6 +106,14 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Events.WatchBatches': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Logs.Tail': rule<TailRequest>(false, ['read'], (r) => [r.unit]),
+  // A service is read through its units: narrowed to the endpoints of units the caller reads.
+  'Services.ListServices': rule(false, ['read'], () => ['*'], true),
+  'Services.ListEndpoints': rule<ListEndpointsRequest>(
+    false,
+    ['read'],
+    (r) => (r.service === '' && r.unit !== '' ? [r.unit] : ['*']),
+    true,
+  ),
 };
 
 /** Unmapped methods: admin only, and audited as writes (they may be). */

@@ -63,6 +63,7 @@ test('completing a verb name loads neither gRPC nor the proto code', async (t) =
     'list-unit-files',
     'list-machines',
     'list-schedulers',
+    'list-services',
   ]);
   t.deepEqual(
     heavy(loaded).filter((u) => !u.includes('/cli/verbs/completion.js')),

@@ -17,7 +17,17 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Machine, MachineConfig, Placement, Rollout, Unit, UnitState, Unscheduled } from "./records.js";
+import {
+  Endpoint,
+  Machine,
+  MachineConfig,
+  Placement,
+  Rollout,
+  Service,
+  Unit,
+  UnitState,
+  Unscheduled,
+} from "./records.js";
 
 export interface EventBatch {
   events: Event[];
@@ -38,11 +48,14 @@ export interface WatchRequest {
 
 export interface Event {
   revision: bigint;
-  /** unit | placement | state | machine | machine-config | unscheduled | rollout */
+  /**
+   * unit | placement | state | machine | machine-config | unscheduled | rollout | service |
+   * endpoint
+   */
   kind: string;
   /** put | delete */
   type: string;
-  /** The unit name, or the machine id for machine events. */
+  /** The unit name, or the machine id for machine events, or the service for service events. */
   name: string;
   /** The machine for placement, state and machine events. */
   machine: string;
@@ -58,7 +71,24 @@ export interface Event {
   /** Unit events: the unit's file says Global=true. */
   global: boolean;
   /** Rollout events (kind rollout): the rollout record. */
-  rollout?: Rollout | undefined;
+  rollout?:
+    | Rollout
+    | undefined;
+  /**
+   * Endpoint events (kind endpoint, name the unit, machine where it runs): the endpoint record
+   * (endpoints/<service>/<machine>/<unit>/<port-name>), written by the agent under its lease.
+   */
+  endpoint?:
+    | Endpoint
+    | undefined;
+  /** Service events (kind service): the services/<name> record. */
+  service?:
+    | Service
+    | undefined;
+  /** The service of an endpoint or service event (from the key, so a deletion says it too). */
+  serviceName: string;
+  /** The Port= name of an endpoint event (from the key). */
+  portName: string;
 }
 
 function createBaseEventBatch(): EventBatch {
@@ -277,6 +307,10 @@ function createBaseEvent(): Event {
     unscheduled: undefined,
     global: false,
     rollout: undefined,
+    endpoint: undefined,
+    service: undefined,
+    serviceName: "",
+    portName: "",
   };
 }
 
@@ -323,6 +357,18 @@ export const Event: MessageFns<Event> = {
     }
     if (message.rollout !== undefined) {
       Rollout.encode(message.rollout, writer.uint32(106).fork()).join();
+    }
+    if (message.endpoint !== undefined) {
+      Endpoint.encode(message.endpoint, writer.uint32(322).fork()).join();
+    }
+    if (message.service !== undefined) {
+      Service.encode(message.service, writer.uint32(330).fork()).join();
+    }
+    if (message.serviceName !== "") {
+      writer.uint32(338).string(message.serviceName);
+    }
+    if (message.portName !== "") {
+      writer.uint32(346).string(message.portName);
     }
     return writer;
   },
@@ -444,6 +490,38 @@ export const Event: MessageFns<Event> = {
             message.rollout = Rollout.decode(reader, reader.uint32());
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.endpoint = Endpoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 41: {
+            if (tag !== 330) {
+              break;
+            }
+
+            message.service = Service.decode(reader, reader.uint32());
+            continue;
+          }
+          case 42: {
+            if (tag !== 338) {
+              break;
+            }
+
+            message.serviceName = reader.string();
+            continue;
+          }
+          case 43: {
+            if (tag !== 346) {
+              break;
+            }
+
+            message.portName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -479,6 +557,18 @@ export const Event: MessageFns<Event> = {
       unscheduled: isSet(object.unscheduled) ? Unscheduled.fromJSON(object.unscheduled) : undefined,
       global: isSet(object.global) ? globalThis.Boolean(object.global) : false,
       rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined,
+      endpoint: isSet(object.endpoint) ? Endpoint.fromJSON(object.endpoint) : undefined,
+      service: isSet(object.service) ? Service.fromJSON(object.service) : undefined,
+      serviceName: isSet(object.serviceName)
+        ? globalThis.String(object.serviceName)
+        : isSet(object.service_name)
+        ? globalThis.String(object.service_name)
+        : "",
+      portName: isSet(object.portName)
+        ? globalThis.String(object.portName)
+        : isSet(object.port_name)
+        ? globalThis.String(object.port_name)
+        : "",
     };
   },
 
@@ -523,6 +613,18 @@ export const Event: MessageFns<Event> = {
     if (message.rollout !== undefined) {
       obj.rollout = Rollout.toJSON(message.rollout);
     }
+    if (message.endpoint !== undefined) {
+      obj.endpoint = Endpoint.toJSON(message.endpoint);
+    }
+    if (message.service !== undefined) {
+      obj.service = Service.toJSON(message.service);
+    }
+    if (message.serviceName !== "") {
+      obj.serviceName = message.serviceName;
+    }
+    if (message.portName !== "") {
+      obj.portName = message.portName;
+    }
     return obj;
   },
 
@@ -556,6 +658,14 @@ export const Event: MessageFns<Event> = {
     message.rollout = (object.rollout !== undefined && object.rollout !== null)
       ? Rollout.fromPartial(object.rollout)
       : undefined;
+    message.endpoint = (object.endpoint !== undefined && object.endpoint !== null)
+      ? Endpoint.fromPartial(object.endpoint)
+      : undefined;
+    message.service = (object.service !== undefined && object.service !== null)
+      ? Service.fromPartial(object.service)
+      : undefined;
+    message.serviceName = object.serviceName ?? "";
+    message.portName = object.portName ?? "";
     return message;
   },
 };

@@ -82,6 +82,7 @@ export function machineRecord(
     portRangeLast: 32767,
     dnsEndpoint: '',
     startedAt: BigInt(startedAt),
+    meshProblems: [],
   };
 }
 
@@ -146,6 +147,11 @@ export class Registration {
 
   /** Re-registers now if the lease is gone (a write said so before the keepalive did). */
   checkLease(machine: Machine): void {
+    this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);
+  }
+
+  /** Rewrites the machine record (under the same lease) with what changed in it. */
+  update(machine: Machine): void {
     this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);
   }
 

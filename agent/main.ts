@@ -26,6 +26,7 @@ import type { SupervisorTimings } from './units/supervisor/supervisor.js';
 import { UnitManager, type AdoptedUnit } from './units/unit-manager.js';
 import { AGENT_USAGE, parseAgentArgs, type AgentOptions } from './options.js';
 import { AgentOps } from './ops.js';
+import { EndpointPublisher } from './sync/endpoints.js';
 import { Reconciler } from './sync/reconciler.js';
 import {
   advertisedEndpoint,
@@ -122,6 +123,12 @@ export async function startAgent(
     },
   });
   units.onState((state) => reporter.report(state));
+  const endpoints = new EndpointPublisher(store, log.child({ component: 'endpoints' }), {
+    machineId: opts.machineId,
+    address: opts.publicIp,
+    lease: () => late.registration?.leaseId,
+  });
+  units.onState((state) => endpoints.observe(state));
   if (ops.metrics !== undefined) units.onState(ops.metrics.unitState);
   let adopted: AdoptedUnit[];
   try {
@@ -148,6 +155,7 @@ export async function startAgent(
   } catch (err) {
     await ops.close();
     await tail?.close();
+    await endpoints.close();
     await reporter.close();
     await units.close();
     store.close();
@@ -180,12 +188,17 @@ export async function startAgent(
     tickMs: opts.tickMs,
     connection: () => reg.connection(),
     stopOnDisconnectLimitMs: reg.stopOnDisconnectLimitMs(opts.leaseTtlSeconds),
+    endpoints,
   });
   late.reconciler = rec;
   reg.presence.on((event) => {
     if (event.type === 'registered' || event.type === 'renewed')
       void units.recordContact(Date.now());
-    if (event.type === 'registered') reporter.rewriteAll();
+    if (event.type === 'registered') {
+      reporter.rewriteAll();
+      endpoints.rewriteAll();
+      endpoints.removeStale().catch((err: unknown) => log.debug({ err }, 'stale endpoints: later'));
+    }
     if (event.type === 'registered' || event.type === 'renewed') {
       rec.resume().catch((err: unknown) => log.debug({ err }, 'resume after reconnect failed'));
     }
@@ -229,9 +242,17 @@ export async function startAgent(
     } else {
       const names = units.list().map((s) => s.name);
       log.info({ units: names.length }, 'shutting down: stopping units');
-      await Promise.all(names.map((name) => units.stop(name)));
+      // Each unit leaves service (its endpoints deleted, then DrainSec=) before it stops.
+      await Promise.all(
+        names.map(async (name) => {
+          const drainMs = await endpoints.withdraw(name);
+          if (drainMs > 0) await new Promise((resolve) => setTimeout(resolve, drainMs));
+          await units.stop(name);
+        }),
+      );
       await units.close();
     }
+    await endpoints.close();
     await reporter.close();
     await reg.close(!keepUnits);
     await servicesOf.close();

@@ -81,6 +81,8 @@ export interface AgentOptions {
   readonly dnsListen?: string;
   /** host:port other names are forwarded to (`--dns-recursor`); absent: REFUSED. */
   readonly dnsRecursor?: string;
+  /** Dynamic ports ([X-Service] Port=NAME) are picked from here (`--port-range`, inclusive). */
+  readonly portRange?: { readonly first: number; readonly last: number };
 }
 
 /** Defaults, in one place. */
@@ -91,6 +93,7 @@ export const AGENT_DEFAULTS = {
   logsListen: '127.0.0.1:4701',
   logLevel: 'info',
   tickMs: 5_000,
+  portRange: { first: 20000, last: 32767 },
 } as const;
 
 /** The help text of `flotilla agent`. */
@@ -116,6 +119,8 @@ Flags:
   --keep-units-on-exit       on SIGTERM leave units running and the machine registered until
                              its lease expires (for an upgrade); default: stop them, unregister
   --tick DURATION            periodic reconcile pass (default 5s)
+  --port-range FIRST-LAST    dynamic ports for [X-Service] Port=NAME come from here
+                             (default 20000-32767)
   --log-level LEVEL          fatal, error, warn, info, debug, trace or silent (default info)
   --metrics-listen HOST:PORT serve Prometheus /metrics, /healthz and /readyz over HTTP here
                              (default none: not served; e.g. 127.0.0.1:9471)
@@ -162,6 +167,7 @@ const agentFlags = {
   'mesh-listen-address': { type: 'string' },
   'dns-listen': { type: 'string' },
   'dns-recursor': { type: 'string' },
+  'port-range': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -285,6 +291,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     registry: parseRegistryFlags(args, host.readFile),
     imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
     ...serviceOptions(args),
+    portRange: parsePortRange(args.string('port-range')),
   };
 }
 
@@ -320,6 +327,20 @@ function serviceOptions(args: DaemonArgs): {
     ...(dnsListen === undefined ? {} : { dnsListen }),
     ...(dnsRecursor === undefined ? {} : { dnsRecursor }),
   };
+}
+
+/** `--port-range FIRST-LAST`: 1 <= FIRST <= LAST <= 65535. */
+export function parsePortRange(text: string | undefined): { first: number; last: number } {
+  if (text === undefined) return { ...AGENT_DEFAULTS.portRange };
+  const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2]);
+  if (m === null || first < 1 || last > 65535 || first > last) {
+    throw new UsageError(
+      `--port-range=${text}: expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. 20000-32767`,
+    );
+  }
+  return { first, last };
 }
 
 function imageStoreMax(text: string | undefined): number {

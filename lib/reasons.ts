@@ -7,6 +7,7 @@
 
 const SINGULAR: Readonly<Record<string, string>> = {
   are: 'is',
+  have: 'has',
   do: 'does',
   match: 'matches',
   lack: 'lacks',

@@ -21,6 +21,7 @@ import type {
   Placement,
   Rollout,
   SchedulerReplica,
+  Service,
   Unit,
   UnitState,
   Unscheduled,
@@ -101,6 +102,8 @@ export class ClusterMirror {
   readonly lostMachines: SortedMap<CacheEntry<LostMachine>> = new SortedMap();
   /** `schedulers/<replica>`: the running scheduler replicas, by replica id. */
   readonly schedulers = new Map<string, CacheEntry<SchedulerReplica>>();
+  /** `services/<name>`: the services submitted units declare ([X-Service]). */
+  readonly services = new Map<string, CacheEntry<Service>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -285,6 +288,8 @@ export class ClusterMirror {
       }
       case 'scheduler':
         return setOrDelete(this.schedulers, record.key.name, typed(record.value));
+      case 'service':
+        return setOrDelete(this.services, record.key.name, typed(record.value));
       case 'election':
         return setOrDelete(
           this.election,

@@ -45,6 +45,13 @@ export {
   fileTooLargeMessage,
   submitTooLargeMessage,
 } from './limits.js';
+export {
+  DEFAULT_DRAIN_MS,
+  SERVICE_KEYS,
+  SERVICE_LIMITS,
+  parseServiceKeys,
+  portEnvName,
+} from './service-keys.js';
 export { CONTAINER_KEYS, PULL_POLICIES, parseContainerSection, parseVolume } from './container.js';
 export {
   IMAGE_REF_MAX,

@@ -237,6 +237,35 @@ export interface HealthCheck {
   readonly line: number;
 }
 
+/**
+ * One `[X-Service] Port=`: `Port=http` (dynamic: the leader picks a free port of the
+ * machine's range when it places the unit) or `Port=http=8080` (static).
+ */
+export interface PortRequest {
+  /** Lower-case letters, digits and `-`; the unit gets it as `$FLOTILLA_PORT_<NAME>`. */
+  readonly name: string;
+  /** 1-65535 for a static port; 0 for a dynamic one. */
+  readonly number: number;
+  /** 1-based line of the `Port=`. */
+  readonly line: number;
+}
+
+/** The `[X-Service]` section: what the unit serves, for endpoints, DNS and the mesh. */
+export interface ServiceDeclaration {
+  /** `Name=`, default the unit's prefix (`web@3.service` -> `web`). */
+  readonly name: string;
+  /** `Port=` lines in file order; at least one. */
+  readonly ports: readonly PortRequest[];
+  /** `Publish=`: the routing mesh's port on every machine; 0 when unset. */
+  readonly publish: number;
+  /** The Port= name the mesh forwards to (`Publish=NUMBER:NAME`, default the first Port=). */
+  readonly publishPortName: string;
+  /** `Tags=` words, in order, without repeats. */
+  readonly tags: readonly string[];
+  /** `DrainSec=`: how long the agent waits between deleting the endpoints and stopping. */
+  readonly drainMs: number;
+}
+
 /** A unit file with all meaning resolved, for one concrete name (specifiers expanded). */
 export interface UnitDefinition {
   readonly name: UnitName;
@@ -245,6 +274,8 @@ export interface UnitDefinition {
   readonly service: ServiceOptions;
   /** Set when the file has a `[Container]` section: the unit runs an image. */
   readonly container?: ContainerOptions;
+  /** Set when the file has an `[X-Service]` section: the unit serves ports. */
+  readonly xService?: ServiceDeclaration;
   /** Stable content hash of the file text (see hash.ts). */
   readonly hash: string;
   readonly syntax: UnitFileSyntax;

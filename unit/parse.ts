@@ -12,6 +12,7 @@ import type { UnitDefinition, UnitFileSyntax, UnitName } from './model.js';
 import { parseUnitName } from './names.js';
 import { HEALTH_SECTIONS, parseHealthEntries } from './health.js';
 import { parseServiceSection } from './service.js';
+import { parseServiceKeys } from './service-keys.js';
 import { parseStartLimit, START_LIMIT_KEYS } from './start-limit.js';
 import { expandSpecifiers } from './specifiers.js';
 import { parseSyntaxCollecting, sectionEntries } from './syntax.js';
@@ -138,6 +139,16 @@ function analyse(name: string, text: string): Analysis {
           containerHeader.line,
           errors,
         );
+  const xServiceHeader = syntax.sections.find((s) => s.name === 'X-Service');
+  const xService =
+    xServiceHeader === undefined
+      ? undefined
+      : parseServiceKeys(
+          sectionEntries(syntax, 'X-Service'),
+          unitName,
+          xServiceHeader.line,
+          errors,
+        );
   if (container !== undefined) {
     const root = serviceEntries.findLast((e) => e.key === 'RootDirectory' && e.value !== '');
     if (root !== undefined) {
@@ -156,6 +167,7 @@ function analyse(name: string, text: string): Analysis {
     fleet,
     service,
     ...(container !== undefined ? { container } : {}),
+    ...(xService !== undefined ? { xService } : {}),
     hash: hashSyntax(syntax),
     syntax,
   };

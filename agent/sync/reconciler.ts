@@ -11,7 +11,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { Placement, UnitState } from '../../proto/flotilla/v1/records.js';
+import type { Placement, PortAssignment, UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, WatchCache, type Store } from '../../store/index.js';
 import type { UnitManager } from '../units/unit-manager.js';
 import {
@@ -24,6 +24,8 @@ import {
 } from './reconcile-tasks.js';
 import type { StateReporter } from './state-reporter.js';
 import { UnitFiles } from './unit-files.js';
+import type { EndpointPublisher } from './endpoints.js';
+import { UnitServing } from './serving.js';
 
 /** Options of {@link Reconciler}. */
 export interface ReconcilerOptions {
@@ -43,6 +45,11 @@ export interface ReconcilerOptions {
    * machine) expires, so the leader may place it elsewhere first: such units get a warning.
    */
   readonly stopOnDisconnectLimitMs?: number;
+  /**
+   * Endpoint records of the units that declare [X-Service]: told what each running unit
+   * serves, and withdrawn (then drained, DrainSec=) before every stop, restart or update.
+   */
+  readonly endpoints?: EndpointPublisher;
 }
 
 /** How long a start holds its slot at most (a long ExecStartPre= must not block the rest). */
@@ -62,6 +69,7 @@ export class Reconciler {
   /** Whether each unit the agent knows is Global, as its file said when last read. */
   private readonly globals = new Map<string, boolean>();
   private readonly held = new Set<string>();
+  private readonly serving: UnitServing;
   private readonly busy = new Map<string, Promise<void>>();
   private readonly unsubscribe: () => void;
   private timer: NodeJS.Timeout | undefined;
@@ -83,6 +91,7 @@ export class Reconciler {
       prefix: store.keys.placementsOn(opts.machineId),
       codec: codecs.placement,
     });
+    this.serving = new UnitServing(opts.endpoints, log);
     this.startConcurrency = opts.startConcurrency ?? Math.max(8, availableParallelism() * 4);
     this.files = new UnitFiles(store, log, { onChange: () => this.schedule() });
     this.placements.onError((err) => log.debug({ err }, 'placement watch: retrying'));
@@ -185,7 +194,11 @@ export class Reconciler {
     for (const name of this.held) if (!placed.has(name)) this.held.delete(name);
     const actual: ActualUnit[] = [...this.marks.values()].map((m) => m.unit);
     for (const s of this.units.list()) {
-      if (!this.marks.has(s.name)) actual.push({ name: s.name, hash: s.hash, kind: 'running' });
+      if (this.marks.has(s.name)) continue;
+      // Ports changed under it (the leader picked others): a changed hash, as far as the
+      // tasks go, so it restarts with the new ones (withdrawn and drained first).
+      const moved = this.serving.portsMoved(s.name, this.placedPorts(s.name));
+      actual.push({ name: s.name, hash: moved ? `${s.hash}+ports` : s.hash, kind: 'running' });
     }
     const known = new Set([...placed, ...actual.map((a) => a.name)]);
     for (const name of this.globals.keys()) if (!known.has(name)) this.globals.delete(name);
@@ -195,6 +208,7 @@ export class Reconciler {
       held: this.held,
       connection: this.opts.connection(),
     });
+    this.serveSteady(desired, tasks);
     for (const task of tasks) {
       if (this.busy.has(task.name)) continue;
       const run = this.execute(task)
@@ -216,9 +230,16 @@ export class Reconciler {
           this.log.info({ unit: task.name, hash: task.hash }, 'unit changed: restarting');
         else this.log.info({ unit: task.name, hash: task.hash }, 'starting unit');
         this.checkStopOnDisconnect(task.name, task.def.fleet.stopOnDisconnectMs);
+        // A restart takes the old version out of service first, then drains it.
+        if (task.restart) {
+          await this.serving.drain(task.name);
+          // Same file, other ports: the manager would keep it running as it is.
+          if (this.units.get(task.name)?.hash === task.hash) await this.units.stop(task.name);
+        }
         await this.withStartSlot(async () => {
           const settled = this.settled(task.name);
-          await this.units.start(task.def, task.hash);
+          const def = this.serving.starting(task.name, task.def, this.placedPorts(task.name));
+          await this.units.start(def, task.hash);
           await settled;
         });
         return;
@@ -229,14 +250,17 @@ export class Reconciler {
           await this.units.logs
             .note(task.name, 'cut off from etcd for longer than StopOnDisconnect=: stopping')
             .catch(() => undefined);
+          await this.serving.drain(task.name);
           await this.units.stop(task.name);
           return;
         }
         this.log.info({ unit: task.name }, 'unit no longer placed here: stopping');
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
       case 'load':
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         this.mark(task.name, task.hash, 'loaded', {
           loadState: 'loaded',
@@ -246,6 +270,7 @@ export class Reconciler {
         });
         return;
       case 'fail':
+        await this.serving.drain(task.name);
         await this.units.stop(task.name);
         this.log.warn({ unit: task.name, reason: task.message }, 'unit cannot run');
         await this.units.logs.note(task.name, task.message).catch(() => undefined);
@@ -260,6 +285,29 @@ export class Reconciler {
         this.marks.delete(task.name);
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
+    }
+  }
+
+  /** The ports `name`'s placement here holds (empty without Port=). */
+  private placedPorts(name: string): PortAssignment[] {
+    const key = this.store.keys.placement(this.opts.machineId, name);
+    return this.placements.get(key)?.value.ports ?? [];
+  }
+
+  /**
+   * Level-triggered serving: every unit placed launched that runs at the placement's hash
+   * with nothing to do (no task, not busy) serves what its file declares. So units adopted
+   * from a previous agent, and units whose placement's ports or tags changed, publish too.
+   */
+  private serveSteady(desired: readonly DesiredUnit[], tasks: readonly Task[]): void {
+    if (this.opts.endpoints === undefined) return;
+    const acting = new Set(tasks.map((t) => t.name));
+    for (const d of desired) {
+      if (d.state !== 'launched' || d.file.kind !== 'ok' || d.file.def.xService === undefined)
+        continue;
+      if (acting.has(d.name) || this.busy.has(d.name) || this.held.has(d.name)) continue;
+      if (this.units.get(d.name)?.hash !== d.hash) continue;
+      this.serving.serve(d.name, d.file.def, this.placedPorts(d.name));
     }
   }
 

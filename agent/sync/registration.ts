@@ -57,6 +57,8 @@ export interface MachineFacts {
   readonly metadata: Readonly<Record<string, string>>;
   readonly cpuMillicores: number;
   readonly memoryBytes: number;
+  /** `--port-range`; absent: the default 20000-32767. */
+  readonly portRange?: { readonly first: number; readonly last: number };
 }
 
 /** The machine record of this agent. */
@@ -78,8 +80,8 @@ export function machineRecord(
     driver,
     version: AGENT_VERSION,
     agentEndpoint,
-    portRangeFirst: 20000, // TODO(services): agent --port-range
-    portRangeLast: 32767,
+    portRangeFirst: opts.portRange?.first ?? 20000,
+    portRangeLast: opts.portRange?.last ?? 32767,
     dnsEndpoint: '',
     startedAt: BigInt(startedAt),
     meshProblems: [],

@@ -15,6 +15,7 @@ import type { UnitName, UnitStateName } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
 import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
+import { queueServiceRemovals } from './service-records.js';
 import {
   applyWrites,
   checkTxnSize,
@@ -145,6 +146,7 @@ async function destroyAll(
   parsed: readonly UnitName[],
 ): Promise<DestroyUnitsResponse> {
   const names = parsed.map((n) => n.name);
+  let servicesDone = true;
   const destroyed = await retryOnConflict(
     cluster,
     async () => {
@@ -165,6 +167,8 @@ async function destroyAll(
             if (batch.size >= MAX_TXN_OPS) break;
             if (cluster.mirror.rollouts.has(name)) batch.delete(cluster.store.keys.rollout(name));
           }
+          // The services that list a destroyed unit lose it (and go with their last unit).
+          servicesDone = queueServiceRemovals(cluster, batch, names);
         },
         0n,
         true,
@@ -173,6 +177,14 @@ async function destroyAll(
     },
     true,
   );
+  if (!servicesDone) {
+    // What did not fit in the destroy's transaction: the units are gone, their services follow.
+    await retryOnConflict(
+      cluster,
+      () => applyWrites(cluster, (batch) => queueServiceRemovals(cluster, batch, names), 0n, true),
+      true,
+    ).catch(() => undefined);
+  }
   // A destroyed template's last scale record goes too (left behind, it would only be stale).
   const { keys } = cluster.store;
   for (const t of parsed.filter((n) => n.isTemplate)) {

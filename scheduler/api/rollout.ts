@@ -28,6 +28,7 @@ import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { pinImages } from './pin-images.js';
 import { fresh, type ApiCluster } from './reads.js';
 import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
+import { queueServiceWrites, storedDeclaration } from './service-records.js';
 
 const MAX_SPAN_MS = 3_600_000n;
 const FAILURE_ACTIONS = ['pause', 'rollback'];
@@ -154,6 +155,12 @@ export async function updateUnit(
     const revision = await applyWrites(
       cluster,
       (b) => {
+        // The service record follows the new file now, for a template and a plain unit alike
+        // (the rollout owns the file from here); refusals write nothing.
+        if (current.value.hash !== file.unit.hash) {
+          const before = storedDeclaration(current.value);
+          queueServiceWrites(cluster, b, [{ unit: name, before, after: file.unit.xService }]);
+        }
         // A plain unit's record is its one instance: the leader rewrites it, gated like one.
         if (isTemplate && current.value.hash !== file.unit.hash) {
           queueUnitPut(
@@ -191,6 +198,11 @@ export async function rollback(cluster: ApiCluster, req: RollbackRequest): Promi
     const revision = await applyWrites(
       cluster,
       (b) => {
+        if (template.value.hash !== record.toHash) {
+          const before = storedDeclaration(template.value);
+          const after = storedDeclaration({ ...template.value, file: record.toFile });
+          queueServiceWrites(cluster, b, [{ unit: name, before, after }]);
+        }
         if (isTemplateName(name) && template.value.hash !== record.toHash) {
           queueUnitPut(
             store,

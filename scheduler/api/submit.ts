@@ -23,6 +23,11 @@ import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
 import { pinImages } from './pin-images.js';
 import {
+  queueServiceWrites,
+  storedDeclaration,
+  type DeclarationChange,
+} from './service-records.js';
+import {
   applyWrites,
   checkTxnSize,
   parseDesiredState,
@@ -64,9 +69,12 @@ export async function submitUnits(
     refuseUnderRollout(cluster, files, decisions, units);
     await admit(cluster, files, decisions, units, desired, req.allowPending);
     const response: SubmitUnitsResponse = { created: [], updated: [], unchanged: [], revision };
+    const declarations = declarationChanges(files, decisions, units);
     const written = await applyWrites(
       cluster,
       (batch) => {
+        // First: its refusals (a published port taken, Publish= disagreeing) write nothing.
+        queueServiceWrites(cluster, batch, declarations);
         decisions.forEach((d, i) => {
           const name = names[i] ?? '';
           if (d.kind === 'created' || d.kind === 'updated') {
@@ -81,6 +89,28 @@ export async function submitUnits(
     );
     return { ...response, revision: written };
   });
+}
+
+/**
+ * What each written file declares ([X-Service]) now and declared before. The same hash is
+ * the same content, so only a replaced file's old record is parsed.
+ */
+function declarationChanges(
+  files: readonly ValidFile[],
+  decisions: readonly Decision[],
+  units: ReadonlyMap<string, Versioned<Unit>>,
+): DeclarationChange[] {
+  const out: DeclarationChange[] = [];
+  files.forEach((f, i) => {
+    const d = decisions[i];
+    if (d === undefined || (d.kind !== 'created' && d.kind !== 'updated')) return;
+    const old = units.get(f.name)?.value;
+    const after = f.unit.xService;
+    const before =
+      old === undefined ? undefined : old.hash === d.record.hash ? after : storedDeclaration(old);
+    out.push({ unit: f.name, before, after });
+  });
+  return out;
 }
 
 /**

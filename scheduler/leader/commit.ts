@@ -26,7 +26,7 @@ import type { ClusterView } from '../view/cluster-cache.js';
 import { SchedulerError } from '../errors.js';
 import type { Term } from './leadership.js';
 import { sameReasons, wantedUnscheduled } from './pending.js';
-import type { Plan } from '../planner/index.js';
+import type { Plan, PortChange } from '../planner/index.js';
 
 /** The writes one pass makes, in the order they must be applied. */
 export interface CommitWork {
@@ -77,13 +77,23 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
     first.push({ type: 'delete', key: entry.key, condition: { modRevision: entry.modRevision } });
   }
   let updated = 0;
+  // Ports picked again for a placement that stays: written with any hash or state change of
+  // the same placement, in one put, so its agent never sees the new file with the old ports.
+  const repicked = new Map<string, PortChange>();
+  for (const c of plan.portChanges) repicked.set(pair(c.unit, c.machine), c);
   for (const [unit, byMachine] of view.placements) {
     const active = view.active.get(unit);
     if (active === undefined) continue;
     for (const [machine, entry] of byMachine) {
       if (removing.has(pair(unit, machine))) continue;
       const value = entry.value;
-      if (value.hash === active.hash && value.desiredState === active.desired) continue;
+      const ports = repicked.get(pair(unit, machine))?.ports;
+      if (
+        value.hash === active.hash &&
+        value.desiredState === active.desired &&
+        ports === undefined
+      )
+        continue;
       const next: Placement = {
         ...value,
         unit,
@@ -91,6 +101,7 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
         hash: active.hash,
         desiredState: active.desired,
         epoch,
+        ...(ports !== undefined ? { ports: ports.map((p) => ({ ...p })) } : {}),
       };
       first.push(
         putOp(entry.key, codecs.placement.encode(next), { modRevision: entry.modRevision }),
@@ -107,7 +118,7 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
       hash: active.hash,
       epoch,
       desiredState: active.desired,
-      ports: [],
+      ports: (d.ports ?? []).map((p) => ({ ...p })),
     };
     second.push(
       putOp(keys.placement(d.machine, d.unit), codecs.placement.encode(value), { absent: true }),

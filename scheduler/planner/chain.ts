@@ -14,6 +14,7 @@ import {
   ResourcesChecker,
 } from './checkers-machine.js';
 import { ConflictsChecker, MachineOfChecker, ReplacesChecker } from './checkers-units.js';
+import { PortsChecker } from './checker-ports.js';
 import type { CompiledUnit } from './compile.js';
 import type { MachineSlot } from './state.js';
 import type { PlacementReason, UnplaceWhy, Unscheduled } from './types.js';
@@ -31,6 +32,8 @@ import type { PlacementReason, UnplaceWhy, Unscheduled } from './types.js';
  *   newcomer would have displaced units.
  * - Replaces before Resources and MaxPerMachine: it decides which units would be displaced,
  *   and those two credit the displaced units' reservations and template slots.
+ * - Ports last: like Resources it credits displaced units (their ports), and it is the
+ *   only checker that walks a unit's Port= lines, which most units do not have.
  */
 export const FEASIBILITY_CHAIN: readonly FeasibilityChecker[] = [
   DrainedChecker,
@@ -42,6 +45,7 @@ export const FEASIBILITY_CHAIN: readonly FeasibilityChecker[] = [
   ReplacesChecker,
   ResourcesChecker,
   MaxPerMachineChecker,
+  PortsChecker,
 ];
 
 /**

@@ -4,7 +4,7 @@
  */
 import { compileGlob, type Glob } from '../../unit/glob.js';
 import type { MetadataRequirement } from '../../unit/model.js';
-import type { PlannerUnit } from './types.js';
+import type { PlannerUnit, PortWanted } from './types.js';
 
 /** A {@link PlannerUnit} prepared for the checkers. Immutable during a pass. */
 export interface CompiledUnit {
@@ -25,6 +25,10 @@ export interface CompiledUnit {
   readonly spreadBy: string;
   /** Runs an image: only machines that run images take it. */
   readonly image: boolean;
+  /** `[X-Service] Port=` lines (number 0: dynamic), in file order. */
+  readonly ports: readonly PortWanted[];
+  /** How many of `ports` are dynamic. */
+  readonly dynamicPorts: number;
   /** '' when valid; otherwise why the unit can never be placed (e.g. a malformed glob). */
   readonly invalid: string;
   /** Position in name order: the unit's slot in the state's per-unit arrays. */
@@ -92,6 +96,7 @@ export function compareNames(a: string, b: string): number {
 }
 
 const NO_PEERS: readonly CompiledUnit[] = [];
+const NO_PORTS: readonly PortWanted[] = [];
 
 function compileUnit(spec: PlannerUnit): CompiledUnit {
   const f = spec.fleet;
@@ -109,6 +114,7 @@ function compileUnit(spec: PlannerUnit): CompiledUnit {
   };
   const conflicts = globs(f.conflicts);
   const replaces = globs(f.replaces);
+  const ports = spec.ports ?? NO_PORTS;
   return {
     name: spec.name,
     spec,
@@ -125,6 +131,8 @@ function compileUnit(spec: PlannerUnit): CompiledUnit {
     maxPerMachine: Math.max(0, f.maxPerMachine),
     spreadBy: f.spreadBy,
     image: spec.image === true,
+    ports,
+    dynamicPorts: ports.filter((p) => p.number === 0).length,
     invalid,
     key: 0,
     peers: NO_PEERS,
@@ -150,6 +158,7 @@ export function placementSignature(u: CompiledUnit): string {
     u.conflicts.map((g) => g.source).join(','),
     u.replaces.map((g) => g.source).join(','),
     u.image ? 'image' : '',
+    u.ports.map((p) => p.number).join(','),
     u.invalid,
   ].join('\u0000');
   return u.signature;

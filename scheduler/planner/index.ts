@@ -8,12 +8,17 @@ export { placeInOrder, type Capacity } from './capacity.js';
 export { FEASIBILITY_CHAIN, summarize } from './chain.js';
 export { formatBytes, type FeasibilityChecker } from './checker.js';
 export {
+  DEFAULT_PORT_RANGE,
   fillPlanOptions,
   type DeferredMove,
   type Displacement,
   type PlaceDecision,
   type Plan,
   type PlanOptions,
+  type PlannedPort,
+  type PortChange,
+  type PortRange,
+  type PortWanted,
   type PlacementReason,
   type PlannerMachine,
   type PlannerUnit,

@@ -12,13 +12,15 @@ import { compareNames, compileUnits, placementSignature } from './compile.js';
 import { PlanContext } from './context.js';
 import { placeAll } from './place.js';
 import { loadPlacements, moveLost, recheckPlacements } from './reconcile.js';
-import { ClusterState } from './state.js';
+import { ClusterState, type MachineSlot } from './state.js';
 import {
   fillPlanOptions,
   type Displacement,
   type PlaceDecision,
   type Plan,
+  type PlannedPort,
   type PlanOptions,
+  type PortChange,
   type Snapshot,
   type Unscheduled,
 } from './types.js';
@@ -42,7 +44,7 @@ export function plan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
     if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
   }
   const ctx = new PlanContext(state, units, snapshot.placements, opts.maxMoves);
-  const lost = state.loading(() => loadPlacements(ctx, snapshot.placements));
+  const lost = state.loading(() => loadPlacements(ctx, snapshot.placements, snapshot.ports));
   moveLost(ctx, lost);
   recheckPlacements(ctx);
   placeAll(ctx);
@@ -66,7 +68,20 @@ function finish(ctx: PlanContext): Plan {
       r.displaces.length === 0
         ? r.displaces
         : r.displaces.filter((e) => ctx.isInitial(e, r.slot.id) && !ctx.endsOn(e, r.slot.id));
-    place.push({ unit: r.unit.name, machine: r.slot.id, displaces });
+    const ports = r.slot.ports.of(r.unit.name);
+    place.push({
+      unit: r.unit.name,
+      machine: r.slot.id,
+      displaces,
+      ...(ports !== undefined && ports.length > 0 ? { ports } : {}),
+    });
+  }
+  const portChanges: PortChange[] = [];
+  for (const key of ctx.state.portChanges) {
+    const [unit = '', machine = ''] = key.split('\u0000');
+    const s = ctx.state.byId.get(machine);
+    if (s === undefined || !s.has(unit)) continue;
+    portChanges.push({ unit, machine, ports: portsOf(s, unit) });
   }
   const unplace = [...ctx.removed.values()].filter((d) => !ctx.endsOn(d.unit, d.machine));
   const displaced: Displacement[] = ctx.displaced.filter(
@@ -94,9 +109,16 @@ function finish(ctx: PlanContext): Plan {
     unscheduled,
     displaced,
     deferred: ctx.deferred,
+    portChanges,
     moves: ctx.moves,
     machines: ctx.state.size,
   };
+}
+
+const NO_PORTS: readonly PlannedPort[] = [];
+
+function portsOf(s: MachineSlot, unit: string): readonly PlannedPort[] {
+  return s.ports.of(unit) ?? NO_PORTS;
 }
 
 /**

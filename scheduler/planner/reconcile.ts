@@ -12,7 +12,7 @@ import { aboutOneMachine, firstRejection, isFeasible, whyOf } from './chain.js';
 import { compareNames, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
-import type { UnplaceWhy } from './types.js';
+import type { PlannedPort, UnplaceWhy } from './types.js';
 
 /** A snapshot placement on a machine that is no longer in the snapshot. */
 export interface LostPlacement {
@@ -24,6 +24,7 @@ export interface LostPlacement {
 export function loadPlacements(
   ctx: PlanContext,
   placements: ReadonlyMap<string, readonly string[]>,
+  ports?: ReadonlyMap<string, ReadonlyMap<string, readonly PlannedPort[]>>,
 ): LostPlacement[] {
   const { state, units } = ctx;
   const lost: LostPlacement[] = [];
@@ -53,7 +54,7 @@ export function loadPlacements(
     }
     for (const id of keep) {
       const s = state.byId.get(id);
-      if (s !== undefined) state.add(u, s);
+      if (s !== undefined) state.add(u, s, ports?.get(u.name)?.get(id));
       else lost.push({ unit: u, machine: id });
     }
   }
@@ -108,9 +109,10 @@ export function recheckPlacements(ctx: PlanContext): void {
     const here = [...s.units].sort((a, b) => a.depth - b.depth);
     for (const u of here) {
       if (u.invalid !== '' || !s.has(u.name)) continue;
+      const held = s.ports.of(u.name);
       state.remove(u, s);
       const rejection = isFeasible(ctx, u, s, ctx.probe) ? undefined : firstRejection(ctx, u, s);
-      state.add(u, s);
+      state.add(u, s, held);
       if (rejection === undefined) continue;
       const why = whyOf(rejection.checker);
       const detail = aboutOneMachine(rejection.reason);

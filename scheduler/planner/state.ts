@@ -15,7 +15,8 @@ import {
   type Bits,
 } from './bitset.js';
 import { compareNames, type CompiledUnit } from './compile.js';
-import type { PlannerMachine } from './types.js';
+import { SlotPorts } from './ports.js';
+import type { PlannedPort, PlannerMachine } from './types.js';
 
 /** One live machine and what is placed on it. */
 export class MachineSlot {
@@ -29,12 +30,16 @@ export class MachineSlot {
   /** Placed units that declare Conflicts= / Replaces= (checked against newcomers). */
   readonly conflictDeclarers: CompiledUnit[] = [];
   readonly replaceDeclarers: CompiledUnit[] = [];
+  /** Ports the placed units hold ([X-Service] Port=). */
+  readonly ports: SlotPorts;
 
   constructor(
     /** Position in id order: the tie-break rank and the bit in every mask. */
     readonly idx: number,
     readonly machine: PlannerMachine,
-  ) {}
+  ) {
+    this.ports = new SlotPorts(machine.portRange);
+  }
 
   get id(): string {
     return this.machine.id;
@@ -66,6 +71,13 @@ export class ClusterState {
   readonly live: Bits;
   /** Removals so far (the placement loop retries failures when this moved). */
   removals = 0;
+  /**
+   * Snapshot placements (`unit\u0000machine`) loaded with ports other than their records
+   * hold (missing, or no longer fitting the file or the range): their records are rewritten.
+   */
+  readonly portChanges = new Set<string>();
+  /** Inside {@link loading}: placements whose ports must be picked once all are loaded. */
+  private pendingPorts: [CompiledUnit, MachineSlot, readonly PlannedPort[] | undefined][] = [];
 
   /** buckets[c] = machines with c placed units; the least-loaded ranker scans them upwards. */
   private readonly buckets: Bits[] = [];
@@ -129,10 +141,22 @@ export class ClusterState {
     return idx < 0 ? [] : [idx];
   }
 
-  /** Record a placement and update every index. The caller has checked feasibility. */
-  add(u: CompiledUnit, s: MachineSlot): void {
+  /**
+   * Record a placement and update every index. The caller has checked feasibility. `ports`:
+   * what the placement holds already (a snapshot placement, a recheck); without them, its
+   * dynamic ports are picked now.
+   */
+  add(u: CompiledUnit, s: MachineSlot, ports?: readonly PlannedPort[]): void {
     const at = s.lowerBound(u.name);
     if (s.units[at]?.name === u.name) return;
+    if (this.spreadHeld && (u.ports.length > 0 || (ports?.length ?? 0) > 0)) {
+      // Loading: ports a record holds are taken first, picks wait until every record is in,
+      // so a pick never takes a number a placement loaded later holds.
+      const complete =
+        ports !== undefined && u.ports.every((w) => ports.some((p) => p.name === w.name));
+      if (!complete) this.pendingPorts.push([u, s, ports]);
+      else if (s.ports.hold(u, ports)) this.portChanges.add(`${u.name}\u0000${s.id}`);
+    } else if (u.ports.length > 0) s.ports.hold(u, ports);
     this.move(s, s.units.length, s.units.length + 1);
     s.units.splice(at, 0, u);
     s.cpu += u.cpu;
@@ -157,6 +181,7 @@ export class ClusterState {
     s.units.splice(at, 1);
     s.cpu -= u.cpu;
     s.memory -= u.memory;
+    s.ports.release(u);
     if (u.template !== '') {
       const n = (s.templates.get(u.template) ?? 1) - 1;
       if (n === 0) s.templates.delete(u.template);
@@ -229,6 +254,10 @@ export class ClusterState {
       return load();
     } finally {
       this.spreadHeld = false;
+      for (const [u, s, ports] of this.pendingPorts) {
+        if (s.has(u.name) && s.ports.hold(u, ports)) this.portChanges.add(`${u.name}\u0000${s.id}`);
+      }
+      this.pendingPorts = [];
       for (const [template, byKey] of this.spread) {
         for (const [key, index] of byKey) {
           const counts = new Map<string, number>();

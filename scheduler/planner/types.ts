@@ -23,6 +23,34 @@ export interface PlannerMachine {
    * not): only such machines take units with an image (`PlannerUnit.image`). Default false.
    */
   readonly runsImages?: boolean;
+  /**
+   * The range dynamic ports are picked from (the agent's `--port-range`, inclusive). Default
+   * {@link DEFAULT_PORT_RANGE}.
+   */
+  readonly portRange?: PortRange;
+}
+
+/** An inclusive range of port numbers. */
+export interface PortRange {
+  readonly first: number;
+  readonly last: number;
+}
+
+/** The agent's default `--port-range` (Nomad's dynamic range): also for machines that name none. */
+export const DEFAULT_PORT_RANGE: PortRange = { first: 20000, last: 32767 };
+
+/** One `[X-Service] Port=` of a unit: `number` 0 for a dynamic port. */
+export interface PortWanted {
+  readonly name: string;
+  readonly number: number;
+}
+
+/** A port a placement holds: `Placement.ports` in records.proto. */
+export interface PlannedPort {
+  readonly name: string;
+  readonly number: number;
+  /** Asked for by number (Port=NAME=NUMBER), not picked from the range. */
+  readonly static: boolean;
 }
 
 /** An active unit (desired loaded or launched). Inactive units are simply not given. */
@@ -38,6 +66,8 @@ export interface PlannerUnit {
   readonly desired: Exclude<UnitStateName, 'inactive'>;
   /** True when the unit runs an image (`[Container]`): it needs a machine that runs images. */
   readonly image?: boolean;
+  /** `[X-Service] Port=` lines in file order: placement resources on its machine. */
+  readonly ports?: readonly PortWanted[];
 }
 
 /**
@@ -52,6 +82,12 @@ export interface Snapshot {
    * unit has at most one (extras are unplaced). Ids of machines not in `machines` are lost.
    */
   readonly placements: ReadonlyMap<string, readonly string[]>;
+  /**
+   * The ports existing placements hold: unit name -> machine id -> ports. A placement of a
+   * unit with Port= lines that is missing here (or holds ports that no longer fit its file or
+   * its machine's range) gets them picked, reported in `Plan.portChanges`.
+   */
+  readonly ports?: ReadonlyMap<string, ReadonlyMap<string, readonly PlannedPort[]>>;
 }
 
 /** Options of one pass; {@link fillPlanOptions} documents and applies the defaults. */
@@ -90,6 +126,15 @@ export interface PlaceDecision {
   readonly machine: string;
   /** Units this placement displaces from `machine` (Replaces=); each is also in `unplace`. */
   readonly displaces: readonly string[];
+  /** The ports it holds on `machine`, in Port= order; absent for a unit without Port=. */
+  readonly ports?: readonly PlannedPort[];
+}
+
+/** An existing placement that stays where it is, but holds other ports from now on. */
+export interface PortChange {
+  readonly unit: string;
+  readonly machine: string;
+  readonly ports: readonly PlannedPort[];
 }
 
 /**
@@ -154,6 +199,8 @@ export interface Plan {
   readonly displaced: readonly Displacement[];
   /** Work left for a later pass because of maxMoves. */
   readonly deferred: readonly DeferredMove[];
+  /** Placements kept where they are with other ports: write them in place. */
+  readonly portChanges: readonly PortChange[];
   /** Already-placed units stopped or moved by this plan, counted against maxMoves. */
   readonly moves: number;
   /** Machines in the snapshot. */

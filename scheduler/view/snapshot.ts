@@ -11,7 +11,7 @@
  * the planner neither places it nor stops it where it already runs.
  */
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
-import type { PlannerMachine, PlannerUnit, Snapshot } from '../planner/index.js';
+import type { PlannedPort, PlannerMachine, PlannerUnit, Snapshot } from '../planner/index.js';
 import { templateOf } from '../../store/index.js';
 import {
   parseUnit,
@@ -183,6 +183,10 @@ export function toPlannerMachine(
     drained: config?.drained ?? false,
     // The driver the agent registered with: runc runs images, the process driver does not.
     runsImages: machine.driver === 'runc',
+    // 0 in a record (an agent from before ports) leaves the planner's default range.
+    ...(machine.portRangeFirst > 0 && machine.portRangeLast > 0
+      ? { portRange: { first: machine.portRangeFirst, last: machine.portRangeLast } }
+      : {}),
   };
 }
 
@@ -198,6 +202,9 @@ export function toPlannerUnit(
     resources: def.service.resources,
     desired,
     image: def.container !== undefined,
+    ...(def.xService !== undefined
+      ? { ports: def.xService.ports.map((p) => ({ name: p.name, number: p.number })) }
+      : {}),
   };
 }
 
@@ -240,9 +247,16 @@ export function buildSnapshot(
     active.set(name, { name, hash: unit.hash, desired });
   }
   const placements = new Map<string, string[]>();
+  const ports = new Map<string, Map<string, readonly PlannedPort[]>>();
   for (const [name, byMachine] of records.placements) {
     if (hidden.has(name) || byMachine.size === 0) continue;
     placements.set(name, [...byMachine.keys()].sort());
+    for (const [machine, p] of byMachine) {
+      if (p.ports.length === 0) continue;
+      let held = ports.get(name);
+      if (held === undefined) ports.set(name, (held = new Map()));
+      held.set(machine, p.ports);
+    }
   }
-  return { snapshot: { machines, units, placements }, active, invalid };
+  return { snapshot: { machines, units, placements, ports }, active, invalid };
 }

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startAgent, type Agent, type AgentTuning } from '../../agent/main.js';
 import { parseAgentArgs, type AgentOptions } from '../../agent/options.js';
-import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import type { PortAssignment, UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
 import { parseUnit } from '../../unit/index.js';
 import { assertEventually, freePort, type EtcdServer } from '../../testkit/index.js';
@@ -139,13 +139,17 @@ export async function spawnAgent(t: ExecutionContext, setup: AgentSetup): Promis
   };
 }
 
-/** Writes `units/<name>` with `text` and places it on `machine`; returns the unit's hash. */
+/**
+ * Writes `units/<name>` with `text` and places it on `machine` (holding `ports`, as the
+ * leader assigns them for [X-Service] Port=); returns the unit's hash.
+ */
 export async function place(
   store: Store,
   machine: string,
   name: string,
   text: string,
   desiredState: 'loaded' | 'launched' = 'launched',
+  ports: readonly PortAssignment[] = [],
 ): Promise<string> {
   const hash = parseUnit(name, text).hash;
   await store.putRecord(codecs.unit, store.keys.unit(name), {
@@ -160,7 +164,7 @@ export async function place(
     hash,
     epoch: 1n,
     desiredState,
-    ports: [],
+    ports: [...ports],
   });
   return hash;
 }

@@ -10,6 +10,8 @@ import {
   type PlanOptions,
   type PlannerMachine,
   type PlannerUnit,
+  type PortRange,
+  type PortWanted,
   type Snapshot,
 } from '../../scheduler/planner/index.js';
 
@@ -23,6 +25,8 @@ export interface MachineSpec {
   drained?: boolean;
   /** Its driver runs images (runc); default false, like the process driver. */
   images?: boolean;
+  /** Its dynamic port range; default the planner's (20000-32767). */
+  portRange?: PortRange;
 }
 
 /** A machine with 4000 millicores and 8 GiB unless told otherwise. */
@@ -33,6 +37,7 @@ export function machine(id: string, spec: MachineSpec = {}): PlannerMachine {
     capacity: { cpuMillicores: spec.cpu ?? 4000, memoryBytes: spec.memory ?? 8 * GIB, tasks: 0 },
     drained: spec.drained ?? false,
     runsImages: spec.images ?? false,
+    ...(spec.portRange !== undefined ? { portRange: spec.portRange } : {}),
   };
 }
 
@@ -47,6 +52,8 @@ export interface UnitSpec extends FleetSpec {
   desired?: 'loaded' | 'launched';
   /** Runs an image (`[Container]`). */
   image?: boolean;
+  /** `[X-Service] Port=` lines: number 0 for a dynamic port. */
+  ports?: readonly PortWanted[];
 }
 
 /** The template of an instance or template name (`web@3.service` -> `web@.service`). */
@@ -59,10 +66,11 @@ export function templateOf(name: string): string {
 
 /** An active unit; no constraints and no reservation unless told otherwise. */
 export function unit(name: string, spec: UnitSpec = {}): PlannerUnit {
-  const { cpu, memory, desired, metadata, image, ...fleet } = spec;
+  const { cpu, memory, desired, metadata, image, ports, ...fleet } = spec;
   return {
     name,
     image: image ?? false,
+    ...(ports !== undefined ? { ports } : {}),
     template: templateOf(name),
     desired: desired ?? 'launched',
     resources: { cpuMillicores: cpu ?? 0, memoryBytes: memory ?? 0, tasks: 0 },

@@ -18,6 +18,8 @@ export interface PropagationOptions {
   readonly perProcess: number;
   readonly services: number;
   readonly endpoints: number;
+  /** Services each routing agent follows (the probe service first). */
+  readonly watched: number;
   readonly changes: number;
 }
 
@@ -26,6 +28,7 @@ export interface PropagationResult {
   readonly routers: number;
   readonly services: number;
   readonly endpoints: number;
+  readonly watched: number;
   readonly changes: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -155,6 +158,7 @@ export async function propagation(
     routers: opts.routers,
     services: opts.services,
     endpoints: opts.endpoints,
+    watched: opts.watched,
     changes: opts.changes,
     p50Ms: pct(0.5),
     p99Ms: pct(0.99),

@@ -41,6 +41,8 @@ const { values } = parseArgs({
     routers: { type: 'string', default: '200' },
     endpoints: { type: 'string', default: '10000' },
     services: { type: 'string', default: '10' },
+    watched: { type: 'string', default: '1' },
+    only: { type: 'string', default: 'all' },
     changes: { type: 'string', default: '50' },
   },
 });
@@ -140,20 +142,6 @@ async function main(): Promise<void> {
       mesh: await wrk(dir, meshPort, { connections, seconds: SECONDS * 2, delayMs: DELAY_MS }),
     };
 
-    const prop3 = await propagation(etcd.endpoint, CHILD, {
-      routers: 3,
-      perProcess: 1,
-      services: 1,
-      endpoints: 6,
-      changes: Number(values.changes),
-    });
-    const propBig = await propagation(etcd.endpoint, CHILD, {
-      routers: Number(values.routers),
-      perProcess: 50,
-      services: Number(values.services),
-      endpoints: Number(values.endpoints),
-      changes: Number(values.changes),
-    });
     store.close();
 
     console.log(
@@ -183,9 +171,25 @@ async function main(): Promise<void> {
       `  mesh   ${half.mesh.rps.toFixed(0)} req/s p50 ${half.mesh.p50Ms.toFixed(3)} ms p99 ${half.mesh.p99Ms.toFixed(3)} ms`,
     );
     console.log(`  added p99: ${added.toFixed(3)} ms (target <= 1 ms)`);
+    const prop3 = await propagation(etcd.endpoint, CHILD, {
+      routers: 3,
+      perProcess: 1,
+      services: 1,
+      endpoints: 6,
+      watched: 1,
+      changes: Number(values.changes),
+    });
+    const propBig = await propagation(etcd.endpoint, CHILD, {
+      routers: Number(values.routers),
+      perProcess: 50,
+      services: Number(values.services),
+      endpoints: Number(values.endpoints),
+      watched: Number(values.watched),
+      changes: Number(values.changes),
+    });
     for (const p of [prop3, propBig]) {
       console.log(
-        `\nendpoint change -> all ${p.routers} routing agents (${p.endpoints} endpoints in ${p.services} services, ${p.changes} changes):` +
+        `\nendpoint change -> all ${p.routers} routing agents (${p.endpoints} endpoints in ${p.services} services, each agent following ${p.watched}; ${p.changes} changes):` +
           ` p50 ${p.p50Ms} ms p99 ${p.p99Ms} ms max ${p.maxMs} ms (setup ${p.setupMs} ms)`,
       );
     }

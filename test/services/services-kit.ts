@@ -4,6 +4,9 @@
  * etcd (as the API and the agents write them), and a client that reads one answer.
  */
 import type { ExecutionContext } from 'ava';
+import { createSocket } from 'node:dgram';
+import * as dnsPacket from 'dns-packet';
+import type { DecodedPacket, SrvAnswer, StringAnswer } from 'dns-packet';
 import { connect, createServer, type Server } from 'node:net';
 import { pino } from 'pino';
 import { ServiceDirectory } from '../../agent/sync/service-directory.js';
@@ -114,4 +117,47 @@ export function ask(port: number): Promise<string> {
       resolve(text.trim());
     });
   });
+}
+
+/** One DNS query over UDP to `host:port`; the decoded answer (at most 3 s). */
+export function dnsQuery(
+  host: string,
+  port: number,
+  name: string,
+  type: 'A' | 'SRV',
+): Promise<DecodedPacket> {
+  const msg = dnsPacket.encode({
+    type: 'query',
+    id: Math.floor(Math.random() * 65_535),
+    questions: [{ type, name }],
+  });
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    const timer = setTimeout(() => {
+      sock.close();
+      reject(new Error(`no DNS answer for ${name} from ${host}:${port}`));
+    }, 3_000);
+    sock.on('message', (answer) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(dnsPacket.decode(answer));
+    });
+    sock.send(msg, port, host);
+  });
+}
+
+/** The A addresses of an answer, sorted. */
+export function aRecords(p: DecodedPacket): string[] {
+  return (p.answers ?? [])
+    .filter((a): a is StringAnswer => a.type === 'A')
+    .map((a) => a.data)
+    .sort();
+}
+
+/** The SRV targets of an answer as `hex.addr.flotilla:port`, sorted. */
+export function srvRecords(p: DecodedPacket): string[] {
+  return (p.answers ?? [])
+    .filter((a): a is SrvAnswer => a.type === 'SRV')
+    .map((a) => `${a.data.target}:${a.data.port}`)
+    .sort();
 }

@@ -63,6 +63,11 @@ export default tseslint.config(
     rules: restricted(noTests, noStore('The local unit runtime')),
   },
   {
+    // The routing mesh and DNS read services through agent/mesh/catalog.ts; sync/ feeds it.
+    files: ['agent/mesh/**/*.ts', 'agent/dns/**/*.ts'],
+    rules: restricted(noTests, noStore('The routing mesh and DNS')),
+  },
+  {
     // The runtime drivers are the agent's floor: they import nothing above them.
     files: ['agent/runtime/**/*.ts'],
     rules: restricted(noTests, noStore('The runtime'), {

@@ -36,6 +36,7 @@ import {
 } from './sync/registration.js';
 import { StateReporter } from './sync/state-reporter.js';
 import { startTailServer, type TailServer } from './logs/tail-server.js';
+import { startServices, type Services } from './services.js';
 
 export { AGENT_USAGE } from './options.js';
 
@@ -93,6 +94,7 @@ export async function startAgent(
   const ops = new AgentOps(store, opts.metricsListen !== undefined);
   let units: UnitManager;
   let tail: TailServer | undefined;
+  let services: Services | undefined;
   try {
     units = await UnitManager.create({
       machineId: opts.machineId,
@@ -146,8 +148,10 @@ export async function startAgent(
         units: () => units.list(),
         logPath: (name) => units.logs.path(name),
         ...(units.images === undefined ? {} : { images: units.images }),
+        services: () => services?.metrics(),
       });
     }
+    services = await startServices(store, opts, log);
   } catch (err) {
     await ops.close();
     await tail?.close();
@@ -162,12 +166,15 @@ export async function startAgent(
   }
 
   const startedAt = Date.now();
-  const machine = machineRecord(
-    opts,
-    units.driver.name,
-    advertisedEndpoint(tail.address, opts.publicIp),
-    startedAt,
-  );
+  const machine = {
+    ...machineRecord(
+      opts,
+      units.driver.name,
+      advertisedEndpoint(tail.address, opts.publicIp),
+      startedAt,
+    ),
+    dnsEndpoint: services.dnsEndpoint,
+  };
   late.machine = machine;
   const reg = new Registration(store, log.child({ component: 'presence' }), {
     machine,
@@ -204,6 +211,12 @@ export async function startAgent(
   const registeredOnce = reg.start();
   registeredOnce.catch(() => undefined);
   rec.start();
+  const servicesOf = services;
+  servicesOf.startMesh((meshProblems) => {
+    // The record says which published ports this machine cannot serve (flotctl shows them).
+    late.machine = { ...(late.machine ?? machine), meshProblems };
+    reg.update(late.machine);
+  });
   log.info(
     {
       etcd: opts.endpoints,
@@ -242,6 +255,7 @@ export async function startAgent(
     await endpoints.close();
     await reporter.close();
     await reg.close(!keepUnits);
+    await servicesOf.close();
     await tail.close();
     await ops.close();
     store.close();

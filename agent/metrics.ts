@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UnitState } from '../proto/flotilla/v1/records.js';
 import type { PresenceEvent, StoreRequest } from '../store/index.js';
+import type { ServicesMetrics } from './services.js';
 
 const ACTIVE_STATES = ['active', 'activating', 'deactivating', 'inactive', 'failed'] as const;
 
@@ -20,6 +21,8 @@ export interface AgentMetricsSource {
   logPath(unit: string): string;
   /** The machine's image store (runc driver only): pulls made, and bytes it holds. */
   readonly images?: { readonly stats: { readonly pulls: number }; usage(): Promise<number> };
+  /** The routing mesh and DNS, when the agent runs them. */
+  readonly services?: () => ServicesMetrics | undefined;
 }
 
 export class AgentMetrics {
@@ -97,6 +100,65 @@ export class AgentMetrics {
           }
         }
         this.set(total);
+      },
+    });
+    const servicesOf = (): ServicesMetrics | undefined => sourceOf()?.services?.();
+    new Gauge({
+      name: 'flotilla_agent_mesh_port_problems',
+      help: 'published ports the routing mesh cannot listen on here (something else holds them)',
+      registers,
+      collect(this: Gauge) {
+        this.set(servicesOf()?.problems ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_agent_mesh_endpoints',
+      help: 'serving endpoints each published port forwards to',
+      labelNames: ['service', 'port'],
+      registers,
+      collect(this: Gauge) {
+        this.reset();
+        for (const p of servicesOf()?.ports ?? []) {
+          this.set({ service: p.service, port: String(p.port) }, p.backends);
+        }
+      },
+    });
+    new Counter({
+      name: 'flotilla_agent_mesh_connections_total',
+      help: 'connections the routing mesh accepted, by published port and outcome',
+      labelNames: ['service', 'port', 'outcome'],
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        for (const p of servicesOf()?.ports ?? []) {
+          const labels = { service: p.service, port: String(p.port) };
+          this.inc({ ...labels, outcome: 'accepted' }, p.stats.accepted);
+          this.inc({ ...labels, outcome: 'refused' }, p.stats.refused);
+          this.inc({ ...labels, outcome: 'connect_failed' }, p.stats.connectFailures);
+        }
+      },
+    });
+    new Gauge({
+      name: 'flotilla_agent_service_watches',
+      help: 'services whose endpoints this machine follows (routed here or asked of its DNS)',
+      registers,
+      collect(this: Gauge) {
+        this.set(servicesOf()?.watched ?? 0);
+      },
+    });
+    new Counter({
+      name: 'flotilla_agent_dns_queries_total',
+      help: 'DNS queries answered, by outcome (refused: outside the zone, no recursor)',
+      labelNames: ['outcome'],
+      registers,
+      collect(this: Counter) {
+        const dns = servicesOf()?.dns;
+        this.reset();
+        if (dns === undefined) return;
+        this.inc({ outcome: 'all' }, dns.queries);
+        this.inc({ outcome: 'refused' }, dns.refused);
+        this.inc({ outcome: 'forwarded' }, dns.forwarded);
+        this.inc({ outcome: 'failed' }, dns.failed);
       },
     });
     this.startSeconds = new Histogram({

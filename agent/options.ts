@@ -73,6 +73,14 @@ export interface AgentOptions {
   readonly registry?: RegistryOptions;
   /** The image store's budget in bytes; 0: a quarter of its disk (`--image-store-max`). */
   readonly imageStoreMaxBytes?: number;
+  /** Serve every service's published port here (`--mesh`, default on; `--no-mesh` off). */
+  readonly mesh?: boolean;
+  /** The address published ports listen on (`--mesh-listen-address`, default 0.0.0.0). */
+  readonly meshListenAddress?: string;
+  /** host:port of the DNS server (`--dns-listen`); absent: no DNS. */
+  readonly dnsListen?: string;
+  /** host:port other names are forwarded to (`--dns-recursor`); absent: REFUSED. */
+  readonly dnsRecursor?: string;
   /** Dynamic ports ([X-Service] Port=NAME) are picked from here (`--port-range`, inclusive). */
   readonly portRange?: { readonly first: number; readonly last: number };
 }
@@ -126,6 +134,15 @@ TLS (PEM files; see docs/operations.md):
   --tls-key-file FILE        its key
   --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
 
+Services (see docs/operations.md):
+  --mesh, --no-mesh          serve the routing mesh, or not (default --mesh: every published
+                             port of every service listens here and forwards to its
+                             endpoints)
+  --mesh-listen-address ADDR where published ports listen (default 0.0.0.0: every address)
+  --dns-listen HOST:PORT     answer DNS for NAME.service.flotilla here, UDP and TCP
+                             (default none: no DNS)
+  --dns-recursor HOST:PORT   forward other names there (default: answer them REFUSED)
+
 Images (see docs/operations.md):
   --image-store-max SIZE     collect unused images past this size, bytes or K/M/G/T
                              (default: a quarter of the disk holding --state-dir)
@@ -145,6 +162,11 @@ const agentFlags = {
   'keep-units-on-exit': { type: 'boolean' },
   tick: { type: 'string' },
   'image-store-max': { type: 'string' },
+  mesh: { type: 'boolean' },
+  'no-mesh': { type: 'boolean' },
+  'mesh-listen-address': { type: 'string' },
+  'dns-listen': { type: 'string' },
+  'dns-recursor': { type: 'string' },
   'port-range': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
@@ -268,7 +290,42 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     ...(metricsListen === undefined ? {} : { metricsListen }),
     registry: parseRegistryFlags(args, host.readFile),
     imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
+    ...serviceOptions(args),
     portRange: parsePortRange(args.string('port-range')),
+  };
+}
+
+/** The routing mesh's and DNS's flags. */
+function serviceOptions(args: DaemonArgs): {
+  mesh: boolean;
+  meshListenAddress?: string;
+  dnsListen?: string;
+  dnsRecursor?: string;
+} {
+  if (args.boolean('mesh') && args.boolean('no-mesh')) {
+    throw new UsageError('--mesh and --no-mesh: give one of them');
+  }
+  const mesh = !args.boolean('no-mesh');
+  const meshListenAddress = args.string('mesh-listen-address');
+  if (meshListenAddress !== undefined && !/^[0-9A-Fa-f.:]+$/.test(meshListenAddress)) {
+    throw new UsageError(
+      `--mesh-listen-address=${meshListenAddress}: expected an IP address (e.g. 0.0.0.0)`,
+    );
+  }
+  const hostPort = (flag: string): string | undefined => {
+    const value = args.string(flag);
+    if (value !== undefined && !/^(\[[0-9A-Fa-f:]+\]|[^:\s]+):\d{1,5}$/.test(value)) {
+      throw new UsageError(`--${flag}=${value}: expected HOST:PORT (e.g. 127.0.0.1:5353)`);
+    }
+    return value;
+  };
+  const dnsListen = hostPort('dns-listen');
+  const dnsRecursor = hostPort('dns-recursor');
+  return {
+    mesh,
+    ...(meshListenAddress === undefined ? {} : { meshListenAddress }),
+    ...(dnsListen === undefined ? {} : { dnsListen }),
+    ...(dnsRecursor === undefined ? {} : { dnsRecursor }),
   };
 }
 

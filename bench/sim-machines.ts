@@ -61,6 +61,7 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
       portRangeLast: 32767,
       dnsEndpoint: '',
       startedAt,
+      meshProblems: [],
     };
     return { index, id, record, lease: undefined, alive: true };
   });

@@ -32,6 +32,7 @@ export function makeMachine(overrides: MachineOverrides = {}): Machine {
     portRangeLast: 32767,
     dnsEndpoint: '',
     startedAt: 0n,
+    meshProblems: [],
     ...rest,
     capacity: { cpuMillicores: 4000n, memoryBytes: 8n * GIB, tasks: 1024n, ...capacity },
   };

@@ -84,6 +84,7 @@ export function machineRecord(
     portRangeLast: opts.portRange?.last ?? 32767,
     dnsEndpoint: '',
     startedAt: BigInt(startedAt),
+    meshProblems: [],
   };
 }
 
@@ -148,6 +149,11 @@ export class Registration {
 
   /** Re-registers now if the lease is gone (a write said so before the keepalive did). */
   checkLease(machine: Machine): void {
+    this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);
+  }
+
+  /** Rewrites the machine record (under the same lease) with what changed in it. */
+  update(machine: Machine): void {
     this.presence.update(codecs.machine.encode(machine)).catch(() => undefined);
   }
 

@@ -153,6 +153,8 @@ export function agentProcess(record: ClusterRecord, agent: AgentRecord): Process
       `--driver=${record.driver}`,
       `--state-dir=${agent.stateDir}`,
       `--logs-listen=${agent.logsListen}`,
+      // In its own namespace each machine answers DNS on its address, port 53, as a host would.
+      ...(agent.netns === undefined ? [] : [`--dns-listen=${agent.ip}:53`]),
       ...record.agentFlags,
     ],
     logPath: join(record.dir, 'logs', `agent-${agent.index}.log`),

@@ -187,6 +187,7 @@ const EMPTY_MACHINE: Machine = {
   portRangeLast: 0,
   dnsEndpoint: '',
   startedAt: 0n,
+  meshProblems: [],
 };
 
 /** The bounded record of a machine lost at `now` with `placed` (names in order) on it. */

@@ -77,6 +77,11 @@ export interface Machine {
   portRangeLast: number;
   /** host:port the agent answers DNS on (--dns-listen); empty without one. */
   dnsEndpoint: string;
+  /**
+   * Published ports this machine's routing mesh cannot listen on (something else holds
+   * them), rewritten when that changes; empty while every published port is served.
+   */
+  meshProblems: MeshProblem[];
 }
 
 export interface Machine_MetadataEntry {
@@ -331,6 +336,14 @@ export interface Service {
   publishPortName: string;
   /** The units and templates (web@.service) that declare it, sorted. */
   units: string[];
+}
+
+/** A published port one machine's routing mesh cannot listen on (Machine.mesh_problems). */
+export interface MeshProblem {
+  service: string;
+  port: number;
+  /** What the system said, e.g. "listen EADDRINUSE: address already in use 0.0.0.0:8080". */
+  error: string;
 }
 
 function createBaseUnit(): Unit {
@@ -846,6 +859,7 @@ function createBaseMachine(): Machine {
     portRangeFirst: 0,
     portRangeLast: 0,
     dnsEndpoint: "",
+    meshProblems: [],
   };
 }
 
@@ -886,6 +900,9 @@ export const Machine: MessageFns<Machine> = {
     }
     if (message.dnsEndpoint !== "") {
       writer.uint32(90).string(message.dnsEndpoint);
+    }
+    for (const v of message.meshProblems) {
+      MeshProblem.encode(v!, writer.uint32(402).fork()).join();
     }
     return writer;
   },
@@ -994,6 +1011,14 @@ export const Machine: MessageFns<Machine> = {
             message.dnsEndpoint = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.meshProblems.push(MeshProblem.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1054,6 +1079,11 @@ export const Machine: MessageFns<Machine> = {
         : isSet(object.dns_endpoint)
         ? globalThis.String(object.dns_endpoint)
         : "",
+      meshProblems: globalThis.Array.isArray(object?.meshProblems)
+        ? object.meshProblems.map((e: any) => MeshProblem.fromJSON(e))
+        : globalThis.Array.isArray(object?.mesh_problems)
+        ? object.mesh_problems.map((e: any) => MeshProblem.fromJSON(e))
+        : [],
     };
   },
 
@@ -1098,6 +1128,9 @@ export const Machine: MessageFns<Machine> = {
     if (message.dnsEndpoint !== "") {
       obj.dnsEndpoint = message.dnsEndpoint;
     }
+    if (message.meshProblems?.length) {
+      obj.meshProblems = message.meshProblems.map((e) => MeshProblem.toJSON(e));
+    }
     return obj;
   },
 
@@ -1127,6 +1160,7 @@ export const Machine: MessageFns<Machine> = {
     message.portRangeFirst = object.portRangeFirst ?? 0;
     message.portRangeLast = object.portRangeLast ?? 0;
     message.dnsEndpoint = object.dnsEndpoint ?? "";
+    message.meshProblems = object.meshProblems?.map((e) => MeshProblem.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3574,6 +3608,107 @@ export const Service: MessageFns<Service> = {
     message.publish = object.publish ?? 0;
     message.publishPortName = object.publishPortName ?? "";
     message.units = object.units?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseMeshProblem(): MeshProblem {
+  return { service: "", port: 0, error: "" };
+}
+
+export const MeshProblem: MessageFns<MeshProblem> = {
+  encode(message: MeshProblem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).int32(message.port);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MeshProblem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMeshProblem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MeshProblem {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: MeshProblem): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MeshProblem>, I>>(base?: I): MeshProblem {
+    return MeshProblem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MeshProblem>, I>>(object: I): MeshProblem {
+    const message = createBaseMeshProblem();
+    message.service = object.service ?? "";
+    message.port = object.port ?? 0;
+    message.error = object.error ?? "";
     return message;
   },
 };

@@ -31,6 +31,8 @@ import {
 import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../daemon/tls-flags.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { ServerTls } from '../daemon/tls.js';
+import { parseTokenFile } from '../daemon/agent-token.js';
+import type { LogsClientAuth } from './logs/client-auth.js';
 import type { StoreTls } from '../store/index.js';
 import { parseMemoryBytes } from '../unit/index.js';
 
@@ -67,6 +69,11 @@ export interface AgentOptions {
   readonly etcdTls?: StoreTls;
   /** The Logs service's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly logsTls?: ServerTls;
+  /**
+   * Who may read logs (`--logs-token-file`, `--tls-client-names`); absent: any client that can
+   * connect (and pass TLS, when `logsTls` has a client CA).
+   */
+  readonly logsAuth?: LogsClientAuth;
   /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
   readonly metricsListen?: string;
   /** How image units' images are pulled (`--registry-auth-file`, `--insecure-registry`). */
@@ -120,6 +127,11 @@ TLS (PEM files; see docs/operations.md):
   --tls-cert-file FILE       serve Logs over TLS with this certificate (naming --public-ip), with:
   --tls-key-file FILE        its key
   --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
+  --tls-client-names NAMES   with --tls-client-ca-file: only certificates naming one of these
+                             (CN, DNS or IP SAN; comma-separated) may read logs
+  --logs-token-file FILE     only requests signed with this shared secret (the schedulers'
+                             --agent-token-file; 32+ characters, keep it 0600) may read logs
+  --allow-insecure-clients   serve Logs over TLS without verifying clients (refused otherwise)
 
 Images (see docs/operations.md):
   --image-store-max SIZE     collect unused images past this size, bytes or K/M/G/T
@@ -140,6 +152,9 @@ const agentFlags = {
   'keep-units-on-exit': { type: 'boolean' },
   tick: { type: 'string' },
   'image-store-max': { type: 'string' },
+  'logs-token-file': { type: 'string' },
+  'tls-client-names': { type: 'string' },
+  'allow-insecure-clients': { type: 'boolean' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -241,6 +256,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   const memory = args.string('memory');
   const etcdTls = parseEtcdTls(args, endpoints, host.readFile);
   const logsTls = parseServerTls(args, host.readFile);
+  const logsAuth = parseLogsAuth(args, logsTls, host.readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   return {
     machineId,
@@ -259,9 +275,52 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     tickMs,
     ...(etcdTls === undefined ? {} : { etcdTls }),
     ...(logsTls === undefined ? {} : { logsTls }),
+    ...(logsAuth === undefined ? {} : { logsAuth }),
     ...(metricsListen === undefined ? {} : { metricsListen }),
     registry: parseRegistryFlags(args, host.readFile),
     imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
+  };
+}
+
+/**
+ * `--logs-token-file`, `--tls-client-names` and `--allow-insecure-clients`. A certificate
+ * without any client check would look secure and let anyone read every log: refused unless
+ * said so (plaintext without a token is the development default and logged as such).
+ */
+function parseLogsAuth(
+  args: DaemonArgs,
+  tls: ServerTls | undefined,
+  readFile: (path: string) => string,
+): LogsClientAuth | undefined {
+  const tokenPath = args.string('logs-token-file');
+  let token: Buffer | undefined;
+  if (tokenPath !== undefined) {
+    try {
+      token = parseTokenFile(readFile(tokenPath));
+    } catch (err) {
+      throw new UsageError(
+        `--logs-token-file=${tokenPath}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  const names = args.list('tls-client-names', []);
+  if (names.length > 0 && tls?.clientCa === undefined) {
+    throw new UsageError('--tls-client-names needs --tls-client-ca-file (and --tls-cert-file)');
+  }
+  if (
+    tls !== undefined &&
+    tls.clientCa === undefined &&
+    token === undefined &&
+    !args.boolean('allow-insecure-clients')
+  ) {
+    throw new UsageError(
+      "--tls-cert-file without --tls-client-ca-file or --logs-token-file lets any client read every unit's log: add --tls-client-ca-file (with --tls-client-names) or --logs-token-file, or say --allow-insecure-clients",
+    );
+  }
+  if (token === undefined && names.length === 0) return undefined;
+  return {
+    ...(token === undefined ? {} : { token }),
+    ...(names.length > 0 ? { clientNames: names } : {}),
   };
 }
 

@@ -77,6 +77,7 @@ export async function startScheduler(
         logger: log,
         ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
         ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+        ...(opts.agentToken === undefined ? {} : { agentToken: opts.agentToken }),
         ...(opts.policy === undefined ? {} : { policy: opts.policy }),
         ...(opts.auditLog === undefined ? {} : { auditLog: opts.auditLog }),
         ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),

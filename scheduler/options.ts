@@ -21,6 +21,7 @@ import {
   type ReadFile,
 } from '../daemon/tls-flags.js';
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
+import { parseTokenFile } from '../daemon/agent-token.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { StoreTls } from '../store/index.js';
 import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './gate/auth-policy.js';
@@ -61,6 +62,8 @@ export interface SchedulerOptions {
    * certificate as client certificate; absent: plaintext.
    */
   readonly agentTls?: ClientTls;
+  /** The secret that signs requests to the agents' Logs services (`--agent-token-file`). */
+  readonly agentToken?: Buffer;
   /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
   readonly metricsListen?: string;
   /** Who may do what through the API (`--auth-policy`); absent: everyone everything. */
@@ -139,6 +142,8 @@ TLS (PEM files; see docs/operations.md):
   --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
   --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
                                --tls-cert-file is presented to them as client certificate
+  --agent-token-file FILE      sign requests to the agents' Logs services with this shared
+                               secret (the agents' --logs-token-file; 32+ characters, 0600)
 
 ${REGISTRY_USAGE}`;
 
@@ -152,6 +157,7 @@ const schedulerFlags = {
   'reschedule-pause-timeout': { type: 'string' },
   tick: { type: 'string' },
   'agent-ca-file': { type: 'string' },
+  'agent-token-file': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
   'max-instances': { type: 'string' },
@@ -189,6 +195,7 @@ export function parseSchedulerArgs(
     agentCa === undefined
       ? undefined
       : { ca: agentCa, ...(apiTls === undefined ? {} : { cert: apiTls.cert, key: apiTls.key }) };
+  const agentToken = readAgentToken(args.string('agent-token-file'), readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
@@ -224,6 +231,7 @@ export function parseSchedulerArgs(
       ...(etcdTls === undefined ? {} : { etcdTls }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
+      ...(agentToken === undefined ? {} : { agentToken }),
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
@@ -278,5 +286,20 @@ function fileSize(path: string): number | undefined {
     return statSync(path).size;
   } catch {
     return undefined;
+  }
+}
+
+/** `--agent-token-file`: the secret, or undefined when the flag is not given. */
+function readAgentToken(
+  path: string | undefined,
+  readFile: (path: string) => string | Buffer,
+): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return parseTokenFile(readFile(path));
+  } catch (err) {
+    throw new UsageError(
+      `--agent-token-file=${path}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }

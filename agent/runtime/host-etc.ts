@@ -98,6 +98,7 @@ export async function etcBinds(unitDir: string): Promise<EtcBind[]> {
 
 /** Where the container's `/etc/<rest>` is on the host, or undefined when it has no such file. */
 export function etcHostPath(unitDir: string, path: string): string | undefined {
+  if (path === '/etc') return join(unitDir, 'rootfs', 'etc');
   const rest = path.slice('/etc/'.length);
   const top = rest.split('/')[0] ?? '';
   if (HOST_ETC_ENTRIES.includes(top)) return path;

@@ -25,7 +25,13 @@ import { LogsClient, type LogLine, type TailRequest } from '../../proto/flotilla
 import { AgentLink } from '../../scheduler/api/agent-link.js';
 import { startApiServer } from '../../scheduler/api/server.js';
 import { openStore } from '../../store/index.js';
-import { startEtcd, uniquePrefix, type EtcdServer } from '../../testkit/index.js';
+import {
+  clientTls,
+  startEtcd,
+  testPki,
+  uniquePrefix,
+  type EtcdServer,
+} from '../../testkit/index.js';
 import { inProcessAgent, place, service, waitRunning } from './daemon-harness.js';
 
 const SECRET = 'f'.repeat(16) + '0123456789abcdef0123456789abcdef';
@@ -224,3 +230,47 @@ test('the total bound holds across clients, and a slot given back twice counts o
   t.is(typeof limits.take('ipv4:10.0.0.3:5001'), 'function');
   t.is(clientOf('ipv6:[::1]:4701'), 'ipv6:[::1]');
 });
+
+test.serial(
+  'with --tls-client-names only a certificate naming a scheduler reads logs, not any of the CA',
+  async (t) => {
+    const pki = await testPki(t);
+    const other = await pki.issue('unit-team', '/CN=webteam');
+    const prefix = uniquePrefix('logs-mtls');
+    const store = openStore({ endpoints: etcd.endpoint, prefix });
+    t.teardown(() => store.close());
+    const args = [
+      `--tls-cert-file=${pki.server.certFile}`,
+      `--tls-key-file=${pki.server.keyFile}`,
+      `--tls-client-ca-file=${pki.caFile}`,
+      '--tls-client-names=flotilla-test-client',
+    ];
+    const agent = await inProcessAgent(t, {
+      endpoint: etcd.endpoint,
+      prefix,
+      driver: 'process',
+      args,
+    });
+    await place(
+      store,
+      agent.machineId,
+      'db.service',
+      service(`ExecStart=/bin/sh -c 'echo s3cr3t; exec sleep 1000'`),
+    );
+    await waitRunning(store, 'db.service');
+    const dial = (files: typeof pki.client): LogsClient => {
+      const tls = clientTls(pki, files);
+      const c = new LogsClient(agent.logsAddress, credentials.createSsl(tls.ca, tls.key, tls.cert));
+      t.teardown(() => c.close());
+      return c;
+    };
+    const denied = await refusal(dial(other).tail(REQ));
+    t.is(denied.code, status.PERMISSION_DENIED);
+    t.regex(
+      denied.details,
+      /a certificate for webteam, .*; only flotilla-test-client \(--tls-client-names\)/,
+    );
+    const lines = await readAll(dial(pki.client).tail(REQ));
+    t.true(lines.some((l) => l.text === 's3cr3t'));
+  },
+);

@@ -88,6 +88,7 @@ export async function startAgent(
     endpoints: opts.endpoints,
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+    ...(opts.etcdAuth === undefined ? {} : { auth: opts.etcdAuth }),
   });
   const ops = new AgentOps(store, opts.metricsListen !== undefined);
   let units: UnitManager;

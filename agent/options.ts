@@ -33,7 +33,8 @@ import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { ServerTls } from '../daemon/tls.js';
 import { parseTokenFile } from '../daemon/agent-token.js';
 import type { LogsClientAuth } from './logs/client-auth.js';
-import type { StoreTls } from '../store/index.js';
+import type { StoreAuth, StoreTls } from '../store/index.js';
+import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
 import { parseMemoryBytes } from '../unit/index.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
@@ -67,6 +68,8 @@ export interface AgentOptions {
   readonly tickMs: number;
   /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
   readonly etcdTls?: StoreTls;
+  /** etcd's user and password (`--etcd-user-file`); absent: etcd without auth. */
+  readonly etcdAuth?: StoreAuth;
   /** The Logs service's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly logsTls?: ServerTls;
   /**
@@ -124,6 +127,7 @@ TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE         CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE       client certificate for etcd --client-cert-auth, with:
   --etcd-keyfile FILE        its key
+  --etcd-user-file FILE      etcd auth: one line user:password (this machine's user), 0600
   --tls-cert-file FILE       serve Logs over TLS with this certificate (naming --public-ip), with:
   --tls-key-file FILE        its key
   --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
@@ -255,6 +259,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   const cpu = args.string('cpu');
   const memory = args.string('memory');
   const etcdTls = parseEtcdTls(args, endpoints, host.readFile);
+  const etcdAuth = parseEtcdAuth(args, host.readFile);
   const logsTls = parseServerTls(args, host.readFile);
   const logsAuth = parseLogsAuth(args, logsTls, host.readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
@@ -274,6 +279,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     logLevel: args.stringOr('log-level', AGENT_DEFAULTS.logLevel),
     tickMs,
     ...(etcdTls === undefined ? {} : { etcdTls }),
+    ...(etcdAuth === undefined ? {} : { etcdAuth }),
     ...(logsTls === undefined ? {} : { logsTls }),
     ...(logsAuth === undefined ? {} : { logsAuth }),
     ...(metricsListen === undefined ? {} : { metricsListen }),

@@ -57,6 +57,7 @@ export async function startScheduler(
     endpoints: opts.endpoints,
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+    ...(opts.etcdAuth === undefined ? {} : { auth: opts.etcdAuth }),
   });
   // The replica's one mirror of the cluster: the leader plans from it, the API reads from it.
   const mirror = new ClusterMirror(store);

@@ -23,7 +23,8 @@ import {
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
 import { parseTokenFile } from '../daemon/agent-token.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
-import type { StoreTls } from '../store/index.js';
+import type { StoreAuth, StoreTls } from '../store/index.js';
+import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
 import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './gate/auth-policy.js';
 import { DEFAULT_MAX_INSTANCES } from './api/admission.js';
 import { QUOTA_DEFAULTS } from './api/quota.js';
@@ -55,6 +56,8 @@ export interface SchedulerOptions {
   readonly tickMs: number;
   /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
   readonly etcdTls?: StoreTls;
+  /** etcd's user and password (`--etcd-user-file`); absent: etcd without auth. */
+  readonly etcdAuth?: StoreAuth;
   /** The API's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly apiTls?: ServerTls;
   /**
@@ -137,6 +140,7 @@ TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE           CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE         client certificate for etcd --client-cert-auth, with:
   --etcd-keyfile FILE          its key
+  --etcd-user-file FILE        etcd auth: one line user:password (the schedulers' user), 0600
   --tls-cert-file FILE         serve the API over TLS with this certificate, with:
   --tls-key-file FILE          its key
   --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
@@ -187,6 +191,7 @@ export function parseSchedulerArgs(
   const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
   if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
   const etcdTls = parseEtcdTls(args, endpoints, readFile);
+  const etcdAuth = parseEtcdAuth(args, readFile);
   const apiTls = parseServerTls(args, readFile);
   const agentCa = pemFlag(args, 'agent-ca-file', 'certificate', readFile);
   // The API's certificate doubles as the client certificate agents may require; it needs the
@@ -229,6 +234,7 @@ export function parseSchedulerArgs(
       lossSettleMs: args.durationMs('loss-settle', SCHEDULER_DEFAULTS.lossSettleMs),
       tickMs,
       ...(etcdTls === undefined ? {} : { etcdTls }),
+      ...(etcdAuth === undefined ? {} : { etcdAuth }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
       ...(agentToken === undefined ? {} : { agentToken }),

@@ -87,7 +87,7 @@ serial('without credentials etcd refuses a write, however it is reached', async 
 });
 
 serial(
-  "a machine's etcd user reads its placements and writes its record, and nothing of the cluster's else",
+  "a machine's etcd user, with which its agent registers and reports, is denied other machines' records, unit files, placements and the election",
   async (t) => {
     const store = storeAsAgent(1);
     t.teardown(() => store.close());

@@ -89,15 +89,15 @@ const CLONE_NAMESPACE_FLAGS = [
   0x40000000, // CLONE_NEWNET
 ];
 
-/** x86-64 with its 32-bit ABIs, arm64 with its 32-bit one: the native one alone would let a
- * 32-bit binary call everything. */
-const ARCHITECTURES = [
-  'SCMP_ARCH_X86_64',
-  'SCMP_ARCH_X86',
-  'SCMP_ARCH_X32',
-  'SCMP_ARCH_AARCH64',
-  'SCMP_ARCH_ARM',
-];
+/**
+ * The native architecture with its 32-bit ABIs: the native one alone would let a 32-bit binary
+ * call everything. Only this host's family: every architecture more is a filter more that
+ * runc compiles at each start.
+ */
+const ARCHITECTURES: readonly string[] =
+  process.arch === 'arm64'
+    ? ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']
+    : ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
 
 /**
  * The profile of a container whose processes may hold `capabilities` (its bounding set): the

@@ -48,7 +48,7 @@ export interface RuncDriverOptions {
   readonly root?: string;
 }
 
-/** Cgroup v1 controllers whose directories the driver tidies when a machine's last unit goes. */
+/** Cgroup hierarchies whose directories the driver tidies when a unit goes (and its machine's last). */
 export const CGROUP_CONTROLLERS = [
   'memory',
   'cpu',
@@ -59,6 +59,9 @@ export const CGROUP_CONTROLLERS = [
   'blkio',
   'pids',
   'systemd',
+  // Not a controller: the cgroup v2 tree of a hybrid host, where runc also puts every
+  // container and never removes its directory (937 were left on this machine).
+  'unified',
 ];
 
 const HOOK_SUFFIX = '+hook';

@@ -90,6 +90,7 @@ export async function startAgent(
     endpoints: opts.endpoints,
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+    ...(opts.etcdAuth === undefined ? {} : { auth: opts.etcdAuth }),
   });
   const ops = new AgentOps(store, opts.metricsListen !== undefined);
   let units: UnitManager;
@@ -138,6 +139,7 @@ export async function startAgent(
       logs: units.logs,
       logger: log.child({ component: 'logs' }),
       ...(opts.logsTls === undefined ? {} : { tls: opts.logsTls }),
+      ...(opts.logsAuth === undefined ? {} : { auth: opts.logsAuth }),
       readiness: ops.readiness,
       hasUnit: async (name) =>
         (late.reconciler?.known().has(name) ?? false) ||
@@ -226,10 +228,17 @@ export async function startAgent(
       logs: tail.address,
       metrics: ops.address,
       logsTls: tlsMode(opts.logsTls),
+      logsAuth: logsAuthMode(opts),
       adopted: adopted.length,
     },
     'agent started',
   );
+  if (logsAuthMode(opts) === 'none') {
+    log.warn(
+      { logs: tail.address },
+      "the Logs service lets any client that reaches it read every unit's log (and units share this machine's network): give --logs-token-file or --tls-client-ca-file",
+    );
+  }
 
   let closing: Promise<void> | undefined;
   const close = async (closeOpts: AgentCloseOptions): Promise<void> => {
@@ -272,6 +281,18 @@ export async function startAgent(
     registered: () => registeredOnce,
     close: (closeOpts = {}) => (closing ??= close(closeOpts)),
   };
+}
+
+/** How the Logs service checks its clients, for the start-up log line. */
+function logsAuthMode(
+  opts: AgentOptions,
+): 'token' | 'certificate' | 'token-or-certificate' | 'ca' | 'none' {
+  const token = opts.logsAuth?.token !== undefined;
+  const names = (opts.logsAuth?.clientNames ?? []).length > 0;
+  if (token && names) return 'token-or-certificate';
+  if (token) return 'token';
+  if (names) return 'certificate';
+  return opts.logsTls?.clientCa !== undefined ? 'ca' : 'none';
 }
 
 /**

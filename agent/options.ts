@@ -31,7 +31,10 @@ import {
 import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../daemon/tls-flags.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { ServerTls } from '../daemon/tls.js';
-import type { StoreTls } from '../store/index.js';
+import { parseTokenFile } from '../daemon/agent-token.js';
+import type { LogsClientAuth } from './logs/client-auth.js';
+import type { StoreAuth, StoreTls } from '../store/index.js';
+import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
 import { parseMemoryBytes } from '../unit/index.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
@@ -65,8 +68,15 @@ export interface AgentOptions {
   readonly tickMs: number;
   /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
   readonly etcdTls?: StoreTls;
+  /** etcd's user and password (`--etcd-user-file`); absent: etcd without auth. */
+  readonly etcdAuth?: StoreAuth;
   /** The Logs service's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly logsTls?: ServerTls;
+  /**
+   * Who may read logs (`--logs-token-file`, `--tls-client-names`); absent: any client that can
+   * connect (and pass TLS, when `logsTls` has a client CA).
+   */
+  readonly logsAuth?: LogsClientAuth;
   /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
   readonly metricsListen?: string;
   /** How image units' images are pulled (`--registry-auth-file`, `--insecure-registry`). */
@@ -130,9 +140,15 @@ TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE         CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE       client certificate for etcd --client-cert-auth, with:
   --etcd-keyfile FILE        its key
+  --etcd-user-file FILE      etcd auth: one line user:password (this machine's user), 0600
   --tls-cert-file FILE       serve Logs over TLS with this certificate (naming --public-ip), with:
   --tls-key-file FILE        its key
   --tls-client-ca-file FILE  require client certificates signed by this CA (the schedulers')
+  --tls-client-names NAMES   with --tls-client-ca-file: only certificates naming one of these
+                             (CN, DNS or IP SAN; comma-separated) may read logs
+  --logs-token-file FILE     only requests signed with this shared secret (the schedulers'
+                             --agent-token-file; 32+ characters, keep it 0600) may read logs
+  --allow-insecure-clients   serve Logs over TLS without verifying clients (refused otherwise)
 
 Services (see docs/operations.md):
   --mesh, --no-mesh          serve the routing mesh, or not (default --mesh: every published
@@ -168,6 +184,9 @@ const agentFlags = {
   'dns-listen': { type: 'string' },
   'dns-recursor': { type: 'string' },
   'port-range': { type: 'string' },
+  'logs-token-file': { type: 'string' },
+  'tls-client-names': { type: 'string' },
+  'allow-insecure-clients': { type: 'boolean' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -268,7 +287,9 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   const cpu = args.string('cpu');
   const memory = args.string('memory');
   const etcdTls = parseEtcdTls(args, endpoints, host.readFile);
+  const etcdAuth = parseEtcdAuth(args, host.readFile);
   const logsTls = parseServerTls(args, host.readFile);
+  const logsAuth = parseLogsAuth(args, logsTls, host.readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   return {
     machineId,
@@ -286,7 +307,9 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     logLevel: args.stringOr('log-level', AGENT_DEFAULTS.logLevel),
     tickMs,
     ...(etcdTls === undefined ? {} : { etcdTls }),
+    ...(etcdAuth === undefined ? {} : { etcdAuth }),
     ...(logsTls === undefined ? {} : { logsTls }),
+    ...(logsAuth === undefined ? {} : { logsAuth }),
     ...(metricsListen === undefined ? {} : { metricsListen }),
     registry: parseRegistryFlags(args, host.readFile),
     imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
@@ -341,6 +364,48 @@ export function parsePortRange(text: string | undefined): { first: number; last:
     );
   }
   return { first, last };
+}
+
+/**
+ * `--logs-token-file`, `--tls-client-names` and `--allow-insecure-clients`. A certificate
+ * without any client check would look secure and let anyone read every log: refused unless
+ * said so (plaintext without a token is the development default and logged as such).
+ */
+function parseLogsAuth(
+  args: DaemonArgs,
+  tls: ServerTls | undefined,
+  readFile: (path: string) => string,
+): LogsClientAuth | undefined {
+  const tokenPath = args.string('logs-token-file');
+  let token: Buffer | undefined;
+  if (tokenPath !== undefined) {
+    try {
+      token = parseTokenFile(readFile(tokenPath));
+    } catch (err) {
+      throw new UsageError(
+        `--logs-token-file=${tokenPath}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  const names = args.list('tls-client-names', []);
+  if (names.length > 0 && tls?.clientCa === undefined) {
+    throw new UsageError('--tls-client-names needs --tls-client-ca-file (and --tls-cert-file)');
+  }
+  if (
+    tls !== undefined &&
+    tls.clientCa === undefined &&
+    token === undefined &&
+    !args.boolean('allow-insecure-clients')
+  ) {
+    throw new UsageError(
+      "--tls-cert-file without --tls-client-ca-file or --logs-token-file lets any client read every unit's log: add --tls-client-ca-file (with --tls-client-names) or --logs-token-file, or say --allow-insecure-clients",
+    );
+  }
+  if (token === undefined && names.length === 0) return undefined;
+  return {
+    ...(token === undefined ? {} : { token }),
+    ...(names.length > 0 ? { clientNames: names } : {}),
+  };
 }
 
 function imageStoreMax(text: string | undefined): number {

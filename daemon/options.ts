@@ -15,6 +15,7 @@ export const commonFlags = {
   'etcd-cafile': { type: 'string' },
   'etcd-certfile': { type: 'string' },
   'etcd-keyfile': { type: 'string' },
+  'etcd-user-file': { type: 'string' },
   prefix: { type: 'string' },
   'log-level': { type: 'string' },
   'metrics-listen': { type: 'string' },

@@ -57,6 +57,7 @@ export async function startScheduler(
     endpoints: opts.endpoints,
     prefix: opts.prefix,
     ...(opts.etcdTls === undefined ? {} : { tls: opts.etcdTls }),
+    ...(opts.etcdAuth === undefined ? {} : { auth: opts.etcdAuth }),
   });
   // The replica's one mirror of the cluster: the leader plans from it, the API reads from it.
   const mirror = new ClusterMirror(store);
@@ -77,6 +78,7 @@ export async function startScheduler(
         logger: log,
         ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
         ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+        ...(opts.agentToken === undefined ? {} : { agentToken: opts.agentToken }),
         ...(opts.policy === undefined ? {} : { policy: opts.policy }),
         ...(opts.auditLog === undefined ? {} : { auditLog: opts.auditLog }),
         ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),

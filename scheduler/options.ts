@@ -21,8 +21,10 @@ import {
   type ReadFile,
 } from '../daemon/tls-flags.js';
 import type { ClientTls, ServerTls } from '../daemon/tls.js';
+import { parseTokenFile } from '../daemon/agent-token.js';
 import { parseMetricsListen } from '../daemon/metrics-server.js';
-import type { StoreTls } from '../store/index.js';
+import type { StoreAuth, StoreTls } from '../store/index.js';
+import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
 import { MAX_POLICY_BYTES, parsePolicy, PolicyError, type Policy } from './gate/auth-policy.js';
 import { DEFAULT_MAX_INSTANCES } from './api/admission.js';
 import { QUOTA_DEFAULTS } from './api/quota.js';
@@ -54,6 +56,8 @@ export interface SchedulerOptions {
   readonly tickMs: number;
   /** TLS towards etcd (`--etcd-cafile` ...); absent: plaintext or public roots. */
   readonly etcdTls?: StoreTls;
+  /** etcd's user and password (`--etcd-user-file`); absent: etcd without auth. */
+  readonly etcdAuth?: StoreAuth;
   /** The API's certificate and key, and the client CA for mutual TLS; absent: plaintext. */
   readonly apiTls?: ServerTls;
   /**
@@ -61,6 +65,8 @@ export interface SchedulerOptions {
    * certificate as client certificate; absent: plaintext.
    */
   readonly agentTls?: ClientTls;
+  /** The secret that signs requests to the agents' Logs services (`--agent-token-file`). */
+  readonly agentToken?: Buffer;
   /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
   readonly metricsListen?: string;
   /** Who may do what through the API (`--auth-policy`); absent: everyone everything. */
@@ -134,11 +140,14 @@ TLS (PEM files; see docs/operations.md):
   --etcd-cafile FILE           CA of etcd's certificate (with https:// endpoints)
   --etcd-certfile FILE         client certificate for etcd --client-cert-auth, with:
   --etcd-keyfile FILE          its key
+  --etcd-user-file FILE        etcd auth: one line user:password (the schedulers' user), 0600
   --tls-cert-file FILE         serve the API over TLS with this certificate, with:
   --tls-key-file FILE          its key
   --tls-client-ca-file FILE    require client certificates signed by this CA (mutual TLS)
   --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
                                --tls-cert-file is presented to them as client certificate
+  --agent-token-file FILE      sign requests to the agents' Logs services with this shared
+                               secret (the agents' --logs-token-file; 32+ characters, 0600)
 
 ${REGISTRY_USAGE}`;
 
@@ -152,6 +161,7 @@ const schedulerFlags = {
   'reschedule-pause-timeout': { type: 'string' },
   tick: { type: 'string' },
   'agent-ca-file': { type: 'string' },
+  'agent-token-file': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
   'max-instances': { type: 'string' },
@@ -181,6 +191,7 @@ export function parseSchedulerArgs(
   const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
   if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
   const etcdTls = parseEtcdTls(args, endpoints, readFile);
+  const etcdAuth = parseEtcdAuth(args, readFile);
   const apiTls = parseServerTls(args, readFile);
   const agentCa = pemFlag(args, 'agent-ca-file', 'certificate', readFile);
   // The API's certificate doubles as the client certificate agents may require; it needs the
@@ -189,6 +200,7 @@ export function parseSchedulerArgs(
     agentCa === undefined
       ? undefined
       : { ca: agentCa, ...(apiTls === undefined ? {} : { cert: apiTls.cert, key: apiTls.key }) };
+  const agentToken = readAgentToken(args.string('agent-token-file'), readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
@@ -222,8 +234,10 @@ export function parseSchedulerArgs(
       lossSettleMs: args.durationMs('loss-settle', SCHEDULER_DEFAULTS.lossSettleMs),
       tickMs,
       ...(etcdTls === undefined ? {} : { etcdTls }),
+      ...(etcdAuth === undefined ? {} : { etcdAuth }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
+      ...(agentToken === undefined ? {} : { agentToken }),
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
@@ -278,5 +292,20 @@ function fileSize(path: string): number | undefined {
     return statSync(path).size;
   } catch {
     return undefined;
+  }
+}
+
+/** `--agent-token-file`: the secret, or undefined when the flag is not given. */
+function readAgentToken(
+  path: string | undefined,
+  readFile: (path: string) => string | Buffer,
+): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return parseTokenFile(readFile(path));
+  } catch (err) {
+    throw new UsageError(
+      `--agent-token-file=${path}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }

@@ -7,6 +7,7 @@ import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './e
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
+import type { StoreAuth } from './etcd-auth.js';
 
 /** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
 export interface StoreOptions {
@@ -17,6 +18,8 @@ export interface StoreOptions {
   endpoints?: string | readonly string[];
   /** TLS material; given, every endpoint must be `https://`. Default: none. */
   tls?: StoreTls;
+  /** etcd's own user and password (etcd auth, store/etcd-auth.ts). Default: none. */
+  auth?: StoreAuth;
   /** Cluster key prefix. Default `/flotilla/`; a trailing slash is added when missing. */
   prefix?: string;
   /**
@@ -39,6 +42,7 @@ export interface ResolvedStoreOptions {
   readonly dialTimeoutMs: number;
   readonly callTimeoutMs: number;
   readonly tls: StoreTls | undefined;
+  readonly auth: StoreAuth | undefined;
 }
 
 /** The one place defaults live. Throws RangeError for endpoints that cannot work together. */
@@ -65,6 +69,7 @@ export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptio
     dialTimeoutMs: opts.dialTimeoutMs ?? 2_000,
     callTimeoutMs: opts.callTimeoutMs ?? 5_000,
     tls: opts.tls,
+    auth: opts.auth,
   };
 }
 
@@ -187,6 +192,9 @@ export class Store {
     this.client = new Etcd3({
       hosts: [...options.endpoints],
       ...(credentials === undefined ? {} : { credentials }),
+      ...(options.auth === undefined
+        ? {}
+        : { auth: { username: options.auth.username, password: options.auth.password } }),
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + options.callTimeoutMs },
       faultHandling: {

@@ -41,6 +41,16 @@ export {
 } from './client.js';
 export { etcdCredentials, type StoreTls } from './tls.js';
 export {
+  enableEtcdAuth,
+  ensureEtcdUser,
+  machineGrants,
+  parseEtcdUser,
+  schedulerGrants,
+  type EtcdGrant,
+  type EtcdUser,
+  type StoreAuth,
+} from './etcd-auth.js';
+export {
   isRetryable,
   isStoreError,
   StoreError,

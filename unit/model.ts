@@ -152,6 +152,12 @@ export interface ServiceOptions {
   /** Empty when unset (the default rootfs of the runtime). */
   readonly rootDirectory: string;
   readonly privateNetwork: boolean;
+  /** `AmbientCapabilities=`: what the unit's processes hold (kernel order); absent: none. */
+  readonly ambientCapabilities?: readonly string[];
+  /** `CapabilityBoundingSet=`: what they could ever gain; absent: the ambient set. */
+  readonly capabilityBoundingSet?: readonly string[];
+  /** `NoNewPrivileges=`; absent: on in containers (the process driver cannot enforce it). */
+  readonly noNewPrivileges?: boolean;
   readonly resources: ResourceRequest;
   /**
    * Set by the agent for image units only: host directories bound into the container

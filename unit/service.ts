@@ -15,6 +15,13 @@ import type {
   UnitEntry,
   UnitName,
 } from './model.js';
+import {
+  applyAmbient,
+  applyBounding,
+  finishCapabilities,
+  initialCapabilities,
+  type CapabilityState,
+} from './capabilities.js';
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
 import { expandSpecifiers } from './specifiers.js';
 import { excerpt } from './excerpt.js';
@@ -45,7 +52,9 @@ const EXEC_KEYS: ReadonlyMap<string, ExecKey> = new Map([
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type Lists = 'environment' | 'environmentFiles';
-interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | 'resources'> {
+type Caps = 'ambientCapabilities' | 'capabilityBoundingSet' | 'noNewPrivileges';
+interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | Caps | 'resources'> {
+  caps: CapabilityState;
   exec: Record<ExecKey, ExecCommand[]>;
   environment: (readonly [string, string])[];
   environmentFiles: EnvironmentFileRef[];
@@ -142,6 +151,15 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   TasksMax(s, v, line, key) {
     s.tasks = parseTasksMax(key, v, line);
   },
+  AmbientCapabilities(s, v, line, key) {
+    applyAmbient(s.caps, v, line, key);
+  },
+  CapabilityBoundingSet(s, v, line, key) {
+    applyBounding(s.caps, v, line, key);
+  },
+  NoNewPrivileges(s, v, line, key) {
+    s.caps.noNewPrivileges = requireBoolean(key, v, line);
+  },
 };
 
 /** Keys whose values get `%n %N %p %i` expanded (systemd expands them in these too). */
@@ -172,6 +190,9 @@ function reset(s: State, key: string): void {
   else if (key === 'MemoryMax' || key === 'MemoryLimit') s.memoryBytes = 0;
   else if (key === 'CPUQuota') s.cpuMillicores = 0;
   else if (key === 'TasksMax') s.tasks = 0;
+  else if (key === 'AmbientCapabilities') s.caps.ambient = new Set();
+  else if (key === 'CapabilityBoundingSet') s.caps.bounding = undefined;
+  else if (key === 'NoNewPrivileges') s.caps.noNewPrivileges = undefined;
 }
 
 /**
@@ -201,6 +222,7 @@ export function parseServiceSection(
     cpuMillicores: 0,
     memoryBytes: 0,
     tasks: 0,
+    caps: initialCapabilities(),
   };
   for (const e of entries) {
     if (errors.length >= MAX_PROBLEMS) break;
@@ -219,8 +241,13 @@ export function parseServiceSection(
     }
   }
   checkExecStart(s, errors, runsImage);
-  const { exec, cpuMillicores, memoryBytes, tasks, ...rest } = s;
-  return { ...rest, ...exec, resources: { cpuMillicores, memoryBytes, tasks } };
+  const { exec, cpuMillicores, memoryBytes, tasks, caps, ...rest } = s;
+  return {
+    ...rest,
+    ...exec,
+    ...finishCapabilities(caps, errors),
+    resources: { cpuMillicores, memoryBytes, tasks },
+  };
 }
 
 function checkExecStart(s: State, errors: UnitError[], runsImage: boolean): void {

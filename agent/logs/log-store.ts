@@ -7,10 +7,11 @@
  * past the cap. At most two files per unit exist, so a unit never takes more than about
  * 2 x maxBytes of disk.
  */
-import { appendFile, copyFile, mkdir, rm, stat, truncate } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSafeUnitName } from '../runtime/layout.js';
 import { RuntimeError } from '../runtime/errors.js';
+import { mkdirPrivate, PRIVATE_FILE_MODE } from '../runtime/private-files.js';
 import { followLog, type RotationState } from './follow.js';
 import { lastLines } from './read.js';
 
@@ -64,8 +65,8 @@ export class LogStore {
     const path = this.path(unit);
     const previous = this.notes.get(unit) ?? Promise.resolve();
     const next = previous
-      .then(() => mkdir(this.dir, { recursive: true }))
-      .then(() => appendFile(path, `flotilla: ${text}\n`));
+      .then(() => mkdirPrivate(this.dir))
+      .then(() => appendFile(path, `flotilla: ${text}\n`, { mode: PRIVATE_FILE_MODE }));
     const settled = next.catch(() => undefined);
     this.notes.set(unit, settled);
     void settled.then(() => {
@@ -114,6 +115,7 @@ export class LogStore {
     rotation.rotating = true;
     try {
       await copyFile(path, `${path}.1`);
+      await chmod(`${path}.1`, PRIVATE_FILE_MODE);
       await truncate(path, 0);
       rotation.generation += 1;
     } finally {

@@ -23,6 +23,8 @@ import {
 } from '../../proto/flotilla/v1/logs.js';
 import type { LogStore } from './log-store.js';
 import { isSafeUnitName } from '../runtime/index.js';
+import { FollowLimits } from './follow-limits.js';
+import { refusal, type LogsClientAuth } from './client-auth.js';
 
 /** Lines of the agent's own (prefixed `flotilla: ` in the file) are stream `agent`. */
 const AGENT_PREFIX = 'flotilla: ';
@@ -43,7 +45,16 @@ export interface TailServerOptions {
   readonly tls?: ServerTls;
   /** The agent's readiness, served as gRPC health (grpc.health.v1). Default: always ready. */
   readonly readiness?: () => Readiness;
+  /** Who may read logs (client-auth.ts). Default: anyone who can connect. */
+  readonly auth?: LogsClientAuth;
+  /** Follows (`journal -f`) served at once, over all clients. Default 256. */
+  readonly maxFollows?: number;
+  /** Follows served at once to one client address. Default 16. */
+  readonly maxFollowsPerClient?: number;
 }
+
+/** Defaults of {@link TailServerOptions}. */
+export const TAIL_DEFAULTS = { maxFollows: 256, maxFollowsPerClient: 16 } as const;
 
 /** A listening Logs service. */
 export interface TailServer {
@@ -68,9 +79,13 @@ function grpcError(code: status, details: string): ServiceError {
 export async function startTailServer(opts: TailServerOptions): Promise<TailServer> {
   const stopAll = new AbortController();
   const server = new Server();
+  const limits = new FollowLimits(
+    opts.maxFollows ?? TAIL_DEFAULTS.maxFollows,
+    opts.maxFollowsPerClient ?? TAIL_DEFAULTS.maxFollowsPerClient,
+  );
   const impl: LogsServer = {
     tail: (call) => {
-      serveTail(call, opts, stopAll.signal).catch((err: unknown) => {
+      serveTail(call, opts, stopAll.signal, limits).catch((err: unknown) => {
         opts.logger.warn({ err, unit: call.request.unit }, 'Logs.Tail failed');
         if (isOpen(call)) {
           call.emit('error', grpcError(status.INTERNAL, `reading the log failed: ${String(err)}`));
@@ -110,9 +125,17 @@ async function serveTail(
   call: ServerWritableStream<TailRequest, LogLine>,
   opts: TailServerOptions,
   stopAll: AbortSignal,
+  limits: FollowLimits,
 ): Promise<void> {
   const { unit, follow } = call.request;
   const lines = call.request.lines ?? DEFAULT_TAIL_LINES;
+  // Before anything else: an unauthenticated client learns nothing, not even which units exist.
+  const refused = opts.auth === undefined ? undefined : refusal(call, unit, opts.auth, Date.now());
+  if (refused !== undefined) {
+    opts.logger.warn({ peer: call.getPeer(), unit: unit.slice(0, 300) }, refused.details);
+    call.emit('error', grpcError(refused.code, refused.details));
+    return;
+  }
   if (!isSafeUnitName(unit)) {
     call.emit(
       'error',
@@ -136,6 +159,11 @@ async function serveTail(
     call.end();
     return;
   }
+  const release = limits.take(call.getPeer());
+  if (typeof release === 'string') {
+    call.emit('error', grpcError(status.RESOURCE_EXHAUSTED, release));
+    return;
+  }
   const done = new AbortController();
   const end = (): void => done.abort();
   call.on('cancelled', end);
@@ -146,6 +174,7 @@ async function serveTail(
       if (!(await send(call, toLogLine(text, Date.now())))) break;
     }
   } finally {
+    release();
     call.off('cancelled', end);
     call.off('close', end);
   }

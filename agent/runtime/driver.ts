@@ -65,6 +65,8 @@ export interface CommandSpec {
   readonly cwd: string;
   /** Who runs it (root for `+` commands and units without User=). */
   readonly user: UnitUser;
+  /** A `+` command: in a container, Docker's default capabilities and no NoNewPrivileges. */
+  readonly privileged?: boolean;
 }
 
 /** A started main process. Both pids are only trusted with their start times (pid reuse). */

@@ -20,6 +20,7 @@ export { ProcessDriver } from './process.js';
 export { CGROUP_CONTROLLERS, RuncDriver, type RuncDriverOptions } from './runc.js';
 export { resolveUser, ROOT_USER, type UnitUser } from './users.js';
 export { normalizeSignal, signalName } from './proc.js';
+export { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenMachineFiles } from './private-files.js';
 
 /** True when runc can be run here and the agent is root: the conditions of the runc driver. */
 export async function isRuncUsable(runc = 'runc'): Promise<boolean> {

@@ -6,9 +6,14 @@
  */
 import type { BindMount, ServiceOptions } from '../../unit/model.js';
 import type { CommandSpec } from './driver.js';
+import type { EtcBind } from './host-etc.js';
+import { seccompProfile, type OciSeccomp } from './seccomp.js';
 
-/** The host directories a default rootfs shows, read-only; missing ones are skipped. */
-export const HOST_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'] as const;
+/**
+ * The host directories a default rootfs shows, read-only; missing ones are skipped. Not /etc:
+ * host-etc.ts binds the few files of it a unit needs.
+ */
+export const HOST_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib64'] as const;
 
 /** CPU quota period: 100 ms, systemd's and the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
@@ -24,6 +29,7 @@ export interface OciProcess {
     bounding: string[];
     effective: string[];
     permitted: string[];
+    inheritable: string[];
     ambient: string[];
   };
   noNewPrivileges: boolean;
@@ -54,11 +60,15 @@ export interface OciConfig {
     namespaces: { type: string }[];
     maskedPaths: string[];
     readonlyPaths: string[];
+    seccomp: OciSeccomp;
   };
 }
 
-/** Docker's default capability set: what a root process in a container usually expects. */
-const DEFAULT_CAPS = [
+/**
+ * Docker's default capability set: what a `+` command (systemd's "full privileges") holds,
+ * since in a container it still runs inside the container, as root.
+ */
+export const PRIVILEGED_CAPS = [
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',
   'CAP_FSETID',
@@ -75,9 +85,22 @@ const DEFAULT_CAPS = [
   'CAP_AUDIT_WRITE',
 ];
 
-/** The container process for `cmd`: root keeps the default capabilities, other users none. */
-export function ociProcess(cmd: CommandSpec): OciProcess {
-  const caps = cmd.user.uid === 0 ? DEFAULT_CAPS : [];
+/** The capabilities a container's processes may ever hold: its bounding set. */
+export function boundingSet(service: ServiceOptions): string[] {
+  return [...(service.capabilityBoundingSet ?? service.ambientCapabilities ?? [])];
+}
+
+/**
+ * The container process for `cmd`: exactly the unit's `AmbientCapabilities=` (root included:
+ * uid 0 in a container is no reason to hold anything), bounded by `CapabilityBoundingSet=`,
+ * and NoNewPrivileges unless the unit says `NoNewPrivileges=no`. A `+` command gets Docker's
+ * default set on top, without NoNewPrivileges.
+ */
+export function ociProcess(cmd: CommandSpec, service: ServiceOptions): OciProcess {
+  const ambient = [...(service.ambientCapabilities ?? [])];
+  const bounding = boundingSet(service);
+  const privileged = cmd.privileged === true;
+  const held = privileged ? [...new Set([...PRIVILEGED_CAPS, ...ambient])] : ambient;
   return {
     terminal: false,
     user: {
@@ -89,12 +112,14 @@ export function ociProcess(cmd: CommandSpec): OciProcess {
     env: Object.entries(cmd.env).map(([k, v]) => `${k}=${v}`),
     cwd: cmd.cwd,
     capabilities: {
-      bounding: [...DEFAULT_CAPS],
-      effective: [...caps],
-      permitted: [...caps],
-      ambient: [],
+      bounding: privileged ? [...new Set([...PRIVILEGED_CAPS, ...bounding])] : bounding,
+      effective: [...held],
+      permitted: [...held],
+      // Inheritable and ambient too, so a non-root User= keeps them across its exec.
+      inheritable: [...held],
+      ambient: [...held],
     },
-    noNewPrivileges: false,
+    noNewPrivileges: !privileged && service.noNewPrivileges !== false,
   };
 }
 
@@ -110,6 +135,8 @@ export interface RootfsPlan {
   readonly tmp: string;
   /** An image unit's volumes (`[Container] Volume=`), bound where it asked. */
   readonly volumes?: readonly BindMount[];
+  /** Files and directories of the default rootfs's /etc, bound read-only (host-etc.ts). */
+  readonly etc?: readonly EtcBind[];
 }
 
 /** The cgroup limits of a unit: only what it asked for. */
@@ -193,11 +220,17 @@ export function ociConfig(
     source: v.source,
     options: ['rbind', v.readOnly ? 'ro' : 'rw'],
   }));
+  const etc: OciMount[] = (rootfs.etc ?? []).map((b) => ({
+    destination: b.destination,
+    type: 'bind',
+    source: b.source,
+    options: ['bind', 'ro', 'nosuid', 'nodev'],
+  }));
   return {
     ociVersion: '1.0.2',
-    process: ociProcess(cmd),
+    process: ociProcess(cmd, service),
     root: { path: rootfs.path, readonly: rootfs.readonly },
-    mounts: [...baseMounts(rootfs.tmp), ...binds, ...volumes],
+    mounts: [...baseMounts(rootfs.tmp), ...binds, ...etc, ...volumes],
     linux: {
       cgroupsPath,
       resources: ociResources(service),
@@ -215,6 +248,12 @@ export function ociConfig(
         '/proc/scsi',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      // What a `+` command may hold counts too: the profile follows the widest set.
+      seccomp: seccompProfile(
+        cmd.privileged === true
+          ? [...PRIVILEGED_CAPS, ...boundingSet(service)]
+          : boundingSet(service),
+      ),
     },
   };
 }

@@ -4,7 +4,8 @@
  * limits. For hosts without runc or without root. User= needs root (it switches with
  * setpriv(1)); without root only the agent's own user works.
  */
-import { access, mkdir, rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
+import { mkdirPrivate } from './private-files.js';
 import { basename } from 'node:path';
 import type {
   CommandSpec,
@@ -59,8 +60,8 @@ export class ProcessDriver extends ShimDriver {
   }
 
   async prepare(ctx: UnitContext): Promise<void> {
-    await mkdir(ctx.dir, { recursive: true });
-    await mkdir(this.layout.logsDir, { recursive: true });
+    await mkdirPrivate(ctx.dir);
+    await mkdirPrivate(this.layout.logsDir);
   }
 
   async exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult> {

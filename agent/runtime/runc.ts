@@ -34,6 +34,8 @@ import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
 import { unmountUnder } from './mounts.js';
+import { etcBinds, etcHostPath, writeUnitEtc } from './host-etc.js';
+import { mkdirPrivate, PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
@@ -46,7 +48,7 @@ export interface RuncDriverOptions {
   readonly root?: string;
 }
 
-/** Cgroup v1 controllers whose directories the driver tidies when a machine's last unit goes. */
+/** Cgroup hierarchies whose directories the driver tidies when a unit goes (and its machine's last). */
 export const CGROUP_CONTROLLERS = [
   'memory',
   'cpu',
@@ -57,6 +59,9 @@ export const CGROUP_CONTROLLERS = [
   'blkio',
   'pids',
   'systemd',
+  // Not a controller: the cgroup v2 tree of a hybrid host, where runc also puts every
+  // container and never removes its directory (937 were left on this machine).
+  'unified',
 ];
 
 const HOOK_SUFFIX = '+hook';
@@ -81,6 +86,7 @@ export class RuncDriver extends ShimDriver {
     if (ctx.service.rootDirectory !== '') return join(ctx.service.rootDirectory, path);
     const inside = (dir: string): boolean => path === dir || path.startsWith(`${dir}/`);
     if (inside('/tmp')) return join(ctx.dir, 'tmp', relative('/tmp', path));
+    if (inside('/etc')) return etcHostPath(ctx.dir, path);
     if ([...HOST_DIRS, '/proc', '/dev', '/sys'].some(inside)) return path;
     return path === '/' ? join(ctx.dir, 'rootfs') : undefined;
   }
@@ -95,13 +101,15 @@ export class RuncDriver extends ShimDriver {
   }
 
   async prepare(ctx: UnitContext): Promise<void> {
-    await mkdir(this.layout.logsDir, { recursive: true });
-    await mkdir(join(ctx.dir, 'hook'), { recursive: true });
+    await mkdirPrivate(this.layout.logsDir);
+    await mkdirPrivate(ctx.dir);
+    await mkdirPrivate(join(ctx.dir, 'hook'));
     await mkdir(join(ctx.dir, 'tmp'), { recursive: true });
     await chmod(join(ctx.dir, 'tmp'), 0o1777);
     if (ctx.service.rootDirectory !== '') return;
     const rootfs = join(ctx.dir, 'rootfs');
-    await mkdir(rootfs, { recursive: true });
+    await mkdir(join(rootfs, 'etc'), { recursive: true });
+    await writeUnitEtc(ctx.dir, ctx.service);
     // Merged-/usr hosts have /bin -> usr/bin: the rootfs gets the same symlink, not a bind.
     for (const dir of HOST_DIRS) {
       const link = await readlink(dir).catch(() => undefined);
@@ -119,7 +127,9 @@ export class RuncDriver extends ShimDriver {
     if (opts.main !== undefined && (await this.state(ctx.containerId)) === 'running') {
       const processFile = join(ctx.dir, `exec${tag}-process.json`);
       const pidFile = join(ctx.dir, `exec${tag}.pid`);
-      await writeFile(processFile, JSON.stringify(ociProcess(cmd)));
+      await writeFile(processFile, JSON.stringify(ociProcess(cmd, ctx.service)), {
+        mode: PRIVATE_FILE_MODE,
+      });
       await rm(pidFile, { force: true });
       const argv = [this.runc, ...this.globalArgs, 'exec', '--process', processFile];
       return runToCompletion([...argv, '--pid-file', pidFile, ctx.containerId], {
@@ -252,7 +262,9 @@ export class RuncDriver extends ShimDriver {
     cgroupsPath: string,
   ): Promise<void> {
     const config = ociConfig(ctx.service, cmd, await this.rootfs(ctx), cgroupsPath);
-    await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`);
+    await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`, {
+      mode: PRIVATE_FILE_MODE,
+    });
   }
 
   private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
@@ -266,7 +278,8 @@ export class RuncDriver extends ShimDriver {
       const st = await lstat(dir).catch(() => undefined);
       if (st?.isDirectory() === true) binds.push(dir);
     }
-    return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp };
+    const etc = await etcBinds(ctx.dir);
+    return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc };
   }
 
   /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */

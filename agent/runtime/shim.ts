@@ -28,6 +28,7 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { MachineLayout, UNIT_FILES } from './layout.js';
+import { PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isInCgroup, procCmdline, procStat } from './proc.js';
 import { decodeShellStatus } from './spawn.js';
 
@@ -173,7 +174,7 @@ export abstract class ShimDriver implements RuntimeDriver {
       await writeFile(join(ctx.dir, 'watchdog'), `${contactPath} ${Math.round(limitMs)}\n`);
     }
     const how = await this.invocation(ctx, cmd);
-    const log = await open(ctx.logPath, 'a');
+    const log = await open(ctx.logPath, 'a', PRIVATE_FILE_MODE);
     let shimPid: number;
     try {
       shimPid = await new Promise<number>((resolve, reject) => {

@@ -8,6 +8,7 @@ import { constants } from 'node:os';
 import { RuntimeError } from './errors.js';
 import type { ExitResult } from './driver.js';
 import { signalName, signalPid } from './proc.js';
+import { PRIVATE_FILE_MODE } from './private-files.js';
 
 /** Options of {@link runToCompletion}. */
 export interface ForegroundOptions {
@@ -51,7 +52,7 @@ export async function runToCompletion(
 ): Promise<ExitResult> {
   const [file, ...args] = argv;
   if (file === undefined) throw new RuntimeError('missing-program', 'empty command line');
-  const log = await open(opts.logPath, 'a');
+  const log = await open(opts.logPath, 'a', PRIVATE_FILE_MODE);
   try {
     const child = spawn(file, args, {
       cwd: opts.cwd,

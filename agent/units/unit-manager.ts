@@ -17,7 +17,7 @@ import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REGISTRY_DEFAULTS, type RegistryOptions } from '../../registry/skopeo.js';
 import { ImageStore } from '../images/store.js';
-import { createDriver } from '../runtime/index.js';
+import { createDriver, tightenMachineFiles } from '../runtime/index.js';
 import type { DriverName, RuntimeDriver } from '../runtime/driver.js';
 import { describeError } from '../runtime/errors.js';
 import { LogStore } from '../logs/log-store.js';
@@ -145,6 +145,8 @@ export class UnitManager {
             ...(opts.runc !== undefined ? { runc: opts.runc } : {}),
             ...(opts.runcRoot !== undefined ? { root: opts.runcRoot } : {}),
           });
+    // Before anything is written or adopted: an older agent left 0644 files under 0755.
+    await tightenMachineFiles(driver.layout);
     return new UnitManager(opts, driver);
   }
 

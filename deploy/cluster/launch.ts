@@ -8,6 +8,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../../store/index.js';
+import { agentCredentialFile, clusterStoreOptions, credentialPath } from './credentials.js';
 import { inNetns } from './network.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRunning, logTail, spawnDetached } from './proc.js';
@@ -123,6 +124,10 @@ export function schedulerProcess(
       `--prefix=${record.prefix}`,
       `--listen=${listen}`,
       `--name=${record.name}-scheduler-${i}`,
+      `--agent-token-file=${credentialPath(record, 'agent-token')}`,
+      ...(record.etcdAuth === true
+        ? [`--etcd-user-file=${credentialPath(record, 'scheduler.etcd')}`]
+        : []),
       ...flags,
     ],
     logPath: join(record.dir, 'logs', `scheduler-${i}.log`),
@@ -155,6 +160,10 @@ export function agentProcess(record: ClusterRecord, agent: AgentRecord): Process
       `--logs-listen=${agent.logsListen}`,
       // In its own namespace each machine answers DNS on its address, port 53, as a host would.
       ...(agent.netns === undefined ? [] : [`--dns-listen=${agent.ip}:53`]),
+      `--logs-token-file=${credentialPath(record, 'agent-token')}`,
+      ...(record.etcdAuth === true
+        ? [`--etcd-user-file=${credentialPath(record, agentCredentialFile(agent))}`]
+        : []),
       ...record.agentFlags,
     ],
     logPath: join(record.dir, 'logs', `agent-${agent.index}.log`),
@@ -273,7 +282,7 @@ export function waitScheduler(address: string, proc: ProcessRecord, timeoutMs: n
 
 /** The machine ids registered in etcd now. */
 export async function registeredMachines(record: ClusterRecord): Promise<Set<string>> {
-  const store = openStore({ endpoints: etcdEndpoints(record), prefix: record.prefix });
+  const store = openStore(clusterStoreOptions(record));
   try {
     const { items } = await store.list(store.keys.dir('machine'));
     return new Set(items.map((kv) => kv.key.slice(store.keys.dir('machine').length)));

@@ -52,6 +52,11 @@ export interface UpOptions {
   readonly logLevel?: string;
   /** How long `up` waits for every agent to register. Default 60 s. */
   readonly readyTimeoutMs?: number;
+  /**
+   * etcd's own auth: a user per machine allowed only its own records, one for the schedulers,
+   * credentials 0600 in `<dir>/credentials/`. Default true (`--etcd-auth=off` turns it off).
+   */
+  readonly etcdAuth?: boolean;
 }
 
 /** An extra etcd member's ports. */
@@ -80,6 +85,7 @@ export interface ResolvedUpOptions {
   readonly electionTtl: string | undefined;
   readonly logLevel: string;
   readonly readyTimeoutMs: number;
+  readonly etcdAuth: boolean;
 }
 
 /** The defaults, in one place. */
@@ -152,6 +158,7 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     electionTtl: opts.electionTtl,
     logLevel: opts.logLevel ?? UP_DEFAULTS.logLevel,
     readyTimeoutMs: opts.readyTimeoutMs ?? UP_DEFAULTS.readyTimeoutMs,
+    etcdAuth: opts.etcdAuth ?? true,
   };
 }
 
@@ -208,6 +215,7 @@ const flags = {
   'agent-lease-ttl': { type: 'string' },
   'election-ttl': { type: 'string' },
   'log-level': { type: 'string' },
+  'etcd-auth': { type: 'string' },
   metadata: { type: 'string' },
   purge: { type: 'boolean' },
   'no-hints': { type: 'boolean' },
@@ -290,6 +298,9 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
     ...(v['agent-lease-ttl'] !== undefined && { agentLeaseTtl: v['agent-lease-ttl'] }),
     ...(v['election-ttl'] !== undefined && { electionTtl: v['election-ttl'] }),
     ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
+    ...(v['etcd-auth'] !== undefined && {
+      etcdAuth: oneOf('etcd-auth', v['etcd-auth'], ['on', 'off'] as const) === 'on',
+    }),
   };
   return {
     command,

@@ -101,6 +101,11 @@ export interface ClusterRecord {
   readonly agentPort: number;
   /** Flags every agent gets besides its own (lease TTL, log level), for `add-agent`. */
   readonly agentFlags: readonly string[];
+  /**
+   * etcd's own auth is on: root, the schedulers and each machine have their own etcd user,
+   * credentials in `<dir>/credentials/` (credentials.ts). Absent in records of older `up`s.
+   */
+  readonly etcdAuth?: boolean;
   agents: AgentRecord[];
   processes: ProcessRecord[];
 }

@@ -6,9 +6,10 @@
 import type { SchedulerReplica } from '../../proto/flotilla/v1/records.js';
 import { readLeader } from '../../scheduler/leader/leadership.js';
 import { codecs, openStore } from '../../store/index.js';
+import { clusterStoreOptions } from './credentials.js';
 import { etcdUrlOf, registeredMachines } from './launch.js';
 import { isRunning } from './proc.js';
-import { ClusterError, etcdEndpoints, readRecord, type ClusterRecord } from './state.js';
+import { ClusterError, readRecord, type ClusterRecord } from './state.js';
 
 /** One line of `status`. */
 export interface ProcessStatus {
@@ -39,7 +40,7 @@ export interface SchedulersSeen {
 
 /** Reads the replicas' records and the election from etcd. */
 export async function schedulersSeen(record: ClusterRecord): Promise<SchedulersSeen> {
-  const store = openStore({ endpoints: etcdEndpoints(record), prefix: record.prefix });
+  const store = openStore(clusterStoreOptions(record));
   try {
     const dir = store.keys.dir('scheduler');
     const { items } = await store.list(dir);

@@ -46,6 +46,8 @@ import {
   type UpOptions,
 } from './options.js';
 import { isRunning, stopProcess, which } from './proc.js';
+import { addMachineUser, setupEtcdAuth, writeCredentials } from './credentials.js';
+import { canFence, controlPlanePorts, fenceUnits } from './firewall.js';
 import {
   ClusterError,
   findProcess,
@@ -178,6 +180,7 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
     ...(registry !== undefined && { registry }),
     agentPort,
     agentFlags,
+    etcdAuth: opts.etcdAuth,
     agents: [],
     processes: [],
   };
@@ -218,6 +221,7 @@ export async function clusterUp(
   const record = await plan(opts, previous);
   await checkPorts(record);
   await mkdir(join(record.dir, 'logs'), { recursive: true });
+  await writeCredentials(record);
   await writeRecord(record);
   try {
     await start(record, opts, say);
@@ -238,6 +242,10 @@ async function start(
     say(`network: bridge ${record.network.bridge} ${record.network.subnet}`);
     await createBridge(record.network);
     for (const agent of record.agents) await createAgentNetns(record.network, agent);
+    if (await canFence()) {
+      for (const agent of record.agents) await fenceUnits(record, agent);
+      say(`firewall: units cannot connect to ports ${controlPlanePorts(record).join(',')}`);
+    } else say('firewall: iptables not installed; units can connect to etcd (auth still applies)');
   }
   // Every member starts before any is waited for: a member is healthy only with its quorum.
   const members = etcdProcesses(record, opts.etcdFlags);
@@ -248,6 +256,10 @@ async function start(
     say(`${etcd.name}: ${etcdUrlOf(etcd)} (pid ${etcd.pid})`);
   }
   for (const etcd of members) await waitEtcd(etcd, START_TIMEOUT_MS);
+  if (record.etcdAuth === true) {
+    await setupEtcdAuth(record);
+    say('etcd: auth on (root, flotilla-scheduler, one user per machine)');
+  }
   if (record.registry !== undefined) await startRegistry(record, record.registry.addr, say);
 
   const schedulerFlags = [`--log-level=${opts.logLevel}`];
@@ -316,9 +328,13 @@ export async function addAgent(
         ? metadataFlag(metadata)
         : metadata;
   const agent = agentRecord(record, n, md, undefined);
-  if (record.network !== undefined) await createAgentNetns(record.network, agent);
-  else await checkPortFree('127.0.0.1', Number(agent.logsListen.split(':')[1]), 'agent logs');
+  if (record.network !== undefined) {
+    await createAgentNetns(record.network, agent);
+    if (await canFence()) await fenceUnits(record, agent);
+  } else await checkPortFree('127.0.0.1', Number(agent.logsListen.split(':')[1]), 'agent logs');
   record.agents.push(agent);
+  await writeCredentials(record);
+  await addMachineUser(record, agent);
   const proc = agentProcess(record, agent);
   record.processes.push(proc);
   await launch(record, proc);

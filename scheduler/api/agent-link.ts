@@ -4,7 +4,8 @@
  * and what it says when it cannot. A failed handshake names the flag to fix, on whichever
  * side, since the operator reading it sees only flotctl's one line.
  */
-import type { ChannelCredentials } from '@grpc/grpc-js';
+import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
+import { AGENT_AUTH_HEADER, signLogsRequest } from '../../daemon/agent-token.js';
 import { channelCredentials, type ClientTls } from '../../daemon/tls.js';
 import { tlsFailure } from '../../lib/tls-failure.js';
 
@@ -12,8 +13,28 @@ import { tlsFailure } from '../../lib/tls-failure.js';
 export class AgentLink {
   readonly credentials: ChannelCredentials;
 
-  constructor(private readonly tls: ClientTls | undefined) {
+  constructor(
+    private readonly tls: ClientTls | undefined,
+    private readonly token?: Buffer,
+  ) {
     this.credentials = channelCredentials(tls);
+  }
+
+  /** The metadata of a request about `unit`: signed when the scheduler has a token. */
+  metadata(unit: string, nowMs = Date.now()): Metadata {
+    const md = new Metadata();
+    if (this.token !== undefined)
+      md.set(AGENT_AUTH_HEADER, signLogsRequest(this.token, unit, nowMs));
+    return md;
+  }
+
+  /** Why an agent refused the scheduler's credential (UNAUTHENTICATED, PERMISSION_DENIED). */
+  refused(machine: string, endpoint: string, details: string): string {
+    const fix =
+      this.token === undefined
+        ? "give the schedulers --agent-token-file with the agents' --logs-token-file secret"
+        : "the schedulers' --agent-token-file and the agents' --logs-token-file must hold the same secret";
+    return `the agent of machine ${machine} at ${endpoint} refused the scheduler (${details.slice(0, 300)}): ${fix}`;
   }
 
   /** Why the agent of `machine` at `endpoint` cannot be reached, given gRPC's `details`. */

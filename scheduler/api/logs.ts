@@ -100,7 +100,10 @@ function relay(
 ): void {
   if (call.cancelled) return; // the client left while the unit was being looked up
   const client = new LogsClient(source.endpoint, agents.credentials);
-  const upstream = client.tail({ ...call.request, machine: source.machine });
+  const upstream = client.tail(
+    { ...call.request, machine: source.machine },
+    agents.metadata(call.request.unit),
+  );
   let done = false;
   const finish = (s?: GrpcStatus, err?: unknown): void => {
     if (done) return;
@@ -127,6 +130,12 @@ function relay(
     if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) {
       const details = agents.unreachable(source.machine, source.endpoint, err.details);
       return finish({ code: status.UNAVAILABLE, details }, err);
+    }
+    // The agent refused the scheduler, not the caller: passed on as is, it would read as
+    // flotctl's own token being wrong.
+    if (err.code === status.UNAUTHENTICATED || err.code === status.PERMISSION_DENIED) {
+      const details = agents.refused(source.machine, source.endpoint, err.details);
+      return finish({ code: status.FAILED_PRECONDITION, details }, err);
     }
     finish({ code: err.code, details: err.details }, err);
   });

@@ -66,6 +66,8 @@ export interface ApiServerOptions {
   readonly tls?: ServerTls;
   /** How Logs.Tail reaches the agents' Logs services. Default: plaintext. */
   readonly agentTls?: ClientTls;
+  /** Signs Logs.Tail requests to the agents (daemon/agent-token.ts). Default: unsigned. */
+  readonly agentToken?: Buffer;
   /** Who may do what (scheduler/gate/auth.ts). Default: everyone everything. */
   readonly policy?: Policy;
   /** Append every write's audit line to this file (scheduler/gate/audit.ts). Default: none. */
@@ -170,7 +172,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     listEndpoints: unary(ctx, 'Services.ListEndpoints', (req, v) => listEndpoints(cluster, req, v)),
   };
   const logs: LogsServer = {
-    tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, new AgentLink(opts.agentTls))),
+    tail: guardStream(
+      gate,
+      ctx,
+      'Logs.Tail',
+      tailLogs(ctx, cluster, new AgentLink(opts.agentTls, opts.agentToken)),
+    ),
   };
   server.addService(UnitsService, units);
   server.addService(MachinesService, machines);

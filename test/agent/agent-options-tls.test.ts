@@ -81,7 +81,11 @@ test('flags win over the environment, which wins over the config file', (t) => {
     {
       '/etc/agent.conf': `tls-cert-file = /nonexistent/from-file.pem\ntls-key-file = ${p.server.keyFile}\n`,
     },
-    { FLOTILLA_CONFIG: '/etc/agent.conf', FLOTILLA_TLS_CERT_FILE: p.server.certFile },
+    {
+      FLOTILLA_CONFIG: '/etc/agent.conf',
+      FLOTILLA_TLS_CERT_FILE: p.server.certFile,
+      FLOTILLA_ALLOW_INSECURE_CLIENTS: 'true',
+    },
   );
   t.deepEqual(options([], h).logsTls?.cert, p.read(p.server.certFile), 'env over file');
   const flagged = options(
@@ -140,4 +144,40 @@ test('the usage lists the TLS flags', (t) => {
   ]) {
     t.regex(AGENT_USAGE, new RegExp(`^  ${flag} FILE`, 'm'), flag);
   }
+});
+
+test('a Logs certificate without any client check is refused at start unless --allow-insecure-clients', (t) => {
+  const p = pki();
+  const served = [`--tls-cert-file=${p.server.certFile}`, `--tls-key-file=${p.server.keyFile}`];
+  t.throws(() => options(served), {
+    instanceOf: UsageError,
+    message:
+      /^--tls-cert-file without --tls-client-ca-file or --logs-token-file lets any client read every unit's log: add --tls-client-ca-file \(with --tls-client-names\) or --logs-token-file, or say --allow-insecure-clients$/,
+  });
+  t.deepEqual(
+    options([...served, '--allow-insecure-clients']).logsTls?.cert,
+    p.read(p.server.certFile),
+  );
+  const mutual = options([
+    ...served,
+    `--tls-client-ca-file=${p.caFile}`,
+    '--tls-client-names=sched-1,sched-2',
+  ]);
+  t.deepEqual(mutual.logsAuth, { clientNames: ['sched-1', 'sched-2'] });
+  t.throws(() => options(['--tls-client-names=sched-1']), {
+    instanceOf: UsageError,
+    message: /--tls-client-names needs --tls-client-ca-file/,
+  });
+});
+
+test('--logs-token-file holds a secret of 32 characters or more', (t) => {
+  const secret = 'a'.repeat(40);
+  const h = host({ '/etc/flotilla/token': `${secret}\n`, '/etc/flotilla/short': 'abc\n' });
+  t.deepEqual(options(['--logs-token-file=/etc/flotilla/token'], h).logsAuth, {
+    token: Buffer.from(secret),
+  });
+  t.throws(() => options(['--logs-token-file=/etc/flotilla/short'], h), {
+    instanceOf: UsageError,
+    message: /^--logs-token-file=\/etc\/flotilla\/short: the secret must be at least 32 characters/,
+  });
 });

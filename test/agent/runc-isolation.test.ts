@@ -47,6 +47,17 @@ test('a unit becomes a running container whose cgroup has its memory, CPU and ta
   await m.manager.stop('limited@1.service');
   t.false((await runcContainers()).includes(state.containerId));
   await t.throwsAsync(stat(join('/sys/fs/cgroup/memory/flotilla', m.machineId, dir)));
+  // A hybrid host's v2 tree gets the container's cgroups too, and runc leaves the machine's
+  // directory there: it goes with the machine's last unit, as in the v1 hierarchies.
+  for (const tree of ['memory', 'unified']) {
+    if ((await stat(`/sys/fs/cgroup/${tree}/cgroup.procs`).catch(() => undefined)) === undefined)
+      continue;
+    await t.throwsAsync(
+      stat(join('/sys/fs/cgroup', tree, 'flotilla', m.machineId)),
+      undefined,
+      tree,
+    );
+  }
 });
 
 test('a container has its own pid, mount, ipc and uts namespaces and the host network', async (t) => {

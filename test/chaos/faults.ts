@@ -12,6 +12,7 @@ import { etcdEndpoints, etcdUrlOf, type ProcessRecord } from '../../deploy/clust
 import { launch, waitEtcd } from '../../deploy/cluster/launch.js';
 import { isRunning, runTool, signalRecorded, waitGone } from '../../deploy/cluster/proc.js';
 import { writeRecord } from '../../deploy/cluster/state.js';
+import { clusterStoreOptions } from '../../deploy/cluster/credentials.js';
 import type { E2ECluster } from '../e2e/e2e-kit.js';
 
 /**
@@ -28,6 +29,12 @@ async function must(program: string, args: readonly string[]): Promise<string> {
   return res.stdout;
 }
 
+/** etcdctl's ETCDCTL_USER for root when the cluster's etcd has auth on (env, not argv). */
+function rootUser(c: E2ECluster): Record<string, string> {
+  const auth = clusterStoreOptions(c.record).auth;
+  return auth === undefined ? {} : { ETCDCTL_USER: `${auth.username}:${auth.password}` };
+}
+
 /** etcdctl against the cluster's members, with a deadline; never rejects. */
 export function etcdctl(
   c: E2ECluster,
@@ -38,7 +45,11 @@ export function etcdctl(
     const child = execFile(
       'etcdctl',
       [`--endpoints=${etcdEndpoints(c.record).join(',')}`, '--command-timeout=10s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 60_000, maxBuffer: 16 << 20 },
+      {
+        env: { ...process.env, ETCDCTL_API: '3', ...rootUser(c) },
+        timeout: 60_000,
+        maxBuffer: 16 << 20,
+      },
       (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
         resolve({ code, stdout, stderr });

@@ -18,7 +18,6 @@ import { openStore } from '../../store/index.js';
 import {
   clusterDown,
   clusterUp,
-  etcdEndpoints,
   findLeftovers,
   FLOTILLA_BIN,
   REPO_ROOT,
@@ -26,6 +25,7 @@ import {
   type ProcessRecord,
 } from '../../deploy/cluster/index.js';
 import { readRecord } from '../../deploy/cluster/state.js';
+import { clusterStoreOptions } from '../../deploy/cluster/credentials.js';
 import { assertEventually, freePorts } from '../../testkit/index.js';
 import { leaseNet, type NetLease } from '../../testkit/net-lease.js';
 
@@ -225,7 +225,8 @@ export class E2ECluster {
 
   /** A store on every etcd member of the cluster; close it after use. */
   openStore() {
-    return openStore({ endpoints: etcdEndpoints(this.record), prefix: this.record.prefix });
+    // As root when the cluster's etcd has auth on (deploy/cluster/credentials.ts).
+    return openStore(clusterStoreOptions(this.record));
   }
 
   /** Re-reads cluster.json (after add-agent or a restart changed pids). */

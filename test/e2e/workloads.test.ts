@@ -7,7 +7,6 @@ import anyTest, { type TestFn } from 'ava';
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openStore } from '../../store/index.js';
 import { assertEventually } from '../../testkit/index.js';
 import { clusterForFile, isRunningView, EXAMPLES, FLOTCTL, type UnitView } from './e2e-kit.js';
 
@@ -109,7 +108,7 @@ serial('drain empties a machine and its units run elsewhere', async (t) => {
 });
 
 serial('every bad example is rejected and nothing is written', async (t) => {
-  const store = openStore({ endpoints: [c().record.etcd.endpoint], prefix: c().record.prefix });
+  const store = c().openStore();
   t.teardown(() => store.close());
   const fingerprint = async (): Promise<string> => {
     const { items } = await store.list(store.keys.dir('unit'));

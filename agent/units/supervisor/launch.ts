@@ -163,5 +163,6 @@ export async function resolveCommand(
     env: Object.fromEntries(env),
     cwd: launch.cwd,
     user: cmd.privileged ? agentUser() : launch.user,
+    ...(cmd.privileged ? { privileged: true } : {}),
   };
 }

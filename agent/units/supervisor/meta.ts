@@ -41,7 +41,8 @@ export interface FinalState {
 /** Writes `meta` into the unit directory `dir` atomically. */
 export async function writeMeta(dir: string, meta: UnitMeta): Promise<void> {
   const path = join(dir, UNIT_FILES.meta);
-  await writeFile(`${path}.tmp`, `${JSON.stringify(meta)}\n`);
+  // 0600: the unit's environment is in it (see agent/runtime/private-files.ts).
+  await writeFile(`${path}.tmp`, `${JSON.stringify(meta)}\n`, { mode: 0o600 });
   await rename(`${path}.tmp`, path);
 }
 

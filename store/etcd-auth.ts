@@ -1,0 +1,134 @@
+/**
+ * etcd's own authentication for a Flotilla cluster: a `root` user (required by etcd before
+ * auth can be enabled; operators and `flotilla cluster` use it), one user for the schedulers
+ * with read and write on the cluster's prefix, and one user per machine whose role grants
+ * only what an agent needs. Roles are key ranges, so what a machine's role can confine is
+ * what is keyed by machine:
+ *
+ * | range                         | agent of machine M        | why                               |
+ * | ----------------------------- | ------------------------- | --------------------------------- |
+ * | `machines/M`                  | read and write            | its presence record               |
+ * | `placements/M/`               | read                      | what to run                       |
+ * | `units/`                      | read                      | the files of what it runs         |
+ * | `states/`                     | read and write            | keyed by unit, not by machine     |
+ * | `endpoints/`                  | read and write            | keyed by service first            |
+ * | `services/`                   | read                      | what the mesh publishes           |
+ *
+ * `states/` and `endpoints/` cannot be narrowed to one machine without new keys (see
+ * docs/operations.md, "Containers, etcd and the agent API"); every other key of the cluster
+ * (units' desired states, placements of other machines, the election, the policy's records)
+ * is out of an agent's reach, and the whole keyspace out of a unit's.
+ */
+import { Range } from 'etcd3';
+import type { Store } from './client.js';
+import { toStoreError } from './errors.js';
+
+/** A user name and password for etcd's password authentication. */
+export interface StoreAuth {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** One permission of a role: a key (exact) or a prefix, relative to the cluster prefix. */
+export interface EtcdGrant {
+  readonly permission: 'Read' | 'Write' | 'Readwrite';
+  /** Relative to the cluster prefix; ends with `/` for a prefix, else an exact key. */
+  readonly key: string;
+}
+
+/** A user to make, with its own role of the same name. */
+export interface EtcdUser {
+  readonly name: string;
+  readonly password: string;
+  readonly grants: readonly EtcdGrant[];
+}
+
+/** `user:password`, etcdctl's `--user` form, as a credentials file holds it. */
+export function parseEtcdUser(text: string): StoreAuth {
+  const line = text.trim();
+  const colon = line.indexOf(':');
+  if (colon <= 0 || colon === line.length - 1 || /\s/.test(line)) {
+    throw new Error('expected one line user:password (etcdctl --user form)');
+  }
+  return { username: line.slice(0, colon), password: line.slice(colon + 1) };
+}
+
+/** The schedulers' grants: the whole cluster prefix. */
+export function schedulerGrants(): EtcdGrant[] {
+  return [{ permission: 'Readwrite', key: '' }];
+}
+
+/** An agent's grants (the table above); `machine` is its machine id. */
+export function machineGrants(machine: string): EtcdGrant[] {
+  return [
+    { permission: 'Readwrite', key: `machines/${machine}` },
+    { permission: 'Read', key: `placements/${machine}/` },
+    { permission: 'Read', key: 'units/' },
+    { permission: 'Readwrite', key: 'states/' },
+    { permission: 'Readwrite', key: 'endpoints/' },
+    { permission: 'Read', key: 'services/' },
+  ];
+}
+
+function isExists(err: unknown): boolean {
+  return /already exists/i.test(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Creates `user` and its role (both named `user.name`) with its grants under the store's
+ * prefix; an existing user or role is kept and granted again (grants are idempotent), its
+ * password set to the one given. Needs a store authenticated as root (or auth still off).
+ */
+export async function ensureEtcdUser(store: Store, user: EtcdUser): Promise<void> {
+  const client = store.client;
+  const prefix = store.keys.prefix;
+  try {
+    const role = client.role(user.name);
+    await role.create().catch((err: unknown) => {
+      if (!isExists(err)) throw err;
+    });
+    for (const g of user.grants) {
+      const key = `${prefix}${g.key}`;
+      await role.grant(
+        g.key === '' || g.key.endsWith('/')
+          ? { permission: g.permission, range: Range.prefix(key) }
+          : { permission: g.permission, key },
+      );
+    }
+    const account = client.user(user.name);
+    await account.create(user.password).catch(async (err: unknown) => {
+      if (!isExists(err)) throw err;
+      await account.setPassword(user.password);
+    });
+    await account.addRole(user.name);
+  } catch (err) {
+    throw toStoreError(err);
+  }
+}
+
+/**
+ * Turns etcd's authentication on: `root` (with the root role) with `rootPassword`, then
+ * `users`, then auth. Run once, on a fresh etcd, with a store that has no credentials; an
+ * etcd whose auth is already on is left as it is (call {@link ensureEtcdUser} as root).
+ */
+export async function enableEtcdAuth(
+  store: Store,
+  rootPassword: string,
+  users: readonly EtcdUser[],
+): Promise<void> {
+  const client = store.client;
+  try {
+    const root = client.user('root');
+    await root.create(rootPassword).catch((err: unknown) => {
+      if (!isExists(err)) throw err;
+    });
+    await root.addRole('root').catch((err: unknown) => {
+      // etcd makes the root role on first use; an older etcd wants it made first.
+      if (!/role not found/i.test(String(err))) throw err;
+    });
+    for (const user of users) await ensureEtcdUser(store, user);
+    await client.auth.authEnable({});
+  } catch (err) {
+    throw toStoreError(err);
+  }
+}

@@ -123,6 +123,9 @@ export function schedulerProcess(
       `--etcd-endpoints=${etcdEndpoints(record).join(',')}`,
       `--prefix=${record.prefix}`,
       `--listen=${listen}`,
+      ...(record.httpAddresses?.[i - 1] === undefined
+        ? []
+        : [`--http-listen=${record.httpAddresses[i - 1]}`]),
       `--name=${record.name}-scheduler-${i}`,
       `--agent-token-file=${credentialPath(record, 'agent-token')}`,
       ...(record.etcdAuth === true

@@ -27,6 +27,7 @@ import { dispatch } from './dispatch.js';
 import { Router, type HttpRoute } from './router.js';
 import { SessionStore, type SessionOptions } from './sessions.js';
 import { sessionRoutes } from './session-routes.js';
+import { serviceReads } from './service-reads.js';
 import { unitReads } from './unit-reads.js';
 import { unitActions } from './unit-actions.js';
 import { streamEvents } from './events-stream.js';
@@ -87,6 +88,7 @@ export interface HttpDeps {
 /** The route table: one line per route, matched in order. Add new routes here. */
 export function routeTable(d: HttpDeps): HttpRoute[] {
   const reads = unitReads(d);
+  const services = serviceReads(d);
   const acts = unitActions(d);
   const session = sessionRoutes(d);
   const ops = (req: IncomingMessage, res: ServerResponse): Promise<void> =>
@@ -112,6 +114,8 @@ export function routeTable(d: HttpDeps): HttpRoute[] {
     { method: 'GET', path: '/api/v1/rollouts/:name', handler: reads.getRollout },
     { method: 'POST', path: '/api/v1/rollouts/:name/rollback', handler: acts.rollback },
     { method: 'GET', path: '/api/v1/schedulers', handler: reads.listSchedulers },
+    { method: 'GET', path: '/api/v1/services', handler: services.listServices },
+    { method: 'GET', path: '/api/v1/services/:name/endpoints', handler: services.listEndpoints },
     { method: 'GET', path: '/api/v1/events', stream: true, handler: streamEvents(d) },
   ];
 }

@@ -7,6 +7,7 @@ import test from 'ava';
 import { codecs } from '../../store/index.js';
 import { etcdForFile, makeMachine, unitText } from '../../testkit/index.js';
 import { fingerprint } from '../api/api-kit.js';
+import { putEndpoint } from '../api/service-records.js';
 import { file, startHttp } from './http-kit.js';
 
 const etcd = etcdForFile(test);
@@ -170,4 +171,38 @@ test('a request that names another host than the loopback listener is refused (D
     req.end();
   });
   t.is(status, 421);
+});
+
+test('a submitted service is listed with its published port, and its endpoints by tag', async (t) => {
+  const http = await startHttp(t, etcd());
+  const web = `${unitText()}\n[X-Service]\nPort=http\nPublish=18080\nTags=blue\n`;
+  const submit = await http.fetch('/api/v1/units', {
+    body: { files: [file('web@.service', web)] },
+  });
+  t.is(submit.status, 200, submit.text);
+  for (const [unit, tags] of [
+    ['web@1.service', ['blue']],
+    ['web@2.service', ['green']],
+  ] as const) {
+    await putEndpoint(http.store, {
+      service: 'web',
+      unit,
+      machine: 'm1',
+      port: 20001,
+      tags: [...tags],
+    });
+  }
+  const services = await http.fetch('/api/v1/services');
+  t.is(services.status, 200, services.text);
+  const [svc] = services.json['services'] as { name: string; healthy: number; publish: number }[];
+  t.like(svc, { name: 'web', healthy: 2, publish: 18080 });
+  const blue = await http.fetch('/api/v1/services/web/endpoints?tag=blue');
+  t.is(blue.status, 200, blue.text);
+  const endpoints = blue.json['endpoints'] as { unit: string }[];
+  t.deepEqual(
+    endpoints.map((e) => e.unit),
+    ['web@1.service'],
+  );
+  const none = await http.fetch('/api/v1/services/nope/endpoints');
+  t.is(none.status, 404, none.text);
 });

@@ -32,3 +32,6 @@ writeFileSync(
   new URL('../dist/build-info.json', import.meta.url),
   `${JSON.stringify({ commit, dirty })}\n`,
 );
+
+// The web console is part of the build (dist/ui/, served at /ui/).
+await import('./build-console.mjs');

@@ -32,11 +32,14 @@ export class Live {
   constructor(
     private readonly model: ClusterModel,
     private readonly onStatus: () => void = () => undefined,
+    /** Called once the first full listing is in the model. */
+    private readonly onListed: () => void = () => undefined,
   ) {}
 
   /** Lists and starts following; resolves once the first full listing is in the model. */
   async start(): Promise<void> {
     await this.list();
+    this.onListed();
     this.follow();
     this.refreshTimer = setInterval(() => void this.refreshMachines(), MACHINES_REFRESH_MS);
   }

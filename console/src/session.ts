@@ -6,8 +6,35 @@ import { useEffect, useState } from 'preact/hooks';
 import { call } from './api.js';
 import { Live } from './live.js';
 import { ClusterModel } from './model.js';
+import { navigate } from './router.js';
 
 export const model = new ClusterModel();
+
+/**
+ * When the page got where: read by the browser tests and the benchmark (bench/console.ts)
+ * through `window.flotilla`, in the browser's epoch milliseconds.
+ */
+export const probe = {
+  /** The first full listing is in the model. */
+  listedAt: 0,
+  /** The map's first frame drawn after that. */
+  mapDrawnAt: 0,
+  /** Map frames drawn, and when the last one was. */
+  frames: 0,
+  lastFrameAt: 0,
+};
+
+declare global {
+  interface Window {
+    flotilla?: { model: ClusterModel; probe: typeof probe; navigate: (route: string) => void };
+  }
+}
+window.flotilla = { model, probe, navigate };
+
+/** The browser's clock in epoch milliseconds (what the probe's times are in). */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 /** What the API says of the caller. */
 export interface Me {
@@ -31,7 +58,14 @@ let live: Live | undefined;
 const statusListeners = new Set<() => void>();
 
 export function startLive(): Live {
-  live ??= new Live(model, () => statusListeners.forEach((fn) => fn()));
+  live ??= new Live(
+    model,
+    () => statusListeners.forEach((fn) => fn()),
+    () => {
+      probe.listedAt = now();
+      model.notify();
+    },
+  );
   return live;
 }
 

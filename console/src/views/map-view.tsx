@@ -10,23 +10,10 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { drawMap, cellOrder, CELL_COLOURS } from '../map/draw.js';
 import { hitTest, layoutMap, type MapLayout } from '../map/layout.js';
 import { linkProps, navigate } from '../router.js';
-import { model, useModel } from '../session.js';
+import { model, now, probe, useModel } from '../session.js';
 
 /** Pending units the tray lists at most (the rest are counted). */
 const TRAY_MAX = 200;
-
-/** A probe for tests and the benchmark: when each frame was drawn and what it showed. */
-interface MapProbe {
-  frames: number;
-  lastFrameAt: number;
-  machinesDrawn: number;
-  version: number;
-}
-declare global {
-  interface Window {
-    flotillaMap?: MapProbe;
-  }
-}
 
 function metadataKeys(): string[] {
   const keys = new Set<string>(['zone']);
@@ -53,8 +40,6 @@ export function MapView() {
     if (box === null || cv === null) return;
     const ctx = cv.getContext('2d', { alpha: false });
     if (ctx === null) return;
-    const probe: MapProbe = { frames: 0, lastFrameAt: 0, machinesDrawn: 0, version: 0 };
-    window.flotillaMap = probe;
     let layout: MapLayout | undefined;
     let width = 0;
     let height = 0;
@@ -85,19 +70,11 @@ export function MapView() {
         full = true;
       }
       const dirty = model.takeDirty();
-      probe.machinesDrawn = drawMap(
-        ctx,
-        model,
-        layout,
-        box.scrollTop,
-        w,
-        h,
-        full ? undefined : dirty,
-      );
+      drawMap(ctx, model, layout, box.scrollTop, w, h, full ? undefined : dirty);
       full = false;
       probe.frames += 1;
-      probe.version = model.version;
-      probe.lastFrameAt = performance.timeOrigin + performance.now();
+      probe.lastFrameAt = now();
+      if (probe.mapDrawnAt === 0 && probe.listedAt > 0) probe.mapDrawnAt = probe.lastFrameAt;
       (box as HTMLElement & { layout?: MapLayout }).layout = layout;
     };
     const schedule = (all: boolean): void => {

@@ -7,6 +7,13 @@
  */
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { ClusterModel } from '../console/src/model.js';
+import {
+  TILE_HEADER,
+  TILE_PAD,
+  tileOrigin,
+  type MapGroup,
+  type MapLayout,
+} from '../console/src/map/layout.js';
 
 /** The browser: FLOTILLA_CHROMIUM or Debian's package (`apt-get install chromium`). */
 export const CHROMIUM = process.env.FLOTILLA_CHROMIUM ?? '/usr/bin/chromium';
@@ -119,4 +126,74 @@ export async function heapBytes(page: Page): Promise<number> {
   } finally {
     await cdp.detach().catch(() => undefined);
   }
+}
+
+/** A map's layout as the page sends it: machine ids and their units in cell order. */
+type SentLayout = Omit<MapLayout, 'groups'> & {
+  readonly groups: readonly (Omit<MapGroup, 'machines'> & {
+    readonly machines: readonly { readonly id: string; readonly units: readonly string[] }[];
+  })[];
+};
+
+/**
+ * The colour (`#rrggbb`) the map's canvas shows now at each unit's cell, by unit name, read
+ * from the canvas's pixels (so a test sees what a user sees, not the page's model). Only
+ * tiles in view are drawn: tests keep clusters small enough to fit.
+ */
+export async function mapCells(page: Page): Promise<Record<string, string>> {
+  const geo = await page.evaluate(() => {
+    const g = globalThis as unknown as {
+      devicePixelRatio?: number;
+      document: { querySelector(s: string): unknown };
+    };
+    const box = g.document.querySelector('.map-scroll') as {
+      layout?: { groups: { machines: { id: string; units: Set<string> }[] }[] };
+      scrollTop: number;
+    } | null;
+    if (box?.layout === undefined) return undefined;
+    const l = box.layout;
+    return {
+      scrollTop: box.scrollTop,
+      dpr: g.devicePixelRatio ?? 1,
+      layout: {
+        ...l,
+        groups: l.groups.map((gr) => ({
+          ...gr,
+          machines: gr.machines.map((m) => ({ id: m.id, units: [...m.units].sort() })),
+        })),
+      },
+    };
+  });
+  if (geo === undefined) return {};
+  const layout = geo.layout as unknown as SentLayout;
+  const { scrollTop, dpr } = geo;
+  const points: { unit: string; x: number; y: number }[] = [];
+  const { cell, gap, columns } = layout.metrics;
+  const step = cell + gap;
+  for (const group of layout.groups) {
+    group.machines.forEach((m, i) => {
+      const [tx, ty] = tileOrigin(layout as unknown as MapLayout, group as unknown as MapGroup, i);
+      m.units.forEach((unit, k) => {
+        const x = tx + TILE_PAD + (k % columns) * step + cell / 2;
+        const y = ty + TILE_PAD + TILE_HEADER + Math.floor(k / columns) * step + cell / 2;
+        points.push({ unit, x: Math.floor(x * dpr), y: Math.floor((y - scrollTop) * dpr) });
+      });
+    });
+  }
+  return page.evaluate((pts) => {
+    type Ctx = {
+      getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+    };
+    const doc = (globalThis as unknown as { document: { querySelector(s: string): unknown } })
+      .document;
+    const canvas = doc.querySelector('canvas.map-canvas') as { getContext(k: '2d'): Ctx };
+    const ctx = canvas.getContext('2d');
+    const out: Record<string, string> = {};
+    for (const p of pts) {
+      const d = ctx.getImageData(p.x, p.y, 1, 1).data;
+      const hex = [d[0], d[1], d[2]].map((v) => (v ?? 0).toString(16).padStart(2, '0'));
+      out[p.unit] = `#${hex.join('')}`;
+    }
+    return out;
+  }, points);
 }

@@ -12,11 +12,11 @@ export interface UnitFile {
 
 /** start (launched), stop (loaded) or unload (inactive) the named units. */
 export function setDesired(names: readonly string[], verb: 'start' | 'stop' | 'unload') {
-  return call<{ changed?: string[] }>('POST', `/api/v1/units/${verb}`, { names });
+  return call<{ changed?: string[] }>('POST', `/api/v1/actions/${verb}`, { names });
 }
 
 export function destroy(names: readonly string[]) {
-  return call<{ destroyed?: string[] }>('POST', '/api/v1/units/destroy', { names });
+  return call<{ destroyed?: string[] }>('POST', '/api/v1/actions/destroy', { names });
 }
 
 export function submit(

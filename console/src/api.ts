@@ -1,7 +1,8 @@
 /**
  * The console's one door to the scheduler's JSON API (docs/http-api.md): same-origin requests
- * with the session cookie, the header that marks a write as the console's own (cross-site
- * forms cannot send it), a deadline on every call, and the API's errors as {@link ApiFailure}.
+ * with the session cookie, the session's CSRF token on every write (a page of another site
+ * can neither read it nor send the header), a deadline on every call, and the API's errors
+ * (`{"error": {"code", "message"}}`) as {@link ApiFailure}.
  */
 
 /** Every call gives up after this long (the API's own deadlines are shorter). */
@@ -45,15 +46,16 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   try {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (method !== 'GET') {
-      headers['x-flotilla-csrf'] = csrfToken || '1';
-      if (body !== undefined) headers['content-type'] = 'application/json';
+      // A session's writes carry its CSRF token (a bearer-token caller needs none).
+      if (csrfToken !== '') headers['x-csrf-token'] = csrfToken;
+      headers['content-type'] = 'application/json';
     }
     const res = await fetch(path, {
       method,
       headers,
       credentials: 'same-origin',
       signal: ctl.signal,
-      ...(body !== undefined && { body: JSON.stringify(body) }),
+      ...(method !== 'GET' && { body: JSON.stringify(body ?? {}) }),
     });
     const text = await res.text();
     let parsed: unknown;

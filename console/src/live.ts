@@ -1,9 +1,9 @@
 /**
  * Keeps the page's model live: lists machines and units (paged, as the API serves them), then
- * follows the Server-Sent Events stream from the listing's revision on, applying each batch.
+ * follows the Server-Sent Events stream (`batch` messages) from the listing's revision on.
  * The browser's EventSource resumes a dropped stream with Last-Event-ID (the last revision
  * seen), so nothing is missed or seen twice; when the server says the revision is gone
- * (compacted) or the stream falls too far behind, the page lists again. Reservations are not
+ * (`reset`: the replica no longer holds those changes), the page lists again. Reservations are not
  * in the events: the machines are listed again after placements changed, at most every
  * {@link MACHINES_REFRESH_MS}, so an idle page costs the scheduler nothing.
  */
@@ -107,21 +107,20 @@ export class Live {
   }
 
   private follow(): void {
-    const since = this.model.revision + 1;
-    const es = new EventSource(`/api/v1/events?since=${since}`, { withCredentials: true });
+    // `since` is the revision seen in full: the stream sends every change after it.
+    const es = new EventSource(`/api/v1/events?since=${this.model.revision}`);
     this.source = es;
     es.onopen = () => this.setStatus('live');
-    es.onmessage = (e: MessageEvent<string>) => {
+    es.addEventListener('batch', (e: MessageEvent<string>) => {
       let events: readonly EventJson[];
       try {
-        const parsed = JSON.parse(e.data) as { events?: EventJson[] } | EventJson[];
-        events = Array.isArray(parsed) ? parsed : (parsed.events ?? []);
+        events = (JSON.parse(e.data) as { events?: EventJson[] }).events ?? [];
       } catch {
         return;
       }
       this.model.apply(events);
       this.model.notify();
-    };
+    });
     es.onerror = () => {
       if (this.stopped) return;
       if (es.readyState === EventSource.CLOSED) {
@@ -130,7 +129,8 @@ export class Live {
         setTimeout(() => void this.restart(), 3_000);
       } else this.setStatus('reconnecting', 'the event stream dropped; resuming');
     };
-    es.addEventListener('compacted', () => {
+    // The replica no longer holds the changes after our revision: list again.
+    es.addEventListener('reset', () => {
       es.close();
       void this.restart();
     });

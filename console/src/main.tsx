@@ -65,8 +65,9 @@ function Shell() {
           {live.status}
         </span>
         <span class="who" data-test="who">
-          {me.subject}
-          {me.verbs.length > 0 && ` (${me.verbs.join(', ')})`}
+          {me.authorization === 'off'
+            ? 'no auth policy'
+            : `${me.identity ?? ''} (${(me.roles ?? []).join(', ')})`}
         </span>
       </header>
       <main>

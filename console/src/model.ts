@@ -87,6 +87,11 @@ function stateLite(s: UnitStateJson | undefined, machine?: string): StateLite | 
   };
 }
 
+/** Whether `name` is a template (`web@.service`), not a unit that runs. */
+export function isTemplateName(name: string): boolean {
+  return /@\.[^.@]+$/.test(name);
+}
+
 /** The colour class of one copy of a unit on one machine. */
 export function cellState(unit: UnitRow, machine: string): CellState {
   const st = unit.global ? unit.copies?.get(machine) : unit.state;
@@ -128,6 +133,8 @@ export class ClusterModel {
   readonly rollouts = new Map<string, RolloutJson>();
   /** The newest events applied, oldest first (at most {@link RECENT_EVENTS}). */
   readonly recent: EventJson[] = [];
+  /** How many of {@link units} are templates (`web@.service`), which run nowhere themselves. */
+  templates = 0;
   /** The last etcd revision applied. */
   revision = 0;
   /** Bumped by every change: views compare it to know whether to re-derive. */
@@ -165,6 +172,7 @@ export class ClusterModel {
     this.machines.clear();
     this.pending.clear();
     this.rollouts.clear();
+    this.templates = 0;
     this.layoutDirty = true;
   }
 
@@ -322,6 +330,7 @@ export class ClusterModel {
         pending: '',
       };
       this.units.set(name, u);
+      if (isTemplateName(name)) this.templates += 1;
     }
     return u;
   }
@@ -383,6 +392,7 @@ export class ClusterModel {
     else if (u.machine !== '') this.unplace(u, u.machine);
     this.units.delete(name);
     this.pending.delete(name);
+    if (isTemplateName(name)) this.templates -= 1;
   }
 
   private setPending(name: string, summary: string, waiting: number): void {

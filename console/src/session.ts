@@ -3,7 +3,7 @@
  * (a read-only role's page shows no write controls; the server refuses its writes anyway).
  */
 import { useEffect, useState } from 'preact/hooks';
-import { call } from './api.js';
+import { call, setCsrfToken } from './api.js';
 import { Live } from './live.js';
 import { ClusterModel } from './model.js';
 import { navigate } from './router.js';
@@ -36,22 +36,36 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** What the API says of the caller. */
+/** What `GET /api/v1/session` says of the caller. */
 export interface Me {
-  readonly subject: string;
-  /** The verbs the caller's role grants (docs/operations.md#authorization). */
-  readonly verbs: readonly string[];
+  readonly identity?: string;
+  readonly roles?: readonly string[];
+  /** `off`: no auth policy, everyone may do everything. */
+  readonly authorization?: 'policy' | 'off';
+  /** What the caller's roles grant (docs/operations.md#authorization). */
+  readonly grants?: readonly {
+    readonly verbs: readonly string[];
+    readonly units: readonly string[];
+  }[];
+  readonly csrfToken?: string;
 }
 
-export let me: Me = { subject: '', verbs: [] };
+export let me: Me = {};
 
+/** Asks who the page acts as; a 401 means a login is needed. */
 export async function loadMe(): Promise<void> {
-  me = await call<Me>('GET', '/api/v1/whoami');
+  me = await call<Me>('GET', '/api/v1/session');
+  if (me.csrfToken !== undefined) setCsrfToken(me.csrfToken);
 }
 
-/** Whether the caller may use `verb` (`start-stop`, `submit`, `destroy`, `scale`, `drain`). */
+/**
+ * Whether the caller may use `verb` (`start-stop`, `submit`, `destroy`, `scale`, `drain`) on
+ * some unit: controls for it are shown only then. Which units a grant covers is the
+ * server's to judge (it answers 403); the page only hides what can never succeed.
+ */
 export function may(verb: string): boolean {
-  return me.verbs.includes(verb) || me.verbs.includes('admin');
+  if (me.authorization === 'off') return true;
+  return (me.grants ?? []).some((g) => g.verbs.includes(verb) || g.verbs.includes('admin'));
 }
 
 let live: Live | undefined;

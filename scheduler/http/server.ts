@@ -24,6 +24,7 @@ import type { ApiCore } from '../api/core.js';
 import { isLoopback } from '../api/server.js';
 import { API_MAX_RECEIVE_BYTES } from '../api/limits.js';
 import { dispatch } from './dispatch.js';
+import { consoleRoutes } from './console-routes.js';
 import { Router, type HttpRoute } from './router.js';
 import { SessionStore, type SessionOptions } from './sessions.js';
 import { sessionRoutes } from './session-routes.js';
@@ -106,6 +107,7 @@ export function routeTable(d: HttpDeps): HttpRoute[] {
     { method: 'POST', path: '/api/v1/rollouts/:name/rollback', handler: acts.rollback },
     { method: 'GET', path: '/api/v1/schedulers', handler: reads.listSchedulers },
     { method: 'GET', path: '/api/v1/events', stream: true, handler: streamEvents(d) },
+    ...consoleRoutes(),
   ];
 }
 

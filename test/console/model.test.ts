@@ -6,7 +6,13 @@
 import test from 'ava';
 import { globMatcher } from '../../console/src/glob.js';
 import { hitTest, layoutMap, tileOrigin, visibleTiles } from '../../console/src/map/layout.js';
-import { cellState, ClusterModel, templateOf, unitSummary } from '../../console/src/model.js';
+import {
+  cellState,
+  ClusterModel,
+  isTemplateName,
+  templateOf,
+  unitSummary,
+} from '../../console/src/model.js';
 import type { EventJson } from '../../console/src/types.js';
 
 function cluster(): ClusterModel {
@@ -173,6 +179,11 @@ test('the feed keeps the newest thousand events', (t) => {
 test('templates of instances; globs as flotctl takes them, and plain text as a substring', (t) => {
   t.is(templateOf('web@12.service'), 'web@.service');
   t.is(templateOf('db.service'), '');
+  t.true(isTemplateName('web@.service'));
+  t.false(isTemplateName('web@1.service'));
+  const m = new ClusterModel();
+  m.addUnits([{ unit: { name: 'web@.service' } }, { unit: { name: 'web@1.service' } }]);
+  t.is(m.units.size - m.templates, 1, 'a template is no unit on the map');
   t.true(globMatcher('web@*')('web@3.service'));
   t.false(globMatcher('web@*')('api@3.service'));
   t.true(globMatcher('web@[12].service')('web@2.service'));

@@ -4,16 +4,9 @@
  * marked. Only tiles in view are drawn, so a frame costs what the window shows (a few hundred
  * tiles), whatever the cluster's size.
  */
-import { cellState, type CellState, type ClusterModel, type MachineRow } from '../model.js';
+import { cellState, type ClusterModel, type MachineRow } from '../model.js';
+import { CELL_COLOURS } from './colours.js';
 import { TILE_HEADER, TILE_PAD, tileOrigin, visibleTiles, type MapLayout } from './layout.js';
-
-export const CELL_COLOURS: Readonly<Record<CellState, string>> = {
-  running: '#2e9d57',
-  changing: '#e0a526',
-  failed: '#d8413a',
-  unhealthy: '#9b4dca',
-  stopped: '#9aa3ad',
-};
 
 /** A machine's units in the order their cells are drawn (name order). */
 export function cellOrder(m: MachineRow): string[] {

@@ -12,8 +12,8 @@ export function LoginView({ onLogin }: { onLogin: () => void }) {
     e.preventDefault();
     setError('');
     try {
-      const res = await call<{ csrf?: string } | undefined>('POST', '/api/v1/login', { token });
-      if (res?.csrf !== undefined) setCsrfToken(res.csrf);
+      const res = await call<{ csrfToken?: string }>('POST', '/api/v1/session', { token });
+      if (res.csrfToken !== undefined) setCsrfToken(res.csrfToken);
       setToken('');
       onLogin();
     } catch (err) {

@@ -7,7 +7,8 @@
  * with the planner's reason.
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { drawMap, cellOrder, CELL_COLOURS } from '../map/draw.js';
+import { CELL_COLOURS } from '../map/colours.js';
+import { drawMap, cellOrder } from '../map/draw.js';
 import { hitTest, layoutMap, type MapLayout } from '../map/layout.js';
 import { linkProps, navigate } from '../router.js';
 import { model, now, probe, useModel } from '../session.js';
@@ -133,7 +134,8 @@ export function MapView() {
           </select>
         </label>
         <span class="counts" data-test="map-counts">
-          {model.machines.size} machines · {model.units.size} units · {model.pending.size} pending
+          {model.machines.size} machines · {model.units.size - model.templates} units ·{' '}
+          {model.pending.size} pending
         </span>
         <span class="legend">
           {Object.entries(CELL_COLOURS).map(([k, c]) => (

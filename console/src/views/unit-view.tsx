@@ -17,6 +17,14 @@ const LOG_LINES = 500;
 /** A log line is cut at this many characters. */
 const LOG_LINE_MAX = 2_000;
 
+/** How long a tail that ended (the unit stopped, moved or restarted) waits to open again. */
+const LOG_RETRY_MS = 3_000;
+
+/**
+ * The unit's log, live: the last 100 lines, then each new one, from the API's followed tail
+ * (Server-Sent Events of `line` messages). A tail that ends (the unit is not running, or it
+ * moved) is opened again every few seconds while the page is open.
+ */
 function LogTail({ name }: { name: string }) {
   const [lines, setLines] = useState<string[]>([]);
   const [problem, setProblem] = useState('');
@@ -24,37 +32,57 @@ function LogTail({ name }: { name: string }) {
   useEffect(() => {
     const ctl = new AbortController();
     let buf: string[] = [];
-    const flush = (): void => {
+    let first = true;
+    const timer = setInterval(() => {
+      if (buf.length === 0) return;
       const add = buf;
       buf = [];
       setLines((old) => [...old, ...add].slice(-LOG_LINES));
+    }, 100);
+    const follow = async (): Promise<void> => {
+      // The first opening shows the last 100 lines; a reopening only what is new.
+      const back = first ? 100 : 0;
+      first = false;
+      const res = await fetch(`/api/v1/units/${enc(name)}/logs?follow=1&lines=${back}`, {
+        credentials: 'same-origin',
+        signal: ctl.signal,
+      });
+      if (!res.ok || res.body === null) {
+        const text = (await res.text()).slice(0, 500);
+        let why = text;
+        try {
+          why = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
+        } catch {
+          // not JSON: the text as it is
+        }
+        setProblem(`no log yet: ${why}`);
+        return;
+      }
+      setProblem('');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let rest = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        rest += value;
+        const parts = rest.split('\n');
+        rest = (parts.pop() ?? '').slice(-LOG_LINE_MAX * 4);
+        for (const p of parts) {
+          const text = sseLine(p);
+          if (text !== undefined) buf.push(text.slice(0, LOG_LINE_MAX));
+        }
+      }
+      setProblem('the log stream ended (the unit stopped or moved); following again');
     };
-    const timer = setInterval(() => buf.length > 0 && flush(), 100);
     void (async () => {
-      try {
-        const res = await fetch(`/api/v1/units/${enc(name)}/logs?follow=1&lines=100`, {
-          credentials: 'same-origin',
-          signal: ctl.signal,
-        });
-        if (!res.ok || res.body === null) {
-          setProblem(
-            `no log: the scheduler answered ${res.status} ${(await res.text()).slice(0, 300)}`,
-          );
-          return;
+      while (!ctl.signal.aborted) {
+        try {
+          await follow();
+        } catch (err) {
+          if (ctl.signal.aborted) return;
+          setProblem(`the log stream broke: ${String(err)}`);
         }
-        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        let rest = '';
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          rest += value;
-          const parts = rest.split('\n');
-          rest = (parts.pop() ?? '').slice(-LOG_LINE_MAX * 4);
-          for (const p of parts) if (p !== '') buf.push(logText(p).slice(0, LOG_LINE_MAX));
-        }
-        setProblem('the log stream ended');
-      } catch (err) {
-        if (!ctl.signal.aborted) setProblem(`the log stream broke: ${String(err)}`);
+        await new Promise((r) => setTimeout(r, LOG_RETRY_MS));
       }
     })();
     return () => {
@@ -76,15 +104,14 @@ function LogTail({ name }: { name: string }) {
   );
 }
 
-/** A streamed log line: JSON with a line (or text) field, or the text itself. */
-function logText(raw: string): string {
-  const line = raw.startsWith('data:') ? raw.slice(5).trimStart() : raw;
-  if (!line.startsWith('{')) return line;
+/** The text of an SSE `data:` line of a followed tail (`{"time","stream","text"}`), else undefined. */
+function sseLine(raw: string): string | undefined {
+  if (!raw.startsWith('data:')) return undefined;
   try {
-    const j = JSON.parse(line) as { line?: string; text?: string; data?: string };
-    return j.line ?? j.text ?? j.data ?? line;
+    const j = JSON.parse(raw.slice(5)) as { text?: string; code?: string; message?: string };
+    return j.text ?? (j.message !== undefined ? `[${j.code ?? 'error'}] ${j.message}` : undefined);
   } catch {
-    return line;
+    return undefined;
   }
 }
 

@@ -243,7 +243,7 @@ async function main(): Promise<void> {
       const stop = p2.locator('[data-test=stop]');
       await stop.waitFor({ timeout: 30_000 });
       const answered = p2.waitForResponse(
-        (r) => r.url().endsWith('/api/v1/units/stop') && r.request().method() === 'POST',
+        (r) => r.url().endsWith('/api/v1/actions/stop') && r.request().method() === 'POST',
       );
       const c0 = Date.now();
       await stop.click();

@@ -18,6 +18,13 @@ export interface TileMetrics {
 }
 
 export const DEFAULT_METRICS: TileMetrics = { cell: 7, gap: 1, columns: 12, maxRows: 8 };
+
+/** Tiles as large as the cluster allows: big cells for a few machines, small for thousands. */
+export function metricsFor(machines: number): TileMetrics {
+  if (machines <= 64) return { cell: 16, gap: 2, columns: 10, maxRows: 6 };
+  if (machines <= 600) return { cell: 10, gap: 2, columns: 10, maxRows: 8 };
+  return DEFAULT_METRICS;
+}
 /** A tile's header: its name and the CPU and memory bars. */
 export const TILE_HEADER = 18;
 export const TILE_PAD = 3;
@@ -49,17 +56,20 @@ export function layoutMap(
   machines: Iterable<MachineRow>,
   groupKey: string,
   width: number,
-  metrics: TileMetrics = DEFAULT_METRICS,
+  metrics?: TileMetrics,
 ): MapLayout {
   const byGroup = new Map<string, MachineRow[]>();
   let most = 0;
+  let count = 0;
   for (const m of machines) {
+    count += 1;
     const label = m.metadata[groupKey] ?? `(no ${groupKey})`;
     let list = byGroup.get(label);
     if (list === undefined) byGroup.set(label, (list = []));
     list.push(m);
     if (m.units.size > most) most = m.units.size;
   }
+  metrics ??= metricsFor(count);
   const step = metrics.cell + metrics.gap;
   const rows = Math.max(1, Math.min(metrics.maxRows, Math.ceil(most / metrics.columns)));
   const tileW = metrics.columns * step - metrics.gap + 2 * TILE_PAD;

@@ -151,6 +151,32 @@ serial('the log tail streams a line the unit prints', async (t) => {
   t.pass();
 });
 
+serial('scale, stop and start from the page: the cluster does what was clicked', async (t) => {
+  await setUp();
+  const page = adminPage();
+  await goRoute(page, 'units/tick@.service');
+  await page.fill('[data-test=scale-count]', '4');
+  await page.click('[data-test=scale]');
+  await page.locator('[data-test=done]').waitFor({ timeout: 30_000 });
+  await c().waitUnits('tick@4 runs', (u) => isRunningView(u.get('tick@4.service')));
+
+  await goRoute(page, 'units/tick@4.service');
+  await page.click('[data-test=stop]');
+  await page.locator('[data-test=done]').waitFor({ timeout: 30_000 });
+  await c().waitUnits('tick@4 stopped', (u) => u.get('tick@4.service')?.active === 'inactive');
+  await assertEventually(
+    async () => (await page.innerText('[data-test=unit-state]')) === 'stopped',
+    { timeoutMs: 10_000, message: 'the page shows tick@4 stopped' },
+  );
+  await page.click('[data-test=start]');
+  await c().waitUnits('tick@4 runs again', (u) => isRunningView(u.get('tick@4.service')));
+  await assertEventually(
+    async () => (await page.innerText('[data-test=unit-state]')) === 'running',
+    { timeoutMs: 10_000, message: 'the page shows tick@4 running' },
+  );
+  t.pass();
+});
+
 serial('a read-only token sees no write control, and a write it forges gets 403', async (t) => {
   await setUp();
   const page = await loggedIn(browser as Browser, (replica as ConsoleReplica).url, VIEWER_TOKEN);

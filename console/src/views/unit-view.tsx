@@ -123,6 +123,7 @@ export function UnitView({ name }: { name: string }) {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState('');
   const [count, setCount] = useState('');
+  const [note, setNote] = useState('');
   const recent = model.recent.filter((e) => e.name === name).slice(-30);
   const lastRev = recent.at(-1)?.revision ?? '';
 
@@ -140,8 +141,10 @@ export function UnitView({ name }: { name: string }) {
   const act = async (label: string, fn: () => Promise<unknown>) => {
     setBusy(label);
     setError('');
+    setNote('');
     try {
       await fn();
+      setNote(`${label}: done`);
     } catch (e) {
       setError(e instanceof ApiFailure ? `${e.code}: ${e.message}` : String(e));
     } finally {
@@ -213,17 +216,24 @@ export function UnitView({ name }: { name: string }) {
               size={5}
               value={count}
               placeholder="count"
+              data-test="scale-count"
               onInput={(e) => setCount((e.target as HTMLInputElement).value)}
             />
             <button
               disabled={busy !== '' || !/^\d+$/.test(count)}
               onClick={() => act('scale', () => scale(name, Number(count)))}
+              data-test="scale"
             >
               Scale
             </button>
           </span>
         )}
         {busy !== '' && <span class="muted">{busy}…</span>}
+        {busy === '' && note !== '' && (
+          <span class="ok" data-test="done">
+            {note}
+          </span>
+        )}
       </div>
       <dl class="facts">
         <dt>desired</dt>
@@ -301,8 +311,12 @@ export function UnitView({ name }: { name: string }) {
           </>
         )}
       </dl>
-      <h3>Log</h3>
-      {!isTemplate && <LogTail name={name} />}
+      {!isTemplate && (
+        <>
+          <h3>Log</h3>
+          <LogTail name={name} />
+        </>
+      )}
       <h3>Recent events</h3>
       <pre class="events">{recent.map(eventLine).join('\n') || 'none since the page opened'}</pre>
       <h3>File</h3>

@@ -39,6 +39,9 @@ export function usageHint(record: ClusterRecord, opts: { hints?: boolean } = {})
     `  directory  ${record.dir} (logs in logs/)`,
     `  etcd       ${etcdEndpoints(record).join(',')}`,
     `  API        ${record.apiAddresses.join(', ')}`,
+    ...(record.httpAddresses?.[0] === undefined
+      ? []
+      : [`  console    http://${record.httpAddresses[0]}/ui/`]),
     ...(record.registry ? [`  registry   ${record.registry.addr}`] : []),
     ...(record.network
       ? [`  network    bridge ${record.network.bridge} ${record.network.subnet}`]

@@ -26,6 +26,8 @@ ${DIR}  --agents N              number of agents (default 3)
   --etcd-port PORT        etcd client port (default 2379; peer port: --etcd-peer-port, 2380)
   --etcd-members N        1 (default), 3 or 5 etcd members
   --api-ports P1,P2       scheduler API ports on 127.0.0.1 (default 4700,4710)
+  --http-ports P1,P2      their HTTP listeners (console, JSON API, metrics) on 127.0.0.1
+                          (default 4646,4656; none when --api-ports is given without them)
   --agent-port PORT       agents' Logs port (default 4701 per namespace, 4720+n on loopback)
   --registry-port PORT    image registry port (default 5000; 0: none)
   --driver DRIVER         auto, runc or process (default auto)

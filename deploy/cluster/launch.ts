@@ -122,6 +122,9 @@ export function schedulerProcess(
       `--etcd-endpoints=${etcdEndpoints(record).join(',')}`,
       `--prefix=${record.prefix}`,
       `--listen=${listen}`,
+      ...(record.httpAddresses?.[i - 1] === undefined
+        ? []
+        : [`--http-listen=${record.httpAddresses[i - 1]}`]),
       `--name=${record.name}-scheduler-${i}`,
       ...flags,
     ],

@@ -33,6 +33,12 @@ export interface UpOptions {
   /** The schedulers' API ports on 127.0.0.1, one scheduler each. Default [4700, 4710]. */
   readonly apiPorts?: readonly number[];
   /**
+   * The schedulers' HTTP listeners (`--http-listen`: console, JSON API, metrics) on
+   * 127.0.0.1, one per scheduler. Default [4646, 4656] when `apiPorts` is left to its
+   * default too, else none (a caller that picks its own API ports picks these as well).
+   */
+  readonly httpPorts?: readonly number[];
+  /**
    * The agents' Logs port: in netns mode every agent listens on it at its own address
    * (default 4701); in loopback mode agent n uses this + n (default 4720: 4721, 4722, ...).
    */
@@ -73,6 +79,8 @@ export interface ResolvedUpOptions {
   readonly etcdExtraMembers: readonly EtcdMemberPorts[];
   readonly etcdFlags: readonly string[];
   readonly apiPorts: readonly number[];
+  /** One per scheduler, or empty: no HTTP listener. */
+  readonly httpPorts: readonly number[];
   readonly agentPort: number | undefined;
   readonly registryPort: number;
   readonly driver: 'auto' | 'runc' | 'process';
@@ -90,6 +98,7 @@ export const UP_DEFAULTS = {
   etcdPort: 2379,
   etcdPeerPort: 2380,
   apiPorts: [4700, 4710],
+  httpPorts: [4646, 4656],
   registryPort: 5000,
   netnsAgentPort: 4701,
   loopbackAgentPortBase: 4720,
@@ -109,6 +118,12 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
   }
   const apiPorts = opts.apiPorts ?? UP_DEFAULTS.apiPorts;
   if (apiPorts.length === 0) throw new UsageError('--api-ports: at least one port');
+  const httpPorts = opts.httpPorts ?? (opts.apiPorts === undefined ? UP_DEFAULTS.httpPorts : []);
+  if (httpPorts.length !== 0 && httpPorts.length !== apiPorts.length) {
+    throw new UsageError(
+      `--http-ports: ${httpPorts.length} ports for ${apiPorts.length} schedulers; give one per scheduler (as many as --api-ports)`,
+    );
+  }
   if (opts.registryPort !== undefined && !(opts.registryPort >= 0 && opts.registryPort <= 65535)) {
     throw new UsageError(`--registry-port=${opts.registryPort}: expected 0 (none) to 65535`);
   }
@@ -117,7 +132,14 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     throw new UsageError(`--etcd-members=${extra.length + 1}: expected 1, 3 or 5`);
   }
   const memberPorts = extra.flatMap((m) => [m.clientPort, m.peerPort]);
-  for (const p of [opts.etcdPort, opts.etcdPeerPort, opts.agentPort, ...apiPorts, ...memberPorts]) {
+  for (const p of [
+    opts.etcdPort,
+    opts.etcdPeerPort,
+    opts.agentPort,
+    ...apiPorts,
+    ...httpPorts,
+    ...memberPorts,
+  ]) {
     if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) {
       throw new UsageError(`port ${p}: expected 1-65535`);
     }
@@ -145,6 +167,7 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     etcdExtraMembers: extra,
     etcdFlags: opts.etcdFlags ?? [],
     apiPorts,
+    httpPorts,
     agentPort: opts.agentPort,
     registryPort: opts.registryPort ?? UP_DEFAULTS.registryPort,
     driver: opts.driver ?? 'auto',
@@ -202,6 +225,7 @@ const flags = {
   'etcd-peer-port': { type: 'string' },
   'etcd-members': { type: 'string' },
   'api-ports': { type: 'string' },
+  'http-ports': { type: 'string' },
   'agent-port': { type: 'string' },
   'registry-port': { type: 'string' },
   driver: { type: 'string' },
@@ -279,6 +303,9 @@ export function parseClusterArgs(argv: readonly string[]): ClusterArgs {
     ...(members !== undefined && members !== 1 && { etcdExtraMembers: extraMembers }),
     ...(v['api-ports'] !== undefined && {
       apiPorts: v['api-ports'].split(',').map((p) => int('api-ports', p.trim()) ?? 0),
+    }),
+    ...(v['http-ports'] !== undefined && {
+      httpPorts: v['http-ports'].split(',').map((p) => int('http-ports', p.trim()) ?? 0),
     }),
     ...(v['agent-port'] !== undefined && { agentPort: int('agent-port', v['agent-port']) ?? 0 }),
     ...(v['registry-port'] !== undefined && {

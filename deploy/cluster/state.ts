@@ -95,6 +95,8 @@ export interface ClusterRecord {
   };
   /** The schedulers' API addresses, host:port. */
   readonly apiAddresses: readonly string[];
+  /** The schedulers' HTTP listeners, host:port, one per scheduler; absent or empty: none. */
+  readonly httpAddresses?: readonly string[];
   /** The image registry, host:port as agents reach it; absent without docker-registry. */
   readonly registry?: { readonly addr: string };
   /** netns mode: every agent's Logs port; loopback mode: agent n listens on this + n. */

@@ -127,6 +127,9 @@ async function checkPorts(record: ClusterRecord): Promise<void> {
   for (const address of record.apiAddresses) {
     await checkPortFree('127.0.0.1', Number(address.split(':')[1]), 'scheduler API');
   }
+  for (const address of record.httpAddresses ?? []) {
+    await checkPortFree('127.0.0.1', Number(address.split(':')[1]), 'scheduler HTTP listener');
+  }
   if (record.mode === 'loopback') {
     for (const a of record.agents) {
       await checkPortFree('127.0.0.1', Number(a.logsListen.split(':')[1]), `${a.index}'s logs`);
@@ -175,6 +178,7 @@ async function plan(opts: ResolvedUpOptions, previous: ClusterRecord | undefined
       }),
     },
     apiAddresses: opts.apiPorts.map((p) => `127.0.0.1:${p}`),
+    httpAddresses: opts.httpPorts.map((p) => `127.0.0.1:${p}`),
     ...(registry !== undefined && { registry }),
     agentPort,
     agentFlags,

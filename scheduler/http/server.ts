@@ -32,6 +32,7 @@ import { unitReads } from './unit-reads.js';
 import { unitActions } from './unit-actions.js';
 import { streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
+import { SSE_MAX_BUFFERED_BYTES } from './sse.js';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -54,6 +55,11 @@ export interface HttpServerOptions {
   readonly maxStreams?: number;
   /** The event stream's heartbeat, a comment line. Default 15,000 ms. */
   readonly heartbeatMs?: number;
+  /**
+   * Bytes a stream may let wait unread in its socket's buffer before its client is cut (it
+   * resumes from its last id). Default SSE_MAX_BUFFERED_BYTES (8 MiB).
+   */
+  readonly streamBufferBytes?: number;
   readonly sessions?: SessionOptions;
 }
 
@@ -76,6 +82,7 @@ export interface HttpDeps {
   readonly streams: Set<() => void>;
   readonly maxStreams: number;
   readonly heartbeatMs: number;
+  readonly streamBufferBytes: number;
 }
 
 /** The route table: one line per route, matched in order. Add new routes here. */
@@ -128,6 +135,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     streams: new Set(),
     maxStreams: opts.maxStreams ?? 256,
     heartbeatMs: opts.heartbeatMs ?? 15_000,
+    streamBufferBytes: opts.streamBufferBytes ?? SSE_MAX_BUFFERED_BYTES,
   };
   const router = new Router([...routeTable(deps), ...(opts.routes ?? [])]);
   const settings = {

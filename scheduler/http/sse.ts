@@ -26,12 +26,8 @@ export interface SseStream {
  * Opens the stream on `res` (200, text/event-stream); `onClose` runs once when it ends,
  * whoever ends it. 429 when the listener already has its most streams open.
  */
-export function openSse(
-  d: HttpDeps,
-  res: ServerResponse,
-  onClose: () => void,
-  maxBuffered = SSE_MAX_BUFFERED_BYTES,
-): SseStream {
+export function openSse(d: HttpDeps, res: ServerResponse, onClose: () => void): SseStream {
+  const maxBuffered = d.streamBufferBytes;
   if (d.streams.size >= d.maxStreams) {
     throw new HttpError(
       429,

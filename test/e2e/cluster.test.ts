@@ -87,7 +87,7 @@ test("flotilla cluster COMMAND --help prints that command's own help", async (t)
 serial(
   'cluster up starts etcd, two schedulers and the agents, and says how to use them',
   async (t) => {
-    const [etcdPort, peerPort, api1, api2] = await freePorts(4);
+    const [etcdPort, peerPort, api1, api2, http1, http2] = await freePorts(6);
     const up = await flotilla([
       'cluster',
       'up',
@@ -109,6 +109,8 @@ serial(
       String(peerPort),
       '--api-ports',
       `${api1},${api2}`,
+      '--http-ports',
+      `${http1},${http2}`,
       '--agent-lease-ttl',
       `${LEASE_TTL_SECONDS}s`,
     ]);
@@ -116,6 +118,13 @@ serial(
     t.is(up.code, 0, up.stderr);
     t.true(up.stdout.includes(`export FLOTCTL_ENDPOINT=127.0.0.1:${api1}`), up.stdout);
     t.regex(up.stdout, /list-machines/);
+    t.true(up.stdout.includes(`  console    http://127.0.0.1:${http1}/ui/\n`), up.stdout);
+    for (const port of [http1, http2]) {
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/machines`, {
+        signal: AbortSignal.timeout(20_000),
+      });
+      t.is(res.status, 200, `scheduler HTTP listener on ${port}`);
+    }
 
     const status = await assertEventually(
       async () => {

@@ -158,10 +158,12 @@ export class E2ECluster {
     const watchdog = startWatchdog(dir);
     const schedulers = opts.schedulers ?? 2;
     const extra = ((opts.etcdMembers ?? 1) - 1) * 2;
-    const ports = await freePorts(2 + extra + schedulers);
+    const ports = await freePorts(2 + extra + 2 * schedulers);
     const [etcdPort, etcdPeerPort] = ports;
     const memberPorts = ports.slice(2, 2 + extra);
-    const apiPorts = ports.slice(2 + extra);
+    const apiPorts = ports.slice(2 + extra, 2 + extra + schedulers);
+    // Each scheduler's HTTP listener (the console, the JSON API), as `cluster up` starts it.
+    const httpPorts = ports.slice(2 + extra + schedulers);
     const etcdExtraMembers = Array.from({ length: extra / 2 }, (_, k) => ({
       clientPort: memberPorts[2 * k] ?? 0,
       peerPort: memberPorts[2 * k + 1] ?? 0,
@@ -176,6 +178,7 @@ export class E2ECluster {
         ...(etcdPort !== undefined && { etcdPort }),
         ...(etcdPeerPort !== undefined && { etcdPeerPort }),
         apiPorts,
+        httpPorts,
         etcdExtraMembers,
         ...(opts.etcdFlags !== undefined && { etcdFlags: opts.etcdFlags }),
         network: 'netns',

@@ -116,3 +116,40 @@ test('a revision older than the replica keeps is answered with a reset to re-lis
   const reset = s.messages.find((m) => m.event === 'reset');
   t.is((JSON.parse(reset?.data ?? '{}') as { code?: string }).code, 'OUT_OF_RANGE');
 });
+
+test('a client that stops reading is cut rather than buffered for without end', async (t) => {
+  const http = await startHttp(t, etcd(), { streamBufferBytes: 64 * 1024 });
+  const { request: raw } = await import('node:http');
+  let ended = false;
+  let body = '';
+  let paused: (() => void) | undefined;
+  const req = raw(`${http.url}/api/v1/events?files=1`, (res) => {
+    res.setEncoding('utf8');
+    res.once('data', (chunk: string) => {
+      body += chunk;
+      res.pause(); // a client that stops reading after the first message
+      paused = () => {
+        res.on('data', (c: string) => (body += c));
+        res.resume();
+      };
+    });
+    res.on('end', () => (ended = true));
+    res.on('error', () => (ended = true));
+    res.on('aborted', () => (ended = true));
+  });
+  req.on('error', () => (ended = true));
+  req.end();
+  t.teardown(() => req.destroy());
+  await assertEventually(() => paused !== undefined, { timeoutMs: 10_000 });
+  // About 13 MB of events with their files: more than the socket buffers on both sides hold.
+  const big = `${unitText()}\n${'# padding padding padding padding padding padding padding\n'.repeat(4000)}`;
+  for (let i = 0; i < 14; i++) {
+    const files = [0, 1, 2, 3].map((j) => file(`big-${i}-${j}.service`, big));
+    const res = await http.fetch('/api/v1/units', { body: { files } });
+    t.is(res.status, 200, res.text);
+  }
+  paused?.();
+  await assertEventually(() => ended, { timeoutMs: 20_000 });
+  // It was cut before all 56 units arrived; a resume from its last id gets the rest.
+  t.true((body.match(/"kind":"unit"/g) ?? []).length < 56);
+});

@@ -13,9 +13,34 @@ import type { PlanJson } from '../types.js';
 /** The largest file the page reads (the API's own limit is 256 KiB). */
 const FILE_MAX = 256 * 1024;
 
-/** "name:LINE: message" lines of a verification error, by line number. */
-export function errorsByLine(message: string): Map<number, string[]> {
+/** One problem of a refused file, as the API lists them (`error.problems`). */
+interface Problem {
+  readonly line?: number;
+  readonly message?: string;
+}
+
+/**
+ * A verification error's problems by line number (0: not at a line): from the API's list
+ * when it sends one, else from its message's "name:LINE: message" lines.
+ */
+export function errorsByLine(message: string, body?: unknown): Map<number, string[]> {
   const out = new Map<number, string[]>();
+  const problems = (body as { error?: { problems?: Problem[] } } | null | undefined)?.error
+    ?.problems;
+  if (Array.isArray(problems) && problems.length > 0) {
+    for (const p of problems) {
+      const n = typeof p.line === 'number' ? p.line : 0;
+      out.set(n, [...(out.get(n) ?? []), String(p.message ?? '')]);
+    }
+    // The list is bounded; the message has every problem, so nothing is lost beyond it.
+    if (message.split('\n').length > problems.length) {
+      out.set(0, [
+        ...(out.get(0) ?? []),
+        `and more: ${message.split('\n').length - problems.length} further problems`,
+      ]);
+    }
+    return out;
+  }
   for (const line of message.split('\n')) {
     const m = /^(?:[^\s:]+):(\d+): (.*)$/.exec(line);
     const n = m !== null ? Number(m[1]) : 0;
@@ -43,7 +68,9 @@ export function SubmitView() {
       await fn();
     } catch (e) {
       setResult(undefined);
-      setErrors(errorsByLine(e instanceof ApiFailure ? e.message : String(e)));
+      setErrors(
+        e instanceof ApiFailure ? errorsByLine(e.message, e.body) : errorsByLine(String(e)),
+      );
     } finally {
       setBusy(false);
     }

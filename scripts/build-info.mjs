@@ -32,3 +32,4 @@ writeFileSync(
   new URL('../dist/build-info.json', import.meta.url),
   `${JSON.stringify({ commit, dirty })}\n`,
 );
+

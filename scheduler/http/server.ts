@@ -24,6 +24,7 @@ import type { ApiCore } from '../api/core.js';
 import { isLoopback } from '../api/server.js';
 import { API_MAX_RECEIVE_BYTES } from '../api/limits.js';
 import { dispatch } from './dispatch.js';
+import { consoleRoutes } from './console-routes.js';
 import { Router, type HttpRoute } from './router.js';
 import { SessionStore, type SessionOptions } from './sessions.js';
 import { sessionRoutes } from './session-routes.js';
@@ -117,6 +118,7 @@ export function routeTable(d: HttpDeps): HttpRoute[] {
     { method: 'GET', path: '/api/v1/services', handler: services.listServices },
     { method: 'GET', path: '/api/v1/services/:name/endpoints', handler: services.listEndpoints },
     { method: 'GET', path: '/api/v1/events', stream: true, handler: streamEvents(d) },
+    ...consoleRoutes(),
   ];
 }
 

@@ -198,9 +198,9 @@ test('a submitted service is listed with its published port, and its endpoints b
   t.like(svc, { name: 'web', healthy: 2, publish: 18080 });
   const blue = await http.fetch('/api/v1/services/web/endpoints?tag=blue');
   t.is(blue.status, 200, blue.text);
-  const endpoints = blue.json['endpoints'] as { unit: string }[];
+  const endpoints = blue.json['endpoints'] as { endpoint: { unit: string } }[];
   t.deepEqual(
-    endpoints.map((e) => e.unit),
+    endpoints.map((e) => e.endpoint.unit),
     ['web@1.service'],
   );
   const none = await http.fetch('/api/v1/services/nope/endpoints');

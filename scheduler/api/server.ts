@@ -138,14 +138,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const server = new Server(API_SERVER_OPTIONS);
 
   const units: UnitsServer = {
-    submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(cluster, req)),
-    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(cluster, req)),
+    submitUnits: unary(ctx, 'Units.SubmitUnits', (req, _v, rights) =>
+      submitUnits(cluster, req, rights),
+    ),
+    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req, _v, rights) =>
+      setDesiredState(cluster, req, rights),
+    ),
     destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(cluster, req)),
-    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(cluster, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req, visible) => listUnits(cluster, req, visible)),
-    scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
-    plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
-    updateUnit: unary(ctx, 'Units.UpdateUnit', (req) => updateUnit(cluster, req)),
+    getUnit: unary(ctx, 'Units.GetUnit', (req, _v, rights) => getUnit(cluster, req, rights)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req, visible, rights) =>
+      listUnits(cluster, req, visible, rights),
+    ),
+    scale: unary(ctx, 'Units.Scale', (req, _v, rights) => scale(cluster, req, rights)),
+    plan: unary(ctx, 'Units.Plan', (req, _v, rights) => planUnits(cluster, req, rights)),
+    updateUnit: unary(ctx, 'Units.UpdateUnit', (req, _v, rights) =>
+      updateUnit(cluster, req, rights),
+    ),
     rollback: unary(ctx, 'Units.Rollback', (req) => rollback(cluster, req)),
     getRollout: unary(ctx, 'Units.GetRollout', (req) => getRollout(cluster, req)),
   };

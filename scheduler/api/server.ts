@@ -178,11 +178,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
   server.addService(LogsService, logs);
-  addReflection(server);
+  addReflection(server, opts.policy === undefined ? undefined : { gate, ...ctx });
   const health = addHealthService(
     server,
     API_SERVICES,
     opts.readiness ?? (() => ({ ready: true, reasons: [] })),
+    // Status stays open (probes carry no credentials); which services exist does not.
+    { listServices: opts.policy === undefined },
   );
 
   let port: number;

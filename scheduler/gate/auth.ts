@@ -100,6 +100,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Events.WatchBatches': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Logs.Tail': rule<TailRequest>(false, ['read'], (r) => [r.unit]),
+  // Reflection tells the API's methods: any role that reads may ask, anonymous callers not.
+  'Reflection.ServerReflectionInfo': rule(false, ['read']),
 };
 
 /**

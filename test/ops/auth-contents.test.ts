@@ -5,7 +5,8 @@
  * programs are capabilities; its scheduling keys name only units the caller has rights on;
  * what a plan or status shows of other units is narrowed. A refusal writes nothing.
  */
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { HealthService, ServingStatus } from '../../daemon/grpc-health.js';
 import test, { type ExecutionContext } from 'ava';
 import { Placement } from '../../proto/flotilla/v1/records.js';
 import {
@@ -18,7 +19,13 @@ import { hashToken, parsePolicy } from '../../scheduler/gate/auth-policy.js';
 import { ruleOf } from '../../scheduler/gate/auth.js';
 import { startApiServer } from '../../scheduler/api/server.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, uniquePrefix, unitText } from '../../testkit/index.js';
+import {
+  etcdForFile,
+  makeMachine,
+  reflectedServices,
+  uniquePrefix,
+  unitText,
+} from '../../testkit/index.js';
 import { CALL_TIMEOUT_MS, fingerprint, quietLogger } from '../api/api-kit.js';
 
 const etcd = etcdForFile(test);
@@ -62,6 +69,7 @@ function imageUnit(opts: { container?: string[]; service?: string[]; xfleet?: st
 
 interface Rig {
   readonly store: Store;
+  readonly address: string;
   submit(
     who: Who,
     name: string,
@@ -107,6 +115,7 @@ async function rig(t: ExecutionContext): Promise<Rig> {
     });
   return {
     store,
+    address: server.address,
     submit: (who, name, contents, desiredState = '') =>
       call(who, client.submitUnits, {
         files: [{ name, contents }],
@@ -294,4 +303,35 @@ test('plan and status show the viewer of web@* no name of db.service', async (t)
     reasons: ['conflict with another unit'],
   });
   t.deepEqual((await r.status('admin', 'web@2.service')).reasons, ['conflict with db.service']);
+});
+
+test('reflection is refused anonymously on a policy-protected API; health status stays open', async (t) => {
+  const r = await rig(t);
+  const creds = credentials.createInsecure();
+  const anonymous = (await t.throwsAsync(reflectedServices(r.address, creds))) as ServiceError;
+  t.is(anonymous.code, status.PERMISSION_DENIED, anonymous.details);
+  t.regex(anonymous.details, /anonymous \(no roles\) may not read \(Reflection\./);
+  const md = new Metadata();
+  md.set('authorization', `Bearer ${TOKENS.viewer}`);
+  t.true((await reflectedServices(r.address, creds, 20_000, md)).includes('flotilla.v1.Units'));
+
+  const client = new Client(r.address, creds);
+  t.teardown(() => client.close());
+  const check = (service: string) =>
+    new Promise<{ status: ServingStatus }>((resolve, reject) => {
+      client.makeUnaryRequest(
+        HealthService.check.path,
+        HealthService.check.requestSerialize,
+        HealthService.check.responseDeserialize,
+        { service },
+        new Metadata(),
+        { deadline: Date.now() + CALL_TIMEOUT_MS },
+        (e, res) =>
+          e === null || e === undefined ? resolve(res as { status: ServingStatus }) : reject(e),
+      );
+    });
+  t.is((await check('')).status, ServingStatus.SERVING);
+  const unknown = (await t.throwsAsync(check('flotilla.v1.Nope'))) as ServiceError;
+  t.is(unknown.code, status.NOT_FOUND);
+  t.is(unknown.details, 'unknown service', 'no list of what the API serves');
 });

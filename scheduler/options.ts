@@ -12,6 +12,7 @@ import {
   defaultPrefix,
   parseDaemonArgs,
   UsageError,
+  type DaemonArgs,
 } from '../daemon/options.js';
 import {
   parseEtcdTls,
@@ -140,7 +141,10 @@ TLS (PEM files; see docs/operations.md):
   --agent-ca-file FILE         reach the agents' Logs services over TLS, trusting this CA;
                                --tls-cert-file is presented to them as client certificate
 
-${REGISTRY_USAGE}`;
+${REGISTRY_USAGE}  --allowed-registries HOST[:PORT][,...]
+                               the only registries a submit may name in Image= (docker.io for
+                               names without a host); others are refused before any lookup
+`;
 
 const schedulerFlags = {
   listen: { type: 'string' },
@@ -157,6 +161,7 @@ const schedulerFlags = {
   'max-instances': { type: 'string' },
   'etcd-quota-bytes': { type: 'string' },
   'etcd-quota-share': { type: 'string' },
+  'allowed-registries': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -227,12 +232,27 @@ export function parseSchedulerArgs(
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
-      registry: parseRegistryFlags(args, readFile),
+      registry: { ...parseRegistryFlags(args, readFile), ...allowedRegistries(args) },
       maxInstances,
       etcdQuotaBytes,
       etcdQuotaShare,
     },
   };
+}
+
+/** `--allowed-registries HOST[:PORT],...`: the registries a submit may name; absent: any. */
+function allowedRegistries(args: DaemonArgs): { allowedRegistries?: readonly string[] } {
+  if (args.string('allowed-registries') === undefined) return {};
+  const list = args.list('allowed-registries', []);
+  const bad = list.find(
+    (h) => !/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/.test(h),
+  );
+  if (bad !== undefined || list.length === 0) {
+    throw new UsageError(
+      `--allowed-registries: "${bad ?? ''}" is not HOST or HOST:PORT (docker.io for names without a host)`,
+    );
+  }
+  return { allowedRegistries: list };
 }
 
 /** `--etcd-quota-share`: a number above 0 and at most 1. */

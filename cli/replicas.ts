@@ -15,6 +15,7 @@ import {
 } from '@grpc/grpc-js';
 import { EventsClient } from '../proto/flotilla/v1/events.js';
 import { LogsClient } from '../proto/flotilla/v1/logs.js';
+import { SecretsClient } from '../proto/flotilla/v1/secrets.js';
 import { MachinesClient } from '../proto/flotilla/v1/machines.js';
 import { UnitsClient } from '../proto/flotilla/v1/units.js';
 
@@ -33,6 +34,7 @@ export class Replica {
   readonly machines: MachinesClient;
   readonly events: EventsClient;
   readonly logs: LogsClient;
+  readonly secrets: SecretsClient;
   /** Whether this replica has answered (a call succeeded, or a stream sent headers). */
   connected = false;
 
@@ -56,6 +58,7 @@ export class Replica {
     this.machines = new MachinesClient(endpoint, creds, shared);
     this.events = new EventsClient(endpoint, creds, shared);
     this.logs = new LogsClient(endpoint, creds, shared);
+    this.secrets = new SecretsClient(endpoint, creds, shared);
   }
 
   /** Connected, or its channel is. */

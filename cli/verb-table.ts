@@ -98,6 +98,11 @@ export const VERB_TABLE: readonly VerbEntry[] = [
     'list the scheduler replicas, which one leads and whether each is in sync',
     async () => (await import('./verbs/schedulers.js')).listSchedulersVerb,
   ),
+  entry(
+    'secret',
+    'create, list and remove secrets that units mount as /run/secrets/NAME',
+    async () => (await import('./verbs/secrets.js')).secretVerb,
+  ),
   entry('completion', 'print a shell completion script (bash, zsh or fish)', async () => {
     return (await import('./verbs/completion.js')).completionVerbs(() => VERB_TABLE)[0];
   }),

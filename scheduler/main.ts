@@ -84,6 +84,7 @@ export async function startScheduler(
         ...(opts.registry === undefined ? {} : { registry: opts.registry }),
         maxInstances: opts.maxInstances,
         quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
+        ...(opts.secretsKey === undefined ? {} : { secretsKey: opts.secretsKey }),
       });
     }
   } catch (err) {

@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
 import type { RegistryOptions } from '../registry/skopeo.js';
+import { parseSecretsKey, type SecretsKey } from '../lib/secret-box.js';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -70,6 +71,8 @@ export interface SchedulerOptions {
   readonly auditLog?: string;
   /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
   readonly registry?: RegistryOptions;
+  /** The cluster's secrets key (`--secrets-key-file`); absent: secrets cannot be created. */
+  readonly secretsKey?: SecretsKey;
   /** The ceiling of every template's instances (`--max-instances`; api/admission.ts). */
   readonly maxInstances: number;
   /** etcd's `--quota-backend-bytes`, as `--etcd-quota-bytes` tells it (api/quota.ts). */
@@ -144,6 +147,9 @@ TLS (PEM files; see docs/operations.md):
 ${REGISTRY_USAGE}  --allowed-registries HOST[:PORT][,...]
                                the only registries a submit may name in Image= (docker.io for
                                names without a host); others are refused before any lookup
+  --secrets-key-file FILE      the cluster's secrets key (64 hex digits; openssl rand -hex 32),
+                               the same file on every scheduler and agent; without it,
+                               flotctl secret create is refused
 `;
 
 const schedulerFlags = {
@@ -162,6 +168,7 @@ const schedulerFlags = {
   'etcd-quota-bytes': { type: 'string' },
   'etcd-quota-share': { type: 'string' },
   'allowed-registries': { type: 'string' },
+  'secrets-key-file': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -232,12 +239,29 @@ export function parseSchedulerArgs(
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
+      ...readSecretsKey(args.string('secrets-key-file'), readFile),
       registry: { ...parseRegistryFlags(args, readFile), ...allowedRegistries(args) },
       maxInstances,
       etcdQuotaBytes,
       etcdQuotaShare,
     },
   };
+}
+
+/** `--secrets-key-file`: read and checked at start (UsageError naming the file). */
+function readSecretsKey(path: string | undefined, readFile: ReadFile): { secretsKey?: SecretsKey } {
+  if (path === undefined) return {};
+  let raw: Buffer;
+  try {
+    raw = Buffer.from(readFile(path));
+  } catch (err) {
+    throw new UsageError(`--secrets-key-file=${path}: cannot read it (${(err as Error).message})`);
+  }
+  try {
+    return { secretsKey: parseSecretsKey(raw, path) };
+  } catch (err) {
+    throw new UsageError(`--secrets-key-file: ${(err as Error).message}`);
+  }
 }
 
 /** `--allowed-registries HOST[:PORT],...`: the registries a submit may name; absent: any. */

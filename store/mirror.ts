@@ -26,6 +26,7 @@ import type {
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
 import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import type { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
 import type { StoreError } from './errors.js';
@@ -101,6 +102,8 @@ export class ClusterMirror {
   readonly lostMachines: SortedMap<CacheEntry<LostMachine>> = new SortedMap();
   /** `schedulers/<replica>`: the running scheduler replicas, by replica id. */
   readonly schedulers = new Map<string, CacheEntry<SchedulerReplica>>();
+  /** `secrets/<name>`: sealed secrets (names and sizes for listings; values stay sealed). */
+  readonly secrets = new Map<string, CacheEntry<SecretRecord>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -285,6 +288,8 @@ export class ClusterMirror {
       }
       case 'scheduler':
         return setOrDelete(this.schedulers, record.key.name, typed(record.value));
+      case 'secret':
+        return setOrDelete(this.secrets, record.key.name, typed(record.value));
       case 'election':
         return setOrDelete(
           this.election,

@@ -45,6 +45,7 @@ export {
   fileTooLargeMessage,
   submitTooLargeMessage,
 } from './limits.js';
+export { SECRET_NAME, MAX_UNIT_SECRETS, unitSecrets } from './secrets.js';
 export { CONTAINER_KEYS, PULL_POLICIES, parseContainerSection, parseVolume } from './container.js';
 export {
   IMAGE_REF_MAX,

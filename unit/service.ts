@@ -18,6 +18,7 @@ import type {
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
 import { expandSpecifiers } from './specifiers.js';
 import { excerpt } from './excerpt.js';
+import { addSecret } from './secrets.js';
 import { parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 
 /** systemd's defaults for the options Flotilla fills in. */
@@ -44,9 +45,10 @@ const EXEC_KEYS: ReadonlyMap<string, ExecKey> = new Map([
 ]);
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-type Lists = 'environment' | 'environmentFiles';
+type Lists = 'environment' | 'environmentFiles' | 'secrets';
 interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | 'resources'> {
   exec: Record<ExecKey, ExecCommand[]>;
+  secrets: string[];
   environment: (readonly [string, string])[];
   environmentFiles: EnvironmentFileRef[];
   cpuMillicores: number;
@@ -139,6 +141,9 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   CPUQuota(s, v, line, key) {
     s.cpuMillicores = parseCpuQuotaMillicores(key, v, line);
   },
+  Secret(s, v, line, key) {
+    addSecret(s.secrets, key, v, line);
+  },
   TasksMax(s, v, line, key) {
     s.tasks = parseTasksMax(key, v, line);
   },
@@ -172,6 +177,7 @@ function reset(s: State, key: string): void {
   else if (key === 'MemoryMax' || key === 'MemoryLimit') s.memoryBytes = 0;
   else if (key === 'CPUQuota') s.cpuMillicores = 0;
   else if (key === 'TasksMax') s.tasks = 0;
+  else if (key === 'Secret') s.secrets = [];
 }
 
 /**
@@ -198,6 +204,7 @@ export function parseServiceSection(
     user: '',
     rootDirectory: '',
     privateNetwork: false,
+    secrets: [],
     cpuMillicores: 0,
     memoryBytes: 0,
     tasks: 0,
@@ -219,8 +226,13 @@ export function parseServiceSection(
     }
   }
   checkExecStart(s, errors, runsImage);
-  const { exec, cpuMillicores, memoryBytes, tasks, ...rest } = s;
-  return { ...rest, ...exec, resources: { cpuMillicores, memoryBytes, tasks } };
+  const { exec, cpuMillicores, memoryBytes, tasks, secrets, ...rest } = s;
+  return {
+    ...rest,
+    ...exec,
+    resources: { cpuMillicores, memoryBytes, tasks },
+    ...(secrets.length > 0 ? { secrets } : {}),
+  };
 }
 
 function checkExecStart(s: State, errors: UnitError[], runsImage: boolean): void {

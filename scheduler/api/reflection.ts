@@ -23,6 +23,7 @@ export const PROTO_FILES: readonly string[] = [
   'flotilla/v1/machines.proto',
   'flotilla/v1/events.proto',
   'flotilla/v1/logs.proto',
+  'flotilla/v1/secrets.proto',
 ];
 
 /** The services the API server serves, fully qualified. */
@@ -31,6 +32,7 @@ export const API_SERVICES: readonly string[] = [
   'flotilla.v1.Machines',
   'flotilla.v1.Events',
   'flotilla.v1.Logs',
+  'flotilla.v1.Secrets',
 ];
 
 /**

@@ -45,6 +45,9 @@ import { listSchedulers } from './schedulers.js';
 import { addReflection, API_SERVICES } from './reflection.js';
 import { scale } from './scale.js';
 import { submitUnits } from './submit.js';
+import { createSecret, deleteSecret, listSecrets } from './secrets.js';
+import { SecretsService, type SecretsServer } from '../../proto/flotilla/v1/secrets.js';
+import type { SecretsKey } from '../../lib/secret-box.js';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -81,6 +84,8 @@ export interface ApiServerOptions {
   readonly maxInstances?: number;
   /** etcd's quota and the share past which writes are refused (quota.ts). Default 80% of 2 GiB. */
   readonly quota?: QuotaOptions;
+  /** The cluster's secrets key (`--secrets-key-file`). Default none: CreateSecret is refused. */
+  readonly secretsKey?: SecretsKey;
 }
 
 /** A running API server. */
@@ -178,6 +183,17 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   server.addService(MachinesService, machines);
   server.addService(EventsService, events);
   server.addService(LogsService, logs);
+  const sctx = { cluster, ...(opts.secretsKey === undefined ? {} : { key: opts.secretsKey }) };
+  const secrets: SecretsServer = {
+    createSecret: unary(ctx, 'Secrets.CreateSecret', (req, _v, rights) =>
+      createSecret(sctx, req, rights),
+    ),
+    listSecrets: unary(ctx, 'Secrets.ListSecrets', (_req, _v, rights) => listSecrets(sctx, rights)),
+    deleteSecret: unary(ctx, 'Secrets.DeleteSecret', (req, _v, rights) =>
+      deleteSecret(sctx, req, rights),
+    ),
+  };
+  server.addService(SecretsService, secrets);
   addReflection(server, opts.policy === undefined ? undefined : { gate, ...ctx });
   const health = addHealthService(
     server,

@@ -57,6 +57,11 @@ export interface Grant {
   readonly verbs: ReadonlySet<Verb>;
   readonly capabilities: ReadonlySet<Capability>;
   readonly units: readonly Glob[];
+  /**
+   * Secrets whose names these globs match: the role may create, replace, delete and list
+   * them, and name them in units' `Secret=`. None unless given; `admin` holds every secret.
+   */
+  readonly secrets: readonly Glob[];
 }
 
 /** An identity of the policy: a certificate subject to match, or a token's hash. */
@@ -131,7 +136,7 @@ export function parsePolicy(file: string, text: string): Policy {
 
 function grant(file: string, path: string, value: unknown): Grant {
   const g = object(file, path, value);
-  unknownKeys(file, path, g, ['verbs', 'capabilities', 'units']);
+  unknownKeys(file, path, g, ['verbs', 'capabilities', 'units', 'secrets']);
   const verbs = (g['verbs'] === undefined ? [] : strings(file, `${path}.verbs`, g['verbs'])).map(
     (v) => {
       if (!(VERBS as readonly string[]).includes(v)) {
@@ -152,14 +157,16 @@ function grant(file: string, path: string, value: unknown): Grant {
     }
     return c as Capability;
   });
-  if (verbs.length === 0 && caps.length === 0) {
-    throw new PolicyError(`${file}: ${path}: grants no verb and no capability`);
+  const secrets = g['secrets'] === undefined ? [] : strings(file, `${path}.secrets`, g['secrets']);
+  if (verbs.length === 0 && caps.length === 0 && secrets.length === 0) {
+    throw new PolicyError(`${file}: ${path}: grants no verb, capability or secret`);
   }
   const globs = g['units'] === undefined ? ['*'] : strings(file, `${path}.units`, g['units']);
   return {
     verbs: new Set(verbs),
     capabilities: new Set(caps),
     units: globs.map((u) => compileGlob(u)),
+    secrets: secrets.map((u) => compileGlob(u)),
   };
 }
 

@@ -100,6 +100,10 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Events.Watch': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Events.WatchBatches': rule<WatchRequest>(false, ['read'], (r) => pattern(r.unitGlob), true),
   'Logs.Tail': rule<TailRequest>(false, ['read'], (r) => [r.unit]),
+  // Secrets name no units: the handlers judge the secret's name (a grant's "secrets").
+  'Secrets.CreateSecret': rule(true, []),
+  'Secrets.ListSecrets': rule(false, []),
+  'Secrets.DeleteSecret': rule(true, []),
   // Reflection tells the API's methods: any role that reads may ask, anonymous callers not.
   'Reflection.ServerReflectionInfo': rule(false, ['read']),
 };

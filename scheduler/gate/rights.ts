@@ -22,6 +22,8 @@ export interface Rights {
   may(verb: Verb, target: string): boolean;
   /** Whether a role grants `capability` (or admin) on unit `name`. */
   holds(capability: Capability, name: string): boolean;
+  /** Whether a role's `secrets` (or admin) cover the secret `name`. */
+  holdsSecret(name: string): boolean;
 }
 
 /** Rights from the grants of a caller's roles. */
@@ -39,6 +41,12 @@ export class PolicyRights implements Rights {
   may(verb: Verb, target: string): boolean {
     return this.grants.some(
       (g) => (g.verbs.has(verb) || g.verbs.has('admin')) && covers(g, target),
+    );
+  }
+
+  holdsSecret(name: string): boolean {
+    return this.grants.some(
+      (g) => g.verbs.has('admin') || g.secrets.some((glob) => glob.test(name)),
     );
   }
 

@@ -17,6 +17,7 @@ import {
   type ExecCommand,
   type UnitDefinition,
   type UnitEntry,
+  unitSecrets,
 } from '../../unit/index.js';
 import type { Capability, Verb } from './auth-policy.js';
 import { ApiError } from './errors.js';
@@ -137,6 +138,14 @@ export function checkUnitContents(
     );
   }
   checkSchedulingKeys(rights, def, action);
+  // A unit mounts what it names: naming another team's secret would hand it over.
+  const foreign = unitSecrets(def).find((s) => !rights.holdsSecret(s));
+  if (foreign !== undefined) {
+    throw new ApiError(
+      'permission-denied',
+      `${rights.who} may not ${action} ${name}: Secret=${foreign} names a secret no role of it holds; ask an admin to add it to a grant's "secrets" in the auth policy`,
+    );
+  }
 }
 
 /**

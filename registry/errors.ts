@@ -96,6 +96,6 @@ export function classifySkopeo(what: string, stderr: string): RegistryError {
   return new RegistryError(
     'failed',
     `${what}: ${detail || 'skopeo failed'}`,
-    `${what}: the registry's answer was not understood (the scheduler's log has it)`,
+    `${what}: the registry's answer was not understood (skopeo inspect on the scheduler's host shows it)`,
   );
 }

@@ -4,6 +4,13 @@
  * deadline, listings that fetch every page, and streams as async iterables. Every failure
  * leaves here as a CliError (see errors.ts), translated once.
  */
+import type {
+  CreateSecretRequest,
+  DeleteSecretRequest,
+  DeleteSecretResponse,
+  ListSecretsResponse,
+  SecretInfo,
+} from '../proto/flotilla/v1/secrets.js';
 import {
   credentials,
   Metadata,
@@ -322,6 +329,23 @@ export class ApiClient {
 
   resumeRescheduling(): Promise<ResumeReschedulingResponse> {
     return this.unary((r) => r.machines.resumeRescheduling.bind(r.machines), {}, 'idempotent');
+  }
+
+  createSecret(req: CreateSecretRequest): Promise<SecretInfo> {
+    // Idempotent with replace (the same value again); without, a retry is ALREADY_EXISTS.
+    return this.unary(
+      (r) => r.secrets.createSecret.bind(r.secrets),
+      req,
+      req.replace ? 'idempotent' : 'once',
+    );
+  }
+
+  listSecrets(): Promise<ListSecretsResponse> {
+    return this.unary((r) => r.secrets.listSecrets.bind(r.secrets), {}, 'idempotent');
+  }
+
+  deleteSecret(req: DeleteSecretRequest): Promise<DeleteSecretResponse> {
+    return this.unary((r) => r.secrets.deleteSecret.bind(r.secrets), req, 'idempotent');
   }
 
   listSchedulers(): Promise<ListSchedulersResponse> {

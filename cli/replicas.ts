@@ -15,6 +15,7 @@ import {
 } from '@grpc/grpc-js';
 import { EventsClient } from '../proto/flotilla/v1/events.js';
 import { LogsClient } from '../proto/flotilla/v1/logs.js';
+import { SecretsClient } from '../proto/flotilla/v1/secrets.js';
 import { MachinesClient } from '../proto/flotilla/v1/machines.js';
 import { ServicesClient } from '../proto/flotilla/v1/services.js';
 import { UnitsClient } from '../proto/flotilla/v1/units.js';
@@ -35,6 +36,7 @@ export class Replica {
   readonly events: EventsClient;
   readonly logs: LogsClient;
   readonly services: ServicesClient;
+  readonly secrets: SecretsClient;
   /** Whether this replica has answered (a call succeeded, or a stream sent headers). */
   connected = false;
 
@@ -59,6 +61,7 @@ export class Replica {
     this.events = new EventsClient(endpoint, creds, shared);
     this.logs = new LogsClient(endpoint, creds, shared);
     this.services = new ServicesClient(endpoint, creds, shared);
+    this.secrets = new SecretsClient(endpoint, creds, shared);
   }
 
   /** Connected, or its channel is. */

@@ -113,6 +113,11 @@ export const VERB_TABLE: readonly VerbEntry[] = [
     "render a template (nginx, HAProxy...) with the services' endpoints, on every change",
     async () => (await import('./verbs/render.js')).renderVerb,
   ),
+  entry(
+    'secret',
+    'create, list and remove secrets, sealed in etcd, that units name with Secret=',
+    async () => (await import('./verbs/secrets.js')).secretVerb,
+  ),
   entry('completion', 'print a shell completion script (bash, zsh or fish)', async () => {
     return (await import('./verbs/completion.js')).completionVerbs(() => VERB_TABLE)[0];
   }),

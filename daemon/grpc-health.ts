@@ -102,6 +102,15 @@ export const HealthService = {
   },
 } satisfies ServiceDefinition;
 
+/** Options of {@link addHealthService}. */
+export interface HealthOptions {
+  /**
+   * Whether an unknown service's NOT_FOUND lists the known ones. Default true; an API under
+   * an auth policy says nothing of what it serves to a caller without credentials.
+   */
+  readonly listServices?: boolean;
+}
+
 /** A health service added to a server; `close` ends its watches (call it before shutdown). */
 export interface HealthHandle {
   close(): void;
@@ -115,6 +124,7 @@ export function addHealthService(
   server: Server,
   services: readonly string[],
   readiness: () => Readiness,
+  opts: HealthOptions = {},
 ): HealthHandle {
   const known = new Set(['', ...services]);
   const watches = new Set<() => void>();
@@ -131,7 +141,10 @@ export function addHealthService(
   ): void => {
     const s = statusOf(call.request.service);
     if (s === ServingStatus.SERVICE_UNKNOWN) {
-      const details = `unknown service; known: ${[...known].filter((k) => k !== '').join(', ')}`;
+      const details =
+        opts.listServices === false
+          ? 'unknown service'
+          : `unknown service; known: ${[...known].filter((k) => k !== '').join(', ')}`;
       callback(Object.assign(new Error(details), { code: status.NOT_FOUND, details }));
       return;
     }

@@ -27,10 +27,16 @@ export const REGISTRY_MESSAGE_MAX = 400;
 export class RegistryError extends Error {
   override readonly name = 'RegistryError';
   readonly code: RegistryErrorCode;
+  /**
+   * The message without what the registry host itself answered: what an API may tell its
+   * callers, who must not be able to read arbitrary hosts' responses through a submit.
+   */
+  readonly brief: string;
 
-  constructor(code: RegistryErrorCode, message: string) {
+  constructor(code: RegistryErrorCode, message: string, brief?: string) {
     super(clip(message, REGISTRY_MESSAGE_MAX));
     this.code = code;
+    this.brief = clip(brief ?? message, REGISTRY_MESSAGE_MAX);
   }
 }
 
@@ -83,7 +89,13 @@ export function skopeoMessage(stderr: string): string {
 export function classifySkopeo(what: string, stderr: string): RegistryError {
   const detail = skopeoMessage(stderr);
   for (const [pattern, code, words] of PATTERNS) {
-    if (pattern.test(detail)) return new RegistryError(code, `${what}: ${words} (${detail})`);
+    if (pattern.test(detail)) {
+      return new RegistryError(code, `${what}: ${words} (${detail})`, `${what}: ${words}`);
+    }
   }
-  return new RegistryError('failed', `${what}: ${detail || 'skopeo failed'}`);
+  return new RegistryError(
+    'failed',
+    `${what}: ${detail || 'skopeo failed'}`,
+    `${what}: the registry's answer was not understood (skopeo inspect on the scheduler's host shows it)`,
+  );
 }

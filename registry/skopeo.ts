@@ -19,6 +19,12 @@ export interface RegistryOptions {
    * entry in `insecureRegistries` decides plain HTTP. None by default.
    */
   readonly mirrors?: Readonly<Record<string, string>>;
+  /**
+   * `HOST[:PORT]` of the registries a submit may name in `Image=` (the scheduler's
+   * `--allowed-registries`; `docker.io` for names without a host); others are refused before
+   * any network call. Absent: any registry.
+   */
+  readonly allowedRegistries?: readonly string[];
   /** The skopeo binary. */
   readonly skopeo: string;
   /** Deadline of one inspect. */

@@ -110,6 +110,7 @@ export async function startScheduler(
         maxInstances: opts.maxInstances,
         quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
         ...(core === undefined ? {} : { core }),
+        ...(opts.secretsKey === undefined ? {} : { secretsKey: opts.secretsKey }),
       });
     }
   } catch (err) {

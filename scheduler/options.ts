@@ -6,12 +6,14 @@
 import { readFileSync, statSync } from 'node:fs';
 import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
 import type { RegistryOptions } from '../registry/skopeo.js';
+import { parseSecretsKey, type SecretsKey } from '../lib/secret-box.js';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
   defaultPrefix,
   parseDaemonArgs,
   UsageError,
+  type DaemonArgs,
 } from '../daemon/options.js';
 import {
   parseEtcdTls,
@@ -78,6 +80,8 @@ export interface SchedulerOptions {
   readonly auditLog?: string;
   /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
   readonly registry?: RegistryOptions;
+  /** The cluster's secrets key (`--secrets-key-file`); absent: secrets cannot be created. */
+  readonly secretsKey?: SecretsKey;
   /** The ceiling of every template's instances (`--max-instances`; api/admission.ts). */
   readonly maxInstances: number;
   /** etcd's `--quota-backend-bytes`, as `--etcd-quota-bytes` tells it (api/quota.ts). */
@@ -155,7 +159,13 @@ TLS (PEM files; see docs/operations.md):
   --agent-token-file FILE      sign requests to the agents' Logs services with this shared
                                secret (the agents' --logs-token-file; 32+ characters, 0600)
 
-${REGISTRY_USAGE}`;
+${REGISTRY_USAGE}  --allowed-registries HOST[:PORT][,...]
+                               the only registries a submit may name in Image= (docker.io for
+                               names without a host); others are refused before any lookup
+  --secrets-key-file FILE      the cluster's secrets key (64 hex digits; openssl rand -hex 32),
+                               the same file on every scheduler and agent; without it,
+                               flotctl secret create is refused
+`;
 
 const schedulerFlags = {
   listen: { type: 'string' },
@@ -174,6 +184,8 @@ const schedulerFlags = {
   'max-instances': { type: 'string' },
   'etcd-quota-bytes': { type: 'string' },
   'etcd-quota-share': { type: 'string' },
+  'allowed-registries': { type: 'string' },
+  'secrets-key-file': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -248,7 +260,8 @@ export function parseSchedulerArgs(
       ...(httpListen === undefined ? {} : { httpListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
-      registry: parseRegistryFlags(args, readFile),
+      ...readSecretsKey(args.string('secrets-key-file'), readFile),
+      registry: { ...parseRegistryFlags(args, readFile), ...allowedRegistries(args) },
       maxInstances,
       etcdQuotaBytes,
       etcdQuotaShare,
@@ -272,6 +285,37 @@ function parseHttpListen(
     );
   }
   return a ?? b;
+}
+
+/** `--secrets-key-file`: read and checked at start (UsageError naming the file). */
+function readSecretsKey(path: string | undefined, readFile: ReadFile): { secretsKey?: SecretsKey } {
+  if (path === undefined) return {};
+  let raw: Buffer;
+  try {
+    raw = Buffer.from(readFile(path));
+  } catch (err) {
+    throw new UsageError(`--secrets-key-file=${path}: cannot read it (${(err as Error).message})`);
+  }
+  try {
+    return { secretsKey: parseSecretsKey(raw, path) };
+  } catch (err) {
+    throw new UsageError(`--secrets-key-file: ${(err as Error).message}`);
+  }
+}
+
+/** `--allowed-registries HOST[:PORT],...`: the registries a submit may name; absent: any. */
+function allowedRegistries(args: DaemonArgs): { allowedRegistries?: readonly string[] } {
+  if (args.string('allowed-registries') === undefined) return {};
+  const list = args.list('allowed-registries', []);
+  const bad = list.find(
+    (h) => !/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/.test(h),
+  );
+  if (bad !== undefined || list.length === 0) {
+    throw new UsageError(
+      `--allowed-registries: "${bad ?? ''}" is not HOST or HOST:PORT (docker.io for names without a host)`,
+    );
+  }
+  return { allowedRegistries: list };
 }
 
 /** `--etcd-quota-share`: a number above 0 and at most 1. */

@@ -19,6 +19,7 @@
  * <prefix>services/<name>              Service (API, at submit)
  * <prefix>endpoints/<service>/<machine>/<unit>/<port-name>
  *                                      Endpoint (the agent running the unit, its lease)
+ * <prefix>secrets/<name>               SecretRecord: a secret, sealed (API)
  * <prefix>election/...                 leader election
  * ```
  */
@@ -42,6 +43,7 @@ export type KeyKind =
   | 'scheduler'
   | 'service'
   | 'endpoint'
+  | 'secret'
   | 'election';
 
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
@@ -59,6 +61,7 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   scheduler: 'schedulers/',
   service: 'services/',
   endpoint: 'endpoints/',
+  secret: 'secrets/',
   election: 'election/',
 };
 
@@ -182,6 +185,11 @@ export class Keys {
       this.endpointsOf(service) +
       `${segment(machine, 'machine id')}/${segment(unit, 'unit name')}/${segment(port, 'port name')}`
     );
+  }
+
+  /** A secret's sealed value (secrets.proto): only the agents that run a unit naming it read it. */
+  secret(name: string): string {
+    return this.dir('secret') + segment(name, 'secret name');
   }
 
   /** The election prefix; candidates' keys live below it. */

@@ -28,6 +28,7 @@ import type {
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
 import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
+import type { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
 import type { StoreError } from './errors.js';
@@ -112,6 +113,8 @@ export class ClusterMirror {
   readonly endpoints: SortedMap<SortedMap<CacheEntry<Endpoint>>> = new SortedMap();
   /** Unit name -> `<service>/<machine>/<port-name>` -> endpoint: what `status UNIT` shows. */
   readonly endpointsOfUnit = new Map<string, Map<string, CacheEntry<Endpoint>>>();
+  /** `secrets/<name>`: sealed secrets (names and sizes for listings; values stay sealed). */
+  readonly secrets = new Map<string, CacheEntry<SecretRecord>>();
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
@@ -315,6 +318,8 @@ export class ClusterMirror {
         }
         return setNested(this.endpointsOfUnit, name, `${service}/${machine}/${port}`, e);
       }
+      case 'secret':
+        return setOrDelete(this.secrets, record.key.name, typed(record.value));
       case 'election':
         return setOrDelete(
           this.election,

@@ -18,6 +18,7 @@ import {
 } from '../proto/flotilla/v1/records.js';
 import { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import { ScaleRequest } from '../proto/flotilla/v1/units.js';
+import { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import { StoreError } from './errors.js';
 import type { KeyKind } from './keys.js';
 
@@ -36,6 +37,7 @@ export interface RecordTypes {
   scheduler: SchedulerReplica;
   service: Service;
   endpoint: Endpoint;
+  secret: SecretRecord;
 }
 
 /** A key kind that holds a proto record. */
@@ -153,6 +155,7 @@ export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> }
   scheduler: jsonCodec('SchedulerReplica', SchedulerReplica),
   service: jsonCodec('Service', Service),
   endpoint: jsonCodec('Endpoint', Endpoint),
+  secret: jsonCodec('SecretRecord', SecretRecord),
 };
 
 /** The codec for a key kind, or undefined for kinds that hold no record (election). */

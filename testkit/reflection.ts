@@ -13,6 +13,7 @@ export async function reflectedServices(
   address: string,
   creds: ChannelCredentials,
   timeoutMs = 20_000,
+  metadata: Metadata = new Metadata(),
 ): Promise<string[]> {
   const require = createRequire(import.meta.url);
   const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
@@ -32,7 +33,7 @@ export async function reflectedServices(
       method.path as string,
       method.requestSerialize,
       method.responseDeserialize,
-      new Metadata(),
+      metadata,
       { deadline: Date.now() + timeoutMs },
     );
     const response = new Promise<unknown>((resolve, reject) => {

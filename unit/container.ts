@@ -14,6 +14,7 @@ import { expandSpecifiers } from './specifiers.js';
 import { HEALTH_KEYS } from './health.js';
 import { didYouMean } from './values.js';
 import { splitWords } from './words.js';
+import { addSecret } from './secrets.js';
 
 export const PULL_POLICIES: readonly PullPolicy[] = ['missing', 'always', 'never', 'newer'];
 
@@ -27,6 +28,7 @@ export const CONTAINER_KEYS: readonly string[] = [
   'User',
   'Volume',
   'Pull',
+  'Secret',
 ];
 
 /** Quadlet keys Flotilla knows but does not run: refused with that said, not "unknown". */
@@ -52,7 +54,6 @@ const UNSUPPORTED = [
   'PodmanArgs',
   'PublishPort',
   'ReadOnly',
-  'Secret',
   'Tmpfs',
   'UserNS',
 ];
@@ -70,6 +71,7 @@ interface State {
   user: string;
   volumes: VolumeSpec[];
   pull: PullPolicy;
+  secrets: string[];
 }
 
 function invalid(key: string, value: string, expected: string, line: number): UnitError {
@@ -152,6 +154,9 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   Volume(s, v, line) {
     s.volumes.push(parseVolume(v, line));
   },
+  Secret(s, v, line) {
+    addSecret(s.secrets, 'Secret', v, line);
+  },
   Pull(s, v, line) {
     const p = PULL_POLICIES.find((x) => x === v);
     if (p === undefined) throw invalid('Pull', v, `use ${PULL_POLICIES.join(', ')}`, line);
@@ -170,6 +175,7 @@ function reset(s: State, key: string): void {
   else if (key === 'User') s.user = '';
   else if (key === 'Volume') s.volumes = [];
   else if (key === 'Pull') s.pull = 'missing';
+  else if (key === 'Secret') s.secrets = [];
   else if (key === 'Image') s.image = '';
 }
 
@@ -209,6 +215,7 @@ export function parseContainerSection(
     user: '',
     volumes: [],
     pull: 'missing',
+    secrets: [],
   };
   for (const e of entries) {
     if (errors.length >= MAX_PROBLEMS) break;
@@ -239,9 +246,10 @@ export function parseContainerSection(
       ),
     );
   }
-  const { exec, entrypoint, ...rest } = s;
+  const { exec, entrypoint, secrets, ...rest } = s;
   return {
     ...rest,
+    ...(secrets.length > 0 ? { secrets } : {}),
     ...(exec !== undefined ? { exec } : {}),
     ...(entrypoint !== undefined ? { entrypoint } : {}),
   };

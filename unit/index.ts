@@ -52,6 +52,7 @@ export {
   parseServiceKeys,
   portEnvName,
 } from './service-keys.js';
+export { SECRET_NAME, MAX_UNIT_SECRETS, unitSecrets } from './secrets.js';
 export { CONTAINER_KEYS, PULL_POLICIES, parseContainerSection, parseVolume } from './container.js';
 export {
   IMAGE_REF_MAX,

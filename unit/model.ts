@@ -170,6 +170,8 @@ export interface ServiceOptions {
   readonly health?: HealthCheck;
   /** `StartLimitIntervalSec=`/`StartLimitBurst=`; absent: systemd's defaults (start-limit.ts). */
   readonly startLimit?: StartLimit;
+  /** `Secret=` names (secrets.ts), each once; absent or empty: none. */
+  readonly secrets?: readonly string[];
 }
 
 /**
@@ -215,6 +217,8 @@ export interface ContainerOptions {
   readonly user: string;
   readonly volumes: readonly VolumeSpec[];
   readonly pull: PullPolicy;
+  /** `Secret=` names (secrets.ts), each once; absent or empty: none. */
+  readonly secrets?: readonly string[];
 }
 
 /** A host directory bound into a container (an image unit's `Volume=`, resolved by the agent). */

@@ -25,6 +25,7 @@ import {
 import { parseCpuQuotaMillicores, parseMemoryBytes, parseTasksMax } from './resources.js';
 import { expandSpecifiers } from './specifiers.js';
 import { excerpt } from './excerpt.js';
+import { addSecret } from './secrets.js';
 import { parseTimeSpanMs, requireBoolean, timeSpanHint } from './values.js';
 
 /** systemd's defaults for the options Flotilla fills in. */
@@ -51,11 +52,12 @@ const EXEC_KEYS: ReadonlyMap<string, ExecKey> = new Map([
 ]);
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-type Lists = 'environment' | 'environmentFiles';
+type Lists = 'environment' | 'environmentFiles' | 'secrets';
 type Caps = 'ambientCapabilities' | 'capabilityBoundingSet' | 'noNewPrivileges';
 interface State extends Omit<Mutable<ServiceOptions>, ExecKey | Lists | Caps | 'resources'> {
   caps: CapabilityState;
   exec: Record<ExecKey, ExecCommand[]>;
+  secrets: string[];
   environment: (readonly [string, string])[];
   environmentFiles: EnvironmentFileRef[];
   cpuMillicores: number;
@@ -148,6 +150,9 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   CPUQuota(s, v, line, key) {
     s.cpuMillicores = parseCpuQuotaMillicores(key, v, line);
   },
+  Secret(s, v, line, key) {
+    addSecret(s.secrets, key, v, line);
+  },
   TasksMax(s, v, line, key) {
     s.tasks = parseTasksMax(key, v, line);
   },
@@ -193,6 +198,7 @@ function reset(s: State, key: string): void {
   else if (key === 'AmbientCapabilities') s.caps.ambient = new Set();
   else if (key === 'CapabilityBoundingSet') s.caps.bounding = undefined;
   else if (key === 'NoNewPrivileges') s.caps.noNewPrivileges = undefined;
+  else if (key === 'Secret') s.secrets = [];
 }
 
 /**
@@ -219,6 +225,7 @@ export function parseServiceSection(
     user: '',
     rootDirectory: '',
     privateNetwork: false,
+    secrets: [],
     cpuMillicores: 0,
     memoryBytes: 0,
     tasks: 0,
@@ -241,12 +248,13 @@ export function parseServiceSection(
     }
   }
   checkExecStart(s, errors, runsImage);
-  const { exec, cpuMillicores, memoryBytes, tasks, caps, ...rest } = s;
+  const { exec, cpuMillicores, memoryBytes, tasks, caps, secrets, ...rest } = s;
   return {
     ...rest,
     ...exec,
     ...finishCapabilities(caps, errors),
     resources: { cpuMillicores, memoryBytes, tasks },
+    ...(secrets.length > 0 ? { secrets } : {}),
   };
 }
 

@@ -9,6 +9,7 @@
  */
 import type { BindMount, ContainerOptions, ExecCommand, ServiceOptions } from '../../unit/model.js';
 import { RuntimeError } from '../runtime/errors.js';
+import { unitSecrets } from '../../unit/secrets.js';
 import type { ImageConfig } from './oci.js';
 
 /** The argv the image unit runs without ExecStart=; empty when neither says anything. */
@@ -62,6 +63,8 @@ export function imageService(
     execStart,
     environment: [...envPairs(config.env), ...c.environment, ...service.environment],
     workingDirectory: service.workingDirectory || c.workingDir || config.workingDir,
+    // Both sections' Secret= (the supervisor refuses what it cannot deliver).
+    ...(c.secrets === undefined ? {} : { secrets: unitSecrets({ service, container: c }) }),
     user,
     rootDirectory: root,
     binds,

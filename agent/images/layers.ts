@@ -8,14 +8,15 @@
  * Numeric owners: the host's passwd must not rename the image's users. Then the OCI
  * whiteouts become overlay's: `.wh.NAME` a 0/0 character device `NAME`, `.wh..wh..opq` the
  * `trusted.overlay.opaque=y` attribute of its directory. Device nodes from the layer itself
- * are removed (a container gets devices from its runtime, never from an image).
+ * are removed (a container gets devices from its runtime, never from an image). A whiteout
+ * that names nothing (`.wh.`, `.wh...`) or a name the same layer also holds is refused.
  *
  * A layer is unpacked into a temporary directory and renamed into place when complete, so a
  * crash leaves either nothing or a whole layer.
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { ImageStoreError } from './errors.js';
 import { lastLines, runTool } from './tools.js';
 
@@ -102,8 +103,17 @@ async function toOverlayForm(root: string): Promise<UnpackResult> {
         await unlink(path);
         opaque.push(dir);
       } else if (entry.name.startsWith(WHITEOUT)) {
+        const target = entry.name.slice(WHITEOUT.length);
+        // `.wh...` would make overlay's whiteout of the directory above (the layer's parent
+        // at its top): no name of a whiteout may be empty, `.` or `..`.
+        if (target === '' || target === '.' || target === '..') {
+          throw new ImageStoreError(
+            'invalid-image',
+            `layer holds the whiteout "${entry.name}" in ${relative(root, dir) || '/'}, which names no file: refused`,
+          );
+        }
         await unlink(path);
-        whiteouts.push(join(dir, entry.name.slice(WHITEOUT.length)));
+        whiteouts.push(join(dir, target));
       } else if (entry.isCharacterDevice() || entry.isBlockDevice()) {
         await unlink(path);
         devicesRemoved++;
@@ -113,10 +123,26 @@ async function toOverlayForm(root: string): Promise<UnpackResult> {
     }
   };
   await walk(root);
-  for (const path of whiteouts) await tool(['mknod', path, 'c', '0', '0']);
+  for (const path of whiteouts) {
+    // A layer that both deletes and adds a name is malformed (OCI image spec, whiteouts).
+    if (await exists(path)) {
+      throw new ImageStoreError(
+        'invalid-image',
+        `layer both removes (whiteout) and holds ${relative(root, path)}: refused`,
+      );
+    }
+    await tool(['mknod', path, 'c', '0', '0']);
+  }
   for (const dir of opaque)
     await tool(['setfattr', '-n', 'trusted.overlay.opaque', '-v', 'y', dir]);
   return { bytes, whiteouts: whiteouts.length + opaque.length, devicesRemoved };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function tool(argv: readonly string[]): Promise<void> {

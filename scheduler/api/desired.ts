@@ -14,6 +14,8 @@ import type { ApiCluster } from './reads.js';
 import type { UnitName, UnitStateName } from '../../unit/index.js';
 import { ApiError } from '../gate/errors.js';
 import { admitStart, type ActivatedUnit } from './admission.js';
+import type { Rights } from '../gate/rights.js';
+import { checkRecords } from './unit-rights.js';
 import { recordBytes } from './quota.js';
 import { queueServiceRemovals } from './service-records.js';
 import {
@@ -39,6 +41,7 @@ import {
 export async function setDesiredState(
   cluster: ApiCluster,
   req: SetDesiredStateRequest,
+  rights?: Rights,
 ): Promise<SetDesiredStateResponse> {
   const desired = parseDesiredState(req.desiredState);
   const names = parseNames(req.names);
@@ -62,7 +65,7 @@ export async function setDesiredState(
   return run(() =>
     retryOnConflict(
       cluster,
-      () => setAttempt(cluster, names, wanted, desired, recovery, req.allowPending),
+      () => setAttempt(cluster, names, wanted, desired, recovery, req.allowPending, rights),
       recovery,
     ),
   );
@@ -76,6 +79,7 @@ async function setAttempt(
   desired: UnitStateName,
   recovery: boolean,
   allowPending: boolean,
+  rights: Rights | undefined,
 ): Promise<SetDesiredStateResponse> {
   const { units, revision, warnings } = recovery
     ? await readUnitsForRecovery(cluster, wanted)
@@ -112,6 +116,13 @@ async function setAttempt(
       if (w.current !== undefined && w.current.value.desiredState !== 'inactive') continue;
       activated.push({ name, record: w.record, created: w.current === undefined });
     }
+    // By role: a file someone else submitted runs with what the one who starts it may grant.
+    checkRecords(
+      cluster,
+      rights,
+      activated.map((a) => a.record),
+      desired === 'launched' ? 'start' : 'load',
+    );
     admitStart(cluster, activated, allowPending);
     await cluster.quota.check(writes.reduce((sum, w) => sum + recordBytes(w.record), 0));
   }

@@ -26,7 +26,9 @@ import {
   resolveMachine,
   type ApiCluster,
 } from './reads.js';
-import { extrasOf, statusWithAddresses } from './unit-status.js';
+import { extrasOf, statusWithAddresses, type UnitExtras } from './unit-status.js';
+import { narrowUnscheduled, readable } from '../gate/narrow.js';
+import type { Rights } from '../gate/rights.js';
 
 /** Page size when the request gives none. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -45,7 +47,11 @@ interface PageToken {
 }
 
 /** GetUnit: NOT_FOUND when no unit of that name is submitted. O(the unit's placements). */
-export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise<UnitStatus> {
+export async function getUnit(
+  cluster: ApiCluster,
+  req: GetUnitRequest,
+  rights?: Rights,
+): Promise<UnitStatus> {
   try {
     parseUnitName(req.name);
   } catch (err) {
@@ -58,7 +64,7 @@ export async function getUnit(cluster: ApiCluster, req: GetUnitRequest): Promise
   return statusWithAddresses(
     cluster.mirror,
     entry.value,
-    extrasOf(cluster.mirror, req.name),
+    narrowed(extrasOf(cluster.mirror, req.name), rights),
     cluster.definitions,
   );
 }
@@ -68,6 +74,7 @@ export async function listUnits(
   cluster: ApiCluster,
   req: ListUnitsRequest,
   visible?: Visible,
+  rights?: Rights,
 ): Promise<ListUnitsResponse> {
   if (req.pageSize < 0) {
     throw new ApiError('invalid-argument', `page size ${req.pageSize} is negative`);
@@ -99,7 +106,8 @@ export async function listUnits(
   for (const name of names) {
     const unit = mirror.units.get(name)?.value;
     if (unit === undefined) continue; // placed, but destroyed meanwhile
-    const status = statusWithAddresses(mirror, unit, extrasOf(mirror, name, machine), definitions);
+    const extras = narrowed(extrasOf(mirror, name, machine), rights);
+    const status = statusWithAddresses(mirror, unit, extras, definitions);
     if (req.brief) units.push(briefStatus(status));
     else units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
   }
@@ -257,4 +265,10 @@ function decodeToken(raw: string): PageToken {
     throw bad();
   }
   return { revision: BigInt(r), after: a };
+}
+
+/** Under a policy, reasons name only units the caller may read (gate/narrow.ts). */
+function narrowed(extras: UnitExtras, rights: Rights | undefined): UnitExtras {
+  if (rights === undefined || extras.unscheduled === undefined) return extras;
+  return { ...extras, unscheduled: narrowUnscheduled(extras.unscheduled, readable(rights)) };
 }

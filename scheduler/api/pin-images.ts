@@ -8,7 +8,7 @@ import { isRegistryError } from '../../registry/errors.js';
 import { pinnedImage } from '../../registry/pin.js';
 import { rewriteImageLine } from '../../unit/image-ref.js';
 import type { RegistryOptions } from '../../registry/skopeo.js';
-import { parseUnit } from '../../unit/index.js';
+import { excerpt, parseImageReference, parseUnit } from '../../unit/index.js';
 import type { ContainerOptions } from '../../unit/model.js';
 import { ApiError } from '../gate/errors.js';
 import type { ValidFile } from './unit-writes.js';
@@ -21,6 +21,7 @@ export async function pinImages(
   files: readonly ValidFile[],
   registry: RegistryOptions,
 ): Promise<ValidFile[]> {
+  checkAllowedRegistries(files, registry.allowedRegistries);
   const wanted = new Map<string, ContainerOptions>();
   for (const f of files) {
     const c = f.unit.container;
@@ -42,7 +43,7 @@ export async function pinImages(
           err.code === 'unreachable' || err.code === 'failed' ? 'unavailable' : 'invalid-argument';
         throw new ApiError(
           code,
-          `${where}: Image=${err.message}${code === 'unavailable' ? '; try again once the registry is reachable, or set Pull=never to submit the image as given' : ''}`,
+          `${where}: Image=${err.brief}${code === 'unavailable' ? '; try again once the registry is reachable, or set Pull=never to submit the image as given' : ''}`,
         );
       }
     }
@@ -62,6 +63,28 @@ export async function pinImages(
     }
     return { ...f, contents, unit: parseUnit(f.name, contents) };
   });
+}
+
+/**
+ * `--allowed-registries`: an `Image=` naming another registry is refused before any network
+ * call (a submit must not make the scheduler probe whatever host:port a file names).
+ */
+function checkAllowedRegistries(
+  files: readonly ValidFile[],
+  allowed: readonly string[] | undefined,
+): void {
+  if (allowed === undefined) return;
+  for (const f of files) {
+    const c = f.unit.container;
+    if (c === undefined) continue;
+    const ref = parseImageReference(c.image);
+    const host = typeof ref === 'string' ? '' : ref.registry;
+    if (allowed.includes(host)) continue;
+    throw new ApiError(
+      'permission-denied',
+      `${f.name}:${c.imageLine}: Image=${excerpt(c.image, 120)} names registry ${excerpt(host, 80) || '(none)'}, which this cluster does not allow (--allowed-registries ${excerpt(allowed.join(','), 200)}); use an image from one of those`,
+    );
+  }
 }
 
 function sameImage(f: ValidFile, key: string): boolean {

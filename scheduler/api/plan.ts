@@ -17,6 +17,9 @@ import { ApiError } from '../gate/errors.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import type { UnitName } from '../../unit/index.js';
 import { notFound } from './desired.js';
+import { narrowUnscheduled, readable } from '../gate/narrow.js';
+import type { Rights } from '../gate/rights.js';
+import { checkFiles } from './unit-rights.js';
 import { pinImages } from './pin-images.js';
 import { fresh, knownMachines, readCluster, resolveMachine, type ApiCluster } from './reads.js';
 import { parseNames, validateFiles, type ValidFile } from './unit-writes.js';
@@ -25,7 +28,11 @@ import { parseNames, validateFiles, type ValidFile } from './unit-writes.js';
 export const PLAN_MAX_INSTANCES = 1_000;
 
 /** Plan; see units.proto and this module's comment. */
-export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<PlanResponse> {
+export async function planUnits(
+  cluster: ApiCluster,
+  req: PlanRequest,
+  rights?: Rights,
+): Promise<PlanResponse> {
   if (req.files.length === 0 && req.names.length === 0 && req.drainMachine === '') {
     throw new ApiError(
       'invalid-argument',
@@ -33,7 +40,10 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     );
   }
   // Checked and pinned as submit would: a plan never places what a submit would refuse.
-  const files = await pinImages(validateFiles(req.files), cluster.registry ?? REGISTRY_DEFAULTS);
+  // By role, as a submit and a start would be: a plan never shows what they would refuse.
+  const valid = validateFiles(req.files);
+  checkFiles(rights, valid, 'plan');
+  const files = await pinImages(valid, cluster.registry ?? REGISTRY_DEFAULTS);
   const names = req.names.length === 0 ? [] : parseNames(req.names);
   const templates = names.filter((n) => n.isTemplate).map((n) => n.name);
   if (templates.length > 0) {
@@ -84,6 +94,7 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     planned.push(n.name);
   }
   if (missing.length > 0) throw notFound(missing, true);
+  const canSee = readable(rights);
 
   const { snapshot } = buildSnapshot(records, cluster.definitions);
   const result = plan(snapshot);
@@ -96,18 +107,22 @@ export async function planUnits(cluster: ApiCluster, req: PlanRequest): Promise<
     return {
       name,
       machine: (after.get(name) ?? []).join(','),
-      displaces: [...new Set(displaces)].sort(),
+      // Narrowed like listings: what a caller may not read is neither named nor counted.
+      displaces: [...new Set(displaces)].filter(canSee).sort(),
       global: def !== undefined && !isInvalidUnit(def) && def.fleet.global,
       ...(unscheduled === undefined
         ? {}
         : {
-            unscheduled: {
-              ...unscheduled,
-              reasons: [...unscheduled.reasons],
-              epoch: 0n,
-              waiting: 0,
-              waitingRanges: [],
-            },
+            unscheduled: narrowUnscheduled(
+              {
+                ...unscheduled,
+                reasons: [...unscheduled.reasons],
+                epoch: 0n,
+                waiting: 0,
+                waitingRanges: [],
+              },
+              canSee,
+            ),
           }),
     };
   });

@@ -26,6 +26,8 @@ import { recordBytes } from './quota.js';
 import { ApiError, invalidUnits } from '../gate/errors.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { pinImages } from './pin-images.js';
+import type { Rights } from '../gate/rights.js';
+import { checkFiles } from './unit-rights.js';
 import { fresh, type ApiCluster } from './reads.js';
 import { applyWrites, queueUnitPut, retryOnConflict, validateFiles } from './unit-writes.js';
 import { queueServiceWrites, storedDeclaration } from './service-records.js';
@@ -119,12 +121,15 @@ function updateOptions(req: UpdateUnitRequest, file: UpdateDefaults): RolloutOpt
 export async function updateUnit(
   cluster: ApiCluster,
   req: UpdateUnitRequest,
+  rights?: Rights,
 ): Promise<RolloutStatus> {
   if (req.file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
   const name = rolloutTarget(req.file.name);
+  const valid = validateFiles([req.file]);
+  checkFiles(rights, valid, 'update');
   // The same validation and pinning as submit, before anything is read or written: a tag the
   // registry lacks is refused here, not discovered by the agents after the old version stopped.
-  const [file] = await pinImages(validateFiles([req.file]), cluster.registry ?? REGISTRY_DEFAULTS);
+  const [file] = await pinImages(valid, cluster.registry ?? REGISTRY_DEFAULTS);
   if (file === undefined) throw new ApiError('invalid-argument', 'no unit file given');
   const options = updateOptions(req, file.unit.fleet.update ?? {});
   return retryOnConflict(cluster, async () => {

@@ -37,7 +37,10 @@ import {
 import { pool } from '../../lib/pool.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
+import { canonicalTemplate } from '../gate/auth.js';
 import { admitScale } from './admission.js';
+import type { Rights } from '../gate/rights.js';
+import { checkRecords } from './unit-rights.js';
 import type { BulkTicket } from './lanes.js';
 import { recordBytes } from './quota.js';
 import {
@@ -75,7 +78,11 @@ interface Round {
 }
 
 /** Scale; see units.proto and this module's comment. */
-export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<ScaleResponse> {
+export async function scale(
+  cluster: ApiCluster,
+  req: ScaleRequest,
+  rights?: Rights,
+): Promise<ScaleResponse> {
   if (!Number.isInteger(req.count) || req.count < 0) {
     throw new ApiError('invalid-argument', `count ${req.count} is negative: give 0 or more`);
   }
@@ -92,6 +99,10 @@ export async function scale(cluster: ApiCluster, req: ScaleRequest): Promise<Sca
   // waits for its turn.
   const existing = cluster.mirror.instances.get(template.name)?.size ?? 0;
   const down = req.count <= existing;
+  if (!down) {
+    const record = cluster.mirror.units.get(template.name)?.value;
+    if (record !== undefined) checkRecords(cluster, rights, [record], 'scale');
+  }
   const admission = await admit(cluster, template, req, !down);
   if (req.dryRun) {
     const none: InstanceRange[] = [];
@@ -314,9 +325,7 @@ async function supersededError(
 /** `web`, `web@` and `web@.service` all name `web@.service`; anything else must be a template. */
 export function templateName(raw: string): UnitName {
   if (raw === '') throw new ApiError('invalid-argument', 'no template given');
-  let name = raw;
-  if (!name.includes('@') && !name.includes('.')) name = `${name}@.service`;
-  else if (name.endsWith('@')) name = `${name}.service`;
+  const name = canonicalTemplate(raw);
   let parsed: UnitName;
   try {
     parsed = parseUnitName(name);

@@ -41,6 +41,9 @@ import { addReflection, API_SERVICES } from './reflection.js';
 import { scale } from './scale.js';
 import { listEndpoints, listServices } from './services.js';
 import { submitUnits } from './submit.js';
+import { createSecret, deleteSecret, listSecrets } from './secrets.js';
+import { SecretsService, type SecretsServer } from '../../proto/flotilla/v1/secrets.js';
+import type { SecretsKey } from '../../lib/secret-box.js';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -85,6 +88,8 @@ export interface ApiServerOptions {
    * are then the core's. Default: a core of this server's own, closed with it.
    */
   readonly core?: ApiCore;
+  /** The cluster's secrets key (`--secrets-key-file`). Default none: CreateSecret is refused. */
+  readonly secretsKey?: SecretsKey;
 }
 
 /** A running API server. */
@@ -111,14 +116,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const server = new Server(API_SERVER_OPTIONS);
 
   const units: UnitsServer = {
-    submitUnits: unary(ctx, 'Units.SubmitUnits', (req) => submitUnits(cluster, req)),
-    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req) => setDesiredState(cluster, req)),
+    submitUnits: unary(ctx, 'Units.SubmitUnits', (req, _v, rights) =>
+      submitUnits(cluster, req, rights),
+    ),
+    setDesiredState: unary(ctx, 'Units.SetDesiredState', (req, _v, rights) =>
+      setDesiredState(cluster, req, rights),
+    ),
     destroyUnits: unary(ctx, 'Units.DestroyUnits', (req) => destroyUnits(cluster, req)),
-    getUnit: unary(ctx, 'Units.GetUnit', (req) => getUnit(cluster, req)),
-    listUnits: unary(ctx, 'Units.ListUnits', (req, visible) => listUnits(cluster, req, visible)),
-    scale: unary(ctx, 'Units.Scale', (req) => scale(cluster, req)),
-    plan: unary(ctx, 'Units.Plan', (req) => planUnits(cluster, req)),
-    updateUnit: unary(ctx, 'Units.UpdateUnit', (req) => updateUnit(cluster, req)),
+    getUnit: unary(ctx, 'Units.GetUnit', (req, _v, rights) => getUnit(cluster, req, rights)),
+    listUnits: unary(ctx, 'Units.ListUnits', (req, visible, rights) =>
+      listUnits(cluster, req, visible, rights),
+    ),
+    scale: unary(ctx, 'Units.Scale', (req, _v, rights) => scale(cluster, req, rights)),
+    plan: unary(ctx, 'Units.Plan', (req, _v, rights) => planUnits(cluster, req, rights)),
+    updateUnit: unary(ctx, 'Units.UpdateUnit', (req, _v, rights) =>
+      updateUnit(cluster, req, rights),
+    ),
     rollback: unary(ctx, 'Units.Rollback', (req) => rollback(cluster, req)),
     getRollout: unary(ctx, 'Units.GetRollout', (req) => getRollout(cluster, req)),
   };
@@ -148,11 +161,24 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   server.addService(EventsService, events);
   server.addService(LogsService, logs);
   server.addService(ServicesService, services);
-  addReflection(server);
+  const sctx = { cluster, ...(opts.secretsKey === undefined ? {} : { key: opts.secretsKey }) };
+  const secrets: SecretsServer = {
+    createSecret: unary(ctx, 'Secrets.CreateSecret', (req, _v, rights) =>
+      createSecret(sctx, req, rights),
+    ),
+    listSecrets: unary(ctx, 'Secrets.ListSecrets', (_req, _v, rights) => listSecrets(sctx, rights)),
+    deleteSecret: unary(ctx, 'Secrets.DeleteSecret', (req, _v, rights) =>
+      deleteSecret(sctx, req, rights),
+    ),
+  };
+  server.addService(SecretsService, secrets);
+  addReflection(server, opts.policy === undefined ? undefined : { gate, ...ctx });
   const health = addHealthService(
     server,
     API_SERVICES,
     opts.readiness ?? (() => ({ ready: true, reasons: [] })),
+    // Status stays open (probes carry no credentials); which services exist does not.
+    { listServices: opts.policy === undefined },
   );
 
   let port: number;

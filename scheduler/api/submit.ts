@@ -22,6 +22,8 @@ import { isUnfinished, rolloutStatus } from '../rollouts/record.js';
 import { admitStart, type ActivatedUnit } from './admission.js';
 import { recordBytes } from './quota.js';
 import { pinImages } from './pin-images.js';
+import type { Rights } from '../gate/rights.js';
+import { checkFiles } from './unit-rights.js';
 import {
   queueServiceWrites,
   storedDeclaration,
@@ -48,9 +50,13 @@ type Decision =
 export async function submitUnits(
   cluster: ApiCluster,
   req: SubmitUnitsRequest,
+  rights?: Rights,
 ): Promise<SubmitUnitsResponse> {
   if (req.files.length === 0) throw new ApiError('invalid-argument', 'no unit files given');
-  const files = await pinImages(validateFiles(req.files), cluster.registry ?? REGISTRY_DEFAULTS);
+  const valid = validateFiles(req.files);
+  // By role before any registry is contacted: a refused file costs no network call.
+  checkFiles(rights, valid, 'submit');
+  const files = await pinImages(valid, cluster.registry ?? REGISTRY_DEFAULTS);
   const desired = req.desiredState === '' ? undefined : parseDesiredState(req.desiredState);
   if (desired !== undefined && desired !== 'inactive') refuseTemplates(files, desired);
   checkTxnSize(files.length, 'unit files');

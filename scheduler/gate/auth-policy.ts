@@ -1,6 +1,6 @@
 /**
  * The authorization policy (`flotilla scheduler --auth-policy FILE`): who may do what to which
- * units. A JSON file, read and checked once at start; any problem is a PolicyError naming the
+ * units, and which capabilities their unit files may use (unit-contents.ts). A JSON file, read and checked once at start; any problem is a PolicyError naming the
  * file and the JSON path, so the scheduler refuses to start rather than run with half a policy.
  *
  * @example
@@ -8,7 +8,8 @@
  *     "roles": {
  *       "viewer": [{ "verbs": ["read"], "units": ["*"] }],
  *       "team-a": [{ "verbs": ["read", "submit", "start-stop", "destroy", "scale"], "units": ["team-a-*"] }],
- *       "ops":    [{ "verbs": ["admin"] }]
+ *       "ops":    [{ "verbs": ["admin"] }],
+ *       "builders": [{ "capabilities": ["root"], "units": ["build-*"] }]
  *     },
  *     "identities": [
  *       { "subject": { "CN": "viewer" }, "roles": ["viewer"] },
@@ -32,15 +33,35 @@ export const VERBS = [
 ] as const;
 export type Verb = (typeof VERBS)[number];
 
+/**
+ * What a unit file may do beyond running an image as a non-root user in its container
+ * (unit-contents.ts says which keys need which). A grant holds them on the units its globs
+ * match; `admin` holds all of them; without a policy everyone holds all of them.
+ * - `host-paths`: host files and directories: a `Volume=` from a host path, `RootDirectory=`,
+ *   `EnvironmentFile=` (read by the agent on the host), `WorkingDirectory=` of a unit without
+ *   an image.
+ * - `root`: running as root: no `User=`, or `User=root`/`0`.
+ * - `privileged-exec`: an exec line with the `+` prefix (runs as the agent, outside `User=`).
+ * - `host-process`: a unit without `[Container] Image=`, which runs the host's programs.
+ */
+export const CAPABILITIES = ['host-paths', 'root', 'privileged-exec', 'host-process'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+
 /** Certificate subject fields an identity may match on. */
 export const SUBJECT_FIELDS = ['CN', 'O', 'OU'] as const;
 export type SubjectField = (typeof SUBJECT_FIELDS)[number];
 export type Subject = Partial<Record<SubjectField, string>>;
 
-/** One grant of a role: these verbs on units matching any of these globs. */
+/** One grant of a role: these verbs and capabilities on units matching any of these globs. */
 export interface Grant {
   readonly verbs: ReadonlySet<Verb>;
+  readonly capabilities: ReadonlySet<Capability>;
   readonly units: readonly Glob[];
+  /**
+   * Secrets whose names these globs match: the role may create, replace, delete and list
+   * them, and name them in units' `Secret=`. None unless given; `admin` holds every secret.
+   */
+  readonly secrets: readonly Glob[];
 }
 
 /** An identity of the policy: a certificate subject to match, or a token's hash. */
@@ -115,16 +136,38 @@ export function parsePolicy(file: string, text: string): Policy {
 
 function grant(file: string, path: string, value: unknown): Grant {
   const g = object(file, path, value);
-  unknownKeys(file, path, g, ['verbs', 'units']);
-  const verbs = strings(file, `${path}.verbs`, g['verbs']).map((v) => {
-    if (!(VERBS as readonly string[]).includes(v)) {
-      throw new PolicyError(`${file}: ${path}.verbs: unknown verb "${v}"; use ${VERBS.join(', ')}`);
+  unknownKeys(file, path, g, ['verbs', 'capabilities', 'units', 'secrets']);
+  const verbs = (g['verbs'] === undefined ? [] : strings(file, `${path}.verbs`, g['verbs'])).map(
+    (v) => {
+      if (!(VERBS as readonly string[]).includes(v)) {
+        throw new PolicyError(
+          `${file}: ${path}.verbs: unknown verb "${v}"; use ${VERBS.join(', ')}`,
+        );
+      }
+      return v as Verb;
+    },
+  );
+  const caps = (
+    g['capabilities'] === undefined ? [] : strings(file, `${path}.capabilities`, g['capabilities'])
+  ).map((c) => {
+    if (!(CAPABILITIES as readonly string[]).includes(c)) {
+      throw new PolicyError(
+        `${file}: ${path}.capabilities: unknown capability "${c}"; use ${CAPABILITIES.join(', ')}`,
+      );
     }
-    return v as Verb;
+    return c as Capability;
   });
-  if (verbs.length === 0) throw new PolicyError(`${file}: ${path}.verbs: grants no verb`);
+  const secrets = g['secrets'] === undefined ? [] : strings(file, `${path}.secrets`, g['secrets']);
+  if (verbs.length === 0 && caps.length === 0 && secrets.length === 0) {
+    throw new PolicyError(`${file}: ${path}: grants no verb, capability or secret`);
+  }
   const globs = g['units'] === undefined ? ['*'] : strings(file, `${path}.units`, g['units']);
-  return { verbs: new Set(verbs), units: globs.map((u) => compileGlob(u)) };
+  return {
+    verbs: new Set(verbs),
+    capabilities: new Set(caps),
+    units: globs.map((u) => compileGlob(u)),
+    secrets: secrets.map((u) => compileGlob(u)),
+  };
 }
 
 function identity(

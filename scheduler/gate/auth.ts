@@ -28,15 +28,9 @@ import type {
   UpdateUnitRequest,
 } from '../../proto/flotilla/v1/units.js';
 import { excerpt } from '../../unit/index.js';
-import {
-  findToken,
-  SUBJECT_FIELDS,
-  type Grant,
-  type Policy,
-  type Subject,
-  type Verb,
-} from './auth-policy.js';
+import { findToken, SUBJECT_FIELDS, type Policy, type Subject, type Verb } from './auth-policy.js';
 import { ApiError } from './errors.js';
+import { covers, PolicyRights, type Rights } from './rights.js';
 import type { Visible } from './interceptors.js';
 
 /** What a TLS connection says of its peer (grpc-js does not export the type). */
@@ -85,7 +79,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   ),
   'Units.SetDesiredState': rule<SetDesiredStateRequest>(true, ['start-stop'], (r) => r.names),
   'Units.DestroyUnits': rule<DestroyUnitsRequest>(true, ['destroy'], (r) => r.names),
-  'Units.Scale': rule<ScaleRequest>(true, ['scale'], (r) => [r.template]),
+  // The canonical name, the one scale acts on (`web` is `web@.service`).
+  'Units.Scale': rule<ScaleRequest>(true, ['scale'], (r) => [canonicalTemplate(r.template)]),
   'Units.GetUnit': rule<GetUnitRequest>(false, ['read'], (r) => [r.name]),
   'Units.ListUnits': rule<ListUnitsRequest>(false, ['read'], (r) => pattern(r.nameGlob), true),
   'Units.Plan': rule<PlanRequest>(false, ['read'], (r) => [
@@ -114,7 +109,23 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
     (r) => (r.service === '' && r.unit !== '' ? [r.unit] : ['*']),
     true,
   ),
+  // Secrets name no units: the handlers judge the secret's name (a grant's "secrets").
+  'Secrets.CreateSecret': rule(true, []),
+  'Secrets.ListSecrets': rule(false, []),
+  'Secrets.DeleteSecret': rule(true, []),
+  // Reflection tells the API's methods: any role that reads may ask, anonymous callers not.
+  'Reflection.ServerReflectionInfo': rule(false, ['read']),
 };
+
+/**
+ * The template a scale names, as scale acts on it: `web` and `web@` are `web@.service`.
+ * Authorization and the handler both use it, so what is authorized is what is acted on.
+ */
+export function canonicalTemplate(raw: string): string {
+  if (raw !== '' && !raw.includes('@') && !raw.includes('.')) return `${raw}@.service`;
+  if (raw.endsWith('@')) return `${raw}.service`;
+  return raw;
+}
 
 /** Unmapped methods: admin only, and audited as writes (they may be). */
 const UNMAPPED: MethodRule = rule(true, ['admin']);
@@ -183,6 +194,12 @@ export class Authorizer {
     return { identity: subjectName(cert), roles: [...roles] };
   }
 
+  /** What `caller` may do, for handlers that judge a request's contents (rights.ts). */
+  rights(caller: Caller): Rights {
+    const grants = caller.roles.flatMap((name) => this.policy.roles.get(name) ?? []);
+    return new PolicyRights(caller.identity, caller.roles, grants);
+  }
+
   /**
    * Throws PERMISSION_DENIED naming the caller, the verb and the first grant missing. Returns
    * the units a narrowed listing or watch may show, or undefined when it shows all it asked.
@@ -216,23 +233,6 @@ function denied(caller: Caller, method: string, verb: Verb, why: string): ApiErr
   return new ApiError(
     'permission-denied',
     `${caller.identity} (${roles}) may not ${verb} (${method}): ${why}; ask an admin to grant it in the auth policy`,
-  );
-}
-
-const GLOB_CHARS = /[*?[\]]/;
-
-/**
- * Whether grant `g` covers `target`: a unit name its globs match, or a glob (a listing's
- * filter) that asks only for names they match: the same glob, `*`, or one that starts with
- * the literal prefix of a grant of the form `prefix*`.
- */
-function covers(g: Grant, target: string): boolean {
-  if (!GLOB_CHARS.test(target)) return g.units.some((glob) => glob.test(target));
-  return g.units.some(
-    (glob) =>
-      glob.source === '*' ||
-      glob.source === target ||
-      (glob.source === `${glob.literalPrefix}*` && target.startsWith(glob.literalPrefix)),
   );
 }
 

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Grant, Policy } from './auth-policy.js';
 import { Authorizer, ruleOf, unjudgedCaller, type AuthContext, type Caller } from './auth.js';
 import type { AuditLog } from './audit.js';
+import type { Rights } from './rights.js';
 import { toGrpcStatus, type GrpcStatus } from './errors.js';
 import type { Admitted, CallGate, GatedCall, Visible } from './interceptors.js';
 
@@ -79,12 +80,14 @@ export class ApiGuard implements CallGate {
     const started = performance.now();
     let caller: Caller = { identity: 'anonymous', roles: [] };
     let visible: Visible | undefined;
+    let rights: Rights | undefined;
     try {
       if (this.authorizer === undefined) {
         caller = unjudgedCaller(call.getAuthContext());
       } else {
         caller = this.authorizer.identify(call.metadata, call.getAuthContext());
         visible = this.authorizer.authorize(caller, method, call.request);
+        rights = this.authorizer.rights(caller);
       }
     } catch (err) {
       this.refused(caller, method, call.request, started, err);
@@ -92,6 +95,7 @@ export class ApiGuard implements CallGate {
     }
     return {
       ...(visible === undefined ? {} : { visible }),
+      ...(rights === undefined ? {} : { rights }),
       done: (response, failure) =>
         this.finish(caller, method, call.request, started, response, failure),
     };

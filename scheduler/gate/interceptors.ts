@@ -7,6 +7,7 @@
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { Rights } from './rights.js';
 import {
   logFailure,
   toGrpcStatus,
@@ -33,6 +34,8 @@ export type GatedCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'ge
 export interface Admitted {
   /** Set when a listing or watch may show only some units: which. */
   readonly visible?: Visible;
+  /** Set under a policy: what the caller may do, for handlers that judge contents. */
+  readonly rights?: Rights;
   done(response: unknown, failure: GrpcStatus | undefined): void;
 }
 
@@ -52,13 +55,13 @@ export interface HandlerContext extends ErrorContext {
 export function unary<Req, Res>(
   ctx: HandlerContext,
   method: string,
-  handler: (request: Req, visible: Visible | undefined) => Promise<Res>,
+  handler: (request: Req, visible: Visible | undefined, rights: Rights | undefined) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     let admitted: Admitted | undefined;
     new Promise<Res>((resolve) => {
       admitted = ctx.gate?.admit(call, method);
-      resolve(handler(call.request, admitted?.visible));
+      resolve(handler(call.request, admitted?.visible, admitted?.rights));
     }).then(
       (response) => {
         admitted?.done(response, undefined);

@@ -201,6 +201,7 @@ for (const driver of DRIVERS) {
     await m.manager.start(unit('nouser.service', LOOP, { User: 'no-such-user-xyz' }));
     await m.manager.start(unit('nodir.service', LOOP, { WorkingDirectory: '/nonexistent/dir' }));
     await m.manager.start(unit('noenv.service', LOOP, { EnvironmentFile: '/nonexistent/env' }));
+    await m.manager.start(unit('secret.service', LOOP, { Secret: 'web-db' }));
     const failed = (name: string) => stateOf(m, name, (s) => s.activeState === 'failed', 'failed');
     const missing = await failed('missing.service');
     t.regex(
@@ -217,6 +218,10 @@ for (const driver of DRIVERS) {
       (await failed('noenv.service')).message,
       /EnvironmentFile=\/nonexistent\/env: no such file/,
     );
+    // Fail closed until agents deliver secrets: never run without the file it names.
+    const secret = await failed('secret.service');
+    t.regex(secret.message, /Secret=web-db: this agent cannot mount secrets in units yet/);
+    t.is(secret.restarts, 0);
     t.is((await running(m, 'good.service')).activeState, 'active');
   });
 

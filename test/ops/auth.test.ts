@@ -40,6 +40,8 @@ const POLICY = JSON.stringify({
     viewer: [{ verbs: ['read'], units: ['*'] }],
     'team-a': [
       { verbs: ['read', 'submit', 'start-stop', 'destroy', 'scale'], units: ['team-a-*'] },
+      // Its test units run host programs as root (testkit's unitText).
+      { capabilities: ['host-process', 'root'], units: ['team-a-*'] },
     ],
     admin: [{ verbs: ['admin'] }],
   },

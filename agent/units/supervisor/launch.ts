@@ -92,6 +92,15 @@ async function environment(
  */
 export async function prepareLaunch(driver: RuntimeDriver, ctx: UnitContext): Promise<Launch> {
   const { service } = ctx;
+  // Fail closed: a unit that names a secret must not run without it, and this agent does not
+  // mount secrets yet (docs/unit-files.md, Secrets).
+  const [secret] = service.secrets ?? [];
+  if (secret !== undefined) {
+    throw new RuntimeError(
+      'unsupported',
+      `Secret=${secret}: this agent cannot mount secrets in units yet; remove Secret= or run the unit where secrets are delivered`,
+    );
+  }
   const user =
     service.user !== '' ? await resolveUser(service.user, driver.userRoot(ctx)) : undefined;
   const env = await environment(ctx, user);

@@ -51,7 +51,7 @@ Exit status: 0, 1 when the API refuses, 2 for a usage mistake.`;
 
 export const secretVerb: Verb = {
   name: 'secret',
-  summary: 'create, list and remove secrets that units mount as /run/secrets/NAME',
+  summary: 'create, list and remove secrets, sealed in etcd, that units name with Secret=',
   help: HELP,
   async run(args: readonly string[], io: CliIo, globals: GlobalOptions): Promise<number> {
     const { values, positionals } = parseVerbArgs(args, {

@@ -3,6 +3,7 @@
  * API) beside an e2e cluster's own replicas, on the same etcd and prefix, with an auth
  * policy of two tokens (an admin and a read-only viewer); and a logged-in browser page.
  */
+import { credentialPath } from '../../deploy/cluster/credentials.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,10 @@ export class ConsoleReplica {
         `--auth-policy=${policy}`,
         '--name=console-http',
         '--election-ttl=3s',
+        // The cluster's etcd has its own users (deploy/cluster/credentials.ts): the schedulers'.
+        ...(cluster.record.etcdAuth === true
+          ? [`--etcd-user-file=${credentialPath(cluster.record, 'scheduler.etcd')}`]
+          : []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

@@ -51,6 +51,9 @@ export interface TcpProxyStats {
   open: number;
 }
 
+/** How long a client may keep its half open after the backend closed. */
+const HALF_OPEN_LINGER_MS = 10_000;
+
 const DEFAULTS = {
   connectTimeoutMs: 300,
   lastConnectTimeoutMs: 5_000,
@@ -201,9 +204,16 @@ export class TcpProxy {
       client.destroy();
     });
     client.on('error', () => upstream.destroy());
-    upstream.once('close', () => {
+    // A backend that answers and closes (HTTP/1.0, Connection: close) must not have its answer
+    // cut: the client is ended, which flushes what is still buffered, never destroyed,
+    // unless the backend broke off. A client that then keeps its half open is closed later.
+    upstream.once('close', (hadError) => {
       this.sockets.delete(upstream);
-      client.destroy();
+      if (hadError) client.destroy();
+      else if (!client.destroyed) {
+        client.end();
+        client.setTimeout(HALF_OPEN_LINGER_MS, () => client.destroy());
+      }
     });
     client.once('close', () => upstream.destroy());
     client.pipe(upstream);

@@ -95,6 +95,7 @@ export async function propagation(
   const firstSeen = new Map<string, Map<string, number>>();
   const procs: ChildProcess[] = [];
   let readyCount = 0;
+  let failed: string | undefined;
   let onReport = (): void => undefined;
   for (let p = 0; p * opts.perProcess < opts.routers; p++) {
     const count = Math.min(opts.perProcess, opts.routers - p * opts.perProcess);
@@ -107,13 +108,18 @@ export async function propagation(
         etcd,
         prefix,
         String(count),
-        services.join(','),
+        services.slice(0, Math.max(1, opts.watched)).join(','),
         probe,
       ],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     );
     children.push(proc);
     procs.push(proc);
+    proc.once('exit', (code) => {
+      if (readyCount < opts.routers)
+        failed = `a routing agents' process exited (${code}) before ready`;
+      onReport();
+    });
     proc.on('message', (m: Report) => {
       if (m.ready !== undefined) readyCount += m.ready;
       if (m.seen !== undefined && m.at !== undefined) {
@@ -128,7 +134,10 @@ export async function propagation(
     });
   }
   await until(
-    () => readyCount >= opts.routers,
+    () => {
+      if (failed !== undefined) throw new Error(failed);
+      return readyCount >= opts.routers;
+    },
     600_000,
     (fn) => (onReport = fn),
   );
@@ -175,7 +184,15 @@ function until(
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const check = (): void => {
-      if (!cond()) return;
+      try {
+        if (!cond()) return;
+      } catch (err) {
+        clearInterval(tick);
+        clearTimeout(timer);
+        hook(() => undefined);
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
       clearInterval(tick);
       clearTimeout(timer);
       hook(() => undefined);

@@ -42,7 +42,6 @@ const { values } = parseArgs({
     endpoints: { type: 'string', default: '10000' },
     services: { type: 'string', default: '10' },
     watched: { type: 'string', default: '1' },
-    only: { type: 'string', default: 'all' },
     changes: { type: 'string', default: '50' },
   },
 });

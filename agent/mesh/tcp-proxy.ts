@@ -26,6 +26,12 @@ export interface TcpProxyOptions {
   readonly backends: () => readonly Backend[];
   /** How long a connect may take before the next endpoint is tried. Default 300 ms. */
   readonly connectTimeoutMs?: number;
+  /**
+   * How long the last endpoint a connection tries may take to connect: with no other left,
+   * waiting longer can only save the connection (a machine under heavy load is slow to
+   * accept, not dead). Default 5 s.
+   */
+  readonly lastConnectTimeoutMs?: number;
   /** Endpoints tried per connection at most. Default 3. */
   readonly maxAttempts?: number;
   /** How long an endpoint whose connect failed is skipped by new connections. Default 2 s. */
@@ -45,8 +51,12 @@ export interface TcpProxyStats {
   open: number;
 }
 
+/** How long a client may keep its half open after the backend closed. */
+const HALF_OPEN_LINGER_MS = 10_000;
+
 const DEFAULTS = {
   connectTimeoutMs: 300,
+  lastConnectTimeoutMs: 5_000,
   maxAttempts: 3,
   quarantineMs: 2_000,
   maxConnections: 10_000,
@@ -61,11 +71,16 @@ export class TcpProxy {
   private readonly quarantine = new Map<string, number>();
   private next = 0;
   private readonly connectTimeoutMs: number;
+  private readonly lastConnectTimeoutMs: number;
   private readonly maxAttempts: number;
   private readonly quarantineMs: number;
 
   constructor(private readonly opts: TcpProxyOptions) {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this.lastConnectTimeoutMs = Math.max(
+      this.connectTimeoutMs,
+      opts.lastConnectTimeoutMs ?? DEFAULTS.lastConnectTimeoutMs,
+    );
     this.maxAttempts = opts.maxAttempts ?? DEFAULTS.maxAttempts;
     this.quarantineMs = opts.quarantineMs ?? DEFAULTS.quarantineMs;
     // Half-open kept: a client that shuts its side after the request still gets the answer.
@@ -152,7 +167,11 @@ export class TcpProxy {
       allowHalfOpen: true,
     });
     let connected = false;
-    const timer = setTimeout(() => fail(), this.connectTimeoutMs);
+    const last = i === order.length - 1;
+    const timer = setTimeout(
+      () => fail(),
+      last ? this.lastConnectTimeoutMs : this.connectTimeoutMs,
+    );
     const fail = (): void => {
       if (connected) return;
       connected = true; // settles this attempt once
@@ -185,9 +204,16 @@ export class TcpProxy {
       client.destroy();
     });
     client.on('error', () => upstream.destroy());
-    upstream.once('close', () => {
+    // A backend that answers and closes (HTTP/1.0, Connection: close) must not have its answer
+    // cut: the client is ended, which flushes what is still buffered, never destroyed,
+    // unless the backend broke off. A client that then keeps its half open is closed later.
+    upstream.once('close', (hadError) => {
       this.sockets.delete(upstream);
-      client.destroy();
+      if (hadError) client.destroy();
+      else if (!client.destroyed) {
+        client.end();
+        client.setTimeout(HALF_OPEN_LINGER_MS, () => client.destroy());
+      }
     });
     client.once('close', () => upstream.destroy());
     client.pipe(upstream);

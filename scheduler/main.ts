@@ -14,6 +14,7 @@ import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
 import { quietIpServernameWarning } from '../daemon/tls.js';
 import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
+import type { FleetSocket } from './fleet-api/index.js';
 import { ClusterCache } from './view/cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
 import { Leadership } from './leader/leadership.js';
@@ -65,6 +66,7 @@ export async function startScheduler(
   const cache = new ClusterCache(store, mirror, log.child({ component: 'cache' }));
   const ops = new SchedulerOps(store, mirror, opts.metricsListen !== undefined);
   let api: ApiServer | undefined;
+  let fleet: FleetSocket | undefined;
   try {
     // The one call site of the API server. Loaded only when it is wanted, so a replica run
     // with --listen=none (tests, benchmarks) does not load gRPC service code at all.
@@ -85,8 +87,13 @@ export async function startScheduler(
         maxInstances: opts.maxInstances,
         quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
       });
+      if (opts.fleetApiSocket !== undefined) {
+        const { startFleet } = await import('./fleet-api/index.js');
+        fleet = await startFleet(opts.fleetApiSocket, api, log);
+      }
     }
   } catch (err) {
+    await api?.close();
     await ops.close();
     cache.close();
     await mirror.close();
@@ -132,6 +139,7 @@ export async function startScheduler(
     try {
       await ops.listen(opts.metricsListen, () => engine.status());
     } catch (err) {
+      await fleet?.close();
       await api?.close();
       await ops.close();
       cache.close();
@@ -159,6 +167,7 @@ export async function startScheduler(
     await leadership.close(closeOpts);
     await engine.close();
     await advert.close({ revoke: closeOpts.resign ?? true });
+    await fleet?.close();
     await api?.close();
     await ops.close();
     cache.close();

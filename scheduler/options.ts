@@ -67,6 +67,8 @@ export interface SchedulerOptions {
   readonly policy?: Policy;
   /** File of the API's audit log (`--audit-log`); absent: none. */
   readonly auditLog?: string;
+  /** Unix socket serving fleet's API v1 (`--fleet-api-socket`); absent: none. */
+  readonly fleetApiSocket?: string;
   /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
   readonly registry?: RegistryOptions;
   /** The ceiling of every template's instances (`--max-instances`; api/admission.ts). */
@@ -122,6 +124,8 @@ Operations (see docs/operations.md):
                                verbs on unit globs); default: every caller may do everything
   --audit-log FILE             append one JSON line per API write to FILE (rotated at 64 MiB,
                                5 kept); default: none
+  --fleet-api-socket PATH      also serve fleet's API v1 (fleetctl) on this unix socket, e.g.
+                               /var/run/fleet.sock (docs/fleet-api.md); default: none
 
 Admission (see docs/operations.md, "Limits"):
   --max-instances N            at most N instances of one template (a template's MaxInstances=
@@ -154,6 +158,7 @@ const schedulerFlags = {
   'agent-ca-file': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
+  'fleet-api-socket': { type: 'string' },
   'max-instances': { type: 'string' },
   'etcd-quota-bytes': { type: 'string' },
   'etcd-quota-share': { type: 'string' },
@@ -192,6 +197,12 @@ export function parseSchedulerArgs(
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
+  const fleetApiSocket = args.string('fleet-api-socket');
+  if (fleetApiSocket !== undefined && listen === 'none') {
+    throw new UsageError(
+      `--fleet-api-socket=${fleetApiSocket} needs the API: drop --listen=none, or drop --fleet-api-socket`,
+    );
+  }
   const maxInstances = args.integer('max-instances', SCHEDULER_DEFAULTS.maxInstances);
   if (maxInstances < 1 || maxInstances > MAX_INSTANCES_LIMIT) {
     throw new UsageError(`--max-instances=${maxInstances}: expected 1 to ${MAX_INSTANCES_LIMIT}`);
@@ -227,6 +238,7 @@ export function parseSchedulerArgs(
       ...(metricsListen === undefined ? {} : { metricsListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
+      ...(fleetApiSocket === undefined ? {} : { fleetApiSocket }),
       registry: parseRegistryFlags(args, readFile),
       maxInstances,
       etcdQuotaBytes,

@@ -89,6 +89,10 @@ export interface ApiServer {
   readonly address: string;
   /** Ends open streams, lets unary calls finish (within the grace), and stops listening. */
   close(): Promise<void>;
+  /** What the handlers share, for other doors to the same handlers (fleet's API). */
+  readonly cluster: ApiCluster;
+  /** The gate every call passes, for other doors to the same handlers (fleet's API). */
+  readonly gate: ApiGuard;
 }
 
 /** Starts serving; resolves once the port is bound, rejects when it cannot be. */
@@ -211,7 +215,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       .then(() => logger.info({ address }, 'API server closed'));
     return closing;
   };
-  return { address, close };
+  return { address, close, cluster, gate };
 }
 
 async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Promise<void> {

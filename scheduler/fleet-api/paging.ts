@@ -60,9 +60,12 @@ export class Page {
   private readonly entries: string[] = [];
   private bytes = 0;
 
+  /** `maxEntries`: {@link PAGE_ENTRIES} unless a test asks for small pages. */
+  constructor(private readonly maxEntries = PAGE_ENTRIES) {}
+
   /** Whether the page has no room left: the next entry belongs to the next page. */
   get full(): boolean {
-    return this.entries.length >= PAGE_ENTRIES || this.bytes >= PAGE_BYTES;
+    return this.entries.length >= this.maxEntries || this.bytes >= PAGE_BYTES;
   }
 
   add(json: string): void {

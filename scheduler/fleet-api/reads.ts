@@ -17,7 +17,11 @@ export interface FleetAnswer {
 }
 
 /** The model over a cluster. */
-export type ReadContext = FleetModel & { readonly cluster: ApiCluster };
+export type ReadContext = FleetModel & {
+  readonly cluster: ApiCluster;
+  /** Entries a page holds at most (paging.ts's PAGE_ENTRIES). */
+  readonly pageEntries: number;
+};
 
 const notFound = (what: string): ApiError => new ApiError('not-found', `${what} does not exist`);
 
@@ -29,7 +33,7 @@ export async function listUnits(
 ): Promise<FleetAnswer> {
   const token = pageToken(query, 'units');
   await fresh(ctx.cluster);
-  const page = new Page();
+  const page = new Page(ctx.pageEntries);
   let next: PageToken | undefined;
   let last: string | undefined;
   for (const [name, entry] of ctx.mirror.units.entries(token?.after)) {
@@ -66,7 +70,7 @@ export async function listStates(
   const onlyUnit = query.get('unitName') ?? '';
   const onlyMachine = query.get('machineID') ?? '';
   await fresh(ctx.cluster);
-  const page = new Page();
+  const page = new Page(ctx.pageEntries);
   let next: PageToken | undefined;
   const from = onlyUnit !== '' ? onlyUnit : token?.after;
   walk: for (const [name, entry] of ctx.mirror.units.entries(from)) {
@@ -110,7 +114,7 @@ export async function getState(ctx: ReadContext, name: string): Promise<FleetAns
 export async function listMachines(ctx: ReadContext, query: URLSearchParams): Promise<FleetAnswer> {
   const token = pageToken(query, 'machines');
   await fresh(ctx.cluster);
-  const page = new Page();
+  const page = new Page(ctx.pageEntries);
   let next: PageToken | undefined;
   let last: string | undefined;
   for (const [id, entry] of ctx.mirror.machines.entries(token?.after)) {

@@ -26,6 +26,7 @@ import {
   type FleetAnswer,
   type ReadContext,
 } from './reads.js';
+import { PAGE_ENTRIES } from './paging.js';
 import { deleteUnit, FleetHttpError, putUnit, type Gated } from './writes.js';
 
 /** Runs a handler as gRPC API method `method` through the gate; the handler gets what the caller may see. */
@@ -67,6 +68,12 @@ const HTTP_STATUS: Readonly<Partial<Record<grpcStatus, number>>> = {
 /** The longest error message sent (fleetctl prints it whole). */
 const MESSAGE_MAX_CHARS = 4096;
 
+/** Options of {@link FleetApi}. */
+export interface FleetApiOptions {
+  /** Entries a listing's page holds at most. Default {@link PAGE_ENTRIES} (10,000). */
+  readonly pageEntries?: number;
+}
+
 /** fleet's API over one scheduler replica's API cluster. */
 export class FleetApi {
   private readonly files = new FleetFiles();
@@ -78,12 +85,14 @@ export class FleetApi {
       readonly definitions: DefinitionCache;
     },
     private readonly logger: Logger,
+    opts: FleetApiOptions = {},
   ) {
     this.model = {
       cluster,
       mirror: cluster.mirror,
       definitions: cluster.definitions,
       files: this.files,
+      pageEntries: opts.pageEntries ?? PAGE_ENTRIES,
     };
   }
 

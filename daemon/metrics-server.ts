@@ -40,10 +40,13 @@ export interface MetricsServer {
 export const SCRAPE_TIMEOUT_MS = 10_000;
 
 /** Checks a `--metrics-listen` value: `none` is undefined; HOST:PORT as given. */
-export function parseMetricsListen(value: string | undefined): string | undefined {
+export function parseMetricsListen(
+  value: string | undefined,
+  flag = 'metrics-listen',
+): string | undefined {
   if (value === undefined || value === 'none' || value === '') return undefined;
   if (!/^.+:\d+$/.test(value)) {
-    throw new UsageError(`--metrics-listen=${value}: expected HOST:PORT (e.g. 127.0.0.1:9470)`);
+    throw new UsageError(`--${flag}=${value}: expected HOST:PORT (e.g. 127.0.0.1:9470)`);
   }
   return value;
 }
@@ -55,7 +58,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       if (!res.headersSent) reply(res, 503, 'timed out\n');
       res.destroy();
     });
-    route(opts, req, res).catch((err: unknown) => {
+    serveOps(opts, req, res).catch((err: unknown) => {
       if (!res.headersSent) reply(res, 500, `error: ${String(err).slice(0, 200)}\n`);
     });
   });
@@ -84,8 +87,18 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
   };
 }
 
-async function route(
-  opts: MetricsServerOptions,
+/** What {@link serveOps} answers from; without a registry `/metrics` is 404. */
+export interface OpsEndpoints {
+  readonly registry?: Registry | undefined;
+  readiness(): Readiness;
+}
+
+/**
+ * Answers `/metrics`, `/healthz` and `/readyz` (and 404 for any other path): this server's
+ * routes, which the scheduler's HTTP listener serves too (scheduler/http/).
+ */
+export async function serveOps(
+  opts: OpsEndpoints,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
@@ -96,6 +109,10 @@ async function route(
   const path = (req.url ?? '/').split('?')[0];
   switch (path) {
     case '/metrics': {
+      if (opts.registry === undefined) {
+        reply(res, 404, 'metrics are not enabled on this daemon\n');
+        return;
+      }
       const body = await opts.registry.metrics();
       reply(res, 200, body, opts.registry.contentType);
       return;

@@ -14,6 +14,8 @@ import { daemonLogger, stopSignal, UsageError } from '../daemon/options.js';
 import { quietIpServernameWarning } from '../daemon/tls.js';
 import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
+import type { ApiCore } from './api/core.js';
+import type { HttpServer } from './http/server.js';
 import type { FleetSocket } from './fleet-api/index.js';
 import { ClusterCache } from './view/cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
@@ -31,8 +33,10 @@ export interface Scheduler {
   readonly engine: Engine;
   /** The API's bound host:port, or undefined when it runs without one. */
   readonly apiAddress: string | undefined;
-  /** The metrics and health HTTP address, or undefined when not served. */
+  /** The HTTP listener's host:port (metrics, health, the JSON API), or undefined. */
   readonly metricsAddress: string | undefined;
+  /** The HTTP listener's URL (`http://host:port`), or undefined when not served. */
+  readonly httpUrl: string | undefined;
   status(): EngineStatus;
   /**
    * Stops planning and serving. With `resign` (default) the election key is deleted at once;
@@ -64,10 +68,28 @@ export async function startScheduler(
   const mirrorLog = log.child({ component: 'mirror' });
   mirror.onError((err) => mirrorLog.warn({ err, code: err.code }, 'cluster mirror: recovering'));
   const cache = new ClusterCache(store, mirror, log.child({ component: 'cache' }));
-  const ops = new SchedulerOps(store, mirror, opts.metricsListen !== undefined);
+  const ops = new SchedulerOps(store, mirror, opts.httpListen !== undefined);
   let api: ApiServer | undefined;
+  let core: ApiCore | undefined;
+  let http: HttpServer | undefined;
   let fleet: FleetSocket | undefined;
   try {
+    // One core for both doors (gRPC and HTTP): one gate, audit log and set of limits.
+    if (opts.listen !== undefined || opts.httpListen !== undefined) {
+      const { openApiCore } = await import('./api/core.js');
+      core = openApiCore({
+        store,
+        mirror,
+        logger: log,
+        ...(opts.agentTls === undefined ? {} : { agentTls: opts.agentTls }),
+        ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+        ...(opts.auditLog === undefined ? {} : { auditLog: opts.auditLog }),
+        ...(ops.metrics === undefined ? {} : { metrics: ops.metrics.api }),
+        ...(opts.registry === undefined ? {} : { registry: opts.registry }),
+        maxInstances: opts.maxInstances,
+        quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
+      });
+    }
     // The one call site of the API server. Loaded only when it is wanted, so a replica run
     // with --listen=none (tests, benchmarks) does not load gRPC service code at all.
     if (opts.listen !== undefined) {
@@ -86,14 +108,16 @@ export async function startScheduler(
         ...(opts.registry === undefined ? {} : { registry: opts.registry }),
         maxInstances: opts.maxInstances,
         quota: { quotaBytes: opts.etcdQuotaBytes, share: opts.etcdQuotaShare },
+        ...(core === undefined ? {} : { core }),
       });
-      if (opts.fleetApiSocket !== undefined) {
-        const { startFleet } = await import('./fleet-api/index.js');
-        fleet = await startFleet(opts.fleetApiSocket, api, log);
-      }
+    }
+    if (opts.fleetApiSocket !== undefined && core !== undefined) {
+      const { startFleetOnSocket } = await import('./fleet-api/index.js');
+      fleet = await startFleetOnSocket(opts.fleetApiSocket, core, log);
     }
   } catch (err) {
     await api?.close();
+    await core?.close();
     await ops.close();
     cache.close();
     await mirror.close();
@@ -135,12 +159,21 @@ export async function startScheduler(
     },
     log.child({ component: 'engine' }),
   );
-  if (opts.metricsListen !== undefined) {
+  if (opts.httpListen !== undefined && core !== undefined) {
     try {
-      await ops.listen(opts.metricsListen, () => engine.status());
+      ops.attach(() => engine.status());
+      const { startHttpServer } = await import('./http/server.js');
+      http = await startHttpServer({
+        listen: opts.httpListen,
+        core,
+        logger: log,
+        ...(opts.apiTls === undefined ? {} : { tls: opts.apiTls }),
+        ops: { registry: ops.metrics?.registry, readiness: ops.readiness },
+      });
     } catch (err) {
       await fleet?.close();
       await api?.close();
+      await core.close();
       await ops.close();
       cache.close();
       await mirror.close();
@@ -156,7 +189,7 @@ export async function startScheduler(
       etcd: opts.endpoints,
       prefix: store.keys.prefix,
       api: api?.address,
-      metrics: ops.address,
+      http: http?.url,
       ttl: opts.electionTtlSeconds,
     },
     'scheduler started',
@@ -168,7 +201,9 @@ export async function startScheduler(
     await engine.close();
     await advert.close({ revoke: closeOpts.resign ?? true });
     await fleet?.close();
+    await http?.close();
     await api?.close();
+    await core?.close();
     await ops.close();
     cache.close();
     await mirror.close();
@@ -182,7 +217,8 @@ export async function startScheduler(
     leadership,
     engine,
     apiAddress: api?.address,
-    metricsAddress: ops.address,
+    metricsAddress: http?.address,
+    httpUrl: http?.url,
     status: () => engine.status(),
     close: (closeOpts) => (closing ??= close(closeOpts)),
   };

@@ -1,7 +1,7 @@
 /**
  * What an operator watches a scheduler replica by (see {@link DaemonOps}): ready once the
  * mirror has listed the cluster, and while etcd answers; the API's gRPC health service says
- * the same. Built before the API and the engine (they report into it), served once they exist.
+ * the same; the HTTP listener serves /metrics, /healthz and /readyz from it. Built before the API and the engine (they report into it), served once they exist.
  */
 import { DaemonOps } from '../daemon/ops.js';
 import type { ClusterMirror, Store } from '../store/index.js';
@@ -27,9 +27,11 @@ export class SchedulerOps extends DaemonOps<SchedulerMetrics> {
     return this.synced ? [] : ['cluster cache not synced yet'];
   }
 
-  /** Serves metrics and health over HTTP on `listen`; resolves to the bound address. */
-  listen(listen: string, status: () => EngineStatus): Promise<string> {
+  /**
+   * Points the cluster gauges at the mirror and the engine; the HTTP listener
+   * (scheduler/http/) then serves them with health.
+   */
+  attach(status: () => EngineStatus): void {
     this.metrics?.attach({ mirror: this.mirror, status });
-    return this.serve(listen);
   }
 }

@@ -61,8 +61,11 @@ export interface SchedulerOptions {
    * certificate as client certificate; absent: plaintext.
    */
   readonly agentTls?: ClientTls;
-  /** HTTP address of /metrics, /healthz and /readyz; absent: not served (the default). */
-  readonly metricsListen?: string;
+  /**
+   * The HTTP listener's address (`--http-listen`, or its alias `--metrics-listen`): the JSON
+   * API, its event stream, /metrics, /healthz and /readyz; absent: not served (the default).
+   */
+  readonly httpListen?: string;
   /** Who may do what through the API (`--auth-policy`); absent: everyone everything. */
   readonly policy?: Policy;
   /** File of the API's audit log (`--audit-log`); absent: none. */
@@ -118,8 +121,11 @@ Flags:
   -h, --help                   show this help
 
 Operations (see docs/operations.md):
-  --metrics-listen HOST:PORT   serve Prometheus /metrics, /healthz and /readyz over HTTP here
-                               (default none: not served; e.g. 127.0.0.1:9470)
+  --http-listen HOST:PORT      the HTTP listener: the JSON API /api/v1/ (docs/http-api.md) and
+                               its event stream, the console, Prometheus /metrics, /healthz
+                               and /readyz; TLS and --auth-policy as for the API (default none:
+                               not served; e.g. 127.0.0.1:4646)
+  --metrics-listen HOST:PORT   the same as --http-listen (its former name)
   --auth-policy FILE           authorize API calls by this JSON policy (identities -> roles ->
                                verbs on unit globs); default: every caller may do everything
   --audit-log FILE             append one JSON line per API write to FILE (rotated at 64 MiB,
@@ -156,6 +162,7 @@ const schedulerFlags = {
   'reschedule-pause-timeout': { type: 'string' },
   tick: { type: 'string' },
   'agent-ca-file': { type: 'string' },
+  'http-listen': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
   'fleet-api-socket': { type: 'string' },
@@ -194,13 +201,13 @@ export function parseSchedulerArgs(
     agentCa === undefined
       ? undefined
       : { ca: agentCa, ...(apiTls === undefined ? {} : { cert: apiTls.cert, key: apiTls.key }) };
-  const metricsListen = parseMetricsListen(args.string('metrics-listen'));
+  const httpListen = parseHttpListen(args.string('http-listen'), args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
   const fleetApiSocket = args.string('fleet-api-socket');
-  if (fleetApiSocket !== undefined && listen === 'none') {
+  if (fleetApiSocket !== undefined && listen === 'none' && httpListen === undefined) {
     throw new UsageError(
-      `--fleet-api-socket=${fleetApiSocket} needs the API: drop --listen=none, or drop --fleet-api-socket`,
+      `--fleet-api-socket=${fleetApiSocket} serves the API's handlers, which --listen=none turns off: drop --listen=none (or give --http-listen)`,
     );
   }
   const maxInstances = args.integer('max-instances', SCHEDULER_DEFAULTS.maxInstances);
@@ -235,7 +242,7 @@ export function parseSchedulerArgs(
       ...(etcdTls === undefined ? {} : { etcdTls }),
       ...(apiTls === undefined ? {} : { apiTls }),
       ...(agentTls === undefined ? {} : { agentTls }),
-      ...(metricsListen === undefined ? {} : { metricsListen }),
+      ...(httpListen === undefined ? {} : { httpListen }),
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
       ...(fleetApiSocket === undefined ? {} : { fleetApiSocket }),
@@ -245,6 +252,24 @@ export function parseSchedulerArgs(
       etcdQuotaShare,
     },
   };
+}
+
+/**
+ * `--http-listen`, or `--metrics-listen`, its older name: the same listener. Both given,
+ * they must agree.
+ */
+function parseHttpListen(
+  http: string | undefined,
+  metrics: string | undefined,
+): string | undefined {
+  const a = http === undefined ? undefined : parseMetricsListen(http, 'http-listen');
+  const b = metrics === undefined ? undefined : parseMetricsListen(metrics, 'metrics-listen');
+  if (a !== undefined && b !== undefined && a !== b) {
+    throw new UsageError(
+      `--http-listen=${a} and --metrics-listen=${b}: one listener serves both; give one of them`,
+    );
+  }
+  return a ?? b;
 }
 
 /** `--etcd-quota-share`: a number above 0 and at most 1. */

@@ -59,7 +59,7 @@ export interface StreamContext extends HandlerContext {
 }
 
 /** Which events a client asked for. */
-interface Filter {
+export interface Filter {
   readonly glob: Glob | undefined;
   /** Only these units (an auth policy's narrowing); undefined: all. */
   readonly visible?: Visible | undefined;
@@ -146,6 +146,65 @@ function watchWith(
 /** Events a stream served from the mirror may have waiting for a slow client. */
 const MAX_QUEUED_EVENTS = 500_000;
 
+/** What a feed of the mirror's events tells its consumer. */
+export interface FeedListener {
+  /** New events, in revision order, already filtered and described. */
+  events(events: Event[]): void;
+  /** The feed lost track of etcd (a re-list): the consumer ends and its client resumes. */
+  lost(err: ApiError): void;
+}
+
+/** A subscription to the mirror's events; `past` are those from the asked revision to now. */
+export interface MirrorFeed {
+  readonly past: Event[];
+  close(): void;
+}
+
+/**
+ * The events Events.Watch sends, from the mirror: those from `request.fromRevision` (0: from
+ * now) already in its history, then each change as it comes, translated, filtered by the
+ * request's glob and machine and by `visible`, unit files left out unless asked for.
+ * Undefined when the mirror has not listed yet or no longer holds that revision (the caller
+ * falls back to etcd, or tells its client to re-list). Throws INVALID_ARGUMENT for a bad
+ * request. Both transports serve their streams from it (gRPC here, SSE in scheduler/http/).
+ */
+export function followMirror(
+  ctx: StreamContext,
+  mirror: ClusterMirror,
+  request: WatchRequest,
+  filterOrVisible: Filter | Visible | undefined,
+  listener: FeedListener,
+): MirrorFeed | undefined {
+  const filter =
+    typeof filterOrVisible === 'object'
+      ? filterOrVisible
+      : { ...parseRequest(request), visible: filterOrVisible };
+  const requested = request.fromRevision;
+  const from = requested > 0n ? requested : mirror.revision + 1n;
+  if (mirror.revision === 0n) return undefined; // not listed yet: etcd answers
+  const past = mirror.changesSince(from);
+  if (past === undefined) return undefined;
+  const translate = (changes: readonly MirrorChange[]): Event[] => {
+    const out: Event[] = [];
+    for (const c of changes) {
+      const event = fromChange(c);
+      if (event !== undefined && event.revision >= from && matches(event, filter))
+        out.push(describeUnit(ctx, event, request.withFiles));
+    }
+    return out;
+  };
+  const unsubscribe = mirror.on((e) => {
+    if (e.resync) {
+      // A re-list hides which changes happened: the client resumes and is served anew.
+      listener.lost(new ApiError('unavailable', 'the watch lost track of etcd; resume it'));
+      return;
+    }
+    const events = translate(e.changes);
+    if (events.length > 0) listener.events(events);
+  });
+  return { past: translate(past), close: unsubscribe };
+}
+
 /**
  * Serves the stream from the mirror when it holds every change from the requested revision
  * on (or the client asks for changes from now): its history first, then its changes as they
@@ -160,38 +219,27 @@ function serveFromMirror(
   filter: Filter,
   fail: (err: unknown) => void,
 ): boolean {
-  const requested = call.request.fromRevision;
-  const from = requested > 0n ? requested : mirror.revision + 1n;
-  if (mirror.revision === 0n) return false; // not listed yet: etcd answers
-  const past = mirror.changesSince(from);
-  if (past === undefined) return false;
   const queue: Event[] = [];
-  const add = (changes: readonly MirrorChange[]): void => {
-    for (const c of changes) {
-      const event = fromChange(c);
-      if (event !== undefined && event.revision >= from && matches(event, filter))
-        queue.push(describeUnit(ctx, event, call.request.withFiles));
-    }
-  };
-  add(past);
-  let done = false;
-  const unsubscribe = mirror.on((e) => {
-    if (e.resync) {
-      // A re-list hides which changes happened: the client resumes and is served anew.
-      return finish(new ApiError('unavailable', 'the watch lost track of etcd; resume it'));
-    }
-    add(e.changes);
-    if (queue.length - head > MAX_QUEUED_EVENTS) {
-      const last = queue[head]?.revision ?? from;
-      return finish(
-        new ApiError(
-          'unavailable',
-          `this client reads events too slowly (${MAX_QUEUED_EVENTS} waiting); resume from revision ${last}`,
-        ),
-      );
-    }
-    pump();
+  const feed = followMirror(ctx, mirror, call.request, filter, {
+    events: (events) => {
+      for (const e of events) queue.push(e);
+      if (queue.length - head > MAX_QUEUED_EVENTS) {
+        const last = queue[head]?.revision ?? call.request.fromRevision;
+        return finish(
+          new ApiError(
+            'unavailable',
+            `this client reads events too slowly (${MAX_QUEUED_EVENTS} waiting); resume from revision ${last}`,
+          ),
+        );
+      }
+      pump();
+    },
+    lost: (err) => finish(err),
   });
+  if (feed === undefined) return false;
+  for (const e of feed.past) queue.push(e);
+  let done = false;
+  const unsubscribe = feed.close;
   const finish = (err?: unknown): void => {
     if (done) return;
     done = true;

@@ -29,6 +29,49 @@ interface LogSource {
   readonly endpoint: string;
 }
 
+/**
+ * Where a relayed tail goes: the gRPC call (tailLogs below) or an HTTP response
+ * (scheduler/http/logs-stream.ts). `write` returns false when the consumer's buffer is full;
+ * the relay then pauses the agent's stream until `drained` calls back.
+ */
+export interface TailSink {
+  write(line: LogLine): boolean;
+  drained(resume: () => void): void;
+  /** The tail ended: cleanly (`failure` undefined) or with a status. Called once. */
+  end(failure: GrpcStatus | undefined, err?: unknown): void;
+  /** Whether the consumer left (nothing is relayed then). */
+  readonly gone: boolean;
+  /** The unit's agent was found and its stream opened (before any line). */
+  opened?(): void;
+}
+
+/**
+ * Relays `request`'s tail from the unit's agent into `sink`: finds the unit's machine, opens
+ * the agent's Logs.Tail and forwards each line, with backpressure. Returns a stopper that
+ * ends it (the sink then hears a clean end).
+ */
+export function relayTail(
+  ctx: StreamContext,
+  cluster: ApiCluster,
+  agents: AgentLink,
+  request: TailRequest,
+  sink: TailSink,
+): () => void {
+  let stop: (() => void) | undefined;
+  let stopped = false;
+  findSource(cluster, request).then(
+    (source) => {
+      if (stopped) return sink.end(undefined);
+      stop = relay(ctx, agents, request, sink, source);
+    },
+    (err: unknown) => sink.end(toGrpcStatus(err, ctx), err),
+  );
+  return () => {
+    stopped = true;
+    stop?.();
+  };
+}
+
 /** The Logs.Tail handler of the API: a relay to the unit's agent. */
 export function tailLogs(
   ctx: StreamContext,
@@ -36,14 +79,20 @@ export function tailLogs(
   agents: AgentLink,
 ): (call: ServerWritableStream<TailRequest, LogLine>) => void {
   return (call) => {
-    const fail = (s: GrpcStatus, err: unknown): void => {
-      logFailure(ctx.logger, 'Logs.Tail', s, err);
-      call.emit('error', toServiceError(s));
-    };
-    findSource(cluster, call.request).then(
-      (source) => relay(ctx, agents, call, source, fail),
-      (err: unknown) => fail(toGrpcStatus(err, ctx), err),
-    );
+    const stop = relayTail(ctx, cluster, agents, call.request, {
+      write: (line) => call.write(line),
+      drained: (resume) => call.once('drain', resume),
+      end: (s, err) => {
+        if (s === undefined) return call.end();
+        logFailure(ctx.logger, 'Logs.Tail', s, err);
+        call.emit('error', toServiceError(s));
+      },
+      get gone() {
+        return call.cancelled;
+      },
+    });
+    call.on('cancelled', stop);
+    call.on('close', stop);
   };
 }
 
@@ -94,13 +143,16 @@ function copyOn(unit: string, placements: readonly Placement[], query: string): 
 function relay(
   ctx: StreamContext,
   agents: AgentLink,
-  call: ServerWritableStream<TailRequest, LogLine>,
+  request: TailRequest,
+  sink: TailSink,
   source: LogSource,
-  fail: (s: GrpcStatus, err: unknown) => void,
-): void {
-  if (call.cancelled) return; // the client left while the unit was being looked up
+): () => void {
+  if (sink.gone) {
+    sink.end(undefined); // the client left while the unit was being looked up
+    return () => undefined;
+  }
   const client = new LogsClient(source.endpoint, agents.credentials);
-  const upstream = client.tail({ ...call.request, machine: source.machine });
+  const upstream = client.tail({ ...request, machine: source.machine });
   let done = false;
   const finish = (s?: GrpcStatus, err?: unknown): void => {
     if (done) return;
@@ -108,17 +160,15 @@ function relay(
     ctx.open.delete(finish);
     upstream.cancel();
     client.close();
-    if (s === undefined) call.end();
-    else fail(s, err);
+    sink.end(s, err);
   };
   ctx.open.add(finish);
-  call.on('cancelled', () => finish());
-  call.on('close', () => finish());
+  sink.opened?.();
   upstream.on('data', (line: LogLine) => {
     if (done) return;
-    if (!call.write(line)) {
+    if (!sink.write(line)) {
       upstream.pause();
-      call.once('drain', () => upstream.resume());
+      sink.drained(() => upstream.resume());
     }
   });
   upstream.on('end', () => finish());
@@ -130,4 +180,5 @@ function relay(
     }
     finish({ code: err.code, details: err.details }, err);
   });
+  return () => finish();
 }

@@ -21,25 +21,19 @@ import { EventsService, type EventsServer } from '../../proto/flotilla/v1/events
 import { LogsService, type LogsServer } from '../../proto/flotilla/v1/logs.js';
 import { MachinesService, type MachinesServer } from '../../proto/flotilla/v1/machines.js';
 import { UnitsService, type UnitsServer } from '../../proto/flotilla/v1/units.js';
-import { ClusterMirror, type Store } from '../../store/index.js';
-import { DefinitionCache } from '../view/snapshot.js';
-import { AuditLog } from '../gate/audit.js';
 import type { Policy } from '../gate/auth-policy.js';
-import { ApiGuard, type ApiMetrics } from '../gate/guard.js';
+import type { ApiMetrics } from '../gate/guard.js';
 import { guardStream, unary } from '../gate/interceptors.js';
-import { AgentLink } from './agent-link.js';
+import { openApiCore, type ApiCore } from './core.js';
+import type { Store, ClusterMirror } from '../../store/index.js';
+import type { QuotaOptions } from './quota.js';
 import { destroyUnits, setDesiredState } from './desired.js';
 import { watchEventBatches, watchEvents, type StreamContext } from './events.js';
 import { tailLogs } from './logs.js';
-import { AdmissionLanes } from './lanes.js';
-import { InstanceRecords } from './instance-records.js';
 import { getUnit, listUnits } from './list-units.js';
 import { listMachines, setDrained, setMachineMetadata } from './machines.js';
 import { API_SERVER_OPTIONS } from './limits.js';
-import { DEFAULT_MAX_INSTANCES } from './admission.js';
-import { QuotaGuard, type QuotaOptions } from './quota.js';
 import { planUnits } from './plan.js';
-import type { ApiCluster } from './reads.js';
 import { resumeRescheduling } from './rescheduling.js';
 import { listSchedulers } from './schedulers.js';
 import { addReflection, API_SERVICES } from './reflection.js';
@@ -76,11 +70,17 @@ export interface ApiServerOptions {
   readonly registry?: RegistryOptions;
   /**
    * The ceiling of every template's instances (`--max-instances`, admission.ts); a template's
-   * MaxInstances= may lower it. Default {@link DEFAULT_MAX_INSTANCES} (10,000).
+   * MaxInstances= may lower it. Default 10,000 (admission.ts).
    */
   readonly maxInstances?: number;
   /** etcd's quota and the share past which writes are refused (quota.ts). Default 80% of 2 GiB. */
   readonly quota?: QuotaOptions;
+  /**
+   * The core to serve from, shared with the HTTP listener (core.ts); its owner closes it, and
+   * the options above that it covers (store, mirror, policy, audit, metrics, registry, limits)
+   * are then the core's. Default: a core of this server's own, closed with it.
+   */
+  readonly core?: ApiCore;
 }
 
 /** A running API server. */
@@ -89,56 +89,21 @@ export interface ApiServer {
   readonly address: string;
   /** Ends open streams, lets unary calls finish (within the grace), and stops listening. */
   close(): Promise<void>;
-  /** What the handlers share, for other doors to the same handlers (fleet's API). */
-  readonly cluster: ApiCluster;
-  /** The gate every call passes, for other doors to the same handlers (fleet's API). */
-  readonly gate: ApiGuard;
 }
 
 /** Starts serving; resolves once the port is bound, rejects when it cannot be. */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
-  const { store } = opts;
   const logger = opts.logger.child({ component: 'api' });
   if (opts.policy?.hasTokens === true && opts.tls === undefined && !isLoopback(opts.listen)) {
     throw new Error(
       `the auth policy has tokens, which must not cross the network in plaintext: serve the API over TLS (--tls-cert-file, --tls-key-file) or listen on a loopback address, not ${opts.listen}`,
     );
   }
-  const audit = opts.auditLog === undefined ? undefined : openAuditLog(opts.auditLog);
-  const definitions = new DefinitionCache((u) =>
-    logger.warn(
-      { unit: u.name, problem: u.problem },
-      'stored unit file does not parse; ignoring it',
-    ),
-  );
-  const ownMirror = opts.mirror === undefined ? new ClusterMirror(store) : undefined;
-  ownMirror?.onError((err) => logger.debug({ err }, 'cluster mirror: recovering'));
-  const mirror = opts.mirror ?? (ownMirror as ClusterMirror);
-  const cluster: ApiCluster = {
-    store,
-    mirror,
-    definitions,
-    instanceRecords: new InstanceRecords(),
-    maxInstances: opts.maxInstances ?? DEFAULT_MAX_INSTANCES,
-    quota: new QuotaGuard(store, opts.quota),
-    lanes: new AdmissionLanes(),
-    ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
-  };
-  const gate = new ApiGuard({
-    logger,
-    ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-    ...(audit === undefined ? {} : { audit }),
-    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
-  });
-  const ctx: StreamContext = {
-    gate,
-    store,
-    mirror,
-    definitions,
-    logger,
-    endpoints: store.options.endpoints,
-    open: new Set(),
-  };
+  // A core given is shared with the HTTP listener and closed by its owner; else this server's own.
+  const ownCore = opts.core === undefined ? openApiCore(opts) : undefined;
+  const core = opts.core ?? (ownCore as ApiCore);
+  const { cluster, ctx, gate } = core;
+  const store = cluster.store;
   const server = new Server(API_SERVER_OPTIONS);
 
   const units: UnitsServer = {
@@ -168,7 +133,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     watchBatches: guardStream(gate, ctx, 'Events.WatchBatches', watchEventBatches(ctx)),
   };
   const logs: LogsServer = {
-    tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, new AgentLink(opts.agentTls))),
+    tail: guardStream(gate, ctx, 'Logs.Tail', tailLogs(ctx, cluster, core.agents)),
   };
   server.addService(UnitsService, units);
   server.addService(MachinesService, machines);
@@ -189,8 +154,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       );
     });
   } catch (err) {
-    await ownMirror?.close();
-    audit?.close();
+    await ownCore?.close();
     throw err;
   }
   const address = `${hostOf(opts.listen)}:${port}`;
@@ -210,12 +174,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const close = (): Promise<void> => {
     health.close();
     closing ??= shutdown(server, ctx, opts.shutdownGraceMs ?? 5_000)
-      .then(() => ownMirror?.close())
-      .then(() => audit?.close())
+      .then(() => ownCore?.close())
       .then(() => logger.info({ address }, 'API server closed'));
     return closing;
   };
-  return { address, close, cluster, gate };
+  return { address, close };
 }
 
 async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Promise<void> {
@@ -230,16 +193,6 @@ async function shutdown(server: Server, ctx: StreamContext, graceMs: number): Pr
       resolve();
     });
   });
-}
-
-/** Opens the audit log, or says which file cannot be opened and why. */
-function openAuditLog(path: string): AuditLog {
-  try {
-    return new AuditLog(path);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`--audit-log=${path}: cannot open it for appending (${why})`);
-  }
 }
 
 /** Whether `listen` (host:port) is a loopback address, where a token never leaves the host. */

@@ -17,9 +17,7 @@ import { toGrpcStatus } from '../gate/errors.js';
 import type { AuthContext } from '../gate/auth.js';
 import type { Admitted, CallGate } from '../gate/interceptors.js';
 import { errorBody, FLEET_BODY_MAX_BYTES, type FleetApi, type FleetGate } from './router.js';
-
-/** Where fleet's API lives on a listener. */
-export const FLEET_PREFIX = '/fleet/v1/';
+import { contentTypes, FLEET_PREFIX, sendAnswer } from './http-routes.js';
 
 /** How long one request may take to arrive (headers and body) before it is cut off. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -42,16 +40,15 @@ export async function serveFleet(
     send(res, 413, errorBody(413, `the request body is over ${FLEET_BODY_MAX_BYTES} bytes`));
     return;
   }
-  const contentType = req.headers['content-type'];
   const answer = await api.handle({
     method: req.method ?? 'GET',
     path: raw.slice(FLEET_PREFIX.length),
     query: url.searchParams,
-    contentTypes: contentType === undefined ? [] : contentTypeHeaders(req),
+    contentTypes: contentTypes(req.rawHeaders),
     body,
     gate: gateOf(gate, req),
   });
-  send(res, answer.status, answer.body);
+  sendAnswer(res, answer);
 }
 
 /** A unix socket serving fleet's API. */
@@ -149,16 +146,6 @@ function gateOf(gate: CallGate | undefined, req: IncomingMessage): FleetGate {
   };
 }
 
-/** Every Content-Type header as sent (node joins repeated ones only for some headers). */
-function contentTypeHeaders(req: IncomingMessage): string[] {
-  const out: string[] = [];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-    if ((req.rawHeaders[i] ?? '').toLowerCase() === 'content-type')
-      out.push(req.rawHeaders[i + 1] ?? '');
-  }
-  return out;
-}
-
 /** The body as UTF-8, or undefined when it is over {@link FLEET_BODY_MAX_BYTES} (the rest is not read). */
 async function readBody(req: IncomingMessage): Promise<string | undefined> {
   const chunks: Buffer[] = [];
@@ -175,15 +162,6 @@ async function readBody(req: IncomingMessage): Promise<string | undefined> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function send(res: ServerResponse, status: number, body: string | undefined): void {
-  if (body === undefined) {
-    res.writeHead(status);
-    res.end();
-    return;
-  }
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  });
-  res.end(body);
+function send(res: ServerResponse, status: number, body: string): void {
+  sendAnswer(res, { status, body });
 }

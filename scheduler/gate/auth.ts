@@ -142,8 +142,13 @@ export class Authorizer {
    */
   identify(metadata: Metadata, auth: AuthContext | undefined): Caller {
     const header = metadata.get('authorization')[0];
+    return this.identifyBy(header === undefined ? undefined : String(header), auth);
+  }
+
+  /** {@link identify} from an `authorization` header's text (HTTP's, or gRPC's metadata). */
+  identifyBy(header: string | undefined, auth: AuthContext | undefined): Caller {
     if (header !== undefined) {
-      const text = String(header);
+      const text = header;
       const m = /^Bearer (\S+)$/.exec(text.length > MAX_TOKEN_CHARS ? '' : text);
       if (m === null) {
         throw new ApiError('unauthenticated', 'the authorization header is not "Bearer TOKEN"');

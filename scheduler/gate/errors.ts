@@ -45,6 +45,8 @@ export class ApiError extends Error {
   constructor(
     readonly code: ApiErrorCode,
     message: string,
+    /** Unit-file problems, each where its file has it (HTTP answers them as a list). */
+    readonly problems?: readonly UnitProblem[],
   ) {
     super(message);
   }
@@ -63,9 +65,28 @@ export function formatUnitError(err: UnitError, file?: string): string {
   return where === '' ? err.message : `${where}: ${err.message}`;
 }
 
+/** A unit file's problem: the file, its 1-based line (0: not on one line), what is wrong. */
+export interface UnitProblem {
+  readonly file: string;
+  readonly line: number;
+  readonly message: string;
+}
+
+/** At most this many problems are carried as a list (the message has them all). */
+const MAX_PROBLEMS = 1_000;
+
 /** INVALID_ARGUMENT listing every problem, one per line, each naming its file and line. */
 export function invalidUnits(errors: readonly UnitError[]): ApiError {
-  return new ApiError('invalid-argument', errors.map((e) => formatUnitError(e)).join('\n'));
+  const problems = errors.slice(0, MAX_PROBLEMS).map((e) => ({
+    file: excerpt(e.file ?? '', UNIT_NAME_MAX),
+    line: e.line,
+    message: excerpt(e.message, 1000),
+  }));
+  return new ApiError(
+    'invalid-argument',
+    errors.map((e) => formatUnitError(e)).join('\n'),
+    problems,
+  );
 }
 
 /** What the boundary needs to word errors: where etcd is, so UNAVAILABLE can say so. */

@@ -8,8 +8,8 @@
  */
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { Policy } from './auth-policy.js';
-import { Authorizer, ruleOf, unjudgedCaller, type Caller } from './auth.js';
+import type { Grant, Policy } from './auth-policy.js';
+import { Authorizer, ruleOf, unjudgedCaller, type AuthContext, type Caller } from './auth.js';
 import type { AuditLog } from './audit.js';
 import { toGrpcStatus, type GrpcStatus } from './errors.js';
 import type { Admitted, CallGate, GatedCall, Visible } from './interceptors.js';
@@ -36,6 +36,45 @@ export class ApiGuard implements CallGate {
     this.authorizer = opts.policy === undefined ? undefined : new Authorizer(opts.policy);
   }
 
+  /**
+   * Who calls, from an `authorization` header and the TLS peer: what the HTTP listener
+   * resolves once per request. UNAUTHENTICATED for a malformed or unknown token.
+   */
+  identify(authorization: string | undefined, auth: AuthContext | undefined): Caller {
+    if (this.authorizer === undefined) return unjudgedCaller(auth);
+    return this.authorizer.identifyBy(authorization, auth);
+  }
+
+  /** Whether a policy judges callers (without one, everyone may do everything). */
+  get judges(): boolean {
+    return this.authorizer !== undefined;
+  }
+
+  /**
+   * {@link admit} for a caller already identified (an HTTP request): authorizes `method` on
+   * `request` as the gRPC call would be, and counts and audits it alike.
+   */
+  admitAs(caller: Caller, method: string, request: unknown): Admitted {
+    const started = performance.now();
+    let visible: Visible | undefined;
+    try {
+      visible = this.authorizer?.authorize(caller, method, request);
+    } catch (err) {
+      this.refused(caller, method, request, started, err);
+      throw err;
+    }
+    return {
+      ...(visible === undefined ? {} : { visible }),
+      done: (response, failure) => this.finish(caller, method, request, started, response, failure),
+    };
+  }
+
+  /** The grants of the caller's roles (for a client to show only what it may do). */
+  grantsOf(caller: Caller): readonly Grant[] {
+    if (this.opts.policy === undefined) return [];
+    return caller.roles.flatMap((r) => this.opts.policy?.roles.get(r) ?? []);
+  }
+
   admit(call: GatedCall, method: string): Admitted {
     const started = performance.now();
     let caller: Caller = { identity: 'anonymous', roles: [] };
@@ -48,12 +87,7 @@ export class ApiGuard implements CallGate {
         visible = this.authorizer.authorize(caller, method, call.request);
       }
     } catch (err) {
-      const s = toGrpcStatus(err, { endpoints: [] });
-      this.opts.logger.info(
-        { method, identity: caller.identity, code: status[s.code], why: s.details },
-        'API call refused',
-      );
-      this.finish(caller, method, call.request, started, undefined, s);
+      this.refused(caller, method, call.request, started, err);
       throw err;
     }
     return {
@@ -61,6 +95,21 @@ export class ApiGuard implements CallGate {
       done: (response, failure) =>
         this.finish(caller, method, call.request, started, response, failure),
     };
+  }
+
+  private refused(
+    caller: Caller,
+    method: string,
+    request: unknown,
+    started: number,
+    err: unknown,
+  ): void {
+    const s = toGrpcStatus(err, { endpoints: [] });
+    this.opts.logger.info(
+      { method, identity: caller.identity, code: status[s.code], why: s.details },
+      'API call refused',
+    );
+    this.finish(caller, method, request, started, undefined, s);
   }
 
   private finish(

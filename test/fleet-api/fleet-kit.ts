@@ -14,7 +14,10 @@ import { pino } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
 import { startScheduler } from '../../scheduler/main.js';
 import { parseSchedulerArgs } from '../../scheduler/options.js';
-import type { Store } from '../../store/index.js';
+import { openStore, type Store } from '../../store/index.js';
+import { openApiCore, type ApiCore } from '../../scheduler/api/core.js';
+import type { Policy } from '../../scheduler/gate/auth-policy.js';
+import { FleetApi, startFleetSocket } from '../../scheduler/fleet-api/index.js';
 import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 import { addMachine } from '../cli/cli-kit.js';
 import { simulateCluster } from '../cli/sim-cluster.js';
@@ -41,8 +44,11 @@ export interface RequestOptions {
 /** Every request of a test ends within this, or the test fails (fleetctl itself has no timeout). */
 export const REQUEST_TIMEOUT_MS = 20_000;
 
-/** fleet's API requests over unix socket `socketPath`. */
-export function fleetClient(socketPath: string) {
+/** Where a client sends: a unix socket's path, or an HTTP listener's host and port. */
+export type Target = string | { readonly host: string; readonly port: number };
+
+/** fleet's API requests to `target` (a unix socket's path, or host and port). */
+export function fleetClient(target: Target) {
   return (method: string, path: string, opts: RequestOptions = {}): Promise<Answer> => {
     const query = new URLSearchParams({ alt: 'json', ...opts.query });
     const body =
@@ -56,7 +62,12 @@ export function fleetClient(socketPath: string) {
     };
     return new Promise((resolve, reject) => {
       const req = request(
-        { socketPath, method, path: `/fleet/v1/${path}?${query.toString()}`, headers },
+        {
+          ...(typeof target === 'string' ? { socketPath: target } : target),
+          method,
+          path: `/fleet/v1/${path}?${query.toString()}`,
+          headers,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -172,4 +183,31 @@ export async function pollUnit(
       throw new Error(`${name}: states ${seen.join(' -> ')}, still waiting`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** fleet's API over an API core of its own (no scheduler, no machines): for answers and paging. */
+export async function fleetOnCore(
+  t: ExecutionContext,
+  etcd: EtcdServer,
+  opts: { pageEntries?: number; policy?: Policy } = {},
+): Promise<{ store: Store; fleet: FleetClient; core: ApiCore }> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-api-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = openStore({ endpoints: etcd.endpoint, prefix: uniquePrefix(t.title.slice(0, 40)) });
+  const logger = pino({ level: 'silent' });
+  const core = openApiCore({
+    store,
+    logger,
+    ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+  });
+  const api = new FleetApi(core.cluster, logger, {
+    ...(opts.pageEntries === undefined ? {} : { pageEntries: opts.pageEntries }),
+  });
+  const socket = await startFleetSocket(join(dir, 'fleet.sock'), api, core.gate, logger);
+  t.teardown(async () => {
+    await socket.close();
+    await core.close();
+    store.close();
+  });
+  return { store, fleet: fleetClient(socket.path), core };
 }

@@ -108,6 +108,8 @@ export interface ReplicaOptions {
   readonly rescheduleRate: number | undefined;
   /** `--max-instances`: the bench scales one template past the default ceiling (10,000). */
   readonly maxInstances: number;
+  /** More flags, e.g. `--http-listen=127.0.0.1:PORT` (bench/fleet-api.ts). Default none. */
+  readonly extraArgs?: readonly string[];
 }
 
 /** Starts a replica and resolves once its API accepts connections. */
@@ -128,6 +130,7 @@ export async function startReplica(procs: Processes, opts: ReplicaOptions): Prom
       `--election-ttl=${opts.electionTtlS}s`,
       ...(opts.rescheduleRate === undefined ? [] : [`--reschedule-rate=${opts.rescheduleRate}`]),
       `--max-instances=${opts.maxInstances}`,
+      ...(opts.extraArgs ?? []),
     ],
     { stdio: ['ignore', 'ignore', fd] },
   );

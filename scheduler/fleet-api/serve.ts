@@ -10,6 +10,7 @@
  */
 import { Metadata } from '@grpc/grpc-js';
 import { lstatSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -67,7 +68,7 @@ export async function startFleetSocket(
   gate: CallGate | undefined,
   logger: Logger,
 ): Promise<FleetSocket> {
-  removeStaleSocket(path);
+  await removeStaleSocket(path);
   const server = createServer((req, res) => {
     void serveFleet(api, gate, req, res).catch((err: unknown) => {
       logger.error({ err }, 'fleet API request failed');
@@ -104,7 +105,11 @@ function closeServer(server: Server, path: string): Promise<void> {
   });
 }
 
-function removeStaleSocket(path: string): void {
+/**
+ * Removes a socket an earlier run left at `path` (nothing answers on it). A socket another
+ * process still serves, or a file that is not a socket, is an error and stays.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
@@ -116,7 +121,26 @@ function removeStaleSocket(path: string): void {
       `--fleet-api-socket ${path}: a file that is not a socket is there; remove it or choose another path`,
     );
   }
+  if (await answers(path)) {
+    throw new Error(
+      `--fleet-api-socket ${path}: another process serves this socket (fleetd, or another scheduler); stop it or choose another path`,
+    );
+  }
   unlinkSync(path);
+}
+
+/** Whether something accepts connections on unix socket `path` (within 1 s). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = connect(path);
+    const done = (yes: boolean): void => {
+      conn.destroy();
+      resolve(yes);
+    };
+    conn.setTimeout(1_000, () => done(true));
+    conn.once('connect', () => done(true));
+    conn.once('error', () => done(false));
+  });
 }
 
 /** The gate as fleet's routes use it, identifying the caller of this HTTP request. */

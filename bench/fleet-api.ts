@@ -122,7 +122,8 @@ async function main(): Promise<void> {
   const etcd = await startEtcd({ extraArgs: [`--quota-backend-bytes=${8 * 1024 ** 3}`] });
   const store = openStore({ endpoints: etcd.endpoint, prefix: uniquePrefix('fleet-bench') });
   const logs = await startLogsStandIn();
-  const pool = new LeasePool(store, { ttlSeconds: 10 });
+  // 60 s, not an agent's 10: no machine is meant to be lost here, and a loaded etcd delays renewals.
+  const pool = new LeasePool(store, { ttlSeconds: 60 });
   const machines = makeMachines(machinesN, logs.endpoint);
   const byId = new Map<string, SimMachine>(machines.map((m) => [m.id, m]));
   const agents = await SimAgents.start(store, {
@@ -130,8 +131,15 @@ async function main(): Promise<void> {
     countedPrefix: 'web@',
   });
   const result: Record<string, unknown> = { machines: machinesN, count };
+  let lost = 0;
+  pool.on((e) => {
+    if (e.type === 'error') progress(`  keepalive stream: ${e.error.message}`);
+    else lost += 1;
+  });
   try {
+    let t = Date.now();
     await registerMachines(store, pool, machines);
+    progress(`registered ${machinesN} machines in ${Date.now() - t} ms`);
     const [apiPort, httpPort] = await freePorts(2);
     const replica = await startReplica(procs, {
       etcdEndpoint: etcd.endpoint,
@@ -149,14 +157,14 @@ async function main(): Promise<void> {
     const timeout = { timeoutMs: 600_000 };
     const submitted = await flotctl(procs, replica.api, ['submit', file], timeout);
     if (submitted.code !== 0) throw new Error(`submit: ${failureOf(submitted)}`);
-    let t = Date.now();
+    t = Date.now();
     const scaled = await flotctl(
       procs,
       replica.api,
       ['scale', '--timeout', '600s', `${TEMPLATE}=${count}`],
       timeout,
     );
-    if (scaled.code !== 0) throw new Error(`scale: ${failureOf(scaled)}`);
+    if (scaled.code !== 0) throw new Error(`scale: ${failureOf(scaled)} (${lost} leases lost)`);
     while (agents.reported < count) {
       if (Date.now() - t > 600_000)
         throw new Error(`${agents.reported} of ${count} reported after 600 s`);

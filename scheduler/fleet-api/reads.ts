@@ -7,7 +7,7 @@
 import type { Visible } from '../gate/interceptors.js';
 import { ApiError } from '../gate/errors.js';
 import { fresh, type ApiCluster } from '../api/reads.js';
-import { fleetMachine, unitJson, unitStates, type FleetModel } from './model.js';
+import { fleetMachine, isGlobal, unitJson, unitStates, type FleetModel } from './model.js';
 import { Page, pageToken, type PageToken } from './paging.js';
 
 /** What a read answers: a status and the JSON body. */
@@ -101,11 +101,8 @@ export async function getState(ctx: ReadContext, name: string): Promise<FleetAns
   if (entry === undefined) throw notFound('unit state');
   const [row] = unitStates(ctx, entry.value);
   if (row !== undefined) return { status: 200, body: JSON.stringify(row) };
-  if (entry.value.desiredState === 'launched' && ctx.mirror.copies.has(name) === false) {
-    const def = ctx.definitions.shared(entry.value);
-    if ('fleet' in def && def.fleet.global) {
-      return { status: 200, body: JSON.stringify({ name, hash: ctx.files.of(entry.value).hash }) };
-    }
+  if (entry.value.desiredState === 'launched' && isGlobal(ctx, entry.value)) {
+    return { status: 200, body: JSON.stringify({ name, hash: ctx.files.of(entry.value).hash }) };
   }
   throw notFound('unit state');
 }

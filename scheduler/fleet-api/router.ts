@@ -14,8 +14,6 @@ import { excerpt, UNIT_NAME_MAX } from '../../unit/index.js';
 import { logFailure, toGrpcStatus } from '../gate/errors.js';
 import type { Visible } from '../gate/interceptors.js';
 import type { ApiCluster } from '../api/reads.js';
-import type { DefinitionCache } from '../view/snapshot.js';
-import type { ClusterMirror } from '../../store/index.js';
 import { FleetFiles } from './fleet-files.js';
 import {
   getState,
@@ -80,10 +78,7 @@ export class FleetApi {
   private readonly model: ReadContext;
 
   constructor(
-    private readonly cluster: ApiCluster & {
-      readonly mirror: ClusterMirror;
-      readonly definitions: DefinitionCache;
-    },
+    private readonly cluster: ApiCluster,
     private readonly logger: Logger,
     opts: FleetApiOptions = {},
   ) {

@@ -239,3 +239,15 @@ test("an auth policy judges fleet's routes as it judges the gRPC API: over the s
   t.is((await overHttp('DELETE', 'units/web-1.service', as('ci-token'))).status, 204);
   t.is((await overHttp('GET', 'units/web-1.service', as('ci-token'))).status, 404);
 });
+
+test("a started Global unit that no machine reports yet has a state row, so fleetctl's start never dereferences a 404", async (t) => {
+  const { fleet } = await fleetOnCore(t, server());
+  const options = [...OPTIONS, { section: 'X-Fleet', name: 'Global', value: 'true' }];
+  t.is((await fleet('PUT', 'units/g.service', { body: { options } })).status, 201);
+  t.is((await fleet('GET', 'state/g.service')).status, 404); // not started: no row, as in fleet
+  t.is((await fleet('PUT', 'units/g.service', { body: { desiredState: 'launched' } })).status, 204);
+  const row = await fleet('GET', 'state/g.service');
+  t.is(row.status, 200);
+  t.deepEqual(Object.keys(row.json as object), ['name', 'hash']);
+  t.regex((row.json as { hash: string }).hash, /^[0-9a-f]{40}$/);
+});

@@ -108,7 +108,7 @@ export interface ReplicaOptions {
   readonly rescheduleRate: number | undefined;
   /** `--max-instances`: the bench scales one template past the default ceiling (10,000). */
   readonly maxInstances: number;
-  /** More scheduler flags (bench:console adds `--http-listen`). Default none. */
+  /** More scheduler flags, e.g. `--http-listen=127.0.0.1:PORT` (bench:console, bench:fleet-api). Default none. */
   readonly extraArgs?: readonly string[];
 }
 

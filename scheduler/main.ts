@@ -16,6 +16,7 @@ import { ClusterMirror, openStore, type Store } from '../store/index.js';
 import type { ApiServer } from './api/server.js';
 import type { ApiCore } from './api/core.js';
 import type { HttpServer } from './http/server.js';
+import type { FleetSocket } from './fleet-api/index.js';
 import { ClusterCache } from './view/cluster-cache.js';
 import { Engine, type EngineOptions, type EngineStatus } from './leader/engine.js';
 import { Leadership } from './leader/leadership.js';
@@ -72,6 +73,7 @@ export async function startScheduler(
   let api: ApiServer | undefined;
   let core: ApiCore | undefined;
   let http: HttpServer | undefined;
+  let fleet: FleetSocket | undefined;
   try {
     // One core for both doors (gRPC and HTTP): one gate, audit log and set of limits.
     if (opts.listen !== undefined || opts.httpListen !== undefined) {
@@ -113,7 +115,12 @@ export async function startScheduler(
         ...(opts.secretsKey === undefined ? {} : { secretsKey: opts.secretsKey }),
       });
     }
+    if (opts.fleetApiSocket !== undefined && core !== undefined) {
+      const { startFleetOnSocket } = await import('./fleet-api/index.js');
+      fleet = await startFleetOnSocket(opts.fleetApiSocket, core, log);
+    }
   } catch (err) {
+    await api?.close();
     await core?.close();
     await ops.close();
     cache.close();
@@ -168,6 +175,7 @@ export async function startScheduler(
         ops: { registry: ops.metrics?.registry, readiness: ops.readiness },
       });
     } catch (err) {
+      await fleet?.close();
       await api?.close();
       await core.close();
       await ops.close();
@@ -196,6 +204,7 @@ export async function startScheduler(
     await leadership.close(closeOpts);
     await engine.close();
     await advert.close({ revoke: closeOpts.resign ?? true });
+    await fleet?.close();
     await http?.close();
     await api?.close();
     await core?.close();

@@ -78,6 +78,8 @@ export interface SchedulerOptions {
   readonly policy?: Policy;
   /** File of the API's audit log (`--audit-log`); absent: none. */
   readonly auditLog?: string;
+  /** Unix socket serving fleet's API v1 (`--fleet-api-socket`); absent: none. */
+  readonly fleetApiSocket?: string;
   /** How submits reach registries to pin image tags (`--registry-auth-file` ...). */
   readonly registry?: RegistryOptions;
   /** The cluster's secrets key (`--secrets-key-file`); absent: secrets cannot be created. */
@@ -138,6 +140,8 @@ Operations (see docs/operations.md):
                                verbs on unit globs); default: every caller may do everything
   --audit-log FILE             append one JSON line per API write to FILE (rotated at 64 MiB,
                                5 kept); default: none
+  --fleet-api-socket PATH      also serve fleet's API v1 (fleetctl) on this unix socket, e.g.
+                               /var/run/fleet.sock (docs/fleet-api.md); default: none
 
 Admission (see docs/operations.md, "Limits"):
   --max-instances N            at most N instances of one template (a template's MaxInstances=
@@ -181,6 +185,7 @@ const schedulerFlags = {
   'http-listen': { type: 'string' },
   'auth-policy': { type: 'string' },
   'audit-log': { type: 'string' },
+  'fleet-api-socket': { type: 'string' },
   'max-instances': { type: 'string' },
   'etcd-quota-bytes': { type: 'string' },
   'etcd-quota-share': { type: 'string' },
@@ -223,6 +228,12 @@ export function parseSchedulerArgs(
   const httpListen = parseHttpListen(args.string('http-listen'), args.string('metrics-listen'));
   const policy = readPolicy(args.string('auth-policy'), readFile);
   const auditLog = args.string('audit-log');
+  const fleetApiSocket = args.string('fleet-api-socket');
+  if (fleetApiSocket !== undefined && listen === 'none' && httpListen === undefined) {
+    throw new UsageError(
+      `--fleet-api-socket=${fleetApiSocket} serves the API's handlers, which --listen=none turns off: drop --listen=none (or give --http-listen)`,
+    );
+  }
   const maxInstances = args.integer('max-instances', SCHEDULER_DEFAULTS.maxInstances);
   if (maxInstances < 1 || maxInstances > MAX_INSTANCES_LIMIT) {
     throw new UsageError(`--max-instances=${maxInstances}: expected 1 to ${MAX_INSTANCES_LIMIT}`);
@@ -261,6 +272,7 @@ export function parseSchedulerArgs(
       ...(policy === undefined ? {} : { policy }),
       ...(auditLog === undefined ? {} : { auditLog }),
       ...readSecretsKey(args.string('secrets-key-file'), readFile),
+      ...(fleetApiSocket === undefined ? {} : { fleetApiSocket }),
       registry: { ...parseRegistryFlags(args, readFile), ...allowedRegistries(args) },
       maxInstances,
       etcdQuotaBytes,

@@ -58,14 +58,17 @@ export class ApiGuard implements CallGate {
   admitAs(caller: Caller, method: string, request: unknown): Admitted {
     const started = performance.now();
     let visible: Visible | undefined;
+    let rights: Rights | undefined;
     try {
       visible = this.authorizer?.authorize(caller, method, request);
+      rights = this.authorizer?.rights(caller);
     } catch (err) {
       this.refused(caller, method, request, started, err);
       throw err;
     }
     return {
       ...(visible === undefined ? {} : { visible }),
+      ...(rights === undefined ? {} : { rights }),
       done: (response, failure) => this.finish(caller, method, request, started, response, failure),
     };
   }

@@ -3,6 +3,7 @@
  * and a bounded body, run its handler, and answer whatever the handler throws as a JSON
  * error. Handlers never see a request the door refused.
  */
+import type { Rights } from '../gate/rights.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Visible } from '../gate/interceptors.js';
 import { toGrpcStatus } from '../gate/errors.js';
@@ -82,11 +83,11 @@ export function dispatch(s: DispatchSettings, req: IncomingMessage, res: ServerR
       gated: async <Res>(
         grpcMethod: string,
         request: unknown,
-        run: (visible: Visible | undefined) => Promise<Res>,
+        run: (visible: Visible | undefined, rights: Rights | undefined) => Promise<Res>,
       ): Promise<Res> => {
         const admitted = core.gate.admitAs(who.caller, grpcMethod, request);
         try {
-          const response = await run(admitted.visible);
+          const response = await run(admitted.visible, admitted.rights);
           admitted.done(response, undefined);
           return response;
         } catch (err) {

@@ -11,6 +11,7 @@
  *   ];
  *   new Router(routes).match('GET', '/api/v1/units/web%401.service'); // params.name 'web@1.service'
  */
+import type { Rights } from '../gate/rights.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from '../gate/auth.js';
 import type { Visible } from '../gate/interceptors.js';
@@ -43,12 +44,14 @@ export interface HttpCall {
    * Runs `run` behind the API's gate as the gRPC method `method` (`Units.SetDesiredState`)
    * with `request`: authorized by the same policy rule (PERMISSION_DENIED before anything
    * runs), counted in the same metrics and, for writes, written to the same audit log.
-   * `visible` narrows a listing the caller may only partly read.
+   * `visible` narrows a listing the caller may only partly read; `rights` is what the
+   * caller's roles grant, for the checks a handler makes beyond the method's names (a unit
+   * file's capabilities, the units its scheduling keys name), as gRPC handlers get them.
    */
   gated<Res>(
     method: string,
     request: unknown,
-    run: (visible: Visible | undefined) => Promise<Res>,
+    run: (visible: Visible | undefined, rights: Rights | undefined) => Promise<Res>,
   ): Promise<Res>;
   /**
    * For streams: authorizes `method` on `request` and counts it as admitted; returns the

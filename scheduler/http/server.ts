@@ -34,6 +34,7 @@ import { unitActions } from './unit-actions.js';
 import { streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
 import { SSE_MAX_BUFFERED_BYTES } from './sse.js';
+import { fleetRoutes } from '../fleet-api/http-routes.js';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -119,6 +120,7 @@ export function routeTable(d: HttpDeps): HttpRoute[] {
     { method: 'GET', path: '/api/v1/services/:name/endpoints', handler: services.listEndpoints },
     { method: 'GET', path: '/api/v1/events', stream: true, handler: streamEvents(d) },
     ...consoleRoutes(),
+    ...fleetRoutes(d.core, d.logger),
   ];
 }
 

@@ -54,7 +54,9 @@ export function unitActions(
         allowPending: 'boolean',
       });
       const req = SubmitUnitsRequest.fromJSON(body);
-      const res = await call.gated('Units.SubmitUnits', req, () => submitUnits(cluster, req));
+      const res = await call.gated('Units.SubmitUnits', req, (_v, rights) =>
+        submitUnits(cluster, req, rights),
+      );
       call.send(200, SubmitUnitsResponse.toJSON(res));
     },
     plan: async (call) => {
@@ -64,7 +66,7 @@ export function unitActions(
         drainMachine: 'string',
       });
       const req = PlanRequest.fromJSON(body);
-      const res = await call.gated('Units.Plan', req, () => planUnits(cluster, req));
+      const res = await call.gated('Units.Plan', req, (_v, rights) => planUnits(cluster, req, rights));
       call.send(200, PlanResponse.toJSON(res));
     },
     bulk: async (call) => {
@@ -132,7 +134,9 @@ async function stateOrDestroy(
     );
   }
   const req = SetDesiredStateRequest.create({ names, desiredState, allowPending });
-  const res = await call.gated('Units.SetDesiredState', req, () => setDesiredState(cluster, req));
+  const res = await call.gated('Units.SetDesiredState', req, (_v, rights) =>
+    setDesiredState(cluster, req, rights),
+  );
   call.send(200, SetDesiredStateResponse.toJSON(res));
 }
 
@@ -145,7 +149,7 @@ async function scaleRoute(call: HttpCall, cluster: ApiCluster, template: string)
   if (body['count'] === undefined)
     throw new HttpError(400, 'INVALID_ARGUMENT', 'send {"count": N}');
   const req = ScaleRequest.fromJSON({ ...body, template });
-  const res = await call.gated('Units.Scale', req, () => scale(cluster, req));
+  const res = await call.gated('Units.Scale', req, (_v, rights) => scale(cluster, req, rights));
   call.send(200, ScaleResponse.toJSON(res));
 }
 
@@ -181,6 +185,8 @@ async function updateRoute(call: HttpCall, cluster: ApiCluster, name: string): P
     contents: undefined,
     file: { name, contents },
   });
-  const res = await call.gated('Units.UpdateUnit', req, () => updateUnit(cluster, req));
+  const res = await call.gated('Units.UpdateUnit', req, (_v, rights) =>
+    updateUnit(cluster, req, rights),
+  );
   call.send(200, RolloutStatus.toJSON(res));
 }

@@ -35,7 +35,7 @@ export function unitReads(
   const { cluster } = d.core;
   const unitOf = (call: HttpCall) => {
     const req = GetUnitRequest.create({ name: call.params['name'] ?? '' });
-    return call.gated('Units.GetUnit', req, () => getUnit(cluster, req));
+    return call.gated('Units.GetUnit', req, (_v, rights) => getUnit(cluster, req, rights));
   };
   return {
     listUnits: async (call) => {
@@ -49,8 +49,8 @@ export function unitReads(
         names: params(u, 'name'),
         brief: flagParam(u, 'brief'),
       });
-      const res = await call.gated('Units.ListUnits', req, (visible) =>
-        listUnits(cluster, req, visible),
+      const res = await call.gated('Units.ListUnits', req, (visible, rights) =>
+        listUnits(cluster, req, visible, rights),
       );
       call.send(200, ListUnitsResponse.toJSON(res));
     },

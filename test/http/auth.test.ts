@@ -16,17 +16,26 @@ const etcd = etcdForFile(test);
 const VIEWER = 'viewer-secret-0123456789';
 const TEAM_A = 'team-a-secret-0123456789';
 const ADMIN = 'admin-secret-9876543210';
+const WEBTEAM = 'webteam-secret-0123456789';
 
 const POLICY = JSON.stringify({
   roles: {
     viewer: [{ verbs: ['read'], units: ['*'] }],
-    'team-a': [{ verbs: ['read', 'submit', 'start-stop', 'destroy'], units: ['team-a-*'] }],
+    'team-a': [
+      {
+        verbs: ['read', 'submit', 'start-stop', 'destroy'],
+        capabilities: ['host-process', 'root'],
+        units: ['team-a-*'],
+      },
+    ],
+    webteam: [{ verbs: ['read', 'submit', 'start-stop', 'destroy', 'scale'], units: ['web@*'] }],
     admin: [{ verbs: ['admin'] }],
   },
   identities: [
     { name: 'viewer', tokenSha256: hashToken(VIEWER), roles: ['viewer'] },
     { name: 'team-a', tokenSha256: hashToken(TEAM_A), roles: ['team-a'] },
     { name: 'root', tokenSha256: hashToken(ADMIN), roles: ['admin'] },
+    { name: 'webteam', tokenSha256: hashToken(WEBTEAM), roles: ['webteam'] },
   ],
 });
 
@@ -151,4 +160,31 @@ test('a policy with tokens is refused on a plaintext listener off loopback', asy
     () => startHttpServer({ listen: '0.0.0.0:0', core: http.core, logger: quietLogger }),
     { message: /must not cross the network in plaintext/ },
   );
+});
+
+test('a unit file asking for a capability the role lacks is refused over HTTP as over gRPC, naming key and capability', async (t) => {
+  const http = await startHttp(t, etcd(), { policy: POLICY });
+  const before = await fingerprint(http.store);
+  const vol = [
+    '[Service]',
+    'ExecStart=/bin/sh -c "touch /host/owned"',
+    '[Container]',
+    'Image=127.0.0.1:1/busybox:1',
+    'User=1000',
+    'Volume=/:/host',
+    '',
+  ].join('\n');
+  const res = await http.fetch('/api/v1/units', {
+    token: WEBTEAM,
+    body: { files: [file('web@vol.service', vol)] },
+  });
+  t.is(res.status, 403, res.text);
+  t.regex(res.json.error?.message ?? '', /Volume=.*host-paths/);
+  const host = await http.fetch('/api/v1/units', {
+    token: WEBTEAM,
+    body: { files: [file('web@hostetc.service', unitText())] },
+  });
+  t.is(host.status, 403, host.text);
+  t.regex(host.json.error?.message ?? '', /host-process/);
+  t.deepEqual(await fingerprint(http.store), before, 'a refused submit writes nothing');
 });

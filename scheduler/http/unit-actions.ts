@@ -66,7 +66,9 @@ export function unitActions(
         drainMachine: 'string',
       });
       const req = PlanRequest.fromJSON(body);
-      const res = await call.gated('Units.Plan', req, (_v, rights) => planUnits(cluster, req, rights));
+      const res = await call.gated('Units.Plan', req, (_v, rights) =>
+        planUnits(cluster, req, rights),
+      );
       call.send(200, PlanResponse.toJSON(res));
     },
     bulk: async (call) => {

@@ -12,6 +12,7 @@ import { LoginView } from './views/login-view.js';
 import { MachinesView, MachineView } from './views/machines-view.js';
 import { MapView } from './views/map-view.js';
 import { RolloutsView } from './views/rollouts-view.js';
+import { ServicesView, ServiceView } from './views/services-view.js';
 import { SubmitView } from './views/submit-view.js';
 import { UnitView } from './views/unit-view.js';
 import { UnitsView } from './views/units-view.js';
@@ -20,6 +21,7 @@ const NAV: readonly [string, string][] = [
   ['', 'Map'],
   ['units', 'Units'],
   ['machines', 'Machines'],
+  ['services', 'Services'],
   ['rollouts', 'Rollouts'],
   ['events', 'Events'],
   ['submit', 'Submit'],
@@ -35,6 +37,8 @@ function View({ route }: { route: string }) {
       return arg === '' ? <UnitsView /> : <UnitView name={arg} />;
     case 'machines':
       return arg === '' ? <MachinesView /> : <MachineView id={arg} />;
+    case 'services':
+      return arg === '' ? <ServicesView /> : <ServiceView name={arg} />;
     case 'rollouts':
       return <RolloutsView />;
     case 'events':

@@ -139,6 +139,8 @@ export class ClusterModel {
   revision = 0;
   /** Bumped by every change: views compare it to know whether to re-derive. */
   version = 0;
+  /** Counts service and endpoint events: what the services view re-reads on. */
+  servicesVersion = 0;
   /** Machines whose tiles changed since the last {@link takeDirty}. */
   private dirty = new Set<string>();
   /** A machine came, went or changed metadata: the map's grouping may have changed. */
@@ -310,6 +312,11 @@ export class ClusterModel {
       case 'rollout':
         if (del) this.rollouts.delete(name);
         else if (ev.rollout !== undefined) this.rollouts.set(name, ev.rollout);
+        return;
+      case 'service':
+      case 'endpoint':
+        // The services view asks the API again when this moves (services are not modelled).
+        this.servicesVersion += 1;
         return;
       default:
         return;

@@ -234,3 +234,44 @@ serial(
     t.true(isRunningView((await c().units()).get('tick@3.service')), 'tick@3 still runs');
   },
 );
+
+serial(
+  'the services view lists a service with its healthy endpoints, live as it scales',
+  async (t) => {
+    await setUp();
+    const page = adminPage();
+    const file = await c().unitFile(
+      'echo@.service',
+      `[Service]
+ExecStart=/bin/sh -c 'while true; do echo serving-on-$PORT; sleep 1; done'
+
+[X-Service]
+Port=http
+Tags=blue
+`,
+    );
+    await c().ok(['submit', file]);
+    await c().ok(['start', '--timeout', '60s', 'echo@1.service']);
+    await goRoute(page, 'services');
+    await assertEventually(
+      async () => /echo\s+1\/1/.test(await page.innerText('[data-test=services]')),
+      { timeoutMs: 15_000, intervalMs: 200, message: 'echo listed with 1/1 endpoints' },
+    );
+    await c().ok(['start', '--timeout', '60s', 'echo@2.service']);
+    await assertEventually(
+      async () => /echo\s+2\/2/.test(await page.innerText('[data-test=services]')),
+      { timeoutMs: 15_000, intervalMs: 200, message: 'echo follows to 2/2 without a reload' },
+    );
+    await goRoute(page, 'services/echo');
+    const rows = await assertEventually(
+      async () => {
+        const text = await page.innerText('[data-test=endpoints]');
+        return /echo@1\.service/.test(text) && /echo@2\.service/.test(text) ? text : false;
+      },
+      { timeoutMs: 15_000, intervalMs: 200, message: 'both endpoints listed' },
+    );
+    t.regex(rows, /:2\d{4}\s/, 'each endpoint shows its address and assigned port');
+    t.regex(rows, /blue/);
+    await c().ok(['destroy', 'echo@1.service', 'echo@2.service', 'echo@.service']);
+  },
+);

@@ -6,6 +6,7 @@
  */
 import { access, rm } from 'node:fs/promises';
 import { mkdirPrivate } from './private-files.js';
+import { removeSecretFiles } from './secret-files.js';
 import { basename } from 'node:path';
 import type {
   CommandSpec,
@@ -94,6 +95,12 @@ export class ProcessDriver extends ShimDriver {
 
   async remove(ctx: UnitContext): Promise<void> {
     await rm(ctx.dir, { recursive: true, force: true });
+    await removeSecretFiles(ctx.secretsDir);
+  }
+
+  /** systemd's `$CREDENTIALS_DIRECTORY`: the host directory itself. */
+  secretsPath(ctx: UnitContext): string {
+    return ctx.secretsDir;
   }
 
   /** Plain processes leave no containers behind. */

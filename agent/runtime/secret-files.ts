@@ -7,7 +7,7 @@
  *
  * Nothing here logs or puts a value into an error: messages name the secret and the path.
  */
-import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { RuntimeError } from './errors.js';
 import { unmountUnder } from './mounts.js';
@@ -81,4 +81,24 @@ export async function removeSecretFiles(dir: string): Promise<void> {
   // A non-root agent cannot delete inside its own 0500 directory.
   await chmod(dir, 0o700).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * For units that reach `dir` by its host path (the process driver): throws `bad-user` unless
+ * `owner` can traverse every directory above it, so a unit whose state dir is closed to its
+ * User= fails saying which directory, instead of with EACCES from its own program.
+ */
+export async function checkReachable(dir: string, owner: SecretOwner): Promise<void> {
+  if (owner.uid === 0) return;
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    const st = await stat(d);
+    const bit = st.uid === owner.uid ? 0o100 : st.gid === owner.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) {
+      throw new RuntimeError(
+        'bad-user',
+        `the unit's user (uid ${owner.uid}) cannot reach its secrets under ${d} (mode ${(st.mode & 0o777).toString(8)}): make it traversable (chmod o+x ${d}) or run the unit without User=`,
+      );
+    }
+    if (d === dirname(d)) return;
+  }
 }

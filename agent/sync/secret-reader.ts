@@ -35,6 +35,13 @@ async function read(store: Store, name: string): Promise<SecretRecord> {
   try {
     raw = (await store.get(store.keys.secret(name)))?.value;
   } catch (err) {
+    // store/ has no code for etcd's auth refusal (it is `internal`): its text is etcd's own.
+    if (err instanceof Error && /permission denied/i.test(err.message)) {
+      throw new SecretsError(
+        `Secret=${name}: this machine's etcd user may not read secrets/; grant its role read on the prefix's secrets/ (docs/operations.md, Security model), then restart the unit`,
+        true,
+      );
+    }
     throw new SecretsError(
       `Secret=${name}: etcd did not answer (${err instanceof Error ? err.message.slice(0, 200) : 'error'}); the unit is started again per Restart=`,
       false,

@@ -251,6 +251,43 @@ for (const driver of DRIVERS) {
   });
 
   const asRoot = process.getuid?.() === 0 ? test : test.skip;
+  if (driver === 'process') {
+    asRoot(
+      'process: a User= unit gets its secrets only where it can reach them, else fails saying where',
+      async (t) => {
+        const value = Buffer.from(`v-${randomBytes(8).toString('hex')}`);
+        const m = await managed(t, { driver, secrets: async () => new Map([['tok', value]]) });
+        const show = `/bin/sh -c 'id -u > /dev/null; wc -c < "$CREDENTIALS_DIRECTORY/tok"; exec sleep 1000'`;
+        const def = unit('nobody-keyed.service', show, { Secret: 'tok', User: 'nobody' });
+        await chmod(m.stateDir, 0o700);
+        await m.manager.start(def);
+        const closed = await stateOf(
+          m,
+          'nobody-keyed.service',
+          (s) => s.activeState === 'failed',
+          'failed',
+        );
+        t.regex(
+          closed.message,
+          new RegExp(`uid 65534\\) cannot reach its secrets under ${m.stateDir} \\(mode 700\\)`),
+        );
+        const ctx = m.manager.driver.context('nobody-keyed.service', def.service);
+        await t.throwsAsync(stat(ctx.secretsDir), { code: 'ENOENT' }, 'nothing left behind');
+        await m.manager.stop('nobody-keyed.service');
+        await chmod(m.stateDir, 0o711);
+        await m.manager.start(def);
+        await running(m, 'nobody-keyed.service');
+        const st = await stat(join(ctx.secretsDir, 'tok'));
+        t.is(st.uid, 65534);
+        await assertEventually(
+          async () =>
+            (await m.manager.logs.tail('nobody-keyed.service', 5)).includes(String(value.length)),
+          { timeoutMs: 10_000, message: 'nobody read its secret' },
+        );
+      },
+    );
+  }
+
   asRoot(`${driver}: User= runs the main process as that user`, async (t) => {
     const m = await managed(t, { driver });
     await m.manager.start(

@@ -32,4 +32,3 @@ writeFileSync(
   new URL('../dist/build-info.json', import.meta.url),
   `${JSON.stringify({ commit, dirty })}\n`,
 );
-

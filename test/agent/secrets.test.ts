@@ -228,3 +228,47 @@ test.serial(
     }
   },
 );
+
+test.serial(
+  "an agent restarted with its units running adopts a unit with secrets as it was: same process, same files, no read of etcd's record",
+  async (t) => {
+    const c = await cluster(t, 'adopt');
+    const value = `pw-${randomBytes(12).toString('hex')}`;
+    await c.create('db', value);
+    const driver = DRIVERS.at(-1) ?? 'process';
+    const first = await spawnAgent(t, {
+      endpoint: etcd().endpoint,
+      prefix: c.prefix,
+      driver,
+      args: [`--secrets-key-file=${c.keyFile}`],
+    });
+    await waitRegistered(c.store, first.machineId);
+    await place(c.store, first.machineId, 'app.service', SHOW);
+    const before = await waitRunning(c.store, 'app.service');
+    const layout = new MachineLayout(first.stateDir, first.machineId);
+    const file = join(layout.secretsDir('app.service'), 'db');
+    const inode = (await stat(file)).ino;
+    await first.kill('SIGKILL');
+    // The secret is gone from etcd meanwhile: the adopted unit must not need it again.
+    const res = await flotctl([...c.at, 'secret', 'rm', '--force', 'db']);
+    t.is(res.code, 0, res.stderr);
+    const second = await spawnAgent(t, {
+      endpoint: etcd().endpoint,
+      prefix: c.prefix,
+      driver,
+      machineId: first.machineId,
+      stateDir: first.stateDir,
+      args: [`--secrets-key-file=${c.keyFile}`],
+    });
+    await waitRegistered(c.store, second.machineId);
+    const after = await waitState(
+      c.store,
+      'app.service',
+      (s) => s.activeState === 'active' && s.pid === before.pid && s.restarts === 0,
+      'active, the same pid',
+    );
+    t.is(after.pid, before.pid);
+    t.is((await stat(file)).ino, inode, 'the same file, not written again');
+    t.false(second.output().includes(value));
+  },
+);

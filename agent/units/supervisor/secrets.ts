@@ -36,16 +36,15 @@ export interface DeliveryFailure {
 }
 
 async function allPresent(dir: string, names: readonly string[]): Promise<boolean> {
-  for (const name of names) {
-    if (
-      !(await access(join(dir, name)).then(
+  const found = await Promise.all(
+    names.map((name) =>
+      access(join(dir, name)).then(
         () => true,
         () => false,
-      ))
-    )
-      return false;
-  }
-  return true;
+      ),
+    ),
+  );
+  return found.every(Boolean);
 }
 
 /**

@@ -35,6 +35,7 @@ import {
   Registration,
 } from './sync/registration.js';
 import { StateReporter } from './sync/state-reporter.js';
+import { storeSecretSource } from './sync/secret-reader.js';
 import { startTailServer, type TailServer } from './logs/tail-server.js';
 import { startServices, type Services } from './services.js';
 
@@ -107,6 +108,7 @@ export async function startAgent(
       ...(tuning.timings !== undefined ? { timings: tuning.timings } : {}),
       ...(tuning.logCheckMs !== undefined ? { logCheckMs: tuning.logCheckMs } : {}),
       contactLimitMs: contactLimitMs(opts.leaseTtlSeconds, tuning.renewIntervalMs),
+      secrets: storeSecretSource(store, opts.secretsKey),
     });
   } catch (err) {
     store.close();

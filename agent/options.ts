@@ -36,6 +36,8 @@ import type { LogsClientAuth } from './logs/client-auth.js';
 import type { StoreAuth, StoreTls } from '../store/index.js';
 import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
 import { parseMemoryBytes } from '../unit/index.js';
+import type { SecretsKey } from '../lib/secret-box.js';
+import { readSecretsKey } from '../daemon/secrets-key-flag.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
 export type DriverChoice = 'runc' | 'process' | 'auto';
@@ -93,6 +95,11 @@ export interface AgentOptions {
   readonly dnsRecursor?: string;
   /** Dynamic ports ([X-Service] Port=NAME) are picked from here (`--port-range`, inclusive). */
   readonly portRange?: { readonly first: number; readonly last: number };
+  /**
+   * The cluster's secrets key (`--secrets-key-file`, the schedulers' file): opens what units
+   * name with `Secret=`; absent: such units fail with a reason (they never run without it).
+   */
+  readonly secretsKey?: SecretsKey;
 }
 
 /** Defaults, in one place. */
@@ -149,6 +156,9 @@ TLS (PEM files; see docs/operations.md):
   --logs-token-file FILE     only requests signed with this shared secret (the schedulers'
                              --agent-token-file; 32+ characters, keep it 0600) may read logs
   --allow-insecure-clients   serve Logs over TLS without verifying clients (refused otherwise)
+  --secrets-key-file FILE    the cluster's secrets key (the schedulers' file, 0600): units
+                             get the secrets they name (Secret=) at /run/secrets/NAME;
+                             default none: a unit naming a secret fails
 
 Services (see docs/operations.md):
   --mesh, --no-mesh          serve the routing mesh, or not (default --mesh: every published
@@ -187,6 +197,7 @@ const agentFlags = {
   'logs-token-file': { type: 'string' },
   'tls-client-names': { type: 'string' },
   'allow-insecure-clients': { type: 'boolean' },
+  'secrets-key-file': { type: 'string' },
   ...serverTlsFlags,
   ...registryFlags,
 } as const;
@@ -315,6 +326,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     imageStoreMaxBytes: imageStoreMax(args.string('image-store-max')),
     ...serviceOptions(args),
     portRange: parsePortRange(args.string('port-range')),
+    ...readSecretsKey(args.string('secrets-key-file'), host.readFile),
   };
 }
 

@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { parseRegistryFlags, registryFlags, REGISTRY_USAGE } from '../daemon/registry-flags.js';
 import type { RegistryOptions } from '../registry/skopeo.js';
-import { parseSecretsKey, type SecretsKey } from '../lib/secret-box.js';
+import type { SecretsKey } from '../lib/secret-box.js';
+import { readSecretsKey } from '../daemon/secrets-key-flag.js';
 import { hostname } from 'node:os';
 import {
   defaultEtcdEndpoints,
@@ -297,22 +298,6 @@ function parseHttpListen(
     );
   }
   return a ?? b;
-}
-
-/** `--secrets-key-file`: read and checked at start (UsageError naming the file). */
-function readSecretsKey(path: string | undefined, readFile: ReadFile): { secretsKey?: SecretsKey } {
-  if (path === undefined) return {};
-  let raw: Buffer;
-  try {
-    raw = Buffer.from(readFile(path));
-  } catch (err) {
-    throw new UsageError(`--secrets-key-file=${path}: cannot read it (${(err as Error).message})`);
-  }
-  try {
-    return { secretsKey: parseSecretsKey(raw, path) };
-  } catch (err) {
-    throw new UsageError(`--secrets-key-file: ${(err as Error).message}`);
-  }
 }
 
 /** `--allowed-registries HOST[:PORT],...`: the registries a submit may name; absent: any. */

@@ -13,8 +13,12 @@
  * | `states/`                     | read and write            | keyed by unit, not by machine     |
  * | `endpoints/`                  | read and write            | keyed by service first            |
  * | `services/`                   | read                      | what the mesh publishes           |
+ * | `secrets/`                    | read                      | what its units name (`Secret=`)   |
  *
- * `states/` and `endpoints/` cannot be narrowed to one machine without new keys (see
+ * `secrets/` cannot be narrowed to the secrets of the units a machine runs (roles are key
+ * ranges; placements change faster than roles): any agent may read every sealed record, and
+ * without the secrets key a record opens to nothing. `states/` and `endpoints/` cannot be
+ * narrowed to one machine without new keys (see
  * docs/operations.md, "Containers, etcd and the agent API"); every other key of the cluster
  * (units' desired states, placements of other machines, the election, the policy's records)
  * is out of an agent's reach, and the whole keyspace out of a unit's.
@@ -67,6 +71,7 @@ export function machineGrants(machine: string): EtcdGrant[] {
     { permission: 'Readwrite', key: 'states/' },
     { permission: 'Readwrite', key: 'endpoints/' },
     { permission: 'Read', key: 'services/' },
+    { permission: 'Read', key: 'secrets/' },
   ];
 }
 

@@ -45,6 +45,8 @@ export interface UnitContext {
   /** The unit's cgroup relative to each controller's mount point (runc only). */
   readonly cgroupPath: string;
   readonly service: ServiceOptions;
+  /** The host directory of the unit's secrets (`Secret=`), see secret-files.ts. */
+  readonly secretsDir: string;
   /**
    * A `StopOnDisconnect=` unit's backstop (shim.ts): the shim kills the main process once the
    * agent's last contact with etcd is older than `limitMs`. null: none; absent: as last set
@@ -142,6 +144,23 @@ export interface RuntimeDriver {
 
   /** The root whose etc/passwd and etc/group User= resolves against. */
   userRoot(ctx: UnitContext): string;
+
+  /**
+   * Where the unit's processes see the files {@link writeSecrets} wrote: `/run/secrets` in a
+   * container, the host directory itself for plain processes (`$CREDENTIALS_DIRECTORY`).
+   */
+  secretsPath(ctx: UnitContext): string;
+
+  /**
+   * Writes the unit's secrets, one file per name (0400, owned by `owner`), into a fresh
+   * tmpfs at {@link UnitContext.secretsDir}, replacing what was there. {@link remove}
+   * unmounts and deletes it.
+   */
+  writeSecrets(
+    ctx: UnitContext,
+    values: ReadonlyMap<string, Buffer>,
+    owner: { readonly uid: number; readonly gid: number },
+  ): Promise<void>;
 
   /** Creates the unit's state directory (and the runc bundle's rootfs). Idempotent. */
   prepare(ctx: UnitContext): Promise<void>;

@@ -9,6 +9,7 @@
  *                                  /exit        its exit status, written by the shim
  *                                  /rootfs /tmp /config.json   the runc bundle
  * <stateDir>/<machine>/logs/<unit>.log[.1]      stdout+stderr, rotated
+ * <stateDir>/unit-secrets/<machine>/<unit>/     the unit's secrets: a tmpfs (secret-files.ts)
  * container id  flotilla-<machine>-<unit>       cgroup  /flotilla/<machine>/<unit>
  * ```
  */
@@ -58,6 +59,13 @@ export class MachineLayout {
   readonly root: string;
   readonly unitsDir: string;
   readonly logsDir: string;
+  /**
+   * `<stateDir>/unit-secrets/<machine>`: outside the 0700 machine root, so a process-driver
+   * unit running as its own User= can reach its secrets directory (and no other: each is
+   * 0500, owned by its unit's user). `-` never survives {@link escapeMachine}, so no machine
+   * id can be named `unit-secrets`.
+   */
+  readonly secretsRoot: string;
   private readonly machinePart: string;
 
   constructor(stateDir: string, machineId: string) {
@@ -66,6 +74,7 @@ export class MachineLayout {
     this.root = join(stateDir, this.machinePart);
     this.unitsDir = join(this.root, 'units');
     this.logsDir = join(this.root, 'logs');
+    this.secretsRoot = join(stateDir, 'unit-secrets', this.machinePart);
   }
 
   /** Throws `invalid-name` unless `unit` is safe in paths and ids. */
@@ -79,6 +88,12 @@ export class MachineLayout {
   unitDir(unit: string): string {
     this.checkUnit(unit);
     return join(this.unitsDir, unit);
+  }
+
+  /** Where the unit's secrets are written on the host (a tmpfs when the agent is root). */
+  secretsDir(unit: string): string {
+    this.checkUnit(unit);
+    return join(this.secretsRoot, unit);
   }
 
   /** The unit's current log file; the previous one is this plus `.1`. */

@@ -137,6 +137,24 @@ export interface RootfsPlan {
   readonly volumes?: readonly BindMount[];
   /** Files and directories of the default rootfs's /etc, bound read-only (host-etc.ts). */
   readonly etc?: readonly EtcBind[];
+  /** The unit's secrets tmpfs on the host (secret-files.ts), shown at {@link SECRETS_MOUNT}. */
+  readonly secrets?: string;
+}
+
+/** Where a container sees its secrets, as Docker and Podman put them. */
+export const SECRETS_MOUNT = '/run/secrets';
+
+/**
+ * The unit's secrets directory (a tmpfs on the host, files 0400 of the unit's user), bound
+ * read-only: the unit can read its secrets, never change them or run or open devices there.
+ */
+export function secretsMount(hostDir: string): OciMount {
+  return {
+    destination: SECRETS_MOUNT,
+    type: 'bind',
+    source: hostDir,
+    options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+  };
 }
 
 /** The cgroup limits of a unit: only what it asked for. */
@@ -230,7 +248,13 @@ export function ociConfig(
     ociVersion: '1.0.2',
     process: ociProcess(cmd, service),
     root: { path: rootfs.path, readonly: rootfs.readonly },
-    mounts: [...baseMounts(rootfs.tmp), ...binds, ...etc, ...volumes],
+    mounts: [
+      ...baseMounts(rootfs.tmp),
+      ...binds,
+      ...etc,
+      ...volumes,
+      ...(rootfs.secrets !== undefined ? [secretsMount(rootfs.secrets)] : []),
+    ],
     linux: {
       cgroupsPath,
       resources: ociResources(service),

@@ -6,6 +6,7 @@
  */
 import { access, rm } from 'node:fs/promises';
 import { mkdirPrivate } from './private-files.js';
+import { checkReachable, removeSecretFiles, type SecretOwner } from './secret-files.js';
 import { basename } from 'node:path';
 import type {
   CommandSpec,
@@ -94,6 +95,27 @@ export class ProcessDriver extends ShimDriver {
 
   async remove(ctx: UnitContext): Promise<void> {
     await rm(ctx.dir, { recursive: true, force: true });
+    await removeSecretFiles(ctx.secretsDir);
+  }
+
+  /** The unit reaches its secrets by their host path: its user must be able to. */
+  override async writeSecrets(
+    ctx: UnitContext,
+    values: ReadonlyMap<string, Buffer>,
+    owner: SecretOwner,
+  ): Promise<void> {
+    await super.writeSecrets(ctx, values, owner);
+    try {
+      await checkReachable(ctx.secretsDir, owner);
+    } catch (err) {
+      await removeSecretFiles(ctx.secretsDir);
+      throw err;
+    }
+  }
+
+  /** systemd's `$CREDENTIALS_DIRECTORY`: the host directory itself. */
+  secretsPath(ctx: UnitContext): string {
+    return ctx.secretsDir;
   }
 
   /** Plain processes leave no containers behind. */

@@ -30,10 +30,11 @@ import type {
   UnitContext,
 } from './driver.js';
 import { RuntimeError } from './errors.js';
-import { HOST_DIRS, ociConfig, ociProcess, type RootfsPlan } from './oci-spec.js';
+import { HOST_DIRS, ociConfig, ociProcess, SECRETS_MOUNT, type RootfsPlan } from './oci-spec.js';
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
 import { unmountUnder } from './mounts.js';
+import { removeSecretFiles } from './secret-files.js';
 import { etcBinds, etcHostPath, writeUnitEtc } from './host-etc.js';
 import { mkdirPrivate, PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
@@ -89,6 +90,11 @@ export class RuncDriver extends ShimDriver {
     if (inside('/etc')) return etcHostPath(ctx.dir, path);
     if ([...HOST_DIRS, '/proc', '/dev', '/sys'].some(inside)) return path;
     return path === '/' ? join(ctx.dir, 'rootfs') : undefined;
+  }
+
+  /** Bound read-only from the unit's secrets tmpfs (oci-spec.ts secretsMount). */
+  secretsPath(): string {
+    return SECRETS_MOUNT;
   }
 
   /** The main process is the init of the container's pid namespace. */
@@ -201,6 +207,7 @@ export class RuncDriver extends ShimDriver {
     // An image unit's overlay root is mounted in its directory: never delete through it.
     await unmountUnder(ctx.dir);
     await rm(ctx.dir, { recursive: true, force: true });
+    await removeSecretFiles(ctx.secretsDir);
     await this.tidyCgroups(ctx);
   }
 
@@ -269,9 +276,17 @@ export class RuncDriver extends ShimDriver {
 
   private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
     const tmp = join(ctx.dir, 'tmp');
+    const secrets = (ctx.service.secrets ?? []).length > 0 ? { secrets: ctx.secretsDir } : {};
     if (ctx.service.rootDirectory !== '') {
       const volumes = ctx.service.binds ?? [];
-      return { path: ctx.service.rootDirectory, readonly: false, binds: [], tmp, volumes };
+      return {
+        path: ctx.service.rootDirectory,
+        readonly: false,
+        binds: [],
+        tmp,
+        volumes,
+        ...secrets,
+      };
     }
     const binds: string[] = [];
     for (const dir of HOST_DIRS) {
@@ -279,7 +294,7 @@ export class RuncDriver extends ShimDriver {
       if (st?.isDirectory() === true) binds.push(dir);
     }
     const etc = await etcBinds(ctx.dir);
-    return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc };
+    return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc, ...secrets };
   }
 
   /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */

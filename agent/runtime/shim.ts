@@ -28,6 +28,7 @@ import type {
 } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { MachineLayout, UNIT_FILES } from './layout.js';
+import { writeSecretFiles, type SecretOwner } from './secret-files.js';
 import { PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isInCgroup, procCmdline, procStat } from './proc.js';
 import { decodeShellStatus } from './spawn.js';
@@ -137,8 +138,19 @@ export abstract class ShimDriver implements RuntimeDriver {
       logPath: this.layout.logPath(unit),
       cgroupPath: this.layout.cgroupPath(unit),
       service,
+      secretsDir: this.layout.secretsDir(unit),
     };
   }
+
+  writeSecrets(
+    ctx: UnitContext,
+    values: ReadonlyMap<string, Buffer>,
+    owner: SecretOwner,
+  ): Promise<void> {
+    return writeSecretFiles(ctx.secretsDir, values, owner);
+  }
+
+  abstract secretsPath(ctx: UnitContext): string;
 
   abstract hostPath(ctx: UnitContext, path: string): string | undefined;
   abstract userRoot(ctx: UnitContext): string;

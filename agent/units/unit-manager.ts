@@ -22,6 +22,7 @@ import type { DriverName, RuntimeDriver } from '../runtime/driver.js';
 import { describeError } from '../runtime/errors.js';
 import { LogStore } from '../logs/log-store.js';
 import { readMeta } from './supervisor/meta.js';
+import type { SecretSource } from './supervisor/secrets.js';
 import { initialState } from './supervisor/policy.js';
 import {
   SUPERVISOR_DEFAULTS,
@@ -56,6 +57,11 @@ export interface UnitManagerOptions {
    * shim of a `StopOnDisconnect=` unit kills it by itself; absent: never.
    */
   readonly contactLimitMs?: number;
+  /**
+   * The values of the secrets units name (`Secret=`), read and opened by the agent's sync/
+   * layer; absent: a unit naming a secret fails at once (it never runs without it).
+   */
+  readonly secrets?: SecretSource;
 }
 
 /** A unit a previous agent left on this machine, as {@link UnitManager.adopt} found it. */
@@ -103,6 +109,7 @@ export class UnitManager {
   /** `<stateDir>/<machine>/contact`: the agent's last confirmed contact with etcd (Unix ms). */
   private readonly contactPath: string;
   private readonly contactLimitMs: number | undefined;
+  private readonly secrets: SecretSource | undefined;
   /** The machine's image store (drivers with the `images` capability only: runc). */
   readonly images: ImageStore | undefined;
   private readonly supervisors = new Map<string, Supervisor>();
@@ -122,6 +129,7 @@ export class UnitManager {
     this.timings = { ...SUPERVISOR_DEFAULTS, ...opts.timings };
     this.contactPath = join(driver.layout.root, 'contact');
     this.contactLimitMs = opts.contactLimitMs;
+    this.secrets = opts.secrets;
     this.images = driver.capabilities.images
       ? new ImageStore({
           dir: join(driver.layout.root, 'images'),
@@ -279,6 +287,7 @@ export class UnitManager {
       timings: this.timings,
       onState: (state) => this.emit(state),
       ...(this.images !== undefined ? { images: this.images } : {}),
+      ...(this.secrets !== undefined ? { secrets: this.secrets } : {}),
       ...(this.contactLimitMs === undefined
         ? {}
         : { watchdog: { contactPath: this.contactPath, limitMs: this.contactLimitMs } }),

@@ -53,6 +53,11 @@ export async function writeCredentials(record: ClusterRecord): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   await ensureFile(credentialPath(record, 'agent-token'), () => `${secret()}${secret()}\n`);
+  // The cluster's secrets key (flotctl secret create seals with it, agents open with it).
+  await ensureFile(
+    credentialPath(record, 'secrets.key'),
+    () => `${randomBytes(32).toString('hex')}\n`,
+  );
   if (record.etcdAuth !== true) return;
   await ensureFile(credentialPath(record, 'root.etcd'), () => `root:${secret()}\n`);
   await ensureFile(

@@ -128,6 +128,7 @@ export function schedulerProcess(
         : [`--http-listen=${record.httpAddresses[i - 1]}`]),
       `--name=${record.name}-scheduler-${i}`,
       `--agent-token-file=${credentialPath(record, 'agent-token')}`,
+      `--secrets-key-file=${credentialPath(record, 'secrets.key')}`,
       ...(record.etcdAuth === true
         ? [`--etcd-user-file=${credentialPath(record, 'scheduler.etcd')}`]
         : []),
@@ -164,6 +165,7 @@ export function agentProcess(record: ClusterRecord, agent: AgentRecord): Process
       // In its own namespace each machine answers DNS on its address, port 53, as a host would.
       ...(agent.netns === undefined ? [] : [`--dns-listen=${agent.ip}:53`]),
       `--logs-token-file=${credentialPath(record, 'agent-token')}`,
+      `--secrets-key-file=${credentialPath(record, 'secrets.key')}`,
       ...(record.etcdAuth === true
         ? [`--etcd-user-file=${credentialPath(record, agentCredentialFile(agent))}`]
         : []),

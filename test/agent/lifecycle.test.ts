@@ -4,9 +4,11 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { assertEventually } from '../../testkit/index.js';
 import { DRIVERS, isPidAlive, managed, running, stateOf, unit } from './harness.js';
 
 const LOOP = `/bin/sh -c 'echo up; while true; do sleep 0.1; done'`;
@@ -218,14 +220,74 @@ for (const driver of DRIVERS) {
       (await failed('noenv.service')).message,
       /EnvironmentFile=\/nonexistent\/env: no such file/,
     );
-    // Fail closed until agents deliver secrets: never run without the file it names.
+    // Fail closed where no secrets are delivered (an agent without --secrets-key-file): a
+    // unit never runs without the file it names.
     const secret = await failed('secret.service');
-    t.regex(secret.message, /Secret=web-db: this agent cannot mount secrets in units yet/);
+    t.regex(
+      secret.message,
+      /Secret=web-db: this agent delivers no secrets; start it with --secrets-key-file/,
+    );
     t.is(secret.restarts, 0);
     t.is((await running(m, 'good.service')).activeState, 'active');
   });
 
+  test(`${driver}: a unit gets the secrets it names as files of its own, and only while it runs`, async (t) => {
+    const value = Buffer.from(`v-${randomBytes(8).toString('hex')}`);
+    const m = await managed(t, { driver, secrets: async () => new Map([['api-key', value]]) });
+    const show = `/bin/sh -c 'cat "$CREDENTIALS_DIRECTORY/api-key" > /tmp/seen; exec sleep 1000'`;
+    const def = unit('keyed.service', show, { Secret: 'api-key' });
+    await m.manager.start(def);
+    await running(m, 'keyed.service');
+    const ctx = m.manager.driver.context('keyed.service', def.service);
+    const file = join(ctx.secretsDir, 'api-key');
+    const seen = m.manager.driver.hostPath(ctx, '/tmp/seen') ?? '';
+    await assertEventually(async () => (await readFile(seen)).equals(value), {
+      timeoutMs: 10_000,
+      message: 'the unit read its secret',
+    });
+    t.is((await stat(file)).mode & 0o777, 0o400);
+    await m.manager.stop('keyed.service');
+    await t.throwsAsync(stat(ctx.secretsDir), { code: 'ENOENT' }, 'the files go with the unit');
+  });
+
   const asRoot = process.getuid?.() === 0 ? test : test.skip;
+  if (driver === 'process') {
+    asRoot(
+      'process: a User= unit gets its secrets only where it can reach them, else fails saying where',
+      async (t) => {
+        const value = Buffer.from(`v-${randomBytes(8).toString('hex')}`);
+        const m = await managed(t, { driver, secrets: async () => new Map([['tok', value]]) });
+        const show = `/bin/sh -c 'id -u > /dev/null; wc -c < "$CREDENTIALS_DIRECTORY/tok"; exec sleep 1000'`;
+        const def = unit('nobody-keyed.service', show, { Secret: 'tok', User: 'nobody' });
+        await chmod(m.stateDir, 0o700);
+        await m.manager.start(def);
+        const closed = await stateOf(
+          m,
+          'nobody-keyed.service',
+          (s) => s.activeState === 'failed',
+          'failed',
+        );
+        t.regex(
+          closed.message,
+          new RegExp(`uid 65534\\) cannot reach its secrets under ${m.stateDir} \\(mode 700\\)`),
+        );
+        const ctx = m.manager.driver.context('nobody-keyed.service', def.service);
+        await t.throwsAsync(stat(ctx.secretsDir), { code: 'ENOENT' }, 'nothing left behind');
+        await m.manager.stop('nobody-keyed.service');
+        await chmod(m.stateDir, 0o711);
+        await m.manager.start(def);
+        await running(m, 'nobody-keyed.service');
+        const st = await stat(join(ctx.secretsDir, 'tok'));
+        t.is(st.uid, 65534);
+        await assertEventually(
+          async () =>
+            (await m.manager.logs.tail('nobody-keyed.service', 5)).includes(String(value.length)),
+          { timeoutMs: 10_000, message: 'nobody read its secret' },
+        );
+      },
+    );
+  }
+
   asRoot(`${driver}: User= runs the main process as that user`, async (t) => {
     const m = await managed(t, { driver });
     await m.manager.start(

@@ -6,6 +6,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { agentCredentialFile, credentialPath } from '../../deploy/cluster/credentials.js';
@@ -131,8 +132,48 @@ serial(
     t.is(err.code, status.UNAUTHENTICATED);
     const mode = async (p: string): Promise<number> => (await stat(p)).mode & 0o777;
     t.is(await mode(credentialPath(c().record, '')), 0o700);
-    for (const file of ['root.etcd', 'scheduler.etcd', 'agent-token', agentCredentialFile(agent)]) {
+    for (const file of [
+      'root.etcd',
+      'scheduler.etcd',
+      'agent-token',
+      'secrets.key',
+      agentCredentialFile(agent),
+    ]) {
       t.is(await mode(credentialPath(c().record, file)), 0o600, file);
     }
+  },
+);
+
+serial(
+  "a unit reads the secret it names at /run/secrets; a machine's etcd user reads only sealed records and cannot write one",
+  async (t) => {
+    const record = c().record;
+    const value = `e2e-${randomBytes(12).toString('hex')}`;
+    const secretFile = await c().unitFile('e2e-db.value', value);
+    await c().ok(['secret', 'create', 'e2e-db', secretFile]);
+    const file = await c().unitFile(
+      'keyed.service',
+      [
+        '[Service]',
+        'Secret=e2e-db',
+        `ExecStart=/bin/sh -c 'echo "sum=$(sha256sum < /run/secrets/e2e-db | cut -c1-64)"; exec sleep 1000'`,
+        '[X-Fleet]',
+        `MachineID=${record.agents[0]?.machineId ?? ''}`,
+        '',
+      ].join('\n'),
+    );
+    await c().ok(['start', '--timeout', '60s', file]);
+    const digest = createHash('sha256').update(value).digest('hex');
+    const out = await journal('keyed.service', `sum=${digest}`);
+    t.false(out.includes(value));
+    const store = storeAsAgent(2);
+    t.teardown(() => store.close());
+    const sealed = (await store.get(store.keys.secret('e2e-db')))?.value.toString() ?? '';
+    t.regex(sealed, /"sealed"/, 'the machine role reads secrets/');
+    t.false(sealed.includes(value) || sealed.includes(Buffer.from(value).toString('base64')));
+    const err = await t.throwsAsync(store.put(store.keys.secret('e2e-db'), '{}'));
+    t.regex(String(err?.message), /permission denied/i);
+    await c().ok(['destroy', 'keyed.service']);
+    await c().ok(['secret', 'rm', 'e2e-db']);
   },
 );

@@ -27,7 +27,7 @@ export interface Launch {
 }
 
 /** The agent's own account: what units without User= run as under a non-root agent. */
-function agentUser(): UnitUser {
+export function agentUser(): UnitUser {
   const uid = process.getuid?.() ?? 0;
   if (uid === 0) return ROOT_USER;
   const info = userInfo();
@@ -92,18 +92,12 @@ async function environment(
  */
 export async function prepareLaunch(driver: RuntimeDriver, ctx: UnitContext): Promise<Launch> {
   const { service } = ctx;
-  // Fail closed: a unit that names a secret must not run without it, and this agent does not
-  // mount secrets yet (docs/unit-files.md, Secrets).
-  const [secret] = service.secrets ?? [];
-  if (secret !== undefined) {
-    throw new RuntimeError(
-      'unsupported',
-      `Secret=${secret}: this agent cannot mount secrets in units yet; remove Secret= or run the unit where secrets are delivered`,
-    );
-  }
   const user =
     service.user !== '' ? await resolveUser(service.user, driver.userRoot(ctx)) : undefined;
   const env = await environment(ctx, user);
+  // systemd's name for where credentials are; set last, so Environment= cannot point it away
+  // (the files were written before the run: supervisor/secrets.ts).
+  if ((service.secrets ?? []).length > 0) env.set('CREDENTIALS_DIRECTORY', driver.secretsPath(ctx));
   const runAs = user ?? agentUser();
   const optional = service.workingDirectory.startsWith('-');
   const wanted = optional ? service.workingDirectory.slice(1) : service.workingDirectory;

@@ -28,6 +28,7 @@ import {
 import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
 import { runOnce, stopCompleted } from './run.js';
 import { prepareImage } from './image.js';
+import { deliverSecrets, type SecretSource } from './secrets.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -62,6 +63,8 @@ export interface SupervisorDeps {
   readonly images?: ImageStore;
   /** Where named volumes of image units live. */
   readonly volumesDir?: string;
+  /** Where the values of `Secret=` come from; absent: units naming one fail (fail closed). */
+  readonly secrets?: SecretSource;
   /** The backstop of `StopOnDisconnect=` units (UnitContext.watchdog); absent: none. */
   readonly watchdog?: { readonly contactPath: string; readonly limitMs: number };
 }
@@ -94,6 +97,8 @@ export class Supervisor {
   private adoptedSince: number | undefined;
   private streak = 0;
   private completed = false;
+  /** The unit's secrets are in its tmpfs (written at most once per lifecycle). */
+  private secretsDelivered = false;
   /** When each recent run began (Unix ms, oldest first), for the start limit; bounded by it. */
   private starts: number[] = [];
 
@@ -204,7 +209,7 @@ export class Supervisor {
         if (resume === undefined) {
           this.starts = [...recentStarts(this.starts, this.now(), limit), this.now()];
         }
-        const outcome = await runOnce(this.host(), resume);
+        const outcome = (await this.secrets(resume)) ?? (await runOnce(this.host(), resume));
         resume = undefined;
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
         const { restart: policy, restartSecMs } = this.unit.service;
@@ -255,6 +260,25 @@ export class Supervisor {
       this.set({ activeState: 'failed', subState: 'failed', pid: 0, message });
       this.note(message);
     }
+  }
+
+  /**
+   * Delivers the unit's secrets once per lifecycle (supervisor/secrets.ts); undefined when
+   * done, else the outcome of a run that could not start.
+   */
+  private async secrets(resume: Resume | undefined): Promise<Outcome | undefined> {
+    if (this.secretsDelivered) return undefined;
+    const failure = await deliverSecrets(
+      this.deps.driver,
+      this.ctx,
+      this.deps.secrets,
+      resume !== undefined,
+    );
+    if (failure === undefined) {
+      this.secretsDelivered = true;
+      return undefined;
+    }
+    return { result: 'resources', ranMs: 0, completed: false, ...failure };
   }
 
   /** Readies an image unit's root and context; false when stopped or detached meanwhile. */

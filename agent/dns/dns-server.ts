@@ -49,6 +49,9 @@ export interface DnsStats {
 }
 
 /** A running DNS server. */
+
+/** How often listen() picks another port when asked for port 0 and TCP finds it taken. */
+const LISTEN_ATTEMPTS = 5;
 export class DnsServer {
   readonly stats: DnsStats = { queries: 0, refused: 0, forwarded: 0, failed: 0 };
   private udp: UdpSocket | undefined;
@@ -67,6 +70,21 @@ export class DnsServer {
 
   /** Binds UDP, then TCP on the same port; rejects (having closed both) when either fails. */
   async listen(): Promise<void> {
+    const { port } = splitHostPort(this.opts.listen);
+    // Port 0 picks a free UDP port, and TCP must then take the same number, which a TCP
+    // socket of another process may hold: pick again, a few times, before giving up.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bindBoth();
+        return;
+      } catch (err) {
+        const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (port !== 0 || !inUse || attempt >= LISTEN_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private async bindBoth(): Promise<void> {
     const { host, port } = splitHostPort(this.opts.listen);
     this.host = host;
     const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');

@@ -54,6 +54,9 @@ export class ConsoleReplica {
         `--auth-policy=${policy}`,
         '--name=console-http',
         '--election-ttl=3s',
+        // As the cluster's own schedulers: signed requests to the agents' logs, the secrets key.
+        `--agent-token-file=${credentialPath(cluster.record, 'agent-token')}`,
+        `--secrets-key-file=${credentialPath(cluster.record, 'secrets.key')}`,
         // The cluster's etcd has its own users (deploy/cluster/credentials.ts): the schedulers'.
         ...(cluster.record.etcdAuth === true
           ? [`--etcd-user-file=${credentialPath(cluster.record, 'scheduler.etcd')}`]

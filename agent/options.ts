@@ -32,6 +32,7 @@ import { parseEtcdTls, parseServerTls, serverTlsFlags } from '../daemon/tls-flag
 import { parseMetricsListen } from '../daemon/metrics-server.js';
 import type { ServerTls } from '../daemon/tls.js';
 import type { StoreTls } from '../store/index.js';
+import { DATA_PLANES, type DataPlaneChoice } from './mesh/data-plane.js';
 import { parseMemoryBytes } from '../unit/index.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
@@ -77,6 +78,8 @@ export interface AgentOptions {
   readonly mesh?: boolean;
   /** The address published ports listen on (`--mesh-listen-address`, default 0.0.0.0). */
   readonly meshListenAddress?: string;
+  /** What carries the mesh's bytes (`--mesh-data-plane`, default auto: HAProxy when found). */
+  readonly meshDataPlane?: DataPlaneChoice;
   /** host:port of the DNS server (`--dns-listen`); absent: no DNS. */
   readonly dnsListen?: string;
   /** host:port other names are forwarded to (`--dns-recursor`); absent: REFUSED. */
@@ -139,6 +142,8 @@ Services (see docs/operations.md):
                              port of every service listens here and forwards to its
                              endpoints)
   --mesh-listen-address ADDR where published ports listen (default 0.0.0.0: every address)
+  --mesh-data-plane NAME     haproxy, builtin or auto (default auto: haproxy 2.5+ when
+                             installed, supervised by the agent; else the built-in proxy)
   --dns-listen HOST:PORT     answer DNS for NAME.service.flotilla here, UDP and TCP
                              (default none: no DNS)
   --dns-recursor HOST:PORT   forward other names there (default: answer them REFUSED)
@@ -165,6 +170,7 @@ const agentFlags = {
   mesh: { type: 'boolean' },
   'no-mesh': { type: 'boolean' },
   'mesh-listen-address': { type: 'string' },
+  'mesh-data-plane': { type: 'string' },
   'dns-listen': { type: 'string' },
   'dns-recursor': { type: 'string' },
   'port-range': { type: 'string' },
@@ -299,6 +305,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
 function serviceOptions(args: DaemonArgs): {
   mesh: boolean;
   meshListenAddress?: string;
+  meshDataPlane?: DataPlaneChoice;
   dnsListen?: string;
   dnsRecursor?: string;
 } {
@@ -310,6 +317,12 @@ function serviceOptions(args: DaemonArgs): {
   if (meshListenAddress !== undefined && !/^[0-9A-Fa-f.:]+$/.test(meshListenAddress)) {
     throw new UsageError(
       `--mesh-listen-address=${meshListenAddress}: expected an IP address (e.g. 0.0.0.0)`,
+    );
+  }
+  const meshDataPlane = args.string('mesh-data-plane');
+  if (meshDataPlane !== undefined && !(DATA_PLANES as readonly string[]).includes(meshDataPlane)) {
+    throw new UsageError(
+      `--mesh-data-plane=${meshDataPlane}: expected ${DATA_PLANES.join(', ')} (default auto)`,
     );
   }
   const hostPort = (flag: string): string | undefined => {
@@ -324,6 +337,7 @@ function serviceOptions(args: DaemonArgs): {
   return {
     mesh,
     ...(meshListenAddress === undefined ? {} : { meshListenAddress }),
+    ...(meshDataPlane === undefined ? {} : { meshDataPlane: meshDataPlane as DataPlaneChoice }),
     ...(dnsListen === undefined ? {} : { dnsListen }),
     ...(dnsRecursor === undefined ? {} : { dnsRecursor }),
   };

@@ -5,6 +5,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
 import * as dnsPacket from 'dns-packet';
 import type { DecodedPacket, SrvAnswer, StringAnswer } from 'dns-packet';
 import { connect, createServer, type Server } from 'node:net';
@@ -160,4 +161,13 @@ export function srvRecords(p: DecodedPacket): string[] {
     .filter((a): a is SrvAnswer => a.type === 'SRV')
     .map((a) => `${a.data.target}:${a.data.port}`)
     .sort();
+}
+
+/** The haproxy the HAProxy data plane's tests run, found at load (tests are declared then). */
+export function haproxyBinary(): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin'];
+  return dirs
+    .filter((d) => d !== '')
+    .map((d) => `${d}/haproxy`)
+    .find((p) => existsSync(p));
 }

@@ -52,8 +52,10 @@ interface Route {
   readonly unsubscribe: () => void;
   /** Slots as the running HAProxy has them (index 0 is s1). */
   slots: (Backend | undefined)[];
-  /** The running configuration has this frontend. */
+  /** The running configuration has (or is about to have) this frontend. */
   served: boolean;
+  /** Endpoints HAProxy has for it, as of the last pass that reached HAProxy; -1: not serving. */
+  applied: number;
   problem: MeshProblem | undefined;
 }
 
@@ -127,9 +129,10 @@ export class HaproxyMesh implements MeshDataPlane {
 
   listening(): ListeningPort[] {
     const out: ListeningPort[] = [];
+    // What HAProxy has, not what it is about to get: a port listed here answers.
     for (const r of this.routes.values()) {
-      if (!r.served) continue;
-      out.push({ service: r.service, port: r.port, backends: r.slots.filter(Boolean).length });
+      if (r.applied < 0) continue;
+      out.push({ service: r.service, port: r.port, backends: r.applied });
     }
     return out;
   }
@@ -168,6 +171,7 @@ export class HaproxyMesh implements MeshDataPlane {
         unsubscribe: view.onChange(() => this.schedule()),
         slots: [],
         served: false,
+        applied: -1,
         problem: undefined,
       });
     }
@@ -239,6 +243,14 @@ export class HaproxyMesh implements MeshDataPlane {
         this.log.warn({ answer: answer.slice(0, 300) }, 'mesh: runtime API refused; reloading');
         return this.reload();
       }
+    }
+    this.markApplied();
+  }
+
+  /** Records what HAProxy now has, for {@link listening}. */
+  private markApplied(): void {
+    for (const r of this.routes.values()) {
+      r.applied = r.served && this.served.has(r.port) ? r.slots.filter(Boolean).length : -1;
     }
   }
 
@@ -314,6 +326,7 @@ export class HaproxyMesh implements MeshDataPlane {
       this.dirty = false;
       this.served = new Set([...this.routes.values()].filter((r) => r.served).map((r) => r.port));
       this.log.info({ ports: [...this.served] }, 'mesh: haproxy reloaded');
+      this.markApplied();
       return;
     }
     // The old worker still serves the old file: every port new in this one is a problem now

@@ -8,6 +8,7 @@
  * agent.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -29,6 +30,9 @@ export interface HaproxyProcessOptions {
   /** How long a start or reload may take. Default 10 s. */
   readonly readyTimeoutMs?: number;
 }
+
+/** util-linux's setpriv, to give HAProxy a parent-death signal. */
+const SETPRIV = '/usr/bin/setpriv';
 
 /** stderr kept for error messages: the last 4 KiB. */
 const STDERR_TAIL = 4096;
@@ -140,11 +144,23 @@ export class HaproxyProcess {
   private async spawnAndWait(): Promise<void> {
     await this.writeConfig();
     this.stderr = '';
-    const child = spawn(
-      this.opts.binary,
-      ['-W', '-S', `${this.masterSocket},mode,600`, '-f', this.configPath, '-p', this.pidPath],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
+    const args = [
+      '-W',
+      '-S',
+      `${this.masterSocket},mode,600`,
+      '-f',
+      this.configPath,
+      '-p',
+      this.pidPath,
+    ];
+    // An agent that is killed takes its HAProxy along (the kernel's parent-death signal, set by
+    // util-linux's setpriv, which then runs haproxy in its place); without setpriv the next
+    // agent stops the leftover at its start.
+    const child = existsSync(SETPRIV)
+      ? spawn(SETPRIV, ['--pdeathsig', 'SIGTERM', this.opts.binary, ...args], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+      : spawn(this.opts.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     this.startedAt = performance.now();
     child.stderr?.setEncoding('utf8');

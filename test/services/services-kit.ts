@@ -15,7 +15,8 @@ import type { Endpoint, Service } from '../../proto/flotilla/v1/records.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
 import type { EtcdServer } from '../../testkit/index.js';
 
-export const quiet = pino({ level: 'silent' });
+/** Silent; MESH_LOG=debug shows the mesh's own log when a test needs looking into. */
+export const quiet = pino({ level: process.env['MESH_LOG'] ?? 'silent' });
 
 /** A store on `etcd` under `prefix`, closed at teardown. */
 export function storeOn(t: ExecutionContext, etcd: EtcdServer, prefix: string): Store {

@@ -131,6 +131,8 @@ export class AgentMetrics {
       collect(this: Counter) {
         this.reset();
         for (const p of servicesOf()?.ports ?? []) {
+          // HAProxy keeps its own counters (its stats socket); the built-in proxy's are here.
+          if (p.stats === undefined) continue;
           const labels = { service: p.service, port: String(p.port) };
           this.inc({ ...labels, outcome: 'accepted' }, p.stats.accepted);
           this.inc({ ...labels, outcome: 'refused' }, p.stats.refused);

@@ -35,6 +35,7 @@ import { parseTokenFile } from '../daemon/agent-token.js';
 import type { LogsClientAuth } from './logs/client-auth.js';
 import type { StoreAuth, StoreTls } from '../store/index.js';
 import { parseEtcdAuth } from '../daemon/etcd-auth-flags.js';
+import { DATA_PLANES, type DataPlaneChoice } from './mesh/data-plane.js';
 import { parseMemoryBytes } from '../unit/index.js';
 import type { SecretsKey } from '../lib/secret-box.js';
 import { readSecretsKey } from '../daemon/secrets-key-flag.js';
@@ -89,6 +90,8 @@ export interface AgentOptions {
   readonly mesh?: boolean;
   /** The address published ports listen on (`--mesh-listen-address`, default 0.0.0.0). */
   readonly meshListenAddress?: string;
+  /** What carries the mesh's bytes (`--mesh-data-plane`, default auto: HAProxy when found). */
+  readonly meshDataPlane?: DataPlaneChoice;
   /** host:port of the DNS server (`--dns-listen`); absent: no DNS. */
   readonly dnsListen?: string;
   /** host:port other names are forwarded to (`--dns-recursor`); absent: REFUSED. */
@@ -165,6 +168,8 @@ Services (see docs/operations.md):
                              port of every service listens here and forwards to its
                              endpoints)
   --mesh-listen-address ADDR where published ports listen (default 0.0.0.0: every address)
+  --mesh-data-plane NAME     haproxy, builtin or auto (default auto: haproxy 2.5+ when
+                             installed, supervised by the agent; else the built-in proxy)
   --dns-listen HOST:PORT     answer DNS for NAME.service.flotilla here, UDP and TCP
                              (default none: no DNS)
   --dns-recursor HOST:PORT   forward other names there (default: answer them REFUSED)
@@ -191,6 +196,7 @@ const agentFlags = {
   mesh: { type: 'boolean' },
   'no-mesh': { type: 'boolean' },
   'mesh-listen-address': { type: 'string' },
+  'mesh-data-plane': { type: 'string' },
   'dns-listen': { type: 'string' },
   'dns-recursor': { type: 'string' },
   'port-range': { type: 'string' },
@@ -334,6 +340,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
 function serviceOptions(args: DaemonArgs): {
   mesh: boolean;
   meshListenAddress?: string;
+  meshDataPlane?: DataPlaneChoice;
   dnsListen?: string;
   dnsRecursor?: string;
 } {
@@ -345,6 +352,12 @@ function serviceOptions(args: DaemonArgs): {
   if (meshListenAddress !== undefined && !/^[0-9A-Fa-f.:]+$/.test(meshListenAddress)) {
     throw new UsageError(
       `--mesh-listen-address=${meshListenAddress}: expected an IP address (e.g. 0.0.0.0)`,
+    );
+  }
+  const meshDataPlane = args.string('mesh-data-plane');
+  if (meshDataPlane !== undefined && !(DATA_PLANES as readonly string[]).includes(meshDataPlane)) {
+    throw new UsageError(
+      `--mesh-data-plane=${meshDataPlane}: expected ${DATA_PLANES.join(', ')} (default auto)`,
     );
   }
   const hostPort = (flag: string): string | undefined => {
@@ -359,6 +372,7 @@ function serviceOptions(args: DaemonArgs): {
   return {
     mesh,
     ...(meshListenAddress === undefined ? {} : { meshListenAddress }),
+    ...(meshDataPlane === undefined ? {} : { meshDataPlane: meshDataPlane as DataPlaneChoice }),
     ...(dnsListen === undefined ? {} : { dnsListen }),
     ...(dnsRecursor === undefined ? {} : { dnsRecursor }),
   };

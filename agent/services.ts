@@ -10,8 +10,9 @@ import type { MeshProblem } from '../proto/flotilla/v1/records.js';
 import type { Store } from '../store/index.js';
 import { DnsServer, type DnsStats } from './dns/dns-server.js';
 import { ServiceResolver } from './dns/resolver.js';
-import { RoutingMesh } from './mesh/routing-mesh.js';
-import type { TcpProxyStats } from './mesh/tcp-proxy.js';
+import { join } from 'node:path';
+import { startDataPlane } from './mesh/choose-data-plane.js';
+import type { DataPlaneChoice, ListeningPort, MeshDataPlane } from './mesh/data-plane.js';
 import { ServiceDirectory } from './sync/service-directory.js';
 
 /** A machine record lists this many mesh problems at most, each error cut to 200 characters. */
@@ -21,6 +22,11 @@ const MAX_PROBLEMS = 32;
 export interface ServicesOptions {
   readonly mesh?: boolean;
   readonly meshListenAddress?: string;
+  /** `--mesh-data-plane`; default auto (HAProxy where installed). */
+  readonly meshDataPlane?: DataPlaneChoice;
+  /** HAProxy's files go in `<stateDir>/<machineId>/mesh` (0700). */
+  readonly stateDir: string;
+  readonly machineId: string;
   readonly dnsListen?: string;
   readonly dnsRecursor?: string;
   /** The advertised address: replaces a wildcard DNS listen host in the record. */
@@ -30,12 +36,7 @@ export interface ServicesOptions {
 /** What the agent's metrics read of services at scrape time. */
 export interface ServicesMetrics {
   /** Published ports served, with each one's counters. */
-  readonly ports: readonly {
-    service: string;
-    port: number;
-    backends: number;
-    stats: TcpProxyStats;
-  }[];
+  readonly ports: readonly ListeningPort[];
   /** Published ports that cannot be listened on. */
   readonly problems: number;
   /** Services whose endpoints this machine follows (routed or asked about). */
@@ -82,12 +83,16 @@ export async function startServices(
     }
     log.info({ dns: dns.address, recursor: opts.dnsRecursor ?? null }, 'DNS listening');
   }
-  let mesh: RoutingMesh | undefined;
+  let mesh: MeshDataPlane | undefined;
+  let starting: Promise<void> | undefined;
   return {
     dnsEndpoint: dns === undefined ? '' : advertised(dns.address, opts.publicIp),
     startMesh(onProblems) {
-      if (opts.mesh === false || mesh !== undefined) return;
-      mesh = new RoutingMesh(directory, log.child({ component: 'mesh' }), {
+      if (opts.mesh === false || starting !== undefined) return;
+      const meshLog = log.child({ component: 'mesh' });
+      starting = startDataPlane(directory, meshLog, {
+        choice: opts.meshDataPlane ?? 'auto',
+        dir: join(opts.stateDir, opts.machineId, 'mesh'),
         ...(opts.meshListenAddress === undefined ? {} : { listenAddress: opts.meshListenAddress }),
         onProblems: (problems) =>
           onProblems(
@@ -95,8 +100,18 @@ export async function startServices(
               .slice(0, MAX_PROBLEMS)
               .map((p) => ({ service: p.service, port: p.port, error: p.error.slice(0, 200) })),
           ),
-      });
-      mesh.start();
+      }).then(
+        (started) => {
+          mesh = started;
+          meshLog.info({ dataPlane: started.capabilities.description }, 'mesh: started');
+        },
+        (err: unknown) => {
+          // An explicit --mesh-data-plane=haproxy that cannot run: said, and no mesh here.
+          const why = err instanceof Error ? err.message : String(err);
+          meshLog.error({ err: why }, 'mesh: not started');
+          onProblems([{ service: '', port: 0, error: why.slice(0, 200) }]);
+        },
+      );
     },
     metrics: () => ({
       ports: mesh?.listening() ?? [],
@@ -105,6 +120,7 @@ export async function startServices(
       dns: dns?.stats,
     }),
     async close() {
+      await starting;
       await mesh?.close();
       resolver?.close();
       await dns?.close();

@@ -13,7 +13,7 @@
  *
  * Prints a table, then one JSON line. Needs gcc, haproxy and wrk.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -59,7 +59,8 @@ async function main(): Promise<void> {
   const etcd = await startEtcd();
   try {
     const bin = await buildBackend(dir);
-    const [b1, b2, b3, hand, api, meshPort, one] = (await freePorts(7)) as [
+    const [b1, b2, b3, hand, api, meshPort, one, agentHaproxyPort] = (await freePorts(8)) as [
+      number,
       number,
       number,
       number,
@@ -83,35 +84,44 @@ async function main(): Promise<void> {
     );
     const apiMs = performance.now() - apiStarted;
 
-    // The mesh: records in etcd, the agent's code in a process of its own.
-    const prefix = uniquePrefix('bench-mesh');
-    const store = openStore({ endpoints: [etcd.endpoint], prefix });
-    await store.put(
-      store.keys.service('web'),
-      codecs.service.encode({ name: 'web', publish: meshPort, publishPortName: 'http', units: [] }),
-    );
-    for (const [i, port] of backends.entries()) {
-      const unit = `web@${i + 1}.service`;
+    // The mesh: records in etcd, the agent's code in a process of its own, on each data plane.
+    const meshChild = async (plane: string, port: number): Promise<ChildProcess> => {
+      const prefix = uniquePrefix(`bench-mesh-${plane}`);
+      const store = openStore({ endpoints: [etcd.endpoint], prefix });
       await store.put(
-        store.keys.endpoint('web', `m${i + 1}`, unit, 'http'),
-        codecs.endpoint.encode({
-          service: 'web',
-          unit,
-          machine: `m${i + 1}`,
-          address: '127.0.0.1',
-          port,
-          portName: 'http',
-          tags: [],
-          health: 'none',
-          sinceUnixMs: BigInt(Date.now()),
-        }),
+        store.keys.service('web'),
+        codecs.service.encode({ name: 'web', publish: port, publishPortName: 'http', units: [] }),
       );
-    }
-    const child = spawn(process.execPath, [CHILD, 'mesh', etcd.endpoint, prefix], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    children.push(child);
-    await new Promise<void>((resolve) => child.once('message', () => resolve()));
+      for (const [i, bport] of backends.entries()) {
+        const unit = `web@${i + 1}.service`;
+        await store.put(
+          store.keys.endpoint('web', `m${i + 1}`, unit, 'http'),
+          codecs.endpoint.encode({
+            service: 'web',
+            unit,
+            machine: `m${i + 1}`,
+            address: '127.0.0.1',
+            port: bport,
+            portName: 'http',
+            tags: [],
+            health: 'none',
+            sinceUnixMs: BigInt(Date.now()),
+          }),
+        );
+      }
+      store.close();
+      const child = spawn(process.execPath, [CHILD, 'mesh', etcd.endpoint, prefix, plane], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.once('message', () => resolve());
+        child.once('exit', (code) => reject(new Error(`mesh child (${plane}) exited: ${code}`)));
+      });
+      return child;
+    };
+    await meshChild('builtin', meshPort);
+    const agentHaproxy = await meshChild('haproxy', agentHaproxyPort);
 
     const targets = {
       direct: b1,
@@ -119,6 +129,7 @@ async function main(): Promise<void> {
       'haproxy (runtime API)': api,
       'haproxy (1 thread)': one,
       mesh: meshPort,
+      'mesh on haproxy (agent)': agentHaproxyPort,
     };
     const peaks = new Map<string, WrkResult[]>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -139,9 +150,16 @@ async function main(): Promise<void> {
     const half = {
       direct: await wrk(dir, b1, { connections, seconds: SECONDS * 2, delayMs: DELAY_MS }),
       mesh: await wrk(dir, meshPort, { connections, seconds: SECONDS * 2, delayMs: DELAY_MS }),
+      haproxyAgent: await wrk(dir, agentHaproxyPort, {
+        connections,
+        seconds: SECONDS * 2,
+        delayMs: DELAY_MS,
+      }),
     };
-
-    store.close();
+    // Its HAProxy stops with it (SIGTERM); the other children are simply killed.
+    const gone = new Promise((resolve) => agentHaproxy.once('exit', resolve));
+    agentHaproxy.kill('SIGTERM');
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
 
     console.log(
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, load average ${load.toFixed(2)} at start (shared)`,
@@ -160,6 +178,10 @@ async function main(): Promise<void> {
     console.log(
       `  mesh / HAProxy with one thread, as the mesh has: ${(ratioOne * 100).toFixed(0)}%`,
     );
+    const ratioAgent = peak('mesh on haproxy (agent)') / haproxyPeak;
+    console.log(
+      `  mesh on HAProxy as the agent runs it / HAProxy by hand: ${(ratioAgent * 100).toFixed(0)}% (target >= 80%)`,
+    );
     console.log(`  runtime API: 3 servers set and enabled in ${apiMs.toFixed(1)} ms`);
     const added = half.mesh.p99Ms - half.direct.p99Ms;
     console.log(`\nhalf of the mesh's peak (${connections} connections, ${DELAY_MS} ms apart):`);
@@ -169,7 +191,13 @@ async function main(): Promise<void> {
     console.log(
       `  mesh   ${half.mesh.rps.toFixed(0)} req/s p50 ${half.mesh.p50Ms.toFixed(3)} ms p99 ${half.mesh.p99Ms.toFixed(3)} ms`,
     );
-    console.log(`  added p99: ${added.toFixed(3)} ms (target <= 1 ms)`);
+    console.log(
+      `  mesh on haproxy ${half.haproxyAgent.rps.toFixed(0)} req/s p50 ${half.haproxyAgent.p50Ms.toFixed(3)} ms p99 ${half.haproxyAgent.p99Ms.toFixed(3)} ms`,
+    );
+    const addedAgent = half.haproxyAgent.p99Ms - half.direct.p99Ms;
+    console.log(
+      `  added p99: built-in ${added.toFixed(3)} ms, haproxy ${addedAgent.toFixed(3)} ms (target <= 1 ms)`,
+    );
     const prop3 = await propagation(etcd.endpoint, CHILD, {
       routers: 3,
       perProcess: 1,
@@ -198,6 +226,8 @@ async function main(): Promise<void> {
         peaks: Object.fromEntries(Object.keys(targets).map((n) => [n, peak(n)])),
         meshOverHaproxy: ratio,
         meshOverHaproxyOneThread: ratioOne,
+        haproxyAgentOverHaproxy: ratioAgent,
+        addedP99HaproxyAgentMs: addedAgent,
         runtimeApiMs: apiMs,
         half,
         addedP99Ms: added,

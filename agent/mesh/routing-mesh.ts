@@ -12,27 +12,19 @@
 import type { Logger } from 'pino';
 import type { Service } from '../../proto/flotilla/v1/records.js';
 import { servingPort, type EndpointView, type ServiceCatalog } from './catalog.js';
-import { TcpProxy, type Backend, type TcpProxyStats } from './tcp-proxy.js';
+import type {
+  ListeningPort,
+  MeshCapabilities,
+  MeshDataPlane,
+  MeshDataPlaneOptions,
+  MeshProblem,
+} from './data-plane.js';
+import { TcpProxy, type Backend } from './tcp-proxy.js';
 
-/** A published port this machine could not listen on. */
-export interface MeshProblem {
-  readonly service: string;
-  readonly port: number;
-  /** What the system said, e.g. `EADDRINUSE: address already in use`. */
-  readonly error: string;
-}
+export type { MeshProblem } from './data-plane.js';
 
-/** Options of a {@link RoutingMesh}. */
-export interface RoutingMeshOptions {
-  /** Where published ports listen. Default `0.0.0.0` (every address of the machine). */
-  readonly listenAddress?: string;
-  /** How often ports that could not be bound are tried again. Default 10 s. */
-  readonly retryMs?: number;
-  /** Per connection: how long a connect may take before the next endpoint. Default 300 ms. */
-  readonly connectTimeoutMs?: number;
-  /** Called whenever the set of problems changes (the agent republishes its record). */
-  readonly onProblems?: (problems: readonly MeshProblem[]) => void;
-}
+/** Options of a {@link RoutingMesh}: those of every data plane. */
+export type RoutingMeshOptions = MeshDataPlaneOptions;
 
 /** One published service as the mesh serves it now. */
 interface Route {
@@ -48,8 +40,13 @@ interface Route {
   binding: boolean;
 }
 
-/** The machine's routing mesh; {@link start}, then {@link close}. */
-export class RoutingMesh {
+/** The machine's routing mesh in the agent's own process; {@link start}, then {@link close}. */
+export class RoutingMesh implements MeshDataPlane {
+  readonly capabilities: MeshCapabilities = {
+    description: 'built-in TCP proxy',
+    connectionStats: true,
+    liveEndpointChanges: true,
+  };
   private readonly routes = new Map<string, Route>();
   private readonly listenAddress: string;
   private readonly retryMs: number;
@@ -68,11 +65,12 @@ export class RoutingMesh {
   }
 
   /** Follows the catalog from now on. */
-  start(): void {
+  start(): Promise<void> {
     this.unsubscribe = this.catalog.onServices(() => this.sync());
     this.sync();
     this.retryTimer = setInterval(() => this.retry(), this.retryMs);
     this.retryTimer.unref();
+    return Promise.resolve();
   }
 
   /** Published ports this machine could not listen on, by port. */
@@ -83,8 +81,8 @@ export class RoutingMesh {
   }
 
   /** The published ports served now, with each proxy's counters (metrics, tests). */
-  listening(): { service: string; port: number; backends: number; stats: TcpProxyStats }[] {
-    const out = [];
+  listening(): ListeningPort[] {
+    const out: ListeningPort[] = [];
     for (const r of this.routes.values()) {
       if (r.proxy === undefined) continue;
       out.push({

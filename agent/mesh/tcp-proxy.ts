@@ -6,8 +6,8 @@
  * connections never wait on a dead instance more than once. Once connected, bytes are piped
  * both ways untouched (TCP, not HTTP: any protocol works) until either side ends.
  *
- * Built into the agent rather than driving HAProxy: docs/benchmarks.md ("Services: the
- * routing mesh") has the measurement that chose it.
+ * The fallback data plane (`--mesh-data-plane=builtin`, or `auto` without HAProxy): HAProxy
+ * carries more per core (docs/benchmarks.md, "Services: the routing mesh").
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 

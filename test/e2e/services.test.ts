@@ -167,7 +167,7 @@ serial('a stopped instance, then a crashed one, leave the mesh and DNS within 1 
 });
 
 serial(
-  'a rolling update of the 6 instances under 200 requests/s fails at most 1 request in 1,000',
+  'a rolling update of the 6 instances under 200 requests/s fails no request (HAProxy, the default data plane)',
   async (t) => {
     let sent = 0;
     const failures: string[] = [];
@@ -210,11 +210,10 @@ serial(
       `${sent} requests (${rate.toFixed(0)}/s), ${failures.length} failed, ${v2} answered by v2`,
     );
     t.true(rate >= 180, 'the load held about 200 requests/s');
-    // The target is none. Under a load average of 15-20 here, 1-3 of about 4,500 hung up in
-    // three runs of four (a mesh connection to a backend that closed it unanswered; the cause
-    // is open, see docs/benchmarks.md): held to at most 1 in 1,000 until it is found.
+    // The built-in proxy hung up 1-3 of about 4,500 under a load of 15-20; HAProxy (the
+    // default where installed, as here) retries a failed connect on another server: none.
     for (const f of failures.slice(0, 10)) t.log(`failed: ${f}`);
-    t.true(failures.length <= sent / 1_000, `${failures.length} of ${sent} failed`);
+    t.is(failures.length, 0, `${failures.length} of ${sent} failed`);
     t.true(v2 > 0, 'the new version answers');
   },
 );

@@ -5,6 +5,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
 import * as dnsPacket from 'dns-packet';
 import type { DecodedPacket, SrvAnswer, StringAnswer } from 'dns-packet';
 import { connect, createServer, type Server } from 'node:net';
@@ -14,7 +15,8 @@ import type { Endpoint, Service } from '../../proto/flotilla/v1/records.js';
 import { codecs, openStore, type Store } from '../../store/index.js';
 import type { EtcdServer } from '../../testkit/index.js';
 
-export const quiet = pino({ level: 'silent' });
+/** Silent; MESH_LOG=debug shows the mesh's own log when a test needs looking into. */
+export const quiet = pino({ level: process.env['MESH_LOG'] ?? 'silent' });
 
 /** A store on `etcd` under `prefix`, closed at teardown. */
 export function storeOn(t: ExecutionContext, etcd: EtcdServer, prefix: string): Store {
@@ -160,4 +162,13 @@ export function srvRecords(p: DecodedPacket): string[] {
     .filter((a): a is SrvAnswer => a.type === 'SRV')
     .map((a) => `${a.data.target}:${a.data.port}`)
     .sort();
+}
+
+/** The haproxy the HAProxy data plane's tests run, found at load (tests are declared then). */
+export function haproxyBinary(): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin'];
+  return dirs
+    .filter((d) => d !== '')
+    .map((d) => `${d}/haproxy`)
+    .find((p) => existsSync(p));
 }

@@ -5,7 +5,7 @@
 #   scripts/quickstart.sh [flotilla cluster up flags...]      e.g. --agents 4
 #
 # 1. installs what is missing: etcd-server, runc, protobuf-compiler, busybox-static, iproute2,
-#    docker-registry, skopeo, umoci, attr (apt-get, through sudo when not root), node_modules
+#    docker-registry, skopeo, umoci, attr, haproxy, iptables (apt-get, through sudo when not root), node_modules
 #    (npm ci), the build (npm run build);
 # 2. starts etcd, two schedulers and three agents (bin/flotilla cluster up): as root each
 #    agent is its own host in a network namespace running units as runc containers;
@@ -42,6 +42,10 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v setfattr >/dev/null || missing+=(attr)
+# The routing mesh's data plane (the agents fall back to a built-in proxy without it);
+# iptables keeps the units away from etcd in the local cluster.
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$SUDO" = "missing" ] && die "missing ${missing[*]}: install them as root (apt-get install ${missing[*]})"
   say "Installing ${missing[*]}"
@@ -103,7 +107,7 @@ if [ -n "$(node -p 'JSON.parse(require("fs").readFileSync(".flotilla/cluster/clu
   flotctl start --timeout 60s deploy/examples/images/hello-image.service || true
 fi
 
-# One example service: 3 instances on dynamic ports, published on 8080 on every machine.
+# One example service: 3 instances on dynamic ports, published on 9080 on every machine.
 say "Starting an example service: 3 instances of hello-http@ (deploy/examples/services/)"
 flotctl submit deploy/examples/services/hello-http@.service || true
 flotctl scale --timeout 60s hello-http@.service=3 || true
@@ -127,7 +131,7 @@ Flotilla is running. Try:
   bin/flotctl status hello-image.service        # an image unit: its pinned digest
   bin/flotctl scale api@.service=6              # spread over zones, at most 2 per machine
   bin/flotctl watch                             # every change, live
-  curl http://$service_addr:8080/               # the example service, through any machine's port 8080
+  curl http://$service_addr:9080/               # the example service, through any machine's port 9080
   bin/flotctl endpoints hello-http              # where its instances answer
   bin/flotctl scale hello-http@.service=6       # more instances: new endpoints within a second
   bin/flotilla cluster status                   # the cluster's processes (logs: .flotilla/cluster/logs)

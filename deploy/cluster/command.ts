@@ -77,10 +77,10 @@ function useIt(
 /** The example service: 3 instances, then a curl to the published port of a machine. */
 function tryService(record: ClusterRecord, flotctl: string, service: string): string[] {
   return [
-    'Run a service of 3 instances, published on port 8080 of every machine:',
+    'Run a service of 3 instances, published on port 9080 of every machine:',
     `  ${flotctl} submit ${service}`,
     `  ${flotctl} scale hello-http@.service=3`,
-    `  curl http://${record.agents[0]?.ip ?? '127.0.0.1'}:8080/`,
+    `  curl http://${record.agents[0]?.ip ?? '127.0.0.1'}:9080/`,
     '',
   ];
 }

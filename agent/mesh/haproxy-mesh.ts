@@ -10,6 +10,7 @@
  *
  * Every change is applied by one queue, in order, so the runtime API never races a reload.
  */
+import { MeshProblems } from './problems.js';
 import { createServer, isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Service } from '../../proto/flotilla/v1/records.js';
@@ -66,16 +67,18 @@ export class HaproxyMesh implements MeshDataPlane {
   private readonly process: HaproxyProcess;
   private readonly listenAddress: string;
   private readonly retryMs: number;
+  private readonly problemSet: MeshProblems;
   private readonly initialSlots: number;
   private queue: Promise<void> = Promise.resolve();
   private pending = false;
   private unsubscribe: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   // Nothing to say until a problem: an empty list first would only race the first real one.
-  private lastProblems = '[]';
   private closed = false;
   /** The ports the running configuration serves (those of the last good reload). */
   private served = new Set<number>();
+  /** The ports of the configuration file written last (what a reload makes HAProxy serve). */
+  private rendered: number[] = [];
   /** The running HAProxy may differ from {@link routes}: the next pass reloads. */
   private dirty = false;
   /** Reloads done (tests and logs: endpoint changes must not add any). */
@@ -93,6 +96,13 @@ export class HaproxyMesh implements MeshDataPlane {
     };
     this.listenAddress = opts.listenAddress ?? '0.0.0.0';
     this.retryMs = opts.retryMs ?? 10_000;
+    this.problemSet = new MeshProblems(
+      () => this.routes.values(),
+      log,
+      this.retryMs,
+      opts.onProblems,
+      '[]',
+    );
     this.initialSlots = Math.min(MAX_SLOTS, Math.max(1, opts.initialSlots ?? 64));
     this.process = new HaproxyProcess(
       {
@@ -122,9 +132,7 @@ export class HaproxyMesh implements MeshDataPlane {
   }
 
   problems(): MeshProblem[] {
-    const out: MeshProblem[] = [];
-    for (const route of this.routes.values()) if (route.problem) out.push(route.problem);
-    return out.sort((a, b) => a.port - b.port);
+    return this.problemSet.list();
   }
 
   listening(): ListeningPort[] {
@@ -200,7 +208,7 @@ export class HaproxyMesh implements MeshDataPlane {
         this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'mesh: apply');
       }
       try {
-        this.publishProblems();
+        this.problemSet.publish();
       } catch (err) {
         this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'mesh: problems');
       }
@@ -218,7 +226,10 @@ export class HaproxyMesh implements MeshDataPlane {
       if (serve !== route.served) reload = true;
       route.served = serve;
     }
-    if (this.served.size !== [...this.routes.values()].filter((r) => r.served).length) {
+    // The ports HAProxy serves must be exactly the ones wanted (not merely as many: one port
+    // given up and another taken leave the count alone).
+    const wanted = [...this.routes.values()].filter((r) => r.served).map((r) => r.port);
+    if (wanted.length !== this.served.size || wanted.some((p) => !this.served.has(p))) {
       reload = true;
     }
     const commands: string[] = [];
@@ -260,17 +271,17 @@ export class HaproxyMesh implements MeshDataPlane {
       // Two services on one port (one being replaced): the one served, else the first by name.
       if (other === route || other.port !== route.port) continue;
       if (other.served || (!route.served && other.service < route.service)) {
-        this.setProblem(route, `port ${route.port} is published by ${other.service} too`);
+        this.problemSet.set(route, `port ${route.port} is published by ${other.service} too`);
         return false;
       }
     }
     // HAProxy holds it (for this route, or one just unpublished): the reload hands it over.
     if (this.served.has(route.port)) {
-      this.setProblem(route, undefined);
+      this.problemSet.set(route, undefined);
       return true;
     }
     const error = await tryBind(this.listenAddress, route.port);
-    this.setProblem(route, error);
+    this.problemSet.set(route, error);
     return error === undefined;
   }
 
@@ -324,7 +335,9 @@ export class HaproxyMesh implements MeshDataPlane {
     this.reloads++;
     if (error === undefined) {
       this.dirty = false;
-      this.served = new Set([...this.routes.values()].filter((r) => r.served).map((r) => r.port));
+      // What the file HAProxy loaded says, not what the routes say now: they may have changed
+      // while it reloaded, and the next pass must see that difference.
+      this.served = new Set(this.rendered);
       this.log.info({ ports: [...this.served] }, 'mesh: haproxy reloaded');
       this.markApplied();
       return;
@@ -338,7 +351,7 @@ export class HaproxyMesh implements MeshDataPlane {
       if (route.served && !this.served.has(route.port)) {
         route.served = false;
         dropped = true;
-        this.setProblem(route, error);
+        this.problemSet.set(route, error);
       }
     }
     this.dirty = true;
@@ -348,36 +361,16 @@ export class HaproxyMesh implements MeshDataPlane {
   }
 
   private render(): string {
+    const ports = [...this.routes.values()]
+      .filter((r) => r.served)
+      .map((r) => ({ port: r.port, servers: r.slots }));
+    this.rendered = ports.map((p) => p.port);
     return renderConfig({
       listenAddress: this.listenAddress,
       statsSocket: this.process.statsSocket,
       connectTimeoutMs: this.opts.connectTimeoutMs ?? 300,
-      ports: [...this.routes.values()]
-        .filter((r) => r.served)
-        .map((r) => ({ port: r.port, servers: r.slots })),
+      ports,
     });
-  }
-
-  private setProblem(route: Route, error: string | undefined): void {
-    const before = route.problem?.error;
-    route.problem =
-      error === undefined ? undefined : { service: route.service, port: route.port, error };
-    if (error !== undefined && error !== before) {
-      this.log.warn(
-        { service: route.service, port: route.port, error },
-        `mesh: cannot listen on published port ${route.port}; trying again every ${this.retryMs / 1000}s`,
-      );
-    }
-    this.publishProblems();
-  }
-
-  private publishProblems(): void {
-    const problems = this.problems();
-    const text = JSON.stringify(problems);
-    if (text === this.lastProblems) return;
-    this.lastProblems = text;
-    this.log.debug({ problems }, 'mesh: problems');
-    this.opts.onProblems?.(problems);
   }
 }
 

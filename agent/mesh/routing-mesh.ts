@@ -9,6 +9,7 @@
  * logged, counted and listed in {@link RoutingMesh.problems} (the agent puts them in its
  * machine record for `flotctl`), and bound again every `retryMs` until it is free.
  */
+import { MeshProblems } from './problems.js';
 import type { Logger } from 'pino';
 import type { Service } from '../../proto/flotilla/v1/records.js';
 import { servingPort, type EndpointView, type ServiceCatalog } from './catalog.js';
@@ -50,9 +51,9 @@ export class RoutingMesh implements MeshDataPlane {
   private readonly routes = new Map<string, Route>();
   private readonly listenAddress: string;
   private readonly retryMs: number;
+  private readonly problemSet: MeshProblems;
   private unsubscribe: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private lastProblems = '';
   private closed = false;
 
   constructor(
@@ -62,6 +63,13 @@ export class RoutingMesh implements MeshDataPlane {
   ) {
     this.listenAddress = opts.listenAddress ?? '0.0.0.0';
     this.retryMs = opts.retryMs ?? 10_000;
+    this.problemSet = new MeshProblems(
+      () => this.routes.values(),
+      log,
+      this.retryMs,
+      opts.onProblems,
+      '',
+    );
   }
 
   /** Follows the catalog from now on. */
@@ -75,9 +83,7 @@ export class RoutingMesh implements MeshDataPlane {
 
   /** Published ports this machine could not listen on, by port. */
   problems(): MeshProblem[] {
-    const out: MeshProblem[] = [];
-    for (const route of this.routes.values()) if (route.problem) out.push(route.problem);
-    return out.sort((a, b) => a.port - b.port);
+    return this.problemSet.list();
   }
 
   /** The published ports served now, with each proxy's counters (metrics, tests). */
@@ -154,7 +160,7 @@ export class RoutingMesh implements MeshDataPlane {
     // Another service may still hold the port while it is being dropped: wait for it.
     for (const other of this.routes.values()) {
       if (other !== route && other.port === route.port && other.proxy !== undefined) {
-        this.setProblem(route, `port ${route.port} is published by ${other.service} too`);
+        this.problemSet.set(route, `port ${route.port} is published by ${other.service} too`);
         return;
       }
     }
@@ -176,37 +182,16 @@ export class RoutingMesh implements MeshDataPlane {
         }
         route.proxy = proxy;
         this.log.info({ service: route.service, port: route.port }, 'mesh: listening');
-        this.setProblem(route, undefined);
+        this.problemSet.set(route, undefined);
       },
       (err: unknown) => {
         route.binding = false;
         void proxy.close();
         if (this.routes.get(route.service) !== route) return;
         const error = err instanceof Error ? err.message : String(err);
-        this.setProblem(route, error);
+        this.problemSet.set(route, error);
       },
     );
-  }
-
-  private setProblem(route: Route, error: string | undefined): void {
-    const before = route.problem?.error;
-    route.problem =
-      error === undefined ? undefined : { service: route.service, port: route.port, error };
-    if (error !== undefined && error !== before) {
-      this.log.warn(
-        { service: route.service, port: route.port, error },
-        `mesh: cannot listen on published port ${route.port}; trying again every ${this.retryMs / 1000}s`,
-      );
-    }
-    this.publishProblems();
-  }
-
-  private publishProblems(): void {
-    const problems = this.problems();
-    const text = JSON.stringify(problems);
-    if (text === this.lastProblems) return;
-    this.lastProblems = text;
-    this.opts.onProblems?.(problems);
   }
 
   private retry(): void {
@@ -223,7 +208,7 @@ export class RoutingMesh implements MeshDataPlane {
       this.log.info({ service: name, port: route.port }, 'mesh: closing published port');
       await route.proxy.close();
     }
-    this.publishProblems();
+    this.problemSet.publish();
     // A service waiting for this port can have it now.
     if (!this.closed) this.retry();
   }

@@ -252,7 +252,8 @@ Tags=blue
     );
     await c().ok(['submit', file]);
     await c().ok(['start', '--timeout', '60s', 'echo@1.service']);
-    await goRoute(page, 'services');
+    // Loaded afresh: an earlier test may have left this page on another site.
+    await page.goto(`${(replica as ConsoleReplica).url}/ui/services`);
     await assertEventually(
       async () => /echo\s+1\/1/.test(await page.innerText('[data-test=services]')),
       { timeoutMs: 15_000, intervalMs: 200, message: 'echo listed with 1/1 endpoints' },

@@ -7,9 +7,14 @@ import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './e
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
-import type { StoreAuth } from './etcd-auth.js';
 
 /** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
+/** A user name and password for etcd's password authentication. */
+export interface StoreAuth {
+  readonly username: string;
+  readonly password: string;
+}
+
 export interface StoreOptions {
   /**
    * etcd client URLs. Default `['http://127.0.0.1:2379']`. `https://` ones are reached over

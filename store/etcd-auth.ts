@@ -24,14 +24,8 @@
  * is out of an agent's reach, and the whole keyspace out of a unit's.
  */
 import { Range } from 'etcd3';
-import type { Store } from './client.js';
+import type { Store, StoreAuth } from './client.js';
 import { toStoreError } from './errors.js';
-
-/** A user name and password for etcd's password authentication. */
-export interface StoreAuth {
-  readonly username: string;
-  readonly password: string;
-}
 
 /** One permission of a role: a key (exact) or a prefix, relative to the cluster prefix. */
 export interface EtcdGrant {

@@ -37,6 +37,7 @@ export {
   type StoreOperation,
   type StoreOptions,
   type StoreRequest,
+  type StoreAuth,
   type Versioned,
 } from './client.js';
 export { etcdCredentials, type StoreTls } from './tls.js';
@@ -48,7 +49,6 @@ export {
   schedulerGrants,
   type EtcdGrant,
   type EtcdUser,
-  type StoreAuth,
 } from './etcd-auth.js';
 export {
   isRetryable,

@@ -7,9 +7,15 @@ import type { ApiCore } from '../api/core.js';
 import { FleetApi } from './router.js';
 import { startFleetSocket, type FleetSocket } from './serve.js';
 
-export { FleetApi, errorBody, type FleetRequest, type FleetGate } from './router.js';
+export {
+  FleetApi,
+  errorBody,
+  FLEET_BODY_MAX_BYTES,
+  type FleetRequest,
+  type FleetGate,
+} from './router.js';
 export { serveFleet, startFleetSocket, type FleetSocket } from './serve.js';
-export { FLEET_PREFIX, fleetRoutes } from './http-routes.js';
+export { contentTypes, FLEET_PREFIX, sendAnswer } from './wire.js';
 
 /** Serves fleet's API over `core`'s handlers and gate on unix socket `path`. */
 export function startFleetOnSocket(

@@ -18,7 +18,7 @@ import { toGrpcStatus } from '../gate/errors.js';
 import type { AuthContext } from '../gate/auth.js';
 import type { Admitted, CallGate } from '../gate/interceptors.js';
 import { errorBody, FLEET_BODY_MAX_BYTES, type FleetApi, type FleetGate } from './router.js';
-import { contentTypes, FLEET_PREFIX, sendAnswer } from './http-routes.js';
+import { contentTypes, FLEET_PREFIX, sendAnswer } from './wire.js';
 
 /** How long one request may take to arrive (headers and body) before it is cut off. */
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -17,7 +17,7 @@ import {
 } from './access.js';
 import { errorAnswer, HttpError, sendError, sendJson } from './errors.js';
 import type { HttpCall, Router } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 /** The listener's settings, fixed at start. */
 export interface DispatchSettings {

@@ -21,7 +21,7 @@ import { fresh } from '../api/reads.js';
 import { HttpError } from './errors.js';
 import { flagParam, param } from './query.js';
 import type { HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { openSse } from './sse.js';
 
 /** How long changes gather before they go out as one message. */

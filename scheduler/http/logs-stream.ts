@@ -12,7 +12,7 @@ import { relayTail } from '../api/logs.js';
 import { errorAnswer, sendError, statusAnswer } from './errors.js';
 import { flagParam, intParam, param } from './query.js';
 import type { HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { openSse, type SseStream } from './sse.js';
 
 /** The most lines one answer (or a follow's backlog) holds. */

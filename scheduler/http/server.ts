@@ -34,7 +34,8 @@ import { unitActions } from './unit-actions.js';
 import { streamEvents } from './events-stream.js';
 import { streamLogs } from './logs-stream.js';
 import { SSE_MAX_BUFFERED_BYTES } from './sse.js';
-import { fleetRoutes } from '../fleet-api/http-routes.js';
+import { fleetRoutes } from './fleet-routes.js';
+import type { HttpDeps } from './deps.js';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -72,19 +73,6 @@ export interface HttpServer {
   /** `http://host:port` or `https://host:port`. */
   readonly url: string;
   close(): Promise<void>;
-}
-
-/** What route handlers are built from (one per listener). */
-export interface HttpDeps {
-  readonly core: ApiCore;
-  readonly sessions: SessionStore;
-  readonly logger: Logger;
-  readonly ops: OpsEndpoints;
-  /** Streams open now, each with its ender (close() ends them). */
-  readonly streams: Set<() => void>;
-  readonly maxStreams: number;
-  readonly heartbeatMs: number;
-  readonly streamBufferBytes: number;
 }
 
 /** The route table: one line per route, matched in order. Add new routes here. */

@@ -12,7 +12,7 @@ import {
 import { listEndpoints, listServices } from '../api/services.js';
 import { flagParam, intParam, param } from './query.js';
 import type { HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 /** `GET /api/v1/services` and `GET /api/v1/services/:name/endpoints`. */
 export function serviceReads(d: HttpDeps): Record<'listServices' | 'listEndpoints', HttpHandler> {

@@ -7,7 +7,7 @@ import type { Caller } from '../gate/auth.js';
 import { authContextOf } from './access.js';
 import { HttpError } from './errors.js';
 import type { HttpCall, HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { sessionCookie } from './sessions.js';
 
 /** The most a login body may hold: a token. */

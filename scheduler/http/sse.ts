@@ -6,7 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { HttpError } from './errors.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 /** Bytes that may wait in a stream's socket buffer before the client is cut. */
 export const SSE_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;

@@ -30,7 +30,7 @@ import { submitUnits } from '../api/submit.js';
 import { checkBody } from './body.js';
 import { HttpError } from './errors.js';
 import type { HttpCall, HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 /** The desired state each state action sets. */
 const STATES: Readonly<Record<string, string>> = {

@@ -23,7 +23,7 @@ import { getRollout } from '../api/rollout.js';
 import { listSchedulers } from '../api/schedulers.js';
 import { flagParam, intParam, param, params } from './query.js';
 import type { HttpCall, HttpHandler } from './router.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 /** The read routes' handlers. */
 export function unitReads(

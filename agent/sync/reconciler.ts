@@ -255,8 +255,7 @@ export class Reconciler {
           return;
         }
         this.log.info({ unit: task.name }, 'unit no longer placed here: stopping');
-        await this.serving.drain(task.name);
-        await this.units.stop(task.name);
+        await this.stopLogged(task.name);
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
       case 'load':
@@ -286,6 +285,23 @@ export class Reconciler {
         if (!this.isPlaced(task.name)) this.reporter.remove(task.name);
         return;
     }
+  }
+
+  /**
+   * Takes `name` out of service and stops it, saying at debug level how long each half took,
+   * so a stop that seems to hang shows whether the drain or the unit's own stop is waiting.
+   */
+  private async stopLogged(name: string): Promise<void> {
+    const began = Date.now();
+    await this.serving.drain(name);
+    const drained = Date.now();
+    this.log.debug({ unit: name, drainMs: drained - began }, 'out of service: stopping the unit');
+    await this.units.stop(name);
+    const state = this.units.get(name);
+    this.log.debug(
+      { unit: name, stopMs: Date.now() - drained, state: state?.subState ?? 'forgotten' },
+      'unit stopped',
+    );
   }
 
   /** The ports `name`'s placement here holds (empty without Port=). */

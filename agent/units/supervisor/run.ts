@@ -84,6 +84,9 @@ class UnitRun {
     try {
       this.launch = await prepareLaunch(this.host.driver, this.host.ctx);
     } catch (err) {
+      // An adopted process that still runs is this run's to end: a unit reported failed (or
+      // restarted) must not leave it running where no agent will ever look for it again.
+      if (resume !== undefined && resume.exit === undefined) await this.terminate(resume.main);
       if (!isRuntimeError(err)) throw err;
       return {
         result: 'resources',
@@ -140,7 +143,10 @@ class UnitRun {
     const cmd = ctx.service.execStart[0];
     if (cmd === undefined)
       return { result: 'resources', message: 'no ExecStart=', permanent: true };
-    if (this.host.stopSignal.aborted) return { result: 'success', message: '' };
+    // Stopped before it began: nothing to start. An adopted process runs already, though: it
+    // is taken over below and, the stop being requested, terminated at once.
+    if (this.host.stopSignal.aborted && resume === undefined)
+      return { result: 'success', message: '' };
     const main = await this.startStep(0, cmd, resume);
     if (main.pid === 0) return this.notStarted(cmd, main);
     const exitP = this.watch(main);
@@ -239,8 +245,9 @@ class UnitRun {
     let exit: ExitResult | undefined;
     for (let step = resume?.step ?? 0; step < service.execStart.length; step++) {
       const cmd = service.execStart[step];
-      if (cmd === undefined || this.host.stopSignal.aborted) break;
       const resumed = step === resume?.step ? resume : undefined;
+      // A stop skips the steps still to come, never an adopted one that runs (ended below).
+      if (cmd === undefined || (this.host.stopSignal.aborted && resumed === undefined)) break;
       const main = await this.startStep(step, cmd, resumed);
       if (main.pid === 0) return this.notStarted(cmd, main);
       this.host.set({ activeState: 'activating', subState: 'start', pid: main.pid });

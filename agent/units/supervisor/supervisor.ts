@@ -95,6 +95,11 @@ export class Supervisor {
   private restarts = 0;
   /** While taking over a running unit: the Unix ms its process started, the state's `since`. */
   private adoptedSince: number | undefined;
+  /**
+   * An adopted main process no run has taken over yet. A stop that comes first (the agent's
+   * first pass can come before the lifecycle reaches the run) still has to end it.
+   */
+  private untaken: Resume | undefined;
   private streak = 0;
   private completed = false;
   /** The unit's secrets are in its tmpfs (written at most once per lifecycle). */
@@ -163,6 +168,7 @@ export class Supervisor {
             ...(found.exit !== undefined ? { exit: found.exit } : {}),
           }
         : undefined;
+    if (resume?.exit === undefined) this.untaken = resume;
     this.done = this.lifecycle(resume);
   }
 
@@ -188,6 +194,11 @@ export class Supervisor {
     this.stopCtl.abort();
     await this.done;
     if (this.detachCtl.signal.aborted) return;
+    // The lifecycle ended before a run took the adopted process over (an image step cut
+    // short, a failure): a run given it now terminates it at once, the stop being requested.
+    const untaken = this.untaken;
+    this.untaken = undefined;
+    if (untaken !== undefined) await runOnce(this.host(), untaken).catch(() => undefined);
     if (this.completed) await stopCompleted(this.host());
     try {
       await this.deps.driver.remove(this.ctx);
@@ -209,7 +220,9 @@ export class Supervisor {
         if (resume === undefined) {
           this.starts = [...recentStarts(this.starts, this.now(), limit), this.now()];
         }
-        const outcome = (await this.secrets(resume)) ?? (await runOnce(this.host(), resume));
+        const failed = await this.secrets(resume);
+        this.untaken = undefined; // the run owns the adopted process from here
+        const outcome = failed ?? (await runOnce(this.host(), resume));
         resume = undefined;
         if (this.detachCtl.signal.aborted || this.stopCtl.signal.aborted) return;
         const { restart: policy, restartSecMs } = this.unit.service;
@@ -276,6 +289,12 @@ export class Supervisor {
     );
     if (failure === undefined) {
       this.secretsDelivered = true;
+      return undefined;
+    }
+    if (resume !== undefined) {
+      // An adopted process has read its secrets long ago: it is taken over all the same, and
+      // the delivery is tried again before the next process starts.
+      this.note(`${failure.message} (tried again before the next start)`);
       return undefined;
     }
     return { result: 'resources', ranMs: 0, completed: false, ...failure };

@@ -72,3 +72,35 @@ test('process: StartLimitIntervalSec= and StartLimitBurst= in [Unit] set the lim
   const free = await stateOf(m, 'free.service', (s) => s.restarts >= 7, 'past the default burst');
   t.not(free.activeState, 'failed');
 });
+
+test('process: an agent restart gives a crash loop neither a fresh start limit nor a fresh back-off', async (t) => {
+  const first = await managed(t, { driver: 'process' });
+  const text = unitText({
+    unit: { StartLimitIntervalSec: '1min', StartLimitBurst: '4' },
+    service: { ExecStart: '/bin/false', Restart: 'always', RestartSec: '1s' },
+  });
+  await first.manager.start(parseUnit('loop.service', text));
+  // Two runs so far, the second restart pending (2 s): the agent goes.
+  await stateOf(
+    first,
+    'loop.service',
+    (s) => s.restarts === 2 && s.subState === 'auto-restart',
+    'second restart scheduled',
+  );
+  await first.manager.close();
+
+  const second = await managed(t, {
+    driver: 'process',
+    stateDir: first.stateDir,
+    machineId: first.machineId,
+  });
+  await second.manager.adopt();
+  t.regex(second.states[0]?.restartReason ?? '', /^ExecStart=\/bin\/false .*status 1$/);
+  const s = await stateOf(second, 'loop.service', failed, 'failed at the start limit');
+  t.is(s.restarts, 4, 'the starts before the agent restart count toward StartLimitBurst=');
+  t.regex(s.message, /^start limit hit: 5 starts within /);
+  const pauses = second.states
+    .filter((x) => x.subState === 'auto-restart')
+    .map((x) => /restarting in (\S+)$/.exec(x.message)?.[1]);
+  t.is(pauses[0], '2s', 'the back-off doubles on from where it was (1s, 2s), not from 1s');
+});

@@ -7,6 +7,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerOptions, ServiceOptions } from '../../../unit/model.js';
 import { UNIT_FILES } from '../../runtime/layout.js';
+import { START_LIMIT_MAX_BURST } from '../../../unit/start-limit.js';
 
 /** The persisted record of one supervised unit. */
 export interface UnitMeta {
@@ -22,6 +23,16 @@ export interface UnitMeta {
   readonly step: number;
   /** Unix ms when the current main process started; 0 before the first start. */
   readonly startedAt: number;
+  /**
+   * The rest of the restart bookkeeping, so an agent restart gives a crash loop neither a
+   * fresh start limit nor a fresh back-off, and keeps saying why it restarts. Absent in
+   * files of older agents (then: none). `starts`: when each recent run began (Unix ms,
+   * oldest first, at most StartLimitBurst=); `streak`: consecutive short runs (back-off);
+   * `restartReason`: as in the state record.
+   */
+  readonly starts?: readonly number[];
+  readonly streak?: number;
+  readonly restartReason?: string;
   /**
    * Set once the unit reached a state it stays in (failed, dead, oneshot exited): a new agent
    * reports it as is instead of running the unit's stop hooks a second time.
@@ -63,11 +74,35 @@ function isMeta(value: unknown): value is UnitMeta {
   );
 }
 
+/** The longest restart reason kept (the state record's messages are bounded as well). */
+const MAX_REASON_CHARS = 4096;
+
+/**
+ * `meta` with its optional bookkeeping dropped where it is not what this agent writes: a bad
+ * field costs the count it holds, never the adoption of the unit.
+ */
+function withValidBookkeeping(meta: UnitMeta): UnitMeta {
+  const { starts, streak, restartReason, ...rest } = meta;
+  const valid = {
+    ...rest,
+    ...(Array.isArray(starts) &&
+    starts.length <= START_LIMIT_MAX_BURST &&
+    starts.every((at) => Number.isFinite(at))
+      ? { starts }
+      : {}),
+    ...(Number.isSafeInteger(streak) && (streak ?? -1) >= 0 ? { streak } : {}),
+    ...(typeof restartReason === 'string'
+      ? { restartReason: restartReason.slice(0, MAX_REASON_CHARS) }
+      : {}),
+  };
+  return valid;
+}
+
 /** The meta of the unit directory `dir`, or undefined when it is missing or unreadable. */
 export async function readMeta(dir: string): Promise<UnitMeta | undefined> {
   try {
     const parsed: unknown = JSON.parse(await readFile(join(dir, UNIT_FILES.meta), 'utf8'));
-    return isMeta(parsed) ? parsed : undefined;
+    return isMeta(parsed) ? withValidBookkeeping(parsed) : undefined;
   } catch {
     return undefined;
   }

@@ -153,7 +153,10 @@ export class Supervisor {
     // A process that kept running has been up since it started, not since this agent came.
     if (found.running && meta.startedAt > 0) this.adoptedSince = meta.startedAt;
     this.restarts = meta.restarts;
-    this.set({ restarts: meta.restarts });
+    // The start limit and the back-off go on counting where the previous agent left them.
+    this.starts = [...(meta.starts ?? [])];
+    this.streak = meta.streak ?? 0;
+    this.set({ restarts: meta.restarts, restartReason: meta.restartReason ?? '' });
     if (meta.final !== undefined) {
       this.completed = meta.final.subState === 'exited';
       this.set({ ...meta.final, pid: 0 });
@@ -376,6 +379,9 @@ export class Supervisor {
       restarts: this.restarts,
       step,
       startedAt,
+      starts: this.starts,
+      streak: this.streak,
+      restartReason: this.current.restartReason,
     };
     return writeMeta(this.ctx.dir, meta);
   }

@@ -67,6 +67,12 @@ export async function stopCompleted(host: RunHost): Promise<void> {
 class UnitRun {
   private launch: Launch | undefined;
   private main: MainProcess | undefined;
+  /**
+   * An adopted process that still runs, until this run takes it over (startStep). Whatever
+   * ends the run before that, it ends this process too (endUntaken): a unit reported failed
+   * or stopped must never leave it running where no agent will look for it again.
+   */
+  private untaken: MainProcess | undefined;
   private startedAt = 0;
   private stopped = false;
   private timedOut = false;
@@ -81,12 +87,11 @@ class UnitRun {
 
   async run(resume?: Resume): Promise<Outcome> {
     const { service } = this.host.ctx;
+    if (resume !== undefined && resume.exit === undefined) this.untaken = resume.main;
     try {
       this.launch = await prepareLaunch(this.host.driver, this.host.ctx);
     } catch (err) {
-      // An adopted process that still runs is this run's to end: a unit reported failed (or
-      // restarted) must not leave it running where no agent will ever look for it again.
-      if (resume !== undefined && resume.exit === undefined) await this.terminate(resume.main);
+      await this.endUntaken(); // e.g. its EnvironmentFile= is gone: it cannot run as defined
       if (!isRuntimeError(err)) throw err;
       return {
         result: 'resources',
@@ -117,6 +122,7 @@ class UnitRun {
       };
       if (this.main !== undefined && !this.stopped) await this.terminate(this.main);
     }
+    await this.endUntaken();
     const ranMs = this.startedAt > 0 ? this.host.now() - this.startedAt : 0;
     const completed = end.completed === true && !this.stopped;
     if (!completed) {
@@ -278,6 +284,7 @@ class UnitRun {
     if (resume !== undefined) {
       this.startedAt = resume.startedAt;
       this.main = resume.main;
+      this.untaken = undefined;
       return resume.main;
     }
     const spec = await resolveCommand(driver, ctx, this.need(), 'ExecStart', cmd);
@@ -408,6 +415,14 @@ class UnitRun {
     this.host.set({ pid: 0, exitStatus: exit.status, exitSignal: exit.signal });
     this.host.note(`stopped: main process ${describeExit(exit)}`);
     return exit;
+  }
+
+  /** Terminates the adopted process if the run ends without having taken it over. */
+  private async endUntaken(): Promise<void> {
+    const main = this.untaken;
+    this.untaken = undefined;
+    // An agent letting go (detach) leaves every process as it is.
+    if (main !== undefined && !this.host.detachSignal.aborted) await this.terminate(main);
   }
 
   /** The main process ended by itself: ExecStop still runs (as in systemd), leftovers die. */

@@ -19,7 +19,7 @@ import type {
   UnitContext,
 } from './driver.js';
 import { RuntimeError } from './errors.js';
-import { groupMembers, isAlive, signalPid } from './proc.js';
+import { groupMembers, isAlive, procStat, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runToCompletion } from './spawn.js';
 import type { UnitUser } from './users.js';
@@ -88,6 +88,12 @@ export class ProcessDriver extends ShimDriver {
     }
     // The shim made itself a session and group leader, so the unit's processes are its group
     // (minus any that made their own session: without cgroups nothing can find those).
+    // The group is still the unit's while its leader is the shim or gone: the kernel never
+    // gives out a pid that names a live process group, so a leader with another start time
+    // got the dead shim's pid after the unit's group had emptied (an adopted unit that ended
+    // long ago), and its group is a stranger's, maybe another unit's.
+    const leader = await procStat(main.shimPid);
+    if (leader !== undefined && leader.startTime !== main.shimStart) return;
     for (const pid of await groupMembers(main.shimPid)) {
       if (pid !== main.shimPid) signalPid(pid, signal);
     }

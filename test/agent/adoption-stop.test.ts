@@ -3,17 +3,20 @@
  * comes before the adopted unit's run took its process over (the agent's first pass can come
  * that early on a loaded machine), an adopted oneshot step, an adopted unit whose definition
  * can no longer be launched, and one whose secrets cannot be delivered again. In every case
- * no process of the unit is left running once it is stopped or reported failed.
+ * no process of the unit is left running once it is stopped or reported failed; and no
+ * process of another is signalled when the dead shim's pid now leads someone else's group.
  */
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { removeSecretFiles } from '../../agent/runtime/secret-files.js';
-import { signalPid } from '../../agent/runtime/proc.js';
-import { assertEventually } from '../../testkit/index.js';
+import { procStat, signalPid } from '../../agent/runtime/proc.js';
+import { ProcessDriver } from '../../agent/runtime/process.js';
+import { assertEventually, sleep } from '../../testkit/index.js';
 import { DRIVERS, isPidAlive, managed, running, stateOf, unit, type Managed } from './harness.js';
 
 const LOOP = `/bin/sh -c 'while true; do sleep 0.1; done'`;
@@ -105,3 +108,33 @@ for (const driver of DRIVERS) {
     t.false(await isPidAlive(pid), 'the stop ends it');
   });
 }
+
+test(`process: a stop signals no group whose leader is not the unit's shim (its pid reused)`, async (t) => {
+  // Someone else's session: a leader and a child, as another unit's shim and program are.
+  const other = spawn('/bin/sh', ['-c', 'sleep 60 & wait'], { detached: true, stdio: 'ignore' });
+  const leader = other.pid ?? 0;
+  t.teardown(() => {
+    if (leader > 0) signalPid(-leader, 'SIGKILL');
+  });
+  t.true(leader > 0);
+  const child = await assertEventually(
+    async () => {
+      const text = await readFile(`/proc/${leader}/task/${leader}/children`, 'utf8');
+      return Number(text.trim().split(' ')[0]) || false;
+    },
+    { message: 'the other group has its child' },
+  );
+  const start = (await procStat(leader))?.startTime ?? -1;
+  const driver = new ProcessDriver(tmpdir(), 'tunused');
+  const ctx = driver.context('gone.service', unit('gone.service', '/bin/true').service);
+  // An adopted unit that ended long ago: its shim's pid now leads that other group.
+  const stale = { shimPid: leader, shimStart: start - 1, pid: 0, pidStart: -1 };
+  await driver.kill(ctx, stale, 'SIGKILL', 'all');
+  await sleep(300); // a SIGKILL sent would have ended it by now
+  t.true(await isPidAlive(child), "the other group's processes are not the unit's");
+  // The same group as the unit's own (the shim's start time matches): its members go.
+  await driver.kill(ctx, { ...stale, shimStart: start }, 'SIGKILL', 'all');
+  await assertEventually(async () => !(await isPidAlive(child)), {
+    message: "the unit's own group is signalled",
+  });
+});

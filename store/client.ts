@@ -71,6 +71,11 @@ export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptio
             .filter((e) => e !== '')
         : [...opts.endpoints];
   if (endpoints.length === 0) throw new RangeError('StoreOptions.endpoints is empty');
+  if (opts.suspectAfterMs !== undefined && !(opts.suspectAfterMs > 0)) {
+    throw new RangeError(
+      `StoreOptions.suspectAfterMs must be positive, got ${opts.suspectAfterMs}`,
+    );
+  }
   // etcd3 uses one kind of channel for every endpoint: TLS as soon as one is https:// or
   // TLS material is given, so a plain http:// endpoint beside them would never answer.
   const plain = endpoints.filter((e) => !/^https:\/\//i.test(e));
@@ -165,7 +170,7 @@ function termOf(result: unknown): bigint | undefined {
   const header: unknown = result.header;
   if (typeof header !== 'object' || header === null || !('raft_term' in header)) return undefined;
   const term = header.raft_term;
-  return typeof term === 'string' && term !== '' ? BigInt(term) : undefined;
+  return typeof term === 'string' && /^\d{1,20}$/.test(term) ? BigInt(term) : undefined;
 }
 
 /**

@@ -7,6 +7,7 @@ import { Batch, compareFor, MAX_TXN_OPS, requestFor, type BatchOp } from './batc
 import { big, toKeyValue, type KeyValue, type Store } from './client.js';
 import { StoreError } from './errors.js';
 import { fenceCompare, FencedError, type BatchResult, type Fence } from './fenced.js';
+import { heldNow } from './held.js';
 
 /**
  * A guard did not hold, so nothing was written. `conflicts` lists the keys whose condition
@@ -114,29 +115,13 @@ export async function atomicTxn(
 /**
  * The revision at which etcd holds exactly what `ops` write (every put's value and lease,
  * every delete's absence), or undefined when it does not: then the transaction did not apply.
- * A concurrent writer that wrote the very same values is taken for this one; either way the
- * records are as the caller asked.
  */
 export async function appliedAlready(
   store: Store,
   ops: readonly BatchOp[],
 ): Promise<bigint | undefined> {
-  const { value: res } = await store.callResending(
-    ops[0]?.key,
-    (c) =>
-      c.kv.txn({
-        compare: [],
-        success: ops.map((op) => ({ request_range: { key: Buffer.from(op.key) } })),
-        failure: [],
-      }),
-    'txn',
-  );
-  const holds = ops.every((op, i) => {
-    const kv = res.responses[i]?.response_range?.kvs[0];
-    if (op.type === 'delete') return kv === undefined;
-    return kv !== undefined && kv.value.equals(op.value) && big(kv.lease) === (op.lease ?? 0n);
-  });
-  return holds ? big(res.header.revision) : undefined;
+  const { revision, held } = await heldNow(store, ops);
+  return held.every(Boolean) ? revision : undefined;
 }
 
 function conditionOf(op: Pick<BatchOp, 'condition'>): NonNullable<BatchOp['condition']> {

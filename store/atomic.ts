@@ -7,6 +7,7 @@ import { Batch, compareFor, MAX_TXN_OPS, requestFor, type BatchOp } from './batc
 import { big, toKeyValue, type KeyValue, type Store } from './client.js';
 import { StoreError } from './errors.js';
 import { fenceCompare, FencedError, type BatchResult, type Fence } from './fenced.js';
+import { heldNow } from './held.js';
 
 /**
  * A guard did not hold, so nothing was written. `conflicts` lists the keys whose condition
@@ -70,7 +71,7 @@ export async function atomicTxn(
     throw new StoreError('invalid', `${compare.length} conditions exceed ${MAX_TXN_OPS}`);
   }
   const probes = [...guarded.map((op) => op.key), ...(opts.fence ? [opts.fence.key] : [])];
-  const res = await store.call(
+  const { value: res, resent } = await store.callResending(
     probes[0],
     (c) =>
       c.kv.txn({
@@ -90,6 +91,12 @@ export async function atomicTxn(
       transactions: 1,
     };
   }
+  // Sent again after a raft leader change: the first attempt may have applied it, and then
+  // this one found its guards no longer holding. What etcd holds now says which.
+  const earlier = resent > 0 ? await appliedAlready(store, ops) : undefined;
+  if (earlier !== undefined) {
+    return { ops, applied: ops.map(() => true), revision: earlier, transactions: 1 };
+  }
   const current = new Map<string, KeyValue | undefined>();
   probes.forEach((key, i) => {
     const kv = res.responses[i]?.response_range?.kvs[0];
@@ -103,6 +110,18 @@ export async function atomicTxn(
     .filter((op) => !holds(conditionOf(op), current.get(op.key)))
     .map((op) => ({ key: op.key, current: current.get(op.key) }));
   throw new ConflictError(conflicts);
+}
+
+/**
+ * The revision at which etcd holds exactly what `ops` write (every put's value and lease,
+ * every delete's absence), or undefined when it does not: then the transaction did not apply.
+ */
+export async function appliedAlready(
+  store: Store,
+  ops: readonly BatchOp[],
+): Promise<bigint | undefined> {
+  const { revision, held } = await heldNow(store, ops);
+  return held.every(Boolean) ? revision : undefined;
 }
 
 function conditionOf(op: Pick<BatchOp, 'condition'>): NonNullable<BatchOp['condition']> {

@@ -6,6 +6,7 @@ import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './errors.js';
 import { Keys, prefixRangeEnd } from './keys.js';
 import type { RecordCodec } from './records.js';
+import { Resender, type Resent } from './resend.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
 
 /** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
@@ -38,6 +39,13 @@ export interface StoreOptions {
    * number of endpoints, which are tried in turn). Default 5000 ms.
    */
   callTimeoutMs?: number;
+  /**
+   * How long a read or put (or a transaction whose outcome is checked) may go unanswered before
+   * etcd is asked whether it elected a new raft leader meanwhile; if it did, the call is sent
+   * again, as a member holds a write it forwarded to a dead leader until the deadline
+   * (store/resend.ts). Default 250 ms.
+   */
+  suspectAfterMs?: number;
 }
 
 /** {@link StoreOptions} with every default filled in. */
@@ -46,6 +54,7 @@ export interface ResolvedStoreOptions {
   readonly prefix: string;
   readonly dialTimeoutMs: number;
   readonly callTimeoutMs: number;
+  readonly suspectAfterMs: number;
   readonly tls: StoreTls | undefined;
   readonly auth: StoreAuth | undefined;
 }
@@ -62,6 +71,11 @@ export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptio
             .filter((e) => e !== '')
         : [...opts.endpoints];
   if (endpoints.length === 0) throw new RangeError('StoreOptions.endpoints is empty');
+  if (opts.suspectAfterMs !== undefined && !(opts.suspectAfterMs > 0)) {
+    throw new RangeError(
+      `StoreOptions.suspectAfterMs must be positive, got ${opts.suspectAfterMs}`,
+    );
+  }
   // etcd3 uses one kind of channel for every endpoint: TLS as soon as one is https:// or
   // TLS material is given, so a plain http:// endpoint beside them would never answer.
   const plain = endpoints.filter((e) => !/^https:\/\//i.test(e));
@@ -73,6 +87,7 @@ export function resolveStoreOptions(opts: StoreOptions = {}): ResolvedStoreOptio
     prefix: new Keys(opts.prefix).prefix,
     dialTimeoutMs: opts.dialTimeoutMs ?? 2_000,
     callTimeoutMs: opts.callTimeoutMs ?? 5_000,
+    suspectAfterMs: opts.suspectAfterMs ?? 250,
     tls: opts.tls,
     auth: opts.auth,
   };
@@ -149,6 +164,24 @@ export function toKeyValue(kv: IKeyValue): KeyValue {
   };
 }
 
+/** The raft term in an etcd answer's header, when it has one. */
+function termOf(result: unknown): bigint | undefined {
+  if (typeof result !== 'object' || result === null || !('header' in result)) return undefined;
+  const header: unknown = result.header;
+  if (typeof header !== 'object' || header === null || !('raft_term' in header)) return undefined;
+  const term = header.raft_term;
+  return typeof term === 'string' && /^\d{1,20}$/.test(term) ? BigInt(term) : undefined;
+}
+
+/**
+ * The requests that are safe to send twice, and so are sent again after a raft leader change
+ * (resend.ts): reads, and a put, which writes the same value again.
+ */
+const RESENDABLE: ReadonlySet<StoreOperation> = new Set(['range', 'status', 'put']);
+
+/** How long the question "which raft term?" may take (it goes to any member). */
+const STATUS_PROBE_MS = 1_000;
+
 /** The largest etcd response the client accepts. */
 export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
@@ -188,6 +221,7 @@ export class Store {
   readonly options: ResolvedStoreOptions;
   private closed = false;
   private readonly requests = new Set<(request: StoreRequest) => void>();
+  private readonly resender: Resender;
 
   constructor(options: ResolvedStoreOptions) {
     this.options = options;
@@ -220,6 +254,10 @@ export class Store {
         'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
       },
     });
+    this.resender = new Resender(async () => {
+      const res = await this.client.maintenance.status(this.deadline(STATUS_PROBE_MS));
+      return { term: big(res.raftTerm), leader: big(res.leader) };
+    }, options.suspectAfterMs);
   }
 
   /** Call options with a fresh deadline, for stream calls that need one explicitly. */
@@ -236,12 +274,35 @@ export class Store {
     fn: (client: Etcd3) => Promise<T>,
     op: StoreOperation = 'other',
   ): Promise<T> {
+    return (await this.callResending(key, fn, op, RESENDABLE.has(op))).value;
+  }
+
+  /**
+   * {@link call}, with `resend`, sent again when etcd elects a new raft leader while it waits
+   * (resend.ts), and saying how many times it was. Only for calls safe to send twice: a
+   * transaction sent this way whose guard failed after `resent > 0` may have been applied by
+   * an earlier attempt, so its caller must check the outcome (as atomicTxn does).
+   */
+  async callResending<T>(
+    key: string | undefined,
+    fn: (client: Etcd3) => Promise<T>,
+    op: StoreOperation,
+    resend = true,
+  ): Promise<Resent<T>> {
     if (this.closed) {
       throw new StoreError('closed', 'store is closed', key === undefined ? {} : { key });
     }
     const started = this.requests.size === 0 ? 0 : performance.now();
-    try {
+    const attempt = async (): Promise<T> => {
       const result = await fn(this.client);
+      const term = termOf(result);
+      if (term !== undefined) this.resender.saw(term);
+      return result;
+    };
+    try {
+      const result = resend
+        ? await this.resender.run(attempt, this.options.callTimeoutMs, key)
+        : { value: await attempt(), resent: 0 };
       if (started > 0) this.tell({ op, seconds: (performance.now() - started) / 1000 });
       return result;
     } catch (err) {

@@ -16,6 +16,7 @@ import {
 } from './batch.js';
 import { big, type Store } from './client.js';
 import { StoreError } from './errors.js';
+import { heldNow } from './held.js';
 import { pool } from '../lib/pool.js';
 
 /** Identifies one leader term: the election key and its create revision. */
@@ -102,8 +103,11 @@ export async function fencedTxn(
   await pool(chunks.length, opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
-    const txn = (req: { compare: ICompare[]; success: IRequestOp[] }): Promise<ITxnResponse> =>
-      store.call(
+    // Sent again across a raft leader change (resend.ts) when etcd strands it; the outcome
+    // is then checked below, as the first attempt may have applied.
+    let resent = 0;
+    const txn = async (req: { compare: ICompare[]; success: IRequestOp[] }) => {
+      const res = await store.callResending(
         fence.key,
         (c) =>
           c.kv.txn({
@@ -112,6 +116,9 @@ export async function fencedTxn(
           }),
         'txn',
       );
+      resent += res.resent;
+      return res.value;
+    };
     const stale = (res: ITxnResponse): boolean => {
       const now = big(res.responses[0]?.response_range?.kvs[0]?.create_revision);
       if (now === fence.revision) return false;
@@ -148,6 +155,11 @@ export async function fencedTxn(
       }
       res = nested;
       results[i] = chunk.map((op, j) => appliedFrom(op, nested.responses[j]));
+      const missed = results[i]?.some((ok) => !ok) === true;
+      if (resent > 0 && missed) {
+        const { held } = await heldNow(store, chunk);
+        results[i] = chunk.map((_, j) => results[i]?.[j] === true || held[j] === true);
+      }
     }
     const rev = big(res.header.revision);
     if (rev > revision) revision = rev;

@@ -10,7 +10,9 @@ import {
   StoreError,
   resolveStoreOptions,
   type Fence,
+  type StoreOperation,
 } from '../../store/index.js';
+import type { Resent } from '../../store/resend.js';
 import { etcdForFile, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
@@ -123,8 +125,13 @@ class DeposedAfterFirstTxn extends Store {
   ) {
     super(base.options);
   }
-  override async call<T>(key: string | undefined, fn: (client: Etcd3) => Promise<T>): Promise<T> {
-    const result = await super.call(key, fn);
+  override async callResending<T>(
+    key: string | undefined,
+    fn: (client: Etcd3) => Promise<T>,
+    op: StoreOperation,
+    resend?: boolean,
+  ): Promise<Resent<T>> {
+    const result = await super.callResending(key, fn, op, resend);
     if (key === this.electionKey && ++this.txns === 1) await this.delete(this.electionKey);
     return result;
   }

@@ -10,18 +10,25 @@
  * | `machines/M`                  | read and write            | its presence record               |
  * | `placements/M/`               | read                      | what to run                       |
  * | `units/`                      | read                      | the files of what it runs         |
- * | `states/`                     | read and write            | keyed by unit, not by machine     |
- * | `endpoints/`                  | read and write            | keyed by service first            |
+ * | `unit-states/M/`              | read and write            | the states of what it runs        |
+ * | `unit-endpoints/M/`           | read and write            | the endpoints of what it runs     |
+ * | `unit-endpoints/`             | read                      | what the mesh and DNS route to    |
+ * | `endpoints/`                  | read                      | the same, from agents not upgraded|
  * | `services/`                   | read                      | what the mesh publishes           |
  * | `secrets/`                    | read                      | what its units name (`Secret=`)   |
  *
- * `secrets/` cannot be narrowed to the secrets of the units a machine runs (roles are key
- * ranges; placements change faster than roles): any agent may read every sealed record, and
- * without the secrets key a record opens to nothing. `states/` and `endpoints/` cannot be
- * narrowed to one machine without new keys (see
- * docs/operations.md, "Containers, etcd and the agent API"); every other key of the cluster
- * (units' desired states, placements of other machines, the election, the policy's records)
- * is out of an agent's reach, and the whole keyspace out of a unit's.
+ * Everything an agent writes is keyed by its machine first (store/keys.ts), so a machine's
+ * credentials cannot forge another machine's presence, any unit's state, or any service's
+ * endpoints. `secrets/` cannot be narrowed to the secrets of the units a machine runs (roles
+ * are key ranges; placements change faster than roles): any agent may read every sealed
+ * record, and without the secrets key a record opens to nothing. Every other key of the
+ * cluster (units' desired states, placements of other machines, the election, the policy's
+ * records) is out of an agent's reach, and the whole keyspace out of a unit's.
+ *
+ * Roles made by an earlier version also grant read and write on all of `states/` and
+ * `endpoints/` (where its agents wrote): {@link ensureEtcdUser} adds grants and never revokes
+ * one, so an operator revokes those two once every agent runs this version
+ * (docs/operations.md, "Security model").
  */
 import { Range } from 'etcd3';
 import type { Store, StoreAuth } from './client.js';
@@ -62,8 +69,10 @@ export function machineGrants(machine: string): EtcdGrant[] {
     { permission: 'Readwrite', key: `machines/${machine}` },
     { permission: 'Read', key: `placements/${machine}/` },
     { permission: 'Read', key: 'units/' },
-    { permission: 'Readwrite', key: 'states/' },
-    { permission: 'Readwrite', key: 'endpoints/' },
+    { permission: 'Readwrite', key: `unit-states/${machine}/` },
+    { permission: 'Readwrite', key: `unit-endpoints/${machine}/` },
+    { permission: 'Read', key: 'unit-endpoints/' },
+    { permission: 'Read', key: 'endpoints/' },
     { permission: 'Read', key: 'services/' },
     { permission: 'Read', key: 'secrets/' },
   ];

@@ -198,9 +198,18 @@ export async function unplace(store: Store, machine: string, name: string): Prom
   await store.delete(store.keys.placement(machine, name));
 }
 
-/** The state record of `name` in etcd, or undefined. */
+/**
+ * The state record of `name` (not Global) in etcd, whichever machine reports it (the latest
+ * written, should two), or undefined.
+ */
 export async function stateRecord(store: Store, name: string): Promise<UnitState | undefined> {
-  return (await store.getRecord(codecs.state, store.keys.state(name)))?.value;
+  const { items } = await store.list(store.keys.dir('state'));
+  const mine = items.filter((kv) => {
+    const parsed = store.keys.parse(kv.key);
+    return parsed?.name === name && parsed.global !== true;
+  });
+  const latest = mine.sort((a, b) => (a.modRevision < b.modRevision ? 1 : -1))[0];
+  return latest === undefined ? undefined : codecs.state.decode(latest.key, latest.value);
 }
 
 /** The state record of `machine`'s copy of the Global unit `name` in etcd, or undefined. */

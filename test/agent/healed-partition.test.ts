@@ -198,7 +198,7 @@ test.serial(
     const name = 'web.service';
     await place(store, agent.machineId, name, SLEEPER);
     const running = await waitRunning(store, name);
-    const key = store.keys.state(name);
+    const key = store.keys.state(agent.machineId, name);
     const lease = (await store.get(store.keys.machine(agent.machineId)))?.lease;
 
     await store.delete(key);

@@ -37,6 +37,11 @@ export interface AgentSetup {
   readonly stateDir?: string;
   /** More flags. */
   readonly args?: readonly string[];
+  /**
+   * Default true: `--allow-insecure-clients` (the Logs service unchecked, as tests dial it)
+   * unless `args` give `--logs-token-file` or `--tls-cert-file`.
+   */
+  readonly insecureLogs?: boolean;
 }
 
 /** A store on `etcd` under `prefix`, closed at teardown. */
@@ -69,6 +74,8 @@ async function argvFor(t: ExecutionContext, setup: AgentSetup) {
     '--public-ip=127.0.0.1',
     ...(setup.args ?? []),
   ];
+  const checked = argv.some((a) => /^--(logs-token-file|tls-cert-file)\b/.test(a));
+  if (setup.insecureLogs !== false && !checked) argv.push('--allow-insecure-clients');
   return { id, stateDir, logsAddress: `127.0.0.1:${logsPort}`, argv };
 }
 

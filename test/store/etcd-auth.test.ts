@@ -10,6 +10,7 @@ import {
   big,
   deleteLegacyRecords,
   enableEtcdAuth,
+  ensureEtcdUser,
   machineGrants,
   openStore,
   schedulerGrants,
@@ -166,5 +167,37 @@ test.serial(
     t.is(await sched.get(k.legacyState('db.service')), undefined);
     t.is(await sched.get(k.legacyEndpoint('db', 'm2', 'db.service', 'pg')), undefined);
     t.truthy(await sched.get(k.machine('m2')), 'the rest of the lease is left alone');
+  },
+);
+
+test.serial(
+  'a role an earlier version made (all of states/ and endpoints/) is left with exactly the grants of this one',
+  async (t) => {
+    await withAuth();
+    const root = storeAs('root');
+    t.teardown(() => root.close());
+    const old = { username: 'flotilla-machine-m3', password: password() };
+    const grants = machineGrants('m3');
+    const earlier = [
+      ...grants.filter((g) => !g.key.includes('unit-')),
+      { permission: 'Readwrite' as const, key: 'states/' },
+      { permission: 'Readwrite' as const, key: 'endpoints/' },
+    ];
+    await ensureEtcdUser(root, { name: old.username, password: old.password, grants: earlier });
+    const m3 = openStore({ endpoints: server().endpoint, prefix, auth: old });
+    t.teardown(() => m3.close());
+    await m3.put(m3.keys.legacyState('forged.service'), '{}');
+    t.true(await m3.delete(m3.keys.legacyState('forged.service')), 'the earlier role could');
+
+    await ensureEtcdUser(root, { name: old.username, password: old.password, grants });
+    for (const key of [
+      m3.keys.legacyState('forged.service'),
+      m3.keys.legacyEndpoint('api', 'm1', 'x.service', 'http'),
+    ]) {
+      const err = await t.throwsAsync(m3.put(key, '{}'), undefined, key);
+      t.regex(String(err?.message), denied, key);
+    }
+    await m3.put(m3.keys.state('m3', 'web.service'), '{}');
+    await t.notThrowsAsync(m3.list(m3.keys.legacyDir('endpoint')), 'it still reads endpoints/');
   },
 );

@@ -236,9 +236,10 @@ export async function startAgent(
     'agent started',
   );
   if (logsAuthMode(opts) === 'none') {
+    // Only with --allow-insecure-clients (agent/options.ts refuses it otherwise).
     log.warn(
       { logs: tail.address },
-      "the Logs service lets any client that reaches it read every unit's log (and units share this machine's network): give --logs-token-file or --tls-client-ca-file",
+      "--allow-insecure-clients: the Logs service lets any client that reaches it read every unit's log (and units share this machine's network)",
     );
   }
 

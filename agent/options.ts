@@ -158,7 +158,8 @@ TLS (PEM files; see docs/operations.md):
                              (CN, DNS or IP SAN; comma-separated) may read logs
   --logs-token-file FILE     only requests signed with this shared secret (the schedulers'
                              --agent-token-file; 32+ characters, keep it 0600) may read logs
-  --allow-insecure-clients   serve Logs over TLS without verifying clients (refused otherwise)
+  --allow-insecure-clients   serve Logs without verifying clients, in plaintext or TLS
+                             (refused otherwise: give --logs-token-file or a client CA)
   --secrets-key-file FILE    the cluster's secrets key (the schedulers' file, 0600): units
                              get the secrets they name (Secret=) at /run/secrets/NAME;
                              default none: a unit naming a secret fails
@@ -308,7 +309,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   const logsTls = parseServerTls(args, host.readFile);
   const logsAuth = parseLogsAuth(args, logsTls, host.readFile);
   const metricsListen = parseMetricsListen(args.string('metrics-listen'));
-  return {
+  const options: AgentOptions = {
     machineId,
     metadata: parseMetadata(args.string('metadata') ?? ''),
     publicIp: args.string('public-ip') ?? host.publicIp(),
@@ -334,6 +335,9 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     portRange: parsePortRange(args.string('port-range')),
     ...readSecretsKey(args.string('secrets-key-file'), host.readFile),
   };
+  // Last, so a mistyped flag is named before the missing client check.
+  refuseUncheckedLogs(args, logsTls, logsAuth);
+  return options;
 }
 
 /** The routing mesh's and DNS's flags. */
@@ -393,9 +397,10 @@ export function parsePortRange(text: string | undefined): { first: number; last:
 }
 
 /**
- * `--logs-token-file`, `--tls-client-names` and `--allow-insecure-clients`. A certificate
- * without any client check would look secure and let anyone read every log: refused unless
- * said so (plaintext without a token is the development default and logged as such).
+ * `--logs-token-file`, `--tls-client-names` and `--allow-insecure-clients`. A Logs service
+ * without any client check lets anyone who reaches it (a unit on this machine, too) read every
+ * unit's log: refused unless said so, in plaintext as with a certificate (which would also
+ * look secure). `flotilla cluster up` always gives its agents a token.
  */
 function parseLogsAuth(
   args: DaemonArgs,
@@ -432,6 +437,19 @@ function parseLogsAuth(
     ...(token === undefined ? {} : { token }),
     ...(names.length > 0 ? { clientNames: names } : {}),
   };
+}
+
+/** Plaintext Logs without a token: refused, as a certificate without a client check is. */
+function refuseUncheckedLogs(
+  args: DaemonArgs,
+  tls: ServerTls | undefined,
+  auth: LogsClientAuth | undefined,
+): void {
+  if (tls !== undefined || auth?.token !== undefined) return; // parseLogsAuth judged TLS
+  if (args.boolean('allow-insecure-clients')) return;
+  throw new UsageError(
+    "a plaintext Logs service without --logs-token-file lets any client that reaches it (units on this machine too) read every unit's log: give --logs-token-file FILE (the schedulers' --agent-token-file), or --tls-cert-file with --tls-client-ca-file, or say --allow-insecure-clients",
+  );
 }
 
 function imageStoreMax(text: string | undefined): number {

@@ -189,9 +189,9 @@ async function main(): Promise<void> {
         };
         written.set(unit, Date.now());
         batch.push(
-          atomicTxn(s, (b) => b.putRecord(codecs.state, k.state(unit), state, { lease })).then(
-            () => undefined,
-          ),
+          atomicTxn(s, (b) =>
+            b.putRecord(codecs.state, k.state(machine, unit), state, { lease }),
+          ).then(() => undefined),
         );
       }
       await Promise.all(batch);

@@ -302,12 +302,15 @@ async function explain(b: Bench, r: FlotctlRun): Promise<void> {
   const name = /waiting for (\S+) to be/.exec(r.stderr)?.[1];
   if (name === undefined) return;
   const k = b.store.keys;
-  const [unit, state, placements] = await Promise.all([
+  const [unit, placements] = await Promise.all([
     b.store.get(k.unit(name)),
-    b.store.get(k.state(name)),
     b.store.list(k.dir('placement')),
   ]);
   const placed = placements.items.filter((kv) => k.parse(kv.key)?.name === name);
+  // A state is keyed by the machine that reports it: look where the unit is placed.
+  const machines = placed.map((kv) => k.parse(kv.key)?.machine).filter((m) => m !== undefined);
+  const reports = await Promise.all(machines.map((m) => b.store.get(k.state(m, name))));
+  const state = reports.find((kv) => kv !== undefined);
   process.stderr.write(
     `  etcd now, for ${name}: unit ${unit === undefined ? 'absent' : 'present'}, ` +
       `placements [${placed.map((kv) => k.parse(kv.key)?.machine ?? '?').join(', ')}], ` +

@@ -1,7 +1,7 @@
 /**
  * Simulated agents for the scale benchmark: one WatchCache over the whole placements/
  * directory stands in for every agent's watch of its own placements/<machine>/ directory, and
- * for each placement a `states/<unit>` record is written as a real agent's StateReporter
+ * for each placement a `unit-states/<machine>/<unit>` record is written as a real agent's StateReporter
  * (agent/sync/state-reporter.ts) would once the unit runs: active/running, on that machine, with
  * the placement's hash, under that machine's lease. When the placement goes away the state
  * is deleted, as the agent does after stopping the unit.
@@ -207,8 +207,14 @@ export class SimAgents {
     try {
       await atomicTxn(this.store, (b) => {
         for (const { unit, put } of batch) {
-          if (put === undefined) b.delete(k.state(unit));
-          else b.putRecord(codecs.state, k.state(unit), stateOf(unit, put), { lease: put.lease });
+          // Each machine reports under its own key: a move deletes the old machine's record.
+          const was = this.reportedOn.get(unit);
+          if (was !== undefined && was !== put?.machine) b.delete(k.state(was, unit));
+          if (put !== undefined) {
+            b.putRecord(codecs.state, k.state(put.machine, unit), stateOf(unit, put), {
+              lease: put.lease,
+            });
+          }
         }
       });
       this.changeCount += 1;

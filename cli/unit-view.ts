@@ -108,8 +108,12 @@ export class UnitView {
         if (this.global && ev.machine !== '') {
           if (put && ev.state !== undefined) this.copies.set(ev.machine, ev.state);
           else this.copies.delete(ev.machine);
-        } else {
-          this.state = put ? ev.state : undefined;
+        } else if (put) {
+          this.state = ev.state;
+        } else if (ev.machine === '' || ev.machine === this.state?.machine) {
+          // Each machine reports under its own key: the old machine's record going, after
+          // the unit moved, leaves the new machine's report in place.
+          this.state = undefined;
         }
         this.stateRevision = ev.revision;
         return true;

@@ -10,18 +10,24 @@
  * | `machines/M`                  | read and write            | its presence record               |
  * | `placements/M/`               | read                      | what to run                       |
  * | `units/`                      | read                      | the files of what it runs         |
- * | `states/`                     | read and write            | keyed by unit, not by machine     |
- * | `endpoints/`                  | read and write            | keyed by service first            |
+ * | `unit-states/M/`              | read and write            | the states of what it runs        |
+ * | `unit-endpoints/M/`           | read and write            | the endpoints of what it runs     |
+ * | `unit-endpoints/`             | read                      | what the mesh and DNS route to    |
+ * | `endpoints/`                  | read                      | the same, from agents not upgraded|
  * | `services/`                   | read                      | what the mesh publishes           |
  * | `secrets/`                    | read                      | what its units name (`Secret=`)   |
  *
- * `secrets/` cannot be narrowed to the secrets of the units a machine runs (roles are key
- * ranges; placements change faster than roles): any agent may read every sealed record, and
- * without the secrets key a record opens to nothing. `states/` and `endpoints/` cannot be
- * narrowed to one machine without new keys (see
- * docs/operations.md, "Containers, etcd and the agent API"); every other key of the cluster
- * (units' desired states, placements of other machines, the election, the policy's records)
- * is out of an agent's reach, and the whole keyspace out of a unit's.
+ * Everything an agent writes is keyed by its machine first (store/keys.ts), so a machine's
+ * credentials cannot forge another machine's presence, any unit's state, or any service's
+ * endpoints. `secrets/` cannot be narrowed to the secrets of the units a machine runs (roles
+ * are key ranges; placements change faster than roles): any agent may read every sealed
+ * record, and without the secrets key a record opens to nothing. Every other key of the
+ * cluster (units' desired states, placements of other machines, the election, the policy's
+ * records) is out of an agent's reach, and the whole keyspace out of a unit's.
+ *
+ * Roles made by an earlier version also grant read and write on all of `states/` and
+ * `endpoints/` (where its agents wrote): {@link ensureEtcdUser} revokes them, so it runs once
+ * every agent of the role runs this version (docs/operations.md, "Security model").
  */
 import { Range } from 'etcd3';
 import type { Store, StoreAuth } from './client.js';
@@ -62,11 +68,23 @@ export function machineGrants(machine: string): EtcdGrant[] {
     { permission: 'Readwrite', key: `machines/${machine}` },
     { permission: 'Read', key: `placements/${machine}/` },
     { permission: 'Read', key: 'units/' },
-    { permission: 'Readwrite', key: 'states/' },
-    { permission: 'Readwrite', key: 'endpoints/' },
+    { permission: 'Readwrite', key: `unit-states/${machine}/` },
+    { permission: 'Readwrite', key: `unit-endpoints/${machine}/` },
+    { permission: 'Read', key: 'unit-endpoints/' },
+    { permission: 'Read', key: 'endpoints/' },
     { permission: 'Read', key: 'services/' },
     { permission: 'Read', key: 'secrets/' },
   ];
+}
+
+/** A grant's key range: a prefix for keys ending in `/` (or the whole prefix), else one key. */
+function rangeOf(prefix: string, g: EtcdGrant): Range {
+  const key = `${prefix}${g.key}`;
+  return g.key === '' || g.key.endsWith('/') ? Range.prefix(key) : new Range(key);
+}
+
+function sameRange(a: Range, b: Range): boolean {
+  return a.start.equals(b.start) && a.end.equals(b.end);
 }
 
 function isExists(err: unknown): boolean {
@@ -75,8 +93,11 @@ function isExists(err: unknown): boolean {
 
 /**
  * Creates `user` and its role (both named `user.name`) with its grants under the store's
- * prefix; an existing user or role is kept and granted again (grants are idempotent), its
- * password set to the one given. Needs a store authenticated as root (or auth still off).
+ * prefix; an existing user or role is kept, its password set to the one given, and its role
+ * left with exactly these grants: a grant an earlier version made and this one does not (all
+ * of `states/` for a machine) is revoked, so run it once every daemon using the role runs this
+ * version (`flotilla cluster up` restarts them all). Needs a store authenticated as root (or
+ * auth still off).
  */
 export async function ensureEtcdUser(store: Store, user: EtcdUser): Promise<void> {
   const client = store.client;
@@ -86,13 +107,16 @@ export async function ensureEtcdUser(store: Store, user: EtcdUser): Promise<void
     await role.create().catch((err: unknown) => {
       if (!isExists(err)) throw err;
     });
-    for (const g of user.grants) {
-      const key = `${prefix}${g.key}`;
-      await role.grant(
-        g.key === '' || g.key.endsWith('/')
-          ? { permission: g.permission, range: Range.prefix(key) }
-          : { permission: g.permission, key },
-      );
+    const wanted = user.grants.map((g) => ({
+      permission: g.permission,
+      range: rangeOf(prefix, g),
+    }));
+    for (const g of wanted) await role.grant(g);
+    for (const { range } of await role.permissions()) {
+      // Only under this cluster's prefix: a role may hold grants of another cluster's.
+      if (!range.start.toString('utf8').startsWith(prefix)) continue;
+      if (wanted.some((w) => sameRange(w.range, range))) continue;
+      await role.revoke({ permission: 'Readwrite', range });
     }
     const account = client.user(user.name);
     await account.create(user.password).catch(async (err: unknown) => {

@@ -70,11 +70,13 @@ export {
   DEFAULT_PREFIX,
   KIND_DIRS,
   Keys,
+  LEGACY_DIRS,
   normalizePrefix,
   prefixRangeEnd,
   type KeyKind,
   type ParsedKey,
 } from './keys.js';
+export { deleteLegacyRecords, leaseOfKey } from './legacy-records.js';
 export { LeasePool, type LeasePoolEvent, type LeasePoolOptions } from './lease-pool.js';
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
 export { changedRecords, writeOwned, type OwnedOp, type OwnedResult } from './owned.js';

@@ -8,8 +8,9 @@
  * <prefix>placements/<machine>/<name>  Placement
  * <prefix>machines/<id>                Machine (agent's lease)
  * <prefix>machine-metadata/<id>        MachineConfig
- * <prefix>states/<name>                UnitState (agent's lease)
- * <prefix>states/<name>/<machine>      UnitState of one copy of a Global unit (agent's lease)
+ * <prefix>unit-states/<machine>/<name> UnitState as <machine> reports it (that agent's lease)
+ * <prefix>unit-states/<machine>/<name>/global
+ *                                      UnitState of <machine>'s copy of a Global unit (same)
  * <prefix>unscheduled/<name>           Unscheduled
  * <prefix>control/resume-rescheduling  ReschedulingPause (an operator ends that pause)
  * <prefix>scales/<template>            ScaleRequest (the last scale of a template asked for)
@@ -17,11 +18,19 @@
  * <prefix>lost-machines/<id>           LostMachine: a machine whose presence vanished (leader)
  * <prefix>schedulers/<replica>         SchedulerReplica (the replica's own lease)
  * <prefix>services/<name>              Service (API, at submit)
- * <prefix>endpoints/<service>/<machine>/<unit>/<port-name>
+ * <prefix>unit-endpoints/<machine>/<service>/<unit>/<port-name>
  *                                      Endpoint (the agent running the unit, its lease)
  * <prefix>secrets/<name>               SecretRecord: a secret, sealed (API)
  * <prefix>election/...                 leader election
  * ```
+ *
+ * What an agent writes is keyed by its machine first, so an etcd role's prefix grant confines
+ * each machine to its own records (store/etcd-auth.ts). Agents of earlier versions wrote
+ * `states/<name>`, `states/<name>/<machine>` (Global copies) and
+ * `endpoints/<service>/<machine>/<unit>/<port-name>`; those keys are still parsed (marked
+ * `legacy`), so their records count until their agents restart and their leases take them.
+ * They live in other directories because the old and new forms could not be told apart by
+ * shape: machine ids, unit names and service names share their characters.
  */
 import { StoreError } from './errors.js';
 
@@ -46,13 +55,22 @@ export type KeyKind =
   | 'secret'
   | 'election';
 
+/** Directories of records written by agents of earlier versions (read, never written). */
+export const LEGACY_DIRS: Readonly<Partial<Record<KeyKind, string>>> = {
+  state: 'states/',
+  endpoint: 'endpoints/',
+};
+
+/** The last segment of a Global unit's copy state key. */
+const GLOBAL_MARK = 'global';
+
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
 export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   unit: 'units/',
   placement: 'placements/',
   machine: 'machines/',
   'machine-metadata': 'machine-metadata/',
-  state: 'states/',
+  state: 'unit-states/',
   unscheduled: 'unscheduled/',
   control: 'control/',
   scale: 'scales/',
@@ -60,14 +78,14 @@ export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   'lost-machine': 'lost-machines/',
   scheduler: 'schedulers/',
   service: 'services/',
-  endpoint: 'endpoints/',
+  endpoint: 'unit-endpoints/',
   secret: 'secrets/',
   election: 'election/',
 };
 
 /**
- * What a key means. `machine` is set for placements and for the state of a Global unit's
- * copy (`states/<name>/<machine>`); `name` is the unit name there, else the last segment.
+ * What a key means. `machine` is set for placements, endpoints and states (except a legacy
+ * `states/<name>`, which names none); `name` is the unit name there, else the last segment.
  */
 export interface ParsedKey {
   readonly kind: KeyKind;
@@ -80,6 +98,10 @@ export interface ParsedKey {
    */
   readonly name: string;
   readonly machine?: string;
+  /** For `state`: the record is the state of one copy of a Global unit. */
+  readonly global?: boolean;
+  /** The key is in an earlier version's layout (see the module comment). */
+  readonly legacy?: boolean;
 }
 
 /** `''` becomes the default; a missing trailing slash is added, so `/a` and `/a/` are one. */
@@ -123,17 +145,38 @@ export class Keys {
     return this.dir('machine-metadata') + segment(id, 'machine id');
   }
 
-  state(name: string): string {
-    return this.dir('state') + segment(name, 'unit name');
+  /** The state of unit `name` (not Global) as `machine`'s agent reports it. */
+  state(machine: string, name: string): string {
+    return this.statesOn(machine) + segment(name, 'unit name');
   }
 
   /**
    * The state of a Global unit's copy on `machine`. Every machine a Global unit runs on
    * reports its own copy here, so copies never overwrite each other and a lost machine's
-   * lease takes only its own copy's record. Sorts right after {@link state}`(name)`.
+   * lease takes only its own copy's record. Sorts right after {@link state}`(machine, name)`.
    */
   globalState(name: string, machine: string): string {
-    return `${this.state(name)}/${segment(machine, 'machine id')}`;
+    return `${this.state(machine, name)}/${GLOBAL_MARK}`;
+  }
+
+  /** The directory of every state one machine's agent reports: its role may write it. */
+  statesOn(machine: string): string {
+    return `${this.dir('state')}${segment(machine, 'machine id')}/`;
+  }
+
+  /** An earlier version's `states/<name>` (tests of the upgrade write it). */
+  legacyState(name: string): string {
+    return `${this.prefix}${LEGACY_DIRS.state ?? ''}${segment(name, 'unit name')}`;
+  }
+
+  /** An earlier version's `states/<name>/<machine>` of a Global unit's copy. */
+  legacyGlobalState(name: string, machine: string): string {
+    return `${this.legacyState(name)}/${segment(machine, 'machine id')}`;
+  }
+
+  /** The directory of an earlier version's records of `kind` (`states/`, `endpoints/`). */
+  legacyDir(kind: 'state' | 'endpoint'): string {
+    return `${this.prefix}${LEGACY_DIRS[kind] ?? ''}`;
   }
 
   unscheduled(name: string): string {
@@ -174,15 +217,23 @@ export class Keys {
     return this.dir('service') + segment(name, 'service name');
   }
 
-  /** The directory of one service's endpoints: what a machine routing or resolving it watches. */
-  endpointsOf(service: string): string {
-    return `${this.dir('endpoint')}${segment(service, 'service name')}/`;
+  /** The directory of every endpoint one machine's agent publishes: its role may write it. */
+  endpointsOn(machine: string): string {
+    return `${this.dir('endpoint')}${segment(machine, 'machine id')}/`;
   }
 
   /** One port of one instance of `service`, running on `machine`. */
   endpoint(service: string, machine: string, unit: string, port: string): string {
     return (
-      this.endpointsOf(service) +
+      this.endpointsOn(machine) +
+      `${segment(service, 'service name')}/${segment(unit, 'unit name')}/${segment(port, 'port name')}`
+    );
+  }
+
+  /** An earlier version's `endpoints/<service>/<machine>/<unit>/<port-name>`. */
+  legacyEndpoint(service: string, machine: string, unit: string, port: string): string {
+    return (
+      `${this.legacyDir('endpoint')}${segment(service, 'service name')}/` +
       `${segment(machine, 'machine id')}/${segment(unit, 'unit name')}/${segment(port, 'port name')}`
     );
   }
@@ -218,20 +269,39 @@ export class Keys {
       }
       if (kind === 'endpoint') {
         const parts = tail.split('/');
-        const [service, machine, name, port] = parts;
+        const [machine, service, name, port] = parts;
         if (parts.length !== 4 || !service || !machine || !name || !port) return undefined;
         return { kind, service, machine, name, port };
       }
-      if (kind === 'state' && tail.includes('/')) {
+      if (kind === 'state') {
         const parts = tail.split('/');
-        const [name, machine] = parts;
-        if (parts.length !== 2 || !name || !machine) return undefined;
-        return { kind, name, machine };
+        const [machine, name, mark] = parts;
+        if (!machine || !name || parts.length > 3) return undefined;
+        if (parts.length === 2) return { kind, machine, name };
+        return mark === GLOBAL_MARK ? { kind, machine, name, global: true } : undefined;
       }
       return tail.includes('/') ? undefined : { kind, name: tail };
     }
-    return undefined;
+    return parseLegacy(rest);
   }
+}
+
+/** A key of an earlier version's layout (LEGACY_DIRS), relative to the prefix. */
+function parseLegacy(rest: string): ParsedKey | undefined {
+  const [dir, ...parts] = rest.split('/');
+  if (parts.some((p) => p === '')) return undefined;
+  if (`${dir}/` === LEGACY_DIRS.state) {
+    const [name, machine] = parts;
+    if (name === undefined || parts.length > 2) return undefined;
+    if (machine === undefined) return { kind: 'state', name, legacy: true };
+    return { kind: 'state', name, machine, global: true, legacy: true };
+  }
+  if (`${dir}/` === LEGACY_DIRS.endpoint) {
+    const [service, machine, name, port] = parts;
+    if (parts.length !== 4 || !service || !machine || !name || !port) return undefined;
+    return { kind: 'endpoint', service, machine, name, port, legacy: true };
+  }
+  return undefined;
 }
 
 /** The end of the key range covering every key that starts with `prefix` (etcd's range_end). */

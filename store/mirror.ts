@@ -37,6 +37,7 @@ import { Listeners, type Unsubscribe } from './listeners.js';
 import { codecs, type RecordCodec, type RecordKind, type RecordTypes } from './records.js';
 import type { Store } from './client.js';
 import { SortedMap } from './sorted-map.js';
+import { fileByKey, PlacedStates } from './unit-states.js';
 
 /** A record of the mirror: its kind (from its key), names, and decoded value. */
 export type MirrorRecord =
@@ -85,9 +86,9 @@ export class ClusterMirror {
   readonly placements = new Map<string, Map<string, CacheEntry<Placement>>>();
   /** Machine id -> unit name -> placement, in name order. */
   readonly placementsOn = new Map<string, SortedMap<CacheEntry<Placement>>>();
-  /** `states/<name>`: the state of a unit that is not Global. */
-  readonly states = new Map<string, CacheEntry<UnitState>>();
-  /** `states/<name>/<machine>`: unit name -> machine id -> that copy's state. */
+  /** `unit-states/<machine>/<name>`: the state of a unit that is not Global (get by name). */
+  readonly states = new PlacedStates(this.placements);
+  /** `unit-states/<machine>/<name>/global`: unit name -> machine id -> that copy's state. */
   readonly copies = new Map<string, Map<string, CacheEntry<UnitState>>>();
   readonly unscheduled = new Map<string, CacheEntry<Unscheduled>>();
   readonly machines: SortedMap<CacheEntry<Machine>> = new SortedMap();
@@ -107,8 +108,8 @@ export class ClusterMirror {
   /** `services/<name>`: services that submitted units declare, in name order. */
   readonly services: SortedMap<CacheEntry<Service>> = new SortedMap();
   /**
-   * `endpoints/<service>/...`: service -> `<machine>/<unit>/<port-name>` -> endpoint, in that
-   * order (a service's listing pages through it).
+   * `unit-endpoints/<machine>/<service>/...`: service -> `<machine>/<unit>/<port-name>` ->
+   * endpoint, in that order (a service's listing pages through it).
    */
   readonly endpoints: SortedMap<SortedMap<CacheEntry<Endpoint>>> = new SortedMap();
   /** Unit name -> `<service>/<machine>/<port-name>` -> endpoint: what `status UNIT` shows. */
@@ -228,11 +229,15 @@ export class ClusterMirror {
     const record = change.type === 'put' ? change.value : change.prev;
     const entry = change.type === 'put' ? change.entry : undefined;
     const parsed = record.key;
-    if (parsed !== undefined) this.file(record, entry);
+    if (parsed !== undefined) this.file(record, entry, change.key);
     return { kind: record.kind, parsed, change };
   }
 
-  private file(record: MirrorRecord, entry: CacheEntry<MirrorRecord> | undefined): void {
+  private file(
+    record: MirrorRecord,
+    entry: CacheEntry<MirrorRecord> | undefined,
+    key: string,
+  ): void {
     const typed = <T>(value: T): CacheEntry<T> | undefined =>
       entry === undefined ? undefined : { ...entry, value };
     switch (record.kind) {
@@ -261,10 +266,11 @@ export class ClusterMirror {
         return;
       }
       case 'state': {
-        const { name, machine } = record.key;
+        // A legacy `states/<name>` names its machine only in its value.
+        const { name, machine = record.value.machine, global = false } = record.key;
         const e = typed(record.value);
-        if (machine !== undefined) setNested(this.copies, name, machine, e);
-        else setOrDelete(this.states, name, e);
+        if (global) fileByKey(this.copies, name, machine, key, e);
+        else this.states.file(name, machine, key, e);
         return;
       }
       case 'unscheduled':
@@ -309,14 +315,16 @@ export class ClusterMirror {
         const { service = '', machine = '', name, port = '' } = record.key;
         const e = typed(record.value);
         let of = this.endpoints.get(service);
+        const at = `${machine}/${name}/${port}`;
         if (e !== undefined) {
           if (of === undefined) this.endpoints.set(service, (of = new SortedMap()));
-          of.set(`${machine}/${name}/${port}`, e);
-        } else if (of !== undefined) {
-          of.delete(`${machine}/${name}/${port}`);
+          of.set(at, e);
+        } else if (of !== undefined && of.get(at)?.key === key) {
+          // Only the entry of the deleted key: a legacy and a new key may hold one endpoint.
+          of.delete(at);
           if (of.size === 0) this.endpoints.delete(service);
         }
-        return setNested(this.endpointsOfUnit, name, `${service}/${machine}/${port}`, e);
+        return fileByKey(this.endpointsOfUnit, name, `${service}/${machine}/${port}`, key, e);
       }
       case 'secret':
         return setOrDelete(this.secrets, record.key.name, typed(record.value));

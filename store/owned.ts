@@ -1,6 +1,7 @@
 /**
  * Owned records: keys that several writers may hold in turn, each under its own lease (an
- * agent's `states/<name>`, which follows the unit from machine to machine). A writer may put
+ * agent's `unit-states/<machine>/<name>`, written again by the same machine's agent under each
+ * new lease, and by the old one until it learns its lease is gone). A writer may put
  * or delete such a record only while it is its own, decided by etcd inside the transaction,
  * never by a writer's possibly stale view:
  *
@@ -46,7 +47,7 @@ export interface OwnedResult {
  *
  * @example
  *   const { applied, revision } = await writeOwned(store, [
- *     { type: 'put', key: keys.state(name), value, lease, claim: keys.placement(me, name) },
+ *     { type: 'put', key: keys.state(me, name), value, lease, claim: keys.placement(me, name) },
  *   ]);
  */
 export async function writeOwned(store: Store, ops: readonly OwnedOp[]): Promise<OwnedResult> {

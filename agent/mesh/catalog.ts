@@ -22,8 +22,8 @@ export interface ServiceCatalog {
   /** Called after every change to the services; returns the function that unsubscribes. */
   onServices(fn: () => void): () => void;
   /**
-   * Starts following `service`'s endpoints (or shares the watch already open): one etcd watch
-   * of `endpoints/<service>/` per service, however many users. Pair with {@link release}.
+   * Starts following `service`'s endpoints (or shares the view already open): one view per
+   * service, however many users, over one etcd watch of every endpoint. Pair with {@link release}.
    */
   acquire(service: string): EndpointView;
   release(service: string): void;

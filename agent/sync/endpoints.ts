@@ -1,5 +1,6 @@
 /**
- * Endpoint records: `endpoints/<service>/<machine>/<unit>/<port-name>`, one per Port= of each
+ * Endpoint records: `unit-endpoints/<machine>/<service>/<unit>/<port-name>` (keyed by this
+ * machine first, so its etcd role may write no other machine's), one per Port= of each
  * unit this agent runs that declares `[X-Service]`, under the agent's lease (a lost machine's
  * endpoints vanish with it). A record exists only while its unit is active and, when it has a
  * health check, healthy: the record is the truth, never a sidekick's guess.
@@ -129,18 +130,13 @@ export class EndpointPublisher {
   }
 
   /**
-   * Deletes the records of this machine that no unit here serves (a previous agent's),
-   * service by service (`services/` lists them; endpoints of a service without a record are
-   * left to their lease). Level-triggered: call after every registration.
+   * Deletes the records of this machine that no unit here serves (a previous agent's): one
+   * listing of this machine's directory. Level-triggered: call after every registration.
    */
   async removeStale(): Promise<void> {
-    const services = await this.store.listRecords(codecs.service, this.store.keys.dir('service'));
     const stale: string[] = [];
-    for (const { value } of services.items) {
-      const mine = `${this.store.keys.endpointsOf(value.name)}${this.opts.machineId}/`;
-      const { items } = await this.store.list(mine);
-      for (const kv of items) if (!this.wanted.has(kv.key)) stale.push(kv.key);
-    }
+    const { items } = await this.store.list(this.store.keys.endpointsOn(this.opts.machineId));
+    for (const kv of items) if (!this.wanted.has(kv.key)) stale.push(kv.key);
     if (stale.length === 0) return;
     this.log.info({ endpoints: stale.length }, 'removing endpoints of units no longer here');
     await this.enqueue(async () => {

@@ -1,13 +1,22 @@
 /**
  * The agent's presence in the cluster: `machines/<id>` under a lease the agent renews every
  * TTL/3 (store/presence.ts), re-registered whenever the lease is lost. The same lease carries
- * the agent's `states/<name>` records, so a lost machine's states vanish with it. It also
+ * the agent's `unit-states/<machine>/...` records, so a lost machine's states vanish with it;
+ * an earlier version's records of this machine (store/legacy-records.ts) are deleted at the
+ * first registration, under the lease the machine record had until then. It also
  * tells the reconciler how long the agent has been cut off, for `StopOnDisconnect=`.
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Machine } from '../../proto/flotilla/v1/records.js';
-import { codecs, Presence, type PresenceEvent, type Store } from '../../store/index.js';
+import {
+  codecs,
+  deleteLegacyRecords,
+  leaseOfKey,
+  Presence,
+  type PresenceEvent,
+  type Store,
+} from '../../store/index.js';
 import type { Connection } from './reconcile-tasks.js';
 
 /** The version the machine record advertises: package.json's, read once. */
@@ -102,13 +111,15 @@ export class Registration {
   private readonly renewIntervalMs: number;
   private readonly startedAt = Date.now();
   private lost = false;
+  private readonly machineId: string;
 
   constructor(
-    store: Store,
+    private readonly store: Store,
     private readonly log: Logger,
     opts: RegistrationOptions,
   ) {
     this.renewIntervalMs = renewInterval(opts.ttlSeconds, opts.renewIntervalMs);
+    this.machineId = opts.machine.id;
     this.presence = new Presence(store, {
       key: store.keys.machine(opts.machine.id),
       value: codecs.machine.encode(opts.machine),
@@ -118,9 +129,22 @@ export class Registration {
     this.presence.on((event) => this.onEvent(event));
   }
 
-  /** Starts registering; resolves after the first registration (retrying until etcd answers). */
-  start(): Promise<void> {
-    return this.presence.start();
+  /**
+   * Starts registering; resolves after the first registration (retrying until etcd answers).
+   * Then deletes, in the background, what an earlier version's agent of this machine wrote
+   * in the old layout under its lease.
+   */
+  async start(): Promise<void> {
+    const key = this.store.keys.machine(this.machineId);
+    const previous = await leaseOfKey(this.store, key).catch(() => 0n);
+    await this.presence.start();
+    if (previous === 0n || previous === this.presence.leaseId) return;
+    deleteLegacyRecords(this.store, previous).then(
+      (n) =>
+        n > 0 && this.log.info({ records: n }, "deleted the earlier agent's old-layout records"),
+      (err: unknown) =>
+        this.log.info({ err }, 'old-layout records of the earlier agent are left to its lease'),
+    );
   }
 
   /** The current lease, or undefined while unregistered. */

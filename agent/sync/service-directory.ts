@@ -1,41 +1,108 @@
 /**
  * The agent's view of the cluster's services (agent/mesh/catalog.ts's ServiceCatalog over
- * etcd): one watch of `services/` (one small record per service), and one watch of
- * `endpoints/<service>/` per service that this machine routes (it publishes a port) or
- * resolves (DNS was asked about it), shared by both and closed when neither needs it. Nothing
- * here watches every endpoint of the cluster, so an endpoint change costs one event on each
- * machine that routes or resolves its service, and nothing elsewhere.
+ * etcd): one watch of `services/` (one small record per service), and, from the first service
+ * this machine routes (it publishes a port) or resolves (DNS was asked about it), one watch of
+ * every endpoint, indexed by service. Endpoints are keyed by the machine that publishes them
+ * (`unit-endpoints/<machine>/<service>/...`, so each machine's etcd role may write only its
+ * own), which leaves no per-service prefix to watch: an endpoint change costs one event on
+ * each machine that follows any service, and a lookup stays one map read. Records of agents
+ * of earlier versions (`endpoints/<service>/<machine>/...`) are watched and indexed alike
+ * until those agents restart.
  */
 import type { Logger } from 'pino';
 import type { Endpoint, Service } from '../../proto/flotilla/v1/records.js';
-import { codecs, Listeners, WatchCache, type Store } from '../../store/index.js';
+import { codecs, Listeners, SortedMap, WatchCache, type Store } from '../../store/index.js';
 import type { EndpointView, ServiceCatalog } from '../mesh/catalog.js';
 
 /** Health values of an endpoint that may take traffic (the record exists only while it serves). */
 const SERVING_HEALTH: ReadonlySet<string> = new Set(['', 'passing', 'none']);
 
-/** One service's endpoint watch and who holds it. */
+/** One endpoint as indexed: its record and the key it came from. */
+interface Indexed {
+  readonly key: string;
+  readonly value: Endpoint;
+}
+
+/** Every endpoint of the cluster (both key layouts), by service. */
+class EndpointIndex {
+  /** Service -> `<machine>/<unit>/<port-name>` -> endpoint, in that order. */
+  readonly byService = new Map<string, SortedMap<Indexed>>();
+  /** Emits the services a watch event changed. */
+  readonly changes = new Listeners<ReadonlySet<string>>();
+  private readonly caches: WatchCache<Endpoint>[];
+
+  constructor(
+    private readonly store: Store,
+    log: Logger,
+  ) {
+    const prefixes = [store.keys.dir('endpoint'), store.keys.legacyDir('endpoint')];
+    this.caches = prefixes.map((prefix) => {
+      const cache = new WatchCache(store, { prefix, codec: codecs.endpoint });
+      cache.on((event) => this.index(event.type === 'resync' ? event.changes : [event]));
+      cache.onError((err) => log.warn({ prefix, err: err.message }, 'endpoints watch'));
+      return cache;
+    });
+  }
+
+  async ready(): Promise<void> {
+    await Promise.all(this.caches.map((c) => c.ready()));
+  }
+
+  close(): Promise<void[]> {
+    this.changes.clear();
+    return Promise.all(this.caches.map((c) => c.close()));
+  }
+
+  private index(
+    changes: readonly { type: 'put' | 'delete'; key: string; value?: Endpoint }[],
+  ): void {
+    const touched = new Set<string>();
+    for (const change of changes) {
+      const parsed = this.store.keys.parse(change.key);
+      if (parsed?.kind !== 'endpoint' || parsed.service === undefined) continue;
+      const { service, machine = '', name, port = '' } = parsed;
+      const at = `${machine}/${name}/${port}`;
+      let of = this.byService.get(service);
+      if (change.type === 'put' && change.value !== undefined) {
+        if (of === undefined) this.byService.set(service, (of = new SortedMap()));
+        of.set(at, { key: change.key, value: change.value });
+      } else if (of?.get(at)?.key === change.key) {
+        // Only the entry of the deleted key: a legacy and a new key may hold one endpoint.
+        of.delete(at);
+        if (of.size === 0) this.byService.delete(service);
+      }
+      touched.add(service);
+    }
+    if (touched.size > 0) this.changes.emit(touched);
+  }
+}
+
+/** One service's endpoints, as the index holds them, and who holds the view. */
 class EndpointWatch implements EndpointView {
   refs = 0;
   private cached: readonly Endpoint[] | undefined;
   private readonly changes = new Listeners<void>();
+  readonly unsubscribe: () => void;
 
-  constructor(readonly cache: WatchCache<Endpoint>) {
-    cache.on(() => {
+  constructor(
+    private readonly index: EndpointIndex,
+    private readonly service: string,
+  ) {
+    this.unsubscribe = index.changes.on((services) => {
+      if (!services.has(service)) return;
       this.cached = undefined;
       this.changes.emit();
     });
   }
 
   ready(): Promise<void> {
-    return this.cache.ready();
+    return this.index.ready();
   }
 
   serving(): readonly Endpoint[] {
     // Recomputed once per change, not per connection or per query.
-    this.cached ??= this.cache
-      .entries()
-      .map((e) => e.value)
+    this.cached ??= [...(this.index.byService.get(this.service)?.entries() ?? [])]
+      .map(([, e]) => e.value)
       .filter((e) => SERVING_HEALTH.has(e.health) && e.port > 0 && e.address !== '');
     return this.cached;
   }
@@ -57,6 +124,8 @@ export class ServiceDirectory implements ServiceCatalog {
   private readonly byName = new Map<string, Service>();
   private readonly serviceChanges = new Listeners<void>();
   private readonly watches = new Map<string, EndpointWatch>();
+  /** Every endpoint, by service: opened by the first {@link acquire}. */
+  private endpoints: EndpointIndex | undefined;
   private readonly maxWatched: number;
   private closed = false;
 
@@ -111,12 +180,8 @@ export class ServiceDirectory implements ServiceCatalog {
           `already following the endpoints of ${this.maxWatched} services: release one first`,
         );
       }
-      const cache = new WatchCache(this.store, {
-        prefix: this.store.keys.endpointsOf(service),
-        codec: codecs.endpoint,
-      });
-      cache.onError((err) => this.log.warn({ service, err: err.message }, 'endpoints watch'));
-      watch = new EndpointWatch(cache);
+      this.endpoints ??= new EndpointIndex(this.store, this.log);
+      watch = new EndpointWatch(this.endpoints, service);
       this.watches.set(service, watch);
     }
     watch.refs++;
@@ -128,15 +193,14 @@ export class ServiceDirectory implements ServiceCatalog {
     if (watch === undefined) return;
     if (--watch.refs > 0) return;
     this.watches.delete(service);
-    void watch.cache.close();
+    watch.unsubscribe();
   }
 
   /** Closes every watch. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    const caches = [this.servicesCache, ...[...this.watches.values()].map((w) => w.cache)];
     this.watches.clear();
     this.serviceChanges.clear();
-    await Promise.all(caches.map((c) => c.close()));
+    await Promise.all([this.servicesCache.close(), this.endpoints?.close()]);
   }
 }

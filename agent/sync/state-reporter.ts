@@ -1,8 +1,8 @@
 /**
- * State reports: `states/<name>` under the agent's lease, so a lost machine's states vanish
- * with it; a Global unit's copy reports to `states/<name>/<machine>` instead, because every
- * machine runs its own copy and one shared record would be overwritten by each and deleted
- * with the first lease to go. Reports are coalesced: {@link StateReporter.report} only records
+ * State reports: `unit-states/<machine>/<name>` under the agent's lease, so a lost machine's
+ * states vanish with it, and keyed by this machine first, so its etcd role may write nothing
+ * else (store/etcd-auth.ts); a Global unit's copy reports to
+ * `unit-states/<machine>/<name>/global`, which tells readers it is one copy of many. Reports are coalesced: {@link StateReporter.report} only records
  * the latest state and wakes one writer loop, which sends whatever changed since its last round
  * in one transaction. A burst of supervisor changes costs one write per unit at most, and a
  * slow or unreachable etcd never blocks a supervisor.
@@ -37,7 +37,7 @@ import {
 
 /** Options of {@link StateReporter}. */
 export interface StateReporterOptions {
-  /** This agent's machine: the last segment of its Global units' state keys. */
+  /** This agent's machine: the first segment of its state keys. */
   readonly machineId: string;
   /** The current lease, or undefined while unregistered (nothing is written then). */
   readonly lease: () => bigint | undefined;
@@ -274,7 +274,7 @@ export class StateReporter {
         ? old[0]
         : global
           ? this.store.keys.globalState(name, this.opts.machineId)
-          : this.store.keys.state(name);
+          : this.store.keys.state(this.opts.machineId, name);
     if (key === undefined) return 'wait';
     const ops: OwnedOp[] = [
       {

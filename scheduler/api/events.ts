@@ -12,9 +12,9 @@
  * OUT_OF_RANGE; an etcd that goes away, or a client that reads too slowly, ends the stream
  * with UNAVAILABLE (the client resumes, like every consumer, from its last revision + 1).
  *
- * A state event of a Global unit's copy (states/<name>/<machine>) carries the unit's name and
- * that machine, taken from the key, so even a deletion without its old value says whose copy
- * went.
+ * A state event (unit-states/<machine>/<name>, or .../<name>/global for a Global unit's copy)
+ * carries the unit's name and the reporting machine, taken from the key, so even a deletion
+ * without its old value says whose report went.
  */
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Event, EventBatch, WatchRequest } from '../../proto/flotilla/v1/events.js';
@@ -304,7 +304,7 @@ function eventFor(
     serviceName: '',
     portName: '',
   };
-  // An endpoint's key names its service and port (endpoints/<service>/<machine>/<unit>/<port>).
+  // An endpoint's key names its service and port (unit-endpoints/<machine>/<service>/<unit>/<port>).
   if (parsed.kind === 'endpoint') {
     event.serviceName = parsed.service ?? '';
     event.portName = parsed.port ?? '';
@@ -450,7 +450,7 @@ function attach(event: Event, kind: RecordKind, record: RecordTypes[RecordKind] 
       return;
     case 'state':
       event.state = record as RecordTypes['state'];
-      // A Global unit's copy is named by its key (states/<name>/<machine>) already.
+      // The key names the reporting machine already (but a legacy states/<name> does not).
       if (event.machine === '') event.machine = event.state.machine;
       return;
     case 'machine':

@@ -2,7 +2,7 @@
  * The Services service: discovery from the replica's mirror. A service is known by its
  * `services/<name>` record (written at submit for the units that declare it) and by the
  * endpoint records agents write for each port of each running instance
- * (`endpoints/<service>/<machine>/<unit>/<port-name>`, under their lease); either is enough
+ * (`unit-endpoints/<machine>/<service>/<unit>/<port-name>`, under their lease); either is enough
  * to list it, so a service whose last unit was destroyed still shows while an instance runs.
  *
  * Authorization narrows as listings do: a caller sees the endpoints of the units it may read,

@@ -16,9 +16,9 @@ const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 're
 /** What the mirror holds about one unit beside its record. */
 export interface UnitExtras {
   readonly placements: readonly Placement[];
-  /** `states/<name>`: what the agent of a unit that is not Global reports. */
+  /** `unit-states/<machine>/<name>`: what the agent of a unit that is not Global reports. */
   readonly state: UnitState | undefined;
-  /** `states/<name>/<machine>`: machine -> that machine's copy of a Global unit. */
+  /** `unit-states/<machine>/<name>/global`: machine -> that machine's copy of a Global unit. */
   readonly copies: ReadonlyMap<string, UnitState> | undefined;
   readonly unscheduled: Unscheduled | undefined;
 }

@@ -28,8 +28,11 @@ function host(files: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): 
   };
 }
 
+/** Parsed; plaintext without a token waives the client check (refused otherwise, tested below). */
 function options(argv: string[], h: HostFacts = host()): AgentOptions {
-  const parsed = parseAgentArgs(['--machine-id=m1', ...argv], h);
+  const checked = argv.some((a) => /^--(logs-token-file|tls-|allow-insecure-clients)/.test(a));
+  const waiver = checked ? [] : ['--allow-insecure-clients'];
+  const parsed = parseAgentArgs(['--machine-id=m1', ...argv, ...waiver], h);
   if (parsed.help) throw new Error('unexpected help');
   return parsed.options;
 }
@@ -168,6 +171,28 @@ test('a Logs certificate without any client check is refused at start unless --a
     instanceOf: UsageError,
     message: /--tls-client-names needs --tls-client-ca-file/,
   });
+});
+
+test('a plaintext Logs service without a token is refused at start unless --allow-insecure-clients', (t) => {
+  const h = host({ '/etc/flotilla/token': `${'t'.repeat(40)}\n` });
+  const parse = (...argv: string[]) => parseAgentArgs(['--machine-id=m1', ...argv], h);
+  const err = t.throws(() => parse('--logs-listen=0.0.0.0:4701'), { instanceOf: UsageError });
+  t.regex(
+    err?.message ?? '',
+    /^a plaintext Logs service without --logs-token-file lets any client/,
+  );
+  for (const flag of ['--logs-token-file FILE', '--tls-client-ca-file', '--allow-insecure-clients'])
+    t.true(err?.message.includes(flag), `the message names ${flag}`);
+  t.throws(
+    () => parse('--lease-ttl=1500ms'),
+    { message: /--lease-ttl/ },
+    'a bad flag is named first',
+  );
+  const waived = parse('--allow-insecure-clients');
+  t.false(waived.help);
+  if (!waived.help) t.is(waived.options.logsAuth, undefined);
+  const signed = parse('--logs-token-file=/etc/flotilla/token');
+  if (!signed.help) t.deepEqual(signed.options.logsAuth, { token: Buffer.from('t'.repeat(40)) });
 });
 
 test('--logs-token-file holds a secret of 32 characters or more', (t) => {

@@ -25,8 +25,9 @@ function host(files: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): 
   };
 }
 
+/** Parsed with the Logs service's client check waived (agent-options-tls.test.ts tests it). */
 function options(argv: string[], h: HostFacts): AgentOptions {
-  const parsed = parseAgentArgs(argv, h);
+  const parsed = parseAgentArgs([...argv, '--allow-insecure-clients'], h);
   if (parsed.help) throw new Error('unexpected help');
   return parsed.options;
 }

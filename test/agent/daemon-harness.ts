@@ -37,6 +37,11 @@ export interface AgentSetup {
   readonly stateDir?: string;
   /** More flags. */
   readonly args?: readonly string[];
+  /**
+   * Default true: `--allow-insecure-clients` (the Logs service unchecked, as tests dial it)
+   * unless `args` give `--logs-token-file` or `--tls-cert-file`.
+   */
+  readonly insecureLogs?: boolean;
 }
 
 /** A store on `etcd` under `prefix`, closed at teardown. */
@@ -69,6 +74,8 @@ async function argvFor(t: ExecutionContext, setup: AgentSetup) {
     '--public-ip=127.0.0.1',
     ...(setup.args ?? []),
   ];
+  const checked = argv.some((a) => /^--(logs-token-file|tls-cert-file)\b/.test(a));
+  if (setup.insecureLogs !== false && !checked) argv.push('--allow-insecure-clients');
   return { id, stateDir, logsAddress: `127.0.0.1:${logsPort}`, argv };
 }
 
@@ -198,9 +205,18 @@ export async function unplace(store: Store, machine: string, name: string): Prom
   await store.delete(store.keys.placement(machine, name));
 }
 
-/** The state record of `name` in etcd, or undefined. */
+/**
+ * The state record of `name` (not Global) in etcd, whichever machine reports it (the latest
+ * written, should two), or undefined.
+ */
 export async function stateRecord(store: Store, name: string): Promise<UnitState | undefined> {
-  return (await store.getRecord(codecs.state, store.keys.state(name)))?.value;
+  const { items } = await store.list(store.keys.dir('state'));
+  const mine = items.filter((kv) => {
+    const parsed = store.keys.parse(kv.key);
+    return parsed?.name === name && parsed.global !== true;
+  });
+  const latest = mine.sort((a, b) => (a.modRevision < b.modRevision ? 1 : -1))[0];
+  return latest === undefined ? undefined : codecs.state.decode(latest.key, latest.value);
 }
 
 /** The state record of `machine`'s copy of the Global unit `name` in etcd, or undefined. */

@@ -8,7 +8,14 @@ import { LogsClient, type LogLine, type TailRequest } from '../../proto/flotilla
 import { openStore } from '../../store/index.js';
 import { assertEventually, startEtcd, uniquePrefix, type EtcdServer } from '../../testkit/index.js';
 import { DRIVERS } from './harness.js';
-import { inProcessAgent, place, service, waitRunning } from './daemon-harness.js';
+import {
+  inProcessAgent,
+  place,
+  service,
+  spawnAgent,
+  waitRegistered,
+  waitRunning,
+} from './daemon-harness.js';
 
 let etcd: EtcdServer;
 test.before(async () => {
@@ -116,5 +123,30 @@ test.serial(
       client.tail({ unit: '../etc/passwd', follow: false, machine: '' }),
     );
     t.is(invalid.code, status.INVALID_ARGUMENT);
+  },
+);
+
+test.serial(
+  'an agent whose Logs service would check no client exits non-zero saying which flags; with --allow-insecure-clients it starts',
+  async (t) => {
+    const setup = { endpoint: etcd.endpoint, prefix: uniquePrefix('logs-unchecked') };
+    const refused = await spawnAgent(t, { ...setup, driver: 'process', insecureLogs: false });
+    t.is(await refused.exited, '2', refused.output());
+    // The first line is the reason (the usage text follows it).
+    const reason = refused.output().split('\n')[0] ?? '';
+    t.regex(reason, /^flotilla agent: a plaintext Logs service without --logs-token-file/);
+    for (const flag of ['--logs-token-file', '--tls-client-ca-file', '--allow-insecure-clients'])
+      t.true(reason.includes(flag), `names ${flag}: ${reason}`);
+    const store = openStore({ endpoints: etcd.endpoint, prefix: setup.prefix });
+    t.teardown(() => store.close());
+    t.is(await store.get(store.keys.machine(refused.machineId)), undefined, 'it never registered');
+
+    const waived = await spawnAgent(t, { ...setup, driver: 'process' });
+    await waitRegistered(store, waived.machineId);
+    await assertEventually(
+      () => /allow-insecure-clients: the Logs service lets any client/.test(waived.output()),
+      { message: 'it starts, warning that any client may read the logs' },
+    );
+    t.is(await waived.kill('SIGTERM'), '0');
   },
 );

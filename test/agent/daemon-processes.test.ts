@@ -96,7 +96,7 @@ for (const driver of DRIVERS) {
       // The old record (under the old lease, still alive) may be read first: the new agent
       // rewrites it under its new lease once it has adopted the unit.
       await assertEventually(
-        async () => (await store.get(store.keys.state('stay.service')))?.lease === newLease,
+        async () => (await store.get(store.keys.state(id, 'stay.service')))?.lease === newLease,
         { message: 'its state moved to the new lease' },
       );
       const adopted = await stateRecord(store, 'stay.service');

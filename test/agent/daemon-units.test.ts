@@ -43,7 +43,7 @@ for (const driver of DRIVERS) {
       const state = await waitRunning(store, 'web.service');
       t.like(state, { machine: agent.machineId, hash, loadState: 'loaded', exitStatus: -1 });
       t.true(await isPidAlive(state.pid), 'the reported pid runs');
-      const stateKv = await store.get(store.keys.state('web.service'));
+      const stateKv = await store.get(store.keys.state(agent.machineId, 'web.service'));
       const machineKv = await store.get(store.keys.machine(agent.machineId));
       t.not(stateKv?.lease, 0n);
       t.is(stateKv?.lease, machineKv?.lease, 'the state lives and dies with the machine');
@@ -223,7 +223,7 @@ for (const driver of DRIVERS) {
         'state written again',
       );
       t.is(state.subState, 'running');
-      t.is((await store.get(store.keys.state('web.service')))?.lease, again.lease);
+      t.is((await store.get(store.keys.state(agent.machineId, 'web.service')))?.lease, again.lease);
     },
   );
 }

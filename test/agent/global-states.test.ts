@@ -1,6 +1,6 @@
 /**
  * States of a Global unit: every machine it is placed on reports its own copy under
- * `states/<name>/<machine>` and its own lease, so copies never overwrite each other and a
+ * `unit-states/<machine>/<name>/global` and its own lease, so copies never overwrite each other and a
  * machine that goes takes only its own copy's record with it. Two agents with different
  * machine ids on one etcd, placements written straight to etcd (no scheduler).
  */
@@ -30,7 +30,7 @@ const UNIT = 'mon.service';
 const MONITOR = serviceWithFleet(['Global=true'], 'ExecStart=/bin/sleep 3600');
 const isRunning = (s: UnitState): boolean => s.activeState === 'active' && s.pid > 0;
 
-/** Every key under states/, relative to it. */
+/** Every key under unit-states/, relative to it. */
 async function stateKeys(store: Store): Promise<string[]> {
   const dir = store.keys.dir('state');
   const { items } = await store.list(dir);
@@ -65,8 +65,8 @@ test.serial(
     t.not(onA.pid, onB.pid, 'two copies, two processes');
     t.deepEqual(
       await stateKeys(store),
-      [`${UNIT}/${a.machineId}`, `${UNIT}/${b.machineId}`].sort(),
-      'no shared states/<name> record',
+      [`${a.machineId}/${UNIT}/global`, `${b.machineId}/${UNIT}/global`].sort(),
+      'no record shared by the machines',
     );
     for (const m of [a, b]) {
       t.is(
@@ -85,7 +85,7 @@ test.serial(
       pid: onB.pid,
       activeState: 'active',
     });
-    t.deepEqual(await stateKeys(store), [`${UNIT}/${b.machineId}`]);
+    t.deepEqual(await stateKeys(store), [`${b.machineId}/${UNIT}/global`]);
     t.true(await isPidAlive(onB.pid), 'the other copy runs on');
   },
 );
@@ -129,7 +129,7 @@ test.serial("unplacing one copy stops it and deletes that copy's record only", a
   });
   t.false(await isPidAlive(onA.pid), 'the unplaced copy stopped');
   t.like(await copyRecord(store, UNIT, b.machineId), { pid: onB.pid, activeState: 'active' });
-  t.deepEqual(await stateKeys(store), [`${UNIT}/${b.machineId}`]);
+  t.deepEqual(await stateKeys(store), [`${b.machineId}/${UNIT}/global`]);
 });
 
 test.serial(
@@ -150,8 +150,8 @@ test.serial(
     );
     t.is(copy.machine, a.machineId);
     await assertEventually(async () => (await stateRecord(store, UNIT)) === undefined, {
-      message: 'the old states/<name> record is deleted',
+      message: 'the record of the unit that was not Global is deleted',
     });
-    t.deepEqual(await stateKeys(store), [`${UNIT}/${a.machineId}`]);
+    t.deepEqual(await stateKeys(store), [`${a.machineId}/${UNIT}/global`]);
   },
 );

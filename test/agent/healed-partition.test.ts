@@ -2,7 +2,7 @@
  * Who owns a state record after a partition heals. One agent is cut off from etcd (TCP proxy,
  * dropping traffic like a link that is down) past its lease, its units move to a second agent
  * (placements written straight to etcd, as the leader would), then the link comes back. The
- * returning agent stops its copies and must leave the new machine's `states/<name>` records
+ * returning agent stops its copies and must leave the new machine's `unit-states/<machine>/<name>` records
  * alone; and the agent a unit is placed on puts its record back whenever someone else deletes
  * or overwrites it. Two in-process agents, process driver, one etcd.
  */
@@ -34,7 +34,7 @@ const server = etcdForFile(test);
 const SLEEPER = service('ExecStart=/bin/sleep 3600');
 const UNITS = ['web.service', 'api.service'] as const;
 
-/** One write to states/ as etcd's watch saw it, for assertions and failure messages. */
+/** One write to unit-states/ as etcd's watch saw it, for assertions and failure messages. */
 interface StateWrite {
   readonly type: 'put' | 'delete';
   readonly key: string;
@@ -43,7 +43,7 @@ interface StateWrite {
   readonly state?: UnitState;
 }
 
-/** Every write under states/ from now on, in order. */
+/** Every write under unit-states/ from now on, in order. */
 async function recordStateWrites(store: Store): Promise<{
   writes: StateWrite[];
   close: () => Promise<void>;
@@ -169,7 +169,7 @@ test.serial(
             subState: 'running',
             pid: after.get(name)?.pid ?? -1,
           },
-          `${name} ${round}: B's record, active/running. Writes to states/ since the move:\n${log()}`,
+          `${name} ${round}: B's record, active/running. Writes to unit-states/ since the move:\n${log()}`,
         );
       }
       if (round === 'once healed') await sleep(3_000);
@@ -198,7 +198,7 @@ test.serial(
     const name = 'web.service';
     await place(store, agent.machineId, name, SLEEPER);
     const running = await waitRunning(store, name);
-    const key = store.keys.state(name);
+    const key = store.keys.state(agent.machineId, name);
     const lease = (await store.get(store.keys.machine(agent.machineId)))?.lease;
 
     await store.delete(key);

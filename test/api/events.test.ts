@@ -76,7 +76,7 @@ async function writeEveryKind(store: Store): Promise<number> {
   );
   await store.putRecord(
     codecs.state,
-    k.state('a.service'),
+    k.state('m1', 'a.service'),
     UnitState.fromPartial({ name: 'a.service', machine: 'm1', activeState: 'active' }),
   );
   await store.putRecord(
@@ -86,7 +86,7 @@ async function writeEveryKind(store: Store): Promise<number> {
   );
   await store.put(k.election() + 'candidate', 'not reported');
   await store.delete(k.placement('m1', 'a.service'));
-  await store.delete(k.state('a.service'));
+  await store.delete(k.state('m1', 'a.service'));
   await store.delete(k.unit('a.service'));
   return 9; // the election key is not an event
 }
@@ -223,7 +223,7 @@ test('the unit glob and machine filters keep only matching events', async (t) =>
   await placeOn('db.service', 'm2');
   await api.store.putRecord(
     codecs.state,
-    k.state('db.service'),
+    k.state('m2', 'db.service'),
     UnitState.fromPartial({ name: 'db.service', machine: 'm2' }),
   );
   await api.store.putRecord(codecs.machine, k.machine('m2'), makeMachine({ id: 'm2' }));

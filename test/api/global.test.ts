@@ -55,7 +55,7 @@ async function reportCopy(
 /** Writes the one state record of a unit that is not Global. */
 async function report(store: Store, unit: string, machine: string, activeState: string) {
   const s = UnitState.fromPartial({ name: unit, machine, activeState, loadState: 'loaded' });
-  await store.putRecord(codecs.state, store.keys.state(unit), s);
+  await store.putRecord(codecs.state, store.keys.state(machine, unit), s);
 }
 
 /** Per instance: machine, its copy's active state and pid, its derived state. */

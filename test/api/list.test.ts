@@ -47,7 +47,7 @@ async function place(store: Store, unit: string, machine: string): Promise<void>
 
 async function report(store: Store, unit: string, machine: string, activeState: string) {
   const s = UnitState.fromPartial({ name: unit, machine, activeState, loadState: 'loaded' });
-  await store.putRecord(codecs.state, store.keys.state(unit), s);
+  await store.putRecord(codecs.state, store.keys.state(machine, unit), s);
 }
 
 async function addMachine(store: Store, id: string): Promise<Machine> {

@@ -7,7 +7,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import test from 'ava';
-import { codecs } from '../../store/index.js';
+import type { UnitState } from '../../proto/flotilla/v1/records.js';
+import { codecs, type Store } from '../../store/index.js';
 import { etcdForFile, unitText } from '../../testkit/index.js';
 import {
   addMachine,
@@ -23,6 +24,12 @@ import { simulateCluster } from './sim-cluster.js';
 const server = etcdForFile(test);
 
 /** An API with two machines and the simulated leader and agents. */
+/** The state record of `name`, whichever machine reports it. */
+async function stateOf(store: Store, name: string): Promise<{ value: UnitState } | undefined> {
+  const { items } = await store.listRecords(codecs.state, store.keys.dir('state'));
+  return items.find((s) => store.keys.parse(s.key)?.name === name);
+}
+
 async function cluster(
   t: Parameters<typeof startTestApi>[0],
   sim: {
@@ -43,7 +50,7 @@ test.serial('start FILE submits it, waits until it runs, and says where', async 
   t.is(r.code, 0, r.stdout + r.stderr);
   const ids = machines.map((m) => `${m.id.slice(0, 8)}\\.\\.\\./10\\.0\\.0\\.\\d`).join('|');
   t.regex(r.stdout, new RegExp(`^Unit hello\\.service launched on (${ids})\\n$`));
-  const state = await api.store.getRecord(codecs.state, api.store.keys.state('hello.service'));
+  const state = await stateOf(api.store, 'hello.service');
   t.is(
     state?.value.activeState,
     'active',
@@ -110,7 +117,7 @@ test.serial('stop, unload, load and destroy each wait for their state', async (t
   const stop = await api.run(['stop', 'db.service']);
   t.is(stop.code, 0, stop.stdout + stop.stderr);
   t.regex(stop.stdout, /^Unit db\.service loaded on [0-9a-f]{8}\.\.\.\/10\.0\.0\.\d\n$/);
-  const state = await api.store.getRecord(codecs.state, api.store.keys.state('db.service'));
+  const state = await stateOf(api.store, 'db.service');
   t.is(state?.value.activeState, 'inactive', 'stop returned once the container stopped');
 
   const unload = await api.run(['unload', 'db']);

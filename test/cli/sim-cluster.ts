@@ -1,6 +1,6 @@
 /**
  * Stand-ins for the processes flotctl waits on but does not talk to: the scheduler leader
- * (which writes placements/ and unscheduled/) and the agents (which write states/ and serve
+ * (which writes placements/ and unscheduled/) and the agents (which write unit-states/ and serve
  * each unit's logs). They write the same records, through the same store, to the same real
  * etcd the real API server reads, one step behind each other as the real ones are: the
  * "leader" places in one tick, the "agent" reports in a later one. They are a simulation of
@@ -87,7 +87,7 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
     const reason = wanted ? opts.unplaceable?.(name) : undefined;
     if (!wanted || reason !== undefined) {
       if (placed !== undefined) await store.delete(k.placement(placed.machine, name));
-      else if (stateByName.has(name)) await store.delete(k.state(name)); // the agent stopped it
+      else if (stateByName.has(name)) await dropState(store, name, stateByName.get(name)); // the agent stopped it
     }
     if (!wanted) {
       if (pendingByName.has(name)) await store.delete(k.unscheduled(name));
@@ -135,21 +135,28 @@ async function tick(store: Store, opts: SimOptions): Promise<void> {
       have.machine !== want.machine ||
       have.hash !== want.hash
     ) {
-      await store.putRecord(codecs.state, k.state(name), want);
+      await store.putRecord(codecs.state, k.state(want.machine, name), want);
+      // Each machine reports under its own key: the old machine's record goes on a move.
+      if (have !== undefined && have.machine !== want.machine) await dropState(store, name, have);
     }
   }
   // Destroyed units: the leader removes the placement, then the agent the state.
   for (const [name, p] of placements) {
     if (!unitByName.has(name)) await store.delete(k.placement(p.machine, name));
   }
-  for (const name of stateByName.keys()) {
-    if (!unitByName.has(name) && !placements.has(name)) await store.delete(k.state(name));
+  for (const [name, s] of stateByName) {
+    if (!unitByName.has(name) && !placements.has(name)) await dropState(store, name, s);
   }
+}
+
+/** Deletes the state record `s` of `name` (keyed by the machine it names). */
+async function dropState(store: Store, name: string, s: UnitState | undefined): Promise<void> {
+  if (s !== undefined && s.machine !== '') await store.delete(store.keys.state(s.machine, name));
 }
 
 /**
  * The agents alone: report each placement's unit in the state it asks for, a Global unit's
- * copy under its machine's own key (states/<name>/<machine>); forget the rest.
+ * copy under its machine's own key (unit-states/<machine>/<name>/global); forget the rest.
  */
 async function agentTick(store: Store, opts: SimOptions): Promise<void> {
   const k = store.keys;
@@ -180,7 +187,7 @@ async function agentTick(store: Store, opts: SimOptions): Promise<void> {
     const p = { ...codecs.placement.decode(kv.key, kv.value), machine: parsed.machine };
     const key = globals.has(parsed.name)
       ? k.globalState(parsed.name, parsed.machine)
-      : k.state(parsed.name);
+      : k.state(parsed.machine, parsed.name);
     const failure = opts.failing?.(parsed.name);
     want.set(key, agentState(parsed.name, p, p.desiredState || 'launched', failure));
   }

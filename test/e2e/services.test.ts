@@ -62,8 +62,10 @@ function get(host: string, port = PUBLISH): Promise<string> {
 async function endpoints(): Promise<Endpoint[]> {
   const store = c().openStore();
   try {
-    const { items } = await store.list(store.keys.endpointsOf('api'));
-    return items.map((kv) => codecs.endpoint.decode(kv.key, kv.value));
+    const { items } = await store.list(store.keys.dir('endpoint'));
+    return items
+      .filter((kv) => store.keys.parse(kv.key)?.service === 'api')
+      .map((kv) => codecs.endpoint.decode(kv.key, kv.value));
   } finally {
     store.close();
   }

@@ -88,7 +88,7 @@ serial('without credentials etcd refuses a write, however it is reached', async 
 });
 
 serial(
-  "a machine's etcd user, with which its agent registers and reports, is denied other machines' records, unit files, placements and the election",
+  "a machine's etcd user, with which its agent registers and reports, is denied other machines' records, states and endpoints, unit files, placements and the election",
   async (t) => {
     const store = storeAsAgent(1);
     t.teardown(() => store.close());
@@ -113,6 +113,22 @@ serial(
       store.list(store.keys.placementsOn(other.machineId)),
     );
     await denied('the election', store.list(store.keys.dir('election')));
+    await denied(
+      "another machine's unit state",
+      store.put(store.keys.state(other.machineId, 'probe.service'), '{}'),
+    );
+    await denied(
+      "another machine's endpoint",
+      store.put(store.keys.endpoint('api', other.machineId, 'api@1.service', 'http'), '{}'),
+    );
+    await denied(
+      "a unit's state under the old key",
+      store.put(store.keys.legacyState('x.service'), '{}'),
+    );
+    // Its own directory is its own: what its agent writes there, it may write.
+    const mine = store.keys.state(self.machineId, 'tenancy-probe.service');
+    await store.put(mine, '{}');
+    t.true(await store.delete(mine));
   },
 );
 

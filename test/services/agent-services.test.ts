@@ -25,7 +25,7 @@ const HOST = {
 
 test('the mesh is on by default; --no-mesh, --mesh-listen-address, --dns-listen and --dns-recursor are read', (t) => {
   const parse = (...argv: string[]) => {
-    const parsed = parseAgentArgs(['--machine-id=m1', ...argv], HOST);
+    const parsed = parseAgentArgs(['--machine-id=m1', '--allow-insecure-clients', ...argv], HOST);
     if (parsed.help) throw new Error('help');
     return parsed.options;
   };

@@ -227,15 +227,15 @@ test.serial(
     const errors: StoreError[] = [];
     cache.onError((e) => errors.push(e));
     await cache.ready();
-    await store.put(store.keys.state('bad.service'), 'not json');
-    const rev = await store.put(store.keys.state('good.service'), '{"name":"good.service"}');
+    await store.put(store.keys.state('m1', 'bad.service'), 'not json');
+    const rev = await store.put(store.keys.state('m1', 'good.service'), '{"name":"good.service"}');
     await cache.waitFor(rev);
     t.deepEqual(
       cache.entries().map((e) => e.value.name),
       ['good.service'],
     );
     t.is(errors[0]?.code, 'corrupt');
-    t.is(errors[0]?.key, store.keys.state('bad.service'));
+    t.is(errors[0]?.key, store.keys.state('m1', 'bad.service'));
   },
 );
 

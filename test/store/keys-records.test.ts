@@ -25,7 +25,11 @@ test('keys live under the normalised prefix and parse back to their kind', (t) =
   t.deepEqual(keys.parse(keys.unit('a.service')), { kind: 'unit', name: 'a.service' });
   t.deepEqual(keys.parse(keys.machine('m1')), { kind: 'machine', name: 'm1' });
   t.deepEqual(keys.parse(keys.machineMetadata('m1')), { kind: 'machine-metadata', name: 'm1' });
-  t.deepEqual(keys.parse(keys.state('a.service')), { kind: 'state', name: 'a.service' });
+  t.deepEqual(keys.parse(keys.state('m1', 'a.service')), {
+    kind: 'state',
+    machine: 'm1',
+    name: 'a.service',
+  });
   t.deepEqual(keys.parse(keys.unscheduled('a.service')), {
     kind: 'unscheduled',
     name: 'a.service',
@@ -38,31 +42,74 @@ test('keys live under the normalised prefix and parse back to their kind', (t) =
 
 test("a Global unit's copy has its own state key per machine, parsed back with the machine", (t) => {
   const keys = new Keys('/c1');
-  t.is(keys.globalState('mon.service', 'm1'), '/c1/states/mon.service/m1');
+  t.is(keys.globalState('mon.service', 'm1'), '/c1/unit-states/m1/mon.service/global');
   t.deepEqual(keys.parse(keys.globalState('mon.service', 'm1')), {
     kind: 'state',
     name: 'mon.service',
     machine: 'm1',
+    global: true,
   });
-  t.deepEqual(keys.parse(keys.state('mon.service')), { kind: 'state', name: 'mon.service' });
   t.not(keys.globalState('mon.service', 'm1'), keys.globalState('mon.service', 'm2'));
+  t.is(keys.parse('/c1/unit-states/m1/mon.service/x'), undefined);
+  t.is(keys.parse('/c1/unit-states/m1/mon.service/global/x'), undefined);
+  t.is(keys.parse('/c1/unit-states/m1'), undefined);
+  t.is(keys.parse('/c1/unit-states//mon.service'), undefined);
+  t.throws(() => keys.globalState('mon.service', 'a/b'), { instanceOf: StoreError });
+});
+
+test("states and endpoints are keyed by machine first, so one prefix holds all of a machine's", (t) => {
+  const keys = new Keys('/c1');
+  t.is(keys.state('m1', 'web.service'), '/c1/unit-states/m1/web.service');
+  t.is(
+    keys.endpoint('api', 'm1', 'web.service', 'http'),
+    '/c1/unit-endpoints/m1/api/web.service/http',
+  );
+  t.deepEqual(keys.parse(keys.endpoint('api', 'm1', 'web.service', 'http')), {
+    kind: 'endpoint',
+    machine: 'm1',
+    service: 'api',
+    name: 'web.service',
+    port: 'http',
+  });
+  for (const key of [keys.state('m1', 'web.service'), keys.globalState('mon.service', 'm1')])
+    t.true(key.startsWith(keys.statesOn('m1')), key);
+  t.true(keys.endpoint('api', 'm1', 'web.service', 'http').startsWith(keys.endpointsOn('m1')));
+  // A machine whose id extends another's is not under the other's prefix.
+  t.false(keys.state('m10', 'web.service').startsWith(keys.statesOn('m1')));
+  t.false(keys.endpoint('api', 'm10', 'w.service', 'http').startsWith(keys.endpointsOn('m1')));
+});
+
+test('keys of the earlier layout still parse, marked legacy, with what they name', (t) => {
+  const keys = new Keys('/c1');
+  t.is(keys.legacyState('web.service'), '/c1/states/web.service');
+  t.deepEqual(keys.parse('/c1/states/web.service'), {
+    kind: 'state',
+    name: 'web.service',
+    legacy: true,
+  });
+  t.deepEqual(keys.parse(keys.legacyGlobalState('mon.service', 'm1')), {
+    kind: 'state',
+    name: 'mon.service',
+    machine: 'm1',
+    global: true,
+    legacy: true,
+  });
+  t.deepEqual(keys.parse('/c1/endpoints/api/m1/web.service/http'), {
+    kind: 'endpoint',
+    service: 'api',
+    machine: 'm1',
+    name: 'web.service',
+    port: 'http',
+    legacy: true,
+  });
+  t.is(
+    keys.legacyEndpoint('api', 'm1', 'web.service', 'http'),
+    '/c1/endpoints/api/m1/web.service/http',
+  );
   t.is(keys.parse('/c1/states/mon.service/m1/x'), undefined);
   t.is(keys.parse('/c1/states/mon.service/'), undefined);
   t.is(keys.parse('/c1/states//m1'), undefined);
-  t.throws(() => keys.globalState('mon.service', 'a/b'), { instanceOf: StoreError });
-  // Copies sort right after the unit's own key and before the next unit's.
-  const sorted = [
-    keys.state('mon.service'),
-    keys.globalState('mon.service', 'm2'),
-    keys.globalState('mon.service', 'm1'),
-    keys.state('mon2.service'),
-  ].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  t.deepEqual(sorted, [
-    '/c1/states/mon.service',
-    '/c1/states/mon.service/m1',
-    '/c1/states/mon.service/m2',
-    '/c1/states/mon2.service',
-  ]);
+  t.is(keys.parse('/c1/endpoints/api/m1/web.service'), undefined);
 });
 
 test('a key segment with a slash is rejected instead of escaping its directory', (t) => {

@@ -32,7 +32,7 @@ async function setup(t: ExecutionContext, label: string) {
     store,
     mine,
     theirs,
-    key: store.keys.state('web.service'),
+    key: store.keys.state('m1', 'web.service'),
     claim: store.keys.placement('m1', 'web.service'),
   };
 }
@@ -80,7 +80,7 @@ test('a put whose claim key exists takes the record over from another writer', a
 
 test('one transaction applies each op by its own condition', async (t) => {
   const { store, mine, theirs } = await setup(t, 'owned-mixed');
-  const [a, b, c] = ['a', 'b', 'c'].map((n) => store.keys.state(`${n}.service`));
+  const [a, b, c] = ['a', 'b', 'c'].map((n) => store.keys.state('m1', `${n}.service`));
   if (a === undefined || b === undefined || c === undefined) throw new Error('unreachable');
   await store.put(a, 'x', { lease: mine });
   await store.put(b, 'x', { lease: theirs });
@@ -96,7 +96,7 @@ test('one transaction applies each op by its own condition', async (t) => {
 
 test('changedRecords names the records deleted or written by anyone since', async (t) => {
   const { store, mine } = await setup(t, 'owned-changed');
-  const keys = ['a', 'b', 'c'].map((n) => store.keys.state(`${n}.service`));
+  const keys = ['a', 'b', 'c'].map((n) => store.keys.state('m1', `${n}.service`));
   const res = await writeOwned(
     store,
     keys.map((key) => put(key, 'v', mine)),
@@ -117,10 +117,10 @@ test('changedRecords checks more records than one transaction may compare', asyn
   const { store } = await setup(t, 'owned-many');
   const expected = new Map<string, bigint>();
   for (let i = 0; i < 300; i++) {
-    const key = store.keys.state(`u${i}.service`);
+    const key = store.keys.state('m1', `u${i}.service`);
     expected.set(key, await store.put(key, 'v'));
   }
-  const last = store.keys.state('u299.service');
+  const last = store.keys.state('m1', 'u299.service');
   await store.put(last, 'w');
   t.deepEqual(await changedRecords(store, expected), [last]);
 });

@@ -69,7 +69,7 @@ test('a presence re-registers, with the keys under its lease, after the lease is
   await presence.start();
   const first = presence.leaseId;
   if (first === undefined) throw new Error('no lease after start');
-  const stateKey = store.keys.state('a.service');
+  const stateKey = store.keys.state('m1', 'a.service');
   await presence.putUnderLease(stateKey, 'running');
   t.is((await store.get(stateKey))?.lease, first);
 

@@ -76,7 +76,7 @@ export interface Event {
     | undefined;
   /**
    * Endpoint events (kind endpoint, name the unit, machine where it runs): the endpoint record
-   * (endpoints/<service>/<machine>/<unit>/<port-name>), written by the agent under its lease.
+   * (unit-endpoints/<machine>/<service>/<unit>/<port-name>), written by the agent under its lease.
    */
   endpoint?:
     | Endpoint

@@ -103,7 +103,7 @@ export interface MachineConfig_MetadataEntry {
   value: string;
 }
 
-/** states/<name>: what the agent running a unit reports, under the agent's lease. */
+/** unit-states/<machine>/<name>: what the agent running a unit reports, under the agent's lease. */
 export interface UnitState {
   name: string;
   machine: string;
@@ -295,7 +295,7 @@ export interface SchedulerReplica {
 }
 
 /**
- * endpoints/<service>/<machine>/<unit>/<port-name>: one port of one instance that serves
+ * unit-endpoints/<machine>/<service>/<unit>/<port-name>: one port of one instance that serves
  * traffic. Written by the agent running it, under the agent's lease, only while the unit is
  * active and (when it has a health check) healthy; deleted before the unit is stopped, so a
  * lost machine's endpoints vanish with its lease and a stopping instance takes no new

@@ -892,7 +892,7 @@ export const ListEndpointsResponse: MessageFns<ListEndpointsResponse> = {
 /**
  * Services: discovery of what the cluster's units serve ([X-Service] in their files), read
  * from the records agents write for each port of each running instance
- * (endpoints/<service>/<machine>/<unit>/<port-name>, under the agent's lease) and the
+ * (unit-endpoints/<machine>/<service>/<unit>/<port-name>, under the agent's lease) and the
  * services/<name> records the API writes at submit. Served from each replica's mirror.
  */
 export type ServicesService = typeof ServicesService;

@@ -75,6 +75,12 @@ export {
   type KeyKind,
   type ParsedKey,
 } from './keys.js';
+export {
+  LeaseKeeper,
+  type KeepOptions,
+  type KeptEvent,
+  type LeaseRenewal,
+} from './lease-keeper.js';
 export { LeasePool, type LeasePoolEvent, type LeasePoolOptions } from './lease-pool.js';
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
 export { changedRecords, writeOwned, type OwnedOp, type OwnedResult } from './owned.js';
@@ -95,7 +101,6 @@ export {
 } from './prefix-watch.js';
 export {
   Presence,
-  renewLease,
   type PresenceCloseOptions,
   type PresenceEvent,
   type PresenceOptions,

@@ -137,7 +137,9 @@ export class LeaseKeeper {
     make: (req: number) => LeaseRequest,
   ): Promise<Extract<LeaseReply, { op: 'reply' }>> {
     if (this.closed) {
-      return Promise.reject(new StoreError('closed', 'store is closed', key === undefined ? {} : { key }));
+      return Promise.reject(
+        new StoreError('closed', 'store is closed', key === undefined ? {} : { key }),
+      );
     }
     const req = this.nextReq++;
     return new Promise((resolve, reject) => {

@@ -8,7 +8,12 @@
  * Started by {@link LeaseKeeper} (store/lease-keeper.ts); nothing else talks to it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Etcd3, type ILeaseKeepAliveRequest, type ILeaseKeepAliveResponse, type IDuplexStream } from 'etcd3';
+import {
+  Etcd3,
+  type ILeaseKeepAliveRequest,
+  type ILeaseKeepAliveResponse,
+  type IDuplexStream,
+} from 'etcd3';
 import { EndpointFailoverPolicy } from './client.js';
 import { toStoreError } from './errors.js';
 import type {

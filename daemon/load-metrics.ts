@@ -14,7 +14,9 @@ import { Histogram, type Registry } from 'prom-client';
 import type { Store } from '../store/index.js';
 
 /** Buckets of both histograms, seconds: where 100 ms (the target) sits matters most. */
-export const DELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const DELAY_BUCKETS = [
+  0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** How often the main thread's delay is sampled. */
 export const SAMPLE_MS = 50;

@@ -16,6 +16,7 @@ import {
 } from './batch.js';
 import { big, type Store } from './client.js';
 import { StoreError } from './errors.js';
+import type { AimdWindow } from './aimd.js';
 import { pool } from '../lib/pool.js';
 
 /** Identifies one leader term: the election key and its create revision. */
@@ -87,7 +88,7 @@ export async function fencedTxn(
   store: Store,
   fence: Fence,
   build: (batch: Batch) => unknown,
-  opts: { inFlight?: number } = {},
+  opts: { inFlight?: number; window?: AimdWindow } = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
@@ -99,18 +100,24 @@ export async function fencedTxn(
   let revision = 0n;
   let transactions = 0;
   let refused: FencedError | undefined;
-  await pool(chunks.length, opts.inFlight ?? 1, async (i) => {
+  // With a window, as many transactions go out at once as etcd's latency allows (store/aimd.ts).
+  const window = opts.window;
+  const paced = <T>(fn: () => Promise<T>): Promise<T> =>
+    window === undefined ? fn() : window.run(fn);
+  await pool(chunks.length, window?.ceiling ?? opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
     const txn = (req: { compare: ICompare[]; success: IRequestOp[] }): Promise<ITxnResponse> =>
-      store.call(
-        fence.key,
-        (c) =>
-          c.kv.txn({
-            ...req,
-            failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
-          }),
-        'txn',
+      paced(() =>
+        store.call(
+          fence.key,
+          (c) =>
+            c.kv.txn({
+              ...req,
+              failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+            }),
+          'txn',
+        ),
       );
     const stale = (res: ITxnResponse): boolean => {
       const now = big(res.responses[0]?.response_range?.kvs[0]?.create_revision);

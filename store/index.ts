@@ -7,6 +7,7 @@
  * pass from writer to writer with {@link writeOwned}. Every failure is a {@link StoreError}
  * with a stable `code`.
  */
+export { AimdWindow, type AimdOptions, type AimdState } from './aimd.js';
 export { atomicTxn, ConflictError, type AtomicOptions } from './atomic.js';
 export {
   Batch,

@@ -12,7 +12,12 @@
  *
  * Everything else (submit, start, update, ...) writes at most 128 units a request and takes
  * no lane. One instance per API server; no timers, nothing to close.
+ *
+ * A scale-up's transactions go out through {@link AdmissionLanes.bulkWindow}: as many at once
+ * as etcd answers promptly (store/aimd.ts), fewer when it slows, so a big scale never piles
+ * up requests in front of everyone else's (leases have their own connection anyway).
  */
+import { AimdWindow } from '../../store/index.js';
 import { ApiError } from '../gate/errors.js';
 
 /** Scale-ups waiting for their turn on one replica, beyond the one running. */
@@ -37,6 +42,8 @@ interface Entry {
 }
 
 export class AdmissionLanes {
+  /** How many bulk transactions go to etcd at once, paced by its latency. */
+  readonly bulkWindow = new AimdWindow({ initial: 8, max: 16 });
   private readonly queue: Entry[] = [];
   private running: Entry | undefined;
   private recovering = 0;

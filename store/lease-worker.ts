@@ -118,6 +118,21 @@ function schedule(k: Kept, ms: number): void {
 async function fire(k: Kept): Promise<void> {
   k.timer = undefined;
   const sentAt = Date.now();
+  if (stream !== undefined && k.sent.length > 0) {
+    // The last renewal is still queued at etcd (a busy etcd answers renewals late, in order):
+    // another one would only lengthen its queue. Its answer renews the lease when it comes.
+    const waited = sentAt - (k.sent[0] ?? sentAt);
+    tell({
+      type: 'failed',
+      lease: k.spec.lease,
+      error: {
+        code: 'deadline',
+        message: `etcd has not answered a lease renewal sent ${waited} ms ago`,
+      },
+    });
+    schedule(k, k.spec.retryMs);
+    return;
+  }
   const p: Pending = {
     sentAt,
     lateMs: Math.max(0, sentAt - k.due),
@@ -140,8 +155,10 @@ function onDeadline(k: Kept, p: Pending): void {
     code: 'deadline',
     message: `etcd did not answer a lease renewal within ${k.spec.deadlineMs} ms`,
   });
-  // One slow answer is not a dead stream; a stream silent for a whole deadline is.
-  if (Date.now() - lastAnswerAt >= k.spec.deadlineMs) resetStream();
+  // A slow etcd still answers, late and in order: keep the stream, or every renewal queued
+  // on it is lost and sent again behind the same backlog. Only a stream that has answered
+  // nothing for twice the deadline is taken for dead (else gRPC's keepalive finds out).
+  if (Date.now() - lastAnswerAt >= 2 * k.spec.deadlineMs) resetStream();
 }
 
 function fail(k: Kept, error: WireError): void {

@@ -230,9 +230,12 @@ export class Leadership {
    */
   private async keepAlive(c: Candidacy): Promise<void> {
     const interval = (this.ttlSeconds * 1000) / 3;
+    // A renewal etcd answers late still counts (validUntil is from when it was sent): the
+    // deadline only says when to log it, so it is the store's call deadline, as before.
+    const deadlineMs = this.store.options.callTimeoutMs;
     const stop = this.store.leases.keep(
       c.lease,
-      { intervalMs: interval, retryMs: Math.min(500, interval), deadlineMs: interval },
+      { intervalMs: interval, retryMs: Math.min(500, interval), deadlineMs },
       (e) => {
         if (c.ended !== undefined) return;
         if (e.type === 'renewed') {

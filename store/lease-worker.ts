@@ -153,7 +153,7 @@ function onDeadline(k: Kept, p: Pending): void {
   if (k.pending !== p) return;
   fail(k, {
     code: 'deadline',
-    message: `etcd did not answer a lease renewal within ${k.spec.deadlineMs} ms`,
+    message: `etcd did not answer a lease renewal within ${Math.round(k.spec.deadlineMs)} ms`,
   });
   // A slow etcd still answers, late and in order: keep the stream, or every renewal queued
   // on it is lost and sent again behind the same backlog. Only a stream that has answered

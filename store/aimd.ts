@@ -8,7 +8,11 @@
  * leases and heartbeats included, and the writer speeds up again as etcd recovers.
  *
  * The target is relative: `targetFactor` times the fastest answer seen lately (at least
- * `minTargetMs`), so the same rule holds on a fast host and a slow one.
+ * `minTargetMs`), so the same rule holds on a fast host and a slow one; but never above
+ * `maxTargetMs`: etcd 3.4+ refuses lease renewals ("waiting for the applied index took too
+ * long") once applying writes lags about a second behind committing them, so writers must
+ * back off well before their transactions take that long (issue 25: every machine lease of
+ * a 100,000 scale was lost that way on an overloaded host).
  */
 import { isStoreError } from './errors.js';
 
@@ -24,6 +28,8 @@ export interface AimdOptions {
   readonly targetFactor?: number;
   /** The target is never below this, ms [100]. */
   readonly minTargetMs?: number;
+  /** Nor above this, ms [500]. */
+  readonly maxTargetMs?: number;
 }
 
 /** A snapshot of a window, for metrics and tests. */
@@ -44,6 +50,7 @@ export class AimdWindow {
   private readonly max: number;
   private readonly factor: number;
   private readonly minTargetMs: number;
+  private readonly maxTargetMs: number;
   private floorMs = Infinity;
   private inFlight = 0;
   private readonly queue: (() => void)[] = [];
@@ -57,6 +64,7 @@ export class AimdWindow {
     this.limit = Math.min(this.max, Math.max(this.min, opts.initial ?? 8));
     this.factor = opts.targetFactor ?? 4;
     this.minTargetMs = opts.minTargetMs ?? 100;
+    this.maxTargetMs = Math.max(this.minTargetMs, opts.maxTargetMs ?? 500);
   }
 
   /** Runs `fn` once the window has room, and learns from how long etcd took to answer it. */
@@ -98,7 +106,7 @@ export class AimdWindow {
   }
 
   private targetMs(): number {
-    return Math.max(this.minTargetMs, this.floorMs * this.factor);
+    return Math.min(this.maxTargetMs, Math.max(this.minTargetMs, this.floorMs * this.factor));
   }
 
   private learn(sentAt: number, ms: number, overloaded: boolean): void {

@@ -27,6 +27,7 @@ export interface AgentMetricsSource {
 
 export class AgentMetrics {
   readonly registry = new Registry();
+  readonly prefix = 'flotilla_agent_';
   private source: AgentMetricsSource | undefined;
   /** Units seen activating, and since when (performance.now()), to time their start. */
   private readonly starting = new Map<string, number>();

@@ -35,6 +35,26 @@ export function measures(
       target: 15_000,
     },
     { key: 'scaleRpcMs', label: '  flotctl scale printed "Scaled ..."', unit: 'ms' },
+    { key: 'scaleMachineLeasesLost', label: '  machine leases lost', unit: 'count', target: 0 },
+    { key: 'scaleElectionKeysLost', label: '  election leases lost', unit: 'count', target: 0 },
+    { key: 'scaleLeaderChanges', label: '  leader changes', unit: 'count', target: 0 },
+    {
+      key: 'scaleLoopP99LeaderMs',
+      label: '  event-loop delay p99, leader (sched-a)',
+      unit: 'ms',
+      target: 100,
+    },
+    {
+      key: 'scaleLoopP99FollowerMs',
+      label: '  event-loop delay p99, follower (sched-b)',
+      unit: 'ms',
+      target: 100,
+    },
+    {
+      key: 'scaleLoopP99BenchMs',
+      label: '  event-loop delay p99, simulated machines and agents',
+      unit: 'ms',
+    },
     { key: 'scaleFlotctlMs', label: '  flotctl scale returned (waits)', unit: 'ms' },
     {
       key: 'listUnitsMs',

@@ -26,6 +26,7 @@ import {
   type WaitResult,
 } from './scale-procs.js';
 import type { Report } from './scale-report.js';
+import type { LoadWatch } from './scale-load.js';
 
 /** Everything a step needs. */
 export interface Bench {
@@ -36,6 +37,8 @@ export interface Bench {
   readonly machines: readonly SimMachine[];
   readonly replicas: readonly Replica[];
   readonly report: Report;
+  /** Leader changes, election keys lost and event-loop delays, over the scale. */
+  readonly load: LoadWatch;
   readonly workDir: string;
   readonly stepTimeoutMs: number;
   /** The API flotctl talks to: the first leader's, then the survivor's. */
@@ -104,6 +107,31 @@ export async function submitTemplate(b: Bench): Promise<void> {
 
 /** `flotctl scale web@.service=N` from 0: placed, states reported, list-units shows them. */
 export async function scaleUp(b: Bench, count: number): Promise<void> {
+  const mark = await b.load.mark();
+  const lostBefore = b.report.get('unplannedLeaseLosses') ?? 0;
+  try {
+    await scaleUpTimed(b, count);
+  } finally {
+    const load = await b.load.since(mark);
+    b.report.set(
+      'scaleMachineLeasesLost',
+      (b.report.get('unplannedLeaseLosses') ?? 0) - lostBefore,
+    );
+    b.report.set('scaleElectionKeysLost', load.electionKeysLost);
+    b.report.set('scaleLeaderChanges', load.leaderChanges);
+    for (const [name, key] of [
+      ['sched-a', 'scaleLoopP99LeaderMs'],
+      ['sched-b', 'scaleLoopP99FollowerMs'],
+      ['bench', 'scaleLoopP99BenchMs'],
+    ] as const) {
+      const p99 = load.delayP99Ms.get(name);
+      if (p99 === undefined) b.report.miss(key, `${name}'s /metrics did not answer`);
+      else b.report.set(key, p99);
+    }
+  }
+}
+
+async function scaleUpTimed(b: Bench, count: number): Promise<void> {
   const t0 = Date.now();
   const deadline = t0 + b.stepTimeoutMs;
   let done: FlotctlRun | undefined;

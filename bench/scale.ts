@@ -13,10 +13,16 @@
  * 5. `flotctl scale web@.service=N/10`: until flotctl returns, and until N/10 are placed;
  * 6. leader SIGKILL: until the successor places a unit started right after the kill.
  *
+ * During the scale it also counts machine leases lost, election keys lost and leader changes,
+ * and takes each daemon's event-loop delay p99 (bench/scale-load.ts): a big scale must cost
+ * no lease and no leader, however slow the host.
+ *
  * Flags: `--machines` (5000), `--count` (100000), `--lose` (50), `--step-timeout` seconds
  * (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
  * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
- * flotctl against it by hand). Prints a table, then one JSON line. Run with
+ * flotctl against it by hand), `--cpu-quota F` (a slow host: etcd, each replica and this
+ * process with its simulated machines and agents, and so the flotctl runs it starts, each at
+ * most F of one core, through testkit/cpu-quota.ts; root and cgroup v1 `cpu` needed). Prints a table, then one JSON line. Run with
  * `npm run bench:scale`; try it small first: `-- --machines 200 --count 4000`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,6 +31,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LeasePool, openStore, type Store } from '../store/index.js';
 import { freePorts, startEtcd, uniquePrefix, type EtcdServer } from '../testkit/index.js';
+import { CpuQuota } from '../testkit/cpu-quota.js';
+import { LoadWatch } from './scale-load.js';
 import { SimAgents } from './sim-agents.js';
 import {
   makeMachines,
@@ -54,6 +62,8 @@ interface ScaleOptions {
   readonly keep: boolean;
   /** Seconds to leave the full-size cluster up after scaling, for poking at it by hand. */
   readonly holdS: number;
+  /** A share of one core for etcd, each replica and the bench process; undefined: none. */
+  readonly cpuQuota: number | undefined;
 }
 
 function parseOptions(): ScaleOptions {
@@ -66,6 +76,7 @@ function parseOptions(): ScaleOptions {
       'reschedule-rate': { type: 'string' },
       keep: { type: 'boolean' },
       hold: { type: 'string' },
+      'cpu-quota': { type: 'string' },
     },
   });
   const int = (raw: string | undefined, fallback: number, what: string): number => {
@@ -74,6 +85,11 @@ function parseOptions(): ScaleOptions {
     return n;
   };
   const rate = values['reschedule-rate'];
+  const quota = values['cpu-quota'];
+  const cpuQuota = quota === undefined ? undefined : Number(quota);
+  if (cpuQuota !== undefined && !(cpuQuota > 0 && cpuQuota <= 64)) {
+    throw new Error('--cpu-quota: expected a share of one core, e.g. 0.5');
+  }
   return {
     machines: int(values.machines, 5_000, 'machines'),
     count: int(values.count, 100_000, 'count'),
@@ -82,6 +98,7 @@ function parseOptions(): ScaleOptions {
     rescheduleRate: rate === undefined ? undefined : int(rate, 0, 'reschedule-rate'),
     keep: values.keep === true,
     holdS: int(values.hold, 0, 'hold'),
+    cpuQuota,
   };
 }
 
@@ -94,6 +111,8 @@ interface Started {
   pool?: LeasePool;
   logs?: LogsStandIn;
   agents?: SimAgents;
+  quota?: CpuQuota | undefined;
+  load?: LoadWatch;
   replicas: Replica[];
 }
 
@@ -103,7 +122,17 @@ const progress = (text: string): boolean => process.stderr.write(`${text}\n`);
 async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<steps.Bench> {
   const workDir = (s.workDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-scale-')));
   const procs = (s.procs = new Processes(workDir));
+  const quota = (s.quota =
+    opts.cpuQuota === undefined
+      ? undefined
+      : await CpuQuota.create({ fraction: opts.cpuQuota, label: 'bench-scale' }));
   const etcd = (s.etcd = await startEtcd({ extraArgs: [`--quota-backend-bytes=${ETCD_QUOTA}`] }));
+  if (quota !== undefined) {
+    if (etcd.pid === undefined) throw new Error('etcd has no pid to throttle');
+    await quota.place(etcd.pid, 'etcd');
+    // This process: the simulated machines' leases and agents (and the flotctl runs it starts).
+    await quota.place(process.pid, 'bench');
+  }
   const store = (s.store = openStore({ endpoints: etcd.endpoint, prefix: uniquePrefix('scale') }));
   const logs = (s.logs = await startLogsStandIn());
   const machines = makeMachines(opts.machines, logs.endpoint);
@@ -129,8 +158,8 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
   await registerMachines(store, pool, machines);
   progress(`registered ${opts.machines} machines in ${Date.now() - t} ms`);
 
-  const ports = await freePorts(2);
-  const replicaOpts = (name: string, port: number | undefined) => ({
+  const ports = await freePorts(4);
+  const replicaOpts = (name: string, port: number | undefined, metrics: number | undefined) => ({
     etcdEndpoint: etcd.endpoint,
     prefix: store.keys.prefix,
     name,
@@ -138,9 +167,16 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     electionTtlS: ELECTION_TTL_S,
     rescheduleRate: opts.rescheduleRate,
     maxInstances: Math.max(opts.count, DEFAULT_MAX_INSTANCES),
+    extraArgs: [`--metrics-listen=127.0.0.1:${metrics ?? 0}`],
   });
+  const throttle = async (r: Replica): Promise<Replica> => {
+    await quota?.place(r.pid, r.name);
+    return r;
+  };
   t = Date.now();
-  const first = await startReplica(procs, replicaOpts('sched-a', ports[0]));
+  const first = await throttle(
+    await startReplica(procs, replicaOpts('sched-a', ports[0], ports[2])),
+  );
   s.replicas.push(first);
   // The first replica leads before the second starts, so which one leads is known.
   const deadline = Date.now() + 60_000;
@@ -148,7 +184,13 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     if (Date.now() > deadline) throw new Error(`sched-a was not elected within 60 s`);
     await sleep(100);
   }
-  s.replicas.push(await startReplica(procs, replicaOpts('sched-b', ports[1])));
+  s.replicas.push(
+    await throttle(await startReplica(procs, replicaOpts('sched-b', ports[1], ports[3]))),
+  );
+  s.load = await LoadWatch.start(store, [
+    { name: 'sched-a', metrics: `127.0.0.1:${ports[2]}`, prefix: 'flotilla_scheduler_' },
+    { name: 'sched-b', metrics: `127.0.0.1:${ports[3]}`, prefix: 'flotilla_scheduler_' },
+  ]);
   progress(`replicas up in ${Date.now() - t} ms (sched-a leads; logs in ${workDir})`);
   const bench: steps.Bench = {
     store,
@@ -158,6 +200,7 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     machines,
     replicas: s.replicas,
     report,
+    load: s.load,
     workDir,
     stepTimeoutMs: opts.stepTimeoutMs,
     api: first.api,
@@ -171,12 +214,14 @@ let tearingDown: Promise<void> | undefined;
 /** Ends everything that was started, in reverse order; safe to call twice. */
 function tearDown(s: Started, keep: boolean): Promise<void> {
   tearingDown ??= (async () => {
+    await s.load?.close().catch(() => undefined);
     await s.agents?.close().catch(() => undefined);
     await s.pool?.close().catch(() => undefined);
     s.logs?.close();
     await s.procs?.stopAll();
     s.store?.close();
     await s.etcd?.stop().catch(() => undefined);
+    await s.quota?.release().catch(() => undefined);
     if (s.workDir !== undefined && !keep) await rm(s.workDir, { recursive: true, force: true });
     s.procs?.dismissWatchdog(); // everything is gone: it would only remove a dir kept on purpose
   })();
@@ -243,7 +288,8 @@ async function main(): Promise<void> {
     }
     console.log(
       `\n${opts.machines} machines, ${opts.count} units, election TTL ${ELECTION_TTL_S} s, ` +
-        `reschedule rate ${opts.rescheduleRate ?? 'auto'}\n`,
+        `reschedule rate ${opts.rescheduleRate ?? 'auto'}` +
+        `${opts.cpuQuota === undefined ? '' : `, CPU quota ${opts.cpuQuota} core each`}\n`,
     );
     console.log(report.table());
     console.log(
@@ -254,6 +300,7 @@ async function main(): Promise<void> {
         electionTtlS: ELECTION_TTL_S,
         machineTtlS: MACHINE_TTL_S,
         rescheduleRate: opts.rescheduleRate ?? null,
+        cpuQuota: opts.cpuQuota ?? null,
         stepTimeoutS: opts.stepTimeoutMs / 1000,
         stateTxnFailures: b?.agents.failures ?? null,
         schedulerLogProblems: problems,

@@ -8,6 +8,7 @@
 import type { Registry } from 'prom-client';
 import type { Store, StoreRequest } from '../store/index.js';
 import { EtcdHealth, type EtcdHealthOptions } from './etcd-health.js';
+import { watchLoad } from './load-metrics.js';
 import { startMetricsServer, type MetricsServer, type Readiness } from './metrics-server.js';
 
 /** A daemon's metrics as {@link DaemonOps} needs them. */
@@ -15,6 +16,8 @@ export interface DaemonMetrics {
   readonly registry: Registry;
   /** For `store.onRequest`: times and counts requests to etcd. */
   readonly etcdRequest: (r: StoreRequest) => void;
+  /** The daemon's metric name prefix, e.g. `flotilla_scheduler_`. */
+  readonly prefix: string;
 }
 
 export abstract class DaemonOps<M extends DaemonMetrics> {
@@ -31,6 +34,9 @@ export abstract class DaemonOps<M extends DaemonMetrics> {
     this.etcd = new EtcdHealth(() => store.ping(), etcdHealth);
     this.unsubscribe.push(store.onRequest((r) => this.etcd.observe(r)));
     if (metrics !== undefined) this.unsubscribe.push(store.onRequest(metrics.etcdRequest));
+    if (metrics !== undefined) {
+      this.unsubscribe.push(watchLoad(metrics.registry, metrics.prefix, store));
+    }
     this.etcd.start();
   }
 

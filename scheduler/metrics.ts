@@ -52,6 +52,7 @@ export interface SchedulerMetricsSource {
 
 export class SchedulerMetrics {
   readonly registry = new Registry();
+  readonly prefix = 'flotilla_scheduler_';
   private source: SchedulerMetricsSource | undefined;
   private counted: { at: number; desired: Map<string, number>; current: Map<string, number> } = {
     at: -Infinity,

@@ -5,6 +5,7 @@
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './errors.js';
 import { Keys, prefixRangeEnd } from './keys.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import type { RecordCodec } from './records.js';
 import { Resender, type Resent } from './resend.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
@@ -127,7 +128,7 @@ type PolicyContext = Parameters<Parameters<FaultPolicy['execute']>[0]>[0];
  * backoff and no circuit breaker: a down etcd is reported within the call deadline instead of
  * being hidden behind retries (the callers' loops decide when to try again).
  */
-class EndpointFailoverPolicy implements FaultPolicy {
+export class EndpointFailoverPolicy implements FaultPolicy {
   declare readonly _altReturn: never;
   readonly onSuccess: FaultPolicy['onSuccess'] = () => ({ dispose: () => undefined });
   readonly onFailure: FaultPolicy['onFailure'] = () => ({ dispose: () => undefined });
@@ -222,6 +223,7 @@ export class Store {
   private closed = false;
   private readonly requests = new Set<(request: StoreRequest) => void>();
   private readonly resender: Resender;
+  private keeper: LeaseKeeper | undefined;
 
   constructor(options: ResolvedStoreOptions) {
     this.options = options;
@@ -497,26 +499,26 @@ export class Store {
     return Number(res.dbSize);
   }
 
-  /** Grants a lease of `ttlSeconds`; its id and the TTL etcd granted. */
-  async grantLease(
-    ttlSeconds: number,
-    key?: string,
-  ): Promise<{ lease: bigint; ttlSeconds: number }> {
-    const res = await this.call(
-      key,
-      (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }),
-      'lease-grant',
-    );
-    return { lease: big(res.ID), ttlSeconds: Number(res.TTL) };
+  /**
+   * The lease worker: leases are granted, renewed and revoked on a connection and an event
+   * loop of their own (store/lease-keeper.ts), started on first use.
+   */
+  get leases(): LeaseKeeper {
+    if (this.closed) throw new StoreError('closed', 'store is closed');
+    this.keeper ??= new LeaseKeeper(this.options, (r) => this.tell(r));
+    return this.keeper;
   }
 
-  /** Revokes a lease, deleting every key under it. */
+  /** Grants a lease of `ttlSeconds` (on the lease connection); its id and the TTL granted. */
+  grantLease(ttlSeconds: number, key?: string): Promise<{ lease: bigint; ttlSeconds: number }> {
+    if (this.closed) return Promise.reject(closedError(key));
+    return this.leases.grant(ttlSeconds, key);
+  }
+
+  /** Revokes a lease (on the lease connection), deleting every key under it. */
   async revokeLease(lease: bigint, key?: string): Promise<void> {
-    await this.call(
-      key,
-      (c) => c.leaseClient.leaseRevoke({ ID: lease.toString() }),
-      'lease-revoke',
-    );
+    if (this.closed) throw closedError(key);
+    await this.leases.revoke(lease, key);
   }
 
   /**
@@ -555,12 +557,17 @@ export class Store {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.keeper?.close();
     this.client.close();
   }
 
   get isClosed(): boolean {
     return this.closed;
   }
+}
+
+function closedError(key: string | undefined): StoreError {
+  return new StoreError('closed', 'store is closed', key === undefined ? {} : { key });
 }
 
 /** Opens a store. Does not connect yet: the first call does, and fails within its deadline. */

@@ -16,6 +16,7 @@ import {
 } from './batch.js';
 import { big, type Store } from './client.js';
 import { StoreError } from './errors.js';
+import type { AimdWindow } from './aimd.js';
 import { heldNow } from './held.js';
 import { pool } from '../lib/pool.js';
 
@@ -88,7 +89,7 @@ export async function fencedTxn(
   store: Store,
   fence: Fence,
   build: (batch: Batch) => unknown,
-  opts: { inFlight?: number } = {},
+  opts: { inFlight?: number; window?: AimdWindow } = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
@@ -100,21 +101,27 @@ export async function fencedTxn(
   let revision = 0n;
   let transactions = 0;
   let refused: FencedError | undefined;
-  await pool(chunks.length, opts.inFlight ?? 1, async (i) => {
+  // With a window, as many transactions go out at once as etcd's latency allows (store/aimd.ts).
+  const window = opts.window;
+  const paced = <T>(fn: () => Promise<T>): Promise<T> =>
+    window === undefined ? fn() : window.run(fn);
+  await pool(chunks.length, window?.ceiling ?? opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
     if (refused !== undefined) return;
     // Sent again across a raft leader change (resend.ts) when etcd strands it; the outcome
     // is then checked below, as the first attempt may have applied.
     let resent = 0;
     const txn = async (req: { compare: ICompare[]; success: IRequestOp[] }) => {
-      const res = await store.callResending(
-        fence.key,
-        (c) =>
-          c.kv.txn({
-            ...req,
-            failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
-          }),
-        'txn',
+      const res = await paced(() =>
+        store.callResending(
+          fence.key,
+          (c) =>
+            c.kv.txn({
+              ...req,
+              failure: [{ request_range: { key: Buffer.from(fence.key), keys_only: true } }],
+            }),
+          'txn',
+        ),
       );
       resent += res.resent;
       return res.value;

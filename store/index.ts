@@ -7,6 +7,7 @@
  * pass from writer to writer with {@link writeOwned}. Every failure is a {@link StoreError}
  * with a stable `code`.
  */
+export { AimdWindow, type AimdOptions, type AimdState } from './aimd.js';
 export { atomicTxn, ConflictError, type AtomicOptions } from './atomic.js';
 export {
   Batch,
@@ -77,6 +78,12 @@ export {
   type ParsedKey,
 } from './keys.js';
 export { deleteLegacyRecords, leaseOfKey } from './legacy-records.js';
+export {
+  LeaseKeeper,
+  type KeepOptions,
+  type KeptEvent,
+  type LeaseRenewal,
+} from './lease-keeper.js';
 export { LeasePool, type LeasePoolEvent, type LeasePoolOptions } from './lease-pool.js';
 export { Listeners, Waker, type Unsubscribe } from './listeners.js';
 export { changedRecords, writeOwned, type OwnedOp, type OwnedResult } from './owned.js';
@@ -97,7 +104,6 @@ export {
 } from './prefix-watch.js';
 export {
   Presence,
-  renewLease,
   type PresenceCloseOptions,
   type PresenceEvent,
   type PresenceOptions,

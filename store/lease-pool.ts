@@ -1,17 +1,17 @@
 /**
- * LeasePool: many leases of one TTL kept alive together over ONE LeaseKeepAlive stream. A
- * {@link Presence} opens a keepalive round trip per lease per renewal, which is right for an
- * agent holding one lease but costs thousands of calls per renewal interval for a process
- * that stands in for thousands of machines (the scale benchmark). Here every interval writes
- * each lease's id on the shared stream and reads etcd's answers back as they come.
+ * LeasePool: many leases of one TTL kept alive together, for a process that stands in for
+ * thousands of machines (the scale benchmark). They are renewed as an agent's are, by the
+ * store's lease worker (store/lease-keeper.ts): its own connection and event loop, every
+ * lease's renewal written on its ONE LeaseKeepAlive stream, so the benchmark measures the
+ * lease path the agents use.
  *
  * The pool does not re-register anything: a lease etcd reports gone is dropped and reported
  * as 'lost', and what to do about it is the holder's business.
  */
-import type { ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IDuplexStream } from 'etcd3';
-import { big, type Store } from './client.js';
-import { StoreError, toStoreError } from './errors.js';
-import { Listeners, Waker, type Unsubscribe } from './listeners.js';
+import type { Store } from './client.js';
+import { StoreError } from './errors.js';
+import type { KeptEvent } from './lease-keeper.js';
+import { Listeners, type Unsubscribe } from './listeners.js';
 
 /** Options of a {@link LeasePool}; defaults are filled by the constructor. */
 export interface LeasePoolOptions {
@@ -25,10 +25,16 @@ export interface LeasePoolOptions {
 export type LeasePoolEvent =
   /** etcd answered a renewal with TTL <= 0: the lease is gone and no longer renewed. */
   | { readonly type: 'lost'; readonly lease: bigint; readonly at: number }
-  /** The keepalive stream failed; the next round opens a new one. */
-  | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
-
-type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
+  /**
+   * Renewals failed (etcd unreachable, no answer in time); retried. Reported at most once per
+   * renewal interval, with how many failed since the last report.
+   */
+  | {
+      readonly type: 'error';
+      readonly error: StoreError;
+      readonly at: number;
+      readonly failures: number;
+    };
 
 /**
  * Leases granted by {@link grant} are renewed until {@link release}d (they then expire at
@@ -44,14 +50,11 @@ export class LeasePool {
   readonly ttlSeconds: number;
   private readonly renewIntervalMs: number;
   /** Kept leases -> Unix ms at which the renewal etcd last confirmed for it was sent. */
-  private readonly kept = new Map<bigint, number>();
-  /** Send times of renewals not answered yet, per lease, oldest first (etcd answers in order). */
-  private readonly unanswered = new Map<bigint, number[]>();
+  private readonly kept = new Map<bigint, { renewedAt: number; stop: () => void }>();
   private readonly events = new Listeners<LeasePoolEvent>();
-  private readonly waker = new Waker();
-  private stream: KeepAliveStream | undefined;
+  private failures = 0;
+  private lastErrorAt = -Infinity;
   private closed = false;
-  private readonly loop: Promise<void>;
 
   constructor(
     private readonly store: Store,
@@ -62,7 +65,6 @@ export class LeasePool {
       throw new StoreError('invalid', 'lease TTL must be a whole number >= 1 s');
     }
     this.renewIntervalMs = opts.renewIntervalMs ?? (this.ttlSeconds * 1000) / 3;
-    this.loop = this.run();
   }
 
   /** How many leases are being renewed. */
@@ -80,7 +82,13 @@ export class LeasePool {
     if (this.closed) throw new StoreError('closed', 'lease pool is closed');
     const sentAt = Date.now();
     const { lease } = await this.store.grantLease(this.ttlSeconds);
-    this.kept.set(lease, sentAt);
+    if (this.closed) throw new StoreError('closed', 'lease pool is closed');
+    const stop = this.store.leases.keep(
+      lease,
+      { intervalMs: this.renewIntervalMs, deadlineMs: this.renewIntervalMs },
+      (e) => this.onKept(lease, e),
+    );
+    this.kept.set(lease, { renewedAt: sentAt, stop });
     return lease;
   }
 
@@ -90,12 +98,13 @@ export class LeasePool {
    * lease the pool does not renew.
    */
   lastRenewedAt(lease: bigint): number | undefined {
-    return this.kept.get(lease);
+    return this.kept.get(lease)?.renewedAt;
   }
 
   /** Stops renewing `lease`: etcd expires it, and deletes its keys, within the TTL. */
   release(lease: bigint): boolean {
-    this.unanswered.delete(lease);
+    const k = this.kept.get(lease);
+    k?.stop();
     return this.kept.delete(lease);
   }
 
@@ -109,10 +118,8 @@ export class LeasePool {
   async close(opts: { revoke?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.waker.wake();
-    await this.loop;
-    this.dropStream();
     const leases = [...this.kept.keys()];
+    for (const k of this.kept.values()) k.stop();
     this.kept.clear();
     if (opts.revoke === true && !this.store.isClosed) {
       // An unreachable etcd lets them expire instead.
@@ -121,64 +128,23 @@ export class LeasePool {
     this.events.clear();
   }
 
-  private async run(): Promise<void> {
-    while (!this.closed) {
-      await this.waker.sleep(this.renewIntervalMs);
-      if (this.closed || this.kept.size === 0) continue;
-      try {
-        const stream = this.stream ?? (await this.openStream());
-        const sentAt = Date.now();
-        for (const lease of this.kept.keys()) {
-          const times = this.unanswered.get(lease);
-          if (times === undefined) this.unanswered.set(lease, [sentAt]);
-          else times.push(sentAt);
-          stream.write({ ID: lease.toString() });
-        }
-      } catch (err) {
-        this.fail(err);
-      }
+  private onKept(lease: bigint, e: KeptEvent): void {
+    const k = this.kept.get(lease);
+    if (k === undefined || this.closed) return;
+    if (e.type === 'renewed') {
+      k.renewedAt = e.sentAt;
+    } else if (e.type === 'lost') {
+      this.kept.delete(lease);
+      this.events.emit({ type: 'lost', lease, at: e.at });
+    } else {
+      // Thousands of leases fail together when etcd goes away: one report per interval.
+      this.failures += 1;
+      const now = Date.now();
+      if (now - this.lastErrorAt < this.renewIntervalMs) return;
+      this.lastErrorAt = now;
+      const failures = this.failures;
+      this.failures = 0;
+      this.events.emit({ type: 'error', error: e.error, at: now, failures });
     }
-  }
-
-  private async openStream(): Promise<KeepAliveStream> {
-    const stream = await this.store.call(
-      undefined,
-      (c) => c.leaseClient.leaseKeepAlive(),
-      'lease-keepalive',
-    );
-    this.stream = stream;
-    stream.on('data', (res) => this.onAnswer(res));
-    stream.on('error', (err) => this.stream === stream && this.fail(err));
-    stream.on('end', () => {
-      if (this.stream === stream) this.fail(new StoreError('unavailable', 'keepalive ended'));
-    });
-    return stream;
-  }
-
-  private onAnswer(res: ILeaseKeepAliveResponse): void {
-    const lease = big(res.ID);
-    const sentAt = this.unanswered.get(lease)?.shift();
-    if (sentAt === undefined || !this.kept.has(lease)) return; // released since it was sent
-    if (big(res.TTL) <= 0n) {
-      this.release(lease);
-      this.events.emit({ type: 'lost', lease, at: Date.now() });
-      return;
-    }
-    this.kept.set(lease, sentAt);
-  }
-
-  /** Drops the stream so that the next round opens a fresh one, and reports why. */
-  private fail(err: unknown): void {
-    this.dropStream();
-    if (!this.closed) {
-      this.events.emit({ type: 'error', error: toStoreError(err), at: Date.now() });
-    }
-  }
-
-  private dropStream(): void {
-    const stream = this.stream;
-    this.stream = undefined;
-    this.unanswered.clear(); // what was sent on it will not be answered
-    stream?.cancel();
   }
 }

@@ -5,8 +5,9 @@
  * When the lease is lost while the holder lives (it expired during a partition, or someone
  * revoked it), the presence grants a new one and writes its keys again.
  */
-import { big, type Store } from './client.js';
+import type { Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
+import type { KeptEvent } from './lease-keeper.js';
 import { Listeners, Waker, type Unsubscribe } from './listeners.js';
 
 /** Options of a {@link Presence}; defaults are filled by the constructor. */
@@ -33,36 +34,6 @@ export type PresenceEvent =
   | { readonly type: 'lost'; readonly leaseId: bigint; readonly at: number }
   /** A renewal or registration failed (etcd unreachable, ...); retrying. */
   | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
-
-/**
- * One keepalive round trip for `lease`, within `deadlineMs` (default the store's call
- * deadline): resolves to the TTL etcd reports, <= 0 when the lease is gone (expired or
- * revoked). Failures are StoreErrors naming `key` (the key the lease keeps alive). Shared by
- * {@link Presence} and the scheduler's election.
- */
-export function renewLease(
-  store: Store,
-  lease: bigint,
-  key: string,
-  deadlineMs?: number,
-): Promise<bigint> {
-  return store.call(
-    key,
-    async (c) => {
-      const stream = await c.leaseClient.leaseKeepAlive(store.deadline(deadlineMs));
-      return new Promise<bigint>((resolve, reject) => {
-        stream.on('data', (res) => {
-          resolve(big(res.TTL));
-          stream.end();
-        });
-        stream.on('error', reject);
-        stream.on('end', () => reject(new StoreError('unavailable', 'keepalive stream ended')));
-        stream.write({ ID: lease.toString() });
-      });
-    },
-    'lease-renew',
-  );
-}
 
 /** Options of {@link Presence.close}. */
 export interface PresenceCloseOptions {
@@ -92,6 +63,7 @@ export class Presence {
   private renewedAt: number | undefined;
   private closed = false;
   private loop: Promise<void> | undefined;
+  private stopKeeping: (() => void) | undefined;
   private firstRegistration: Promise<void> | undefined;
   private resolveFirst: (() => void) | undefined;
   private rejectFirst: ((err: StoreError) => void) | undefined;
@@ -173,6 +145,7 @@ export class Presence {
     this.closed = true;
     this.waker.wake();
     await this.loop;
+    this.stopKeeping?.();
     this.rejectFirst?.(new StoreError('closed', `presence ${this.key} closed before registering`));
     const lease = this.lease;
     this.lease = undefined;
@@ -201,13 +174,8 @@ export class Presence {
         if (!ok) await this.waker.sleep(this.retryIntervalMs);
         continue;
       }
-      await this.waker.sleep(this.renewIntervalMs);
-      if (this.closed || this.lease === undefined) continue;
-      let ok = await this.attempt(() => this.renew());
-      while (!ok && !this.closed && this.lease !== undefined) {
-        await this.waker.sleep(this.retryIntervalMs);
-        ok = await this.attempt(() => this.renew());
-      }
+      // The lease worker renews; this loop wakes when the lease is lost or at close().
+      await this.waker.sleep(60_000);
     }
   }
 
@@ -250,39 +218,57 @@ export class Presence {
     }
     this.lease = lease;
     this.renewedAt = sentAt;
+    this.keep(lease);
     this.events.emit({ type: 'registered', leaseId: lease, at: sentAt });
     this.resolveFirst?.();
     this.resolveFirst = undefined;
     this.rejectFirst = undefined;
   }
 
-  /** One keepalive round trip, within the call deadline. */
-  private async renew(): Promise<void> {
-    const lease = this.lease;
-    if (lease === undefined) return;
-    const sentAt = Date.now();
+  /** Hands the lease to the store's lease worker, which renews it every renewal interval. */
+  private keep(lease: bigint): void {
     // A renewal that etcd holds (no quorum yet) is given up well within one renewal interval,
     // counting every endpoint the store tries in turn, not after the 5 s call deadline each:
     // when etcd answers again the next attempt is at most a retry interval away, inside the
     // TTL etcd grants a lease when it elects a leader.
     const endpoints = Math.max(1, this.store.options.endpoints.length);
-    const deadline = Math.min(
+    const deadlineMs = Math.min(
       this.store.options.callTimeoutMs,
       Math.max(500, this.renewIntervalMs / endpoints),
     );
-    const ttl = await renewLease(this.store, lease, this.key, deadline);
-    if (this.lease !== lease) return;
-    if (ttl <= 0n) {
-      this.markLost(lease);
-      return;
+    this.stopKeeping?.();
+    this.stopKeeping = this.store.leases.keep(
+      lease,
+      { intervalMs: this.renewIntervalMs, retryMs: this.retryIntervalMs, deadlineMs },
+      (e) => this.onKept(lease, e),
+    );
+  }
+
+  private onKept(lease: bigint, e: KeptEvent): void {
+    if (this.lease !== lease || this.closed) return;
+    switch (e.type) {
+      case 'renewed':
+        this.renewedAt = e.sentAt;
+        this.events.emit({ type: 'renewed', leaseId: lease, at: e.sentAt });
+        return;
+      case 'lost':
+        this.markLost(lease);
+        return;
+      case 'failed':
+        this.events.emit({
+          type: 'error',
+          error: new StoreError(e.error.code, e.error.message, { key: this.key }),
+          at: Date.now(),
+        });
+        return;
     }
-    this.renewedAt = sentAt;
-    this.events.emit({ type: 'renewed', leaseId: lease, at: sentAt });
   }
 
   private markLost(lease: bigint): void {
     if (this.lease !== lease) return;
     this.lease = undefined;
+    this.stopKeeping?.();
+    this.stopKeeping = undefined;
     this.events.emit({ type: 'lost', leaseId: lease, at: Date.now() });
     this.waker.wake();
   }

@@ -7,6 +7,7 @@
 import { rm } from 'node:fs/promises';
 import { unmountUnder } from '../../agent/runtime/mounts.js';
 import { cleanMachine, findLeftovers } from './cleanup.js';
+import { releaseClusterQuota } from './cpu-quota.js';
 import { deleteAgentNetns, deleteBridge } from './network.js';
 import { stopProcess } from './proc.js';
 import {
@@ -60,6 +61,7 @@ export async function stopAll(record: ClusterRecord): Promise<string[]> {
   }
   if (record.network !== undefined) await deleteBridge(record.network);
   await unmountUnder(record.dir);
+  await releaseClusterQuota(record);
   const left = await findLeftovers(record);
   if (left.length > 0) {
     throw new ClusterError('leftover', `left behind after down:\n  ${left.join('\n  ')}`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../../store/index.js';
 import { agentCredentialFile, clusterStoreOptions, credentialPath } from './credentials.js';
+import { quotaPrefix } from './cpu-quota.js';
 import { inNetns } from './network.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRunning, logTail, spawnDetached } from './proc.js';
@@ -191,9 +192,13 @@ export function ownHostname(hostname: string): string[] {
   ];
 }
 
-/** Starts `proc` detached from the cluster directory, with {@link daemonEnv}. */
+/**
+ * Starts `proc` detached from the cluster directory, with {@link daemonEnv}; under the
+ * cluster's CPU quota when it has one (cpu-quota.ts).
+ */
 export async function launch(record: ClusterRecord, proc: ProcessRecord): Promise<void> {
-  await spawnDetached(proc, { cwd: record.dir, env: daemonEnv() });
+  const prefix = await quotaPrefix(record, proc);
+  await spawnDetached(proc, { cwd: record.dir, env: daemonEnv(), prefix });
 }
 
 /** Throws `port-taken` unless `host:port` can be bound now. */

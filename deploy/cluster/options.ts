@@ -63,6 +63,12 @@ export interface UpOptions {
    * credentials 0600 in `<dir>/credentials/`. Default true (`--etcd-auth=off` turns it off).
    */
   readonly etcdAuth?: boolean;
+  /**
+   * Run etcd, every scheduler and every agent (with its children) each under this share of
+   * one core, in a cgroup v1 `cpu` quota of its own (testkit/cpu-quota.ts): a slower host,
+   * for the chaos suite and benchmarks. Root and the v1 `cpu` controller only. Default none.
+   */
+  readonly cpuQuota?: number;
 }
 
 /** An extra etcd member's ports. */
@@ -94,6 +100,7 @@ export interface ResolvedUpOptions {
   readonly logLevel: string;
   readonly readyTimeoutMs: number;
   readonly etcdAuth: boolean;
+  readonly cpuQuota: number | undefined;
 }
 
 /** The defaults, in one place. */
@@ -182,6 +189,7 @@ export function resolveUpOptions(opts: UpOptions = {}): ResolvedUpOptions {
     logLevel: opts.logLevel ?? UP_DEFAULTS.logLevel,
     readyTimeoutMs: opts.readyTimeoutMs ?? UP_DEFAULTS.readyTimeoutMs,
     etcdAuth: opts.etcdAuth ?? true,
+    cpuQuota: opts.cpuQuota,
   };
 }
 

@@ -47,9 +47,14 @@ export async function isRunning(proc: ProcessRecord): Promise<boolean> {
  */
 export async function spawnDetached(
   proc: ProcessRecord,
-  opts: { cwd: string; env?: NodeJS.ProcessEnv },
+  opts: {
+    cwd: string;
+    env?: NodeJS.ProcessEnv;
+    /** Run before the command and exec'ing it in place (a CPU quota's); not recorded. */
+    prefix?: readonly string[];
+  },
 ): Promise<void> {
-  const [program, ...args] = proc.command;
+  const [program, ...args] = [...(opts.prefix ?? []), ...proc.command];
   if (program === undefined) throw new ClusterError('start-failed', `${proc.name}: no command`);
   await mkdir(dirname(proc.logPath), { recursive: true });
   const fd = openSync(proc.logPath, 'a');

@@ -108,6 +108,12 @@ export interface ClusterRecord {
    * credentials in `<dir>/credentials/` (credentials.ts). Absent in records of older `up`s.
    */
   readonly etcdAuth?: boolean;
+  /**
+   * etcd, the schedulers and the agents each run in a cgroup of their own under `group` (a
+   * cgroup v1 `cpu` directory) with `fraction` of `periodUs` (`UpOptions.cpuQuota`); `down`
+   * removes the group. Absent: no quota.
+   */
+  cpuQuota?: { readonly group: string; readonly fraction: number; readonly periodUs: number };
   agents: AgentRecord[];
   processes: ProcessRecord[];
 }

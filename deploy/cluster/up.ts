@@ -48,6 +48,7 @@ import {
 import { isRunning, stopProcess, which } from './proc.js';
 import { addMachineUser, setupEtcdAuth, writeCredentials } from './credentials.js';
 import { canFence, controlPlanePorts, fenceUnits } from './firewall.js';
+import { createClusterQuota } from './cpu-quota.js';
 import {
   ClusterError,
   findProcess,
@@ -242,6 +243,11 @@ async function start(
   opts: ResolvedUpOptions,
   say: (line: string) => void,
 ): Promise<void> {
+  if (opts.cpuQuota !== undefined) {
+    await createClusterQuota(record, opts.cpuQuota);
+    await writeRecord(record);
+    say(`cpu quota: ${opts.cpuQuota} of a core each for etcd, schedulers and agents`);
+  }
   if (record.network !== undefined) {
     say(`network: bridge ${record.network.bridge} ${record.network.subnet}`);
     await createBridge(record.network);

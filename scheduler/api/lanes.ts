@@ -12,11 +12,19 @@
  *
  * Everything else (submit, start, update, ...) writes at most 128 units a request and takes
  * no lane. One instance per API server; no timers, nothing to close.
+ *
+ * A scale-up's transactions go out through {@link AdmissionLanes.bulkWindow}: as many at once
+ * as etcd answers promptly (store/aimd.ts), fewer when it slows, so a big scale never piles
+ * up requests in front of everyone else's (leases have their own connection anyway).
  */
+import { AimdWindow } from '../../store/index.js';
 import { ApiError } from '../gate/errors.js';
 
 /** Scale-ups waiting for their turn on one replica, beyond the one running. */
 export const MAX_QUEUED_SCALE_UPS = 16;
+
+/** The retry hint of a refused scale-up: this much per scale-up ahead of it, at most a minute. */
+export const RETRY_PER_SCALE_UP_MS = 5_000;
 
 /** A scale-up's place in the bulk lane. */
 export interface BulkTicket {
@@ -37,6 +45,8 @@ interface Entry {
 }
 
 export class AdmissionLanes {
+  /** How many bulk transactions go to etcd at once, paced by its latency. */
+  readonly bulkWindow = new AimdWindow({ initial: 8, max: 16 });
   private readonly queue: Entry[] = [];
   private running: Entry | undefined;
   private recovering = 0;
@@ -96,9 +106,13 @@ export class AdmissionLanes {
    */
   async bulk(template: string): Promise<BulkTicket> {
     if (this.running !== undefined && this.queue.length >= MAX_QUEUED_SCALE_UPS) {
+      const ahead = this.queue.length + 1;
+      const retryMs = Math.min(60_000, ahead * RETRY_PER_SCALE_UP_MS);
       throw new ApiError(
         'resource-exhausted',
-        `${this.queue.length + 1} scale-ups are running or queued on this scheduler; try again once they are done (flotctl watch shows them), or scale down, which does not wait`,
+        `${ahead} scale-ups are running or queued on this scheduler; retry in about ${retryMs / 1000} s (flotctl watch shows them), or scale down, which does not wait`,
+        undefined,
+        retryMs,
       );
     }
     const entry: Entry = {

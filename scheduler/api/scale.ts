@@ -58,7 +58,7 @@ const NUMBERED = /^[1-9][0-9]*$/;
 /** The largest count a scale accepts. */
 export const MAX_SCALE_COUNT = 1_000_000;
 
-/** Transactions of one scale in flight at once. */
+/** Transactions of one scale prepared at once; the lanes' window decides how many are sent. */
 const SCALE_IN_FLIGHT = 16;
 
 /** A numbered instance that exists now. */
@@ -270,9 +270,9 @@ async function scaleRound(
     if (ticket?.signal.aborted === true) superseded = true;
     if (superseded) return;
     try {
-      const res = await atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)), {
-        unchanged: lock,
-      });
+      const res = await cluster.lanes.bulkWindow.run(() =>
+        atomicTxn(store, (b) => chunk.forEach((op) => b.add(op)), { unchanged: lock }),
+      );
       applied[c] = true;
       if (res.revision > revision) revision = res.revision;
     } catch (err) {

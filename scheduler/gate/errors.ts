@@ -5,7 +5,7 @@
  * the boundary (interceptors.ts), so every handler answers with the same codes and
  * wording. The handlers above the gate throw through it.
  */
-import { status, type ServerErrorResponse } from '@grpc/grpc-js';
+import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConflictError, StoreError } from '../../store/index.js';
 import { excerpt, UNIT_NAME_MAX, UnitError } from '../../unit/index.js';
@@ -47,6 +47,8 @@ export class ApiError extends Error {
     message: string,
     /** Unit-file problems, each where its file has it (HTTP answers them as a list). */
     readonly problems?: readonly UnitProblem[],
+    /** For a busy server: when to try again, also sent as the `retry-after-ms` trailer. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -98,7 +100,12 @@ export interface ErrorContext {
 export interface GrpcStatus {
   readonly code: status;
   readonly details: string;
+  /** When a busy server asks to be tried again: the `retry-after-ms` trailer. */
+  readonly retryAfterMs?: number;
 }
+
+/** The trailer a busy server's RESOURCE_EXHAUSTED carries: when to try again, in ms. */
+export const RETRY_AFTER_METADATA = 'retry-after-ms';
 
 /**
  * The one translation of any thrown value into a gRPC status:
@@ -108,7 +115,11 @@ export interface GrpcStatus {
  * INTERNAL.
  */
 export function toGrpcStatus(err: unknown, ctx: ErrorContext): GrpcStatus {
-  if (err instanceof ApiError) return { code: err.grpcStatus, details: err.message };
+  if (err instanceof ApiError) {
+    return err.retryAfterMs === undefined
+      ? { code: err.grpcStatus, details: err.message }
+      : { code: err.grpcStatus, details: err.message, retryAfterMs: err.retryAfterMs };
+  }
   if (err instanceof UnitError) {
     return { code: status.INVALID_ARGUMENT, details: formatUnitError(err) };
   }
@@ -154,7 +165,11 @@ function storeStatus(err: StoreError, ctx: ErrorContext): GrpcStatus {
 /** A grpc-js error response carrying `s`, its message bounded by {@link boundDetails}. */
 export function toServiceError(s: GrpcStatus): ServerErrorResponse {
   const details = boundDetails(s.details);
-  return Object.assign(new Error(details), { code: s.code, details });
+  if (s.retryAfterMs === undefined)
+    return Object.assign(new Error(details), { code: s.code, details });
+  const metadata = new Metadata();
+  metadata.set(RETRY_AFTER_METADATA, String(Math.ceil(s.retryAfterMs)));
+  return Object.assign(new Error(details), { code: s.code, details, metadata });
 }
 
 /**

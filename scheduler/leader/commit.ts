@@ -17,6 +17,7 @@ import type { Placement, Unscheduled } from '../../proto/flotilla/v1/records.js'
 import {
   codecs,
   fencedTxn,
+  type AimdWindow,
   type BatchOp,
   type CacheEntry,
   type Keys,
@@ -203,6 +204,7 @@ export async function commitWork(
   store: Store,
   term: Term,
   work: CommitWork,
+  window?: AimdWindow,
 ): Promise<CommitResult> {
   const totals = {
     applied: 0,
@@ -211,9 +213,9 @@ export async function commitWork(
     placementsRevision: 0n,
     unscheduledRevision: 0n,
   };
-  await applyPhase(store, term, work.first, totals);
+  await applyPhase(store, term, work.first, totals, window);
   const skippedSecond = totals.failed > 0 && work.second.length > 0;
-  if (!skippedSecond) await applyPhase(store, term, work.second, totals);
+  if (!skippedSecond) await applyPhase(store, term, work.second, totals, window);
   return { ...totals, skippedSecond };
 }
 
@@ -230,6 +232,7 @@ async function applyPhase(
   term: Term,
   ops: readonly BatchOp[],
   totals: Totals,
+  window: AimdWindow | undefined,
 ): Promise<void> {
   if (ops.length === 0) return;
   if (term.signal.aborted) {
@@ -239,9 +242,13 @@ async function applyPhase(
   }
   const placements = store.keys.dir('placement');
   const unscheduled = store.keys.dir('unscheduled');
-  const res = await fencedTxn(store, term.fence, (b) => ops.forEach((op) => b.add(op)), {
-    inFlight: COMMIT_IN_FLIGHT,
-  });
+  // Paced by etcd's latency when the engine gives a window; else a fixed number in flight.
+  const res = await fencedTxn(
+    store,
+    term.fence,
+    (b) => ops.forEach((op) => b.add(op)),
+    window === undefined ? { inFlight: COMMIT_IN_FLIGHT } : { window },
+  );
   totals.transactions += res.transactions;
   res.applied.forEach((ok, i) => {
     const op = ops[i];

@@ -13,7 +13,7 @@
  * transaction; a refused fence ends the term at once.
  */
 import type { Logger } from 'pino';
-import { isStoreError, Waker, type Store } from '../../store/index.js';
+import { AimdWindow, isStoreError, Waker, type Store } from '../../store/index.js';
 import type { ClusterCache } from '../view/cluster-cache.js';
 import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
 import { isSchedulerError } from '../errors.js';
@@ -86,6 +86,12 @@ export class Engine {
   private readonly autoRate: boolean;
   private readonly pause: MassLossPause;
   private readonly waker = new Waker();
+  /**
+   * The leader's commits go out as fast as etcd answers them, no faster (store/aimd.ts): a
+   * slow etcd gets fewer transactions at once, and the leases and the API's writes that
+   * share it are not queued behind a pass's thousands of placements.
+   */
+  readonly writes = new AimdWindow({ initial: 8, max: 32 });
   private readonly unsubscribe: (() => void)[] = [];
   private term: Term | undefined;
   private loop: Promise<void> = Promise.resolve();
@@ -311,7 +317,7 @@ export class Engine {
     for (const d of result.unplace)
       log.info({ unit: d.unit, machine: d.machine, why: d.why, detail: d.detail }, 'unplacing');
     for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
-    const res = await commitWork(this.store, term, work);
+    const res = await commitWork(this.store, term, work, this.writes);
     const whole = res.failed === 0 && !res.skippedSecond;
     this.onPass?.({
       planSeconds,
@@ -349,7 +355,7 @@ export class Engine {
   ): Promise<{ deferred: number; wait: number; retry: boolean; swept: boolean }> {
     this.sweeps += 1;
     const work = decideSweep(this.cache.mirror, vanished);
-    const res = await commitWork(this.store, term, work);
+    const res = await commitWork(this.store, term, work, this.writes);
     this.onPass?.({
       planSeconds: undefined,
       placed: 0,

@@ -15,7 +15,6 @@ import type { Logger } from 'pino';
 import {
   fencedTxn,
   Listeners,
-  renewLease,
   stringCodec,
   toStoreError,
   WatchCache,
@@ -224,40 +223,49 @@ export class Leadership {
     }
   }
 
-  /** Renews the lease every TTL/3 until the candidacy ends. */
+  /**
+   * Has the store's lease worker renew the lease every TTL/3 until the candidacy ends: from
+   * its own connection and event loop, so a long pass or a large watch batch on this thread
+   * cannot make the election lease expire.
+   */
   private async keepAlive(c: Candidacy): Promise<void> {
     const interval = (this.ttlSeconds * 1000) / 3;
-    let delay = interval;
-    while (!this.closed && c.ended === undefined) {
-      await this.waker.sleep(delay);
-      if (this.closed || c.ended !== undefined) break;
-      const sentAt = Date.now();
-      try {
-        const ttl = await renewLease(this.store, c.lease, this.store.keys.election());
-        if (c.ended !== undefined) break;
-        if (ttl <= 0n) {
+    // A renewal etcd answers late still counts (validUntil is from when it was sent): the
+    // deadline only says when to log it, so it is the store's call deadline, as before.
+    const deadlineMs = this.store.options.callTimeoutMs;
+    const stop = this.store.leases.keep(
+      c.lease,
+      { intervalMs: interval, retryMs: Math.min(500, interval), deadlineMs },
+      (e) => {
+        if (c.ended !== undefined) return;
+        if (e.type === 'renewed') {
+          const until = e.sentAt + Math.min(this.ttlSeconds, e.ttl) * 1000;
+          c.validUntil = Math.max(c.validUntil, until);
+          this.armExpiry(c);
+        } else if (e.type === 'lost') {
           this.endCandidacy(c, 'etcd reports the election lease expired');
-          break;
+        } else {
+          this.logger.warn({ err: e.error, key: c.key }, 'election lease renewal failed');
         }
-        c.validUntil = sentAt + Math.min(this.ttlSeconds, Number(ttl)) * 1000;
-        this.armExpiry(c);
-        delay = interval;
-      } catch (err) {
-        this.logger.warn({ err: toStoreError(err), key: c.key }, 'election lease renewal failed');
-        delay = Math.min(500, interval);
-      }
-    }
+      },
+    );
+    while (!this.closed && c.ended === undefined) await this.waker.sleep(60_000);
+    stop();
   }
 
   /** Ends the candidacy when the lease was last confirmed more than a TTL ago. */
   private armExpiry(c: Candidacy): void {
     clearTimeout(c.timer);
     const ms = Math.max(0, c.validUntil - Date.now());
-    c.timer = setTimeout(
-      () =>
-        this.endCandidacy(c, `no lease renewal within ${this.ttlSeconds} s (etcd unreachable?)`),
-      ms,
-    );
+    c.timer = setTimeout(() => {
+      // A timer that fires after a long task may have renewals queued behind it (the worker's
+      // messages are read in the poll phase, after timers): read them before deciding.
+      setImmediate(() => {
+        if (c.ended !== undefined) return;
+        if (Date.now() < c.validUntil) return this.armExpiry(c);
+        this.endCandidacy(c, `no lease renewal within ${this.ttlSeconds} s (etcd unreachable?)`);
+      });
+    }, ms);
     c.timer.unref();
   }
 

@@ -28,6 +28,7 @@ import { readRecord } from '../../deploy/cluster/state.js';
 import { clusterStoreOptions } from '../../deploy/cluster/credentials.js';
 import { assertEventually, freePorts } from '../../testkit/index.js';
 import { leaseNet, type NetLease } from '../../testkit/net-lease.js';
+import { cpuQuotaFromEnv } from '../../testkit/cpu-quota.js';
 
 /** bin/flotctl (needs the build). */
 export const FLOTCTL = join(REPO_ROOT, 'bin', 'flotctl');
@@ -139,6 +140,11 @@ export interface E2EClusterOptions {
   readonly schedulers?: number;
   /** Extra flags for every etcd member (e.g. a small `--quota-backend-bytes`). */
   readonly etcdFlags?: readonly string[];
+  /**
+   * etcd, schedulers and agents each at most this share of one core (a slower host;
+   * testkit/cpu-quota.ts). Default: `FLOTILLA_CPU_QUOTA` when set, else none.
+   */
+  readonly cpuQuota?: number;
 }
 
 /** A running cluster and the ways tests talk to it. */
@@ -152,6 +158,7 @@ export class E2ECluster {
 
   /** Starts the cluster; resolves once every agent has registered. */
   static async start(opts: E2EClusterOptions): Promise<E2ECluster> {
+    const cpuQuota = opts.cpuQuota ?? cpuQuotaFromEnv();
     // The file's own network unless another test run on this host holds it.
     const lease = await leaseNet(opts.name, opts.net);
     const dir = await mkdtemp(join(tmpdir(), `flotilla-e2e-${lease.name}-`));
@@ -187,6 +194,7 @@ export class E2ECluster {
         agentLeaseTtl: `${LEASE_TTL_SECONDS}s`,
         electionTtl: '3s',
         readyTimeoutMs: 90_000,
+        ...(cpuQuota !== undefined && { cpuQuota }),
       });
       return new E2ECluster(dir, record, watchdog, lease);
     } catch (err) {

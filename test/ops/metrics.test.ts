@@ -220,3 +220,34 @@ test('/readyz and gRPC health say not ready until the cache syncs with etcd, the
     message: /NOT_FOUND|unknown service/,
   });
 });
+
+test('both daemons export their event-loop delay and how late their lease renewals ran', async (t) => {
+  const prefix = uniquePrefix(t.title);
+  const s = await scheduler(t, etcd().endpoint, prefix);
+  const agent = await inProcessAgent(t, {
+    endpoint: etcd().endpoint,
+    prefix,
+    driver: 'process',
+    args: ['--metrics-listen=127.0.0.1:0', '--lease-ttl=3s'],
+  });
+  for (const [address, daemon] of [
+    [s.metricsAddress, 'scheduler'],
+    [agent.metricsAddress, 'agent'],
+  ] as const) {
+    const renewals = `flotilla_${daemon}_lease_renewal_lateness_seconds_count`;
+    const page = await assertEventually(
+      async () => {
+        const body = (await get(address, '/metrics')).body;
+        return (sample(body, renewals) ?? 0) >= 2 ? body : false;
+      },
+      { timeoutMs: 30_000, message: `${daemon}: lease renewals are counted` },
+    );
+    const count = sample(page, renewals) ?? 0;
+    // Renewals run in the lease worker, on time: none of them half a second late.
+    t.is(sample(page, `flotilla_${daemon}_lease_renewal_lateness_seconds_bucket{le="0.5"}`), count);
+    t.true((sample(page, `flotilla_${daemon}_lease_renewal_round_trip_seconds_count`) ?? 0) >= 2);
+    const delays = sample(page, `flotilla_${daemon}_event_loop_delay_seconds_count`) ?? 0;
+    t.true(delays >= 10, `${daemon}: ${delays} event-loop delay samples`);
+    t.true(sample(page, `flotilla_${daemon}_nodejs_eventloop_lag_p99_seconds`) !== undefined);
+  }
+});

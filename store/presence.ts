@@ -1,13 +1,15 @@
 /**
  * Presence: a key that exists exactly while its holder is alive and in touch with etcd. The
- * key lives under a lease that the holder renews every TTL/3; when the holder dies the lease
- * expires and etcd deletes the key, which is how the leader learns that a machine is lost.
+ * key lives under a lease that the holder renews every TTL/3 (each renewal raced across the
+ * endpoints, lease-renewal.ts); when the holder dies the lease expires and etcd deletes the
+ * key, which is how the leader learns that a machine is lost.
  * When the lease is lost while the holder lives (it expired during a partition, or someone
  * revoked it), the presence grants a new one and writes its keys again.
  */
 import { big, type Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
 import { Listeners, Waker, type Unsubscribe } from './listeners.js';
+import { raceRenewal } from './lease-renewal.js';
 
 /** Options of a {@link Presence}; defaults are filled by the constructor. */
 export interface PresenceOptions {
@@ -19,7 +21,10 @@ export interface PresenceOptions {
   ttlSeconds?: number;
   /** Pause between renewals. Default TTL/3. */
   renewIntervalMs?: number;
-  /** Pause before retrying a failed renewal or registration. Default min(1000, renewInterval). */
+  /**
+   * Pause before retrying a failed renewal or registration (every endpoint was tried).
+   * Default min(1000, renewInterval/2).
+   */
   retryIntervalMs?: number;
 }
 
@@ -27,12 +32,27 @@ export interface PresenceOptions {
 export type PresenceEvent =
   /** Keys written under a new lease (the first time, and after every loss). */
   | { readonly type: 'registered'; readonly leaseId: bigint; readonly at: number }
-  /** etcd confirmed the lease; it lives at least until `at` + TTL. */
-  | { readonly type: 'renewed'; readonly leaseId: bigint; readonly at: number }
+  /**
+   * etcd confirmed the lease; it lives at least until `at` + TTL. `sinceLastMs`: from the
+   * previous confirmed renewal (or the registration) to this one's sending, the time the
+   * lease ran unconfirmed; `failedAttempts`: attempts that failed in between.
+   */
+  | {
+      readonly type: 'renewed';
+      readonly leaseId: bigint;
+      readonly at: number;
+      readonly sinceLastMs: number;
+      readonly failedAttempts: number;
+    }
   /** The lease is gone (expired or revoked) and etcd deleted its keys; re-registering next. */
   | { readonly type: 'lost'; readonly leaseId: bigint; readonly at: number }
-  /** A renewal or registration failed (etcd unreachable, ...); retrying. */
-  | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
+  /** A renewal or registration failed (etcd unreachable, ...) after `attemptMs`; retrying. */
+  | {
+      readonly type: 'error';
+      readonly error: StoreError;
+      readonly at: number;
+      readonly attemptMs: number;
+    };
 
 /**
  * One keepalive round trip for `lease`, within `deadlineMs` (default the store's call
@@ -90,6 +110,8 @@ export class Presence {
   private readonly waker = new Waker();
   private lease: bigint | undefined;
   private renewedAt: number | undefined;
+  /** Attempts that failed since the last one that worked. */
+  private failedAttempts = 0;
   private closed = false;
   private loop: Promise<void> | undefined;
   private firstRegistration: Promise<void> | undefined;
@@ -107,7 +129,7 @@ export class Presence {
       throw new StoreError('invalid', `lease TTL must be a whole number >= 1 s`);
     }
     this.renewIntervalMs = opts.renewIntervalMs ?? (this.ttlSeconds * 1000) / 3;
-    this.retryIntervalMs = opts.retryIntervalMs ?? Math.min(1000, this.renewIntervalMs);
+    this.retryIntervalMs = opts.retryIntervalMs ?? Math.min(1000, this.renewIntervalMs / 2);
   }
 
   /** The current lease id, or undefined while not registered. */
@@ -213,12 +235,17 @@ export class Presence {
 
   /** Runs one step, reporting its failure as an 'error' event; resolves to whether it worked. */
   private async attempt(step: () => Promise<void>): Promise<boolean> {
+    const started = Date.now();
     try {
       await step();
+      this.failedAttempts = 0;
       return true;
     } catch (err) {
       if (this.closed) return false;
-      this.events.emit({ type: 'error', error: toStoreError(err, this.key), at: Date.now() });
+      this.failedAttempts += 1;
+      const at = Date.now();
+      const error = toStoreError(err, this.key);
+      this.events.emit({ type: 'error', error, at, attemptMs: at - started });
       return false;
     }
   }
@@ -256,28 +283,31 @@ export class Presence {
     this.rejectFirst = undefined;
   }
 
-  /** One keepalive round trip, within the call deadline. */
+  /**
+   * One renewal: keepalive round trips raced across endpoints (lease-renewal.ts), within one
+   * renewal interval, so neither a dead member (refuses at once) nor one that holds renewals
+   * (no quorum yet) keeps the lease from being renewed through another.
+   */
   private async renew(): Promise<void> {
     const lease = this.lease;
     if (lease === undefined) return;
-    const sentAt = Date.now();
-    // A renewal that etcd holds (no quorum yet) is given up well within one renewal interval,
-    // counting every endpoint the store tries in turn, not after the 5 s call deadline each:
-    // when etcd answers again the next attempt is at most a retry interval away, inside the
-    // TTL etcd grants a lease when it elects a leader.
     const endpoints = Math.max(1, this.store.options.endpoints.length);
-    const deadline = Math.min(
-      this.store.options.callTimeoutMs,
-      Math.max(500, this.renewIntervalMs / endpoints),
-    );
-    const ttl = await renewLease(this.store, lease, this.key, deadline);
+    const win = await raceRenewal((ms) => renewLease(this.store, lease, this.key, ms), {
+      deadlineMs: Math.min(this.store.options.callTimeoutMs, this.renewIntervalMs),
+      hedgeAfterMs: Math.max(100, this.renewIntervalMs / 4),
+      parallel: endpoints,
+      maxAttempts: 3 * endpoints,
+    });
     if (this.lease !== lease) return;
-    if (ttl <= 0n) {
+    if (win.value <= 0n) {
       this.markLost(lease);
       return;
     }
+    const sentAt = win.sentAt;
+    const sinceLastMs = sentAt - (this.renewedAt ?? sentAt);
     this.renewedAt = sentAt;
-    this.events.emit({ type: 'renewed', leaseId: lease, at: sentAt });
+    const failedAttempts = this.failedAttempts;
+    this.events.emit({ type: 'renewed', leaseId: lease, at: sentAt, sinceLastMs, failedAttempts });
   }
 
   private markLost(lease: bigint): void {

@@ -410,13 +410,36 @@ export async function renewalReport(c: E2ECluster, sinceMs: number): Promise<Ren
   return { longestGapMs, firstAfter, lost };
 }
 
-/** {@link RenewalReport} in one line, for t.log. */
-export function describeRenewals(r: RenewalReport): string {
+/**
+ * {@link RenewalReport} in one line, for t.log; `returned` names the moment the report was
+ * read from (etcd's return), whose first renewals it then lists.
+ */
+export function describeRenewals(r: RenewalReport, returned?: string): string {
   const first = [...r.firstAfter].map(([a, ms]) => `${a} ${(ms / 1000).toFixed(1)} s`);
   return (
-    `leases: longest unconfirmed ${(r.longestGapMs / 1000).toFixed(1)} s; first renewal after ` +
-    `the fault healed: ${first.join(', ') || 'none failed'}; lost: ${r.lost.join(', ') || 'none'}`
+    `leases: longest unconfirmed ${(r.longestGapMs / 1000).toFixed(1)} s; ` +
+    (returned === undefined
+      ? ''
+      : `first renewal after ${returned}: ${first.join(', ') || 'none had failed'}; `) +
+    `lost: ${r.lost.join(', ') || 'none'}`
   );
+}
+
+/**
+ * When etcd was back for the agents after `sinceMs` (Unix ms): the first raft leader election
+ * any member logged since then (etcd extends every lease from that moment); undefined if none.
+ */
+export async function etcdLeaderSince(c: E2ECluster, sinceMs: number): Promise<number | undefined> {
+  let first: number | undefined;
+  for (const proc of c.record.processes.filter((p) => p.role === 'etcd')) {
+    const text = await readTail(proc.logPath, LOG_TAIL_BYTES);
+    for (const line of text.split('\n')) {
+      if (!line.includes('elected leader')) continue;
+      const ts = Date.parse(/"ts":"([^"]+)"/.exec(line)?.[1] ?? '');
+      if (ts >= sinceMs && (first === undefined || ts < first)) first = ts;
+    }
+  }
+  return first;
 }
 
 async function readTail(path: string, bytes: number): Promise<string> {

@@ -38,6 +38,7 @@ export class AgentMetrics {
   private readonly renewals: Counter;
   private readonly losses: Counter;
   private readonly renewalErrors: Counter;
+  private readonly renewalGap: Histogram;
   private readonly etcdSeconds: Histogram;
   private readonly etcdErrors: Counter;
 
@@ -190,6 +191,12 @@ export class AgentMetrics {
       help: "failed attempts to register or renew the machine's lease",
       registers,
     });
+    this.renewalGap = new Histogram({
+      name: 'flotilla_agent_lease_renewal_gap_seconds',
+      help: "how long the machine's lease went unconfirmed before each renewal: about TTL/3, nearer the TTL when renewals failed or came late",
+      buckets: [0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60],
+      registers,
+    });
     this.etcdSeconds = new Histogram({
       name: 'flotilla_agent_etcd_request_duration_seconds',
       help: 'requests to etcd by operation (streams: the time to open them)',
@@ -228,8 +235,10 @@ export class AgentMetrics {
 
   /** For `registration.presence.on`. */
   readonly presence = (e: PresenceEvent): void => {
-    if (e.type === 'renewed') this.renewals.inc();
-    else if (e.type === 'lost') this.losses.inc();
+    if (e.type === 'renewed') {
+      this.renewals.inc();
+      this.renewalGap.observe(e.sinceLastMs / 1000);
+    } else if (e.type === 'lost') this.losses.inc();
     else if (e.type === 'error') this.renewalErrors.inc();
   };
 

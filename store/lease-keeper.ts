@@ -34,8 +34,11 @@ export type KeptEvent =
   | { readonly type: 'renewed'; readonly sentAt: number; readonly ttl: number }
   /** The lease is gone (expired or revoked); it is no longer renewed. */
   | { readonly type: 'lost'; readonly at: number }
-  /** A renewal failed (etcd unreachable, no answer in time); retried after retryMs. */
-  | { readonly type: 'failed'; readonly error: StoreError };
+  /**
+   * A renewal failed (etcd unreachable, no answer in time) after `attemptMs`; retried at once
+   * on the next endpoint, or after retryMs once every endpoint failed in a row.
+   */
+  | { readonly type: 'failed'; readonly error: StoreError; readonly attemptMs: number };
 
 /** One confirmed renewal, for metrics: how late its timer fired and its round trip. */
 export interface LeaseRenewal {
@@ -201,7 +204,7 @@ export class LeaseKeeper {
         this.kept.delete(o.lease);
         fn?.({ type: 'lost', at: o.at });
       } else {
-        fn?.({ type: 'failed', error: fromWire(o.error, undefined) });
+        fn?.({ type: 'failed', error: fromWire(o.error, undefined), attemptMs: o.attemptMs });
       }
     }
     this.refresh();
@@ -219,7 +222,7 @@ export class LeaseKeeper {
     if (this.closed) return;
     const kept = [...this.kept.values()];
     for (const k of kept) this.send({ op: 'keep', spec: k.spec });
-    for (const k of kept) k.fn({ type: 'failed', error });
+    for (const k of kept) k.fn({ type: 'failed', error, attemptMs: 0 });
     this.refresh();
   }
 

@@ -55,7 +55,13 @@ export type LeaseOutcome =
   /** etcd answered TTL <= 0: the lease is gone; the worker no longer renews it. */
   | { readonly type: 'lost'; readonly lease: string; readonly at: number }
   /** The renewal failed or was not answered in time; the worker retries after retryMs. */
-  | { readonly type: 'failed'; readonly lease: string; readonly error: WireError };
+  | {
+      readonly type: 'failed';
+      readonly lease: string;
+      readonly error: WireError;
+      /** How long the failed attempt took, from sending (or trying to) to giving up. */
+      readonly attemptMs: number;
+    };
 
 /** Worker -> main thread. */
 export type LeaseReply =

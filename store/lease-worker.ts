@@ -5,6 +5,13 @@
  * on the main thread (a planning pass, decoding a large watch batch, a GC pause): its timers
  * run on its own event loop. Every kept lease is renewed on ONE LeaseKeepAlive stream, each
  * from its own timer; outcomes go back to the main thread batched, one message per turn.
+ *
+ * The stream goes to one etcd endpoint at a time, chosen here rather than by the etcd client
+ * (which picks a host at random and never fails a stream over): when it breaks, cannot be
+ * opened, or stays silent for twice the renewal deadline, the next endpoint's stream takes
+ * over and the renewals that waited are sent again at once, so a dead or frozen member costs
+ * a lease one round trip, not a retry pause per unlucky pick. Only after every endpoint failed
+ * in a row does a renewal wait its retry pause.
  * Started by {@link LeaseKeeper} (store/lease-keeper.ts); nothing else talks to it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -49,14 +56,21 @@ const port = parentPort;
 if (port === null) throw new Error('store/lease-worker.js runs as a worker thread only');
 const options = workerData as LeaseWorkerData;
 const kept = new Map<string, Kept>();
-const client = openClient(options);
+/** Grants and revokes: any endpoint, with the etcd client's own failover. */
+const client = openClient(options, options.endpoints);
+/** Keepalive streams: one client per endpoint, so the worker decides where a stream goes. */
+const streamClients = options.endpoints.map((endpoint) => openClient(options, [endpoint]));
+/** The endpoint the next stream opens on. */
+let current = 0;
+/** Streams that broke in a row without an answer: below the endpoint count, retry at once. */
+let breaksInRow = 0;
 let stream: KeepAliveStream | undefined;
 let opening: Promise<KeepAliveStream> | undefined;
 /** When the current stream last answered (or was opened). */
 let lastAnswerAt = 0;
 let outbox: LeaseOutcome[] = [];
 
-function openClient(o: LeaseWorkerData): Etcd3 {
+function openClient(o: LeaseWorkerData, hosts: readonly string[]): Etcd3 {
   // TLS material crossed the thread boundary as Uint8Arrays.
   const tls: StoreTls | undefined =
     o.tls === undefined
@@ -69,7 +83,7 @@ function openClient(o: LeaseWorkerData): Etcd3 {
   const credentials = etcdCredentials(tls);
   const noRetry = new EndpointFailoverPolicy(1);
   return new Etcd3({
-    hosts: [...o.endpoints],
+    hosts: [...hosts],
     ...(credentials === undefined ? {} : { credentials }),
     ...(o.auth === undefined
       ? {}
@@ -77,7 +91,7 @@ function openClient(o: LeaseWorkerData): Etcd3 {
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.callTimeoutMs }),
     faultHandling: {
       host: () => noRetry,
-      global: new EndpointFailoverPolicy(o.endpoints.length),
+      global: new EndpointFailoverPolicy(hosts.length),
     },
     grpcOptions: {
       'grpc.initial_reconnect_backoff_ms': Math.min(500, o.dialTimeoutMs),
@@ -129,6 +143,7 @@ async function fire(k: Kept): Promise<void> {
         code: 'deadline',
         message: `etcd has not answered a lease renewal sent ${waited} ms ago`,
       },
+      attemptMs: waited,
     });
     schedule(k, k.spec.retryMs);
     return;
@@ -145,8 +160,13 @@ async function fire(k: Kept): Promise<void> {
     k.sent.push(sentAt);
     s.write({ ID: k.spec.lease });
   } catch (err) {
-    if (k.pending === p) fail(k, wire(err));
+    if (k.pending === p) fail(k, wire(err), retryAtOnce());
   }
+}
+
+/** Whether a renewal that failed with its stream should go at once to the next endpoint. */
+function retryAtOnce(): boolean {
+  return breaksInRow < streamClients.length;
 }
 
 function onDeadline(k: Kept, p: Pending): void {
@@ -161,17 +181,19 @@ function onDeadline(k: Kept, p: Pending): void {
   if (Date.now() - lastAnswerAt >= 2 * k.spec.deadlineMs) resetStream();
 }
 
-function fail(k: Kept, error: WireError): void {
+function fail(k: Kept, error: WireError, atOnce = false): void {
+  const attemptMs = k.pending === undefined ? 0 : Date.now() - k.pending.sentAt;
   if (k.pending !== undefined) clearTimeout(k.pending.timer);
   k.pending = undefined;
   if (kept.get(k.spec.lease) !== k) return;
-  tell({ type: 'failed', lease: k.spec.lease, error });
-  schedule(k, k.spec.retryMs);
+  tell({ type: 'failed', lease: k.spec.lease, error, attemptMs });
+  schedule(k, atOnce ? 0 : k.spec.retryMs);
 }
 
 function ensureStream(): Promise<KeepAliveStream> {
   if (stream !== undefined) return Promise.resolve(stream);
-  opening ??= client.leaseClient.leaseKeepAlive().then(
+  const endpoint = current;
+  opening ??= (streamClients[endpoint] ?? client).leaseClient.leaseKeepAlive().then(
     (s) => {
       opening = undefined;
       stream = s;
@@ -185,6 +207,7 @@ function ensureStream(): Promise<KeepAliveStream> {
     },
     (err: unknown) => {
       opening = undefined;
+      nextEndpoint(endpoint);
       throw err;
     },
   );
@@ -193,6 +216,7 @@ function ensureStream(): Promise<KeepAliveStream> {
 
 function onAnswer(res: ILeaseKeepAliveResponse): void {
   lastAnswerAt = Date.now();
+  breaksInRow = 0;
   const k = kept.get(res.ID);
   const sentAt = k?.sent.shift();
   if (k === undefined || sentAt === undefined) return; // dropped since it was sent
@@ -217,14 +241,28 @@ function onAnswer(res: ILeaseKeepAliveResponse): void {
   if (p !== undefined) schedule(k, k.spec.intervalMs);
 }
 
-/** Forgets the stream (the next renewal opens another) and fails what waited on it. */
+/** The stream on endpoint `failed` broke: the next one opens on the following endpoint. */
+function nextEndpoint(failed: number): void {
+  if (failed !== current) return; // already moved on
+  breaksInRow += 1;
+  current = (current + 1) % Math.max(1, streamClients.length);
+}
+
+/**
+ * Forgets the stream (the next renewal opens another, on the next endpoint) and sends what
+ * waited on it again: at once while endpoints remain untried, else after the retry pause.
+ */
 function dropStream(error: WireError): void {
   const s = stream;
   stream = undefined;
   s?.cancel();
+  nextEndpoint(current);
+  const atOnce = retryAtOnce();
   for (const k of kept.values()) {
+    const unanswered = k.sent.length > 0;
     k.sent.length = 0;
-    if (k.pending !== undefined) fail(k, error);
+    if (k.pending !== undefined) fail(k, error, atOnce);
+    else if (unanswered && atOnce) schedule(k, 0);
   }
 }
 
@@ -288,6 +326,7 @@ port.on('message', (msg: LeaseRequest) => {
       stream?.cancel();
       stream = undefined;
       client.close();
+      for (const c of streamClients) c.close();
       post({ op: 'reply', req: msg.req, ok: true, seconds: 0 });
       port.close();
       return;

@@ -1,7 +1,8 @@
 /**
  * Presence: a key that exists exactly while its holder is alive and in touch with etcd. The
- * key lives under a lease that the holder renews every TTL/3; when the holder dies the lease
- * expires and etcd deletes the key, which is how the leader learns that a machine is lost.
+ * key lives under a lease that the store's lease worker renews every TTL/3 (lease-worker.ts,
+ * failing over between endpoints); when the holder dies the lease expires and etcd deletes the
+ * key, which is how the leader learns that a machine is lost.
  * When the lease is lost while the holder lives (it expired during a partition, or someone
  * revoked it), the presence grants a new one and writes its keys again.
  */
@@ -20,7 +21,10 @@ export interface PresenceOptions {
   ttlSeconds?: number;
   /** Pause between renewals. Default TTL/3. */
   renewIntervalMs?: number;
-  /** Pause before retrying a failed renewal or registration. Default min(1000, renewInterval). */
+  /**
+   * Pause before retrying a failed renewal or registration (every endpoint was tried).
+   * Default min(1000, renewInterval/2).
+   */
   retryIntervalMs?: number;
 }
 
@@ -28,12 +32,27 @@ export interface PresenceOptions {
 export type PresenceEvent =
   /** Keys written under a new lease (the first time, and after every loss). */
   | { readonly type: 'registered'; readonly leaseId: bigint; readonly at: number }
-  /** etcd confirmed the lease; it lives at least until `at` + TTL. */
-  | { readonly type: 'renewed'; readonly leaseId: bigint; readonly at: number }
+  /**
+   * etcd confirmed the lease; it lives at least until `at` + TTL. `sinceLastMs`: from the
+   * previous confirmed renewal (or the registration) to this one's sending, the time the
+   * lease ran unconfirmed; `failedAttempts`: attempts that failed in between.
+   */
+  | {
+      readonly type: 'renewed';
+      readonly leaseId: bigint;
+      readonly at: number;
+      readonly sinceLastMs: number;
+      readonly failedAttempts: number;
+    }
   /** The lease is gone (expired or revoked) and etcd deleted its keys; re-registering next. */
   | { readonly type: 'lost'; readonly leaseId: bigint; readonly at: number }
-  /** A renewal or registration failed (etcd unreachable, ...); retrying. */
-  | { readonly type: 'error'; readonly error: StoreError; readonly at: number };
+  /** A renewal or registration failed (etcd unreachable, ...) after `attemptMs`; retrying. */
+  | {
+      readonly type: 'error';
+      readonly error: StoreError;
+      readonly at: number;
+      readonly attemptMs: number;
+    };
 
 /** Options of {@link Presence.close}. */
 export interface PresenceCloseOptions {
@@ -61,6 +80,8 @@ export class Presence {
   private readonly waker = new Waker();
   private lease: bigint | undefined;
   private renewedAt: number | undefined;
+  /** Attempts that failed since the last one that worked. */
+  private failedAttempts = 0;
   private closed = false;
   private loop: Promise<void> | undefined;
   private stopKeeping: (() => void) | undefined;
@@ -79,7 +100,7 @@ export class Presence {
       throw new StoreError('invalid', `lease TTL must be a whole number >= 1 s`);
     }
     this.renewIntervalMs = opts.renewIntervalMs ?? (this.ttlSeconds * 1000) / 3;
-    this.retryIntervalMs = opts.retryIntervalMs ?? Math.min(1000, this.renewIntervalMs);
+    this.retryIntervalMs = opts.retryIntervalMs ?? Math.min(1000, this.renewIntervalMs / 2);
   }
 
   /** The current lease id, or undefined while not registered. */
@@ -181,12 +202,17 @@ export class Presence {
 
   /** Runs one step, reporting its failure as an 'error' event; resolves to whether it worked. */
   private async attempt(step: () => Promise<void>): Promise<boolean> {
+    const started = Date.now();
     try {
       await step();
+      this.failedAttempts = 0;
       return true;
     } catch (err) {
       if (this.closed) return false;
-      this.events.emit({ type: 'error', error: toStoreError(err, this.key), at: Date.now() });
+      this.failedAttempts += 1;
+      const at = Date.now();
+      const error = toStoreError(err, this.key);
+      this.events.emit({ type: 'error', error, at, attemptMs: at - started });
       return false;
     }
   }
@@ -247,18 +273,30 @@ export class Presence {
   private onKept(lease: bigint, e: KeptEvent): void {
     if (this.lease !== lease || this.closed) return;
     switch (e.type) {
-      case 'renewed':
+      case 'renewed': {
+        const sinceLastMs = e.sentAt - (this.renewedAt ?? e.sentAt);
+        const failedAttempts = this.failedAttempts;
         this.renewedAt = e.sentAt;
-        this.events.emit({ type: 'renewed', leaseId: lease, at: e.sentAt });
+        this.failedAttempts = 0;
+        this.events.emit({
+          type: 'renewed',
+          leaseId: lease,
+          at: e.sentAt,
+          sinceLastMs,
+          failedAttempts,
+        });
         return;
+      }
       case 'lost':
         this.markLost(lease);
         return;
       case 'failed':
+        this.failedAttempts += 1;
         this.events.emit({
           type: 'error',
           error: new StoreError(e.error.code, e.error.message, { key: this.key }),
           at: Date.now(),
+          attemptMs: e.attemptMs,
         });
         return;
     }

@@ -8,7 +8,8 @@
  * of every 20 ms rather than stalling for long stretches. Groups are named by the caller's
  * label plus the owner's pid and random hex, so two runs at once never share one;
  * {@link CpuQuota.release} moves anything still inside back to the root cgroup and removes
- * every group, and {@link sweepStaleQuotas} removes what a run that died left behind.
+ * every group, and {@link sweepStaleQuotas} (run by every create) removes what a run that
+ * died left behind.
  *
  * @example
  *   const quota = await CpuQuota.create({ fraction: 0.5, label: 'bench' });
@@ -139,6 +140,8 @@ export class CpuQuota {
       );
     }
     await checkCpuQuotaSupport();
+    // What runs killed before their teardown left (empty, owner gone); best effort.
+    await sweepStaleQuotas().catch(() => undefined);
     const name = `${GROUP_PREFIX}${opts.label}-${process.pid}-${randomBytes(4).toString('hex')}`;
     const path = join(CPU_CGROUP_ROOT, name);
     await mkdir(path);

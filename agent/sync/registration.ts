@@ -110,8 +110,11 @@ export class Registration {
   readonly presence: Presence;
   private readonly renewIntervalMs: number;
   private readonly startedAt = Date.now();
+  private readonly ttlSeconds: number;
   private lost = false;
   private readonly machineId: string;
+  /** Renewals are failing (logged once until one succeeds). */
+  private failing = false;
 
   constructor(
     private readonly store: Store,
@@ -120,6 +123,7 @@ export class Registration {
   ) {
     this.renewIntervalMs = renewInterval(opts.ttlSeconds, opts.renewIntervalMs);
     this.machineId = opts.machine.id;
+    this.ttlSeconds = opts.ttlSeconds;
     this.presence = new Presence(store, {
       key: store.keys.machine(opts.machine.id),
       value: codecs.machine.encode(opts.machine),
@@ -192,15 +196,37 @@ export class Registration {
         if (this.lost) this.log.info({ lease: event.leaseId.toString() }, 'registered again');
         else this.log.info({ lease: event.leaseId.toString() }, 'machine registered');
         this.lost = false;
+        this.failing = false;
         return;
       case 'lost':
         this.lost = true;
         this.log.warn({ lease: event.leaseId.toString() }, 'lease lost: re-registering');
         return;
       case 'error':
-        this.log.debug({ err: event.error }, 'lease renewal failed; retrying');
+        // The first failure says so; the rest (one per retry while etcd is away) are debug.
+        if (!this.failing) {
+          this.log.info(
+            { err: event.error, attemptMs: event.attemptMs },
+            'lease renewal failed; retrying',
+          );
+        } else this.log.debug({ err: event.error }, 'lease renewal failed; retrying');
+        this.failing = true;
         return;
       case 'renewed':
+        this.failing = false;
+        // How long the lease went unconfirmed, when a renewal failed or came late (a busy
+        // event loop, a slow etcd): the chaos suite reads this line.
+        if (event.failedAttempts > 0 || event.sinceLastMs > this.renewIntervalMs * 1.5) {
+          const late = event.sinceLastMs > (this.ttlSeconds * 1000) / 2;
+          this.log[late ? 'warn' : 'info'](
+            {
+              sinceLastMs: event.sinceLastMs,
+              failedAttempts: event.failedAttempts,
+              ttlMs: this.ttlSeconds * 1000,
+            },
+            'lease renewed again',
+          );
+        }
         return;
     }
   }

@@ -10,6 +10,9 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
+import { cp, mkdtemp, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MachineLayout } from '../../agent/runtime/layout.js';
 import { isRunning } from '../../deploy/cluster/proc.js';
 import { assertEventually, sleep } from '../../testkit/index.js';
@@ -70,9 +73,21 @@ export function chaosForFile(test: TestFn, opts: ChaosOptions) {
     throw new Error('chaos clusters are named ch... on networks 220-229');
   }
   let faults: Faults | undefined;
-  test.after.always(async () => {
+  let failed = false;
+  test.afterEach.always((t) => {
+    if (!t.passed) failed = true;
+  });
+  test.after.always(async (t) => {
     await Promise.all([...background].map((b) => b.stop()));
     await faults?.healAll();
+    // The cluster's directory goes with it: a failed file keeps the daemons' logs to read
+    // (every file does with FLOTILLA_CHAOS_KEEP_LOGS=1).
+    const dir = kit.clusterOrUndefined()?.dir;
+    if ((failed || process.env.FLOTILLA_CHAOS_KEEP_LOGS === '1') && dir !== undefined) {
+      const kept = await mkdtemp(join(tmpdir(), `flotilla-chaos-logs-${opts.name}-`));
+      await cp(join(dir, 'logs'), kept, { recursive: true }).catch(() => undefined);
+      t.log(`the daemons' logs are kept in ${kept}`);
+    }
   });
   const kit = clusterForFile(test, {
     name: opts.name,
@@ -104,10 +119,28 @@ export async function startUnits(
   files: Readonly<Record<string, string>>,
   units: readonly string[],
 ): Promise<void> {
+  await settle(c, files, units, 'the units start');
+}
+
+/**
+ * The state a case starts from, made and checked by the case itself rather than inherited
+ * from the one before (which may have failed half way): `files` submitted and every unit of
+ * `units` started (both no-ops for what is there already), then each running exactly once.
+ * Throws naming each unit that did not settle with its state and reason as flotctl shows
+ * them. Resolves with the seconds it took.
+ */
+export async function settle(
+  c: E2ECluster,
+  files: Readonly<Record<string, string>>,
+  units: readonly string[],
+  what = 'settled before',
+): Promise<number> {
+  const started = Date.now();
   const paths = await Promise.all(Object.entries(files).map(([n, t]) => c.unitFile(n, t)));
   await c.ok(['submit', ...paths]);
   await c.ok(['start', '--no-block', ...units]);
-  await waitExactlyOnce(c, units, 'the units start');
+  await waitExactlyOnce(c, units, what);
+  return (Date.now() - started) / 1000;
 }
 
 /** Running runc containers on this host, per unit: the machines running a copy. */
@@ -158,8 +191,15 @@ export async function exactlyOnceViolations(
   for (const unit of units) {
     const on = copies.get(unit) ?? [];
     const view: UnitView | undefined = views.get(unit);
-    if (on.length !== 1) out.push(`${unit} runs ${on.length} times (${on.join(', ')})`);
-    else if (view === undefined || view.machine !== on[0]) {
+    if (on.length !== 1) {
+      // Why, as a user would see it: where it is placed, its state, why it is not scheduled.
+      const seen =
+        view === undefined
+          ? 'not listed'
+          : `listed ${view.current || '-'} on ${view.machine || '-'} ` +
+            `${view.active || '-'}/${view.sub || '-'}${view.unscheduled ? `: ${view.unscheduled}` : ''}`;
+      out.push(`${unit} runs ${on.length} times (${on.join(', ')}; ${seen.slice(0, 300)})`);
+    } else if (view === undefined || view.machine !== on[0]) {
       out.push(`${unit} runs on ${on[0]}, placed on ${view?.machine}`);
     } else if (view.active !== 'active' || view.sub !== 'running') {
       out.push(`${unit} runs on ${on[0]} but reports ${view.active || '-'}/${view.sub || '-'}`);
@@ -323,5 +363,95 @@ export class FlotctlProbe {
     }
     const slowestMs = Math.max(0, ...this.calls.map((c) => c.ms));
     return { calls: this.calls.length, slowestMs, bad };
+  }
+}
+
+/** How the agents' leases fared across a fault, from their logs (agent/sync/registration.ts). */
+export interface RenewalReport {
+  /** Longest an agent's lease went unconfirmed (ms, from a renewal to the next one sent). */
+  readonly longestGapMs: number;
+  /** Per agent that failed to renew at some point: its first renewal after `sinceMs`, ms after it. */
+  readonly firstAfter: Map<string, number>;
+  /** Agents whose lease etcd expired (they re-registered: their units may have moved). */
+  readonly lost: string[];
+}
+
+/** The most of each agent's log read: the end, where a fault's lines are. */
+const LOG_TAIL_BYTES = 4 << 20;
+
+/**
+ * Reads every agent's log from `sinceMs` (Unix ms) on: the renewals that came after failed
+ * attempts ('lease renewed again', with how long the lease went unconfirmed) and the leases
+ * found lost.
+ */
+export async function renewalReport(c: E2ECluster, sinceMs: number): Promise<RenewalReport> {
+  let longestGapMs = 0;
+  const firstAfter = new Map<string, number>();
+  const lost: string[] = [];
+  for (const proc of c.record.processes.filter((p) => p.role === 'agent')) {
+    const text = await readTail(proc.logPath, LOG_TAIL_BYTES);
+    for (const line of text.split('\n')) {
+      if (!line.includes('lease renewed again') && !line.includes('lease lost')) continue;
+      let entry: { time?: number; msg?: string; sinceLastMs?: number };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        continue; // a line cut by the tail
+      }
+      if ((entry.time ?? 0) < sinceMs) continue;
+      if (entry.msg === 'lease renewed again') {
+        longestGapMs = Math.max(longestGapMs, entry.sinceLastMs ?? 0);
+        if (!firstAfter.has(proc.name)) firstAfter.set(proc.name, (entry.time ?? 0) - sinceMs);
+      } else if (entry.msg?.startsWith('lease lost') === true && !lost.includes(proc.name)) {
+        lost.push(proc.name);
+      }
+    }
+  }
+  return { longestGapMs, firstAfter, lost };
+}
+
+/**
+ * {@link RenewalReport} in one line, for t.log; `returned` names the moment the report was
+ * read from (etcd's return), whose first renewals it then lists.
+ */
+export function describeRenewals(r: RenewalReport, returned?: string): string {
+  const first = [...r.firstAfter].map(([a, ms]) => `${a} ${(ms / 1000).toFixed(1)} s`);
+  return (
+    `leases: longest unconfirmed ${(r.longestGapMs / 1000).toFixed(1)} s; ` +
+    (returned === undefined
+      ? ''
+      : `first renewal after ${returned}: ${first.join(', ') || 'none had failed'}; `) +
+    `lost: ${r.lost.join(', ') || 'none'}`
+  );
+}
+
+/**
+ * When etcd was back for the agents after `sinceMs` (Unix ms): the first raft leader election
+ * any member logged since then (etcd extends every lease from that moment); undefined if none.
+ */
+export async function etcdLeaderSince(c: E2ECluster, sinceMs: number): Promise<number | undefined> {
+  let first: number | undefined;
+  for (const proc of c.record.processes.filter((p) => p.role === 'etcd')) {
+    const text = await readTail(proc.logPath, LOG_TAIL_BYTES);
+    for (const line of text.split('\n')) {
+      if (!line.includes('elected leader')) continue;
+      const ts = Date.parse(/"ts":"([^"]+)"/.exec(line)?.[1] ?? '');
+      if (ts >= sinceMs && (first === undefined || ts < first)) first = ts;
+    }
+  }
+  return first;
+}
+
+async function readTail(path: string, bytes: number): Promise<string> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (handle === undefined) return '';
+  try {
+    const { size } = await handle.stat();
+    const start = Math.max(0, size - bytes);
+    const buf = Buffer.alloc(size - start);
+    await handle.read(buf, 0, buf.length, start);
+    return buf.toString('utf8');
+  } finally {
+    await handle.close();
   }
 }

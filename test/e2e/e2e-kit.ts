@@ -118,6 +118,10 @@ export function clusterForFile(test: TestFn, opts: E2EClusterOptions) {
       if (cluster === undefined) throw new Error('the cluster did not start');
       return cluster;
     },
+    /** The cluster, or undefined when it did not start (for after hooks). */
+    clusterOrUndefined(): E2ECluster | undefined {
+      return cluster;
+    },
   };
 }
 

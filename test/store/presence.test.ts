@@ -6,6 +6,7 @@ import { openStore, Presence, type PresenceEvent, type Store } from '../../store
 import {
   assertEventually,
   etcdForFile,
+  freePorts,
   sleep,
   startProxy,
   uniquePrefix,
@@ -163,4 +164,40 @@ test('renewals advance lastRenewedAt', async (t) => {
   t.true(first >= before);
   await assertEventually(() => (presence.lastRenewedAt ?? 0) > first, { message: 'renewed' });
   t.pass();
+});
+
+test('a presence whose client also names two dead etcd endpoints never lets its lease lapse', async (t) => {
+  // Each keepalive attempt goes to one endpoint the client picks at random; two of three
+  // refuse. Before renewals were raced across endpoints, two unlucky picks in a row at this
+  // TTL lost the lease (issue 28, a member of three killed).
+  const [dead1, dead2] = await freePorts(2);
+  const store = openStore({
+    endpoints: [server().endpoint, `http://127.0.0.1:${dead1}`, `http://127.0.0.1:${dead2}`],
+    prefix: uniquePrefix('dead-members'),
+  });
+  const presence = new Presence(store, {
+    key: store.keys.machine('m1'),
+    value: 'v',
+    ttlSeconds: 2,
+  });
+  t.teardown(async () => {
+    await presence.close();
+    store.close();
+  });
+  const events: PresenceEvent[] = [];
+  presence.on((e) => events.push(e));
+  await presence.start();
+  const lease = presence.leaseId;
+  await sleep(15_000);
+  const renewals = events.filter((e) => e.type === 'renewed');
+  const longest = Math.max(0, ...renewals.map((e) => (e.type === 'renewed' ? e.sinceLastMs : 0)));
+  t.log(`${renewals.length} renewals in 15 s; the lease went unconfirmed at most ${longest} ms`);
+  t.deepEqual(
+    events.filter((e) => e.type === 'lost' || e.type === 'registered').map((e) => e.type),
+    ['registered'],
+    'registered once, never lost',
+  );
+  t.is(presence.leaseId, lease);
+  t.is((await store.get(store.keys.machine('m1')))?.lease, lease, 'the key is still under it');
+  t.true(longest < 2_000, 'every renewal inside the TTL');
 });

@@ -46,42 +46,51 @@ async function ourGroups(): Promise<string[]> {
 const BURN = `const t = Date.now(); while (Date.now() - t < ${1500}); const u = process.cpuUsage(); console.log((u.user + u.system) / 1000)`;
 
 serial(
-  'a process under a 0.5 quota gets at most half a core, and the kernel throttled it',
+  'a process under a quota gets no more than its share of a core, and the kernel throttled it',
   async (t) => {
-    const quota = await CpuQuota.create({ fraction: 0.5, label: 'test' });
+    // 0.05 of a core (1 ms in every 20): less than a spinning process gets even on a machine
+    // loaded by other runs, so the limit shows whatever the load.
+    const quota = await CpuQuota.create({ fraction: 0.05, label: 'test' });
     t.teardown(() => quota.release());
+    const t0 = Date.now();
     const child = track(
       t,
       spawn(...spawnArgs(await quota.prefix('burn'), [process.execPath, '-e', BURN])),
     );
     const { code, out } = await exited(child);
+    const wallMs = Date.now() - t0;
     t.is(code, 0);
     const cpuMs = Number(out.trim());
     const stats = await quota.stats('burn');
     t.log(
-      `1.5 s of spinning got ${cpuMs.toFixed(0)} ms of CPU; throttled ${stats.throttled} of ${stats.periods} periods (${stats.throttledMs.toFixed(0)} ms)`,
+      `${wallMs} ms from spawn to exit got ${cpuMs.toFixed(0)} ms of CPU; throttled ${stats.throttled} of ${stats.periods} periods`,
     );
-    // Half of the 1.5 s, plus node's startup before the loop and one period of slack.
-    t.true(cpuMs < 0.5 * 1500 + 150, `at most about half a core: ${cpuMs} ms`);
+    t.true(cpuMs <= 0.05 * wallMs + 40, `at most about 5% of a core: ${cpuMs} ms in ${wallMs} ms`);
     t.true(stats.throttled > 10, 'the kernel held it back');
-
-    // The figure the brief asks for: node's own startup under the quota and without it.
-    const startup = async (prefix: string[]) => {
-      const times: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const t0 = process.hrtime.bigint();
-        await exited(spawn(...spawnArgs(prefix, [process.execPath, '-e', '0'])));
-        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-      return times.sort((a, b) => a - b)[2] ?? 0;
-    };
-    const free = await startup([]);
-    const slow = await startup(await quota.prefix('startup'));
-    t.log(
-      `node -e 0: median ${free.toFixed(0)} ms without a quota, ${slow.toFixed(0)} ms at 0.5 of a core`,
-    );
   },
 );
+
+serial('node -e 0 takes longer at half a core (figures logged)', async (t) => {
+  const quota = await CpuQuota.create({ fraction: 0.5, label: 'test' });
+  t.teardown(() => quota.release());
+  const startup = async (prefix: string[]) => {
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = process.hrtime.bigint();
+      await exited(spawn(...spawnArgs(prefix, [process.execPath, '-e', '0'])));
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return times.sort((a, b) => a - b)[2] ?? 0;
+  };
+  const free = await startup([]);
+  const slow = await startup(await quota.prefix('startup'));
+  const stats = await quota.stats('startup');
+  t.log(
+    `node -e 0: median ${free.toFixed(0)} ms without a quota, ${slow.toFixed(0)} ms at 0.5 of a core; throttled ${stats.throttled} of ${stats.periods} periods`,
+  );
+  // Node starts on several threads, over 10 ms of CPU in a 20 ms period: the quota bites.
+  t.true(stats.periods > 0, 'it ran in its group');
+});
 
 serial('children forked after the process joined stay in its group', async (t) => {
   const quota = await CpuQuota.create({ fraction: 0.5, label: 'test' });
@@ -156,18 +165,20 @@ serial(
 );
 
 serial('a dead run’s empty groups are swept; a live run’s stay', async (t) => {
-  const done = spawn('true');
-  await exited(done);
-  const deadPid = done.pid ?? 0;
-  const stale = join(CPU_CGROUP_ROOT, `flotquota-test-${deadPid}-0badc0de`);
-  await mkdir(join(stale, 'agent-1'), { recursive: true });
   const live = await CpuQuota.create({ fraction: 0.5, label: 'test' });
   t.teardown(() => live.release());
   await live.group('etcd');
-  const removed = await sweepStaleQuotas();
-  t.true(removed.includes(`flotquota-test-${deadPid}-0badc0de`));
-  t.false(existsSync(stale));
-  t.true(existsSync(join(live.path, 'etcd')));
+  const done = spawn('true');
+  await exited(done);
+  const stale = `flotquota-test-${done.pid ?? 0}-0badc0de`;
+  await mkdir(join(CPU_CGROUP_ROOT, stale, 'agent-1'), { recursive: true });
+  t.true((await sweepStaleQuotas()).includes(stale));
+  t.false(existsSync(join(CPU_CGROUP_ROOT, stale)));
+  t.true(existsSync(join(live.path, 'etcd')), 'the live run keeps its groups');
+  await mkdir(join(CPU_CGROUP_ROOT, stale), { recursive: true });
+  const next = await CpuQuota.create({ fraction: 0.5, label: 'test' });
+  await next.release();
+  t.false(existsSync(join(CPU_CGROUP_ROOT, stale)), 'every create sweeps too');
 });
 
 /** spawn()'s first two arguments for `prefix` then `command`. */

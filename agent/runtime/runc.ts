@@ -8,8 +8,11 @@
  */
 import {
   chmod,
+  chown,
+  lchown,
   lstat,
   mkdir,
+  readdir,
   readFile,
   readlink,
   rm,
@@ -18,7 +21,8 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import type { ServiceOptions } from '../../unit/model.js';
 import type {
   CommandSpec,
   DriverCapabilities,
@@ -34,12 +38,13 @@ import { HOST_DIRS, ociConfig, ociProcess, SECRETS_MOUNT, type RootfsPlan } from
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
 import { unmountUnder } from './mounts.js';
-import { removeSecretFiles } from './secret-files.js';
 import { etcBinds, etcHostPath, writeUnitEtc } from './host-etc.js';
 import { mkdirPrivate, PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
+import { removeSecretFiles, writeSecretFiles, type SecretOwner } from './secret-files.js';
+import { checkMapped, hostId, hostUsernsReason, type IdMap } from './userns.js';
 
 /** Options of {@link RuncDriver}. */
 export interface RuncDriverOptions {
@@ -47,7 +52,15 @@ export interface RuncDriverOptions {
   readonly runc?: string;
   /** runc's state root (`runc --root`); default runc's own (/run/runc). */
   readonly root?: string;
+  /**
+   * The user namespace of containers (userns.ts, resolved from `--userns-remap`); absent:
+   * none, uid 0 in a container is uid 0 on the host.
+   */
+  readonly userns?: IdMap;
 }
+
+/** A unit directory and its parents up to the machine's: traversable by the mapped root only. */
+const USERNS_DIR_MODE = 0o710;
 
 /** Cgroup hierarchies whose directories the driver tidies when a unit goes (and its machine's last). */
 export const CGROUP_CONTROLLERS = [
@@ -76,11 +89,40 @@ export class RuncDriver extends ShimDriver {
   readonly capabilities: DriverCapabilities = { images: true, removeOrphans: true };
   private readonly runc: string;
   private readonly globalArgs: string[];
+  override readonly userns: IdMap | undefined;
+  /** Checked once: the state directory and its parents are traversable by the mapped root. */
+  private stateDirReachable: Promise<void> | undefined;
 
   constructor(stateDir: string, machineId: string, opts: RuncDriverOptions = {}) {
     super(stateDir, machineId);
     this.runc = opts.runc ?? 'runc';
     this.globalArgs = opts.root !== undefined ? ['--root', opts.root] : [];
+    this.userns = opts.userns;
+  }
+
+  /** Where image units' named volumes live (as the supervisor makes them). */
+  get volumesDir(): string {
+    return join(this.layout.root, 'volumes');
+  }
+
+  /** The unit's user namespace: the agent's, unless the unit needs the host's (userns.ts). */
+  override idMapping(service: ServiceOptions): IdMap | undefined {
+    if (this.userns === undefined) return undefined;
+    return hostUsernsReason(service, this.volumesDir) === undefined ? this.userns : undefined;
+  }
+
+  /** As the base, owned by the unit's user as the host sees it when the unit is remapped. */
+  override writeSecrets(
+    ctx: UnitContext,
+    values: ReadonlyMap<string, Buffer>,
+    owner: SecretOwner,
+  ): Promise<void> {
+    const map = this.idMapping(ctx.service);
+    const host =
+      map === undefined
+        ? owner
+        : { uid: hostId(owner.uid, map.uid, map.size), gid: hostId(owner.gid, map.gid, map.size) };
+    return writeSecretFiles(ctx.secretsDir, values, host);
   }
 
   hostPath(ctx: UnitContext, path: string): string | undefined {
@@ -124,6 +166,9 @@ export class RuncDriver extends ShimDriver {
         continue;
       await symlink(link, target);
     }
+    const map = this.idMapping(ctx.service);
+    // runc makes the mount points inside the rootfs as the container's root.
+    if (map !== undefined) await chownTree(rootfs, map.uid, map.gid);
   }
 
   async exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult> {
@@ -268,7 +313,12 @@ export class RuncDriver extends ShimDriver {
     bundle: string,
     cgroupsPath: string,
   ): Promise<void> {
-    const config = ociConfig(ctx.service, cmd, await this.rootfs(ctx), cgroupsPath);
+    const plan = await this.rootfs(ctx);
+    if (plan.idMap !== undefined) {
+      checkMapped(cmd.user, plan.idMap);
+      await this.openToMappedRoot(ctx, plan.idMap);
+    }
+    const config = ociConfig(ctx.service, cmd, plan, cgroupsPath);
     await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`, {
       mode: PRIVATE_FILE_MODE,
     });
@@ -276,7 +326,11 @@ export class RuncDriver extends ShimDriver {
 
   private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
     const tmp = join(ctx.dir, 'tmp');
-    const secrets = (ctx.service.secrets ?? []).length > 0 ? { secrets: ctx.secretsDir } : {};
+    const map = this.idMapping(ctx.service);
+    const secrets = {
+      ...((ctx.service.secrets ?? []).length > 0 ? { secrets: ctx.secretsDir } : {}),
+      ...(map !== undefined ? { idMap: map } : {}),
+    };
     if (ctx.service.rootDirectory !== '') {
       const volumes = ctx.service.binds ?? [];
       return {
@@ -295,6 +349,26 @@ export class RuncDriver extends ShimDriver {
     }
     const etc = await etcBinds(ctx.dir);
     return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc, ...secrets };
+  }
+
+  /**
+   * runc binds the rootfs onto itself as the container's root, who must reach it: the unit's
+   * directory and its parents up to the machine's become 0710 with the mapped root's group
+   * (Docker's `/var/lib/docker/<uid>.<gid>`), so no other host user can, and named volumes
+   * the agent made are handed to the mapped root. Other files stay 0600 of the host's root.
+   */
+  private async openToMappedRoot(ctx: UnitContext, map: IdMap): Promise<void> {
+    this.stateDirReachable ??= reachableByOthers(dirname(this.layout.root));
+    await this.stateDirReachable;
+    for (const dir of [this.layout.root, this.layout.unitsDir, ctx.dir]) {
+      await chown(dir, 0, map.gid);
+      await chmod(dir, USERNS_DIR_MODE);
+    }
+    for (const bind of ctx.service.binds ?? []) {
+      if (!bind.source.startsWith(`${this.volumesDir}/`)) continue;
+      const st = await lstat(bind.source).catch(() => undefined);
+      if (st?.uid === 0 && st.isDirectory()) await chown(bind.source, map.uid, map.gid);
+    }
   }
 
   /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */
@@ -332,6 +406,36 @@ export class RuncDriver extends ShimDriver {
       ]) {
         await rmdir(join(base, path)).catch(() => undefined);
       }
+    }
+  }
+}
+
+/**
+ * Hands a default rootfs (empty directories, symlinks, the mount points runc made) to the
+ * mapped root. It holds a few dozen entries: binds are made in the container's namespace,
+ * never on the host, so nothing of the host is walked.
+ */
+async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  const st = await lstat(path);
+  if (st.uid !== uid || st.gid !== gid) await lchown(path, uid, gid);
+  if (!st.isDirectory()) return;
+  for (const name of await readdir(path)) await chownTree(join(path, name), uid, gid);
+}
+
+/**
+ * The state directory becomes traversable by everyone (0711 at most, as Docker's
+ * /var/lib/docker): listing it stays closed, and the machine directories under it are 0700 or
+ * 0710. Its parents are the operator's: one closed to others fails the unit saying which.
+ */
+async function reachableByOthers(stateDir: string): Promise<void> {
+  const st = await lstat(stateDir);
+  if ((st.mode & 0o001) === 0) await chmod(stateDir, (st.mode & 0o7777) | 0o011);
+  for (let d = dirname(stateDir); d !== dirname(d); d = dirname(d)) {
+    if (((await lstat(d)).mode & 0o001) === 0) {
+      throw new RuntimeError(
+        'unsupported',
+        `the state directory's parent ${d} is closed to other users, so a container in a user namespace cannot reach its root: chmod o+x ${d}, move --state-dir, or run the agent with --userns-remap=off`,
+      );
     }
   }
 }

@@ -286,6 +286,7 @@ export class Supervisor {
     const service = await prepareImage({
       unitDir: this.ctx.dir,
       volumesDir: `${this.deps.driver.layout.root}/volumes`,
+      idMapping: (s) => this.deps.driver.idMapping(s),
       service: this.unit.service,
       container,
       images: this.deps.images,

@@ -10,7 +10,12 @@
  *    measured from its own write (informational: the host's two cores start them all).
  * 3. the agent process's RSS with all of them (200) running.
  *
- * Prints a table, then one JSON line. Run with `npm run bench:agent` (needs root for runc).
+ * With runc, all of it twice, side by side: containers in the host's user namespace
+ * (`--userns-remap=off`) and in one of their own (`--userns-remap=auto`, what it costs to
+ * start); `--userns-remap VALUE` runs only that one.
+ *
+ * Prints a table per run, then one JSON line per run. Run with `npm run bench:agent` (needs
+ * root for runc).
  */
 import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
@@ -117,11 +122,22 @@ async function main(): Promise<void> {
       units: { type: 'string', default: '100' },
       burst: { type: 'string', default: '100' },
       driver: { type: 'string' },
+      'userns-remap': { type: 'string' },
     },
   });
-  const sequential = Number(values.units);
-  const burst = Number(values.burst);
   const driver = values.driver ?? ((await isRuncUsable()) ? 'runc' : 'process');
+  const remaps = values['userns-remap'] !== undefined ? [values['userns-remap']] : ['off', 'auto'];
+  for (const remap of driver === 'runc' ? remaps : ['off']) {
+    await measure(driver, remap, Number(values.units), Number(values.burst));
+  }
+}
+
+async function measure(
+  driver: string,
+  remap: string,
+  sequential: number,
+  burst: number,
+): Promise<void> {
   const etcd = await startEtcd();
   const prefix = uniquePrefix('bench-agent');
   const store = openStore({ endpoints: etcd.endpoint, prefix });
@@ -135,6 +151,7 @@ async function main(): Promise<void> {
       `--etcd-endpoints=${etcd.endpoint}`,
       `--prefix=${prefix}`,
       `--driver=${driver}`,
+      `--userns-remap=${remap}`,
       `--state-dir=${stateDir}`,
       `--logs-listen=127.0.0.1:${logsPort}`,
       '--log-level=warn',
@@ -180,7 +197,7 @@ async function main(): Promise<void> {
     const seq = summary(one);
     const bur = summary(many);
     const fmt = (ms: number) => `${ms.toFixed(0)} ms`.padStart(9);
-    process.stdout.write(`agent benchmark (${driver} driver)\n\n`);
+    process.stdout.write(`agent benchmark (${driver} driver, --userns-remap=${remap})\n\n`);
     process.stdout.write(`measure                          n      p50      p99      max\n`);
     process.stdout.write(
       `placement -> running, one by one ${String(seq.n).padStart(4)} ${fmt(seq.p50)}${fmt(seq.p99)}${fmt(seq.max)}   goal p99 < 250 ms: ${seq.p99 < 250 ? 'met' : 'MISSED'}\n`,
@@ -195,6 +212,7 @@ async function main(): Promise<void> {
       `${JSON.stringify({
         bench: 'agent',
         driver,
+        usernsRemap: remap,
         sequential: seq,
         burst: bur,
         unitsRunning: total + 1,

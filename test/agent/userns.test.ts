@@ -120,13 +120,14 @@ test('remapped, a unit reads its secret at /run/secrets/NAME, owned by its user 
 
 test('remapped, an image unit runs on shifted layers, writes its root and a named volume as the mapped uid', async (t) => {
   const m = await agent(t, REMAP);
-  const script = `id -u > /data/uid; touch /written-root /data/made; ls /only-in-image; sleep 1000`;
+  // The whiteout fixture: a later layer deletes /only-in-image, which must stay hidden.
+  const script = `id -u > /data/uid; touch /written-root /data/made; ls /only-in-image > /data/ls 2>&1; sleep 1000`;
   await m.manager.start(
     parseUnit(
       'img.service',
       [
         '[Container]',
-        `Image=${reg?.addr ?? ''}/fixtures/app:1`,
+        `Image=${reg?.addr ?? ''}/fixtures/whiteout:1`,
         'Volume=store:/data',
         `Exec=/bin/sh -c '${script}'`,
       ].join('\n'),
@@ -138,6 +139,7 @@ test('remapped, an image unit runs on shifted layers, writes its root and a name
   const uid = await waitFor(() => readFile(join(volume, 'uid'), 'utf8'));
   t.is(uid.trim(), '0');
   t.is((await waitFor(() => stat(join(volume, 'made')))).uid, FIRST);
+  t.regex(await waitFor(() => readFile(join(volume, 'ls'), 'utf8')), /No such file/);
   const upper = join(unitDir(m, 'img.service'), 'image', 'upper');
   t.is((await waitFor(() => stat(join(upper, 'written-root')))).uid, FIRST);
   const images = join(m.stateDir, m.machineId, 'images');

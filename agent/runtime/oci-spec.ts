@@ -1,6 +1,7 @@
 /**
  * The OCI runtime config (config.json) of a unit's container, built from its [Service]
- * options: pid, mount, ipc and uts namespaces (network only with PrivateNetwork=yes), cgroup
+ * options: pid, mount, ipc and uts namespaces (network only with PrivateNetwork=yes, user with
+ * an id map: userns.ts), cgroup
  * v1 limits from MemoryMax/CPUQuota/TasksMax, and a rootfs that is either RootDirectory= or an
  * empty directory with the host's system directories bound read-only. Pure: no I/O.
  */

@@ -181,6 +181,28 @@ export function checkMapped(
   }
 }
 
+/** Capabilities whose object, on the host's network, is owned by the host's user namespace. */
+const HOST_NETWORK_CAPS = ['CAP_NET_BIND_SERVICE', 'CAP_NET_ADMIN', 'CAP_NET_RAW'];
+
+/**
+ * A note for the unit's log when it runs in a user namespace on the host's network and holds
+ * a network capability, which acts only on namespaces its own user namespace owns: binding a
+ * port below 1024 fails with EACCES although the capability is there. Undefined otherwise.
+ */
+export function lostCapabilities(
+  service: ServiceOptions,
+  map: IdMap | undefined,
+): string | undefined {
+  if (map === undefined || service.privateNetwork) return undefined;
+  const held = new Set([
+    ...(service.ambientCapabilities ?? []),
+    ...(service.capabilityBoundingSet ?? []),
+  ]);
+  const lost = HOST_NETWORK_CAPS.filter((c) => held.has(c));
+  if (lost.length === 0) return undefined;
+  return `${lost.join(', ')} ha${lost.length > 1 ? 've' : 's'} no effect on the host's network from the container's user namespace (--userns-remap): ports below 1024 cannot be bound (EACCES); listen on 1024 or above, or ask the operator for --userns-remap=off`;
+}
+
 /** The name of the layer directory for `map` (unshifted layers: `layers`). */
 export function layersDirName(map: IdMap | undefined): string {
   return map === undefined ? 'layers' : `layers-${map.uid}-${map.gid}-${map.size}`;

@@ -8,12 +8,14 @@
 import anyTest, { type TestFn } from 'ava';
 import type { ExecutionContext } from 'ava';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseUnit } from '../../unit/index.js';
 import { REGISTRY_DEFAULTS } from '../../registry/skopeo.js';
 import { pushFixtures, startRegistry, type TestRegistry } from '../../testkit/registry.js';
 import type { UsernsSetting } from '../../agent/runtime/userns.js';
+import { freePort } from '../../testkit/index.js';
 import { DRIVERS, managed, running, stateOf, unit, type Managed } from './harness.js';
 
 const test: TestFn = DRIVERS.includes('runc') ? anyTest : (anyTest.skip as TestFn);
@@ -176,6 +178,45 @@ test('remapped, a User= beyond the mapped ids fails saying what to do', async (t
     /outside the container's user namespace \(0\.\.65535\).*--userns-remap=off/,
   );
 });
+
+test('remapped on the host network, a port below 1024 is refused even with CAP_NET_BIND_SERVICE, and the log says why; 1024 and up bind', async (t) => {
+  const m = await agent(t, REMAP);
+  const high = await freePort();
+  const script = `(busybox nc -l -p 80 2>&1 | head -c 300 > /tmp/low) & busybox nc -l -p ${high} & sleep 1000`;
+  await m.manager.start(
+    unit('web.service', `/bin/sh -c '${script}'`, {
+      AmbientCapabilities: 'CAP_NET_BIND_SERVICE',
+    }),
+  );
+  await running(m, 'web.service');
+  t.regex(
+    await waitFor(() =>
+      readFile(join(unitDir(m, 'web.service'), 'tmp', 'low'), 'utf8').then(nonEmpty),
+    ),
+    /Permission denied/,
+  );
+  // Accepted on the high port: the container's listener is on the host's network.
+  await waitFor(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const socket = connect(high, '127.0.0.1', () => {
+          socket.destroy();
+          resolve();
+        });
+        socket.once('error', reject);
+      }),
+  );
+  const log = await readFile(join(m.stateDir, m.machineId, 'logs', 'web.service.log'), 'utf8');
+  t.regex(
+    log,
+    /flotilla: CAP_NET_BIND_SERVICE has no effect on the host's network .*--userns-remap=off/,
+  );
+});
+
+function nonEmpty(text: string): string {
+  if (text === '') throw new Error('empty');
+  return text;
+}
 
 async function waitFor<T>(read: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 30_000;

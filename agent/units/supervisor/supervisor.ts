@@ -29,6 +29,7 @@ import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
 import { runOnce, stopCompleted } from './run.js';
 import { prepareImage } from './image.js';
 import { deliverSecrets, type SecretSource } from './secrets.js';
+import { lostCapabilities } from '../../runtime/userns.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -204,6 +205,8 @@ export class Supervisor {
       if (this.unit.container !== undefined && !(await this.imageRoot(this.unit.container))) return;
       await this.deps.driver.prepare(this.ctx);
       if (resume === undefined) await this.persist(0, 0);
+      const lost = lostCapabilities(this.ctx.service, this.deps.driver.idMapping(this.ctx.service));
+      if (resume === undefined && lost !== undefined) this.note(lost);
       const limit = this.unit.service.startLimit ?? START_LIMIT_DEFAULTS;
       for (;;) {
         if (resume === undefined) {

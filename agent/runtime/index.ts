@@ -7,7 +7,7 @@ import { RuncDriver, type RuncDriverOptions } from './runc.js';
 import type { DriverName, RuntimeDriver } from './driver.js';
 import { RuntimeError } from './errors.js';
 import { runCapture } from './spawn.js';
-import { resolveUserns, type UsernsSetting } from './userns.js';
+import { resolveUserns, stateDirProblem, type UsernsSetting } from './userns.js';
 
 export type * from './driver.js';
 export {
@@ -60,7 +60,13 @@ export async function createDriver(opts: DriverOptions): Promise<RuntimeDriver> 
     throw new RuntimeError('unsupported', 'the runc driver needs runc on PATH and root');
   }
   if (runcOk) {
-    const choice = await resolveUserns(opts.usernsRemap ?? 'off');
+    const setting = opts.usernsRemap ?? 'off';
+    let choice = await resolveUserns(setting);
+    const problem = choice.map !== undefined ? await stateDirProblem(opts.stateDir) : undefined;
+    if (problem !== undefined) {
+      if (setting !== 'auto') throw new RuntimeError('unsupported', `--userns-remap: ${problem}`);
+      choice = { reason: problem };
+    }
     const map = choice.map;
     opts.onUserns?.(
       map === undefined

@@ -44,7 +44,7 @@ import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
 import { removeSecretFiles, writeSecretFiles, type SecretOwner } from './secret-files.js';
-import { checkMapped, hostId, hostUsernsReason, type IdMap } from './userns.js';
+import { checkMapped, hostId, hostUsernsReason, stateDirProblem, type IdMap } from './userns.js';
 
 /** Options of {@link RuncDriver}. */
 export interface RuncDriverOptions {
@@ -425,17 +425,12 @@ async function chownTree(path: string, uid: number, gid: number): Promise<void> 
 /**
  * The state directory becomes traversable by everyone (0711 at most, as Docker's
  * /var/lib/docker): listing it stays closed, and the machine directories under it are 0700 or
- * 0710. Its parents are the operator's: one closed to others fails the unit saying which.
+ * 0710. Its parents are the operator's: one closed to others (checked when the driver was
+ * made, and again here in case it changed since) fails the unit saying which.
  */
 async function reachableByOthers(stateDir: string): Promise<void> {
   const st = await lstat(stateDir);
   if ((st.mode & 0o001) === 0) await chmod(stateDir, (st.mode & 0o7777) | 0o011);
-  for (let d = dirname(stateDir); d !== dirname(d); d = dirname(d)) {
-    if (((await lstat(d)).mode & 0o001) === 0) {
-      throw new RuntimeError(
-        'unsupported',
-        `the state directory's parent ${d} is closed to other users, so a container in a user namespace cannot reach its root: chmod o+x ${d}, move --state-dir, or run the agent with --userns-remap=off`,
-      );
-    }
-  }
+  const problem = await stateDirProblem(stateDir);
+  if (problem !== undefined) throw new RuntimeError('unsupported', problem);
 }

@@ -11,7 +11,8 @@
  * other user's subordinate range and no account or group id overlaps it; it is off when the
  * kernel allows no user namespaces or no range is free, with the reason logged.
  */
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { ServiceOptions } from '../../unit/model.js';
 import { RuntimeError } from './errors.js';
 
@@ -201,6 +202,28 @@ export function lostCapabilities(
   const lost = HOST_NETWORK_CAPS.filter((c) => held.has(c));
   if (lost.length === 0) return undefined;
   return `${lost.join(', ')} ha${lost.length > 1 ? 've' : 's'} no effect on the host's network from the container's user namespace (--userns-remap): ports below 1024 cannot be bound (EACCES); listen on 1024 or above, or ask the operator for --userns-remap=off`;
+}
+
+/**
+ * The first parent of `stateDir` closed to other users (no `o+x`), or undefined. runc binds a
+ * container's rootfs as the container's root, a host uid that must traverse every directory
+ * above it; the state directory itself the agent opens (runc.ts), its parents are the
+ * operator's (a home directory such as /root is 0700).
+ */
+export async function closedParent(stateDir: string): Promise<string | undefined> {
+  for (let d = dirname(resolve(stateDir)); d !== dirname(d); d = dirname(d)) {
+    const st = await lstat(d).catch(() => undefined);
+    if (st !== undefined && (st.mode & 0o001) === 0) return d;
+  }
+  return undefined;
+}
+
+/** Why a user namespace cannot be used with `stateDir`, or undefined when it can. */
+export async function stateDirProblem(stateDir: string): Promise<string | undefined> {
+  const closed = await closedParent(stateDir);
+  return closed === undefined
+    ? undefined
+    : `the state directory's parent ${closed} is closed to other users, so a container in a user namespace cannot reach its root: chmod o+x ${closed}, move --state-dir, or run the agent with --userns-remap=off`;
 }
 
 /** The name of the layer directory for `map` (unshifted layers: `layers`). */

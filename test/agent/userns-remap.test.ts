@@ -14,6 +14,8 @@ import {
   type UsernsHostFiles,
 } from '../../agent/runtime/userns.js';
 import { parseUnit } from '../../unit/index.js';
+import { createDriver } from '../../agent/runtime/index.js';
+import { DRIVERS } from './harness.js';
 
 async function hostFiles(files: Partial<Record<keyof UsernsHostFiles, string>>) {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-userns-'));
@@ -114,5 +116,44 @@ asRoot(
     t.is(bin.gid, 400000 + 65534, 'an id beyond the map becomes the mapped nobody');
     t.is((await lstat(join(layer, 'out'))).uid, 300000, 'the link itself');
     t.is((await lstat(outside)).uid, 0, 'never its target');
+  },
+);
+
+const withRunc = DRIVERS.includes('runc') ? test : test.skip;
+
+withRunc(
+  'a state directory under a parent closed to others: auto runs without a user namespace, an explicit range is an error saying which',
+  async (t) => {
+    const closed = await mkdtemp(join(tmpdir(), 'flotilla-closed-'));
+    t.teardown(() => rm(closed, { recursive: true, force: true }));
+    await chmod(closed, 0o700);
+    const stateDir = join(closed, 'state');
+    const notes: string[] = [];
+    const driver = await createDriver({
+      stateDir,
+      machineId: 'm1',
+      driver: 'runc',
+      usernsRemap: 'auto',
+      onUserns: (text) => notes.push(text),
+    });
+    t.is(driver.userns, undefined);
+    t.regex(notes.join('\n'), new RegExp(`parent ${closed} is closed to other users.*chmod o\\+x`));
+    await t.throwsAsync(
+      createDriver({
+        stateDir,
+        machineId: 'm1',
+        driver: 'runc',
+        usernsRemap: { first: 300000, count: 65536 },
+      }),
+      { message: /--userns-remap: the state directory's parent .* is closed to other users/ },
+    );
+    await chmod(closed, 0o711);
+    const open = await createDriver({
+      stateDir,
+      machineId: 'm1',
+      driver: 'runc',
+      usernsRemap: { first: 300000, count: 65536 },
+    });
+    t.deepEqual(open.userns, { uid: 300000, gid: 300000, size: 65536 });
   },
 );

@@ -39,10 +39,13 @@ const run = promisify(execFile);
 class RunningClock {
   private readonly waiters = new Map<string, (at: number) => void>();
   private readonly seen = new Map<string, number>();
+  /** The last state of each unit, for the message of a unit that never runs. */
+  private readonly last = new Map<string, string>();
   constructor(readonly cache: WatchCache<UnitState>) {
     cache.on((e) => {
       if (e.type !== 'put') return;
       const s = e.value;
+      this.last.set(s.name, `${s.activeState}/${s.subState} ${s.message}`.slice(0, 500));
       if (s.activeState !== 'active' || s.subState !== 'running') return;
       if (this.seen.has(s.name)) return;
       const at = Date.now();
@@ -64,7 +67,12 @@ class RunningClock {
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${name} not running in ${timeoutMs} ms`)),
+        () =>
+          reject(
+            new Error(
+              `${name} not running in ${timeoutMs} ms; last state: ${this.last.get(name) ?? 'none'}`,
+            ),
+          ),
         timeoutMs,
       );
       this.waiters.set(name, (t) => {
@@ -193,11 +201,17 @@ async function measure(
     const many = await Promise.all(pending);
     await new Promise((resolve) => setTimeout(resolve, 2_000)); // let the agent settle
     const rss = agent.pid === undefined ? NaN : await rssBytes(agent.pid);
+    // What the containers really run in, read from one of them (`0 0 4294967295`: the host's).
+    const pid = clock.cache.entries().find((e) => e.value.pid > 0)?.value.pid;
+    const uidMap = pid === undefined ? '' : await readFile(`/proc/${pid}/uid_map`, 'utf8');
+    const userns = uidMap.trim().split(/\s+/).join(' ');
 
     const seq = summary(one);
     const bur = summary(many);
     const fmt = (ms: number) => `${ms.toFixed(0)} ms`.padStart(9);
-    process.stdout.write(`agent benchmark (${driver} driver, --userns-remap=${remap})\n\n`);
+    process.stdout.write(
+      `agent benchmark (${driver} driver, --userns-remap=${remap}, uid_map ${userns})\n\n`,
+    );
     process.stdout.write(`measure                          n      p50      p99      max\n`);
     process.stdout.write(
       `placement -> running, one by one ${String(seq.n).padStart(4)} ${fmt(seq.p50)}${fmt(seq.p99)}${fmt(seq.max)}   goal p99 < 250 ms: ${seq.p99 < 250 ? 'met' : 'MISSED'}\n`,
@@ -213,6 +227,7 @@ async function measure(
         bench: 'agent',
         driver,
         usernsRemap: remap,
+        uidMap: userns,
         sequential: seq,
         burst: bur,
         unitsRunning: total + 1,

@@ -203,7 +203,7 @@ export class RuncDriver extends ShimDriver {
     await this.delete(hookId);
     try {
       return await runToCompletion(
-        [this.runc, ...this.globalArgs, 'run', '--bundle', hookDir, hookId],
+        [this.runc, ...this.globalArgs, 'run', ...this.keyring(ctx), '--bundle', hookDir, hookId],
         {
           ...common,
           logPath,
@@ -288,6 +288,7 @@ export class RuncDriver extends ShimDriver {
         this.runc,
         ...this.globalArgs,
         'run',
+        ...this.keyring(ctx),
         '--bundle',
         ctx.dir,
         '--pid-file',
@@ -369,6 +370,17 @@ export class RuncDriver extends ShimDriver {
       const st = await lstat(bind.source).catch(() => undefined);
       if (st?.uid === 0 && st.isDirectory()) await chown(bind.source, map.uid, map.gid);
     }
+  }
+
+  /**
+   * runc gives every container a session keyring of its own, charged to the container's root
+   * as the host sees it: remapped, every container's is one unprivileged uid's, whose quota
+   * (kernel.keys.maxkeys, 200) ended the 200th container with "unable to create session key:
+   * disk quota exceeded". The seccomp profile denies every keyring call (seccomp.ts), so a
+   * remapped container inherits the shim's keyring instead, unusable to it.
+   */
+  private keyring(ctx: UnitContext): string[] {
+    return this.idMapping(ctx.service) !== undefined ? ['--no-new-keyring'] : [];
   }
 
   /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */

@@ -77,18 +77,30 @@ test('remapped, a unit without an image is uid 0 inside, and what it creates is 
   t.is((await tmpFile(m, 'nobody.service', 'uid')).trim(), '65534');
   const nobody = await stat(join(unitDir(m, 'nobody.service'), 'tmp', 'made'));
   t.is(nobody.uid, FIRST + 65534);
+  // No session keyring charged to the mapped uid: its quota (200 keys) would cap how many
+  // containers a machine runs.
+  const keyUsers = await readFile('/proc/key-users', 'utf8');
+  t.notRegex(keyUsers, new RegExp(`^\\s*${FIRST}:`, 'm'));
   // Closed to every other host user: only the mapped root's group may traverse.
   const dir = await stat(unitDir(m, 'rootish.service'));
   t.is(dir.mode & 0o777, 0o710);
   t.is(dir.gid, FIRST);
 });
 
-test('remapped, /proc/self/uid_map inside shows the mapping and /sys is the host one, read-only', async (t) => {
+test('remapped, /proc/self/uid_map shows the mapping in the main container, its hooks and runc exec, and /sys is the host one, read-only', async (t) => {
   const m = await agent(t, REMAP);
   const script = `cat /proc/self/uid_map > /tmp/map; (echo x > /sys/kernel/mm/ksm/run) 2> /tmp/sys || true; echo done >> /tmp/sys; ${SLEEP}`;
-  await m.manager.start(unit('map.service', `/bin/sh -c '${script}'`));
+  await m.manager.start(
+    unit('map.service', `/bin/sh -c '${script}'`, {
+      // A hook container before the main one, and `runc exec` into the running one.
+      ExecStartPre: `/bin/sh -c 'cat /proc/self/uid_map > /tmp/pre'`,
+      ExecStartPost: `/bin/sh -c 'cat /proc/self/uid_map > /tmp/post'`,
+    }),
+  );
   await running(m, 'map.service');
   t.deepEqual(mapLine(await tmpFile(m, 'map.service', 'map')), [0, FIRST, 65536]);
+  t.deepEqual(mapLine(await tmpFile(m, 'map.service', 'pre')), [0, FIRST, 65536]);
+  t.deepEqual(mapLine(await tmpFile(m, 'map.service', 'post')), [0, FIRST, 65536]);
   t.regex(await tmpFile(m, 'map.service', 'sys'), /Read-only file system|Permission denied/);
 });
 

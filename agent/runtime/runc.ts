@@ -8,11 +8,8 @@
  */
 import {
   chmod,
-  chown,
-  lchown,
   lstat,
   mkdir,
-  readdir,
   readFile,
   readlink,
   rm,
@@ -44,7 +41,8 @@ import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
 import { removeSecretFiles, writeSecretFiles, type SecretOwner } from './secret-files.js';
-import { checkMapped, hostId, hostUsernsReason, stateDirProblem, type IdMap } from './userns.js';
+import { checkMapped, hostId, hostUsernsReason, type IdMap } from './userns.js';
+import { chownTree, openToMappedRoot, reachableByOthers } from './userns-files.js';
 
 /** Options of {@link RuncDriver}. */
 export interface RuncDriverOptions {
@@ -58,9 +56,6 @@ export interface RuncDriverOptions {
    */
   readonly userns?: IdMap;
 }
-
-/** A unit directory and its parents up to the machine's: traversable by the mapped root only. */
-const USERNS_DIR_MODE = 0o710;
 
 /** Cgroup hierarchies whose directories the driver tidies when a unit goes (and its machine's last). */
 export const CGROUP_CONTROLLERS = [
@@ -317,7 +312,9 @@ export class RuncDriver extends ShimDriver {
     const plan = await this.rootfs(ctx);
     if (plan.idMap !== undefined) {
       checkMapped(cmd.user, plan.idMap);
-      await this.openToMappedRoot(ctx, plan.idMap);
+      this.stateDirReachable ??= reachableByOthers(dirname(this.layout.root));
+      await this.stateDirReachable;
+      await openToMappedRoot(this.layout, ctx, plan.idMap, this.volumesDir);
     }
     const config = ociConfig(ctx.service, cmd, plan, cgroupsPath);
     await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`, {
@@ -350,26 +347,6 @@ export class RuncDriver extends ShimDriver {
     }
     const etc = await etcBinds(ctx.dir);
     return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc, ...secrets };
-  }
-
-  /**
-   * runc binds the rootfs onto itself as the container's root, who must reach it: the unit's
-   * directory and its parents up to the machine's become 0710 with the mapped root's group
-   * (Docker's `/var/lib/docker/<uid>.<gid>`), so no other host user can, and named volumes
-   * the agent made are handed to the mapped root. Other files stay 0600 of the host's root.
-   */
-  private async openToMappedRoot(ctx: UnitContext, map: IdMap): Promise<void> {
-    this.stateDirReachable ??= reachableByOthers(dirname(this.layout.root));
-    await this.stateDirReachable;
-    for (const dir of [this.layout.root, this.layout.unitsDir, ctx.dir]) {
-      await chown(dir, 0, map.gid);
-      await chmod(dir, USERNS_DIR_MODE);
-    }
-    for (const bind of ctx.service.binds ?? []) {
-      if (!bind.source.startsWith(`${this.volumesDir}/`)) continue;
-      const st = await lstat(bind.source).catch(() => undefined);
-      if (st?.uid === 0 && st.isDirectory()) await chown(bind.source, map.uid, map.gid);
-    }
   }
 
   /**
@@ -420,29 +397,4 @@ export class RuncDriver extends ShimDriver {
       }
     }
   }
-}
-
-/**
- * Hands a default rootfs (empty directories, symlinks, the mount points runc made) to the
- * mapped root. It holds a few dozen entries: binds are made in the container's namespace,
- * never on the host, so nothing of the host is walked.
- */
-async function chownTree(path: string, uid: number, gid: number): Promise<void> {
-  const st = await lstat(path);
-  if (st.uid !== uid || st.gid !== gid) await lchown(path, uid, gid);
-  if (!st.isDirectory()) return;
-  for (const name of await readdir(path)) await chownTree(join(path, name), uid, gid);
-}
-
-/**
- * The state directory becomes traversable by everyone (0711 at most, as Docker's
- * /var/lib/docker): listing it stays closed, and the machine directories under it are 0700 or
- * 0710. Its parents are the operator's: one closed to others (checked when the driver was
- * made, and again here in case it changed since) fails the unit saying which.
- */
-async function reachableByOthers(stateDir: string): Promise<void> {
-  const st = await lstat(stateDir);
-  if ((st.mode & 0o001) === 0) await chmod(stateDir, (st.mode & 0o7777) | 0o011);
-  const problem = await stateDirProblem(stateDir);
-  if (problem !== undefined) throw new RuntimeError('unsupported', problem);
 }

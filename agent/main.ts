@@ -102,6 +102,8 @@ export async function startAgent(
       machineId: opts.machineId,
       stateDir: opts.stateDir,
       driver: opts.driver,
+      usernsRemap: opts.usernsRemap ?? 'auto',
+      onUserns: (text) => log.info(text),
       ...(opts.registry !== undefined
         ? { images: { registry: opts.registry, maxBytes: opts.imageStoreMaxBytes ?? 0 } }
         : {}),

@@ -39,6 +39,7 @@ import { DATA_PLANES, type DataPlaneChoice } from './mesh/data-plane.js';
 import { parseMemoryBytes } from '../unit/index.js';
 import type { SecretsKey } from '../lib/secret-box.js';
 import { readSecretsKey } from '../daemon/secrets-key-flag.js';
+import { parseUsernsRemap, type UsernsSetting } from './runtime/userns.js';
 
 /** The runtime drivers, plus `auto`: runc when usable (installed, root), else process. */
 export type DriverChoice = 'runc' | 'process' | 'auto';
@@ -55,6 +56,11 @@ export interface AgentOptions {
   readonly endpoints: readonly string[];
   readonly prefix: string;
   readonly driver: DriverChoice;
+  /**
+   * runc containers' user namespace (`--userns-remap`, runtime/userns.ts): `auto` (default)
+   * where the kernel allows one and a range is free, `off`, or a host range.
+   */
+  readonly usernsRemap?: UsernsSetting;
   /**
    * Root of the agents' state on this host; one machine's units and logs live under
    * `<stateDir>/<machineId>/`, so several agents can share it.
@@ -133,6 +139,10 @@ Flags:
   --etcd-endpoints URLS      comma-separated etcd client URLs (default ${defaultEtcdEndpoints.join(',')})
   --prefix PREFIX            cluster key prefix in etcd (default ${defaultPrefix})
   --driver NAME              runc, process or auto (default auto: runc when installed and root)
+  --userns-remap auto|off|FIRST:COUNT
+                             runc containers' user namespace: ids 0-65535 are host ids FIRST..
+                             (default auto: the flotilla user's /etc/subuid and /etc/subgid
+                             range, else 100000:65536 when free; off where the kernel refuses)
   --state-dir DIR            unit state and logs go in DIR/<machine-id> (default ${AGENT_DEFAULTS.stateRoot})
   --lease-ttl DURATION       machine lease TTL, whole seconds (default 10s)
   --logs-listen HOST:PORT    Logs service address (default ${AGENT_DEFAULTS.logsListen})
@@ -188,6 +198,7 @@ const agentFlags = {
   cpu: { type: 'string' },
   memory: { type: 'string' },
   driver: { type: 'string' },
+  'userns-remap': { type: 'string' },
   'state-dir': { type: 'string' },
   'lease-ttl': { type: 'string' },
   'logs-listen': { type: 'string' },
@@ -294,6 +305,12 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
   if (driver !== 'runc' && driver !== 'process' && driver !== 'auto') {
     throw new UsageError(`--driver=${driver}: expected runc, process or auto`);
   }
+  let usernsRemap: UsernsSetting;
+  try {
+    usernsRemap = parseUsernsRemap(args.stringOr('userns-remap', 'auto'));
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
   const endpoints = args.list('etcd-endpoints', defaultEtcdEndpoints);
   if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
   const tickMs = args.durationMs('tick', AGENT_DEFAULTS.tickMs);
@@ -318,6 +335,7 @@ function resolve(args: DaemonArgs, host: HostFacts): AgentOptions {
     endpoints,
     prefix: args.stringOr('prefix', defaultPrefix),
     driver,
+    usernsRemap,
     stateDir: args.string('state-dir') ?? AGENT_DEFAULTS.stateRoot,
     leaseTtlSeconds: ttlMs / 1000,
     logsListen,

@@ -10,7 +10,12 @@
  *    measured from its own write (informational: the host's two cores start them all).
  * 3. the agent process's RSS with all of them (200) running.
  *
- * Prints a table, then one JSON line. Run with `npm run bench:agent` (needs root for runc).
+ * With runc, all of it twice, side by side: containers in the host's user namespace
+ * (`--userns-remap=off`) and in one of their own (`--userns-remap=auto`, what it costs to
+ * start); `--userns-remap VALUE` runs only that one.
+ *
+ * Prints a table per run, then one JSON line per run. Run with `npm run bench:agent` (needs
+ * root for runc).
  */
 import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
@@ -34,10 +39,13 @@ const run = promisify(execFile);
 class RunningClock {
   private readonly waiters = new Map<string, (at: number) => void>();
   private readonly seen = new Map<string, number>();
+  /** The last state of each unit, for the message of a unit that never runs. */
+  private readonly last = new Map<string, string>();
   constructor(readonly cache: WatchCache<UnitState>) {
     cache.on((e) => {
       if (e.type !== 'put') return;
       const s = e.value;
+      this.last.set(s.name, `${s.activeState}/${s.subState} ${s.message}`.slice(0, 500));
       if (s.activeState !== 'active' || s.subState !== 'running') return;
       if (this.seen.has(s.name)) return;
       const at = Date.now();
@@ -59,7 +67,12 @@ class RunningClock {
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${name} not running in ${timeoutMs} ms`)),
+        () =>
+          reject(
+            new Error(
+              `${name} not running in ${timeoutMs} ms; last state: ${this.last.get(name) ?? 'none'}`,
+            ),
+          ),
         timeoutMs,
       );
       this.waiters.set(name, (t) => {
@@ -117,11 +130,22 @@ async function main(): Promise<void> {
       units: { type: 'string', default: '100' },
       burst: { type: 'string', default: '100' },
       driver: { type: 'string' },
+      'userns-remap': { type: 'string' },
     },
   });
-  const sequential = Number(values.units);
-  const burst = Number(values.burst);
   const driver = values.driver ?? ((await isRuncUsable()) ? 'runc' : 'process');
+  const remaps = values['userns-remap'] !== undefined ? [values['userns-remap']] : ['off', 'auto'];
+  for (const remap of driver === 'runc' ? remaps : ['off']) {
+    await measure(driver, remap, Number(values.units), Number(values.burst));
+  }
+}
+
+async function measure(
+  driver: string,
+  remap: string,
+  sequential: number,
+  burst: number,
+): Promise<void> {
   const etcd = await startEtcd();
   const prefix = uniquePrefix('bench-agent');
   const store = openStore({ endpoints: etcd.endpoint, prefix });
@@ -135,6 +159,7 @@ async function main(): Promise<void> {
       `--etcd-endpoints=${etcd.endpoint}`,
       `--prefix=${prefix}`,
       `--driver=${driver}`,
+      `--userns-remap=${remap}`,
       `--state-dir=${stateDir}`,
       `--logs-listen=127.0.0.1:${logsPort}`,
       '--allow-insecure-clients', // nothing reads its logs here
@@ -177,11 +202,17 @@ async function main(): Promise<void> {
     const many = await Promise.all(pending);
     await new Promise((resolve) => setTimeout(resolve, 2_000)); // let the agent settle
     const rss = agent.pid === undefined ? NaN : await rssBytes(agent.pid);
+    // What the containers really run in, read from one of them (`0 0 4294967295`: the host's).
+    const pid = clock.cache.entries().find((e) => e.value.pid > 0)?.value.pid;
+    const uidMap = pid === undefined ? '' : await readFile(`/proc/${pid}/uid_map`, 'utf8');
+    const userns = uidMap.trim().split(/\s+/).join(' ');
 
     const seq = summary(one);
     const bur = summary(many);
     const fmt = (ms: number) => `${ms.toFixed(0)} ms`.padStart(9);
-    process.stdout.write(`agent benchmark (${driver} driver)\n\n`);
+    process.stdout.write(
+      `agent benchmark (${driver} driver, --userns-remap=${remap}, uid_map ${userns})\n\n`,
+    );
     process.stdout.write(`measure                          n      p50      p99      max\n`);
     process.stdout.write(
       `placement -> running, one by one ${String(seq.n).padStart(4)} ${fmt(seq.p50)}${fmt(seq.p99)}${fmt(seq.max)}   goal p99 < 250 ms: ${seq.p99 < 250 ? 'met' : 'MISSED'}\n`,
@@ -196,6 +227,8 @@ async function main(): Promise<void> {
       `${JSON.stringify({
         bench: 'agent',
         driver,
+        usernsRemap: remap,
+        uidMap: userns,
         sequential: seq,
         burst: bur,
         unitsRunning: total + 1,

@@ -19,6 +19,8 @@ import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { ImageStoreError } from './errors.js';
 import { lastLines, runTool } from './tools.js';
+import { shiftOwners } from './shift.js';
+import type { IdMap } from '../runtime/userns.js';
 
 /** One unpack (tar) may take this long. */
 export const UNPACK_TIMEOUT_MS = 300_000;
@@ -47,13 +49,15 @@ export interface UnpackResult {
 }
 
 /**
- * Unpacks the layer blob `blob` (of `mediaType`) into `dir`, which must not exist yet.
+ * Unpacks the layer blob `blob` (of `mediaType`) into `dir`, which must not exist yet, with
+ * its owners shifted into `map` when given (shift.ts).
  * Throws ImageStoreError('invalid-image') when tar refuses the layer (unsafe paths included).
  */
 export async function unpackLayer(
   blob: string,
   mediaType: string,
   dir: string,
+  map?: IdMap,
 ): Promise<UnpackResult> {
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   await mkdir(tmp, { recursive: true });
@@ -80,6 +84,7 @@ export async function unpackLayer(
       );
     }
     const result = await toOverlayForm(tmp);
+    if (map !== undefined) await shiftOwners(tmp, map);
     await rename(tmp, dir);
     return result;
   } catch (err) {

@@ -8,6 +8,9 @@
  *                              tags), holding only its index
  * <dir>/layers/<hex>/          each layer unpacked once (see layers.ts), lower dirs of overlays
  * <dir>/layers/<hex>.json      its unpacked size
+ * <dir>/layers-<uid>-<gid>-<n>/ the same, owners shifted for a user namespace (shift.ts): one
+ *                              directory per mapping, so a changed --userns-remap never mounts
+ *                              layers made for another
  * <dir>/images/<key>.json      a pulled image: reference, manifest, config, layers, last use
  * ```
  *
@@ -25,6 +28,7 @@ import type { PullPolicy } from '../../unit/model.js';
 import { unpackLayer } from './layers.js';
 import { blobPath, layoutManifest, readConfig, readManifest, type ImageConfig } from './oci.js';
 import { mountRoot } from './overlay.js';
+import { layersDirName, type IdMap } from '../runtime/userns.js';
 
 /** Options of {@link ImageStore}. */
 export interface ImageStoreOptions {
@@ -35,6 +39,8 @@ export interface ImageStoreOptions {
   readonly maxBytes: number;
   /** How often a pull reports progress. Default 500 ms. */
   readonly progressMs?: number;
+  /** The mapping a pull unpacks layers for (most units run in it); absent: unshifted. */
+  readonly idMap?: IdMap;
 }
 
 /** Bytes of a pull so far and in all (from the manifest's layer and config sizes). */
@@ -52,7 +58,7 @@ export interface LocalImage {
   /** The image manifest's digest (what runs). */
   readonly manifest: string;
   readonly config: ImageConfig;
-  /** Layer directory names (hex digests) inside {@link ImageStore.layersDir}. */
+  /** Layer directory names (hex digests) inside the layer directory of a mapping. */
   readonly layers: readonly string[];
 }
 
@@ -104,7 +110,7 @@ export class ImageStore {
     this.opts = opts;
     this.dir = opts.dir;
     this.blobs = join(opts.dir, 'blobs');
-    this.layersDir = join(opts.dir, 'layers');
+    this.layersDir = join(opts.dir, layersDirName(opts.idMap));
     this.budget = opts.maxBytes;
   }
 
@@ -174,11 +180,21 @@ export class ImageStore {
     });
   }
 
-  /** Mounts `image` as the root of the unit in `unitDir` and counts it in use; returns it. */
-  async mount(unitDir: string, image: LocalImage): Promise<string> {
+  /**
+   * Mounts `image` as the root of the unit in `unitDir`, of layers unpacked for the unit's
+   * user namespace `map` (unpacked now from the image's blobs when the pull made them for
+   * another), and counts it in use; returns it.
+   */
+  async mount(unitDir: string, image: LocalImage, map?: IdMap): Promise<string> {
     this.inUse.set(unitDir, image);
     this.unhold(image);
-    const root = await mountRoot(unitDir, this.layersDir, image.layers);
+    const dir = join(this.dir, layersDirName(map));
+    if (dir !== this.layersDir) {
+      await mkdir(dir, { recursive: true });
+      const manifest = await readManifest(this.blobs, image.manifest);
+      for (const l of manifest.layers) await this.unpack(l.digest, l.mediaType, dir, map);
+    }
+    const root = await mountRoot(unitDir, dir, image.layers, map);
     void this.collect();
     return root;
   }
@@ -207,13 +223,21 @@ export class ImageStore {
     for (const name of await readdir(join(this.blobs, 'sha256')).catch(() => [])) {
       bytes += (await stat(join(this.blobs, 'sha256', name)).catch(() => ({ size: 0 }))).size;
     }
-    for (const name of await readdir(this.layersDir).catch(() => [])) {
-      if (!name.endsWith('.json')) continue;
-      const text = await readFile(join(this.layersDir, name), 'utf8').catch(() => '{}');
-      const size = (JSON.parse(text) as { bytes?: unknown }).bytes;
-      bytes += typeof size === 'number' ? size : 0;
+    for (const dir of await this.layerDirs()) {
+      for (const name of await readdir(dir).catch(() => [])) {
+        if (!name.endsWith('.json')) continue;
+        const text = await readFile(join(dir, name), 'utf8').catch(() => '{}');
+        const size = (JSON.parse(text) as { bytes?: unknown }).bytes;
+        bytes += typeof size === 'number' ? size : 0;
+      }
     }
     return bytes;
+  }
+
+  /** The layer directories of every mapping used so far (`layers`, `layers-<uid>-...`). */
+  private async layerDirs(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return names.filter((n) => /^layers(-\d+-\d+-\d+)?$/.test(n)).map((n) => join(this.dir, n));
   }
 
   /** Keys of the images the store holds. */
@@ -276,10 +300,12 @@ export class ImageStore {
     for (const name of await readdir(join(this.blobs, 'sha256')).catch(() => [])) {
       if (!blobs.has(name)) await rm(join(this.blobs, 'sha256', name), { force: true });
     }
-    for (const name of await readdir(this.layersDir).catch(() => [])) {
-      const hex = name.replace(/\.json$/, '');
-      if (!layers.has(hex) && !name.includes('.tmp-')) {
-        await rm(join(this.layersDir, name), { recursive: true, force: true });
+    for (const dir of await this.layerDirs()) {
+      for (const name of await readdir(dir).catch(() => [])) {
+        const hex = name.replace(/\.json$/, '');
+        if (!layers.has(hex) && !name.includes('.tmp-')) {
+          await rm(join(dir, name), { recursive: true, force: true });
+        }
       }
     }
   }
@@ -326,7 +352,9 @@ export class ImageStore {
     const manifestDigest = await layoutManifest(layout, TAG);
     const manifest = await readManifest(this.blobs, manifestDigest);
     const config = await readConfig(this.blobs, manifest.config);
-    for (const layer of manifest.layers) await this.unpack(layer.digest, layer.mediaType);
+    for (const layer of manifest.layers) {
+      await this.unpack(layer.digest, layer.mediaType, this.layersDir, this.opts.idMap);
+    }
     const record: ImageRecord = {
       version: 1,
       key,
@@ -341,22 +369,24 @@ export class ImageStore {
     return record;
   }
 
-  /** Unpacks a layer unless it is (one unpack of a layer at a time). */
-  private async unpack(digest: string, mediaType: string): Promise<void> {
+  /** Unpacks a layer into `into` unless it is there (one unpack of a layer at a time). */
+  private async unpack(
+    digest: string,
+    mediaType: string,
+    into: string,
+    map: IdMap | undefined,
+  ): Promise<void> {
     const hex = digest.slice('sha256:'.length);
-    const dir = join(this.layersDir, hex);
-    if (await exists(join(this.layersDir, `${hex}.json`))) return;
-    let job = this.unpacks.get(hex);
+    const dir = join(into, hex);
+    if (await exists(join(into, `${hex}.json`))) return;
+    let job = this.unpacks.get(dir);
     if (job === undefined) {
       job = (async () => {
         await rm(dir, { recursive: true, force: true });
-        const result = await unpackLayer(blobPath(this.blobs, digest), mediaType, dir);
-        await writeFile(
-          join(this.layersDir, `${hex}.json`),
-          JSON.stringify({ bytes: result.bytes }),
-        );
-      })().finally(() => this.unpacks.delete(hex));
-      this.unpacks.set(hex, job);
+        const result = await unpackLayer(blobPath(this.blobs, digest), mediaType, dir, map);
+        await writeFile(join(into, `${hex}.json`), JSON.stringify({ bytes: result.bytes }));
+      })().finally(() => this.unpacks.delete(dir));
+      this.unpacks.set(dir, job);
     }
     await job;
   }

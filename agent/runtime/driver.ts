@@ -11,6 +11,7 @@
 import type { ServiceOptions } from '../../unit/model.js';
 import type { MachineLayout } from './layout.js';
 import type { UnitUser } from './users.js';
+import type { IdMap } from './userns.js';
 
 /** The drivers there are; the machine record advertises which one an agent runs. */
 export type DriverName = 'runc' | 'process';
@@ -131,6 +132,8 @@ export interface RuntimeDriver {
   readonly name: DriverName;
   readonly layout: MachineLayout;
   readonly capabilities: DriverCapabilities;
+  /** The user namespace of this machine's containers (userns.ts); undefined: the host's. */
+  readonly userns: IdMap | undefined;
 
   /** The context of `unit` on this machine (pure: no I/O). */
   context(unit: string, service: ServiceOptions): UnitContext;
@@ -144,6 +147,13 @@ export interface RuntimeDriver {
 
   /** The root whose etc/passwd and etc/group User= resolves against. */
   userRoot(ctx: UnitContext): string;
+
+  /**
+   * The user namespace a unit with `service` runs in (userns.ts): container ids 0.. are host
+   * ids `map.uid`/`map.gid`.. Undefined: the host's (the process driver, `--userns-remap=off`,
+   * or a unit granted host paths). Image layers and volumes are prepared for this mapping.
+   */
+  idMapping(service: ServiceOptions): IdMap | undefined;
 
   /**
    * Where the unit's processes see the files {@link writeSecrets} wrote: `/run/secrets` in a

@@ -1,6 +1,7 @@
 /**
  * The OCI runtime config (config.json) of a unit's container, built from its [Service]
- * options: pid, mount, ipc and uts namespaces (network only with PrivateNetwork=yes), cgroup
+ * options: pid, mount, ipc and uts namespaces (network only with PrivateNetwork=yes, user with
+ * an id map: userns.ts), cgroup
  * v1 limits from MemoryMax/CPUQuota/TasksMax, and a rootfs that is either RootDirectory= or an
  * empty directory with the host's system directories bound read-only. Pure: no I/O.
  */
@@ -8,6 +9,7 @@ import type { BindMount, ServiceOptions } from '../../unit/model.js';
 import type { CommandSpec } from './driver.js';
 import type { EtcBind } from './host-etc.js';
 import { seccompProfile, type OciSeccomp } from './seccomp.js';
+import type { IdMap } from './userns.js';
 
 /**
  * The host directories a default rootfs shows, read-only; missing ones are skipped. Not /etc:
@@ -43,6 +45,13 @@ export interface OciMount {
   options?: string[];
 }
 
+/** One range of a user namespace's id map. */
+export interface OciIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
 /** A subset of the OCI runtime spec's config.json. */
 export interface OciConfig {
   ociVersion: string;
@@ -58,6 +67,8 @@ export interface OciConfig {
       pids?: { limit: number };
     };
     namespaces: { type: string }[];
+    uidMappings?: OciIdMapping[];
+    gidMappings?: OciIdMapping[];
     maskedPaths: string[];
     readonlyPaths: string[];
     seccomp: OciSeccomp;
@@ -139,6 +150,8 @@ export interface RootfsPlan {
   readonly etc?: readonly EtcBind[];
   /** The unit's secrets tmpfs on the host (secret-files.ts), shown at {@link SECRETS_MOUNT}. */
   readonly secrets?: string;
+  /** The user namespace's id map (userns.ts); absent: the host's user namespace. */
+  readonly idMap?: IdMap;
 }
 
 /** Where a container sees its secrets, as Docker and Podman put them. */
@@ -172,7 +185,31 @@ export function ociResources(service: ServiceOptions): OciConfig['linux']['resou
   };
 }
 
-function baseMounts(tmp: string): OciMount[] {
+/**
+ * /sys: a fresh sysfs, read-only as a whole (a bind would leave the host's cgroup hierarchies
+ * under it writable). In a user namespace on the host's network the kernel refuses a new
+ * sysfs (it belongs to the network namespace's owner), and a plain bind fails with EINVAL
+ * (its submounts are locked): the host's is bound recursively, read-only, as runc's rootless
+ * spec does. Its submounts keep their flags, but their files are owned by host ids the
+ * namespace does not map, so the container's root may not write them either.
+ */
+function sysMount(userns: boolean): OciMount {
+  return userns
+    ? {
+        destination: '/sys',
+        type: 'bind',
+        source: '/sys',
+        options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'],
+      }
+    : {
+        destination: '/sys',
+        type: 'sysfs',
+        source: 'sysfs',
+        options: ['nosuid', 'noexec', 'nodev', 'ro'],
+      };
+}
+
+function baseMounts(tmp: string, userns: boolean): OciMount[] {
   return [
     { destination: '/proc', type: 'proc', source: 'proc' },
     {
@@ -199,14 +236,7 @@ function baseMounts(tmp: string): OciMount[] {
       source: 'mqueue',
       options: ['nosuid', 'noexec', 'nodev'],
     },
-    // A fresh sysfs, read-only as a whole: a bind of the host's /sys would leave its
-    // submounts (the host's cgroup hierarchies) writable.
-    {
-      destination: '/sys',
-      type: 'sysfs',
-      source: 'sysfs',
-      options: ['nosuid', 'noexec', 'nodev', 'ro'],
-    },
+    sysMount(userns),
     {
       destination: '/sys/fs/cgroup',
       type: 'cgroup',
@@ -224,7 +254,15 @@ export function ociConfig(
   rootfs: RootfsPlan,
   cgroupsPath: string,
 ): OciConfig {
-  const namespaces = ['pid', 'mount', 'ipc', 'uts', ...(service.privateNetwork ? ['network'] : [])];
+  const map = rootfs.idMap;
+  const namespaces = [
+    'pid',
+    'mount',
+    'ipc',
+    'uts',
+    ...(service.privateNetwork ? ['network'] : []),
+    ...(map !== undefined ? ['user'] : []),
+  ];
   const binds: OciMount[] = rootfs.binds.map((dir) => ({
     destination: dir,
     type: 'bind',
@@ -249,7 +287,7 @@ export function ociConfig(
     process: ociProcess(cmd, service),
     root: { path: rootfs.path, readonly: rootfs.readonly },
     mounts: [
-      ...baseMounts(rootfs.tmp),
+      ...baseMounts(rootfs.tmp, rootfs.idMap !== undefined),
       ...binds,
       ...etc,
       ...volumes,
@@ -259,6 +297,12 @@ export function ociConfig(
       cgroupsPath,
       resources: ociResources(service),
       namespaces: namespaces.map((type) => ({ type })),
+      ...(map !== undefined
+        ? {
+            uidMappings: [{ containerID: 0, hostID: map.uid, size: map.size }],
+            gidMappings: [{ containerID: 0, hostID: map.gid, size: map.size }],
+          }
+        : {}),
       maskedPaths: [
         '/proc/acpi',
         '/proc/asound',

@@ -18,7 +18,8 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import type { ServiceOptions } from '../../unit/model.js';
 import type {
   CommandSpec,
   DriverCapabilities,
@@ -34,12 +35,14 @@ import { HOST_DIRS, ociConfig, ociProcess, SECRETS_MOUNT, type RootfsPlan } from
 import { ID_PREFIX } from './layout.js';
 import { isDroppedByInit } from './pid-one.js';
 import { unmountUnder } from './mounts.js';
-import { removeSecretFiles } from './secret-files.js';
 import { etcBinds, etcHostPath, writeUnitEtc } from './host-etc.js';
 import { mkdirPrivate, PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isSignalName, signalPid } from './proc.js';
 import { ShimDriver, type ShimInvocation } from './shim.js';
 import { runCapture, runToCompletion, toolMessage } from './spawn.js';
+import { removeSecretFiles, writeSecretFiles, type SecretOwner } from './secret-files.js';
+import { checkMapped, hostId, hostUsernsReason, type IdMap } from './userns.js';
+import { chownTree, openToMappedRoot, reachableByOthers } from './userns-files.js';
 
 /** Options of {@link RuncDriver}. */
 export interface RuncDriverOptions {
@@ -47,6 +50,11 @@ export interface RuncDriverOptions {
   readonly runc?: string;
   /** runc's state root (`runc --root`); default runc's own (/run/runc). */
   readonly root?: string;
+  /**
+   * The user namespace of containers (userns.ts, resolved from `--userns-remap`); absent:
+   * none, uid 0 in a container is uid 0 on the host.
+   */
+  readonly userns?: IdMap;
 }
 
 /** Cgroup hierarchies whose directories the driver tidies when a unit goes (and its machine's last). */
@@ -76,11 +84,40 @@ export class RuncDriver extends ShimDriver {
   readonly capabilities: DriverCapabilities = { images: true, removeOrphans: true };
   private readonly runc: string;
   private readonly globalArgs: string[];
+  override readonly userns: IdMap | undefined;
+  /** Checked once: the state directory and its parents are traversable by the mapped root. */
+  private stateDirReachable: Promise<void> | undefined;
 
   constructor(stateDir: string, machineId: string, opts: RuncDriverOptions = {}) {
     super(stateDir, machineId);
     this.runc = opts.runc ?? 'runc';
     this.globalArgs = opts.root !== undefined ? ['--root', opts.root] : [];
+    this.userns = opts.userns;
+  }
+
+  /** Where image units' named volumes live (as the supervisor makes them). */
+  get volumesDir(): string {
+    return join(this.layout.root, 'volumes');
+  }
+
+  /** The unit's user namespace: the agent's, unless the unit needs the host's (userns.ts). */
+  override idMapping(service: ServiceOptions): IdMap | undefined {
+    if (this.userns === undefined) return undefined;
+    return hostUsernsReason(service, this.volumesDir) === undefined ? this.userns : undefined;
+  }
+
+  /** As the base, owned by the unit's user as the host sees it when the unit is remapped. */
+  override writeSecrets(
+    ctx: UnitContext,
+    values: ReadonlyMap<string, Buffer>,
+    owner: SecretOwner,
+  ): Promise<void> {
+    const map = this.idMapping(ctx.service);
+    const host =
+      map === undefined
+        ? owner
+        : { uid: hostId(owner.uid, map.uid, map.size), gid: hostId(owner.gid, map.gid, map.size) };
+    return writeSecretFiles(ctx.secretsDir, values, host);
   }
 
   hostPath(ctx: UnitContext, path: string): string | undefined {
@@ -124,6 +161,9 @@ export class RuncDriver extends ShimDriver {
         continue;
       await symlink(link, target);
     }
+    const map = this.idMapping(ctx.service);
+    // runc makes the mount points inside the rootfs as the container's root.
+    if (map !== undefined) await chownTree(rootfs, map.uid, map.gid);
   }
 
   async exec(ctx: UnitContext, cmd: CommandSpec, opts: ExecOptions): Promise<ExitResult> {
@@ -158,7 +198,7 @@ export class RuncDriver extends ShimDriver {
     await this.delete(hookId);
     try {
       return await runToCompletion(
-        [this.runc, ...this.globalArgs, 'run', '--bundle', hookDir, hookId],
+        [this.runc, ...this.globalArgs, 'run', ...this.keyring(ctx), '--bundle', hookDir, hookId],
         {
           ...common,
           logPath,
@@ -243,6 +283,7 @@ export class RuncDriver extends ShimDriver {
         this.runc,
         ...this.globalArgs,
         'run',
+        ...this.keyring(ctx),
         '--bundle',
         ctx.dir,
         '--pid-file',
@@ -268,7 +309,14 @@ export class RuncDriver extends ShimDriver {
     bundle: string,
     cgroupsPath: string,
   ): Promise<void> {
-    const config = ociConfig(ctx.service, cmd, await this.rootfs(ctx), cgroupsPath);
+    const plan = await this.rootfs(ctx);
+    if (plan.idMap !== undefined) {
+      checkMapped(cmd.user, plan.idMap);
+      this.stateDirReachable ??= reachableByOthers(dirname(this.layout.root));
+      await this.stateDirReachable;
+      await openToMappedRoot(this.layout, ctx, plan.idMap, this.volumesDir);
+    }
+    const config = ociConfig(ctx.service, cmd, plan, cgroupsPath);
     await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 1)}\n`, {
       mode: PRIVATE_FILE_MODE,
     });
@@ -276,7 +324,11 @@ export class RuncDriver extends ShimDriver {
 
   private async rootfs(ctx: UnitContext): Promise<RootfsPlan> {
     const tmp = join(ctx.dir, 'tmp');
-    const secrets = (ctx.service.secrets ?? []).length > 0 ? { secrets: ctx.secretsDir } : {};
+    const map = this.idMapping(ctx.service);
+    const secrets = {
+      ...((ctx.service.secrets ?? []).length > 0 ? { secrets: ctx.secretsDir } : {}),
+      ...(map !== undefined ? { idMap: map } : {}),
+    };
     if (ctx.service.rootDirectory !== '') {
       const volumes = ctx.service.binds ?? [];
       return {
@@ -295,6 +347,17 @@ export class RuncDriver extends ShimDriver {
     }
     const etc = await etcBinds(ctx.dir);
     return { path: join(ctx.dir, 'rootfs'), readonly: true, binds, tmp, etc, ...secrets };
+  }
+
+  /**
+   * runc gives every container a session keyring of its own, charged to the container's root
+   * as the host sees it: remapped, every container's is one unprivileged uid's, whose quota
+   * (kernel.keys.maxkeys, 200) ended the 200th container with "unable to create session key:
+   * disk quota exceeded". The seccomp profile denies every keyring call (seccomp.ts), so a
+   * remapped container inherits the shim's keyring instead, unusable to it.
+   */
+  private keyring(ctx: UnitContext): string[] {
+    return this.idMapping(ctx.service) !== undefined ? ['--no-new-keyring'] : [];
   }
 
   /** `running`, `created`, `stopped`..., or undefined when runc knows no such container. */

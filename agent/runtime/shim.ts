@@ -32,6 +32,7 @@ import { writeSecretFiles, type SecretOwner } from './secret-files.js';
 import { PRIVATE_FILE_MODE } from './private-files.js';
 import { isAlive, isInCgroup, procCmdline, procStat } from './proc.js';
 import { decodeShellStatus } from './spawn.js';
+import type { IdMap } from './userns.js';
 
 /** First word of the shim script: how a shim is recognised in /proc after an agent restart. */
 export const SHIM_MARKER = ': flotilla-shim';
@@ -151,6 +152,13 @@ export abstract class ShimDriver implements RuntimeDriver {
   }
 
   abstract secretsPath(ctx: UnitContext): string;
+
+  readonly userns: IdMap | undefined = undefined;
+
+  /** The host's user namespace, unless a driver runs units in one of their own. */
+  idMapping(_service: ServiceOptions): IdMap | undefined {
+    return undefined;
+  }
 
   abstract hostPath(ctx: UnitContext, path: string): string | undefined;
   abstract userRoot(ctx: UnitContext): string;

@@ -17,7 +17,7 @@ import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REGISTRY_DEFAULTS, type RegistryOptions } from '../../registry/skopeo.js';
 import { ImageStore } from '../images/store.js';
-import { createDriver, tightenMachineFiles } from '../runtime/index.js';
+import { createDriver, tightenMachineFiles, type UsernsSetting } from '../runtime/index.js';
 import type { DriverName, RuntimeDriver } from '../runtime/driver.js';
 import { describeError } from '../runtime/errors.js';
 import { LogStore } from '../logs/log-store.js';
@@ -41,6 +41,10 @@ export interface UnitManagerOptions {
   readonly runc?: string;
   /** runc's state root (default runc's own, /run/runc). */
   readonly runcRoot?: string;
+  /** runc containers' user namespace (`--userns-remap`, runtime/userns.ts); default `off`. */
+  readonly usernsRemap?: UsernsSetting;
+  /** Told what the user namespace setting came to on this host, and why. */
+  readonly onUserns?: (text: string) => void;
   /** Per-unit log cap before rotation. Default 10 MiB. */
   readonly logMaxBytes?: number;
   /** How often logs are checked against the cap. Default 1000 ms. */
@@ -135,6 +139,7 @@ export class UnitManager {
           dir: join(driver.layout.root, 'images'),
           registry: opts.images?.registry ?? REGISTRY_DEFAULTS,
           maxBytes: opts.images?.maxBytes ?? 0,
+          ...(driver.userns !== undefined ? { idMap: driver.userns } : {}),
         })
       : undefined;
     this.rotation = setInterval(() => void this.rotateLogs(), opts.logCheckMs ?? 1000);
@@ -152,6 +157,8 @@ export class UnitManager {
             ...(opts.driver !== undefined ? { driver: opts.driver } : {}),
             ...(opts.runc !== undefined ? { runc: opts.runc } : {}),
             ...(opts.runcRoot !== undefined ? { root: opts.runcRoot } : {}),
+            ...(opts.usernsRemap !== undefined ? { usernsRemap: opts.usernsRemap } : {}),
+            ...(opts.onUserns !== undefined ? { onUserns: opts.onUserns } : {}),
           });
     // Before anything is written or adopted: an older agent left 0644 files under 0755.
     await tightenMachineFiles(driver.layout);

@@ -15,12 +15,15 @@ import type { ImageStore, LocalImage, PullProgress } from '../../images/store.js
 import { parseImageReference } from '../../../unit/image-ref.js';
 import { describeError, RuntimeError } from '../../runtime/errors.js';
 import type { StateChange } from './policy.js';
+import type { IdMap } from '../../runtime/userns.js';
 
 /** What the image step needs from its supervisor. */
 export interface ImageStepHost {
   readonly unitDir: string;
   /** Where named volumes live on this machine. */
   readonly volumesDir: string;
+  /** The user namespace the unit will run in, given its options (the driver's idMapping). */
+  idMapping(service: ServiceOptions): IdMap | undefined;
   readonly service: ServiceOptions;
   readonly container: ContainerOptions;
   readonly images: ImageStore | undefined;
@@ -89,7 +92,9 @@ async function attemptImage(host: ImageStepHost): Promise<ServiceOptions> {
     images.unhold(image);
     throw err;
   }
-  const root = await images.mount(host.unitDir, image);
+  // Decided before the root exists: its layers must be unpacked for the same mapping.
+  const map = host.idMapping({ ...host.service, image: image.reference, binds });
+  const root = await images.mount(host.unitDir, image, map);
   return imageService(host.service, container, image.config, runningName(image), root, binds);
 }
 

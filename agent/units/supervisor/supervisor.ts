@@ -29,6 +29,7 @@ import { isDetached, type Outcome, type Resume, type RunHost } from './host.js';
 import { runOnce, stopCompleted } from './run.js';
 import { prepareImage } from './image.js';
 import { deliverSecrets, type SecretSource } from './secrets.js';
+import { lostCapabilities } from '../../runtime/userns.js';
 
 /** Timing knobs of supervision; {@link SUPERVISOR_DEFAULTS} documents the defaults. */
 export interface SupervisorTimings {
@@ -218,6 +219,8 @@ export class Supervisor {
       if (this.unit.container !== undefined && !(await this.imageRoot(this.unit.container))) return;
       await this.deps.driver.prepare(this.ctx);
       if (resume === undefined) await this.persist(0, 0);
+      const lost = lostCapabilities(this.ctx.service, this.deps.driver.idMapping(this.ctx.service));
+      if (resume === undefined && lost !== undefined) this.note(lost);
       const limit = this.unit.service.startLimit ?? START_LIMIT_DEFAULTS;
       for (;;) {
         if (resume === undefined) {
@@ -308,6 +311,7 @@ export class Supervisor {
     const service = await prepareImage({
       unitDir: this.ctx.dir,
       volumesDir: `${this.deps.driver.layout.root}/volumes`,
+      idMapping: (s) => this.deps.driver.idMapping(s),
       service: this.unit.service,
       container,
       images: this.deps.images,

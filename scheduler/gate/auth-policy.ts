@@ -43,8 +43,16 @@ export type Verb = (typeof VERBS)[number];
  * - `root`: running as root: no `User=`, or `User=root`/`0`.
  * - `privileged-exec`: an exec line with the `+` prefix (runs as the agent, outside `User=`).
  * - `host-process`: a unit without `[Container] Image=`, which runs the host's programs.
+ * - `added-capabilities`: `AmbientCapabilities=`/`CapabilityBoundingSet=` naming a Linux
+ *   capability beyond Docker's default set (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_PTRACE...).
  */
-export const CAPABILITIES = ['host-paths', 'root', 'privileged-exec', 'host-process'] as const;
+export const CAPABILITIES = [
+  'host-paths',
+  'root',
+  'privileged-exec',
+  'host-process',
+  'added-capabilities',
+] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
 /** Certificate subject fields an identity may match on. */

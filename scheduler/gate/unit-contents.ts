@@ -42,6 +42,29 @@ export function isRootUser(user: string): boolean {
 }
 
 /**
+ * The Linux capabilities a unit may name without `added-capabilities`: Docker's default set,
+ * which Docker gives every container and which reach no further than the container's own
+ * files, processes and network endpoints. Anything else (CAP_SYS_ADMIN mounts, CAP_NET_ADMIN
+ * the machine's network, CAP_SYS_PTRACE other processes...) is the host's to grant.
+ */
+const UNPRIVILEGED_CAPABILITIES: ReadonlySet<string> = new Set([
+  'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_MKNOD',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_NET_RAW',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+]);
+
+/**
  * Every capability `def` needs, in file order of its keys. Running as root: an image unit
  * without `User=` in `[Service]` or `[Container]` runs as the image's user, which admission
  * cannot know before a pull and which is root for most images, so it counts as root; a unit
@@ -92,6 +115,16 @@ export function capabilityNeeds(def: UnitDefinition): CapabilityNeed[] {
         e === undefined ? '[Service] User= (unset: runs as root)' : `User=${excerpt(e.value, 40)}`,
       line: e?.line ?? serviceLine,
     });
+  }
+  for (const [key, caps] of [
+    ['AmbientCapabilities', service.ambientCapabilities],
+    ['CapabilityBoundingSet', service.capabilityBoundingSet],
+  ] as const) {
+    const beyond = (caps ?? []).filter((c) => !UNPRIVILEGED_CAPABILITIES.has(c));
+    if (beyond.length === 0) continue;
+    const e = entry(def, 'Service', key);
+    const more = beyond.length > 3 ? ` (and ${beyond.length - 3} more)` : '';
+    needs.push(serviceNeed('added-capabilities', key, beyond.slice(0, 3).join(' ') + more, e));
   }
   const execs: [string, readonly ExecCommand[]][] = [
     ['ExecStartPre', service.execStartPre],

@@ -225,6 +225,34 @@ test('EnvironmentFile=, RootDirectory= with Global=true and the + prefix are ref
   );
 });
 
+test("Linux capabilities beyond Docker's default set need added-capabilities; CAP_NET_BIND_SERVICE does not", async (t) => {
+  const r = await rig(t);
+  const admin = imageUnit({ service: ['AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_SYS_ADMIN'] });
+  await refused(
+    t,
+    r,
+    r.submit('webteam', 'web@caps.service', admin),
+    /\[Service\] AmbientCapabilities=CAP_SYS_ADMIN \(line 4\) needs capability added-capabilities/,
+  );
+  await refused(
+    t,
+    r,
+    r.submit(
+      'webteam',
+      'web@bound.service',
+      imageUnit({ service: ['CapabilityBoundingSet=~CAP_CHOWN'] }),
+    ),
+    /CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_LINUX_IMMUTABLE CAP_NET_BROADCAST \(and \d+ more\) \(line 4\) needs capability added-capabilities/,
+  );
+  const ok = await r.submit(
+    'webteam',
+    'web@low.service',
+    imageUnit({ service: ['AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_CHOWN'] }),
+  );
+  t.deepEqual(ok.created, ['web@low.service']);
+  t.deepEqual((await r.submit('admin', 'web@caps.service', admin)).created, ['web@caps.service']);
+});
+
 test('Replaces=d* is refused for webteam; Conflicts= and MachineOf= within web@* pass', async (t) => {
   const r = await rig(t);
   await refused(

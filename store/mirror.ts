@@ -37,7 +37,7 @@ import { Listeners, type Unsubscribe } from './listeners.js';
 import { codecs, type RecordCodec, type RecordKind, type RecordTypes } from './records.js';
 import type { Store } from './client.js';
 import { SortedMap } from './sorted-map.js';
-import { fileByKey, PlacedStates } from './unit-states.js';
+import { fileByKey, PlacedStates, setNested } from './unit-states.js';
 
 /** A record of the mirror: its kind (from its key), names, and decoded value. */
 export type MirrorRecord =
@@ -373,21 +373,6 @@ function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
   else map.set(key, value);
 }
 
-function setNested<V>(
-  map: Map<string, Map<string, V>>,
-  outer: string,
-  inner: string,
-  value: V | undefined,
-): void {
-  let byInner = map.get(outer);
-  if (value !== undefined) {
-    if (byInner === undefined) map.set(outer, (byInner = new Map()));
-    byInner.set(inner, value);
-  } else if (byInner !== undefined) {
-    byInner.delete(inner);
-    if (byInner.size === 0) map.delete(outer);
-  }
-}
 
 function setMember(
   map: Map<string, Set<string>>,

@@ -16,7 +16,27 @@ import type { CacheEntry } from './cache.js';
 
 type Entry = CacheEntry<UnitState>;
 
-/** Unit name -> machine id -> entry, where a deletion removes only the entry of its own key. */
+/** Sets `map[outer][inner]` to `value`, or deletes it (and an emptied inner map) when undefined. */
+export function setNested<V>(
+  map: Map<string, Map<string, V>>,
+  outer: string,
+  inner: string,
+  value: V | undefined,
+): void {
+  let byInner = map.get(outer);
+  if (value !== undefined) {
+    if (byInner === undefined) map.set(outer, (byInner = new Map()));
+    byInner.set(inner, value);
+  } else if (byInner !== undefined) {
+    byInner.delete(inner);
+    if (byInner.size === 0) map.delete(outer);
+  }
+}
+
+/**
+ * {@link setNested} for entries filed from two keys (a record's old and new form): a deletion
+ * removes only the entry its own key filed.
+ */
 export function fileByKey<V extends { readonly key: string }>(
   map: Map<string, Map<string, V>>,
   outer: string,
@@ -24,15 +44,8 @@ export function fileByKey<V extends { readonly key: string }>(
   key: string,
   value: V | undefined,
 ): void {
-  let byInner = map.get(outer);
-  if (value !== undefined) {
-    if (byInner === undefined) map.set(outer, (byInner = new Map()));
-    byInner.set(inner, value);
-    return;
-  }
-  if (byInner === undefined || byInner.get(inner)?.key !== key) return;
-  byInner.delete(inner);
-  if (byInner.size === 0) map.delete(outer);
+  if (value === undefined && map.get(outer)?.get(inner)?.key !== key) return;
+  setNested(map, outer, inner, value);
 }
 
 /** The states of units that are not Global, by the machines that report them. */

@@ -373,7 +373,6 @@ function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
   else map.set(key, value);
 }
 
-
 function setMember(
   map: Map<string, Set<string>>,
   outer: string,

@@ -7,7 +7,7 @@
  * paths: runc binds what a unit needs by absolute path, as root, before the unit runs.
  */
 import { chmod, mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { MachineLayout } from './layout.js';
 
 /** Mode of every directory the agent makes under its state directory. */
@@ -18,8 +18,14 @@ export const PRIVATE_FILE_MODE = 0o600;
 /** Files of a unit directory that hold the unit's definition; logs are in the logs dir. */
 const UNIT_DIR_FILES = /^(meta\.json|config\.json|exec.*-process\.json|watchdog|.*\.tmp)$/;
 
-/** Makes `dir` (and missing parents) and sets it to 0700. */
+/**
+ * Makes `dir` and sets it to 0700. Missing parents (the state directory and above) are made
+ * with the usual mode: they are the operator's, and closing them would keep a container in a
+ * user namespace from reaching its root (and an agent that decided --userns-remap=auto before
+ * they existed would then fail every unit).
+ */
 export async function mkdirPrivate(dir: string): Promise<void> {
+  await mkdir(dirname(dir), { recursive: true });
   await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   await chmod(dir, PRIVATE_DIR_MODE);
 }

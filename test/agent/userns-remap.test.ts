@@ -11,10 +11,12 @@ import {
   hostUsernsReason,
   parseUsernsRemap,
   resolveUserns,
+  stateDirProblem,
   type UsernsHostFiles,
 } from '../../agent/runtime/userns.js';
 import { parseUnit } from '../../unit/index.js';
 import { createDriver } from '../../agent/runtime/index.js';
+import { mkdirPrivate } from '../../agent/runtime/private-files.js';
 import { DRIVERS } from './harness.js';
 
 async function hostFiles(files: Partial<Record<keyof UsernsHostFiles, string>>) {
@@ -157,3 +159,17 @@ withRunc(
     t.deepEqual(open.userns, { uid: 300000, gid: 300000, size: 65536 });
   },
 );
+
+test('the agent makes a missing state directory and its parents open, only its own directory closed', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'flotilla-fresh-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  await chmod(base, 0o755);
+  // As `flotilla cluster up` gives each agent <dir>/agents/N, which the agent makes itself: a
+  // parent made closed would keep user-namespace containers from their root (auto decides
+  // before it exists).
+  const stateDir = join(base, 'agents', '1');
+  await mkdirPrivate(join(stateDir, 'm1'));
+  t.is(await stateDirProblem(stateDir), undefined);
+  t.not((await lstat(join(base, 'agents'))).mode & 0o001, 0, 'agents/ is o+x');
+  t.is((await lstat(join(stateDir, 'm1'))).mode & 0o077, 0, 'the machine directory is 0700');
+});

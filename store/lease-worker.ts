@@ -133,6 +133,14 @@ async function fire(k: Kept): Promise<void> {
   k.timer = undefined;
   const sentAt = Date.now();
   if (stream !== undefined && k.sent.length > 0) {
+    if (sentAt - lastAnswerAt >= 2 * k.spec.deadlineMs) {
+      // Nothing has answered on this stream for twice the deadline: its member lost its
+      // leader, or froze, and may never answer what it holds. The next endpoint's stream
+      // takes the renewal (dropStream schedules it at once while endpoints remain untried).
+      resetStream();
+      if (k.timer === undefined) schedule(k, 0);
+      return;
+    }
     // The last renewal is still queued at etcd (a busy etcd answers renewals late, in order):
     // another one would only lengthen its queue. Its answer renews the lease when it comes.
     const waited = sentAt - (k.sent[0] ?? sentAt);

@@ -135,7 +135,8 @@ test('remapped, a unit reads its secret at /run/secrets/NAME, owned by its user 
 test('remapped, an image unit runs on shifted layers, writes its root and a named volume as the mapped uid', async (t) => {
   const m = await agent(t, REMAP);
   // The whiteout fixture: a later layer deletes /only-in-image, which must stay hidden.
-  const script = `id -u > /data/uid; touch /written-root /data/made; ls /only-in-image > /data/ls 2>&1; sleep 1000`;
+  // Each report is written whole (temporary file, then mv): a reader must never see it half made.
+  const script = `id -u > /data/uid.tmp; mv /data/uid.tmp /data/uid; touch /written-root /data/made; ls /only-in-image > /data/ls.tmp 2>&1; mv /data/ls.tmp /data/ls; sleep 1000`;
   await m.manager.start(
     parseUnit(
       'img.service',

@@ -102,7 +102,16 @@ export interface Captured {
   readonly stderr: string;
 }
 
-/** Runs a tool and captures its output; kills it after `timeoutMs`. Never rejects on a bad exit. */
+/** Output kept per stream of a captured tool; the rest is dropped (runc's JSON is far smaller). */
+const CAPTURE_MAX_CHARS = 4 * 1024 * 1024;
+/** After the tool exits, how long its pipes may stay open (held by a process it left behind). */
+const CLOSE_GRACE_MS = 1_000;
+
+/**
+ * Runs a tool and captures its output (each stream cut at 4 MiB); kills it after `timeoutMs`.
+ * Never rejects on a bad exit, and resolves even when something the tool started keeps its
+ * pipes open: the pipes are dropped a second after it exited.
+ */
 export function runCapture(
   file: string,
   args: readonly string[],
@@ -112,17 +121,29 @@ export function runCapture(
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const keep = (kept: string, d: string): string =>
+      kept.length >= CAPTURE_MAX_CHARS ? kept : kept + d.slice(0, CAPTURE_MAX_CHARS - kept.length);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout = keep(stdout, d)));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = keep(stderr, d)));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let grace: NodeJS.Timeout | undefined;
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      resolve({ code: code ?? (signal !== null ? 128 : -1), stdout, stderr });
+    };
     child.once('error', (err) => {
       clearTimeout(timer);
       reject(new RuntimeError('unsupported', `${file}: ${err.message}`, { cause: err }));
     });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal !== null ? 128 : -1), stdout, stderr });
+    child.once('exit', (code, signal) => {
+      grace = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(code, signal);
+      }, CLOSE_GRACE_MS);
     });
+    child.once('close', finish);
   });
 }
 

@@ -166,7 +166,7 @@ test('renewals advance lastRenewedAt', async (t) => {
   t.pass();
 });
 
-test('a presence whose client also names two dead etcd endpoints never lets its lease lapse', async (t) => {
+test('a presence whose client also names two dead etcd endpoints never lets its lease lapse and keeps renewing', async (t) => {
   // Each keepalive attempt goes to one endpoint the client picks at random; two of three
   // refuse. Before renewals were raced across endpoints, two unlucky picks in a row at this
   // TTL lost the lease (issue 28, a member of three killed).
@@ -199,5 +199,7 @@ test('a presence whose client also names two dead etcd endpoints never lets its 
   );
   t.is(presence.leaseId, lease);
   t.is((await store.get(store.keys.machine('m1')))?.lease, lease, 'the key is still under it');
-  t.true(longest < 2_000, 'every renewal inside the TTL');
+  // Not a bound on `longest`: on a loaded host a renewal etcd received can be answered after
+  // the worker gave up on it (etcd extended the lease all the same); a lost lease is the failure.
+  t.true(renewals.length >= 10, `renewals kept coming: ${renewals.length} in 15 s`);
 });

@@ -16,6 +16,7 @@ import { isFeasible, judgesByName, rejectingChecker } from './chain.js';
 import { compareNames, placementSignature, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
+import type { Steps } from './steps.js';
 
 /**
  * Rounds re-try units that failed when a round displaced something (Replaces=), which may
@@ -23,8 +24,11 @@ import type { MachineSlot } from './state.js';
  */
 const MAX_ROUNDS = 8;
 
-/** Place what needs placing; units that fit nowhere stay unplaced (the caller explains). */
-export function placeAll(ctx: PlanContext): void {
+/**
+ * Place what needs placing, as steps (a checkpoint after each unit tried and each Global
+ * unit); units that fit nowhere stay unplaced (the caller explains).
+ */
+export function* placeAll(ctx: PlanContext): Steps<void> {
   const { state, units } = ctx;
   ctx.mode = 'place';
   ctx.requeued.length = 0;
@@ -38,7 +42,10 @@ export function placeAll(ctx: PlanContext): void {
   );
   for (let round = 1; ; round++) {
     const before = state.removals;
-    for (const g of globals) placeGlobal(ctx, g);
+    for (const g of globals) {
+      placeGlobal(ctx, g);
+      yield;
+    }
     const failed: CompiledUnit[] = [];
     // signature -> state.removals when a unit with it failed without any name-dependent
     // rejection: while nothing has been removed since, its look-alikes fail too.
@@ -59,6 +66,7 @@ export function placeAll(ctx: PlanContext): void {
         failed.push(u);
         if (!ctx.sawByName) hopeless.set(placementSignature(u), state.removals);
       }
+      yield;
     }
     // Nothing displaced this round: nothing can have made room, for units or Globals.
     if (state.removals === before || round >= MAX_ROUNDS) return;

@@ -16,7 +16,7 @@ import { isFeasible, judgesByName, rejectingChecker } from './chain.js';
 import { compareNames, placementSignature, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
-import type { Steps } from './steps.js';
+import { CHEAP_ITEMS, type Steps } from './steps.js';
 
 /**
  * Rounds re-try units that failed when a round displaced something (Replaces=), which may
@@ -33,13 +33,17 @@ export function* placeAll(ctx: PlanContext): Steps<void> {
   ctx.mode = 'place';
   ctx.requeued.length = 0;
   // A Global unit waiting on a lost machine (pinned) still belongs on every other machine.
-  const globals = units.sorted.filter((u) => u.global && u.invalid === '');
-  let queue = peersFirst(
-    units.sorted.filter(
-      (u) =>
-        !u.global && u.invalid === '' && !ctx.pinned.has(u.name) && state.placementCount(u) === 0,
-    ),
-  );
+  const globals: CompiledUnit[] = [];
+  const waiting: CompiledUnit[] = [];
+  let n = 0;
+  for (const u of units.sorted) {
+    if (++n % CHEAP_ITEMS === 0) yield;
+    if (u.invalid !== '') continue;
+    if (u.global) globals.push(u);
+    else if (!ctx.pinned.has(u.name) && state.placementCount(u) === 0) waiting.push(u);
+  }
+  let queue = peersFirst(waiting);
+  yield;
   for (let round = 1; ; round++) {
     const before = state.removals;
     for (const g of globals) {
@@ -146,8 +150,10 @@ function explicitCandidates(ctx: PlanContext, u: CompiledUnit): readonly number[
   return out;
 }
 
-/** Name-sorted units in MachineOf depth order (peers first), by name within a depth. */
-function peersFirst(list: readonly CompiledUnit[]): CompiledUnit[] {
+/** Name-sorted units in MachineOf depth order (peers first), by name within a depth; may reuse `list`. */
+function peersFirst(list: CompiledUnit[]): CompiledUnit[] {
+  // Without MachineOf every depth is 0: the list is in order already (no copy of 100,000).
+  if (list.every((u) => u.depth === 0)) return list;
   const byDepth: CompiledUnit[][] = [];
   for (const u of list) {
     const bucket = byDepth[u.depth];

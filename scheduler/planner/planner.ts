@@ -51,10 +51,12 @@ export function* planSteps(snapshot: Snapshot, options: PlanOptions = {}): Steps
   const opts = fillPlanOptions(options);
   const units = yield* compileUnitsSteps(snapshot.units);
   const state = new ClusterState(snapshot.machines, units.sorted.length);
+  yield;
+  let n = 0;
   for (const u of units.sorted) {
     if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
+    if (++n % CHEAP_ITEMS === 0) yield;
   }
-  yield;
   const ctx = new PlanContext(state, units, snapshot.placements, opts.maxMoves);
   state.beginLoading();
   const lost = yield* loadPlacements(ctx, snapshot.placements, snapshot.ports);

@@ -313,13 +313,14 @@ export class Engine {
     if (vanished !== undefined) return this.sweep(term, log, vanished, wait);
     this.passes += 1;
     const started = performance.now();
+    const slicing = { budgetMs: this.sliceMs, stop: () => this.stopReason(term) };
     // The view's snapshot is the pass's own (fresh arrays and maps; units and machines are
     // immutable records): the mirror may change between slices without changing it. Its
     // placement entries are the mirror's, live: decideWorkSteps drops what is newer than it.
-    const view = this.cache.view();
-    const viewMs = performance.now() - started;
+    const viewed = await runSliced(this.cache.viewSteps(), slicing);
+    const view = viewed.value;
+    const viewMs = viewed.busyMs;
     const maxMoves = pause === undefined && settling === 0 ? this.budget.available() : 0;
-    const slicing = { budgetMs: this.sliceMs, stop: () => this.stopReason(term) };
     const planned = await runSliced(planSteps(view.snapshot, { maxMoves }), slicing);
     const result = planned.value;
     this.last = result;
@@ -356,8 +357,10 @@ export class Engine {
         viewMs: Math.round(viewMs),
         planMs: Math.round(planned.busyMs),
         decideMs: Math.round(decided.busyMs),
-        slices: planned.slices + decided.slices,
-        longestSliceMs: Math.round(Math.max(planned.longestMs, decided.longestMs)),
+        slices: viewed.slices + planned.slices + decided.slices,
+        longestSliceMs: Math.round(
+          Math.max(viewed.longestMs, planned.longestMs, decided.longestMs),
+        ),
         wallMs: Math.round(committing - started),
         commitMs: Math.round(performance.now() - committing),
         stale,

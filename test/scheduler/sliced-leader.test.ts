@@ -77,9 +77,9 @@ test('a pass whose term ends mid-way writes nothing; the successor places everyt
   // at its next slice (a's election closes, so a does not lead again).
   let viewed: () => void = () => undefined;
   const tookView = new Promise<void>((resolve) => (viewed = resolve));
-  const view = a.cache.view.bind(a.cache);
-  a.cache.view = () => {
-    const v = view();
+  const viewSteps = a.cache.viewSteps.bind(a.cache);
+  a.cache.viewSteps = function* () {
+    const v = yield* viewSteps();
     void a.leadership.close();
     viewed();
     return v;

@@ -6,8 +6,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import type { Unit } from '../../proto/flotilla/v1/records.js';
+import { decideWork } from '../../scheduler/leader/commit.js';
 import { Engine } from '../../scheduler/leader/engine.js';
 import { Leadership } from '../../scheduler/leader/leadership.js';
+import { plan, runToEnd } from '../../scheduler/planner/index.js';
 import { ClusterCache } from '../../scheduler/view/cluster-cache.js';
 import { parseUnit } from '../../unit/index.js';
 import { atomicTxn, ClusterMirror, codecs, type Store } from '../../store/index.js';
@@ -120,4 +122,53 @@ test('a pass whose term ends mid-way writes nothing; the successor places everyt
     { timeoutMs: 30_000, message: 'the impossible units are reported pending' },
   );
   t.is(b.engine.status().unscheduled, IMPOSSIBLE);
+});
+
+test('a view built in slices leaves placements written meanwhile to the next pass', async (t) => {
+  const store = testStore(t, server(), prefixFor(t));
+  const revision = await fill(store);
+  const { mirror, cache } = await replica(t, store, 'c');
+  await mirror.waitFor(revision, 30_000);
+  const steps = cache.viewSteps();
+  steps.next(); // the walk is under way, past its first names
+  // Meanwhile a unit appears before the walk's position, with a placement: the walk will not
+  // see the unit, but the placement is in the mirror when the walk reaches placements.
+  const name = 'a0000.service';
+  const file = unitText();
+  const unit: Unit = { name, file, hash: parseUnit(name, file).hash, desiredState: 'launched' };
+  const written = await atomicTxn(store, (b) => {
+    b.putRecord(codecs.unit, store.keys.unit(name), unit);
+    b.putRecord(codecs.placement, store.keys.placement('m00', name), {
+      unit: name,
+      machine: 'm00',
+      hash: unit.hash,
+      epoch: 1n,
+      desiredState: 'launched',
+      ports: [],
+    });
+  });
+  await mirror.waitFor(written.revision, 30_000);
+  const view = runToEnd(steps);
+  t.false(
+    view.snapshot.units.some((u) => u.name === name),
+    'the unit came after the walk passed',
+  );
+  t.true(view.revision < written.revision, 'the view is dated from the start of its walk');
+  const p = plan(view.snapshot);
+  t.true(
+    p.unplace.some((d) => d.unit === name),
+    'the planner takes it for inactive',
+  );
+  const key = store.keys.placement('m00', name);
+  const guarded = decideWork(store.keys, view, p, 1n, view.revision);
+  t.false(
+    guarded.first.some((op) => op.key === key),
+    'no delete of a placement written after the view',
+  );
+  t.is(guarded.stale, 1);
+  const unguarded = decideWork(store.keys, view, p, 1n);
+  t.true(
+    unguarded.first.some((op) => op.key === key),
+    'without the guard it would be deleted',
+  );
 });

@@ -26,7 +26,7 @@ import {
 import type { ClusterView } from '../view/cluster-cache.js';
 import { SchedulerError } from '../errors.js';
 import type { Term } from './leadership.js';
-import { sameReasons, wantedUnscheduled } from './pending.js';
+import { sameReasons, wantedUnscheduledSteps } from './pending.js';
 import { CHEAP_ITEMS, runToEnd, type Plan, type PortChange, type Steps } from '../planner/index.js';
 
 /** The writes one pass makes, in the order they must be applied. */
@@ -166,8 +166,7 @@ export function* decideWorkSteps(
       putOp(keys.placement(d.machine, d.unit), codecs.placement.encode(value), { absent: true }),
     );
   }
-  const wanted = wantedUnscheduled(view, plan, epoch);
-  yield;
+  const wanted = yield* wantedUnscheduledSteps(view, plan, epoch);
   let unscheduledWritten = 0;
   for (const [name, record] of wanted) {
     if (++n % CHEAP_ITEMS === 0) yield;

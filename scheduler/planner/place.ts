@@ -59,6 +59,8 @@ export function* placeAll(ctx: PlanContext): Steps<void> {
       ctx.requeued.length = 0;
       const u = queue[i++];
       if (u === undefined) break;
+      // Skipped and hopeless units cost little each, but 100,000 of them add up.
+      if (++n % CHEAP_ITEMS === 0) yield;
       if (state.placementCount(u) > 0 || ctx.pinned.has(u.name)) continue;
       if (hopeless.size > 0 && hopeless.get(placementSignature(u)) === state.removals) {
         failed.push(u);

@@ -86,6 +86,9 @@ export interface EngineStatus {
   readonly unscheduled: number;
 }
 
+/** Removals a pass logs one by one; beyond, one line counts the rest. */
+const UNPLACE_LINES = 1_000;
+
 /** Runs passes while its {@link Leadership} says this replica leads. */
 export class Engine {
   private readonly debounceMs: number;
@@ -338,9 +341,17 @@ export class Engine {
       return { deferred: result.deferred.length, wait, retry: (work.stale ?? 0) > 0 };
     }
     this.budget.spend(result.moves);
-    for (const d of result.unplace)
+    // A line per removal, up to a bound: a scale down of 90,000 would otherwise hold the
+    // thread for the whole log in one go.
+    for (const d of result.unplace.slice(0, UNPLACE_LINES))
       log.info({ unit: d.unit, machine: d.machine, why: d.why, detail: d.detail }, 'unplacing');
-    for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
+    if (result.unplace.length > UNPLACE_LINES)
+      log.info(
+        { more: result.unplace.length - UNPLACE_LINES },
+        'unplacing more, not logged one by one',
+      );
+    if (log.isLevelEnabled('debug'))
+      for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
     const res = await commitWork(this.store, term, work, this.writes);
     const stale = work.stale ?? 0;
     const whole = res.failed === 0 && !res.skippedSecond;

@@ -57,6 +57,20 @@ export function measures(
     },
     { key: 'scaleFlotctlMs', label: '  flotctl scale returned (waits)', unit: 'ms' },
     {
+      key: 'scaleStatusMs',
+      label: '  status web@1.service meanwhile (median)',
+      unit: 'ms',
+      target: 300,
+    },
+    { key: 'scaleStatusMaxMs', label: '    longest', unit: 'ms' },
+    {
+      key: 'scaleListMachineMs',
+      label: '  list-units --machine M meanwhile (median)',
+      unit: 'ms',
+      target: 300,
+    },
+    { key: 'scaleListMachineMaxMs', label: '    longest', unit: 'ms' },
+    {
       key: 'listUnitsMs',
       label: 'list-units, every unit (median of 3)',
       unit: 'ms',

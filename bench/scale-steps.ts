@@ -137,8 +137,10 @@ async function scaleUpTimed(b: Bench, count: number): Promise<void> {
   let done: FlotctlRun | undefined;
   const running = scaleRun(b, count).then((r) => (done = r));
   const giveUp = stalled(b, () => done);
+  const probing = probeDuring(b, () => b.agents.placed >= count || done !== undefined);
   const placed = await waitUntil(() => b.agents.placed >= count, deadline, { giveUp });
   record(b, 'scalePlacedMs', t0, placed, `${b.agents.placed} of ${count} placed`);
+  await probing;
   const reported = await waitUntil(() => b.agents.reported >= count, deadline, { giveUp });
   const r = await running;
   if (r.code === 0) b.report.set('scaleFlotctlMs', r.ms);
@@ -165,6 +167,34 @@ async function scaleUpTimed(b: Bench, count: number): Promise<void> {
   }
   const why = failureOf(check) || `list-units shows ${check.activeRows} of ${count} active`;
   b.report.miss('scaleActiveMs', `states all written, but ${why}`);
+}
+
+/**
+ * `flotctl status` of an instance and `list-units --machine` one after the other while the
+ * scale places (at most 40 of each): what a user waits for from the leader's API meanwhile.
+ * Median and longest of the runs that succeeded.
+ */
+async function probeDuring(b: Bench, over: () => boolean): Promise<void> {
+  const runs: Record<'status' | 'machine', number[]> = { status: [], machine: [] };
+  const probes = [
+    ['status', ['status', 'web@1.service']],
+    ['machine', ['list-units', '--machine', b.machines[0]?.id ?? '']],
+  ] as const;
+  for (let i = 0; i < 40 && !over(); i++) {
+    for (const [what, args] of probes) {
+      const r = await run(b, args);
+      if (r.code === 0) runs[what].push(r.ms);
+    }
+  }
+  for (const [what, key] of [
+    ['status', 'scaleStatus'],
+    ['machine', 'scaleListMachine'],
+  ] as const) {
+    const m = median(runs[what]);
+    if (m === undefined) continue;
+    b.report.set(`${key}Ms`, m);
+    b.report.set(`${key}MaxMs`, Math.max(...runs[what]));
+  }
 }
 
 /**

@@ -114,7 +114,7 @@ export class SchedulerMetrics {
     );
     this.passSeconds = new Histogram({
       name: 'flotilla_scheduler_plan_pass_duration_seconds',
-      help: "one planning pass of the leader: reading the mirror's view and planning (not the commit)",
+      help: "one planning pass of the leader: reading the mirror's view, planning and deciding the writes, thread time summed over its slices (not the commit)",
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });

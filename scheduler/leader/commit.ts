@@ -26,8 +26,8 @@ import {
 import type { ClusterView } from '../view/cluster-cache.js';
 import { SchedulerError } from '../errors.js';
 import type { Term } from './leadership.js';
-import { sameReasons, wantedUnscheduled } from './pending.js';
-import type { Plan, PortChange } from '../planner/index.js';
+import { sameReasons, wantedUnscheduledSteps } from './pending.js';
+import { CHEAP_ITEMS, runToEnd, type Plan, type PortChange, type Steps } from '../planner/index.js';
 
 /** The writes one pass makes, in the order they must be applied. */
 export interface CommitWork {
@@ -35,6 +35,8 @@ export interface CommitWork {
   readonly first: readonly BatchOp[];
   /** New placements and unscheduled records; applied only when all of `first` applied. */
   readonly second: readonly BatchOp[];
+  /** Removals left out: their placements changed after the view (a sliced pass). */
+  readonly stale?: number;
   readonly counts: {
     readonly placed: number;
     readonly removed: number;
@@ -66,14 +68,50 @@ export interface CommitResult {
  */
 export const COMMIT_IN_FLIGHT = 16;
 
-/** Decides the writes that turn `plan` into etcd state. Pure. `epoch` is the term's fence revision. */
-export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: bigint): CommitWork {
+/**
+ * Decides the writes that turn `plan` into etcd state. Pure. `epoch` is the term's fence
+ * revision. `staleAfter`: see {@link decideWorkSteps}.
+ */
+export function decideWork(
+  keys: Keys,
+  view: ClusterView,
+  plan: Plan,
+  epoch: bigint,
+  staleAfter?: bigint,
+): CommitWork {
+  return runToEnd(decideWorkSteps(keys, view, plan, epoch, staleAfter));
+}
+
+/**
+ * {@link decideWork} as steps, a checkpoint every {@link CHEAP_ITEMS} placements. The view's
+ * placement and unscheduled maps are the mirror's own, live (a copy of 100,000 entries per
+ * pass would cost what slicing saves): with `staleAfter` (the view's revision, for a pass run
+ * in slices) a placement written after it is one the plan never saw, so no decision about it
+ * is written; the pass reports it in `stale` and the next pass decides again. Every write is
+ * also conditioned on the mod revision read here, so etcd refuses what changed since.
+ */
+export function* decideWorkSteps(
+  keys: Keys,
+  view: ClusterView,
+  plan: Plan,
+  epoch: bigint,
+  staleAfter?: bigint,
+): Steps<CommitWork> {
   const first: BatchOp[] = [];
   const second: BatchOp[] = [];
   const removing = new Set<string>();
+  const fresh = (entry: CacheEntry<Placement>): boolean =>
+    staleAfter === undefined || entry.modRevision <= staleAfter;
+  let stale = 0;
+  let n = 0;
   for (const d of plan.unplace) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const entry = view.placements.get(d.unit)?.get(d.machine);
     if (entry === undefined) continue;
+    if (!fresh(entry)) {
+      stale += 1;
+      continue;
+    }
     removing.add(pair(d.unit, d.machine));
     first.push({ type: 'delete', key: entry.key, condition: { modRevision: entry.modRevision } });
   }
@@ -83,10 +121,12 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
   const repicked = new Map<string, PortChange>();
   for (const c of plan.portChanges) repicked.set(pair(c.unit, c.machine), c);
   for (const [unit, byMachine] of view.placements) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const active = view.active.get(unit);
     if (active === undefined) continue;
     for (const [machine, entry] of byMachine) {
-      if (removing.has(pair(unit, machine))) continue;
+      // Written after the view: the next pass compares it with the unit it then sees.
+      if (removing.has(pair(unit, machine)) || !fresh(entry)) continue;
       const value = entry.value;
       const ports = repicked.get(pair(unit, machine))?.ports;
       if (
@@ -111,6 +151,7 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
     }
   }
   for (const d of plan.place) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const active = view.active.get(d.unit);
     if (active === undefined) continue;
     const value: Placement = {
@@ -125,9 +166,10 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
       putOp(keys.placement(d.machine, d.unit), codecs.placement.encode(value), { absent: true }),
     );
   }
-  const wanted = wantedUnscheduled(view, plan, epoch);
+  const wanted = yield* wantedUnscheduledSteps(view, plan, epoch);
   let unscheduledWritten = 0;
   for (const [name, record] of wanted) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const existing = view.unscheduled.get(name);
     if (existing !== undefined && sameReasons(existing.value, record)) continue;
     const json = codecs.unscheduled.encode(record);
@@ -145,6 +187,7 @@ export function decideWork(keys: Keys, view: ClusterView, plan: Plan, epoch: big
   return {
     first,
     second,
+    ...(stale > 0 ? { stale } : {}),
     counts: {
       placed: plan.place.length,
       removed: removing.size,

@@ -15,14 +15,15 @@
 import type { Logger } from 'pino';
 import { AimdWindow, isStoreError, Waker, type Store } from '../../store/index.js';
 import type { ClusterCache } from '../view/cluster-cache.js';
-import { commitWork, decideSweep, decideWork, type CommitResult } from './commit.js';
-import { isSchedulerError } from '../errors.js';
+import { commitWork, decideSweep, decideWorkSteps, type CommitResult } from './commit.js';
+import { isSchedulerError, SchedulerError } from '../errors.js';
 import type { Leadership, Term } from './leadership.js';
 import { LostMachines } from './lost-machines.js';
 import { MassLossPause } from './pause.js';
-import { plan, type Plan } from '../planner/index.js';
+import { planSteps, type Plan } from '../planner/index.js';
 import { RolloutDriver } from '../rollouts/driver.js';
 import { autoRescheduleRate, MoveBudget, type Clock, type PauseState } from './reschedule.js';
+import { DEFAULT_SLICE_MS, runSliced } from './sliced.js';
 
 /** Options of an {@link Engine}; the defaults are the daemon's. */
 export interface EngineOptions {
@@ -44,13 +45,21 @@ export interface EngineOptions {
   /** Remind the log of a pause this often. Default 60 000 ms. */
   pauseReminderMs?: number;
   now?: Clock;
+  /**
+   * A pass plans and decides its writes in slices of this many ms on the thread the API
+   * shares, the event loop running between them (leader/sliced.ts). Default 20.
+   */
+  sliceMs?: number;
   /** Hears every pass that planned (metrics). */
   onPass?: (report: PassReport) => void;
 }
 
 /** One pass that planned, or swept: how long planning took and what it committed. */
 export interface PassReport {
-  /** Viewing the cache and planning, seconds (not the commit); undefined for a sweep. */
+  /**
+   * Viewing the cache, planning and deciding the writes, seconds of the thread's time (the
+   * slices added up, not the waits between them; not the commit); undefined for a sweep.
+   */
   readonly planSeconds: number | undefined;
   /** New placements written, counted only when every write of the pass applied. */
   readonly placed: number;
@@ -77,10 +86,14 @@ export interface EngineStatus {
   readonly unscheduled: number;
 }
 
+/** Removals a pass logs one by one; beyond, one line counts the rest. */
+const UNPLACE_LINES = 1_000;
+
 /** Runs passes while its {@link Leadership} says this replica leads. */
 export class Engine {
   private readonly debounceMs: number;
   private readonly tickMs: number;
+  private readonly sliceMs: number;
   private readonly now: Clock;
   private readonly budget: MoveBudget;
   private readonly autoRate: boolean;
@@ -104,7 +117,7 @@ export class Engine {
   private passes = 0;
   private sweeps = 0;
   private last: Plan | undefined;
-  /** How long the last pass took to view and plan, ms. */
+  /** How long the last pass held the thread to view, plan and decide, ms. */
   private lastPlanMs = 0;
   private readonly onPass: ((report: PassReport) => void) | undefined;
   private readonly rollouts: RolloutDriver;
@@ -119,6 +132,7 @@ export class Engine {
   ) {
     this.debounceMs = opts.debounceMs ?? 20;
     this.tickMs = opts.tickMs ?? 1_000;
+    this.sliceMs = opts.sliceMs ?? DEFAULT_SLICE_MS;
     this.now = opts.now ?? Date.now;
     this.onPass = opts.onPass;
     const rate = opts.rescheduleRate ?? 'auto';
@@ -227,9 +241,10 @@ export class Engine {
         await this.waker.sleep(dueAt - this.now());
         continue;
       }
-      // A pass blocks the event loop it shares with the replica's API for as long as it
-      // plans: the next one waits at least as long, so the API always has half of it (a
-      // stop or scale down is answered while 100,000 pending instances are planned).
+      // A pass holds the event loop it shares with the replica's API for as long as it
+      // plans (in slices): the next one waits at least as long, so under back-to-back passes
+      // the API still has half of the thread (a stop or scale down is answered while
+      // 100,000 pending instances are planned).
       if (this.dirty) await delay(Math.max(this.debounceMs, this.lastPlanMs));
       if (this.closed || term.signal.aborted) break;
       const changed = this.dirty || this.replan;
@@ -250,7 +265,8 @@ export class Engine {
           this.leadership.deposed(term, 'a fenced write was refused: another replica leads');
           break;
         }
-        if (isSchedulerError(err, 'deposed') || term.signal.aborted) break;
+        if (isSchedulerError(err, 'deposed') || isSchedulerError(err, 'closed')) break;
+        if (term.signal.aborted) break;
         this.replan = true;
         log.warn({ err }, 'pass failed; retrying');
       }
@@ -300,24 +316,44 @@ export class Engine {
     if (vanished !== undefined) return this.sweep(term, log, vanished, wait);
     this.passes += 1;
     const started = performance.now();
-    const view = this.cache.view();
-    const viewed = performance.now();
+    const slicing = { budgetMs: this.sliceMs, stop: () => this.stopReason(term) };
+    // The view's snapshot is the pass's own (fresh arrays and maps; units and machines are
+    // immutable records): the mirror may change between slices without changing it. Its
+    // placement entries are the mirror's, live: decideWorkSteps drops what is newer than it.
+    const viewed = await runSliced(this.cache.viewSteps(), slicing);
+    const view = viewed.value;
+    const viewMs = viewed.busyMs;
     const maxMoves = pause === undefined && settling === 0 ? this.budget.available() : 0;
-    const result = plan(view.snapshot, { maxMoves });
+    const planned = await runSliced(planSteps(view.snapshot, { maxMoves }), slicing);
+    const result = planned.value;
     this.last = result;
-    const work = decideWork(this.store.keys, view, result, term.fence.revision);
-    const decided = performance.now();
-    const planSeconds = (decided - started) / 1000;
-    this.lastPlanMs = decided - started;
+    const decided = await runSliced(
+      decideWorkSteps(this.store.keys, view, result, term.fence.revision, view.revision),
+      slicing,
+    );
+    const work = decided.value;
+    const busyMs = viewMs + planned.busyMs + decided.busyMs;
+    const planSeconds = busyMs / 1000;
+    this.lastPlanMs = busyMs;
+    const committing = performance.now();
     if (work.first.length + work.second.length === 0) {
       this.onPass?.({ planSeconds, placed: 0, removed: 0, failed: 0 });
-      return { deferred: result.deferred.length, wait, retry: false };
+      return { deferred: result.deferred.length, wait, retry: (work.stale ?? 0) > 0 };
     }
     this.budget.spend(result.moves);
-    for (const d of result.unplace)
+    // A line per removal, up to a bound: a scale down of 90,000 would otherwise hold the
+    // thread for the whole log in one go.
+    for (const d of result.unplace.slice(0, UNPLACE_LINES))
       log.info({ unit: d.unit, machine: d.machine, why: d.why, detail: d.detail }, 'unplacing');
-    for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
+    if (result.unplace.length > UNPLACE_LINES)
+      log.info(
+        { more: result.unplace.length - UNPLACE_LINES },
+        'unplacing more, not logged one by one',
+      );
+    if (log.isLevelEnabled('debug'))
+      for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
     const res = await commitWork(this.store, term, work, this.writes);
+    const stale = work.stale ?? 0;
     const whole = res.failed === 0 && !res.skippedSecond;
     this.onPass?.({
       planSeconds,
@@ -329,9 +365,16 @@ export class Engine {
       {
         ...work.counts,
         units: view.snapshot.units.length,
-        viewMs: Math.round(viewed - started),
-        planMs: Math.round(decided - viewed),
-        commitMs: Math.round(performance.now() - decided),
+        viewMs: Math.round(viewMs),
+        planMs: Math.round(planned.busyMs),
+        decideMs: Math.round(decided.busyMs),
+        slices: viewed.slices + planned.slices + decided.slices,
+        longestSliceMs: Math.round(
+          Math.max(viewed.longestMs, planned.longestMs, decided.longestMs),
+        ),
+        wallMs: Math.round(committing - started),
+        commitMs: Math.round(performance.now() - committing),
+        stale,
         deferred: result.deferred.length,
         applied: res.applied,
         failed: res.failed,
@@ -340,7 +383,15 @@ export class Engine {
       'pass committed',
     );
     await this.seeOwnWrites(res);
-    return { deferred: result.deferred.length, wait, retry: res.failed > 0 };
+    return { deferred: result.deferred.length, wait, retry: res.failed > 0 || stale > 0 };
+  }
+
+  /** Why a pass in progress must stop at its next slice, if it must: no writes after this. */
+  private stopReason(term: Term): SchedulerError | undefined {
+    if (term.signal.aborted)
+      return new SchedulerError('deposed', `term ${term.fence.revision} ended; pass abandoned`);
+    if (this.closed) return new SchedulerError('closed', 'the engine closed; pass abandoned');
+    return undefined;
   }
 
   /**

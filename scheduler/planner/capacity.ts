@@ -22,6 +22,7 @@ import { compileUnits, type CompiledUnit } from './compile.js';
 import { PlanContext } from './context.js';
 import { selectMachine } from './place.js';
 import { loadPlacements } from './reconcile.js';
+import { runToEnd } from './steps.js';
 import { ClusterState } from './state.js';
 import type { Snapshot, Unscheduled } from './types.js';
 
@@ -56,7 +57,7 @@ export function placeInOrder(
   // An unlimited move budget: Replaces= may displace as the leader's placing would (the budget
   // paces moves over time; it does not bound what fits).
   const ctx = new PlanContext(state, units, snapshot.placements, Number.POSITIVE_INFINITY);
-  state.loading(() => loadPlacements(ctx, snapshot.placements, snapshot.ports));
+  state.loading(() => runToEnd(loadPlacements(ctx, snapshot.placements, snapshot.ports)));
   ctx.mode = 'place';
   const walk = order.map((name, i) => ({ name, i, u: units.byName.get(name) }));
   // Stable: peers first by MachineOf depth, the given order within a depth.

@@ -5,6 +5,7 @@
 import { compileGlob, type Glob } from '../../unit/glob.js';
 import type { MetadataRequirement } from '../../unit/model.js';
 import type { PlannerUnit, PortWanted } from './types.js';
+import { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
 
 /** A {@link PlannerUnit} prepared for the checkers. Immutable during a pass. */
 export interface CompiledUnit {
@@ -54,16 +55,26 @@ export interface CompiledUnits {
 
 /** Compile every unit and analyse the MachineOf graph. Throws nothing. */
 export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
+  return runToEnd(compileUnitsSteps(units));
+}
+
+/** {@link compileUnits} as steps: a checkpoint every {@link CHEAP_ITEMS} units compiled. */
+export function* compileUnitsSteps(units: readonly PlannerUnit[]): Steps<CompiledUnits> {
   const byName = new Map<string, CompiledUnit>();
+  let n = 0;
   for (const spec of units) {
     if (!byName.has(spec.name)) byName.set(spec.name, compileUnit(spec));
+    if (++n % CHEAP_ITEMS === 0) yield;
   }
   // The default sort compares UTF-16 code units, like compareNames, without a JS callback.
   // The leader's snapshot lists units in name order already: then there is nothing to sort.
   const names = [...byName.keys()];
   if (!inOrder(names)) names.sort();
-  const sorted = names.map((n) => byName.get(n) as CompiledUnit);
-  sorted.forEach((u, i) => {
+  yield;
+  const sorted = names.map((name) => byName.get(name) as CompiledUnit);
+  const followers = new Map<string, CompiledUnit[]>();
+  for (let i = 0; i < sorted.length; i++) {
+    const u = sorted[i] as CompiledUnit;
     u.key = i;
     if (u.machineOf.length > 0) {
       u.peers = u.machineOf.flatMap((p) => {
@@ -71,8 +82,9 @@ export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
         return peer === undefined ? [] : [peer];
       });
     }
-  });
-  const followers = new Map<string, CompiledUnit[]>();
+    if ((i + 1) % CHEAP_ITEMS === 0) yield;
+  }
+  // Followers after every unit's peers are set, in name order like before.
   for (const u of sorted) {
     for (const peer of u.machineOf) {
       const list = followers.get(peer);
@@ -80,6 +92,7 @@ export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
       else list.push(u);
     }
   }
+  yield;
   analyseMachineOf(sorted);
   return { byName, sorted, followers };
 }

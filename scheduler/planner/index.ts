@@ -3,7 +3,8 @@
  * and `applyPlan` when it wants the placement set a plan leads to (e.g. for `flotctl plan`);
  * the API's admission asks `placeInOrder` how many of a template's instances fit now.
  */
-export { applyPlan, plan } from './planner.js';
+export { applyPlan, plan, planSteps } from './planner.js';
+export { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
 export { placeInOrder, type Capacity } from './capacity.js';
 export { FEASIBILITY_CHAIN, summarize } from './chain.js';
 export { formatBytes, type FeasibilityChecker } from './checker.js';

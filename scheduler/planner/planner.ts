@@ -8,11 +8,12 @@
  *   const next = applyPlan(placements, p); // what the cluster looks like afterwards
  */
 import { explainUnscheduled } from './chain.js';
-import { compareNames, compileUnits, placementSignature } from './compile.js';
+import { compareNames, compileUnitsSteps, placementSignature } from './compile.js';
 import { PlanContext } from './context.js';
 import { placeAll } from './place.js';
 import { loadPlacements, moveLost, recheckPlacements } from './reconcile.js';
 import { ClusterState, type MachineSlot } from './state.js';
+import { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
 import {
   fillPlanOptions,
   type Displacement,
@@ -22,6 +23,7 @@ import {
   type PlanOptions,
   type PortChange,
   type Snapshot,
+  type UnplaceDecision,
   type Unscheduled,
 } from './types.js';
 
@@ -37,27 +39,44 @@ import {
  *   deferred.
  */
 export function plan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
+  return runToEnd(planSteps(snapshot, options));
+}
+
+/**
+ * {@link plan} as steps: yields at bounded checkpoints in every loop over units, placements or
+ * machines, and returns the same plan, entry for entry. The leader runs it in slices of time
+ * (leader/sliced.ts). `snapshot` must not change until the steps are done.
+ */
+export function* planSteps(snapshot: Snapshot, options: PlanOptions = {}): Steps<Plan> {
   const opts = fillPlanOptions(options);
-  const units = compileUnits(snapshot.units);
+  const units = yield* compileUnitsSteps(snapshot.units);
   const state = new ClusterState(snapshot.machines, units.sorted.length);
+  yield;
+  let n = 0;
   for (const u of units.sorted) {
     if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
+    if (++n % CHEAP_ITEMS === 0) yield;
   }
   const ctx = new PlanContext(state, units, snapshot.placements, opts.maxMoves);
-  const lost = state.loading(() => loadPlacements(ctx, snapshot.placements, snapshot.ports));
+  state.beginLoading();
+  const lost = yield* loadPlacements(ctx, snapshot.placements, snapshot.ports);
+  yield* state.endLoading();
   moveLost(ctx, lost);
-  recheckPlacements(ctx);
-  placeAll(ctx);
-  return finish(ctx);
+  yield;
+  yield* recheckPlacements(ctx);
+  yield* placeAll(ctx);
+  return yield* finish(ctx);
 }
 
 /** Turn the pass's log into net decisions against the snapshot, and explain the misses. */
-function finish(ctx: PlanContext): Plan {
+function* finish(ctx: PlanContext): Steps<Plan> {
   const place: PlaceDecision[] = [];
   // A unit evicted in this pass may have been placed on the same machine twice; only units
   // evicted while placing can repeat, so only they pay for the duplicate check.
   const seen = new Set<string>();
+  let n = 0;
   for (const r of ctx.placed) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     if (!r.slot.has(r.unit.name) || ctx.isInitial(r.unit.name, r.slot.id)) continue;
     if (ctx.evictedWhilePlacing.has(r.unit.name)) {
       const key = `${r.unit.name}\u0000${r.slot.id}`;
@@ -78,12 +97,17 @@ function finish(ctx: PlanContext): Plan {
   }
   const portChanges: PortChange[] = [];
   for (const key of ctx.state.portChanges) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const [unit = '', machine = ''] = key.split('\u0000');
     const s = ctx.state.byId.get(machine);
     if (s === undefined || !s.has(unit)) continue;
     portChanges.push({ unit, machine, ports: portsOf(s, unit) });
   }
-  const unplace = [...ctx.removed.values()].filter((d) => !ctx.endsOn(d.unit, d.machine));
+  const unplace: UnplaceDecision[] = [];
+  for (const d of ctx.removed.values()) {
+    if (++n % CHEAP_ITEMS === 0) yield;
+    if (!ctx.endsOn(d.unit, d.machine)) unplace.push(d);
+  }
   const displaced: Displacement[] = ctx.displaced.filter(
     (d) => ctx.isInitial(d.unit, d.machine) && !ctx.endsOn(d.unit, d.machine),
   );
@@ -92,6 +116,7 @@ function finish(ctx: PlanContext): Plan {
   // once, unless a name-dependent checker took part in the explanation.
   const explained = new Map<string, Unscheduled>();
   for (const u of ctx.units.sorted) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     if (ctx.state.placementCount(u) > 0 || (ctx.pinned.has(u.name) && !u.global)) continue;
     const sig = `${u.global ? 'g' : 'u'}\u0000${placementSignature(u)}`;
     const hit = explained.get(sig);
@@ -99,9 +124,11 @@ function finish(ctx: PlanContext): Plan {
       unscheduled.set(u.name, { ...hit, unit: u.name });
       continue;
     }
+    // An explanation may judge every machine: a checkpoint after each.
     const e = explainUnscheduled(ctx, u);
     if (!e.byName) explained.set(sig, e.unscheduled);
     unscheduled.set(u.name, e.unscheduled);
+    yield;
   }
   return {
     place,

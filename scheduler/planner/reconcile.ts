@@ -13,6 +13,7 @@ import { compareNames, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
 import type { PlannedPort, UnplaceWhy } from './types.js';
+import { CHEAP_ITEMS, type Steps } from './steps.js';
 
 /** A snapshot placement on a machine that is no longer in the snapshot. */
 export interface LostPlacement {
@@ -20,12 +21,15 @@ export interface LostPlacement {
   readonly machine: string;
 }
 
-/** Step 1. Returns the placements on lost machines, for {@link moveLost}. */
-export function loadPlacements(
+/**
+ * Step 1, as steps (a checkpoint every {@link CHEAP_ITEMS} units). Returns the placements on
+ * lost machines, for {@link moveLost}.
+ */
+export function* loadPlacements(
   ctx: PlanContext,
   placements: ReadonlyMap<string, readonly string[]>,
   ports?: ReadonlyMap<string, ReadonlyMap<string, readonly PlannedPort[]>>,
-): LostPlacement[] {
+): Steps<LostPlacement[]> {
   const { state, units } = ctx;
   const lost: LostPlacement[] = [];
   const gone: [string, MachineSlot][] = [];
@@ -33,7 +37,10 @@ export function loadPlacements(
   // UTF-16 code units, exactly like compareNames, without a JS callback).
   const inactive: string[] = [];
   for (const name of placements.keys()) if (!units.byName.has(name)) inactive.push(name);
+  yield;
+  let n = 0;
   for (const name of inactive.sort()) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     for (const id of distinctSorted(placements.get(name) ?? [])) {
       ctx.recordRemoval(name, id, 'inactive', 'the unit is inactive or destroyed');
       const s = state.byId.get(id);
@@ -41,6 +48,7 @@ export function loadPlacements(
     }
   }
   for (const u of units.sorted) {
+    if (++n % CHEAP_ITEMS === 0) yield;
     const listed = placements.get(u.name);
     if (listed === undefined || listed.length === 0) continue;
     let keep = distinctSorted(listed);
@@ -59,7 +67,10 @@ export function loadPlacements(
     }
   }
   // After everything is loaded, so followers listed after their peer are found too.
-  for (const [name, s] of gone) ctx.cascade(name, s);
+  for (const [name, s] of gone) {
+    ctx.cascade(name, s);
+    if (++n % CHEAP_ITEMS === 0) yield;
+  }
   return lost;
 }
 
@@ -100,12 +111,16 @@ export function moveLost(ctx: PlanContext, lost: readonly LostPlacement[]): void
   }
 }
 
-/** Step 3. Machines in id order; on each, peers before followers, then by name. */
-export function recheckPlacements(ctx: PlanContext): void {
+/**
+ * Step 3, as steps (a checkpoint after each machine). Machines in id order; on each, peers
+ * before followers, then by name.
+ */
+export function* recheckPlacements(ctx: PlanContext): Steps<void> {
   const { state } = ctx;
   ctx.mode = 'recheck';
   for (const s of state.slots) {
     if (s.units.length === 0) continue;
+    yield;
     const here = [...s.units].sort((a, b) => a.depth - b.depth);
     for (const u of here) {
       if (u.invalid !== '' || !s.has(u.name)) continue;

@@ -16,6 +16,7 @@ import {
 } from './bitset.js';
 import { compareNames, type CompiledUnit } from './compile.js';
 import { SlotPorts } from './ports.js';
+import { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
 import type { PlannedPort, PlannerMachine } from './types.js';
 
 /** One live machine and what is placed on it. */
@@ -249,25 +250,38 @@ export class ClusterState {
    * O(machines) instead of a level move per placement. Nothing may rank by spread inside `load`.
    */
   loading<R>(load: () => R): R {
-    this.spreadHeld = true;
+    this.beginLoading();
     try {
       return load();
     } finally {
-      this.spreadHeld = false;
-      for (const [u, s, ports] of this.pendingPorts) {
-        if (s.has(u.name) && s.ports.hold(u, ports)) this.portChanges.add(`${u.name}\u0000${s.id}`);
-      }
-      this.pendingPorts = [];
-      for (const [template, byKey] of this.spread) {
-        for (const [key, index] of byKey) {
-          const counts = new Map<string, number>();
-          for (const s of this.slots) {
-            const n = s.templates.get(template) ?? 0;
-            const value = s.machine.metadata.get(key);
-            if (n > 0 && value !== undefined) counts.set(value, (counts.get(value) ?? 0) + n);
-          }
-          index.setCounts(counts);
+      runToEnd(this.endLoading());
+    }
+  }
+
+  /** {@link loading}'s start, for a pass run as steps: spread bookkeeping waits. */
+  beginLoading(): void {
+    this.spreadHeld = true;
+  }
+
+  /** {@link loading}'s end as steps: held ports picked, spread counted, then checkpoints. */
+  *endLoading(): Steps<void> {
+    this.spreadHeld = false;
+    let n = 0;
+    for (const [u, s, ports] of this.pendingPorts) {
+      if (s.has(u.name) && s.ports.hold(u, ports)) this.portChanges.add(`${u.name}\u0000${s.id}`);
+      if (++n % CHEAP_ITEMS === 0) yield;
+    }
+    this.pendingPorts = [];
+    for (const [template, byKey] of this.spread) {
+      for (const [key, index] of byKey) {
+        const counts = new Map<string, number>();
+        for (const s of this.slots) {
+          const c = s.templates.get(template) ?? 0;
+          const value = s.machine.metadata.get(key);
+          if (c > 0 && value !== undefined) counts.set(value, (counts.get(value) ?? 0) + c);
         }
+        index.setCounts(counts);
+        yield;
       }
     }
   }

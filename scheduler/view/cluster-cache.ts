@@ -17,7 +17,13 @@ import {
   type Store,
   type Unsubscribe,
 } from '../../store/index.js';
-import type { PlannerMachine, PlannerUnit } from '../planner/index.js';
+import {
+  CHEAP_ITEMS,
+  runToEnd,
+  type PlannerMachine,
+  type PlannerUnit,
+  type Steps,
+} from '../planner/index.js';
 import {
   activeDesired,
   DefinitionCache,
@@ -46,7 +52,7 @@ export interface ClusterView extends BuiltSnapshot {
   readonly placements: ReadonlyMap<string, ReadonlyMap<string, CacheEntry<Placement>>>;
   /** Unit name -> its unscheduled/ entry. */
   readonly unscheduled: ReadonlyMap<string, CacheEntry<Unscheduled>>;
-  /** The mirror's revision the view was taken at. */
+  /** The mirror's revision when the view's walk began. */
   readonly revision: bigint;
 }
 
@@ -58,6 +64,12 @@ const PLANNING_KINDS: ReadonlySet<KeyKind | 'other'> = new Set([
   'placement',
   'control',
 ]);
+
+/**
+ * Units the view walks between checkpoints: fewer than elsewhere, since each new version of a
+ * unit is parsed on the way (tens of microseconds each, more on a loaded host).
+ */
+const VIEW_UNITS = 64;
 
 /** A unit as the planner sees it, memoised per record version. */
 type Planned =
@@ -171,33 +183,62 @@ export class ClusterCache {
 
   /** The view one pass plans from: one walk over units and placements in the mirror. */
   view(): ClusterView {
+    return runToEnd(this.viewSteps());
+  }
+
+  /**
+   * {@link view} as steps, a checkpoint every {@link CHEAP_ITEMS} units or placements, for a
+   * leader that builds it in slices of time while the mirror keeps changing. Safe because only
+   * the leader writes placements: a unit created between two slices has none (it is simply
+   * planned next pass), one changed or deleted is planned as it was (likewise), and the view's
+   * `revision` is the mirror's when the walk began, so a placement written meanwhile is one
+   * `decideWorkSteps` never decides about (`staleAfter`). Machines are taken at once.
+   */
+  *viewSteps(): Steps<ClusterView> {
     this.vanished = new Set();
     const { mirror } = this;
+    const revision = mirror.revision;
     const machines = this.machinesSorted();
     const units: PlannerUnit[] = [];
     const active = new Map<string, ActiveUnit>();
     const invalid: InvalidUnit[] = [];
     const hidden = new Set<string>();
     const seen = this.planned.size > mirror.units.size * 2 ? new Set<string>() : undefined;
-    for (const [name, entry] of mirror.units.entries()) {
-      seen?.add(name);
-      let p = this.planned.get(name);
-      if (p === undefined || p.modRevision !== entry.modRevision) {
-        p = this.plan(name, entry.value, entry.modRevision);
-        this.planned.set(name, p);
+    // The units' B-tree may not change under an open iterator: each slice opens a new one
+    // after the last name walked.
+    let after: string | undefined;
+    for (let more = true; more;) {
+      more = false;
+      let walked = 0;
+      for (const [name, entry] of mirror.units.entries(after)) {
+        if (name === after) continue;
+        if (walked++ === VIEW_UNITS) {
+          more = true;
+          break;
+        }
+        after = name;
+        seen?.add(name);
+        let p = this.planned.get(name);
+        if (p === undefined || p.modRevision !== entry.modRevision) {
+          p = this.plan(name, entry.value, entry.modRevision);
+          this.planned.set(name, p);
+        }
+        if ('unit' in p) {
+          units.push(p.unit);
+          active.set(name, p.active);
+        } else if ('invalid' in p) {
+          invalid.push(p.invalid);
+          hidden.add(name);
+        }
       }
-      if ('unit' in p) {
-        units.push(p.unit);
-        active.set(name, p.active);
-      } else if ('invalid' in p) {
-        invalid.push(p.invalid);
-        hidden.add(name);
-      }
+      if (more) yield;
     }
     if (seen !== undefined)
       for (const name of this.planned.keys()) if (!seen.has(name)) this.planned.delete(name);
     const placements = new Map<string, string[]>();
+    let n = 0;
     for (const [name, byMachine] of mirror.placements) {
+      if (++n % CHEAP_ITEMS === 0) yield;
       if (!hidden.has(name)) placements.set(name, [...byMachine.keys()].sort());
     }
     const built = { snapshot: { machines, units, placements }, active, invalid };
@@ -206,7 +247,7 @@ export class ClusterCache {
       ...built,
       placements: mirror.placements,
       unscheduled: mirror.unscheduled,
-      revision: mirror.revision,
+      revision,
     };
   }
 

@@ -38,7 +38,7 @@ async function kit(
   const mirror = new ClusterMirror(store);
   t.teardown(() => mirror.close());
   await mirror.ready();
-  const leadership = new Leadership(store, { name: 'lost-test', ttlSeconds: 5 }, silent);
+  const leadership = new Leadership(store, { name: 'lost-test', ttlSeconds: 20 }, silent);
   t.teardown(() => leadership.close());
   leadership.start();
   const term = await assertEventually(

@@ -30,6 +30,7 @@ import {
   chunkOps,
   codecs,
   ConflictError,
+  countedIn,
   isStoreError,
   type BatchOp,
   type Versioned,
@@ -51,6 +52,7 @@ import {
   settle,
   type ApiCluster,
 } from './reads.js';
+import { countChange } from './scale-counts.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
@@ -240,21 +242,27 @@ async function scaleRound(
     refuseWithoutTemplate(template, instances.length, count);
   }
 
-  // One op per instance, numbered so a transaction's outcome maps back to instances.
+  // One op per real instance, numbered so a transaction's outcome maps back to instances;
+  // counted instances change together in ONE op on the count record, the first.
   const batch = new Batch();
   const numbers: number[] = [];
-  for (const i of idle) {
-    queueUnitPut(store, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
+  const counted = countChange(cluster, template, record, idle, drop, created);
+  if (counted.op !== undefined) {
+    batch.add(counted.op);
+    numbers.push(0);
+  }
+  for (const i of idle.filter((x) => countedIn(x.record) === undefined)) {
+    queueUnitPut(cluster, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
   }
-  for (const n of created) {
+  for (const n of created.filter((x) => !counted.started.includes(x))) {
     if (record === undefined) break; // unreachable: refused just above
     const name = `${template.prefix}@${n}.${template.type}`;
     const instance = cluster.instanceRecords.record(name, record.value, 'launched');
-    queueUnitPut(store, batch, instance, undefined);
+    queueUnitPut(cluster, batch, instance, undefined);
     numbers.push(n);
   }
-  for (const i of drop) {
+  for (const i of drop.filter((x) => countedIn(x.record) === undefined)) {
     batch.deleteIfModRevision(i.record.key, i.record.modRevision);
     numbers.push(-i.number);
   }
@@ -290,7 +298,11 @@ async function scaleRound(
     if (applied[c] === true) done.push(...numbers.slice(offset, offset + chunk.length));
     offset += chunk.length;
   });
+  if (counted.op !== undefined && applied[0] === true) {
+    done.push(...counted.started, ...counted.destroyed.map((n) => -n));
+  }
   const startedNow = new Set(done.filter((n) => n > 0));
+  // (0 marks the count record's op: its instances are counted.started and .destroyed.)
   const destroyedNow = new Set(done.filter((n) => n < 0).map((n) => -n));
   const after = instances.map((i) => i.number).filter((n) => !destroyedNow.has(n));
   after.push(...created.filter((n) => startedNow.has(n)));

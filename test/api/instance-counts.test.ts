@@ -45,7 +45,7 @@ test('a scale writes one instance-counts record and no instance records; list-un
   const three = await api.get(web(3));
   t.is(three.unit?.file, WEB, 'cat shows the template file');
   t.is(three.unit?.hash, template.unit?.hash);
-  t.truthy(three.unscheduled, 'status says why it waits');
+  t.is(three.unit?.desiredState, 'launched');
 });
 
 test('scale down removes the highest numbers; a scale up after destroying web@3 reuses 3', async (t) => {

@@ -187,9 +187,10 @@ export async function readUnitsForRecovery(
   );
   await Promise.all(
     names.map(async (name) => {
-      const record = await store.getRecord(codecs.unit, store.keys.unit(name));
-      const counted = record === undefined ? countedRecord(store.keys, counts, name) : undefined;
-      if (record !== undefined || counted !== undefined) units.set(name, record ?? counted!);
+      const record =
+        (await store.getRecord(codecs.unit, store.keys.unit(name))) ??
+        countedRecord(store.keys, counts, name);
+      if (record !== undefined) units.set(name, record);
     }),
   );
   return { units, revision, warnings: [warning], view: { units, counts } };

@@ -1,11 +1,15 @@
 import test, { type ExecutionContext } from 'ava';
 import type { InstanceCount } from '../../proto/flotilla/v1/counts.js';
+import { subtractRanges } from '../../store/instance-counts.js';
 import {
+  addNumbers,
   atomicTxn,
   ClusterMirror,
   codecs,
   countedIn,
   openStore,
+  removeNumbers,
+  toRanges,
   type MirrorChange,
   type StoreError,
 } from '../../store/index.js';
@@ -160,4 +164,34 @@ test('a corrupt count record is reported and skipped; the mirror goes on', async
   const rev = await store.putRecord(codecs['instance-count'], key, count([[1, 4]]));
   await mirror.waitFor(rev);
   t.is(mirror.instances.get('web@.service')?.size, 4);
+});
+
+test('range arithmetic agrees with sets of numbers: subtract, add, remove', (t) => {
+  let seed = 7;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const numbers = (): number[] => Array.from({ length: random(40) }, () => 1 + random(60));
+  const expand = (ranges: readonly { first: number; last: number }[]): number[] =>
+    ranges.flatMap((r) => Array.from({ length: r.last - r.first + 1 }, (_, i) => r.first + i));
+  const sorted = (xs: Iterable<number>): number[] => [...new Set(xs)].sort((a, b) => a - b);
+  for (let i = 0; i < 500; i++) {
+    const a = numbers();
+    const b = numbers();
+    const ra = toRanges(a);
+    t.deepEqual(expand(ra), sorted(a));
+    t.deepEqual(
+      expand(subtractRanges(ra, toRanges(b))),
+      sorted(a).filter((n) => !b.includes(n)),
+    );
+    t.deepEqual(expand(addNumbers(ra, b)), sorted([...a, ...b]));
+    t.deepEqual(
+      expand(removeNumbers(ra, b)),
+      sorted(a).filter((n) => !b.includes(n)),
+    );
+    // Merged: no two ranges touch.
+    const merged = addNumbers(ra, b);
+    t.true(merged.every((r, j) => j === 0 || r.first > (merged[j - 1]?.last ?? 0) + 1));
+  }
 });

@@ -9,6 +9,12 @@
  * count yet, or one whose file and hash are the template's. Otherwise (a rollout changed the
  * template since the count was written, or the numbers would need more than
  * MAX_COUNT_RANGES ranges) they are created as real records, as before counts existed.
+ *
+ * A round also folds up to {@link FOLD_LIMIT} kept real records that hold exactly what the
+ * count gives (its file, its hash, launched) into it: deleted (compared with the revision
+ * read) in the transaction that puts their numbers into the count, so readers see each one
+ * change once, from its record to the same values counted. Records written by an earlier
+ * version, or left by a rollout, return to the count this way, a scale at a time.
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { InstanceCount } from '../../proto/flotilla/v1/counts.js';
@@ -26,6 +32,9 @@ import {
 import type { UnitName } from '../../unit/index.js';
 import type { ApiCluster } from './reads.js';
 
+/** Real records folded into the count per scale round, at most (all in its transaction). */
+export const FOLD_LIMIT = 100;
+
 /** A numbered instance as scale reads it from the mirror. */
 export interface NumberedInstance {
   readonly number: number;
@@ -36,25 +45,35 @@ export interface NumberedInstance {
 export interface CountChange {
   /** The one op on the count record; undefined when it stays as it is. */
   readonly op: BatchOp | undefined;
+  /** Deletes of the real records folded into the count: in the count op's transaction. */
+  readonly folds: readonly BatchOp[];
   /** Numbers the op launches: created in the count, or counted and launched now. */
   readonly started: readonly number[];
   /** Counted numbers the op destroys. */
   readonly destroyed: readonly number[];
 }
 
+/** What a scale round decided for the numbered instances. */
+export interface RoundPlan {
+  /** Kept (the lowest `count`), of which `idle` are not launched. */
+  readonly keep: readonly NumberedInstance[];
+  readonly idle: readonly NumberedInstance[];
+  readonly drop: readonly NumberedInstance[];
+  readonly created: readonly number[];
+}
+
 /**
- * The count record's part of a scale round that keeps `idle` (to launch), drops `drop` and
- * creates `created`. Throws INVALID_ARGUMENT (instanceRecords) when the template's file does
- * not hold for a new instance, as a real record would.
+ * The count record's part of a scale round (the module comment). Throws INVALID_ARGUMENT
+ * (instanceRecords) when the template's file does not hold for a new instance, as a real
+ * record would.
  */
 export function countChange(
   cluster: ApiCluster,
   template: UnitName,
   record: Versioned<Unit> | undefined,
-  idle: readonly NumberedInstance[],
-  drop: readonly NumberedInstance[],
-  created: readonly number[],
+  round: RoundPlan,
 ): CountChange {
+  const { keep, idle, drop, created } = round;
   const count = cluster.mirror.counts.get(template.name);
   const counted = (i: NumberedInstance): boolean => countedIn(i.record) !== undefined;
   const destroyed = drop.filter(counted).map((i) => i.number);
@@ -81,7 +100,27 @@ export function countChange(
       started.push(...created);
     }
   }
-  const none: CountChange = { op: undefined, started: [], destroyed: [] };
+  // A new count takes the template's file; so do the records it folds in.
+  const source = count?.value ?? record?.value;
+  const folded =
+    source === undefined
+      ? []
+      : keep
+          .filter(
+            (i) =>
+              !counted(i) &&
+              i.record.value.desiredState === 'launched' &&
+              i.record.value.hash === source.hash &&
+              i.record.value.file === source.file,
+          )
+          .slice(0, FOLD_LIMIT);
+  const withFolds = addNumbers(
+    ranges,
+    folded.map((i) => i.number),
+  );
+  const folds = withFolds.length <= MAX_COUNT_RANGES ? folded : [];
+  if (folds.length > 0) ranges = withFolds;
+  const none: CountChange = { op: undefined, folds: [], started: [], destroyed: [] };
   if (count === undefined && ranges.length === 0) return none;
   if (
     count !== undefined &&
@@ -94,11 +133,11 @@ export function countChange(
   if (ranges.length === 0 && count !== undefined) {
     return {
       op: { type: 'delete', key, condition: { modRevision: count.modRevision } },
+      folds: [],
       started,
       destroyed,
     };
   }
-  const source = count?.value ?? record?.value;
   if (source === undefined) return none; // unreachable: no count and no template grows nothing
   const value: InstanceCount = {
     template: template.name,
@@ -115,6 +154,11 @@ export function countChange(
       value: Buffer.from(json),
       condition: count === undefined ? { absent: true } : { modRevision: count.modRevision },
     },
+    folds: folds.map((i) => ({
+      type: 'delete',
+      key: i.record.key,
+      condition: { modRevision: i.record.modRevision },
+    })),
     started,
     destroyed,
   };

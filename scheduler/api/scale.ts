@@ -246,9 +246,10 @@ async function scaleRound(
   // counted instances change together in ONE op on the count record, the first.
   const batch = new Batch();
   const numbers: number[] = [];
-  const counted = countChange(cluster, template, record, idle, drop, created);
-  if (counted.op !== undefined) {
-    batch.add(counted.op);
+  const counted = countChange(cluster, template, record, { keep, idle, drop, created });
+  // The count's op, and the real records it folds in, go first: one transaction holds them.
+  for (const op of [...(counted.op === undefined ? [] : [counted.op]), ...counted.folds]) {
+    batch.add(op);
     numbers.push(0);
   }
   for (const i of idle.filter((x) => countedIn(x.record) === undefined)) {

@@ -106,10 +106,10 @@ test('flotctl start web@7 by hand beside a count works, and the next scale count
   const up = await api.scale('web', 5, PENDING);
   t.deepEqual(up.started, [web(4)], '7 counts among the five');
   t.deepEqual(up.instances, [1, 2, 3, 4, 7].map(web));
-  t.is(await counted(api.store), '1-4');
-  const down = await api.scale('web', 3);
-  t.deepEqual(down.destroyed, [web(4), web(7)], 'the highest go, counted or not');
+  t.is(await counted(api.store), '1-4,7', 'its record, the template file launched, is folded in');
   t.deepEqual(await recordNames(api.store), ['web@.service']);
+  const down = await api.scale('web', 3);
+  t.deepEqual(down.destroyed, [web(4), web(7)], 'the highest go');
   t.is(await counted(api.store), '1-3');
   const none = await api.scale('web', 0);
   t.is(none.instances.length, 0);
@@ -139,11 +139,15 @@ test('a cluster written with one record per instance keeps its units under the n
     listed.map((u) => u.unit?.name),
     ['web@.service', ...[1, 2, 3, 4].map(web)],
   );
+  // One stopped by hand: kept, launched by the scale, but not folded (it was not launched).
+  await api.setDesired([web(2)], 'loaded');
   const up = await api.scale('web', 6, PENDING);
-  t.deepEqual(up.started, [web(5), web(6)], 'the old records count');
-  t.is(await counted(store), '5-6');
+  t.deepEqual(up.started, [web(2), web(5), web(6)], 'the old records count');
+  t.is(await counted(store), '1,3-6', 'launched records equal to the template are folded in');
+  t.deepEqual(await recordNames(store), ['web@.service', web(2)]);
+  t.deepEqual(await unitNames(store), ['web@.service', ...[1, 2, 3, 4, 5, 6].map(web)]);
   const down = await api.scale('web', 2);
   t.deepEqual(down.destroyed, [3, 4, 5, 6].map(web));
-  t.deepEqual(await recordNames(store), ['web@.service', web(1), web(2)]);
-  t.is(await counted(store), '');
+  t.is(await counted(store), '1-2', 'web@2, launched since, is folded in by this scale');
+  t.deepEqual(await recordNames(store), ['web@.service']);
 });

@@ -11,6 +11,11 @@
  * a transaction. A writer waits for its write's revision ({@link ClusterMirror.waitFor}) and
  * then reads its own write.
  *
+ * A template's count record (`instance-counts/<template>`) is filed as one unit per number it
+ * holds, as if each had its own `units/` record (counted-units.ts): consumers see one `unit`
+ * change per instance a count adds, removes or changes, and a unit's changes within one
+ * revision netted into one (mirror-changes.ts).
+ *
  * A value that does not decode is reported through `onError` and left out of every index
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */

@@ -7,6 +7,11 @@
  * highest numbers; instances that are kept but not launched are launched, so afterwards
  * `count` instances are wanted running.
  *
+ * The instances a scale creates and destroys are numbers in ONE record, the template's count
+ * (`instance-counts/<template>`, scale-counts.ts): scaling by N writes that record once.
+ * Numbered instances with records of their own (started by hand, changed one by one, or
+ * written by an earlier version) are counted alike and written one by one.
+ *
  * The work is decided once from the mirror's index of the template's instances and written in
  * transactions of at most 128 records, several in flight: scaling by N costs
  * O(N), never a re-read of every instance per step. Every write is conditioned on what the

@@ -55,7 +55,7 @@ export interface CountChange {
 
 /** What a scale round decided for the numbered instances. */
 export interface RoundPlan {
-  /** Kept (the lowest `count`), of which `idle` are not launched. */
+  /** Kept (the lowest `count`), of which `idle` are not launched; only `keep` is folded. */
   readonly keep: readonly NumberedInstance[];
   readonly idle: readonly NumberedInstance[];
   readonly drop: readonly NumberedInstance[];

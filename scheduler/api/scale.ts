@@ -188,7 +188,8 @@ async function scaleTo(
     if (behind !== undefined) warnings.add(behind);
     if (ticket?.signal.aborted === true)
       throw await supersededError(cluster, template, count, ticket);
-    const round = await scaleRound(cluster, template, count, ticket);
+    // Folding records into the count needs their latest revisions: not from a mirror behind.
+    const round = await scaleRound(cluster, template, count, ticket, behind === undefined);
     for (const n of round.started) started.add(n);
     for (const n of round.destroyed) destroyed.add(n);
     if (round.conflicts === 0) {
@@ -221,6 +222,7 @@ async function scaleRound(
   template: UnitName,
   count: number,
   ticket: BulkTicket | undefined,
+  fold: boolean,
 ): Promise<Round> {
   const { store, mirror } = cluster;
   const wait = ticket === undefined ? RECOVERY_WAIT_MS : MIRROR_WAIT_MS;
@@ -251,7 +253,12 @@ async function scaleRound(
   // counted instances change together in ONE op on the count record, the first.
   const batch = new Batch();
   const numbers: number[] = [];
-  const counted = countChange(cluster, template, record, { keep, idle, drop, created });
+  const counted = countChange(cluster, template, record, {
+    keep: fold ? keep : [],
+    idle,
+    drop,
+    created,
+  });
   // The count's op, and the real records it folds in, go first: one transaction holds them.
   for (const op of [...(counted.op === undefined ? [] : [counted.op]), ...counted.folds]) {
     batch.add(op);

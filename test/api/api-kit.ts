@@ -35,9 +35,10 @@ import {
 } from '../../proto/flotilla/v1/units.js';
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
 import type { QuotaOptions } from '../../scheduler/api/quota.js';
-import type { Unit } from '../../proto/flotilla/v1/records.js';
-import { codecs, instanceOf, openStore, type Store } from '../../store/index.js';
-import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
+import { openStore, type Store } from '../../store/index.js';
+import { storedUnits, uniquePrefix, type EtcdServer } from '../../testkit/index.js';
+
+export { storedUnit } from '../../testkit/index.js';
 
 /** Every call a test makes carries this deadline: generous, a loaded box never flakes. */
 export const CALL_TIMEOUT_MS = 20_000;
@@ -217,42 +218,13 @@ export async function fingerprint(store: Store): Promise<string[]> {
  * instances count records under instance-counts/ hold (each as if it had its record).
  */
 export async function unitNames(store: Store): Promise<string[]> {
-  const names = new Set(await recordNames(store));
-  const counts = await store.listRecords(
-    codecs['instance-count'],
-    store.keys.dir('instance-count'),
-  );
-  for (const c of counts.items) {
-    for (const r of c.value.ranges) {
-      for (let n = r.first; n <= r.last; n++) names.add(instanceOf(c.value.template, n));
-    }
-  }
-  return [...names].sort();
+  return [...(await storedUnits(store)).keys()].sort();
 }
 
 /** The names of the records under units/ of this store's prefix (no counted instance). */
 export async function recordNames(store: Store): Promise<string[]> {
   const { items } = await store.list(store.keys.dir('unit'));
   return items.map((kv) => kv.key.slice(store.keys.dir('unit').length));
-}
-
-/**
- * Unit `name` as etcd holds it: its own record, or else what its template's count record
- * gives it (undefined when neither holds it).
- */
-export async function storedUnit(store: Store, name: string): Promise<Unit | undefined> {
-  const own = await store.getRecord(codecs.unit, store.keys.unit(name));
-  if (own !== undefined) return own.value;
-  const at = name.indexOf('@');
-  const dot = name.lastIndexOf('.');
-  const template = `${name.slice(0, at + 1)}${name.slice(dot)}`;
-  const n = Number(name.slice(at + 1, dot));
-  const count = await store.getRecord(codecs['instance-count'], store.keys.instanceCount(template));
-  if (count === undefined || !count.value.ranges.some((r) => r.first <= n && n <= r.last)) {
-    return undefined;
-  }
-  const { file, hash, desiredState } = count.value;
-  return { name, file, hash, desiredState };
 }
 
 /** Every page of a listing, in order: one array of units per page. */

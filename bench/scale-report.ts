@@ -96,6 +96,7 @@ export function measures(
       target: 5,
     },
     { key: 'followerIdleCpuPct', label: '  follower CPU, same 10 s', unit: 'pct' },
+    { key: 'etcdDbBytes', label: "etcd's database at full size", unit: 'bytes' },
     {
       key: 'startPlacedMs',
       label: `start ${startFiles.toLocaleString('en-US')} unit files -> all placed`,

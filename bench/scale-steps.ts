@@ -252,6 +252,9 @@ export async function footprint(b: Bench): Promise<void> {
     value === undefined ? b.report.miss(key, `${what} not running`) : b.report.set(key, value);
   put('leaderRssBytes', rssBytes(leader.pid), 'leader');
   put('followerRssBytes', follower && rssBytes(follower.pid), 'follower');
+  // What the units' records cost etcd (instance records, or one count record since issue
+  // "Instances from counts"), with placements and states: the answering member's file size.
+  put('etcdDbBytes', await b.store.dbSize().catch(() => undefined), 'etcd');
   await sleep(3_000); // let the last listing's work drain before "idle" starts
   const t0 = Date.now();
   const before = [cpuSeconds(leader.pid), follower && cpuSeconds(follower.pid)];

@@ -325,7 +325,7 @@ async function runSteps(b: steps.Bench, opts: ScaleOptions, report: Report): Pro
   }
   const queryKeys = ['listUnitsMs', 'statusMs', 'listUnitsMachineMs', 'listMachinesMs'];
   await step(report, 'queries', queryKeys, () => steps.queries(b, n));
-  const footprintKeys = ['leaderRssBytes', 'followerRssBytes', 'leaderIdleCpuPct'];
+  const footprintKeys = ['leaderRssBytes', 'followerRssBytes', 'leaderIdleCpuPct', 'etcdDbBytes'];
   await step(report, 'footprint', footprintKeys, () => steps.footprint(b));
   await step(report, `start ${steps.START_FILES} files`, ['startPlacedMs', 'startFlotctlMs'], () =>
     steps.startFiles(b),

@@ -89,6 +89,14 @@ export class Batch {
     return this.add({ type: 'delete', key, condition: { modRevision } });
   }
 
+  /** Adds `op`, or puts it in the place of this batch's op on the same key. */
+  set(op: BatchOp): this {
+    if (!this.seen.has(op.key)) return this.add(op);
+    const at = this.list.findIndex((o) => o.key === op.key);
+    this.list[at] = op;
+    return this;
+  }
+
   /** Adds a prepared op. */
   add(op: BatchOp): this {
     if (op.key === '') throw new StoreError('invalid', 'empty key in batch');

@@ -10,6 +10,7 @@
  * | `machines/M`                  | read and write            | its presence record               |
  * | `placements/M/`               | read                      | what to run                       |
  * | `units/`                      | read                      | the files of what it runs         |
+ * | `instance-counts/`            | read                      | the same, of counted instances    |
  * | `unit-states/M/`              | read and write            | the states of what it runs        |
  * | `unit-endpoints/M/`           | read and write            | the endpoints of what it runs     |
  * | `unit-endpoints/`             | read                      | what the mesh and DNS route to    |
@@ -68,6 +69,7 @@ export function machineGrants(machine: string): EtcdGrant[] {
     { permission: 'Readwrite', key: `machines/${machine}` },
     { permission: 'Read', key: `placements/${machine}/` },
     { permission: 'Read', key: 'units/' },
+    { permission: 'Read', key: 'instance-counts/' },
     { permission: 'Readwrite', key: `unit-states/${machine}/` },
     { permission: 'Readwrite', key: `unit-endpoints/${machine}/` },
     { permission: 'Read', key: 'unit-endpoints/' },

@@ -95,6 +95,17 @@ export {
   type MirrorEvent,
   type MirrorRecord,
 } from './mirror.js';
+export { countedIn, type CountedUnit } from './counted-units.js';
+export {
+  addNumbers,
+  instanceOf,
+  MAX_COUNT_RANGES,
+  MAX_COUNTED_NUMBER,
+  rangeCount,
+  removeNumbers,
+  toRanges,
+} from './instance-counts.js';
+export { queueUnitWrite, type CountView } from './materialise.js';
 export { compareNames, SortedMap } from './sorted-map.js';
 export {
   watchPrefix,

@@ -5,6 +5,7 @@
  *
  * ```
  * <prefix>units/<name>                 Unit
+ * <prefix>instance-counts/<template>   InstanceCount: a template's counted instances (API)
  * <prefix>placements/<machine>/<name>  Placement
  * <prefix>machines/<id>                Machine (agent's lease)
  * <prefix>machine-metadata/<id>        MachineConfig
@@ -40,6 +41,7 @@ export const DEFAULT_PREFIX = '/flotilla/';
 /** The kinds of record, one per top-level directory. */
 export type KeyKind =
   | 'unit'
+  | 'instance-count'
   | 'placement'
   | 'machine'
   | 'machine-metadata'
@@ -67,6 +69,7 @@ const GLOBAL_MARK = 'global';
 /** Directory name of each kind, relative to the prefix (with trailing slash). */
 export const KIND_DIRS: Readonly<Record<KeyKind, string>> = {
   unit: 'units/',
+  'instance-count': 'instance-counts/',
   placement: 'placements/',
   machine: 'machines/',
   'machine-metadata': 'machine-metadata/',
@@ -126,6 +129,14 @@ export class Keys {
 
   unit(name: string): string {
     return this.dir('unit') + segment(name, 'unit name');
+  }
+
+  /**
+   * The numbered instances of template `template` (`web@.service`) that a scale made, as one
+   * record (store/instance-counts.ts); the mirror shows each as if `units/<instance>` held it.
+   */
+  instanceCount(template: string): string {
+    return this.dir('instance-count') + segment(template, 'template name');
   }
 
   placement(machine: string, name: string): string {

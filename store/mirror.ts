@@ -11,6 +11,11 @@
  * a transaction. A writer waits for its write's revision ({@link ClusterMirror.waitFor}) and
  * then reads its own write.
  *
+ * A template's count record (`instance-counts/<template>`) is filed as one unit per number it
+ * holds, as if each had its own `units/` record (counted-units.ts): consumers see one `unit`
+ * change per instance a count adds, removes or changes, and a unit's changes within one
+ * revision netted into one (mirror-changes.ts).
+ *
  * A value that does not decode is reported through `onError` and left out of every index
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */
@@ -27,44 +32,28 @@ import type {
   UnitState,
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
+import type { InstanceCount } from '../proto/flotilla/v1/counts.js';
 import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import type { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
 import type { StoreError } from './errors.js';
-import type { KeyKind, ParsedKey } from './keys.js';
+import { CountedUnits } from './counted-units.js';
+import type { ParsedKey } from './keys.js';
 import { Listeners, type Unsubscribe } from './listeners.js';
-import { codecs, type RecordCodec, type RecordKind, type RecordTypes } from './records.js';
+import {
+  ChangeBatch,
+  unitChange,
+  type MirrorChange,
+  type MirrorEvent,
+  type MirrorRecord,
+} from './mirror-changes.js';
+import { codecs, type RecordCodec, type RecordTypes } from './records.js';
 import type { Store } from './client.js';
 import { SortedMap } from './sorted-map.js';
 import { fileByKey, PlacedStates, setNested } from './unit-states.js';
 
-/** A record of the mirror: its kind (from its key), names, and decoded value. */
-export type MirrorRecord =
-  | {
-      [K in RecordKind]: {
-        readonly kind: K;
-        readonly key: ParsedKey;
-        readonly value: RecordTypes[K];
-      };
-    }[RecordKind]
-  | { readonly kind: 'election'; readonly key: ParsedKey; readonly value: string }
-  | { readonly kind: 'other'; readonly key: undefined; readonly value: null };
-
-/** One change as consumers see it: the key's kind and names with the cache change. */
-export interface MirrorChange {
-  readonly kind: KeyKind | 'other';
-  readonly parsed: ParsedKey | undefined;
-  readonly change: CacheChange<MirrorRecord>;
-}
-
-/** A batch of changes at one revision (one watch response, or a re-list's difference). */
-export interface MirrorEvent {
-  readonly revision: bigint;
-  /** True for a listing (the first, or a re-list after compaction). */
-  readonly resync: boolean;
-  readonly changes: readonly MirrorChange[];
-}
+export type { MirrorChange, MirrorEvent, MirrorRecord } from './mirror-changes.js';
 
 /** Options of a {@link ClusterMirror}. */
 export interface ClusterMirrorOptions {
@@ -79,9 +68,15 @@ export interface ClusterMirrorOptions {
  * `await ready()`. Index getters return live structures: read them, never change them.
  */
 export class ClusterMirror {
+  /**
+   * Units by name: real `units/` records, and the instances count records hold, each filed
+   * as if its own record existed (counted-units.ts; such entries have `countedIn`).
+   */
   readonly units: SortedMap<CacheEntry<Unit>> = new SortedMap();
-  /** Template name (`web@.service`) -> names of its instances that have records. */
+  /** Template name (`web@.service`) -> names of its instances (with records, or counted). */
   readonly instances = new Map<string, Set<string>>();
+  /** `instance-counts/<template>`: template name -> its count record. */
+  readonly counts: ReadonlyMap<string, CacheEntry<InstanceCount>>;
   /** Unit name -> machine id -> placement. */
   readonly placements = new Map<string, Map<string, CacheEntry<Placement>>>();
   /** Machine id -> unit name -> placement, in name order. */
@@ -119,6 +114,7 @@ export class ClusterMirror {
   /** Election keys, by full key, values as stored. */
   readonly election = new Map<string, CacheEntry<string>>();
   private readonly cache: WatchCache<MirrorRecord>;
+  private readonly counted: CountedUnits;
   private readonly events = new Listeners<MirrorEvent>();
   /** The latest changes in revision order, from `historyFrom` on without a gap. */
   private history: MirrorChange[] = [];
@@ -130,19 +126,21 @@ export class ClusterMirror {
     opts: ClusterMirrorOptions = {},
   ) {
     this.historySize = opts.historySize ?? 300_000;
+    this.counted = new CountedUnits(store.keys, this.units, this.instances);
+    this.counts = this.counted.counts;
     this.cache = new WatchCache(store, {
       prefix: store.keys.prefix,
       codec: mirrorCodec(store),
       pageSize: opts.pageSize ?? 2_000,
     });
     // One watch response is one batch: its changes are indexed before anyone hears of them.
-    let pending: MirrorChange[] = [];
+    const pending = new ChangeBatch();
     this.cache.on((e) => this.onCacheEvent(e, pending));
     this.cache.onRevision((revision) => {
-      if (pending.length === 0) return;
-      const changes = pending;
-      pending = [];
-      this.events.emit({ revision, resync: false, changes });
+      if (pending.size === 0) return;
+      const changes = pending.take();
+      for (const change of changes) this.remember(change);
+      if (changes.length > 0) this.events.emit({ revision, resync: false, changes });
     });
   }
 
@@ -199,14 +197,11 @@ export class ClusterMirror {
     await this.cache.close();
   }
 
-  private onCacheEvent(e: CacheEvent<MirrorRecord>, pending: MirrorChange[]): void {
-    if (e.type !== 'resync') {
-      const change = this.index(e);
-      pending.push(change);
-      this.remember(change);
-      return;
-    }
-    const changes = e.changes.map((c) => this.index(c));
+  private onCacheEvent(e: CacheEvent<MirrorRecord>, pending: ChangeBatch): void {
+    if (e.type !== 'resync') return this.index(e, pending);
+    const batch = new ChangeBatch();
+    for (const c of e.changes) this.index(c, batch);
+    const changes = batch.take();
     // A listing says what is, not what happened: history starts again after it.
     this.history = [];
     this.historyFrom = e.revision + 1n;
@@ -224,13 +219,58 @@ export class ClusterMirror {
     if (first !== undefined) this.historyFrom = first.change.revision + 1n;
   }
 
-  /** Files one change in the indexes. */
-  private index(change: CacheChange<MirrorRecord>): MirrorChange {
+  /** Files one change in the indexes and adds what consumers see of it to `out`. */
+  private index(change: CacheChange<MirrorRecord>, out: ChangeBatch): void {
     const record = change.type === 'put' ? change.value : change.prev;
     const entry = change.type === 'put' ? change.entry : undefined;
     const parsed = record.key;
+    if (record.kind === 'unit') return this.indexUnit(record.key, change, record.value, out);
+    if (record.kind === 'instance-count') {
+      out.push({ kind: record.kind, parsed, change });
+      const e = entry === undefined ? undefined : { ...entry, value: record.value };
+      // Consumers hear of the instances it holds as units, one change per instance.
+      this.counted.fileCount(record.key.name, e, (name, apply) => {
+        const before = this.units.get(name);
+        apply();
+        const shown = unitChange(
+          name,
+          before,
+          this.units.get(name),
+          change.revision,
+          change.synthetic,
+        );
+        if (shown !== undefined) out.push(shown);
+      });
+      return;
+    }
     if (parsed !== undefined) this.file(record, entry, change.key);
-    return { kind: record.kind, parsed, change };
+    out.push({ kind: record.kind, parsed, change });
+  }
+
+  /**
+   * A real unit record changed. Consumers see the cache's change, unless a counted instance
+   * of that name was shown before or is shown after (a real record took its place, or went
+   * and left it): then the change from what was shown to what is.
+   */
+  private indexUnit(
+    parsed: ParsedKey,
+    change: CacheChange<MirrorRecord>,
+    value: Unit,
+    out: ChangeBatch,
+  ): void {
+    const name = parsed.name;
+    const before = this.units.get(name);
+    const e = change.type === 'put' ? { ...change.entry, value } : undefined;
+    this.counted.fileReal(name, templateOf(name), e);
+    const after = this.units.get(name);
+    const counted = (x: CacheEntry<Unit> | undefined): boolean =>
+      x !== undefined && 'countedIn' in x;
+    if (!counted(before) && !counted(after)) {
+      out.push({ kind: 'unit', parsed, change });
+      return;
+    }
+    const shown = unitChange(name, before, after, change.revision, change.synthetic);
+    if (shown !== undefined) out.push(shown);
   }
 
   private file(
@@ -241,15 +281,9 @@ export class ClusterMirror {
     const typed = <T>(value: T): CacheEntry<T> | undefined =>
       entry === undefined ? undefined : { ...entry, value };
     switch (record.kind) {
-      case 'unit': {
-        const name = record.key.name;
-        const e = typed(record.value);
-        const template = templateOf(name);
-        if (e === undefined) this.units.delete(name);
-        else this.units.set(name, e);
-        if (template !== undefined) setMember(this.instances, template, name, e !== undefined);
-        return;
-      }
+      case 'unit':
+      case 'instance-count':
+        return; // index() files them
       case 'placement': {
         const { name, machine = '' } = record.key;
         const e = typed(record.value);
@@ -371,20 +405,4 @@ function mirrorCodec(store: Store): RecordCodec<MirrorRecord> {
 function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
-}
-
-function setMember(
-  map: Map<string, Set<string>>,
-  outer: string,
-  member: string,
-  on: boolean,
-): void {
-  let set = map.get(outer);
-  if (on) {
-    if (set === undefined) map.set(outer, (set = new Set()));
-    set.add(member);
-  } else if (set !== undefined) {
-    set.delete(member);
-    if (set.size === 0) map.delete(outer);
-  }
 }

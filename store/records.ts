@@ -16,15 +16,18 @@ import {
   UnitState,
   Unscheduled,
 } from '../proto/flotilla/v1/records.js';
+import { InstanceCount } from '../proto/flotilla/v1/counts.js';
 import { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import { StoreError } from './errors.js';
+import { instanceCountProblem } from './instance-counts.js';
 import type { KeyKind } from './keys.js';
 
 /** The record type stored under each key kind (election keys hold plain strings). */
 export interface RecordTypes {
   unit: Unit;
+  'instance-count': InstanceCount;
   placement: Placement;
   machine: Machine;
   'machine-metadata': MachineConfig;
@@ -135,6 +138,22 @@ function jsonCodec<T>(type: string, fns: JsonMessageFns<T>): RecordCodec<T> {
   };
 }
 
+/** `codec`, refusing (as corrupt) a decoded value `problem` finds fault with. */
+function checked<T>(
+  codec: RecordCodec<T>,
+  problem: (key: string, value: T) => string | undefined,
+): RecordCodec<T> {
+  return {
+    ...codec,
+    decode: (key, raw) => {
+      const value = codec.decode(key, raw);
+      const why = problem(key, value);
+      if (why !== undefined) throw corrupt(codec.type, key, new Error(why));
+      return value;
+    },
+  };
+}
+
 function corrupt(type: string, key: string, cause: unknown): StoreError {
   const why = cause instanceof Error ? cause.message : String(cause);
   return new StoreError('corrupt', `value at ${key} is not a ${type}: ${why}`, { key, cause });
@@ -143,6 +162,7 @@ function corrupt(type: string, key: string, cause: unknown): StoreError {
 /** One codec per record kind. */
 export const codecs: { readonly [K in RecordKind]: RecordCodec<RecordTypes[K]> } = {
   unit: jsonCodec('Unit', Unit),
+  'instance-count': checked(jsonCodec('InstanceCount', InstanceCount), instanceCountProblem),
   placement: jsonCodec('Placement', Placement),
   machine: jsonCodec('Machine', Machine),
   'machine-metadata': jsonCodec('MachineConfig', MachineConfig),

@@ -26,3 +26,4 @@ export {
   type TestPki,
 } from './tls.js';
 export { reflectedServices } from './reflection.js';
+export { storedInstances, storedUnit, storedUnits } from './stored-units.js';

@@ -1,12 +1,14 @@
 /**
  * The unit files this agent needs, fetched on demand: a placement names a unit and the hash
  * the leader placed, and the agent reads `units/<name>` (or, for an instance without its own
- * record, the template's) only when it has no parsed file at that hash yet. The agent never
+ * record, its template's `instance-counts/` record or the template's record) only when it has
+ * no parsed file at that hash yet. The agent never
  * mirrors the whole `units/` directory, so a change to a unit that runs elsewhere wakes no
  * agent but the one it is placed on (through its placement's new hash).
  */
 import type { Logger } from 'pino';
 import { codecs, type Store } from '../../store/index.js';
+import { inSpans, instanceNumber } from '../../lib/number-ranges.js';
 import { isUnitError, parseUnit, parseUnitName, type UnitDefinition } from '../../unit/index.js';
 import type { FileStatus } from './reconcile-tasks.js';
 
@@ -83,14 +85,33 @@ export class UnitFiles {
     );
   }
 
-  /** Reads the file for `name` and judges it against the placed `hash`. */
+  /**
+   * Reads the file for `name` and judges it against the placed `hash`: the instance's own
+   * record, else (an instance a scale counted) its template's count record when it holds the
+   * number, else the template's record, the first of those two on the placed hash.
+   */
   private async load(name: string, hash: string): Promise<FileStatus> {
-    let record = await this.store.getRecord(codecs.unit, this.store.keys.unit(name));
-    if (record === undefined) {
-      const template = templateOf(name);
-      if (template !== undefined) {
-        record = await this.store.getRecord(codecs.unit, this.store.keys.unit(template));
-      }
+    const { keys } = this.store;
+    let record: { value: { hash: string; file: string } } | undefined = await this.store.getRecord(
+      codecs.unit,
+      keys.unit(name),
+    );
+    const template = record === undefined ? templateOf(name) : undefined;
+    if (template !== undefined) {
+      const count = await this.store.getRecord(
+        codecs['instance-count'],
+        keys.instanceCount(template),
+      );
+      const n = instanceNumber(name);
+      const counted =
+        count !== undefined && n !== undefined && inSpans(count.value.ranges, n)
+          ? count
+          : undefined;
+      const file =
+        counted?.value.hash === hash
+          ? undefined
+          : await this.store.getRecord(codecs.unit, keys.unit(template));
+      record = [counted, file].find((r) => r?.value.hash === hash) ?? counted ?? file;
     }
     if (record === undefined) return { kind: 'missing' };
     if (record.value.hash !== hash) {

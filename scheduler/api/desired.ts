@@ -23,6 +23,7 @@ import {
   checkTxnSize,
   parseDesiredState,
   parseNames,
+  queueUnitDelete,
   queueUnitPut,
   readUnits,
   readUnitsForRecovery,
@@ -81,9 +82,9 @@ async function setAttempt(
   allowPending: boolean,
   rights: Rights | undefined,
 ): Promise<SetDesiredStateResponse> {
-  const { units, revision, warnings } = recovery
+  const { units, revision, warnings, view } = recovery
     ? await readUnitsForRecovery(cluster, wanted)
-    : { ...(await readUnits(cluster, wanted)), warnings: [] };
+    : { ...(await readUnits(cluster, wanted)), warnings: [], view: cluster.mirror };
   const missing = names.filter((n) => !units.has(n.name) && !hasTemplate(n, units));
   if (missing.length > 0)
     throw notFound(
@@ -128,7 +129,7 @@ async function setAttempt(
   }
   const written = await applyWrites(
     cluster,
-    (batch) => writes.forEach((w) => queueUnitPut(cluster.store, batch, w.record, w.current)),
+    (batch) => writes.forEach((w) => queueUnitPut(cluster, batch, w.record, w.current, view)),
     revision,
     recovery,
   );
@@ -161,7 +162,7 @@ async function destroyAll(
   const destroyed = await retryOnConflict(
     cluster,
     async () => {
-      const { units, warnings } = await readUnitsForRecovery(cluster, names);
+      const { units, warnings, view } = await readUnitsForRecovery(cluster, names);
       const missing = names.filter((n) => !units.has(n));
       if (missing.length > 0) throw notFound(missing, false);
       refuseOrphans(cluster, parsed, new Set(names));
@@ -170,7 +171,7 @@ async function destroyAll(
         (batch) => {
           for (const name of names) {
             const current = units.get(name);
-            if (current !== undefined) batch.deleteIfModRevision(current.key, current.modRevision);
+            if (current !== undefined) queueUnitDelete(cluster, batch, current, view);
           }
           // A destroyed unit's rollout goes with it (while the transaction has room: a record
           // left over is overwritten by the next update of a unit of that name).

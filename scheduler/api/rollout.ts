@@ -134,7 +134,7 @@ export async function updateUnit(
   const options = updateOptions(req, file.unit.fleet.update ?? {});
   return retryOnConflict(cluster, async () => {
     await fresh(cluster);
-    const { mirror, store } = cluster;
+    const { mirror } = cluster;
     const current = mirror.units.get(name);
     if (current === undefined) {
       throw new ApiError(
@@ -169,7 +169,7 @@ export async function updateUnit(
         // A plain unit's record is its one instance: the leader rewrites it, gated like one.
         if (isTemplate && current.value.hash !== file.unit.hash) {
           queueUnitPut(
-            store,
+            cluster,
             b,
             { ...current.value, file: file.contents, hash: file.unit.hash },
             current,
@@ -188,7 +188,7 @@ export async function rollback(cluster: ApiCluster, req: RollbackRequest): Promi
   const name = rolloutTarget(req.name);
   return retryOnConflict(cluster, async () => {
     await fresh(cluster);
-    const { mirror, store } = cluster;
+    const { mirror } = cluster;
     const entry = mirror.rollouts.get(name);
     if (entry === undefined) {
       throw new ApiError(
@@ -210,7 +210,7 @@ export async function rollback(cluster: ApiCluster, req: RollbackRequest): Promi
         }
         if (isTemplateName(name) && template.value.hash !== record.toHash) {
           queueUnitPut(
-            store,
+            cluster,
             b,
             { ...template.value, file: record.toFile, hash: record.toHash },
             template,

@@ -7,6 +7,11 @@
  * highest numbers; instances that are kept but not launched are launched, so afterwards
  * `count` instances are wanted running.
  *
+ * The instances a scale creates and destroys are numbers in ONE record, the template's count
+ * (`instance-counts/<template>`, scale-counts.ts): scaling by N writes that record once.
+ * Numbered instances with records of their own (started by hand, changed one by one, or
+ * written by an earlier version) are counted alike and written one by one.
+ *
  * The work is decided once from the mirror's index of the template's instances and written in
  * transactions of at most 128 records, several in flight: scaling by N costs
  * O(N), never a re-read of every instance per step. Every write is conditioned on what the
@@ -30,6 +35,7 @@ import {
   chunkOps,
   codecs,
   ConflictError,
+  countedIn,
   isStoreError,
   type BatchOp,
   type Versioned,
@@ -51,6 +57,7 @@ import {
   settle,
   type ApiCluster,
 } from './reads.js';
+import { countChange } from './scale-counts.js';
 import { queueUnitPut, WRITE_ATTEMPTS } from './unit-writes.js';
 
 const NUMBERED = /^[1-9][0-9]*$/;
@@ -181,7 +188,8 @@ async function scaleTo(
     if (behind !== undefined) warnings.add(behind);
     if (ticket?.signal.aborted === true)
       throw await supersededError(cluster, template, count, ticket);
-    const round = await scaleRound(cluster, template, count, ticket);
+    // Folding records into the count needs their latest revisions: not from a mirror behind.
+    const round = await scaleRound(cluster, template, count, ticket, behind === undefined);
     for (const n of round.started) started.add(n);
     for (const n of round.destroyed) destroyed.add(n);
     if (round.conflicts === 0) {
@@ -214,6 +222,7 @@ async function scaleRound(
   template: UnitName,
   count: number,
   ticket: BulkTicket | undefined,
+  fold: boolean,
 ): Promise<Round> {
   const { store, mirror } = cluster;
   const wait = ticket === undefined ? RECOVERY_WAIT_MS : MIRROR_WAIT_MS;
@@ -240,21 +249,33 @@ async function scaleRound(
     refuseWithoutTemplate(template, instances.length, count);
   }
 
-  // One op per instance, numbered so a transaction's outcome maps back to instances.
+  // One op per real instance, numbered so a transaction's outcome maps back to instances;
+  // counted instances change together in ONE op on the count record, the first.
   const batch = new Batch();
   const numbers: number[] = [];
-  for (const i of idle) {
-    queueUnitPut(store, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
+  const counted = countChange(cluster, template, record, {
+    keep: fold ? keep : [],
+    idle,
+    drop,
+    created,
+  });
+  // The count's op, and the real records it folds in, go first: one transaction holds them.
+  for (const op of [...(counted.op === undefined ? [] : [counted.op]), ...counted.folds]) {
+    batch.add(op);
+    numbers.push(0);
+  }
+  for (const i of idle.filter((x) => countedIn(x.record) === undefined)) {
+    queueUnitPut(cluster, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
   }
-  for (const n of created) {
+  for (const n of created.filter((x) => !counted.started.includes(x))) {
     if (record === undefined) break; // unreachable: refused just above
     const name = `${template.prefix}@${n}.${template.type}`;
     const instance = cluster.instanceRecords.record(name, record.value, 'launched');
-    queueUnitPut(store, batch, instance, undefined);
+    queueUnitPut(cluster, batch, instance, undefined);
     numbers.push(n);
   }
-  for (const i of drop) {
+  for (const i of drop.filter((x) => countedIn(x.record) === undefined)) {
     batch.deleteIfModRevision(i.record.key, i.record.modRevision);
     numbers.push(-i.number);
   }
@@ -290,7 +311,11 @@ async function scaleRound(
     if (applied[c] === true) done.push(...numbers.slice(offset, offset + chunk.length));
     offset += chunk.length;
   });
+  if (counted.op !== undefined && applied[0] === true) {
+    done.push(...counted.started, ...counted.destroyed.map((n) => -n));
+  }
   const startedNow = new Set(done.filter((n) => n > 0));
+  // (0 marks the count record's op: its instances are counted.started and .destroyed.)
   const destroyedNow = new Set(done.filter((n) => n < 0).map((n) => -n));
   const after = instances.map((i) => i.number).filter((n) => !destroyedNow.has(n));
   after.push(...created.filter((n) => startedNow.has(n)));

@@ -84,7 +84,7 @@ export async function submitUnits(
         decisions.forEach((d, i) => {
           const name = names[i] ?? '';
           if (d.kind === 'created' || d.kind === 'updated') {
-            queueUnitPut(cluster.store, batch, d.record, units.get(name));
+            queueUnitPut(cluster, batch, d.record, units.get(name));
             response[d.kind].push(name);
           } else if (d.kind === 'unchanged') {
             response.unchanged.push(name);

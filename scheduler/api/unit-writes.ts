@@ -7,15 +7,21 @@
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { SubmitUnitsRequest } from '../../proto/flotilla/v1/units.js';
+import type { InstanceCount } from '../../proto/flotilla/v1/counts.js';
 import {
   atomicTxn,
   codecs,
+  instanceOf,
   isStoreError,
   MAX_TXN_OPS,
+  queueUnitWrite,
+  templateOf,
   type Batch,
-  type Store,
+  type CountedUnit,
+  type CountView,
   type Versioned,
 } from '../../store/index.js';
+import { inSpans, instanceNumber } from '../../lib/number-ranges.js';
 import {
   byteLength,
   checkUnitFileSize,
@@ -147,43 +153,94 @@ export async function readUnits(
 
 /**
  * {@link readUnits} for recovery writes (stop, unload, destroy): served while the mirror is
- * behind etcd. Then the named records (at most 128 and their templates) are read from etcd
- * itself, so every guard of the write is exact, and the answer carries a warning.
+ * behind etcd. Then the named records (at most 128 and their templates) and the count
+ * records of their templates are read from etcd itself, so every guard of the write is
+ * exact, and the answer carries a warning. `view` is what was read, for {@link queueUnitPut}.
  */
 export async function readUnitsForRecovery(
   cluster: ApiCluster,
   names: readonly string[],
-): Promise<{ units: Map<string, Versioned<Unit>>; revision: bigint; warnings: string[] }> {
+): Promise<{
+  units: Map<string, Versioned<Unit>>;
+  revision: bigint;
+  warnings: string[];
+  view: CountView;
+}> {
   const { revision, warning } = await freshOrBehind(cluster);
   if (warning === undefined) {
     return {
       units: unitRecords(cluster.mirror, names),
       revision: cluster.mirror.revision,
       warnings: [],
+      view: cluster.mirror,
     };
   }
   const { store } = cluster;
   const units = new Map<string, Versioned<Unit>>();
+  const counts = new Map<string, Versioned<InstanceCount>>();
+  const templates = new Set(names.flatMap((n) => templateOf(n) ?? []));
+  await Promise.all(
+    [...templates].map(async (t) => {
+      const count = await store.getRecord(codecs['instance-count'], store.keys.instanceCount(t));
+      if (count !== undefined) counts.set(t, count);
+    }),
+  );
   await Promise.all(
     names.map(async (name) => {
-      const record = await store.getRecord(codecs.unit, store.keys.unit(name));
+      const record =
+        (await store.getRecord(codecs.unit, store.keys.unit(name))) ??
+        countedRecord(store.keys, counts, name);
       if (record !== undefined) units.set(name, record);
     }),
   );
-  return { units, revision, warnings: [warning] };
+  return { units, revision, warnings: [warning], view: { units, counts } };
 }
 
-/** Encodes a unit and queues it: created only if absent, or replaced only if unchanged since read. */
+/** Instance `name` as the count record of its template holds it, if it does. */
+function countedRecord(
+  keys: ApiCluster['store']['keys'],
+  counts: ReadonlyMap<string, Versioned<InstanceCount>>,
+  name: string,
+): CountedUnit | undefined {
+  const template = templateOf(name);
+  const n = instanceNumber(name);
+  const count = template === undefined ? undefined : counts.get(template);
+  if (template === undefined || n === undefined || count === undefined) return undefined;
+  if (!inSpans(count.value.ranges, n) || instanceOf(template, n) !== name) return undefined;
+  const { file, hash, desiredState } = count.value;
+  return {
+    key: keys.unit(name),
+    value: { name, file, hash, desiredState },
+    createRevision: count.modRevision,
+    modRevision: count.modRevision,
+    lease: 0n,
+    countedIn: template,
+  };
+}
+
+/**
+ * Encodes a unit and queues it: created only if absent, or replaced only if unchanged since
+ * read. An instance only a count record holds is taken out of it in the same transaction
+ * (store/materialise.ts); `view` is what `current` was read from (the mirror by default).
+ */
 export function queueUnitPut(
-  store: Store,
+  cluster: Pick<ApiCluster, 'store' | 'mirror'>,
   batch: Batch,
   unit: Unit,
   current: Versioned<Unit> | undefined,
+  view: CountView = cluster.mirror,
 ): void {
-  const key = store.keys.unit(unit.name);
-  const json = codecs.unit.encode(unit);
-  if (current === undefined) batch.putIfAbsent(key, json);
-  else batch.putIfModRevision(key, json, current.modRevision);
+  queueUnitWrite(cluster.store.keys, batch, view, unit.name, unit, current);
+}
+
+/** Queues deleting `current` (as {@link queueUnitPut} writes: a counted instance too). */
+export function queueUnitDelete(
+  cluster: Pick<ApiCluster, 'store' | 'mirror'>,
+  batch: Batch,
+  current: Versioned<Unit>,
+  view: CountView = cluster.mirror,
+): void {
+  queueUnitWrite(cluster.store.keys, batch, view, current.value.name, undefined, current);
 }
 
 /**

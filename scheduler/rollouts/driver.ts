@@ -11,6 +11,7 @@ import {
   atomicTxn,
   codecs,
   isStoreError,
+  queueUnitWrite,
   type Batch,
   templateOf,
   type CacheEntry,
@@ -74,7 +75,8 @@ export class RolloutDriver {
     const { keys } = this.store;
     const rewrite = (b: Batch, e: CacheEntry<Unit>): void => {
       const record: Unit = { ...e.value, file: next.toFile, hash: next.toHash };
-      b.putIfModRevision(keys.unit(record.name), codecs.unit.encode(record), e.modRevision);
+      // A counted instance leaves its count record in the same transaction (materialised).
+      queueUnitWrite(keys, b, this.mirror, record.name, record, e);
     };
     const log = this.logger.child({ rollout: r.unit, to: next.toHash.slice(0, 12) });
     // All or nothing: the record says which instances are in flight, so it and their

@@ -268,3 +268,51 @@ test.serial(
     );
   },
 );
+
+for (const driver of DRIVERS) {
+  test.serial(
+    `${driver}: a counted instance (no record of its own) runs its count record's file, also after a rollout moved the template on`,
+    async (t) => {
+      const prefix = uniquePrefix('counted');
+      const store = storeFor(t, server(), prefix);
+      const agent = await inProcessAgent(t, { endpoint: server().endpoint, prefix, driver });
+      const v1 = service(`ExecStart=/bin/sh -c 'echo v1 instance=%i; exec sleep 3600'`);
+      const v2 = service(`ExecStart=/bin/sh -c 'echo v2 instance=%i; exec sleep 3600'`);
+      const hash1 = parseUnit('web@.service', v1).hash;
+      // The template is already on v2 (a rollout under way); instance 3 is still counted on v1.
+      await store.putRecord(codecs.unit, store.keys.unit('web@.service'), {
+        name: 'web@.service',
+        file: v2,
+        hash: parseUnit('web@.service', v2).hash,
+        desiredState: 'inactive',
+      });
+      await store.putRecord(codecs['instance-count'], store.keys.instanceCount('web@.service'), {
+        template: 'web@.service',
+        file: v1,
+        hash: hash1,
+        desiredState: 'launched',
+        ranges: [{ first: 1, last: 5 }],
+      });
+      await store.putRecord(
+        codecs.placement,
+        store.keys.placement(agent.machineId, 'web@3.service'),
+        {
+          unit: 'web@3.service',
+          machine: agent.machineId,
+          hash: hash1,
+          epoch: 1n,
+          desiredState: 'launched',
+          ports: [],
+        },
+      );
+      t.like(await waitRunning(store, 'web@3.service'), { hash: hash1 });
+      await assertEventually(
+        async () => {
+          const got = await agent.units.logs.tail('web@3.service', 20);
+          return got.includes('v1 instance=3') ? got : false;
+        },
+        { message: "the count record's file ran, %i expanded" },
+      );
+    },
+  );
+}

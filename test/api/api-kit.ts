@@ -36,7 +36,9 @@ import {
 import { startApiServer, type ApiServer } from '../../scheduler/api/index.js';
 import type { QuotaOptions } from '../../scheduler/api/quota.js';
 import { openStore, type Store } from '../../store/index.js';
-import { uniquePrefix, type EtcdServer } from '../../testkit/index.js';
+import { storedUnits, uniquePrefix, type EtcdServer } from '../../testkit/index.js';
+
+export { storedUnit } from '../../testkit/index.js';
 
 /** Every call a test makes carries this deadline: generous, a loaded box never flakes. */
 export const CALL_TIMEOUT_MS = 20_000;
@@ -211,8 +213,16 @@ export async function fingerprint(store: Store): Promise<string[]> {
   return items.map((kv) => `${kv.key}@${kv.modRevision}`);
 }
 
-/** The unit names under units/ of this store's prefix. */
+/**
+ * The names of every unit this store's prefix holds, sorted: records under units/, and the
+ * instances count records under instance-counts/ hold (each as if it had its record).
+ */
 export async function unitNames(store: Store): Promise<string[]> {
+  return [...(await storedUnits(store)).keys()].sort();
+}
+
+/** The names of the records under units/ of this store's prefix (no counted instance). */
+export async function recordNames(store: Store): Promise<string[]> {
   const { items } = await store.list(store.keys.dir('unit'));
   return items.map((kv) => kv.key.slice(store.keys.dir('unit').length));
 }

@@ -18,6 +18,7 @@ import {
 import type { Machine, Placement, Unit, UnitState } from '../../proto/flotilla/v1/records.js';
 import { codecs, type Store } from '../../store/index.js';
 import { parseUnit, parseUnitName } from '../../unit/index.js';
+import { storedUnit, storedUnits } from '../../testkit/index.js';
 
 /** How the simulated cluster treats units. */
 export interface SimOptions {
@@ -60,13 +61,12 @@ export function simulateCluster(t: ExecutionContext, store: Store, opts: SimOpti
 
 async function tick(store: Store, opts: SimOptions): Promise<void> {
   const k = store.keys;
-  const [units, placementKvs, states, pending] = await Promise.all([
-    store.listRecords(codecs.unit, k.dir('unit')),
+  const [unitByName, placementKvs, states, pending] = await Promise.all([
+    storedUnits(store),
     store.list(k.dir('placement')),
     store.listRecords(codecs.state, k.dir('state')),
     store.listRecords(codecs.unscheduled, k.dir('unscheduled')),
   ]);
-  const unitByName = new Map(units.items.map((u) => [u.value.name, u.value]));
   const placements = new Map<string, Placement>();
   const load = new Map<string, number>(opts.machines.map((m) => [m.id, 0]));
   for (const kv of placementKvs.items) {
@@ -171,10 +171,8 @@ async function agentTick(store: Store, opts: SimOptions): Promise<void> {
     const parsed = k.parse(kv.key);
     if (parsed?.kind === 'placement') placed.add(parsed.name);
   }
-  const units = await Promise.all(
-    [...placed].map((name) => store.getRecord(codecs.unit, k.unit(name))),
-  );
-  const records = units.flatMap((u) => (u === undefined ? [] : [u.value]));
+  const units = await Promise.all([...placed].map((name) => storedUnit(store, name)));
+  const records = units.flatMap((u) => (u === undefined ? [] : [u]));
   const known = new Set(records.map((u) => u.name));
   const globals = new Set(records.filter((u) => isGlobal(u)).map((u) => u.name));
   const want = new Map<string, UnitState>(); // state key -> what its agent reports

@@ -6,6 +6,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { join } from 'node:path';
+import { storedUnits } from '../../testkit/index.js';
 import { clusterForFile, isRunningView, EXAMPLES } from './e2e-kit.js';
 
 const { serial, cluster: c } = clusterForFile(anyTest as TestFn, { name: 'e2epl', net: 201 });
@@ -112,8 +113,13 @@ serial(
   async (t) => {
     const store = c().openStore();
     t.teardown(() => store.close());
+    // Records under units/ and instance-counts/ (where a scale writes its instances).
     const units = async (): Promise<string[]> =>
-      (await store.list(store.keys.dir('unit'))).items.map((kv) => `${kv.key}@${kv.modRevision}`);
+      (
+        await Promise.all(
+          [store.keys.dir('unit'), store.keys.dir('instance-count')].map((d) => store.list(d)),
+        )
+      ).flatMap((l) => l.items.map((kv) => `${kv.key}@${kv.modRevision}`));
     const before = await units();
     const t0 = Date.now();
     const r = await c().flotctl(['scale', 'api@.service=1000000']);
@@ -160,8 +166,8 @@ serial(
     const t0 = Date.now();
     await c().ok(['scale', '--timeout', '120s', 'api@.service=2']);
     const downMs = Date.now() - t0;
-    const left = await store.list(store.keys.dir('unit'));
-    t.is(left.items.filter((kv) => kv.key.includes('/api@')).length, 3, 'the template and 2');
+    const left = [...(await storedUnits(store)).keys()];
+    t.is(left.filter((name) => name.startsWith('api@')).length, 3, 'the template and 2');
     const sorted = [...statusMs].sort((a, b) => a - b);
     t.log(
       `status during the scale: ${statusMs.length} calls, median ${sorted[sorted.length >> 1]} ms, max ${sorted.at(-1)} ms (whole flotctl processes); scale back to 2: ${downMs} ms`,

@@ -53,7 +53,11 @@ for (const driver of DRIVERS) {
     await second.manager.stop('web.service');
     t.false(await isPidAlive(pid), 'the adopted process is ended by the stop');
     t.like(second.states.at(-1), { name: 'web.service', activeState: 'inactive', pid: 0 });
-    t.regex(await logOf(second, 'web.service'), /stopped: main process killed by SIGTERM/);
+    await assertEventually(
+      async () =>
+        /stopped: main process killed by SIGTERM/.test(await logOf(second, 'web.service')),
+      { message: 'the log says how the unit stopped' },
+    );
   });
 
   test(`${driver}: a stop right after adoption ends an adopted oneshot step`, async (t) => {

@@ -8,7 +8,7 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { restartProcess } from '../../deploy/cluster/index.js';
-import { assertEventually, sleep } from '../../testkit/index.js';
+import { assertEventually, sleep, storedInstances } from '../../testkit/index.js';
 import type { E2ECluster } from '../e2e/e2e-kit.js';
 import {
   chaosForFile,
@@ -157,17 +157,27 @@ async function liveApi(cluster: E2ECluster, name: string): Promise<string> {
   return api;
 }
 
-/** Kills `name` as soon as units/<prefix>... holds a record, or when `done` settles first. */
+/** Instances of `template` that etcd holds: the numbers its count record holds and records. */
+async function instanceCount(cluster: E2ECluster, template: string): Promise<number> {
+  const store = cluster.openStore();
+  try {
+    return await storedInstances(store, template);
+  } finally {
+    store.close();
+  }
+}
+
+/** Kills `name` as soon as `written()` grows past `already`, or when `done` settles first. */
 async function killOnceWritten(
   cluster: E2ECluster,
   name: string,
-  prefix: string,
+  written: () => Promise<number>,
   done: Promise<unknown>,
   already = 0,
 ) {
   let finished = false;
   void done.then(() => (finished = true));
-  await assertEventually(async () => finished || (await unitCount(cluster, prefix)) > already, {
+  await assertEventually(async () => finished || (await written()) > already, {
     timeoutMs: 60_000,
     intervalMs: 20,
     message: 'the request starts writing',
@@ -178,6 +188,7 @@ async function killOnceWritten(
 }
 
 /** Parks wherever it is placed: no machine has role=nowhere, so instances stay unplaced. */
+const PARKED = 'parked@.service';
 const PARKED_UNIT = `${IDLE_UNIT}
 [X-Fleet]
 MachineMetadata=role=nowhere
@@ -191,9 +202,10 @@ serial('a scheduler SIGKILLed in the middle of a large scale: a retry finishes i
   const old = await leader(c());
   c().useApi(old.api);
   const scale = c().flotctl(['scale', '--no-block', '--allow-pending', 'parked@.service=3000']);
-  const late = await killOnceWritten(c(), old.name, 'parked@', scale, 1);
+  // A scale writes one count record (its instances at once), so the kill lands before or after.
+  const late = await killOnceWritten(c(), old.name, () => instanceCount(c(), PARKED), scale);
   const first = await scale;
-  const written = (await unitCount(c(), 'parked@')) - 1; // less the template
+  const written = await instanceCount(c(), PARKED);
   t.log(
     `killed ${late ? 'after' : 'during'} the scale, ${written} of 3000 written: exit ${first.code}: ` +
       `${(first.stderr || first.stdout).trim().slice(0, 200)}`,
@@ -203,16 +215,13 @@ serial('a scheduler SIGKILLed in the middle of a large scale: a retry finishes i
   c().useApi(await liveApi(c(), old.name));
   const t0 = Date.now();
   await c().ok(['scale', '--no-block', '--allow-pending', 'parked@.service=3000']);
-  t.is(
-    await unitCount(c(), 'parked@'),
-    3001,
-    'a retry reaches the count exactly (and the template)',
-  );
+  t.is(await instanceCount(c(), PARKED), 3000, 'a retry reaches the count exactly');
   await restartProcess(c().dir, old.name);
   await c().refresh();
   t.deepEqual(await deadDaemons(c()), [], 'every daemon runs again');
   await c().ok(['scale', '--no-block', 'parked@.service=0']);
-  t.is(await unitCount(c(), 'parked@'), 1, 'only the template is left');
+  t.is(await instanceCount(c(), PARKED), 0, 'no instance is left');
+  t.is(await unitCount(c(), 'parked@'), 1, 'the template is left');
   t.log(`retry, restart and scale to 0 in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   t.deepEqual(await where(c(), IDLE), before, 'running units untouched');
 });
@@ -226,7 +235,7 @@ serial(
     for (let i = 1; i <= 300; i++) files.push(await c().unitFile(`batch${i}.service`, IDLE_UNIT));
     c().useApi(old.api);
     const submit = c().flotctl(['submit', ...files]);
-    const late = await killOnceWritten(c(), old.name, 'batch', submit);
+    const late = await killOnceWritten(c(), old.name, () => unitCount(c(), 'batch'), submit);
     const first = await submit;
     const present = await unitCount(c(), 'batch');
     t.log(

@@ -38,6 +38,13 @@ export function addNumber(spans: NumberSpan[], n: number): void {
   else spans.push({ first: n, last: n });
 }
 
+/** Sorted, merged spans of `numbers`, given in any order. */
+export function toSpans(numbers: readonly number[]): NumberSpan[] {
+  const spans: NumberSpan[] = [];
+  for (const n of [...numbers].sort((a, b) => a - b)) addNumber(spans, n);
+  return spans;
+}
+
 /** Whether `n` is in `spans` (sorted and disjoint): a bisection, O(log spans). */
 export function inSpans(spans: readonly NumberSpan[], n: number): boolean {
   let lo = 0;

@@ -101,7 +101,6 @@ export {
   instanceOf,
   MAX_COUNT_RANGES,
   MAX_COUNTED_NUMBER,
-  rangeCount,
   removeNumbers,
   toRanges,
 } from './instance-counts.js';

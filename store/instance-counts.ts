@@ -8,6 +8,7 @@
  */
 import type { InstanceCount } from '../proto/flotilla/v1/counts.js';
 import type { NumberRange } from '../proto/flotilla/v1/records.js';
+import { toSpans } from '../lib/number-ranges.js';
 
 /** Ranges one count record holds at most: about 30 KB of JSON. */
 export const MAX_COUNT_RANGES = 1_000;
@@ -49,13 +50,6 @@ export function instanceCountProblem(key: string, count: InstanceCount): string 
 export function instanceOf(template: string, n: number): string {
   const at = template.indexOf('@');
   return `${template.slice(0, at + 1)}${n}${template.slice(at + 1)}`;
-}
-
-/** How many numbers `ranges` hold. */
-export function rangeCount(ranges: readonly NumberRange[]): number {
-  let n = 0;
-  for (const r of ranges) n += r.last - r.first + 1;
-  return n;
 }
 
 /** Every number of `ranges`, in order. */
@@ -116,13 +110,4 @@ export function removeNumbers(
 }
 
 /** Sorted, merged ranges of `numbers`. */
-export function toRanges(numbers: readonly number[]): NumberRange[] {
-  const sorted = [...numbers].sort((x, y) => x - y);
-  const out: NumberRange[] = [];
-  for (const n of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && n <= last.last + 1) last.last = Math.max(last.last, n);
-    else out.push({ first: n, last: n });
-  }
-  return out;
-}
+export const toRanges: (numbers: readonly number[]) => NumberRange[] = toSpans;

@@ -41,6 +41,7 @@ import {
   type Versioned,
 } from '../../store/index.js';
 import { pool } from '../../lib/pool.js';
+import { toSpans } from '../../lib/number-ranges.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import { canonicalTemplate } from '../gate/auth.js';
@@ -417,12 +418,5 @@ function numberOf(name: string, template: UnitName): number | undefined {
 
 /** Sorted, merged ranges of `numbers`. */
 export function ranges(numbers: readonly number[]): InstanceRange[] {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const out: InstanceRange[] = [];
-  for (const n of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && n <= last.last + 1) last.last = Math.max(last.last, n);
-    else out.push({ first: n, last: n });
-  }
-  return out;
+  return toSpans(numbers);
 }

@@ -83,6 +83,8 @@ export interface LiveRun {
   stderr(): string;
   /** Waits until stdout matches `re` (generous timeout); returns stdout. */
   waitFor(re: RegExp, message?: string): Promise<string>;
+  /** Waits for it to exit by itself: its code, or "still running" after `timeoutMs` (default 30 s). */
+  waitExit(timeoutMs?: number): Promise<number | null | 'still running'>;
   /** Sends `signal` (default SIGINT, Ctrl-C) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -112,6 +114,15 @@ export function spawnFlotctl(t: ExecutionContext, args: readonly string[]): Live
         timeoutMs: 30_000,
         message: `${message ?? `flotctl ${args.join(' ')} prints ${String(re)}`} (stdout: ${out}; stderr: ${err})`,
       }),
+    waitExit: async (timeoutMs = 30_000) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'still running'>(
+        (resolve) => (timer = setTimeout(() => resolve('still running'), timeoutMs)),
+      );
+      const code = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      return code;
+    },
     stop: async (signal = 'SIGINT') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

@@ -79,7 +79,8 @@ test.serial(
       out,
       /^Scaled web@\.service to 2: started web@\{1\.\.2\}\.service; destroyed none\nUnit web@1\.service launched on \S+\nUnit web@2\.service launched on \S+\n$/,
     );
-    t.is(await scale.stop(), 0, scale.stderr());
+    // It ends by itself once it has reported both: a stop() here could interrupt its exit.
+    t.is(await scale.waitExit(), 0, scale.stderr());
   },
 );
 

@@ -2,8 +2,9 @@
  * The store handle: one etcd3 client, the key layout, and the deadline and fault policy every
  * call goes through. Other parts of Flotilla open one Store per process and pass it around.
  */
-import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
+import { Etcd3, type IKeyValue } from 'etcd3';
 import { isStoreError, StoreError, toStoreError, type StoreErrorCode } from './errors.js';
+import { faultHandling } from './fault-policy.js';
 import { Keys, prefixRangeEnd } from './keys.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { RecordCodec } from './records.js';
@@ -120,34 +121,6 @@ export interface Listing<T> {
   readonly items: T[];
 }
 
-type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-type PolicyContext = Parameters<Parameters<FaultPolicy['execute']>[0]>[0];
-
-/**
- * Tries a call once per endpoint at most, moving on only for connection-level failures. No
- * backoff and no circuit breaker: a down etcd is reported within the call deadline instead of
- * being hidden behind retries (the callers' loops decide when to try again).
- */
-export class EndpointFailoverPolicy implements FaultPolicy {
-  declare readonly _altReturn: never;
-  readonly onSuccess: FaultPolicy['onSuccess'] = () => ({ dispose: () => undefined });
-  readonly onFailure: FaultPolicy['onFailure'] = () => ({ dispose: () => undefined });
-
-  constructor(private readonly attempts: number) {}
-
-  async execute<T>(fn: (context: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal) {
-    const context = { signal: signal ?? new AbortController().signal };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn(context);
-      } catch (err) {
-        const code = toStoreError(err).code;
-        if (attempt >= this.attempts || code !== 'unavailable') throw err;
-      }
-    }
-  }
-}
-
 /** Converts etcd3's decimal-string int64 to bigint; the one place this happens. */
 export function big(value: string | number | undefined | null): bigint {
   return value === undefined || value === null || value === '' ? 0n : BigInt(value);
@@ -228,7 +201,6 @@ export class Store {
   constructor(options: ResolvedStoreOptions) {
     this.options = options;
     this.keys = new Keys(options.prefix);
-    const noRetry = new EndpointFailoverPolicy(1);
     const credentials = etcdCredentials(options.tls);
     this.client = new Etcd3({
       hosts: [...options.endpoints],
@@ -238,10 +210,7 @@ export class Store {
         : { auth: { username: options.auth.username, password: options.auth.password } }),
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + options.callTimeoutMs },
-      faultHandling: {
-        host: () => noRetry,
-        global: new EndpointFailoverPolicy(options.endpoints.length),
-      },
+      faultHandling: faultHandling(options.endpoints),
       grpcOptions: {
         'grpc.initial_reconnect_backoff_ms': Math.min(500, options.dialTimeoutMs),
         'grpc.max_reconnect_backoff_ms': options.dialTimeoutMs,

@@ -21,7 +21,7 @@ import {
   type ILeaseKeepAliveResponse,
   type IDuplexStream,
 } from 'etcd3';
-import { EndpointFailoverPolicy } from './client.js';
+import { faultHandling } from './fault-policy.js';
 import { toStoreError } from './errors.js';
 import type {
   KeepSpec,
@@ -81,7 +81,6 @@ function openClient(o: LeaseWorkerData, hosts: readonly string[]): Etcd3 {
           ...(o.tls.key === undefined ? {} : { key: Buffer.from(o.tls.key) }),
         };
   const credentials = etcdCredentials(tls);
-  const noRetry = new EndpointFailoverPolicy(1);
   return new Etcd3({
     hosts: [...hosts],
     ...(credentials === undefined ? {} : { credentials }),
@@ -89,10 +88,7 @@ function openClient(o: LeaseWorkerData, hosts: readonly string[]): Etcd3 {
       ? {}
       : { auth: { username: o.auth.username, password: o.auth.password } }),
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.callTimeoutMs }),
-    faultHandling: {
-      host: () => noRetry,
-      global: new EndpointFailoverPolicy(hosts.length),
-    },
+    faultHandling: faultHandling(hosts),
     grpcOptions: {
       'grpc.initial_reconnect_backoff_ms': Math.min(500, o.dialTimeoutMs),
       'grpc.max_reconnect_backoff_ms': o.dialTimeoutMs,

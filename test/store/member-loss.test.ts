@@ -7,7 +7,15 @@
  * (test/chaos/etcd-member-write.test.ts).
  */
 import test from 'ava';
-import { atomicTxn, fencedTxn, openStore, type Store } from '../../store/index.js';
+import {
+  atomicTxn,
+  fencedTxn,
+  isRetryable,
+  openStore,
+  stringCodec,
+  WatchCache,
+  type Store,
+} from '../../store/index.js';
 import { CLUSTER_ELECTION_TIMEOUT_MS, etcdClusterForFile } from '../../testkit/etcd-cluster.js';
 import { uniquePrefix } from '../../testkit/index.js';
 
@@ -72,3 +80,37 @@ for (const role of ['leader', 'follower'] as const) {
     },
   );
 }
+
+test.serial(
+  'a watch cache (what every mirror is) follows a write within the election timeout + 2 s of any member dying',
+  async (t) => {
+    const store = openStore({ endpoints: etcd().endpoints, prefix: uniquePrefix('follow') });
+    const cache = new WatchCache(store, { prefix: store.keys.prefix, codec: stringCodec });
+    t.teardown(async () => {
+      await cache.close();
+      store.close();
+    });
+    await cache.ready();
+    // Every member dies once: whichever the cache's watch is on, one round breaks it.
+    for (let victim = 0; victim < 3; victim++) {
+      await warm(store);
+      await etcd().kill(victim);
+      try {
+        const t0 = Date.now();
+        let revision = 0n;
+        while (revision === 0n) {
+          revision = await store.put(`${store.keys.prefix}k${victim}`, 'v').catch((err) => {
+            if (!isRetryable(err) || Date.now() - t0 > BOUND_MS) throw err;
+            return 0n;
+          });
+        }
+        await cache.waitFor(revision, 2 * BOUND_MS);
+        const ms = Date.now() - t0;
+        t.log(`member ${victim} killed: the cache had the write ${ms} ms later`);
+        t.true(ms <= BOUND_MS, `the cache followed after ${ms} ms`);
+      } finally {
+        await etcd().restart(victim);
+      }
+    }
+  },
+);

@@ -97,7 +97,7 @@ export function countChange(
     const grown = addNumbers(ranges, created);
     if (grown.length <= MAX_COUNT_RANGES) {
       ranges = grown;
-      started.push(...created);
+      for (const n of created) started.push(n);
     }
   }
   // A new count takes the template's file; so do the records it folds in.

@@ -151,7 +151,7 @@ async function admit(cluster: ApiCluster, template: UnitName, req: ScaleRequest,
   if (up) await fresh(cluster);
   const now = readTemplate(cluster, template);
   if (now.record === undefined) refuseWithoutTemplate(template, now.instances.length, req.count);
-  const admission = admitScale(cluster, {
+  const admission = await admitScale(cluster, {
     template,
     record: now.record?.value,
     numbered: now.instances.map((i) => ({ number: i.number, record: i.record.value })),
@@ -269,7 +269,8 @@ async function scaleRound(
     queueUnitPut(cluster, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
   }
-  for (const n of created.filter((x) => !counted.started.includes(x))) {
+  const countedNow = new Set(counted.started);
+  for (const n of created.filter((x) => !countedNow.has(x))) {
     if (record === undefined) break; // unreachable: refused just above
     const name = `${template.prefix}@${n}.${template.type}`;
     const instance = cluster.instanceRecords.record(name, record.value, 'launched');
@@ -313,13 +314,15 @@ async function scaleRound(
     offset += chunk.length;
   });
   if (counted.op !== undefined && applied[0] === true) {
-    done.push(...counted.started, ...counted.destroyed.map((n) => -n));
+    // A loop, not push(...): a count changes up to a million numbers, past any argument list.
+    for (const n of counted.started) done.push(n);
+    for (const n of counted.destroyed) done.push(-n);
   }
   const startedNow = new Set(done.filter((n) => n > 0));
   // (0 marks the count record's op: its instances are counted.started and .destroyed.)
   const destroyedNow = new Set(done.filter((n) => n < 0).map((n) => -n));
   const after = instances.map((i) => i.number).filter((n) => !destroyedNow.has(n));
-  after.push(...created.filter((n) => startedNow.has(n)));
+  for (const n of created) if (startedNow.has(n)) after.push(n);
   return {
     started: [...startedNow],
     destroyed: [...destroyedNow],

@@ -124,7 +124,7 @@ async function setAttempt(
       activated.map((a) => a.record),
       desired === 'launched' ? 'start' : 'load',
     );
-    admitStart(cluster, activated, allowPending);
+    await admitStart(cluster, activated, allowPending);
     await cluster.quota.check(writes.reduce((sum, w) => sum + recordBytes(w.record), 0));
   }
   const written = await applyWrites(

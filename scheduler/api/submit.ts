@@ -145,7 +145,7 @@ async function admit(
       activated.push({ name: f.unit.name, record: d.record, created: current === undefined });
     }
   });
-  if (activated.length > 0) admitStart(cluster, activated, allowPending, templates);
+  if (activated.length > 0) await admitStart(cluster, activated, allowPending, templates);
   if (bytes > 0) await cluster.quota.check(bytes);
 }
 

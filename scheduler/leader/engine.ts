@@ -23,7 +23,7 @@ import { MassLossPause } from './pause.js';
 import { planSteps, type Plan } from '../planner/index.js';
 import { RolloutDriver } from '../rollouts/driver.js';
 import { autoRescheduleRate, MoveBudget, type Clock, type PauseState } from './reschedule.js';
-import { DEFAULT_SLICE_MS, runSliced } from './sliced.js';
+import { DEFAULT_SLICE_MS, runSliced } from '../../lib/sliced.js';
 
 /** Options of an {@link Engine}; the defaults are the daemon's. */
 export interface EngineOptions {
@@ -47,7 +47,7 @@ export interface EngineOptions {
   now?: Clock;
   /**
    * A pass plans and decides its writes in slices of this many ms on the thread the API
-   * shares, the event loop running between them (leader/sliced.ts). Default 20.
+   * shares, the event loop running between them (lib/sliced.ts). Default 20.
    */
   sliceMs?: number;
   /** Hears every pass that planned (metrics). */

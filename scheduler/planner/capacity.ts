@@ -18,11 +18,11 @@
  *   // blocked?.summary: "0/3 machines: 3 already run 2 instances of api@.service (MaxPerMachine=2)"
  */
 import { explainUnscheduled, isFeasible } from './chain.js';
-import { compileUnits, type CompiledUnit } from './compile.js';
+import { compileUnitsSteps, type CompiledUnit } from './compile.js';
 import { PlanContext } from './context.js';
 import { selectMachine } from './place.js';
 import { loadPlacements } from './reconcile.js';
-import { runToEnd } from './steps.js';
+import { runToEnd, type Steps } from './steps.js';
 import { ClusterState } from './state.js';
 import type { Snapshot, Unscheduled } from './types.js';
 
@@ -49,7 +49,19 @@ export function placeInOrder(
   order: readonly string[],
   optional: ReadonlySet<string> = new Set(),
 ): Capacity {
-  const units = compileUnits(snapshot.units);
+  return runToEnd(placeInOrderSteps(snapshot, order, optional));
+}
+
+/**
+ * {@link placeInOrder} as steps (steps.ts), for a caller that must not hold its thread for
+ * the whole walk: a scale's look at what fits places up to its count, 100,000 units and more.
+ */
+export function* placeInOrderSteps(
+  snapshot: Snapshot,
+  order: readonly string[],
+  optional: ReadonlySet<string> = new Set(),
+): Steps<Capacity> {
+  const units = yield* compileUnitsSteps(snapshot.units);
   const state = new ClusterState(snapshot.machines, units.sorted.length);
   for (const u of units.sorted) {
     if (u.spreadBy !== '' && u.template !== '') state.trackSpread(u.template, u.spreadBy);
@@ -57,7 +69,9 @@ export function placeInOrder(
   // An unlimited move budget: Replaces= may displace as the leader's placing would (the budget
   // paces moves over time; it does not bound what fits).
   const ctx = new PlanContext(state, units, snapshot.placements, Number.POSITIVE_INFINITY);
-  state.loading(() => runToEnd(loadPlacements(ctx, snapshot.placements, snapshot.ports)));
+  state.beginLoading();
+  yield* loadPlacements(ctx, snapshot.placements, snapshot.ports);
+  yield* state.endLoading();
   ctx.mode = 'place';
   const walk = order.map((name, i) => ({ name, i, u: units.byName.get(name) }));
   // Stable: peers first by MachineOf depth, the given order within a depth.
@@ -65,6 +79,7 @@ export function placeInOrder(
   const placed: string[] = [];
   for (const { name, u } of walk) {
     const ok = u !== undefined && (state.placementCount(u) > 0 || placeOne(ctx, u));
+    yield; // placing may scan every machine: a checkpoint after each unit
     if (optional.has(name)) continue;
     if (!ok) {
       const blocked =

@@ -5,7 +5,7 @@
  */
 export { applyPlan, plan, planSteps } from './planner.js';
 export { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
-export { placeInOrder, type Capacity } from './capacity.js';
+export { placeInOrder, placeInOrderSteps, type Capacity } from './capacity.js';
 export { FEASIBILITY_CHAIN, summarize } from './chain.js';
 export { formatBytes, type FeasibilityChecker } from './checker.js';
 export {

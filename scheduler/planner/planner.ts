@@ -45,7 +45,7 @@ export function plan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
 /**
  * {@link plan} as steps: yields at bounded checkpoints in every loop over units, placements or
  * machines, and returns the same plan, entry for entry. The leader runs it in slices of time
- * (leader/sliced.ts). `snapshot` must not change until the steps are done.
+ * (lib/sliced.ts). `snapshot` must not change until the steps are done.
  */
 export function* planSteps(snapshot: Snapshot, options: PlanOptions = {}): Steps<Plan> {
   const opts = fillPlanOptions(options);

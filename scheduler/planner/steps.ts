@@ -1,6 +1,6 @@
 /**
  * A pass as steps. The planner's phases are generators that yield at bounded checkpoints
- * inside their loops, so a driver outside the planner (scheduler/leader/sliced.ts) can stop
+ * inside their loops, so a driver outside the planner (lib/sliced.ts) can stop
  * between two checkpoints and let the event loop run. The planner itself never looks at a
  * clock: how many steps fit in a slice of time is the driver's call, and running the steps to
  * the end gives the same plan as a pass that never stopped.

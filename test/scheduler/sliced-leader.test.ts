@@ -1,5 +1,5 @@
 /**
- * A leader's pass runs in slices of time (scheduler/leader/sliced.ts): when the term ends in
+ * A leader's pass runs in slices of time (lib/sliced.ts): when the term ends in
  * the middle of one, the pass stops at its next slice and writes nothing, and the successor
  * places everything from its own view. Real etcd, real election, real engine.
  */

@@ -1,5 +1,5 @@
 /**
- * A pass run in slices (scheduler/leader/sliced.ts over planner/steps.ts): stopping between
+ * A pass run in slices (lib/sliced.ts over planner/steps.ts): stopping between
  * any two checkpoints changes nothing in the plan, and the event loop gets its turns while a
  * big pass runs, so the API sharing the leader's thread is not kept waiting.
  */
@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import test from 'ava';
 import fc from 'fast-check';
 import { plan, planSteps, type Snapshot } from '../../scheduler/planner/index.js';
-import { runSliced } from '../../scheduler/leader/sliced.js';
+import { runSliced } from '../../lib/sliced.js';
 import { SchedulerError, isSchedulerError } from '../../scheduler/errors.js';
 import { snapshotArb } from './planner-arbitraries.js';
 import { machines, snapshot, unit } from './planner-fixtures.js';

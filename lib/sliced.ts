@@ -1,15 +1,16 @@
 /**
- * Runs a pass's steps (planner/steps.ts) in slices of time on the thread the replica's API
- * shares: steps until the slice's budget is spent, then the event loop gets its turn
- * (`setImmediate`: pending I/O, the API's calls, timers, lease renewals), then the next slice.
- * The planner stays pure and clock-free; this driver owns the clock.
+ * Runs steps (a generator that yields at bounded checkpoints, as the planner's phases do:
+ * scheduler/planner/steps.ts) in slices of time on a thread that serves other work: steps
+ * until the slice's budget is spent, then the event loop gets its turn (`setImmediate`:
+ * pending I/O, the API's calls, timers, lease renewals), then the next slice. The steps stay
+ * pure and clock-free; this driver owns the clock. The leader runs its passes so, and the API
+ * its admission's look at what fits.
  *
  * A run stops at the next slice boundary once `stop` says so (the term ended, the engine
  * closed): the steps are abandoned, nothing they decided is written, and a successor plans
  * from its own view, never from a predecessor's half-done pass.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Steps } from '../planner/index.js';
 
 /** Options of {@link runSliced}. */
 export interface SliceOptions {
@@ -38,7 +39,7 @@ export const DEFAULT_SLICE_MS = 20;
 
 /** Runs `steps` to the end in slices of about `budgetMs`, yielding to the event loop between. */
 export async function runSliced<T>(
-  steps: Steps<T>,
+  steps: Generator<void, T, undefined>,
   opts: SliceOptions = {},
 ): Promise<SlicedResult<T>> {
   const budget = opts.budgetMs ?? DEFAULT_SLICE_MS;

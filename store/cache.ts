@@ -10,6 +10,7 @@
  * skip events that were pending when a second disconnect hits, and which reports compaction
  * only as an error message.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { IEvent, IWatchResponse } from 'etcd3';
 import { big, toKeyValue, type KeyValue, type Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
@@ -80,6 +81,12 @@ export interface WatchCacheOptions<T> {
 }
 
 type Outcome = 'compacted' | 'dropped' | 'closed';
+
+/**
+ * The most changes applied in one turn of the event loop (about 10-20 ms of decoding and
+ * indexing); a larger watch response is applied in slices of this many, whole revisions each.
+ */
+const SLICE_EVENTS = 1_000;
 
 /** How often a waiter behind the watch asks etcd how far the watch has come. */
 const PROGRESS_REQUEST_MS = 50;
@@ -303,6 +310,8 @@ export class WatchCache<T> {
         if (err !== undefined && !this.closed) this.errors.emit(toStoreError(err, this.prefix));
         resolve(outcome);
       };
+      // etcd3 types the call as a bare duplex; gRPC's client stream underneath is a Node stream.
+      const flow = stream as unknown as { pause?: () => void; resume?: () => void };
       this.cancelStream = () => finish('closed');
       this.requestProgress = () => stream.write({ progress_request: {} });
       if (this.closed) return finish('closed');
@@ -321,7 +330,14 @@ export class WatchCache<T> {
           this.progressed(big(res.header.revision));
           return;
         }
-        this.applyEvents(res.events);
+        if (res.events.length <= SLICE_EVENTS) return this.applyEvents(res.events);
+        // A watch catching up after a big change gets tens of thousands of changes in one
+        // response (a 100,000-instance scale's placements): applied at once, they held the
+        // thread for over a second. The stream waits while they are applied in slices.
+        flow.pause?.();
+        void this.applySliced(res.events, () => done).then(() => {
+          if (!done) flow.resume?.();
+        });
       });
       stream.on('error', (err) => finish('dropped', err));
       stream.on('end', () =>
@@ -337,6 +353,28 @@ export class WatchCache<T> {
         },
       });
     });
+  }
+
+  /**
+   * Applies a large batch of changes a slice at a time, the event loop running between
+   * slices; a slice never splits a revision (one transaction's changes arrive together, as in
+   * a smaller response), so consumers see what etcd could have sent as several responses.
+   * Stops between slices once `stopped` says so: the watch that replaces this one resumes
+   * after the last change applied.
+   */
+  private async applySliced(events: readonly IEvent[], stopped: () => boolean): Promise<void> {
+    let start = 0;
+    while (start < events.length) {
+      if (start > 0) {
+        await nextTurn();
+        if (stopped() || this.closed) return;
+      }
+      let end = Math.min(events.length, start + SLICE_EVENTS);
+      const revision = events[end - 1]?.kv.mod_revision;
+      while (end < events.length && events[end]?.kv.mod_revision === revision) end += 1;
+      this.applyEvents(events.slice(start, end));
+      start = end;
+    }
   }
 
   private applyEvents(events: readonly IEvent[]): void {

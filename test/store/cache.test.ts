@@ -1,6 +1,7 @@
 import test from 'ava';
 import { get as httpGet } from 'node:http';
 import {
+  atomicTxn,
   big,
   codecs,
   isRetryable,
@@ -287,3 +288,50 @@ function watcherCount(): Promise<number> {
     }).on('error', reject);
   });
 }
+
+test.serial(
+  'a watch catching up on thousands of changes applies them in slices of whole transactions',
+  async (t) => {
+    const prefix = uniquePrefix('slices');
+    const proxy = await startProxy(server().clientPort);
+    const writer = openStore({ endpoints: server().endpoint });
+    const store = openStore({ endpoints: proxy.endpoint, dialTimeoutMs: 500 });
+    const cache = new WatchCache(store, { prefix, codec: stringCodec });
+    t.teardown(async () => {
+      await cache.close();
+      store.close();
+      writer.close();
+      await proxy.close();
+    });
+    await cache.ready();
+    // Cut off while 40 transactions of 100 puts each are written: on its return the watch
+    // resumes from where it was, and etcd sends the backlog in large responses.
+    proxy.block('reset');
+    let revision = 0n;
+    for (let txn = 0; txn < 40; txn++) {
+      const res = await atomicTxn(writer, (b) => {
+        for (let i = 0; i < 100; i++) b.put(`${prefix}t${txn}/k${i}`, 'v');
+      });
+      revision = res.revision;
+    }
+    const seen: number[] = [];
+    let applied = 0;
+    cache.on((e) => {
+      if (e.type !== 'resync') applied += 1;
+    });
+    cache.onRevision(() => seen.push(applied));
+    proxy.unblock();
+    await cache.waitFor(revision, 30_000);
+    t.is(cache.size, 4_000, 'every change applied');
+    t.log(`changes applied at each revision step: ${seen.join(', ')}`);
+    t.deepEqual(
+      seen.filter((n) => n % 100 !== 0),
+      [],
+      'each step ends on a whole transaction',
+    );
+    t.true(
+      seen.every((n, i) => n - (seen[i - 1] ?? 0) <= 1_100),
+      'no step applies much more than a slice',
+    );
+  },
+);

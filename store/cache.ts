@@ -312,6 +312,8 @@ export class WatchCache<T> {
       };
       // etcd3 types the call as a bare duplex; gRPC's client stream underneath is a Node stream.
       const flow = stream as unknown as { pause?: () => void; resume?: () => void };
+      /** Changes applied since the stream last waited for the next turn of the event loop. */
+      let sinceTurn = 0;
       this.cancelStream = () => finish('closed');
       this.requestProgress = () => stream.write({ progress_request: {} });
       if (this.closed) return finish('closed');
@@ -330,12 +332,24 @@ export class WatchCache<T> {
           this.progressed(big(res.header.revision));
           return;
         }
-        if (res.events.length <= SLICE_EVENTS) return this.applyEvents(res.events);
         // A watch catching up after a big change gets tens of thousands of changes in one
-        // response (a 100,000-instance scale's placements): applied at once, they held the
-        // thread for over a second. The stream waits while they are applied in slices.
+        // response (a 100,000-instance scale's placements), or many responses in one turn of
+        // the event loop (gRPC pushes every message a network read holds): applied at once,
+        // they held the thread for over a second. The stream waits while a large response is
+        // applied in slices, and after about a slice's worth of changes for the next turn.
+        if (res.events.length > SLICE_EVENTS) {
+          flow.pause?.();
+          void this.applySliced(res.events, () => done).then(() => {
+            if (!done) flow.resume?.();
+          });
+          return;
+        }
+        this.applyEvents(res.events);
+        sinceTurn += res.events.length;
+        if (sinceTurn < SLICE_EVENTS) return;
+        sinceTurn = 0;
         flow.pause?.();
-        void this.applySliced(res.events, () => done).then(() => {
+        setImmediate(() => {
           if (!done) flow.resume?.();
         });
       });

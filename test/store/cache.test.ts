@@ -335,3 +335,47 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  'a watch applies about a slice of changes per turn of the event loop, however many responses arrived at once',
+  async (t) => {
+    const prefix = uniquePrefix('turns');
+    const writer = openStore({ endpoints: server().endpoint });
+    const store = openStore({ endpoints: server().endpoint });
+    const cache = new WatchCache(store, { prefix, codec: stringCodec });
+    t.teardown(async () => {
+      await cache.close();
+      store.close();
+      writer.close();
+    });
+    await cache.ready();
+    let turn = 0;
+    let ticking = true;
+    const tick = (): void => {
+      turn += 1;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const perTurn = new Map<number, number>();
+    cache.on((e) => {
+      if (e.type !== 'resync') perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+    });
+    // 40 transactions of 100 puts go out at once; this thread then stays busy while etcd
+    // answers and the watch's responses pile up in the socket, to arrive in one go.
+    const writes = Array.from({ length: 40 }, (_, txn) =>
+      atomicTxn(writer, (b) => {
+        for (let i = 0; i < 100; i++) b.put(`${prefix}t${txn}/k${i}`, 'v');
+      }),
+    );
+    await writes[0]; // every request is on the wire: etcd applies the rest meanwhile
+    const busyUntil = Date.now() + 300;
+    while (Date.now() < busyUntil); // the watch's responses pile up in the socket
+    const results = await Promise.all(writes);
+    await cache.waitFor(results.reduce((max, r) => (r.revision > max ? r.revision : max), 0n));
+    ticking = false;
+    t.is(cache.size, 4_000, 'every change applied');
+    const most = Math.max(...perTurn.values());
+    t.log(`changes applied per turn: most ${most}, over ${perTurn.size} turns`);
+    t.true(most <= 1_100, `${most} changes applied in one turn`);
+  },
+);

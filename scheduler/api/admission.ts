@@ -31,10 +31,12 @@ import type { Machine, MachineConfig, Placement } from '../../proto/flotilla/v1/
 import type { UnitName } from '../../unit/index.js';
 import { templateOf } from '../../store/index.js';
 import {
+  CHEAP_ITEMS,
   placeInOrderSteps,
   type Capacity,
   type PlannerUnit,
   type Snapshot,
+  type Steps,
 } from '../planner/index.js';
 import { runSliced } from '../../lib/sliced.js';
 import {
@@ -89,7 +91,22 @@ export async function fitOf(
   wanted: ReadonlyMap<string, Unit>,
   optional: ReadonlySet<string> = new Set(),
 ): Promise<Capacity> {
+  return (await runSliced(fitSteps(cluster, wanted, optional))).value;
+}
+
+/**
+ * {@link fitOf} as steps: a checkpoint every {@link CHEAP_ITEMS} records copied. The copy of
+ * the mirror spans turns of the event loop, so it may hold changes of several revisions: the
+ * verdict is about the cluster as it is, near enough, as it always was (nothing written is
+ * conditioned on it, and the cluster moves between the look and the write anyway).
+ */
+function* fitSteps(
+  cluster: ApiCluster,
+  wanted: ReadonlyMap<string, Unit>,
+  optional: ReadonlySet<string> = new Set(),
+): Steps<Capacity> {
   const { mirror } = cluster;
+  let n = 0;
   const machines = new Map<string, Machine>();
   for (const [id, e] of mirror.machines.entries()) machines.set(id, { ...e.value, id });
   const configs = new Map<string, MachineConfig>();
@@ -102,6 +119,7 @@ export async function fitOf(
     const copy = new Map<string, Placement>();
     for (const [machine, e] of byMachine) copy.set(machine, { ...e.value, machine });
     placements.set(name, copy);
+    if (++n % CHEAP_ITEMS === 0) yield;
   }
   // Instances whose file places every instance alike share one parse: their planner units
   // are made here from it, without a parse or a name check each (a scale asks for thousands).
@@ -114,11 +132,12 @@ export async function fitOf(
       placements.delete(name);
       alike.push(shared);
     }
+    if (++n % CHEAP_ITEMS === 0) yield;
   }
   const records: ClusterRecords = { machines, configs, units, placements };
   const { snapshot } = buildSnapshot(records, cluster.definitions);
   const all: Snapshot = { ...snapshot, units: [...snapshot.units, ...alike] };
-  return (await runSliced(placeInOrderSteps(all, [...wanted.keys()], optional))).value;
+  return yield* placeInOrderSteps(all, [...wanted.keys()], optional);
 }
 
 /**
@@ -209,30 +228,36 @@ async function scaleFit(
   probes: number,
 ): Promise<Capacity> {
   for (let limit = Math.min(probes, FIRST_PROBES); ; limit = Math.min(probes, limit * 8)) {
-    const fit = await fitOf(cluster, scaleInstances(cluster, ask, record, limit));
+    const look = function* (): Steps<Capacity> {
+      return yield* fitSteps(cluster, yield* scaleInstances(cluster, ask, record, limit));
+    };
+    const fit = (await runSliced(look())).value;
     if (fit.blocked !== undefined || limit >= probes) return fit;
   }
 }
 
 /**
  * The first `limit` instances a scale wants launched, in the order it numbers them: the
- * numbered instances it keeps, then the lowest free numbers it creates.
+ * numbered instances it keeps, then the lowest free numbers it creates. As steps: a scale
+ * to 100,000 makes 100,000 records.
  */
-function scaleInstances(
+function* scaleInstances(
   cluster: ApiCluster,
   ask: ScaleAsk,
   record: Unit,
   limit: number,
-): Map<string, Unit> {
+): Steps<Map<string, Unit>> {
   const wanted = new Map<string, Unit>();
   for (const i of ask.numbered.slice(0, limit)) {
     wanted.set(i.record.name, { ...i.record, desiredState: 'launched' });
+    if (wanted.size % CHEAP_ITEMS === 0) yield;
   }
   const taken = new Set(ask.numbered.map((i) => i.number));
   for (let n = 1; wanted.size < limit; n++) {
     if (taken.has(n)) continue;
     const name = `${ask.template.prefix}@${n}.${ask.template.type}`;
     wanted.set(name, cluster.instanceRecords.record(name, record, 'launched'));
+    if (wanted.size % CHEAP_ITEMS === 0) yield;
   }
   return wanted;
 }

@@ -83,10 +83,10 @@ export interface WatchCacheOptions<T> {
 type Outcome = 'compacted' | 'dropped' | 'closed';
 
 /**
- * The most changes applied in one turn of the event loop (about 10-20 ms of decoding and
- * indexing); a larger watch response is applied in slices of this many, whole revisions each.
+ * The most changes applied in one turn of the event loop (about 10-50 ms of decoding and
+ * indexing, more when a change is a count of thousands of instances); a larger watch response is applied in slices of this many, whole revisions each.
  */
-const SLICE_EVENTS = 1_000;
+const SLICE_EVENTS = 500;
 
 /** How often a waiter behind the watch asks etcd how far the watch has come. */
 const PROGRESS_REQUEST_MS = 50;

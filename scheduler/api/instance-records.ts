@@ -33,10 +33,12 @@ export class InstanceRecords {
 
   /** The problems of `template`'s file as instance `name`, checked once per version if it can. */
   private problems(name: string, template: Unit): UnitError[] {
-    const instance = { ...template, name };
-    if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
+    // Looked up first: only versions that place every instance alike are remembered, and a
+    // scale asks this of every instance it creates (100,000 of them, in one turn).
     const key = `${template.name}\u0000${template.hash}`;
     if (this.validTemplates.has(key)) return [];
+    const instance = { ...template, name };
+    if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
     const errors = validateUnitFile(name, template.file);
     if (errors.length === 0) {
       if (this.validTemplates.size >= VALID_TEMPLATES_LIMIT) this.validTemplates.clear();

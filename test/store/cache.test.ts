@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { get as httpGet } from 'node:http';
 import {
   atomicTxn,
@@ -25,6 +25,30 @@ import {
 // Every test here restarts etcd, compacts its history or counts its watchers: serial.
 
 const server = etcdForFile(test);
+
+/**
+ * A cache of a fresh prefix that reads etcd through a proxy the test can cut, and a writer that
+ * does not go through it (`seed` writes before the cache lists); all closed at the end.
+ */
+async function cacheBehindProxy(
+  t: ExecutionContext,
+  name: string,
+  seed?: (writer: Store, prefix: string) => Promise<void>,
+) {
+  const prefix = uniquePrefix(name);
+  const proxy = await startProxy(server().clientPort);
+  const writer = openStore({ endpoints: server().endpoint });
+  const store = openStore({ endpoints: proxy.endpoint, dialTimeoutMs: 500 });
+  await seed?.(writer, prefix);
+  const cache = new WatchCache(store, { prefix, codec: stringCodec });
+  t.teardown(async () => {
+    await cache.close();
+    store.close();
+    writer.close();
+    await proxy.close();
+  });
+  return { prefix, proxy, writer, cache };
+}
 
 /** A change as etcd's own history reports it, for comparing with what the cache emitted. */
 interface Seen {
@@ -151,17 +175,8 @@ test.serial(
 test.serial(
   'after a compaction while disconnected the consumer re-lists once and converges, without duplicates',
   async (t) => {
-    const prefix = uniquePrefix('compact');
-    const proxy = await startProxy(server().clientPort);
-    const writer = openStore({ endpoints: server().endpoint });
-    const store = openStore({ endpoints: proxy.endpoint, dialTimeoutMs: 500 });
-    for (const k of ['a', 'b', 'c', 'd', 'e']) await writer.put(`${prefix}${k}`, k);
-    const cache = new WatchCache(store, { prefix, codec: stringCodec });
-    t.teardown(async () => {
-      await cache.close();
-      store.close();
-      writer.close();
-      await proxy.close();
+    const { prefix, proxy, writer, cache } = await cacheBehindProxy(t, 'compact', async (w, p) => {
+      for (const k of ['a', 'b', 'c', 'd', 'e']) await w.put(`${p}${k}`, k);
     });
     const events: CacheEvent<string>[] = [];
     cache.on((e) => events.push(e));
@@ -292,17 +307,7 @@ function watcherCount(): Promise<number> {
 test.serial(
   'a watch catching up on thousands of changes applies them in slices of whole transactions',
   async (t) => {
-    const prefix = uniquePrefix('slices');
-    const proxy = await startProxy(server().clientPort);
-    const writer = openStore({ endpoints: server().endpoint });
-    const store = openStore({ endpoints: proxy.endpoint, dialTimeoutMs: 500 });
-    const cache = new WatchCache(store, { prefix, codec: stringCodec });
-    t.teardown(async () => {
-      await cache.close();
-      store.close();
-      writer.close();
-      await proxy.close();
-    });
+    const { prefix, proxy, writer, cache } = await cacheBehindProxy(t, 'slices');
     await cache.ready();
     // Cut off while 40 transactions of 100 puts each are written: on its return the watch
     // resumes from where it was, and etcd sends the backlog in large responses.

@@ -84,7 +84,8 @@ type Outcome = 'compacted' | 'dropped' | 'closed';
 
 /**
  * The most changes applied in one turn of the event loop (about 10-50 ms of decoding and
- * indexing, more when a change is a count of thousands of instances); a larger watch response is applied in slices of this many, whole revisions each.
+ * indexing, more when a change is a count of thousands of instances); a larger watch response
+ * is applied in slices of this many, whole revisions each.
  */
 const SLICE_EVENTS = 500;
 

@@ -120,7 +120,7 @@ export async function scale(
       template: template.name,
       started: none,
       destroyed: none,
-      instances: ranges(numbered),
+      instances: toSpans(numbered),
       revision,
       warnings: [],
       admission,
@@ -196,9 +196,9 @@ async function scaleTo(
     if (round.conflicts === 0) {
       return {
         template: template.name,
-        started: ranges([...started].filter((n) => !destroyed.has(n))),
-        destroyed: ranges([...destroyed]),
-        instances: ranges(round.instances),
+        started: toSpans([...started].filter((n) => !destroyed.has(n))),
+        destroyed: toSpans([...destroyed]),
+        instances: toSpans(round.instances),
         revision: round.revision,
         warnings: [...warnings],
       };
@@ -417,9 +417,4 @@ function numberOf(name: string, template: UnitName): number | undefined {
   if (!NUMBERED.test(instance)) return undefined;
   const n = Number(instance);
   return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/** Sorted, merged ranges of `numbers`. */
-export function ranges(numbers: readonly number[]): InstanceRange[] {
-  return toSpans(numbers);
 }

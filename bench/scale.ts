@@ -126,7 +126,11 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     opts.cpuQuota === undefined
       ? undefined
       : await CpuQuota.create({ fraction: opts.cpuQuota, label: 'bench-scale' }));
-  const etcd = (s.etcd = await startEtcd({ extraArgs: [`--quota-backend-bytes=${ETCD_QUOTA}`] }));
+  // FLOTILLA_BENCH_ETCD_ARGS: etcd flags, e.g. --enable-pprof to profile it.
+  const etcdArgs = (process.env.FLOTILLA_BENCH_ETCD_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const etcd = (s.etcd = await startEtcd({
+    extraArgs: [`--quota-backend-bytes=${ETCD_QUOTA}`, ...etcdArgs],
+  }));
   if (quota !== undefined) {
     if (etcd.pid === undefined) throw new Error('etcd has no pid to throttle');
     await quota.place(etcd.pid, 'etcd');

@@ -426,20 +426,33 @@ export function describeRenewals(r: RenewalReport, returned?: string): string {
 }
 
 /**
- * When etcd was back for the agents after `sinceMs` (Unix ms): the first raft leader election
- * any member logged since then (etcd extends every lease from that moment); undefined if none.
+ * The raft leader elections any etcd member logged since `sinceMs` (Unix ms), each once
+ * (members log the same election, by leader and term), oldest first. A cluster coming back
+ * can elect more than once: a member that stayed up alone campaigned on, at ever higher
+ * terms, and unseats the first leader the returning members elect. etcd extends every lease
+ * when a leader takes office, so the last election is when etcd was back for the agents.
  */
-export async function etcdLeaderSince(c: E2ECluster, sinceMs: number): Promise<number | undefined> {
-  let first: number | undefined;
+export async function etcdElectionsSince(c: E2ECluster, sinceMs: number): Promise<number[]> {
+  const elections = new Map<string, number>();
   for (const proc of c.record.processes.filter((p) => p.role === 'etcd')) {
     const text = await readTail(proc.logPath, LOG_TAIL_BYTES);
     for (const line of text.split('\n')) {
-      if (!line.includes('elected leader')) continue;
+      const which = /elected leader (\w+) at term (\d+)/.exec(line);
+      if (which === null) continue;
       const ts = Date.parse(/"ts":"([^"]+)"/.exec(line)?.[1] ?? '');
-      if (ts >= sinceMs && (first === undefined || ts < first)) first = ts;
+      const key = `${which[1]}@${which[2]}`;
+      const seen = elections.get(key);
+      if (ts >= sinceMs && (seen === undefined || ts < seen)) elections.set(key, ts);
     }
   }
-  return first;
+  return [...elections.values()].sort((a, b) => a - b);
+}
+
+/** {@link etcdElectionsSince} in words, each election in seconds after `sinceMs`. */
+export function describeElections(elections: readonly number[], sinceMs: number): string {
+  const at = elections.map((ts) => `${((ts - sinceMs) / 1000).toFixed(1)} s`);
+  if (at.length <= 1) return `etcd elected a leader ${at[0] ?? '(none logged)'} after the restart`;
+  return `etcd elected a leader ${at.length} times after the restart (${at.join(', ')}); the last held`;
 }
 
 async function readTail(path: string, bytes: number): Promise<string> {

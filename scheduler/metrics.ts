@@ -3,13 +3,15 @@
  * histograms are updated where the work happens (one increment per pass, request or call);
  * gauges about the cluster are computed from the mirror's indexes when scraped, at most once
  * per {@link GAUGE_TTL_MS}, so nothing loops over the cluster on every change. A scrape costs
- * one walk over the units (69-171 ms at 100,000 on a loaded 2-core machine) and nothing per
- * machine.
+ * one walk over the units, in slices that leave the event loop its turns (the walk took
+ * 69-171 ms at 100,000 on a loaded 2-core machine, 544 ms at half a core, in one go before),
+ * and nothing per machine.
  *
  * Every replica serves them; gauges of the cluster agree between replicas, and the leader
  * alone has `flotilla_scheduler_leader` 1 and counts passes and placements.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { runSliced } from '../lib/sliced.js';
 import type { ClusterMirror, StoreRequest } from '../store/index.js';
 import type { ApiMetrics } from './gate/guard.js';
 import type { EngineStatus, PassReport } from './leader/engine.js';
@@ -54,11 +56,9 @@ export class SchedulerMetrics {
   readonly registry = new Registry();
   readonly prefix = 'flotilla_scheduler_';
   private source: SchedulerMetricsSource | undefined;
-  private counted: { at: number; desired: Map<string, number>; current: Map<string, number> } = {
-    at: -Infinity,
-    desired: new Map(),
-    current: new Map(),
-  };
+  private counted: Counted = { at: -Infinity, desired: new Map(), current: new Map() };
+  /** The walk in progress, which every scrape meanwhile shares. */
+  private counting: Promise<Counted> | undefined;
   private readonly passSeconds: Histogram;
   private readonly placements: Counter;
   private readonly removals: Counter;
@@ -86,16 +86,21 @@ export class SchedulerMetrics {
       [],
       (g, s) => g.set(s.mirror.machines.size),
     );
-    this.gauge('flotilla_scheduler_units', 'units by desired state', ['desired_state'], (g) => {
-      const c = this.count();
-      for (const d of DESIRED) g.set({ desired_state: d }, c.desired.get(d) ?? 0);
-    });
+    this.gauge(
+      'flotilla_scheduler_units',
+      'units by desired state',
+      ['desired_state'],
+      async (g) => {
+        const c = await this.count();
+        for (const d of DESIRED) g.set({ desired_state: d }, c.desired.get(d) ?? 0);
+      },
+    );
     this.gauge(
       'flotilla_scheduler_units_current',
       'units by current state (inactive: no placement; loaded: placed, not running; launched: running)',
       ['current_state'],
-      (g) => {
-        const c = this.count();
+      async (g) => {
+        const c = await this.count();
         for (const d of CURRENT) g.set({ current_state: d }, c.current.get(d) ?? 0);
       },
     );
@@ -192,7 +197,7 @@ export class SchedulerMetrics {
     name: string,
     help: string,
     labelNames: readonly string[],
-    fill: (g: Gauge, source: SchedulerMetricsSource) => void,
+    fill: (g: Gauge, source: SchedulerMetricsSource) => void | Promise<void>,
   ): void {
     const sourceOf = (): SchedulerMetricsSource | undefined => this.source;
     new Gauge({
@@ -202,27 +207,43 @@ export class SchedulerMetrics {
       registers: [this.registry],
       collect(this: Gauge) {
         const source = sourceOf();
-        if (source !== undefined) fill(this, source);
+        return source === undefined ? undefined : fill(this, source);
       },
     });
   }
 
   /** Units by desired and by current state: one walk over the units, at most once a second. */
-  private count(): { desired: Map<string, number>; current: Map<string, number> } {
-    const now = performance.now();
-    if (now - this.counted.at < GAUGE_TTL_MS || this.source === undefined) return this.counted;
-    const { mirror } = this.source;
-    const desired = new Map<string, number>();
-    const current = new Map<string, number>();
-    for (const [name, e] of mirror.units.entries()) {
-      const d = e.value.desiredState;
-      desired.set(d, (desired.get(d) ?? 0) + 1);
-      const c = currentState(mirror, name);
-      current.set(c, (current.get(c) ?? 0) + 1);
+  private count(): Promise<Counted> {
+    const source = this.source;
+    if (performance.now() - this.counted.at < GAUGE_TTL_MS || source === undefined) {
+      return Promise.resolve(this.counted);
     }
-    this.counted = { at: now, desired, current };
-    return this.counted;
+    this.counting ??= runSliced(countSteps(source.mirror))
+      .then((r) => (this.counted = { at: performance.now(), ...r.value }))
+      .finally(() => (this.counting = undefined));
+    return this.counting;
   }
+}
+
+interface Counted {
+  readonly at: number;
+  readonly desired: Map<string, number>;
+  readonly current: Map<string, number>;
+}
+
+/** Counts units by desired and current state, yielding every 1,000 units. */
+function* countSteps(mirror: ClusterMirror): Generator<void, Omit<Counted, 'at'>, undefined> {
+  const desired = new Map<string, number>();
+  const current = new Map<string, number>();
+  let walked = 0;
+  for (const [name, e] of mirror.units.unorderedEntries()) {
+    const d = e.value.desiredState;
+    desired.set(d, (desired.get(d) ?? 0) + 1);
+    const c = currentState(mirror, name);
+    current.set(c, (current.get(c) ?? 0) + 1);
+    if (++walked % 1_000 === 0) yield;
+  }
+  return { desired, current };
 }
 
 /** As unit-status.ts words it: launched when running where placed (every copy, if Global). */

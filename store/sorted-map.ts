@@ -47,4 +47,12 @@ export class SortedMap<V> {
   entries(from?: string): IterableIterator<[string, V]> {
     return this.ordered.entries(from);
   }
+
+  /**
+   * Entries in no set order, by a Map's iterator: it may be walked across turns of the event
+   * loop while the map changes (entries deleted meanwhile are skipped, new ones are visited).
+   */
+  unorderedEntries(): IterableIterator<[string, V]> {
+    return this.byKey.entries();
+  }
 }

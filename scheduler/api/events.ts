@@ -148,24 +148,32 @@ function watchWith(
 /** Events a stream served from the mirror may have waiting for a slow client. */
 const MAX_QUEUED_EVENTS = 500_000;
 
+/** Mirror changes translated into events in one turn of the event loop, at most. */
+const TRANSLATE_SLICE = 2_000;
+
 /** What a feed of the mirror's events tells its consumer. */
 export interface FeedListener {
-  /** New events, in revision order, already filtered and described. */
+  /**
+   * Events in revision order, already filtered and described: those from the asked revision
+   * on, then each change as it comes. Never called before followMirror returns.
+   */
   events(events: Event[]): void;
   /** The feed lost track of etcd (a re-list): the consumer ends and its client resumes. */
   lost(err: ApiError): void;
 }
 
-/** A subscription to the mirror's events; `past` are those from the asked revision to now. */
+/** A subscription to the mirror's events. */
 export interface MirrorFeed {
-  readonly past: Event[];
   close(): void;
 }
 
 /**
  * The events Events.Watch sends, from the mirror: those from `request.fromRevision` (0: from
  * now) already in its history, then each change as it comes, translated, filtered by the
- * request's glob and machine and by `visible`, unit files left out unless asked for.
+ * request's glob and machine and by `visible`, unit files left out unless asked for. Changes
+ * are translated {@link TRANSLATE_SLICE} per turn of the event loop: a watch resumed from
+ * before a 100,000-instance scale, or the scale's own batch, held the thread 195 ms (713 ms at
+ * half a core) when translated in one go.
  * Undefined when the mirror has not listed yet or no longer holds that revision (the caller
  * falls back to etcd, or tells its client to re-list). Throws INVALID_ARGUMENT for a bad
  * request. Both transports serve their streams from it (gRPC here, SSE in scheduler/http/).
@@ -195,16 +203,38 @@ export function followMirror(
     }
     return out;
   };
+  // Changes not translated yet, in order: the past first, then what comes meanwhile.
+  let backlog: MirrorChange[] = [...past];
+  let head = 0;
+  let closed = false;
+  const drain = (): void => {
+    if (closed) return;
+    const end = Math.min(backlog.length, head + TRANSLATE_SLICE);
+    const events = translate(backlog.slice(head, end));
+    head = end;
+    if (head < backlog.length) setImmediate(drain);
+    else {
+      backlog = [];
+      head = 0;
+    }
+    if (events.length > 0) listener.events(events);
+  };
   const unsubscribe = mirror.on((e) => {
     if (e.resync) {
       // A re-list hides which changes happened: the client resumes and is served anew.
       listener.lost(new ApiError('unavailable', 'the watch lost track of etcd; resume it'));
       return;
     }
-    const events = translate(e.changes);
-    if (events.length > 0) listener.events(events);
+    if (backlog.length === 0) setImmediate(drain);
+    for (const c of e.changes) backlog.push(c);
   });
-  return { past: translate(past), close: unsubscribe };
+  if (backlog.length > 0) setImmediate(drain);
+  return {
+    close: () => {
+      closed = true;
+      unsubscribe();
+    },
+  };
 }
 
 /**
@@ -239,7 +269,6 @@ function serveFromMirror(
     lost: (err) => finish(err),
   });
   if (feed === undefined) return false;
-  for (const e of feed.past) queue.push(e);
   let done = false;
   const unsubscribe = feed.close;
   const finish = (err?: unknown): void => {

@@ -100,8 +100,6 @@ export function streamEvents(d: HttpDeps): HttpHandler {
       JSON.stringify({ revision: String(after ?? start) }),
       String(after ?? start),
     );
-    pending = feed.past;
-    flush();
   };
 }
 

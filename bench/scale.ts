@@ -22,7 +22,9 @@
  * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
  * flotctl against it by hand), `--cpu-quota F` (a slow host: etcd, each replica and this
  * process with its simulated machines and agents, and so the flotctl runs it starts, each at
- * most F of one core, through testkit/cpu-quota.ts; root and cgroup v1 `cpu` needed). Prints a table, then one JSON line. Run with
+ * most F of one core, through testkit/cpu-quota.ts; root and cgroup v1 `cpu` needed),
+ * `--scale-only` (stop after step 1, the scale with its leases, leaders and event-loop delay:
+ * the chaos suite's Overload case runs it so). Prints a table, then one JSON line. Run with
  * `npm run bench:scale`; try it small first: `-- --machines 200 --count 4000`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -64,6 +66,8 @@ interface ScaleOptions {
   readonly holdS: number;
   /** A share of one core for etcd, each replica and the bench process; undefined: none. */
   readonly cpuQuota: number | undefined;
+  /** Stop after the scale up (step 1). */
+  readonly scaleOnly: boolean;
 }
 
 function parseOptions(): ScaleOptions {
@@ -77,6 +81,7 @@ function parseOptions(): ScaleOptions {
       keep: { type: 'boolean' },
       hold: { type: 'string' },
       'cpu-quota': { type: 'string' },
+      'scale-only': { type: 'boolean' },
     },
   });
   const int = (raw: string | undefined, fallback: number, what: string): number => {
@@ -99,6 +104,7 @@ function parseOptions(): ScaleOptions {
     keep: values.keep === true,
     holdS: int(values.hold, 0, 'hold'),
     cpuQuota,
+    scaleOnly: values['scale-only'] ?? false,
   };
 }
 
@@ -327,6 +333,7 @@ async function runSteps(b: steps.Bench, opts: ScaleOptions, report: Report): Pro
     progress(`holding ${opts.holdS} s: FLOTCTL_ENDPOINT=${b.api} bin/flotctl ...`);
     await sleep(opts.holdS * 1000);
   }
+  if (opts.scaleOnly) return;
   const queryKeys = ['listUnitsMs', 'statusMs', 'listUnitsMachineMs', 'listMachinesMs'];
   await step(report, 'queries', queryKeys, () => steps.queries(b, n));
   const footprintKeys = ['leaderRssBytes', 'followerRssBytes', 'leaderIdleCpuPct', 'etcdDbBytes'];

@@ -15,6 +15,7 @@ export {
 } from './factories.js';
 export { freePort, freePorts } from './ports.js';
 export { uniquePrefix } from './prefix.js';
+export { TurnCounter } from './turns.js';
 export { startProxy, type BlockMode, type TcpProxy } from './proxy.js';
 export {
   clientTls,

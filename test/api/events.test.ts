@@ -8,7 +8,7 @@ import {
   Unscheduled,
 } from '../../proto/flotilla/v1/records.js';
 import { atomicTxn, ClusterMirror, codecs, type Store } from '../../store/index.js';
-import { etcdForFile, makeMachine, makeUnit, unitText } from '../../testkit/index.js';
+import { etcdForFile, makeMachine, makeUnit, TurnCounter, unitText } from '../../testkit/index.js';
 import { followMirror } from '../../scheduler/api/events.js';
 import { CALL_TIMEOUT_MS, isServiceError, quietLogger, startApi } from './api-kit.js';
 
@@ -308,14 +308,8 @@ test('a watch resumed from before 10,000 changes gets them in order, translated 
     });
   }
   await mirror.waitFor(await api.store.revision());
-  let turn = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turn += 1;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
-  t.teardown(() => (ticking = false));
+  const turns = new TurnCounter();
+  t.teardown(() => turns.stop());
   const perTurn = new Map<number, number>();
   const got: string[] = [];
   const ctx = {
@@ -333,7 +327,7 @@ test('a watch resumed from before 10,000 changes gets them in order, translated 
       undefined,
       {
         events: (events) => {
-          perTurn.set(turn, (perTurn.get(turn) ?? 0) + events.length);
+          perTurn.set(turns.turn, (perTurn.get(turns.turn) ?? 0) + events.length);
           for (const e of events) got.push(e.name);
           if (got.length >= names.length) resolve();
         },

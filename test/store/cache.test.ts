@@ -19,6 +19,7 @@ import {
   etcdForFile,
   sleep,
   startProxy,
+  TurnCounter,
   uniquePrefix,
 } from '../../testkit/index.js';
 
@@ -354,16 +355,10 @@ test.serial(
       writer.close();
     });
     await cache.ready();
-    let turn = 0;
-    let ticking = true;
-    const tick = (): void => {
-      turn += 1;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const turns = new TurnCounter();
     const perTurn = new Map<number, number>();
     cache.on((e) => {
-      if (e.type !== 'resync') perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      if (e.type !== 'resync') perTurn.set(turns.turn, (perTurn.get(turns.turn) ?? 0) + 1);
     });
     // 40 transactions of 100 puts go out at once; this thread then stays busy while etcd
     // answers and the watch's responses pile up in the socket, to arrive in one go.
@@ -377,7 +372,7 @@ test.serial(
     while (Date.now() < busyUntil); // the watch's responses pile up in the socket
     const results = await Promise.all(writes);
     await cache.waitFor(results.reduce((max, r) => (r.revision > max ? r.revision : max), 0n));
-    ticking = false;
+    turns.stop();
     t.is(cache.size, 4_000, 'every change applied');
     const most = Math.max(...perTurn.values());
     t.log(`changes applied per turn: most ${most}, over ${perTurn.size} turns`);

@@ -132,7 +132,8 @@ export async function startReplica(procs: Processes, opts: ReplicaOptions): Prom
       `--max-instances=${opts.maxInstances}`,
       ...(opts.extraArgs ?? []),
     ],
-    { stdio: ['ignore', 'ignore', fd] },
+    // stdout into the log too: what node's own flags print (--trace-gc) lands beside the logs.
+    { stdio: ['ignore', fd, fd] },
   );
   closeSync(fd);
   procs.track(child);

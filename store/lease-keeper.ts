@@ -26,6 +26,11 @@ export interface KeepOptions {
   readonly retryMs?: number;
   /** A renewal not answered within this fails. Default intervalMs. */
   readonly deadlineMs?: number;
+  /**
+   * Which LeaseKeepAlive stream renews it. Default 0, the one every lease of the process
+   * shares; a LeasePool spreads its many leases over several (store/lease-pool.ts).
+   */
+  readonly stream?: number;
 }
 
 /** What happens to one kept lease, as {@link LeaseKeeper.keep} reports it. */
@@ -101,6 +106,7 @@ export class LeaseKeeper {
       intervalMs: opts.intervalMs,
       retryMs: opts.retryMs ?? Math.min(1000, opts.intervalMs),
       deadlineMs: opts.deadlineMs ?? opts.intervalMs,
+      stream: opts.stream ?? 0,
     };
     const k: Kept = { spec, fn };
     this.kept.set(id, k);

@@ -23,6 +23,8 @@ export interface KeepSpec {
   readonly retryMs: number;
   /** A renewal not answered within this is a failure (and the stream is opened afresh). */
   readonly deadlineMs: number;
+  /** Which of the worker's LeaseKeepAlive streams renews it (0: the process's own). */
+  readonly stream: number;
 }
 
 /** Main thread -> worker. */

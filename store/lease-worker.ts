@@ -3,10 +3,13 @@
  * renews leases, so that renewals never wait behind the process's bulk traffic (a watch
  * delivering 100,000 records, pages of a listing, large transactions) nor behind a long task
  * on the main thread (a planning pass, decoding a large watch batch, a GC pause): its timers
- * run on its own event loop. Every kept lease is renewed on ONE LeaseKeepAlive stream, each
- * from its own timer; outcomes go back to the main thread batched, one message per turn.
+ * run on its own event loop. Each kept lease is renewed from its own timer on a LeaseKeepAlive
+ * stream: a process's few leases share one, and a process that keeps leases for many holders
+ * (LeasePool) spreads them over several, since etcd answers one stream's renewals one at a
+ * time (store/lease-pool.ts). Outcomes go back to the main thread batched, one message per
+ * turn.
  *
- * The stream goes to one etcd endpoint at a time, chosen here rather than by the etcd client
+ * A stream goes to one etcd endpoint at a time, chosen here rather than by the etcd client
  * (which picks a host at random and never fails a stream over): when it breaks, cannot be
  * opened, or stays silent for twice the renewal deadline, the next endpoint's stream takes
  * over and the renewals that waited are sent again at once, so a dead or frozen member costs
@@ -43,6 +46,8 @@ interface Pending {
 
 interface Kept {
   spec: KeepSpec;
+  /** The stream it is renewed on. */
+  readonly lane: Lane;
   /** When the next renewal is due (Unix ms): its lateness is measured against this. */
   due: number;
   timer: NodeJS.Timeout | undefined;
@@ -60,14 +65,19 @@ const kept = new Map<string, Kept>();
 const client = openClient(options, options.endpoints);
 /** Keepalive streams: one client per endpoint, so the worker decides where a stream goes. */
 const streamClients = options.endpoints.map((endpoint) => openClient(options, [endpoint]));
-/** The endpoint the next stream opens on. */
-let current = 0;
-/** Streams that broke in a row without an answer: below the endpoint count, retry at once. */
-let breaksInRow = 0;
-let stream: KeepAliveStream | undefined;
-let opening: Promise<KeepAliveStream> | undefined;
-/** When the current stream last answered (or was opened). */
-let lastAnswerAt = 0;
+/** One LeaseKeepAlive stream and the leases renewed on it (KeepSpec.stream). */
+interface Lane {
+  readonly kept: Set<Kept>;
+  /** The endpoint its next stream opens on. */
+  current: number;
+  /** Its streams that broke in a row without an answer: below the endpoint count, retry at once. */
+  breaksInRow: number;
+  stream: KeepAliveStream | undefined;
+  opening: Promise<KeepAliveStream> | undefined;
+  /** When its stream last answered (or was opened). */
+  lastAnswerAt: number;
+}
+const lanes = new Map<number, Lane>();
 let outbox: LeaseOutcome[] = [];
 
 function openClient(o: LeaseWorkerData, hosts: readonly string[]): Etcd3 {
@@ -128,12 +138,13 @@ function schedule(k: Kept, ms: number): void {
 async function fire(k: Kept): Promise<void> {
   k.timer = undefined;
   const sentAt = Date.now();
-  if (stream !== undefined && k.sent.length > 0) {
-    if (sentAt - lastAnswerAt >= 2 * k.spec.deadlineMs) {
+  const lane = k.lane;
+  if (lane.stream !== undefined && k.sent.length > 0) {
+    if (sentAt - lane.lastAnswerAt >= 2 * k.spec.deadlineMs) {
       // Nothing has answered on this stream for twice the deadline: its member lost its
       // leader, or froze, and may never answer what it holds. The next endpoint's stream
       // takes the renewal (dropStream schedules it at once while endpoints remain untried).
-      resetStream();
+      resetStream(lane);
       if (k.timer === undefined) schedule(k, 0);
       return;
     }
@@ -159,18 +170,18 @@ async function fire(k: Kept): Promise<void> {
   };
   k.pending = p;
   try {
-    const s = await ensureStream();
+    const s = await ensureStream(lane);
     if (k.pending !== p || kept.get(k.spec.lease) !== k) return;
     k.sent.push(sentAt);
     s.write({ ID: k.spec.lease });
   } catch (err) {
-    if (k.pending === p) fail(k, wire(err), retryAtOnce());
+    if (k.pending === p) fail(k, wire(err), retryAtOnce(lane));
   }
 }
 
 /** Whether a renewal that failed with its stream should go at once to the next endpoint. */
-function retryAtOnce(): boolean {
-  return breaksInRow < streamClients.length;
+function retryAtOnce(lane: Lane): boolean {
+  return lane.breaksInRow < streamClients.length;
 }
 
 function onDeadline(k: Kept, p: Pending): void {
@@ -182,7 +193,7 @@ function onDeadline(k: Kept, p: Pending): void {
   // A slow etcd still answers, late and in order: keep the stream, or every renewal queued
   // on it is lost and sent again behind the same backlog. Only a stream that has answered
   // nothing for twice the deadline is taken for dead (else gRPC's keepalive finds out).
-  if (Date.now() - lastAnswerAt >= 2 * k.spec.deadlineMs) resetStream();
+  if (Date.now() - k.lane.lastAnswerAt >= 2 * k.spec.deadlineMs) resetStream(k.lane);
 }
 
 function fail(k: Kept, error: WireError, atOnce = false): void {
@@ -194,35 +205,37 @@ function fail(k: Kept, error: WireError, atOnce = false): void {
   schedule(k, atOnce ? 0 : k.spec.retryMs);
 }
 
-function ensureStream(): Promise<KeepAliveStream> {
-  if (stream !== undefined) return Promise.resolve(stream);
-  const endpoint = current;
-  opening ??= (streamClients[endpoint] ?? client).leaseClient.leaseKeepAlive().then(
+function ensureStream(lane: Lane): Promise<KeepAliveStream> {
+  if (lane.stream !== undefined) return Promise.resolve(lane.stream);
+  const endpoint = lane.current;
+  lane.opening ??= (streamClients[endpoint] ?? client).leaseClient.leaseKeepAlive().then(
     (s) => {
-      opening = undefined;
-      stream = s;
-      lastAnswerAt = Date.now();
-      s.on('data', (res) => stream === s && onAnswer(res));
-      s.on('error', (err) => stream === s && dropStream(wire(err)));
+      lane.opening = undefined;
+      lane.stream = s;
+      lane.lastAnswerAt = Date.now();
+      s.on('data', (res) => lane.stream === s && onAnswer(lane, res));
+      s.on('error', (err) => lane.stream === s && dropStream(lane, wire(err)));
       s.on('end', () => {
-        if (stream === s) dropStream({ code: 'unavailable', message: 'keepalive stream ended' });
+        if (lane.stream === s) {
+          dropStream(lane, { code: 'unavailable', message: 'keepalive stream ended' });
+        }
       });
       return s;
     },
     (err: unknown) => {
-      opening = undefined;
-      nextEndpoint(endpoint);
+      lane.opening = undefined;
+      nextEndpoint(lane, endpoint);
       throw err;
     },
   );
-  return opening;
+  return lane.opening;
 }
 
-function onAnswer(res: ILeaseKeepAliveResponse): void {
-  lastAnswerAt = Date.now();
-  breaksInRow = 0;
+function onAnswer(lane: Lane, res: ILeaseKeepAliveResponse): void {
+  lane.lastAnswerAt = Date.now();
+  lane.breaksInRow = 0;
   const k = kept.get(res.ID);
-  const sentAt = k?.sent.shift();
+  const sentAt = k?.lane === lane ? k.sent.shift() : undefined;
   if (k === undefined || sentAt === undefined) return; // dropped since it was sent
   const ttl = Number(res.TTL);
   const p = k.pending;
@@ -230,7 +243,7 @@ function onAnswer(res: ILeaseKeepAliveResponse): void {
   k.pending = undefined;
   if (ttl <= 0) {
     drop(k.spec.lease);
-    tell({ type: 'lost', lease: k.spec.lease, at: lastAnswerAt });
+    tell({ type: 'lost', lease: k.spec.lease, at: lane.lastAnswerAt });
     return;
   }
   tell({
@@ -239,30 +252,30 @@ function onAnswer(res: ILeaseKeepAliveResponse): void {
     sentAt,
     ttl,
     lateMs: p?.lateMs ?? 0,
-    rttMs: lastAnswerAt - sentAt,
+    rttMs: lane.lastAnswerAt - sentAt,
   });
   // An answer to a renewal already given up on still extends the lease; the retry stands.
   if (p !== undefined) schedule(k, k.spec.intervalMs);
 }
 
-/** The stream on endpoint `failed` broke: the next one opens on the following endpoint. */
-function nextEndpoint(failed: number): void {
-  if (failed !== current) return; // already moved on
-  breaksInRow += 1;
-  current = (current + 1) % Math.max(1, streamClients.length);
+/** The lane's stream on endpoint `failed` broke: its next one opens on the following endpoint. */
+function nextEndpoint(lane: Lane, failed: number): void {
+  if (failed !== lane.current) return; // already moved on
+  lane.breaksInRow += 1;
+  lane.current = (lane.current + 1) % Math.max(1, streamClients.length);
 }
 
 /**
- * Forgets the stream (the next renewal opens another, on the next endpoint) and sends what
- * waited on it again: at once while endpoints remain untried, else after the retry pause.
+ * Forgets the lane's stream (its next renewal opens another, on the next endpoint) and sends
+ * what waited on it again: at once while endpoints remain untried, else after the retry pause.
  */
-function dropStream(error: WireError): void {
-  const s = stream;
-  stream = undefined;
+function dropStream(lane: Lane, error: WireError): void {
+  const s = lane.stream;
+  lane.stream = undefined;
   s?.cancel();
-  nextEndpoint(current);
-  const atOnce = retryAtOnce();
-  for (const k of kept.values()) {
+  nextEndpoint(lane, lane.current);
+  const atOnce = retryAtOnce(lane);
+  for (const k of lane.kept) {
     const unanswered = k.sent.length > 0;
     k.sent.length = 0;
     if (k.pending !== undefined) fail(k, error, atOnce);
@@ -270,18 +283,37 @@ function dropStream(error: WireError): void {
   }
 }
 
-function resetStream(): void {
-  dropStream({ code: 'unavailable', message: 'keepalive stream silent; reopening it' });
+function resetStream(lane: Lane): void {
+  dropStream(lane, { code: 'unavailable', message: 'keepalive stream silent; reopening it' });
+}
+
+function laneOf(stream: number): Lane {
+  let lane = lanes.get(stream);
+  if (lane === undefined) {
+    lane = {
+      kept: new Set(),
+      current: 0,
+      breaksInRow: 0,
+      stream: undefined,
+      opening: undefined,
+      lastAnswerAt: 0,
+    };
+    lanes.set(stream, lane);
+  }
+  return lane;
 }
 
 function keep(spec: KeepSpec): void {
   const k = kept.get(spec.lease);
-  if (k !== undefined) {
+  if (k !== undefined && k.spec.stream === spec.stream) {
     k.spec = spec;
     return;
   }
-  const fresh: Kept = { spec, due: 0, timer: undefined, pending: undefined, sent: [] };
+  drop(spec.lease); // kept on another stream: starts afresh on this one
+  const lane = laneOf(spec.stream);
+  const fresh: Kept = { spec, lane, due: 0, timer: undefined, pending: undefined, sent: [] };
   kept.set(spec.lease, fresh);
+  lane.kept.add(fresh);
   schedule(fresh, spec.intervalMs);
 }
 
@@ -289,6 +321,7 @@ function drop(lease: string): void {
   const k = kept.get(lease);
   if (k === undefined) return;
   kept.delete(lease);
+  k.lane.kept.delete(k);
   clearTimeout(k.timer);
   if (k.pending !== undefined) clearTimeout(k.pending.timer);
 }
@@ -327,8 +360,10 @@ port.on('message', (msg: LeaseRequest) => {
       return;
     case 'close':
       for (const lease of [...kept.keys()]) drop(lease);
-      stream?.cancel();
-      stream = undefined;
+      for (const lane of lanes.values()) {
+        lane.stream?.cancel();
+        lane.stream = undefined;
+      }
       client.close();
       for (const c of streamClients) c.close();
       post({ op: 'reply', req: msg.req, ok: true, seconds: 0 });

@@ -57,6 +57,34 @@ export interface EtcdServer {
   restart(): Promise<void>;
 }
 
+/** The most of etcd's /metrics page read (it is about 100 KB). */
+const METRICS_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The value of one series on etcd's /metrics page (plain HTTP only), e.g.
+ * `etcd_debugging_mvcc_watcher_total` or `grpc_server_started_total{grpc_method="LeaseKeepAlive"`
+ * (a prefix of the line up to its value); rejects when the page has no such line.
+ */
+export function etcdMetric(etcd: EtcdServer, series: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(`${etcd.endpoint}/metrics`, { timeout: 5_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        if (body.length > METRICS_MAX_BYTES) req.destroy(new Error('etcd /metrics too large'));
+      });
+      res.on('end', () => {
+        const line = body.split('\n').find((l) => l.startsWith(series));
+        if (line === undefined) reject(new Error(`etcd /metrics has no ${series}`));
+        else resolve(Number(line.slice(line.lastIndexOf(' ') + 1)));
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('etcd /metrics did not answer in 5 s')));
+    req.on('error', reject);
+  });
+}
+
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 

@@ -3,7 +3,7 @@ export { assertEventually, EventuallyTimeoutError, type EventuallyOptions } from
 /** For pacing writers in tests, never for waiting on outcomes (use assertEventually). */
 export { setTimeout as sleep } from 'node:timers/promises';
 export { EXAMPLES } from './examples.js';
-export { etcdForFile, startEtcd, type EtcdOptions, type EtcdServer } from './etcd.js';
+export { etcdForFile, etcdMetric, startEtcd, type EtcdOptions, type EtcdServer } from './etcd.js';
 export {
   GIB,
   makeMachine,

@@ -1,5 +1,4 @@
 import test, { type ExecutionContext } from 'ava';
-import { get as httpGet } from 'node:http';
 import {
   atomicTxn,
   big,
@@ -17,6 +16,7 @@ import {
 import {
   assertEventually,
   etcdForFile,
+  etcdMetric,
   sleep,
   startProxy,
   TurnCounter,
@@ -289,20 +289,7 @@ test.serial('ready() of a cache closed before its first listing rejects with clo
 
 /** etcd's own count of live watchers, from its metrics endpoint. */
 function watcherCount(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    httpGet(`${server().endpoint}/metrics`, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        const line = body
-          .split('\n')
-          .find((l) => l.startsWith('etcd_debugging_mvcc_watcher_total '));
-        if (line === undefined) reject(new Error('no watcher metric'));
-        else resolve(Number(line.split(' ')[1]));
-      });
-    }).on('error', reject);
-  });
+  return etcdMetric(server(), 'etcd_debugging_mvcc_watcher_total ');
 }
 
 test.serial(

@@ -1,6 +1,12 @@
 import test from 'ava';
 import { LeasePool, openStore, type LeasePoolEvent, type Store } from '../../store/index.js';
-import { assertEventually, etcdForFile, sleep, uniquePrefix } from '../../testkit/index.js';
+import {
+  assertEventually,
+  etcdForFile,
+  etcdMetric,
+  sleep,
+  uniquePrefix,
+} from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 
@@ -27,6 +33,31 @@ test('a pool keeps many leases alive past their TTL over one stream', async (t) 
     t.true((pool.lastRenewedAt(lease) ?? 0) > grantedAt, `lease ${lease} was renewed`);
   }
 });
+
+test.serial(
+  'a pool spread over several streams renews every lease, each stream open on etcd',
+  async (t) => {
+    // etcd answers one stream's renewals one at a time, each after applying the writes before
+    // it: a process standing in for thousands of machines needs a stream per few hundred.
+    const keepAlives = 'grpc_server_started_total{grpc_method="LeaseKeepAlive"';
+    const streamsBefore = await etcdMetric(server(), keepAlives);
+    const store = open('pool-streams');
+    const pool = new LeasePool(store, { ttlSeconds: 2, streams: 4 });
+    t.teardown(async () => {
+      await pool.close({ revoke: true });
+      store.close();
+    });
+    const leases = await Promise.all(Array.from({ length: 40 }, () => pool.grant()));
+    await Promise.all(
+      leases.map((lease, i) => store.put(store.keys.machine(`m${i}`), 'x', { lease })),
+    );
+    await sleep(3_500); // well past the TTL: only renewals keep the keys
+    const { items } = await store.list(store.keys.dir('machine'));
+    t.is(items.length, 40, 'every key outlived its TTL');
+    t.is((await etcdMetric(server(), keepAlives)) - streamsBefore, 4, 'one stream per worker');
+    t.throws(() => new LeasePool(store, { streams: 0 }), { message: /whole number >= 1/ });
+  },
+);
 
 test('a released lease expires with its keys; a revoked one takes them at once', async (t) => {
   const store = open('pool-release');

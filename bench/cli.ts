@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { LeasePool, openStore, type Store } from '../store/index.js';
 import { freePort, startEtcd, uniquePrefix, type EtcdServer } from '../testkit/index.js';
 import {
+  machineLeasePool,
   makeMachines,
   registerMachines,
   startLogsStandIn,
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
     etcd = await startEtcd();
     store = openStore({ endpoints: etcd.endpoint, prefix: uniquePrefix('bench-cli') });
     logs = await startLogsStandIn();
-    pool = new LeasePool(store, { ttlSeconds: 30 });
+    pool = machineLeasePool(store, MACHINES, 30);
     await registerMachines(store, pool, makeMachines(MACHINES, logs.endpoint));
     const replica = await startReplica(procs, {
       etcdEndpoint: etcd.endpoint,

@@ -37,6 +37,7 @@ import {
 } from '../testkit/console-page.js';
 import { SimAgents } from './sim-agents.js';
 import {
+  machineLeasePool,
   makeMachines,
   registerMachines,
   startLogsStandIn,
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
     logs = await startLogsStandIn();
     const machines = makeMachines(opts.machines, logs.endpoint);
     const byId = new Map(machines.map((m) => [m.id, m]));
-    leases = new LeasePool(store, { ttlSeconds: 10 });
+    leases = machineLeasePool(store, machines.length, 10);
     agents = await SimAgents.start(store, {
       leaseOf: (id) => byId.get(id)?.lease,
       countedPrefix: 'web@',

@@ -23,11 +23,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LeasePool, openStore } from '../store/index.js';
+import { openStore } from '../store/index.js';
 import { freePorts, startEtcd, uniquePrefix } from '../testkit/index.js';
 import { readLeader } from '../scheduler/leader/leadership.js';
 import { SimAgents } from './sim-agents.js';
 import {
+  machineLeasePool,
   makeMachines,
   registerMachines,
   startLogsStandIn,
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
   const store = openStore({ endpoints: etcd.endpoint, prefix: uniquePrefix('fleet-bench') });
   const logs = await startLogsStandIn();
   // 60 s, not an agent's 10: no machine is meant to be lost here, and a loaded etcd delays renewals.
-  const pool = new LeasePool(store, { ttlSeconds: 60 });
+  const pool = machineLeasePool(store, machinesN, 60);
   const machines = makeMachines(machinesN, logs.endpoint);
   const byId = new Map<string, SimMachine>(machines.map((m) => [m.id, m]));
   const agents = await SimAgents.start(store, {

@@ -47,18 +47,31 @@ export interface Bench {
 
 /** The template every step scales. */
 export const TEMPLATE = 'web@.service';
-export const TEMPLATE_TEXT = `[Unit]
+
+/**
+ * The template's text for `count` instances on `machines` machines: at most 40 a machine, or
+ * twice the average when that is more (a million on 10,000 machines: 200), with a CPU share
+ * that lets that many fit a simulated machine's 8 cores (10%, or less when 80 would not do).
+ */
+export function templateText(count: number, machines: number): string {
+  const perMachine = Math.max(40, Math.ceil((2 * count) / Math.max(1, machines)));
+  const cpuPercent = Math.max(1, Math.min(10, Math.floor(800 / perMachine)));
+  return `[Unit]
 Description=Scale benchmark web server %i
 
 [Service]
 ExecStart=/bin/sleep infinity
-CPUQuota=10%
+CPUQuota=${cpuPercent}%
 MemoryMax=64M
 
 [X-Fleet]
 SpreadBy=zone
-MaxPerMachine=40
+MaxPerMachine=${perMachine}
 `;
+}
+
+/** The template as the 100,000-on-5,000 run has it (other benchmarks scale it too). */
+export const TEMPLATE_TEXT = templateText(100_000, 5_000);
 const AFTER_KILL = 'after-kill.service';
 
 /** Runs flotctl against the bench's API within the step timeout (plus room to report). */
@@ -97,10 +110,10 @@ function stalled(b: Bench, done: () => FlotctlRun | undefined): () => string | u
   };
 }
 
-/** Submits the template with `flotctl submit FILE`; throws when flotctl fails. */
-export async function submitTemplate(b: Bench): Promise<void> {
+/** Submits the template for `count` instances with `flotctl submit FILE`; throws when flotctl fails. */
+export async function submitTemplate(b: Bench, count: number): Promise<void> {
   const file = join(b.workDir, TEMPLATE);
-  await writeFile(file, TEMPLATE_TEXT);
+  await writeFile(file, templateText(count, b.machines.length));
   const r = await run(b, ['submit', file]);
   if (r.code !== 0) throw new Error(`flotctl submit ${TEMPLATE}: ${failureOf(r)}`);
 }

@@ -17,7 +17,7 @@
  * and takes each daemon's event-loop delay p99 (bench/scale-load.ts): a big scale must cost
  * no lease and no leader, however slow the host.
  *
- * Flags: `--machines` (5000), `--count` (100000), `--lose` (50), `--step-timeout` seconds
+ * Flags: `--machines` (5000), `--count` or `--units` (100000), `--lose` (50), `--step-timeout` seconds
  * (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
  * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
  * flotctl against it by hand), `--cpu-quota F` (a slow host: etcd, each replica and this
@@ -37,6 +37,7 @@ import { CpuQuota } from '../testkit/cpu-quota.js';
 import { LoadWatch } from './scale-load.js';
 import { SimAgents } from './sim-agents.js';
 import {
+  machineLeasePool,
   makeMachines,
   registerMachines,
   startLogsStandIn,
@@ -75,6 +76,7 @@ function parseOptions(): ScaleOptions {
     options: {
       machines: { type: 'string' },
       count: { type: 'string' },
+      units: { type: 'string' },
       lose: { type: 'string' },
       'step-timeout': { type: 'string' },
       'reschedule-rate': { type: 'string' },
@@ -89,6 +91,9 @@ function parseOptions(): ScaleOptions {
     if (!Number.isInteger(n) || n < 0) throw new Error(`--${what}: expected a whole number`);
     return n;
   };
+  if (values.units !== undefined && values.count !== undefined && values.units !== values.count) {
+    throw new Error('--units and --count name the same figure: give one');
+  }
   const rate = values['reschedule-rate'];
   const quota = values['cpu-quota'];
   const cpuQuota = quota === undefined ? undefined : Number(quota);
@@ -97,7 +102,11 @@ function parseOptions(): ScaleOptions {
   }
   return {
     machines: int(values.machines, 5_000, 'machines'),
-    count: int(values.count, 100_000, 'count'),
+    count: int(
+      values.units ?? values.count,
+      100_000,
+      values.units === undefined ? 'count' : 'units',
+    ),
     lose: int(values.lose, 50, 'lose'),
     stepTimeoutMs: int(values['step-timeout'], 300, 'step-timeout') * 1000,
     rescheduleRate: rate === undefined ? undefined : int(rate, 0, 'reschedule-rate'),
@@ -147,17 +156,19 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
   const logs = (s.logs = await startLogsStandIn());
   const machines = makeMachines(opts.machines, logs.endpoint);
   const byId = new Map<string, SimMachine>(machines.map((m) => [m.id, m]));
-  const pool = (s.pool = new LeasePool(store, { ttlSeconds: MACHINE_TTL_S }));
+  const byLease = new Map<bigint, SimMachine>();
+  const pool = (s.pool = machineLeasePool(store, opts.machines, MACHINE_TTL_S));
   let unplanned = 0;
   report.set('unplannedLeaseLosses', 0);
   pool.on((e) => {
     if (e.type === 'error') return progress(`  keepalive stream: ${e.error.message}`);
-    const m = machines.find((x) => x.lease === e.lease);
+    const m = byLease.get(e.lease);
     if (m === undefined || !m.alive) return;
     m.alive = false; // its record and states are gone: the leader will move its units
     s.agents?.machinesGone(new Set([m.id]));
     report.set('unplannedLeaseLosses', ++unplanned);
-    progress(`  WARNING: machine ${m.id} lost its lease unplanned`);
+    if (unplanned <= 10) progress(`  WARNING: machine ${m.id} lost its lease unplanned`);
+    if (unplanned === 10) progress('  (further lost machines are counted, not listed)');
   });
   const leaseOf = (id: string): bigint | undefined => {
     const m = byId.get(id);
@@ -166,6 +177,7 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
   s.agents = await SimAgents.start(store, { leaseOf, countedPrefix: 'web@' });
   let t = Date.now();
   await registerMachines(store, pool, machines);
+  for (const m of machines) if (m.lease !== undefined) byLease.set(m.lease, m);
   progress(`registered ${opts.machines} machines in ${Date.now() - t} ms`);
 
   const ports = await freePorts(4);
@@ -215,7 +227,7 @@ async function setUp(opts: ScaleOptions, s: Started, report: Report): Promise<st
     stepTimeoutMs: opts.stepTimeoutMs,
     api: first.api,
   };
-  await steps.submitTemplate(bench);
+  await steps.submitTemplate(bench, opts.count);
   return bench;
 }
 

@@ -2,8 +2,8 @@
  * Simulated machines for the scale benchmark: what thousands of agents would write, without
  * the agents. Each machine is a `machines/<id>` record under its OWN lease, as an agent's
  * registration (agent/sync/registration.ts) writes it, with zone/region/rack metadata and a
- * capacity; the leases are kept alive together over one keepalive stream (store/LeasePool)
- * and the records are written in transactions of up to 128 puts. One stand-in Logs service
+ * capacity; the leases are kept alive together (store/LeasePool, over one keepalive stream
+ * per 50 machines) and the records are written in transactions of up to 128 puts. One stand-in Logs service
  * answers for every machine, so `flotctl status` reads log lines through the API's relay as
  * it would from a real agent.
  */
@@ -65,6 +65,20 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
     };
     return { index, id, record, lease: undefined, alive: true };
   });
+}
+
+/**
+ * Simulated machines per LeaseKeepAlive stream of their pool: a real machine renews on its
+ * agent's own stream, and etcd answers one stream's renewals one at a time, each after
+ * applying the writes before it (store/lease-pool.ts), so 10,000 leases on one stream are
+ * all lost during a big scale that 10,000 agents would ride out.
+ */
+const MACHINES_PER_LEASE_STREAM = 50;
+
+/** A pool for `machines` simulated machines' leases of `ttlSeconds`, one stream per 50. */
+export function machineLeasePool(store: Store, machines: number, ttlSeconds: number): LeasePool {
+  const streams = Math.max(1, Math.ceil(machines / MACHINES_PER_LEASE_STREAM));
+  return new LeasePool(store, { ttlSeconds, streams });
 }
 
 /**

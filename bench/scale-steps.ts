@@ -110,7 +110,7 @@ function stalled(b: Bench, done: () => FlotctlRun | undefined): () => string | u
   };
 }
 
-/** Submits the template for `count` instances with `flotctl submit FILE`; throws when flotctl fails. */
+/** Submits the template sized for `count` instances (`flotctl submit FILE`); throws if that fails. */
 export async function submitTemplate(b: Bench, count: number): Promise<void> {
   const file = join(b.workDir, TEMPLATE);
   await writeFile(file, templateText(count, b.machines.length));

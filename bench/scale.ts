@@ -17,8 +17,8 @@
  * and takes each daemon's event-loop delay p99 (bench/scale-load.ts): a big scale must cost
  * no lease and no leader, however slow the host.
  *
- * Flags: `--machines` (5000), `--count` or `--units` (100000), `--lose` (50), `--step-timeout` seconds
- * (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
+ * Flags: `--machines` (5000), `--count` or `--units` (100000), `--lose` (50), `--step-timeout`
+ * seconds (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
  * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
  * flotctl against it by hand), `--cpu-quota F` (a slow host: etcd, each replica and this
  * process with its simulated machines and agents, and so the flotctl runs it starts, each at

@@ -3,8 +3,8 @@
  * the agents. Each machine is a `machines/<id>` record under its OWN lease, as an agent's
  * registration (agent/sync/registration.ts) writes it, with zone/region/rack metadata and a
  * capacity; the leases are kept alive together (store/LeasePool, over one keepalive stream
- * per 50 machines) and the records are written in transactions of up to 128 puts. One stand-in Logs service
- * answers for every machine, so `flotctl status` reads log lines through the API's relay as
+ * per 50 machines) and the records are written in transactions of up to 128 puts. One
+ * stand-in Logs service answers for every machine, so `flotctl status` reads log lines through the API's relay as
  * it would from a real agent.
  */
 import { randomBytes } from 'node:crypto';
@@ -70,8 +70,8 @@ export function makeMachines(count: number, logsEndpoint: string): SimMachine[] 
 /**
  * Simulated machines per LeaseKeepAlive stream of their pool: a real machine renews on its
  * agent's own stream, and etcd answers one stream's renewals one at a time, each after
- * applying the writes before it (store/lease-pool.ts), so 10,000 leases on one stream are
- * all lost during a big scale that 10,000 agents would ride out.
+ * applying the writes before it (store/lease-pool.ts): 10,000 leases on one stream wait for
+ * each other, as 10,000 agents' renewals do not.
  */
 const MACHINES_PER_LEASE_STREAM = 50;
 

@@ -8,9 +8,9 @@
  * answers a stream's renewals one at a time, each only once it has applied every write
  * committed before it (etcd gives up after 1 s: "waiting for the applied index took too
  * long"). On ONE stream, 10,000 leases renewed every 3.3 s wait for the apply in single
- * file: during a big scale etcd applies slower than they arrive, and every lease is lost
- * where 10,000 agents would have lost none. So the pool spreads its leases over `streams`
- * streams of the lease worker, round robin.
+ * file: during a big scale etcd applies slower than they arrive, and every lease was lost
+ * within two minutes, where 10,000 agents' renewals would not have waited for each other.
+ * So the pool spreads its leases over `streams` streams of the lease worker, round robin.
  *
  * The pool does not re-register anything: a lease etcd reports gone is dropped and reported
  * as 'lost', and what to do about it is the holder's business.

@@ -38,7 +38,7 @@ test.serial(
   'a pool spread over several streams renews every lease, each stream open on etcd',
   async (t) => {
     // etcd answers one stream's renewals one at a time, each after applying the writes before
-    // it: a process standing in for thousands of machines needs a stream per few hundred.
+    // it: a process standing in for thousands of machines spreads them over many streams.
     const keepAlives = 'grpc_server_started_total{grpc_method="LeaseKeepAlive"';
     const streamsBefore = await etcdMetric(server(), keepAlives);
     const store = open('pool-streams');
@@ -54,7 +54,11 @@ test.serial(
     await sleep(3_500); // well past the TTL: only renewals keep the keys
     const { items } = await store.list(store.keys.dir('machine'));
     t.is(items.length, 40, 'every key outlived its TTL');
-    t.is((await etcdMetric(server(), keepAlives)) - streamsBefore, 4, 'one stream per worker');
+    t.is(
+      (await etcdMetric(server(), keepAlives)) - streamsBefore,
+      4,
+      'one stream per lane, all in the one lease worker',
+    );
     t.throws(() => new LeasePool(store, { streams: 0 }), { message: /whole number >= 1/ });
   },
 );

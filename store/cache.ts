@@ -132,6 +132,8 @@ export class WatchCache<T> {
   private asking: NodeJS.Timeout | undefined;
   /** Keys whose values did not decode: in etcd, but not in the map. */
   private readonly skipped = new Set<string>();
+  /** Set while a listener finishes a revision over several turns ({@link WatchCache.hold}). */
+  private holding: Promise<void> | undefined;
   private listed = false;
   private closed = false;
   private cancelStream: (() => void) | undefined;
@@ -207,6 +209,20 @@ export class WatchCache<T> {
     return { count: this.skipped.size, keys };
   }
 
+  /**
+   * For a listener, while it handles a change: the cache applies no change of a later revision
+   * until `until` settles (the watch stream waits meanwhile), so the listener may finish that
+   * revision's work over several turns of the event loop without a later change overtaking it.
+   * Changes of the same revision that follow in the response are still applied at once.
+   */
+  hold(until: Promise<void>): void {
+    const before = this.holding;
+    const held: Promise<void> = Promise.all([before, until.catch(() => undefined)]).then(() => {
+      if (this.holding === held) this.holding = undefined;
+    });
+    this.holding = held;
+  }
+
   /** Subscribes to problems the cache recovers from by itself (etcd down, corrupt values). */
   onError(fn: (error: StoreError) => void): Unsubscribe {
     return this.errors.on(fn);
@@ -270,6 +286,7 @@ export class WatchCache<T> {
       backoff = Math.min(backoff * 2, this.retryMaxMs);
     };
     while (!this.closed) {
+      while (this.holding !== undefined) await this.holding;
       if (!this.listed) {
         try {
           await this.relist();
@@ -338,6 +355,19 @@ export class WatchCache<T> {
       const flow = stream as unknown as { pause?: () => void; resume?: () => void };
       /** Changes applied since the stream last waited for the next turn of the event loop. */
       let sinceTurn = 0;
+      /** Responses waiting to be applied in turn (sliced, or behind a hold), and their chain. */
+      let queued = 0;
+      let chain = Promise.resolve();
+      const later = (events: readonly IEvent[]): void => {
+        queued += 1;
+        flow.pause?.();
+        chain = chain
+          .then(() => this.applySliced(events, () => done))
+          .finally(() => {
+            queued -= 1;
+            if (!done && queued === 0) flow.resume?.();
+          });
+      };
       this.cancelStream = () => finish('closed');
       this.requestProgress = () => stream.write({ progress_request: {} });
       if (this.closed) return finish('closed');
@@ -361,20 +391,18 @@ export class WatchCache<T> {
         // the event loop (gRPC pushes every message a network read holds): applied at once,
         // they held the thread for over a second. The stream waits while a large response is
         // applied in slices, and after about a slice's worth of changes for the next turn.
-        if (res.events.length > SLICE_EVENTS) {
-          flow.pause?.();
-          void this.applySliced(res.events, () => done).then(() => {
-            if (!done) flow.resume?.();
-          });
-          return;
+        // It also waits while a listener holds a revision (hold): responses then queue, in order.
+        if (queued > 0 || res.events.length > SLICE_EVENTS) return later(res.events);
+        const applied = this.applyEvents(res.events);
+        if (applied < res.events.length || this.holding !== undefined) {
+          return later(res.events.slice(applied));
         }
-        this.applyEvents(res.events);
         sinceTurn += res.events.length;
         if (sinceTurn < SLICE_EVENTS) return;
         sinceTurn = 0;
         flow.pause?.();
         setImmediate(() => {
-          if (!done) flow.resume?.();
+          if (!done && queued === 0) flow.resume?.();
         });
       });
       stream.on('error', (err) => finish('dropped', err));
@@ -402,23 +430,31 @@ export class WatchCache<T> {
    */
   private async applySliced(events: readonly IEvent[], stopped: () => boolean): Promise<void> {
     let start = 0;
-    while (start < events.length) {
-      if (start > 0) {
-        await nextTurn();
-        if (stopped() || this.closed) return;
-      }
+    let turn = 0;
+    while (start < events.length || this.holding !== undefined) {
+      if (this.holding !== undefined) await this.holding;
+      else if (turn > 0) await nextTurn();
+      turn += 1;
+      if (stopped() || this.closed) return;
+      if (this.holding !== undefined || start >= events.length) continue;
       let end = Math.min(events.length, start + SLICE_EVENTS);
       const revision = events[end - 1]?.kv.mod_revision;
       while (end < events.length && events[end]?.kv.mod_revision === revision) end += 1;
-      this.applyEvents(events.slice(start, end));
-      start = end;
+      start += this.applyEvents(events.slice(start, end));
     }
   }
 
-  private applyEvents(events: readonly IEvent[]): void {
+  /**
+   * Applies `events` in order and returns how many it applied: all of them, unless a listener
+   * holds a revision (hold), where it stops before the first change of a later revision.
+   */
+  private applyEvents(events: readonly IEvent[]): number {
     let last = this.rev;
+    let applied = 0;
     for (const ev of events) {
       const kv = toKeyValue(ev.kv);
+      if (this.holding !== undefined && applied > 0 && kv.modRevision > last) break;
+      applied += 1;
       if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
       const change =
         String(ev.type).toUpperCase() === 'DELETE'
@@ -428,10 +464,11 @@ export class WatchCache<T> {
       if (change !== undefined) this.events.emit(change);
     }
     this.advance(last);
-    if (events.length > 0) {
+    if (applied > 0) {
       this.changedAt = performance.now();
       this.revisions.emit(this.rev);
     }
+    return applied;
   }
 
   private applyPut(kv: KeyValue, revision: bigint, synthetic: boolean): CacheChange<T> | undefined {
@@ -491,6 +528,7 @@ export class WatchCache<T> {
    */
   private progressed(revision: bigint): void {
     if (revision <= this.revision || this.verifying || this.waiters.size === 0) return;
+    if (this.holding !== undefined) return; // changes wait behind the hold: the check must fail
     const now = performance.now();
     if (now - this.changedAt < DELIVERING_MS || now < this.verifyAfter) return;
     const applied = this.rev;

@@ -15,13 +15,31 @@
  * out of the count before writing it (materialise.ts).
  */
 import type { InstanceCount } from '../proto/flotilla/v1/counts.js';
-import type { Unit } from '../proto/flotilla/v1/records.js';
-import { inSpans, instanceNumber } from '../lib/number-ranges.js';
+import type { NumberRange, Unit } from '../proto/flotilla/v1/records.js';
+import { inSpans, instanceNumber, spanCount } from '../lib/number-ranges.js';
 import type { CacheEntry } from './cache.js';
 import type { Versioned } from './client.js';
 import { instanceOf, numbersOf, subtractRanges } from './instance-counts.js';
 import type { Keys } from './keys.js';
 import type { SortedMap } from './sorted-map.js';
+
+/** Numbers filed between two turns of the event loop, at most, by {@link CountedUnits.fileSteps}. */
+export const FILE_STEP = 256;
+
+/** What a change of a count record files: see {@link CountedUnits.change}. */
+export interface CountFiling {
+  readonly template: string;
+  readonly next: CacheEntry<InstanceCount> | undefined;
+  /** Numbers the count no longer holds. */
+  readonly removed: readonly NumberRange[];
+  /** Numbers whose counted entry is new or changes. */
+  readonly refile: readonly NumberRange[];
+  /** How many numbers in all. */
+  readonly size: number;
+}
+
+/** Told of each instance name whose entry may change, with the function that files it. */
+export type Touched = (name: string, apply: () => void) => void;
 
 /** A mirror entry of an instance that only a count record holds. */
 export interface CountedUnit extends CacheEntry<Unit> {
@@ -50,36 +68,70 @@ export class CountedUnits {
 
   /**
    * The count record of `template` changed to `next` (undefined: deleted, or skipped as
-   * corrupt). Calls `touched` with each instance name whose entry may change, BEFORE it
-   * changes, then files it: O(numbers added or removed), or O(numbers) when the file, hash
-   * or desired state changed (every counted instance then changes).
+   * corrupt): from now on `counts` holds `next`. Returns the numbers to file, which
+   * {@link CountedUnits.fileSteps} (all of them) or {@link CountedUnits.fileName} (one) then
+   * file: O(numbers added or removed), or O(numbers) when the file, hash or desired state
+   * changed (every counted instance then changes).
    */
-  fileCount(
-    template: string,
-    next: CacheEntry<InstanceCount> | undefined,
-    touched: (name: string, apply: () => void) => void,
-  ): void {
+  change(template: string, next: CacheEntry<InstanceCount> | undefined): CountFiling {
     const prev = this.counts.get(template);
     if (next === undefined) this.counts.delete(template);
     else this.counts.set(template, next);
     const before = prev?.value.ranges ?? [];
     const after = next?.value.ranges ?? [];
     const removed = subtractRanges(before, after);
-    const added = subtractRanges(after, before);
-    for (const n of numbersOf(removed)) {
-      const name = instanceOf(template, n);
-      if (countedIn(this.units.get(name)) === undefined) continue; // a real record wins
-      touched(name, () => this.remove(template, name));
-    }
     const changed = prev !== undefined && next !== undefined && !sameInstances(prev, next);
-    const refile = changed ? after : added;
-    for (const n of numbersOf(refile)) {
-      const name = instanceOf(template, n);
-      const shown = this.units.get(name);
-      if (shown !== undefined && countedIn(shown) === undefined) continue; // a real record wins
-      if (next === undefined) continue; // unreachable: refile is empty without next
-      touched(name, () => this.add(template, name, next));
+    // Without `next` nothing is added: its ranges are empty.
+    const refile = next === undefined ? [] : changed ? after : subtractRanges(after, before);
+    return {
+      template,
+      next,
+      removed,
+      refile,
+      size: spanCount(removed) + spanCount(refile),
+    };
+  }
+
+  /**
+   * Files every number of `filing`, yielding every {@link FILE_STEP} numbers so a caller may
+   * spread the work over turns. Calls `touched` with each instance name whose entry may
+   * change, BEFORE it changes, with the function that files it. A number already filed (by
+   * {@link CountedUnits.fileName}, or a real record of that name) is passed over.
+   */
+  *fileSteps(filing: CountFiling, touched: Touched): Generator<void, void, undefined> {
+    let n = 0;
+    for (const number of numbersOf(filing.removed)) {
+      if (++n % FILE_STEP === 0) yield;
+      this.removeNumber(filing, instanceOf(filing.template, number), touched);
     }
+    for (const number of numbersOf(filing.refile)) {
+      if (++n % FILE_STEP === 0) yield;
+      this.addNumber(filing, instanceOf(filing.template, number), touched);
+    }
+  }
+
+  /** Files `name` now if `filing` holds its number (before the rest of it). */
+  fileName(filing: CountFiling, name: string, touched: Touched): void {
+    const n = instanceNumber(name);
+    if (n === undefined || instanceOf(filing.template, n) !== name) return;
+    if (inSpans(filing.removed, n)) this.removeNumber(filing, name, touched);
+    else if (inSpans(filing.refile, n)) this.addNumber(filing, name, touched);
+  }
+
+  private removeNumber(filing: CountFiling, name: string, touched: Touched): void {
+    if (countedIn(this.units.get(name)) === undefined) return; // a real record wins, or gone
+    touched(name, () => this.remove(filing.template, name));
+  }
+
+  private addNumber(filing: CountFiling, name: string, touched: Touched): void {
+    const { next } = filing;
+    if (next === undefined) return; // unreachable: refile is empty without next
+    const shown = this.units.get(name);
+    if (shown !== undefined) {
+      if (countedIn(shown) === undefined) return; // a real record wins
+      if (shown.modRevision === next.modRevision) return; // filed already
+    }
+    touched(name, () => this.add(filing.template, name, next));
   }
 
   /**

@@ -79,6 +79,11 @@ export class ChangeBatch {
     return this.list.length;
   }
 
+  /** The names of the units changed so far. */
+  unitNames(): IterableIterator<string> {
+    return this.units.keys();
+  }
+
   push(change: MirrorChange): void {
     const name = change.kind === 'unit' ? change.parsed?.name : undefined;
     const at = name === undefined ? undefined : this.units.get(name);

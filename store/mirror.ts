@@ -19,6 +19,7 @@
  * A value that does not decode is reported through `onError` and left out of every index
  * (the key is treated as absent), so a corrupt record never stops a daemon.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type {
   Endpoint,
   LostMachine,
@@ -37,8 +38,8 @@ import type { ReschedulingPause } from '../proto/flotilla/v1/machines.js';
 import type { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
-import type { StoreError } from './errors.js';
-import { CountedUnits } from './counted-units.js';
+import { CountedUnits, type CountFiling, type Touched } from './counted-units.js';
+import { StoreError } from './errors.js';
 import type { ParsedKey } from './keys.js';
 import { Listeners, type Unsubscribe } from './listeners.js';
 import {
@@ -54,6 +55,12 @@ import { SortedMap } from './sorted-map.js';
 import { fileByKey, PlacedStates, setNested } from './unit-states.js';
 
 export type { MirrorChange, MirrorEvent, MirrorRecord } from './mirror-changes.js';
+
+/** A count change of at most this many numbers is filed at once, in its watch response's turn. */
+const FILE_AT_ONCE = 2_000;
+
+/** The longest stretch of filing a larger count change before the event loop gets a turn, ms. */
+const FILE_SLICE_MS = 10;
 
 /** Options of a {@link ClusterMirror}. */
 export interface ClusterMirrorOptions {
@@ -120,6 +127,9 @@ export class ClusterMirror {
   private history: MirrorChange[] = [];
   private historyFrom = 0n;
   private readonly historySize: number;
+  /** A count change being filed over several turns (see `fileLater`), and its revision. */
+  private filing: { readonly revision: bigint; readonly done: Promise<void> } | undefined;
+  private closed = false;
 
   constructor(
     private readonly store: Store,
@@ -149,14 +159,26 @@ export class ClusterMirror {
     return this.cache.ready();
   }
 
-  /** Every change up to this revision is indexed. */
+  /**
+   * Every change up to this revision is indexed. While a large count change is filed over
+   * several turns, the revision before it: readers that wait for its revision wait for all of it.
+   */
   get revision(): bigint {
-    return this.cache.revision;
+    const revision = this.cache.revision;
+    const filing = this.filing?.revision;
+    return filing !== undefined && filing <= revision ? filing - 1n : revision;
   }
 
   /** Resolves once the mirror has indexed `revision` (read-your-writes). */
-  waitFor(revision: bigint, timeoutMs?: number): Promise<void> {
-    return this.cache.waitFor(revision, timeoutMs);
+  async waitFor(revision: bigint, timeoutMs = 20_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    await this.cache.waitFor(revision, timeoutMs);
+    while (this.filing !== undefined && this.filing.revision <= revision) {
+      const left = deadline - performance.now();
+      if (left <= 0 || !(await within(this.filing.done, left))) {
+        throw new StoreError('deadline', `the mirror did not reach ${revision}`);
+      }
+    }
   }
 
   /** Batches of changes, in revision order, each after the indexes hold it. */
@@ -193,6 +215,7 @@ export class ClusterMirror {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.events.clear();
     await this.cache.close();
   }
@@ -228,23 +251,71 @@ export class ClusterMirror {
     if (record.kind === 'instance-count') {
       out.push({ kind: record.kind, parsed, change });
       const e = entry === undefined ? undefined : { ...entry, value: record.value };
+      const filing = this.counted.change(record.key.name, e);
       // Consumers hear of the instances it holds as units, one change per instance.
-      this.counted.fileCount(record.key.name, e, (name, apply) => {
-        const before = this.units.get(name);
-        apply();
-        const shown = unitChange(
-          name,
-          before,
-          this.units.get(name),
-          change.revision,
-          change.synthetic,
-        );
-        if (shown !== undefined) out.push(shown);
-      });
+      const touched: Touched = (name, apply) =>
+        this.fileInstance(out, change.revision, change.synthetic, name, apply);
+      if (filing.size <= FILE_AT_ONCE || change.synthetic) {
+        const steps = this.counted.fileSteps(filing, touched);
+        while (steps.next().done !== true);
+        return;
+      }
+      // Names this revision changed before the count are filed now, so each of them is still
+      // one netted change (a real record replaced by a counted one never shows as absent).
+      for (const name of [...out.unitNames()]) this.counted.fileName(filing, name, touched);
+      this.fileLater(filing, change.revision);
       return;
     }
     if (parsed !== undefined) this.file(record, entry, change.key);
     out.push({ kind: record.kind, parsed, change });
+  }
+
+  /** Files a counted instance through `apply`, adding what readers saw change to `out`. */
+  private fileInstance(
+    out: ChangeBatch,
+    revision: bigint,
+    synthetic: boolean,
+    name: string,
+    apply: () => void,
+  ): void {
+    const before = this.units.get(name);
+    apply();
+    const shown = unitChange(name, before, this.units.get(name), revision, synthetic);
+    if (shown !== undefined) out.push(shown);
+  }
+
+  /**
+   * Files a large count change (a scale of thousands: about 9 µs a number, so a million took
+   * 9 s in one turn) in slices of {@link FILE_SLICE_MS}, each slice's changes one batch at the
+   * count's revision. The watch cache holds later revisions meanwhile, and `revision` stays
+   * before the count's, so a reader that waits for it sees all of it; a reader that does not
+   * wait sees the instances appear or go a slice at a time, as when a scale was written in
+   * many transactions.
+   */
+  private fileLater(filing: CountFiling, revision: bigint): void {
+    let batch = new ChangeBatch();
+    const steps = this.counted.fileSteps(filing, (name, apply) =>
+      this.fileInstance(batch, revision, false, name, apply),
+    );
+    const run = async (): Promise<void> => {
+      for (let done = false; !done;) {
+        await nextTurn();
+        if (this.closed) return;
+        const end = performance.now() + FILE_SLICE_MS;
+        do done = steps.next().done === true;
+        while (!done && performance.now() < end);
+        const changes = batch.take();
+        batch = new ChangeBatch();
+        for (const c of changes) this.remember(c);
+        if (changes.length > 0) this.events.emit({ revision, resync: false, changes });
+      }
+    };
+    const before = this.filing?.done;
+    const done: Promise<void> = Promise.all([before, run()]).then(() => {
+      if (this.filing?.done === done) this.filing = undefined;
+    });
+    this.filing = { revision, done };
+    this.cache.hold(done);
   }
 
   /**
@@ -400,6 +471,17 @@ function mirrorCodec(store: Store): RecordCodec<MirrorRecord> {
       return { kind, key: parsed, value: codec.decode(key, raw) } as MirrorRecord;
     },
   };
+}
+
+/** Whether `promise` settled within `ms` (the timer is cleared either way). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {

@@ -13,7 +13,7 @@ import {
   type MirrorChange,
   type StoreError,
 } from '../../store/index.js';
-import { etcdForFile, makeUnit, uniquePrefix } from '../../testkit/index.js';
+import { etcdForFile, makeUnit, TurnCounter, uniquePrefix } from '../../testkit/index.js';
 
 const server = etcdForFile(test);
 const FILE = '[Service]\nExecStart=/bin/true\n';
@@ -131,6 +131,87 @@ test('a real record wins over a counted number, and taking it out of the count i
   await mirror.waitFor(await store.revision());
   t.is(mirror.units.get('web@3.service')?.value.desiredState, 'launched');
   t.is(mirror.instances.get('web@.service')?.size, 3);
+});
+
+test('a count of 100,000 is filed over many turns: readers that wait see all of it, and no later change overtakes it', async (t) => {
+  const { store, mirror } = setUp(t);
+  await mirror.ready();
+  const turns = new TurnCounter();
+  t.teardown(() => turns.stop());
+  /** Per turn of the event loop: instances filed and the last change's revision. */
+  const perTurn = new Map<number, number>();
+  const order: { kind: string; revision: bigint }[] = [];
+  let revisionWhileFiling: bigint | undefined;
+  let scaledAt = -1n;
+  mirror.on((e) => {
+    for (const c of e.changes) order.push({ kind: c.kind, revision: c.change.revision });
+    const units = e.changes.filter(
+      (c) => c.kind === 'unit' && c.change.revision === scaledAt,
+    ).length;
+    perTurn.set(turns.turn, (perTurn.get(turns.turn) ?? 0) + units);
+    revisionWhileFiling ??= units > 0 ? mirror.revision : undefined;
+  });
+  const key = store.keys.instanceCount('web@.service');
+  const scaled = await store.putRecord(codecs['instance-count'], key, count([[1, 100_000]]));
+  scaledAt = scaled;
+  const after = await store.putRecord(
+    codecs.unit,
+    store.keys.unit('later.service'),
+    makeUnit({ name: 'later.service' }),
+  );
+  await mirror.waitFor(scaled);
+  t.is(mirror.instances.get('web@.service')?.size, 100_000, 'waitFor sees the whole count');
+  t.true(mirror.revision >= scaled);
+  await mirror.waitFor(after);
+  turns.stop();
+
+  t.true(
+    revisionWhileFiling !== undefined && revisionWhileFiling < scaled,
+    `while filing, the mirror says it is before the count (${revisionWhileFiling} < ${scaled})`,
+  );
+  const filed = [...perTurn.values()].filter((n) => n > 0);
+  t.is(
+    filed.reduce((a, b) => a + b, 0),
+    100_000,
+  );
+  t.true(filed.length >= 5, `filed over ${filed.length} turns`);
+  t.true(Math.max(...filed) < 60_000, `at most ${Math.max(...filed)} in one turn`);
+  t.log(`instances filed per turn: most ${Math.max(...filed)}, over ${filed.length} turns`);
+  const lastOfCount = order.findLastIndex((c) => c.revision === scaled);
+  const firstLater = order.findIndex((c) => c.revision === after);
+  t.true(firstLater > lastOfCount, 'the next revision comes after every instance of the count');
+});
+
+test('a real record deleted in the revision that puts its number in a large count never shows absent', async (t) => {
+  const { store, mirror, changes } = setUp(t);
+  const key = store.keys.instanceCount('web@.service');
+  const real = await store.putRecord(
+    codecs.unit,
+    store.keys.unit('web@5.service'),
+    makeUnit({ name: 'web@5.service', desiredState: 'launched' }),
+  );
+  await mirror.ready();
+  await mirror.waitFor(real);
+  let absent = 0;
+  mirror.on(() => {
+    if (mirror.units.get('web@5.service') === undefined) absent += 1;
+  });
+  changes.length = 0;
+  // What a scale that folds a real record back into the count writes: the delete first.
+  const res = await atomicTxn(store, (b) => {
+    b.deleteIfModRevision(store.keys.unit('web@5.service'), real);
+    b.putIfAbsent(key, codecs['instance-count'].encode(count([[1, 20_000]])));
+  });
+  await mirror.waitFor(res.revision);
+  t.is(absent, 0, 'web@5 shown at every batch');
+  t.is(countedIn(mirror.units.get('web@5.service')), 'web@.service');
+  const five = changes.filter((c) => c.parsed?.name === 'web@5.service');
+  t.deepEqual(
+    five.map((c) => c.change.type),
+    ['put'],
+    'one change of web@5: the real record replaced by the counted one',
+  );
+  t.is(mirror.instances.get('web@.service')?.size, 20_000);
 });
 
 test('a corrupt count record is reported and skipped; the mirror goes on', async (t) => {

@@ -89,7 +89,15 @@ export async function fencedTxn(
   store: Store,
   fence: Fence,
   build: (batch: Batch) => unknown,
-  opts: { inFlight?: number; window?: AimdWindow } = {},
+  opts: {
+    inFlight?: number;
+    window?: AimdWindow;
+    /**
+     * Called before each transaction after the first with the highest revision this call
+     * has written so far; the transaction waits for it (a writer keeping pace with a reader).
+     */
+    keepUp?: (written: bigint) => Promise<void>;
+  } = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
@@ -107,6 +115,8 @@ export async function fencedTxn(
     window === undefined ? fn() : window.run(fn);
   await pool(chunks.length, window?.ceiling ?? opts.inFlight ?? 1, async (i) => {
     const chunk = chunks[i] ?? [];
+    if (refused !== undefined) return;
+    if (opts.keepUp !== undefined && revision > 0n) await opts.keepUp(revision);
     if (refused !== undefined) return;
     // Sent again across a raft leader change (resend.ts) when etcd strands it; the outcome
     // is then checked below, as the first attempt may have applied.

@@ -248,6 +248,7 @@ export async function commitWork(
   term: Term,
   work: CommitWork,
   window?: AimdWindow,
+  keepUp?: (written: bigint) => Promise<void>,
 ): Promise<CommitResult> {
   const totals = {
     applied: 0,
@@ -256,9 +257,9 @@ export async function commitWork(
     placementsRevision: 0n,
     unscheduledRevision: 0n,
   };
-  await applyPhase(store, term, work.first, totals, window);
+  await applyPhase(store, term, work.first, totals, window, keepUp);
   const skippedSecond = totals.failed > 0 && work.second.length > 0;
-  if (!skippedSecond) await applyPhase(store, term, work.second, totals, window);
+  if (!skippedSecond) await applyPhase(store, term, work.second, totals, window, keepUp);
   return { ...totals, skippedSecond };
 }
 
@@ -276,6 +277,7 @@ async function applyPhase(
   ops: readonly BatchOp[],
   totals: Totals,
   window: AimdWindow | undefined,
+  keepUp: ((written: bigint) => Promise<void>) | undefined,
 ): Promise<void> {
   if (ops.length === 0) return;
   if (term.signal.aborted) {
@@ -286,12 +288,10 @@ async function applyPhase(
   const placements = store.keys.dir('placement');
   const unscheduled = store.keys.dir('unscheduled');
   // Paced by etcd's latency when the engine gives a window; else a fixed number in flight.
-  const res = await fencedTxn(
-    store,
-    term.fence,
-    (b) => ops.forEach((op) => b.add(op)),
-    window === undefined ? { inFlight: COMMIT_IN_FLIGHT } : { window },
-  );
+  const res = await fencedTxn(store, term.fence, (b) => ops.forEach((op) => b.add(op)), {
+    ...(window === undefined ? { inFlight: COMMIT_IN_FLIGHT } : { window }),
+    ...(keepUp === undefined ? {} : { keepUp }),
+  });
   totals.transactions += res.transactions;
   res.applied.forEach((ok, i) => {
     const op = ops[i];

@@ -352,7 +352,7 @@ export class Engine {
       );
     if (log.isLevelEnabled('debug'))
       for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
-    const res = await commitWork(this.store, term, work, this.writes);
+    const res = await commitWork(this.store, term, work, this.writes, this.keepUp());
     const stale = work.stale ?? 0;
     const whole = res.failed === 0 && !res.skippedSecond;
     this.onPass?.({
@@ -406,7 +406,7 @@ export class Engine {
   ): Promise<{ deferred: number; wait: number; retry: boolean; swept: boolean }> {
     this.sweeps += 1;
     const work = decideSweep(this.cache.mirror, vanished);
-    const res = await commitWork(this.store, term, work, this.writes);
+    const res = await commitWork(this.store, term, work, this.writes, this.keepUp());
     this.onPass?.({
       planSeconds: undefined,
       placed: 0,
@@ -427,6 +427,22 @@ export class Engine {
     return { deferred: 0, wait, retry: res.failed > 0, swept: true };
   }
 
+  /**
+   * What keeps one commit's writes at most {@link KEEP_UP_REVISIONS} revisions ahead of this
+   * replica's mirror: a writer faster than its readers ingest (etcd takes a 100,000-instance
+   * commit faster than a 2-core host decodes it) left the mirror 10 s behind, and every API
+   * read waits for the mirror (reads.ts `fresh`). A wait longer than {@link KEEP_UP_MS} turns
+   * the pacing off for the rest of the commit: a stuck mirror never stalls the leader.
+   */
+  private keepUp(): (written: bigint) => Promise<void> {
+    let off = false;
+    return async (written) => {
+      const target = written - KEEP_UP_REVISIONS;
+      if (off || target <= this.cache.mirror.revision) return;
+      await this.cache.mirror.waitFor(target, KEEP_UP_MS).catch(() => (off = true));
+    };
+  }
+
   /** Waits until the cache shows what a commit wrote, so the next pass plans from it. */
   private async seeOwnWrites(res: CommitResult): Promise<void> {
     const written =
@@ -436,6 +452,11 @@ export class Engine {
     if (written > 0n) await this.cache.waitFor(written);
   }
 }
+
+/** How many revisions a commit may write ahead of the leader's mirror (see `keepUp`). */
+const KEEP_UP_REVISIONS = 8n;
+/** The longest a commit's transaction waits for the mirror before the pacing is turned off. */
+const KEEP_UP_MS = 2_000;
 
 function delay(ms: number): Promise<void> {
   return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));

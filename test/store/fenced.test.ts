@@ -199,3 +199,35 @@ test('an atomic write under a stale fence is fenced', async (t) => {
   );
   t.is(await store.get(store.keys.unit('a.service')), undefined);
 });
+
+test('a fenced write paced by keepUp waits before each later transaction for what it wrote so far', async (t) => {
+  const store = open('keep-up');
+  t.teardown(() => store.close());
+  const fence = await elect(store);
+  const calls: bigint[] = [];
+  let waiting = 0;
+  const started = performance.now();
+  const res = await fencedTxn(
+    store,
+    fence,
+    (b) => {
+      for (let i = 0; i < 300; i++) b.put(store.keys.placement('m1', `u${i}.service`), 'x');
+    },
+    {
+      inFlight: 1,
+      keepUp: async (written) => {
+        calls.push(written);
+        waiting += 1;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        waiting -= 1;
+      },
+    },
+  );
+  t.is(res.transactions, 3, '300 ops: three transactions of at most 128');
+  t.is(calls.length, 2, 'asked before the second and the third');
+  t.true(calls[0] !== undefined && calls[1] !== undefined && calls[0] < calls[1]);
+  t.is(calls[1], res.revision - 1n, 'each time with the revision of the transaction before');
+  t.is(waiting, 0);
+  t.true(performance.now() - started >= 200, 'each transaction waited for its keepUp');
+  t.is(await count(store, store.keys.dir('placement')), 300);
+});

@@ -70,17 +70,22 @@ export const statusVerb: Verb = {
       const json: unknown[] = [];
       let failed = false;
       for (const [i, name] of unitNamesOf(positionals).entries()) {
+        // The log lines are asked for at once, beside the status: each call waits until the
+        // replica's copy of the cluster is current, and during a large scale that wait is
+        // the cost of a call.
+        const lastLog: Promise<LastLines> =
+          lines === 0 ? Promise.resolve({ lines: [] }) : lastLines(api, name, lines);
         let status: UnitStatus;
         try {
           status = await api.getUnit(name);
         } catch (err) {
+          await lastLog;
           if (!(err instanceof CliError) || err.code !== 'refused') throw err;
           io.stderr(`${err.message}\n`);
           failed = true;
           continue;
         }
-        const logs = lines === 0 ? { lines: [] } : await lastLines(api, name, lines);
-        const endpoints = await unitEndpoints(api, status);
+        const [logs, endpoints] = await Promise.all([lastLog, unitEndpoints(api, status)]);
         if (globals.output === 'json') {
           json.push({
             ...(UnitStatus.toJSON(status) as object),
@@ -108,12 +113,14 @@ export const statusVerb: Verb = {
   },
 };
 
+/** A unit's last log lines, or why they cannot be read. */
+interface LastLines {
+  readonly lines: LogLine[];
+  readonly error?: string;
+}
+
 /** The unit's last `n` log lines, or why they cannot be read. */
-async function lastLines(
-  api: ApiClient,
-  unit: string,
-  n: number,
-): Promise<{ lines: LogLine[]; error?: string }> {
+async function lastLines(api: ApiClient, unit: string, n: number): Promise<LastLines> {
   const lines: LogLine[] = [];
   try {
     const req = { unit, lines: n, follow: false, machine: '' };

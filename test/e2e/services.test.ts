@@ -51,6 +51,10 @@ function get(host: string, port = PUBLISH): Promise<string> {
       res.on('end', () =>
         res.statusCode === 200 ? resolve(body.trim()) : reject(new Error(`HTTP ${res.statusCode}`)),
       );
+      // A response cut off mid-body ends with 'close' alone: a failed request, not a hang.
+      res.on('close', () => {
+        if (!res.complete) reject(new Error('the connection closed before the response ended'));
+      });
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', reject);

@@ -311,9 +311,11 @@ export class ClusterMirror {
       }
     };
     const before = this.filing?.done;
-    const done: Promise<void> = Promise.all([before, run()]).then(() => {
-      if (this.filing?.done === done) this.filing = undefined;
-    });
+    const done: Promise<void> = Promise.all([before, run()])
+      .then(() => undefined)
+      .finally(() => {
+        if (this.filing?.done === done) this.filing = undefined;
+      });
     this.filing = { revision, done };
     this.cache.hold(done);
   }

@@ -57,7 +57,10 @@ export interface MeshDataPlaneOptions {
   readonly listenAddress?: string;
   /** How often ports that could not be bound are tried again. Default 10 s. */
   readonly retryMs?: number;
-  /** Per connection: how long a connect may take before the next endpoint. Default 300 ms. */
+  /**
+   * Per connection: how long a connect may take before the next endpoint. Default 1.5 s with
+   * HAProxy, 300 ms with the built-in proxy (whose last try gets 5 s).
+   */
   readonly connectTimeoutMs?: number;
   /** Called whenever the set of problems changes (the agent republishes its record). */
   readonly onProblems?: (problems: readonly MeshProblem[]) => void;

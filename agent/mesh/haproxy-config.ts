@@ -39,12 +39,22 @@ export function hostPort(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** HAProxy's `timeout connect`, unless the agent sets another (see renderConfig). */
+export const HAPROXY_CONNECT_TIMEOUT_MS = 1_500;
+
 /**
  * The timeouts and limits, explained:
  * - no `maxconn`: HAProxy sizes it from the file descriptors it may open (half of them), so
  *   it never asks for more than the machine's limit allows;
- * - `timeout connect` short and `retries 2` with `option redispatch 1`: a connect that fails
- *   or hangs is tried again on another server, so new connections never wait on a dead one;
+ * - `retries 2` with `option redispatch 1`: a connect that fails is tried again on another
+ *   server, at once when the server refused it (a stopped instance);
+ * - `timeout connect` 1.5 s ({@link HAPROXY_CONNECT_TIMEOUT_MS}): long enough for one
+ *   retransmitted SYN (Linux resends after 1 s). An instance that is alive but whose accept
+ *   queue is full drops the SYN; with 300 ms every such connect failed on all three tries,
+ *   and a rolling update under 200 requests/s on a 2-core host failed 385-9,658 of them
+ *   (busybox httpd queues 9), where a client connecting directly waits 1 s and gets through.
+ *   A server that does not answer at all (its host gone) costs 1.5 s per try until its
+ *   endpoint goes with its agent's lease;
  * - `timeout client/server 1h`: idle TCP connections are closed after an hour (the built-in
  *   proxy never closed them; an unbounded idle connection pins memory forever);
  * - `*-fin 10s`: a side that closed its half waits at most 10 s for the other;

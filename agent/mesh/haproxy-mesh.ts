@@ -22,7 +22,7 @@ import type {
   MeshDataPlaneOptions,
   MeshProblem,
 } from './data-plane.js';
-import { proxyName, renderConfig, slotName } from './haproxy-config.js';
+import { HAPROXY_CONNECT_TIMEOUT_MS, proxyName, renderConfig, slotName } from './haproxy-config.js';
 import { HaproxyProcess } from './haproxy-process.js';
 import { haproxyCommand } from './haproxy-socket.js';
 import type { Backend } from './tcp-proxy.js';
@@ -368,7 +368,7 @@ export class HaproxyMesh implements MeshDataPlane {
     return renderConfig({
       listenAddress: this.listenAddress,
       statsSocket: this.process.statsSocket,
-      connectTimeoutMs: this.opts.connectTimeoutMs ?? 300,
+      connectTimeoutMs: this.opts.connectTimeoutMs ?? HAPROXY_CONNECT_TIMEOUT_MS,
       ports,
     });
   }

@@ -8,7 +8,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runTool, which } from './proc.js';
+import { runTool, which, type ToolResult } from './proc.js';
 import { ClusterError, type AgentRecord, type ClusterRecord } from './state.js';
 import { inNetns } from './network.js';
 
@@ -39,23 +39,19 @@ export async function canFence(): Promise<boolean> {
 export async function fenceUnits(record: ClusterRecord, agent: AgentRecord): Promise<void> {
   if (agent.netns === undefined) return;
   await ensureCgroupV2(UNITS_CGROUP);
-  const [program = '', ...prefix] = inNetns(agent.netns);
-  const args = [
-    ...prefix,
-    'iptables',
-    '-w',
-    '5',
-    '-I',
-    'OUTPUT',
-    ...fenceRule(controlPlanePorts(record)),
-  ];
-  const res = await runTool(program, args);
+  const res = await insertRule(agent.netns, fenceRule(controlPlanePorts(record)));
   if (res.code !== 0) {
     throw new ClusterError(
       'network',
       `iptables in ${agent.netns}: ${res.stderr.trim()} (the xt_cgroup match needs a kernel with cgroup v2 mounted)`,
     );
   }
+}
+
+/** Inserts `rule` (iptables arguments after the chain) first in `netns`'s OUTPUT chain. */
+export function insertRule(netns: string, rule: readonly string[]): Promise<ToolResult> {
+  const [program = '', ...prefix] = inNetns(netns);
+  return runTool(program, [...prefix, 'iptables', '-w', '5', '-I', 'OUTPUT', ...rule]);
 }
 
 /**

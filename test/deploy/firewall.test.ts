@@ -1,8 +1,7 @@
 import test from 'ava';
 import { readFile, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensureCgroupV2, fenceRule } from '../../deploy/cluster/firewall.js';
-import { inNetns } from '../../deploy/cluster/network.js';
+import { ensureCgroupV2, fenceRule, insertRule } from '../../deploy/cluster/firewall.js';
 import { runTool, which } from '../../deploy/cluster/proc.js';
 
 /** Where cgroup v2 is mounted on this host, if it is. */
@@ -35,23 +34,14 @@ test('the firewall rule is accepted on a host where no container has made its cg
     await rmdir(join(mount, group)).catch(() => undefined);
   });
   t.false(await exists(join(mount, group)));
-  const [program = '', ...prefix] = inNetns(netns);
   t.is((await runTool('ip', ['netns', 'add', netns])).code, 0);
   const rule = fenceRule([2379]).map((a) => (a === 'flotilla' ? group : a));
-  const refused = await runTool(program, [
-    ...prefix,
-    'iptables',
-    '-w',
-    '5',
-    '-I',
-    'OUTPUT',
-    ...rule,
-  ]);
+  const refused = await insertRule(netns, rule);
   t.not(refused.code, 0, 'the kernel refuses a rule naming a group that does not exist');
 
   await ensureCgroupV2(group);
   t.true(await exists(join(mount, group)));
-  const added = await runTool(program, [...prefix, 'iptables', '-w', '5', '-I', 'OUTPUT', ...rule]);
+  const added = await insertRule(netns, rule);
   t.is(added.code, 0, added.stderr);
   await ensureCgroupV2(group); // again: it exists, nothing to do
 });

@@ -4,8 +4,8 @@
  * registration (agent/sync/registration.ts) writes it, with zone/region/rack metadata and a
  * capacity; the leases are kept alive together (store/LeasePool, over one keepalive stream
  * per 50 machines) and the records are written in transactions of up to 128 puts. One
- * stand-in Logs service answers for every machine, so `flotctl status` reads log lines through the API's relay as
- * it would from a real agent.
+ * stand-in Logs service answers for every machine, so `flotctl status` reads log lines
+ * through the API's relay as it would from a real agent.
  */
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';

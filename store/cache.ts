@@ -134,6 +134,10 @@ export class WatchCache<T> {
   private readonly skipped = new Set<string>();
   /** Set while a listener finishes a revision over several turns ({@link WatchCache.hold}). */
   private holding: Promise<void> | undefined;
+  /** That revision: until the hold ends, {@link WatchCache.revision} is the one before it. */
+  private heldAt: bigint | undefined;
+  /** The revision of the change being applied (what a listener holds when it calls hold). */
+  private applying = 0n;
   private listed = false;
   private closed = false;
   private cancelStream: (() => void) | undefined;
@@ -164,9 +168,14 @@ export class WatchCache<T> {
     return this.first;
   }
 
-  /** Every change up to this revision is applied (0n before the first listing). */
+  /**
+   * Every change up to this revision is applied (0n before the first listing). While a
+   * listener holds a revision, the one before it: a reader that waits for the held revision
+   * waits until the listener has finished with it.
+   */
   get revision(): bigint {
-    return this.progress > this.rev ? this.progress : this.rev;
+    const reached = this.progress > this.rev ? this.progress : this.rev;
+    return this.heldAt !== undefined && this.heldAt <= reached ? this.heldAt - 1n : reached;
   }
 
   get size(): number {
@@ -213,12 +222,17 @@ export class WatchCache<T> {
    * For a listener, while it handles a change: the cache applies no change of a later revision
    * until `until` settles (the watch stream waits meanwhile), so the listener may finish that
    * revision's work over several turns of the event loop without a later change overtaking it.
-   * Changes of the same revision that follow in the response are still applied at once.
+   * Changes of the same revision that follow in the response are still applied at once, and
+   * {@link WatchCache.revision} stays before the held one until `until` settles.
    */
   hold(until: Promise<void>): void {
     const before = this.holding;
+    this.heldAt ??= this.applying;
     const held: Promise<void> = Promise.all([before, until.catch(() => undefined)]).then(() => {
-      if (this.holding === held) this.holding = undefined;
+      if (this.holding !== held) return;
+      this.holding = undefined;
+      this.heldAt = undefined;
+      this.wake();
     });
     this.holding = held;
   }
@@ -461,6 +475,7 @@ export class WatchCache<T> {
           ? this.applyDelete(kv.key, kv.modRevision, false)
           : this.applyPut(kv, kv.modRevision, false);
       if (kv.modRevision > last) last = kv.modRevision;
+      this.applying = kv.modRevision;
       if (change !== undefined) this.events.emit(change);
     }
     this.advance(last);

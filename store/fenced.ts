@@ -74,6 +74,19 @@ export async function readFence(store: Store, key: string): Promise<Fence | unde
   return kv === undefined ? undefined : { key, revision: kv.createRevision };
 }
 
+/** How {@link fencedTxn} paces its transactions. */
+export interface FencedTxnOptions {
+  /** Transactions in flight at once, without a window. Default 1. */
+  readonly inFlight?: number;
+  /** As many in flight as etcd's latency allows (store/aimd.ts); wins over `inFlight`. */
+  readonly window?: AimdWindow;
+  /**
+   * Called before each transaction after the first with the highest revision this call
+   * has written so far; the transaction waits for it (a writer keeping pace with a reader).
+   */
+  readonly keepUp?: (written: bigint) => Promise<void>;
+}
+
 /**
  * Applies the batch `build` fills, each op under its own condition, in transactions of at
  * most 128 ops that each compare `fence` first. Resolves with which ops applied; throws
@@ -89,15 +102,7 @@ export async function fencedTxn(
   store: Store,
   fence: Fence,
   build: (batch: Batch) => unknown,
-  opts: {
-    inFlight?: number;
-    window?: AimdWindow;
-    /**
-     * Called before each transaction after the first with the highest revision this call
-     * has written so far; the transaction waits for it (a writer keeping pace with a reader).
-     */
-    keepUp?: (written: bigint) => Promise<void>;
-  } = {},
+  opts: FencedTxnOptions = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);

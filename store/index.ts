@@ -63,6 +63,7 @@ export {
   fenceCompare,
   FencedError,
   fencedTxn,
+  type FencedTxnOptions,
   readFence,
   type BatchResult,
   type Fence,

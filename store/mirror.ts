@@ -39,7 +39,7 @@ import type { SecretRecord } from '../proto/flotilla/v1/secrets.js';
 import type { ScaleRequest } from '../proto/flotilla/v1/units.js';
 import { WatchCache, type CacheChange, type CacheEntry, type CacheEvent } from './cache.js';
 import { CountedUnits, type CountFiling, type Touched } from './counted-units.js';
-import { StoreError } from './errors.js';
+import type { StoreError } from './errors.js';
 import type { ParsedKey } from './keys.js';
 import { Listeners, type Unsubscribe } from './listeners.js';
 import {
@@ -127,8 +127,6 @@ export class ClusterMirror {
   private history: MirrorChange[] = [];
   private historyFrom = 0n;
   private readonly historySize: number;
-  /** A count change being filed over several turns (see `fileLater`), and its revision. */
-  private filing: { readonly revision: bigint; readonly done: Promise<void> } | undefined;
   private closed = false;
 
   constructor(
@@ -161,24 +159,16 @@ export class ClusterMirror {
 
   /**
    * Every change up to this revision is indexed. While a large count change is filed over
-   * several turns, the revision before it: readers that wait for its revision wait for all of it.
+   * several turns, the revision before it (the watch cache's hold): readers that wait for its
+   * revision wait for all of it.
    */
   get revision(): bigint {
-    const revision = this.cache.revision;
-    const filing = this.filing?.revision;
-    return filing !== undefined && filing <= revision ? filing - 1n : revision;
+    return this.cache.revision;
   }
 
   /** Resolves once the mirror has indexed `revision` (read-your-writes). */
-  async waitFor(revision: bigint, timeoutMs = 20_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    await this.cache.waitFor(revision, timeoutMs);
-    while (this.filing !== undefined && this.filing.revision <= revision) {
-      const left = deadline - performance.now();
-      if (left <= 0 || !(await within(this.filing.done, left))) {
-        throw new StoreError('deadline', `the mirror did not reach ${revision}`);
-      }
-    }
+  waitFor(revision: bigint, timeoutMs?: number): Promise<void> {
+    return this.cache.waitFor(revision, timeoutMs);
   }
 
   /** Batches of changes, in revision order, each after the indexes hold it. */
@@ -287,13 +277,13 @@ export class ClusterMirror {
   /**
    * Files a large count change (a scale of thousands: about 9 µs a number, so a million took
    * 9 s in one turn) in slices of {@link FILE_SLICE_MS}, each slice's changes one batch at the
-   * count's revision. The watch cache holds later revisions meanwhile, and `revision` stays
+   * count's revision. The watch cache holds later revisions meanwhile and its `revision` stays
    * before the count's, so a reader that waits for it sees all of it; a reader that does not
    * wait sees the instances appear or go a slice at a time, as when a scale was written in
    * many transactions.
    */
   private fileLater(filing: CountFiling, revision: bigint): void {
-    let batch = new ChangeBatch();
+    const batch = new ChangeBatch(); // take() empties it for the next slice
     const steps = this.counted.fileSteps(filing, (name, apply) =>
       this.fileInstance(batch, revision, false, name, apply),
     );
@@ -305,19 +295,11 @@ export class ClusterMirror {
         do done = steps.next().done === true;
         while (!done && performance.now() < end);
         const changes = batch.take();
-        batch = new ChangeBatch();
         for (const c of changes) this.remember(c);
         if (changes.length > 0) this.events.emit({ revision, resync: false, changes });
       }
     };
-    const before = this.filing?.done;
-    const done: Promise<void> = Promise.all([before, run()])
-      .then(() => undefined)
-      .finally(() => {
-        if (this.filing?.done === done) this.filing = undefined;
-      });
-    this.filing = { revision, done };
-    this.cache.hold(done);
+    this.cache.hold(run());
   }
 
   /**
@@ -473,17 +455,6 @@ function mirrorCodec(store: Store): RecordCodec<MirrorRecord> {
       return { kind, key: parsed, value: codec.decode(key, raw) } as MirrorRecord;
     },
   };
-}
-
-/** Whether `promise` settled within `ms` (the timer is cleared either way). */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {

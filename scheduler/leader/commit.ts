@@ -17,7 +17,7 @@ import type { Placement, Unscheduled } from '../../proto/flotilla/v1/records.js'
 import {
   codecs,
   fencedTxn,
-  type AimdWindow,
+  type FencedTxnOptions,
   type BatchOp,
   type CacheEntry,
   type Keys,
@@ -247,8 +247,7 @@ export async function commitWork(
   store: Store,
   term: Term,
   work: CommitWork,
-  window?: AimdWindow,
-  keepUp?: (written: bigint) => Promise<void>,
+  pacing: Pick<FencedTxnOptions, 'window' | 'keepUp'> = {},
 ): Promise<CommitResult> {
   const totals = {
     applied: 0,
@@ -257,9 +256,9 @@ export async function commitWork(
     placementsRevision: 0n,
     unscheduledRevision: 0n,
   };
-  await applyPhase(store, term, work.first, totals, window, keepUp);
+  await applyPhase(store, term, work.first, totals, pacing);
   const skippedSecond = totals.failed > 0 && work.second.length > 0;
-  if (!skippedSecond) await applyPhase(store, term, work.second, totals, window, keepUp);
+  if (!skippedSecond) await applyPhase(store, term, work.second, totals, pacing);
   return { ...totals, skippedSecond };
 }
 
@@ -276,8 +275,7 @@ async function applyPhase(
   term: Term,
   ops: readonly BatchOp[],
   totals: Totals,
-  window: AimdWindow | undefined,
-  keepUp: ((written: bigint) => Promise<void>) | undefined,
+  pacing: Pick<FencedTxnOptions, 'window' | 'keepUp'>,
 ): Promise<void> {
   if (ops.length === 0) return;
   if (term.signal.aborted) {
@@ -289,8 +287,8 @@ async function applyPhase(
   const unscheduled = store.keys.dir('unscheduled');
   // Paced by etcd's latency when the engine gives a window; else a fixed number in flight.
   const res = await fencedTxn(store, term.fence, (b) => ops.forEach((op) => b.add(op)), {
-    ...(window === undefined ? { inFlight: COMMIT_IN_FLIGHT } : { window }),
-    ...(keepUp === undefined ? {} : { keepUp }),
+    inFlight: COMMIT_IN_FLIGHT,
+    ...pacing,
   });
   totals.transactions += res.transactions;
   res.applied.forEach((ok, i) => {

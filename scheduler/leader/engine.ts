@@ -352,7 +352,10 @@ export class Engine {
       );
     if (log.isLevelEnabled('debug'))
       for (const d of result.place) log.debug({ unit: d.unit, machine: d.machine }, 'placing');
-    const res = await commitWork(this.store, term, work, this.writes, this.keepUp());
+    const res = await commitWork(this.store, term, work, {
+      window: this.writes,
+      keepUp: this.keepUp(),
+    });
     const stale = work.stale ?? 0;
     const whole = res.failed === 0 && !res.skippedSecond;
     this.onPass?.({
@@ -406,7 +409,10 @@ export class Engine {
   ): Promise<{ deferred: number; wait: number; retry: boolean; swept: boolean }> {
     this.sweeps += 1;
     const work = decideSweep(this.cache.mirror, vanished);
-    const res = await commitWork(this.store, term, work, this.writes, this.keepUp());
+    const res = await commitWork(this.store, term, work, {
+      window: this.writes,
+      keepUp: this.keepUp(),
+    });
     this.onPass?.({
       planSeconds: undefined,
       placed: 0,
@@ -439,7 +445,7 @@ export class Engine {
     return async (written) => {
       const target = written - KEEP_UP_REVISIONS;
       if (off || target <= this.cache.mirror.revision) return;
-      await this.cache.mirror.waitFor(target, KEEP_UP_MS).catch(() => (off = true));
+      await this.cache.waitFor(target, KEEP_UP_MS).catch(() => (off = true));
     };
   }
 

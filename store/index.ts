@@ -99,10 +99,13 @@ export {
 export { countedIn, type CountedUnit } from './counted-units.js';
 export {
   addNumbers,
+  addRanges,
   instanceOf,
   MAX_COUNT_RANGES,
   MAX_COUNTED_NUMBER,
+  numbersOf,
   removeNumbers,
+  subtractRanges,
   toRanges,
 } from './instance-counts.js';
 export { queueUnitWrite, type CountView } from './materialise.js';

@@ -90,13 +90,29 @@ export function addNumbers(
   ranges: readonly NumberRange[],
   numbers: readonly number[],
 ): NumberRange[] {
-  const added = toRanges(numbers);
-  const all = [...ranges, ...added].sort((x, y) => x.first - y.first);
+  return addRanges(ranges, toRanges(numbers));
+}
+
+/** The numbers of `a` or `b` (both sorted and disjoint), as merged ranges: O(|a| + |b|). */
+export function addRanges(a: readonly NumberRange[], b: readonly NumberRange[]): NumberRange[] {
   const out: NumberRange[] = [];
-  for (const r of all) {
+  const push = (r: NumberRange): void => {
     const last = out[out.length - 1];
     if (last !== undefined && r.first <= last.last + 1) last.last = Math.max(last.last, r.last);
     else out.push({ first: r.first, last: r.last });
+  };
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x.first <= y.first)) {
+      push(x as NumberRange);
+      i++;
+    } else {
+      push(y);
+      j++;
+    }
   }
   return out;
 }

@@ -7,7 +7,7 @@
  * {@link InstanceRecords}, which the API server makes (startApiServer) and hands its handlers
  * as `ApiCluster.instanceRecords` (reads.ts): two servers in one process share nothing.
  */
-import type { Unit } from '../../proto/flotilla/v1/records.js';
+import type { NumberRange, Unit } from '../../proto/flotilla/v1/records.js';
 import { validateUnitFile, type UnitError, type UnitStateName } from '../../unit/index.js';
 import { sharedByInstances } from '../view/snapshot.js';
 import { invalidUnits } from '../gate/errors.js';
@@ -31,11 +31,31 @@ export class InstanceRecords {
     return { name, file: template.file, hash: template.hash, desiredState };
   }
 
+  /**
+   * Throws INVALID_ARGUMENT, as {@link record} would, when the template's file does not hold
+   * for one of the instances `numbers` (of template `prefix@.type`, as `instanceOf` names
+   * them): a file that places every instance alike is checked once, however many there are.
+   */
+  checkNumbers(
+    template: Unit,
+    numbers: readonly NumberRange[],
+    nameOf: (n: number) => string,
+  ): void {
+    for (const r of numbers) {
+      for (let n = r.first; n <= r.last; n++) {
+        const name = nameOf(n);
+        const errors = this.problems(name, template);
+        if (errors.length > 0) throw invalidUnits(errors);
+        if (this.validTemplates.has(versionKey(template))) return;
+      }
+    }
+  }
+
   /** The problems of `template`'s file as instance `name`, checked once per version if it can. */
   private problems(name: string, template: Unit): UnitError[] {
     // Looked up first: only versions that place every instance alike are remembered, and a
     // scale asks this of every instance it creates (100,000 of them, in one turn).
-    const key = `${template.name}\u0000${template.hash}`;
+    const key = versionKey(template);
     if (this.validTemplates.has(key)) return [];
     const instance = { ...template, name };
     if (!sharedByInstances(instance)) return validateUnitFile(name, template.file);
@@ -46,4 +66,9 @@ export class InstanceRecords {
     }
     return errors;
   }
+}
+
+/** What {@link InstanceRecords} remembers a template version by. */
+function versionKey(template: Unit): string {
+  return `${template.name}\u0000${template.hash}`;
 }

@@ -18,14 +18,17 @@
  */
 import type { Unit } from '../../proto/flotilla/v1/records.js';
 import type { InstanceCount } from '../../proto/flotilla/v1/counts.js';
+import type { NumberRange } from '../../proto/flotilla/v1/records.js';
 import { sameSpans } from '../../lib/number-ranges.js';
 import {
   addNumbers,
+  addRanges,
   codecs,
   countedIn,
   instanceOf,
   MAX_COUNT_RANGES,
   removeNumbers,
+  toRanges,
   type BatchOp,
   type Versioned,
 } from '../../store/index.js';
@@ -48,9 +51,11 @@ export interface CountChange {
   /** Deletes of the real records folded into the count: in the count op's transaction. */
   readonly folds: readonly BatchOp[];
   /** Numbers the op launches: created in the count, or counted and launched now. */
-  readonly started: readonly number[];
+  readonly started: readonly NumberRange[];
   /** Counted numbers the op destroys. */
-  readonly destroyed: readonly number[];
+  readonly destroyed: readonly NumberRange[];
+  /** Whether the op creates every number of `created`; if not, each needs a record of its own. */
+  readonly createsAll: boolean;
 }
 
 /** What a scale round decided for the numbered instances. */
@@ -59,7 +64,8 @@ export interface RoundPlan {
   readonly keep: readonly NumberedInstance[];
   readonly idle: readonly NumberedInstance[];
   readonly drop: readonly NumberedInstance[];
-  readonly created: readonly number[];
+  /** The numbers to create, as ranges: a scale from 0 to 100,000 is one. */
+  readonly created: readonly NumberRange[];
 }
 
 /**
@@ -76,7 +82,7 @@ export function countChange(
   const { keep, idle, drop, created } = round;
   const count = cluster.mirror.counts.get(template.name);
   const counted = (i: NumberedInstance): boolean => countedIn(i.record) !== undefined;
-  const destroyed = drop.filter(counted).map((i) => i.number);
+  const destroyed = toRanges(drop.filter(counted).map((i) => i.number));
   // Every dropped number leaves the count, also one a real record hid (it must not return).
   let ranges =
     count === undefined
@@ -85,19 +91,21 @@ export function countChange(
           count.value.ranges,
           drop.map((i) => i.number),
         );
-  const started = idle.filter(counted).map((i) => i.number);
+  let started = toRanges(idle.filter(counted).map((i) => i.number));
+  let createsAll = false;
   const sameFile =
     record !== undefined &&
     (count === undefined ||
       (count.value.hash === record.value.hash && count.value.file === record.value.file));
   if (sameFile && created.length > 0) {
-    for (const n of created) {
-      cluster.instanceRecords.record(instanceOf(template.name, n), record.value, 'launched');
-    }
-    const grown = addNumbers(ranges, created);
+    cluster.instanceRecords.checkNumbers(record.value, created, (n) =>
+      instanceOf(template.name, n),
+    );
+    const grown = addRanges(ranges, created);
     if (grown.length <= MAX_COUNT_RANGES) {
       ranges = grown;
-      for (const n of created) started.push(n);
+      started = addRanges(started, created);
+      createsAll = true;
     }
   }
   // A new count takes the template's file; so do the records it folds in.
@@ -120,7 +128,13 @@ export function countChange(
   );
   const folds = withFolds.length <= MAX_COUNT_RANGES ? folded : [];
   if (folds.length > 0) ranges = withFolds;
-  const none: CountChange = { op: undefined, folds: [], started: [], destroyed: [] };
+  const none: CountChange = {
+    op: undefined,
+    folds: [],
+    started: [],
+    destroyed: [],
+    createsAll: false,
+  };
   if (count === undefined && ranges.length === 0) return none;
   if (
     count !== undefined &&
@@ -136,6 +150,7 @@ export function countChange(
       folds: [],
       started,
       destroyed,
+      createsAll,
     };
   }
   if (source === undefined) return none; // unreachable: no count and no template grows nothing
@@ -161,5 +176,6 @@ export function countChange(
     })),
     started,
     destroyed,
+    createsAll,
   };
 }

@@ -22,7 +22,7 @@
  * Before anything is written, a scale up passes admission (admission.ts: the template's
  * ceiling and what fits now) and the quota guard (quota.ts); a dry run stops there.
  */
-import type { Unit } from '../../proto/flotilla/v1/records.js';
+import type { NumberRange, Unit } from '../../proto/flotilla/v1/records.js';
 import {
   ScaleRequest as ScaleRequestMessage,
   type InstanceRange,
@@ -30,6 +30,7 @@ import {
   type ScaleResponse,
 } from '../../proto/flotilla/v1/units.js';
 import {
+  addRanges,
   atomicTxn,
   Batch,
   chunkOps,
@@ -37,11 +38,14 @@ import {
   ConflictError,
   countedIn,
   isStoreError,
+  numbersOf,
+  subtractRanges,
+  toRanges,
   type BatchOp,
   type Versioned,
 } from '../../store/index.js';
 import { pool } from '../../lib/pool.js';
-import { toSpans } from '../../lib/number-ranges.js';
+import { addNumber, toSpans } from '../../lib/number-ranges.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import { canonicalTemplate } from '../gate/auth.js';
@@ -75,11 +79,11 @@ interface Instance {
   readonly record: Versioned<Unit>;
 }
 
-/** What one round decided and wrote. */
+/** What one round decided and wrote, as ranges of instance numbers. */
 interface Round {
-  readonly started: number[];
-  readonly destroyed: number[];
-  readonly instances: number[];
+  readonly started: NumberRange[];
+  readonly destroyed: NumberRange[];
+  readonly instances: NumberRange[];
   readonly revision: bigint;
   /** Transactions that lost to a concurrent writer: the round must be decided again. */
   readonly conflicts: number;
@@ -182,8 +186,8 @@ async function scaleTo(
     return (await freshOrBehind(cluster)).warning;
   };
   const warnings = new Set<string>();
-  const started = new Set<number>();
-  const destroyed = new Set<number>();
+  let started: NumberRange[] = [];
+  let destroyed: NumberRange[] = [];
   for (let i = 1; i <= WRITE_ATTEMPTS; i++) {
     const behind = await catchUp();
     if (behind !== undefined) warnings.add(behind);
@@ -191,14 +195,14 @@ async function scaleTo(
       throw await supersededError(cluster, template, count, ticket);
     // Folding records into the count needs their latest revisions: not from a mirror behind.
     const round = await scaleRound(cluster, template, count, ticket, behind === undefined);
-    for (const n of round.started) started.add(n);
-    for (const n of round.destroyed) destroyed.add(n);
+    started = addRanges(started, round.started);
+    destroyed = addRanges(destroyed, round.destroyed);
     if (round.conflicts === 0) {
       return {
         template: template.name,
-        started: toSpans([...started].filter((n) => !destroyed.has(n))),
-        destroyed: toSpans([...destroyed]),
-        instances: toSpans(round.instances),
+        started: subtractRanges(started, destroyed),
+        destroyed,
+        instances: round.instances,
         revision: round.revision,
         warnings: [...warnings],
       };
@@ -243,9 +247,7 @@ async function scaleRound(
   const keep = instances.slice(0, count);
   const drop = instances.slice(count);
   const idle = keep.filter((i) => i.record.value.desiredState !== 'launched');
-  const taken = new Set(keep.map((i) => i.number));
-  const created: number[] = [];
-  for (let n = 1; keep.length + created.length < count; n++) if (!taken.has(n)) created.push(n);
+  const created = lowestFree(keep, count - keep.length);
   if (record === undefined && created.length > 0) {
     refuseWithoutTemplate(template, instances.length, count);
   }
@@ -269,8 +271,7 @@ async function scaleRound(
     queueUnitPut(cluster, batch, { ...i.record.value, desiredState: 'launched' }, i.record);
     numbers.push(i.number);
   }
-  const countedNow = new Set(counted.started);
-  for (const n of created.filter((x) => !countedNow.has(x))) {
+  for (const n of counted.createsAll ? [] : numbersOf(created)) {
     if (record === undefined) break; // unreachable: refused just above
     const name = `${template.prefix}@${n}.${template.type}`;
     const instance = cluster.instanceRecords.record(name, record.value, 'launched');
@@ -307,26 +308,27 @@ async function scaleRound(
   });
   if (superseded) throw await supersededError(cluster, template, count, ticket);
   await settle(mirror, revision, wait);
+  // The real records' ops that applied (0 marks the count record's op and its folds).
   const done: number[] = [];
   let offset = 0;
   chunks.forEach((chunk, c) => {
     if (applied[c] === true) done.push(...numbers.slice(offset, offset + chunk.length));
     offset += chunk.length;
   });
+  let startedNow = toRanges(done.filter((n) => n > 0));
+  let destroyedNow = toRanges(done.filter((n) => n < 0).map((n) => -n));
   if (counted.op !== undefined && applied[0] === true) {
-    // A loop, not push(...): a count changes up to a million numbers, past any argument list.
-    for (const n of counted.started) done.push(n);
-    for (const n of counted.destroyed) done.push(-n);
+    startedNow = addRanges(startedNow, counted.started);
+    destroyedNow = addRanges(destroyedNow, counted.destroyed);
   }
-  const startedNow = new Set(done.filter((n) => n > 0));
-  // (0 marks the count record's op: its instances are counted.started and .destroyed.)
-  const destroyedNow = new Set(done.filter((n) => n < 0).map((n) => -n));
-  const after = instances.map((i) => i.number).filter((n) => !destroyedNow.has(n));
-  for (const n of created) if (startedNow.has(n)) after.push(n);
+  // What exists now: what did, less what was destroyed, and what was started (which is kept
+  // or created: every number the round launches).
+  const existed: NumberRange[] = [];
+  for (const i of instances) addNumber(existed, i.number);
   return {
-    started: [...startedNow],
-    destroyed: [...destroyedNow],
-    instances: after.sort((a, b) => a - b),
+    started: startedNow,
+    destroyed: destroyedNow,
+    instances: addRanges(subtractRanges(existed, destroyedNow), startedNow),
     revision,
     conflicts,
   };
@@ -406,6 +408,27 @@ function readTemplate(
   }
   instances.sort((a, b) => a.number - b.number);
   return { record, instances };
+}
+
+/**
+ * The `want` lowest numbers that no instance of `taken` (in number order) has, as ranges:
+ * O(taken) however many are wanted.
+ */
+function lowestFree(taken: readonly Instance[], want: number): NumberRange[] {
+  const free: NumberRange[] = [];
+  let next = 1;
+  let left = want;
+  for (const i of taken) {
+    if (left <= 0) break;
+    if (i.number > next) {
+      const last = Math.min(i.number - 1, next + left - 1);
+      free.push({ first: next, last });
+      left -= last - next + 1;
+    }
+    next = Math.max(next, i.number + 1);
+  }
+  if (left > 0) free.push({ first: next, last: next + left - 1 });
+  return free;
 }
 
 /** The number of a numbered instance of `template` (`web@12.service` -> 12). */

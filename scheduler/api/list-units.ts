@@ -4,7 +4,8 @@
  * order, so listing one machine costs what it holds, and a Global unit is shown with that
  * machine's copy as its one instance). Each page is read at one revision, which it reports;
  * the token carries the last name returned, so a listing never repeats or skips a unit that
- * exists throughout it.
+ * exists throughout it. A page holds at most the size asked for, and fewer when composing it
+ * took its time budget (reads.ts, PAGE_BUDGET_MS).
  */
 import type { HealthCheckResult, Placement, UnitState } from '../../proto/flotilla/v1/records.js';
 import type {
@@ -23,6 +24,7 @@ import {
   knownMachines,
   fresh,
   freshOrBehind,
+  pageClock,
   resolveMachine,
   type ApiCluster,
 } from './reads.js';
@@ -98,18 +100,27 @@ export async function listUnits(
     req.machine === '' ? undefined : resolveMachine(knownMachines(mirror), req.machine);
   const walked = machine === undefined ? mirror.units : mirror.placementsOn.get(machine);
   const source = walked !== undefined && req.names.length > 0 ? named(req.names, walked) : walked;
-  const { names, next } =
+  const scanned =
     source === undefined
       ? { names: [], next: undefined }
       : scan(source, { pageSize, glob, visible, after: token?.after });
+  const { names } = scanned;
   const units: UnitStatus[] = [];
-  for (const name of names) {
+  const spent = pageClock();
+  let next = scanned.next;
+  for (const [i, name] of names.entries()) {
     const unit = mirror.units.get(name)?.value;
-    if (unit === undefined) continue; // placed, but destroyed meanwhile
-    const extras = narrowed(extrasOf(mirror, name, machine), rights);
-    const status = statusWithAddresses(mirror, unit, extras, definitions);
-    if (req.brief) units.push(briefStatus(status));
-    else units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
+    if (unit !== undefined) {
+      // (undefined: placed, but destroyed meanwhile)
+      const extras = narrowed(extrasOf(mirror, name, machine), rights);
+      const status = statusWithAddresses(mirror, unit, extras, definitions);
+      if (req.brief) units.push(briefStatus(status));
+      else units.push(req.withFiles ? status : { ...status, unit: { ...unit, file: '' } });
+    }
+    if (i < names.length - 1 && spent()) {
+      next = name; // the page took its budget: the rest comes on the next
+      break;
+    }
   }
   return {
     units,

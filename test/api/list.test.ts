@@ -78,7 +78,8 @@ test('paging through 10,000 units sees each unit that exists throughout exactly 
       await putUnits(api.store, ['u05000a.service']);
     }
   } while (pageToken !== '');
-  t.is(pages, 10);
+  // Ten pages of 1,000, or more when composing one took its time budget (PAGE_BUDGET_MS).
+  t.true(pages >= 10, `${pages} pages`);
   t.true(revisions.size > 1, 'pages after the change are read at a later revision');
   const expected = [...names.slice(0, 9999), 'u05000a.service'].sort();
   t.deepEqual(seen, expected, 'each unit once, in name order, with the changes');

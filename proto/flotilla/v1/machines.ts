@@ -46,7 +46,10 @@ export interface MachineStatus_MetadataEntry {
 }
 
 export interface ListMachinesRequest {
-  /** At most this many machines per page (default 1000, at most 5000). */
+  /**
+   * At most this many machines per page (default 1000, at most 5000); fewer when composing
+   * the page took the server's time budget: follow next_page_token, never count rows.
+   */
   pageSize: number;
   /** From a previous response; empty for the first page. */
   pageToken: string;

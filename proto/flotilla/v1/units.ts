@@ -138,7 +138,10 @@ export interface GlobalInstance {
 }
 
 export interface ListUnitsRequest {
-  /** At most this many units per page (default 1000, at most 10000). */
+  /**
+   * At most this many units per page (default 1000, at most 10000); fewer when composing the
+   * page took the server's time budget: follow next_page_token, never count rows.
+   */
   pageSize: number;
   /** From a previous response; empty for the first page. */
   pageToken: string;

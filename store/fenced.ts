@@ -88,7 +88,9 @@ export interface FencedTxnOptions {
 }
 
 /**
- * Applies the batch `build` fills, each op under its own condition, in transactions of at
+ * Applies the batch `build` fills (or `build` itself: ops already known to name each key
+ * once, as the leader's commit decides them, so 100,000 need not be checked again in one
+ * turn), each op under its own condition, in transactions of at
  * most 128 ops that each compare `fence` first. Resolves with which ops applied; throws
  * {@link FencedError} (code `fenced`) as soon as a transaction finds the fence stale, and
  * that transaction writes nothing.
@@ -101,15 +103,14 @@ export interface FencedTxnOptions {
 export async function fencedTxn(
   store: Store,
   fence: Fence,
-  build: (batch: Batch) => unknown,
+  build: ((batch: Batch) => unknown) | readonly BatchOp[],
   opts: FencedTxnOptions = {},
 ): Promise<BatchResult> {
   if (fence.revision <= 0n) {
     throw new StoreError('invalid', `fence revision must be positive, got ${fence.revision}`);
   }
-  const batch = new Batch();
-  build(batch);
-  const chunks = chunkOps(batch.ops);
+  const ops = typeof build === 'function' ? built(build) : build;
+  const chunks = chunkOps(ops);
   const results: (readonly boolean[] | undefined)[] = chunks.map(() => undefined);
   let revision = 0n;
   let transactions = 0;
@@ -189,5 +190,11 @@ export async function fencedTxn(
   });
   if (refused !== undefined) throw refused;
   const applied = results.flatMap((r) => r ?? []);
-  return { ops: batch.ops, applied, revision, transactions };
+  return { ops, applied, revision, transactions };
+}
+
+function built(build: (batch: Batch) => unknown): readonly BatchOp[] {
+  const batch = new Batch();
+  build(batch);
+  return batch.ops;
 }

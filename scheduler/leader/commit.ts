@@ -286,7 +286,7 @@ async function applyPhase(
   const placements = store.keys.dir('placement');
   const unscheduled = store.keys.dir('unscheduled');
   // Paced by etcd's latency when the engine gives a window; else a fixed number in flight.
-  const res = await fencedTxn(store, term.fence, (b) => ops.forEach((op) => b.add(op)), {
+  const res = await fencedTxn(store, term.fence, ops, {
     inFlight: COMMIT_IN_FLIGHT,
     ...pacing,
   });

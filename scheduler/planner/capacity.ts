@@ -22,7 +22,7 @@ import { compileUnitsSteps, type CompiledUnit } from './compile.js';
 import { PlanContext } from './context.js';
 import { selectMachine } from './place.js';
 import { loadPlacements } from './reconcile.js';
-import { runToEnd, type Steps } from './steps.js';
+import { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
 import { ClusterState } from './state.js';
 import type { Snapshot, Unscheduled } from './types.js';
 
@@ -73,9 +73,17 @@ export function* placeInOrderSteps(
   yield* loadPlacements(ctx, snapshot.placements, snapshot.ports);
   yield* state.endLoading();
   ctx.mode = 'place';
-  const walk = order.map((name, i) => ({ name, i, u: units.byName.get(name) }));
-  // Stable: peers first by MachineOf depth, the given order within a depth.
-  walk.sort((a, b) => (a.u?.depth ?? 0) - (b.u?.depth ?? 0) || a.i - b.i);
+  const walk: { name: string; i: number; u: CompiledUnit | undefined }[] = [];
+  let followers = false;
+  for (const [i, name] of order.entries()) {
+    const u = units.byName.get(name);
+    followers ||= (u?.depth ?? 0) > 0;
+    walk.push({ name, i, u });
+    if (i % CHEAP_ITEMS === CHEAP_ITEMS - 1) yield;
+  }
+  // Stable: peers first by MachineOf depth, the given order within a depth (a scale's 100,000
+  // instances, none a follower, are in order already).
+  if (followers) walk.sort((a, b) => (a.u?.depth ?? 0) - (b.u?.depth ?? 0) || a.i - b.i);
   const placed: string[] = [];
   for (const { name, u } of walk) {
     const ok = u !== undefined && (state.placementCount(u) > 0 || placeOne(ctx, u));

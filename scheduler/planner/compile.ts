@@ -61,17 +61,28 @@ export function compileUnits(units: readonly PlannerUnit[]): CompiledUnits {
 /** {@link compileUnits} as steps: a checkpoint every {@link CHEAP_ITEMS} units compiled. */
 export function* compileUnitsSteps(units: readonly PlannerUnit[]): Steps<CompiledUnits> {
   const byName = new Map<string, CompiledUnit>();
+  // The leader's snapshot lists units in name order already: then there is nothing to sort,
+  // and the units are in order as they are compiled.
+  let sorted: CompiledUnit[] = [];
+  let ordered = true;
   let n = 0;
   for (const spec of units) {
-    if (!byName.has(spec.name)) byName.set(spec.name, compileUnit(spec));
+    if (!byName.has(spec.name)) {
+      const u = compileUnit(spec);
+      const last = sorted[sorted.length - 1];
+      if (last !== undefined && last.name > u.name) ordered = false;
+      byName.set(spec.name, u);
+      sorted.push(u);
+    }
     if (++n % CHEAP_ITEMS === 0) yield;
   }
-  // The default sort compares UTF-16 code units, like compareNames, without a JS callback.
-  // The leader's snapshot lists units in name order already: then there is nothing to sort.
-  const names = [...byName.keys()];
-  if (!inOrder(names)) names.sort();
-  yield;
-  const sorted = names.map((name) => byName.get(name) as CompiledUnit);
+  if (!ordered) {
+    // The default sort compares UTF-16 code units, like compareNames, without a JS callback.
+    const names = [...byName.keys()].sort();
+    yield;
+    sorted = names.map((name) => byName.get(name) as CompiledUnit);
+    yield;
+  }
   const followers = new Map<string, CompiledUnit[]>();
   for (let i = 0; i < sorted.length; i++) {
     const u = sorted[i] as CompiledUnit;
@@ -81,26 +92,18 @@ export function* compileUnitsSteps(units: readonly PlannerUnit[]): Steps<Compile
         const peer = byName.get(p);
         return peer === undefined ? [] : [peer];
       });
+      // Followers in name order, like the units.
+      for (const peer of u.machineOf) {
+        const list = followers.get(peer);
+        if (list === undefined) followers.set(peer, [u]);
+        else list.push(u);
+      }
     }
     if ((i + 1) % CHEAP_ITEMS === 0) yield;
-  }
-  // Followers after every unit's peers are set, in name order like before.
-  for (const u of sorted) {
-    for (const peer of u.machineOf) {
-      const list = followers.get(peer);
-      if (list === undefined) followers.set(peer, [u]);
-      else list.push(u);
-    }
   }
   yield;
   analyseMachineOf(sorted);
   return { byName, sorted, followers };
-}
-
-function inOrder(names: readonly string[]): boolean {
-  for (let i = 1; i < names.length; i++)
-    if ((names[i - 1] as string) > (names[i] as string)) return false;
-  return true;
 }
 
 /** Plain code-unit comparison: deterministic everywhere, unlike localeCompare. */

@@ -89,6 +89,13 @@ type Outcome = 'compacted' | 'dropped' | 'closed';
  */
 const SLICE_EVENTS = 500;
 
+/**
+ * The longest stretch of applying changes in one turn, ms: 500 agents' state reports took
+ * 110 ms on a host at half a core, which every other task of the process waited out. A
+ * turn ends at the first revision boundary after this, or after {@link SLICE_EVENTS}.
+ */
+const SLICE_MS = 15;
+
 /** How often, while someone waits for the watch, etcd is asked how far it has come. */
 const PROGRESS_REQUEST_MS = 50;
 
@@ -369,6 +376,8 @@ export class WatchCache<T> {
       const flow = stream as unknown as { pause?: () => void; resume?: () => void };
       /** Changes applied since the stream last waited for the next turn of the event loop. */
       let sinceTurn = 0;
+      /** When this turn's applying should end (set by its first response). */
+      let turnEnds = 0;
       /** Responses waiting to be applied in turn (sliced, or behind a hold), and their chain. */
       let queued = 0;
       let chain = Promise.resolve();
@@ -407,12 +416,14 @@ export class WatchCache<T> {
         // applied in slices, and after about a slice's worth of changes for the next turn.
         // It also waits while a listener holds a revision (hold): responses then queue, in order.
         if (queued > 0 || res.events.length > SLICE_EVENTS) return later(res.events);
-        const applied = this.applyEvents(res.events);
+        if (sinceTurn === 0) turnEnds = performance.now() + SLICE_MS;
+        const applied = this.applyEvents(res.events, turnEnds);
         if (applied < res.events.length || this.holding !== undefined) {
+          sinceTurn = 0;
           return later(res.events.slice(applied));
         }
         sinceTurn += res.events.length;
-        if (sinceTurn < SLICE_EVENTS) return;
+        if (sinceTurn < SLICE_EVENTS && performance.now() < turnEnds) return;
         sinceTurn = 0;
         flow.pause?.();
         setImmediate(() => {
@@ -444,31 +455,33 @@ export class WatchCache<T> {
    */
   private async applySliced(events: readonly IEvent[], stopped: () => boolean): Promise<void> {
     let start = 0;
-    let turn = 0;
     while (start < events.length || this.holding !== undefined) {
+      // Each slice in a turn of its own, the first too: what queued it may have used this one.
       if (this.holding !== undefined) await this.holding;
-      else if (turn > 0) await nextTurn();
-      turn += 1;
+      else await nextTurn();
       if (stopped() || this.closed) return;
       if (this.holding !== undefined || start >= events.length) continue;
       let end = Math.min(events.length, start + SLICE_EVENTS);
       const revision = events[end - 1]?.kv.mod_revision;
       while (end < events.length && events[end]?.kv.mod_revision === revision) end += 1;
-      start += this.applyEvents(events.slice(start, end));
+      start += this.applyEvents(events.slice(start, end), performance.now() + SLICE_MS);
     }
   }
 
   /**
    * Applies `events` in order and returns how many it applied: all of them, unless a listener
-   * holds a revision (hold), where it stops before the first change of a later revision.
+   * holds a revision (hold), or the clock passed `ends` (performance.now()), where it stops
+   * before the first change of a later revision.
    */
-  private applyEvents(events: readonly IEvent[]): number {
+  private applyEvents(events: readonly IEvent[], ends: number): number {
     let last = this.rev;
     let applied = 0;
+    let late = false;
     for (const ev of events) {
       const kv = toKeyValue(ev.kv);
-      if (this.holding !== undefined && applied > 0 && kv.modRevision > last) break;
+      if ((this.holding !== undefined || late) && applied > 0 && kv.modRevision > last) break;
       applied += 1;
+      if ((applied & 15) === 0) late = performance.now() > ends;
       if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
       const change =
         String(ev.type).toUpperCase() === 'DELETE'

@@ -26,6 +26,11 @@ export interface LoadFigures {
   readonly electionKeysLost: number;
   /** Daemon name -> event-loop delay p99 in ms over the window (undefined: not scraped). */
   readonly delayP99Ms: ReadonlyMap<string, number | undefined>;
+  /**
+   * Daemon name -> its delay samples over the window, and how many of them were over 100 ms
+   * (the target): finer than the p99's bucket, to compare two runs that share one.
+   */
+  readonly delaySamples: ReadonlyMap<string, { total: number; over100: number } | undefined>;
 }
 
 /** A daemon whose /metrics can be scraped. */
@@ -79,19 +84,20 @@ export class LoadWatch {
   /** What happened since `mark`; the benchmark process is listed as `bench`. */
   async since(mark: LoadMark): Promise<LoadFigures> {
     const delayP99Ms = new Map<string, number | undefined>();
+    const delaySamples = new Map<string, { total: number; over100: number } | undefined>();
     for (const d of this.daemons) {
       const before = mark.delay.get(d.name);
       const after = await scrape(d);
-      delayP99Ms.set(
-        d.name,
-        before === undefined || after === undefined ? undefined : p99(before, after),
-      );
+      const both = before === undefined || after === undefined ? undefined : { before, after };
+      delayP99Ms.set(d.name, both && p99(both.before, both.after));
+      delaySamples.set(d.name, both && samples(both.before, both.after));
     }
     delayP99Ms.set('bench', this.own.percentile(99) / 1e6);
     return {
       leaderChanges: this.changes - mark.leaderChanges,
       electionKeysLost: this.lost - mark.electionKeysLost,
       delayP99Ms,
+      delaySamples,
     };
   }
 
@@ -141,4 +147,11 @@ function p99(before: Buckets, after: Buckets): number {
     if (n >= total * 0.99) return le * 1000;
   }
   return Infinity;
+}
+
+/** The samples between two scrapes, and those over 100 ms. */
+function samples(before: Buckets, after: Buckets): { total: number; over100: number } {
+  const diff = (le: number): number => (after.get(le) ?? 0) - (before.get(le) ?? 0);
+  const total = diff(Infinity);
+  return { total, over100: total - diff(0.1) };
 }

@@ -45,6 +45,12 @@ export function measures(
       target: 100,
     },
     {
+      key: 'scaleLoopOverLeader',
+      label: '    its delays over 100 ms',
+      unit: 'count',
+    },
+    { key: 'scaleLoopSamplesLeader', label: '    of delays sampled (every 50 ms)', unit: 'count' },
+    {
       key: 'scaleLoopP99FollowerMs',
       label: '  event-loop delay p99, follower (sched-b)',
       unit: 'ms',

@@ -141,6 +141,11 @@ export async function scaleUp(b: Bench, count: number): Promise<void> {
       if (p99 === undefined) b.report.miss(key, `${name}'s /metrics did not answer`);
       else b.report.set(key, p99);
     }
+    const leader = load.delaySamples.get('sched-a');
+    if (leader !== undefined) {
+      b.report.set('scaleLoopOverLeader', leader.over100);
+      b.report.set('scaleLoopSamplesLeader', leader.total);
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import type { InstanceCount } from '../../proto/flotilla/v1/counts.js';
 import { subtractRanges } from '../../store/instance-counts.js';
 import {
   addNumbers,
+  addRanges,
   atomicTxn,
   ClusterMirror,
   codecs,
@@ -247,7 +248,7 @@ test('a corrupt count record is reported and skipped; the mirror goes on', async
   t.is(mirror.instances.get('web@.service')?.size, 4);
 });
 
-test('range arithmetic agrees with sets of numbers: subtract, add, remove', (t) => {
+test('range arithmetic agrees with sets of numbers: subtract, add, remove, union', (t) => {
   let seed = 7;
   const random = (n: number): number => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -267,6 +268,9 @@ test('range arithmetic agrees with sets of numbers: subtract, add, remove', (t) 
       sorted(a).filter((n) => !b.includes(n)),
     );
     t.deepEqual(expand(addNumbers(ra, b)), sorted([...a, ...b]));
+    const union = addRanges(ra, toRanges(b));
+    t.deepEqual(expand(union), sorted([...a, ...b]));
+    t.true(union.every((r, j) => j === 0 || r.first > (union[j - 1]?.last ?? 0) + 1));
     t.deepEqual(
       expand(removeNumbers(ra, b)),
       sorted(a).filter((n) => !b.includes(n)),

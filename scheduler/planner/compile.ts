@@ -5,7 +5,7 @@
 import { compileGlob, type Glob } from '../../unit/glob.js';
 import type { MetadataRequirement } from '../../unit/model.js';
 import type { PlannerUnit, PortWanted } from './types.js';
-import { CHEAP_ITEMS, runToEnd, type Steps } from './steps.js';
+import { CHEAP_ITEMS, runToEnd, sortedSteps, type Steps } from './steps.js';
 
 /** A {@link PlannerUnit} prepared for the checkers. Immutable during a pass. */
 export interface CompiledUnit {
@@ -77,9 +77,9 @@ export function* compileUnitsSteps(units: readonly PlannerUnit[]): Steps<Compile
     if (++n % CHEAP_ITEMS === 0) yield;
   }
   if (!ordered) {
-    // The default sort compares UTF-16 code units, like compareNames, without a JS callback.
-    const names = [...byName.keys()].sort();
-    yield;
+    // Sorted by UTF-16 code units, like compareNames (admission's instances come in number
+    // order: web@10 before web@9 by name).
+    const names = yield* sortedSteps([...byName.keys()]);
     sorted = names.map((name) => byName.get(name) as CompiledUnit);
     yield;
   }

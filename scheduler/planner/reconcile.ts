@@ -13,7 +13,7 @@ import { compareNames, type CompiledUnit } from './compile.js';
 import type { PlanContext } from './context.js';
 import type { MachineSlot } from './state.js';
 import type { PlannedPort, UnplaceWhy } from './types.js';
-import { CHEAP_ITEMS, type Steps } from './steps.js';
+import { CHEAP_ITEMS, sortedSteps, type Steps } from './steps.js';
 
 /** A snapshot placement on a machine that is no longer in the snapshot. */
 export interface LostPlacement {
@@ -33,13 +33,16 @@ export function* loadPlacements(
   const { state, units } = ctx;
   const lost: LostPlacement[] = [];
   const gone: [string, MachineSlot][] = [];
-  // Placements of inactive units first; only they need sorting (the default sort orders by
-  // UTF-16 code units, exactly like compareNames, without a JS callback).
-  const inactive: string[] = [];
-  for (const name of placements.keys()) if (!units.byName.has(name)) inactive.push(name);
-  yield;
+  // Placements of inactive units first; only they need sorting (by UTF-16 code units, exactly
+  // like compareNames), in steps: a scale from 100,000 down to 10,000 leaves 90,000.
+  const found: string[] = [];
   let n = 0;
-  for (const name of inactive.sort()) {
+  for (const name of placements.keys()) {
+    if (!units.byName.has(name)) found.push(name);
+    if (++n % CHEAP_ITEMS === 0) yield;
+  }
+  const inactive = yield* sortedSteps(found);
+  for (const name of inactive) {
     if (++n % CHEAP_ITEMS === 0) yield;
     for (const id of distinctSorted(placements.get(name) ?? [])) {
       ctx.recordRemoval(name, id, 'inactive', 'the unit is inactive or destroyed');

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import test from 'ava';
 import fc from 'fast-check';
 import { plan, planSteps, type Snapshot } from '../../scheduler/planner/index.js';
+import { runToEnd, sortedSteps } from '../../scheduler/planner/steps.js';
 import { runSliced } from '../../lib/sliced.js';
 import { SchedulerError, isSchedulerError } from '../../scheduler/errors.js';
 import { snapshotArb } from './planner-arbitraries.js';
@@ -88,3 +89,26 @@ test.serial(
     t.is(slicesRun, 3, 'asked before each slice after the first, and stopped at once');
   },
 );
+
+test('sortedSteps sorts as the native sort does, names of any order and size, in bounded steps', (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.string({ unit: 'binary', maxLength: 8 }), { maxLength: 300 }),
+      (names) => {
+        assert.deepEqual(runToEnd(sortedSteps(names)), [...names].sort());
+      },
+    ),
+  );
+  // 100,000 instance names, in number order as admission lists them: at most about
+  // CHEAP_ITEMS names merged, or one run of 4,096 sorted, between two checkpoints.
+  const names = Array.from({ length: 100_000 }, (_, i) => `web@${i + 1}.service`);
+  const steps = sortedSteps(names);
+  let r = steps.next();
+  let checkpoints = 0;
+  while (r.done !== true) {
+    checkpoints += 1;
+    r = steps.next();
+  }
+  t.deepEqual(r.value, [...names].sort());
+  t.true(checkpoints >= 100_000 / 256, `${checkpoints} checkpoints`);
+});

@@ -151,6 +151,12 @@ const MAX_QUEUED_EVENTS = 500_000;
 /** Mirror changes translated into events in one turn of the event loop, at most. */
 const TRANSLATE_SLICE = 2_000;
 
+/**
+ * The longest stretch a stream translates, or encodes and writes, in one turn, ms: 2,000
+ * changes translated and then written took over 100 ms at half a core.
+ */
+const STREAM_SLICE_MS = 10;
+
 /** What a feed of the mirror's events tells its consumer. */
 export interface FeedListener {
   /**
@@ -209,9 +215,15 @@ export function followMirror(
   let closed = false;
   const drain = (): void => {
     if (closed) return;
-    const end = Math.min(backlog.length, head + TRANSLATE_SLICE);
-    const events = translate(backlog.slice(head, end));
-    head = end;
+    // Up to TRANSLATE_SLICE changes, fewer once the turn took STREAM_SLICE_MS.
+    const ends = performance.now() + STREAM_SLICE_MS;
+    const last = Math.min(backlog.length, head + TRANSLATE_SLICE);
+    const events: Event[] = [];
+    do {
+      const end = Math.min(last, head + 64);
+      for (const e of translate(backlog.slice(head, end))) events.push(e);
+      head = end;
+    } while (head < last && performance.now() < ends);
     if (head < backlog.length) setImmediate(drain);
     else {
       backlog = [];
@@ -286,10 +298,24 @@ function serveFromMirror(
   call.on('close', () => finish());
   let waiting = false;
   let head = 0; // queue[head..] is still to be written
-  // Writes until the client's buffer is full, then waits for it to drain.
+  // Writes until the client's buffer is full, then waits for it to drain; after
+  // STREAM_SLICE_MS of writing, goes on in a later turn.
+  let resumed = false;
   const pump = (): void => {
     if (done || waiting) return;
+    const ends = performance.now() + STREAM_SLICE_MS;
     while (head < queue.length) {
+      if (performance.now() > ends) {
+        // The rest in a later turn: encoding thousands of events is long work too.
+        if (!resumed) {
+          resumed = true;
+          setImmediate(() => {
+            resumed = false;
+            pump();
+          });
+        }
+        break;
+      }
       const n = writer.take(queue, head, queue.length);
       const ok = writer.write(n === 1 ? [queue[head] as Event] : queue.slice(head, head + n));
       head += n;

@@ -64,3 +64,18 @@ export async function runSliced<T>(
     if (r.done === true) return { value: r.value, busyMs, slices, longestMs };
   }
 }
+
+/**
+ * The check of work that must end at a deadline (a `performance.now()` time) and may only
+ * stop at certain points: call it after each item; it reads the clock every `every` calls,
+ * and once the deadline has passed it stays true. A listing page, the watch cache's turn and
+ * an event stream's turn each end so.
+ */
+export function pastDeadline(ends: number, every = 16): () => boolean {
+  let calls = 0;
+  let past = false;
+  return () => {
+    if (!past && ++calls % every === 0) past = performance.now() > ends;
+    return past;
+  };
+}

@@ -11,6 +11,7 @@
  * only as an error message.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { pastDeadline } from '../lib/sliced.js';
 import type { IEvent, IWatchResponse } from 'etcd3';
 import { big, toKeyValue, type KeyValue, type Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
@@ -476,12 +477,12 @@ export class WatchCache<T> {
   private applyEvents(events: readonly IEvent[], ends: number): number {
     let last = this.rev;
     let applied = 0;
-    let late = false;
+    const late = pastDeadline(ends);
     for (const ev of events) {
       const kv = toKeyValue(ev.kv);
-      if ((this.holding !== undefined || late) && applied > 0 && kv.modRevision > last) break;
+      const boundary = applied > 0 && kv.modRevision > last;
+      if (boundary && (this.holding !== undefined || late())) break;
       applied += 1;
-      if ((applied & 15) === 0) late = performance.now() > ends;
       if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
       const change =
         String(ev.type).toUpperCase() === 'DELETE'

@@ -32,6 +32,7 @@ import {
   type Store,
 } from '../../store/index.js';
 import { compileGlob, UnitError, type Glob } from '../../unit/index.js';
+import { pastDeadline } from '../../lib/sliced.js';
 import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 import type { HandlerContext, Visible } from '../gate/interceptors.js';
 import { ApiError, logFailure, toGrpcStatus, toServiceError } from '../gate/errors.js';
@@ -200,14 +201,11 @@ export function followMirror(
   if (mirror.revision === 0n) return undefined; // not listed yet: etcd answers
   const past = mirror.changesSince(from);
   if (past === undefined) return undefined;
-  const translate = (changes: readonly MirrorChange[]): Event[] => {
-    const out: Event[] = [];
-    for (const c of changes) {
-      const event = fromChange(c);
-      if (event !== undefined && event.revision >= from && matches(event, filter))
-        out.push(describeUnit(ctx, event, request.withFiles));
-    }
-    return out;
+  const toEvent = (c: MirrorChange): Event | undefined => {
+    const event = fromChange(c);
+    return event !== undefined && event.revision >= from && matches(event, filter)
+      ? describeUnit(ctx, event, request.withFiles)
+      : undefined;
   };
   // Changes not translated yet, in order: the past first, then what comes meanwhile.
   let backlog: MirrorChange[] = [...past];
@@ -216,14 +214,14 @@ export function followMirror(
   const drain = (): void => {
     if (closed) return;
     // Up to TRANSLATE_SLICE changes, fewer once the turn took STREAM_SLICE_MS.
-    const ends = performance.now() + STREAM_SLICE_MS;
+    const over = pastDeadline(performance.now() + STREAM_SLICE_MS);
     const last = Math.min(backlog.length, head + TRANSLATE_SLICE);
     const events: Event[] = [];
-    do {
-      const end = Math.min(last, head + 64);
-      for (const e of translate(backlog.slice(head, end))) events.push(e);
-      head = end;
-    } while (head < last && performance.now() < ends);
+    while (head < last) {
+      const event = toEvent(backlog[head++] as MirrorChange);
+      if (event !== undefined) events.push(event);
+      if (over()) break;
+    }
     if (head < backlog.length) setImmediate(drain);
     else {
       backlog = [];
@@ -303,9 +301,9 @@ function serveFromMirror(
   let resumed = false;
   const pump = (): void => {
     if (done || waiting) return;
-    const ends = performance.now() + STREAM_SLICE_MS;
+    const over = pastDeadline(performance.now() + STREAM_SLICE_MS, 1);
     while (head < queue.length) {
-      if (performance.now() > ends) {
+      if (over()) {
         // The rest in a later turn: encoding thousands of events is long work too.
         if (!resumed) {
           resumed = true;

@@ -10,6 +10,7 @@ import type { RegistryOptions } from '../../registry/skopeo.js';
 import type { Machine, MachineConfig, Placement, Unit } from '../../proto/flotilla/v1/records.js';
 import { isStoreError, type ClusterMirror, type Store, type Versioned } from '../../store/index.js';
 import { excerpt } from '../../unit/index.js';
+import { pastDeadline } from '../../lib/sliced.js';
 import type { ClusterRecords, DefinitionCache } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
 import type { InstanceRecords } from './instance-records.js';
@@ -45,14 +46,9 @@ export const MIRROR_WAIT_MS = 10_000;
  */
 export const PAGE_BUDGET_MS = 30;
 
-/**
- * The clock of one page being composed: call it after each row; true once the page has
- * taken {@link PAGE_BUDGET_MS} (read every 16th row, so it costs nothing).
- */
-export function pageClock(budgetMs = PAGE_BUDGET_MS): () => boolean {
-  const end = performance.now() + budgetMs;
-  let rows = 0;
-  return () => (++rows & 15) === 0 && performance.now() > end;
+/** The check of one page being composed: true once it took {@link PAGE_BUDGET_MS}. */
+export function pageClock(): () => boolean {
+  return pastDeadline(performance.now() + PAGE_BUDGET_MS);
 }
 
 /**

@@ -45,7 +45,6 @@ import {
   type Versioned,
 } from '../../store/index.js';
 import { pool } from '../../lib/pool.js';
-import { addNumber, toSpans } from '../../lib/number-ranges.js';
 import { parseUnitName, UnitError, type UnitName } from '../../unit/index.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import { canonicalTemplate } from '../gate/auth.js';
@@ -124,7 +123,7 @@ export async function scale(
       template: template.name,
       started: none,
       destroyed: none,
-      instances: toSpans(numbered),
+      instances: toRanges(numbered),
       revision,
       warnings: [],
       admission,
@@ -323,8 +322,7 @@ async function scaleRound(
   }
   // What exists now: what did, less what was destroyed, and what was started (which is kept
   // or created: every number the round launches).
-  const existed: NumberRange[] = [];
-  for (const i of instances) addNumber(existed, i.number);
+  const existed = toRanges(instances.map((i) => i.number));
   return {
     started: startedNow,
     destroyed: destroyedNow,

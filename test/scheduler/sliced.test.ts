@@ -8,7 +8,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { plan, planSteps, type Snapshot } from '../../scheduler/planner/index.js';
 import { runToEnd, sortedSteps } from '../../scheduler/planner/steps.js';
-import { runSliced } from '../../lib/sliced.js';
+import { pastDeadline, runSliced } from '../../lib/sliced.js';
 import { SchedulerError, isSchedulerError } from '../../scheduler/errors.js';
 import { snapshotArb } from './planner-arbitraries.js';
 import { machines, snapshot, unit } from './planner-fixtures.js';
@@ -111,4 +111,12 @@ test('sortedSteps sorts as the native sort does, names of any order and size, in
   }
   t.deepEqual(r.value, [...names].sort());
   t.true(checkpoints >= 100_000 / 256, `${checkpoints} checkpoints`);
+});
+
+test('pastDeadline reads the clock every so many calls, and once past stays past', (t) => {
+  const past = pastDeadline(performance.now() - 1, 4);
+  t.deepEqual([past(), past(), past(), past(), past()], [false, false, false, true, true]);
+  const future = pastDeadline(performance.now() + 60_000, 1);
+  t.false(future());
+  t.false(future());
 });

@@ -480,8 +480,8 @@ export class WatchCache<T> {
     const late = pastDeadline(ends);
     for (const ev of events) {
       const kv = toKeyValue(ev.kv);
-      const boundary = applied > 0 && kv.modRevision > last;
-      if (boundary && (this.holding !== undefined || late())) break;
+      const over = late(); // read for every change, so the clock is read every 16
+      if (applied > 0 && kv.modRevision > last && (this.holding !== undefined || over)) break;
       applied += 1;
       if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
       const change =

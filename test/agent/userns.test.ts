@@ -59,7 +59,8 @@ function mapLine(text: string): number[] {
   return text.trim().split(/\s+/).map(Number);
 }
 
-const REPORT = `id -u > /tmp/uid.tmp; mv /tmp/uid.tmp /tmp/uid; touch /tmp/made; ${SLEEP}`;
+// made before uid appears: the test reads uid first, then looks at made.
+const REPORT = `id -u > /tmp/uid.tmp; touch /tmp/made; mv /tmp/uid.tmp /tmp/uid; ${SLEEP}`;
 
 test('remapped, a unit without an image is uid 0 inside, and what it creates is owned by the mapped host uid', async (t) => {
   const m = await agent(t, REMAP);

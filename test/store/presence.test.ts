@@ -75,16 +75,25 @@ test('a presence re-registers, with the keys under its lease, after the lease is
   t.is((await store.get(stateKey))?.lease, first);
 
   await server().client().leaseClient.leaseRevoke({ ID: first.toString() });
+  // Both keys read at one revision: the re-registration writes them in one transaction, so no
+  // revision has the presence key back without the keys under its lease.
+  const machineKey = store.keys.machine('m1');
   const again = await assertEventually(
     async () => {
-      const kv = await store.get(store.keys.machine('m1'));
-      return kv !== undefined && kv.lease !== first && kv;
+      const { items } = await store.list(store.options.prefix);
+      const machine = items.find((kv) => kv.key === machineKey);
+      if (machine === undefined || machine.lease === first) return false;
+      return { machine, state: items.find((kv) => kv.key === stateKey) };
     },
     { message: 'the presence key is back under a new lease' },
   );
-  t.is(again.value.toString(), 'v1');
-  t.is(presence.leaseId, again.lease);
-  t.is((await store.get(stateKey))?.lease, again.lease, 'keys under the lease come back too');
+  t.is(again.machine.value.toString(), 'v1');
+  t.is(again.state?.lease, again.machine.lease, 'keys under the lease come back with it');
+  t.is(again.state?.value.toString(), 'running');
+  t.true(
+    events.some((e) => e.type === 'registered' && e.leaseId === again.machine.lease),
+    'the presence reported the lease it registered under',
+  );
   const types = events.map((e) => e.type).filter((type) => type !== 'renewed');
   t.deepEqual(types.slice(0, 3), ['registered', 'lost', 'registered']);
 });

@@ -12,8 +12,8 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pastDeadline } from '../lib/sliced.js';
-import type { IEvent, IWatchResponse } from 'etcd3';
-import { big, toKeyValue, type KeyValue, type Store } from './client.js';
+import type { KeyValue, Store, WatchStream } from './client.js';
+import type { WatchEvent, WatchResponse } from './watch-codec.js';
 import { StoreError, toStoreError } from './errors.js';
 import { prefixRangeEnd } from './keys.js';
 import { Listeners, Waker, type Unsubscribe } from './listeners.js';
@@ -355,9 +355,9 @@ export class WatchCache<T> {
 
   /** One watch stream from rev+1 until it drops, is compacted, or the cache closes. */
   private async watch(onCreated: () => void): Promise<Outcome> {
-    let stream: Awaited<ReturnType<Store['client']['watchClient']['watch']>>;
+    let stream: WatchStream;
     try {
-      stream = await this.store.call(this.prefix, (c) => c.watchClient.watch(), 'watch');
+      stream = await this.store.call(this.prefix, (c) => c.watchStream(), 'watch');
     } catch (err) {
       if (!this.closed) this.errors.emit(toStoreError(err, this.prefix));
       return this.closed ? 'closed' : 'dropped';
@@ -373,8 +373,6 @@ export class WatchCache<T> {
         if (err !== undefined && !this.closed) this.errors.emit(toStoreError(err, this.prefix));
         resolve(outcome);
       };
-      // etcd3 types the call as a bare duplex; gRPC's client stream underneath is a Node stream.
-      const flow = stream as unknown as { pause?: () => void; resume?: () => void };
       /** Changes applied since the stream last waited for the next turn of the event loop. */
       let sinceTurn = 0;
       /** When this turn's applying should end (set by its first response). */
@@ -382,32 +380,32 @@ export class WatchCache<T> {
       /** Responses waiting to be applied in turn (sliced, or behind a hold), and their chain. */
       let queued = 0;
       let chain = Promise.resolve();
-      const later = (events: readonly IEvent[]): void => {
+      const later = (events: readonly WatchEvent[]): void => {
         queued += 1;
-        flow.pause?.();
+        stream.pause();
         chain = chain
           .then(() => this.applySliced(events, () => done))
           .finally(() => {
             queued -= 1;
-            if (!done && queued === 0) flow.resume?.();
+            if (!done && queued === 0) stream.resume();
           });
       };
       this.cancelStream = () => finish('closed');
-      this.requestProgress = () => stream.write({ progress_request: {} });
+      this.requestProgress = () => stream.write({ progress: true });
       if (this.closed) return finish('closed');
-      stream.on('data', (res: IWatchResponse) => {
+      stream.on('data', (res: WatchResponse) => {
         if (done) return;
-        if (big(res.compact_revision) > 0n) return finish('compacted');
+        if (res.compactRevision > 0n) return finish('compacted');
         if (res.canceled) {
           return finish(
             'dropped',
-            new StoreError('unavailable', `watch canceled: ${res.cancel_reason}`),
+            new StoreError('unavailable', `watch canceled: ${res.cancelReason}`),
           );
         }
         if (res.created) onCreated();
         if (!res.created && res.events.length === 0) {
           // A progress notification: every change up to its revision has been delivered.
-          this.progressed(big(res.header.revision));
+          this.progressed(res.revision);
           return;
         }
         // A watch catching up after a big change gets tens of thousands of changes in one
@@ -426,9 +424,9 @@ export class WatchCache<T> {
         sinceTurn += res.events.length;
         if (sinceTurn < SLICE_EVENTS && performance.now() < turnEnds) return;
         sinceTurn = 0;
-        flow.pause?.();
+        stream.pause();
         setImmediate(() => {
-          if (!done && queued === 0) flow.resume?.();
+          if (!done && queued === 0) stream.resume();
         });
       });
       stream.on('error', (err) => finish('dropped', err));
@@ -437,11 +435,11 @@ export class WatchCache<T> {
       );
       const start = Buffer.from(this.prefix);
       stream.write({
-        create_request: {
+        create: {
           key: start,
-          range_end: prefixRangeEnd(start),
-          start_revision: (this.rev + 1n).toString(),
-          progress_notify: true,
+          rangeEnd: prefixRangeEnd(start),
+          startRevision: this.rev + 1n,
+          progressNotify: true,
         },
       });
     });
@@ -454,7 +452,7 @@ export class WatchCache<T> {
    * Stops between slices once `stopped` says so: the watch that replaces this one resumes
    * after the last change applied.
    */
-  private async applySliced(events: readonly IEvent[], stopped: () => boolean): Promise<void> {
+  private async applySliced(events: readonly WatchEvent[], stopped: () => boolean): Promise<void> {
     let start = 0;
     while (start < events.length || this.holding !== undefined) {
       // Each slice in a turn of its own, the first too: what queued it may have used this one.
@@ -463,8 +461,8 @@ export class WatchCache<T> {
       if (stopped() || this.closed) return;
       if (this.holding !== undefined || start >= events.length) continue;
       let end = Math.min(events.length, start + SLICE_EVENTS);
-      const revision = events[end - 1]?.kv.mod_revision;
-      while (end < events.length && events[end]?.kv.mod_revision === revision) end += 1;
+      const revision = events[end - 1]?.kv.modRevision;
+      while (end < events.length && events[end]?.kv.modRevision === revision) end += 1;
       start += this.applyEvents(events.slice(start, end), performance.now() + SLICE_MS);
     }
   }
@@ -474,18 +472,18 @@ export class WatchCache<T> {
    * holds a revision (hold), or the clock passed `ends` (performance.now()), where it stops
    * before the first change of a later revision.
    */
-  private applyEvents(events: readonly IEvent[], ends: number): number {
+  private applyEvents(events: readonly WatchEvent[], ends: number): number {
     let last = this.rev;
     let applied = 0;
     const late = pastDeadline(ends);
     for (const ev of events) {
-      const kv = toKeyValue(ev.kv);
+      const { kv } = ev;
       const over = late(); // read for every change, so the clock is read every 16
       if (applied > 0 && kv.modRevision > last && (this.holding !== undefined || over)) break;
       applied += 1;
       if (kv.modRevision <= this.rev) continue; // already applied before a reconnect
       const change =
-        String(ev.type).toUpperCase() === 'DELETE'
+        ev.type === 'delete'
           ? this.applyDelete(kv.key, kv.modRevision, false)
           : this.applyPut(kv, kv.modRevision, false);
       if (kv.modRevision > last) last = kv.modRevision;

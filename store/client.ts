@@ -10,6 +10,13 @@ import { LeaseKeeper } from './lease-keeper.js';
 import type { RecordCodec } from './records.js';
 import { Resender, type Resent } from './resend.js';
 import { etcdCredentials, type StoreTls } from './tls.js';
+import {
+  decodeWatchResponse,
+  encodeWatchRequest,
+  WATCH_METHOD,
+  type WatchRequest,
+  type WatchResponse,
+} from './watch-codec.js';
 
 /** How to reach etcd. Every field is optional; {@link resolveStoreOptions} fills defaults. */
 /** A user name and password for etcd's password authentication. */
@@ -184,13 +191,48 @@ export interface StoreRequest {
   readonly error?: StoreErrorCode;
 }
 
+/** A Watch stream whose messages store/watch-codec.ts encodes and decodes. */
+export interface WatchStream {
+  write(request: WatchRequest): boolean;
+  /** Ends the call, and with it etcd's watchers on it. */
+  cancel(): void;
+  pause(): void;
+  resume(): void;
+  on(event: 'data', fn: (res: WatchResponse) => void): this;
+  on(event: 'error', fn: (err: Error) => void): this;
+  on(event: 'end', fn: () => void): this;
+}
+
+/** etcd3's client, with a Watch stream of Flotilla's own codec on its connections. */
+export class EtcdClient extends Etcd3 {
+  /**
+   * Opens a Watch stream on the endpoint etcd3 would pick (its fault handling passes over a
+   * failing one, and a stream error marks its endpoint failed, as etcd3's own watch does).
+   */
+  watchStream(): Promise<WatchStream> {
+    return this.pool.withConnection('Watch', ({ resource, client, metadata }) => {
+      const call = client.makeBidiStreamRequest(
+        WATCH_METHOD,
+        encodeWatchRequest,
+        decodeWatchResponse,
+        metadata,
+        {},
+      );
+      call.on('error', (err: Error) => {
+        if (call.writable) this.pool.markFailed(resource, err);
+      });
+      return call;
+    });
+  }
+}
+
 /**
  * An open connection to etcd for one cluster prefix. Safe to share; close once at shutdown.
  * Every method throws only StoreError.
  */
 export class Store {
   /** The underlying client, for what store/ does not wrap. Its unary calls carry the deadline. */
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   readonly keys: Keys;
   readonly options: ResolvedStoreOptions;
   private closed = false;
@@ -202,7 +244,7 @@ export class Store {
     this.options = options;
     this.keys = new Keys(options.prefix);
     const credentials = etcdCredentials(options.tls);
-    this.client = new Etcd3({
+    this.client = new EtcdClient({
       hosts: [...options.endpoints],
       ...(credentials === undefined ? {} : { credentials }),
       ...(options.auth === undefined
@@ -242,7 +284,7 @@ export class Store {
    */
   async call<T>(
     key: string | undefined,
-    fn: (client: Etcd3) => Promise<T>,
+    fn: (client: EtcdClient) => Promise<T>,
     op: StoreOperation = 'other',
   ): Promise<T> {
     return (await this.callResending(key, fn, op, RESENDABLE.has(op))).value;
@@ -256,7 +298,7 @@ export class Store {
    */
   async callResending<T>(
     key: string | undefined,
-    fn: (client: Etcd3) => Promise<T>,
+    fn: (client: EtcdClient) => Promise<T>,
     op: StoreOperation,
     resend = true,
   ): Promise<Resent<T>> {

@@ -32,6 +32,7 @@ export {
   openStore,
   resolveStoreOptions,
   Store,
+  type EtcdClient,
   type KeyValue,
   type Listing,
   type ResolvedStoreOptions,
@@ -40,7 +41,9 @@ export {
   type StoreRequest,
   type StoreAuth,
   type Versioned,
+  type WatchStream,
 } from './client.js';
+export type { WatchEvent, WatchRequest, WatchResponse } from './watch-codec.js';
 export { etcdCredentials, type StoreTls } from './tls.js';
 export {
   enableEtcdAuth,

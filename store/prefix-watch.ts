@@ -4,10 +4,10 @@
  * changes older than its replica's mirror holds. Changes arrive as plain records of keys and
  * bytes; the consumer decodes what it needs. (The mirror and the agents use WatchCache.)
  */
-import type { IEvent, IWatchResponse } from 'etcd3';
-import { big, type Store } from './client.js';
+import type { Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
 import { prefixRangeEnd } from './keys.js';
+import type { WatchEvent, WatchResponse } from './watch-codec.js';
 
 /** One change under the prefix. */
 export interface PrefixChange {
@@ -46,9 +46,7 @@ export async function watchPrefix(
   from: bigint,
   handlers: PrefixWatchHandlers,
 ): Promise<PrefixWatch> {
-  const stream = await store.call(prefix, (c) => c.watchClient.watch(), 'watch');
-  // etcd3 types the call as a bare duplex; gRPC's client stream underneath is a Node stream.
-  const flow = stream as unknown as { pause?: () => void; resume?: () => void };
+  const stream = await store.call(prefix, (c) => c.watchStream(), 'watch');
   let done = false;
   const end = (err: StoreError, compactRevision?: bigint): void => {
     if (done) return;
@@ -56,33 +54,28 @@ export async function watchPrefix(
     stream.cancel();
     handlers.ended(err, compactRevision);
   };
-  stream.on('data', (res: IWatchResponse) => {
+  stream.on('data', (res: WatchResponse) => {
     if (done) return;
-    const compacted = big(res.compact_revision);
+    const compacted = res.compactRevision;
     if (compacted > 0n) {
       return end(new StoreError('compacted', `revision ${from} has been compacted`), compacted);
     }
     if (res.canceled) {
-      return end(new StoreError('unavailable', `etcd canceled the watch: ${res.cancel_reason}`));
+      return end(new StoreError('unavailable', `etcd canceled the watch: ${res.cancelReason}`));
     }
     if (res.created) handlers.created();
     if (res.events.length === 0) return;
-    if (!handlers.changes(res.events.map(toChange))) flow.pause?.();
+    if (!handlers.changes(res.events.map(toChange))) stream.pause();
   });
   stream.on('error', (err) => end(toStoreError(err, prefix)));
   stream.on('end', () => end(new StoreError('unavailable', 'the etcd watch stream ended')));
   const start = Buffer.from(prefix);
   stream.write({
-    create_request: {
-      key: start,
-      range_end: prefixRangeEnd(start),
-      ...(from > 0n ? { start_revision: from.toString() } : {}),
-      prev_kv: true,
-    },
+    create: { key: start, rangeEnd: prefixRangeEnd(start), startRevision: from, prevKv: true },
   });
   return {
-    pause: () => flow.pause?.(),
-    resume: () => flow.resume?.(),
+    pause: () => stream.pause(),
+    resume: () => stream.resume(),
     cancel: () => {
       done = true;
       stream.cancel();
@@ -90,12 +83,11 @@ export async function watchPrefix(
   };
 }
 
-function toChange(ev: IEvent): PrefixChange {
-  const isDelete = String(ev.type).toUpperCase() === 'DELETE';
+function toChange(ev: WatchEvent): PrefixChange {
   return {
-    type: isDelete ? 'delete' : 'put',
-    key: ev.kv.key.toString('utf8'),
-    value: isDelete ? ev.prev_kv?.value : ev.kv.value,
-    revision: big(ev.kv.mod_revision),
+    type: ev.type,
+    key: ev.kv.key,
+    value: ev.type === 'delete' ? ev.prev?.value : ev.kv.value,
+    revision: ev.kv.modRevision,
   };
 }

@@ -1,5 +1,4 @@
 import test from 'ava';
-import type { Etcd3 } from 'etcd3';
 import {
   atomicTxn,
   ConflictError,
@@ -9,6 +8,7 @@ import {
   Store,
   StoreError,
   resolveStoreOptions,
+  type EtcdClient,
   type Fence,
   type StoreOperation,
 } from '../../store/index.js';
@@ -127,7 +127,7 @@ class DeposedAfterFirstTxn extends Store {
   }
   override async callResending<T>(
     key: string | undefined,
-    fn: (client: Etcd3) => Promise<T>,
+    fn: (client: EtcdClient) => Promise<T>,
     op: StoreOperation,
     resend?: boolean,
   ): Promise<Resent<T>> {

@@ -71,21 +71,45 @@ interface ScaleOptions {
   readonly scaleOnly: boolean;
 }
 
+const USAGE = `usage: npm run bench:scale -- [options]
+  --machines N          simulated machines (5000)
+  --count N, --units N  instances of web@.service to scale to (100000)
+  --lose N              machines lost in step 4 (50)
+  --step-timeout S      seconds each step may take (300)
+  --reschedule-rate R   the schedulers' --reschedule-rate (their default)
+  --cpu-quota F         a slow host: etcd, each replica and the simulator at F of one core
+  --scale-only          stop after the scale up (leases, leaders, event-loop delay)
+  --keep                keep the work directory with the logs
+  --hold S              leave the cluster up S seconds after the scale, to try flotctl by hand
+  -h, --help            print this`;
+
+const OPTIONS = {
+  machines: { type: 'string' },
+  count: { type: 'string' },
+  units: { type: 'string' },
+  lose: { type: 'string' },
+  'step-timeout': { type: 'string' },
+  'reschedule-rate': { type: 'string' },
+  keep: { type: 'boolean' },
+  hold: { type: 'string' },
+  'cpu-quota': { type: 'string' },
+  'scale-only': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The options; the usage on `--help` (exit 0) or on an option it does not know (exit 2). */
 function parseOptions(): ScaleOptions {
-  const { values } = parseArgs({
-    options: {
-      machines: { type: 'string' },
-      count: { type: 'string' },
-      units: { type: 'string' },
-      lose: { type: 'string' },
-      'step-timeout': { type: 'string' },
-      'reschedule-rate': { type: 'string' },
-      keep: { type: 'boolean' },
-      hold: { type: 'string' },
-      'cpu-quota': { type: 'string' },
-      'scale-only': { type: 'boolean' },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({ options: OPTIONS }));
+  } catch (err) {
+    console.error(`bench:scale: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help === true) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const int = (raw: string | undefined, fallback: number, what: string): number => {
     const n = raw === undefined ? fallback : Number(raw);
     if (!Number.isInteger(n) || n < 0) throw new Error(`--${what}: expected a whole number`);

@@ -150,7 +150,7 @@ function alikeUnit(cluster: ApiCluster, name: string, unit: Unit): PlannerUnit |
   const template = templateOf(name);
   if (desired === undefined || template === undefined || !sharedByInstances(unit)) return undefined;
   if ((cluster.mirror.placements.get(name)?.size ?? 0) > 0) return undefined;
-  const def = cluster.definitions.shared(unit);
+  const def = cluster.definitions.sharedOnce(unit);
   if (isInvalidUnit(def)) return undefined;
   return { name, template, fleet: def.fleet, resources: def.service.resources, desired };
 }

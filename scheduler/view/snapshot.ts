@@ -68,12 +68,20 @@ export class DefinitionCache {
     // The mirror hands out one object per record version: most calls are answered by it.
     const known = this.byRecord.get(unit);
     if (known !== undefined) return known;
-    const found = this.lookUp(unit);
+    const found = this.sharedOnce(unit);
     this.byRecord.set(unit, found);
     return found;
   }
 
-  private lookUp(unit: Unit): UnitDefinition | InvalidUnit {
+  /**
+   * {@link shared} for a record made for one request (the instance records a scale composes
+   * for admission, a copy of a record under another name): found by content, not remembered
+   * per record. A weak map entry for an object that dies young is dear: making 2 million
+   * short-lived objects took 2.4-3.1 s with each entered in a weak map, 1.0-1.1 s without (on
+   * this project's 2-core benchmark machine), and admission's look at one scale to 100,000
+   * made 137,000 of them.
+   */
+  sharedOnce(unit: Unit): UnitDefinition | InvalidUnit {
     const owner = sharedByInstances(unit) ? (templateOf(unit.name) ?? unit.name) : unit.name;
     const key = `${owner}\u0000${unit.hash}\u0000${unit.file.length}`;
     const hit = this.map.get(key);
@@ -236,7 +244,7 @@ export function buildSnapshot(
     const unit = records.units.get(name);
     const desired = unit === undefined ? undefined : activeDesired(unit);
     if (unit === undefined || desired === undefined) continue;
-    const def = definitions.get({ ...unit, name });
+    const def = definitions.get(unit.name === name ? unit : { ...unit, name });
     if (isInvalidUnit(def)) {
       invalid.push(def);
       hidden.add(name);

@@ -264,36 +264,54 @@ export class Keys {
    * (another prefix, an unknown directory, a malformed placement or state key).
    */
   parse(key: string): ParsedKey | undefined {
+    // Every change a watch delivers is parsed here (hundreds of thousands in a big scale), so
+    // it reads the key in place: no copy of its tail, no array of its segments.
     if (!key.startsWith(this.prefix)) return undefined;
-    const rest = key.slice(this.prefix.length);
-    for (const kind of Object.keys(KIND_DIRS) as KeyKind[]) {
-      const dir = KIND_DIRS[kind];
-      if (!rest.startsWith(dir)) continue;
-      const tail = rest.slice(dir.length);
-      if (tail === '') return undefined;
-      if (kind === 'election') return { kind, name: tail };
+    const at = this.prefix.length;
+    for (const [kind, dir] of KIND_ENTRIES) {
+      if (!key.startsWith(dir, at)) continue;
+      const start = at + dir.length;
+      if (start === key.length) return undefined;
+      if (kind === 'election') return { kind, name: key.slice(start) };
       if (kind === 'placement') {
-        const parts = tail.split('/');
-        const [machine, name] = parts;
-        if (parts.length !== 2 || !machine || !name) return undefined;
-        return { kind, machine, name };
+        const [machine, name] = segments(key, start, 2);
+        return machine === undefined || name === undefined ? undefined : { kind, machine, name };
       }
       if (kind === 'endpoint') {
-        const parts = tail.split('/');
-        const [machine, service, name, port] = parts;
-        if (parts.length !== 4 || !service || !machine || !name || !port) return undefined;
-        return { kind, service, machine, name, port };
+        const [machine, service, name, port] = segments(key, start, 4);
+        if (machine === undefined || service === undefined || name === undefined) return undefined;
+        return port === undefined ? undefined : { kind, service, machine, name, port };
       }
       if (kind === 'state') {
-        const parts = tail.split('/');
-        const [machine, name, mark] = parts;
-        if (!machine || !name || parts.length > 3) return undefined;
-        if (parts.length === 2) return { kind, machine, name };
+        const [machine, name, mark] = segments(key, start, 3, 2);
+        if (machine === undefined || name === undefined) return undefined;
+        if (mark === undefined) return { kind, machine, name };
         return mark === GLOBAL_MARK ? { kind, machine, name, global: true } : undefined;
       }
-      return tail.includes('/') ? undefined : { kind, name: tail };
+      return key.includes('/', start) ? undefined : { kind, name: key.slice(start) };
     }
-    return parseLegacy(rest);
+    return parseLegacy(key.slice(at));
+  }
+}
+
+const KIND_ENTRIES = Object.entries(KIND_DIRS) as [KeyKind, string][];
+
+const NO_SEGMENTS: readonly never[] = [];
+
+/**
+ * The `/`-separated segments of `key` from `start`: exactly `most` of them, or at least
+ * `least` (default: `most`), each non-empty; otherwise none.
+ */
+function segments(key: string, start: number, most: number, least = most): readonly string[] {
+  const out: string[] = [];
+  let from = start;
+  for (;;) {
+    const slash = key.indexOf('/', from);
+    const end = slash < 0 ? key.length : slash;
+    if (end === from || out.length === most) return NO_SEGMENTS;
+    out.push(key.slice(from, end));
+    if (slash < 0) return out.length >= least ? out : NO_SEGMENTS;
+    from = slash + 1;
   }
 }
 

@@ -38,6 +38,20 @@ test('keys live under the normalised prefix and parse back to their kind', (t) =
   t.is(keys.parse('/other/units/a.service'), undefined);
   t.is(keys.parse('/c1/placements/m1'), undefined);
   t.is(keys.parse('/c1/units/a/b'), undefined);
+  // Malformed: a directory alone, an empty or extra segment, a trailing slash.
+  for (const bad of [
+    '/c1/units/',
+    '/c1/election/',
+    '/c1/placements/m1/',
+    '/c1/placements//web@1.service',
+    '/c1/placements/m1/web@1.service/',
+    '/c1/placements/m1/web@1.service/x',
+    '/c1/unit-states/m1/a.service/',
+    '/c1/unit-endpoints/m1/api/web.service',
+    '/c1/unit-endpoints/m1/api//http',
+    '/c1/unit-endpoints/m1/api/web.service/http/',
+  ])
+    t.is(keys.parse(bad), undefined, bad);
 });
 
 test("a Global unit's copy has its own state key per machine, parsed back with the machine", (t) => {

@@ -214,7 +214,7 @@ export class EtcdClient extends Etcd3 {
       const call = client.makeBidiStreamRequest(
         WATCH_METHOD,
         encodeWatchRequest,
-        decodeWatchResponse,
+        (buf: Buffer) => this.noteRefusal(decodeWatchResponse(buf)),
         metadata,
         {},
       );
@@ -224,6 +224,27 @@ export class EtcdClient extends Etcd3 {
       return call;
     });
   }
+
+  /**
+   * A watch etcd cancels for "invalid auth token" (a member that restarted has forgotten the
+   * tokens it knew) drops the cached token, so the watch opened next authenticates again.
+   * etcd3 does so only for unary calls: a watch reopened with the same token was refused
+   * again and again, its retries backing off, until some unary call refreshed it.
+   */
+  private noteRefusal(res: WatchResponse): WatchResponse {
+    if (res.canceled && res.cancelReason.includes(INVALID_AUTH_TOKEN)) {
+      (this.pool as unknown as EtcdPoolInternals).authenticator.invalidateMetadata();
+    }
+    return res;
+  }
+}
+
+/** etcd's reason for refusing a token it does not know. */
+const INVALID_AUTH_TOKEN = 'invalid auth token';
+
+/** The part of etcd3's connection pool that its types keep private (etcd3 1.1). */
+interface EtcdPoolInternals {
+  readonly authenticator: { invalidateMetadata(): void };
 }
 
 /**

@@ -17,14 +17,10 @@
  * and takes each daemon's event-loop delay p99 (bench/scale-load.ts): a big scale must cost
  * no lease and no leader, however slow the host.
  *
- * Flags: `--machines` (5000), `--count` or `--units` (100000), `--lose` (50), `--step-timeout`
- * seconds (300), `--reschedule-rate` (the scheduler's default unless given), `--keep` (keep the work
- * dir with the scheduler logs), `--hold` seconds (leave the cluster up after scaling, to try
- * flotctl against it by hand), `--cpu-quota F` (a slow host: etcd, each replica and this
- * process with its simulated machines and agents, and so the flotctl runs it starts, each at
- * most F of one core, through testkit/cpu-quota.ts; root and cgroup v1 `cpu` needed),
- * `--scale-only` (stop after step 1, the scale with its leases, leaders and event-loop delay:
- * the chaos suite's Overload case runs it so). Prints a table, then one JSON line. Run with
+ * Flags: USAGE below (`--help`). `--cpu-quota F` runs etcd, each replica and this process
+ * with its simulated machines and agents (and so the flotctl runs it starts) at most F of one
+ * core each, through testkit/cpu-quota.ts (root and cgroup v1 `cpu` needed); the chaos
+ * suite's Overload case runs it with `--scale-only`. Prints a table, then one JSON line. Run with
  * `npm run bench:scale`; try it small first: `-- --machines 200 --count 4000`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';

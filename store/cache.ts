@@ -15,7 +15,6 @@ import { pastDeadline } from '../lib/sliced.js';
 import type { KeyValue, Store, WatchStream } from './client.js';
 import type { WatchEvent, WatchResponse } from './watch-codec.js';
 import { StoreError, toStoreError } from './errors.js';
-import { prefixRangeEnd } from './keys.js';
 import { Listeners, Waker, type Unsubscribe } from './listeners.js';
 import type { RecordCodec } from './records.js';
 
@@ -433,14 +432,8 @@ export class WatchCache<T> {
       stream.on('end', () =>
         finish('dropped', new StoreError('unavailable', 'watch stream ended')),
       );
-      const start = Buffer.from(this.prefix);
       stream.write({
-        create: {
-          key: start,
-          rangeEnd: prefixRangeEnd(start),
-          startRevision: this.rev + 1n,
-          progressNotify: true,
-        },
+        create: { prefix: this.prefix, startRevision: this.rev + 1n, progressNotify: true },
       });
     });
   }

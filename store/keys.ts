@@ -265,7 +265,7 @@ export class Keys {
    */
   parse(key: string): ParsedKey | undefined {
     // Every change a watch delivers is parsed here (hundreds of thousands in a big scale), so
-    // it reads the key in place: no copy of its tail, no array of its segments.
+    // it reads the key in place: the kinds listed once, no copy of its tail, no split.
     if (!key.startsWith(this.prefix)) return undefined;
     const at = this.prefix.length;
     for (const [kind, dir] of KIND_ENTRIES) {

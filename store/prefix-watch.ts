@@ -6,7 +6,6 @@
  */
 import type { Store } from './client.js';
 import { StoreError, toStoreError } from './errors.js';
-import { prefixRangeEnd } from './keys.js';
 import type { WatchEvent, WatchResponse } from './watch-codec.js';
 
 /** One change under the prefix. */
@@ -69,10 +68,7 @@ export async function watchPrefix(
   });
   stream.on('error', (err) => end(toStoreError(err, prefix)));
   stream.on('end', () => end(new StoreError('unavailable', 'the etcd watch stream ended')));
-  const start = Buffer.from(prefix);
-  stream.write({
-    create: { key: start, rangeEnd: prefixRangeEnd(start), startRevision: from, prevKv: true },
-  });
+  stream.write({ create: { prefix, startRevision: from, prevKv: true } });
   return {
     pause: () => stream.pause(),
     resume: () => stream.resume(),

@@ -12,6 +12,7 @@
  * so fields a newer etcd adds are ignored as protobuf requires.
  */
 import type { KeyValue } from './client.js';
+import { prefixRangeEnd } from './keys.js';
 
 /** The gRPC method the codec is for. */
 export const WATCH_METHOD = '/etcdserverpb.Watch/Watch';
@@ -40,8 +41,8 @@ export interface WatchResponse {
 export type WatchRequest =
   | {
       readonly create: {
-        readonly key: Buffer;
-        readonly rangeEnd: Buffer;
+        /** Every key under it is watched. */
+        readonly prefix: string;
         /** 0n (or absent): from now. */
         readonly startRevision?: bigint;
         readonly progressNotify?: boolean;
@@ -59,9 +60,10 @@ const FIXED32 = 5;
 export function encodeWatchRequest(request: WatchRequest): Buffer {
   if ('progress' in request) return Buffer.from([tag(3, BYTES), 0]);
   const c = request.create;
+  const key = Buffer.from(c.prefix);
   const body: number[] = [];
-  pushBytes(body, 1, c.key);
-  pushBytes(body, 2, c.rangeEnd);
+  pushBytes(body, 1, key);
+  pushBytes(body, 2, prefixRangeEnd(key));
   if ((c.startRevision ?? 0n) > 0n) {
     body.push(tag(3, VARINT));
     pushVarint(body, c.startRevision ?? 0n);

@@ -28,12 +28,13 @@ const watch = (definition['etcdserverpb.Watch'] as unknown as { Watch: MethodCod
 const MAX_INT64 = 2n ** 63n - 1n;
 
 test('a create request reads back through the schema with every field it set', (t) => {
-  const key = Buffer.from('/flotilla/units/');
+  const prefix = '/flotilla/units/';
+  const key = Buffer.from(prefix);
   const rangeEnd = Buffer.from('/flotilla/units0');
   for (const startRevision of [0n, 1n, 127n, 128n, 2n ** 49n + 3n, MAX_INT64]) {
     const decoded = watch.requestDeserialize(
       encodeWatchRequest({
-        create: { key, rangeEnd, startRevision, progressNotify: true, prevKv: true },
+        create: { prefix, startRevision, progressNotify: true, prevKv: true },
       }),
     );
     const create = decoded['create_request'] as Record<string, unknown>;
@@ -43,7 +44,7 @@ test('a create request reads back through the schema with every field it set', (
     t.true(create['progress_notify']);
     t.true(create['prev_kv']);
   }
-  const plain = watch.requestDeserialize(encodeWatchRequest({ create: { key, rangeEnd } }))[
+  const plain = watch.requestDeserialize(encodeWatchRequest({ create: { prefix } }))[
     'create_request'
   ] as Record<string, unknown>;
   t.is(plain['start_revision'], '0');

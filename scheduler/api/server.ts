@@ -39,6 +39,7 @@ import { resumeRescheduling } from './rescheduling.js';
 import { listSchedulers } from './schedulers.js';
 import { addReflection, API_SERVICES } from './reflection.js';
 import { scale } from './scale.js';
+import { summarizeInstances } from './instance-summary.js';
 import { listEndpoints, listServices } from './services.js';
 import { submitUnits } from './submit.js';
 import { createSecret, deleteSecret, listSecrets } from './secrets.js';
@@ -128,6 +129,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       listUnits(cluster, req, visible, rights),
     ),
     scale: unary(ctx, 'Units.Scale', (req, _v, rights) => scale(cluster, req, rights)),
+    summarizeInstances: unary(ctx, 'Units.SummarizeInstances', (req) =>
+      summarizeInstances(cluster, req),
+    ),
     plan: unary(ctx, 'Units.Plan', (req, _v, rights) => planUnits(cluster, req, rights)),
     updateUnit: unary(ctx, 'Units.UpdateUnit', (req, _v, rights) =>
       updateUnit(cluster, req, rights),

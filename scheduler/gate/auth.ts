@@ -23,6 +23,7 @@ import type {
   PlanRequest,
   RollbackRequest,
   ScaleRequest,
+  SummarizeInstancesRequest,
   SetDesiredStateRequest,
   SubmitUnitsRequest,
   UpdateUnitRequest,
@@ -81,6 +82,10 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   'Units.DestroyUnits': rule<DestroyUnitsRequest>(true, ['destroy'], (r) => r.names),
   // The canonical name, the one scale acts on (`web` is `web@.service`).
   'Units.Scale': rule<ScaleRequest>(true, ['scale'], (r) => [canonicalTemplate(r.template)]),
+  // Counting a template's instances reads all of them.
+  'Units.SummarizeInstances': rule<SummarizeInstancesRequest>(false, ['read'], (r) => [
+    instancesGlob(canonicalTemplate(r.template)),
+  ]),
   'Units.GetUnit': rule<GetUnitRequest>(false, ['read'], (r) => [r.name]),
   'Units.ListUnits': rule<ListUnitsRequest>(false, ['read'], (r) => pattern(r.nameGlob), true),
   'Units.Plan': rule<PlanRequest>(false, ['read'], (r) => [
@@ -125,6 +130,12 @@ export function canonicalTemplate(raw: string): string {
   if (raw !== '' && !raw.includes('@') && !raw.includes('.')) return `${raw}@.service`;
   if (raw.endsWith('@')) return `${raw}.service`;
   return raw;
+}
+
+/** The glob of a template's instances: `web@.service` -> `web@*.service`. */
+function instancesGlob(template: string): string {
+  const at = template.indexOf('@');
+  return at < 0 ? template : `${template.slice(0, at + 1)}*${template.slice(at + 1)}`;
 }
 
 /** Unmapped methods: admin only, and audited as writes (they may be). */

@@ -81,6 +81,8 @@ interface Rig {
   scale(who: Who, template: string, count: number): Promise<unknown>;
   plan(who: Who, names: string[]): Promise<PlanResponse>;
   status(who: Who, name: string): Promise<{ summary: string; reasons: string[] }>;
+  /** SummarizeInstances of `template`'s instances 1..`count`: how many run. */
+  summarize(who: Who, template: string, count: number): Promise<{ wanted: number }>;
 }
 
 async function rig(t: ExecutionContext): Promise<Rig> {
@@ -129,6 +131,14 @@ async function rig(t: ExecutionContext): Promise<Rig> {
     scale: (who, template, count) =>
       call(who, client.scale, { template, count, allowPending: true, dryRun: false }),
     plan: (who, names) => call(who, client.plan, { ...PlanRequest.create(), names }),
+    summarize: (who, template, count) =>
+      call(who, client.summarizeInstances, {
+        template,
+        sinceRevision: 0n,
+        instances: [{ first: 1, last: count }],
+        started: [],
+        destroyed: [],
+      }),
     status: async (who, name) => {
       const s = await call(who, client.getUnit, { name });
       return {
@@ -289,6 +299,21 @@ test('scale authorizes the canonical name it acts on: "web" is web@.service', as
   t.is(await storedInstances(r.store, 'web@.service'), 2, 'two instances of the template');
   // A grant on the literal name "db" is no grant on the template db@.service it scales.
   t.deepEqual(ruleOf('Units.Scale').units?.({ template: 'db', count: 1 }), ['db@.service']);
+});
+
+test('counting the instances of a template needs read on all of them: the viewer of web@* counts web@.service, not db@.service', async (t) => {
+  const r = await rig(t);
+  await r.submit('admin', 'web@.service', imageUnit());
+  await r.submit('admin', 'db@.service', imageUnit());
+  await r.scale('admin', 'web', 2);
+  t.is((await r.summarize('viewer', 'web', 2)).wanted, 2);
+  await refused(
+    t,
+    r,
+    r.summarize('viewer', 'db@.service', 2),
+    /may not read \(Units\.SummarizeInstances\): no role of it grants read on db@\*\.service/,
+  );
+  t.deepEqual(ruleOf('Units.SummarizeInstances').units?.({ template: 'db' }), ['db@*.service']);
 });
 
 test('plan and status show the viewer of web@* no name of db.service', async (t) => {

@@ -247,6 +247,64 @@ export interface ScaleResponse {
   warnings: string[];
 }
 
+export interface SummarizeInstancesRequest {
+  /** The template, e.g. web@.service. */
+  template: string;
+  /**
+   * The scale's revision: the answer is read at or after it (the replica waits for its copy
+   * of the cluster to show it), and failures and pending reasons written after it are news.
+   */
+  sinceRevision: bigint;
+  /** Instances that should run (a scale's `instances`): counted by how they are doing. */
+  instances: InstanceRange[];
+  /**
+   * Of those, the ones the scale started: a failure or pending reason they show from before
+   * since_revision is an earlier life's, not yet an answer.
+   */
+  started: InstanceRange[];
+  /**
+   * Instances that should be gone (a scale's `destroyed`): counted while still placed or
+   * running. At most 100,000 ranges in each list and 2,000,000 numbers in all.
+   */
+  destroyed: InstanceRange[];
+}
+
+/**
+ * A template's instances by how they are doing, read at one revision or over a few (a large
+ * template is counted in slices of the replica's time).
+ */
+export interface InstanceSummary {
+  revision: bigint;
+  /** Instances asked about (the request's `instances`). */
+  wanted: number;
+  /** Running on their placement's machine, reported active, on the template's current file. */
+  launched: number;
+  /** Placed, not (yet) launched; failed ones included. */
+  placed: number;
+  /** Not placed, with reasons: they cannot be placed now. */
+  pending: number;
+  /**
+   * Of those, the ones whose reasons are news (written after since_revision, or the scale did
+   * not start them): the reasons are the answer.
+   */
+  pendingFinal: number;
+  /** One pending instance's reasons, e.g. "0/3 machines: 3 lack region=us". */
+  pendingSummary: string;
+  /**
+   * Failed on their placement's machine, reported after since_revision or not started by the
+   * scale.
+   */
+  failed: number;
+  /** The first of those by number, at most 10: each agent's report. */
+  failures: UnitState[];
+  /** Asked about but no longer submitted (destroyed while the client waited). */
+  missing: number;
+  /** Of the request's `destroyed`, those still placed or running. */
+  stopping: number;
+  /** Their numbers: a client asks about these alone next time. */
+  stoppingRanges: InstanceRange[];
+}
+
 export interface PlanRequest {
   /** Unit files to plan as if submitted and started; they may replace existing units. */
   files: UnitFile[];
@@ -2417,6 +2475,429 @@ export const ScaleResponse: MessageFns<ScaleResponse> = {
   },
 };
 
+function createBaseSummarizeInstancesRequest(): SummarizeInstancesRequest {
+  return { template: "", sinceRevision: 0n, instances: [], started: [], destroyed: [] };
+}
+
+export const SummarizeInstancesRequest: MessageFns<SummarizeInstancesRequest> = {
+  encode(message: SummarizeInstancesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.template !== "") {
+      writer.uint32(10).string(message.template);
+    }
+    if (message.sinceRevision !== 0n) {
+      if (BigInt.asIntN(64, message.sinceRevision) !== message.sinceRevision) {
+        throw new globalThis.Error("value provided for field message.sinceRevision of type int64 too large");
+      }
+      writer.uint32(16).int64(message.sinceRevision);
+    }
+    for (const v of message.instances) {
+      InstanceRange.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.started) {
+      InstanceRange.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.destroyed) {
+      InstanceRange.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SummarizeInstancesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSummarizeInstancesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.template = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sinceRevision = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.instances.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.started.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.destroyed.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SummarizeInstancesRequest {
+    return {
+      template: isSet(object.template) ? globalThis.String(object.template) : "",
+      sinceRevision: isSet(object.sinceRevision)
+        ? BigInt(object.sinceRevision)
+        : isSet(object.since_revision)
+        ? BigInt(object.since_revision)
+        : 0n,
+      instances: globalThis.Array.isArray(object?.instances)
+        ? object.instances.map((e: any) => InstanceRange.fromJSON(e))
+        : [],
+      started: globalThis.Array.isArray(object?.started)
+        ? object.started.map((e: any) => InstanceRange.fromJSON(e))
+        : [],
+      destroyed: globalThis.Array.isArray(object?.destroyed)
+        ? object.destroyed.map((e: any) => InstanceRange.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SummarizeInstancesRequest): unknown {
+    const obj: any = {};
+    if (message.template !== "") {
+      obj.template = message.template;
+    }
+    if (message.sinceRevision !== 0n) {
+      obj.sinceRevision = message.sinceRevision.toString();
+    }
+    if (message.instances?.length) {
+      obj.instances = message.instances.map((e) => InstanceRange.toJSON(e));
+    }
+    if (message.started?.length) {
+      obj.started = message.started.map((e) => InstanceRange.toJSON(e));
+    }
+    if (message.destroyed?.length) {
+      obj.destroyed = message.destroyed.map((e) => InstanceRange.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SummarizeInstancesRequest>, I>>(base?: I): SummarizeInstancesRequest {
+    return SummarizeInstancesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SummarizeInstancesRequest>, I>>(object: I): SummarizeInstancesRequest {
+    const message = createBaseSummarizeInstancesRequest();
+    message.template = object.template ?? "";
+    message.sinceRevision = (object.sinceRevision !== undefined && object.sinceRevision !== null)
+      ? BigInt(object.sinceRevision)
+      : 0n;
+    message.instances = object.instances?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.started = object.started?.map((e) => InstanceRange.fromPartial(e)) || [];
+    message.destroyed = object.destroyed?.map((e) => InstanceRange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseInstanceSummary(): InstanceSummary {
+  return {
+    revision: 0n,
+    wanted: 0,
+    launched: 0,
+    placed: 0,
+    pending: 0,
+    pendingFinal: 0,
+    pendingSummary: "",
+    failed: 0,
+    failures: [],
+    missing: 0,
+    stopping: 0,
+    stoppingRanges: [],
+  };
+}
+
+export const InstanceSummary: MessageFns<InstanceSummary> = {
+  encode(message: InstanceSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
+      writer.uint32(8).int64(message.revision);
+    }
+    if (message.wanted !== 0) {
+      writer.uint32(16).int32(message.wanted);
+    }
+    if (message.launched !== 0) {
+      writer.uint32(24).int32(message.launched);
+    }
+    if (message.placed !== 0) {
+      writer.uint32(32).int32(message.placed);
+    }
+    if (message.pending !== 0) {
+      writer.uint32(40).int32(message.pending);
+    }
+    if (message.pendingFinal !== 0) {
+      writer.uint32(48).int32(message.pendingFinal);
+    }
+    if (message.pendingSummary !== "") {
+      writer.uint32(58).string(message.pendingSummary);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(64).int32(message.failed);
+    }
+    for (const v of message.failures) {
+      UnitState.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.missing !== 0) {
+      writer.uint32(80).int32(message.missing);
+    }
+    if (message.stopping !== 0) {
+      writer.uint32(88).int32(message.stopping);
+    }
+    for (const v of message.stoppingRanges) {
+      InstanceRange.encode(v!, writer.uint32(98).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstanceSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstanceSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.wanted = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.launched = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.placed = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pending = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pendingFinal = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pendingSummary = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.failures.push(UnitState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.missing = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.stopping = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.stoppingRanges.push(InstanceRange.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstanceSummary {
+    return {
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      wanted: isSet(object.wanted) ? globalThis.Number(object.wanted) : 0,
+      launched: isSet(object.launched) ? globalThis.Number(object.launched) : 0,
+      placed: isSet(object.placed) ? globalThis.Number(object.placed) : 0,
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      pendingFinal: isSet(object.pendingFinal)
+        ? globalThis.Number(object.pendingFinal)
+        : isSet(object.pending_final)
+        ? globalThis.Number(object.pending_final)
+        : 0,
+      pendingSummary: isSet(object.pendingSummary)
+        ? globalThis.String(object.pendingSummary)
+        : isSet(object.pending_summary)
+        ? globalThis.String(object.pending_summary)
+        : "",
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      failures: globalThis.Array.isArray(object?.failures)
+        ? object.failures.map((e: any) => UnitState.fromJSON(e))
+        : [],
+      missing: isSet(object.missing) ? globalThis.Number(object.missing) : 0,
+      stopping: isSet(object.stopping) ? globalThis.Number(object.stopping) : 0,
+      stoppingRanges: globalThis.Array.isArray(object?.stoppingRanges)
+        ? object.stoppingRanges.map((e: any) => InstanceRange.fromJSON(e))
+        : globalThis.Array.isArray(object?.stopping_ranges)
+        ? object.stopping_ranges.map((e: any) => InstanceRange.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InstanceSummary): unknown {
+    const obj: any = {};
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.wanted !== 0) {
+      obj.wanted = Math.round(message.wanted);
+    }
+    if (message.launched !== 0) {
+      obj.launched = Math.round(message.launched);
+    }
+    if (message.placed !== 0) {
+      obj.placed = Math.round(message.placed);
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.pendingFinal !== 0) {
+      obj.pendingFinal = Math.round(message.pendingFinal);
+    }
+    if (message.pendingSummary !== "") {
+      obj.pendingSummary = message.pendingSummary;
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.failures?.length) {
+      obj.failures = message.failures.map((e) => UnitState.toJSON(e));
+    }
+    if (message.missing !== 0) {
+      obj.missing = Math.round(message.missing);
+    }
+    if (message.stopping !== 0) {
+      obj.stopping = Math.round(message.stopping);
+    }
+    if (message.stoppingRanges?.length) {
+      obj.stoppingRanges = message.stoppingRanges.map((e) => InstanceRange.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstanceSummary>, I>>(base?: I): InstanceSummary {
+    return InstanceSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstanceSummary>, I>>(object: I): InstanceSummary {
+    const message = createBaseInstanceSummary();
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.wanted = object.wanted ?? 0;
+    message.launched = object.launched ?? 0;
+    message.placed = object.placed ?? 0;
+    message.pending = object.pending ?? 0;
+    message.pendingFinal = object.pendingFinal ?? 0;
+    message.pendingSummary = object.pendingSummary ?? "";
+    message.failed = object.failed ?? 0;
+    message.failures = object.failures?.map((e) => UnitState.fromPartial(e)) || [];
+    message.missing = object.missing ?? 0;
+    message.stopping = object.stopping ?? 0;
+    message.stoppingRanges = object.stoppingRanges?.map((e) => InstanceRange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBasePlanRequest(): PlanRequest {
   return { files: [], names: [], drainMachine: "" };
 }
@@ -3357,6 +3838,21 @@ export const UnitsService = {
     responseSerialize: (value: ScaleResponse): Buffer => Buffer.from(ScaleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ScaleResponse => ScaleResponse.decode(value),
   },
+  /**
+   * How a scale is going, counted: how many of a template's numbered instances run, are
+   * placed, wait or failed, and how many scaled away still run. What `flotctl scale` polls
+   * while it waits on many instances, instead of following each on Events.
+   */
+  summarizeInstances: {
+    path: "/flotilla.v1.Units/SummarizeInstances" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SummarizeInstancesRequest): Buffer =>
+      Buffer.from(SummarizeInstancesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SummarizeInstancesRequest => SummarizeInstancesRequest.decode(value),
+    responseSerialize: (value: InstanceSummary): Buffer => Buffer.from(InstanceSummary.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InstanceSummary => InstanceSummary.decode(value),
+  },
   /** A dry run of the planner on the current cluster; writes nothing. */
   plan: {
     path: "/flotilla.v1.Units/Plan" as const,
@@ -3426,6 +3922,12 @@ export interface UnitsServer extends UntypedServiceImplementation {
   listUnits: handleUnaryCall<ListUnitsRequest, ListUnitsResponse>;
   /** Starts or destroys instances of a template until exactly `count` exist. */
   scale: handleUnaryCall<ScaleRequest, ScaleResponse>;
+  /**
+   * How a scale is going, counted: how many of a template's numbered instances run, are
+   * placed, wait or failed, and how many scaled away still run. What `flotctl scale` polls
+   * while it waits on many instances, instead of following each on Events.
+   */
+  summarizeInstances: handleUnaryCall<SummarizeInstancesRequest, InstanceSummary>;
   /** A dry run of the planner on the current cluster; writes nothing. */
   plan: handleUnaryCall<PlanRequest, PlanResponse>;
   /**
@@ -3546,6 +4048,26 @@ export interface UnitsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ScaleResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * How a scale is going, counted: how many of a template's numbered instances run, are
+   * placed, wait or failed, and how many scaled away still run. What `flotctl scale` polls
+   * while it waits on many instances, instead of following each on Events.
+   */
+  summarizeInstances(
+    request: SummarizeInstancesRequest,
+    callback: (error: ServiceError | null, response: InstanceSummary) => void,
+  ): ClientUnaryCall;
+  summarizeInstances(
+    request: SummarizeInstancesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InstanceSummary) => void,
+  ): ClientUnaryCall;
+  summarizeInstances(
+    request: SummarizeInstancesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InstanceSummary) => void,
   ): ClientUnaryCall;
   /** A dry run of the planner on the current cluster; writes nothing. */
   plan(request: PlanRequest, callback: (error: ServiceError | null, response: PlanResponse) => void): ClientUnaryCall;

@@ -36,6 +36,7 @@ import {
 import {
   ListUnitsRequest,
   type DestroyUnitsResponse,
+  type InstanceSummary,
   type ListUnitsResponse,
   type PlanRequest,
   type PlanResponse,
@@ -44,6 +45,7 @@ import {
   type SetDesiredStateResponse,
   type SubmitUnitsRequest,
   type SubmitUnitsResponse,
+  type SummarizeInstancesRequest,
   type UnitStatus,
   type UpdateUnitRequest,
 } from '../proto/flotilla/v1/units.js';
@@ -267,6 +269,11 @@ export class ApiClient {
     const what = missing.length === 1 ? 'is not a submitted unit' : 'are not submitted units';
     const hint = instances ? ' (nor instances of a submitted template)' : '';
     throw new CliError('refused', `${missing.join(', ')} ${what}${hint}`);
+  }
+
+  /** A template's instances counted by how they are doing (what a large scale's wait polls). */
+  summarizeInstances(req: SummarizeInstancesRequest): Promise<InstanceSummary> {
+    return this.unary((r) => r.units.summarizeInstances.bind(r.units), req, 'idempotent');
   }
 
   getUnit(name: string): Promise<UnitStatus> {

@@ -39,7 +39,7 @@ export const DEFAULT_WAIT_MS = 60_000;
 /** fleetctl's interval between two block attempts. */
 const ATTEMPT_MS = 500;
 /** How long a reason read before our write may stand before it counts as the answer. */
-const STALE_REASON_GRACE_MS = 2_000;
+export const STALE_REASON_GRACE_MS = 2_000;
 
 /** Whether and how long to wait. */
 export interface WaitOptions {
@@ -306,7 +306,7 @@ function minRevision(views: ReadonlyMap<string, UnitView>): bigint {
 }
 
 /** The one progress line on a terminal; lines printed through it clear it first. */
-class Progress {
+export class Progress {
   private shown = false;
   private readonly enabled: boolean;
 

@@ -12,7 +12,8 @@ import {
 import { CliError } from '../errors.js';
 import { parseUnitName } from '../../unit/index.js';
 import { status } from '@grpc/grpc-js';
-import { withClient, type ApiClient } from '../client.js';
+import { withClient, type ApiClient, type UnitListing } from '../client.js';
+import { COUNT_WAIT_OVER, countOutcomeJson, waitForCounts } from '../count-wait.js';
 import { printJson, printWarnings } from '../table.js';
 import { UnitView, type Target } from '../unit-view.js';
 import {
@@ -33,7 +34,9 @@ Makes exactly N numbered instances of a submitted template (web@1.service, web@2
 exist and run: growing starts the lowest free numbers, shrinking destroys the highest. A
 template may be given as web@.service, web@ or web. Waits until the instances run and the
 ones scaled away have stopped; when an instance cannot be placed, prints the scheduler's
-reasons and exits 1.
+reasons and exits 1. Up to 20 instances, a line says where each runs; past that, the wait
+counts them (a progress line on a terminal, then one line per template), and -o json gives
+each template's counts ("templates") instead of each instance ("units").
 
 A scale up is admitted first, before anything is written: over the template's ceiling (the
 schedulers' --max-instances, or a lower MaxInstances= in its [X-Fleet]) it is refused; when
@@ -131,14 +134,14 @@ export const scaleVerb: Verb = {
       });
     }
     return withClient(globals, async (api) => {
-      const views = new Map<string, UnitView>();
-      const targets = new Map<string, Target>();
       const responses: ScaleResponse[] = [];
+      const befores = new Map<string, UnitListing | undefined>();
       let revision = 0n;
       for (const req of requests) {
-        const parsed = parseUnitName(req.template);
-        const glob = `${parsed.prefix}@*.${parsed.type}`;
-        const before = wait.block ? await api.listAllUnits({ nameGlob: glob }) : undefined;
+        // Read before the write, so the wait knows where the instances scaled away ran; only
+        // while few exist, since a wait on many counts them instead.
+        if (wait.block && req.count <= COUNT_WAIT_OVER)
+          befores.set(req.template, await fewInstances(api, req.template));
         const res = await scaleOrExplain(api, req.template, req.count, { allowPending });
         printWarnings(io, res.warnings);
         responses.push(res);
@@ -146,6 +149,30 @@ export const scaleVerb: Verb = {
         if (!json) io.stdout(`${scaleLine(req.template, res)}\n`);
         const a = res.admission;
         if (!json && a !== undefined && a.placeable < a.count) io.stdout(`Pending: ${a.verdict}\n`);
+      }
+      if (!wait.block) {
+        if (json) printJson(io, responses.map(scaledJson));
+        return EXIT_OK;
+      }
+      const few = responses.every((r) => befores.get(r.template) !== undefined);
+      if (!few) {
+        const outcomes = await waitForCounts(api, io, {
+          scales: responses,
+          limitMs: wait.limitMs,
+          quiet: json,
+        });
+        if (json) {
+          printJson(io, {
+            scaled: responses.map(scaledJson),
+            templates: outcomes.map(countOutcomeJson),
+          });
+        }
+        return outcomes.every((o) => o.reached) ? EXIT_OK : EXIT_FAILURE;
+      }
+      const views = new Map<string, UnitView>();
+      const targets = new Map<string, Target>();
+      for (const res of responses) {
+        const before = befores.get(res.template);
         if (before === undefined) continue;
         const listed = new Map(before.units.map((u) => [u.unit?.name ?? '', u]));
         const instances = instanceNames(res.template, res.instances);
@@ -155,10 +182,6 @@ export const scaleVerb: Verb = {
         for (const name of [...instances, ...destroyed]) {
           views.set(name, UnitView.fromStatus(name, listed.get(name), before.revision));
         }
-      }
-      if (!wait.block) {
-        if (json) printJson(io, responses.map(scaledJson));
-        return EXIT_OK;
       }
       const started = new Set(responses.flatMap((r) => instanceNames(r.template, r.started)));
       const unchanged = new Set([...targets.keys()].filter((n) => !started.has(n)));
@@ -180,6 +203,18 @@ export const scaleVerb: Verb = {
     });
   },
 };
+
+/**
+ * The template's units (itself and its instances) when at most {@link COUNT_WAIT_OVER} of
+ * its instances exist, read in one small page; undefined when more do.
+ */
+async function fewInstances(api: ApiClient, template: string): Promise<UnitListing | undefined> {
+  const parsed = parseUnitName(template);
+  const glob = `${parsed.prefix}@*.${parsed.type}`;
+  const page = await api.listUnitsPage({ nameGlob: glob, pageSize: COUNT_WAIT_OVER + 2 });
+  if (page.nextPageToken !== '' || page.units.length > COUNT_WAIT_OVER + 1) return undefined;
+  return { units: page.units, revision: page.revision, warnings: page.warnings };
+}
 
 /**
  * The scale; when its template is not submitted but a plain unit of that name is (`scale

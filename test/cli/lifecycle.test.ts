@@ -265,6 +265,77 @@ test.serial('scale grows and shrinks a template and waits for both directions', 
   );
 });
 
+test.serial(
+  'scale past 20 instances waits by counts, up and down, with one line per template',
+  async (t) => {
+    const { api } = await cluster(t);
+    const dir = await unitDir(t, { 'web@.service': unitText() });
+    await api.run(['submit', `${dir}/web@.service`]);
+    const up = await api.run(['scale', 'web@.service=30']);
+    t.is(up.code, 0, up.stdout + up.stderr);
+    t.is(
+      up.stdout,
+      'Scaled web@.service to 30: started web@{1..30}.service; destroyed none\n' +
+        'web@.service: all 30 instances launched\n',
+    );
+    const states = async (): Promise<UnitState[]> =>
+      (await api.store.listRecords(codecs.state, api.store.keys.dir('state'))).items.map(
+        (s) => s.value,
+      );
+    const running = await states();
+    t.is(running.length, 30, 'every instance reported before flotctl returned');
+    t.true(running.every((s) => s.activeState === 'active'));
+
+    const down = await api.run(['-o', 'json', 'scale', 'web=24']);
+    t.is(down.code, 0, down.stdout + down.stderr);
+    const json = parseJson(t, down.stdout) as {
+      scaled: { destroyed: string[] }[];
+      templates: { template: string; reached: boolean; wanted: number; launched: number }[];
+    };
+    t.is(json.scaled[0]?.destroyed.length, 6);
+    t.like(json.templates[0], {
+      template: 'web@.service',
+      reached: true,
+      wanted: 24,
+      launched: 24,
+    });
+    t.deepEqual(
+      (await states()).map((s) => s.name).filter((n) => /web@(2[5-9]|30)\./.test(n)),
+      [],
+      'the scaled-away instances stopped before flotctl returned',
+    );
+  },
+);
+
+test.serial(
+  'a scale past 20 instances ends at the first failures or pending reasons, naming them',
+  async (t) => {
+    const { api } = await cluster(t, {
+      failing: (n) => (/^web@2[27]\./.test(n) ? 'exec /bin/nope: not found' : undefined),
+      unplaceable: (n) => (n.startsWith('us@') ? '0/2 machines: 2 lack region=us' : undefined),
+    });
+    const dir = await unitDir(t, {
+      'web@.service': unitText(),
+      'us@.service': unitText({ xfleet: { MachineMetadata: 'region=us' } }),
+    });
+    await api.run(['submit', `${dir}/web@.service`, `${dir}/us@.service`]);
+    // Both fail in one round of the agents; the wait may end having seen the first alone.
+    const failed = await api.run(['scale', '--timeout', '60s', 'web=30']);
+    t.is(failed.code, 1, failed.stdout + failed.stderr);
+    t.regex(
+      failed.stderr,
+      /^(1 of 30 instances of web@\.service failed: web@22\.service on machine [0-9a-f]{32}: exec \/bin\/nope: not found|2 of 30 instances of web@\.service failed: web@22\.service on machine [0-9a-f]{32}: exec \/bin\/nope: not found; web@27\.service on machine [0-9a-f]{32}: exec \/bin\/nope: not found)\n$/,
+    );
+    const pending = await api.run(['scale', '--timeout', '60s', '--allow-pending', 'us=25']);
+    t.is(pending.code, 1, pending.stdout + pending.stderr);
+    t.regex(
+      pending.stderr,
+      /^25 of 25 instances of us@\.service cannot be placed: 0\/2 machines: 2 lack region=us\n$/,
+    );
+    t.true(pending.ms < 30_000, `returned after ${pending.ms} ms`);
+  },
+);
+
 test.serial('list-units and status show what runs; -o json of both parses', async (t) => {
   const { api } = await cluster(t);
   await api.run(['start', `${EXAMPLES}hello.service`, `${EXAMPLES}db.service`]);

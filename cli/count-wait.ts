@@ -1,6 +1,6 @@
 /**
  * Waiting on a large scale by counts (more than twenty instances, as Swarm stops drawing a
- * line per task): every half second, each scaled template's instances are counted by the
+ * line per task): every half second (every second past 10,000 instances), each scaled template's instances are counted by the
  * API (Units.SummarizeInstances) and one progress line shows them, instead of following
  * every instance's events. The cost is one small call per template and second, whatever the
  * count, where following 100,000 instances meant 300,000 events through the replica and a
@@ -31,8 +31,10 @@ import { Progress, STALE_REASON_GRACE_MS } from './wait.js';
 
 /** A wait on more instances than this counts them. */
 export const COUNT_WAIT_OVER = 20;
-/** Between two counts, ms (fleetctl's interval between block attempts). */
+/** Between two counts, ms (fleetctl's interval between block attempts)... */
 const POLL_MS = 500;
+/** ...and past this many instances, twice that: each count visits every instance. */
+const SLOWER_OVER = 10_000;
 /** Failures a problem line names. */
 const SHOWN_FAILURES = 3;
 
@@ -87,6 +89,9 @@ export async function waitForCounts(
       last: undefined,
     });
   }
+  let asked = 0;
+  for (const o of open.values()) asked += spanCount(o.req.instances) + o.destroyed;
+  const pollMs = asked > SLOWER_OVER ? 2 * POLL_MS : POLL_MS;
   const outcomes = new Map<string, CountOutcome>();
   const progress = new Progress(io, spec.quiet);
   const settle = (template: string, outcome: Omit<CountOutcome, 'template' | 'summary'>): void => {
@@ -135,7 +140,7 @@ export async function waitForCounts(
           .map(([template, o]) => `${template} ${countsText(o)}`)
           .join('; ')}`,
       );
-      await sleep(POLL_MS, undefined, io.signal === undefined ? {} : { signal: io.signal }).catch(
+      await sleep(pollMs, undefined, io.signal === undefined ? {} : { signal: io.signal }).catch(
         () => undefined,
       );
     }

@@ -67,7 +67,10 @@ export class PlacedStates {
     if (reports === undefined) return undefined;
     const placed = this.placements.get(name);
     let latest: Entry | undefined;
-    for (const [machine, e] of reports) {
+    // By key, not by entry: no [machine, entry] pair per report (a wait's count asks for
+    // every instance's state twice a second).
+    for (const machine of reports.keys()) {
+      const e = reports.get(machine) as Entry;
       if (placed?.has(machine) === true) return e;
       if (latest === undefined || e.modRevision > latest.modRevision) latest = e;
     }

@@ -91,8 +91,12 @@ function* count(
 ): Generator<void, InstanceSummary, undefined> {
   let seen = 0;
   let steps = 0;
-  for (const name of mirror.instances.get(template) ?? []) {
+  // An array walked by index: a generator's for-of over the set made an iterator result per
+  // instance (about 16 bytes each, 100,000 of them per count).
+  const names = [...(mirror.instances.get(template) ?? [])];
+  for (let i = 0; i < names.length; i++) {
     if (++steps % STEP === 0) yield;
+    const name = names[i] as string;
     const n = instanceNumber(name);
     if (n === undefined || !inSpans(instances, n)) continue;
     seen += 1;

@@ -200,7 +200,9 @@ export function countOutcomeJson(o: CountOutcome): Record<string, unknown> {
 
 function reachedLine(template: string, o: Open): string {
   const n = o.last?.wanted ?? 0;
-  const away = o.destroyed === 0 ? '' : `; ${o.destroyed} scaled away stopped`;
+  const d = o.destroyed;
+  if (n === 0) return `${template}: all ${d} instance${d === 1 ? '' : 's'} scaled away stopped`;
+  const away = d === 0 ? '' : `; ${d} scaled away stopped`;
   return `${template}: ${n === 1 ? 'its 1 instance' : `all ${n} instances`} launched${away}`;
 }
 

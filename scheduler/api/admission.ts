@@ -43,7 +43,6 @@ import {
   activeDesired,
   buildSnapshot,
   isInvalidUnit,
-  sharedByInstances,
   type ClusterRecords,
 } from '../view/snapshot.js';
 import { ApiError } from '../gate/errors.js';
@@ -147,12 +146,12 @@ function* fitSteps(
  */
 function alikeUnit(cluster: ApiCluster, name: string, unit: Unit): PlannerUnit | undefined {
   const desired = activeDesired(unit);
-  const template = templateOf(name);
-  if (desired === undefined || template === undefined || !sharedByInstances(unit)) return undefined;
+  if (desired === undefined) return undefined;
   if ((cluster.mirror.placements.get(name)?.size ?? 0) > 0) return undefined;
-  const def = cluster.definitions.sharedOnce(unit);
-  if (isInvalidUnit(def)) return undefined;
-  return { name, template, fleet: def.fleet, resources: def.service.resources, desired };
+  const def = cluster.definitions.sharedAlike(unit);
+  if (def === undefined || isInvalidUnit(def) || def.name.template === '') return undefined;
+  const { fleet, service } = def;
+  return { name, template: def.name.template, fleet, resources: service.resources, desired };
 }
 
 /** What {@link admitScale} needs of a scale. */

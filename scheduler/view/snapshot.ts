@@ -82,8 +82,24 @@ export class DefinitionCache {
    * made 137,000 of them.
    */
   sharedOnce(unit: Unit): UnitDefinition | InvalidUnit {
-    const owner = sharedByInstances(unit) ? (templateOf(unit.name) ?? unit.name) : unit.name;
-    const key = `${owner}\u0000${unit.hash}\u0000${unit.file.length}`;
+    return this.byContent(unit, false) as UnitDefinition | InvalidUnit;
+  }
+
+  /**
+   * {@link sharedOnce} for an instance whose template file places every instance alike; undefined
+   * for any other unit (it must be parsed as itself). Admission asks this of every instance a
+   * scale probes, so it slices the name and builds the key once.
+   */
+  sharedAlike(unit: Unit): UnitDefinition | InvalidUnit | undefined {
+    return this.byContent(unit, true);
+  }
+
+  private byContent(unit: Unit, alikeOnly: boolean): UnitDefinition | InvalidUnit | undefined {
+    const template = templateOf(unit.name);
+    const versionKey = template === undefined ? undefined : templateKey(template, unit);
+    const shared = versionKey !== undefined && alikeByKey(versionKey, unit.file);
+    if (alikeOnly && !shared) return undefined;
+    const key = shared ? versionKey : `${unit.name}\u0000${unit.hash}\u0000${unit.file.length}`;
     const hit = this.map.get(key);
     if (hit !== undefined) return hit;
     let result: UnitDefinition | InvalidUnit;
@@ -113,11 +129,19 @@ const alike = new Map<string, boolean>();
  */
 export function sharedByInstances(unit: Unit): boolean {
   const template = templateOf(unit.name);
-  if (template === undefined) return false;
-  const key = `${template}\u0000${unit.hash}\u0000${unit.file.length}`;
+  return template !== undefined && alikeByKey(templateKey(template, unit), unit.file);
+}
+
+/** A template version's key: its name, and the hash and length of the instance's file. */
+function templateKey(template: string, unit: Unit): string {
+  return `${template}\u0000${unit.hash}\u0000${unit.file.length}`;
+}
+
+/** Whether the template version `key`, whose file is `file`, places every instance alike. */
+function alikeByKey(key: string, file: string): boolean {
   let yes = alike.get(key);
   if (yes === undefined) {
-    yes = placesAlike(unit.file);
+    yes = placesAlike(file);
     if (alike.size >= DEFINITION_CACHE_LIMIT) alike.clear();
     alike.set(key, yes);
   }

@@ -304,6 +304,10 @@ test.serial(
       [],
       'the scaled-away instances stopped before flotctl returned',
     );
+    const none = await api.run(['scale', 'web=0']);
+    t.is(none.code, 0, none.stdout + none.stderr);
+    t.regex(none.stdout, /^web@\.service: all 24 instances scaled away stopped$/m);
+    t.deepEqual(await states(), [], 'nothing runs');
   },
 );
 

@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { openStore, type Store } from '../../store/index.js';
+import { SKIP_FAILED_MS } from '../../store/fault-policy.js';
 import { prefixRangeEnd } from '../../store/keys.js';
 import { etcdForFile, freePorts, uniquePrefix } from '../../testkit/index.js';
 
@@ -37,15 +38,25 @@ test('watches opened one after another land on the endpoint that answers, not on
   const dead = await closedEndpoints(4);
   const store = openStore({ endpoints: [...dead, etcd().endpoint], prefix: uniquePrefix('skip') });
   t.teardown(() => store.close());
+  const started = performance.now();
   const outcomes: boolean[] = [];
   for (let i = 0; i < 20; i++) outcomes.push(await openWatch(store));
+  const elapsedMs = performance.now() - started;
   const failed = outcomes.filter((ok) => !ok).length;
-  t.log(`20 watches over 4 dead endpoints and 1 live: ${failed} failed`);
-  // Picked at random, 4 in 5 would fail; each dead endpoint now fails once, then is passed over.
-  t.true(failed <= dead.length, `${failed} of 20 watches failed`);
+  t.log(
+    `20 watches over 4 dead endpoints and 1 live in ${Math.round(elapsedMs)} ms: ${failed} failed`,
+  );
+  // etcd3 goes round the endpoints in shuffled order: without the skip, 4 in 5 would fail
+  // (16 of 20). A dead endpoint is passed over for SKIP_FAILED_MS after it failed, then tried
+  // again (it may have come back), so each fails at most once per that window: on a quiet
+  // host the 20 watches take well under one window, and at most 4 fail. When a dead endpoint
+  // fails is not fixed: under load (in CI once, and on the development machine beside four busy loops) the fourth
+  // failed among the last 10, its first and only try.
+  const windows = 1 + Math.floor(elapsedMs / SKIP_FAILED_MS);
+  t.true(failed >= 1, 'a dead endpoint was tried');
   t.true(
-    outcomes.slice(-10).every((ok) => ok),
-    'the last 10 watches were all set up',
+    failed <= dead.length * windows,
+    `${failed} of 20 watches failed in ${Math.round(elapsedMs)} ms (${windows} windows of ${SKIP_FAILED_MS} ms)`,
   );
 });
 

@@ -31,6 +31,7 @@ import { canonicalTemplate } from '../gate/auth.js';
 import { ApiError, formatUnitError } from '../gate/errors.js';
 import { isInvalidUnit } from '../view/snapshot.js';
 import { MIRROR_WAIT_MS, type ApiCluster } from './reads.js';
+import { RUNNING_STATES } from './unit-status.js';
 
 /** The most ranges in each of a request's lists. */
 export const MAX_SUMMARY_RANGES = 100_000;
@@ -42,8 +43,6 @@ const MAX_FAILURES = 10;
 const SLICE_MS = 10;
 /** Instances counted between two looks at the clock. */
 const STEP = 256;
-/** Agent active states that count as running (as for the derived `launched`). */
-const RUNNING: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
 
 /** SummarizeInstances; see units.proto and this module's comment. */
 export async function summarizeInstances(
@@ -212,7 +211,7 @@ class Tally {
     for (const machine of placements.keys()) {
       const copy = copies?.get(machine);
       if (copy?.value.activeState === 'failed') return copy;
-      if (copy === undefined || !RUNNING.has(copy.value.activeState)) all = false;
+      if (copy === undefined || !RUNNING_STATES.has(copy.value.activeState)) all = false;
       else if (!sameFile(hash, copy.value.hash)) all = false;
     }
     return all ? 'launched' : undefined;

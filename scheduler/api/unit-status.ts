@@ -11,7 +11,7 @@ import { templateOf, type ClusterMirror } from '../../store/index.js';
 import { isInvalidUnit, type DefinitionCache } from '../view/snapshot.js';
 
 /** Agent active states that count as running for the derived `launched`. */
-const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
+export const RUNNING_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'reloading']);
 
 /** What the mirror holds about one unit beside its record. */
 export interface UnitExtras {
